@@ -1,0 +1,53 @@
+import type { Priority } from '../protocol/constants.js';
+
+/** What a backend learns when a session is bound to it (the `SessionOpened` event). */
+export interface SessionOpenInfo {
+  userId: string;
+  business: string;
+  metadata: Readonly<Record<string, string>>;
+  clientAddress: string;
+  connectionId: string;
+  clientSessionId: number;
+  reattach: boolean;
+}
+
+/**
+ * The proxy's side of a backend link: where commands received from a backend are delivered.
+ * Implemented by the proxy's session registry; `session` is the id the proxy assigned when it opened
+ * the session on the link.
+ */
+export interface BackendCommandSink {
+  deliver(session: number, payload: Buffer, priority: Priority): void;
+  close(session: number, code: number, reason: string): void;
+  subscribe(session: number, topic: string): void;
+  unsubscribe(session: number, topic: string): void;
+  publish(topic: string, payload: Buffer, priority: Priority, excludeSession: number): void;
+  /** The link failed or closed: every session bound to it is gone on the backend side. */
+  linkDown(link: BackendLink, reason: string): void;
+}
+
+export const LinkState = {
+  CONNECTING: 'connecting',
+  READY: 'ready',
+  DOWN: 'down',
+  CLOSED: 'closed',
+} as const;
+export type LinkState = (typeof LinkState)[keyof typeof LinkState];
+
+/**
+ * One long bidirectional stream from this proxy to one backend endpoint, multiplexing every session
+ * routed there. Events are batched: calls made in the same tick travel in one message.
+ */
+export interface BackendLink {
+  readonly endpoint: string;
+  readonly state: LinkState;
+  /** False while the stream's write buffer is over its high-water mark; wait for `onDrain`. */
+  readonly writable: boolean;
+  open(session: number, info: SessionOpenInfo): void;
+  data(session: number, payload: Buffer, priority: Priority): void;
+  closed(session: number, code: number, reason: string): void;
+  /** Calls `fn` once the link is writable again (immediately if it already is). */
+  onDrain(fn: () => void): void;
+  /** Ends the stream; sessions still bound get `linkDown`. */
+  close(): void;
+}

@@ -1,0 +1,182 @@
+import {
+  CONNECTION_FRAMES,
+  DATA_FLAGS_MASK,
+  FLAG_PRIORITY_MASK,
+  FRAME_TYPE_NAMES,
+  FRAME_VERSION,
+  FrameType,
+  HEADER_SIZE,
+  MAGIC,
+  MAX_CONTROL_PAYLOAD,
+  MAX_FRAME_TYPE,
+  MAX_PING_PAYLOAD,
+  WINDOW_UPDATE_SIZE,
+} from './constants.js';
+import { Code } from './codes.js';
+import { ProtocolError } from './errors.js';
+
+/** Receives each complete frame. `payload` may be a view into a pushed chunk: copy it to keep it past the call. */
+export interface FrameSink {
+  onFrame(type: FrameType, flags: number, sessionId: number, payload: Buffer): void;
+}
+
+export interface DecoderLimits {
+  /** Largest DATA payload accepted. */
+  maxPayload: number;
+}
+
+const EMPTY = Buffer.alloc(0);
+
+/**
+ * Push-style incremental frame decoder. Knows nothing about sockets: bytes in through `push`, frames
+ * out through the sink. Headers are validated as soon as their 12 bytes are present, so an oversized
+ * length is refused before a byte of its payload is buffered. Payloads are zero-copy views into the
+ * pushed chunk unless a frame spans chunks, in which case exactly that frame is copied once.
+ *
+ * On the first violation `push` throws a {@link ProtocolError} (connection-scoped: the stream cannot be
+ * resynchronised) and every later call throws it again.
+ */
+export class FrameDecoder {
+  private readonly chunks: Buffer[] = [];
+  private buffered = 0;
+  /** -1 while waiting for a header; otherwise the payload length of the frame whose header was read. */
+  private pendingLength = -1;
+  private pendingType: FrameType = FrameType.DATA;
+  private pendingFlags = 0;
+  private pendingSession = 0;
+  private failure: ProtocolError | null = null;
+
+  constructor(
+    private readonly sink: FrameSink,
+    private readonly limits: DecoderLimits,
+  ) {}
+
+  /** Bytes held waiting for the rest of a frame. */
+  get bufferedBytes(): number {
+    return this.buffered;
+  }
+
+  push(chunk: Buffer): void {
+    if (this.failure) throw this.failure;
+    if (chunk.length === 0) return;
+    this.chunks.push(chunk);
+    this.buffered += chunk.length;
+    try {
+      this.drain();
+    } catch (err) {
+      if (err instanceof ProtocolError) {
+        this.failure = err;
+        this.chunks.length = 0;
+        this.buffered = 0;
+      }
+      throw err;
+    }
+  }
+
+  private drain(): void {
+    for (;;) {
+      if (this.pendingLength < 0) {
+        if (this.buffered < HEADER_SIZE) return;
+        this.readHeader(this.take(HEADER_SIZE));
+      }
+      const length = this.pendingLength;
+      if (this.buffered < length) return;
+      const payload = length === 0 ? EMPTY : this.take(length);
+      this.pendingLength = -1;
+      this.sink.onFrame(this.pendingType, this.pendingFlags, this.pendingSession, payload);
+    }
+  }
+
+  private readHeader(h: Buffer): void {
+    if (h[0] !== MAGIC) {
+      throw new ProtocolError(Code.BAD_MAGIC, `frame: bad magic (0x${hex(h[0]!)} vs 0x${hex(MAGIC)})`);
+    }
+    if (h[1] !== FRAME_VERSION) {
+      throw new ProtocolError(Code.UNSUPPORTED_VERSION, `frame: unsupported framing version (${h[1]} vs ${FRAME_VERSION})`);
+    }
+    const type = h[2]!;
+    if (type === 0 || type > MAX_FRAME_TYPE) {
+      throw new ProtocolError(Code.UNKNOWN_FRAME_TYPE, `frame: unknown type (0x${hex(type)})`);
+    }
+    const flags = h[3]!;
+    const sessionId = h.readUInt32BE(4);
+    const length = h.readUInt32BE(8);
+    const name = FRAME_TYPE_NAMES[type]!;
+
+    if (type === FrameType.DATA) {
+      if ((flags & ~DATA_FLAGS_MASK) !== 0 || (flags & FLAG_PRIORITY_MASK) === 3) {
+        throw new ProtocolError(Code.BAD_FLAGS, `DATA: reserved flags set (0x${hex(flags)})`);
+      }
+    } else if (flags !== 0) {
+      throw new ProtocolError(Code.BAD_FLAGS, `${name}: flags must be 0 (0x${hex(flags)})`);
+    }
+
+    if (CONNECTION_FRAMES.has(type)) {
+      if (sessionId !== 0) throw new ProtocolError(Code.BAD_SESSION_ID, `${name}: session id must be 0 (${sessionId})`);
+    } else if (sessionId === 0 && type !== FrameType.WINDOW_UPDATE) {
+      throw new ProtocolError(Code.BAD_SESSION_ID, `${name}: session id must not be 0`);
+    }
+
+    const max = maxLength(type as FrameType, this.limits.maxPayload);
+    if (length > max) {
+      throw new ProtocolError(Code.FRAME_TOO_LARGE, `${name}: payload too large (${length} vs ${max} bytes)`);
+    }
+    if (type === FrameType.WINDOW_UPDATE && length !== WINDOW_UPDATE_SIZE) {
+      throw new ProtocolError(Code.MALFORMED_PAYLOAD, `WINDOW_UPDATE: body must be ${WINDOW_UPDATE_SIZE} bytes (${length})`);
+    }
+
+    this.pendingType = type as FrameType;
+    this.pendingFlags = flags;
+    this.pendingSession = sessionId;
+    this.pendingLength = length;
+  }
+
+  /** Removes and returns the next `n` bytes; a view when they lie in one chunk, one copy otherwise. */
+  private take(n: number): Buffer {
+    this.buffered -= n;
+    const first = this.chunks[0]!;
+    if (n === first.length) {
+      this.chunks.shift();
+      return first;
+    }
+    if (n < first.length) {
+      this.chunks[0] = first.subarray(n);
+      return first.subarray(0, n);
+    }
+    const out = Buffer.allocUnsafe(n);
+    let offset = 0;
+    while (offset < n) {
+      const c = this.chunks[0]!;
+      const want = n - offset;
+      if (c.length <= want) {
+        c.copy(out, offset);
+        offset += c.length;
+        this.chunks.shift();
+      } else {
+        c.copy(out, offset, 0, want);
+        this.chunks[0] = c.subarray(want);
+        offset = n;
+      }
+    }
+    return out;
+  }
+}
+
+/** Largest payload accepted for a frame type. */
+export function maxLength(type: FrameType, maxPayload: number): number {
+  switch (type) {
+    case FrameType.DATA:
+      return maxPayload;
+    case FrameType.PING:
+    case FrameType.PONG:
+      return MAX_PING_PAYLOAD;
+    case FrameType.WINDOW_UPDATE:
+      return WINDOW_UPDATE_SIZE;
+    default:
+      return MAX_CONTROL_PAYLOAD;
+  }
+}
+
+function hex(n: number): string {
+  return n.toString(16).padStart(2, '0');
+}
