@@ -69,6 +69,8 @@ export const MAX_PING_PAYLOAD = 64;
 export const WINDOW_UPDATE_SIZE = 4;
 /** Largest flow-control window (2^31 - 1, as in HTTP/2). */
 export const MAX_WINDOW = 0x7fff_ffff;
+/** Frames a client may pipeline after HELLO before WELCOME; one more is ERROR RATE_LIMITED. */
+export const MAX_PIPELINED = 64;
 /** Largest control-frame body (HELLO carries the token, so it is larger than the rest). */
 export const MAX_CONTROL_PAYLOAD = 16 * 1024;
 

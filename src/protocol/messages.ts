@@ -73,19 +73,30 @@ function encode(name: TypeName, value: object): Buffer {
   return Buffer.from(t.encode(t.fromObject(value as Record<string, unknown>)).finish());
 }
 
-function decode<T>(name: TypeName, frame: string, body: Uint8Array): T {
+function decode<T>(name: TypeName, frame: string, body: Uint8Array, required: readonly string[] = []): T {
   const t = types[name];
+  let value: Record<string, unknown>;
   try {
-    return t.toObject(t.decode(body), TO_OBJECT) as T;
+    value = t.toObject(t.decode(body), TO_OBJECT);
   } catch (err) {
     throw new ProtocolError(Code.MALFORMED_PAYLOAD, `${frame}: body is not a valid ${name} (${(err as Error).message})`);
   }
+  // toObject fills an absent sub-message with null, which the interfaces above do not allow: an optional
+  // one becomes undefined, a required one (PROTOCOL.md §4) makes the body malformed.
+  for (const [field, v] of Object.entries(value)) {
+    if (v !== null) continue;
+    if (required.includes(field)) {
+      throw new ProtocolError(Code.MALFORMED_PAYLOAD, `${frame}: body lacks ${field}`);
+    }
+    delete value[field];
+  }
+  return value as T;
 }
 
 export const encodeHello = (m: Hello): Buffer => encode('Hello', m);
 export const decodeHello = (b: Uint8Array): Hello => decode('Hello', 'HELLO', b);
 export const encodeWelcome = (m: Welcome): Buffer => encode('Welcome', m);
-export const decodeWelcome = (b: Uint8Array): Welcome => decode('Welcome', 'WELCOME', b);
+export const decodeWelcome = (b: Uint8Array): Welcome => decode('Welcome', 'WELCOME', b, ['limits']);
 export const encodeOpen = (m: Open): Buffer => encode('Open', m);
 export const decodeOpen = (b: Uint8Array): Open => decode('Open', 'OPEN', b);
 export const encodeStatus = (m: Status): Buffer => encode('Status', m);
