@@ -1,0 +1,135 @@
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { FRAME_TYPE_NAMES, MAX_FRAME_TYPE } from '../protocol/constants.js';
+
+/**
+ * Per-frame-type traffic counters for the hot path. Counting a frame is two array increments; the
+ * Prometheus counters read these arrays only when scraped, so no label set is hashed per frame.
+ */
+export class FrameStats {
+  /** Indexed by frame type (1..13; 16 slots so any 4-bit index is in range). */
+  readonly inFrames = new Float64Array(16);
+  readonly inBytes = new Float64Array(16);
+  readonly outFrames = new Float64Array(16);
+  readonly outBytes = new Float64Array(16);
+
+  /** Counts one received frame of `type`, `bytes` long including its header. */
+  countIn(type: number, bytes: number): void {
+    this.inFrames[type]! += 1;
+    this.inBytes[type]! += bytes;
+  }
+
+  /** Counts one sent frame of `type`, `bytes` long including its header. */
+  countOut(type: number, bytes: number): void {
+    this.outFrames[type]! += 1;
+    this.outBytes[type]! += bytes;
+  }
+}
+
+/**
+ * Every metric the proxy exports, in its own registry (so tests and several proxies in one process
+ * never collide). Names follow Prometheus conventions: `livemux_` prefix, `_total` on counters,
+ * base units (bytes). Label values are bounded: code and frame-type names, priorities, reasons,
+ * business and endpoint names from the config.
+ */
+export interface Metrics {
+  readonly registry: Registry;
+  /** livemux_connections: client connections open now. */
+  readonly connections: Gauge;
+  /** livemux_connections_accepted_total. */
+  readonly connectionsAccepted: Counter;
+  /** livemux_connections_closed_total{code}: by close code name (NORMAL, HEARTBEAT_TIMEOUT, ...). */
+  readonly connectionsClosed: Counter<'code'>;
+  /** livemux_sessions{business}: sessions open now. */
+  readonly sessions: Gauge<'business'>;
+  /** livemux_sessions_opened_total{business,result}: OPEN outcomes; result is `ok` or the OPEN_FAIL code name. */
+  readonly sessionsOpened: Counter<'business' | 'result'>;
+  /** livemux_protocol_errors_total{code}: protocol faults detected, by code name. */
+  readonly protocolErrors: Counter<'code'>;
+  /** livemux_dropped_frames_total{reason,priority}: DATA frames dropped from outbound queues. */
+  readonly drops: Counter<'reason' | 'priority'>;
+  /** livemux_backend_stream_state{endpoint,state}: 1 for the link's current state, 0 for the others. */
+  readonly backendStreamState: Gauge<'endpoint' | 'state'>;
+  /** livemux_backend_messages_total{endpoint,direction}: messages on backend streams (direction in/out). */
+  readonly backendEvents: Counter<'endpoint' | 'direction'>;
+  /** Feeds livemux_frames_{received,sent}_total{type} and livemux_{received,sent}_bytes_total{type}. */
+  readonly frameStats: FrameStats;
+}
+
+/** Creates the metrics of one proxy, with Node process metrics (`livemux_process_*`, `livemux_nodejs_*`). */
+export function createMetrics(): Metrics {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'livemux_' });
+  const registers = [registry];
+  const frameStats = new FrameStats();
+
+  /** A counter labelled by frame type whose values are copied from a FrameStats array at scrape time. */
+  const frameCounter = (name: string, help: string, values: Float64Array): void => {
+    const counter: Counter<'type'> = new Counter({
+      name,
+      help,
+      labelNames: ['type'],
+      registers,
+      collect() {
+        counter.reset();
+        for (let type = 1; type <= MAX_FRAME_TYPE; type++) counter.inc({ type: FRAME_TYPE_NAMES[type]! }, values[type]!);
+      },
+    });
+  };
+  frameCounter('livemux_frames_received_total', 'Frames received from clients, by frame type.', frameStats.inFrames);
+  frameCounter('livemux_received_bytes_total', 'Bytes received from clients (headers included), by frame type.', frameStats.inBytes);
+  frameCounter('livemux_frames_sent_total', 'Frames sent to clients, by frame type.', frameStats.outFrames);
+  frameCounter('livemux_sent_bytes_total', 'Bytes sent to clients (headers included), by frame type.', frameStats.outBytes);
+
+  return {
+    registry,
+    connections: new Gauge({ name: 'livemux_connections', help: 'Client connections currently open.', registers }),
+    connectionsAccepted: new Counter({
+      name: 'livemux_connections_accepted_total',
+      help: 'Client connections accepted.',
+      registers,
+    }),
+    connectionsClosed: new Counter({
+      name: 'livemux_connections_closed_total',
+      help: 'Client connections closed, by close code name.',
+      labelNames: ['code'],
+      registers,
+    }),
+    sessions: new Gauge({
+      name: 'livemux_sessions',
+      help: 'Sessions currently open, by business.',
+      labelNames: ['business'],
+      registers,
+    }),
+    sessionsOpened: new Counter({
+      name: 'livemux_sessions_opened_total',
+      help: 'OPEN requests answered, by business and result (ok or the OPEN_FAIL code name).',
+      labelNames: ['business', 'result'],
+      registers,
+    }),
+    protocolErrors: new Counter({
+      name: 'livemux_protocol_errors_total',
+      help: 'Protocol violations detected, by code name.',
+      labelNames: ['code'],
+      registers,
+    }),
+    drops: new Counter({
+      name: 'livemux_dropped_frames_total',
+      help: 'DATA frames dropped from outbound queues, by reason and priority.',
+      labelNames: ['reason', 'priority'],
+      registers,
+    }),
+    backendStreamState: new Gauge({
+      name: 'livemux_backend_stream_state',
+      help: 'State of each backend link: 1 for the current state, 0 for the others.',
+      labelNames: ['endpoint', 'state'],
+      registers,
+    }),
+    backendEvents: new Counter({
+      name: 'livemux_backend_messages_total',
+      help: 'Messages on backend streams, by endpoint and direction (in = from backend, out = to backend).',
+      labelNames: ['endpoint', 'direction'],
+      registers,
+    }),
+    frameStats,
+  };
+}
