@@ -1,0 +1,126 @@
+/**
+ * The reference backend: echoes every DATA back to its session with the same priority, and understands
+ * a few text commands that exercise the rest of the contract by hand and in tests:
+ *
+ *   /sub <topic>             subscribe this session to <topic> on its proxy
+ *   /unsub <topic>           unsubscribe it
+ *   /pub <topic> <text>      publish <text> to <topic>: ONE Publish per proxy that has subscribers
+ *   /close <code> <reason>   close this session from the backend
+ *
+ * A command is consumed, not echoed. A payload starting with "/" that is not one of these is echoed.
+ */
+import type { Priority } from '../../protocol/constants.js';
+import { Code } from '../../protocol/codes.js';
+import type { BackendHandlers, ProxyStreamContext } from '../backend-server.js';
+
+const SLASH = 0x2f; // '/'
+
+/** Topic membership on one proxy stream: topic → subscribed sessions, and session → its topics. */
+class ProxyTopics {
+  readonly members = new Map<string, Set<number>>();
+  private readonly topicsOf = new Map<number, Set<string>>();
+
+  subscribe(session: number, topic: string): void {
+    let members = this.members.get(topic);
+    if (members === undefined) this.members.set(topic, (members = new Set()));
+    members.add(session);
+    let topics = this.topicsOf.get(session);
+    if (topics === undefined) this.topicsOf.set(session, (topics = new Set()));
+    topics.add(topic);
+  }
+
+  unsubscribe(session: number, topic: string): void {
+    const members = this.members.get(topic);
+    if (members !== undefined && members.delete(session) && members.size === 0) this.members.delete(topic);
+    this.topicsOf.get(session)?.delete(topic);
+  }
+
+  /** Forgets the session (it closed); the proxy drops its memberships by itself. */
+  drop(session: number): void {
+    const topics = this.topicsOf.get(session);
+    if (topics === undefined) return;
+    this.topicsOf.delete(session);
+    for (const topic of topics) {
+      const members = this.members.get(topic);
+      if (members !== undefined && members.delete(session) && members.size === 0) this.members.delete(topic);
+    }
+  }
+}
+
+/**
+ * Builds the echo backend's handlers. Each call makes an independent backend (its own topic state), so
+ * tests can run several in one process.
+ */
+export function createEchoHandlers(): BackendHandlers {
+  const proxies = new Map<ProxyStreamContext, ProxyTopics>();
+
+  const topicsOf = (ctx: ProxyStreamContext): ProxyTopics => {
+    let topics = proxies.get(ctx);
+    if (topics === undefined) proxies.set(ctx, (topics = new ProxyTopics()));
+    return topics;
+  };
+
+  /**
+   * Edge fan-out: one Publish per proxy having subscribers, whatever their number. Keyed by proxy id,
+   * so a proxy holding two streams (a reconnect overlapping an old stream not yet detected dead) still
+   * gets it once, on its newest stream.
+   */
+  const publish = (topic: string, payload: Buffer, priority: Priority): void => {
+    const targets = new Map<string, ProxyStreamContext>();
+    for (const [ctx, topics] of proxies) {
+      if (!ctx.gone && topics.members.has(topic)) targets.set(ctx.proxyId, ctx);
+    }
+    for (const ctx of targets.values()) ctx.publish(topic, payload, priority);
+  };
+
+  const runCommand = (ctx: ProxyStreamContext, session: number, text: string, priority: Priority): boolean => {
+    const space = text.indexOf(' ');
+    const verb = space < 0 ? text : text.slice(0, space);
+    const rest = space < 0 ? '' : text.slice(space + 1);
+    switch (verb) {
+      case '/sub':
+        if (rest === '') return false;
+        topicsOf(ctx).subscribe(session, rest);
+        ctx.subscribe(session, rest);
+        return true;
+      case '/unsub':
+        if (rest === '') return false;
+        topicsOf(ctx).unsubscribe(session, rest);
+        ctx.unsubscribe(session, rest);
+        return true;
+      case '/pub': {
+        const gap = rest.indexOf(' ');
+        if (gap <= 0) return false;
+        publish(rest.slice(0, gap), Buffer.from(rest.slice(gap + 1)), priority);
+        return true;
+      }
+      case '/close': {
+        // The proxy does not report a backend-initiated close back (no onClose): forget the session now.
+        proxies.get(ctx)?.drop(session);
+        const gap = rest.indexOf(' ');
+        const code = Number.parseInt(gap < 0 ? rest : rest.slice(0, gap), 10);
+        ctx.close(session, Number.isInteger(code) && code >= 0 ? code : Code.BACKEND_CLOSED, gap < 0 ? '' : rest.slice(gap + 1));
+        return true;
+      }
+      default:
+        return false;
+    }
+  };
+
+  return {
+    onOpen() {
+      // Nothing to set up: topic state is created on the first /sub.
+    },
+    onData(ctx, session, payload, priority) {
+      // Only payloads starting with '/' are decoded as text; plain traffic is echoed untouched.
+      if (payload.length > 0 && payload[0] === SLASH && runCommand(ctx, session, payload.toString('utf8'), priority)) return;
+      ctx.deliver(session, payload, priority);
+    },
+    onClose(ctx, session) {
+      proxies.get(ctx)?.drop(session);
+    },
+    onProxyGone(ctx) {
+      proxies.delete(ctx);
+    },
+  };
+}

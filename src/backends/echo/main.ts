@@ -1,0 +1,87 @@
+/**
+ * The echo backend as a process: `node dist/src/backends/echo/main.js --host 127.0.0.1 --port 7101`,
+ * or `livemux echo-backend --port 7101`. Prints `{"event":"listening","port":N}` on stdout once it
+ * accepts streams (logs go to stderr, so stdout stays machine-readable), and exits 0 after a clean
+ * shutdown on SIGTERM or SIGINT.
+ */
+import { realpathSync } from 'node:fs';
+import { pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
+import pino from 'pino';
+import { LivemuxError } from '../../protocol/errors.js';
+import { createBackendServer } from '../backend-server.js';
+import { createEchoHandlers } from './echo-backend.js';
+
+const DEFAULT_HOST = '127.0.0.1';
+const DEFAULT_PORT = 7101;
+
+/**
+ * Runs the echo backend until SIGTERM/SIGINT; resolves with the exit status (0 after a clean close).
+ * Rejects with a LivemuxError (code ERR_USAGE) on bad arguments, or when the port cannot be bound.
+ */
+export async function runEchoBackend(argv: string[]): Promise<number> {
+  const { host, port, logLevel } = parseEchoArgs(argv);
+  const logger = pino({ name: 'echo-backend', level: logLevel }, pino.destination(2));
+  const server = createBackendServer(createEchoHandlers(), { logger });
+  const listening = await server.listen(host, port);
+  process.stdout.write(`${JSON.stringify({ event: 'listening', port: listening.port })}\n`);
+  const signal = await nextSignal();
+  logger.info({ signal }, 'echo backend: shutting down');
+  await listening.close();
+  return 0;
+}
+
+function parseEchoArgs(argv: string[]): { host: string; port: number; logLevel: string } {
+  let values: { host?: string; port?: string; 'log-level'?: string };
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: { host: { type: 'string' }, port: { type: 'string' }, 'log-level': { type: 'string' } },
+      strict: true,
+    }));
+  } catch (err) {
+    throw new LivemuxError('ERR_USAGE', (err as Error).message);
+  }
+  const port = values.port === undefined ? DEFAULT_PORT : Number(values.port);
+  if (!Number.isInteger(port) || port < 0 || port > 65_535) {
+    throw new LivemuxError('ERR_USAGE', `--port: expected an integer 0..65535, got "${values.port}"`);
+  }
+  return { host: values.host ?? DEFAULT_HOST, port, logLevel: values['log-level'] ?? 'info' };
+}
+
+/**
+ * Resolves on the first SIGTERM or SIGINT; a second one exits at once. (Not shared with the proxy's
+ * CLI on purpose: importing that module would load the whole proxy into the backend process.)
+ */
+function nextSignal(): Promise<NodeJS.Signals> {
+  return new Promise((resolve) => {
+    const onSignal = (signal: NodeJS.Signals): void => {
+      process.once('SIGTERM', () => process.exit(1));
+      process.once('SIGINT', () => process.exit(1));
+      resolve(signal);
+    };
+    process.once('SIGTERM', onSignal);
+    process.once('SIGINT', onSignal);
+  });
+}
+
+/** True when this module is the process entry point (not imported by the CLI or a test). */
+function isEntryPoint(): boolean {
+  const entry = process.argv[1];
+  if (entry === undefined) return false;
+  try {
+    return pathToFileURL(realpathSync(entry)).href === import.meta.url;
+  } catch {
+    return false;
+  }
+}
+
+if (isEntryPoint()) {
+  runEchoBackend(process.argv.slice(2)).then(
+    (code) => process.exit(code),
+    (err: unknown) => {
+      process.stderr.write(`echo-backend: ${err instanceof Error ? err.message : String(err)}\n`);
+      process.exit(err instanceof LivemuxError ? 2 : 1);
+    },
+  );
+}
