@@ -1,0 +1,30 @@
+import type { Logger } from 'pino';
+import type { BackendLink } from '../backends/types.js';
+import type { ProxyConfig } from '../config/proxy-config.js';
+import type { Metrics } from '../observability/metrics.js';
+import type { RouteTable } from '../routing/types.js';
+import type { SessionRegistry } from '../session/registry.js';
+import type { TokenVerifier } from './auth.js';
+
+/** Backend links by endpoint address; one long stream per endpoint. */
+export interface LinkDirectory {
+  get(endpoint: string): BackendLink | undefined;
+  isHealthy(endpoint: string): boolean;
+}
+
+/**
+ * What every connection shares: configuration, the current route table (swapped whole on reload),
+ * backend links, the session registry and observability. The proxy core reaches the business world
+ * only through `routes` and `links`.
+ */
+export interface ProxyContext {
+  readonly config: ProxyConfig;
+  readonly verifier: TokenVerifier;
+  readonly routes: () => RouteTable;
+  readonly links: LinkDirectory;
+  readonly registry: SessionRegistry;
+  readonly metrics: Metrics;
+  readonly logger: Logger;
+  /** Called once when a connection has fully closed. */
+  connectionClosed(conn: { readonly id: string }): void;
+}

@@ -1,0 +1,214 @@
+import type { Socket } from 'node:net';
+import { FrameType, Priority } from '../protocol/constants.js';
+import type { FrameStats } from '../observability/metrics.js';
+import { Fifo } from '../session/fifo.js';
+
+/** Whoever queued a DATA entry; told when it leaves the queue (written or dropped). */
+export interface QueueOwner {
+  /** True once the owner no longer wants its frames written (e.g. its session was reset). */
+  readonly discarded: boolean;
+  onDequeued(): void;
+}
+
+/** Why a DATA frame was not written; the label of `livemux_dropped_frames_total{reason}`. */
+export type DropReason = 'queue_full' | 'no_credit' | 'evicted' | 'session_closed';
+
+export interface OutboundHooks {
+  onDrop(reason: DropReason, priority: Priority): void;
+}
+
+/** Result of asking the queue to take `size` more bytes of DATA. */
+export type Admission = 'ok' | 'drop' | 'overflow';
+
+interface Entry {
+  head: Buffer;
+  body: Buffer | null;
+  size: number;
+  priority: Priority;
+  owner: QueueOwner | null;
+}
+
+// Up to this many queued bytes are gathered into one socket write per flush round: small frames are
+// coalesced into a single syscall, large ones are still not copied more than once.
+const COALESCE_BYTES = 64 * 1024;
+
+/**
+ * Schedules queue flushes once per event-loop turn, so every frame queued while handling one round of
+ * I/O (e.g. one backend batch fanned out to thousands of sessions) leaves in one write per socket.
+ */
+class FlushScheduler {
+  private dirty: OutboundQueue[] = [];
+  private scheduled = false;
+  private readonly run = (): void => {
+    const queues = this.dirty;
+    this.dirty = [];
+    this.scheduled = false;
+    for (const q of queues) q.flush();
+  };
+
+  schedule(q: OutboundQueue): void {
+    this.dirty.push(q);
+    if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(this.run);
+    }
+  }
+}
+
+const scheduler = new FlushScheduler();
+
+/**
+ * One connection's bounded outbound queue (PROTOCOL.md §8). Control frames go first, then DATA by
+ * priority (system, high, low), FIFO within a priority. `bytes` counts everything queued here plus
+ * bytes the connection holds for sessions waiting for credit (`hold`), so one bound covers both.
+ *
+ * Frames are only handed to the socket while it is under its high-water mark; everything else waits
+ * here, where low-priority frames can still be dropped instead of piling up in Node's write buffer.
+ */
+export class OutboundQueue {
+  private readonly lanes = [new Fifo<Entry>(), new Fifo<Entry>(), new Fifo<Entry>(), new Fifo<Entry>()];
+  private queuedBytes = 0;
+  private heldBytes = 0;
+  private pendingFlush = false;
+  private flushing = false;
+  private ended = false;
+
+  constructor(
+    private readonly socket: Socket,
+    private readonly maxBytes: number,
+    private readonly hooks: OutboundHooks,
+    private readonly stats: FrameStats,
+  ) {
+    socket.on('drain', () => this.scheduleFlush());
+  }
+
+  /** Bytes queued or held for credit. */
+  get bytes(): number {
+    return this.queuedBytes + this.heldBytes;
+  }
+
+  /**
+   * Decides whether `size` more bytes of DATA may be taken: low priority is dropped past half the bound
+   * (leaving room for what matters); system/high evict queued low frames first and overflow only when
+   * the bound is still exceeded — the caller then closes the connection as a slow consumer.
+   */
+  admit(size: number, priority: Priority): Admission {
+    const limit = priority === Priority.LOW ? this.maxBytes / 2 : this.maxBytes;
+    if (this.bytes + size <= limit) return 'ok';
+    if (priority === Priority.LOW) return 'drop';
+    const low = this.lanes[LOW_LANE]!;
+    while (low.length > 0 && this.bytes + size > limit) {
+      const e = low.shift()!;
+      this.queuedBytes -= e.size;
+      e.owner?.onDequeued();
+      this.hooks.onDrop('evicted', e.priority);
+    }
+    return this.bytes + size <= limit ? 'ok' : 'overflow';
+  }
+
+  /** Queues a complete control frame; never dropped. */
+  control(frame: Buffer): void {
+    this.stats.countOut(frame[2]!, frame.length);
+    this.enqueue(CONTROL_LANE, { head: frame, body: null, size: frame.length, priority: Priority.SYSTEM, owner: null });
+  }
+
+  /** Queues a DATA frame already admitted with {@link admit}. `body` is shared, never copied here. */
+  data(owner: QueueOwner, head: Buffer, body: Buffer, priority: Priority): void {
+    const size = head.length + body.length;
+    this.stats.countOut(FrameType.DATA, size);
+    this.enqueue(DATA_LANE[priority], { head, body, size, priority, owner });
+  }
+
+  /** Accounts bytes a session holds while waiting for credit (already admitted). */
+  hold(size: number): void {
+    this.heldBytes += size;
+  }
+
+  unhold(size: number): void {
+    this.heldBytes -= size;
+  }
+
+  /** Stops accepting frames and ends the socket once everything already queued is written. */
+  finish(): void {
+    this.ended = true;
+    this.scheduleFlush();
+  }
+
+  /** Forgets every queued frame (the connection is being torn down). */
+  discard(): void {
+    this.ended = true;
+    for (const lane of this.lanes) lane.clear();
+    this.queuedBytes = 0;
+  }
+
+  /** Writes queued frames while the socket accepts them. Called by the scheduler. */
+  flush(): void {
+    this.pendingFlush = false;
+    // A dequeue callback may queue a frame (a session's CLOSE); writing it from a nested flush would
+    // put it ahead of frames this flush has already gathered.
+    if (this.flushing) return this.scheduleFlush();
+    this.flushing = true;
+    try {
+      this.writeQueued();
+    } finally {
+      this.flushing = false;
+    }
+  }
+
+  private writeQueued(): void {
+    const socket = this.socket;
+    while (!socket.destroyed && !socket.writableNeedDrain) {
+      const parts: Buffer[] = [];
+      let size = 0;
+      while (size < COALESCE_BYTES) {
+        const e = this.next();
+        if (!e) break;
+        this.queuedBytes -= e.size;
+        if (e.owner) {
+          e.owner.onDequeued();
+          if (e.owner.discarded) {
+            this.hooks.onDrop('session_closed', e.priority);
+            continue;
+          }
+        }
+        parts.push(e.head);
+        if (e.body && e.body.length > 0) parts.push(e.body);
+        size += e.size;
+      }
+      if (parts.length === 0) {
+        if (this.ended) socket.end();
+        return;
+      }
+      socket.write(parts.length === 1 ? parts[0]! : Buffer.concat(parts, size));
+    }
+  }
+
+  private enqueue(lane: number, e: Entry): void {
+    if (this.ended) return;
+    this.lanes[lane]!.push(e);
+    this.queuedBytes += e.size;
+    // Coalesce within the tick, but never let a burst that the socket can take (a whole backend batch
+    // arriving at once) sit here and count as a slow reader: the queue should only grow while the
+    // socket itself is backed up.
+    if (this.queuedBytes >= COALESCE_BYTES && !this.socket.writableNeedDrain) this.flush();
+    else this.scheduleFlush();
+  }
+
+  private scheduleFlush(): void {
+    if (this.pendingFlush) return;
+    this.pendingFlush = true;
+    scheduler.schedule(this);
+  }
+
+  private next(): Entry | undefined {
+    for (const lane of this.lanes) {
+      if (lane.length > 0) return lane.shift();
+    }
+    return undefined;
+  }
+}
+
+const CONTROL_LANE = 0;
+const LOW_LANE = 3;
+/** Lane of each DATA priority: system 1, high 2, low 3. */
+const DATA_LANE: Record<Priority, number> = { [Priority.SYSTEM]: 1, [Priority.HIGH]: 2, [Priority.LOW]: 3 };

@@ -1,0 +1,240 @@
+import { FrameType, HEADER_SIZE, Priority } from '../protocol/constants.js';
+import { writeHeader } from '../protocol/encoder.js';
+import { ReceiveCredit, SendCredit } from '../protocol/flow-control.js';
+import { encodeStatus } from '../protocol/messages.js';
+import type { BackendLink } from '../backends/types.js';
+import type { DropReason, OutboundQueue, QueueOwner } from '../proxy/outbound-queue.js';
+import { Fifo } from './fifo.js';
+
+/** What a session needs from its connection. Implemented by the proxy's Connection. */
+export interface SessionHost {
+  readonly out: OutboundQueue;
+  /** Connection-level credit for server→client DATA. */
+  readonly sendCredit: SendCredit;
+  /** Registers a session blocked on connection credit, to be pumped on the next connection WINDOW_UPDATE. */
+  awaitConnectionCredit(session: ProxySession): void;
+  /** Returns connection-level credit for client→server bytes the backend has taken. */
+  releaseConnectionCredit(bytes: number): void;
+  sendSessionFrame(type: FrameType, sessionId: number, body: Buffer): void;
+  sendWindowUpdate(sessionId: number, increment: number): void;
+  drop(reason: DropReason, priority: Priority): void;
+  /** The bound of the outbound queue was exceeded by system/high DATA. */
+  slowConsumer(): void;
+  retired(session: ProxySession): void;
+}
+
+/** Session states, proxy view (PROTOCOL.md §5). */
+export const SessionState = {
+  OPEN: 'open',
+  /** The proxy decided to close; CLOSE goes out after the session's queued DATA. */
+  CLOSING: 'closing',
+  CLOSED: 'closed',
+} as const;
+export type SessionState = (typeof SessionState)[keyof typeof SessionState];
+
+interface Blocked {
+  payload: Buffer;
+  priority: Priority;
+}
+
+/**
+ * One client session bound to one backend link. Owns both directions' credit:
+ * - client→backend: bytes are forwarded at once; credit returns to the client only once the backend
+ *   stream has taken them without backing up, so a slow backend stops its clients (end-to-end backpressure);
+ * - backend→client: DATA leaves only within the client's credit; system/high wait for credit (held bytes
+ *   count against the connection's bound), low is dropped instead of waiting.
+ */
+export class ProxySession implements QueueOwner {
+  state: SessionState = SessionState.OPEN;
+  /** Topics this session is subscribed to; null until the first subscribe. */
+  topics: Set<string> | null = null;
+  readonly sendCredit: SendCredit;
+  private readonly recvCredit: ReceiveCredit;
+  private readonly blocked = new Fifo<Blocked>();
+  private blockedBytes = 0;
+  private queued = 0;
+  private backendOpen = true;
+  private closeFrame: Buffer | null = null;
+  private closeSent = false;
+  private peerClosed = false;
+  private owedCredit = 0;
+  private awaitingDrain = false;
+
+  constructor(
+    private readonly host: SessionHost,
+    /** Client-chosen id, in frame headers. */
+    readonly id: number,
+    /** Proxy-assigned id on the backend stream. */
+    readonly ref: number,
+    readonly business: string,
+    readonly link: BackendLink,
+    sendWindow: number,
+    recvWindow: number,
+  ) {
+    this.sendCredit = new SendCredit(sendWindow);
+    this.recvCredit = new ReceiveCredit(recvWindow);
+  }
+
+  get discarded(): boolean {
+    return this.state === SessionState.CLOSED;
+  }
+
+  onDequeued(): void {
+    this.queued--;
+    this.maybeSendClose();
+  }
+
+  // ── backend → client ────────────────────────────────────────────────────────────────────────────
+
+  /** Queues a payload for the client, within its credit and the connection's bound. */
+  deliver(payload: Buffer, priority: Priority): void {
+    if (this.state !== SessionState.OPEN) {
+      this.host.drop('session_closed', priority);
+      return;
+    }
+    const n = payload.length;
+    const out = this.host.out;
+    if (this.blocked.length === 0 && this.hasCredit(n)) {
+      const admission = out.admit(HEADER_SIZE + n, priority);
+      if (admission === 'drop') return this.host.drop('queue_full', priority);
+      if (admission === 'overflow') return this.host.slowConsumer();
+      this.write(payload, priority);
+      return;
+    }
+    if (priority === Priority.LOW) return this.host.drop('no_credit', priority);
+    const admission = out.admit(n, priority);
+    if (admission === 'overflow') return this.host.slowConsumer();
+    this.blocked.push({ payload, priority });
+    this.blockedBytes += n;
+    out.hold(n);
+    if (this.sendCredit.bytes >= n) this.host.awaitConnectionCredit(this);
+  }
+
+  /** Sends what waited for credit, in order, as far as credit allows. Called after WINDOW_UPDATEs. */
+  pump(): void {
+    const out = this.host.out;
+    let next = this.blocked.peek();
+    while (next && this.hasCredit(next.payload.length)) {
+      this.blocked.shift();
+      const n = next.payload.length;
+      this.blockedBytes -= n;
+      out.unhold(n);
+      if (this.state !== SessionState.CLOSED) this.write(next.payload, next.priority);
+      next = this.blocked.peek();
+    }
+    if (next && this.sendCredit.bytes >= next.payload.length) this.host.awaitConnectionCredit(this);
+    this.maybeSendClose();
+  }
+
+  private hasCredit(n: number): boolean {
+    return this.sendCredit.bytes >= n && this.host.sendCredit.bytes >= n;
+  }
+
+  private write(payload: Buffer, priority: Priority): void {
+    const n = payload.length;
+    this.sendCredit.consume(n);
+    this.host.sendCredit.consume(n);
+    const head = Buffer.allocUnsafe(HEADER_SIZE);
+    writeHeader(head, 0, FrameType.DATA, priority, this.id, n);
+    this.queued++;
+    this.host.out.data(this, head, payload, priority);
+  }
+
+  // ── client → backend ────────────────────────────────────────────────────────────────────────────
+
+  /**
+   * Accounts `n` bytes of client DATA against the session window; false when the client overran it.
+   * Connection-level accounting is the caller's.
+   */
+  receive(n: number): boolean {
+    return this.recvCredit.receive(n);
+  }
+
+  /** Forwards client DATA to the backend, or discards it if the backend side is gone, and returns credit. */
+  forward(payload: Buffer, priority: Priority): void {
+    if (this.backendOpen) this.link.data(this.ref, payload, priority);
+    this.owedCredit += payload.length;
+    if (!this.backendOpen || this.link.writable) this.returnCredit();
+    else if (!this.awaitingDrain) {
+      this.awaitingDrain = true;
+      this.link.onDrain(() => {
+        this.awaitingDrain = false;
+        this.returnCredit();
+      });
+    }
+  }
+
+  private returnCredit(): void {
+    const n = this.owedCredit;
+    if (n === 0) return;
+    this.owedCredit = 0;
+    this.host.releaseConnectionCredit(n);
+    if (this.state === SessionState.CLOSED) return;
+    const increment = this.recvCredit.release(n);
+    if (increment > 0) this.host.sendWindowUpdate(this.id, increment);
+  }
+
+  // ── closing ─────────────────────────────────────────────────────────────────────────────────────
+
+  /** The client sent CLOSE: tell the backend, answer CLOSE after queued DATA, retire when both are done. */
+  onPeerClose(code: number, reason: string): void {
+    this.peerClosed = true;
+    this.detachBackend(code, reason);
+    if (this.state === SessionState.OPEN) this.beginClose(0, '');
+    else this.maybeSendClose();
+  }
+
+  /**
+   * The proxy side closes (backend closed it, its endpoint failed, drain deadline). DATA already queued
+   * is still delivered, then CLOSE; the id is retired when the client answers CLOSE.
+   */
+  beginClose(code: number, reason: string): void {
+    if (this.state !== SessionState.OPEN) return;
+    this.state = SessionState.CLOSING;
+    this.closeFrame = encodeStatus({ code, reason });
+    this.maybeSendClose();
+  }
+
+  /** The backend closed the session; it must not be told again. */
+  closedByBackend(code: number, reason: string): void {
+    this.backendOpen = false;
+    this.beginClose(code, reason);
+  }
+
+  /** Abortive end (RESET either way, connection gone): no more frames for this id. */
+  retire(code: number, reason: string): void {
+    if (this.state === SessionState.CLOSED) return;
+    this.detachBackend(code, reason);
+    this.state = SessionState.CLOSED;
+    this.host.out.unhold(this.blockedBytes);
+    this.blockedBytes = 0;
+    this.blocked.clear();
+    this.host.retired(this);
+  }
+
+  /** Tells the backend the session ended, once. */
+  private detachBackend(code: number, reason: string): void {
+    if (!this.backendOpen) return;
+    this.backendOpen = false;
+    this.link.closed(this.ref, code, reason);
+  }
+
+  private maybeSendClose(): void {
+    if (this.state !== SessionState.CLOSING || this.queued > 0 || this.blocked.length > 0) return;
+    if (!this.closeSent && this.closeFrame) {
+      this.closeSent = true;
+      this.host.sendSessionFrame(FrameType.CLOSE, this.id, this.closeFrame);
+    }
+    if (this.peerClosed) this.retire(0, '');
+  }
+
+  /** Whether the client has already sent CLOSE (further DATA from it is a protocol violation). */
+  get peerHasClosed(): boolean {
+    return this.peerClosed;
+  }
+
+  /** Whether the backend still takes this session's DATA. */
+  get attached(): boolean {
+    return this.backendOpen;
+  }
+}

@@ -1,0 +1,108 @@
+import { Code } from '../protocol/codes.js';
+import type { Priority } from '../protocol/constants.js';
+import type { BackendCommandSink, BackendLink } from '../backends/types.js';
+import type { ProxySession } from './proxy-session.js';
+
+/**
+ * Every session on this proxy, by the id the proxy gave it on its backend stream, plus the topic table
+ * for edge fan-out. Commands arriving from any backend land here.
+ *
+ * Publish delivers the one payload buffer the backend sent to every local subscriber: it is decoded
+ * once from the backend stream and never copied or re-encoded per recipient; each recipient only gets
+ * its own 12-byte header (its session id differs).
+ */
+export class SessionRegistry implements BackendCommandSink {
+  private readonly byRef = new Map<number, ProxySession>();
+  private readonly byLink = new Map<BackendLink, Set<ProxySession>>();
+  private readonly topics = new Map<string, Set<ProxySession>>();
+  private nextRef = 1;
+
+  /** Commands naming a session this proxy no longer has (it closed while the command was in flight). */
+  staleCommands = 0;
+
+  /** A fresh id for a session about to be opened on a backend stream. */
+  allocateRef(): number {
+    return this.nextRef++;
+  }
+
+  add(session: ProxySession): void {
+    this.byRef.set(session.ref, session);
+    let set = this.byLink.get(session.link);
+    if (!set) this.byLink.set(session.link, (set = new Set()));
+    set.add(session);
+  }
+
+  /** Forgets a retired session and its topic memberships. */
+  remove(session: ProxySession): void {
+    this.byRef.delete(session.ref);
+    this.byLink.get(session.link)?.delete(session);
+    if (session.topics) {
+      for (const topic of session.topics) this.leave(session, topic);
+      session.topics = null;
+    }
+  }
+
+  get size(): number {
+    return this.byRef.size;
+  }
+
+  /** Number of local subscribers of a topic (for tests and the admin status page). */
+  subscribers(topic: string): number {
+    return this.topics.get(topic)?.size ?? 0;
+  }
+
+  deliver(ref: number, payload: Buffer, priority: Priority): void {
+    const s = this.byRef.get(ref);
+    if (s) s.deliver(payload, priority);
+    else this.staleCommands++;
+  }
+
+  close(ref: number, code: number, reason: string): void {
+    const s = this.byRef.get(ref);
+    if (s) s.closedByBackend(code, reason);
+    else this.staleCommands++;
+  }
+
+  subscribe(ref: number, topic: string): void {
+    const s = this.byRef.get(ref);
+    if (!s) {
+      this.staleCommands++;
+      return;
+    }
+    (s.topics ??= new Set()).add(topic);
+    let set = this.topics.get(topic);
+    if (!set) this.topics.set(topic, (set = new Set()));
+    set.add(s);
+  }
+
+  unsubscribe(ref: number, topic: string): void {
+    const s = this.byRef.get(ref);
+    if (!s) {
+      this.staleCommands++;
+      return;
+    }
+    s.topics?.delete(topic);
+    this.leave(s, topic);
+  }
+
+  publish(topic: string, payload: Buffer, priority: Priority, excludeRef: number): void {
+    const set = this.topics.get(topic);
+    if (!set) return;
+    for (const s of set) if (s.ref !== excludeRef) s.deliver(payload, priority);
+  }
+
+  /** The stream to an endpoint failed: its sessions are gone on the backend side, so close them retryably. */
+  linkDown(link: BackendLink, reason: string): void {
+    const set = this.byLink.get(link);
+    if (!set) return;
+    this.byLink.delete(link);
+    for (const s of set) s.closedByBackend(Code.BACKEND_UNAVAILABLE, `backend ${link.endpoint} unavailable: ${reason}`);
+  }
+
+  private leave(s: ProxySession, topic: string): void {
+    const set = this.topics.get(topic);
+    if (!set) return;
+    set.delete(s);
+    if (set.size === 0) this.topics.delete(topic);
+  }
+}

@@ -1,0 +1,146 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { stringify } from 'yaml';
+import { mintToken } from '../../src/proxy/auth.js';
+
+const ROOT = join(import.meta.dirname, '..', '..');
+const BIN = join(ROOT, 'bin', 'livemux.js');
+
+export const TEST_SECRET = 'integration-test-secret-0123456789abcdef';
+
+/** A child process started by a test, with its parsed JSON stdout lines. */
+export interface RunningProcess {
+  readonly child: ChildProcess;
+  readonly lines: Record<string, unknown>[];
+  /** Resolves with the exit code (or signal name) when the process ends. */
+  readonly exited: Promise<number | string>;
+  /** Resolves with the first JSON line for which `match` is true. */
+  waitFor(match: (line: Record<string, unknown>) => boolean, timeoutMs?: number): Promise<Record<string, unknown>>;
+  stop(signal?: NodeJS.Signals): Promise<number | string>;
+}
+
+/** Runs `livemux <args>` from the built package (tests run after `npm run build`). */
+export function runLivemux(args: string[], env: NodeJS.ProcessEnv = {}): RunningProcess {
+  const child = spawn(process.execPath, [BIN, ...args], {
+    env: { ...process.env, LIVEMUX_JWT_SECRET: TEST_SECRET, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  // A test that fails before its afterAll must not leave processes behind.
+  const killOnExit = (): void => void child.kill('SIGKILL');
+  process.once('exit', killOnExit);
+  child.once('exit', () => process.off('exit', killOnExit));
+  const lines: Record<string, unknown>[] = [];
+  const waiters: { match: (l: Record<string, unknown>) => boolean; resolve: (l: Record<string, unknown>) => void }[] = [];
+  createInterface({ input: child.stdout! }).on('line', (text) => {
+    let line: Record<string, unknown>;
+    try {
+      line = JSON.parse(text) as Record<string, unknown>;
+    } catch {
+      line = { text };
+    }
+    lines.push(line);
+    for (const w of [...waiters]) {
+      if (w.match(line)) {
+        waiters.splice(waiters.indexOf(w), 1);
+        w.resolve(line);
+      }
+    }
+  });
+  let stderr = '';
+  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exited = new Promise<number | string>((resolve) =>
+    child.once('exit', (code, signal) => resolve(code ?? signal ?? 'unknown')),
+  );
+  return {
+    child,
+    lines,
+    exited,
+    waitFor(match, timeoutMs = 15_000) {
+      const found = lines.find(match);
+      if (found) return Promise.resolve(found);
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(
+          () => reject(new Error(`livemux ${args[0]}: no matching output within ${timeoutMs} ms\nstderr: ${stderr}\nstdout: ${JSON.stringify(lines.slice(-5))}`)),
+          timeoutMs,
+        );
+        waiters.push({
+          match,
+          resolve: (l) => {
+            clearTimeout(timer);
+            resolve(l);
+          },
+        });
+        void exited.then((code) => {
+          clearTimeout(timer);
+          reject(new Error(`livemux ${args[0]} exited (${code}) while waited on\nstderr: ${stderr}`));
+        });
+      });
+    },
+    async stop(signal = 'SIGTERM') {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      return exited;
+    },
+  };
+}
+
+/** A reference echo backend on an ephemeral loopback port. */
+export async function startEchoBackend(port = 0): Promise<RunningProcess & { port: number }> {
+  const p = runLivemux(['echo-backend', '--host', '127.0.0.1', '--port', String(port)]);
+  const line = await p.waitFor((l) => l.event === 'listening');
+  return Object.assign(p, { port: line.port as number });
+}
+
+export interface ProxyOptions {
+  /** Endpoints ("127.0.0.1:port") of the echo pool that every test business routes to. */
+  backends: string[];
+  /** Extra proxy config (snake_case, merged over the test defaults). */
+  config?: Record<string, unknown>;
+  /** Extra businesses routed to the same pool. */
+  businesses?: string[];
+}
+
+/** A proxy process on an ephemeral loopback port with its admin port. */
+export async function startProxy(opts: ProxyOptions): Promise<RunningProcess & { port: number; adminPort: number; dir: string }> {
+  const dir = mkdtempSync(join(tmpdir(), 'livemux-test-'));
+  const businesses = ['echo', 'chat', ...(opts.businesses ?? [])];
+  writeFileSync(
+    join(dir, 'routes.yaml'),
+    stringify({
+      version: 1,
+      routes: businesses.map((business) => ({ business, pool: 'echo' })),
+      pools: { echo: { protocol: 'grpc', endpoints: opts.backends.map((address) => ({ address })) } },
+    }),
+  );
+  const config = {
+    listen: { host: '127.0.0.1', port: 0 },
+    admin: { host: '127.0.0.1', port: 0 },
+    routes: './routes.yaml',
+    log: { level: 'info' },
+    ...opts.config,
+  };
+  writeFileSync(join(dir, 'livemux.yaml'), stringify(config));
+  const p = runLivemux(['start', '--config', join(dir, 'livemux.yaml')]);
+  const line = await p.waitFor((l) => l.msg === 'livemux listening');
+  const adminPort = line.admin as number;
+  await waitReady(adminPort);
+  return Object.assign(p, { port: line.port as number, adminPort, dir });
+}
+
+/** Polls /readyz until the proxy has its backend streams up. */
+export async function waitReady(adminPort: number, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const res = await fetch(`http://127.0.0.1:${adminPort}/readyz`).catch(() => null);
+    if (res?.status === 200) return;
+    if (Date.now() > deadline) throw new Error(`proxy not ready within ${timeoutMs} ms (last status ${res?.status})`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** A valid token for the test secret. */
+export function testToken(sub = 'user-1', ttlSeconds = 3600): Promise<string> {
+  return mintToken({ secret: TEST_SECRET, sub, ttlSeconds });
+}

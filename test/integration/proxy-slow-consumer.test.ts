@@ -1,0 +1,88 @@
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { FrameType, Priority } from '../../src/protocol/constants.js';
+import { RawClient } from '../helpers/raw-client.js';
+import { type RunningProcess, startEchoBackend, startProxy, testToken } from '../helpers/processes.js';
+
+let backend: RunningProcess & { port: number };
+let proxy: Awaited<ReturnType<typeof startProxy>>;
+let token: string;
+
+const HUGE = 0x7fff_0000;
+const QUEUE_BYTES = 256 * 1024;
+
+beforeAll(async () => {
+  backend = await startEchoBackend();
+  proxy = await startProxy({
+    backends: [`127.0.0.1:${backend.port}`],
+    // Big client→proxy windows so the publisher never waits for credit; a small outbound bound.
+    config: { limits: { outbound_queue_bytes: QUEUE_BYTES, max_payload: 65536, session_window: HUGE, connection_window: HUGE } },
+  });
+  token = await testToken();
+});
+
+afterAll(async () => {
+  await proxy?.stop();
+  await backend?.stop();
+});
+
+async function subscriber(topic: string): Promise<RawClient> {
+  const c = await RawClient.handshake(proxy.port, token, { sessionWindow: HUGE, connectionWindow: HUGE });
+  c.open(1);
+  await c.next(FrameType.OPEN_OK, 1);
+  c.data(1, `/sub ${topic}`);
+  c.data(1, 'subscribed?'); // the backend handles a session's events in order
+  await c.next(FrameType.DATA, 1);
+  c.keepData = false;
+  c.dataCount = 0;
+  return c;
+}
+
+async function metric(name: string, labels: string): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${proxy.adminPort}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith(`${name}{`) && l.includes(labels));
+  return line ? Number(line.split(' ').at(-1)) : 0;
+}
+
+async function until(cond: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await cond())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+it('a slow reader loses low-priority DATA first, then is closed SLOW_CONSUMER; a fast reader gets everything', async () => {
+  const fast = await subscriber('room');
+  const slow = await subscriber('room');
+  slow.pause();
+  const publisher = await RawClient.handshake(proxy.port, token);
+  publisher.open(1);
+  await publisher.next(FrameType.OPEN_OK, 1);
+
+  const text = 'x'.repeat(1000);
+  const ROUND = 1000;
+  let sent = 0;
+  // Low priority: ~20 MB, far beyond the kernel buffers of the paused reader plus the queue bound.
+  for (let round = 0; round < 20; round++) {
+    for (let i = 0; i < ROUND; i++) publisher.data(1, `/pub room ${text}`, Priority.LOW);
+    sent += ROUND;
+    await until(() => fast.dataCount === sent, 10_000, `fast reader to get ${sent} low messages`);
+  }
+  const lowDrops = await metric('livemux_dropped_frames_total', 'priority="low"');
+  expect(lowDrops).toBeGreaterThan(0);
+  expect(await metric('livemux_protocol_errors_total', 'code="SLOW_CONSUMER"')).toBe(0);
+
+  // High priority is never dropped: once the bound is exceeded, the slow reader is closed instead.
+  for (let round = 0; round < 5; round++) {
+    for (let i = 0; i < 100; i++) publisher.data(1, `/pub room ${text}`, Priority.HIGH);
+    sent += 100;
+    await until(() => fast.dataCount === sent, 10_000, `fast reader to get ${sent} messages`);
+  }
+  await until(async () => (await metric('livemux_protocol_errors_total', 'code="SLOW_CONSUMER"')) === 1, 5_000, 'SLOW_CONSUMER');
+  expect(await metric('livemux_dropped_frames_total', 'priority="high"')).toBe(0);
+  slow.resume();
+  expect(await slow.errorCode()).toBe('SLOW_CONSUMER');
+  expect(fast.dataCount).toBe(sent);
+  fast.destroy();
+  publisher.destroy();
+}, 60_000);
