@@ -1,0 +1,24 @@
+/**
+ * The livemux package: the client SDK (what apps and tests use), the library for writing backends in
+ * Node, and the proxy itself for embedding. The `livemux` command wraps the same pieces.
+ */
+export * from './client/index.js';
+
+export { createBackendServer } from './backends/backend-server.js';
+export type {
+  BackendHandlers,
+  BackendServer,
+  BackendServerOptions,
+  ListeningBackend,
+  ProxyStreamContext,
+} from './backends/backend-server.js';
+export type { SessionOpenInfo } from './backends/types.js';
+
+export { ProxyServer, type ProxyServerOptions } from './proxy/server.js';
+export { createJwtVerifier, mintToken, type TokenVerifier } from './proxy/auth.js';
+export { loadProxyConfig, type ProxyConfig } from './config/proxy-config.js';
+export { loadRoutesConfig, type RoutesConfig } from './config/routes-config.js';
+
+export { FRAME_VERSION, FrameType, HEADER_SIZE, MAGIC, Priority } from './protocol/constants.js';
+export { FrameDecoder, type FrameSink } from './protocol/decoder.js';
+export { encodeFrame } from './protocol/encoder.js';

@@ -1,0 +1,96 @@
+import { describe, expect, it } from 'vitest';
+import { Backoff } from '../../src/client/backoff.js';
+
+/** Deterministic uniform source (mulberry32), so the distribution test cannot flake. */
+function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
+  };
+}
+
+const ALMOST_ONE = 1 - Number.EPSILON;
+
+describe('Backoff', () => {
+  it('doubles the bound per attempt from initialMs up to maxMs', () => {
+    const backoff = new Backoff({ initialMs: 500, maxMs: 30_000, random: () => ALMOST_ONE });
+    const delays = Array.from({ length: 9 }, () => backoff.next());
+    // Each delay sits just under its bound: 500, 1000, 2000 ... capped at 30 000.
+    expect(delays).toEqual([499, 999, 1999, 3999, 7999, 15_999, 29_999, 29_999, 29_999]);
+    expect(backoff.attempt).toBe(9);
+  });
+
+  it('is full jitter: the lower bound is 0 at every attempt', () => {
+    const backoff = new Backoff({ initialMs: 500, maxMs: 30_000, random: () => 0 });
+    expect(Array.from({ length: 5 }, () => backoff.next())).toEqual([0, 0, 0, 0, 0]);
+  });
+
+  it('grows from the base a failure asks for instead of initialMs', () => {
+    const backoff = new Backoff({ initialMs: 500, maxMs: 30_000, random: () => ALMOST_ONE });
+    // e.g. RATE_LIMITED (delayMs 5000 in codes.ts)
+    expect([backoff.next(5000), backoff.next(5000), backoff.next(5000), backoff.next(5000)]).toEqual([4999, 9999, 19_999, 29_999]);
+  });
+
+  it('reports the bound without consuming an attempt', () => {
+    const backoff = new Backoff({ initialMs: 100, maxMs: 1000 });
+    expect(backoff.ceiling()).toBe(100);
+    expect(backoff.ceiling(300)).toBe(300);
+    backoff.next();
+    expect(backoff.ceiling()).toBe(200);
+    expect(backoff.attempt).toBe(1);
+  });
+
+  it('starts over after reset', () => {
+    const backoff = new Backoff({ initialMs: 500, maxMs: 30_000, random: () => ALMOST_ONE });
+    backoff.next();
+    backoff.next();
+    backoff.next();
+    backoff.reset();
+    expect(backoff.attempt).toBe(0);
+    expect(backoff.next()).toBe(499);
+  });
+
+  it('stays finite and capped however many attempts fail', () => {
+    const backoff = new Backoff({ initialMs: 500, maxMs: 30_000, random: () => ALMOST_ONE });
+    for (let i = 0; i < 2000; i += 1) backoff.next();
+    expect(backoff.ceiling()).toBe(30_000);
+    expect(backoff.next()).toBe(29_999);
+  });
+
+  it('hands out integer delays in [0, bound)', () => {
+    const backoff = new Backoff({ initialMs: 250, maxMs: 4000, random: seededRandom(1) });
+    for (let i = 0; i < 1000; i += 1) {
+      const bound = backoff.ceiling();
+      const delay = backoff.next();
+      expect(Number.isInteger(delay)).toBe(true);
+      expect(delay).toBeGreaterThanOrEqual(0);
+      expect(delay).toBeLessThan(bound);
+      if (i % 10 === 9) backoff.reset();
+    }
+  });
+
+  it('spreads delays uniformly over [0, bound) so reconnecting clients do not arrive together', () => {
+    const random = seededRandom(42);
+    const bound = 8000;
+    const samples = 20_000;
+    const buckets = new Array<number>(10).fill(0);
+    let sum = 0;
+    for (let i = 0; i < samples; i += 1) {
+      const backoff = new Backoff({ initialMs: 1000, maxMs: 30_000, random });
+      for (let n = 0; n < 3; n += 1) backoff.next(); // fourth attempt: bound 8000
+      const delay = backoff.next();
+      sum += delay;
+      buckets[Math.floor((delay / bound) * 10)]! += 1;
+    }
+    expect(sum / samples).toBeGreaterThan(bound * 0.48);
+    expect(sum / samples).toBeLessThan(bound * 0.52);
+    for (const count of buckets) {
+      expect(count / samples).toBeGreaterThan(0.09);
+      expect(count / samples).toBeLessThan(0.11);
+    }
+  });
+});
