@@ -1,0 +1,96 @@
+import net from 'node:net';
+import { parseArgs } from 'node:util';
+import { FrameType, Priority } from '../src/protocol/constants.js';
+import { FrameDecoder } from '../src/protocol/decoder.js';
+import { encodeData, encodeFrame, encodeWindowUpdate } from '../src/protocol/encoder.js';
+import { ReceiveCredit } from '../src/protocol/flow-control.js';
+import { encodeHello, encodeOpen } from '../src/protocol/messages.js';
+
+/**
+ * Closed-loop echo load: `conns` connections × `sessions` sessions, each session keeping exactly one
+ * 64-byte message in flight. Against the proxy it does the real handshake, opens sessions and returns
+ * flow-control credit; against the plain echo server it sends the same DATA frames straight away.
+ * Prints one JSON line: round trips per second and latency percentiles.
+ */
+const { values } = parseArgs({
+  options: {
+    port: { type: 'string' },
+    mode: { type: 'string', default: 'proxy' },
+    conns: { type: 'string', default: '64' },
+    sessions: { type: 'string', default: '4' },
+    seconds: { type: 'string', default: '5' },
+    size: { type: 'string', default: '64' },
+    token: { type: 'string', default: '' },
+  },
+});
+const port = Number(values.port);
+const proxied = values.mode === 'proxy';
+const conns = Number(values.conns);
+const sessionsPerConn = Number(values.sessions);
+const payload = Buffer.alloc(Number(values.size), 0x62);
+
+let roundTrips = 0;
+let measuring = false;
+const latencies: number[] = [];
+
+async function runConnection(): Promise<void> {
+  const socket = net.connect({ port, host: '127.0.0.1' });
+  socket.setNoDelay(true);
+  await new Promise((r) => socket.once('connect', r));
+  const sentAt = new Float64Array(sessionsPerConn + 1);
+  const connCredit = new ReceiveCredit(1 << 20);
+  const sessionCredit = Array.from({ length: sessionsPerConn + 1 }, () => new ReceiveCredit(256 * 1024));
+  let welcomed!: () => void;
+  const welcome = new Promise<void>((r) => (welcomed = r));
+  let opened = 0;
+  let allOpen!: () => void;
+  const ready = new Promise<void>((r) => (allOpen = r));
+  const send = (id: number): void => {
+    sentAt[id] = performance.now();
+    socket.write(encodeData(id, Priority.HIGH, payload));
+  };
+  const decoder = new FrameDecoder(
+    {
+      onFrame(type, _flags, id, p) {
+        if (type === FrameType.WELCOME) welcomed();
+        else if (type === FrameType.OPEN_OK && ++opened === sessionsPerConn) allOpen();
+        else if (type === FrameType.DATA) {
+          if (measuring) {
+            roundTrips++;
+            if ((roundTrips & 63) === 0) latencies.push(performance.now() - sentAt[id]!);
+          }
+          if (proxied) {
+            sessionCredit[id]!.receive(p.length);
+            connCredit.receive(p.length);
+            const s = sessionCredit[id]!.release(p.length);
+            const c = connCredit.release(p.length);
+            if (s > 0) socket.write(encodeWindowUpdate(id, s));
+            if (c > 0) socket.write(encodeWindowUpdate(0, c));
+          }
+          send(id);
+        }
+      },
+    },
+    { maxPayload: 1 << 20 },
+  );
+  socket.on('data', (chunk: Buffer) => decoder.push(chunk));
+  if (proxied) {
+    socket.write(encodeFrame(FrameType.HELLO, 0, 0, encodeHello({ versions: [1], token: values.token! })));
+    await welcome;
+    for (let id = 1; id <= sessionsPerConn; id++) socket.write(encodeFrame(FrameType.OPEN, 0, id, encodeOpen({ business: 'echo', metadata: {} })));
+    await ready;
+  }
+  for (let id = 1; id <= sessionsPerConn; id++) send(id);
+}
+
+await Promise.all(Array.from({ length: conns }, runConnection));
+await new Promise((r) => setTimeout(r, 1000)); // warm-up
+measuring = true;
+const start = performance.now();
+await new Promise((r) => setTimeout(r, Number(values.seconds) * 1000));
+measuring = false;
+const elapsed = (performance.now() - start) / 1000;
+latencies.sort((a, b) => a - b);
+const pct = (q: number): number => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? NaN;
+console.log(JSON.stringify({ roundTripsPerSecond: roundTrips / elapsed, p50Ms: pct(0.5), p99Ms: pct(0.99) }));
+process.exit(0);

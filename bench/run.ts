@@ -1,0 +1,122 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { availableParallelism, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { stringify } from 'yaml';
+import { PACKAGE_ROOT } from '../src/paths.js';
+import { mintToken } from '../src/proxy/auth.js';
+import { benchCodec } from './codec.js';
+
+/**
+ * `npm run bench`: every figure the issues ask for, measured side by side in one run on this machine,
+ * printed as a table and written to BENCHMARKS.md. Not a test: nothing here passes or fails on time.
+ */
+const SECRET = 'bench-secret-0123456789abcdef0123456789';
+const DIST = join(PACKAGE_ROOT, 'dist');
+const BIN = join(PACKAGE_ROOT, 'bin', 'livemux.js');
+const ECHO_SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
+const ROUNDS = 2;
+
+interface Row {
+  what: string;
+  value: string;
+  note: string;
+}
+const rows: Row[] = [];
+const children: ChildProcess[] = [];
+process.on('exit', () => children.forEach((c) => c.kill('SIGKILL')));
+
+/** Starts `node script args` and resolves with the first stdout JSON line that satisfies `ready`. */
+function start(script: string, args: string[], ready: (l: Record<string, unknown>) => boolean): Promise<Record<string, unknown>> {
+  const child = spawn(process.execPath, [script, ...args], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, LIVEMUX_JWT_SECRET: SECRET } });
+  children.push(child);
+  return new Promise((resolve, reject) => {
+    child.once('exit', (code) => reject(new Error(`${script} exited (${code})`)));
+    createInterface({ input: child.stdout! }).on('line', (text) => {
+      try {
+        const line = JSON.parse(text) as Record<string, unknown>;
+        if (ready(line)) resolve(line);
+      } catch {
+        // not a JSON line: ignore
+      }
+    });
+  });
+}
+
+async function echoLoad(port: number, mode: 'proxy' | 'plain', token: string): Promise<{ roundTripsPerSecond: number; p50Ms: number; p99Ms: number }> {
+  const args = ['--port', String(port), '--mode', mode, '--seconds', String(ECHO_SECONDS), '--token', token];
+  return (await start(join(DIST, 'bench', 'echo-load.js'), args, (l) => 'roundTripsPerSecond' in l)) as never;
+}
+
+async function main(): Promise<void> {
+  for (const size of [64, 1024]) {
+    for (const r of benchCodec(size)) {
+      const target = r.name === 'decode 64 B' ? 'target ≥ 2,000,000/s on one core' : '';
+      rows.push({ what: `${r.name} frames`, value: `${fmt(r.framesPerSecond)} frames/s`, note: target });
+    }
+  }
+
+  const backend = await start(BIN, ['echo-backend', '--host', '127.0.0.1', '--port', '0'], (l) => l.event === 'listening');
+  const dir = mkdtempSync(join(tmpdir(), 'livemux-bench-'));
+  writeFileSync(join(dir, 'routes.yaml'), stringify({
+    version: 1,
+    routes: [{ business: 'echo', pool: 'echo' }],
+    pools: { echo: { protocol: 'grpc', endpoints: [{ address: `127.0.0.1:${backend.port}` }] } },
+  }));
+  writeFileSync(join(dir, 'livemux.yaml'), stringify({
+    listen: { host: '127.0.0.1', port: 0 }, admin: false, routes: './routes.yaml', log: { level: 'warn' },
+  }));
+  const proxy = await start(BIN, ['start', '--config', join(dir, 'livemux.yaml')], (l) => l.msg === 'livemux listening');
+  const plain = await start(join(DIST, 'bench', 'plain-echo-server.js'), [], (l) => l.event === 'listening');
+  const token = await mintToken({ secret: SECRET, sub: 'bench' });
+  await new Promise((r) => setTimeout(r, 500)); // let the proxy's backend stream come up
+
+  const plainRuns = [];
+  const proxyRuns = [];
+  for (let i = 0; i < ROUNDS; i++) {
+    plainRuns.push(await echoLoad(plain.port as number, 'plain', token));
+    proxyRuns.push(await echoLoad(proxy.port as number, 'proxy', token));
+  }
+  const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
+  const plainRate = mean(plainRuns.map((r) => r.roundTripsPerSecond));
+  const proxyRate = mean(proxyRuns.map((r) => r.roundTripsPerSecond));
+  const load = `64 conns × 4 sessions, 64 B, ${ROUNDS} × ${ECHO_SECONDS} s alternated`;
+  rows.push({ what: 'plain TCP echo round trips', value: `${fmt(plainRate)}/s`, note: `${load}; p99 ${plainRuns.at(-1)!.p99Ms.toFixed(2)} ms` });
+  rows.push({ what: 'proxy + echo backend round trips', value: `${fmt(proxyRate)}/s`, note: `same load; p99 ${proxyRuns.at(-1)!.p99Ms.toFixed(2)} ms` });
+  rows.push({ what: 'proxy / plain echo ratio', value: `${((proxyRate / plainRate) * 100).toFixed(1)} %`, note: 'target ≥ 40 %' });
+
+  const table = ['| measurement | result | notes |', '| --- | --- | --- |', ...rows.map((r) => `| ${r.what} | ${r.value} | ${r.note} |`)].join('\n');
+  console.log(`\n${table}\n`);
+  writeResults(table);
+  process.exit(0);
+}
+
+/** Replaces the core section of BENCHMARKS.md with this run's table. */
+function writeResults(table: string): void {
+  const file = join(PACKAGE_ROOT, 'BENCHMARKS.md');
+  const begin = '<!-- bench:core:begin -->';
+  const end = '<!-- bench:core:end -->';
+  const section = `${begin}\nMeasured ${new Date().toISOString().slice(0, 10)} by \`npm run bench\` (node ${process.version}, ${cpuName()}).\n\n${table}\n${end}`;
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    text = `# Benchmarks\n\nProduced by \`npm run bench\`; every ratio is measured side by side in the same run.\n\n${begin}\n${end}\n`;
+  }
+  const i = text.indexOf(begin);
+  const j = text.indexOf(end);
+  text = i >= 0 && j > i ? text.slice(0, i) + section + text.slice(j + end.length) : `${text}\n${section}\n`;
+  writeFileSync(file, text);
+}
+
+function cpuName(): string {
+  const model = readFileSync('/proc/cpuinfo', 'utf8').match(/model name\s*:\s*(.*)/)?.[1] ?? 'unknown CPU';
+  return `${model.trim()}, ${availableParallelism()} cores`;
+}
+
+function fmt(n: number): string {
+  return Math.round(n).toLocaleString('en-US');
+}
+
+await main();
