@@ -38,6 +38,8 @@ const EMPTY = Buffer.alloc(0);
  */
 export class FrameDecoder {
   private readonly chunks: Buffer[] = [];
+  /** Read position in chunks[0]: consumed bytes stay in place instead of re-slicing the chunk per frame. */
+  private offset = 0;
   private buffered = 0;
   /** -1 while waiting for a header; otherwise the payload length of the frame whose header was read. */
   private pendingLength = -1;
@@ -67,6 +69,7 @@ export class FrameDecoder {
       if (err instanceof ProtocolError) {
         this.failure = err;
         this.chunks.length = 0;
+        this.offset = 0;
         this.buffered = 0;
       }
       throw err;
@@ -77,7 +80,13 @@ export class FrameDecoder {
     for (;;) {
       if (this.pendingLength < 0) {
         if (this.buffered < HEADER_SIZE) return;
-        this.readHeader(this.take(HEADER_SIZE));
+        const first = this.chunks[0]!;
+        if (first.length - this.offset >= HEADER_SIZE) {
+          this.readHeader(first, this.offset);
+          this.skip(HEADER_SIZE);
+        } else {
+          this.readHeader(this.take(HEADER_SIZE), 0);
+        }
       }
       const length = this.pendingLength;
       if (this.buffered < length) return;
@@ -87,39 +96,38 @@ export class FrameDecoder {
     }
   }
 
-  private readHeader(h: Buffer): void {
-    if (h[0] !== MAGIC) {
-      throw new ProtocolError(Code.BAD_MAGIC, `frame: bad magic (0x${hex(h[0]!)} vs 0x${hex(MAGIC)})`);
+  private readHeader(h: Buffer, at: number): void {
+    if (h[at] !== MAGIC) {
+      throw new ProtocolError(Code.BAD_MAGIC, `frame: bad magic (0x${hex(h[at]!)} vs 0x${hex(MAGIC)})`);
     }
-    if (h[1] !== FRAME_VERSION) {
-      throw new ProtocolError(Code.UNSUPPORTED_VERSION, `frame: unsupported framing version (${h[1]} vs ${FRAME_VERSION})`);
+    if (h[at + 1] !== FRAME_VERSION) {
+      throw new ProtocolError(Code.UNSUPPORTED_VERSION, `frame: unsupported framing version (${h[at + 1]} vs ${FRAME_VERSION})`);
     }
-    const type = h[2]!;
+    const type = h[at + 2]!;
     if (type === 0 || type > MAX_FRAME_TYPE) {
       throw new ProtocolError(Code.UNKNOWN_FRAME_TYPE, `frame: unknown type (0x${hex(type)})`);
     }
-    const flags = h[3]!;
-    const sessionId = h.readUInt32BE(4);
-    const length = h.readUInt32BE(8);
-    const name = FRAME_TYPE_NAMES[type]!;
+    const flags = h[at + 3]!;
+    const sessionId = h.readUInt32BE(at + 4);
+    const length = h.readUInt32BE(at + 8);
 
     if (type === FrameType.DATA) {
       if ((flags & ~DATA_FLAGS_MASK) !== 0 || (flags & FLAG_PRIORITY_MASK) === 3) {
         throw new ProtocolError(Code.BAD_FLAGS, `DATA: reserved flags set (0x${hex(flags)})`);
       }
     } else if (flags !== 0) {
-      throw new ProtocolError(Code.BAD_FLAGS, `${name}: flags must be 0 (0x${hex(flags)})`);
+      throw new ProtocolError(Code.BAD_FLAGS, `${FRAME_TYPE_NAMES[type]}: flags must be 0 (0x${hex(flags)})`);
     }
 
     if (CONNECTION_FRAMES.has(type)) {
-      if (sessionId !== 0) throw new ProtocolError(Code.BAD_SESSION_ID, `${name}: session id must be 0 (${sessionId})`);
+      if (sessionId !== 0) throw new ProtocolError(Code.BAD_SESSION_ID, `${FRAME_TYPE_NAMES[type]}: session id must be 0 (${sessionId})`);
     } else if (sessionId === 0 && type !== FrameType.WINDOW_UPDATE) {
-      throw new ProtocolError(Code.BAD_SESSION_ID, `${name}: session id must not be 0`);
+      throw new ProtocolError(Code.BAD_SESSION_ID, `${FRAME_TYPE_NAMES[type]}: session id must not be 0`);
     }
 
     const max = maxLength(type as FrameType, this.limits.maxPayload);
     if (length > max) {
-      throw new ProtocolError(Code.FRAME_TOO_LARGE, `${name}: payload too large (${length} vs ${max} bytes)`);
+      throw new ProtocolError(Code.FRAME_TOO_LARGE, `${FRAME_TYPE_NAMES[type]}: payload too large (${length} vs ${max} bytes)`);
     }
     if (type === FrameType.WINDOW_UPDATE && length !== WINDOW_UPDATE_SIZE) {
       throw new ProtocolError(Code.MALFORMED_PAYLOAD, `WINDOW_UPDATE: body must be ${WINDOW_UPDATE_SIZE} bytes (${length})`);
@@ -131,31 +139,41 @@ export class FrameDecoder {
     this.pendingLength = length;
   }
 
+  /** Drops `n` bytes that lie in the first chunk. */
+  private skip(n: number): void {
+    this.buffered -= n;
+    this.offset += n;
+    if (this.offset === this.chunks[0]!.length) {
+      this.chunks.shift();
+      this.offset = 0;
+    }
+  }
+
   /** Removes and returns the next `n` bytes; a view when they lie in one chunk, one copy otherwise. */
   private take(n: number): Buffer {
-    this.buffered -= n;
     const first = this.chunks[0]!;
-    if (n === first.length) {
-      this.chunks.shift();
-      return first;
+    const start = this.offset;
+    if (first.length - start >= n) {
+      const view = start === 0 && n === first.length ? first : first.subarray(start, start + n);
+      this.skip(n);
+      return view;
     }
-    if (n < first.length) {
-      this.chunks[0] = first.subarray(n);
-      return first.subarray(0, n);
-    }
+    this.buffered -= n;
     const out = Buffer.allocUnsafe(n);
-    let offset = 0;
-    while (offset < n) {
+    let filled = 0;
+    while (filled < n) {
       const c = this.chunks[0]!;
-      const want = n - offset;
-      if (c.length <= want) {
-        c.copy(out, offset);
-        offset += c.length;
+      const available = c.length - this.offset;
+      const want = n - filled;
+      if (available <= want) {
+        c.copy(out, filled, this.offset);
+        filled += available;
         this.chunks.shift();
+        this.offset = 0;
       } else {
-        c.copy(out, offset, 0, want);
-        this.chunks[0] = c.subarray(want);
-        offset = n;
+        c.copy(out, filled, this.offset, this.offset + want);
+        this.offset += want;
+        filled = n;
       }
     }
     return out;
