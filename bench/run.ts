@@ -65,7 +65,7 @@ async function main(): Promise<void> {
     pools: { echo: { protocol: 'grpc', endpoints: [{ address: `127.0.0.1:${backend.port}` }] } },
   }));
   writeFileSync(join(dir, 'livemux.yaml'), stringify({
-    listen: { host: '127.0.0.1', port: 0 }, admin: false, routes: './routes.yaml', log: { level: 'warn' },
+    listen: { host: '127.0.0.1', port: 0 }, admin: false, routes: './routes.yaml', log: { level: 'info' },
   }));
   const proxy = await start(BIN, ['start', '--config', join(dir, 'livemux.yaml')], (l) => l.msg === 'livemux listening');
   const plain = await start(join(DIST, 'bench', 'plain-echo-server.js'), [], (l) => l.event === 'listening');
