@@ -8,6 +8,7 @@ import pino from 'pino';
 import type { Priority } from '../protocol/constants.js';
 import { Code } from '../protocol/codes.js';
 import { TickBatcher } from './batcher.js';
+import { DrainWaiters } from './drain-waiters.js';
 import {
   BACKEND_CONTRACT_VERSION,
   MAX_GRPC_MESSAGE_BYTES,
@@ -164,8 +165,8 @@ class ProxyStream implements ProxyStreamContext {
     commandsDropped: 0,
   };
   private _writable = true;
-  private drainWaiters: Array<() => void> = [];
   private readonly batcher = new TickBatcher<BackendCommand>((commands) => this.writeBatch(commands));
+  private readonly drainWaiters: DrainWaiters;
 
   constructor(
     private readonly call: AttachCall,
@@ -173,6 +174,7 @@ class ProxyStream implements ProxyStreamContext {
     private readonly log: pino.Logger,
     private readonly onGone: (stream: ProxyStream) => void,
   ) {
+    this.drainWaiters = new DrainWaiters(log, 'backend');
     // Headers at once: the proxy learns the stream is accepted without waiting for a first command.
     call.sendMetadata(new grpc.Metadata());
     call.on('data', (batch: ProxyBatch) => this.onBatch(batch));
@@ -215,7 +217,7 @@ class ProxyStream implements ProxyStreamContext {
 
   onDrain(fn: () => void): void {
     if (this._writable) fn();
-    else this.drainWaiters.push(fn);
+    else this.drainWaiters.add(fn);
   }
 
   /** Flushes pending commands and ends the stream with status OK. */
@@ -299,21 +301,9 @@ class ProxyStream implements ProxyStreamContext {
 
   private onCallDrain(): void {
     this._writable = true;
-    this.releaseDrainWaiters();
+    this.drainWaiters.release();
   }
 
-  private releaseDrainWaiters(): void {
-    if (this.drainWaiters.length === 0) return;
-    const waiters = this.drainWaiters;
-    this.drainWaiters = [];
-    for (const fn of waiters) {
-      try {
-        fn();
-      } catch (err) {
-        this.log.error({ err }, 'backend: drain callback threw');
-      }
-    }
-  }
 
   /** Runs once per stream, whichever way it ended. */
   private finish(reason: string): void {
@@ -321,7 +311,7 @@ class ProxyStream implements ProxyStreamContext {
     this.gone = true;
     this.stats.commandsDropped += this.batcher.discard();
     this._writable = true;
-    this.releaseDrainWaiters();
+    this.drainWaiters.release();
     this.onGone(this);
     // A stream refused before its hello never reached the handlers: nothing to tell them.
     if (this.proxyId === '') return;

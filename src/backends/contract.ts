@@ -10,6 +10,7 @@ import * as protoLoader from '@grpc/proto-loader';
 import type * as grpc from '@grpc/grpc-js';
 import type { Priority } from '../protocol/constants.js';
 import { protoPath } from '../paths.js';
+import type { SessionOpenInfo } from './types.js';
 
 /** Value of `ProxyHello.contract_version` this implementation speaks. */
 export const BACKEND_CONTRACT_VERSION = 1;
@@ -43,16 +44,8 @@ export interface ProxyHello {
   contractVersion: number;
 }
 
-/** `SessionOpened`; field for field the proxy's SessionOpenInfo. */
-export interface SessionOpened {
-  userId: string;
-  business: string;
-  metadata: Readonly<Record<string, string>>;
-  clientAddress: string;
-  connectionId: string;
-  clientSessionId: number;
-  reattach: boolean;
-}
+/** `SessionOpened`: exactly the proxy's SessionOpenInfo, so it is sent without a copy. */
+export type SessionOpened = SessionOpenInfo;
 
 export interface SessionData {
   payload: Buffer;

@@ -21,6 +21,7 @@
 import * as grpc from '@grpc/grpc-js';
 import pino from 'pino';
 import type { Priority } from '../protocol/constants.js';
+import { DrainWaiters } from './drain-waiters.js';
 import { TickBatcher } from './batcher.js';
 import { backoffDelay, DEFAULT_BACKOFF, type BackoffOptions } from './backoff.js';
 import { dispatchCommand, STALE_SESSION } from './command-dispatch.js';
@@ -116,9 +117,9 @@ export class GrpcBackendLink implements BackendLink {
   /** False while DOWN/CLOSED: cached so the per-event check is one load. */
   private acceptingEvents = true;
   private _writable = true;
-  private drainWaiters: Array<() => void> = [];
   /** Sessions opened on the current stream, closed by neither side yet: the only ones commands may name. */
   private readonly sessions = new Set<number>();
+  private readonly drainWaiters: DrainWaiters;
   private call: AttachCall | null = null;
   private helloPending = false;
   private attempt = 0;
@@ -149,6 +150,7 @@ export class GrpcBackendLink implements BackendLink {
     this.hello = { proxyId: opts.proxyId, contractVersion: BACKEND_CONTRACT_VERSION };
     this.backoff = opts.reconnect ?? DEFAULT_BACKOFF;
     this.log = (opts.logger ?? pino({ level: 'silent' })).child({ component: 'backend-link', endpoint });
+    this.drainWaiters = new DrainWaiters(this.log, 'backend link');
     this.onStateChange = opts.onStateChange;
     this.client = new grpc.Client(endpoint, grpc.credentials.createInsecure(), this.channelOptions(opts.keepaliveMs));
     this.batcher = new TickBatcher((events) => this.writeBatch(events));
@@ -196,7 +198,7 @@ export class GrpcBackendLink implements BackendLink {
    */
   onDrain(fn: () => void): void {
     if (this._writable) fn();
-    else this.drainWaiters.push(fn);
+    else this.drainWaiters.add(fn);
   }
 
   /**
@@ -220,7 +222,7 @@ export class GrpcBackendLink implements BackendLink {
     this.batcher.discard();
     this.transition(LinkState.CLOSED, 'closed by the proxy');
     this._writable = true;
-    this.releaseDrainWaiters();
+    this.drainWaiters.release();
     // A started call outlives the channel's close; only calls not yet started are failed by it.
     this.client.close();
   }
@@ -297,7 +299,7 @@ export class GrpcBackendLink implements BackendLink {
     if (this._state === LinkState.DOWN) this.log.debug({ reason, attempt: this.attempt }, 'backend link: retry failed');
     else this.transition(LinkState.DOWN, reason);
     this._writable = true;
-    this.releaseDrainWaiters();
+    this.drainWaiters.release();
     // Only a stream that stayed up a while resets the backoff: an endpoint that accepts and at once
     // drops the stream must not be retried at the initial pace forever.
     if (wasReady && Date.now() - this.readyAt >= this.backoff.maxMs) this.attempt = 0;
@@ -351,21 +353,9 @@ export class GrpcBackendLink implements BackendLink {
   private onCallDrain(call: AttachCall): void {
     if (call !== this.call) return;
     this._writable = true;
-    this.releaseDrainWaiters();
+    this.drainWaiters.release();
   }
 
-  private releaseDrainWaiters(): void {
-    if (this.drainWaiters.length === 0) return;
-    const waiters = this.drainWaiters;
-    this.drainWaiters = [];
-    for (const fn of waiters) {
-      try {
-        fn();
-      } catch (err) {
-        this.log.error({ err }, 'backend link: drain callback threw');
-      }
-    }
-  }
 
   private onBackendBatch(call: AttachCall, batch: BackendBatch): void {
     // After close() the sink has been told linkDown; late commands have nobody to go to.

@@ -10,6 +10,7 @@ import { parseArgs } from 'node:util';
 import pino from 'pino';
 import { LivemuxError } from '../../protocol/errors.js';
 import { createBackendServer } from '../backend-server.js';
+import { untilSignal } from '../../cli/signals.js';
 import { createEchoHandlers } from './echo-backend.js';
 
 const DEFAULT_HOST = '127.0.0.1';
@@ -25,7 +26,7 @@ export async function runEchoBackend(argv: string[]): Promise<number> {
   const server = createBackendServer(createEchoHandlers(), { logger });
   const listening = await server.listen(host, port);
   process.stdout.write(`${JSON.stringify({ event: 'listening', port: listening.port })}\n`);
-  const signal = await nextSignal();
+  const signal = await untilSignal();
   logger.info({ signal }, 'echo backend: shutting down');
   await listening.close();
   return 0;
@@ -47,22 +48,6 @@ function parseEchoArgs(argv: string[]): { host: string; port: number; logLevel: 
     throw new LivemuxError('ERR_USAGE', `--port: expected an integer 0..65535, got "${values.port}"`);
   }
   return { host: values.host ?? DEFAULT_HOST, port, logLevel: values['log-level'] ?? 'info' };
-}
-
-/**
- * Resolves on the first SIGTERM or SIGINT; a second one exits at once. (Not shared with the proxy's
- * CLI on purpose: importing that module would load the whole proxy into the backend process.)
- */
-function nextSignal(): Promise<NodeJS.Signals> {
-  return new Promise((resolve) => {
-    const onSignal = (signal: NodeJS.Signals): void => {
-      process.once('SIGTERM', () => process.exit(1));
-      process.once('SIGINT', () => process.exit(1));
-      resolve(signal);
-    };
-    process.once('SIGTERM', onSignal);
-    process.once('SIGINT', onSignal);
-  });
 }
 
 /** True when this module is the process entry point (not imported by the CLI or a test). */
