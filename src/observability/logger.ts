@@ -6,7 +6,9 @@ export interface LoggerOptions {
   /** pino level name: trace, debug, info, warn, error, fatal or silent. */
   level: string;
   /** Stamped on every line as `proxy`, so lines from many proxies can be told apart once collected. */
-  proxyId: string;
+  proxyId?: string;
+  /** Stamped as `name` by processes that are not the proxy (e.g. "echo-backend"). */
+  name?: string;
 }
 
 /**
@@ -31,7 +33,7 @@ export interface LogContext {
 export function createLogger(options: LoggerOptions, destination?: DestinationStream): Logger {
   const settings = {
     level: options.level,
-    base: { proxy: options.proxyId, pid: process.pid, host: hostname() },
+    base: { name: options.name, proxy: options.proxyId, pid: process.pid, host: hostname() },
     timestamp: pino.stdTimeFunctions.isoTime,
     formatters: { level: (label: string) => ({ level: label }) },
     redact: { paths: ['token', '*.token', 'jwtSecret', '*.jwtSecret'], censor: '[redacted]' },

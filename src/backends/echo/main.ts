@@ -8,6 +8,7 @@ import { realpathSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import pino from 'pino';
+import { createLogger } from '../../observability/logger.js';
 import { LivemuxError } from '../../protocol/errors.js';
 import { createBackendServer } from '../backend-server.js';
 import { untilSignal } from '../../cli/signals.js';
@@ -22,7 +23,7 @@ const DEFAULT_PORT = 7101;
  */
 export async function runEchoBackend(argv: string[]): Promise<number> {
   const { host, port, logLevel } = parseEchoArgs(argv);
-  const logger = pino({ name: 'echo-backend', level: logLevel }, pino.destination(2));
+  const logger = createLogger({ level: logLevel, name: 'echo-backend' }, pino.destination(2));
   const server = createBackendServer(createEchoHandlers(), { logger });
   const listening = await server.listen(host, port);
   process.stdout.write(`${JSON.stringify({ event: 'listening', port: listening.port })}\n`);
