@@ -365,7 +365,7 @@ export function createBackendServer(handlers: BackendHandlers, opts: BackendServ
             reject(new Error(`backend server: cannot listen on ${address} (${err.message})`, { cause: err }));
             return;
           }
-          log.info({ host, port: boundPort }, 'backend: listening');
+          log.info({ address: host, port: boundPort }, 'backend: listening');
           let closing: Promise<void> | null = null;
           resolve({
             port: boundPort,

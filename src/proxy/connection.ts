@@ -225,6 +225,7 @@ export class Connection implements FrameSink, SessionHost {
     const m = this.ctx.metrics;
     const refuse = (code: Code, reason: string, retryAfterMs = 0): void => {
       m.sessionsOpened.inc({ business: open.business, result: codeName(code) });
+      this.log.info({ session: sessionId, business: open.business, code: codeName(code), reason }, 'session refused');
       this.sendStatus(FrameType.OPEN_FAIL, sessionId, code, reason, retryAfterMs);
     };
     if (this.state === ConnState.DRAINING) return refuse(Code.GOING_AWAY, 'OPEN: server is draining');
@@ -269,6 +270,7 @@ export class Connection implements FrameSink, SessionHost {
     });
     m.sessions.inc({ business: open.business });
     m.sessionsOpened.inc({ business: open.business, result: 'ok' });
+    this.log.debug({ session: sessionId, business: open.business, endpoint: link.endpoint }, 'session opened');
     this.sendSessionFrame(FrameType.OPEN_OK, sessionId, EMPTY);
     this.lastActivity = Date.now();
   }
@@ -401,6 +403,7 @@ export class Connection implements FrameSink, SessionHost {
   }
 
   retired(session: ProxySession): void {
+    this.log.debug({ session: session.id, business: session.business }, 'session closed');
     this.sessions.delete(session.id);
     this.creditWaiters.delete(session);
     this.ctx.registry.remove(session);
