@@ -161,7 +161,8 @@ export class GrpcBackendLink implements BackendLink {
     return this._state;
   }
 
-  get writable(): boolean {
+  /** The stream is shared, so every session is writable exactly when the stream is. */
+  isWritable(_session: number): boolean {
     return this._writable;
   }
 
@@ -196,7 +197,7 @@ export class GrpcBackendLink implements BackendLink {
    * Calls `fn` once the stream accepts writes again, or at once if it does. Waiters are also released
    * when the stream ends (after `linkDown`): a waiter must never hang on a dead stream.
    */
-  onDrain(fn: () => void): void {
+  onDrain(_session: number, fn: () => void): void {
     if (this._writable) fn();
     else this.drainWaiters.add(fn);
   }

@@ -41,13 +41,16 @@ export type LinkState = (typeof LinkState)[keyof typeof LinkState];
 export interface BackendLink {
   readonly endpoint: string;
   readonly state: LinkState;
-  /** False while the stream's write buffer is over its high-water mark; wait for `onDrain`. */
-  readonly writable: boolean;
+  /**
+   * False while `session`'s path to the backend is over its high-water mark (the shared stream for
+   * gRPC, the session's own socket for TCP passthrough); wait for `onDrain`.
+   */
+  isWritable(session: number): boolean;
   open(session: number, info: SessionOpenInfo): void;
   data(session: number, payload: Buffer, priority: Priority): void;
   closed(session: number, code: number, reason: string): void;
-  /** Calls `fn` once the link is writable again (immediately if it already is). */
-  onDrain(fn: () => void): void;
+  /** Calls `fn` once `session` is writable again (immediately if it already is). */
+  onDrain(session: number, fn: () => void): void;
   /** Ends the stream; sessions still bound get `linkDown`. */
   close(): void;
 }

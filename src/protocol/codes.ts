@@ -54,6 +54,9 @@ export const Code = {
   BACKEND_CLOSED: 205,
   SESSION_FLOW_CONTROL: 206,
   CANCELLED: 207,
+  BUSINESS_DISABLED: 208,
+  MISSING_HASH_KEY: 209,
+  ENDPOINT_REMOVED: 210,
 
   AUTH_FAILED: 300,
   AUTH_EXPIRED: 301,
@@ -90,6 +93,9 @@ const TABLE: readonly CodeInfo[] = [
   def(Code.BACKEND_CLOSED, 'BACKEND_CLOSED', 'never', 0, 'The backend closed the session (the reason says why).'),
   def(Code.SESSION_FLOW_CONTROL, 'SESSION_FLOW_CONTROL', 'never', 0, 'Peer sent more DATA on a session than its session window allowed.'),
   def(Code.CANCELLED, 'CANCELLED', 'none', 0, 'The session was abandoned by the peer that sent RESET (no error implied).'),
+  def(Code.BUSINESS_DISABLED, 'BUSINESS_DISABLED', 'backoff', 30000, 'The business is disabled or was removed from routes.yaml; its sessions are closed and new ones refused until it is enabled again.'),
+  def(Code.MISSING_HASH_KEY, 'MISSING_HASH_KEY', 'never', 0, 'OPEN lacks the metadata field its route hashes on (e.g. room_id); the reason names the field.'),
+  def(Code.ENDPOINT_REMOVED, 'ENDPOINT_REMOVED', 'immediate', 0, 'A config reload removed the session\'s backend endpoint and the session could not be moved; reopen at once.'),
 
   def(Code.AUTH_FAILED, 'AUTH_FAILED', 'never', 0, 'Token missing, malformed, or its signature or claims are invalid.'),
   def(Code.AUTH_EXPIRED, 'AUTH_EXPIRED', 'refresh_token', 0, 'Token has expired; get a new one and reconnect.'),

@@ -154,10 +154,10 @@ export class ProxySession implements QueueOwner {
   forward(payload: Buffer, priority: Priority): void {
     if (this.backendOpen) this.link.data(this.ref, payload, priority);
     this.owedCredit += payload.length;
-    if (!this.backendOpen || this.link.writable) this.returnCredit();
+    if (!this.backendOpen || this.link.isWritable(this.ref)) this.returnCredit();
     else if (!this.awaitingDrain) {
       this.awaitingDrain = true;
-      this.link.onDrain(() => {
+      this.link.onDrain(this.ref, () => {
         this.awaitingDrain = false;
         this.returnCredit();
       });

@@ -368,19 +368,19 @@ describe('GrpcBackendLink ↔ a raw backend', () => {
     const l = await readyLink(port, new RecordingSink(), 'proxy-a');
     l.open(1, info('bulk'));
     const chunk = Buffer.alloc(256 * 1024, 'x');
-    for (let tick = 0; tick < 200 && l.writable; tick++) {
+    for (let tick = 0; tick < 200 && l.isWritable(1); tick++) {
       l.data(1, chunk, Priority.LOW);
       await new Promise((r) => setImmediate(r));
     }
-    expect(l.writable).toBe(false);
+    expect(l.isWritable(1)).toBe(false);
 
     let drained = 0;
-    l.onDrain(() => drained++);
+    l.onDrain(1, () => drained++);
     expect(drained).toBe(0);
     attached!.on('data', () => {});
     await waitUntil('drain', () => drained === 1);
-    expect(l.writable).toBe(true);
-    l.onDrain(() => drained++); // already writable: at once
+    expect(l.isWritable(1)).toBe(true);
+    l.onDrain(1, () => drained++); // already writable: at once
     expect(drained).toBe(2);
   });
 
