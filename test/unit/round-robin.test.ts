@@ -1,14 +1,11 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { getPolicy, policyNames, registerPolicy } from '../../src/routing/policies.js';
-import { SmoothWeightedRoundRobinPicker, roundRobinPolicy } from '../../src/routing/round-robin.js';
-import type { RouteContext } from '../../src/routing/types.js';
+import { SmoothWeightedRoundRobinPicker } from '../../src/routing/policies/round-robin.js';
 
-const ctx: RouteContext = { userId: 'u', connectionId: 'c', clientAddress: '127.0.0.1:1', metadata: {} };
 const all = (): boolean => true;
 
 function picks(picker: SmoothWeightedRoundRobinPicker, n: number, isHealthy: (e: string) => boolean = all): (string | null)[] {
-  return Array.from({ length: n }, () => picker.pick(ctx, isHealthy));
+  return Array.from({ length: n }, (_, i) => picker.pick(`key-${i}`, isHealthy));
 }
 
 describe('SmoothWeightedRoundRobinPicker', () => {
@@ -43,9 +40,9 @@ describe('SmoothWeightedRoundRobinPicker', () => {
 
   it('returns null when no endpoint is healthy', () => {
     const picker = new SmoothWeightedRoundRobinPicker([{ address: 'a', weight: 1 }]);
-    expect(picker.pick(ctx, () => false)).toBeNull();
+    expect(picker.pick('k', () => false)).toBeNull();
     // Recovers once the endpoint is healthy again.
-    expect(picker.pick(ctx, all)).toBe('a');
+    expect(picker.pick('k', all)).toBe('a');
   });
 
   it('over any whole cycle, picks each healthy endpoint exactly its weight', () => {
@@ -63,14 +60,15 @@ describe('SmoothWeightedRoundRobinPicker', () => {
   });
 });
 
-describe('policy registry', () => {
-  it('has round_robin built in', () => {
-    expect(policyNames()).toContain('round_robin');
-    expect(getPolicy('round_robin')).toBe(roundRobinPolicy);
-    expect(getPolicy('nope')).toBeUndefined();
-  });
-
-  it('refuses a second policy under a taken name', () => {
-    expect(() => registerPolicy({ name: 'round_robin', createPicker: roundRobinPolicy.createPicker })).toThrow(/already registered/);
+describe('round_robin and the hash key', () => {
+  it('ignores the key: the same sequence whatever keys are given', () => {
+    const endpoints = [
+      { address: 'a', weight: 3 },
+      { address: 'b', weight: 1 },
+    ];
+    const one = new SmoothWeightedRoundRobinPicker(endpoints);
+    const other = new SmoothWeightedRoundRobinPicker(endpoints);
+    const sameKey = Array.from({ length: 12 }, () => one.pick('room-1', all));
+    expect(picks(other, 12)).toEqual(sameKey);
   });
 });

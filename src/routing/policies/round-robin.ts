@@ -1,4 +1,4 @@
-import type { Picker, PickerPolicy, RouteContext, WeightedEndpoint } from './types.js';
+import type { Picker, PickerPolicy, WeightedEndpoint } from '../types.js';
 
 /**
  * Smooth weighted round robin, as in nginx (ngx_http_upstream_round_robin.c, "smooth weighted
@@ -14,8 +14,10 @@ import type { Picker, PickerPolicy, RouteContext, WeightedEndpoint } from './typ
  * OPENs does not land on one backend. Unhealthy endpoints take no part in a round, so their share is
  * spread over the others in the same proportions; ties go to the endpoint listed first.
  *
- * O(endpoints) per pick, which is fine for pools of tens of endpoints and sessions opened far less
- * often than messages flow.
+ * O(endpoints) per pick (every endpoint's health is asked), which is fine for pools of tens to
+ * hundreds of endpoints and sessions opened far less often than messages flow. The session's hash key
+ * is ignored. The rotation counters are the picker's only changing state; the endpoint list and weights
+ * are fixed when it is built.
  */
 export class SmoothWeightedRoundRobinPicker implements Picker {
   private readonly addresses: readonly string[];
@@ -23,12 +25,13 @@ export class SmoothWeightedRoundRobinPicker implements Picker {
   private readonly current: Float64Array;
 
   constructor(endpoints: readonly WeightedEndpoint[]) {
-    this.addresses = endpoints.map((e) => e.address);
+    this.addresses = Object.freeze(endpoints.map((e) => e.address));
     this.weights = Int32Array.from(endpoints, (e) => e.weight);
     this.current = new Float64Array(endpoints.length);
+    Object.freeze(this);
   }
 
-  pick(_ctx: RouteContext, isHealthy: (endpoint: string) => boolean): string | null {
+  pick(_key: string, isHealthy: (endpoint: string) => boolean): string | null {
     let best = -1;
     let total = 0;
     for (let i = 0; i < this.addresses.length; i++) {
@@ -45,7 +48,7 @@ export class SmoothWeightedRoundRobinPicker implements Picker {
 }
 
 /** The `round_robin` policy: smooth weighted round robin over healthy endpoints. */
-export const roundRobinPolicy: PickerPolicy = {
+export const roundRobinPolicy: PickerPolicy = Object.freeze({
   name: 'round_robin',
-  createPicker: (endpoints) => new SmoothWeightedRoundRobinPicker(endpoints),
-};
+  createPicker: (endpoints: readonly WeightedEndpoint[]) => new SmoothWeightedRoundRobinPicker(endpoints),
+});
