@@ -51,6 +51,18 @@ export interface Metrics {
   readonly backendStreamState: Gauge<'endpoint' | 'state'>;
   /** livemux_backend_messages_total{endpoint,direction}: messages on backend streams (direction in/out). */
   readonly backendEvents: Counter<'endpoint' | 'direction'>;
+  /** livemux_endpoint_breaker_state{endpoint,state}: 1 for the breaker's current state (closed, open, half_open), 0 for the others. */
+  readonly endpointBreakerState: Gauge<'endpoint' | 'state'>;
+  /** livemux_health_checks_total{endpoint,result}: active health checks by result (ok, fail, timeout). */
+  readonly healthChecks: Counter<'endpoint' | 'result'>;
+  /** livemux_endpoint_healthy{endpoint}: 1 while the endpoint may receive new sessions (breaker closed, checks passing). */
+  readonly endpointHealthy: Gauge<'endpoint'>;
+  /** livemux_route_reloads_total{result}: ok (new table in effect) or invalid (last good kept). */
+  readonly routeReloads: Counter<'result'>;
+  /** livemux_routing_decisions_total{business,endpoint}: sessions routed, by where they went. */
+  readonly routingDecisions: Counter<'business' | 'endpoint'>;
+  /** livemux_sessions_relocated_total{reason,result}: open sessions moved (or closed) by a failure or reload. */
+  readonly sessionsRelocated: Counter<'reason' | 'result'>;
   /** Feeds livemux_frames_{received,sent}_total{type} and livemux_{received,sent}_bytes_total{type}. */
   readonly frameStats: FrameStats;
 }
@@ -128,6 +140,42 @@ export function createMetrics(): Metrics {
       name: 'livemux_backend_messages_total',
       help: 'Messages on backend streams, by endpoint and direction (in = from backend, out = to backend).',
       labelNames: ['endpoint', 'direction'],
+      registers,
+    }),
+    endpointBreakerState: new Gauge({
+      name: 'livemux_endpoint_breaker_state',
+      help: 'Circuit breaker of each endpoint: 1 for the current state (closed, open, half_open), 0 for the others.',
+      labelNames: ['endpoint', 'state'],
+      registers,
+    }),
+    healthChecks: new Counter({
+      name: 'livemux_health_checks_total',
+      help: 'Active health checks of backend endpoints, by endpoint and result (ok, fail, timeout).',
+      labelNames: ['endpoint', 'result'],
+      registers,
+    }),
+    endpointHealthy: new Gauge({
+      name: 'livemux_endpoint_healthy',
+      help: 'Whether each endpoint may receive new sessions (1) or not (0): breaker closed and active checks passing.',
+      labelNames: ['endpoint'],
+      registers,
+    }),
+    routeReloads: new Counter({
+      name: 'livemux_route_reloads_total',
+      help: 'routes.yaml reloads by result: ok (new table in effect) or invalid (last good config kept).',
+      labelNames: ['result'],
+      registers,
+    }),
+    routingDecisions: new Counter({
+      name: 'livemux_routing_decisions_total',
+      help: 'New sessions routed, by business and chosen endpoint.',
+      labelNames: ['business', 'endpoint'],
+      registers,
+    }),
+    sessionsRelocated: new Counter({
+      name: 'livemux_sessions_relocated_total',
+      help: 'Open sessions moved to another endpoint or closed, by reason (endpoint_failed, endpoint_removed, business_disabled) and result (moved, closed).',
+      labelNames: ['reason', 'result'],
       registers,
     }),
     frameStats,

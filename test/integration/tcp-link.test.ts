@@ -1,0 +1,338 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import net from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { TcpPassthroughLink, type TcpPassthroughLinkOptions } from '../../src/backends/tcp-link.js';
+import { LinkState, type BackendCommandSink, type BackendLink, type SessionOpenInfo } from '../../src/backends/types.js';
+import { Code } from '../../src/protocol/codes.js';
+import { Priority } from '../../src/protocol/constants.js';
+
+/** TCP passthrough against real plain TCP services on 127.0.0.1. */
+
+class RecordingSink implements BackendCommandSink {
+  readonly received = new Map<number, Buffer[]>();
+  readonly priorities = new Set<Priority>();
+  readonly closes: { session: number; code: number; reason: string }[] = [];
+  readonly linkDowns: string[] = [];
+
+  deliver(session: number, payload: Buffer, priority: Priority): void {
+    this.priorities.add(priority);
+    const chunks = this.received.get(session) ?? [];
+    chunks.push(Buffer.from(payload));
+    this.received.set(session, chunks);
+  }
+  close(session: number, code: number, reason: string): void {
+    this.closes.push({ session, code, reason });
+  }
+  subscribe(): void {
+    throw new Error('tcp passthrough never subscribes');
+  }
+  unsubscribe(): void {
+    throw new Error('tcp passthrough never unsubscribes');
+  }
+  publish(): void {
+    throw new Error('tcp passthrough never publishes');
+  }
+  linkDown(_link: BackendLink, reason: string): void {
+    this.linkDowns.push(reason);
+  }
+  text(session: number): string {
+    return Buffer.concat(this.received.get(session) ?? []).toString();
+  }
+}
+
+/** A plain TCP service; `onConnection` decides what it does with each accepted socket. */
+class TcpService {
+  readonly sockets: net.Socket[] = [];
+  readonly server: net.Server;
+  connections = 0;
+
+  constructor(onConnection: (socket: net.Socket, service: TcpService) => void) {
+    this.server = net.createServer((socket) => {
+      this.connections++;
+      this.sockets.push(socket);
+      socket.on('error', () => {});
+      onConnection(socket, this);
+    });
+  }
+
+  async listen(): Promise<string> {
+    await new Promise<void>((resolve) => this.server.listen(0, '127.0.0.1', resolve));
+    return `127.0.0.1:${(this.server.address() as net.AddressInfo).port}`;
+  }
+
+  async close(): Promise<void> {
+    for (const socket of this.sockets) socket.destroy();
+    await new Promise((r) => this.server.close(r));
+  }
+}
+
+const INFO: SessionOpenInfo = {
+  userId: 'user-1',
+  business: 'legacy',
+  metadata: {},
+  clientAddress: '127.0.0.1:50000',
+  connectionId: 'c1',
+  clientSessionId: 1,
+  reattach: false,
+};
+
+async function waitFor(what: string, cond: () => boolean, timeoutMs = 5_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for: ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+async function freePort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as net.AddressInfo).port;
+  await new Promise((r) => server.close(r));
+  return port;
+}
+
+/**
+ * A listener whose accept queue is full: a child process listens with backlog 1 and then blocks its
+ * event loop, so it never accepts; once the kernel's queue holds its few connections, further SYNs are
+ * dropped and connects hang (until the SYN retries give up, far beyond any connect timeout here).
+ */
+async function unresponsiveListener(): Promise<{ address: string; child: ChildProcess }> {
+  const script = `const s = require('node:net').createServer();
+    s.listen({ port: 0, host: '127.0.0.1', backlog: 1 }, () => {
+      console.log(s.address().port);
+      const t = Date.now();
+      while (Date.now() - t < 15000) {}
+    });`;
+  const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+  children.push(child);
+  const port = await new Promise<number>((resolve, reject) => {
+    child.stdout!.once('data', (d: Buffer) => resolve(Number(d.toString().trim())));
+    child.once('exit', (code) => reject(new Error(`listener exited (${code})`)));
+  });
+  return { address: `127.0.0.1:${port}`, child };
+}
+
+const children: ChildProcess[] = [];
+const services: TcpService[] = [];
+const links: TcpPassthroughLink[] = [];
+
+async function service(onConnection: (socket: net.Socket, service: TcpService) => void): Promise<[TcpService, string]> {
+  const s = new TcpService(onConnection);
+  services.push(s);
+  return [s, await s.listen()];
+}
+
+function link(address: string, sink: BackendCommandSink, opts: Partial<TcpPassthroughLinkOptions> = {}): TcpPassthroughLink {
+  const l = new TcpPassthroughLink(address, sink, { connectMs: 2_000, ...opts });
+  links.push(l);
+  return l;
+}
+
+const echo = (socket: net.Socket): void => {
+  socket.pipe(socket);
+};
+
+afterEach(async () => {
+  for (const child of children.splice(0)) child.kill('SIGKILL');
+  for (const l of links.splice(0)) l.close();
+  await Promise.all(services.splice(0).map((s) => s.close()));
+});
+
+describe('TcpPassthroughLink', () => {
+  it('tunnels bytes both ways in order, one upstream connection per session', async () => {
+    const [svc, address] = await service(echo);
+    const sink = new RecordingSink();
+    const connected: string[] = [];
+    const l = link(address, sink, { onSuccess: (ep) => connected.push(ep) });
+    expect(l.state).toBe(LinkState.READY);
+
+    const SESSIONS = [1, 2, 3, 4, 5, 6];
+    const expected = new Map<number, string>();
+    for (const session of SESSIONS) {
+      l.open(session, { ...INFO, clientSessionId: session });
+      expected.set(session, '');
+    }
+    // Interleaved writes across sessions, the first ones before any connect completed.
+    for (let i = 0; i < 50; i++) {
+      for (const session of SESSIONS) {
+        const chunk = `s${session}:${i};`;
+        l.data(session, Buffer.from(chunk), Priority.LOW);
+        expected.set(session, expected.get(session)! + chunk);
+      }
+    }
+    await waitFor('every echo', () => SESSIONS.every((s) => sink.text(s) === expected.get(s)));
+    expect(svc.connections).toBe(SESSIONS.length);
+    expect(connected).toEqual(SESSIONS.map(() => address));
+    expect([...sink.priorities]).toEqual([Priority.HIGH]);
+    expect(sink.closes).toEqual([]);
+    expect(l.stats.bytesToUpstream).toBe([...expected.values()].join('').length);
+    expect(l.stats.bytesFromUpstream).toBe(l.stats.bytesToUpstream);
+  });
+
+  it('closes the session NORMAL when the upstream ends it, after delivering its last bytes', async () => {
+    const [, address] = await service((socket) => socket.end('goodbye'));
+    const sink = new RecordingSink();
+    const l = link(address, sink);
+    l.open(7, INFO);
+    await waitFor('the close', () => sink.closes.length === 1);
+    expect(sink.text(7)).toBe('goodbye');
+    expect(sink.closes).toEqual([{ session: 7, code: Code.NORMAL, reason: 'upstream closed' }]);
+    // The session is gone: later events are ignored, not written anywhere.
+    l.data(7, Buffer.from('late'), Priority.HIGH);
+    l.closed(7, 0, 'late');
+    expect(l.stats.staleEvents).toBe(2);
+  });
+
+  it('ends the upstream when the proxy closes the session, after its pending bytes', async () => {
+    const seen: { data: string; ended: boolean } = { data: '', ended: false };
+    const [, address] = await service((socket) => {
+      socket.on('data', (d) => (seen.data += d.toString()));
+      socket.on('end', () => {
+        seen.ended = true;
+        socket.end();
+      });
+    });
+    const sink = new RecordingSink();
+    const l = link(address, sink);
+    l.open(1, INFO);
+    l.data(1, Buffer.from('last words'), Priority.HIGH);
+    l.closed(1, 0, 'client closed');
+    await waitFor('the upstream to see FIN', () => seen.ended);
+    expect(seen.data).toBe('last words');
+    // The proxy ended it: nothing is reported back.
+    await new Promise((r) => setTimeout(r, 30));
+    expect(sink.closes).toEqual([]);
+  });
+
+  it('closes the session BACKEND_UNAVAILABLE and reports a failure when the connect is refused', async () => {
+    const address = `127.0.0.1:${await freePort()}`;
+    const sink = new RecordingSink();
+    const failures: [string, string][] = [];
+    const l = link(address, sink, { onFailure: (ep, reason) => failures.push([ep, reason]) });
+    l.open(3, INFO);
+    l.data(3, Buffer.from('never delivered'), Priority.HIGH);
+    await waitFor('the close', () => sink.closes.length === 1);
+    expect(sink.closes).toEqual([{ session: 3, code: Code.BACKEND_UNAVAILABLE, reason: 'upstream connect failed (ECONNREFUSED)' }]);
+    expect(failures).toEqual([[address, 'upstream connect failed (ECONNREFUSED)']]);
+    expect(l.stats.connectFailures).toBe(1);
+    expect(l.state).toBe(LinkState.READY);
+  });
+
+  it('closes the session BACKEND_UNAVAILABLE and reports a failure when the connect times out', async () => {
+    const { address } = await unresponsiveListener();
+    const sink = new RecordingSink();
+    const failures: string[] = [];
+    const l = link(address, sink, { connectMs: 300, onFailure: (_ep, reason) => failures.push(reason) });
+    // The first connects fill the accept queue (and succeed at the TCP level); the later ones hang.
+    const SESSIONS = [1, 2, 3, 4, 5, 6];
+    const started = Date.now();
+    for (const session of SESSIONS) l.open(session, INFO);
+    await waitFor('timeouts', () => sink.closes.length >= 3);
+    await new Promise((r) => setTimeout(r, 100));
+    const timedOut = sink.closes.filter((c) => c.reason === 'upstream connect timed out after 300 ms');
+    expect(timedOut.length).toBeGreaterThanOrEqual(3);
+    expect(sink.closes.every((c) => c.code === Code.BACKEND_UNAVAILABLE)).toBe(true);
+    expect(failures.filter((r) => r === 'upstream connect timed out after 300 ms')).toHaveLength(timedOut.length);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(295);
+    expect(l.stats.connectFailures).toBe(timedOut.length);
+  });
+
+  it('closes the session BACKEND_UNAVAILABLE and reports a failure when a connected upstream resets', async () => {
+    const [, address] = await service((socket) => socket.once('data', () => socket.resetAndDestroy()));
+    const sink = new RecordingSink();
+    const failures: string[] = [];
+    const l = link(address, sink, { onFailure: (_ep, reason) => failures.push(reason) });
+    l.open(4, INFO);
+    l.data(4, Buffer.from('boom'), Priority.HIGH);
+    await waitFor('the close', () => sink.closes.length === 1);
+    expect(sink.closes[0]).toMatchObject({ session: 4, code: Code.BACKEND_UNAVAILABLE });
+    expect(sink.closes[0]!.reason).toMatch(/^upstream failed \(ECONNRESET\)$/);
+    expect(failures).toHaveLength(1);
+    expect(l.stats.upstreamErrors).toBe(1);
+  });
+
+  it('applies backpressure per session: not writable while the upstream does not read, drain after it does', async () => {
+    const paused: net.Socket[] = [];
+    let receivedBytes = 0;
+    const [, address] = await service((socket) => {
+      socket.pause();
+      paused.push(socket);
+      socket.on('data', (d) => (receivedBytes += d.length));
+    });
+    const sink = new RecordingSink();
+    const connected: string[] = [];
+    const l = link(address, sink, { onSuccess: (ep) => connected.push(ep) });
+    l.open(1, INFO);
+    l.open(2, INFO);
+    await waitFor('both connected', () => connected.length === 2 && paused.length === 2);
+
+    const chunk = Buffer.alloc(64 * 1024, 0x61);
+    let sent = 0;
+    // The kernel's socket buffers absorb some megabytes first; bounded so a bug cannot loop forever.
+    while (l.isWritable(1) && sent < 256 * 1024 * 1024) {
+      l.data(1, chunk, Priority.HIGH);
+      sent += chunk.length;
+    }
+    expect(l.isWritable(1)).toBe(false);
+    // Only session 1's socket is backed up.
+    expect(l.isWritable(2)).toBe(true);
+    let drainedTwo = false;
+    l.onDrain(2, () => (drainedTwo = true));
+    expect(drainedTwo).toBe(true);
+
+    let drained = false;
+    l.onDrain(1, () => (drained = true));
+    await new Promise((r) => setTimeout(r, 50));
+    expect(drained).toBe(false);
+    paused[0]!.resume();
+    await waitFor('drain', () => drained);
+    expect(l.isWritable(1)).toBe(true);
+    await waitFor('every byte upstream', () => receivedBytes === sent);
+  });
+
+  it('close() ends every upstream, reports the link down once, and closes sessions opened afterwards', async () => {
+    const [svc, address] = await service(() => {});
+    const sink = new RecordingSink();
+    const l = link(address, sink);
+    l.open(1, INFO);
+    l.open(2, INFO);
+    await waitFor('both connected', () => svc.connections === 2);
+    const upstreamClosed = svc.sockets.map((s) => new Promise((r) => s.once('close', r)));
+    l.close();
+    l.close();
+    expect(l.state).toBe(LinkState.CLOSED);
+    expect(sink.linkDowns).toEqual(['closed by the proxy']);
+    await Promise.all(upstreamClosed);
+    // linkDown covers the bound sessions: no per-session close.
+    expect(sink.closes).toEqual([]);
+
+    l.open(9, INFO);
+    expect(sink.closes).toEqual([]);
+    await waitFor('the refused open to close', () => sink.closes.length === 1);
+    expect(sink.closes).toEqual([{ session: 9, code: Code.BACKEND_UNAVAILABLE, reason: 'backend link closed' }]);
+    expect(svc.connections).toBe(2);
+  });
+
+  it('never throws out of a sink or callback that throws', async () => {
+    const [, address] = await service((socket) => socket.end('x'));
+    const sink = new RecordingSink();
+    sink.deliver = () => {
+      throw new Error('sink bug (test)');
+    };
+    const l = link(address, sink, {
+      onSuccess: () => {
+        throw new Error('callback bug (test)');
+      },
+    });
+    l.open(1, INFO);
+    await waitFor('the close', () => sink.closes.length === 1);
+    expect(sink.closes[0]!.code).toBe(Code.NORMAL);
+  });
+
+  it('refuses an address that is not host:port', () => {
+    expect(() => new TcpPassthroughLink('localhost', new RecordingSink(), { connectMs: 100 })).toThrow(
+      'tcp link: expected host:port, got "localhost"',
+    );
+  });
+});
