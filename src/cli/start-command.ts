@@ -8,6 +8,7 @@ export async function runStartCommand(argv: string[]): Promise<number> {
   const { values } = parseArgs({ args: argv, options: { config: { type: 'string' } } });
   const config = loadProxyConfig(values.config ?? null);
   const server = await ProxyServer.start(config);
+  process.on('SIGHUP', () => server.reloadRoutes('signal'));
   await untilSignal();
   await server.close();
   return 0;

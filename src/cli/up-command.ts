@@ -48,6 +48,7 @@ export async function runUpCommand(argv: string[]): Promise<number> {
       }
     }
     const server = await ProxyServer.start(config);
+    process.on('SIGHUP', () => server.reloadRoutes('signal'));
     const token = await mintToken({ secret, sub: DEV_USER });
     mkdirSync('.livemux', { recursive: true });
     writeFileSync(join('.livemux', 'dev-token'), `${token}\n`, { mode: 0o600 });

@@ -1,18 +1,29 @@
 import type { Logger } from 'pino';
+import type { EndpointHealth } from '../backends/endpoint-health.js';
 import { GrpcBackendLink } from '../backends/grpc-link.js';
+import { TcpPassthroughLink } from '../backends/tcp-link.js';
 import { type BackendCommandSink, type BackendLink, LinkState } from '../backends/types.js';
 import type { Metrics } from '../observability/metrics.js';
+import type { EndpointSpec, RouteTable } from '../routing/types.js';
 import type { LinkDirectory } from './context.js';
 
+/** Upstream connect timeout for tcp endpoints no route configures. */
+const DEFAULT_CONNECT_MS = 3_000;
+
 /**
- * Keeps exactly one backend stream per endpoint named in the route table. `reconcile` opens links for
- * new endpoints and closes those no longer named, so a route reload never duplicates a stream.
+ * Keeps exactly one link per endpoint named in the route table: a multiplexed gRPC stream for grpc
+ * pools, a per-session TCP tunnel factory for tcp pools. Reloads go in two steps: `add` before sessions
+ * are moved (so they can move to a new endpoint), `prune` after (so a removed endpoint's link is closed
+ * only once nobody is bound to it).
+ *
+ * An endpoint is usable when its link is up and its health (breaker, active checks) is good.
  */
 export class BackendLinks implements LinkDirectory {
   private readonly links = new Map<string, BackendLink>();
 
   constructor(
     private readonly sink: BackendCommandSink,
+    private readonly health: EndpointHealth,
     private readonly opts: { proxyId: string; logger: Logger; metrics: Metrics },
   ) {}
 
@@ -20,44 +31,70 @@ export class BackendLinks implements LinkDirectory {
     return this.links.get(endpoint);
   }
 
-  /** An endpoint is healthy while its stream is established. Bound, so it can be handed out as a callback. */
-  readonly isHealthy = (endpoint: string): boolean => this.links.get(endpoint)?.state === LinkState.READY;
+  /** Bound, so it can be handed out as a callback. */
+  readonly isHealthy = (endpoint: string): boolean =>
+    this.links.get(endpoint)?.state === LinkState.READY && this.health.isHealthy(endpoint);
 
-  reconcile(endpoints: readonly string[]): void {
-    const wanted = new Set(endpoints);
-    for (const [endpoint, link] of this.links) {
-      if (!wanted.has(endpoint)) {
-        link.close();
-        this.links.delete(endpoint);
-        this.publishState(endpoint, null);
-      }
-    }
-    for (const endpoint of wanted) {
-      if (this.links.has(endpoint)) continue;
-      const link = new GrpcBackendLink(endpoint, this.sink, {
-        proxyId: this.opts.proxyId,
-        logger: this.opts.logger,
-        onStateChange: (state) => this.publishState(endpoint, state),
-      });
-      this.links.set(endpoint, link);
+  /** Opens links for endpoints of `table` that have none, and updates health settings. */
+  add(table: RouteTable): void {
+    const specs = table.endpoints();
+    this.health.reconcile(specs);
+    const connectMs = connectTimeouts(table);
+    for (const spec of specs) {
+      if (this.links.has(spec.address)) continue;
+      this.links.set(spec.address, this.create(spec, connectMs.get(spec.pool) ?? DEFAULT_CONNECT_MS));
     }
   }
 
-  /** Endpoint → state, for the admin status page. */
+  /** Closes links of endpoints `table` no longer names. */
+  prune(table: RouteTable): void {
+    const wanted = new Set(table.endpoints().map((s) => s.address));
+    for (const [endpoint, link] of this.links) {
+      if (wanted.has(endpoint)) continue;
+      link.close();
+      this.links.delete(endpoint);
+      this.publishState(endpoint, null);
+    }
+  }
+
+  /** Endpoint → link state, for the admin status page. */
   states(): Record<string, LinkState> {
     return Object.fromEntries([...this.links].map(([endpoint, link]) => [endpoint, link.state]));
   }
 
-  /** True when at least one link is established (or none is configured). */
+  /** True when at least one endpoint is usable (or none is configured). */
   anyReady(): boolean {
     if (this.links.size === 0) return true;
-    for (const link of this.links.values()) if (link.state === LinkState.READY) return true;
+    for (const endpoint of this.links.keys()) if (this.isHealthy(endpoint)) return true;
     return false;
   }
 
   closeAll(): void {
     for (const link of this.links.values()) link.close();
     this.links.clear();
+    this.health.close();
+  }
+
+  private create(spec: EndpointSpec, connectMs: number): BackendLink {
+    const { proxyId, logger } = this.opts;
+    if (spec.protocol === 'tcp') {
+      this.publishState(spec.address, LinkState.READY);
+      return new TcpPassthroughLink(spec.address, this.sink, {
+        connectMs,
+        logger,
+        onFailure: (endpoint, reason) => this.health.reportFailure(endpoint, reason),
+        onSuccess: (endpoint) => this.health.reportSuccess(endpoint),
+      });
+    }
+    return new GrpcBackendLink(spec.address, this.sink, {
+      proxyId,
+      logger,
+      onStateChange: (state) => {
+        this.publishState(spec.address, state);
+        if (state === LinkState.DOWN) this.health.reportFailure(spec.address, 'backend stream lost');
+        else if (state === LinkState.READY) this.health.reportSuccess(spec.address);
+      },
+    });
   }
 
   private publishState(endpoint: string, current: LinkState | null): void {
@@ -65,4 +102,13 @@ export class BackendLinks implements LinkDirectory {
       this.opts.metrics.backendStreamState.set({ endpoint, state }, state === current ? 1 : 0);
     }
   }
+}
+
+/** Per pool, the largest connect timeout among the routes using it (tcp links are per endpoint). */
+function connectTimeouts(table: RouteTable): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const route of table.config.routes) {
+    out.set(route.pool, Math.max(out.get(route.pool) ?? 0, route.timeouts.connectMs));
+  }
+  return out;
 }

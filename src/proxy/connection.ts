@@ -69,6 +69,8 @@ export class Connection implements FrameSink, SessionHost {
   private readonly recvCredit: ReceiveCredit;
   private readonly sessions = new Map<number, ProxySession>();
   private readonly creditWaiters = new Set<ProxySession>();
+  /** Per business: open sessions and the route's OPEN rate bucket (routes.yaml `limits`). */
+  private readonly businesses = new Map<string, { sessions: number; bucket: TokenBucket | null }>();
   private readonly decoder: FrameDecoder;
   private readonly bucket: TokenBucket;
   private pipelined: [FrameType, number, number, Buffer][] | null = null;
@@ -238,28 +240,34 @@ export class Connection implements FrameSink, SessionHost {
       { userId: this.userId, connectionId: this.id, clientAddress: this.clientAddress, metadata: open.metadata },
       this.ctx.links.isHealthy,
     );
-    if (decision.kind === 'unknown_business' || decision.kind === 'disabled') {
-      const what = decision.kind === 'disabled' ? 'is disabled' : 'has no route';
-      return refuse(Code.UNKNOWN_BUSINESS, `OPEN: business "${open.business}" ${what}`);
+    switch (decision.kind) {
+      case 'unknown_business':
+        return refuse(Code.UNKNOWN_BUSINESS, `OPEN: business "${open.business}" has no route`);
+      case 'disabled':
+        return refuse(Code.BUSINESS_DISABLED, `OPEN: business "${open.business}" is disabled`);
+      case 'missing_key':
+        return refuse(Code.MISSING_HASH_KEY, `OPEN: metadata "${decision.field}" is required by the route of "${open.business}"`);
+      case 'unavailable':
+        return refuse(Code.BACKEND_UNAVAILABLE, `OPEN: no healthy backend for "${open.business}"`, decision.retryAfterMs);
     }
-    const link = decision.kind === 'ok' ? this.ctx.links.get(decision.endpoint) : undefined;
+    const { maxSessionsPerConnection, openRate } = decision.route.limits;
+    const usage = this.perBusiness(open.business, openRate);
+    if (maxSessionsPerConnection > 0 && usage.sessions >= maxSessionsPerConnection) {
+      return refuse(
+        Code.TOO_MANY_SESSIONS,
+        `OPEN: too many "${open.business}" sessions (${usage.sessions} vs ${maxSessionsPerConnection})`,
+      );
+    }
+    if (usage.bucket && !usage.bucket.take()) {
+      return refuse(Code.RATE_LIMITED, `OPEN: more than ${openRate} "${open.business}" OPENs per second`, 1000);
+    }
+    const link = this.ctx.links.get(decision.endpoint);
     if (!link) {
-      const retry = decision.kind === 'unavailable' ? decision.retryAfterMs : codeInfo(Code.BACKEND_UNAVAILABLE).delayMs;
-      return refuse(Code.BACKEND_UNAVAILABLE, `OPEN: no healthy backend for "${open.business}"`, retry);
+      return refuse(Code.BACKEND_UNAVAILABLE, `OPEN: no link to ${decision.endpoint}`, codeInfo(Code.BACKEND_UNAVAILABLE).delayMs);
     }
+    m.routingDecisions.inc({ business: open.business, endpoint: decision.endpoint });
     const { registry, config } = this.ctx;
-    const session = new ProxySession(
-      this,
-      sessionId,
-      registry.allocateRef(),
-      open.business,
-      link,
-      this.clientSessionWindow,
-      config.limits.sessionWindow,
-    );
-    this.sessions.set(sessionId, session);
-    registry.add(session);
-    link.open(session.ref, {
+    const info = {
       userId: this.userId,
       business: open.business,
       metadata: open.metadata,
@@ -267,7 +275,20 @@ export class Connection implements FrameSink, SessionHost {
       connectionId: this.id,
       clientSessionId: sessionId,
       reattach: false,
-    });
+    };
+    const session = new ProxySession(
+      this,
+      sessionId,
+      registry.allocateRef(),
+      info,
+      link,
+      this.clientSessionWindow,
+      config.limits.sessionWindow,
+    );
+    this.sessions.set(sessionId, session);
+    usage.sessions++;
+    registry.add(session);
+    link.open(session.ref, info);
     m.sessions.inc({ business: open.business });
     m.sessionsOpened.inc({ business: open.business, result: 'ok' });
     this.log.debug({ session: sessionId, business: open.business, endpoint: link.endpoint }, 'session opened');
@@ -405,6 +426,8 @@ export class Connection implements FrameSink, SessionHost {
   retired(session: ProxySession): void {
     this.log.debug({ session: session.id, business: session.business }, 'session closed');
     this.sessions.delete(session.id);
+    const counts = this.businesses.get(session.business);
+    if (counts) counts.sessions--;
     this.creditWaiters.delete(session);
     this.ctx.registry.remove(session);
     this.ctx.metrics.sessions.dec({ business: session.business });
@@ -510,6 +533,12 @@ export class Connection implements FrameSink, SessionHost {
     if (this.state !== ConnState.OPEN && this.state !== ConnState.DRAINING) {
       throw new ProtocolError(Code.UNEXPECTED_FRAME, `${frame}: not allowed before HELLO`);
     }
+  }
+
+  private perBusiness(business: string, openRate: number): { sessions: number; bucket: TokenBucket | null } {
+    let entry = this.businesses.get(business);
+    if (!entry) this.businesses.set(business, (entry = { sessions: 0, bucket: openRate > 0 ? new TokenBucket(openRate, openRate) : null }));
+    return entry;
   }
 
   /**

@@ -3,20 +3,20 @@ import net from 'node:net';
 import tls from 'node:tls';
 import type { Logger } from 'pino';
 import type { ProxyConfig } from '../config/proxy-config.js';
-import { loadRoutesConfig } from '../config/routes-config.js';
 import { createLogger } from '../observability/logger.js';
 import { createMetrics, type Metrics } from '../observability/metrics.js';
 import { startAdminServer } from '../observability/admin-server.js';
 import { Code } from '../protocol/codes.js';
 import { ProtocolError } from '../protocol/errors.js';
-import { createRouteTable } from '../routing/route-table.js';
-import type { RouteTable } from '../routing/types.js';
 import { SessionRegistry } from '../session/registry.js';
 import { createJwtVerifier, type TokenVerifier } from './auth.js';
+import { EndpointHealthMonitor } from '../backends/endpoint-health.js';
 import { BackendLinks } from './backend-links.js';
 import { Connection } from './connection.js';
 import type { ProxyContext } from './context.js';
 import { ProxyHeaderParser } from './proxy-protocol.js';
+import { RouteReloader } from './route-reloader.js';
+import { SessionMover } from './session-mover.js';
 
 export interface ProxyServerOptions {
   /** Replaces the default HS256 JWT verifier (e.g. for an identity service). */
@@ -40,7 +40,8 @@ export class ProxyServer {
   private readonly links: BackendLinks;
   private readonly ctx: ProxyContext;
   private readonly tlsContext: tls.SecureContext | null;
-  private routeTable: RouteTable;
+  private readonly routes: RouteReloader;
+  private readonly health: EndpointHealthMonitor;
   private admin: { port: number; close(): Promise<void> } | null = null;
   private draining = false;
   private closedWaiters: (() => void)[] = [];
@@ -52,13 +53,30 @@ export class ProxyServer {
     verifier: TokenVerifier,
   ) {
     const registry = new SessionRegistry();
-    this.routeTable = createRouteTable(loadRoutesConfig(config.routesFile));
-    this.links = new BackendLinks(registry, { proxyId: config.proxyId, logger, metrics });
-    this.links.reconcile(this.routeTable.endpoints());
+    this.health = new EndpointHealthMonitor({ logger, metrics });
+    this.links = new BackendLinks(registry, this.health, { proxyId: config.proxyId, logger, metrics });
+    const mover = new SessionMover({ routes: () => this.routes.table, links: this.links, registry, metrics, logger });
+    registry.setRelocator(mover);
+    this.routes = new RouteReloader(config.routesFile, {
+      logger,
+      metrics,
+      onSwap: (table) => {
+        // New links first so sessions can move onto them, removed ones only once nobody is bound.
+        this.links.add(table);
+        mover.apply(table);
+        this.links.prune(table);
+      },
+    });
+    this.links.add(this.routes.table);
+    // A breaker opening (or failing active checks) moves sessions off an endpoint whose stream is up.
+    this.health.onChange((endpoint, healthy) => {
+      const link = this.links.get(endpoint);
+      if (!healthy && link) mover.relocate(registry.sessionsOn(link), endpoint, 'marked unhealthy');
+    });
     this.ctx = {
       config,
       verifier,
-      routes: () => this.routeTable,
+      routes: () => this.routes.table,
       links: this.links,
       registry,
       metrics,
@@ -82,6 +100,7 @@ export class ProxyServer {
 
   private async listen(): Promise<void> {
     const { listen, admin } = this.config;
+    await this.routes.watch();
     await new Promise<void>((resolve, reject) => {
       this.listener.once('error', reject);
       this.listener.listen(listen.port, listen.host, () => {
@@ -121,8 +140,9 @@ export class ProxyServer {
       draining: this.draining,
       connections: this.connections.size,
       sessions,
-      routesVersion: this.routeTable.version,
+      routes: this.routes.status(),
       backends: this.links.states(),
+      health: this.health.snapshot(),
     };
   }
 
@@ -200,9 +220,15 @@ export class ProxyServer {
     }
   }
 
+  /** Re-reads routes.yaml now (SIGHUP); true when a new table took effect. */
+  reloadRoutes(trigger = 'signal'): boolean {
+    return this.routes.reload(trigger);
+  }
+
   /** Drains (with the configured deadline), then releases backend links and the admin port. */
   async close(): Promise<void> {
     await this.drain();
+    await this.routes.close();
     this.links.closeAll();
     await this.admin?.close();
     this.logger.info('livemux stopped');

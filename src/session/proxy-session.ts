@@ -2,7 +2,7 @@ import { FrameType, HEADER_SIZE, Priority } from '../protocol/constants.js';
 import { writeHeader } from '../protocol/encoder.js';
 import { ReceiveCredit, SendCredit } from '../protocol/flow-control.js';
 import { encodeStatus } from '../protocol/messages.js';
-import type { BackendLink } from '../backends/types.js';
+import type { BackendLink, SessionOpenInfo } from '../backends/types.js';
 import type { DropReason, OutboundQueue, QueueOwner } from '../proxy/outbound-queue.js';
 import { Fifo } from './fifo.js';
 
@@ -59,20 +59,32 @@ export class ProxySession implements QueueOwner {
   private peerClosed = false;
   private owedCredit = 0;
   private awaitingDrain = false;
+  /** Bumped on every rebind, so a drain callback registered on a previous link is ignored. */
+  private binding = 0;
 
   constructor(
     private readonly host: SessionHost,
     /** Client-chosen id, in frame headers. */
     readonly id: number,
-    /** Proxy-assigned id on the backend stream. */
+    /** Proxy-assigned id on the backend stream; unique per proxy, kept across rebinds. */
     readonly ref: number,
-    readonly business: string,
-    readonly link: BackendLink,
+    /** What the backend is told on open, and what routing hashes on when the session must move. */
+    readonly info: SessionOpenInfo,
+    private boundLink: BackendLink,
     sendWindow: number,
     recvWindow: number,
   ) {
     this.sendCredit = new SendCredit(sendWindow);
     this.recvCredit = new ReceiveCredit(recvWindow);
+  }
+
+  get business(): string {
+    return this.info.business;
+  }
+
+  /** The backend link this session is bound to now. */
+  get link(): BackendLink {
+    return this.boundLink;
   }
 
   get discarded(): boolean {
@@ -152,16 +164,36 @@ export class ProxySession implements QueueOwner {
 
   /** Forwards client DATA to the backend, or discards it if the backend side is gone, and returns credit. */
   forward(payload: Buffer, priority: Priority): void {
-    if (this.backendOpen) this.link.data(this.ref, payload, priority);
+    if (this.backendOpen) this.boundLink.data(this.ref, payload, priority);
     this.owedCredit += payload.length;
     if (!this.backendOpen || this.link.isWritable(this.ref)) this.returnCredit();
     else if (!this.awaitingDrain) {
       this.awaitingDrain = true;
+      const binding = this.binding;
       this.link.onDrain(this.ref, () => {
+        if (binding !== this.binding) return;
         this.awaitingDrain = false;
         this.returnCredit();
       });
     }
+  }
+
+  /**
+   * Moves the backend side to another link without the client noticing: the previous backend is told
+   * the session closed (if its link can still hear it), the new one gets SessionOpened with
+   * `reattach: true`. Only open sessions move; one already closing finishes where it is.
+   */
+  rebind(link: BackendLink): boolean {
+    if (this.state !== SessionState.OPEN) return false;
+    if (this.backendOpen) this.boundLink.closed(this.ref, 0, `moved to ${link.endpoint}`);
+    this.binding++;
+    this.boundLink = link;
+    this.backendOpen = true;
+    link.open(this.ref, { ...this.info, reattach: true });
+    // Credit held back for the old link's drain would otherwise never be returned.
+    this.awaitingDrain = false;
+    this.returnCredit();
+    return true;
   }
 
   private returnCredit(): void {
@@ -195,6 +227,20 @@ export class ProxySession implements QueueOwner {
     this.maybeSendClose();
   }
 
+  /**
+   * The proxy ends the session on its own account (reload disabled its business, its endpoint left
+   * with nowhere to move): the backend is told, and the client gets CLOSE with `code` after queued DATA.
+   */
+  closeByProxy(code: number, reason: string): void {
+    this.detachBackend(code, reason);
+    this.beginClose(code, reason);
+  }
+
+  /** The link died with the session on it: nothing more can be said to that backend. */
+  detachFromDeadLink(): void {
+    this.backendOpen = false;
+  }
+
   /** The backend closed the session; it must not be told again. */
   closedByBackend(code: number, reason: string): void {
     this.backendOpen = false;
@@ -216,7 +262,7 @@ export class ProxySession implements QueueOwner {
   private detachBackend(code: number, reason: string): void {
     if (!this.backendOpen) return;
     this.backendOpen = false;
-    this.link.closed(this.ref, code, reason);
+    this.boundLink.closed(this.ref, code, reason);
   }
 
   private maybeSendClose(): void {

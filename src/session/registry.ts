@@ -4,6 +4,15 @@ import type { BackendCommandSink, BackendLink } from '../backends/types.js';
 import type { ProxySession } from './proxy-session.js';
 
 /**
+ * Decides where sessions go when the endpoint serving them is lost (its link failed, its breaker opened,
+ * or a reload removed it): to another endpoint, or closed with a code. Implemented by the proxy, which
+ * owns routing.
+ */
+export interface SessionRelocator {
+  relocate(sessions: readonly ProxySession[], lostEndpoint: string, reason: string): void;
+}
+
+/**
  * Every session on this proxy, by the id the proxy gave it on its backend stream, plus the topic table
  * for edge fan-out. Commands arriving from any backend land here.
  *
@@ -16,9 +25,15 @@ export class SessionRegistry implements BackendCommandSink {
   private readonly byLink = new Map<BackendLink, Set<ProxySession>>();
   private readonly topics = new Map<string, Set<ProxySession>>();
   private nextRef = 1;
+  private relocator: SessionRelocator | null = null;
 
   /** Commands naming a session this proxy no longer has (it closed while the command was in flight). */
   staleCommands = 0;
+
+  /** Where sessions of a lost endpoint go; without one they are closed BACKEND_UNAVAILABLE. */
+  setRelocator(relocator: SessionRelocator): void {
+    this.relocator = relocator;
+  }
 
   /** A fresh id for a session about to be opened on a backend stream. */
   allocateRef(): number {
@@ -40,6 +55,27 @@ export class SessionRegistry implements BackendCommandSink {
       for (const topic of session.topics) this.leave(session, topic);
       session.topics = null;
     }
+  }
+
+  /** Moves a session to another link (see ProxySession.rebind), keeping the per-link index true. */
+  rebind(session: ProxySession, link: BackendLink): boolean {
+    const from = session.link;
+    if (!session.rebind(link)) return false;
+    this.byLink.get(from)?.delete(session);
+    let set = this.byLink.get(link);
+    if (!set) this.byLink.set(link, (set = new Set()));
+    set.add(session);
+    return true;
+  }
+
+  /** Sessions bound to a link now (a copy: callers move or close them while iterating). */
+  sessionsOn(link: BackendLink): ProxySession[] {
+    return [...(this.byLink.get(link) ?? [])];
+  }
+
+  /** Every session (a copy). */
+  all(): ProxySession[] {
+    return [...this.byRef.values()];
   }
 
   get size(): number {
@@ -91,12 +127,17 @@ export class SessionRegistry implements BackendCommandSink {
     for (const s of set) if (s.ref !== excludeRef) s.deliver(payload, priority);
   }
 
-  /** The stream to an endpoint failed: its sessions are gone on the backend side, so close them retryably. */
+  /**
+   * The stream to an endpoint failed: its sessions are gone on the backend side. They are handed to the
+   * relocator (moved to another endpoint, or closed retryably).
+   */
   linkDown(link: BackendLink, reason: string): void {
-    const set = this.byLink.get(link);
-    if (!set) return;
-    this.byLink.delete(link);
-    for (const s of set) s.closedByBackend(Code.BACKEND_UNAVAILABLE, `backend ${link.endpoint} unavailable: ${reason}`);
+    const sessions = this.sessionsOn(link);
+    if (sessions.length === 0) return;
+    // The dead link cannot hear SessionClosed; moving or closing must not try to tell it.
+    for (const s of sessions) s.detachFromDeadLink();
+    if (this.relocator) this.relocator.relocate(sessions, link.endpoint, reason);
+    else for (const s of sessions) s.closedByBackend(Code.BACKEND_UNAVAILABLE, `backend ${link.endpoint} unavailable: ${reason}`);
   }
 
   private leave(s: ProxySession, topic: string): void {

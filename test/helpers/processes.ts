@@ -100,6 +100,8 @@ export interface ProxyOptions {
   config?: Record<string, unknown>;
   /** Extra businesses routed to the same pool. */
   businesses?: string[];
+  /** A whole routes.yaml object, used instead of the one built from `backends`/`businesses`. */
+  routes?: Record<string, unknown>;
 }
 
 /** A proxy process on an ephemeral loopback port with its admin port. */
@@ -108,11 +110,13 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProcess & {
   const businesses = ['echo', 'chat', ...(opts.businesses ?? [])];
   writeFileSync(
     join(dir, 'routes.yaml'),
-    stringify({
-      version: 1,
-      routes: businesses.map((business) => ({ business, pool: 'echo' })),
-      pools: { echo: { protocol: 'grpc', endpoints: opts.backends.map((address) => ({ address })) } },
-    }),
+    stringify(
+      opts.routes ?? {
+        version: 1,
+        routes: businesses.map((business) => ({ business, pool: 'echo' })),
+        pools: { echo: { protocol: 'grpc', endpoints: opts.backends.map((address) => ({ address })) } },
+      },
+    ),
   );
   const config = {
     listen: { host: '127.0.0.1', port: 0 },

@@ -6,12 +6,16 @@
  *   /unsub <topic>           unsubscribe it
  *   /pub <topic> <text>      publish <text> to <topic>: ONE Publish per proxy that has subscribers
  *   /close <code> <reason>   close this session from the backend
+ *   /whoami                  reply with JSON: this backend's name, the proxy id and what SessionOpened
+ *                            said (user, business, metadata, client address, reattach) — tests use it
+ *                            to see which endpoint serves a session and whether it was moved there
  *
  * A command is consumed, not echoed. A payload starting with "/" that is not one of these is echoed.
  */
 import type { Priority } from '../../protocol/constants.js';
 import { Code } from '../../protocol/codes.js';
 import type { BackendHandlers, ProxyStreamContext } from '../backend-server.js';
+import type { SessionOpenInfo } from '../types.js';
 
 const SLASH = 0x2f; // '/'
 
@@ -51,8 +55,9 @@ class ProxyTopics {
  * Builds the echo backend's handlers. Each call makes an independent backend (its own topic state), so
  * tests can run several in one process.
  */
-export function createEchoHandlers(): BackendHandlers {
+export function createEchoHandlers(options: { name?: () => string } = {}): BackendHandlers {
   const proxies = new Map<ProxyStreamContext, ProxyTopics>();
+  const opened = new Map<ProxyStreamContext, Map<number, SessionOpenInfo>>();
 
   const topicsOf = (ctx: ProxyStreamContext): ProxyTopics => {
     let topics = proxies.get(ctx);
@@ -97,9 +102,16 @@ export function createEchoHandlers(): BackendHandlers {
       case '/close': {
         // The proxy does not report a backend-initiated close back (no onClose): forget the session now.
         proxies.get(ctx)?.drop(session);
+        opened.get(ctx)?.delete(session);
         const gap = rest.indexOf(' ');
         const code = Number.parseInt(gap < 0 ? rest : rest.slice(0, gap), 10);
         ctx.close(session, Number.isInteger(code) && code >= 0 ? code : Code.BACKEND_CLOSED, gap < 0 ? '' : rest.slice(gap + 1));
+        return true;
+      }
+      case '/whoami': {
+        const info = opened.get(ctx)?.get(session);
+        const reply = { backend: options.name?.() ?? '', proxy: ctx.proxyId, ...info };
+        ctx.deliver(session, Buffer.from(JSON.stringify(reply)), priority);
         return true;
       }
       default:
@@ -108,8 +120,11 @@ export function createEchoHandlers(): BackendHandlers {
   };
 
   return {
-    onOpen() {
-      // Nothing to set up: topic state is created on the first /sub.
+    onOpen(ctx, session, info) {
+      // Topic state is created on the first /sub; the open info is kept for /whoami.
+      let sessions = opened.get(ctx);
+      if (sessions === undefined) opened.set(ctx, (sessions = new Map()));
+      sessions.set(session, info);
     },
     onData(ctx, session, payload, priority) {
       // Only payloads starting with '/' are decoded as text; plain traffic is echoed untouched.
@@ -118,9 +133,11 @@ export function createEchoHandlers(): BackendHandlers {
     },
     onClose(ctx, session) {
       proxies.get(ctx)?.drop(session);
+      opened.get(ctx)?.delete(session);
     },
     onProxyGone(ctx) {
       proxies.delete(ctx);
+      opened.delete(ctx);
     },
   };
 }

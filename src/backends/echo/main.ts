@@ -24,8 +24,11 @@ const DEFAULT_PORT = 7101;
 export async function runEchoBackend(argv: string[]): Promise<number> {
   const { host, port, logLevel } = parseEchoArgs(argv);
   const logger = createLogger({ level: logLevel, name: 'echo-backend' }, pino.destination(2));
-  const server = createBackendServer(createEchoHandlers(), { logger });
+  // /whoami names this backend by its bound address, known only after listen when port is 0.
+  let address = `${host}:${port}`;
+  const server = createBackendServer(createEchoHandlers({ name: () => address }), { logger });
   const listening = await server.listen(host, port);
+  address = `${host}:${listening.port}`;
   process.stdout.write(`${JSON.stringify({ event: 'listening', port: listening.port })}\n`);
   const signal = await untilSignal();
   logger.info({ signal }, 'echo backend: shutting down');

@@ -1,0 +1,79 @@
+import type { Logger } from 'pino';
+import type { Metrics } from '../observability/metrics.js';
+import { Code } from '../protocol/codes.js';
+import type { RouteTable } from '../routing/types.js';
+import type { ProxySession } from '../session/proxy-session.js';
+import type { SessionRegistry, SessionRelocator } from '../session/registry.js';
+import type { BackendLinks } from './backend-links.js';
+
+/** Why sessions are being moved; the `reason` label of `livemux_sessions_relocated_total`. */
+type RelocationReason = 'endpoint_failed' | 'endpoint_removed' | 'business_disabled';
+
+/**
+ * Moves sessions when their endpoint is lost, and applies a reloaded route table to the sessions
+ * already open. Routing decides the new home exactly as for a new session, with the lost endpoint
+ * excluded: a consistent_hash route lands on the key's next owner on the ring, hash on the next
+ * healthy slot, round_robin on another endpoint. The backend is told it is a re-attach. A session that
+ * has nowhere to go is closed with a retryable code, never dropped silently.
+ */
+export class SessionMover implements SessionRelocator {
+  constructor(
+    private readonly deps: {
+      routes: () => RouteTable;
+      links: BackendLinks;
+      registry: SessionRegistry;
+      metrics: Metrics;
+      logger: Logger;
+    },
+  ) {}
+
+  /** The endpoint serving `sessions` failed (stream lost, breaker opened). */
+  relocate(sessions: readonly ProxySession[], lostEndpoint: string, reason: string): void {
+    for (const s of sessions) {
+      this.move(s, lostEndpoint, 'endpoint_failed', Code.BACKEND_UNAVAILABLE, `backend ${lostEndpoint} unavailable: ${reason}`);
+    }
+  }
+
+  /**
+   * A new route table is in effect. Sessions keep their binding unless their business is gone or
+   * disabled (closed BUSINESS_DISABLED) or their endpoint left the route's pool (moved, else closed
+   * ENDPOINT_REMOVED). A changed policy or an added endpoint moves nobody.
+   */
+  apply(table: RouteTable): void {
+    const routes = new Map(table.config.routes.map((r) => [r.business, r]));
+    for (const s of this.deps.registry.all()) {
+      const route = routes.get(s.business);
+      if (!route || !route.enabled) {
+        const why = route ? 'disabled' : 'removed from routes.yaml';
+        this.close(s, 'business_disabled', Code.BUSINESS_DISABLED, `business "${s.business}" ${why}`);
+        continue;
+      }
+      const endpoint = s.link.endpoint;
+      const pool = table.config.pools[route.pool];
+      if (pool?.endpoints.some((e) => e.address === endpoint)) continue;
+      this.move(s, endpoint, 'endpoint_removed', Code.ENDPOINT_REMOVED, `endpoint ${endpoint} removed from pool "${route.pool}"`);
+    }
+  }
+
+  private move(s: ProxySession, avoid: string, reason: RelocationReason, failCode: Code, failReason: string): void {
+    const { routes, links, registry, metrics, logger } = this.deps;
+    const { info } = s;
+    const decision = routes().resolve(
+      s.business,
+      { userId: info.userId, connectionId: info.connectionId, clientAddress: info.clientAddress, metadata: info.metadata },
+      (endpoint) => endpoint !== avoid && links.isHealthy(endpoint),
+    );
+    const link = decision.kind === 'ok' ? links.get(decision.endpoint) : undefined;
+    if (link && registry.rebind(s, link)) {
+      metrics.sessionsRelocated.inc({ reason, result: 'moved' });
+      logger.debug({ conn: info.connectionId, session: info.clientSessionId, from: avoid, to: link.endpoint, reason }, 'session moved');
+      return;
+    }
+    this.close(s, reason, failCode, failReason);
+  }
+
+  private close(s: ProxySession, reason: RelocationReason, code: Code, why: string): void {
+    this.deps.metrics.sessionsRelocated.inc({ reason, result: 'closed' });
+    s.closeByProxy(code, why);
+  }
+}
