@@ -1,10 +1,8 @@
-import net from 'node:net';
 import { parseArgs } from 'node:util';
-import { FrameType, Priority } from '../src/protocol/constants.js';
-import { FrameDecoder } from '../src/protocol/decoder.js';
-import { encodeData, encodeFrame, encodeWindowUpdate } from '../src/protocol/encoder.js';
+import { Priority } from '../src/protocol/constants.js';
+import { encodeData, encodeWindowUpdate } from '../src/protocol/encoder.js';
 import { ReceiveCredit } from '../src/protocol/flow-control.js';
-import { encodeHello, encodeOpen } from '../src/protocol/messages.js';
+import { BenchConnection } from './bench-connection.js';
 
 /**
  * Closed-loop echo load: `conns` connections × `sessions` sessions, each session keeping exactly one
@@ -34,51 +32,32 @@ let measuring = false;
 const latencies: number[] = [];
 
 async function runConnection(): Promise<void> {
-  const socket = net.connect({ port, host: '127.0.0.1' });
-  socket.setNoDelay(true);
-  await new Promise((r) => socket.once('connect', r));
   const sentAt = new Float64Array(sessionsPerConn + 1);
   const connCredit = new ReceiveCredit(1 << 20);
   const sessionCredit = Array.from({ length: sessionsPerConn + 1 }, () => new ReceiveCredit(256 * 1024));
-  let welcomed!: () => void;
-  const welcome = new Promise<void>((r) => (welcomed = r));
-  let opened = 0;
-  let allOpen!: () => void;
-  const ready = new Promise<void>((r) => (allOpen = r));
   const send = (id: number): void => {
     sentAt[id] = performance.now();
-    socket.write(encodeData(id, Priority.HIGH, payload));
+    conn.socket.write(encodeData(id, Priority.HIGH, payload));
   };
-  const decoder = new FrameDecoder(
-    {
-      onFrame(type, _flags, id, p) {
-        if (type === FrameType.WELCOME) welcomed();
-        else if (type === FrameType.OPEN_OK && ++opened === sessionsPerConn) allOpen();
-        else if (type === FrameType.DATA) {
-          if (measuring) {
-            roundTrips++;
-            if ((roundTrips & 63) === 0) latencies.push(performance.now() - sentAt[id]!);
-          }
-          if (proxied) {
-            sessionCredit[id]!.receive(p.length);
-            connCredit.receive(p.length);
-            const s = sessionCredit[id]!.release(p.length);
-            const c = connCredit.release(p.length);
-            if (s > 0) socket.write(encodeWindowUpdate(id, s));
-            if (c > 0) socket.write(encodeWindowUpdate(0, c));
-          }
-          send(id);
-        }
-      },
-    },
-    { maxPayload: 1 << 20 },
-  );
-  socket.on('data', (chunk: Buffer) => decoder.push(chunk));
+  const conn = await BenchConnection.connect(port, (id, p) => {
+    if (measuring) {
+      roundTrips++;
+      if ((roundTrips & 63) === 0) latencies.push(performance.now() - sentAt[id]!);
+    }
+    if (proxied) {
+      sessionCredit[id]!.receive(p.length);
+      connCredit.receive(p.length);
+      const s = sessionCredit[id]!.release(p.length);
+      const c = connCredit.release(p.length);
+      if (s > 0) conn.socket.write(encodeWindowUpdate(id, s));
+      if (c > 0) conn.socket.write(encodeWindowUpdate(0, c));
+    }
+    send(id);
+  });
   if (proxied) {
-    socket.write(encodeFrame(FrameType.HELLO, 0, 0, encodeHello({ versions: [1], token: values.token! })));
-    await welcome;
-    for (let id = 1; id <= sessionsPerConn; id++) socket.write(encodeFrame(FrameType.OPEN, 0, id, encodeOpen({ business: 'echo', metadata: {} })));
-    await ready;
+    await conn.hello(values.token!);
+    const { refused } = await conn.open('echo', sessionsPerConn);
+    if (refused > 0) throw new Error(`${refused} OPENs refused`);
   }
   for (let id = 1; id <= sessionsPerConn; id++) send(id);
 }

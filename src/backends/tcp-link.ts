@@ -7,7 +7,7 @@
  *
  *   open() ──connect──▶ connected ──upstream FIN──▶ sink.close(NORMAL, 'upstream closed')
  *     │                    └──────upstream error──▶ sink.close(BACKEND_UNAVAILABLE) + onFailure
- *     └──refused / connect timeout──────────────────▶ sink.close(BACKEND_UNAVAILABLE) + onFailure
+ *     └──refused / connect timeout──────────────────▶ sink.unreachable(unsent bytes) + onFailure
  *   closed() (the proxy ends the session) ──▶ FIN upstream after pending bytes; no sink call
  *
  * The link itself has no stream to lose: its state is READY from construction until `close()`, and
@@ -59,14 +59,20 @@ interface Upstream {
   connected: boolean;
   connectTimer: NodeJS.Timeout | null;
   readonly drainWaiters: DrainWaiters;
+  /** Bytes received while connecting, kept here (not in the socket) so a failed connect can return them. */
+  unsent: Buffer[];
+  unsentBytes: number;
 }
+
+/** Bytes a connecting session may hold before it reports not writable (net.Socket's default mark). */
+const CONNECTING_HIGH_WATER = 16 * 1024;
 
 /**
  * BackendLink for tcp pools. Guarantees:
  * - bytes of one session reach the upstream in `data` call order, and the upstream's bytes reach the
  *   sink in the order read, each chunk as one `deliver` at HIGH priority;
- * - every session opened here ends with exactly one of: `sink.close` (upstream end or failure), the
- *   proxy's `closed`, or `sink.linkDown` from `close()`;
+ * - every session opened here ends with exactly one of: `sink.unreachable` (connect failed),
+ *   `sink.close` (upstream end or failure), the proxy's `closed`, or `sink.linkDown` from `close()`;
  * - upstream errors never throw; a sink or callback that throws is logged.
  * Payloads are referenced, not copied, until the socket has written them: callers must not mutate them.
  */
@@ -110,14 +116,14 @@ export class TcpPassthroughLink implements BackendLink {
   /** Per session: false while its socket's write buffer is over the high-water mark. */
   isWritable(session: number): boolean {
     const upstream = this.upstreams.get(session);
-    return upstream === undefined || !upstream.socket.writableNeedDrain;
+    if (upstream === undefined) return true;
+    return upstream.connected ? !upstream.socket.writableNeedDrain : upstream.unsentBytes < CONNECTING_HIGH_WATER;
   }
 
   /** Calls `fn` once `session`'s socket drained, at once if it is writable; also when the socket ends. */
   onDrain(session: number, fn: () => void): void {
-    const upstream = this.upstreams.get(session);
-    if (upstream === undefined || !upstream.socket.writableNeedDrain) fn();
-    else upstream.drainWaiters.add(fn);
+    if (this.isWritable(session)) fn();
+    else this.upstreams.get(session)!.drainWaiters.add(fn);
   }
 
   /** Connects a new upstream for `session`. On a closed link the session is closed (asynchronously) instead. */
@@ -138,6 +144,8 @@ export class TcpPassthroughLink implements BackendLink {
       connected: false,
       connectTimer: null,
       drainWaiters: new DrainWaiters(this.log, 'tcp link'),
+      unsent: [],
+      unsentBytes: 0,
     };
     this.upstreams.set(session, upstream);
     upstream.connectTimer = setTimeout(
@@ -160,11 +168,11 @@ export class TcpPassthroughLink implements BackendLink {
   }
 
   /**
-   * Writes `payload` to the session's upstream. Bytes written before the connect completes are
-   * buffered by net.Socket and flushed on connect. That buffer is bounded without a limit here: the
-   * session returns flow-control credit to its client only while `isWritable` is true (ProxySession
-   * waits for `onDrain` otherwise), so at most one session window plus the socket's high-water mark
-   * is ever queued per session, connected or not.
+   * Writes `payload` to the session's upstream. Bytes arriving while connecting are kept in order and
+   * written on connect, or handed back through `sink.unreachable` if the connect fails, so the proxy can
+   * replay them elsewhere. Both buffers are bounded without a limit here: the session returns
+   * flow-control credit to its client only while `isWritable` is true, so at most one session window
+   * plus the high-water mark is ever queued per session.
    */
   data(session: number, payload: Buffer, _priority: Priority): void {
     const upstream = this.upstreams.get(session);
@@ -173,7 +181,12 @@ export class TcpPassthroughLink implements BackendLink {
       return;
     }
     this.stats.bytesToUpstream += payload.length;
-    upstream.socket.write(payload);
+    if (upstream.connected) {
+      upstream.socket.write(payload);
+      return;
+    }
+    upstream.unsent.push(payload);
+    upstream.unsentBytes += payload.length;
   }
 
   /**
@@ -187,6 +200,7 @@ export class TcpPassthroughLink implements BackendLink {
       return;
     }
     this.forget(session, upstream);
+    for (const chunk of upstream.unsent) upstream.socket.write(chunk);
     // Still connecting: bytes the client sent before closing are still owed to the service, so the
     // socket is ended (flushed after the connect), not destroyed. A connect that fails now has nobody
     // to tell; the grace timer bounds one that hangs.
@@ -224,6 +238,10 @@ export class TcpPassthroughLink implements BackendLink {
     if (this.upstreams.get(session) !== upstream) return;
     upstream.connected = true;
     this.clearConnectTimer(upstream);
+    for (const chunk of upstream.unsent) upstream.socket.write(chunk);
+    upstream.unsent = [];
+    upstream.unsentBytes = 0;
+    if (!upstream.socket.writableNeedDrain) upstream.drainWaiters.release();
     upstream.socket.setKeepAlive(true, KEEPALIVE_MS);
     this.log.debug({ session }, 'tcp link: upstream connected');
     this.callback(this.opts.onSuccess, this.endpoint);
@@ -254,7 +272,14 @@ export class TcpPassthroughLink implements BackendLink {
     if (connectPhase) this.stats.connectFailures++;
     else this.stats.upstreamErrors++;
     this.log.warn({ session, reason }, 'tcp link: upstream failed');
-    this.closeSession(session, Code.BACKEND_UNAVAILABLE, reason);
+    if (connectPhase) {
+      // The service never saw this session: the proxy may bind it elsewhere with its bytes intact.
+      try {
+        this.sink.unreachable(session, reason, upstream.unsent);
+      } catch (err) {
+        this.log.error({ err, session }, 'tcp link: sink.unreachable threw');
+      }
+    } else this.closeSession(session, Code.BACKEND_UNAVAILABLE, reason);
     this.callback(this.opts.onFailure, this.endpoint, reason);
   }
 

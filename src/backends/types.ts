@@ -22,6 +22,12 @@ export interface BackendCommandSink {
   subscribe(session: number, topic: string): void;
   unsubscribe(session: number, topic: string): void;
   publish(topic: string, payload: Buffer, priority: Priority, excludeSession: number): void;
+  /**
+   * The endpoint could not take the session at all (a tcp connect failed), so the backend never saw it.
+   * `unsent` holds the session's bytes the link had not yet delivered, in order, so nothing is lost if
+   * the proxy binds the session elsewhere.
+   */
+  unreachable(session: number, reason: string, unsent: readonly Buffer[]): void;
   /** The link failed or closed: every session bound to it is gone on the backend side. */
   linkDown(link: BackendLink, reason: string): void;
 }

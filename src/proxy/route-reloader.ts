@@ -107,8 +107,8 @@ export class RouteReloader {
     this.loadedAt = new Date();
     this.lastError = null;
     metrics.routeReloads.inc({ result: 'ok' });
-    logger.info({ version: table.version, trigger, file: this.file }, 'routes reloaded');
     this.opts.onSwap(table, previous);
+    logger.info({ version: table.version, trigger, file: this.file }, 'routes reloaded');
     return true;
   }
 

@@ -7,7 +7,7 @@ import type { SessionRegistry, SessionRelocator } from '../session/registry.js';
 import type { BackendLinks } from './backend-links.js';
 
 /** Why sessions are being moved; the `reason` label of `livemux_sessions_relocated_total`. */
-type RelocationReason = 'endpoint_failed' | 'endpoint_removed' | 'business_disabled';
+type RelocationReason = 'endpoint_failed' | 'endpoint_removed' | 'business_disabled' | 'connect_failed';
 
 /**
  * Moves sessions when their endpoint is lost, and applies a reloaded route table to the sessions
@@ -32,6 +32,24 @@ export class SessionMover implements SessionRelocator {
     for (const s of sessions) {
       this.move(s, lostEndpoint, 'endpoint_failed', Code.BACKEND_UNAVAILABLE, `backend ${lostEndpoint} unavailable: ${reason}`);
     }
+  }
+
+  /**
+   * One endpoint could not take `s` (a tcp connect failed). Its route's retry policy decides: another
+   * endpoint after `backoff_ms` × the failure count, up to `attempts` times, else CLOSE
+   * BACKEND_UNAVAILABLE. The session's unsent bytes wait in it meanwhile.
+   */
+  retry(s: ProxySession, failedEndpoint: string, reason: string): void {
+    const route = this.deps.routes().config.routes.find((r) => r.business === s.business);
+    const failures = ++s.bindFailures;
+    if (!route || failures > route.retry.attempts) {
+      this.close(s, 'connect_failed', Code.BACKEND_UNAVAILABLE, `backend unreachable: ${reason}`);
+      return;
+    }
+    setTimeout(
+      () => this.move(s, failedEndpoint, 'connect_failed', Code.BACKEND_UNAVAILABLE, `backend unreachable: ${reason}`),
+      route.retry.backoffMs * failures,
+    ).unref();
   }
 
   /**

@@ -61,6 +61,10 @@ export class ProxySession implements QueueOwner {
   private awaitingDrain = false;
   /** Bumped on every rebind, so a drain callback registered on a previous link is ignored. */
   private binding = 0;
+  /** While waiting to be bound again: client DATA kept in order (bounded by the withheld credit). */
+  private held: Blocked[] | null = null;
+  /** Consecutive endpoints that could not take this session (its route's retry policy bounds them). */
+  bindFailures = 0;
 
   constructor(
     private readonly host: SessionHost,
@@ -164,8 +168,13 @@ export class ProxySession implements QueueOwner {
 
   /** Forwards client DATA to the backend, or discards it if the backend side is gone, and returns credit. */
   forward(payload: Buffer, priority: Priority): void {
-    if (this.backendOpen) this.boundLink.data(this.ref, payload, priority);
     this.owedCredit += payload.length;
+    if (this.held) {
+      // No credit goes back while held, so the client cannot send more than one window meanwhile.
+      this.held.push({ payload, priority });
+      return;
+    }
+    if (this.backendOpen) this.boundLink.data(this.ref, payload, priority);
     if (!this.backendOpen || this.link.isWritable(this.ref)) this.returnCredit();
     else if (!this.awaitingDrain) {
       this.awaitingDrain = true;
@@ -190,6 +199,9 @@ export class ProxySession implements QueueOwner {
     this.boundLink = link;
     this.backendOpen = true;
     link.open(this.ref, { ...this.info, reattach: true });
+    const held = this.held;
+    this.held = null;
+    for (const m of held ?? []) link.data(this.ref, m.payload, m.priority);
     // Credit held back for the old link's drain would otherwise never be returned.
     this.awaitingDrain = false;
     this.returnCredit();
@@ -232,8 +244,18 @@ export class ProxySession implements QueueOwner {
    * with nowhere to move): the backend is told, and the client gets CLOSE with `code` after queued DATA.
    */
   closeByProxy(code: number, reason: string): void {
+    this.held = null;
     this.detachBackend(code, reason);
     this.beginClose(code, reason);
+  }
+
+  /**
+   * The endpoint could not take the session: hold what it did not deliver (`unsent`) and every DATA
+   * that arrives until {@link rebind} replays it on the next endpoint, or a close discards it.
+   */
+  suspend(unsent: readonly Buffer[]): void {
+    this.backendOpen = false;
+    this.held = unsent.map((payload) => ({ payload, priority: Priority.HIGH }));
   }
 
   /** The link died with the session on it: nothing more can be said to that backend. */

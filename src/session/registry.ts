@@ -10,6 +10,8 @@ import type { ProxySession } from './proxy-session.js';
  */
 export interface SessionRelocator {
   relocate(sessions: readonly ProxySession[], lostEndpoint: string, reason: string): void;
+  /** The endpoint could not take one session; bind it elsewhere per its route's retry policy. */
+  retry(session: ProxySession, failedEndpoint: string, reason: string): void;
 }
 
 /**
@@ -97,6 +99,18 @@ export class SessionRegistry implements BackendCommandSink {
     const s = this.byRef.get(ref);
     if (s) s.closedByBackend(code, reason);
     else this.staleCommands++;
+  }
+
+  unreachable(ref: number, reason: string, unsent: readonly Buffer[]): void {
+    const s = this.byRef.get(ref);
+    if (!s) {
+      this.staleCommands++;
+      return;
+    }
+    const endpoint = s.link.endpoint;
+    s.suspend(unsent);
+    if (this.relocator) this.relocator.retry(s, endpoint, reason);
+    else s.closeByProxy(Code.BACKEND_UNAVAILABLE, reason);
   }
 
   subscribe(ref: number, topic: string): void {

@@ -44,6 +44,9 @@ class RecordingSink implements BackendCommandSink {
   publish(topic: string, payload: Buffer, priority: Priority, excludeSession: number): void {
     this.publishes.push({ topic, text: payload.toString(), priority, excludeSession });
   }
+  unreachable(): void {
+    throw new Error('a gRPC link never reports a session unreachable');
+  }
   linkDown(_link: BackendLink, reason: string): void {
     this.linkDowns.push(reason);
   }

@@ -41,7 +41,11 @@ function writeRoutes(content: Record<string, unknown> | string): void {
   renameSync(`${file}.tmp`, file);
 }
 
-async function status(): Promise<{ routes: { version: number; lastReloadError: string | null }; backends: Record<string, string> }> {
+async function status(): Promise<{
+  routes: { version: number; lastReloadError: string | null };
+  backends: Record<string, string>;
+  health: Record<string, { healthy: boolean; breaker: string }>;
+}> {
   return (await fetch(`http://127.0.0.1:${proxy.adminPort}/status`)).json() as never;
 }
 
@@ -238,6 +242,7 @@ describe('failover', () => {
     const port = backends[1]!.port;
     await backends[1]!.stop('SIGKILL');
     await until(async () => (await status()).backends[victim] === 'down', 'the link to go down');
+    await until(async () => (await status()).health[victim]?.breaker === 'open', 'the breaker to open');
     for (const s of chats) {
       const me = await whoami(s);
       if (victims.includes(s)) expect(me).toMatchObject({ reattach: true });

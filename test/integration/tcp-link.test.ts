@@ -12,6 +12,7 @@ class RecordingSink implements BackendCommandSink {
   readonly received = new Map<number, Buffer[]>();
   readonly priorities = new Set<Priority>();
   readonly closes: { session: number; code: number; reason: string }[] = [];
+  readonly unreachables: { session: number; reason: string; unsent: string }[] = [];
   readonly linkDowns: string[] = [];
 
   deliver(session: number, payload: Buffer, priority: Priority): void {
@@ -22,6 +23,9 @@ class RecordingSink implements BackendCommandSink {
   }
   close(session: number, code: number, reason: string): void {
     this.closes.push({ session, code, reason });
+  }
+  unreachable(session: number, reason: string, unsent: readonly Buffer[]): void {
+    this.unreachables.push({ session, reason, unsent: Buffer.concat(unsent).toString() });
   }
   subscribe(): void {
     throw new Error('tcp passthrough never subscribes');
@@ -205,21 +209,23 @@ describe('TcpPassthroughLink', () => {
     expect(sink.closes).toEqual([]);
   });
 
-  it('closes the session BACKEND_UNAVAILABLE and reports a failure when the connect is refused', async () => {
+  it('hands the session back as unreachable, with its unsent bytes in order, when the connect is refused', async () => {
     const address = `127.0.0.1:${await freePort()}`;
     const sink = new RecordingSink();
     const failures: [string, string][] = [];
     const l = link(address, sink, { onFailure: (ep, reason) => failures.push([ep, reason]) });
     l.open(3, INFO);
-    l.data(3, Buffer.from('never delivered'), Priority.HIGH);
-    await waitFor('the close', () => sink.closes.length === 1);
-    expect(sink.closes).toEqual([{ session: 3, code: Code.BACKEND_UNAVAILABLE, reason: 'upstream connect failed (ECONNREFUSED)' }]);
+    l.data(3, Buffer.from('never '), Priority.HIGH);
+    l.data(3, Buffer.from('delivered'), Priority.HIGH);
+    await waitFor('the unreachable report', () => sink.unreachables.length === 1);
+    expect(sink.unreachables).toEqual([{ session: 3, reason: 'upstream connect failed (ECONNREFUSED)', unsent: 'never delivered' }]);
+    expect(sink.closes).toEqual([]);
     expect(failures).toEqual([[address, 'upstream connect failed (ECONNREFUSED)']]);
     expect(l.stats.connectFailures).toBe(1);
     expect(l.state).toBe(LinkState.READY);
   });
 
-  it('closes the session BACKEND_UNAVAILABLE and reports a failure when the connect times out', async () => {
+  it('hands sessions back as unreachable and reports a failure when the connect times out', async () => {
     const { address } = await unresponsiveListener();
     const sink = new RecordingSink();
     const failures: string[] = [];
@@ -228,11 +234,11 @@ describe('TcpPassthroughLink', () => {
     const SESSIONS = [1, 2, 3, 4, 5, 6];
     const started = Date.now();
     for (const session of SESSIONS) l.open(session, INFO);
-    await waitFor('timeouts', () => sink.closes.length >= 3);
+    await waitFor('timeouts', () => sink.unreachables.length >= 3);
     await new Promise((r) => setTimeout(r, 100));
-    const timedOut = sink.closes.filter((c) => c.reason === 'upstream connect timed out after 300 ms');
+    const timedOut = sink.unreachables.filter((c) => c.reason === 'upstream connect timed out after 300 ms');
     expect(timedOut.length).toBeGreaterThanOrEqual(3);
-    expect(sink.closes.every((c) => c.code === Code.BACKEND_UNAVAILABLE)).toBe(true);
+    expect(sink.closes).toEqual([]);
     expect(failures.filter((r) => r === 'upstream connect timed out after 300 ms')).toHaveLength(timedOut.length);
     expect(Date.now() - started).toBeGreaterThanOrEqual(295);
     expect(l.stats.connectFailures).toBe(timedOut.length);

@@ -1,0 +1,96 @@
+import net from 'node:net';
+import { FrameType } from '../src/protocol/constants.js';
+import { FrameDecoder } from '../src/protocol/decoder.js';
+import { encodeFrame } from '../src/protocol/encoder.js';
+import { encodeHello, encodeOpen } from '../src/protocol/messages.js';
+
+/** How the proxy answered a batch of OPENs. */
+export interface OpenResult {
+  opened: number;
+  refused: number;
+}
+
+/**
+ * The protocol as the bench's load generators speak it, with no SDK logic in the way: HELLO/WELCOME,
+ * batches of OPEN answered by OPEN_OK or OPEN_FAIL, and a PONG for every PING so connections held open
+ * for a whole run are not closed as dead. DATA goes to `onData`; flow control is the caller's.
+ */
+export class BenchConnection {
+  private welcomed: (() => void) | null = null;
+  private batch: { pending: number; result: OpenResult; done: (r: OpenResult) => void } | null = null;
+  private closed: (() => void)[] = [];
+
+  private constructor(
+    readonly socket: net.Socket,
+    onData: (sessionId: number, payload: Buffer) => void,
+  ) {
+    const decoder = new FrameDecoder(
+      {
+        onFrame: (type, _flags, sessionId, payload) => {
+          if (type === FrameType.DATA) onData(sessionId, payload);
+          else if (type === FrameType.WELCOME) this.welcomed?.();
+          else if (type === FrameType.PING) socket.write(encodeFrame(FrameType.PONG, 0, 0, payload));
+          else if (type === FrameType.OPEN_OK || type === FrameType.OPEN_FAIL) this.answered(type === FrameType.OPEN_OK);
+        },
+      },
+      { maxPayload: 1 << 20 },
+    );
+    socket.setNoDelay(true);
+    socket.on('data', (chunk: Buffer) => decoder.push(chunk));
+    socket.on('error', () => {});
+    socket.once('close', () => this.closed.forEach((fail) => fail()));
+  }
+
+  static connect(port: number, onData: (sessionId: number, payload: Buffer) => void = () => {}): Promise<BenchConnection> {
+    return new Promise((resolve, reject) => {
+      const socket = net.connect({ port, host: '127.0.0.1' }, () => resolve(new BenchConnection(socket, onData)));
+      socket.once('error', reject);
+    });
+  }
+
+  /** HELLO with `token`; resolves on WELCOME. */
+  hello(token: string): Promise<void> {
+    return this.until<void>((resolve) => {
+      this.welcomed = resolve;
+      this.socket.write(encodeFrame(FrameType.HELLO, 0, 0, encodeHello({ versions: [1], token })));
+    });
+  }
+
+  /** Opens sessions `firstId` … `firstId + count - 1` of `business`; resolves once every one is answered. */
+  open(business: string, count: number, firstId = 1): Promise<OpenResult> {
+    return this.until<OpenResult>((resolve) => {
+      this.batch = { pending: count, result: { opened: 0, refused: 0 }, done: resolve };
+      for (let id = firstId; id < firstId + count; id++) {
+        this.socket.write(encodeFrame(FrameType.OPEN, 0, id, encodeOpen({ business, metadata: {} })));
+      }
+    });
+  }
+
+  close(): void {
+    this.socket.destroy();
+  }
+
+  private answered(ok: boolean): void {
+    const batch = this.batch;
+    if (!batch) return;
+    if (ok) batch.result.opened++;
+    else batch.result.refused++;
+    if (--batch.pending === 0) {
+      this.batch = null;
+      batch.done(batch.result);
+    }
+  }
+
+  /** A promise settled by `start`'s resolve, or rejected if the proxy closes the connection first. */
+  private until<T>(start: (resolve: (value: T) => void) => void): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      if (this.socket.closed) return reject(new Error('connection closed by the proxy'));
+      const fail = (): void => reject(new Error('connection closed by the proxy'));
+      this.closed.push(fail);
+      start((value) => {
+        this.closed = this.closed.filter((f) => f !== fail);
+        resolve(value);
+      });
+    });
+  }
+}

@@ -1,0 +1,77 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
+
+/** One JSON line a bench process printed on stdout. */
+export type OutputLine = Record<string, unknown>;
+
+interface Waiter {
+  match: (line: OutputLine) => boolean;
+  resolve: (line: OutputLine) => void;
+  reject: (err: Error) => void;
+}
+
+const running = new Set<ChildProcess>();
+process.on('exit', () => running.forEach((c) => c.kill('SIGKILL')));
+
+/**
+ * `node script args` started by the bench, its stdout read as JSON lines (other lines are ignored) and
+ * stderr passed through. Killed when the bench exits, whatever the path out.
+ */
+export class BenchProcess {
+  private readonly child: ChildProcess;
+  private readonly waiters = new Set<Waiter>();
+  private exitCode: number | string | null = null;
+
+  constructor(script: string, args: string[], env: NodeJS.ProcessEnv = {}) {
+    this.child = spawn(process.execPath, [script, ...args], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, ...env } });
+    running.add(this.child);
+    this.child.once('exit', (code, signal) => {
+      running.delete(this.child);
+      this.exitCode = code ?? signal ?? 'unknown';
+      for (const w of this.waiters) w.reject(new Error(`${script} exited (${this.exitCode})`));
+    });
+    createInterface({ input: this.child.stdout! }).on('line', (text) => {
+      let line: OutputLine;
+      try {
+        line = JSON.parse(text) as OutputLine;
+      } catch {
+        return;
+      }
+      for (const w of this.waiters) if (w.match(line)) w.resolve(line);
+    });
+  }
+
+  /** Resolves with the next line printed from now on for which `match` is true. */
+  next(match: (line: OutputLine) => boolean, timeoutMs = 120_000): Promise<OutputLine> {
+    if (this.exitCode !== null) return Promise.reject(new Error(`process exited (${this.exitCode})`));
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => settle(() => reject(new Error(`no matching output within ${timeoutMs} ms`))), timeoutMs);
+      const settle = (fn: () => void): void => {
+        clearTimeout(timer);
+        this.waiters.delete(waiter);
+        fn();
+      };
+      const waiter: Waiter = {
+        match,
+        resolve: (line) => settle(() => resolve(line)),
+        reject: (err) => settle(() => reject(err)),
+      };
+      this.waiters.add(waiter);
+    });
+  }
+
+  stop(): void {
+    this.child.kill('SIGTERM');
+  }
+}
+
+/** Starts `node script args` and resolves with the process and its first line that satisfies `ready`. */
+export async function startProcess(
+  script: string,
+  args: string[],
+  ready: (line: OutputLine) => boolean,
+  env: NodeJS.ProcessEnv = {},
+): Promise<{ process: BenchProcess; line: OutputLine }> {
+  const child = new BenchProcess(script, args, env);
+  return { process: child, line: await child.next(ready) };
+}
