@@ -1,12 +1,13 @@
-import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { stringify } from 'yaml';
 import { PACKAGE_ROOT } from '../src/paths.js';
 import { mintToken } from '../src/proxy/auth.js';
 import { benchCodec } from './codec.js';
+import { type BenchProcess, type OutputLine, startProcess } from './processes.js';
+import { benchReload, type ReloadResult, type ReloadTarget } from './reload.js';
+import { benchPickers } from './routing.js';
 
 /**
  * `npm run bench`: every figure the issues ask for, measured side by side in one run on this machine,
@@ -17,6 +18,10 @@ const DIST = join(PACKAGE_ROOT, 'dist');
 const BIN = join(PACKAGE_ROOT, 'bin', 'livemux.js');
 const ECHO_SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const ROUNDS = 2;
+/** Sessions held open during the reload bench: connections × the default limits.max_sessions (64). */
+const HELD_CONNS = 157;
+const HELD_PER_CONN = 64;
+const RELOAD_TRIALS = 7;
 
 interface Row {
   what: string;
@@ -24,29 +29,15 @@ interface Row {
   note: string;
 }
 const rows: Row[] = [];
-const children: ChildProcess[] = [];
-process.on('exit', () => children.forEach((c) => c.kill('SIGKILL')));
 
-/** Starts `node script args` and resolves with the first stdout JSON line that satisfies `ready`. */
-function start(script: string, args: string[], ready: (l: Record<string, unknown>) => boolean): Promise<Record<string, unknown>> {
-  const child = spawn(process.execPath, [script, ...args], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, LIVEMUX_JWT_SECRET: SECRET } });
-  children.push(child);
-  return new Promise((resolve, reject) => {
-    child.once('exit', (code) => reject(new Error(`${script} exited (${code})`)));
-    createInterface({ input: child.stdout! }).on('line', (text) => {
-      try {
-        const line = JSON.parse(text) as Record<string, unknown>;
-        if (ready(line)) resolve(line);
-      } catch {
-        // not a JSON line: ignore
-      }
-    });
-  });
+/** Starts `node script args` with the bench's JWT secret; resolves with its first line that satisfies `ready`. */
+function start(script: string, args: string[], ready: (l: OutputLine) => boolean): Promise<{ process: BenchProcess; line: OutputLine }> {
+  return startProcess(script, args, ready, { LIVEMUX_JWT_SECRET: SECRET });
 }
 
 async function echoLoad(port: number, mode: 'proxy' | 'plain', token: string): Promise<{ roundTripsPerSecond: number; p50Ms: number; p99Ms: number }> {
   const args = ['--port', String(port), '--mode', mode, '--seconds', String(ECHO_SECONDS), '--token', token];
-  return (await start(join(DIST, 'bench', 'echo-load.js'), args, (l) => 'roundTripsPerSecond' in l)) as never;
+  return (await start(join(DIST, 'bench', 'echo-load.js'), args, (l) => 'roundTripsPerSecond' in l)).line as never;
 }
 
 async function main(): Promise<void> {
@@ -56,19 +47,28 @@ async function main(): Promise<void> {
       rows.push({ what: `${r.name} frames`, value: `${fmt(r.framesPerSecond)} frames/s`, note: target });
     }
   }
+  for (const r of benchPickers()) {
+    rows.push({ what: `${r.policy} picks, ${r.endpoints} endpoints`, value: `${fmt(r.picksPerSecond)} picks/s`, note: 'one core, all endpoints healthy' });
+  }
 
-  const backend = await start(BIN, ['echo-backend', '--host', '127.0.0.1', '--port', '0'], (l) => l.event === 'listening');
+  const { line: backend } = await start(BIN, ['echo-backend', '--host', '127.0.0.1', '--port', '0'], (l) => l.event === 'listening');
   const dir = mkdtempSync(join(tmpdir(), 'livemux-bench-'));
-  writeFileSync(join(dir, 'routes.yaml'), stringify({
+  const routes = {
     version: 1,
     routes: [{ business: 'echo', pool: 'echo' }],
     pools: { echo: { protocol: 'grpc', endpoints: [{ address: `127.0.0.1:${backend.port}` }] } },
-  }));
+  };
+  writeFileSync(join(dir, 'routes.yaml'), stringify(routes));
   writeFileSync(join(dir, 'livemux.yaml'), stringify({
-    listen: { host: '127.0.0.1', port: 0 }, admin: false, routes: './routes.yaml', log: { level: 'info' },
+    listen: { host: '127.0.0.1', port: 0 },
+    admin: { host: '127.0.0.1', port: 0 },
+    routes: './routes.yaml',
+    log: { level: 'info' },
+    // The reload bench opens 64 sessions on each of its connections at once.
+    limits: { open_reset_rate: 10_000 },
   }));
   const proxy = await start(BIN, ['start', '--config', join(dir, 'livemux.yaml')], (l) => l.msg === 'livemux listening');
-  const plain = await start(join(DIST, 'bench', 'plain-echo-server.js'), [], (l) => l.event === 'listening');
+  const { line: plain } = await start(join(DIST, 'bench', 'plain-echo-server.js'), [], (l) => l.event === 'listening');
   const token = await mintToken({ secret: SECRET, sub: 'bench' });
   await new Promise((r) => setTimeout(r, 500)); // let the proxy's backend stream come up
 
@@ -76,7 +76,7 @@ async function main(): Promise<void> {
   const proxyRuns = [];
   for (let i = 0; i < ROUNDS; i++) {
     plainRuns.push(await echoLoad(plain.port as number, 'plain', token));
-    proxyRuns.push(await echoLoad(proxy.port as number, 'proxy', token));
+    proxyRuns.push(await echoLoad(proxy.line.port as number, 'proxy', token));
   }
   const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
   const plainRate = mean(plainRuns.map((r) => r.roundTripsPerSecond));
@@ -86,10 +86,39 @@ async function main(): Promise<void> {
   rows.push({ what: 'proxy + echo backend round trips', value: `${fmt(proxyRate)}/s`, note: `same load; p99 ${proxyRuns.at(-1)!.p99Ms.toFixed(2)} ms` });
   rows.push({ what: 'proxy / plain echo ratio', value: `${((proxyRate / plainRate) * 100).toFixed(1)} %`, note: 'target ≥ 40 %' });
 
+  const target: ReloadTarget = {
+    proxy: proxy.process,
+    port: proxy.line.port as number,
+    adminPort: proxy.line.admin as number,
+    token,
+    routesFile: join(dir, 'routes.yaml'),
+    routes,
+  };
+  const idle = await benchReload(target, 'idle', RELOAD_TRIALS);
+  const loadArgs = ['--port', String(target.port), '--conns', String(HELD_CONNS), '--sessions', String(HELD_PER_CONN), '--token', token];
+  const held = await start(join(DIST, 'bench', 'sessions-load.js'), loadArgs, (l) => l.event === 'sessions open');
+  if (held.line.refused !== 0) throw new Error(`sessions-load: ${held.line.refused} OPENs refused`);
+  const busy = await benchReload(target, 'busy', RELOAD_TRIALS);
+  held.process.stop();
+  rows.push(reloadRow(busy, `target < 100 ms; ${RELOAD_TRIALS} editor-style saves (temp file + rename)`));
+  rows.push(reloadRow(idle, 'same trials, for comparison'));
+
   const table = ['| measurement | result | notes |', '| --- | --- | --- |', ...rows.map((r) => `| ${r.what} | ${r.value} | ${r.note} |`)].join('\n');
   console.log(`\n${table}\n`);
   writeResults(table);
   process.exit(0);
+}
+
+/** One table row for a reload run: median and max delay, sessions open per the proxy's /status. */
+function reloadRow(r: ReloadResult, note: string): Row {
+  const sorted = [...r.delaysMs].sort((a, b) => a - b);
+  const median = sorted[Math.floor(sorted.length / 2)]!;
+  const sessions = r.sessionsBefore === r.sessionsAfter ? fmt(r.sessionsBefore) : `${fmt(r.sessionsBefore)} → ${fmt(r.sessionsAfter)}`;
+  return {
+    what: `routes.yaml write → in effect, ${sessions} sessions open`,
+    value: `median ${median} ms, max ${sorted.at(-1)} ms`,
+    note: `${note}; trigger ${r.triggers.join('/')}`,
+  };
 }
 
 /** Replaces the core section of BENCHMARKS.md with this run's table. */

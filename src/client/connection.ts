@@ -4,7 +4,7 @@ import tls from 'node:tls';
 import { Code, codeName } from '../protocol/codes.js';
 import { Defaults, FRAME_TYPE_NAMES, FrameType, SUPPORTED_VERSIONS } from '../protocol/constants.js';
 import { FrameDecoder, type DecoderLimits } from '../protocol/decoder.js';
-import { encodeData, encodeFrame, encodeWindowUpdate } from '../protocol/encoder.js';
+import { encodeFrame, encodeWindowUpdate } from '../protocol/encoder.js';
 import { LivemuxError, ProtocolError } from '../protocol/errors.js';
 import { ReceiveCredit } from '../protocol/flow-control.js';
 import {

@@ -11,7 +11,7 @@ import {
   type Priority,
   SUPPORTED_VERSIONS,
 } from '../protocol/constants.js';
-import { Code, codeInfo, codeName } from '../protocol/codes.js';
+import { Code, codeName } from '../protocol/codes.js';
 import { FrameDecoder, type FrameSink } from '../protocol/decoder.js';
 import { encodeFrame, encodeWindowUpdate } from '../protocol/encoder.js';
 import { ProtocolError } from '../protocol/errors.js';
@@ -25,9 +25,10 @@ import {
   encodeStatus,
   encodeWelcome,
 } from '../protocol/messages.js';
-import { ProxySession, type SessionHost, SessionState } from '../session/proxy-session.js';
+import { ProxySession, type SessionHost } from '../session/proxy-session.js';
 import type { ProxyContext } from './context.js';
 import { type DropReason, OutboundQueue } from './outbound-queue.js';
+import { SessionAdmission } from './session-admission.js';
 import { TokenBucket } from './token-bucket.js';
 
 /** Connection states, server view (PROTOCOL.md §5). */
@@ -69,8 +70,8 @@ export class Connection implements FrameSink, SessionHost {
   private readonly recvCredit: ReceiveCredit;
   private readonly sessions = new Map<number, ProxySession>();
   private readonly creditWaiters = new Set<ProxySession>();
-  /** Per business: open sessions and the route's OPEN rate bucket (routes.yaml `limits`). */
-  private readonly businesses = new Map<string, { sessions: number; bucket: TokenBucket | null }>();
+  /** Created at WELCOME, once the user is known; OPEN is illegal before. */
+  private admission!: SessionAdmission;
   private readonly decoder: FrameDecoder;
   private readonly bucket: TokenBucket;
   private pipelined: [FrameType, number, number, Buffer][] | null = null;
@@ -176,6 +177,7 @@ export class Connection implements FrameSink, SessionHost {
     this.handshakeTimer = null;
     this.userId = userId;
     this.log = this.log.child({ user: userId });
+    this.admission = new SessionAdmission(this.ctx, { userId, connectionId: this.id, clientAddress: this.clientAddress });
     this.sendCredit = new SendCredit(hello.connectionWindow || Defaults.connectionWindow);
     this.clientSessionWindow = hello.sessionWindow || Defaults.sessionWindow;
     const { limits, timeouts } = this.ctx.config;
@@ -225,47 +227,15 @@ export class Connection implements FrameSink, SessionHost {
     }
     this.highestSessionId = sessionId;
     const m = this.ctx.metrics;
-    const refuse = (code: Code, reason: string, retryAfterMs = 0): void => {
+    const admission = this.admission.decide(open, this.sessions.size, this.state === ConnState.DRAINING);
+    if (admission.kind === 'refuse') {
+      const { code, reason, retryAfterMs } = admission;
       m.sessionsOpened.inc({ business: open.business, result: codeName(code) });
       this.log.info({ session: sessionId, business: open.business, code: codeName(code), reason }, 'session refused');
       this.sendStatus(FrameType.OPEN_FAIL, sessionId, code, reason, retryAfterMs);
-    };
-    if (this.state === ConnState.DRAINING) return refuse(Code.GOING_AWAY, 'OPEN: server is draining');
-    const max = this.ctx.config.limits.maxSessions;
-    if (this.sessions.size >= max) {
-      return refuse(Code.TOO_MANY_SESSIONS, `OPEN: too many sessions (${this.sessions.size} vs ${max})`);
+      return;
     }
-    const decision = this.ctx.routes().resolve(
-      open.business,
-      { userId: this.userId, connectionId: this.id, clientAddress: this.clientAddress, metadata: open.metadata },
-      this.ctx.links.isHealthy,
-    );
-    switch (decision.kind) {
-      case 'unknown_business':
-        return refuse(Code.UNKNOWN_BUSINESS, `OPEN: business "${open.business}" has no route`);
-      case 'disabled':
-        return refuse(Code.BUSINESS_DISABLED, `OPEN: business "${open.business}" is disabled`);
-      case 'missing_key':
-        return refuse(Code.MISSING_HASH_KEY, `OPEN: metadata "${decision.field}" is required by the route of "${open.business}"`);
-      case 'unavailable':
-        return refuse(Code.BACKEND_UNAVAILABLE, `OPEN: no healthy backend for "${open.business}"`, decision.retryAfterMs);
-    }
-    const { maxSessionsPerConnection, openRate } = decision.route.limits;
-    const usage = this.perBusiness(open.business, openRate);
-    if (maxSessionsPerConnection > 0 && usage.sessions >= maxSessionsPerConnection) {
-      return refuse(
-        Code.TOO_MANY_SESSIONS,
-        `OPEN: too many "${open.business}" sessions (${usage.sessions} vs ${maxSessionsPerConnection})`,
-      );
-    }
-    if (usage.bucket && !usage.bucket.take()) {
-      return refuse(Code.RATE_LIMITED, `OPEN: more than ${openRate} "${open.business}" OPENs per second`, 1000);
-    }
-    const link = this.ctx.links.get(decision.endpoint);
-    if (!link) {
-      return refuse(Code.BACKEND_UNAVAILABLE, `OPEN: no link to ${decision.endpoint}`, codeInfo(Code.BACKEND_UNAVAILABLE).delayMs);
-    }
-    m.routingDecisions.inc({ business: open.business, endpoint: decision.endpoint });
+    const { link } = admission;
     const { registry, config } = this.ctx;
     const info = {
       userId: this.userId,
@@ -286,7 +256,7 @@ export class Connection implements FrameSink, SessionHost {
       config.limits.sessionWindow,
     );
     this.sessions.set(sessionId, session);
-    usage.sessions++;
+    this.admission.opened(open.business);
     registry.add(session);
     link.open(session.ref, info);
     m.sessions.inc({ business: open.business });
@@ -426,8 +396,7 @@ export class Connection implements FrameSink, SessionHost {
   retired(session: ProxySession): void {
     this.log.debug({ session: session.id, business: session.business }, 'session closed');
     this.sessions.delete(session.id);
-    const counts = this.businesses.get(session.business);
-    if (counts) counts.sessions--;
+    this.admission.retired(session.business);
     this.creditWaiters.delete(session);
     this.ctx.registry.remove(session);
     this.ctx.metrics.sessions.dec({ business: session.business });
@@ -533,12 +502,6 @@ export class Connection implements FrameSink, SessionHost {
     if (this.state !== ConnState.OPEN && this.state !== ConnState.DRAINING) {
       throw new ProtocolError(Code.UNEXPECTED_FRAME, `${frame}: not allowed before HELLO`);
     }
-  }
-
-  private perBusiness(business: string, openRate: number): { sessions: number; bucket: TokenBucket | null } {
-    let entry = this.businesses.get(business);
-    if (!entry) this.businesses.set(business, (entry = { sessions: 0, bucket: openRate > 0 ? new TokenBucket(openRate, openRate) : null }));
-    return entry;
   }
 
   /**
