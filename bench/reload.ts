@@ -1,7 +1,7 @@
 import { renameSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { stringify } from 'yaml';
-import { BenchConnection } from './bench-connection.js';
+import { BenchConnection, type OpenResult } from './bench-connection.js';
 import type { BenchProcess } from './processes.js';
 
 /** A running proxy whose routes file the reload bench rewrites. */
@@ -62,7 +62,8 @@ async function checkInEffect(target: ReloadTarget, added: string, removed: strin
   const gone = removed ? await conn.open(removed, 1, 2) : { opened: 0, refused: 1 };
   conn.close();
   if (add.opened !== 1 || gone.refused !== 1) {
-    throw new Error(`reload not in effect: OPEN ${added} ${add.opened ? 'ok' : 'refused'}, OPEN ${removed} ${gone.opened ? 'ok' : 'refused'}`);
+    const answer = (r: OpenResult): string => (r.opened ? 'opened' : 'refused');
+    throw new Error(`reload not in effect: OPEN ${added} ${answer(add)}, OPEN ${removed} ${answer(gone)}`);
   }
 }
 

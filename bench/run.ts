@@ -31,7 +31,11 @@ interface Row {
 const rows: Row[] = [];
 
 /** Starts `node script args` with the bench's JWT secret; resolves with its first line that satisfies `ready`. */
-function start(script: string, args: string[], ready: (l: OutputLine) => boolean): Promise<{ process: BenchProcess; line: OutputLine }> {
+function start(
+  script: string,
+  args: string[],
+  ready: (l: OutputLine) => boolean,
+): Promise<{ process: BenchProcess; line: OutputLine }> {
   return startProcess(script, args, ready, { LIVEMUX_JWT_SECRET: SECRET });
 }
 
@@ -48,7 +52,8 @@ async function main(): Promise<void> {
     }
   }
   for (const r of benchPickers()) {
-    rows.push({ what: `${r.policy} picks, ${r.endpoints} endpoints`, value: `${fmt(r.picksPerSecond)} picks/s`, note: 'one core, all endpoints healthy' });
+    const what = `${r.policy} picks, ${r.endpoints} endpoints`;
+    rows.push({ what, value: `${fmt(r.picksPerSecond)} picks/s`, note: 'one core, all endpoints healthy' });
   }
 
   const { line: backend } = await start(BIN, ['echo-backend', '--host', '127.0.0.1', '--port', '0'], (l) => l.event === 'listening');
