@@ -1,6 +1,7 @@
 import { FrameType, Priority } from '../src/protocol/constants.js';
 import { FrameDecoder } from '../src/protocol/decoder.js';
 import { encodeData } from '../src/protocol/encoder.js';
+import { timed } from './timed.js';
 
 export interface CodecResult {
   name: string;
@@ -47,19 +48,4 @@ export function benchCodec(payloadSize: number, seconds = 1.5): CodecResult[] {
     { name: `decode ${payloadSize} B`, framesPerSecond: decodeRate },
     { name: `encode ${payloadSize} B`, framesPerSecond: encodeRate },
   ];
-}
-
-/** Runs `fn` repeatedly for `seconds` after a short warm-up; returns units per second. */
-function timed(seconds: number, fn: () => number): number {
-  const warm = performance.now() + 200;
-  while (performance.now() < warm) fn();
-  let units = 0;
-  const start = performance.now();
-  const end = start + seconds * 1000;
-  let now = start;
-  while (now < end) {
-    units += fn();
-    now = performance.now();
-  }
-  return units / ((now - start) / 1000);
 }

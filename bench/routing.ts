@@ -1,5 +1,6 @@
 import { getPolicy, policyNames } from '../src/routing/registry.js';
 import type { WeightedEndpoint } from '../src/routing/types.js';
+import { timed } from './timed.js';
 
 /** Picks per second of one policy for one pool size. */
 export interface PickerResult {
@@ -36,19 +37,4 @@ export function benchPickers(seconds = 0.5, sizes: readonly number[] = [10, 1000
     }
   }
   return results;
-}
-
-/** Runs `fn` repeatedly for `seconds` after a short warm-up; returns units per second. */
-function timed(seconds: number, fn: () => number): number {
-  const warm = performance.now() + 100;
-  while (performance.now() < warm) fn();
-  let units = 0;
-  const start = performance.now();
-  const end = start + seconds * 1000;
-  let now = start;
-  while (now < end) {
-    units += fn();
-    now = performance.now();
-  }
-  return units / ((now - start) / 1000);
 }
