@@ -41,6 +41,8 @@ export interface ProxyConfig {
   goawayReconnectAddress: string;
   /** Absolute path of the routes file. */
   routesFile: string;
+  /** Reload the routes file when it changes on disk; false = only on SIGHUP. */
+  routesWatch: boolean;
   logLevel: string;
   /** Identifies this process in logs, metrics and backend SessionOpened events. */
   proxyId: string;
@@ -115,6 +117,7 @@ const proxyFileSchema = z.strictObject({
   timeouts: timeoutsSchema.prefault({}),
   goaway_reconnect_address: hostPortSchema.optional(),
   routes: z.string().min(1).default('./routes.yaml'),
+  routes_watch: z.boolean().default(true),
   log: z.strictObject({ level: z.enum(LOG_LEVELS).default('info') }).prefault({}),
   proxy_id: z.string().min(1).max(128).optional(),
 });
@@ -197,6 +200,7 @@ function toProxyConfig(file: ProxyFile, baseDir: string): ProxyConfig {
     },
     goawayReconnectAddress: file.goaway_reconnect_address ?? '',
     routesFile: resolve(baseDir, file.routes),
+    routesWatch: file.routes_watch,
     logLevel: file.log.level,
     proxyId: file.proxy_id ?? `${hostname()}-${process.pid}`,
   };

@@ -100,7 +100,7 @@ export class ProxyServer {
 
   private async listen(): Promise<void> {
     const { listen, admin } = this.config;
-    await this.routes.watch();
+    if (this.config.routesWatch) await this.routes.watch();
     await new Promise<void>((resolve, reject) => {
       this.listener.once('error', reject);
       this.listener.listen(listen.port, listen.host, () => {

@@ -52,6 +52,7 @@ describe('proxy config defaults', () => {
       },
       goawayReconnectAddress: '',
       routesFile: '/etc/livemux/routes.yaml',
+      routesWatch: true,
       logLevel: 'info',
       proxyId: `${hostname()}-${process.pid}`,
     });
