@@ -11,6 +11,7 @@ import {
 } from '../../src/backends/endpoint-health.js';
 import { ServingStatus } from '../../src/backends/health.js';
 import { createMetrics, type Metrics } from '../../src/observability/metrics.js';
+import { type HealthOverrides, monitoredEndpoint, sample } from '../helpers/health-endpoints.js';
 
 /**
  * Active checks against real servers on 127.0.0.1: livemux backends (backend-server.ts serves
@@ -24,24 +25,8 @@ const FAST: EndpointHealthSettings = {
   outlierDetection: { consecutiveFailures: 0 },
 };
 
-type Overrides = { [K in keyof EndpointHealthSettings]?: Partial<EndpointHealthSettings[K]> };
-
-function endpoint(address: string, protocol: 'grpc' | 'tcp', overrides: Overrides = {}): MonitoredEndpoint {
-  return {
-    address,
-    protocol,
-    poolConfig: {
-      healthCheck: { ...FAST.healthCheck, ...overrides.healthCheck },
-      circuitBreaker: { ...FAST.circuitBreaker, ...overrides.circuitBreaker },
-      outlierDetection: { ...FAST.outlierDetection, ...overrides.outlierDetection },
-    },
-  };
-}
-
-async function sample(metrics: Metrics, series: string): Promise<number | undefined> {
-  const text = await metrics.registry.metrics();
-  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
-  return line === undefined ? undefined : Number(line.slice(series.length + 1));
+function endpoint(address: string, protocol: 'grpc' | 'tcp', overrides: HealthOverrides = {}): MonitoredEndpoint {
+  return monitoredEndpoint(address, protocol, FAST, overrides);
 }
 
 async function waitFor(what: string, cond: () => boolean | Promise<boolean>, timeoutMs = 8_000): Promise<void> {

@@ -10,18 +10,7 @@ import {
   readConfigFile,
   validateConfig,
 } from '../../src/config/load-yaml.js';
-import { ConfigError } from '../../src/protocol/errors.js';
-
-/** The problems of the ConfigError `fn` throws. */
-function problems(fn: () => unknown): readonly string[] {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(ConfigError);
-    return (err as ConfigError).problems;
-  }
-  throw new Error('expected a ConfigError');
-}
+import { problems } from '../helpers/config-problems.js';
 
 const schema = z.strictObject({
   name: z.string(),

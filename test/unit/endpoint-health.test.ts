@@ -7,6 +7,7 @@ import {
   type MonitoredEndpoint,
 } from '../../src/backends/endpoint-health.js';
 import { createMetrics, type Metrics } from '../../src/observability/metrics.js';
+import { type HealthOverrides, monitoredEndpoint, sample } from '../helpers/health-endpoints.js';
 
 /**
  * Passive ejection, the breaker's error percentage, transitions, reconcile and metrics. Periodic checks
@@ -21,25 +22,8 @@ const QUIET: EndpointHealthSettings = {
   outlierDetection: { consecutiveFailures: 3 },
 };
 
-type Overrides = { [K in keyof EndpointHealthSettings]?: Partial<EndpointHealthSettings[K]> };
-
-function endpoint(address: string, overrides: Overrides = {}): MonitoredEndpoint {
-  return {
-    address,
-    protocol: 'tcp',
-    poolConfig: {
-      healthCheck: { ...QUIET.healthCheck, ...overrides.healthCheck },
-      circuitBreaker: { ...QUIET.circuitBreaker, ...overrides.circuitBreaker },
-      outlierDetection: { ...QUIET.outlierDetection, ...overrides.outlierDetection },
-    },
-  };
-}
-
-/** The value of one sample line in Prometheus text, or undefined. */
-async function sample(metrics: Metrics, series: string): Promise<number | undefined> {
-  const text = await metrics.registry.metrics();
-  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
-  return line === undefined ? undefined : Number(line.slice(series.length + 1));
+function endpoint(address: string, overrides: HealthOverrides = {}): MonitoredEndpoint {
+  return monitoredEndpoint(address, 'tcp', QUIET, overrides);
 }
 
 async function waitFor(what: string, cond: () => boolean, timeoutMs = 5_000): Promise<void> {

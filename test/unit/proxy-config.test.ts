@@ -5,19 +5,9 @@ import { describe, expect, it } from 'vitest';
 import { JWT_SECRET_ENV, loadProxyConfig, proxyConfigFromObject } from '../../src/config/proxy-config.js';
 import { PACKAGE_ROOT } from '../../src/paths.js';
 import { Defaults } from '../../src/protocol/constants.js';
-import { ConfigError } from '../../src/protocol/errors.js';
+import { problems } from '../helpers/config-problems.js';
 
 const ENV = { [JWT_SECRET_ENV]: 'env-secret' };
-
-function problems(fn: () => unknown): readonly string[] {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(ConfigError);
-    return (err as ConfigError).problems;
-  }
-  throw new Error('expected a ConfigError');
-}
 
 function writeTemp(name: string, text: string): string {
   const dir = mkdtempSync(join(tmpdir(), 'livemux-config-'));

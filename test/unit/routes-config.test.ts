@@ -3,17 +3,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { formatHashKeySource, loadRoutesConfig, parseHashKeySource, parseRoutesConfig, type RoutesConfig } from '../../src/config/routes-config.js';
 import { PACKAGE_ROOT } from '../../src/paths.js';
-import { ConfigError } from '../../src/protocol/errors.js';
-
-function problems(fn: () => unknown): readonly string[] {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(ConfigError);
-    return (err as ConfigError).problems;
-  }
-  throw new Error('expected a ConfigError');
-}
+import { problems } from '../helpers/config-problems.js';
 
 const lines = (...l: string[]): string => `${l.join('\n')}\n`;
 
