@@ -59,9 +59,17 @@ export class SessionRegistry implements BackendCommandSink {
     }
   }
 
-  /** Moves a session to another link (see ProxySession.rebind), keeping the per-link index true. */
+  /**
+   * Moves a session to another link (see ProxySession.rebind), keeping the per-link index true. Topic
+   * memberships end with the old binding (docs/backend-contract.md §4): the new backend subscribes what
+   * it wants, so the old owner's subscriptions cannot leak onto a session it no longer serves.
+   */
   rebind(session: ProxySession, link: BackendLink): boolean {
     const from = session.link;
+    if (session.topics) {
+      for (const topic of session.topics) this.leave(session, topic);
+      session.topics = null;
+    }
     if (!session.rebind(link)) return false;
     this.byLink.get(from)?.delete(session);
     let set = this.byLink.get(link);
