@@ -2,13 +2,14 @@ import { EventEmitter } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Code, codeInfo } from '../protocol/codes.js';
 import {
-  FLAG_PRIORITY_MASK,
+  FLAG_BATCH, FLAG_PRIORITY_MASK,
   FrameType,
   HEADER_SIZE,
   PRIORITY_NAMES,
   Priority,
   type PriorityName,
 } from '../protocol/constants.js';
+import { decodeBatch } from '../protocol/batch.js';
 import { encodeFrame } from '../protocol/encoder.js';
 import { LivemuxError, ProtocolError } from '../protocol/errors.js';
 import type { Limits, Status } from '../protocol/messages.js';
@@ -330,8 +331,12 @@ export class ClientSession extends EventEmitter<SessionEvents> implements AsyncI
       this.finish(Code.SESSION_FLOW_CONTROL, reason, new SessionClosedError(Code.SESSION_FLOW_CONTROL, reason, 'receive'));
       return;
     }
-    // The decoder hands out views into socket chunks; the application may keep this one.
-    this.inbox.push(Buffer.from(payload), PRIORITY_NAMES[flags & FLAG_PRIORITY_MASK]!, binding);
+    const priority = PRIORITY_NAMES[flags & FLAG_PRIORITY_MASK]!;
+    // The decoder hands out views into socket chunks; the application may keep what it is given.
+    if ((flags & FLAG_BATCH) === 0) this.inbox.push(Buffer.from(payload), priority, binding, payload.length);
+    // A batch is several messages merged by the server's low-priority cap: each one is delivered (and
+    // credited, length prefix included) on its own, as if it had come in its own frame.
+    else decodeBatch(payload, (message, bytes) => this.inbox.push(Buffer.from(message), priority, binding, bytes));
   }
 
   private onClose(status: Status): void {

@@ -194,6 +194,7 @@ export class LivemuxClient extends EventEmitter<ClientEvents> {
           client: options.clientInfo,
           sessionWindow: options.sessionWindow,
           connectionWindow: options.connectionWindow,
+          acceptsBatch: true,
         },
         heartbeatIntervalMs: options.heartbeatIntervalMs,
         logger: options.logger,

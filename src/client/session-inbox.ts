@@ -18,6 +18,8 @@ export interface DataListeners {
 interface Inbound extends IncomingMessage {
   /** Where the credit for this message goes back to (the session may have been reopened since). */
   readonly binding: SessionBinding;
+  /** Window bytes this message cost: its length, plus its length prefix when it came in a batch. */
+  readonly creditBytes: number;
   /** Credit already returned (the session ended with the message still buffered). */
   credited: boolean;
 }
@@ -47,9 +49,12 @@ export class SessionInbox {
 
   constructor(private readonly listeners: DataListeners) {}
 
-  /** Delivers or buffers one message. `payload` must already be the application's own copy. */
-  push(payload: Buffer, priority: PriorityName, binding: SessionBinding): void {
-    const item: Inbound = { payload, priority, binding, credited: false };
+  /**
+   * Delivers or buffers one message. `payload` must already be the application's own copy;
+   * `creditBytes` is what it cost of the window (more than its length when it came in a batch).
+   */
+  push(payload: Buffer, priority: PriorityName, binding: SessionBinding, creditBytes: number): void {
+    const item: Inbound = { payload, priority, binding, creditBytes, credited: false };
     if (this.listeners.count() > 0) {
       this.listeners.emit(this.consume(item));
       return;
@@ -98,7 +103,7 @@ export class SessionInbox {
   private credit(item: Inbound): void {
     if (item.credited) return;
     item.credited = true;
-    item.binding.consumed(item.payload.length);
+    item.binding.consumed(item.creditBytes);
   }
 
   private settleReaders(): void {

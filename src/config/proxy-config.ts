@@ -35,6 +35,10 @@ export interface ProxyConfig {
     connectionWindow: number;
     outboundQueueBytes: number;
     openResetRate: number;
+    /** Low-priority DATA frames per second per connection; 0 = no cap. */
+    lowPriorityRate: number;
+    /** Most messages merged into one BATCH frame for a client that accepts batches. */
+    lowPriorityMerge: number;
   };
   timeouts: { handshakeMs: number; heartbeatIntervalMs: number; heartbeatMisses: number; idleMs: number; drainMs: number };
   /** `host:port` sent in GOAWAY on drain; '' = none. */
@@ -70,6 +74,8 @@ const limitsSchema = z
     connection_window: positiveInt(MAX_WINDOW).default(Defaults.connectionWindow),
     outbound_queue_bytes: positiveInt(Number.MAX_SAFE_INTEGER).default(Defaults.outboundQueueBytes),
     open_reset_rate: positiveInt(1_000_000).default(Defaults.openResetRate),
+    low_priority_rate: z.number().int().min(0).max(1_000_000).default(Defaults.lowPriorityRate),
+    low_priority_merge: positiveInt(1_024).default(Defaults.lowPriorityMerge),
   })
   .superRefine(
     (limits, ctx) => {
@@ -190,6 +196,8 @@ function toProxyConfig(file: ProxyFile, baseDir: string): ProxyConfig {
       connectionWindow: limits.connection_window,
       outboundQueueBytes: limits.outbound_queue_bytes,
       openResetRate: limits.open_reset_rate,
+      lowPriorityRate: limits.low_priority_rate,
+      lowPriorityMerge: limits.low_priority_merge,
     },
     timeouts: {
       handshakeMs: timeouts.handshake_ms,

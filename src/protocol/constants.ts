@@ -60,8 +60,13 @@ export type PriorityName = (typeof PRIORITY_NAMES)[number];
 
 /** Mask of the priority bits in DATA flags. Value 3 is reserved and rejected. */
 export const FLAG_PRIORITY_MASK = 0b0000_0011;
+/**
+ * DATA flag bit 2: the payload is several messages, each a u32 length and its bytes (PROTOCOL.md §4.9).
+ * Only sent by the server, only to clients that set `accepts_batch` in HELLO.
+ */
+export const FLAG_BATCH = 0b0000_0100;
 /** Every flag bit defined for DATA; any other bit set is ERR_BAD_FLAGS. */
-export const DATA_FLAGS_MASK = FLAG_PRIORITY_MASK;
+export const DATA_FLAGS_MASK = FLAG_PRIORITY_MASK | FLAG_BATCH;
 
 /** Largest PING/PONG opaque payload. */
 export const MAX_PING_PAYLOAD = 64;
@@ -92,4 +97,8 @@ export const Defaults = {
   /** OPEN+RESET frames a client may send per second before GOAWAY RATE_LIMITED. */
   openResetRate: 100,
   drainTimeoutMs: 30_000,
+  /** Low-priority DATA frames per second one connection receives at most (a screen shows ~20). */
+  lowPriorityRate: 20,
+  /** Messages merged into one BATCH frame at most; older excess low messages are dropped. */
+  lowPriorityMerge: 16,
 } as const;

@@ -10,6 +10,8 @@ export interface Hello {
   client?: ClientInfo;
   sessionWindow?: number;
   connectionWindow?: number;
+  /** The client unpacks BATCH DATA frames; without it the server drops excess low-priority DATA instead. */
+  acceptsBatch?: boolean;
 }
 export interface ClientInfo {
   sdk?: string;

@@ -8,7 +8,7 @@ import {
   FrameType,
   HEADER_SIZE,
   MAX_PIPELINED,
-  type Priority,
+  Priority,
   SUPPORTED_VERSIONS,
 } from '../protocol/constants.js';
 import { Code, codeName } from '../protocol/codes.js';
@@ -28,6 +28,7 @@ import {
 import { ProxySession, type SessionHost } from '../session/proxy-session.js';
 import type { ProxyContext } from './context.js';
 import { type DropReason, OutboundQueue } from './outbound-queue.js';
+import { LowPriorityPacer } from './low-priority-pacer.js';
 import { SessionAdmission } from './session-admission.js';
 import { TokenBucket } from './token-bucket.js';
 
@@ -70,6 +71,8 @@ export class Connection implements FrameSink, SessionHost {
   private readonly recvCredit: ReceiveCredit;
   private readonly sessions = new Map<number, ProxySession>();
   private readonly creditWaiters = new Set<ProxySession>();
+  /** Low-priority frame cap, set at WELCOME from the limits and the client's `accepts_batch`. */
+  lowPacer: LowPriorityPacer | null = null;
   /** Created at WELCOME, once the user is known; OPEN is illegal before. */
   private admission!: SessionAdmission;
   private readonly decoder: FrameDecoder;
@@ -181,6 +184,11 @@ export class Connection implements FrameSink, SessionHost {
     this.sendCredit = new SendCredit(hello.connectionWindow || Defaults.connectionWindow);
     this.clientSessionWindow = hello.sessionWindow || Defaults.sessionWindow;
     const { limits, timeouts } = this.ctx.config;
+    if (limits.lowPriorityRate > 0) {
+      this.lowPacer = new LowPriorityPacer(limits.lowPriorityRate, limits.lowPriorityMerge, hello.acceptsBatch === true, this.out, (reason) =>
+        this.drop(reason, Priority.LOW),
+      );
+    }
     this.sendControl(
       FrameType.WELCOME,
       encodeWelcome({
@@ -397,6 +405,7 @@ export class Connection implements FrameSink, SessionHost {
     this.log.debug({ session: session.id, business: session.business }, 'session closed');
     this.sessions.delete(session.id);
     this.admission.retired(session.business);
+    this.lowPacer?.forget(session);
     this.creditWaiters.delete(session);
     this.ctx.registry.remove(session);
     this.ctx.metrics.sessions.dec({ business: session.business });
@@ -458,6 +467,7 @@ export class Connection implements FrameSink, SessionHost {
     this.transition(ConnState.CLOSED);
     if (this.handshakeTimer) clearTimeout(this.handshakeTimer);
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
+    this.lowPacer?.close();
     this.pipelined = null;
     for (const s of [...this.sessions.values()]) s.retire(code, reason);
     this.ctx.metrics.connections.dec();

@@ -11,7 +11,7 @@ export interface QueueOwner {
 }
 
 /** Why a DATA frame was not written; the label of `livemux_dropped_frames_total{reason}`. */
-export type DropReason = 'queue_full' | 'no_credit' | 'evicted' | 'session_closed';
+export type DropReason = 'queue_full' | 'no_credit' | 'evicted' | 'session_closed' | 'rate_capped' | 'merge_overflow';
 
 export interface OutboundHooks {
   onDrop(reason: DropReason, priority: Priority): void;

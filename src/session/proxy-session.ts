@@ -1,14 +1,18 @@
-import { FrameType, HEADER_SIZE, Priority } from '../protocol/constants.js';
+import { FLAG_BATCH, FrameType, HEADER_SIZE, Priority } from '../protocol/constants.js';
+import { encodeBatch } from '../protocol/batch.js';
 import { writeHeader } from '../protocol/encoder.js';
 import { ReceiveCredit, SendCredit } from '../protocol/flow-control.js';
 import { encodeStatus } from '../protocol/messages.js';
 import type { BackendLink, SessionOpenInfo } from '../backends/types.js';
+import type { LowPriorityPacer, PacedSession } from '../proxy/low-priority-pacer.js';
 import type { DropReason, OutboundQueue, QueueOwner } from '../proxy/outbound-queue.js';
 import { Fifo } from './fifo.js';
 
 /** What a session needs from its connection. Implemented by the proxy's Connection. */
 export interface SessionHost {
   readonly out: OutboundQueue;
+  /** The connection's low-priority frame cap, or null when uncapped. */
+  readonly lowPacer: LowPriorityPacer | null;
   /** Connection-level credit for server→client DATA. */
   readonly sendCredit: SendCredit;
   /** Registers a session blocked on connection credit, to be pumped on the next connection WINDOW_UPDATE. */
@@ -35,6 +39,8 @@ export type SessionState = (typeof SessionState)[keyof typeof SessionState];
 interface Blocked {
   payload: Buffer;
   priority: Priority;
+  /** Frame flags: the priority, plus FLAG_BATCH for merged low messages. */
+  flags: number;
 }
 
 /**
@@ -44,7 +50,7 @@ interface Blocked {
  * - backend→client: DATA leaves only within the client's credit; system/high wait for credit (held bytes
  *   count against the connection's bound), low is dropped instead of waiting.
  */
-export class ProxySession implements QueueOwner {
+export class ProxySession implements QueueOwner, PacedSession {
   state: SessionState = SessionState.OPEN;
   /** Topics this session is subscribed to; null until the first subscribe. */
   topics: Set<string> | null = null;
@@ -102,25 +108,37 @@ export class ProxySession implements QueueOwner {
 
   // ── backend → client ────────────────────────────────────────────────────────────────────────────
 
-  /** Queues a payload for the client, within its credit and the connection's bound. */
+  /** Queues a payload for the client, within its credit, the connection's bound and its low-priority cap. */
   deliver(payload: Buffer, priority: Priority): void {
     if (this.state !== SessionState.OPEN) {
       this.host.drop('session_closed', priority);
       return;
     }
+    if (priority === Priority.LOW && this.host.lowPacer && !this.host.lowPacer.admit(this, payload)) return;
+    this.enqueue(payload, priority, priority);
+  }
+
+  /** The pacer allows one more low frame: send what it held, merged when more than one. */
+  sendLowMerged(messages: Buffer[]): void {
+    if (this.state !== SessionState.OPEN) return;
+    if (messages.length === 1) this.enqueue(messages[0]!, Priority.LOW, Priority.LOW);
+    else this.enqueue(encodeBatch(messages), Priority.LOW, Priority.LOW | FLAG_BATCH);
+  }
+
+  private enqueue(payload: Buffer, priority: Priority, flags: number): void {
     const n = payload.length;
     const out = this.host.out;
     if (this.blocked.length === 0 && this.hasCredit(n)) {
       const admission = out.admit(HEADER_SIZE + n, priority);
       if (admission === 'drop') return this.host.drop('queue_full', priority);
       if (admission === 'overflow') return this.host.slowConsumer();
-      this.write(payload, priority);
+      this.write(payload, priority, flags);
       return;
     }
     if (priority === Priority.LOW) return this.host.drop('no_credit', priority);
     const admission = out.admit(n, priority);
     if (admission === 'overflow') return this.host.slowConsumer();
-    this.blocked.push({ payload, priority });
+    this.blocked.push({ payload, priority, flags });
     this.blockedBytes += n;
     out.hold(n);
     if (this.sendCredit.bytes >= n) this.host.awaitConnectionCredit(this);
@@ -135,7 +153,7 @@ export class ProxySession implements QueueOwner {
       const n = next.payload.length;
       this.blockedBytes -= n;
       out.unhold(n);
-      if (this.state !== SessionState.CLOSED) this.write(next.payload, next.priority);
+      if (this.state !== SessionState.CLOSED) this.write(next.payload, next.priority, next.flags);
       next = this.blocked.peek();
     }
     if (next && this.sendCredit.bytes >= next.payload.length) this.host.awaitConnectionCredit(this);
@@ -146,12 +164,12 @@ export class ProxySession implements QueueOwner {
     return this.sendCredit.bytes >= n && this.host.sendCredit.bytes >= n;
   }
 
-  private write(payload: Buffer, priority: Priority): void {
+  private write(payload: Buffer, priority: Priority, flags: number): void {
     const n = payload.length;
     this.sendCredit.consume(n);
     this.host.sendCredit.consume(n);
     const head = Buffer.allocUnsafe(HEADER_SIZE);
-    writeHeader(head, 0, FrameType.DATA, priority, this.id, n);
+    writeHeader(head, 0, FrameType.DATA, flags, this.id, n);
     this.queued++;
     this.host.out.data(this, head, payload, priority);
   }
@@ -171,7 +189,7 @@ export class ProxySession implements QueueOwner {
     this.owedCredit += payload.length;
     if (this.held) {
       // No credit goes back while held, so the client cannot send more than one window meanwhile.
-      this.held.push({ payload, priority });
+      this.held.push({ payload, priority, flags: priority });
       return;
     }
     if (this.backendOpen) this.boundLink.data(this.ref, payload, priority);
@@ -255,7 +273,7 @@ export class ProxySession implements QueueOwner {
    */
   suspend(unsent: readonly Buffer[]): void {
     this.backendOpen = false;
-    this.held = unsent.map((payload) => ({ payload, priority: Priority.HIGH }));
+    this.held = unsent.map((payload) => ({ payload, priority: Priority.HIGH, flags: Priority.HIGH }));
   }
 
   /** The link died with the session on it: nothing more can be said to that backend. */

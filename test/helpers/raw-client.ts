@@ -6,6 +6,9 @@ import { FrameDecoder } from '../../src/protocol/decoder.js';
 import { encodeFrame, encodeWindowUpdate } from '../../src/protocol/encoder.js';
 import { decodeGoAway, decodeStatus, decodeWelcome, encodeHello, encodeOpen, encodeStatus } from '../../src/protocol/messages.js';
 
+/** HELLO fields a test may set. */
+export type HelloOptions = { sessionWindow?: number; connectionWindow?: number; acceptsBatch?: boolean };
+
 /** A decoded frame as a raw test client sees it. */
 export interface RawFrame {
   type: FrameType;
@@ -76,12 +79,12 @@ export class RawClient {
   }
 
   /** Connects and completes HELLO/WELCOME with `token`. */
-  static async handshake(port: number, token: string, hello: { sessionWindow?: number; connectionWindow?: number } = {}): Promise<RawClient> {
+  static async handshake(port: number, token: string, hello: HelloOptions = {}): Promise<RawClient> {
     return (await RawClient.connect(port)).hello(token, hello);
   }
 
   /** Sends HELLO and waits for WELCOME. */
-  async hello(token: string, hello: { sessionWindow?: number; connectionWindow?: number } = {}): Promise<RawClient> {
+  async hello(token: string, hello: HelloOptions = {}): Promise<RawClient> {
     this.send(encodeFrame(FrameType.HELLO, 0, 0, encodeHello({ versions: [1], token, ...hello })));
     decodeWelcome((await this.next(FrameType.WELCOME)).payload);
     return this;

@@ -15,7 +15,9 @@ beforeAll(async () => {
   proxy = await startProxy({
     backends: [`127.0.0.1:${backend.port}`],
     // Big client→proxy windows so the publisher never waits for credit; a small outbound bound.
-    config: { limits: { outbound_queue_bytes: QUEUE_BYTES, max_payload: 65536, session_window: HUGE, connection_window: HUGE } },
+    config: {
+      limits: { outbound_queue_bytes: QUEUE_BYTES, max_payload: 65536, session_window: HUGE, connection_window: HUGE, low_priority_rate: 0 },
+    },
   });
   token = await testToken();
 });

@@ -46,7 +46,8 @@ describe('wire constants', () => {
     expect(C.Priority).toEqual({ SYSTEM: 0, HIGH: 1, LOW: 2 });
     expect(C.PRIORITY_NAMES).toEqual(['system', 'high', 'low']);
     expect(C.FLAG_PRIORITY_MASK).toBe(0b11);
-    expect(C.DATA_FLAGS_MASK).toBe(0b11);
+    expect(C.FLAG_BATCH).toBe(0b100);
+    expect(C.DATA_FLAGS_MASK).toBe(0b111);
   });
 
   it('pins the fixed payload limits', () => {
@@ -70,6 +71,8 @@ describe('wire constants', () => {
       outboundQueueBytes: 4_194_304,
       openResetRate: 100,
       drainTimeoutMs: 30_000,
+      lowPriorityRate: 20,
+      lowPriorityMerge: 16,
     });
   });
 });

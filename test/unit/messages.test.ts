@@ -16,13 +16,14 @@ describe('body round trips', () => {
       client: { sdk: 'livemux-swift', sdkVersion: '2.0.1', platform: 'ios 17', appVersion: '5.3', deviceId: 'd-1' },
       sessionWindow: 65_536,
       connectionWindow: 2 ** 31 - 1,
+      acceptsBatch: true,
     };
     expect(m.decodeHello(m.encodeHello(hello))).toEqual(hello);
   });
 
   it('Hello without client info leaves it undefined and windows 0 (= defaults)', () => {
     const decoded = m.decodeHello(m.encodeHello({ versions: [1], token: 't' }));
-    expect(decoded).toEqual({ versions: [1], token: 't', sessionWindow: 0, connectionWindow: 0 });
+    expect(decoded).toEqual({ versions: [1], token: 't', sessionWindow: 0, connectionWindow: 0, acceptsBatch: false });
     expect('client' in decoded).toBe(false);
   });
 

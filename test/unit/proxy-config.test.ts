@@ -32,6 +32,8 @@ describe('proxy config defaults', () => {
         connectionWindow: Defaults.connectionWindow,
         outboundQueueBytes: Defaults.outboundQueueBytes,
         openResetRate: Defaults.openResetRate,
+        lowPriorityRate: Defaults.lowPriorityRate,
+        lowPriorityMerge: Defaults.lowPriorityMerge,
       },
       timeouts: {
         handshakeMs: Defaults.handshakeTimeoutMs,
@@ -86,7 +88,7 @@ describe('proxy config fields', () => {
     expect(config.proxyProtocol).toBe(true);
     expect(config.admin).toBeNull();
     expect(config.auth).toEqual({ jwtSecret: 'file-secret', issuer: 'iss', audience: 'aud' });
-    expect(config.limits).toEqual({ maxSessions: 8, maxPayload: 65536, sessionWindow: 65536, connectionWindow: 131072, outboundQueueBytes: 70000, openResetRate: 5 });
+    expect(config.limits).toEqual({ maxSessions: 8, maxPayload: 65536, sessionWindow: 65536, connectionWindow: 131072, outboundQueueBytes: 70000, openResetRate: 5, lowPriorityRate: 20, lowPriorityMerge: 16 });
     expect(config.timeouts).toEqual({ handshakeMs: 1, heartbeatIntervalMs: 2, heartbeatMisses: 3, idleMs: 4, drainMs: 5 });
     expect(config.goawayReconnectAddress).toBe('lb.example.com:7000');
     expect(config.routesFile).toBe('/srv/routes/prod.yaml');

@@ -1,0 +1,140 @@
+import type { Priority } from '../../protocol/constants.js';
+
+/** Roles in a room (issue 4): only host and admin may moderate; whitelisted members' messages are never dropped. */
+export type Role = 'member' | 'host' | 'admin' | 'whitelisted';
+
+/** A room message as stored for history and recovery. `body` is the encoded message as members receive it. */
+export interface StoredMessage {
+  readonly seq: number;
+  readonly priority: Priority;
+  readonly senderId: string;
+  readonly sentAtMs: number;
+  readonly body: Buffer;
+}
+
+/** A room member; `userId` is a non-empty string. */
+export interface Member {
+  readonly userId: string;
+  readonly role: Role;
+  readonly joinedAtMs: number;
+}
+
+/** One page of a listing; `next` is an opaque cursor for the following page, null at the end. */
+export interface Page<T> {
+  readonly items: readonly T[];
+  readonly next: string | null;
+}
+
+/** History bounds: whichever is reached first trims the oldest messages. */
+export interface HistoryLimits {
+  readonly maxLength: number;
+  readonly maxAgeMs: number;
+}
+
+/** A change to a room's attributes: `value` null deletes the key. `version` orders the change log. */
+export interface AttributeChange {
+  readonly version: number;
+  readonly key: string;
+  readonly value: string | null;
+}
+
+/**
+ * Everything a Chat backend must not lose when a room's owner dies: sequence numbers, history,
+ * membership, moderation state and room attributes. The in-memory store is the embedded default; the
+ * Redis store lets a new owner continue where the old one stopped. Both pass one conformance suite
+ * (test/conformance/chat-store.ts).
+ *
+ * Guarantees every implementation gives:
+ * - `nextSeq` is strictly increasing per room across every process sharing the store, starting at 1;
+ * - history reads return messages in ascending `seq`; `oldestSeq` tells a reader whether messages
+ *   after a given seq were trimmed (a "history gap");
+ * - moderation expiries are absolute times (ms since the epoch) compared with the caller's `nowMs`;
+ * - attribute changes get strictly increasing versions per room, and `attributeChanges` returns them in
+ *   that order.
+ *
+ * Errors are `LivemuxError`s with a stable code: `ERR_STORE_CLOSED` (any call after `close`),
+ * `ERR_HISTORY_ORDER` (see `appendHistory`), `ERR_BAD_CURSOR` (a `members` cursor this store did not
+ * issue), `ERR_INVALID_ARGUMENT` (a negative, fractional or non-finite count, seq or time, an empty
+ * user ID, an unknown role or priority), `ERR_STORE_CORRUPT` (a stored record this code did not write).
+ */
+export interface ChatStore {
+  /** The next sequence number of `room`: 1 for a new (or dropped) room, then +1 per call, atomically. */
+  nextSeq(room: string): Promise<number>;
+
+  /**
+   * Stores `message` and trims the room's history, oldest first, while either bound is exceeded:
+   * - age: messages whose `sentAtMs` is older than `nowMs - limits.maxAgeMs` (`Infinity` = no age
+   *   bound); the message being appended is never trimmed by its own append;
+   * - length: at least the newest `maxLength` messages stay. An implementation may keep a bounded
+   *   slack beyond it (the Redis store trims whole stream nodes: at most 100 more), so readers must
+   *   rely on `oldestSeq`, never on the bound being exact.
+   * Trimming happens only here: a quiet room keeps its last messages until its next append or `dropRoom`.
+   *
+   * A room's messages must be appended in ascending `seq` (gaps are allowed: a seq that was taken and
+   * never stored). A `seq` not above the highest ever appended to the room, trimmed or not, is rejected
+   * with `ERR_HISTORY_ORDER`: it means two owners are writing one room, or one owner reordered its
+   * writes. The store may keep a reference to `message.body`; do not mutate it afterwards.
+   */
+  appendHistory(room: string, message: StoredMessage, limits: HistoryLimits, nowMs: number): Promise<void>;
+  /**
+   * Up to `limit` messages with seq > `afterSeq`, oldest first; `oldestSeq` is the oldest retained (null
+   * if none), read atomically with the messages. A reader that saw `afterSeq` missed messages iff
+   * `oldestSeq !== null && oldestSeq > afterSeq + 1` (a history gap). An `afterSeq` above every stored
+   * seq (e.g. a client that remembers a room since dropped) returns no messages: compare it with
+   * `latestHistory(room, 1)` to tell "up to date" from "stale".
+   */
+  readHistory(room: string, afterSeq: number, limit: number): Promise<{ messages: StoredMessage[]; oldestSeq: number | null }>;
+  /** The latest `limit` messages, oldest first (what a member joining with since=0 gets). */
+  latestHistory(room: string, limit: number): Promise<StoredMessage[]>;
+
+  /** Adds a member, or replaces the record (role, joinedAtMs) of one already present. */
+  join(room: string, member: Member): Promise<void>;
+  /** Removes a member; a user not in the room is a no-op. */
+  leave(room: string, userId: string): Promise<void>;
+  member(room: string, userId: string): Promise<Member | null>;
+  /**
+   * One page of the room's members in an implementation-defined stable order, starting after `cursor`
+   * (null = the first page); `limit` is capped at `MAX_MEMBER_PAGE`. Every member present for the whole
+   * walk appears exactly once; one that joins or leaves during it may or may not appear. A cursor stays
+   * valid across joins and leaves; one this store did not issue is rejected with `ERR_BAD_CURSOR`.
+   */
+  members(room: string, cursor: string | null, limit: number): Promise<Page<Member>>;
+  memberCount(room: string): Promise<number>;
+
+  /** Mute (no sending) until `untilMs`; 0 lifts it. */
+  setMute(room: string, userId: string, untilMs: number): Promise<void>;
+  /** Ban (no rejoin) until `untilMs`; 0 lifts it. */
+  setBan(room: string, userId: string, untilMs: number): Promise<void>;
+  /** Active mute/ban expiry for a user at `nowMs` (active while `nowMs < untilMs`), or 0. */
+  muteUntil(room: string, userId: string, nowMs: number): Promise<number>;
+  banUntil(room: string, userId: string, nowMs: number): Promise<number>;
+
+  /**
+   * Applies `changes` atomically, in the object's key order, each real change getting the next version;
+   * a no-op (setting the current value, deleting an absent key) is neither applied nor logged. Returns
+   * the change log entries it appended (empty when nothing changed).
+   */
+  setAttributes(room: string, changes: Readonly<Record<string, string | null>>): Promise<AttributeChange[]>;
+  /** The whole map and the version of its last change (0 for a room without attributes), read atomically. */
+  attributes(room: string): Promise<{ values: Record<string, string>; version: number }>;
+  /**
+   * Every change with version > `afterVersion`, in version order; `[]` when `afterVersion` is current.
+   * The log is bounded (the newest `attributeLogLength` changes at least, 1000 by default), so this
+   * returns **null** when it cannot bring a reader at `afterVersion` up to date: the changes after it were
+   * trimmed, or `afterVersion` is ahead of the room's version (the room was dropped and recreated).
+   * The caller then sends the full map from `attributes`.
+   */
+  attributeChanges(room: string, afterVersion: number): Promise<AttributeChange[] | null>;
+
+  /** Forgets everything about a room (idle TTL expired), its sequence included: the next seq is 1 again. */
+  dropRoom(room: string): Promise<void>;
+  /** Releases the store (the Redis store quits the connection it opened). Idempotent. */
+  close(): Promise<void>;
+}
+
+/** Largest `members` page; a larger `limit` is capped to it. */
+export const MAX_MEMBER_PAGE = 1000;
+/** Largest `readHistory`/`latestHistory` batch; a larger `limit` is capped to it. */
+export const MAX_HISTORY_READ = 10_000;
+/** Default bound of the attribute change log. */
+export const DEFAULT_ATTRIBUTE_LOG_LENGTH = 1000;

@@ -1,0 +1,125 @@
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { connect } from '../../src/client/index.js';
+import { decodeBatch } from '../../src/protocol/batch.js';
+import { FLAG_BATCH, FrameType, Priority } from '../../src/protocol/constants.js';
+import { type HelloOptions, RawClient } from '../helpers/raw-client.js';
+import { type RunningProcess, startEchoBackend, startProxy, testToken } from '../helpers/processes.js';
+
+// A connection gets at most RATE low-priority frames per second; the excess is merged (clients that
+// accept batches) or dropped (clients that do not), always counted. System/high are never capped.
+const RATE = 10;
+const MERGE = 8;
+let backend: RunningProcess & { port: number };
+let proxy: Awaited<ReturnType<typeof startProxy>>;
+let token: string;
+
+beforeAll(async () => {
+  backend = await startEchoBackend();
+  proxy = await startProxy({
+    backends: [`127.0.0.1:${backend.port}`],
+    config: { limits: { low_priority_rate: RATE, low_priority_merge: MERGE } },
+  });
+  token = await testToken();
+});
+
+afterAll(async () => {
+  await proxy?.stop();
+  await backend?.stop();
+});
+
+async function subscriber(topic: string, hello: HelloOptions): Promise<RawClient> {
+  const c = await RawClient.handshake(proxy.port, token, hello);
+  c.open(1);
+  await c.next(FrameType.OPEN_OK, 1);
+  c.data(1, `/sub ${topic}`);
+  c.data(1, 'fence'); // the backend handles one session's events in order
+  await c.next(FrameType.DATA, 1);
+  return c;
+}
+
+async function publisher(): Promise<RawClient> {
+  const p = await RawClient.handshake(proxy.port, token);
+  p.open(1);
+  await p.next(FrameType.OPEN_OK, 1);
+  return p;
+}
+
+async function metric(labels: string): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${proxy.adminPort}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith('livemux_dropped_frames_total{') && l.includes(labels));
+  return line ? Number(line.split(' ').at(-1)) : 0;
+}
+
+/** Messages carried by a client's DATA frames so far, batches unpacked, in arrival order. */
+function messages(c: RawClient): string[] {
+  const out: string[] = [];
+  for (const f of c.frames) {
+    if (f.type !== FrameType.DATA) continue;
+    if (f.flags & FLAG_BATCH) decodeBatch(f.payload, (m) => out.push(m.toString()));
+    else out.push(f.payload.toString());
+  }
+  return out;
+}
+
+it('a burst of low messages becomes at most RATE frames a second, merged in order, excess counted', async () => {
+  const sub = await subscriber('burst', { acceptsBatch: true });
+  const pub = await publisher();
+  const sent = Array.from({ length: 40 }, (_, i) => `m${String(i).padStart(2, '0')}`);
+  const started = Date.now();
+  for (const m of sent) pub.data(1, `/pub burst ${m}`, Priority.LOW);
+  pub.data(1, 'fence');
+  await pub.next(FrameType.DATA, 1);
+  await new Promise((r) => setTimeout(r, 600)); // a few pacer turns
+  const got = messages(sub);
+  const dataFrames = sub.frames.filter((f) => f.type === FrameType.DATA);
+  const seconds = (Date.now() - started) / 1000;
+  // In order, none twice: a subsequence of what was sent.
+  expect(got).toEqual(sent.filter((m) => got.includes(m)));
+  expect(dataFrames.length).toBeLessThanOrEqual(RATE + Math.ceil(seconds * RATE));
+  expect(dataFrames.some((f) => f.flags & FLAG_BATCH)).toBe(true);
+  expect(dataFrames.every((f) => (f.flags & 3) === Priority.LOW)).toBe(true);
+  // Nothing lost silently: delivered + counted drops = sent.
+  expect(got.length + (await metric('reason="merge_overflow",priority="low"'))).toBe(sent.length);
+  sub.destroy();
+  pub.destroy();
+});
+
+it('a client that cannot unpack batches loses the excess, counted as rate_capped; high is never capped', async () => {
+  const sub = await subscriber('plain', {});
+  const pub = await publisher();
+  for (let i = 0; i < 30; i++) pub.data(1, `/pub plain low-${i}`, Priority.LOW);
+  for (let i = 0; i < 30; i++) pub.data(1, `/pub plain high-${i}`, Priority.HIGH);
+  pub.data(1, 'fence');
+  await pub.next(FrameType.DATA, 1);
+  await new Promise((r) => setTimeout(r, 300));
+  const got = messages(sub);
+  expect(sub.frames.some((f) => f.flags & FLAG_BATCH)).toBe(false);
+  expect(got.filter((m) => m.startsWith('high-'))).toHaveLength(30);
+  const low = got.filter((m) => m.startsWith('low-')).length;
+  expect(low).toBeLessThan(30);
+  expect(low + (await metric('reason="rate_capped",priority="low"'))).toBe(30);
+  sub.destroy();
+  pub.destroy();
+});
+
+it('the SDK hands merged messages to the application one by one', async () => {
+  const client = await connect({ host: '127.0.0.1', port: proxy.port, token, reconnect: false });
+  const session = await client.open('echo');
+  await session.send('/sub sdk');
+  await session.send('fence');
+  const received: string[] = [];
+  const iterator = session[Symbol.asyncIterator]();
+  expect((await iterator.next()).value.payload.toString()).toBe('fence');
+  const pub = await publisher();
+  for (let i = 0; i < 20; i++) pub.data(1, `/pub sdk n${i}`, Priority.LOW);
+  const deadline = Date.now() + 3_000;
+  while (Date.now() < deadline) {
+    const next = await Promise.race([iterator.next(), new Promise<null>((r) => setTimeout(() => r(null), 400))]);
+    if (!next || next.done) break;
+    received.push(next.value.payload.toString());
+  }
+  expect(received.length).toBeGreaterThan(RATE); // more messages than frames: batches were unpacked
+  expect(received).toEqual([...received].sort((a, b) => Number(a.slice(1)) - Number(b.slice(1))));
+  pub.destroy();
+  await client.close();
+});
