@@ -9,6 +9,11 @@ export interface SessionOpenInfo {
   connectionId: string;
   clientSessionId: number;
   reattach: boolean;
+  /**
+   * String-valued claims of the verified token other than the registered ones (e.g. a `role`), so a
+   * backend can authorise without seeing the token.
+   */
+  claims: Readonly<Record<string, string>>;
 }
 
 /**

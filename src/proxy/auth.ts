@@ -2,6 +2,18 @@ import { SignJWT, decodeProtectedHeader, errors, jwtVerify } from 'jose';
 import { Code } from '../protocol/codes.js';
 import { ProtocolError } from '../protocol/errors.js';
 
+/** Claims every JWT may carry; they describe the token, not the user, so they are not passed on. */
+const REGISTERED_CLAIMS = new Set(['sub', 'exp', 'iat', 'nbf', 'iss', 'aud', 'jti']);
+
+/** The string-valued, non-registered claims of a verified payload: what backends may authorise on. */
+export function forwardedClaims(claims: Record<string, unknown>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [key, value] of Object.entries(claims)) {
+    if (typeof value === 'string' && !REGISTERED_CLAIMS.has(key)) out[key] = value;
+  }
+  return out;
+}
+
 /** An authenticated client: `userId` is the token's `sub`; `claims` the whole verified payload. */
 export interface VerifiedToken {
   userId: string;

@@ -26,6 +26,7 @@ import {
   encodeWelcome,
 } from '../protocol/messages.js';
 import { ProxySession, type SessionHost } from '../session/proxy-session.js';
+import { forwardedClaims } from './auth.js';
 import type { ProxyContext } from './context.js';
 import { type DropReason, OutboundQueue } from './outbound-queue.js';
 import { LowPriorityPacer } from './low-priority-pacer.js';
@@ -65,6 +66,8 @@ export class Connection implements FrameSink, SessionHost {
   readonly id = randomBytes(9).toString('base64url');
   state: ConnState = ConnState.AWAIT_HELLO;
   userId = '';
+  /** The verified token's forwarded claims, passed to backends in SessionOpened. */
+  private claims: Readonly<Record<string, string>> = {};
   readonly out: OutboundQueue;
   /** Connection-level credit for server→client DATA, granted by the client. */
   sendCredit = new SendCredit(Defaults.connectionWindow);
@@ -162,7 +165,7 @@ export class Connection implements FrameSink, SessionHost {
     this.transition(ConnState.AUTHENTICATING);
     this.pipelined = [];
     this.ctx.verifier.verify(hello.token).then(
-      (identity) => this.welcome(hello, version, identity.userId),
+      (identity) => this.welcome(hello, version, identity.userId, forwardedClaims(identity.claims)),
       (err: unknown) => {
         if (err instanceof ProtocolError) this.fail(err.wireCode, err.message);
         else {
@@ -173,12 +176,13 @@ export class Connection implements FrameSink, SessionHost {
     );
   }
 
-  private welcome(hello: Hello, version: number, userId: string): void {
+  private welcome(hello: Hello, version: number, userId: string, claims: Record<string, string>): void {
     if (this.state !== ConnState.AUTHENTICATING) return;
     this.transition(ConnState.OPEN);
     clearTimeout(this.handshakeTimer!);
     this.handshakeTimer = null;
     this.userId = userId;
+    this.claims = claims;
     this.log = this.log.child({ user: userId });
     this.admission = new SessionAdmission(this.ctx, { userId, connectionId: this.id, clientAddress: this.clientAddress });
     this.sendCredit = new SendCredit(hello.connectionWindow || Defaults.connectionWindow);
@@ -253,6 +257,7 @@ export class Connection implements FrameSink, SessionHost {
       connectionId: this.id,
       clientSessionId: sessionId,
       reattach: false,
+      claims: this.claims,
     };
     const session = new ProxySession(
       this,

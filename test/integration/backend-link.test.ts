@@ -89,6 +89,7 @@ function info(userId: string, extra: Partial<SessionOpenInfo> = {}): SessionOpen
     connectionId: 'conn-1',
     clientSessionId: 1,
     reattach: false,
+    claims: { role: 'member' },
     ...extra,
   };
 }

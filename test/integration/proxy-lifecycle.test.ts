@@ -2,9 +2,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FrameType } from '../../src/protocol/constants.js';
 import { encodeFrame } from '../../src/protocol/encoder.js';
 import { decodeGoAway } from '../../src/protocol/messages.js';
+import { mintToken } from '../../src/proxy/auth.js';
 import { encodeProxyV1, encodeProxyV2 } from '../../src/proxy/proxy-protocol.js';
 import { RawClient } from '../helpers/raw-client.js';
-import { type RunningProcess, startEchoBackend, startProxy, testToken } from '../helpers/processes.js';
+import { type RunningProcess, TEST_SECRET, startEchoBackend, startProxy, testToken } from '../helpers/processes.js';
 import { selfSignedCert } from '../helpers/tls-cert.js';
 
 let backend: RunningProcess & { port: number };
@@ -136,6 +137,21 @@ describe('listeners', () => {
     await new Promise((r) => tlsSocket.once('secureConnect', r));
     const c = await RawClient.fromSocket(tlsSocket).hello(token);
     await secured.waitFor((l) => l.msg === 'connection authenticated' && l.addr === '198.51.100.9:4242');
+    c.destroy();
+  });
+});
+
+describe('identity', () => {
+  it('gives the backend the user id and the token\'s string claims, never the registered ones', async () => {
+    const proxy = await proxyWith({});
+    const token = await mintToken({ secret: TEST_SECRET, sub: 'carol', claims: { role: 'host', tier: 3, jti: 'id-1' } });
+    const c = await RawClient.handshake(proxy.port, token);
+    c.open(1);
+    await c.next(FrameType.OPEN_OK, 1);
+    c.data(1, '/whoami');
+    const me = JSON.parse((await c.next(FrameType.DATA, 1)).payload.toString()) as { userId: string; claims: object };
+    expect(me.userId).toBe('carol');
+    expect(me.claims).toEqual({ role: 'host' });
     c.destroy();
   });
 });

@@ -78,6 +78,7 @@ const INFO: SessionOpenInfo = {
   connectionId: 'c1',
   clientSessionId: 1,
   reattach: false,
+  claims: {},
 };
 
 async function waitFor(what: string, cond: () => boolean, timeoutMs = 5_000): Promise<void> {
