@@ -56,6 +56,7 @@ export interface AttributeChange {
  * `ERR_HISTORY_ORDER` (see `appendHistory`), `ERR_BAD_CURSOR` (a `members` cursor this store did not
  * issue), `ERR_INVALID_ARGUMENT` (a negative, fractional or non-finite count, seq or time, an empty
  * user ID, an unknown role or priority), `ERR_STORE_CORRUPT` (a stored record this code did not write).
+ * A failing backend (Redis unreachable) rejects with its client library's error.
  */
 export interface ChatStore {
   /** The next sequence number of `room`: 1 for a new (or dropped) room, then +1 per call, atomically. */

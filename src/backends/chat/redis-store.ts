@@ -1,0 +1,347 @@
+import { Redis } from 'ioredis';
+import { LivemuxError } from '../../protocol/errors.js';
+import { APPEND_HISTORY, MEMBER_PAGE, SET_ATTRIBUTES } from './redis-scripts.js';
+import {
+  badCursor,
+  checkAttributeChanges,
+  checkInteger,
+  checkLimit,
+  checkLimits,
+  checkMessage,
+  checkRole,
+  checkUserId,
+  historyOrderError,
+  storeClosed,
+  toPriority,
+  toRole,
+} from './store-checks.js';
+import {
+  DEFAULT_ATTRIBUTE_LOG_LENGTH,
+  MAX_HISTORY_READ,
+  MAX_MEMBER_PAGE,
+  type AttributeChange,
+  type ChatStore,
+  type HistoryLimits,
+  type Member,
+  type Page,
+  type StoredMessage,
+} from './store.js';
+
+/** Where to connect (or the connection to use), and how to name keys. */
+export interface RedisChatStoreOptions {
+  /** `redis://[user:password@]host:port[/db]`; wins over host/port. */
+  readonly url?: string;
+  readonly host?: string;
+  readonly port?: number;
+  /** Prepended to every key (default `livemux:chat:`), so several deployments can share one Redis. */
+  readonly keyPrefix?: string;
+  /** Attribute changes kept per room for `attributeChanges` (at least; default 1000). */
+  readonly attributeLogLength?: number;
+  /** A connection to use instead of opening one; the store never quits it. */
+  readonly connection?: Redis;
+  /**
+   * Told of connection errors on a connection the store opened (ioredis reconnects by itself and
+   * queues calls meanwhile). Without it ioredis prints them to stderr.
+   */
+  readonly onError?: (err: Error) => void;
+}
+
+/** The keys of one room; the `{room}` hash tag keeps them in one cluster slot, as scripts require. */
+const PARTS = ['seq', 'history', 'members', 'order', 'mutes', 'bans', 'attrs', 'attrver', 'attrlog'] as const;
+type Part = (typeof PARTS)[number];
+
+/**
+ * ChatStore on Redis (6.2 or later) through ioredis, so a room's new owner continues where the old one
+ * stopped. Per room, under `<prefix>{<room>}:`:
+ *
+ * | key      | type       | holds |
+ * |----------|------------|-------|
+ * | seq      | string     | last sequence number (INCR) |
+ * | history  | stream     | messages, ID `<seq>-0`, fields p (priority) s (sender) t (sentAtMs) b (body) |
+ * | members  | hash       | userId → `{"r":role,"j":joinedAtMs}` |
+ * | order    | sorted set | userIds, score 0: pages walk it by ZRANGEBYLEX, the cursor is the last userId |
+ * | mutes    | hash       | userId → untilMs |
+ * | bans     | hash       | userId → untilMs |
+ * | attrs    | hash       | attribute key → value |
+ * | attrver  | string     | version of the last attribute change (INCR) |
+ * | attrlog  | stream     | attribute changes, ID `<version>-0`, fields k and v (absent for a delete) |
+ *
+ * Multi-key writes run as one Lua script or MULTI; reads that must agree (messages with the oldest
+ * seq, the map with its version) run in one MULTI. Expired mutes and bans stay until lifted or the
+ * room is dropped: expiry is judged with the caller's clock, not the server's, as the contract says.
+ */
+export class RedisChatStore implements ChatStore {
+  private readonly redis: Redis;
+  /** Whether `close` quits the connection: only one the store opened itself. */
+  private readonly ownsConnection: boolean;
+  private readonly prefix: string;
+  private readonly attributeLogLength: number;
+  private closed = false;
+  /** Rejecters of the calls waiting on Redis (see io). */
+  private readonly inFlight = new Set<(err: Error) => void>();
+
+  /**
+   * Opens its own connection from `url` or `host`/`port`, or uses the `connection` it is lent (a bare
+   * Redis is shorthand for `{ connection }`), which `close` then leaves open for its owner.
+   */
+  constructor(opts: RedisChatStoreOptions | Redis = {}) {
+    const options: RedisChatStoreOptions = opts instanceof Redis ? { connection: opts } : opts;
+    this.prefix = options.keyPrefix ?? 'livemux:chat:';
+    this.attributeLogLength = options.attributeLogLength ?? DEFAULT_ATTRIBUTE_LOG_LENGTH;
+    checkInteger('attributeLogLength', this.attributeLogLength, 1);
+    this.ownsConnection = options.connection === undefined;
+    this.redis =
+      options.connection ??
+      (options.url !== undefined ? new Redis(options.url) : new Redis({ host: options.host ?? '127.0.0.1', port: options.port ?? 6379 }));
+    if (this.ownsConnection && options.onError) this.redis.on('error', options.onError);
+  }
+
+  async nextSeq(room: string): Promise<number> {
+    this.ensureOpen('nextSeq');
+    return this.io(this.redis.incr(this.key(room, 'seq')));
+  }
+
+  async appendHistory(room: string, message: StoredMessage, limits: HistoryLimits, nowMs: number): Promise<void> {
+    this.ensureOpen('appendHistory');
+    checkMessage(message);
+    checkLimits(limits);
+    checkInteger('appendHistory nowMs', nowMs, 0);
+    const cutoff = limits.maxAgeMs === Number.POSITIVE_INFINITY ? '' : String(nowMs - limits.maxAgeMs);
+    try {
+      await this.io(
+        APPEND_HISTORY.run(
+          this.redis,
+          [this.key(room, 'history')],
+          [`${message.seq}-0`, limits.maxLength, cutoff, message.priority, message.senderId, message.sentAtMs, message.body],
+        ),
+      );
+    } catch (err) {
+      if (err instanceof Error && /equal or smaller than the target stream top item/.test(err.message)) {
+        throw historyOrderError(room, message.seq, null, err);
+      }
+      throw err;
+    }
+  }
+
+  async readHistory(room: string, afterSeq: number, limit: number): Promise<{ messages: StoredMessage[]; oldestSeq: number | null }> {
+    this.ensureOpen('readHistory');
+    checkInteger('readHistory afterSeq', afterSeq, 0);
+    const count = checkLimit('readHistory limit', limit, MAX_HISTORY_READ);
+    const key = this.key(room, 'history');
+    const [entries, oldest] = await this.transaction(
+      this.redis.multi().xrangeBuffer(key, `${afterSeq + 1}-0`, '+', 'COUNT', count).xrange(key, '-', '+', 'COUNT', 1),
+    );
+    const first = (oldest as [string, string[]][])[0];
+    return {
+      messages: (entries as StreamEntry[]).map(toMessage),
+      oldestSeq: first ? seqOf(first[0]) : null,
+    };
+  }
+
+  async latestHistory(room: string, limit: number): Promise<StoredMessage[]> {
+    this.ensureOpen('latestHistory');
+    const count = checkLimit('latestHistory limit', limit, MAX_HISTORY_READ);
+    const entries = await this.io(this.redis.xrevrangeBuffer(this.key(room, 'history'), '+', '-', 'COUNT', count));
+    return entries.reverse().map(toMessage);
+  }
+
+  async join(room: string, member: Member): Promise<void> {
+    this.ensureOpen('join');
+    checkUserId(member.userId);
+    checkRole(member.role);
+    checkInteger('join member.joinedAtMs', member.joinedAtMs, 0);
+    const record = JSON.stringify({ r: member.role, j: member.joinedAtMs });
+    await this.transaction(
+      this.redis.multi().hset(this.key(room, 'members'), member.userId, record).zadd(this.key(room, 'order'), 0, member.userId),
+    );
+  }
+
+  async leave(room: string, userId: string): Promise<void> {
+    this.ensureOpen('leave');
+    await this.transaction(this.redis.multi().hdel(this.key(room, 'members'), userId).zrem(this.key(room, 'order'), userId));
+  }
+
+  async member(room: string, userId: string): Promise<Member | null> {
+    this.ensureOpen('member');
+    const record = await this.io(this.redis.hget(this.key(room, 'members'), userId));
+    return record === null ? null : toMember(userId, record);
+  }
+
+  async members(room: string, cursor: string | null, limit: number): Promise<Page<Member>> {
+    this.ensureOpen('members');
+    const count = checkLimit('members limit', limit, MAX_MEMBER_PAGE);
+    const start = cursor === null ? '-' : `(${decodeCursor(cursor)}`;
+    // One more than asked tells whether a next page exists.
+    const keys = [this.key(room, 'order'), this.key(room, 'members')];
+    const [ids, records] = (await this.io(MEMBER_PAGE.run(this.redis, keys, [start, count + 1]))) as [string[], (string | null)[]];
+    const items: Member[] = [];
+    const end = Math.min(ids.length, count);
+    for (let i = 0; i < end; i++) {
+      const record = records[i];
+      // join and leave write both keys in one MULTI, so a record is missing only if written by someone else.
+      if (record !== null && record !== undefined) items.push(toMember(ids[i] as string, record));
+    }
+    return { items, next: ids.length > count ? encodeCursor(ids[count - 1] as string) : null };
+  }
+
+  async memberCount(room: string): Promise<number> {
+    this.ensureOpen('memberCount');
+    return this.io(this.redis.hlen(this.key(room, 'members')));
+  }
+
+  async setMute(room: string, userId: string, untilMs: number): Promise<void> {
+    await this.setExpiry('setMute', this.key(room, 'mutes'), userId, untilMs);
+  }
+
+  async setBan(room: string, userId: string, untilMs: number): Promise<void> {
+    await this.setExpiry('setBan', this.key(room, 'bans'), userId, untilMs);
+  }
+
+  async muteUntil(room: string, userId: string, nowMs: number): Promise<number> {
+    return this.activeExpiry('muteUntil', this.key(room, 'mutes'), userId, nowMs);
+  }
+
+  async banUntil(room: string, userId: string, nowMs: number): Promise<number> {
+    return this.activeExpiry('banUntil', this.key(room, 'bans'), userId, nowMs);
+  }
+
+  async setAttributes(room: string, changes: Readonly<Record<string, string | null>>): Promise<AttributeChange[]> {
+    this.ensureOpen('setAttributes');
+    const entries = checkAttributeChanges(changes);
+    if (entries.length === 0) return [];
+    const args: (string | number)[] = [this.attributeLogLength];
+    for (const [key, value] of entries) args.push(value === null ? 'd' : 's', key, value ?? '');
+    const reply = (await this.io(
+      SET_ATTRIBUTES.run(this.redis, [this.key(room, 'attrs'), this.key(room, 'attrver'), this.key(room, 'attrlog')], args),
+    )) as [number, string, string, string][];
+    return reply.map(([version, op, key, value]) => ({ version, key, value: op === 'd' ? null : value }));
+  }
+
+  async attributes(room: string): Promise<{ values: Record<string, string>; version: number }> {
+    this.ensureOpen('attributes');
+    const [values, version] = await this.transaction(this.redis.multi().hgetall(this.key(room, 'attrs')).get(this.key(room, 'attrver')));
+    return { values: { ...(values as Record<string, string>) }, version: Number(version ?? 0) };
+  }
+
+  async attributeChanges(room: string, afterVersion: number): Promise<AttributeChange[] | null> {
+    this.ensureOpen('attributeChanges');
+    checkInteger('attributeChanges afterVersion', afterVersion, 0);
+    const [current, entries] = await this.transaction(
+      this.redis.multi().get(this.key(room, 'attrver')).xrange(this.key(room, 'attrlog'), `${afterVersion + 1}-0`, '+'),
+    );
+    const version = Number(current ?? 0);
+    if (afterVersion > version) return null;
+    if (afterVersion === version) return [];
+    const changes = (entries as [string, string[]][]).map(([id, fields]): AttributeChange => ({
+      version: seqOf(id),
+      key: fields[1] as string,
+      value: fields.length > 2 ? (fields[3] as string) : null,
+    }));
+    // Versions are consecutive, so the log reaches back far enough iff it starts right after afterVersion.
+    return changes[0]?.version === afterVersion + 1 ? changes : null;
+  }
+
+  async dropRoom(room: string): Promise<void> {
+    this.ensureOpen('dropRoom');
+    await this.io(this.redis.del(...PARTS.map((part) => this.key(room, part))));
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (!this.ownsConnection || this.redis.status === 'end') return;
+    if (this.redis.status === 'connecting' || this.redis.status === 'connect' || this.redis.status === 'ready') {
+      // Resolve once the socket is gone, so a process that closes its store can exit at once. QUIT lets
+      // replies already due arrive; a connection still handshaking has nothing to flush.
+      // Not events.once: that rejects on an 'error' event, and errors while closing do not matter.
+      const ended = new Promise((resolve) => this.redis.once('end', resolve));
+      if (this.redis.status === 'ready') await this.redis.quit().catch(() => this.redis.disconnect());
+      else this.redis.disconnect();
+      await ended;
+      return;
+    }
+    // Between reconnect attempts there is no socket: disconnect() only cancels the next attempt, and
+    // ioredis would keep the calls it queued pending forever, so they are settled here.
+    this.redis.disconnect();
+    const abandoned = storeClosed('close (the call was waiting for Redis)');
+    for (const reject of this.inFlight) reject(abandoned);
+    this.inFlight.clear();
+  }
+
+  private key(room: string, part: Part): string {
+    return `${this.prefix}{${room}}:${part}`;
+  }
+
+  /** `work`, settled by close() if it would otherwise wait forever for a connection that is gone. */
+  private io<T>(work: Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.inFlight.add(reject);
+      work.then(resolve, reject).finally(() => this.inFlight.delete(reject));
+    });
+  }
+
+  private ensureOpen(method: string): void {
+    if (this.closed) throw storeClosed(method);
+  }
+
+  /** Runs a MULTI and returns its replies, throwing the first command error. */
+  private async transaction(multi: ReturnType<Redis['multi']>): Promise<unknown[]> {
+    const results = await this.io(multi.exec());
+    // exec() answers null only when a WATCHed key changed; these transactions watch nothing.
+    if (results === null) throw new LivemuxError('ERR_STORE_ABORTED', 'chat store: Redis transaction aborted');
+    return results.map(([err, value]) => {
+      if (err) throw err;
+      return value;
+    });
+  }
+
+  private async setExpiry(method: string, key: string, userId: string, untilMs: number): Promise<void> {
+    this.ensureOpen(method);
+    checkInteger(`${method} untilMs`, untilMs, 0);
+    await this.io(untilMs === 0 ? this.redis.hdel(key, userId) : this.redis.hset(key, userId, untilMs));
+  }
+
+  private async activeExpiry(method: string, key: string, userId: string, nowMs: number): Promise<number> {
+    this.ensureOpen(method);
+    checkInteger(`${method} nowMs`, nowMs, 0);
+    const until = Number((await this.io(this.redis.hget(key, userId))) ?? 0);
+    return nowMs < until ? until : 0;
+  }
+}
+
+type StreamEntry = [id: Buffer, fields: Buffer[]];
+
+/** The seq (or version) in a stream ID `<n>-0`. */
+function seqOf(id: string | Buffer): number {
+  const text = id.toString();
+  return Number(text.slice(0, text.indexOf('-')));
+}
+
+/** A history entry, written by APPEND_HISTORY with fields p, s, t, b in that order. */
+function toMessage([id, fields]: StreamEntry): StoredMessage {
+  return {
+    seq: seqOf(id),
+    priority: toPriority(Number((fields[1] as Buffer).toString())),
+    senderId: (fields[3] as Buffer).toString(),
+    sentAtMs: Number((fields[5] as Buffer).toString()),
+    body: fields[7] as Buffer,
+  };
+}
+
+function toMember(userId: string, record: string): Member {
+  const parsed = JSON.parse(record) as { r?: unknown; j?: unknown };
+  return { userId, role: toRole(parsed.r), joinedAtMs: Number(parsed.j) };
+}
+
+const CURSOR = /^r[A-Za-z0-9_-]+$/;
+
+/** The cursor is the last user ID of a page, base64url-encoded behind a marker. */
+function encodeCursor(userId: string): string {
+  return `r${Buffer.from(userId).toString('base64url')}`;
+}
+
+function decodeCursor(cursor: string): string {
+  const userId = CURSOR.test(cursor) ? Buffer.from(cursor.slice(1), 'base64url').toString() : '';
+  if (userId === '' || encodeCursor(userId) !== cursor) throw badCursor(cursor);
+  return userId;
+}

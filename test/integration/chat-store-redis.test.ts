@@ -1,0 +1,114 @@
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { RedisChatStore } from '../../src/backends/chat/redis-store.js';
+import { Priority } from '../../src/protocol/constants.js';
+import { describeChatStore } from '../conformance/chat-store.js';
+import { startRedisServer, type RedisServer } from '../helpers/redis-server.js';
+
+let server: RedisServer;
+let nextPrefix = 0;
+
+beforeAll(async () => {
+  server = await startRedisServer();
+});
+afterAll(async () => {
+  await server?.stop();
+});
+
+// Each test gets its own key prefix on the one server, so tests never see each other's rooms; a peer
+// is a second connection on the same prefix, as a room's next owner would open.
+describeChatStore('redis', async () => {
+  const keyPrefix = `test${nextPrefix++}:`;
+  const opened = [new RedisChatStore({ url: server.url, keyPrefix })];
+  return {
+    store: opened[0]!,
+    async peer() {
+      const peer = new RedisChatStore({ host: '127.0.0.1', port: server.port, keyPrefix });
+      opened.push(peer);
+      return peer;
+    },
+    async cleanup() {
+      await Promise.all(opened.map((s) => s.close()));
+    },
+  };
+});
+
+describe('RedisChatStore specifics', () => {
+  const limits = { maxLength: 100, maxAgeMs: 60_000 };
+
+  it('names keys <prefix>{<room>}:<part>, livemux:chat: by default', async () => {
+    const admin = new Redis(server.url);
+    const store = new RedisChatStore({ url: server.url });
+    try {
+      await store.nextSeq('keys-room');
+      await store.appendHistory('keys-room', { seq: 1, priority: Priority.HIGH, senderId: 'u', sentAtMs: 1, body: Buffer.from('x') }, limits, 1);
+      await store.join('keys-room', { userId: 'u', role: 'member', joinedAtMs: 1 });
+      await store.setAttributes('keys-room', { a: 'b' });
+      expect((await admin.keys('livemux:chat:{keys-room}:*')).sort()).toEqual(
+        ['attrlog', 'attrs', 'attrver', 'history', 'members', 'order', 'seq'].map((p) => `livemux:chat:{keys-room}:${p}`),
+      );
+      expect(await admin.xlen('livemux:chat:{keys-room}:history')).toBe(1);
+      expect(await admin.xrange('livemux:chat:{keys-room}:history', '1-0', '1-0')).toHaveLength(1);
+      await store.dropRoom('keys-room');
+      expect(await admin.keys('livemux:chat:{keys-room}:*')).toEqual([]);
+    } finally {
+      await store.close();
+      admin.disconnect();
+    }
+  });
+
+  it('quits the connection it opened, and leaves a lent one open', async () => {
+    const lent = new Redis(server.url);
+    const borrowing = new RedisChatStore(lent);
+    const withOptions = new RedisChatStore({ connection: lent, keyPrefix: 'lent:' });
+    expect(await borrowing.nextSeq('r')).toBe(1);
+    expect(await withOptions.nextSeq('r')).toBe(1);
+    await borrowing.close();
+    await withOptions.close();
+    expect(await lent.incr('lent:{r}:seq')).toBe(2);
+    expect(lent.status).toBe('ready');
+    lent.disconnect();
+
+    const owning = new RedisChatStore({ url: server.url, keyPrefix: 'owning:' });
+    await owning.nextSeq('r');
+    await owning.close();
+    const internal = (owning as unknown as { redis: Redis }).redis;
+    expect(internal.status).toBe('end');
+  });
+
+  it('closes promptly while the server cannot be reached', async () => {
+    const dead = await startRedisServer();
+    await dead.stop();
+    const store = new RedisChatStore({ host: '127.0.0.1', port: dead.port });
+    const started = Date.now();
+    await store.close();
+    expect(Date.now() - started).toBeLessThan(1000);
+    await expect(store.nextSeq('r')).rejects.toMatchObject({ code: 'ERR_STORE_CLOSED' });
+
+    // Between reconnect attempts there is no socket to wait for, and a call queued meanwhile settles.
+    const errors: Error[] = [];
+    const retrying = new RedisChatStore({ host: '127.0.0.1', port: dead.port, onError: (err) => errors.push(err) });
+    const client = (retrying as unknown as { redis: Redis }).redis;
+    await new Promise((resolve) => client.once('reconnecting', resolve));
+    const queued = retrying.nextSeq('r');
+    await retrying.close();
+    await expect(queued).rejects.toMatchObject({ code: 'ERR_STORE_CLOSED' });
+    expect(errors[0]?.message).toMatch(/ECONNREFUSED/);
+    const statusAfter = client.status;
+    await new Promise((r) => setTimeout(r, 300));
+    expect(client.status).toBe(statusAfter); // no further attempt
+  });
+
+  it('loads its scripts into a server that has flushed them', async () => {
+    const admin = new Redis(server.url);
+    const store = new RedisChatStore({ url: server.url, keyPrefix: 'flush:' });
+    try {
+      await store.setAttributes('r', { a: '1' });
+      await admin.script('FLUSH');
+      expect(await store.setAttributes('r', { a: '2' })).toEqual([{ version: 2, key: 'a', value: '2' }]);
+    } finally {
+      await store.close();
+      admin.disconnect();
+    }
+  });
+});
