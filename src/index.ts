@@ -14,6 +14,25 @@ export type {
 } from './backends/backend-server.js';
 export type { SessionOpenInfo } from './backends/types.js';
 
+// The Chat protocol (docs/chat.md) for client apps, and the Chat backend for embedding.
+export {
+  ModerateAction,
+  WireRole as ChatRole,
+  decodeChatEvent,
+  decodeChatRequest,
+  encodeChatEvent,
+  encodeChatRequest,
+  type ChatEvent,
+  type ChatRequest,
+  type Reply as ChatReply,
+  type RoomMessage,
+} from './backends/chat/chat-codec.js';
+export { ChatErrorCode } from './backends/chat/chat-errors.js';
+export { createChatBackend, type ChatBackend, type ChatBackendOptions } from './backends/chat/chat-backend.js';
+export { MemoryChatStore } from './backends/chat/memory-store.js';
+export { RedisChatStore } from './backends/chat/redis-store.js';
+export type { ChatStore } from './backends/chat/store.js';
+
 export { ProxyServer, type ProxyServerOptions } from './proxy/server.js';
 export { createJwtVerifier, mintToken, type TokenVerifier } from './proxy/auth.js';
 export { loadProxyConfig, type ProxyConfig } from './config/proxy-config.js';

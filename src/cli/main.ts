@@ -10,6 +10,9 @@ Usage:
   livemux up [--config livemux.yaml]          dev: reference backends + proxy + a ready dev token
   livemux start [--config livemux.yaml]       run the proxy (SIGTERM drains, SIGHUP is reserved)
   livemux echo-backend [--host H] [--port P]  run the reference echo backend
+  livemux chat-backend [--host H] [--port P] [--redis URL] [--room-rate N] [--user-rate N]
+                       [--words a,b] [--word-mode reject|mask]
+                                              run the Chat backend (docs/chat.md); rooms in memory unless --redis
   livemux client [--host H] [--port P] [--token T] [--business B] [--meta k=v ...] [--tls] [--insecure]
                                               open a session; stdin lines out, received DATA in
   livemux token --sub USER [--ttl SECONDS]    mint an HS256 token (secret from LIVEMUX_JWT_SECRET)
@@ -23,6 +26,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   up: async () => (await import('./up-command.js')).runUpCommand,
   start: async () => (await import('./start-command.js')).runStartCommand,
   'echo-backend': async () => (await import('../backends/echo/main.js')).runEchoBackend,
+  'chat-backend': async () => (await import('../backends/chat/main.js')).runChatBackend,
   client: async () => (await import('../client/cli.js')).runClientCommand,
   token: async () => runTokenCommand,
   check: async () => (await import('./check-command.js')).runCheckCommand,

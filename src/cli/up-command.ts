@@ -14,6 +14,7 @@ import { untilSignal } from './signals.js';
 /** Pools whose name matches a reference backend shipped in the box are started by `livemux up`. */
 const REFERENCE_BACKENDS: Record<string, string> = {
   echo: 'echo-backend',
+  chat: 'chat-backend',
 };
 
 const LOOPBACK = /^(127\.\d+\.\d+\.\d+|localhost|\[::1\])$/;

@@ -1,0 +1,236 @@
+/**
+ * The Chat backend (issue 4, docs/chat.md) as BackendHandlers for createBackendServer: it keeps the
+ * chat sessions of every proxy stream, decodes each DATA payload as a ChatRequest, runs it in its room's
+ * serialized chain (ChatEngine) and answers with a Reply. Rooms are created on first use and dropped
+ * (store included) after `idleTtlMs` without a joined session.
+ */
+import pino from 'pino';
+import { Priority } from '../../protocol/constants.js';
+import { Code } from '../../protocol/codes.js';
+import type { BackendHandlers, ProxyStreamContext } from '../backend-server.js';
+import type { SessionOpenInfo } from '../types.js';
+import { decodeChatRequest, encodeChatEvent, requestKind, type ChatRequest, type Reply } from './chat-codec.js';
+import { ChatEngine, type ChatStats, type ReplyResult } from './chat-engine.js';
+import { ChatError, ChatErrorCode } from './chat-errors.js';
+import { MemoryChatStore } from './memory-store.js';
+import { Room, type ChatSession } from './room.js';
+import type { ChatStore, HistoryLimits } from './store.js';
+import { WordFilter, WordFilterMode } from './word-filter.js';
+
+/** Options of the Chat backend; every one has a default. */
+export interface ChatBackendOptions {
+  /** Where rooms live (default: a new MemoryChatStore). */
+  store?: ChatStore;
+  /** Upstream limit per room, messages/s (default 200). */
+  roomRate?: number;
+  /** Per-room overrides of `roomRate`, by room id. */
+  roomRates?: Readonly<Record<string, number>>;
+  /** Per-user send limit for members, messages/s (default 5) and burst (default 10). */
+  userRate?: number;
+  userBurst?: number;
+  /** Sensitive words (default none) and what to do with a message containing one (default reject). */
+  words?: readonly string[];
+  wordMode?: WordFilterMode;
+  /** Messages a member joining with since_seq 0 gets (default 50). */
+  joinHistory?: number;
+  /** History bounds per room (default 1000 messages, 24 h). */
+  history?: Partial<HistoryLimits>;
+  /** A room without joined sessions is dropped after this long (default 300 000 ms). */
+  idleTtlMs?: number;
+  /** Largest message body (default 4096 bytes). */
+  maxBodyBytes?: number;
+  /** Wall clock, ms since the epoch (default Date.now). */
+  now?: () => number;
+  logger?: pino.Logger;
+}
+
+/** A Chat backend: its handlers for createBackendServer, and what tests and the process need. */
+export interface ChatBackend {
+  readonly handlers: BackendHandlers;
+  readonly stats: Readonly<ChatStats>;
+  readonly store: ChatStore;
+  /** Live rooms by id. */
+  readonly rooms: ReadonlyMap<string, Room>;
+  /** Resolves when every room's queued work is done (tests). */
+  settled(): Promise<void>;
+  /** Stops the idle timers and closes the store. */
+  close(): Promise<void>;
+}
+
+export const CHAT_DEFAULTS = {
+  roomRate: 200,
+  userRate: 5,
+  userBurst: 10,
+  joinHistory: 50,
+  historyMaxLength: 1000,
+  historyMaxAgeMs: 24 * 3600_000,
+  idleTtlMs: 300_000,
+  maxBodyBytes: 4096,
+} as const;
+
+export function createChatBackend(options: ChatBackendOptions = {}): ChatBackend {
+  const store = options.store ?? new MemoryChatStore();
+  const log = options.logger ?? pino({ level: 'silent' });
+  const idleTtlMs = options.idleTtlMs ?? CHAT_DEFAULTS.idleTtlMs;
+  const engine = new ChatEngine({
+    store,
+    wordFilter: new WordFilter(options.words ?? [], options.wordMode ?? WordFilterMode.REJECT),
+    joinHistory: options.joinHistory ?? CHAT_DEFAULTS.joinHistory,
+    historyLimits: {
+      maxLength: options.history?.maxLength ?? CHAT_DEFAULTS.historyMaxLength,
+      maxAgeMs: options.history?.maxAgeMs ?? CHAT_DEFAULTS.historyMaxAgeMs,
+    },
+    userRate: options.userRate ?? CHAT_DEFAULTS.userRate,
+    userBurst: options.userBurst ?? CHAT_DEFAULTS.userBurst,
+    maxBodyBytes: options.maxBodyBytes ?? CHAT_DEFAULTS.maxBodyBytes,
+    now: options.now ?? Date.now,
+  });
+
+  const rooms = new Map<string, Room>();
+  /** Rooms being dropped: a new Room of the same id starts after the drop finished. */
+  const dropping = new Map<string, Promise<void>>();
+  const sessions = new Map<ProxyStreamContext, Map<number, ChatSession>>();
+  const streamRanks = new WeakMap<ProxyStreamContext, number>();
+  let nextRank = 0;
+  const rank = (ctx: ProxyStreamContext): number => streamRanks.get(ctx) ?? -1;
+
+  const roomFor = (id: string): Room => {
+    let room = rooms.get(id);
+    if (room === undefined) {
+      room = new Room(id, options.roomRates?.[id] ?? options.roomRate ?? CHAT_DEFAULTS.roomRate, rank, dropping.get(id));
+      rooms.set(id, room);
+    }
+    return room;
+  };
+
+  /** After each task: a room nobody is in starts its idle countdown. */
+  const checkIdle = (room: Room): void => {
+    if (room.sessions.size > 0 || room.dropped) return;
+    room.scheduleIdle(idleTtlMs, () => {
+      void room.run(async () => {
+        if (room.sessions.size > 0 || room.pending > 1 || room.dropped) return;
+        room.dropped = true;
+        rooms.delete(room.id);
+        const drop = store.dropRoom(room.id).catch((err: unknown) => log.warn({ err, room: room.id }, 'chat: dropping an idle room failed'));
+        dropping.set(room.id, drop);
+        await drop;
+        if (dropping.get(room.id) === drop) dropping.delete(room.id);
+      });
+    });
+  };
+
+  /** Runs `task` in the room's chain, then answers `requestId` (0: no answer) unless the session ended. */
+  const runRequest = (room: Room, s: ChatSession, requestId: number, task: () => Promise<ReplyResult>): void => {
+    void room
+      .run(async () => {
+        let result: ReplyResult;
+        try {
+          result = await task();
+        } catch (err) {
+          if (!(err instanceof ChatError)) log.error({ err, room: room.id, user: s.userId }, 'chat: request failed');
+          const e = err instanceof ChatError ? err : new ChatError(ChatErrorCode.INTERNAL, 'internal error');
+          reply(s, requestId, { ok: false, errorCode: e.code, errorMessage: e.message, retryAfterMs: e.retryAfterMs });
+          return;
+        }
+        reply(s, requestId, { ok: true, errorCode: '', errorMessage: '', retryAfterMs: 0, ...result });
+      })
+      .finally(() => checkIdle(room));
+  };
+
+  const reply = (s: ChatSession, requestId: number, fields: Omit<Reply, 'requestId'>): void => {
+    if (requestId === 0 || s.ended || s.ctx.gone) return;
+    s.ctx.deliver(s.session, encodeChatEvent({ reply: { requestId, ...fields } }), Priority.HIGH);
+  };
+
+  const forget = (s: ChatSession): void => {
+    s.ended = true;
+    sessions.get(s.ctx)?.delete(s.session);
+  };
+
+  const dispatch = (room: Room, s: ChatSession, request: ChatRequest, priority: Priority): Promise<ReplyResult> => {
+    switch (requestKind(request)) {
+      case 'join':
+        return engine.join(room, s, request.join!, true);
+      case 'send':
+        return engine.send(room, s, request.send!, priority);
+      case 'leave':
+        return engine.leave(room, s, true);
+      case 'listMembers':
+        return engine.listMembers(room, s, request.listMembers!);
+      case 'moderate':
+        return engine.moderate(room, s, request.moderate!, forget);
+      case 'setAttributes':
+        return engine.setAttributes(room, s, request.setAttributes!);
+      case 'history':
+        return engine.history(room, s, request.history!);
+      default:
+        return Promise.reject(new ChatError(ChatErrorCode.BAD_REQUEST, 'chat request: no request kind set'));
+    }
+  };
+
+  /** The session ended on the proxy side: it leaves its room, announced to the others. */
+  const ended = (s: ChatSession): void => {
+    forget(s);
+    if (!s.joined) return;
+    const room = roomFor(s.roomId);
+    void room
+      // A Leave or a kick queued before the close may have taken it out already.
+      .run(async () => (s.joined ? engine.leave(room, s, true) : {}))
+      .catch((err: unknown) => log.warn({ err, room: room.id }, 'chat: leave after close failed'))
+      .finally(() => checkIdle(room));
+  };
+
+  const handlers: BackendHandlers = {
+    onOpen(ctx, session, info: SessionOpenInfo) {
+      if (!streamRanks.has(ctx)) streamRanks.set(ctx, nextRank++);
+      const roomId = info.metadata.room_id;
+      if (roomId === undefined || roomId === '') {
+        ctx.close(session, Code.BACKEND_CLOSED, 'chat: metadata.room_id is required');
+        return;
+      }
+      let table = sessions.get(ctx);
+      if (table === undefined) sessions.set(ctx, (table = new Map()));
+      const s: ChatSession = { ctx, session, info, userId: info.userId, roomId, role: 'member', joined: false, ended: false };
+      table.set(session, s);
+      // A session moved here after a failure continues silently: back into its room, no announcement.
+      if (info.reattach) runRequest(roomFor(roomId), s, 0, () => engine.rejoin(roomFor(roomId), s, forget));
+    },
+    onData(ctx, session, payload, priority) {
+      const s = sessions.get(ctx)?.get(session);
+      if (s === undefined) return;
+      let request: ChatRequest;
+      try {
+        request = decodeChatRequest(payload);
+      } catch (err) {
+        const e = err as ChatError;
+        s.ctx.deliver(s.session, encodeChatEvent({ reply: { requestId: 0, ok: false, errorCode: e.code, errorMessage: e.message, retryAfterMs: 0 } }), Priority.HIGH);
+        return;
+      }
+      const room = roomFor(s.roomId);
+      runRequest(room, s, request.requestId, () => dispatch(room, s, request, priority));
+    },
+    onClose(ctx, session) {
+      const s = sessions.get(ctx)?.get(session);
+      if (s !== undefined) ended(s);
+    },
+    onProxyGone(ctx) {
+      const table = sessions.get(ctx);
+      sessions.delete(ctx);
+      for (const s of table?.values() ?? []) ended(s);
+    },
+  };
+
+  return {
+    handlers,
+    stats: engine.stats,
+    store,
+    rooms,
+    async settled() {
+      await Promise.all([...rooms.values()].map((r) => r.run(async () => undefined)));
+    },
+    async close() {
+      for (const room of rooms.values()) room.cancelIdle();
+      await store.close();
+    },
+  };
+}

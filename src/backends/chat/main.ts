@@ -1,0 +1,145 @@
+/**
+ * The Chat backend as a process: `livemux chat-backend --port 7102 [--redis redis://127.0.0.1:6379]`, or
+ * `node dist/src/backends/chat/main.js …`. Without --redis, rooms live in this process (MemoryChatStore);
+ * with it, in Redis, so another process can take a room over. Prints `{"event":"listening","port":N}` on
+ * stdout once it accepts streams (logs go to stderr), and exits 0 after a clean shutdown on SIGTERM/SIGINT.
+ */
+import { realpathSync } from 'node:fs';
+import { pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
+import pino from 'pino';
+import { createLogger } from '../../observability/logger.js';
+import { LivemuxError } from '../../protocol/errors.js';
+import { untilSignal } from '../../cli/signals.js';
+import { createBackendServer } from '../backend-server.js';
+import { createChatBackend } from './chat-backend.js';
+import { MemoryChatStore } from './memory-store.js';
+import { RedisChatStore } from './redis-store.js';
+import type { ChatStore } from './store.js';
+import { WordFilterMode } from './word-filter.js';
+
+const DEFAULT_HOST = '127.0.0.1';
+const DEFAULT_PORT = 7102;
+const STATS_LOG_INTERVAL_MS = 60_000;
+
+interface ChatArgs {
+  host: string;
+  port: number;
+  redis: string | undefined;
+  roomRate: number | undefined;
+  userRate: number | undefined;
+  words: string[];
+  wordMode: WordFilterMode;
+  logLevel: string;
+}
+
+/**
+ * Runs the Chat backend until SIGTERM/SIGINT; resolves with the exit status (0 after a clean close).
+ * Rejects with a LivemuxError (code ERR_USAGE) on bad arguments, or when the port cannot be bound.
+ */
+export async function runChatBackend(argv: string[]): Promise<number> {
+  const args = parseChatArgs(argv);
+  const logger = createLogger({ level: args.logLevel, name: 'chat-backend' }, pino.destination(2));
+  const store: ChatStore =
+    args.redis === undefined
+      ? new MemoryChatStore()
+      : new RedisChatStore({ url: args.redis, onError: (err: Error) => logger.warn({ err }, 'chat backend: redis error') });
+  const chat = createChatBackend({
+    store,
+    logger,
+    words: args.words,
+    wordMode: args.wordMode,
+    ...(args.roomRate === undefined ? {} : { roomRate: args.roomRate }),
+    // The burst stays two seconds' worth, as with the default rate.
+    ...(args.userRate === undefined ? {} : { userRate: args.userRate, userBurst: Math.max(1, Math.ceil(args.userRate * 2)) }),
+  });
+  const server = createBackendServer(chat.handlers, { logger });
+  const listening = await server.listen(args.host, args.port);
+  process.stdout.write(`${JSON.stringify({ event: 'listening', port: listening.port })}\n`);
+  // Accepted and dropped messages by reason and priority, logged when they changed.
+  let lastStats = '';
+  const statsTimer = setInterval(() => {
+    const now = JSON.stringify(chat.stats);
+    if (now !== lastStats) logger.info({ stats: chat.stats, rooms: chat.rooms.size }, 'chat backend: message counters');
+    lastStats = now;
+  }, STATS_LOG_INTERVAL_MS);
+  statsTimer.unref();
+  const signal = await untilSignal();
+  clearInterval(statsTimer);
+  logger.info({ signal, stats: chat.stats }, 'chat backend: shutting down');
+  await listening.close();
+  await chat.close();
+  return 0;
+}
+
+function parseChatArgs(argv: string[]): ChatArgs {
+  let values: Record<string, string | undefined>;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: {
+        host: { type: 'string' },
+        port: { type: 'string' },
+        redis: { type: 'string' },
+        'room-rate': { type: 'string' },
+        'user-rate': { type: 'string' },
+        words: { type: 'string' },
+        'word-mode': { type: 'string' },
+        'log-level': { type: 'string' },
+      },
+      strict: true,
+    }));
+  } catch (err) {
+    throw new LivemuxError('ERR_USAGE', (err as Error).message);
+  }
+  const port = values.port === undefined ? DEFAULT_PORT : Number(values.port);
+  if (!Number.isInteger(port) || port < 0 || port > 65_535) {
+    throw new LivemuxError('ERR_USAGE', `--port: expected an integer 0..65535, got "${values.port}"`);
+  }
+  const roomRate = parseRate(values, 'room-rate');
+  const userRate = parseRate(values, 'user-rate');
+  const wordMode = values['word-mode'] ?? WordFilterMode.REJECT;
+  if (wordMode !== WordFilterMode.REJECT && wordMode !== WordFilterMode.MASK) {
+    throw new LivemuxError('ERR_USAGE', `--word-mode: expected reject or mask, got "${wordMode}"`);
+  }
+  return {
+    host: values.host ?? DEFAULT_HOST,
+    port,
+    redis: values.redis,
+    roomRate,
+    userRate,
+    words: (values.words ?? '').split(',').filter((w) => w !== ''),
+    wordMode,
+    logLevel: values['log-level'] ?? 'info',
+  };
+}
+
+/** A positive messages/s option, or undefined when absent. */
+function parseRate(values: Record<string, string | undefined>, name: string): number | undefined {
+  const text = values[name];
+  if (text === undefined) return undefined;
+  const rate = Number(text);
+  if (!(Number.isFinite(rate) && rate > 0)) throw new LivemuxError('ERR_USAGE', `--${name}: expected a positive number of messages/s, got "${text}"`);
+  return rate;
+}
+
+/** True when this module is the process entry point (not imported by the CLI or a test). */
+function isEntryPoint(): boolean {
+  const entry = process.argv[1];
+  if (entry === undefined) return false;
+  try {
+    return pathToFileURL(realpathSync(entry)).href === import.meta.url;
+  } catch {
+    return false;
+  }
+}
+
+if (isEntryPoint()) {
+  runChatBackend(process.argv.slice(2)).then(
+    (code) => process.exit(code),
+    (err: unknown) => {
+      process.stderr.write(`chat-backend: ${err instanceof Error ? err.message : String(err)}\n`);
+      process.exit(err instanceof LivemuxError ? 2 : 1);
+    },
+  );
+}
