@@ -60,7 +60,9 @@ describe('heartbeats and idle timeout', () => {
     const started = Date.now();
     expect(RawClient.codeOf(await c.next(FrameType.GOAWAY, undefined, 3_000))).toBe('IDLE_TIMEOUT');
     await c.closed;
-    expect(Date.now() - started).toBeGreaterThanOrEqual(250);
+    // The proxy's idle clock started at WELCOME, a moment before ours: allow for that, but not for an
+    // immediate GOAWAY.
+    expect(Date.now() - started).toBeGreaterThanOrEqual(200);
   });
 });
 

@@ -94,6 +94,8 @@ beforeAll(async () => {
     routes: routesFile({ routes: [{ business: 'echo', pool: 'main' }], pools: { main: [addr(0), addr(1)] } }),
   });
   client = await connect({ host: '127.0.0.1', port: proxy.port, token: await testToken(), reconnect: false });
+  // /readyz needs one backend; these tests need both streams up so round robin can use both.
+  await until(async () => Object.values((await status()).backends).every((s) => s === 'ready'), 'both backend links');
 });
 
 afterAll(async () => {
