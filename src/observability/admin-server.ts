@@ -7,7 +7,8 @@ export interface AdminServerOptions {
   host: string;
   /** 0 picks a free port (tests); the bound port is returned. */
   port: number;
-  metrics: Metrics;
+  /** Only its registry is read: the proxy's Metrics, or a Chat backend's ChatMetrics. */
+  metrics: Pick<Metrics, 'registry'>;
   /** Readiness for /readyz: false while starting, draining, or with no backend reachable. */
   isReady: () => boolean;
   /** Live state for /status; without it /status is 404. */

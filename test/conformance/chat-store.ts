@@ -173,10 +173,26 @@ export function describeChatStore(name: string, factory: () => Promise<ChatStore
         expect(seqs(await store.latestHistory('r', 100))).toEqual([4, 5, 6, 7]);
       });
 
+      it('resolves each append with the number it trimmed: appended = retained + trimmed', async () => {
+        const byLength: HistoryLimits = { maxLength: 20, maxAgeMs: Number.POSITIVE_INFINITY };
+        let trimmed = 0;
+        for (let seq = 1; seq <= 400; seq++) {
+          const n = await store.appendHistory('r', message(seq), byLength, LONG_AGO + seq);
+          expect(Number.isInteger(n) && n >= 0).toBe(true);
+          trimmed += n;
+        }
+        expect(trimmed + (await store.latestHistory('r', 10_000)).length).toBe(400);
+        const byAge: HistoryLimits = { maxLength: 1000, maxAgeMs: 1000 };
+        await appendAll(store, 'aged', 1, 5, byAge);
+        expect(await store.appendHistory('aged', message(6, LONG_AGO + 1004), byAge, LONG_AGO + 1004)).toBe(3);
+        expect(await store.appendHistory('aged', message(7, LONG_AGO + 1005), byAge, LONG_AGO + 1005)).toBe(1);
+        expect(await store.appendHistory('aged', message(8, LONG_AGO + 1005), byAge, LONG_AGO + 1005)).toBe(0);
+      });
+
       it('trims a long backlog by age in one append', async () => {
         const limits: HistoryLimits = { maxLength: 1000, maxAgeMs: 60_000 };
         await appendAll(store, 'r', 1, 350, limits);
-        await store.appendHistory('r', message(351, LONG_AGO + 120_000), limits, LONG_AGO + 120_000);
+        expect(await store.appendHistory('r', message(351, LONG_AGO + 120_000), limits, LONG_AGO + 120_000)).toBe(350);
         expect(await store.readHistory('r', 0, 1000)).toMatchObject({ oldestSeq: 351 });
         expect(seqs(await store.latestHistory('r', 1000))).toEqual([351]);
       });
@@ -335,6 +351,50 @@ export function describeChatStore(name: string, factory: () => Promise<ChatStore
       });
     });
 
+    describe('whitelist', () => {
+      it('adds and removes users per room, idempotently, members or not', async () => {
+        expect(await store.isWhitelisted('r', 'u1')).toBe(false);
+        await store.setWhitelisted('r', 'u1', true);
+        await store.setWhitelisted('r', 'u1', true);
+        await store.setWhitelisted('r', 'guest', true);
+        expect(await store.isWhitelisted('r', 'u1')).toBe(true);
+        expect(await store.isWhitelisted('r', 'guest')).toBe(true);
+        expect(await store.isWhitelisted('r', 'u2')).toBe(false);
+        expect(await store.isWhitelisted('other', 'u1')).toBe(false);
+        expect(await store.member('r', 'guest')).toBeNull();
+        await store.setWhitelisted('r', 'u1', false);
+        await store.setWhitelisted('r', 'u1', false);
+        await store.setWhitelisted('never', 'u1', false);
+        expect(await store.isWhitelisted('r', 'u1')).toBe(false);
+        expect(await store.isWhitelisted('r', 'guest')).toBe(true);
+      });
+
+      it('is independent of membership, mutes and bans', async () => {
+        await store.join('r', { userId: 'u1', role: 'member', joinedAtMs: LONG_AGO });
+        await store.setWhitelisted('r', 'u1', true);
+        await store.leave('r', 'u1');
+        await store.setMute('r', 'u1', LONG_AGO + 1000);
+        await store.setBan('r', 'u1', 0);
+        expect(await store.isWhitelisted('r', 'u1')).toBe(true);
+        await store.setWhitelisted('r', 'u1', false);
+        expect(await store.muteUntil('r', 'u1', LONG_AGO)).toBe(LONG_AGO + 1000);
+      });
+
+      it('is seen and changed by another store of the same backend (a new owner)', async () => {
+        await store.setWhitelisted('r', 'u1', true);
+        await store.setWhitelisted('r', 'u2', true);
+        const peer = await fixture.peer();
+        expect(await peer.isWhitelisted('r', 'u1')).toBe(true);
+        await peer.setWhitelisted('r', 'u2', false);
+        expect(await store.isWhitelisted('r', 'u2')).toBe(false);
+        expect(await store.isWhitelisted('r', 'u1')).toBe(true);
+      });
+
+      it('rejects an empty user ID', async () => {
+        await expect(store.setWhitelisted('r', '', true)).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
+      });
+    });
+
     describe('attributes', () => {
       it('start empty at version 0', async () => {
         expect(await store.attributes('r')).toEqual({ values: {}, version: 0 });
@@ -419,6 +479,7 @@ export function describeChatStore(name: string, factory: () => Promise<ChatStore
           await store.join(room, { userId: 'u1', role: 'host', joinedAtMs: LONG_AGO });
           await store.setMute(room, 'u2', LONG_AGO + 1000);
           await store.setBan(room, 'u3', LONG_AGO + 1000);
+          await store.setWhitelisted(room, 'u4', true);
           await store.setAttributes(room, { a: '1' });
         }
         await store.dropRoom('gone');
@@ -430,6 +491,7 @@ export function describeChatStore(name: string, factory: () => Promise<ChatStore
         expect(await store.members('gone', null, 10)).toEqual({ items: [], next: null });
         expect(await store.muteUntil('gone', 'u2', LONG_AGO)).toBe(0);
         expect(await store.banUntil('gone', 'u3', LONG_AGO)).toBe(0);
+        expect(await store.isWhitelisted('gone', 'u4')).toBe(false);
         expect(await store.attributes('gone')).toEqual({ values: {}, version: 0 });
         expect(await store.attributeChanges('gone', 1)).toBeNull();
 
@@ -438,6 +500,7 @@ export function describeChatStore(name: string, factory: () => Promise<ChatStore
         expect(await store.memberCount('kept')).toBe(1);
         expect(await store.muteUntil('kept', 'u2', LONG_AGO)).toBe(LONG_AGO + 1000);
         expect(await store.banUntil('kept', 'u3', LONG_AGO)).toBe(LONG_AGO + 1000);
+        expect(await store.isWhitelisted('kept', 'u4')).toBe(true);
         expect(await store.attributes('kept')).toEqual({ values: { a: '1' }, version: 1 });
       });
 
@@ -454,6 +517,8 @@ export function describeChatStore(name: string, factory: () => Promise<ChatStore
         await expect(store.nextSeq('r')).rejects.toMatchObject({ code: 'ERR_STORE_CLOSED' });
         await expect(store.members('r', null, 10)).rejects.toMatchObject({ code: 'ERR_STORE_CLOSED' });
         await expect(store.attributes('r')).rejects.toMatchObject({ code: 'ERR_STORE_CLOSED' });
+        await expect(store.setWhitelisted('r', 'u', true)).rejects.toMatchObject({ code: 'ERR_STORE_CLOSED' });
+        await expect(store.isWhitelisted('r', 'u')).rejects.toMatchObject({ code: 'ERR_STORE_CLOSED' });
       });
     });
   });

@@ -148,3 +148,10 @@ export async function waitReady(adminPort: number, timeoutMs = 10_000): Promise<
 export function testToken(sub = 'user-1', ttlSeconds = 3600): Promise<string> {
   return mintToken({ secret: TEST_SECRET, sub, ttlSeconds });
 }
+
+/** A Chat backend process (`livemux chat-backend`) on an ephemeral loopback port; `args` are extra flags. */
+export async function startChatBackend(args: string[] = []): Promise<RunningProcess & { port: number; address: string }> {
+  const p = runLivemux(['chat-backend', '--host', '127.0.0.1', '--port', '0', ...args]);
+  const port = (await p.waitFor((l) => l.event === 'listening')).port as number;
+  return Object.assign(p, { port, address: `127.0.0.1:${port}` });
+}

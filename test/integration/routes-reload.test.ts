@@ -49,7 +49,7 @@ async function status(): Promise<{
   return (await fetch(`http://127.0.0.1:${proxy.adminPort}/status`)).json() as never;
 }
 
-async function until<T>(probe: () => Promise<T | undefined | false>, what: string, timeoutMs = 5_000): Promise<T> {
+async function until<T>(probe: () => Promise<T | undefined | false>, what: string, timeoutMs = 10_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await probe().catch(() => undefined);
@@ -232,7 +232,11 @@ describe('failover', () => {
         pools: { all: [addr(0), addr(1), addr(2)] },
       }),
     );
-    await until(async () => Object.values((await status()).backends).filter((s) => s === 'ready').length === 3, 'three ready links');
+    await until(async () => {
+      const { backends: links, health } = await status();
+      const all = [addr(0), addr(1), addr(2)];
+      return all.every((a) => links[a] === 'ready' && health[a]?.healthy === true);
+    }, 'three ready, healthy endpoints');
     const rooms = Array.from({ length: 24 }, (_, i) => `room-${i}`);
     const chats = await Promise.all(rooms.map((room) => open('chat', { room_id: room })));
     const owner = new Map<ClientSession, string>();

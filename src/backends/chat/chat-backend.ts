@@ -9,10 +9,12 @@ import { Priority } from '../../protocol/constants.js';
 import { Code } from '../../protocol/codes.js';
 import type { BackendHandlers, ProxyStreamContext } from '../backend-server.js';
 import type { SessionOpenInfo } from '../types.js';
-import { decodeChatRequest, encodeChatEvent, requestKind, type ChatRequest, type Reply } from './chat-codec.js';
+import { decodeChatRequest, encodeChatEvent, requestKind, type ChatRequest, type ModerateRequest, type Reply } from './chat-codec.js';
 import { ChatEngine, type ChatStats, type ReplyResult } from './chat-engine.js';
 import { ChatError, ChatErrorCode } from './chat-errors.js';
+import { MeteredChatStore, createChatMetrics, moderationActionName, type ChatMetrics } from './chat-metrics.js';
 import { MemoryChatStore } from './memory-store.js';
+import { syncWhitelist } from './moderation.js';
 import { Room, type ChatSession } from './room.js';
 import type { ChatStore, HistoryLimits } from './store.js';
 import { WordFilter, WordFilterMode } from './word-filter.js';
@@ -42,12 +44,18 @@ export interface ChatBackendOptions {
   /** Wall clock, ms since the epoch (default Date.now). */
   now?: () => number;
   logger?: pino.Logger;
+  /** Also export Node process metrics in `metrics.registry` (default false; the process sets it). */
+  processMetrics?: boolean;
 }
 
 /** A Chat backend: its handlers for createBackendServer, and what tests and the process need. */
 export interface ChatBackend {
   readonly handlers: BackendHandlers;
+  /** The engine's message counters: the one count that `metrics` exports. */
   readonly stats: Readonly<ChatStats>;
+  /** Prometheus metrics of this backend, in their own registry (chat-metrics.ts). */
+  readonly metrics: ChatMetrics;
+  /** The store as given (the engine works through a MeteredChatStore wrapping it). */
   readonly store: ChatStore;
   /** Live rooms by id. */
   readonly rooms: ReadonlyMap<string, Room>;
@@ -72,8 +80,18 @@ export function createChatBackend(options: ChatBackendOptions = {}): ChatBackend
   const store = options.store ?? new MemoryChatStore();
   const log = options.logger ?? pino({ level: 'silent' });
   const idleTtlMs = options.idleTtlMs ?? CHAT_DEFAULTS.idleTtlMs;
+  const rooms = new Map<string, Room>();
+  const metricsSource = {
+    // Read at scrape time only, once the engine exists.
+    get stats(): Readonly<ChatStats> {
+      return engine.stats;
+    },
+    rooms,
+  };
+  const metrics = createChatMetrics(metricsSource, { processMetrics: options.processMetrics ?? false });
+  const meteredStore = new MeteredChatStore(store, metrics);
   const engine = new ChatEngine({
-    store,
+    store: meteredStore,
     wordFilter: new WordFilter(options.words ?? [], options.wordMode ?? WordFilterMode.REJECT),
     joinHistory: options.joinHistory ?? CHAT_DEFAULTS.joinHistory,
     historyLimits: {
@@ -86,7 +104,6 @@ export function createChatBackend(options: ChatBackendOptions = {}): ChatBackend
     now: options.now ?? Date.now,
   });
 
-  const rooms = new Map<string, Room>();
   /** Rooms being dropped: a new Room of the same id starts after the drop finished. */
   const dropping = new Map<string, Promise<void>>();
   const sessions = new Map<ProxyStreamContext, Map<number, ChatSession>>();
@@ -111,7 +128,7 @@ export function createChatBackend(options: ChatBackendOptions = {}): ChatBackend
         if (room.sessions.size > 0 || room.pending > 1 || room.dropped) return;
         room.dropped = true;
         rooms.delete(room.id);
-        const drop = store.dropRoom(room.id).catch((err: unknown) => log.warn({ err, room: room.id }, 'chat: dropping an idle room failed'));
+        const drop = meteredStore.dropRoom(room.id).catch((err: unknown) => log.warn({ err, room: room.id }, 'chat: dropping an idle room failed'));
         dropping.set(room.id, drop);
         await drop;
         if (dropping.get(room.id) === drop) dropping.delete(room.id);
@@ -119,15 +136,21 @@ export function createChatBackend(options: ChatBackendOptions = {}): ChatBackend
     });
   };
 
-  /** Runs `task` in the room's chain, then answers `requestId` (0: no answer) unless the session ended. */
-  const runRequest = (room: Room, s: ChatSession, requestId: number, task: () => Promise<ReplyResult>): void => {
+  /**
+   * Runs `task` in the room's chain, then answers `requestId` (0: no answer) unless the session ended.
+   * `kind` names the request for logs and metrics.
+   */
+  const runRequest = (room: Room, s: ChatSession, requestId: number, kind: string, task: () => Promise<ReplyResult>): void => {
     void room
       .run(async () => {
         let result: ReplyResult;
         try {
           result = await task();
         } catch (err) {
-          if (!(err instanceof ChatError)) log.error({ err, room: room.id, user: s.userId }, 'chat: request failed');
+          if (!(err instanceof ChatError)) {
+            log.error({ err, room: room.id, user: s.userId, kind }, 'chat: request failed');
+            metrics.requestFailures.inc({ kind });
+          }
           const e = err instanceof ChatError ? err : new ChatError(ChatErrorCode.INTERNAL, 'internal error');
           reply(s, requestId, { ok: false, errorCode: e.code, errorMessage: e.message, retryAfterMs: e.retryAfterMs });
           return;
@@ -147,10 +170,24 @@ export function createChatBackend(options: ChatBackendOptions = {}): ChatBackend
     sessions.get(s.ctx)?.delete(s.session);
   };
 
+  /** A moderate request, counted by action and result (ok or the error code) whatever the outcome. */
+  const moderate = async (room: Room, s: ChatSession, req: ModerateRequest): Promise<ReplyResult> => {
+    const action = moderationActionName(req.action);
+    try {
+      const result = await engine.moderate(room, s, req, forget);
+      metrics.moderationActions.inc({ action, result: 'ok' });
+      return result;
+    } catch (err) {
+      const code = err instanceof ChatError ? err.code : ChatErrorCode.INTERNAL;
+      metrics.moderationActions.inc({ action, result: code.toLowerCase() });
+      throw err;
+    }
+  };
+
   const dispatch = (room: Room, s: ChatSession, request: ChatRequest, priority: Priority): Promise<ReplyResult> => {
     switch (requestKind(request)) {
       case 'join':
-        return engine.join(room, s, request.join!, true);
+        return syncWhitelist(store, room, s.userId).then(() => engine.join(room, s, request.join!, true));
       case 'send':
         return engine.send(room, s, request.send!, priority);
       case 'leave':
@@ -158,7 +195,7 @@ export function createChatBackend(options: ChatBackendOptions = {}): ChatBackend
       case 'listMembers':
         return engine.listMembers(room, s, request.listMembers!);
       case 'moderate':
-        return engine.moderate(room, s, request.moderate!, forget);
+        return moderate(room, s, request.moderate!);
       case 'setAttributes':
         return engine.setAttributes(room, s, request.setAttributes!);
       case 'history':
@@ -193,7 +230,13 @@ export function createChatBackend(options: ChatBackendOptions = {}): ChatBackend
       const s: ChatSession = { ctx, session, info, userId: info.userId, roomId, role: 'member', joined: false, ended: false };
       table.set(session, s);
       // A session moved here after a failure continues silently: back into its room, no announcement.
-      if (info.reattach) runRequest(roomFor(roomId), s, 0, () => engine.rejoin(roomFor(roomId), s, forget));
+      if (info.reattach) {
+        const room = roomFor(roomId);
+        runRequest(room, s, 0, 'rejoin', async () => {
+          await syncWhitelist(store, room, s.userId);
+          return engine.rejoin(room, s, forget);
+        });
+      }
     },
     onData(ctx, session, payload, priority) {
       const s = sessions.get(ctx)?.get(session);
@@ -207,7 +250,7 @@ export function createChatBackend(options: ChatBackendOptions = {}): ChatBackend
         return;
       }
       const room = roomFor(s.roomId);
-      runRequest(room, s, request.requestId, () => dispatch(room, s, request, priority));
+      runRequest(room, s, request.requestId, requestKind(request) ?? 'none', () => dispatch(room, s, request, priority));
     },
     onClose(ctx, session) {
       const s = sessions.get(ctx)?.get(session);
@@ -223,6 +266,7 @@ export function createChatBackend(options: ChatBackendOptions = {}): ChatBackend
   return {
     handlers,
     stats: engine.stats,
+    metrics,
     store,
     rooms,
     async settled() {

@@ -1,14 +1,17 @@
 /**
  * The Chat backend as a process: `livemux chat-backend --port 7102 [--redis redis://127.0.0.1:6379]`, or
  * `node dist/src/backends/chat/main.js …`. Without --redis, rooms live in this process (MemoryChatStore);
- * with it, in Redis, so another process can take a room over. Prints `{"event":"listening","port":N}` on
- * stdout once it accepts streams (logs go to stderr), and exits 0 after a clean shutdown on SIGTERM/SIGINT.
+ * with it, in Redis, so another process can take a room over. With --admin-port, an admin HTTP server
+ * (src/observability/admin-server.ts) serves /metrics (livemux_chat_*), /healthz, /readyz and /status.
+ * Prints `{"event":"listening","port":N}` on stdout once it accepts streams (with `"adminPort":M` when
+ * the admin server runs; logs go to stderr), and exits 0 after a clean shutdown on SIGTERM/SIGINT.
  */
 import { realpathSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import pino from 'pino';
 import { createLogger } from '../../observability/logger.js';
+import { startAdminServer, type AdminServer } from '../../observability/admin-server.js';
 import { LivemuxError } from '../../protocol/errors.js';
 import { untilSignal } from '../../cli/signals.js';
 import { createBackendServer } from '../backend-server.js';
@@ -25,6 +28,9 @@ const STATS_LOG_INTERVAL_MS = 60_000;
 interface ChatArgs {
   host: string;
   port: number;
+  adminHost: string;
+  /** Undefined: no admin server. */
+  adminPort: number | undefined;
   redis: string | undefined;
   roomRate: number | undefined;
   userRate: number | undefined;
@@ -47,6 +53,7 @@ export async function runChatBackend(argv: string[]): Promise<number> {
   const chat = createChatBackend({
     store,
     logger,
+    processMetrics: true,
     words: args.words,
     wordMode: args.wordMode,
     ...(args.roomRate === undefined ? {} : { roomRate: args.roomRate }),
@@ -55,7 +62,25 @@ export async function runChatBackend(argv: string[]): Promise<number> {
   });
   const server = createBackendServer(chat.handlers, { logger });
   const listening = await server.listen(args.host, args.port);
-  process.stdout.write(`${JSON.stringify({ event: 'listening', port: listening.port })}\n`);
+  let ready = true;
+  let admin: AdminServer | null = null;
+  if (args.adminPort !== undefined) {
+    try {
+      admin = await startAdminServer({
+        host: args.adminHost,
+        port: args.adminPort,
+        metrics: chat.metrics,
+        isReady: () => ready,
+        status: () => ({ rooms: chat.rooms.size, stats: chat.stats }),
+      });
+    } catch (err) {
+      await listening.close();
+      await chat.close();
+      throw new LivemuxError('ERR_USAGE', `--admin-port: cannot listen on ${args.adminHost}:${args.adminPort} (${(err as Error).message})`);
+    }
+  }
+  const adminPort = admin === null ? {} : { adminPort: admin.port };
+  process.stdout.write(`${JSON.stringify({ event: 'listening', port: listening.port, ...adminPort })}\n`);
   // Accepted and dropped messages by reason and priority, logged when they changed.
   let lastStats = '';
   const statsTimer = setInterval(() => {
@@ -67,7 +92,9 @@ export async function runChatBackend(argv: string[]): Promise<number> {
   const signal = await untilSignal();
   clearInterval(statsTimer);
   logger.info({ signal, stats: chat.stats }, 'chat backend: shutting down');
+  ready = false;
   await listening.close();
+  await admin?.close();
   await chat.close();
   return 0;
 }
@@ -80,6 +107,8 @@ function parseChatArgs(argv: string[]): ChatArgs {
       options: {
         host: { type: 'string' },
         port: { type: 'string' },
+        'admin-host': { type: 'string' },
+        'admin-port': { type: 'string' },
         redis: { type: 'string' },
         'room-rate': { type: 'string' },
         'user-rate': { type: 'string' },
@@ -92,10 +121,8 @@ function parseChatArgs(argv: string[]): ChatArgs {
   } catch (err) {
     throw new LivemuxError('ERR_USAGE', (err as Error).message);
   }
-  const port = values.port === undefined ? DEFAULT_PORT : Number(values.port);
-  if (!Number.isInteger(port) || port < 0 || port > 65_535) {
-    throw new LivemuxError('ERR_USAGE', `--port: expected an integer 0..65535, got "${values.port}"`);
-  }
+  const port = parsePort(values, 'port') ?? DEFAULT_PORT;
+  const adminPort = parsePort(values, 'admin-port');
   const roomRate = parseRate(values, 'room-rate');
   const userRate = parseRate(values, 'user-rate');
   const wordMode = values['word-mode'] ?? WordFilterMode.REJECT;
@@ -105,6 +132,8 @@ function parseChatArgs(argv: string[]): ChatArgs {
   return {
     host: values.host ?? DEFAULT_HOST,
     port,
+    adminHost: values['admin-host'] ?? DEFAULT_HOST,
+    adminPort,
     redis: values.redis,
     roomRate,
     userRate,
@@ -112,6 +141,17 @@ function parseChatArgs(argv: string[]): ChatArgs {
     wordMode,
     logLevel: values['log-level'] ?? 'info',
   };
+}
+
+/** A port option (0 = any free port), or undefined when absent. */
+function parsePort(values: Record<string, string | undefined>, name: string): number | undefined {
+  const text = values[name];
+  if (text === undefined) return undefined;
+  const port = Number(text);
+  if (text.trim() === '' || !Number.isInteger(port) || port < 0 || port > 65_535) {
+    throw new LivemuxError('ERR_USAGE', `--${name}: expected an integer 0..65535, got "${text}"`);
+  }
+  return port;
 }
 
 /** A positive messages/s option, or undefined when absent. */

@@ -38,6 +38,7 @@ class RoomState {
   readonly members = new MemberIndex();
   readonly mutes = new Map<string, number>();
   readonly bans = new Map<string, number>();
+  readonly whitelist = new Set<string>();
   readonly attributes = new Map<string, string>();
   attributeVersion = 0;
   readonly attributeLog = new Deque<AttributeChange>();
@@ -68,7 +69,7 @@ export class MemoryChatStore implements ChatStore {
     return ++this.write('nextSeq', room).seq;
   }
 
-  async appendHistory(room: string, message: StoredMessage, limits: HistoryLimits, nowMs: number): Promise<void> {
+  async appendHistory(room: string, message: StoredMessage, limits: HistoryLimits, nowMs: number): Promise<number> {
     this.ensureOpen('appendHistory');
     checkMessage(message);
     checkLimits(limits);
@@ -78,10 +79,12 @@ export class MemoryChatStore implements ChatStore {
     state.highestAppended = message.seq;
     const { history } = state;
     // Age first, so the message being appended is never trimmed by its own append.
+    const before = history.length;
     const cutoff = nowMs - limits.maxAgeMs;
     while (history.length > 0 && (history.at(0) as StoredMessage).sentAtMs < cutoff) history.shift();
     history.push(message);
     while (history.length > limits.maxLength) history.shift();
+    return before + 1 - history.length;
   }
 
   async readHistory(room: string, afterSeq: number, limit: number): Promise<{ messages: StoredMessage[]; oldestSeq: number | null }> {
@@ -146,6 +149,18 @@ export class MemoryChatStore implements ChatStore {
 
   async banUntil(room: string, userId: string, nowMs: number): Promise<number> {
     return this.activeExpiry('banUntil', this.rooms.get(room)?.bans, userId, nowMs);
+  }
+
+  async setWhitelisted(room: string, userId: string, on: boolean): Promise<void> {
+    this.ensureOpen('setWhitelisted');
+    checkUserId(userId, 'setWhitelisted userId');
+    if (on) this.write('setWhitelisted', room).whitelist.add(userId);
+    else this.rooms.get(room)?.whitelist.delete(userId);
+  }
+
+  async isWhitelisted(room: string, userId: string): Promise<boolean> {
+    this.ensureOpen('isWhitelisted');
+    return this.rooms.get(room)?.whitelist.has(userId) ?? false;
   }
 
   async setAttributes(room: string, changes: Readonly<Record<string, string | null>>): Promise<AttributeChange[]> {

@@ -7,7 +7,7 @@ import { ModerateAction, type ChatEvent, type ModerateRequest } from './chat-cod
 import type { ChatEngine, ChatEngineConfig, ReplyResult } from './chat-engine.js';
 import { ChatError, ChatErrorCode } from './chat-errors.js';
 import type { ChatSession, Room } from './room.js';
-import type { Role } from './store.js';
+import type { ChatStore, Role } from './store.js';
 
 /** The expiry of a mute or ban without duration. */
 export const FOREVER = Number.MAX_SAFE_INTEGER;
@@ -18,7 +18,9 @@ export const isModerator = (role: Role): boolean => role === 'host' || role === 
 /**
  * Moderation (the caller checked the actor is a joined host/admin): a target that is host or admin needs
  * an admin; mute and ban take `duration_ms` (0 = until lifted) and live in the store; kick and ban close
- * the target's sessions in this room after telling them why; the whitelist lives in the room.
+ * the target's sessions in this room after telling them why. The whitelist lives in the store, so a
+ * room's next owner keeps it; `room.whitelist` is this owner's copy, written through here and refreshed
+ * from the store for each joining user (syncWhitelist).
  */
 export async function moderate(
   engine: ChatEngine,
@@ -58,14 +60,26 @@ export async function moderate(
       await store.setBan(room.id, target, 0);
       return {};
     case ModerateAction.WHITELIST:
+      await store.setWhitelisted(room.id, target, true);
       room.whitelist.add(target);
       return {};
     case ModerateAction.UNWHITELIST:
+      await store.setWhitelisted(room.id, target, false);
       room.whitelist.delete(target);
       return {};
     default:
       throw new ChatError(ChatErrorCode.BAD_REQUEST, `moderate.action: unknown action ${req.action}`);
   }
+}
+
+/**
+ * Refreshes this owner's copy of one user's whitelist entry from the store. Run in the room's chain
+ * before the user's join (or silent rejoin), so the role the join grants and the privileges of the
+ * user's later sends follow the store, whichever owner wrote it.
+ */
+export async function syncWhitelist(store: ChatStore, room: Room, userId: string): Promise<void> {
+  if (await store.isWhitelisted(room.id, userId)) room.whitelist.add(userId);
+  else room.whitelist.delete(userId);
 }
 
 /** Tells each session why (`event`), closes it with BACKEND_CLOSED (205) and takes it out of the room. */

@@ -29,15 +29,18 @@ export class RedisScript {
  * scanning from the oldest entry while its sentAt field is older than the cutoff. The scan stops at
  * the entry just added, so it is never trimmed by its own append; each trimmed entry is read once, so
  * the scan costs O(1) amortized per append and one `XRANGE … COUNT 1` when nothing is due.
- * An ID not above the stream's last generated ID fails in XADD, before any write.
+ * An ID not above the stream's last generated ID fails in XADD, before any write. Returns the number of
+ * entries trimmed: by length (XLEN before and after the XADD, both O(1)) plus by age.
  *
  * KEYS[1] history stream
  * ARGV[1] entry ID, [2] maxLength, [3] age cutoff ms ('' = no age bound),
  *     [4] priority, [5] sender, [6] sentAtMs, [7] body   (fields p, s, t, b: t is the 6th reply item)
  */
 export const APPEND_HISTORY = new RedisScript(`
+local before = redis.call('XLEN', KEYS[1])
 redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], ARGV[1], 'p', ARGV[4], 's', ARGV[5], 't', ARGV[6], 'b', ARGV[7])
-if ARGV[3] == '' then return 0 end
+local trimmed = before + 1 - redis.call('XLEN', KEYS[1])
+if ARGV[3] == '' then return trimmed end
 local cutoff = tonumber(ARGV[3])
 local keep = nil
 local passed = 0
@@ -57,7 +60,7 @@ while not keep do
   count = 100
 end
 if keep and passed > 0 then redis.call('XTRIM', KEYS[1], 'MINID', keep) end
-return passed
+return trimmed + passed
 `);
 
 /**

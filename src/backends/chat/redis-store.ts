@@ -47,24 +47,25 @@ export interface RedisChatStoreOptions {
 }
 
 /** The keys of one room; the `{room}` hash tag keeps them in one cluster slot, as scripts require. */
-const PARTS = ['seq', 'history', 'members', 'order', 'mutes', 'bans', 'attrs', 'attrver', 'attrlog'] as const;
+const PARTS = ['seq', 'history', 'members', 'order', 'mutes', 'bans', 'whitelist', 'attrs', 'attrver', 'attrlog'] as const;
 type Part = (typeof PARTS)[number];
 
 /**
  * ChatStore on Redis (6.2 or later) through ioredis, so a room's new owner continues where the old one
  * stopped. Per room, under `<prefix>{<room>}:`:
  *
- * | key      | type       | holds |
- * |----------|------------|-------|
- * | seq      | string     | last sequence number (INCR) |
- * | history  | stream     | messages, ID `<seq>-0`, fields p (priority) s (sender) t (sentAtMs) b (body) |
- * | members  | hash       | userId → `{"r":role,"j":joinedAtMs}` |
- * | order    | sorted set | userIds, score 0: pages walk it by ZRANGEBYLEX, the cursor is the last userId |
- * | mutes    | hash       | userId → untilMs |
- * | bans     | hash       | userId → untilMs |
- * | attrs    | hash       | attribute key → value |
- * | attrver  | string     | version of the last attribute change (INCR) |
- * | attrlog  | stream     | attribute changes, ID `<version>-0`, fields k and v (absent for a delete) |
+ * | key       | type       | holds |
+ * |-----------|------------|-------|
+ * | seq       | string     | last sequence number (INCR) |
+ * | history   | stream     | messages, ID `<seq>-0`, fields p (priority) s (sender) t (sentAtMs) b (body) |
+ * | members   | hash       | userId → `{"r":role,"j":joinedAtMs}` |
+ * | order     | sorted set | userIds, score 0: pages walk it by ZRANGEBYLEX, the cursor is the last userId |
+ * | mutes     | hash       | userId → untilMs |
+ * | bans      | hash       | userId → untilMs |
+ * | whitelist | set        | whitelisted userIds |
+ * | attrs     | hash       | attribute key → value |
+ * | attrver   | string     | version of the last attribute change (INCR) |
+ * | attrlog   | stream     | attribute changes, ID `<version>-0`, fields k and v (absent for a delete) |
  *
  * Multi-key writes run as one Lua script or MULTI; reads that must agree (messages with the oldest
  * seq, the map with its version) run in one MULTI. Expired mutes and bans stay until lifted or the
@@ -101,20 +102,20 @@ export class RedisChatStore implements ChatStore {
     return this.io(this.redis.incr(this.key(room, 'seq')));
   }
 
-  async appendHistory(room: string, message: StoredMessage, limits: HistoryLimits, nowMs: number): Promise<void> {
+  async appendHistory(room: string, message: StoredMessage, limits: HistoryLimits, nowMs: number): Promise<number> {
     this.ensureOpen('appendHistory');
     checkMessage(message);
     checkLimits(limits);
     checkInteger('appendHistory nowMs', nowMs, 0);
     const cutoff = limits.maxAgeMs === Number.POSITIVE_INFINITY ? '' : String(nowMs - limits.maxAgeMs);
     try {
-      await this.io(
+      return (await this.io(
         APPEND_HISTORY.run(
           this.redis,
           [this.key(room, 'history')],
           [`${message.seq}-0`, limits.maxLength, cutoff, message.priority, message.senderId, message.sentAtMs, message.body],
         ),
-      );
+      )) as number;
     } catch (err) {
       if (err instanceof Error && /equal or smaller than the target stream top item/.test(err.message)) {
         throw historyOrderError(room, message.seq, null, err);
@@ -203,6 +204,18 @@ export class RedisChatStore implements ChatStore {
 
   async banUntil(room: string, userId: string, nowMs: number): Promise<number> {
     return this.activeExpiry('banUntil', this.key(room, 'bans'), userId, nowMs);
+  }
+
+  async setWhitelisted(room: string, userId: string, on: boolean): Promise<void> {
+    this.ensureOpen('setWhitelisted');
+    checkUserId(userId, 'setWhitelisted userId');
+    const key = this.key(room, 'whitelist');
+    await this.io(on ? this.redis.sadd(key, userId) : this.redis.srem(key, userId));
+  }
+
+  async isWhitelisted(room: string, userId: string): Promise<boolean> {
+    this.ensureOpen('isWhitelisted');
+    return (await this.io(this.redis.sismember(this.key(room, 'whitelist'), userId))) === 1;
   }
 
   async setAttributes(room: string, changes: Readonly<Record<string, string | null>>): Promise<AttributeChange[]> {

@@ -54,8 +54,8 @@ export function checkMessage(message: StoredMessage): void {
 
 const ROLES: ReadonlySet<string> = new Set<Role>(['member', 'host', 'admin', 'whitelisted']);
 
-export function checkUserId(userId: string): void {
-  if (typeof userId !== 'string' || userId === '') throw invalid('join member.userId', 'a non-empty string', JSON.stringify(userId));
+export function checkUserId(userId: string, what = 'join member.userId'): void {
+  if (typeof userId !== 'string' || userId === '') throw invalid(what, 'a non-empty string', JSON.stringify(userId));
 }
 
 export function checkRole(role: string): void {

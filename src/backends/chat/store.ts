@@ -49,6 +49,8 @@ export interface AttributeChange {
  * - history reads return messages in ascending `seq`; `oldestSeq` tells a reader whether messages
  *   after a given seq were trimmed (a "history gap");
  * - moderation expiries are absolute times (ms since the epoch) compared with the caller's `nowMs`;
+ * - moderation state (mutes, bans, the whitelist) is room state like membership: every store of the
+ *   same backend sees it, so a room's new owner enforces it; `dropRoom` forgets it;
  * - attribute changes get strictly increasing versions per room, and `attributeChanges` returns them in
  *   that order.
  *
@@ -75,8 +77,11 @@ export interface ChatStore {
    * never stored). A `seq` not above the highest ever appended to the room, trimmed or not, is rejected
    * with `ERR_HISTORY_ORDER`: it means two owners are writing one room, or one owner reordered its
    * writes. The store may keep a reference to `message.body`; do not mutate it afterwards.
+   *
+   * Resolves with the number of messages this append trimmed (by either bound), so that over a room's
+   * life appended = retained + the sum of these counts.
    */
-  appendHistory(room: string, message: StoredMessage, limits: HistoryLimits, nowMs: number): Promise<void>;
+  appendHistory(room: string, message: StoredMessage, limits: HistoryLimits, nowMs: number): Promise<number>;
   /**
    * Up to `limit` messages with seq > `afterSeq`, oldest first; `oldestSeq` is the oldest retained (null
    * if none), read atomically with the messages. A reader that saw `afterSeq` missed messages iff
@@ -109,6 +114,13 @@ export interface ChatStore {
   /** Active mute/ban expiry for a user at `nowMs` (active while `nowMs < untilMs`), or 0. */
   muteUntil(room: string, userId: string, nowMs: number): Promise<number>;
   banUntil(room: string, userId: string, nowMs: number): Promise<number>;
+  /**
+   * Puts `userId` on the room's whitelist (`on`) or takes it off; idempotent, and valid for a user who
+   * never joined (a host may whitelist a guest before the guest arrives). Rejects an empty user ID.
+   */
+  setWhitelisted(room: string, userId: string, on: boolean): Promise<void>;
+  /** Whether `userId` is on the room's whitelist. */
+  isWhitelisted(room: string, userId: string): Promise<boolean>;
 
   /**
    * Applies `changes` atomically, in the object's key order, each real change getting the next version;

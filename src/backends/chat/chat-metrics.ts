@@ -1,0 +1,238 @@
+/**
+ * Prometheus metrics of one Chat backend (issue 4: every drop counted by reason and priority), in their
+ * own registry like the proxy's (src/observability/metrics.ts), with the `livemux_chat_` prefix.
+ *
+ * One source of truth per number: message counters are the engine's `ChatStats`, copied into the
+ * Prometheus counters only when scraped (nothing per message beyond the engine's own increment); rooms
+ * and members online are read from the live rooms when scraped; the counters below that code increments
+ * (history trims and gaps, moderation outcomes) have no other counting path.
+ */
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { PRIORITY_NAMES } from '../../protocol/constants.js';
+import { ModerateAction } from './chat-codec.js';
+import type { ChatStats } from './chat-engine.js';
+import type { Room } from './room.js';
+import type { AttributeChange, ChatStore, HistoryLimits, Member, Page, StoredMessage } from './store.js';
+
+/** What the scrape-time metrics read: the engine's counters and the rooms this process owns. */
+export interface ChatMetricsSource {
+  readonly stats: Readonly<ChatStats>;
+  readonly rooms: ReadonlyMap<string, Room>;
+}
+
+/** Options of createChatMetrics. */
+export interface ChatMetricsOptions {
+  /** Also export Node process metrics (`livemux_chat_process_*`, `livemux_chat_nodejs_*`); default false. */
+  readonly processMetrics?: boolean;
+}
+
+/**
+ * The metrics of one Chat backend. Label values are bounded: priority names, drop reasons, moderation
+ * action names, and results (`ok` or a ChatErrorCode in lower case).
+ *
+ * Scrape-time views (not incremented by callers):
+ * - livemux_chat_messages_accepted_total{priority}: room messages accepted (given a seq);
+ * - livemux_chat_messages_dropped_total{reason,priority}: sends refused, reason room_rate (upstream room
+ *   limit), user_rate, muted or word (sensitive-word filter in reject mode);
+ * - livemux_chat_messages_masked_total: messages accepted with sensitive words masked;
+ * - livemux_chat_rooms: rooms held by this process (an empty one until its idle TTL drops it);
+ * - livemux_chat_members_online: distinct users joined, summed over those rooms;
+ * - livemux_chat_sessions_joined: joined chat sessions (a user may have several).
+ */
+export interface ChatMetrics {
+  readonly registry: Registry;
+  /** livemux_chat_history_trimmed_total: stored messages trimmed from room histories (length or age bound). */
+  readonly historyTrimmed: Counter;
+  /**
+   * livemux_chat_history_gaps_total: history reads (recovery on join, or a history request) that found
+   * messages after the reader's seq already trimmed, i.e. a gap the client is told about.
+   */
+  readonly historyGaps: Counter;
+  /** livemux_chat_moderation_actions_total{action,result}: moderate requests by action and result. */
+  readonly moderationActions: Counter<'action' | 'result'>;
+  /** livemux_chat_request_failures_total{kind}: requests answered INTERNAL (store unreachable, a bug). */
+  readonly requestFailures: Counter<'kind'>;
+}
+
+/** Lower-case names of ModerateAction values, for the `action` label; unknown values are `unknown`. */
+const ACTION_NAMES: Readonly<Record<number, string>> = Object.fromEntries(
+  Object.entries(ModerateAction).map(([name, value]) => [value, name.toLowerCase()]),
+);
+
+/** The `action` label of a ModerateRequest.action. */
+export function moderationActionName(action: number): string {
+  return ACTION_NAMES[action] ?? 'unknown';
+}
+
+export function createChatMetrics(source: ChatMetricsSource, options: ChatMetricsOptions = {}): ChatMetrics {
+  const registry = new Registry();
+  if (options.processMetrics === true) collectDefaultMetrics({ register: registry, prefix: 'livemux_chat_' });
+  const registers = [registry];
+  const priorities = PRIORITY_NAMES;
+
+  const accepted: Counter<'priority'> = new Counter({
+    name: 'livemux_chat_messages_accepted_total',
+    help: 'Room messages accepted (given a sequence number), by priority.',
+    labelNames: ['priority'],
+    registers,
+    collect() {
+      accepted.reset();
+      for (const priority of priorities) accepted.inc({ priority }, source.stats.accepted[priority]);
+    },
+  });
+  const dropped: Counter<'reason' | 'priority'> = new Counter({
+    name: 'livemux_chat_messages_dropped_total',
+    help: 'Room messages refused, by reason (room_rate, user_rate, muted, word) and priority.',
+    labelNames: ['reason', 'priority'],
+    registers,
+    collect() {
+      dropped.reset();
+      for (const [reason, byPriority] of Object.entries(source.stats.dropped)) {
+        for (const priority of priorities) dropped.inc({ reason, priority }, byPriority[priority]);
+      }
+    },
+  });
+  const masked: Counter = new Counter({
+    name: 'livemux_chat_messages_masked_total',
+    help: 'Room messages accepted with sensitive words masked.',
+    registers,
+    collect() {
+      masked.reset();
+      masked.inc(source.stats.masked);
+    },
+  });
+  const rooms: Gauge = new Gauge({
+    name: 'livemux_chat_rooms',
+    help: 'Rooms held by this Chat backend (an empty room stays until its idle TTL expires).',
+    registers,
+    collect() {
+      rooms.set(source.rooms.size);
+    },
+  });
+  const members: Gauge = new Gauge({
+    name: 'livemux_chat_members_online',
+    help: 'Distinct users joined, summed over the rooms held by this Chat backend.',
+    registers,
+    collect() {
+      let total = 0;
+      for (const room of source.rooms.values()) total += new Set([...room.sessions].map((s) => s.userId)).size;
+      members.set(total);
+    },
+  });
+  const sessions: Gauge = new Gauge({
+    name: 'livemux_chat_sessions_joined',
+    help: 'Chat sessions joined to a room held by this Chat backend.',
+    registers,
+    collect() {
+      let total = 0;
+      for (const room of source.rooms.values()) total += room.sessions.size;
+      sessions.set(total);
+    },
+  });
+
+  return {
+    registry,
+    historyTrimmed: new Counter({
+      name: 'livemux_chat_history_trimmed_total',
+      help: 'Stored messages trimmed from room histories by their length or age bound.',
+      registers,
+    }),
+    historyGaps: new Counter({
+      name: 'livemux_chat_history_gaps_total',
+      help: 'History reads (join recovery or history requests) that found messages after the reader already trimmed.',
+      registers,
+    }),
+    moderationActions: new Counter({
+      name: 'livemux_chat_moderation_actions_total',
+      help: 'Moderate requests, by action and result (ok, or the error code in lower case, e.g. permission_denied).',
+      labelNames: ['action', 'result'],
+      registers,
+    }),
+    requestFailures: new Counter({
+      name: 'livemux_chat_request_failures_total',
+      help: 'Chat requests answered INTERNAL (e.g. the store unreachable), by request kind.',
+      labelNames: ['kind'],
+      registers,
+    }),
+  };
+}
+
+/**
+ * A ChatStore that counts what the store reports about history on the way through: trims (the count
+ * `appendHistory` resolves with) and gaps (a `readHistory` whose oldest retained seq is past the
+ * reader's next one). Every other call is passed through unchanged; the wrapped store stays the owner
+ * of all state, and `close` closes it.
+ */
+export class MeteredChatStore implements ChatStore {
+  constructor(
+    private readonly inner: ChatStore,
+    private readonly metrics: Pick<ChatMetrics, 'historyTrimmed' | 'historyGaps'>,
+  ) {}
+
+  async appendHistory(room: string, message: StoredMessage, limits: HistoryLimits, nowMs: number): Promise<number> {
+    const trimmed = await this.inner.appendHistory(room, message, limits, nowMs);
+    if (trimmed > 0) this.metrics.historyTrimmed.inc(trimmed);
+    return trimmed;
+  }
+
+  async readHistory(room: string, afterSeq: number, limit: number): Promise<{ messages: StoredMessage[]; oldestSeq: number | null }> {
+    const read = await this.inner.readHistory(room, afterSeq, limit);
+    if (read.oldestSeq !== null && read.oldestSeq > afterSeq + 1) this.metrics.historyGaps.inc();
+    return read;
+  }
+
+  nextSeq(room: string): Promise<number> {
+    return this.inner.nextSeq(room);
+  }
+  latestHistory(room: string, limit: number): Promise<StoredMessage[]> {
+    return this.inner.latestHistory(room, limit);
+  }
+  join(room: string, member: Member): Promise<void> {
+    return this.inner.join(room, member);
+  }
+  leave(room: string, userId: string): Promise<void> {
+    return this.inner.leave(room, userId);
+  }
+  member(room: string, userId: string): Promise<Member | null> {
+    return this.inner.member(room, userId);
+  }
+  members(room: string, cursor: string | null, limit: number): Promise<Page<Member>> {
+    return this.inner.members(room, cursor, limit);
+  }
+  memberCount(room: string): Promise<number> {
+    return this.inner.memberCount(room);
+  }
+  setMute(room: string, userId: string, untilMs: number): Promise<void> {
+    return this.inner.setMute(room, userId, untilMs);
+  }
+  setBan(room: string, userId: string, untilMs: number): Promise<void> {
+    return this.inner.setBan(room, userId, untilMs);
+  }
+  muteUntil(room: string, userId: string, nowMs: number): Promise<number> {
+    return this.inner.muteUntil(room, userId, nowMs);
+  }
+  banUntil(room: string, userId: string, nowMs: number): Promise<number> {
+    return this.inner.banUntil(room, userId, nowMs);
+  }
+  setWhitelisted(room: string, userId: string, on: boolean): Promise<void> {
+    return this.inner.setWhitelisted(room, userId, on);
+  }
+  isWhitelisted(room: string, userId: string): Promise<boolean> {
+    return this.inner.isWhitelisted(room, userId);
+  }
+  setAttributes(room: string, changes: Readonly<Record<string, string | null>>): Promise<AttributeChange[]> {
+    return this.inner.setAttributes(room, changes);
+  }
+  attributes(room: string): Promise<{ values: Record<string, string>; version: number }> {
+    return this.inner.attributes(room);
+  }
+  attributeChanges(room: string, afterVersion: number): Promise<AttributeChange[] | null> {
+    return this.inner.attributeChanges(room, afterVersion);
+  }
+  dropRoom(room: string): Promise<void> {
+    return this.inner.dropRoom(room);
+  }
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+}

@@ -1,0 +1,114 @@
+/**
+ * Chat protocol clients for integration tests against real proxies and Chat backends: a member is one
+ * SDK session of business `chat` in one room, seen through its decoded ChatEvents (docs/chat.md).
+ */
+import { connect, type ClientSession, type LivemuxClient } from '../../src/client/index.js';
+import { WireRole, decodeChatEvent, encodeChatRequest, type ChatEvent, type ChatRequest, type Reply, type RoomMessage } from '../../src/backends/chat/chat-codec.js';
+import type { PriorityName } from '../../src/protocol/constants.js';
+import { mintToken } from '../../src/proxy/auth.js';
+import { TEST_SECRET } from './processes.js';
+
+/** routes.yaml for one `chat` business on `endpoints`, consistent_hash on metadata.room_id. */
+export function chatRoutes(endpoints: string[], pool: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    version: 1,
+    routes: [{ business: 'chat', pool: 'chat', policy: 'consistent_hash', hash_key: 'metadata.room_id' }],
+    pools: { chat: { protocol: 'grpc', endpoints: endpoints.map((address) => ({ address })), ...pool } },
+  };
+}
+
+/** A token for `user`, with a `role` claim when given (host, admin). */
+export function chatToken(user: string, role?: string): Promise<string> {
+  return mintToken({ secret: TEST_SECRET, sub: user, ...(role === undefined ? {} : { claims: { role } }) });
+}
+
+/** One received event and when it arrived (Date.now()). */
+export interface Received {
+  readonly event: ChatEvent;
+  readonly at: number;
+}
+
+/** A chat session seen through its decoded events. */
+export class ChatMember {
+  readonly received: Received[] = [];
+  /** Set once the session closed: the CLOSE code and reason. */
+  closed: { code: number; reason: string } | null = null;
+  private nextId = 1;
+  private waiters: (() => void)[] = [];
+
+  constructor(
+    readonly user: string,
+    readonly client: LivemuxClient,
+    readonly session: ClientSession,
+  ) {
+    session.on('data', (payload: Buffer) => {
+      this.received.push({ event: decodeChatEvent(payload), at: Date.now() });
+      this.wake();
+    });
+    session.on('close', (code: number, reason: string) => {
+      this.closed = { code, reason };
+      this.wake();
+    });
+  }
+
+  get events(): ChatEvent[] {
+    return this.received.map((r) => r.event);
+  }
+
+  get messages(): RoomMessage[] {
+    return this.received.flatMap((r) => (r.event.message ? [r.event.message] : []));
+  }
+
+  /** Sends a request without waiting for its Reply; returns its request id (0 asks for no reply). */
+  async post(req: Omit<ChatRequest, 'requestId'>, priority: PriorityName = 'high', wantReply = true): Promise<number> {
+    const requestId = wantReply ? this.nextId++ : 0;
+    await this.session.send(encodeChatRequest({ requestId, ...req }), { priority });
+    return requestId;
+  }
+
+  replyTo(requestId: number): Reply | undefined {
+    return this.received.find((r) => r.event.reply?.requestId === requestId)?.event.reply;
+  }
+
+  async request(req: Omit<ChatRequest, 'requestId'>, priority: PriorityName = 'high', timeoutMs = 10_000): Promise<Reply> {
+    const id = await this.post(req, priority);
+    await this.until(() => this.replyTo(id) !== undefined, timeoutMs, `reply to request ${id}`);
+    return this.replyTo(id)!;
+  }
+
+  say(text: string, priority: PriorityName = 'high', clientMsgId = ''): Promise<Reply> {
+    return this.request({ send: { body: Buffer.from(text), clientMsgId } }, priority);
+  }
+
+  async until(done: () => boolean, timeoutMs = 10_000, what = 'condition'): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!done()) {
+      if (Date.now() > deadline) throw new Error(`${this.user}: timed out waiting for ${what}; last events: ${JSON.stringify(this.events.slice(-3))}`);
+      await new Promise<void>((resolve) => {
+        this.waiters.push(resolve);
+        setTimeout(resolve, 100);
+      });
+    }
+  }
+
+  private wake(): void {
+    for (const w of this.waiters.splice(0)) w();
+  }
+}
+
+/** Connects `user` to the proxy on `port`, opens a chat session in `room` (no Join yet). */
+export async function openMember(port: number, user: string, room: string, role?: string): Promise<ChatMember> {
+  const client = await connect({ host: '127.0.0.1', port, token: await chatToken(user, role), reconnect: false });
+  return new ChatMember(user, client, await client.open('chat', { room_id: room }));
+}
+
+/** openMember, then a Join with `sinceSeq` that must succeed. */
+export async function joinMember(port: number, user: string, room: string, opts: { sinceSeq?: number; role?: string } = {}): Promise<ChatMember> {
+  const m = await openMember(port, user, room, opts.role);
+  const reply = await m.request({ join: { sinceSeq: opts.sinceSeq ?? 0, role: WireRole.UNSPECIFIED } });
+  if (!reply.ok) throw new Error(`${user}: join ${room} failed: ${reply.errorCode} ${reply.errorMessage}`);
+  return m;
+}
+
+/** "seq:sender:body" of each message, for comparing what members saw. */
+export const view = (messages: readonly RoomMessage[]): string[] => messages.map((m) => `${m.seq}:${m.senderId}:${Buffer.from(m.body).toString()}`);
