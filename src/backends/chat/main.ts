@@ -6,8 +6,6 @@
  * Prints `{"event":"listening","port":N}` on stdout once it accepts streams (with `"adminPort":M` when
  * the admin server runs; logs go to stderr), and exits 0 after a clean shutdown on SIGTERM/SIGINT.
  */
-import { realpathSync } from 'node:fs';
-import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import pino from 'pino';
 import { createLogger } from '../../observability/logger.js';
@@ -20,6 +18,7 @@ import { MemoryChatStore } from './memory-store.js';
 import { RedisChatStore } from './redis-store.js';
 import type { ChatStore } from './store.js';
 import { WordFilterMode } from './word-filter.js';
+import { runIfEntryPoint } from '../process-entry.js';
 
 const DEFAULT_HOST = '127.0.0.1';
 const DEFAULT_PORT = 7102;
@@ -163,23 +162,4 @@ function parseRate(values: Record<string, string | undefined>, name: string): nu
   return rate;
 }
 
-/** True when this module is the process entry point (not imported by the CLI or a test). */
-function isEntryPoint(): boolean {
-  const entry = process.argv[1];
-  if (entry === undefined) return false;
-  try {
-    return pathToFileURL(realpathSync(entry)).href === import.meta.url;
-  } catch {
-    return false;
-  }
-}
-
-if (isEntryPoint()) {
-  runChatBackend(process.argv.slice(2)).then(
-    (code) => process.exit(code),
-    (err: unknown) => {
-      process.stderr.write(`chat-backend: ${err instanceof Error ? err.message : String(err)}\n`);
-      process.exit(err instanceof LivemuxError ? 2 : 1);
-    },
-  );
-}
+runIfEntryPoint(import.meta.url, 'chat-backend', runChatBackend);

@@ -4,8 +4,6 @@
  * accepts streams (logs go to stderr, so stdout stays machine-readable), and exits 0 after a clean
  * shutdown on SIGTERM or SIGINT.
  */
-import { realpathSync } from 'node:fs';
-import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import pino from 'pino';
 import { createLogger } from '../../observability/logger.js';
@@ -13,6 +11,7 @@ import { LivemuxError } from '../../protocol/errors.js';
 import { createBackendServer } from '../backend-server.js';
 import { untilSignal } from '../../cli/signals.js';
 import { createEchoHandlers } from './echo-backend.js';
+import { runIfEntryPoint } from '../process-entry.js';
 
 const DEFAULT_HOST = '127.0.0.1';
 const DEFAULT_PORT = 7101;
@@ -54,23 +53,4 @@ function parseEchoArgs(argv: string[]): { host: string; port: number; logLevel: 
   return { host: values.host ?? DEFAULT_HOST, port, logLevel: values['log-level'] ?? 'info' };
 }
 
-/** True when this module is the process entry point (not imported by the CLI or a test). */
-function isEntryPoint(): boolean {
-  const entry = process.argv[1];
-  if (entry === undefined) return false;
-  try {
-    return pathToFileURL(realpathSync(entry)).href === import.meta.url;
-  } catch {
-    return false;
-  }
-}
-
-if (isEntryPoint()) {
-  runEchoBackend(process.argv.slice(2)).then(
-    (code) => process.exit(code),
-    (err: unknown) => {
-      process.stderr.write(`echo-backend: ${err instanceof Error ? err.message : String(err)}\n`);
-      process.exit(err instanceof LivemuxError ? 2 : 1);
-    },
-  );
-}
+runIfEntryPoint(import.meta.url, 'echo-backend', runEchoBackend);
