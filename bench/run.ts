@@ -1,9 +1,12 @@
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { stringify } from 'yaml';
 import { PACKAGE_ROOT } from '../src/paths.js';
 import { mintToken } from '../src/proxy/auth.js';
+import { MESSAGE_BYTES } from './broadcast-protocol.js';
+import { BROADCAST_CLIENTS, LATENCY_SECONDS, type LivemuxUnderTest, PACE_SLACK_MS, STEP_SECONDS, type SystemResult, benchBroadcast } from './broadcast.js';
 import { benchCodec } from './codec.js';
 import { type BenchProcess, type OutputLine, startProcess } from './processes.js';
 import { benchReload, type ReloadResult, type ReloadTarget } from './reload.js';
@@ -11,7 +14,9 @@ import { benchPickers } from './routing.js';
 
 /**
  * `npm run bench`: every figure the issues ask for, measured side by side in one run on this machine,
- * printed as a table and written to BENCHMARKS.md. Not a test: nothing here passes or fails on time.
+ * printed as tables and written to BENCHMARKS.md, one section each: core (codec, routing, echo,
+ * reload) and broadcast (issue 4). `BENCH_ONLY=core` or `BENCH_ONLY=broadcast` runs one section.
+ * Not a test: nothing here passes or fails on time.
  */
 const SECRET = 'bench-secret-0123456789abcdef0123456789';
 const DIST = join(PACKAGE_ROOT, 'dist');
@@ -28,7 +33,6 @@ interface Row {
   value: string;
   note: string;
 }
-const rows: Row[] = [];
 
 /** Starts `node script args` with the bench's JWT secret; resolves with its first line that satisfies `ready`. */
 function start(
@@ -44,7 +48,52 @@ async function echoLoad(port: number, mode: 'proxy' | 'plain', token: string): P
   return (await start(join(DIST, 'bench', 'echo-load.js'), args, (l) => 'roundTripsPerSecond' in l)).line as never;
 }
 
+/** What runs a proxy in front of an echo backend, for the echo, reload and broadcast benches. */
+interface Livemux extends LivemuxUnderTest {
+  adminPort: number;
+  routesFile: string;
+  routes: ReloadTarget['routes'];
+}
+
+/** Starts an echo backend and a proxy routing business "echo" to it, with `limits` in its config file. */
+async function startLivemux(limits: Record<string, number>): Promise<Livemux> {
+  const { process: backend, line } = await start(BIN, ['echo-backend', '--host', '127.0.0.1', '--port', '0'], (l) => l.event === 'listening');
+  const dir = mkdtempSync(join(tmpdir(), 'livemux-bench-'));
+  const routes = {
+    version: 1,
+    routes: [{ business: 'echo', pool: 'echo' }],
+    pools: { echo: { protocol: 'grpc', endpoints: [{ address: `127.0.0.1:${line.port}` }] } },
+  };
+  writeFileSync(join(dir, 'routes.yaml'), stringify(routes));
+  writeFileSync(join(dir, 'livemux.yaml'), stringify({
+    listen: { host: '127.0.0.1', port: 0 },
+    admin: { host: '127.0.0.1', port: 0 },
+    routes: './routes.yaml',
+    log: { level: 'info' },
+    limits,
+  }));
+  const proxy = await start(BIN, ['start', '--config', join(dir, 'livemux.yaml')], (l) => l.msg === 'livemux listening');
+  await sleep(500); // let the proxy's backend stream come up
+  const { port, admin, pid } = proxy.line as { port: number; admin: number; pid: number };
+  return { proxy: proxy.process, backend, port, adminPort: admin, pid, routesFile: join(dir, 'routes.yaml'), routes };
+}
+
 async function main(): Promise<void> {
+  const only = process.env.BENCH_ONLY;
+  const command = only ? `BENCH_ONLY=${only} npm run bench` : 'npm run bench';
+  const token = await mintToken({ secret: SECRET, sub: 'bench' });
+  if (only !== 'broadcast') writeSection('core', command, table(await benchCore(token)));
+  if (only !== 'core') {
+    // The publisher sends without reading WINDOW_UPDATEs: a large client→proxy window keeps it legal.
+    const livemux = (): Promise<Livemux> => startLivemux({ session_window: 1 << 30, connection_window: 1 << 30 });
+    writeSection('broadcast', command, broadcastReport(await benchBroadcast(token, livemux)));
+  }
+  process.exit(0);
+}
+
+/** Codec, routing, echo and reload figures. Stops the processes it started. */
+async function benchCore(token: string): Promise<Row[]> {
+  const rows: Row[] = [];
   for (const size of [64, 1024]) {
     for (const r of benchCodec(size)) {
       const target = r.name === 'decode 64 B' ? 'target ≥ 2,000,000/s on one core' : '';
@@ -56,32 +105,15 @@ async function main(): Promise<void> {
     rows.push({ what, value: `${fmt(r.picksPerSecond)} picks/s`, note: 'one core, all endpoints healthy' });
   }
 
-  const { line: backend } = await start(BIN, ['echo-backend', '--host', '127.0.0.1', '--port', '0'], (l) => l.event === 'listening');
-  const dir = mkdtempSync(join(tmpdir(), 'livemux-bench-'));
-  const routes = {
-    version: 1,
-    routes: [{ business: 'echo', pool: 'echo' }],
-    pools: { echo: { protocol: 'grpc', endpoints: [{ address: `127.0.0.1:${backend.port}` }] } },
-  };
-  writeFileSync(join(dir, 'routes.yaml'), stringify(routes));
-  writeFileSync(join(dir, 'livemux.yaml'), stringify({
-    listen: { host: '127.0.0.1', port: 0 },
-    admin: { host: '127.0.0.1', port: 0 },
-    routes: './routes.yaml',
-    log: { level: 'info' },
-    // The reload bench opens 64 sessions on each of its connections at once.
-    limits: { open_reset_rate: 10_000 },
-  }));
-  const proxy = await start(BIN, ['start', '--config', join(dir, 'livemux.yaml')], (l) => l.msg === 'livemux listening');
-  const { line: plain } = await start(join(DIST, 'bench', 'plain-echo-server.js'), [], (l) => l.event === 'listening');
-  const token = await mintToken({ secret: SECRET, sub: 'bench' });
-  await new Promise((r) => setTimeout(r, 500)); // let the proxy's backend stream come up
+  // The reload bench opens 64 sessions on each of its connections at once.
+  const livemux = await startLivemux({ open_reset_rate: 10_000 });
+  const plain = await start(join(DIST, 'bench', 'plain-echo-server.js'), [], (l) => l.event === 'listening');
 
   const plainRuns = [];
   const proxyRuns = [];
   for (let i = 0; i < ROUNDS; i++) {
-    plainRuns.push(await echoLoad(plain.port as number, 'plain', token));
-    proxyRuns.push(await echoLoad(proxy.line.port as number, 'proxy', token));
+    plainRuns.push(await echoLoad(plain.line.port as number, 'plain', token));
+    proxyRuns.push(await echoLoad(livemux.port, 'proxy', token));
   }
   const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
   const plainRate = mean(plainRuns.map((r) => r.roundTripsPerSecond));
@@ -91,14 +123,8 @@ async function main(): Promise<void> {
   rows.push({ what: 'proxy + echo backend round trips', value: `${fmt(proxyRate)}/s`, note: `same load; p99 ${proxyRuns.at(-1)!.p99Ms.toFixed(2)} ms` });
   rows.push({ what: 'proxy / plain echo ratio', value: `${((proxyRate / plainRate) * 100).toFixed(1)} %`, note: 'target ≥ 40 %' });
 
-  const target: ReloadTarget = {
-    proxy: proxy.process,
-    port: proxy.line.port as number,
-    adminPort: proxy.line.admin as number,
-    token,
-    routesFile: join(dir, 'routes.yaml'),
-    routes,
-  };
+  const { proxy, port, adminPort, routesFile, routes } = livemux;
+  const target: ReloadTarget = { proxy, port, adminPort, token, routesFile, routes };
   const idle = await benchReload(target, 'idle', RELOAD_TRIALS);
   const loadArgs = ['--port', String(target.port), '--conns', String(HELD_CONNS), '--sessions', String(HELD_PER_CONN), '--token', token];
   const held = await start(join(DIST, 'bench', 'sessions-load.js'), loadArgs, (l) => l.event === 'sessions open');
@@ -107,11 +133,60 @@ async function main(): Promise<void> {
   held.process.stop();
   rows.push(reloadRow(busy, `target < 100 ms; ${RELOAD_TRIALS} editor-style saves (temp file + rename)`));
   rows.push(reloadRow(idle, 'same trials, for comparison'));
+  for (const p of [livemux.proxy, livemux.backend, plain.process]) p.stop();
+  return rows;
+}
 
-  const table = ['| measurement | result | notes |', '| --- | --- | --- |', ...rows.map((r) => `| ${r.what} | ${r.value} | ${r.note} |`)].join('\n');
-  console.log(`\n${table}\n`);
-  writeResults(table);
-  process.exit(0);
+/**
+ * The broadcast section: one row per system (deliveries/s at the peak, servers' and receivers' CPU per
+ * delivery at the peak, latency at half the peak, servers' RSS, ratios), then each peak search's steps.
+ */
+function broadcastReport(results: SystemResult[]): string {
+  const [plain, socketIo, livemux] = results as [SystemResult, SystemResult, SystemResult];
+  const peak = (r: SystemResult): number => r.peak.deliveries / STEP_SECONDS;
+  const p99 = (r: SystemResult): number => r.half.latency.quantile(0.99);
+  const perServer = (r: SystemResult, value: (i: number) => string): string =>
+    r.servers.map((label, i) => (r.servers.length > 1 ? `${label} ${value(i)}` : value(i))).join(' + ');
+  const verdict = (ok: boolean): string => (ok ? 'met' : '**missed**');
+  const targets = [
+    `≥ 60 % of plain TCP: ${verdict(peak(livemux) >= 0.6 * peak(plain))}`,
+    `≥ 10× socket.io: ${verdict(peak(livemux) >= 10 * peak(socketIo))}`,
+    `p99 < 100 ms at 50 % of peak: ${verdict(p99(livemux) < 100)}`,
+  ];
+  const notes = new Map([
+    [plain, 'the practical limit on this machine'],
+    [socketIo, 'websocket transport only'],
+    [livemux, `targets: ${targets.join('; ')}`],
+  ]);
+  const row = (r: SystemResult): string => {
+    const cpu = perServer(r, (i) => `${(r.peak.cpuUs[i]! / r.peak.deliveries).toPrecision(3)} µs`);
+    const receiverCpu = `${(r.peak.receiverCpuUs / r.peak.deliveries).toPrecision(3)} µs`;
+    const rss = perServer(r, (i) => `${fmt(r.idleRssBytes[i]! / 2 ** 20)} / ${fmt(r.peakRssBytes[i]! / 2 ** 20)} MiB`);
+    const latency = `${r.half.latency.quantile(0.5).toFixed(1)} / ${p99(r).toFixed(1)} ms${r.half.ok ? '' : ' (fell behind)'}`;
+    const vsPlain = `${((peak(r) / peak(plain)) * 100).toFixed(1)} %`;
+    const vsSocketIo = `${(peak(r) / peak(socketIo)).toFixed(1)}×`;
+    return `| ${r.name} | ${fmt(peak(r))} | ${cpu} | ${receiverCpu} | ${latency} | ${rss} | ${vsPlain} | ${vsSocketIo} | ${notes.get(r)} |`;
+  };
+  const step = (s: SystemResult['steps'][number]): string => {
+    const rate = s.rate < 10 ? s.rate.toFixed(1) : fmt(s.rate);
+    if (s.ok) return `${rate} ✓`;
+    return `${rate} ✗ (${s.missing > 0 ? `${fmt(s.missing)} missing` : `received at ${fmt((100 * s.publishMs) / s.receiveMs)} % of the pace`})`;
+  };
+  return [
+    `${fmt(BROADCAST_CLIENTS)} receivers in one room, ${MESSAGE_BYTES} B messages. Peak: the fastest ${STEP_SECONDS} s step ` +
+      `that kept pace (${PACE_SLACK_MS} ms allowance); latency: ${LATENCY_SECONDS} s at half the peak rate.`,
+    '',
+    '| system | deliveries/s at peak | server CPU per delivery | receivers\' CPU per delivery | p50 / p99 latency at 50 % of peak | server RSS idle / highest | vs plain TCP | vs socket.io | notes |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+    ...results.map(row),
+    '',
+    `Peak search, room messages/s offered (× ${fmt(BROADCAST_CLIENTS)} = deliveries/s); ✓ kept pace, ✗ did not:`,
+    ...results.map((r) => `- ${r.name}: ${r.steps.map(step).join(', ')}`),
+  ].join('\n');
+}
+
+function table(rows: Row[]): string {
+  return ['| measurement | result | notes |', '| --- | --- | --- |', ...rows.map((r) => `| ${r.what} | ${r.value} | ${r.note} |`)].join('\n');
 }
 
 /** One table row for a reload run: median and max delay, sessions open per the proxy's /status. */
@@ -126,12 +201,13 @@ function reloadRow(r: ReloadResult, note: string): Row {
   };
 }
 
-/** Replaces the core section of BENCHMARKS.md with this run's table. */
-function writeResults(table: string): void {
+/** Prints `body` and replaces the section `name` of BENCHMARKS.md with it (appended if absent). */
+function writeSection(name: string, command: string, body: string): void {
+  console.log(`\n${body}\n`);
   const file = join(PACKAGE_ROOT, 'BENCHMARKS.md');
-  const begin = '<!-- bench:core:begin -->';
-  const end = '<!-- bench:core:end -->';
-  const section = `${begin}\nMeasured ${new Date().toISOString().slice(0, 10)} by \`npm run bench\` (node ${process.version}, ${cpuName()}).\n\n${table}\n${end}`;
+  const begin = `<!-- bench:${name}:begin -->`;
+  const end = `<!-- bench:${name}:end -->`;
+  const section = `${begin}\nMeasured ${new Date().toISOString().slice(0, 10)} by \`${command}\` (node ${process.version}, ${cpuName()}).\n\n${body}\n${end}`;
   let text: string;
   try {
     text = readFileSync(file, 'utf8');

@@ -1,0 +1,76 @@
+import { type Socket, io } from 'socket.io-client';
+
+/**
+ * What the broadcast bench's publisher and receivers agree on, whatever carries the bytes (plain TCP,
+ * socket.io, livemux): 64-byte ASCII messages whose first character says what they are, a clock every
+ * process on the machine shares, and a latency histogram that merges by addition.
+ *
+ *   `M <phase> <sent at, ms>`   a room message; receivers count it and sampled ones time it
+ *   `E <phase> <total>`         end of a phase: `total` room messages have been published since the start
+ *   `P`                         readiness probe: proves a receiver is in the room; not counted
+ *
+ * On socket.io, the publisher connects with `?role=publisher` and emits `pub`; receivers get `m`.
+ */
+export const MESSAGE_BYTES = 64;
+export const Kind = { MESSAGE: 0x4d, END: 0x45, PROBE: 0x50 } as const; // 'M', 'E', 'P'
+
+/** Milliseconds on CLOCK_MONOTONIC: one clock for every process on the machine, so times compare across them. */
+export function clockMs(): number {
+  const [s, ns] = process.hrtime();
+  return s * 1e3 + ns / 1e6;
+}
+
+const pad = (text: string): string => text.padEnd(MESSAGE_BYTES, '.');
+export const roomMessage = (phase: number): string => pad(`M ${phase} ${clockMs().toFixed(3)} `);
+export const endMessage = (phase: number, total: number): string => pad(`E ${phase} ${total} `);
+export const probeMessage = (): string => pad('P ');
+
+/** The numeric fields of a message (phase, then sent-at or total). */
+export function fields(text: string): [number, number] {
+  const [, a, b] = text.split(' ', 3);
+  return [Number(a), Number(b)];
+}
+
+// Buckets 2 % wide from 10 µs up: bucket i holds latencies up to FIRST_MS × GROWTH^i (the last one, anything above ~100 s).
+const FIRST_MS = 0.01;
+const GROWTH = 1.02;
+const BUCKETS = 820;
+
+/** A latency histogram with 2 % resolution, as a plain array so it travels in a JSON line. */
+export class LatencyHistogram {
+  constructor(readonly counts: number[] = new Array<number>(BUCKETS).fill(0)) {}
+
+  add(ms: number): void {
+    const i = ms <= FIRST_MS ? 0 : Math.ceil(Math.log(ms / FIRST_MS) / Math.log(GROWTH));
+    this.counts[Math.min(i, BUCKETS - 1)]!++;
+  }
+
+  merge(other: readonly number[]): void {
+    other.forEach((n, i) => (this.counts[i]! += n));
+  }
+
+  get total(): number {
+    return this.counts.reduce((a, b) => a + b, 0);
+  }
+
+  /** Upper bound of the bucket holding quantile `q` (0..1), in ms; NaN when empty. */
+  quantile(q: number): number {
+    const rank = q * this.total;
+    let seen = 0;
+    for (let i = 0; i < BUCKETS; i++) {
+      seen += this.counts[i]!;
+      if (seen >= rank && seen > 0) return FIRST_MS * GROWTH ** i;
+    }
+    return NaN;
+  }
+}
+
+/** A socket.io-client connection to the bench's socket.io server (websocket only, no reconnection). */
+export function connectSocketIo(port: number, query: Record<string, string> = {}): Promise<Socket> {
+  const options = { transports: ['websocket'], reconnection: false, forceNew: true, timeout: 60_000, query };
+  const socket = io(`http://127.0.0.1:${port}`, options);
+  return new Promise((resolve, reject) => {
+    socket.once('connect', () => resolve(socket));
+    socket.once('connect_error', reject);
+  });
+}
