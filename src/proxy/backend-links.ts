@@ -24,7 +24,13 @@ export class BackendLinks implements LinkDirectory {
   constructor(
     private readonly sink: BackendCommandSink,
     private readonly health: EndpointHealth,
-    private readonly opts: { proxyId: string; logger: Logger; metrics: Metrics },
+    private readonly opts: {
+      proxyId: string;
+      logger: Logger;
+      metrics: Metrics;
+      /** A gRPC link's stream is up again (it may still wait for its health to recover). */
+      onLinkReady?: (endpoint: string) => void;
+    },
   ) {}
 
   get(endpoint: string): BackendLink | undefined {
@@ -92,7 +98,10 @@ export class BackendLinks implements LinkDirectory {
       onStateChange: (state) => {
         this.publishState(spec.address, state);
         if (state === LinkState.DOWN) this.health.reportFailure(spec.address, 'backend stream lost');
-        else if (state === LinkState.READY) this.health.reportSuccess(spec.address);
+        else if (state === LinkState.READY) {
+          this.health.reportSuccess(spec.address);
+          this.opts.onLinkReady?.(spec.address);
+        }
       },
     });
   }

@@ -54,8 +54,15 @@ export class ProxyServer {
   ) {
     const registry = new SessionRegistry();
     this.health = new EndpointHealthMonitor({ logger, metrics });
-    this.links = new BackendLinks(registry, this.health, { proxyId: config.proxyId, logger, metrics });
-    const mover = new SessionMover({ routes: () => this.routes.table, links: this.links, registry, metrics, logger });
+    // The mover is created after the links it uses; the callback only runs once both exist.
+    let mover: SessionMover | null = null;
+    this.links = new BackendLinks(registry, this.health, {
+      proxyId: config.proxyId,
+      logger,
+      metrics,
+      onLinkReady: (endpoint) => mover?.endpointRecovered(endpoint),
+    });
+    mover = new SessionMover({ routes: () => this.routes.table, links: this.links, registry, metrics, logger });
     registry.setRelocator(mover);
     this.routes = new RouteReloader(config.routesFile, {
       logger,
@@ -71,7 +78,8 @@ export class ProxyServer {
     // A breaker opening (or failing active checks) moves sessions off an endpoint whose stream is up.
     this.health.onChange((endpoint, healthy) => {
       const link = this.links.get(endpoint);
-      if (!healthy && link) mover.relocate(registry.sessionsOn(link), endpoint, 'marked unhealthy');
+      if (healthy) mover.endpointRecovered(endpoint);
+      else if (link) mover.relocate(registry.sessionsOn(link), endpoint, 'marked unhealthy');
     });
     this.ctx = {
       config,

@@ -1,13 +1,16 @@
 import type { Logger } from 'pino';
 import type { Metrics } from '../observability/metrics.js';
 import { Code } from '../protocol/codes.js';
-import type { RouteTable } from '../routing/types.js';
+import type { RouteContext, RouteTable } from '../routing/types.js';
 import type { ProxySession } from '../session/proxy-session.js';
 import type { SessionRegistry, SessionRelocator } from '../session/registry.js';
 import type { BackendLinks } from './backend-links.js';
 
 /** Why sessions are being moved; the `reason` label of `livemux_sessions_relocated_total`. */
-type RelocationReason = 'endpoint_failed' | 'endpoint_removed' | 'business_disabled' | 'connect_failed';
+type RelocationReason = 'endpoint_failed' | 'endpoint_removed' | 'business_disabled' | 'connect_failed' | 'owner_recovered';
+
+/** Policies that give a key one owner: their sessions go back to it when it recovers. */
+const KEYED_POLICIES: ReadonlySet<string> = new Set(['hash', 'consistent_hash']);
 
 /**
  * Moves sessions when their endpoint is lost, and applies a reloaded route table to the sessions
@@ -30,7 +33,32 @@ export class SessionMover implements SessionRelocator {
   /** The endpoint serving `sessions` failed (stream lost, breaker opened). */
   relocate(sessions: readonly ProxySession[], lostEndpoint: string, reason: string): void {
     for (const s of sessions) {
-      this.move(s, lostEndpoint, 'endpoint_failed', Code.BACKEND_UNAVAILABLE, `backend ${lostEndpoint} unavailable: ${reason}`);
+      if (this.move(s, lostEndpoint, 'endpoint_failed', Code.BACKEND_UNAVAILABLE, `backend ${lostEndpoint} unavailable: ${reason}`)) {
+        s.displacedFrom = lostEndpoint;
+      }
+    }
+  }
+
+  /**
+   * `endpoint` is usable again. Sessions of hash and consistent_hash routes that were moved off it go
+   * back when routing names it their key's owner again, as re-attaches. Otherwise a key would keep two
+   * owners, the fallback for the moved sessions and the recovered one for new sessions (for a chat
+   * room: two sequences). round_robin sessions have no owner and stay where they are.
+   */
+  endpointRecovered(endpoint: string): void {
+    const { routes, links, registry, metrics, logger } = this.deps;
+    const link = links.get(endpoint);
+    if (!link || !links.isHealthy(endpoint)) return;
+    const table = routes();
+    for (const s of registry.all()) {
+      if (s.displacedFrom !== endpoint) continue;
+      s.displacedFrom = null;
+      const route = table.config.routes.find((r) => r.business === s.business);
+      if (!route || !KEYED_POLICIES.has(route.policy)) continue;
+      const decision = table.resolve(s.business, contextOf(s), links.isHealthy);
+      if (decision.kind !== 'ok' || decision.endpoint !== endpoint || !registry.rebind(s, link)) continue;
+      metrics.sessionsRelocated.inc({ reason: 'owner_recovered', result: 'moved' });
+      logger.debug({ conn: s.info.connectionId, session: s.info.clientSessionId, to: endpoint }, 'session moved back to its owner');
     }
   }
 
@@ -73,25 +101,28 @@ export class SessionMover implements SessionRelocator {
     }
   }
 
-  private move(s: ProxySession, avoid: string, reason: RelocationReason, failCode: Code, failReason: string): void {
+  /** Routes `s` again with `avoid` excluded and rebinds it; true when moved, else it is closed. */
+  private move(s: ProxySession, avoid: string, reason: RelocationReason, failCode: Code, failReason: string): boolean {
     const { routes, links, registry, metrics, logger } = this.deps;
-    const { info } = s;
-    const decision = routes().resolve(
-      s.business,
-      { userId: info.userId, connectionId: info.connectionId, clientAddress: info.clientAddress, metadata: info.metadata },
-      (endpoint) => endpoint !== avoid && links.isHealthy(endpoint),
-    );
+    const decision = routes().resolve(s.business, contextOf(s), (endpoint) => endpoint !== avoid && links.isHealthy(endpoint));
     const link = decision.kind === 'ok' ? links.get(decision.endpoint) : undefined;
     if (link && registry.rebind(s, link)) {
       metrics.sessionsRelocated.inc({ reason, result: 'moved' });
-      logger.debug({ conn: info.connectionId, session: info.clientSessionId, from: avoid, to: link.endpoint, reason }, 'session moved');
-      return;
+      logger.debug({ conn: s.info.connectionId, session: s.info.clientSessionId, from: avoid, to: link.endpoint, reason }, 'session moved');
+      return true;
     }
     this.close(s, reason, failCode, failReason);
+    return false;
   }
 
   private close(s: ProxySession, reason: RelocationReason, code: Code, why: string): void {
     this.deps.metrics.sessionsRelocated.inc({ reason, result: 'closed' });
     s.closeByProxy(code, why);
   }
+}
+
+/** What routing looks at, rebuilt from what the session told its backend when it opened. */
+function contextOf(s: ProxySession): RouteContext {
+  const { userId, connectionId, clientAddress, metadata } = s.info;
+  return { userId, connectionId, clientAddress, metadata };
 }

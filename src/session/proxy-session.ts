@@ -71,6 +71,8 @@ export class ProxySession implements QueueOwner, PacedSession {
   private held: Blocked[] | null = null;
   /** Consecutive endpoints that could not take this session (its route's retry policy bounds them). */
   bindFailures = 0;
+  /** The endpoint this session was moved off when it failed; it goes back there when that recovers. */
+  displacedFrom: string | null = null;
 
   constructor(
     private readonly host: SessionHost,

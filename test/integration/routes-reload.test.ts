@@ -225,7 +225,7 @@ describe('rapid saves', () => {
 });
 
 describe('failover', () => {
-  it('a killed backend\'s sessions move to the next owner as re-attaches; it rejoins when back', async () => {
+  it('a killed backend\'s sessions move to the next owner as re-attaches, and back to it when it returns', async () => {
     writeRoutes(
       routesFile({
         routes: [{ business: 'chat', pool: 'all', policy: 'consistent_hash', hash_key: 'metadata.room_id' }],
@@ -259,6 +259,14 @@ describe('failover', () => {
 
     backends[1] = await startEchoBackend(port);
     await until(async () => (await status()).backends[victim] === 'ready', 'the link to come back');
+    // Once it is healthy again, the sessions moved off it go back to it: each room has one owner again.
+    await until(async () => (await whoami(victims[0]!)).backend === victim, 'the moved sessions to return to their owner');
+    for (const s of chats) {
+      const me = await whoami(s);
+      expect(me.backend).toBe(owner.get(s));
+      expect(me.reattach).toBe(victims.includes(s));
+    }
+    expect(chats.filter((s) => closes.has(s))).toEqual([]);
     // New sessions of the rooms it owned go to it again once its breaker lets it back in.
     const room = rooms[chats.indexOf(victims[0]!)]!;
     await until(async () => {
