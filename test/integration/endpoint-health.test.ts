@@ -12,6 +12,7 @@ import {
 import { ServingStatus } from '../../src/backends/health.js';
 import { createMetrics, type Metrics } from '../../src/observability/metrics.js';
 import { type HealthOverrides, monitoredEndpoint, sample } from '../helpers/health-endpoints.js';
+import { freePort } from '../helpers/free-port.js';
 
 /**
  * Active checks against real servers on 127.0.0.1: livemux backends (backend-server.ts serves
@@ -91,15 +92,6 @@ async function tcpServer(mode: 'accept' | 'silent', port = 0): Promise<net.Serve
 async function closeServer(server: net.Server): Promise<void> {
   servers.splice(servers.indexOf(server), 1);
   await new Promise((r) => server.close(r));
-}
-
-/** A port nothing listens on (bound, then released). */
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as net.AddressInfo).port;
-  await new Promise((r) => server.close(r));
-  return port;
 }
 
 const portOf = (server: net.Server): number => (server.address() as net.AddressInfo).port;

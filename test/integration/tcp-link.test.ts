@@ -5,6 +5,7 @@ import { TcpPassthroughLink, type TcpPassthroughLinkOptions } from '../../src/ba
 import { LinkState, type BackendCommandSink, type BackendLink, type SessionOpenInfo } from '../../src/backends/types.js';
 import { Code } from '../../src/protocol/codes.js';
 import { Priority } from '../../src/protocol/constants.js';
+import { freePort } from '../helpers/free-port.js';
 
 /** TCP passthrough against real plain TCP services on 127.0.0.1. */
 
@@ -87,14 +88,6 @@ async function waitFor(what: string, cond: () => boolean, timeoutMs = 5_000): Pr
     if (Date.now() > deadline) throw new Error(`timed out waiting for: ${what}`);
     await new Promise((r) => setTimeout(r, 5));
   }
-}
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as net.AddressInfo).port;
-  await new Promise((r) => server.close(r));
-  return port;
 }
 
 /**

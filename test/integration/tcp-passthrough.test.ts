@@ -2,6 +2,7 @@ import net from 'node:net';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { type ClientSession, type LivemuxClient, connect } from '../../src/client/index.js';
 import { startProxy, testToken } from '../helpers/processes.js';
+import { freePort } from '../helpers/free-port.js';
 
 // A legacy plain-TCP echo service behind a tcp pool whose first endpoint is dead: the proxy must retry
 // the sessions that land there on the live endpoint, bytes intact and in order.
@@ -10,14 +11,6 @@ let legacyConnections = 0;
 let deadAddress: string;
 let proxy: Awaited<ReturnType<typeof startProxy>>;
 let client: LivemuxClient;
-
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 const tcpPool = (endpoints: string[]): Record<string, unknown> => ({
   protocol: 'tcp',

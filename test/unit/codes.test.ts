@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { describe, it, expect } from 'vitest';
 import { Code, CODES, codeInfo, codeName } from '../../src/protocol/codes.js';
 import { PACKAGE_ROOT } from '../../src/paths.js';
+import { tableRows } from '../helpers/markdown-table.js';
 
 const doc = readFileSync(`${PACKAGE_ROOT}/PROTOCOL.md`, 'utf8');
 
@@ -16,21 +17,6 @@ const fixture = JSON.parse(readFileSync(`${PACKAGE_ROOT}/test/fixtures/protocol-
   invalid: Vector[];
   malformedBodies: Vector[];
 };
-
-/** Rows of the first Markdown table under `heading` whose header row is exactly `header`. */
-function tableRows(heading: string, header: string): string[][] {
-  const lines = doc.split('\n');
-  const start = lines.indexOf(heading);
-  expect(start, `heading ${heading}`).toBeGreaterThanOrEqual(0);
-  const at = lines.indexOf(header, start);
-  expect(at, `table ${header}`).toBeGreaterThan(start);
-  const rows: string[][] = [];
-  for (const line of lines.slice(at + 2)) {
-    if (!line.startsWith('|')) break;
-    rows.push(line.slice(1, -1).split('|').map((cell) => cell.trim()));
-  }
-  return rows;
-}
 
 /** The hex of a table cell: backticks and the readability spaces removed. */
 const hexCell = (cell: string | undefined): string => (cell ?? '').replace(/[`\s]/g, '');
@@ -108,12 +94,12 @@ describe('code registry', () => {
 
 describe('PROTOCOL.md', () => {
   it('§6 table matches CODES row for row', () => {
-    const rows = tableRows('## §6 Error and close codes', '| code | name | retry | first delay (ms) | meaning |');
+    const rows = tableRows(doc, '## §6 Error and close codes', '| code | name | retry | first delay (ms) | meaning |');
     expect(rows).toEqual(CODES.map((c) => [String(c.code), c.name, c.retry, String(c.delayMs), c.meaning]));
   });
 
   it('§12 valid table matches the fixture', () => {
-    const rows = tableRows('### §12.1 Valid frames', '| name | hex | decoded meaning |');
+    const rows = tableRows(doc, '### §12.1 Valid frames', '| name | hex | decoded meaning |');
     expect(rows.map(([name, hex, meaning]) => ({ name, hex: hexCell(hex), meaning }))).toEqual(
       fixture.valid.map(({ name, hex, meaning }) => ({ name, hex, meaning })),
     );
@@ -124,7 +110,7 @@ describe('PROTOCOL.md', () => {
       ['### §12.2 Invalid headers', fixture.invalid],
       ['### §12.3 Malformed bodies', fixture.malformedBodies],
     ] as const) {
-      const rows = tableRows(heading, '| name | hex | code | why |');
+      const rows = tableRows(doc, heading, '| name | hex | code | why |');
       expect(rows.map(([name, hex, code, meaning]) => ({ name, hex: hexCell(hex), code, meaning }))).toEqual(
         vectors.map(({ name, hex, code, meaning }) => ({ name, hex, code, meaning })),
       );
@@ -136,7 +122,7 @@ describe('PROTOCOL.md', () => {
   });
 
   it('§12.4 walkthrough uses the fixture bytes of each vector it names', () => {
-    const rows = tableRows('### §12.4 Walkthrough', '| step | direction | vector | hex |');
+    const rows = tableRows(doc, '### §12.4 Walkthrough', '| step | direction | vector | hex |');
     expect(rows.length).toBeGreaterThan(0);
     const byName = new Map(fixture.valid.map((v) => [v.name, v.hex]));
     for (const [, , vector, hex] of rows) expect(hexCell(hex), vector).toBe(byName.get(vector ?? ''));

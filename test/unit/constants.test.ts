@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { describe, it, expect } from 'vitest';
 import * as C from '../../src/protocol/constants.js';
 import { PACKAGE_ROOT } from '../../src/paths.js';
+import { tableRows } from '../helpers/markdown-table.js';
 
 // Each literal below is a wire value: if one of these assertions fails, the change breaks every
 // deployed client, so fix the code rather than the test unless a new protocol version is intended.
@@ -76,21 +77,6 @@ describe('wire constants', () => {
     });
   });
 });
-
-/** Rows of the first Markdown table under `heading` whose header row is exactly `header`. */
-function tableRows(markdown: string, heading: string, header: string): string[][] {
-  const lines = markdown.split('\n');
-  const start = lines.indexOf(heading);
-  expect(start, `heading ${heading}`).toBeGreaterThanOrEqual(0);
-  const at = lines.indexOf(header, start);
-  expect(at, `table ${header}`).toBeGreaterThan(start);
-  const rows: string[][] = [];
-  for (const line of lines.slice(at + 2)) {
-    if (!line.startsWith('|')) break;
-    rows.push(line.slice(1, -1).split('|').map((cell) => cell.trim()));
-  }
-  return rows;
-}
 
 describe('PROTOCOL.md §11 Defaults and limits', () => {
   const doc = readFileSync(`${PACKAGE_ROOT}/PROTOCOL.md`, 'utf8');
