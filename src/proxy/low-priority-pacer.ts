@@ -66,12 +66,15 @@ export class LowPriorityPacer {
     return false;
   }
 
-  /** The session ended: its held messages go with it. */
+  /** The session ended: its held messages go with it, counted. */
   forget(session: PacedSession): void {
     const messages = this.held.get(session);
     if (!messages) return;
     this.held.delete(session);
-    for (const m of messages) this.out.unhold(m.length);
+    for (const m of messages) {
+      this.out.unhold(m.length);
+      this.drop('session_closed');
+    }
   }
 
   close(): void {

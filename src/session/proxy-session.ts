@@ -122,7 +122,11 @@ export class ProxySession implements QueueOwner, PacedSession {
 
   /** The pacer allows one more low frame: send what it held, merged when more than one. */
   sendLowMerged(messages: Buffer[]): void {
-    if (this.state !== SessionState.OPEN) return;
+    if (this.state !== SessionState.OPEN) {
+      // Closing since they were held: like any DATA for a closing session, dropped and counted.
+      for (let i = 0; i < messages.length; i++) this.host.drop('session_closed', Priority.LOW);
+      return;
+    }
     if (messages.length === 1) this.enqueue(messages[0]!, Priority.LOW, Priority.LOW);
     else this.enqueue(encodeBatch(messages), Priority.LOW, Priority.LOW | FLAG_BATCH);
   }
