@@ -18,9 +18,9 @@ export class FrameStats {
     this.inBytes[type]! += bytes;
   }
 
-  /** Counts one sent frame of `type`, `bytes` long including its header. */
-  countOut(type: number, bytes: number): void {
-    this.outFrames[type]! += 1;
+  /** Counts `frames` sent frames of `type`, `bytes` long in all including their headers. */
+  countOut(type: number, bytes: number, frames = 1): void {
+    this.outFrames[type]! += frames;
     this.outBytes[type]! += bytes;
   }
 }

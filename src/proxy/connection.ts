@@ -104,7 +104,7 @@ export class Connection implements FrameSink, SessionHost {
     this.out = new OutboundQueue(
       socket,
       limits.outboundQueueBytes,
-      { onDrop: (reason, priority) => this.drop(reason, priority) },
+      { onDrop: (reason, priority, frames) => this.drop(reason, priority, frames) },
       ctx.metrics.frameStats,
     );
     this.handshakeTimer = setTimeout(
@@ -398,8 +398,8 @@ export class Connection implements FrameSink, SessionHost {
     this.out.control(encodeWindowUpdate(sessionId, increment));
   }
 
-  drop(reason: DropReason, priority: Priority): void {
-    this.ctx.metrics.drops.inc({ reason, priority: PRIORITY_LABELS[priority] });
+  drop(reason: DropReason, priority: Priority, frames = 1): void {
+    this.ctx.metrics.drops.inc({ reason, priority: PRIORITY_LABELS[priority] }, frames);
   }
 
   slowConsumer(): void {

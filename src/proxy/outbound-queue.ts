@@ -14,7 +14,7 @@ export interface QueueOwner {
 export type DropReason = 'queue_full' | 'no_credit' | 'evicted' | 'session_closed' | 'rate_capped' | 'merge_overflow';
 
 export interface OutboundHooks {
-  onDrop(reason: DropReason, priority: Priority): void;
+  onDrop(reason: DropReason, priority: Priority, frames: number): void;
 }
 
 /** Result of asking the queue to take `size` more bytes of DATA. */
@@ -24,6 +24,8 @@ interface Entry {
   head: Buffer;
   body: Buffer | null;
   size: number;
+  /** DATA frames in `head` + `body`: 1, or a run of one topic fan-out (TopicFanOut). */
+  frames: number;
   priority: Priority;
   owner: QueueOwner | null;
 }
@@ -38,24 +40,29 @@ const COALESCE_BYTES = 64 * 1024;
  */
 class FlushScheduler {
   private dirty: OutboundQueue[] = [];
-  private scheduled = false;
-  private readonly run = (): void => {
+  private immediate: NodeJS.Immediate | null = null;
+  readonly run = (): void => {
     const queues = this.dirty;
     this.dirty = [];
-    this.scheduled = false;
+    if (this.immediate) clearImmediate(this.immediate);
+    this.immediate = null;
     for (const q of queues) q.flush();
   };
 
   schedule(q: OutboundQueue): void {
     this.dirty.push(q);
-    if (!this.scheduled) {
-      this.scheduled = true;
-      setImmediate(this.run);
-    }
+    this.immediate ??= setImmediate(this.run);
   }
 }
 
 const scheduler = new FlushScheduler();
+
+/**
+ * Writes every queue that has frames waiting, now rather than at the scheduled turn. For a producer that
+ * has just queued a large fan-out in the check phase: waiting for the next turn would add a whole poll
+ * phase, and behind a busy one, a whole round of socket writes, to every recipient's latency.
+ */
+export const flushQueuedWrites: () => void = scheduler.run;
 
 /**
  * One connection's bounded outbound queue (PROTOCOL.md §8). Control frames go first, then DATA by
@@ -101,7 +108,7 @@ export class OutboundQueue {
       const e = low.shift()!;
       this.queuedBytes -= e.size;
       e.owner?.onDequeued();
-      this.hooks.onDrop('evicted', e.priority);
+      this.hooks.onDrop('evicted', e.priority, e.frames);
     }
     return this.bytes + size <= limit ? 'ok' : 'overflow';
   }
@@ -109,14 +116,18 @@ export class OutboundQueue {
   /** Queues a complete control frame; never dropped. */
   control(frame: Buffer): void {
     this.stats.countOut(frame[2]!, frame.length);
-    this.enqueue(CONTROL_LANE, { head: frame, body: null, size: frame.length, priority: Priority.SYSTEM, owner: null });
+    this.enqueue(CONTROL_LANE, { head: frame, body: null, size: frame.length, frames: 1, priority: Priority.SYSTEM, owner: null });
   }
 
-  /** Queues a DATA frame already admitted with {@link admit}. `body` is shared, never copied here. */
-  data(owner: QueueOwner, head: Buffer, body: Buffer, priority: Priority): void {
-    const size = head.length + body.length;
-    this.stats.countOut(FrameType.DATA, size);
-    this.enqueue(DATA_LANE[priority], { head, body, size, priority, owner });
+  /**
+   * Queues DATA already admitted with {@link admit}: one frame (`head` its header, `body` its payload),
+   * or `frames` whole frames of one priority in `head` alone (`body` null). Buffers are shared, never
+   * copied here.
+   */
+  data(owner: QueueOwner, head: Buffer, body: Buffer | null, priority: Priority, frames = 1): void {
+    const size = head.length + (body?.length ?? 0);
+    this.stats.countOut(FrameType.DATA, size, frames);
+    this.enqueue(DATA_LANE[priority], { head, body, size, frames, priority, owner });
   }
 
   /** Accounts bytes a session holds while waiting for credit (already admitted). */
@@ -167,7 +178,7 @@ export class OutboundQueue {
         if (e.owner) {
           e.owner.onDequeued();
           if (e.owner.discarded) {
-            this.hooks.onDrop('session_closed', e.priority);
+            this.hooks.onDrop('session_closed', e.priority, e.frames);
             continue;
           }
         }

@@ -21,7 +21,7 @@ export interface SessionHost {
   releaseConnectionCredit(bytes: number): void;
   sendSessionFrame(type: FrameType, sessionId: number, body: Buffer): void;
   sendWindowUpdate(sessionId: number, increment: number): void;
-  drop(reason: DropReason, priority: Priority): void;
+  drop(reason: DropReason, priority: Priority, frames?: number): void;
   /** The bound of the outbound queue was exceeded by system/high DATA. */
   slowConsumer(): void;
   retired(session: ProxySession): void;
@@ -124,11 +124,27 @@ export class ProxySession implements QueueOwner, PacedSession {
   sendLowMerged(messages: Buffer[]): void {
     if (this.state !== SessionState.OPEN) {
       // Closing since they were held: like any DATA for a closing session, dropped and counted.
-      for (let i = 0; i < messages.length; i++) this.host.drop('session_closed', Priority.LOW);
+      this.host.drop('session_closed', Priority.LOW, messages.length);
       return;
     }
     if (messages.length === 1) this.enqueue(messages[0]!, Priority.LOW, Priority.LOW);
     else this.enqueue(encodeBatch(messages), Priority.LOW, Priority.LOW | FLAG_BATCH);
+  }
+
+  /**
+   * Queues `count` whole system or high DATA frames already encoded for this session's id (`frames`, one
+   * run of a topic fan-out: see TopicFanOut) as one piece. False, with nothing queued, when the run
+   * cannot go whole (closing, frames waiting for credit, too little credit, over the queue's bound): the
+   * caller then delivers its messages one by one, which wait, drop or close exactly as single frames do.
+   */
+  deliverRun(frames: Buffer, count: number, payloadBytes: number, priority: Priority): boolean {
+    if (this.state !== SessionState.OPEN || this.blocked.length > 0 || !this.hasCredit(payloadBytes)) return false;
+    if (this.host.out.admit(frames.length, priority) !== 'ok') return false;
+    this.sendCredit.consume(payloadBytes);
+    this.host.sendCredit.consume(payloadBytes);
+    this.queued++;
+    this.host.out.data(this, frames, null, priority, count);
+    return true;
   }
 
   private enqueue(payload: Buffer, priority: Priority, flags: number): void {

@@ -2,6 +2,7 @@ import { Code } from '../protocol/codes.js';
 import type { Priority } from '../protocol/constants.js';
 import type { BackendCommandSink, BackendLink } from '../backends/types.js';
 import type { ProxySession } from './proxy-session.js';
+import { TopicFanOut } from './topic-fanout.js';
 
 /**
  * Decides where sessions go when the endpoint serving them is lost (its link failed, its breaker opened,
@@ -18,14 +19,15 @@ export interface SessionRelocator {
  * Every session on this proxy, by the id the proxy gave it on its backend stream, plus the topic table
  * for edge fan-out. Commands arriving from any backend land here.
  *
- * Publish delivers the one payload buffer the backend sent to every local subscriber: it is decoded
- * once from the backend stream and never copied or re-encoded per recipient; each recipient only gets
- * its own 12-byte header (its session id differs).
+ * Publishes go through {@link TopicFanOut}: a topic's messages of one event-loop turn are encoded once
+ * (per distinct session id) and reach each local subscriber as one queue entry. Every other command
+ * first lets the fan-out catch up, so a stream's commands still apply in order.
  */
 export class SessionRegistry implements BackendCommandSink {
   private readonly byRef = new Map<number, ProxySession>();
   private readonly byLink = new Map<BackendLink, Set<ProxySession>>();
   private readonly topics = new Map<string, Set<ProxySession>>();
+  private readonly fanOut = new TopicFanOut((topic) => this.topics.get(topic));
   private nextRef = 1;
   private relocator: SessionRelocator | null = null;
 
@@ -51,6 +53,7 @@ export class SessionRegistry implements BackendCommandSink {
 
   /** Forgets a retired session and its topic memberships. */
   remove(session: ProxySession): void {
+    this.fanOut.flush();
     this.byRef.delete(session.ref);
     this.byLink.get(session.link)?.delete(session);
     if (session.topics) {
@@ -65,6 +68,7 @@ export class SessionRegistry implements BackendCommandSink {
    * it wants, so the old owner's subscriptions cannot leak onto a session it no longer serves.
    */
   rebind(session: ProxySession, link: BackendLink): boolean {
+    this.fanOut.flush();
     const from = session.link;
     if (session.topics) {
       for (const topic of session.topics) this.leave(session, topic);
@@ -99,17 +103,19 @@ export class SessionRegistry implements BackendCommandSink {
 
   deliver(ref: number, payload: Buffer, priority: Priority): void {
     const s = this.byRef.get(ref);
-    if (s) s.deliver(payload, priority);
+    if (s) this.fanOut.deliver(s, payload, priority);
     else this.staleCommands++;
   }
 
   close(ref: number, code: number, reason: string): void {
+    this.fanOut.flush();
     const s = this.byRef.get(ref);
     if (s) s.closedByBackend(code, reason);
     else this.staleCommands++;
   }
 
   unreachable(ref: number, reason: string, unsent: readonly Buffer[]): void {
+    this.fanOut.flush();
     const s = this.byRef.get(ref);
     if (!s) {
       this.staleCommands++;
@@ -122,6 +128,7 @@ export class SessionRegistry implements BackendCommandSink {
   }
 
   subscribe(ref: number, topic: string): void {
+    this.fanOut.flush();
     const s = this.byRef.get(ref);
     if (!s) {
       this.staleCommands++;
@@ -134,6 +141,7 @@ export class SessionRegistry implements BackendCommandSink {
   }
 
   unsubscribe(ref: number, topic: string): void {
+    this.fanOut.flush();
     const s = this.byRef.get(ref);
     if (!s) {
       this.staleCommands++;
@@ -144,9 +152,7 @@ export class SessionRegistry implements BackendCommandSink {
   }
 
   publish(topic: string, payload: Buffer, priority: Priority, excludeRef: number): void {
-    const set = this.topics.get(topic);
-    if (!set) return;
-    for (const s of set) if (s.ref !== excludeRef) s.deliver(payload, priority);
+    if (this.topics.has(topic)) this.fanOut.publish(topic, payload, priority, excludeRef);
   }
 
   /**
@@ -154,6 +160,7 @@ export class SessionRegistry implements BackendCommandSink {
    * relocator (moved to another endpoint, or closed retryably).
    */
   linkDown(link: BackendLink, reason: string): void {
+    this.fanOut.flush();
     const sessions = this.sessionsOn(link);
     if (sessions.length === 0) return;
     // The dead link cannot hear SessionClosed; moving or closing must not try to tell it.
