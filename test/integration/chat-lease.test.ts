@@ -5,6 +5,7 @@
  * gap-free sequence or a retryable NOT_OWNER, no seq is given twice, and once the writing backend's
  * sessions leave, the other takes the room over and every refused message gets in on a resend.
  */
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeChatEvent, type Reply } from '../../src/backends/chat/chat-codec.js';
 import { ChatErrorCode } from '../../src/backends/chat/chat-errors.js';
@@ -13,6 +14,9 @@ import { type ChatMember, chatRoutes, joinMember } from '../helpers/chat-member.
 import { type RunningProcess, startChatBackend, startProxy } from '../helpers/processes.js';
 import { type RedisServer, startRedisServer } from '../helpers/redis-server.js';
 
+const PER_SIDE = 40;
+const LEASE_TTL_MS = 2000;
+
 let redis: RedisServer;
 let backends: Awaited<ReturnType<typeof startChatBackend>>[] = [];
 let proxies: RunningProcess[] = [];
@@ -20,7 +24,8 @@ let ports: number[] = [];
 
 beforeAll(async () => {
   redis = await startRedisServer();
-  backends = await Promise.all([0, 1].map(() => startChatBackend(['--redis', redis.url, '--user-rate', '10000', '--admin-port', '0'])));
+  const flags = ['--redis', redis.url, '--user-rate', '10000', '--admin-port', '0', '--lease-ttl-ms', String(LEASE_TTL_MS)];
+  backends = await Promise.all([0, 1].map(() => startChatBackend(flags)));
   // Proxy i sends every chat session to backend i only: both backends serve the same rooms.
   const started = await Promise.all(backends.map((b) => startProxy({ backends: [], routes: chatRoutes([b.address]) })));
   proxies = started;
@@ -33,7 +38,6 @@ afterAll(async () => {
   await redis?.stop();
 });
 
-const PER_SIDE = 40;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const range = (from: number, to: number): number[] => Array.from({ length: to - from + 1 }, (_, i) => from + i);
 
@@ -85,6 +89,15 @@ describe('two Chat backends that both serve one room', () => {
     expect(refused[other]).toHaveLength(PER_SIDE);
     expect([...acked.keys()].sort((a, b) => a - b)).toEqual(range(1, PER_SIDE));
     expect(await refusalsOf(other)).toBeGreaterThanOrEqual(PER_SIDE);
+    // The writer's lease, under --lease-ttl-ms.
+    const admin = new Redis(redis.url);
+    try {
+      const ttl = await admin.pttl(`livemux:chat:{${room}}:lease`);
+      expect(ttl).toBeGreaterThan(0);
+      expect(ttl).toBeLessThanOrEqual(LEASE_TTL_MS);
+    } finally {
+      admin.disconnect();
+    }
 
     // The room moves: the writer's only session leaves, which releases the lease. The other side
     // resends what was refused (same client_msg_id), after retry_after_ms.
