@@ -539,14 +539,14 @@ export function describeChatStore(name: string, factory: () => Promise<ChatStore
       });
 
       it('renewLease keeps a lease past its first expiry; a token that is not current is not renewed', async () => {
-        const grant = await store.acquireLease('r', 'backend-a', 300);
+        const grant = await store.acquireLease('r', 'backend-a', 800);
         if (!grant.acquired) throw new Error('not acquired');
-        await sleep(200);
-        expect(await store.renewLease('r', grant.token, 300)).toBe(true);
-        await sleep(200); // 400 ms after the acquisition, 200 after the renewal
-        expect(await store.acquireLease('r', 'backend-b', 300)).toMatchObject({ acquired: false, holder: 'backend-a' });
-        expect(await store.renewLease('r', grant.token + 1, 300)).toBe(false);
-        expect(await store.renewLease('nowhere', grant.token, 300)).toBe(false);
+        await sleep(500);
+        expect(await store.renewLease('r', grant.token, 800)).toBe(true);
+        await sleep(500); // past the first expiry, well before the renewed one
+        expect(await store.acquireLease('r', 'backend-b', 800)).toMatchObject({ acquired: false, holder: 'backend-a' });
+        expect(await store.renewLease('r', grant.token + 1, 800)).toBe(false);
+        expect(await store.renewLease('nowhere', grant.token, 800)).toBe(false);
       });
 
       it('releaseLease lets the next holder in at once, with a higher token; a stale release is a no-op', async () => {
