@@ -2,6 +2,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Priority } from '../../src/protocol/constants.js';
 import {
   MAX_MEMBER_PAGE,
+  type AttributeChange,
   type ChatStore,
   type HistoryLimits,
   type Member,
@@ -37,8 +38,56 @@ function message(seq: number, sentAtMs = LONG_AGO + seq, priority: Priority = Pr
 const seqs = (messages: readonly StoredMessage[]): number[] => messages.map((m) => m.seq);
 const range = (from: number, to: number): number[] => Array.from({ length: to - from + 1 }, (_, i) => from + i);
 
-async function appendAll(store: ChatStore, room: string, from: number, to: number, limits = NO_AGE): Promise<void> {
-  for (let seq = from; seq <= to; seq++) await store.appendHistory(room, message(seq), limits, LONG_AGO + seq);
+/** Long enough that no test outlives a lease it did not mean to lose. */
+const LEASE_TTL = 60_000;
+
+/**
+ * One lease holder's ordered writes: it takes each room's lease on first use and writes with its
+ * token. Tests that are not about leases write through one owner.
+ */
+class Owner {
+  private readonly tokens = new Map<string, number>();
+
+  constructor(
+    readonly store: ChatStore,
+    readonly holder: string,
+  ) {}
+
+  async token(room: string): Promise<number> {
+    let token = this.tokens.get(room);
+    if (token === undefined) {
+      const grant = await this.store.acquireLease(room, this.holder, LEASE_TTL);
+      if (!grant.acquired) throw new Error(`${this.holder}: the lease of ${room} is held by ${grant.holder}`);
+      this.tokens.set(room, (token = grant.token));
+    }
+    return token;
+  }
+
+  async nextSeq(room: string): Promise<number> {
+    return this.store.nextSeq(room, await this.token(room));
+  }
+
+  async appendHistory(room: string, m: StoredMessage, limits: HistoryLimits, nowMs: number): Promise<number> {
+    return this.store.appendHistory(room, await this.token(room), m, limits, nowMs);
+  }
+
+  async setAttributes(room: string, changes: Readonly<Record<string, string | null>>): Promise<AttributeChange[]> {
+    return this.store.setAttributes(room, await this.token(room), changes);
+  }
+
+  async dropRoom(room: string): Promise<void> {
+    await this.store.dropRoom(room, await this.token(room));
+    this.tokens.delete(room);
+  }
+
+  async release(room: string): Promise<void> {
+    await this.store.releaseLease(room, await this.token(room));
+    this.tokens.delete(room);
+  }
+}
+
+async function appendAll(owner: Owner, room: string, from: number, to: number, limits = NO_AGE): Promise<void> {
+  for (let seq = from; seq <= to; seq++) await owner.appendHistory(room, message(seq), limits, LONG_AGO + seq);
 }
 
 /** Every member, walking pages of `limit`; also returns the page sizes. */
@@ -59,10 +108,12 @@ export function describeChatStore(name: string, factory: () => Promise<ChatStore
   describe(`ChatStore conformance: ${name}`, () => {
     let fixture: ChatStoreFixture;
     let store: ChatStore;
+    let owner: Owner;
 
     beforeEach(async () => {
       fixture = await factory();
       store = fixture.store;
+      owner = new Owner(store, 'owner-a');
     });
     afterEach(async () => {
       await fixture.cleanup();
@@ -70,23 +121,23 @@ export function describeChatStore(name: string, factory: () => Promise<ChatStore
 
     describe('sequence', () => {
       it('starts at 1 and increases by one per call, per room', async () => {
-        expect([await store.nextSeq('a'), await store.nextSeq('a'), await store.nextSeq('a')]).toEqual([1, 2, 3]);
-        expect([await store.nextSeq('b'), await store.nextSeq('a'), await store.nextSeq('b')]).toEqual([1, 4, 2]);
+        expect([await owner.nextSeq('a'), await owner.nextSeq('a'), await owner.nextSeq('a')]).toEqual([1, 2, 3]);
+        expect([await owner.nextSeq('b'), await owner.nextSeq('a'), await owner.nextSeq('b')]).toEqual([1, 4, 2]);
       });
 
       it('gives 200 concurrent callers 200 distinct consecutive values', async () => {
-        const values = await Promise.all(Array.from({ length: 200 }, () => store.nextSeq('busy')));
+        const values = await Promise.all(Array.from({ length: 200 }, () => owner.nextSeq('busy')));
         expect([...values].sort((x, y) => x - y)).toEqual(range(1, 200));
       });
 
       it('continues on another store of the same backend (a new owner)', async () => {
-        const peer = await fixture.peer();
-        await store.nextSeq('room');
-        await store.nextSeq('room');
+        const peer = new Owner(await fixture.peer(), 'owner-b');
+        await owner.nextSeq('room');
+        await owner.nextSeq('room');
+        await owner.release('room');
         expect(await peer.nextSeq('room')).toBe(3);
-        expect(await store.nextSeq('room')).toBe(4);
-        const both = await Promise.all(Array.from({ length: 100 }, (_, i) => (i % 2 ? store : peer).nextSeq('room')));
-        expect([...both].sort((x, y) => x - y)).toEqual(range(5, 104));
+        await peer.release('room');
+        expect(await owner.nextSeq('room')).toBe(4);
       });
     });
 
@@ -98,9 +149,9 @@ export function describeChatStore(name: string, factory: () => Promise<ChatStore
 
       it('returns messages in seq order with every field intact, binary bodies included', async () => {
         const odd: StoredMessage = { seq: 1, priority: Priority.SYSTEM, senderId: 'host-ü', sentAtMs: LONG_AGO, body: Buffer.from([0, 0xff, 0xfe, 10, 0]) };
-        await store.appendHistory('r', odd, NO_AGE, LONG_AGO);
-        await store.appendHistory('r', message(2, LONG_AGO + 2, Priority.LOW), NO_AGE, LONG_AGO + 2);
-        await store.appendHistory('r', { ...message(3), body: Buffer.alloc(0) }, NO_AGE, LONG_AGO + 3);
+        await owner.appendHistory('r', odd, NO_AGE, LONG_AGO);
+        await owner.appendHistory('r', message(2, LONG_AGO + 2, Priority.LOW), NO_AGE, LONG_AGO + 2);
+        await owner.appendHistory('r', { ...message(3), body: Buffer.alloc(0) }, NO_AGE, LONG_AGO + 3);
         const { messages, oldestSeq } = await store.readHistory('r', 0, 10);
         expect(oldestSeq).toBe(1);
         expect(seqs(messages)).toEqual([1, 2, 3]);
@@ -112,7 +163,7 @@ export function describeChatStore(name: string, factory: () => Promise<ChatStore
       });
 
       it('reads after a seq, up to a limit', async () => {
-        await appendAll(store, 'r', 1, 10);
+        await appendAll(owner, 'r', 1, 10);
         expect(seqs((await store.readHistory('r', 3, 4)).messages)).toEqual([4, 5, 6, 7]);
         expect(seqs((await store.readHistory('r', 8, 100)).messages)).toEqual([9, 10]);
         expect(await store.readHistory('r', 10, 5)).toEqual({ messages: [], oldestSeq: 1 });
@@ -120,30 +171,30 @@ export function describeChatStore(name: string, factory: () => Promise<ChatStore
       });
 
       it('latestHistory returns the newest messages, oldest first', async () => {
-        await appendAll(store, 'r', 1, 10);
+        await appendAll(owner, 'r', 1, 10);
         expect(seqs(await store.latestHistory('r', 3))).toEqual([8, 9, 10]);
         expect(seqs(await store.latestHistory('r', 100))).toEqual(range(1, 10));
       });
 
       it('accepts gaps in seq and rejects a seq not above the highest appended', async () => {
-        await store.appendHistory('r', message(1), NO_AGE, LONG_AGO);
-        await store.appendHistory('r', message(5), NO_AGE, LONG_AGO);
-        await expect(store.appendHistory('r', message(5), NO_AGE, LONG_AGO)).rejects.toMatchObject({ code: 'ERR_HISTORY_ORDER' });
-        await expect(store.appendHistory('r', message(3), NO_AGE, LONG_AGO)).rejects.toMatchObject({ code: 'ERR_HISTORY_ORDER' });
+        await owner.appendHistory('r', message(1), NO_AGE, LONG_AGO);
+        await owner.appendHistory('r', message(5), NO_AGE, LONG_AGO);
+        await expect(owner.appendHistory('r', message(5), NO_AGE, LONG_AGO)).rejects.toMatchObject({ code: 'ERR_HISTORY_ORDER' });
+        await expect(owner.appendHistory('r', message(3), NO_AGE, LONG_AGO)).rejects.toMatchObject({ code: 'ERR_HISTORY_ORDER' });
         expect(seqs((await store.readHistory('r', 0, 10)).messages)).toEqual([1, 5]);
         // Another room has its own order.
-        await store.appendHistory('other', message(2), NO_AGE, LONG_AGO);
+        await owner.appendHistory('other', message(2), NO_AGE, LONG_AGO);
       });
 
       it('still rejects an old seq once the history holding it was trimmed', async () => {
-        await appendAll(store, 'r', 1, 300, { maxLength: 5, maxAgeMs: Number.POSITIVE_INFINITY });
-        await expect(store.appendHistory('r', message(2), NO_AGE, LONG_AGO)).rejects.toMatchObject({ code: 'ERR_HISTORY_ORDER' });
-        await expect(store.appendHistory('r', message(300), NO_AGE, LONG_AGO)).rejects.toMatchObject({ code: 'ERR_HISTORY_ORDER' });
+        await appendAll(owner, 'r', 1, 300, { maxLength: 5, maxAgeMs: Number.POSITIVE_INFINITY });
+        await expect(owner.appendHistory('r', message(2), NO_AGE, LONG_AGO)).rejects.toMatchObject({ code: 'ERR_HISTORY_ORDER' });
+        await expect(owner.appendHistory('r', message(300), NO_AGE, LONG_AGO)).rejects.toMatchObject({ code: 'ERR_HISTORY_ORDER' });
       });
 
       it('trims by length, keeping at least the newest maxLength, and reports the gap through oldestSeq', async () => {
         const limits: HistoryLimits = { maxLength: 20, maxAgeMs: Number.POSITIVE_INFINITY };
-        await appendAll(store, 'r', 1, 400, limits);
+        await appendAll(owner, 'r', 1, 400, limits);
         const kept = seqs(await store.latestHistory('r', 10_000));
         expect(kept.length).toBeGreaterThanOrEqual(20);
         expect(kept.length).toBeLessThanOrEqual(20 + LENGTH_SLACK);
@@ -162,14 +213,14 @@ export function describeChatStore(name: string, factory: () => Promise<ChatStore
       it('trims exactly by age from the oldest, measured with sentAtMs against the append time', async () => {
         const limits: HistoryLimits = { maxLength: 1000, maxAgeMs: 1000 };
         const t0 = LONG_AGO;
-        for (let seq = 1; seq <= 5; seq++) await store.appendHistory('r', message(seq, t0 + seq * 100), limits, t0 + seq * 100);
+        for (let seq = 1; seq <= 5; seq++) await owner.appendHistory('r', message(seq, t0 + seq * 100), limits, t0 + seq * 100);
         expect(seqs(await store.latestHistory('r', 100))).toEqual([1, 2, 3, 4, 5]);
         // Cutoff t0+350: sentAt 100, 200, 300 are older.
-        await store.appendHistory('r', message(6, t0 + 1350), limits, t0 + 1350);
+        await owner.appendHistory('r', message(6, t0 + 1350), limits, t0 + 1350);
         expect(seqs(await store.latestHistory('r', 100))).toEqual([4, 5, 6]);
         expect((await store.readHistory('r', 1, 10)).oldestSeq).toBe(4);
         // An exact boundary stays: sentAt == cutoff is not older.
-        await store.appendHistory('r', message(7, t0 + 1400), limits, t0 + 1400);
+        await owner.appendHistory('r', message(7, t0 + 1400), limits, t0 + 1400);
         expect(seqs(await store.latestHistory('r', 100))).toEqual([4, 5, 6, 7]);
       });
 
@@ -177,42 +228,43 @@ export function describeChatStore(name: string, factory: () => Promise<ChatStore
         const byLength: HistoryLimits = { maxLength: 20, maxAgeMs: Number.POSITIVE_INFINITY };
         let trimmed = 0;
         for (let seq = 1; seq <= 400; seq++) {
-          const n = await store.appendHistory('r', message(seq), byLength, LONG_AGO + seq);
+          const n = await owner.appendHistory('r', message(seq), byLength, LONG_AGO + seq);
           expect(Number.isInteger(n) && n >= 0).toBe(true);
           trimmed += n;
         }
         expect(trimmed + (await store.latestHistory('r', 10_000)).length).toBe(400);
         const byAge: HistoryLimits = { maxLength: 1000, maxAgeMs: 1000 };
-        await appendAll(store, 'aged', 1, 5, byAge);
-        expect(await store.appendHistory('aged', message(6, LONG_AGO + 1004), byAge, LONG_AGO + 1004)).toBe(3);
-        expect(await store.appendHistory('aged', message(7, LONG_AGO + 1005), byAge, LONG_AGO + 1005)).toBe(1);
-        expect(await store.appendHistory('aged', message(8, LONG_AGO + 1005), byAge, LONG_AGO + 1005)).toBe(0);
+        await appendAll(owner, 'aged', 1, 5, byAge);
+        expect(await owner.appendHistory('aged', message(6, LONG_AGO + 1004), byAge, LONG_AGO + 1004)).toBe(3);
+        expect(await owner.appendHistory('aged', message(7, LONG_AGO + 1005), byAge, LONG_AGO + 1005)).toBe(1);
+        expect(await owner.appendHistory('aged', message(8, LONG_AGO + 1005), byAge, LONG_AGO + 1005)).toBe(0);
       });
 
       it('trims a long backlog by age in one append', async () => {
         const limits: HistoryLimits = { maxLength: 1000, maxAgeMs: 60_000 };
-        await appendAll(store, 'r', 1, 350, limits);
-        expect(await store.appendHistory('r', message(351, LONG_AGO + 120_000), limits, LONG_AGO + 120_000)).toBe(350);
+        await appendAll(owner, 'r', 1, 350, limits);
+        expect(await owner.appendHistory('r', message(351, LONG_AGO + 120_000), limits, LONG_AGO + 120_000)).toBe(350);
         expect(await store.readHistory('r', 0, 1000)).toMatchObject({ oldestSeq: 351 });
         expect(seqs(await store.latestHistory('r', 1000))).toEqual([351]);
       });
 
       it('never trims the message being appended, even one older than maxAge', async () => {
         const limits: HistoryLimits = { maxLength: 1000, maxAgeMs: 1000 };
-        await store.appendHistory('r', message(1, LONG_AGO), limits, LONG_AGO);
-        await store.appendHistory('r', message(2, LONG_AGO), limits, LONG_AGO + 50_000);
+        await owner.appendHistory('r', message(1, LONG_AGO), limits, LONG_AGO);
+        await owner.appendHistory('r', message(2, LONG_AGO), limits, LONG_AGO + 50_000);
         expect(seqs(await store.latestHistory('r', 10))).toEqual([2]);
       });
 
       it('trims only on append: a quiet room keeps its messages', async () => {
         const limits: HistoryLimits = { maxLength: 1000, maxAgeMs: 1000 };
-        await appendAll(store, 'r', 1, 3, limits);
+        await appendAll(owner, 'r', 1, 3, limits);
         expect(seqs((await store.readHistory('r', 0, 10)).messages)).toEqual([1, 2, 3]);
       });
 
       it('continues on another store of the same backend', async () => {
-        const peer = await fixture.peer();
-        await appendAll(store, 'r', 1, 3);
+        const peer = new Owner(await fixture.peer(), 'owner-b');
+        await appendAll(owner, 'r', 1, 3);
+        await owner.release('r');
         await peer.appendHistory('r', message(4), NO_AGE, LONG_AGO);
         await expect(peer.appendHistory('r', message(2), NO_AGE, LONG_AGO)).rejects.toMatchObject({ code: 'ERR_HISTORY_ORDER' });
         expect(seqs((await store.readHistory('r', 2, 10)).messages)).toEqual([3, 4]);
@@ -222,9 +274,9 @@ export function describeChatStore(name: string, factory: () => Promise<ChatStore
         await expect(store.readHistory('r', -1, 10)).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
         await expect(store.readHistory('r', 0, 0)).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
         await expect(store.latestHistory('r', 1.5)).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
-        await expect(store.appendHistory('r', message(0), NO_AGE, LONG_AGO)).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
-        await expect(store.appendHistory('r', message(1), { maxLength: 0, maxAgeMs: 1 }, LONG_AGO)).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
-        await expect(store.appendHistory('r', { ...message(1), priority: 3 as Priority }, NO_AGE, LONG_AGO)).rejects.toMatchObject({
+        await expect(owner.appendHistory('r', message(0), NO_AGE, LONG_AGO)).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
+        await expect(owner.appendHistory('r', message(1), { maxLength: 0, maxAgeMs: 1 }, LONG_AGO)).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
+        await expect(owner.appendHistory('r', { ...message(1), priority: 3 as Priority }, NO_AGE, LONG_AGO)).rejects.toMatchObject({
           code: 'ERR_INVALID_ARGUMENT',
         });
         expect(await store.readHistory('r', 0, 10)).toEqual({ messages: [], oldestSeq: null });
@@ -402,24 +454,24 @@ export function describeChatStore(name: string, factory: () => Promise<ChatStore
       });
 
       it('version each real change in key order and skip no-ops', async () => {
-        expect(await store.setAttributes('r', { seat1: 'alice', seat2: 'bob' })).toEqual([
+        expect(await owner.setAttributes('r', { seat1: 'alice', seat2: 'bob' })).toEqual([
           { version: 1, key: 'seat1', value: 'alice' },
           { version: 2, key: 'seat2', value: 'bob' },
         ]);
-        expect(await store.setAttributes('r', { seat1: null, game: '{"round":1}', seat2: 'bob', absent: null })).toEqual([
+        expect(await owner.setAttributes('r', { seat1: null, game: '{"round":1}', seat2: 'bob', absent: null })).toEqual([
           { version: 3, key: 'seat1', value: null },
           { version: 4, key: 'game', value: '{"round":1}' },
         ]);
-        expect(await store.setAttributes('r', { seat2: 'bob' })).toEqual([]);
-        expect(await store.setAttributes('r', {})).toEqual([]);
-        expect(await store.setAttributes('r', { empty: '' })).toEqual([{ version: 5, key: 'empty', value: '' }]);
+        expect(await owner.setAttributes('r', { seat2: 'bob' })).toEqual([]);
+        expect(await owner.setAttributes('r', {})).toEqual([]);
+        expect(await owner.setAttributes('r', { empty: '' })).toEqual([{ version: 5, key: 'empty', value: '' }]);
         expect(await store.attributes('r')).toEqual({ values: { seat2: 'bob', game: '{"round":1}', empty: '' }, version: 5 });
         expect(await store.attributes('other')).toEqual({ values: {}, version: 0 });
       });
 
       it('return the changes after a version, [] when current, null when ahead', async () => {
-        await store.setAttributes('r', { a: '1', b: '2' });
-        await store.setAttributes('r', { a: null, c: '3' });
+        await owner.setAttributes('r', { a: '1', b: '2' });
+        await owner.setAttributes('r', { a: null, c: '3' });
         const all = await store.attributeChanges('r', 0);
         expect(all).toEqual([
           { version: 1, key: 'a', value: '1' },
@@ -435,7 +487,7 @@ export function describeChatStore(name: string, factory: () => Promise<ChatStore
 
       it('answer null once the changes a reader needs were trimmed from the bounded log', async () => {
         const changes = Object.fromEntries(Array.from({ length: 1300 }, (_, i) => [`k${i}`, `v${i}`]));
-        const applied = await store.setAttributes('r', changes);
+        const applied = await owner.setAttributes('r', changes);
         expect(applied.map((c) => c.version)).toEqual(range(1, 1300));
         expect(await store.attributeChanges('r', 0)).toBeNull();
         expect(await store.attributeChanges('r', 199)).toBeNull();
@@ -449,44 +501,136 @@ export function describeChatStore(name: string, factory: () => Promise<ChatStore
         expect(Object.keys(values)).toHaveLength(1300);
       });
 
-      it('get distinct consecutive versions when two owners write at once', async () => {
-        const peer = await fixture.peer();
-        const results = await Promise.all(
-          Array.from({ length: 40 }, (_, i) => (i % 2 ? store : peer).setAttributes('r', { [`k${i}`]: 'x', shared: String(i) })),
-        );
+      it('get distinct consecutive versions from concurrent writes, continued by the next owner', async () => {
+        const peer = new Owner(await fixture.peer(), 'owner-b');
+        const write = (by: Owner, i: number): Promise<AttributeChange[]> => by.setAttributes('r', { [`k${i}`]: 'x', shared: String(i) });
+        const results = await Promise.all(range(0, 19).map((i) => write(owner, i)));
+        await owner.release('r');
+        results.push(...(await Promise.all(range(20, 39).map((i) => write(peer, i)))));
         const versions = results.flat().map((c) => c.version);
         expect([...versions].sort((x, y) => x - y)).toEqual(range(1, versions.length));
         expect(versions.length).toBe(80);
         for (const changes of results) expect(changes[1]!.version).toBe(changes[0]!.version + 1);
         const log = await store.attributeChanges('r', 0);
         expect(log?.map((c) => c.version)).toEqual(range(1, 80));
-        const { values } = await peer.attributes('r');
+        const { values } = await peer.store.attributes('r');
         expect(values.shared).toBe(log?.at(-1)?.value);
       });
 
       it('reject values that are neither strings nor null', async () => {
-        await expect(store.setAttributes('r', { a: 1 as unknown as string })).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
+        await expect(owner.setAttributes('r', { a: 1 as unknown as string })).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
         expect(await store.attributes('r')).toEqual({ values: {}, version: 0 });
+      });
+    });
+
+    describe('leases', () => {
+      const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+      it('one holder at a time: the holder renews with the same token, another is told who holds it', async () => {
+        const first = await store.acquireLease('r', 'backend-a', 5000);
+        expect(first).toEqual({ acquired: true, token: expect.any(Number) });
+        expect(await store.acquireLease('r', 'backend-a', 5000)).toEqual(first);
+        const peer = await fixture.peer();
+        const refused = await peer.acquireLease('r', 'backend-b', 5000);
+        expect(refused).toMatchObject({ acquired: false, holder: 'backend-a' });
+        expect(refused.acquired === false && refused.remainingMs > 0 && refused.remainingMs <= 5000).toBe(true);
+        // Leases are per room.
+        expect(await peer.acquireLease('other', 'backend-b', 5000)).toMatchObject({ acquired: true });
+      });
+
+      it('renewLease keeps a lease past its first expiry; a token that is not current is not renewed', async () => {
+        const grant = await store.acquireLease('r', 'backend-a', 800);
+        if (!grant.acquired) throw new Error('not acquired');
+        await sleep(500);
+        expect(await store.renewLease('r', grant.token, 800)).toBe(true);
+        await sleep(500); // past the first expiry, well before the renewed one
+        expect(await store.acquireLease('r', 'backend-b', 800)).toMatchObject({ acquired: false, holder: 'backend-a' });
+        expect(await store.renewLease('r', grant.token + 1, 800)).toBe(false);
+        expect(await store.renewLease('nowhere', grant.token, 800)).toBe(false);
+      });
+
+      it('releaseLease lets the next holder in at once, with a higher token; a stale release is a no-op', async () => {
+        const a = await store.acquireLease('r', 'backend-a', 60_000);
+        if (!a.acquired) throw new Error('not acquired');
+        await store.releaseLease('r', a.token);
+        const b = await store.acquireLease('r', 'backend-b', 60_000);
+        if (!b.acquired) throw new Error('not acquired');
+        expect(b.token).toBeGreaterThan(a.token);
+        await store.releaseLease('r', a.token);
+        expect(await store.acquireLease('r', 'backend-a', 60_000)).toMatchObject({ acquired: false, holder: 'backend-b' });
+      });
+
+      it('after expiry another holder takes over with a higher token; the old token writes nothing', async () => {
+        const peer = await fixture.peer();
+        const a = await store.acquireLease('r', 'backend-a', 100);
+        if (!a.acquired) throw new Error('not acquired');
+        expect(await store.nextSeq('r', a.token)).toBe(1);
+        await store.appendHistory('r', a.token, message(1), NO_AGE, LONG_AGO);
+        await store.setAttributes('r', a.token, { k: 'a' });
+        await sleep(200);
+
+        const b = await peer.acquireLease('r', 'backend-b', 60_000);
+        if (!b.acquired) throw new Error('not acquired');
+        expect(b.token).toBeGreaterThan(a.token);
+        expect(await store.renewLease('r', a.token, 60_000)).toBe(false);
+        const stale = { code: 'ERR_STALE_OWNER' };
+        await expect(store.nextSeq('r', a.token)).rejects.toMatchObject(stale);
+        await expect(store.appendHistory('r', a.token, message(5), NO_AGE, LONG_AGO)).rejects.toMatchObject(stale);
+        await expect(store.setAttributes('r', a.token, { k: 'stale' })).rejects.toMatchObject(stale);
+        await expect(store.setAttributes('r', a.token, {})).rejects.toMatchObject(stale);
+        await expect(store.dropRoom('r', a.token)).rejects.toMatchObject(stale);
+
+        // Nothing of the refused writes happened: the new holder continues right after the old one.
+        expect(await peer.nextSeq('r', b.token)).toBe(2);
+        await peer.appendHistory('r', b.token, message(2), NO_AGE, LONG_AGO);
+        expect(seqs(await peer.latestHistory('r', 10))).toEqual([1, 2]);
+        expect(await peer.attributes('r')).toEqual({ values: { k: 'a' }, version: 1 });
+      });
+
+      it('refuses ordered writes of a room nobody holds, or with a token never issued', async () => {
+        const stale = { code: 'ERR_STALE_OWNER' };
+        await expect(store.nextSeq('free', 1)).rejects.toMatchObject(stale);
+        await expect(store.appendHistory('free', 1, message(1), NO_AGE, LONG_AGO)).rejects.toMatchObject(stale);
+        const held = await owner.token('held');
+        await expect(store.nextSeq('held', held + 1000)).rejects.toMatchObject(stale);
+        await expect(store.setAttributes('held', held + 1000, { a: '1' })).rejects.toMatchObject(stale);
+        expect(await store.attributes('held')).toEqual({ values: {}, version: 0 });
+        expect(await owner.nextSeq('held')).toBe(1);
+      });
+
+      it('dropRoom ends the lease, and the next lease still gets a higher token', async () => {
+        const before = await owner.token('r');
+        await owner.dropRoom('r');
+        const next = await store.acquireLease('r', 'backend-b', 60_000);
+        expect(next.acquired && next.token > before).toBe(true);
+      });
+
+      it('rejects an empty holder, a holder with whitespace and a ttl below 1 ms', async () => {
+        const invalid = { code: 'ERR_INVALID_ARGUMENT' };
+        await expect(store.acquireLease('r', '', 1000)).rejects.toMatchObject(invalid);
+        await expect(store.acquireLease('r', 'a b', 1000)).rejects.toMatchObject(invalid);
+        await expect(store.acquireLease('r', 'a', 0)).rejects.toMatchObject(invalid);
+        await expect(store.renewLease('r', 1, 0.5)).rejects.toMatchObject(invalid);
       });
     });
 
     describe('lifecycle', () => {
       it('dropRoom forgets one room entirely, its sequence included', async () => {
         for (const room of ['gone', 'kept']) {
-          await store.nextSeq(room);
-          await store.nextSeq(room);
-          await store.appendHistory(room, message(2), NO_AGE, LONG_AGO);
+          await owner.nextSeq(room);
+          await owner.nextSeq(room);
+          await owner.appendHistory(room, message(2), NO_AGE, LONG_AGO);
           await store.join(room, { userId: 'u1', role: 'host', joinedAtMs: LONG_AGO });
           await store.setMute(room, 'u2', LONG_AGO + 1000);
           await store.setBan(room, 'u3', LONG_AGO + 1000);
           await store.setWhitelisted(room, 'u4', true);
-          await store.setAttributes(room, { a: '1' });
+          await owner.setAttributes(room, { a: '1' });
         }
-        await store.dropRoom('gone');
-        await store.dropRoom('never-existed');
-        expect(await store.nextSeq('gone')).toBe(1);
+        await owner.dropRoom('gone');
+        await owner.dropRoom('never-existed');
+        expect(await owner.nextSeq('gone')).toBe(1);
         expect(await store.readHistory('gone', 0, 10)).toEqual({ messages: [], oldestSeq: null });
-        await store.appendHistory('gone', message(1), NO_AGE, LONG_AGO);
+        await owner.appendHistory('gone', message(1), NO_AGE, LONG_AGO);
         expect(await store.memberCount('gone')).toBe(0);
         expect(await store.members('gone', null, 10)).toEqual({ items: [], next: null });
         expect(await store.muteUntil('gone', 'u2', LONG_AGO)).toBe(0);
@@ -495,7 +639,7 @@ export function describeChatStore(name: string, factory: () => Promise<ChatStore
         expect(await store.attributes('gone')).toEqual({ values: {}, version: 0 });
         expect(await store.attributeChanges('gone', 1)).toBeNull();
 
-        expect(await store.nextSeq('kept')).toBe(3);
+        expect(await owner.nextSeq('kept')).toBe(3);
         expect(seqs(await store.latestHistory('kept', 10))).toEqual([2]);
         expect(await store.memberCount('kept')).toBe(1);
         expect(await store.muteUntil('kept', 'u2', LONG_AGO)).toBe(LONG_AGO + 1000);
@@ -506,15 +650,15 @@ export function describeChatStore(name: string, factory: () => Promise<ChatStore
 
       it('treats room names with key syntax as plain names', async () => {
         const rooms = ['a', 'a}:seq', '{a}', 'a:b', 'ä 房间'];
-        for (const [i, room] of rooms.entries()) for (let k = 0; k <= i; k++) await store.nextSeq(room);
-        for (const [i, room] of rooms.entries()) expect(await store.nextSeq(room)).toBe(i + 2);
+        for (const [i, room] of rooms.entries()) for (let k = 0; k <= i; k++) await owner.nextSeq(room);
+        for (const [i, room] of rooms.entries()) expect(await owner.nextSeq(room)).toBe(i + 2);
       });
 
       it('close is idempotent, and every later call rejects with ERR_STORE_CLOSED', async () => {
-        await store.nextSeq('r');
+        await owner.nextSeq('r');
         await store.close();
         await store.close();
-        await expect(store.nextSeq('r')).rejects.toMatchObject({ code: 'ERR_STORE_CLOSED' });
+        await expect(owner.nextSeq('r')).rejects.toMatchObject({ code: 'ERR_STORE_CLOSED' });
         await expect(store.members('r', null, 10)).rejects.toMatchObject({ code: 'ERR_STORE_CLOSED' });
         await expect(store.attributes('r')).rejects.toMatchObject({ code: 'ERR_STORE_CLOSED' });
         await expect(store.setWhitelisted('r', 'u', true)).rejects.toMatchObject({ code: 'ERR_STORE_CLOSED' });

@@ -45,7 +45,9 @@ describe('chat backend over Redis', () => {
     for (const text of ['m1', 'm2', 'm3']) expect((await first.call(proxyA, 1, say(text))).ok).toBe(true);
     expect(first.messages(proxyA, 2)).toEqual(['1:m1', '2:m2', '3:m3']);
 
-    // The owner dies; the proxy moves alice's session to the next owner (reattach), bob reconnects later.
+    // The owner goes (a clean shutdown releases its room leases; a dead one's lapse after their TTL);
+    // the proxy moves alice's session to the next owner (reattach), bob reconnects later.
+    await first.chat.close();
     const second = owner('failover:');
     const proxyB = new FakeProxyStream('proxy-a');
     second.open(proxyB, 7, 'alice', { room, reattach: true });

@@ -202,6 +202,14 @@ describe('a room spread over two proxies and two Redis-backed Chat backends', ()
     expect(new Set(acked.values()).size).toBe(COUNT);
     const maxSeq = seqs.at(-1)!;
 
+    // The new owner wrote once the dead owner's room lease lapsed (default TTL 3000 ms): until then it
+    // answered NOT_OWNER, and the first ok reply after the last refusal bounds the recovery.
+    const afterKill = host.received.filter((r) => r.at >= killedAt && r.event.reply !== undefined);
+    const lastRefusal = afterKill.findLast((r) => r.event.reply!.errorCode === 'NOT_OWNER')?.at ?? killedAt;
+    const recoveredAt = afterKill.find((r) => r.at >= lastRefusal && r.event.reply!.ok)!.at;
+    expect(afterKill.every((r) => r.event.reply!.ok || r.event.reply!.errorCode === 'NOT_OWNER')).toBe(true);
+    expect(recoveredAt - killedAt).toBeLessThan(3000 + 2500);
+
     // Every member ends with every acknowledged message: live, or fetched with `history` after a seq jump.
     let recovered = 0;
     for (const m of everyone) {
@@ -229,7 +237,8 @@ describe('a room spread over two proxies and two Redis-backed Chat backends', ()
     // The three sessions on proxy 0 and the one on proxy 1 were moved to the surviving backend.
     const moved = await Promise.all([0, 1].map(async (p) => (await metric(p, 'livemux_sessions_relocated_total', 'result="moved"')) - movedBefore[p]!));
     console.log(
-      `owner ${owner} killed after ${KILL_AFTER} sends: ${COUNT} messages acknowledged under ${acked.size} seqs (max ${maxSeq}), ` +
+      `owner ${owner} killed after ${KILL_AFTER} sends: writes resumed after ${recoveredAt - killedAt} ms; ` +
+        `${COUNT} messages acknowledged under ${acked.size} seqs (max ${maxSeq}), ` +
         `${retries} resends, ${recovered} messages fetched with history, sessions moved: ${moved.join(' + ')}`,
     );
     expect(moved[0]).toBeGreaterThanOrEqual(3);

@@ -33,6 +33,13 @@ describeChatStore('redis', async () => {
   };
 });
 
+/** A lease token of `room` for a test's writes. */
+async function leaseToken(store: RedisChatStore, room: string): Promise<number> {
+  const grant = await store.acquireLease(room, 'test', 60_000);
+  if (!grant.acquired) throw new Error('lease not acquired');
+  return grant.token;
+}
+
 describe('RedisChatStore specifics', () => {
   const limits = { maxLength: 100, maxAgeMs: 60_000 };
 
@@ -40,17 +47,20 @@ describe('RedisChatStore specifics', () => {
     const admin = new Redis(server.url);
     const store = new RedisChatStore({ url: server.url });
     try {
-      await store.nextSeq('keys-room');
-      await store.appendHistory('keys-room', { seq: 1, priority: Priority.HIGH, senderId: 'u', sentAtMs: 1, body: Buffer.from('x') }, limits, 1);
+      const token = await leaseToken(store, 'keys-room');
+      await store.nextSeq('keys-room', token);
+      await store.appendHistory('keys-room', token, { seq: 1, priority: Priority.HIGH, senderId: 'u', sentAtMs: 1, body: Buffer.from('x') }, limits, 1);
       await store.join('keys-room', { userId: 'u', role: 'member', joinedAtMs: 1 });
-      await store.setAttributes('keys-room', { a: 'b' });
+      await store.setAttributes('keys-room', token, { a: 'b' });
       expect((await admin.keys('livemux:chat:{keys-room}:*')).sort()).toEqual(
-        ['attrlog', 'attrs', 'attrver', 'history', 'members', 'order', 'seq'].map((p) => `livemux:chat:{keys-room}:${p}`),
+        ['attrlog', 'attrs', 'attrver', 'fence', 'history', 'lease', 'members', 'order', 'seq'].map((p) => `livemux:chat:{keys-room}:${p}`),
       );
+      expect(await admin.get('livemux:chat:{keys-room}:lease')).toBe(`${token} test`);
       expect(await admin.xlen('livemux:chat:{keys-room}:history')).toBe(1);
       expect(await admin.xrange('livemux:chat:{keys-room}:history', '1-0', '1-0')).toHaveLength(1);
-      await store.dropRoom('keys-room');
-      expect(await admin.keys('livemux:chat:{keys-room}:*')).toEqual([]);
+      await store.dropRoom('keys-room', token);
+      // Only the fencing counter outlives a drop.
+      expect(await admin.keys('livemux:chat:{keys-room}:*')).toEqual(['livemux:chat:{keys-room}:fence']);
     } finally {
       await store.close();
       admin.disconnect();
@@ -61,8 +71,8 @@ describe('RedisChatStore specifics', () => {
     const lent = new Redis(server.url);
     const borrowing = new RedisChatStore(lent);
     const withOptions = new RedisChatStore({ connection: lent, keyPrefix: 'lent:' });
-    expect(await borrowing.nextSeq('r')).toBe(1);
-    expect(await withOptions.nextSeq('r')).toBe(1);
+    expect(await borrowing.nextSeq('r', await leaseToken(borrowing, 'r'))).toBe(1);
+    expect(await withOptions.nextSeq('r', await leaseToken(withOptions, 'r'))).toBe(1);
     await borrowing.close();
     await withOptions.close();
     expect(await lent.incr('lent:{r}:seq')).toBe(2);
@@ -70,7 +80,7 @@ describe('RedisChatStore specifics', () => {
     lent.disconnect();
 
     const owning = new RedisChatStore({ url: server.url, keyPrefix: 'owning:' });
-    await owning.nextSeq('r');
+    await owning.nextSeq('r', await leaseToken(owning, 'r'));
     await owning.close();
     const internal = (owning as unknown as { redis: Redis }).redis;
     expect(internal.status).toBe('end');
@@ -83,14 +93,14 @@ describe('RedisChatStore specifics', () => {
     const started = Date.now();
     await store.close();
     expect(Date.now() - started).toBeLessThan(1000);
-    await expect(store.nextSeq('r')).rejects.toMatchObject({ code: 'ERR_STORE_CLOSED' });
+    await expect(store.nextSeq('r', 1)).rejects.toMatchObject({ code: 'ERR_STORE_CLOSED' });
 
     // Between reconnect attempts there is no socket to wait for, and a call queued meanwhile settles.
     const errors: Error[] = [];
     const retrying = new RedisChatStore({ host: '127.0.0.1', port: dead.port, onError: (err) => errors.push(err) });
     const client = (retrying as unknown as { redis: Redis }).redis;
     await new Promise((resolve) => client.once('reconnecting', resolve));
-    const queued = retrying.nextSeq('r');
+    const queued = retrying.memberCount('r');
     await retrying.close();
     await expect(queued).rejects.toMatchObject({ code: 'ERR_STORE_CLOSED' });
     expect(errors[0]?.message).toMatch(/ECONNREFUSED/);
@@ -103,9 +113,10 @@ describe('RedisChatStore specifics', () => {
     const admin = new Redis(server.url);
     const store = new RedisChatStore({ url: server.url, keyPrefix: 'flush:' });
     try {
-      await store.setAttributes('r', { a: '1' });
+      const token = await leaseToken(store, 'r');
+      await store.setAttributes('r', token, { a: '1' });
       await admin.script('FLUSH');
-      expect(await store.setAttributes('r', { a: '2' })).toEqual([{ version: 2, key: 'a', value: '2' }]);
+      expect(await store.setAttributes('r', token, { a: '2' })).toEqual([{ version: 2, key: 'a', value: '2' }]);
     } finally {
       await store.close();
       admin.disconnect();

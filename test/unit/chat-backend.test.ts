@@ -415,7 +415,9 @@ describe('history and recovery', () => {
     await new Promise((r) => setTimeout(r, 60));
     await chat.settled();
     expect(chat.rooms.has(ROOM)).toBe(false);
-    expect(await chat.store.nextSeq(ROOM)).toBe(1);
+    const grant = await chat.store.acquireLease(ROOM, 'test', 1000);
+    expect(grant.acquired).toBe(true);
+    expect(await chat.store.nextSeq(ROOM, grant.acquired ? grant.token : 0)).toBe(1);
   });
 });
 

@@ -10,18 +10,26 @@ describeChatStore('memory', async () => {
   return { store, peer: async () => store, cleanup: () => store.close() };
 });
 
+async function leaseToken(store: MemoryChatStore, room: string): Promise<number> {
+  const grant = await store.acquireLease(room, 'test', 60_000);
+  if (!grant.acquired) throw new Error('lease not acquired');
+  return grant.token;
+}
+
 describe('MemoryChatStore specifics', () => {
   it('trims history exactly to maxLength', async () => {
     const store = new MemoryChatStore();
+    const token = await leaseToken(store, 'r');
     for (let seq = 1; seq <= 50; seq++) {
-      await store.appendHistory('r', { seq, priority: Priority.LOW, senderId: 'u', sentAtMs: seq, body: Buffer.alloc(1) }, { maxLength: 7, maxAgeMs: Number.POSITIVE_INFINITY }, seq);
+      await store.appendHistory('r', token, { seq, priority: Priority.LOW, senderId: 'u', sentAtMs: seq, body: Buffer.alloc(1) }, { maxLength: 7, maxAgeMs: Number.POSITIVE_INFINITY }, seq);
     }
     expect((await store.latestHistory('r', 100)).map((m) => m.seq)).toEqual([44, 45, 46, 47, 48, 49, 50]);
   });
 
   it('keeps exactly attributeLogLength changes', async () => {
     const store = new MemoryChatStore({ attributeLogLength: 3 });
-    for (let i = 1; i <= 5; i++) await store.setAttributes('r', { k: String(i) });
+    const token = await leaseToken(store, 'r');
+    for (let i = 1; i <= 5; i++) await store.setAttributes('r', token, { k: String(i) });
     expect(await store.attributeChanges('r', 1)).toBeNull();
     expect((await store.attributeChanges('r', 2))?.map((c) => c.value)).toEqual(['3', '4', '5']);
     expect(() => new MemoryChatStore({ attributeLogLength: 0 })).toThrow(/attributeLogLength/);

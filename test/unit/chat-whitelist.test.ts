@@ -1,6 +1,8 @@
 /**
  * The room whitelist lives in the ChatStore (docs/chat.md §5): a room's new owner, another Chat backend
- * on the same store, keeps it, and an owner's copy follows the store when a user joins.
+ * on the same store, keeps it, and an owner's copy follows the store when a user joins. A room moves
+ * when the proxy closes its sessions on one owner (which then releases the room's lease) and opens them
+ * on the next.
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { Priority } from '../../src/protocol/constants.js';
@@ -41,6 +43,12 @@ const sendSystem = (h: ChatHarness, p: FakeProxyStream, session: number): Promis
 const moderate = (h: ChatHarness, p: FakeProxyStream, session: number, action: number, target: string): Promise<Reply> =>
   h.call(p, session, { moderate: { action, targetUser: target, durationMs: 0, reason: '' } });
 
+/** The proxy closes these sessions on `h` (the room moves away): its last leave releases the room's lease. */
+async function moveAway(h: ChatHarness, p: FakeProxyStream, sessions: number[]): Promise<void> {
+  for (const session of sessions) h.chat.handlers.onClose(p, session, 0, 'moved');
+  await h.chat.settled();
+}
+
 const joinedRole = (h: ChatHarness, p: FakeProxyStream, session: number): number | undefined =>
   h.events(p, session).find((e) => e.joined)?.joined?.role;
 
@@ -51,6 +59,7 @@ describe('whitelist in the store', () => {
     expect((await join(first, p, 1, 'host', 'host')).ok).toBe(true);
     // A guest whitelisted before arriving.
     expect((await moderate(first, p, 1, ModerateAction.WHITELIST, 'guest')).ok).toBe(true);
+    await moveAway(first, p, [1]);
 
     const next = owner();
     const q = new FakeProxyStream('proxy-2');
@@ -68,10 +77,12 @@ describe('whitelist in the store', () => {
     expect((await sendSystem(first, p, 2)).ok).toBe(true);
 
     // Another owner withdraws it (the ring moved the room, then moved it back).
+    await moveAway(first, p, [1, 2]);
     const other = owner();
     const q = new FakeProxyStream('proxy-2');
     await join(other, q, 1, 'admin', 'admin');
     expect((await moderate(other, q, 1, ModerateAction.UNWHITELIST, 'bob')).ok).toBe(true);
+    await moveAway(other, q, [1]);
 
     expect((await join(first, p, 3, 'bob')).ok).toBe(true);
     expect(joinedRole(first, p, 3)).toBe(WireRole.MEMBER);
@@ -85,6 +96,7 @@ describe('whitelist in the store', () => {
     await join(first, p, 1, 'host', 'host');
     await join(first, p, 2, 'bob');
     await moderate(first, p, 1, ModerateAction.WHITELIST, 'bob');
+    await moveAway(first, p, [1, 2]);
 
     const next = owner();
     next.open(p, 2, 'bob', { room: ROOM, reattach: true });

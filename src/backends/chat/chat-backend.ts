@@ -2,7 +2,8 @@
  * The Chat backend (issue 4, docs/chat.md) as BackendHandlers for createBackendServer: it keeps the
  * chat sessions of every proxy stream, decodes each DATA payload as a ChatRequest, runs it in its room's
  * serialized chain (ChatEngine) and answers with a Reply. Rooms are created on first use and dropped
- * (store included) after `idleTtlMs` without a joined session.
+ * (store included, unless another backend holds the room's lease) after `idleTtlMs` without a joined
+ * session. Ordered writes run under the room's write lease (room-leases.ts).
  */
 import pino from 'pino';
 import { Priority } from '../../protocol/constants.js';
@@ -16,6 +17,7 @@ import { MeteredChatStore, createChatMetrics, moderationActionName, type ChatMet
 import { MemoryChatStore } from './memory-store.js';
 import { syncWhitelist } from './moderation.js';
 import { Room, type ChatSession } from './room.js';
+import { RoomLeases } from './room-leases.js';
 import type { ChatStore, HistoryLimits } from './store.js';
 import { WordFilter, WordFilterMode } from './word-filter.js';
 
@@ -41,6 +43,11 @@ export interface ChatBackendOptions {
   idleTtlMs?: number;
   /** Largest message body (default 4096 bytes). */
   maxBodyBytes?: number;
+  /**
+   * Lifetime of a room's write lease without renewal (default 3000 ms; renewed every third of it): how
+   * long the rooms of a backend that died stay unwritable before another takes them over.
+   */
+  leaseTtlMs?: number;
   /** Wall clock, ms since the epoch (default Date.now). */
   now?: () => number;
   logger?: pino.Logger;
@@ -61,7 +68,7 @@ export interface ChatBackend {
   readonly rooms: ReadonlyMap<string, Room>;
   /** Resolves when every room's queued work is done (tests). */
   settled(): Promise<void>;
-  /** Stops the idle timers and closes the store. */
+  /** Stops the idle timers, releases the room leases and closes the store. */
   close(): Promise<void>;
 }
 
@@ -74,6 +81,7 @@ export const CHAT_DEFAULTS = {
   historyMaxAgeMs: 24 * 3600_000,
   idleTtlMs: 300_000,
   maxBodyBytes: 4096,
+  leaseTtlMs: 3000,
 } as const;
 
 export function createChatBackend(options: ChatBackendOptions = {}): ChatBackend {
@@ -90,8 +98,15 @@ export function createChatBackend(options: ChatBackendOptions = {}): ChatBackend
   };
   const metrics = createChatMetrics(metricsSource, { processMetrics: options.processMetrics ?? false });
   const meteredStore = new MeteredChatStore(store, metrics);
+  const leases = new RoomLeases({
+    store: meteredStore,
+    ttlMs: options.leaseTtlMs ?? CHAT_DEFAULTS.leaseTtlMs,
+    log,
+    onRefusal: (reason) => metrics.leaseRefusals.inc({ reason }),
+  });
   const engine = new ChatEngine({
     store: meteredStore,
+    leases,
     wordFilter: new WordFilter(options.words ?? [], options.wordMode ?? WordFilterMode.REJECT),
     joinHistory: options.joinHistory ?? CHAT_DEFAULTS.joinHistory,
     historyLimits: {
@@ -128,7 +143,9 @@ export function createChatBackend(options: ChatBackendOptions = {}): ChatBackend
         if (room.sessions.size > 0 || room.pending > 1 || room.dropped) return;
         room.dropped = true;
         rooms.delete(room.id);
-        const drop = meteredStore.dropRoom(room.id).catch((err: unknown) => log.warn({ err, room: room.id }, 'chat: dropping an idle room failed'));
+        const drop = leases
+          .drop(room)
+          .catch((err: unknown) => log.warn({ err, room: room.id }, 'chat: dropping an idle room failed'));
         dropping.set(room.id, drop);
         await drop;
         if (dropping.get(room.id) === drop) dropping.delete(room.id);
@@ -274,6 +291,7 @@ export function createChatBackend(options: ChatBackendOptions = {}): ChatBackend
     },
     async close() {
       for (const room of rooms.values()) room.cancelIdle();
+      await leases.releaseAll();
       await store.close();
     },
   };

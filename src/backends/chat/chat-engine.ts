@@ -23,13 +23,24 @@ import {
 } from './chat-codec.js';
 import { ChatError, ChatErrorCode } from './chat-errors.js';
 import type { ChatSession, Room } from './room.js';
-import { MAX_HISTORY_READ, MAX_MEMBER_PAGE, type ChatStore, type HistoryLimits, type Role, type StoredMessage } from './store.js';
+import type { RoomLeases } from './room-leases.js';
+import {
+  MAX_HISTORY_READ,
+  MAX_MEMBER_PAGE,
+  type AttributeChange,
+  type ChatStore,
+  type HistoryLimits,
+  type Role,
+  type StoredMessage,
+} from './store.js';
 import { FOREVER, isModerator, moderate } from './moderation.js';
 import type { WordFilter } from './word-filter.js';
 
 /** Settings of the engine; every field has a default in chat-backend.ts. */
 export interface ChatEngineConfig {
   readonly store: ChatStore;
+  /** The room write leases: every ordered write runs under one. */
+  readonly leases: RoomLeases;
   readonly wordFilter: WordFilter;
   /** Messages sent to a member joining with since_seq 0. */
   readonly joinHistory: number;
@@ -107,7 +118,7 @@ export class ChatEngine {
     if (ban > 0) throw new ChatError(ChatErrorCode.BANNED, `join: ${s.userId} is banned from room ${room.id}`, retryAfter(ban, now));
     const role = resolveRole(claimedRole(s.info.claims), room.whitelist.has(s.userId), req.role);
     await store.join(room.id, { userId: s.userId, role, joinedAtMs: now });
-    if (room.lastSeq < 0) room.lastSeq = (await store.latestHistory(room.id, 1))[0]?.seq ?? 0;
+    await this.refreshLastSeq(room);
     const attributes = await store.attributes(room.id);
     const onlineCount = await store.memberCount(room.id);
     const { gap, messages } = await this.missed(room, req.sinceSeq);
@@ -150,7 +161,7 @@ export class ChatEngine {
     }
     const role = resolveRole(claimedRole(s.info.claims), room.whitelist.has(s.userId), WireRole.UNSPECIFIED);
     await store.join(room.id, { userId: s.userId, role, joinedAtMs: now });
-    if (room.lastSeq < 0) room.lastSeq = (await store.latestHistory(room.id, 1))[0]?.seq ?? 0;
+    await this.refreshLastSeq(room);
     if (s.ended) {
       if (room.sessionsOf(s.userId).length === 0) await store.leave(room.id, s.userId);
       return {};
@@ -160,6 +171,14 @@ export class ChatEngine {
     room.add(s);
     s.ctx.subscribe(s.session, room.topic);
     return {};
+  }
+
+  /**
+   * Reads the room's latest seq from the store unless this backend holds the lease (then its own
+   * writes are the latest): without it, another backend may be writing the room.
+   */
+  private async refreshLastSeq(room: Room): Promise<void> {
+    if (room.lastSeq < 0 || !this.config.leases.holds(room)) room.lastSeq = (await this.config.store.latestHistory(room.id, 1))[0]?.seq ?? 0;
   }
 
   /** What a member who saw `sinceSeq` missed: the retained messages after it, and the gap before them. */
@@ -175,11 +194,12 @@ export class ChatEngine {
   }
 
   /**
-   * Send: checks (joined, size, system priority, mute, per-user rate, word filter, room rate), then the
-   * next seq, the history append, and ONE publish per proxy with members. Every refusal is counted.
+   * Send: checks (joined, size, system priority, the room's lease, mute, per-user rate, word filter,
+   * room rate), then the next seq, the history append, and ONE publish per proxy with members. Every
+   * refusal is counted. Both writes carry the lease token, checked by the store inside each write.
    */
   async send(room: Room, s: ChatSession, req: SendRequest, priority: Priority): Promise<ReplyResult> {
-    const { store } = this.config;
+    const { store, leases } = this.config;
     const name = PRIORITY_NAMES[priority];
     requireJoined(s);
     if (req.body.length > this.config.maxBodyBytes) {
@@ -189,6 +209,7 @@ export class ChatEngine {
     if (priority === Priority.SYSTEM && !privileged) {
       throw new ChatError(ChatErrorCode.PERMISSION_DENIED, 'send: system priority is for host, admin and whitelisted members');
     }
+    const token = await leases.token(room);
     const now = this.config.now();
     const muted = await store.muteUntil(room.id, s.userId, now);
     if (muted > 0) {
@@ -209,23 +230,34 @@ export class ChatEngine {
       this.stats.dropped.room_rate[name]++;
       throw new ChatError(ChatErrorCode.RATE_LIMITED, `send: room ${room.id} exceeds ${room.limiter.ratePerSecond} messages/s`);
     }
-    const seq = await store.nextSeq(room.id);
-    const message: RoomMessage = { seq, senderId: s.userId, priority, body: filtered.body, sentAtMs: now, clientMsgId: req.clientMsgId };
-    const body = encodeChatEvent({ message });
-    await store.appendHistory(room.id, { seq, priority, senderId: s.userId, sentAtMs: now, body }, this.config.historyLimits, now);
+    let seq: number;
+    let body: Buffer;
+    try {
+      seq = await store.nextSeq(room.id, token);
+      const message: RoomMessage = { seq, senderId: s.userId, priority, body: filtered.body, sentAtMs: now, clientMsgId: req.clientMsgId };
+      body = encodeChatEvent({ message });
+      await store.appendHistory(room.id, token, { seq, priority, senderId: s.userId, sentAtMs: now, body }, this.config.historyLimits, now);
+    } catch (err) {
+      throw leases.refusal(room, err);
+    }
     room.lastSeq = seq;
     this.stats.accepted[name]++;
     room.publish(body, priority);
     return { sent: { seq } };
   }
 
-  /** Leave (the request, a close, or a kick): unsubscribe, store, MemberLeft when the user is gone. */
+  /**
+   * Leave (the request, a close, or a kick): unsubscribe, store, MemberLeft when the user is gone; the
+   * room's lease is released when its last session here leaves.
+   */
   async leave(room: Room, s: ChatSession, announce: boolean): Promise<ReplyResult> {
     requireJoined(s);
     s.joined = false;
     if (!s.ended) s.ctx.unsubscribe(s.session, room.topic);
     if (!room.remove(s)) return {};
     await this.config.store.leave(room.id, s.userId);
+    // Nobody left here to write for: another backend serving the room may take it at once.
+    if (room.sessions.size === 0) await this.config.leases.release(room);
     if (announce) {
       const onlineCount = await this.config.store.memberCount(room.id);
       room.publish(encodeChatEvent({ memberLeft: { userId: s.userId, onlineCount } }), Priority.LOW);
@@ -275,7 +307,14 @@ export class ChatEngine {
     if (Object.keys(changes).length > MAX_ATTRIBUTE_CHANGES) {
       throw new ChatError(ChatErrorCode.BAD_REQUEST, `set_attributes: too many changes (${Object.keys(changes).length} vs limit ${MAX_ATTRIBUTE_CHANGES})`);
     }
-    const applied = await this.config.store.setAttributes(room.id, changes);
+    const { leases } = this.config;
+    const token = await leases.token(room);
+    let applied: AttributeChange[];
+    try {
+      applied = await this.config.store.setAttributes(room.id, token, changes);
+    } catch (err) {
+      throw leases.refusal(room, err);
+    }
     if (applied.length === 0) return { attributes: { version: (await this.config.store.attributes(room.id)).version } };
     const set: Record<string, string> = {};
     const deleted: string[] = [];

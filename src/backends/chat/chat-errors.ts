@@ -19,6 +19,11 @@ export const ChatErrorCode = {
   REJECTED_WORD: 'REJECTED_WORD',
   /** The moderation target is not in the room (kick). */
   NOT_FOUND: 'NOT_FOUND',
+  /**
+   * The backend serving the session does not hold the room's write lease (the room is moving between
+   * backends after a failure or a recovery); nothing was written. Retry after `retry_after_ms`.
+   */
+  NOT_OWNER: 'NOT_OWNER',
   /** The backend failed (its store is unreachable…); retrying later may succeed. */
   INTERNAL: 'INTERNAL',
 } as const;

@@ -12,7 +12,7 @@ import { PRIORITY_NAMES } from '../../protocol/constants.js';
 import { ModerateAction } from './chat-codec.js';
 import type { ChatStats } from './chat-engine.js';
 import type { Room } from './room.js';
-import type { AttributeChange, ChatStore, HistoryLimits, Member, Page, StoredMessage } from './store.js';
+import type { AttributeChange, ChatStore, HistoryLimits, LeaseGrant, Member, Page, StoredMessage } from './store.js';
 
 /** What the scrape-time metrics read: the engine's counters and the rooms this process owns. */
 export interface ChatMetricsSource {
@@ -28,7 +28,7 @@ export interface ChatMetricsOptions {
 
 /**
  * The metrics of one Chat backend. Label values are bounded: priority names, drop reasons, moderation
- * action names, and results (`ok` or a ChatErrorCode in lower case).
+ * action names, lease refusal reasons, and results (`ok` or a ChatErrorCode in lower case).
  *
  * Scrape-time views (not incremented by callers):
  * - livemux_chat_messages_accepted_total{priority}: room messages accepted (given a seq);
@@ -52,6 +52,11 @@ export interface ChatMetrics {
   readonly moderationActions: Counter<'action' | 'result'>;
   /** livemux_chat_request_failures_total{kind}: requests answered INTERNAL (store unreachable, a bug). */
   readonly requestFailures: Counter<'kind'>;
+  /**
+   * livemux_chat_lease_refusals_total{reason}: writes answered NOT_OWNER because another backend held
+   * the room's lease (`held`) or the store refused this backend's token as stale (`stale`).
+   */
+  readonly leaseRefusals: Counter<'reason'>;
 }
 
 /** Lower-case names of ModerateAction values, for the `action` label; unknown values are `unknown`. */
@@ -154,6 +159,12 @@ export function createChatMetrics(source: ChatMetricsSource, options: ChatMetric
       labelNames: ['kind'],
       registers,
     }),
+    leaseRefusals: new Counter({
+      name: 'livemux_chat_lease_refusals_total',
+      help: 'Writes answered NOT_OWNER: the room lease held by another backend (held) or this backend\'s token refused as stale (stale).',
+      labelNames: ['reason'],
+      registers,
+    }),
   };
 }
 
@@ -169,8 +180,8 @@ export class MeteredChatStore implements ChatStore {
     private readonly metrics: Pick<ChatMetrics, 'historyTrimmed' | 'historyGaps'>,
   ) {}
 
-  async appendHistory(room: string, message: StoredMessage, limits: HistoryLimits, nowMs: number): Promise<number> {
-    const trimmed = await this.inner.appendHistory(room, message, limits, nowMs);
+  async appendHistory(room: string, token: number, message: StoredMessage, limits: HistoryLimits, nowMs: number): Promise<number> {
+    const trimmed = await this.inner.appendHistory(room, token, message, limits, nowMs);
     if (trimmed > 0) this.metrics.historyTrimmed.inc(trimmed);
     return trimmed;
   }
@@ -181,8 +192,17 @@ export class MeteredChatStore implements ChatStore {
     return read;
   }
 
-  nextSeq(room: string): Promise<number> {
-    return this.inner.nextSeq(room);
+  acquireLease(room: string, holder: string, ttlMs: number): Promise<LeaseGrant> {
+    return this.inner.acquireLease(room, holder, ttlMs);
+  }
+  renewLease(room: string, token: number, ttlMs: number): Promise<boolean> {
+    return this.inner.renewLease(room, token, ttlMs);
+  }
+  releaseLease(room: string, token: number): Promise<void> {
+    return this.inner.releaseLease(room, token);
+  }
+  nextSeq(room: string, token: number): Promise<number> {
+    return this.inner.nextSeq(room, token);
   }
   latestHistory(room: string, limit: number): Promise<StoredMessage[]> {
     return this.inner.latestHistory(room, limit);
@@ -220,8 +240,8 @@ export class MeteredChatStore implements ChatStore {
   isWhitelisted(room: string, userId: string): Promise<boolean> {
     return this.inner.isWhitelisted(room, userId);
   }
-  setAttributes(room: string, changes: Readonly<Record<string, string | null>>): Promise<AttributeChange[]> {
-    return this.inner.setAttributes(room, changes);
+  setAttributes(room: string, token: number, changes: Readonly<Record<string, string | null>>): Promise<AttributeChange[]> {
+    return this.inner.setAttributes(room, token, changes);
   }
   attributes(room: string): Promise<{ values: Record<string, string>; version: number }> {
     return this.inner.attributes(room);
@@ -229,8 +249,8 @@ export class MeteredChatStore implements ChatStore {
   attributeChanges(room: string, afterVersion: number): Promise<AttributeChange[] | null> {
     return this.inner.attributeChanges(room, afterVersion);
   }
-  dropRoom(room: string): Promise<void> {
-    return this.inner.dropRoom(room);
+  dropRoom(room: string, token: number): Promise<void> {
+    return this.inner.dropRoom(room, token);
   }
   close(): Promise<void> {
     return this.inner.close();

@@ -33,6 +33,7 @@ interface ChatArgs {
   redis: string | undefined;
   roomRate: number | undefined;
   userRate: number | undefined;
+  leaseTtlMs: number | undefined;
   words: string[];
   wordMode: WordFilterMode;
   logLevel: string;
@@ -58,6 +59,7 @@ export async function runChatBackend(argv: string[]): Promise<number> {
     ...(args.roomRate === undefined ? {} : { roomRate: args.roomRate }),
     // The burst stays two seconds' worth, as with the default rate.
     ...(args.userRate === undefined ? {} : { userRate: args.userRate, userBurst: Math.max(1, Math.ceil(args.userRate * 2)) }),
+    ...(args.leaseTtlMs === undefined ? {} : { leaseTtlMs: args.leaseTtlMs }),
   });
   const server = createBackendServer(chat.handlers, { logger });
   const listening = await server.listen(args.host, args.port);
@@ -111,6 +113,7 @@ function parseChatArgs(argv: string[]): ChatArgs {
         redis: { type: 'string' },
         'room-rate': { type: 'string' },
         'user-rate': { type: 'string' },
+        'lease-ttl-ms': { type: 'string' },
         words: { type: 'string' },
         'word-mode': { type: 'string' },
         'log-level': { type: 'string' },
@@ -124,6 +127,7 @@ function parseChatArgs(argv: string[]): ChatArgs {
   const adminPort = parsePort(values, 'admin-port');
   const roomRate = parseRate(values, 'room-rate');
   const userRate = parseRate(values, 'user-rate');
+  const leaseTtlMs = parseLeaseTtl(values);
   const wordMode = values['word-mode'] ?? WordFilterMode.REJECT;
   if (wordMode !== WordFilterMode.REJECT && wordMode !== WordFilterMode.MASK) {
     throw new LivemuxError('ERR_USAGE', `--word-mode: expected reject or mask, got "${wordMode}"`);
@@ -136,6 +140,7 @@ function parseChatArgs(argv: string[]): ChatArgs {
     redis: values.redis,
     roomRate,
     userRate,
+    leaseTtlMs,
     words: (values.words ?? '').split(',').filter((w) => w !== ''),
     wordMode,
     logLevel: values['log-level'] ?? 'info',
@@ -160,6 +165,15 @@ function parseRate(values: Record<string, string | undefined>, name: string): nu
   const rate = Number(text);
   if (!(Number.isFinite(rate) && rate > 0)) throw new LivemuxError('ERR_USAGE', `--${name}: expected a positive number of messages/s, got "${text}"`);
   return rate;
+}
+
+/** --lease-ttl-ms: an integer number of ms, at least 3 (renewed every third of it), or undefined when absent. */
+function parseLeaseTtl(values: Record<string, string | undefined>): number | undefined {
+  const text = values['lease-ttl-ms'];
+  if (text === undefined) return undefined;
+  const ms = Number(text);
+  if (text.trim() === '' || !Number.isSafeInteger(ms) || ms < 3) throw new LivemuxError('ERR_USAGE', `--lease-ttl-ms: expected an integer >= 3 (ms), got "${text}"`);
+  return ms;
 }
 
 runIfEntryPoint(import.meta.url, 'chat-backend', runChatBackend);

@@ -1,7 +1,9 @@
+import { performance } from 'node:perf_hooks';
 import { Deque } from './deque.js';
 import { MemberIndex } from './member-index.js';
 import {
   checkAttributeChanges,
+  checkHolder,
   checkInteger,
   checkLimit,
   checkLimits,
@@ -9,6 +11,7 @@ import {
   checkRole,
   checkUserId,
   historyOrderError,
+  staleOwner,
   storeClosed,
 } from './store-checks.js';
 import {
@@ -18,6 +21,7 @@ import {
   type AttributeChange,
   type ChatStore,
   type HistoryLimits,
+  type LeaseGrant,
   type Member,
   type Page,
   type StoredMessage,
@@ -44,6 +48,13 @@ class RoomState {
   readonly attributeLog = new Deque<AttributeChange>();
 }
 
+/** A room's write lease; it lapses at `expiresAt` (performance.now() ms, immune to wall-clock jumps). */
+interface Lease {
+  readonly token: number;
+  readonly holder: string;
+  expiresAt: number;
+}
+
 const bySeq = (m: StoredMessage): number => m.seq;
 
 /**
@@ -52,11 +63,16 @@ const bySeq = (m: StoredMessage): number => m.seq;
  * Every operation is synchronous underneath, so each is atomic. A room's state is created by its first
  * write; reads of an unknown room answer from empty defaults without creating anything.
  *
+ * Leases live in a table beside the rooms (`dropRoom` ends the room's lease too); tokens come from one
+ * store-wide counter, so they grow for every room, across drops as well.
+ *
  * History is a ring per room trimmed exactly to its bounds on each append; the attribute log is a ring
  * of the newest `attributeLogLength` changes; members are kept in join order (see MemberIndex).
  */
 export class MemoryChatStore implements ChatStore {
   private readonly rooms = new Map<string, RoomState>();
+  private readonly leases = new Map<string, Lease>();
+  private lastToken = 0;
   private readonly attributeLogLength: number;
   private closed = false;
 
@@ -65,15 +81,50 @@ export class MemoryChatStore implements ChatStore {
     checkInteger('attributeLogLength', this.attributeLogLength, 1);
   }
 
-  async nextSeq(room: string): Promise<number> {
+  async acquireLease(room: string, holder: string, ttlMs: number): Promise<LeaseGrant> {
+    this.ensureOpen('acquireLease');
+    checkHolder(holder);
+    checkInteger('acquireLease ttlMs', ttlMs, 1);
+    const now = performance.now();
+    const lease = this.liveLease(room, now);
+    if (lease !== undefined && lease.holder !== holder) return { acquired: false, holder: lease.holder, remainingMs: Math.ceil(lease.expiresAt - now) };
+    if (lease !== undefined) {
+      lease.expiresAt = now + ttlMs;
+      return { acquired: true, token: lease.token };
+    }
+    const token = ++this.lastToken;
+    this.leases.set(room, { token, holder, expiresAt: now + ttlMs });
+    return { acquired: true, token };
+  }
+
+  async renewLease(room: string, token: number, ttlMs: number): Promise<boolean> {
+    this.ensureOpen('renewLease');
+    checkInteger('renewLease token', token, 1);
+    checkInteger('renewLease ttlMs', ttlMs, 1);
+    const now = performance.now();
+    const lease = this.liveLease(room, now);
+    if (lease?.token !== token) return false;
+    lease.expiresAt = now + ttlMs;
+    return true;
+  }
+
+  async releaseLease(room: string, token: number): Promise<void> {
+    this.ensureOpen('releaseLease');
+    checkInteger('releaseLease token', token, 1);
+    if (this.liveLease(room, performance.now())?.token === token) this.leases.delete(room);
+  }
+
+  async nextSeq(room: string, token: number): Promise<number> {
+    this.fence('nextSeq', room, token);
     return ++this.write('nextSeq', room).seq;
   }
 
-  async appendHistory(room: string, message: StoredMessage, limits: HistoryLimits, nowMs: number): Promise<number> {
+  async appendHistory(room: string, token: number, message: StoredMessage, limits: HistoryLimits, nowMs: number): Promise<number> {
     this.ensureOpen('appendHistory');
     checkMessage(message);
     checkLimits(limits);
     checkInteger('appendHistory nowMs', nowMs, 0);
+    this.fence('appendHistory', room, token);
     const state = this.write('appendHistory', room);
     if (message.seq <= state.highestAppended) throw historyOrderError(room, message.seq, state.highestAppended);
     state.highestAppended = message.seq;
@@ -163,9 +214,10 @@ export class MemoryChatStore implements ChatStore {
     return this.rooms.get(room)?.whitelist.has(userId) ?? false;
   }
 
-  async setAttributes(room: string, changes: Readonly<Record<string, string | null>>): Promise<AttributeChange[]> {
+  async setAttributes(room: string, token: number, changes: Readonly<Record<string, string | null>>): Promise<AttributeChange[]> {
     this.ensureOpen('setAttributes');
     const entries = checkAttributeChanges(changes);
+    this.fence('setAttributes', room, token);
     const state = this.write('setAttributes', room);
     const applied: AttributeChange[] = [];
     for (const [key, value] of entries) {
@@ -201,14 +253,33 @@ export class MemoryChatStore implements ChatStore {
     return log.slice(afterVersion + 1 - oldest, log.length);
   }
 
-  async dropRoom(room: string): Promise<void> {
-    this.ensureOpen('dropRoom');
+  async dropRoom(room: string, token: number): Promise<void> {
+    this.fence('dropRoom', room, token);
     this.rooms.delete(room);
+    this.leases.delete(room);
   }
 
   async close(): Promise<void> {
     this.closed = true;
     this.rooms.clear();
+    this.leases.clear();
+  }
+
+  /** The room's lease unless it lapsed (a lapsed one is forgotten here). */
+  private liveLease(room: string, now: number): Lease | undefined {
+    const lease = this.leases.get(room);
+    if (lease !== undefined && lease.expiresAt <= now) {
+      this.leases.delete(room);
+      return undefined;
+    }
+    return lease;
+  }
+
+  /** Throws ERR_STALE_OWNER unless `token` is the room's live lease token (an ordered write's check). */
+  private fence(method: string, room: string, token: number): void {
+    this.ensureOpen(method);
+    checkInteger(`${method} token`, token, 1);
+    if (this.liveLease(room, performance.now())?.token !== token) throw staleOwner(method, room, token);
   }
 
   private ensureOpen(method: string): void {

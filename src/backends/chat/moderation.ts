@@ -18,13 +18,14 @@ export const isModerator = (role: Role): boolean => role === 'host' || role === 
 /**
  * Moderation (the caller checked the actor is a joined host/admin): a target that is host or admin needs
  * an admin; mute and ban take `duration_ms` (0 = until lifted) and live in the store; kick and ban close
- * the target's sessions in this room after telling them why. The whitelist lives in the store, so a
+ * the target's sessions in this room after telling them why. Only the holder of the room's lease
+ * moderates (NOT_OWNER otherwise). The whitelist lives in the store, so a
  * room's next owner keeps it; `room.whitelist` is this owner's copy, written through here and refreshed
  * from the store for each joining user (syncWhitelist).
  */
 export async function moderate(
   engine: ChatEngine,
-  config: Pick<ChatEngineConfig, 'store' | 'now'>,
+  config: Pick<ChatEngineConfig, 'store' | 'leases' | 'now'>,
   room: Room,
   s: ChatSession,
   req: ModerateRequest,
@@ -33,6 +34,9 @@ export async function moderate(
   const { store } = config;
   const target = req.targetUser;
   if (target === '') throw new ChatError(ChatErrorCode.BAD_REQUEST, 'moderate.target_user: empty');
+  // Mutes, bans and the whitelist are per-user states the store writes without a token, but only the
+  // lease holder moderates, so two backends never race on them.
+  await config.leases.token(room);
   const targetMember = await store.member(room.id, target);
   if (targetMember !== null && isModerator(targetMember.role) && s.role !== 'admin') {
     throw new ChatError(ChatErrorCode.PERMISSION_DENIED, `moderate: ${target} is ${targetMember.role}; only an admin may moderate them`);

@@ -24,33 +24,114 @@ export class RedisScript {
 }
 
 /**
+ * Sets `current`: whether the room's lease key (KEYS[1], holding `<token> <holder>`) holds the caller's
+ * token (ARGV[1]). The lease scripts and every ordered write script start with it.
+ */
+const IS_CURRENT = `
+local lease = redis.call('GET', KEYS[1])
+local current = lease ~= false and string.sub(lease, 1, #ARGV[1] + 1) == ARGV[1] .. ' '
+`;
+
+/** The fencing check of the ordered writes: a caller without the current token gets an error, before any write. */
+const FENCE = `${IS_CURRENT}
+if not current then return redis.error_reply('STALE_OWNER lease token ' .. ARGV[1] .. ' is not current') end
+`;
+
+/** How a fenced script's refusal starts (redis.error_reply keeps the first word as the error code). */
+export const STALE_OWNER_REPLY = 'STALE_OWNER';
+
+/**
+ * Takes a room's lease for a holder, or renews it if the holder has it: a new lease takes the next
+ * token from the fencing counter (INCR, never reset) and is stored as `<token> <holder>` with PX ttl.
+ * Returns {1, token} when the caller holds it, {0, holder, remaining ms} when another does.
+ *
+ * KEYS[1] lease, KEYS[2] fencing counter
+ * ARGV[1] holder, ARGV[2] ttl ms
+ */
+export const ACQUIRE_LEASE = new RedisScript(`
+local lease = redis.call('GET', KEYS[1])
+if lease then
+  local space = string.find(lease, ' ', 1, true)
+  local holder = string.sub(lease, space + 1)
+  if holder ~= ARGV[1] then return {0, holder, redis.call('PTTL', KEYS[1])} end
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return {1, tonumber(string.sub(lease, 1, space - 1))}
+end
+local token = redis.call('INCR', KEYS[2])
+redis.call('SET', KEYS[1], token .. ' ' .. ARGV[1], 'PX', ARGV[2])
+return {1, token}
+`);
+
+/**
+ * Extends the lease if the token is current. Returns 1, or 0 when it is not (lost).
+ *
+ * KEYS[1] lease; ARGV[1] token, ARGV[2] ttl ms
+ */
+export const RENEW_LEASE = new RedisScript(`${IS_CURRENT}
+if not current then return 0 end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+`);
+
+/**
+ * Deletes the lease if the token is current (a holder never ends a successor's lease).
+ *
+ * KEYS[1] lease; ARGV[1] token
+ */
+export const RELEASE_LEASE = new RedisScript(`${IS_CURRENT}
+if current then redis.call('DEL', KEYS[1]) end
+return 0
+`);
+
+/**
+ * The next sequence number, for the lease holder only.
+ *
+ * KEYS[1] lease, KEYS[2] seq counter; ARGV[1] token
+ */
+export const NEXT_SEQ = new RedisScript(`${FENCE}
+return redis.call('INCR', KEYS[2])
+`);
+
+/**
+ * Deletes the given keys of a room, the lease first, for the lease holder only (the caller leaves
+ * the fencing counter out, so tokens keep growing).
+ *
+ * KEYS[1] lease, KEYS[2..] the room's other keys; ARGV[1] token
+ */
+export const DROP_ROOM = new RedisScript(`${FENCE}
+redis.call('DEL', unpack(KEYS))
+return 0
+`);
+
+/**
  * Appends one message to a room's history stream (stream ID `<seq>-0`, so XRANGE by seq is direct)
  * and trims it: by length with `MAXLEN ~` (whole stream nodes, the cheap way), then by age exactly,
  * scanning from the oldest entry while its sentAt field is older than the cutoff. The scan stops at
  * the entry just added, so it is never trimmed by its own append; each trimmed entry is read once, so
  * the scan costs O(1) amortized per append and one `XRANGE … COUNT 1` when nothing is due.
+ * The lease check comes first, in the same script, so fencing costs no round trip.
  * An ID not above the stream's last generated ID fails in XADD, before any write. Returns the number of
  * entries trimmed: by length (XLEN before and after the XADD, both O(1)) plus by age.
  *
- * KEYS[1] history stream
- * ARGV[1] entry ID, [2] maxLength, [3] age cutoff ms ('' = no age bound),
- *     [4] priority, [5] sender, [6] sentAtMs, [7] body   (fields p, s, t, b: t is the 6th reply item)
+ * KEYS[1] lease, KEYS[2] history stream
+ * ARGV[1] token, [2] entry ID, [3] maxLength, [4] age cutoff ms ('' = no age bound),
+ *     [5] priority, [6] sender, [7] sentAtMs, [8] body   (fields p, s, t, b: t is the 6th reply item)
  */
-export const APPEND_HISTORY = new RedisScript(`
-local before = redis.call('XLEN', KEYS[1])
-redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], ARGV[1], 'p', ARGV[4], 's', ARGV[5], 't', ARGV[6], 'b', ARGV[7])
-local trimmed = before + 1 - redis.call('XLEN', KEYS[1])
-if ARGV[3] == '' then return trimmed end
-local cutoff = tonumber(ARGV[3])
+export const APPEND_HISTORY = new RedisScript(`${FENCE}
+local before = redis.call('XLEN', KEYS[2])
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], ARGV[2], 'p', ARGV[5], 's', ARGV[6], 't', ARGV[7], 'b', ARGV[8])
+local trimmed = before + 1 - redis.call('XLEN', KEYS[2])
+if ARGV[4] == '' then return trimmed end
+local cutoff = tonumber(ARGV[4])
 local keep = nil
 local passed = 0
 local start = '-'
 local count = 1
 while not keep do
-  local batch = redis.call('XRANGE', KEYS[1], start, '+', 'COUNT', count)
+  local batch = redis.call('XRANGE', KEYS[2], start, '+', 'COUNT', count)
   if #batch == 0 then break end
   for _, entry in ipairs(batch) do
-    if entry[1] == ARGV[1] or tonumber(entry[2][6]) >= cutoff then
+    if entry[1] == ARGV[2] or tonumber(entry[2][6]) >= cutoff then
       keep = entry[1]
       break
     end
@@ -59,7 +140,7 @@ while not keep do
   end
   count = 100
 end
-if keep and passed > 0 then redis.call('XTRIM', KEYS[1], 'MINID', keep) end
+if keep and passed > 0 then redis.call('XTRIM', KEYS[2], 'MINID', keep) end
 return trimmed + passed
 `);
 
@@ -78,33 +159,34 @@ return {ids, redis.call('HMGET', KEYS[2], unpack(ids))}
 /**
  * Applies attribute changes in order: each real change (a new value, or deleting a present key) takes
  * the next version from the counter and is appended to the change log stream under ID `<version>-0`,
- * trimmed with `MAXLEN ~`; no-ops are skipped. Returns {version, op, key, value} per change.
+ * trimmed with `MAXLEN ~`; no-ops are skipped. Returns {version, op, key, value} per change. Only for
+ * the lease holder.
  *
- * KEYS[1] attribute hash, KEYS[2] version counter, KEYS[3] change log stream
- * ARGV[1] log length, then triples: op ('s' set | 'd' delete), key, value ('' for a delete)
+ * KEYS[1] lease, KEYS[2] attribute hash, KEYS[3] version counter, KEYS[4] change log stream
+ * ARGV[1] token, ARGV[2] log length, then triples: op ('s' set | 'd' delete), key, value ('' for a delete)
  */
-export const SET_ATTRIBUTES = new RedisScript(`
+export const SET_ATTRIBUTES = new RedisScript(`${FENCE}
 local out = {}
-for i = 2, #ARGV, 3 do
+for i = 3, #ARGV, 3 do
   local op, key, value = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  local current = redis.call('HGET', KEYS[1], key)
+  local current = redis.call('HGET', KEYS[2], key)
   local changed = false
   if op == 's' then
     if current ~= value then
-      redis.call('HSET', KEYS[1], key, value)
+      redis.call('HSET', KEYS[2], key, value)
       changed = true
     end
   elseif current then
-    redis.call('HDEL', KEYS[1], key)
+    redis.call('HDEL', KEYS[2], key)
     changed = true
   end
   if changed then
-    local version = redis.call('INCR', KEYS[2])
+    local version = redis.call('INCR', KEYS[3])
     local id = string.format('%d-0', version)
     if op == 's' then
-      redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[1], id, 'k', key, 'v', value)
+      redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[2], id, 'k', key, 'v', value)
     else
-      redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[1], id, 'k', key)
+      redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[2], id, 'k', key)
     end
     out[#out + 1] = {version, op, key, value}
   end

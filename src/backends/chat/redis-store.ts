@@ -1,9 +1,21 @@
 import { Redis } from 'ioredis';
 import { LivemuxError } from '../../protocol/errors.js';
-import { APPEND_HISTORY, MEMBER_PAGE, SET_ATTRIBUTES } from './redis-scripts.js';
+import {
+  ACQUIRE_LEASE,
+  APPEND_HISTORY,
+  DROP_ROOM,
+  MEMBER_PAGE,
+  NEXT_SEQ,
+  RELEASE_LEASE,
+  RENEW_LEASE,
+  SET_ATTRIBUTES,
+  STALE_OWNER_REPLY,
+  type RedisScript,
+} from './redis-scripts.js';
 import {
   badCursor,
   checkAttributeChanges,
+  checkHolder,
   checkInteger,
   checkLimit,
   checkLimits,
@@ -11,6 +23,7 @@ import {
   checkRole,
   checkUserId,
   historyOrderError,
+  staleOwner,
   storeClosed,
   toPriority,
   toRole,
@@ -22,6 +35,7 @@ import {
   type AttributeChange,
   type ChatStore,
   type HistoryLimits,
+  type LeaseGrant,
   type Member,
   type Page,
   type StoredMessage,
@@ -46,9 +60,12 @@ export interface RedisChatStoreOptions {
   readonly onError?: (err: Error) => void;
 }
 
-/** The keys of one room; the `{room}` hash tag keeps them in one cluster slot, as scripts require. */
-const PARTS = ['seq', 'history', 'members', 'order', 'mutes', 'bans', 'whitelist', 'attrs', 'attrver', 'attrlog'] as const;
-type Part = (typeof PARTS)[number];
+/**
+ * The keys of one room; the `{room}` hash tag keeps them in one cluster slot, as scripts require.
+ * `dropRoom` deletes the lease and DROPPED; only the fencing counter outlives a drop.
+ */
+const DROPPED = ['seq', 'history', 'members', 'order', 'mutes', 'bans', 'whitelist', 'attrs', 'attrver', 'attrlog'] as const;
+type Part = (typeof DROPPED)[number] | 'lease' | 'fence';
 
 /**
  * ChatStore on Redis (6.2 or later) through ioredis, so a room's new owner continues where the old one
@@ -66,7 +83,10 @@ type Part = (typeof PARTS)[number];
  * | attrs     | hash       | attribute key → value |
  * | attrver   | string     | version of the last attribute change (INCR) |
  * | attrlog   | stream     | attribute changes, ID `<version>-0`, fields k and v (absent for a delete) |
+ * | lease     | string     | `<token> <holder>` with a PX expiry: the write lease |
+ * | fence     | string     | last fencing token handed out (INCR); kept by `dropRoom` |
  *
+ * Ordered writes run as Lua scripts that check the lease token first, in the same round trip.
  * Multi-key writes run as one Lua script or MULTI; reads that must agree (messages with the oldest
  * seq, the map with its version) run in one MULTI. Expired mutes and bans stay until lifted or the
  * room is dropped: expiry is judged with the caller's clock, not the server's, as the contract says.
@@ -97,24 +117,48 @@ export class RedisChatStore implements ChatStore {
     if (this.ownsConnection && options.onError) this.redis.on('error', options.onError);
   }
 
-  async nextSeq(room: string): Promise<number> {
-    this.ensureOpen('nextSeq');
-    return this.io(this.redis.incr(this.key(room, 'seq')));
+  async acquireLease(room: string, holder: string, ttlMs: number): Promise<LeaseGrant> {
+    this.ensureOpen('acquireLease');
+    checkHolder(holder);
+    checkInteger('acquireLease ttlMs', ttlMs, 1);
+    const reply = (await this.io(ACQUIRE_LEASE.run(this.redis, [this.key(room, 'lease'), this.key(room, 'fence')], [holder, ttlMs]))) as
+      | [1, number]
+      | [0, string, number];
+    if (reply[0] === 1) return { acquired: true, token: reply[1] };
+    return { acquired: false, holder: reply[1], remainingMs: Math.max(0, reply[2]) };
   }
 
-  async appendHistory(room: string, message: StoredMessage, limits: HistoryLimits, nowMs: number): Promise<number> {
+  async renewLease(room: string, token: number, ttlMs: number): Promise<boolean> {
+    this.ensureOpen('renewLease');
+    checkInteger('renewLease token', token, 1);
+    checkInteger('renewLease ttlMs', ttlMs, 1);
+    return (await this.io(RENEW_LEASE.run(this.redis, [this.key(room, 'lease')], [token, ttlMs]))) === 1;
+  }
+
+  async releaseLease(room: string, token: number): Promise<void> {
+    this.ensureOpen('releaseLease');
+    checkInteger('releaseLease token', token, 1);
+    await this.io(RELEASE_LEASE.run(this.redis, [this.key(room, 'lease')], [token]));
+  }
+
+  async nextSeq(room: string, token: number): Promise<number> {
+    return (await this.fenced('nextSeq', room, token, NEXT_SEQ, [this.key(room, 'seq')], [])) as number;
+  }
+
+  async appendHistory(room: string, token: number, message: StoredMessage, limits: HistoryLimits, nowMs: number): Promise<number> {
     this.ensureOpen('appendHistory');
     checkMessage(message);
     checkLimits(limits);
     checkInteger('appendHistory nowMs', nowMs, 0);
     const cutoff = limits.maxAgeMs === Number.POSITIVE_INFINITY ? '' : String(nowMs - limits.maxAgeMs);
     try {
-      return (await this.io(
-        APPEND_HISTORY.run(
-          this.redis,
-          [this.key(room, 'history')],
-          [`${message.seq}-0`, limits.maxLength, cutoff, message.priority, message.senderId, message.sentAtMs, message.body],
-        ),
+      return (await this.fenced(
+        'appendHistory',
+        room,
+        token,
+        APPEND_HISTORY,
+        [this.key(room, 'history')],
+        [`${message.seq}-0`, limits.maxLength, cutoff, message.priority, message.senderId, message.sentAtMs, message.body],
       )) as number;
     } catch (err) {
       if (err instanceof Error && /equal or smaller than the target stream top item/.test(err.message)) {
@@ -218,15 +262,13 @@ export class RedisChatStore implements ChatStore {
     return (await this.io(this.redis.sismember(this.key(room, 'whitelist'), userId))) === 1;
   }
 
-  async setAttributes(room: string, changes: Readonly<Record<string, string | null>>): Promise<AttributeChange[]> {
+  async setAttributes(room: string, token: number, changes: Readonly<Record<string, string | null>>): Promise<AttributeChange[]> {
     this.ensureOpen('setAttributes');
     const entries = checkAttributeChanges(changes);
-    if (entries.length === 0) return [];
     const args: (string | number)[] = [this.attributeLogLength];
     for (const [key, value] of entries) args.push(value === null ? 'd' : 's', key, value ?? '');
-    const reply = (await this.io(
-      SET_ATTRIBUTES.run(this.redis, [this.key(room, 'attrs'), this.key(room, 'attrver'), this.key(room, 'attrlog')], args),
-    )) as [number, string, string, string][];
+    const keys = [this.key(room, 'attrs'), this.key(room, 'attrver'), this.key(room, 'attrlog')];
+    const reply = (await this.fenced('setAttributes', room, token, SET_ATTRIBUTES, keys, args)) as [number, string, string, string][];
     return reply.map(([version, op, key, value]) => ({ version, key, value: op === 'd' ? null : value }));
   }
 
@@ -254,9 +296,8 @@ export class RedisChatStore implements ChatStore {
     return changes[0]?.version === afterVersion + 1 ? changes : null;
   }
 
-  async dropRoom(room: string): Promise<void> {
-    this.ensureOpen('dropRoom');
-    await this.io(this.redis.del(...PARTS.map((part) => this.key(room, part))));
+  async dropRoom(room: string, token: number): Promise<void> {
+    await this.fenced('dropRoom', room, token, DROP_ROOM, DROPPED.map((part) => this.key(room, part)), []);
   }
 
   async close(): Promise<void> {
@@ -291,6 +332,28 @@ export class RedisChatStore implements ChatStore {
       this.inFlight.add(reject);
       work.then(resolve, reject).finally(() => this.inFlight.delete(reject));
     });
+  }
+
+  /**
+   * Runs an ordered write script: KEYS are the room's lease key then `keys`, ARGV the token then
+   * `args`; the script's STALE_OWNER refusal becomes ERR_STALE_OWNER.
+   */
+  private async fenced(
+    method: string,
+    room: string,
+    token: number,
+    script: RedisScript,
+    keys: readonly string[],
+    args: readonly (string | Buffer | number)[],
+  ): Promise<unknown> {
+    this.ensureOpen(method);
+    checkInteger(`${method} token`, token, 1);
+    try {
+      return await this.io(script.run(this.redis, [this.key(room, 'lease'), ...keys], [token, ...args]));
+    } catch (err) {
+      if (err instanceof Error && err.message.startsWith(STALE_OWNER_REPLY)) throw staleOwner(method, room, token, err);
+      throw err;
+    }
   }
 
   private ensureOpen(method: string): void {

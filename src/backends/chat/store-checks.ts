@@ -12,6 +12,20 @@ export function storeClosed(method: string): LivemuxError {
   return new LivemuxError('ERR_STORE_CLOSED', `chat store ${method}: store is closed`);
 }
 
+/** An ordered write by a caller whose lease `token` is not the room's current one. */
+export function staleOwner(method: string, room: string, token: number, cause?: unknown): LivemuxError {
+  return new LivemuxError(
+    'ERR_STALE_OWNER',
+    `chat store ${method}: room ${JSON.stringify(room)} lease token ${token} is not the current one (the lease lapsed or another holder took it)`,
+    { cause },
+  );
+}
+
+/** A lease holder name: non-empty, without spaces (the Redis store keeps `<token> <holder>`). */
+export function checkHolder(holder: string): void {
+  if (typeof holder !== 'string' || holder === '' || /\s/.test(holder)) throw invalid('acquireLease holder', 'a non-empty string without whitespace', JSON.stringify(holder));
+}
+
 /** An append whose seq is not above the highest already appended to the room (`highest` when known). */
 export function historyOrderError(room: string, seq: number, highest: number | null, cause?: unknown): LivemuxError {
   const than = highest === null ? '' : ` (${seq} vs ${highest})`;

@@ -31,6 +31,14 @@ export interface HistoryLimits {
   readonly maxAgeMs: number;
 }
 
+/**
+ * The answer to `acquireLease`: the room's lease with its fencing token, or the holder that has it and
+ * how long its lease has left (it may renew before then, or release sooner).
+ */
+export type LeaseGrant =
+  | { readonly acquired: true; readonly token: number }
+  | { readonly acquired: false; readonly holder: string; readonly remainingMs: number };
+
 /** A change to a room's attributes: `value` null deletes the key. `version` orders the change log. */
 export interface AttributeChange {
   readonly version: number;
@@ -52,17 +60,38 @@ export interface AttributeChange {
  * - moderation state (mutes, bans, the whitelist) is room state like membership: every store of the
  *   same backend sees it, so a room's new owner enforces it; `dropRoom` forgets it;
  * - attribute changes get strictly increasing versions per room, and `attributeChanges` returns them in
- *   that order.
+ *   that order;
+ * - at most one holder has a room's lease at a time (see `acquireLease`), and the ordered writes
+ *   (`nextSeq`, `appendHistory`, `setAttributes`, `dropRoom`) take effect only with the current lease's
+ *   token, checked atomically with the write: a holder whose lease lapsed cannot write, even if it has
+ *   not noticed yet. Membership, mutes, bans and the whitelist are per-user states written without a
+ *   token (the Chat backend holds the lease before moderating anyway).
  *
  * Errors are `LivemuxError`s with a stable code: `ERR_STORE_CLOSED` (any call after `close`),
- * `ERR_HISTORY_ORDER` (see `appendHistory`), `ERR_BAD_CURSOR` (a `members` cursor this store did not
+ * `ERR_STALE_OWNER` (an ordered write whose token is not the room's current lease token: nothing was
+ * written), `ERR_HISTORY_ORDER` (see `appendHistory`), `ERR_BAD_CURSOR` (a `members` cursor this store did not
  * issue), `ERR_INVALID_ARGUMENT` (a negative, fractional or non-finite count, seq or time, an empty
  * user ID, an unknown role or priority), `ERR_STORE_CORRUPT` (a stored record this code did not write).
  * A failing backend (Redis unreachable) rejects with its client library's error.
  */
 export interface ChatStore {
-  /** The next sequence number of `room`: 1 for a new (or dropped) room, then +1 per call, atomically. */
-  nextSeq(room: string): Promise<number>;
+  /**
+   * Takes the room's write lease for `holder` (a name unique to the process, e.g. host and pid) for
+   * `ttlMs`, or renews it when `holder` has it already (same token). A new lease gets a fencing token
+   * from a per-room counter that only grows: every later lease of the room, by any holder, gets a higher
+   * one, `dropRoom` included. While another holder's lease runs, the answer names that holder instead.
+   */
+  acquireLease(room: string, holder: string, ttlMs: number): Promise<LeaseGrant>;
+  /** Extends the lease whose token is `token` to `ttlMs` from now; false when it is no longer current (lost). */
+  renewLease(room: string, token: number, ttlMs: number): Promise<boolean>;
+  /** Ends the lease whose token is `token` so another holder can take the room at once; a no-op when it is not current. */
+  releaseLease(room: string, token: number): Promise<void>;
+
+  /**
+   * The next sequence number of `room`: 1 for a new (or dropped) room, then +1 per call, atomically.
+   * Needs the current lease `token` (else `ERR_STALE_OWNER`, and no number is taken).
+   */
+  nextSeq(room: string, token: number): Promise<number>;
 
   /**
    * Stores `message` and trims the room's history, oldest first, while either bound is exceeded:
@@ -79,9 +108,10 @@ export interface ChatStore {
    * writes. The store may keep a reference to `message.body`; do not mutate it afterwards.
    *
    * Resolves with the number of messages this append trimmed (by either bound), so that over a room's
-   * life appended = retained + the sum of these counts.
+   * life appended = retained + the sum of these counts. Needs the current lease `token`, checked first
+   * (`ERR_STALE_OWNER`).
    */
-  appendHistory(room: string, message: StoredMessage, limits: HistoryLimits, nowMs: number): Promise<number>;
+  appendHistory(room: string, token: number, message: StoredMessage, limits: HistoryLimits, nowMs: number): Promise<number>;
   /**
    * Up to `limit` messages with seq > `afterSeq`, oldest first; `oldestSeq` is the oldest retained (null
    * if none), read atomically with the messages. A reader that saw `afterSeq` missed messages iff
@@ -125,9 +155,10 @@ export interface ChatStore {
   /**
    * Applies `changes` atomically, in the object's key order, each real change getting the next version;
    * a no-op (setting the current value, deleting an absent key) is neither applied nor logged. Returns
-   * the change log entries it appended (empty when nothing changed).
+   * the change log entries it appended (empty when nothing changed). Needs the current lease `token`
+   * (`ERR_STALE_OWNER`), even when nothing would change.
    */
-  setAttributes(room: string, changes: Readonly<Record<string, string | null>>): Promise<AttributeChange[]>;
+  setAttributes(room: string, token: number, changes: Readonly<Record<string, string | null>>): Promise<AttributeChange[]>;
   /** The whole map and the version of its last change (0 for a room without attributes), read atomically. */
   attributes(room: string): Promise<{ values: Record<string, string>; version: number }>;
   /**
@@ -139,8 +170,12 @@ export interface ChatStore {
    */
   attributeChanges(room: string, afterVersion: number): Promise<AttributeChange[] | null>;
 
-  /** Forgets everything about a room (idle TTL expired), its sequence included: the next seq is 1 again. */
-  dropRoom(room: string): Promise<void>;
+  /**
+   * Forgets everything about a room (idle TTL expired), its sequence and its lease included: the next
+   * seq is 1 again. Only the fencing counter stays, so the room's next lease still gets a higher token.
+   * Needs the current lease `token` (`ERR_STALE_OWNER`).
+   */
+  dropRoom(room: string, token: number): Promise<void>;
   /** Releases the store (the Redis store quits the connection it opened). Idempotent. */
   close(): Promise<void>;
 }
