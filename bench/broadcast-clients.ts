@@ -18,7 +18,7 @@ import { Kind, LatencyHistogram, clockMs, connectSocketIo, fields } from './broa
  * `{"event":"phase"}` line per phase, once every receiver still connected has had that phase's end
  * message: room messages missing, receivers closed, this process's CPU time since the previous line,
  * and for every `sample`-th receiver the latency histogram and how long each took from its first
- * message of the phase to the end message.
+ * message of the phase to the end message, and how much its latency grew over the phase.
  * Runs until SIGTERM.
  */
 const { values } = parseArgs({
@@ -45,6 +45,9 @@ interface Receiver {
   readonly sampled: boolean;
   /** When a sampled receiver got its first room message of the current phase; 0 before. */
   phaseStart: number;
+  /** A sampled receiver's room messages of the current phase: when each was sent, and its latency. */
+  sentAt: number[];
+  lagMs: number[];
 }
 
 interface PhaseTally {
@@ -52,6 +55,34 @@ interface PhaseTally {
   missing: number;
   /** Sampled receivers' times from their first room message of the phase to its end message. */
   receiveMs: number[];
+  /** Sampled receivers' lag growth over the phase (see lagGrowth). */
+  lagGrowthMs: number[];
+}
+
+/** The mean latency of the messages sent in one second of a phase is compared with that of its last. */
+const ANCHOR_FROM_MS = 1000;
+const WINDOW_MS = 1000;
+
+/**
+ * How much later than at the start a receiver got the phase's last messages: mean latency of the
+ * messages sent in its final second minus that of those sent in its second second (the first is left
+ * out: a system's pipeline fills then). A receiver that keeps up has a steady latency however long its
+ * path; one that falls behind gets later and later. NaN when a window holds no message (very low rates).
+ */
+function lagGrowth(r: Receiver, endSentAt: number): number {
+  const first = r.sentAt[0] ?? NaN;
+  const mean = (from: number, to: number): number => {
+    let sum = 0;
+    let n = 0;
+    for (let i = 0; i < r.sentAt.length; i++) {
+      if (r.sentAt[i]! >= from && r.sentAt[i]! < to) {
+        sum += r.lagMs[i]!;
+        n++;
+      }
+    }
+    return n > 0 ? sum / n : NaN;
+  };
+  return mean(endSentAt - WINDOW_MS, endSentAt) - mean(first + ANCHOR_FROM_MS, first + ANCHOR_FROM_MS + WINDOW_MS);
 }
 
 let live = count;
@@ -71,18 +102,27 @@ function onMessage(r: Receiver, message: Buffer | string): void {
     r.received++;
     if (r.sampled) {
       const now = clockMs();
-      histogram.add(now - fields(message.toString())[1]);
+      const sentAt = fields(message.toString())[1];
+      histogram.add(now - sentAt);
+      r.sentAt.push(sentAt);
+      r.lagMs.push(now - sentAt);
       if (r.phaseStart === 0) r.phaseStart = now;
     }
   } else if (kind === Kind.END) {
-    const [phase, total] = fields(message.toString());
+    const [phase, total, endSentAt] = fields(message.toString());
     let tally = phases.get(phase);
-    if (tally === undefined) phases.set(phase, (tally = { done: 0, missing: 0, receiveMs: [] }));
+    if (tally === undefined) phases.set(phase, (tally = { done: 0, missing: 0, receiveMs: [], lagGrowthMs: [] }));
     tally.done++;
     tally.missing += total - r.received;
     r.received = total;
-    if (r.sampled && r.phaseStart > 0) tally.receiveMs.push(clockMs() - r.phaseStart);
+    if (r.sampled && r.phaseStart > 0) {
+      tally.receiveMs.push(clockMs() - r.phaseStart);
+      const growth = lagGrowth(r, endSentAt);
+      if (!Number.isNaN(growth)) tally.lagGrowthMs.push(growth);
+    }
     r.phaseStart = 0;
+    r.sentAt = [];
+    r.lagMs = [];
     report(phase, tally);
   }
 }
@@ -94,8 +134,8 @@ function report(phase: number, tally: PhaseTally): void {
   const { user, system } = process.cpuUsage();
   const cpuUs = user + system - cpuAtReport;
   cpuAtReport += cpuUs;
-  const { missing, receiveMs } = tally;
-  console.log(JSON.stringify({ event: 'phase', phase, missing, closed, cpuUs, receiveMs, histogram: histogram.counts }));
+  const { missing, receiveMs, lagGrowthMs } = tally;
+  console.log(JSON.stringify({ event: 'phase', phase, missing, closed, cpuUs, receiveMs, lagGrowthMs, histogram: histogram.counts }));
   histogram = new LatencyHistogram();
 }
 
@@ -139,6 +179,6 @@ const connect = { plain: plainReceiver, livemux: livemuxReceiver, socketio: sock
 if (connect === undefined) throw new Error(`broadcast-clients: --mode must be plain, livemux or socketio, got ${values.mode}`);
 for (let first = 0; first < count; first += CONNECT_BATCH) {
   const batch = Array.from({ length: Math.min(CONNECT_BATCH, count - first) }, (_, i) => first + i);
-  await Promise.all(batch.map((i) => connect({ received: 0, ready: false, sampled: i % sample === 0, phaseStart: 0 })));
+  await Promise.all(batch.map((i) => connect({ received: 0, ready: false, sampled: i % sample === 0, phaseStart: 0, sentAt: [], lagMs: [] })));
 }
 console.log(JSON.stringify({ event: 'connected' }));

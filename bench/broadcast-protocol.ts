@@ -6,7 +6,7 @@ import { type Socket, io } from 'socket.io-client';
  * process on the machine shares, and a latency histogram that merges by addition.
  *
  *   `M <phase> <sent at, ms>`   a room message; receivers count it and sampled ones time it
- *   `E <phase> <total>`         end of a phase: `total` room messages have been published since the start
+ *   `E <phase> <total> <sent at, ms>`  end of a phase: `total` room messages have been published since the start
  *   `P`                         readiness probe: proves a receiver is in the room; not counted
  *
  * On socket.io, the publisher connects with `?role=publisher` and emits `pub`; receivers get `m`.
@@ -22,13 +22,13 @@ export function clockMs(): number {
 
 const pad = (text: string): string => text.padEnd(MESSAGE_BYTES, '.');
 export const roomMessage = (phase: number): string => pad(`M ${phase} ${clockMs().toFixed(3)} `);
-export const endMessage = (phase: number, total: number): string => pad(`E ${phase} ${total} `);
+export const endMessage = (phase: number, total: number): string => pad(`E ${phase} ${total} ${clockMs().toFixed(3)} `);
 export const probeMessage = (): string => pad('P ');
 
-/** The numeric fields of a message (phase, then sent-at or total). */
-export function fields(text: string): [number, number] {
-  const [, a, b] = text.split(' ', 3);
-  return [Number(a), Number(b)];
+/** The numeric fields of a message: phase, then sent-at (room message) or total and sent-at (end message). */
+export function fields(text: string): [number, number, number] {
+  const [, a, b, c] = text.split(' ', 4);
+  return [Number(a), Number(b), Number(c)];
 }
 
 // Buckets 2 % wide from 10 µs up: bucket i holds latencies up to FIRST_MS × GROWTH^i (the last one, anything above ~100 s).
