@@ -61,7 +61,7 @@ class FlushScheduler {
       this.dirty.shift()!.flush();
       if (n % FLUSH_CLOCK_EVERY === 0 && performance.now() > deadline) break;
     }
-    if (this.dirty.length > 0) this.immediate = setImmediate(this.run);
+    if (this.dirty.length > 0) this.immediate ??= setImmediate(this.run);
   };
 
   schedule(q: OutboundQueue): void {
