@@ -42,15 +42,19 @@ describe('RedisChatStore specifics', () => {
     try {
       await store.nextSeq('keys-room');
       await store.appendHistory('keys-room', { seq: 1, priority: Priority.HIGH, senderId: 'u', sentAtMs: 1, body: Buffer.from('x') }, limits, 1);
-      await store.join('keys-room', { userId: 'u', role: 'member', joinedAtMs: 1 });
+      await store.startLease('proxy-1', 60_000);
+      await store.join('keys-room', { userId: 'u', role: 'member', joinedAtMs: 1, lease: 'proxy-1' });
       await store.setAttributes('keys-room', { a: 'b' });
       expect((await admin.keys('livemux:chat:{keys-room}:*')).sort()).toEqual(
-        ['attrlog', 'attrs', 'attrver', 'history', 'members', 'order', 'seq'].map((p) => `livemux:chat:{keys-room}:${p}`),
+        ['attrlog', 'attrs', 'attrver', 'history', 'leases', 'members', 'order', 'seq'].map((p) => `livemux:chat:{keys-room}:${p}`),
       );
+      expect(await admin.hgetall('livemux:chat:{keys-room}:leases')).toEqual({ 'proxy-1': '1' });
+      expect(await admin.pttl('livemux:chat:{presence}:lease:proxy-1')).toBeGreaterThan(50_000);
       expect(await admin.xlen('livemux:chat:{keys-room}:history')).toBe(1);
       expect(await admin.xrange('livemux:chat:{keys-room}:history', '1-0', '1-0')).toHaveLength(1);
       await store.dropRoom('keys-room');
       expect(await admin.keys('livemux:chat:{keys-room}:*')).toEqual([]);
+      await store.endLease('proxy-1');
     } finally {
       await store.close();
       admin.disconnect();

@@ -2,7 +2,8 @@
  * The Chat backend (issue 4, docs/chat.md) as BackendHandlers for createBackendServer: it keeps the
  * chat sessions of every proxy stream, decodes each DATA payload as a ChatRequest, runs it in its room's
  * serialized chain (ChatEngine) and answers with a Reply. Rooms are created on first use and dropped
- * (store included) after `idleTtlMs` without a joined session.
+ * (store included) after `idleTtlMs` without a joined session. Members are held under their proxy's
+ * presence lease (presence.ts); rooms with sessions are swept for expired members every half TTL.
  */
 import pino from 'pino';
 import { Priority } from '../../protocol/constants.js';
@@ -15,6 +16,7 @@ import { ChatError, ChatErrorCode } from './chat-errors.js';
 import { MeteredChatStore, createChatMetrics, moderationActionName, type ChatMetrics } from './chat-metrics.js';
 import { MemoryChatStore } from './memory-store.js';
 import { syncWhitelist } from './moderation.js';
+import { PresenceLeases } from './presence.js';
 import { Room, type ChatSession } from './room.js';
 import type { ChatStore, HistoryLimits } from './store.js';
 import { WordFilter, WordFilterMode } from './word-filter.js';
@@ -41,6 +43,11 @@ export interface ChatBackendOptions {
   idleTtlMs?: number;
   /** Largest message body (default 4096 bytes). */
   maxBodyBytes?: number;
+  /**
+   * Presence lease TTL (default 10 000 ms): members of a proxy that died, or whose owner died and whose
+   * session never came back, are dropped within about this long. Renewed every third of it.
+   */
+  presenceTtlMs?: number;
   /** Wall clock, ms since the epoch (default Date.now). */
   now?: () => number;
   logger?: pino.Logger;
@@ -74,6 +81,7 @@ export const CHAT_DEFAULTS = {
   historyMaxAgeMs: 24 * 3600_000,
   idleTtlMs: 300_000,
   maxBodyBytes: 4096,
+  presenceTtlMs: 10_000,
 } as const;
 
 export function createChatBackend(options: ChatBackendOptions = {}): ChatBackend {
@@ -90,6 +98,18 @@ export function createChatBackend(options: ChatBackendOptions = {}): ChatBackend
   };
   const metrics = createChatMetrics(metricsSource, { processMetrics: options.processMetrics ?? false });
   const meteredStore = new MeteredChatStore(store, metrics);
+  const presenceTtlMs = options.presenceTtlMs ?? CHAT_DEFAULTS.presenceTtlMs;
+  const presence = new PresenceLeases({
+    store: meteredStore,
+    ttlMs: presenceTtlMs,
+    log,
+    onLost: (proxyId, lease) => {
+      for (const room of rooms.values()) {
+        const lost = [...room.sessions].filter((s) => s.ctx.proxyId === proxyId);
+        if (lost.length > 0) runTask(room, 'retag', () => engine.retag(room, lost, lease));
+      }
+    },
+  });
   const engine = new ChatEngine({
     store: meteredStore,
     wordFilter: new WordFilter(options.words ?? [], options.wordMode ?? WordFilterMode.REJECT),
@@ -102,6 +122,7 @@ export function createChatBackend(options: ChatBackendOptions = {}): ChatBackend
     userBurst: options.userBurst ?? CHAT_DEFAULTS.userBurst,
     maxBodyBytes: options.maxBodyBytes ?? CHAT_DEFAULTS.maxBodyBytes,
     now: options.now ?? Date.now,
+    leaseOf: (ctx) => presence.leaseOf(ctx),
   });
 
   /** Rooms being dropped: a new Room of the same id starts after the drop finished. */
@@ -135,6 +156,20 @@ export function createChatBackend(options: ChatBackendOptions = {}): ChatBackend
       });
     });
   };
+
+  /** Runs background work (no session asked for it) in the room's chain; a failure is logged. */
+  const runTask = (room: Room, kind: string, task: () => Promise<void>): void => {
+    void room
+      .run(task)
+      .catch((err: unknown) => log.warn({ err, room: room.id, kind }, 'chat: room task failed'))
+      .finally(() => checkIdle(room));
+  };
+
+  // Rooms nobody is in are left alone: their idle drop forgets the members, and a join purges first.
+  const sweep = setInterval(() => {
+    for (const room of rooms.values()) if (room.sessions.size > 0) runTask(room, 'presence sweep', () => engine.purgeExpired(room));
+  }, Math.max(1, Math.floor(presenceTtlMs / 2)));
+  sweep.unref();
 
   /**
    * Runs `task` in the room's chain, then answers `requestId` (0: no answer) unless the session ended.
@@ -210,16 +245,18 @@ export function createChatBackend(options: ChatBackendOptions = {}): ChatBackend
     forget(s);
     if (!s.joined) return;
     const room = roomFor(s.roomId);
-    void room
-      // A Leave or a kick queued before the close may have taken it out already.
-      .run(async () => (s.joined ? engine.leave(room, s, true) : {}))
-      .catch((err: unknown) => log.warn({ err, room: room.id }, 'chat: leave after close failed'))
-      .finally(() => checkIdle(room));
+    // A Leave or a kick queued before the close may have taken it out already.
+    runTask(room, 'leave after close', async () => {
+      if (s.joined) await engine.leave(room, s, true);
+    });
   };
 
   const handlers: BackendHandlers = {
     onOpen(ctx, session, info: SessionOpenInfo) {
-      if (!streamRanks.has(ctx)) streamRanks.set(ctx, nextRank++);
+      if (!streamRanks.has(ctx)) {
+        streamRanks.set(ctx, nextRank++);
+        presence.attach(ctx);
+      }
       const roomId = info.metadata.room_id;
       if (roomId === undefined || roomId === '') {
         ctx.close(session, Code.BACKEND_CLOSED, 'chat: metadata.room_id is required');
@@ -227,7 +264,7 @@ export function createChatBackend(options: ChatBackendOptions = {}): ChatBackend
       }
       let table = sessions.get(ctx);
       if (table === undefined) sessions.set(ctx, (table = new Map()));
-      const s: ChatSession = { ctx, session, info, userId: info.userId, roomId, role: 'member', joined: false, ended: false };
+      const s: ChatSession = { ctx, session, info, userId: info.userId, roomId, role: 'member', lease: '', joined: false, ended: false };
       table.set(session, s);
       // A session moved here after a failure continues silently: back into its room, no announcement.
       if (info.reattach) {
@@ -260,6 +297,7 @@ export function createChatBackend(options: ChatBackendOptions = {}): ChatBackend
       const table = sessions.get(ctx);
       sessions.delete(ctx);
       for (const s of table?.values() ?? []) ended(s);
+      presence.detach(ctx);
     },
   };
 
@@ -273,6 +311,8 @@ export function createChatBackend(options: ChatBackendOptions = {}): ChatBackend
       await Promise.all([...rooms.values()].map((r) => r.run(async () => undefined)));
     },
     async close() {
+      clearInterval(sweep);
+      presence.close();
       for (const room of rooms.values()) room.cancelIdle();
       await store.close();
     },

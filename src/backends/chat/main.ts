@@ -1,5 +1,6 @@
 /**
- * The Chat backend as a process: `livemux chat-backend --port 7102 [--redis redis://127.0.0.1:6379]`, or
+ * The Chat backend as a process: `livemux chat-backend --port 7102 [--redis redis://127.0.0.1:6379]
+ * [--presence-ttl-ms 10000]`, or
  * `node dist/src/backends/chat/main.js …`. Without --redis, rooms live in this process (MemoryChatStore);
  * with it, in Redis, so another process can take a room over. With --admin-port, an admin HTTP server
  * (src/observability/admin-server.ts) serves /metrics (livemux_chat_*), /healthz, /readyz and /status.
@@ -23,6 +24,8 @@ import { runIfEntryPoint } from '../process-entry.js';
 const DEFAULT_HOST = '127.0.0.1';
 const DEFAULT_PORT = 7102;
 const STATS_LOG_INTERVAL_MS = 60_000;
+/** Below this, renewing every third of the TTL would compete with the room traffic for the store. */
+const MIN_PRESENCE_TTL_MS = 300;
 
 interface ChatArgs {
   host: string;
@@ -33,6 +36,7 @@ interface ChatArgs {
   redis: string | undefined;
   roomRate: number | undefined;
   userRate: number | undefined;
+  presenceTtlMs: number | undefined;
   words: string[];
   wordMode: WordFilterMode;
   logLevel: string;
@@ -58,6 +62,7 @@ export async function runChatBackend(argv: string[]): Promise<number> {
     ...(args.roomRate === undefined ? {} : { roomRate: args.roomRate }),
     // The burst stays two seconds' worth, as with the default rate.
     ...(args.userRate === undefined ? {} : { userRate: args.userRate, userBurst: Math.max(1, Math.ceil(args.userRate * 2)) }),
+    ...(args.presenceTtlMs === undefined ? {} : { presenceTtlMs: args.presenceTtlMs }),
   });
   const server = createBackendServer(chat.handlers, { logger });
   const listening = await server.listen(args.host, args.port);
@@ -111,6 +116,7 @@ function parseChatArgs(argv: string[]): ChatArgs {
         redis: { type: 'string' },
         'room-rate': { type: 'string' },
         'user-rate': { type: 'string' },
+        'presence-ttl-ms': { type: 'string' },
         words: { type: 'string' },
         'word-mode': { type: 'string' },
         'log-level': { type: 'string' },
@@ -124,6 +130,7 @@ function parseChatArgs(argv: string[]): ChatArgs {
   const adminPort = parsePort(values, 'admin-port');
   const roomRate = parseRate(values, 'room-rate');
   const userRate = parseRate(values, 'user-rate');
+  const presenceTtlMs = parseTtl(values, 'presence-ttl-ms');
   const wordMode = values['word-mode'] ?? WordFilterMode.REJECT;
   if (wordMode !== WordFilterMode.REJECT && wordMode !== WordFilterMode.MASK) {
     throw new LivemuxError('ERR_USAGE', `--word-mode: expected reject or mask, got "${wordMode}"`);
@@ -136,6 +143,7 @@ function parseChatArgs(argv: string[]): ChatArgs {
     redis: values.redis,
     roomRate,
     userRate,
+    presenceTtlMs,
     words: (values.words ?? '').split(',').filter((w) => w !== ''),
     wordMode,
     logLevel: values['log-level'] ?? 'info',
@@ -160,6 +168,17 @@ function parseRate(values: Record<string, string | undefined>, name: string): nu
   const rate = Number(text);
   if (!(Number.isFinite(rate) && rate > 0)) throw new LivemuxError('ERR_USAGE', `--${name}: expected a positive number of messages/s, got "${text}"`);
   return rate;
+}
+
+/** A TTL in whole milliseconds, at least MIN_PRESENCE_TTL_MS, or undefined when absent. */
+function parseTtl(values: Record<string, string | undefined>, name: string): number | undefined {
+  const text = values[name];
+  if (text === undefined) return undefined;
+  const ms = Number(text);
+  if (text.trim() === '' || !Number.isSafeInteger(ms) || ms < MIN_PRESENCE_TTL_MS) {
+    throw new LivemuxError('ERR_USAGE', `--${name}: expected an integer >= ${MIN_PRESENCE_TTL_MS} (ms), got "${text}"`);
+  }
+  return ms;
 }
 
 runIfEntryPoint(import.meta.url, 'chat-backend', runChatBackend);

@@ -4,9 +4,10 @@ import {
   checkAttributeChanges,
   checkInteger,
   checkLimit,
+  checkLease,
   checkLimits,
+  checkMember,
   checkMessage,
-  checkRole,
   checkUserId,
   historyOrderError,
   storeClosed,
@@ -36,6 +37,8 @@ class RoomState {
   highestAppended = 0;
   readonly history = new Deque<StoredMessage>();
   readonly members = new MemberIndex();
+  /** Members held under each presence lease, so a purge checks leases, not members. */
+  readonly leaseCounts = new Map<string, number>();
   readonly mutes = new Map<string, number>();
   readonly bans = new Map<string, number>();
   readonly whitelist = new Set<string>();
@@ -54,9 +57,12 @@ const bySeq = (m: StoredMessage): number => m.seq;
  *
  * History is a ring per room trimmed exactly to its bounds on each append; the attribute log is a ring
  * of the newest `attributeLogLength` changes; members are kept in join order (see MemberIndex).
+ * Presence leases are deadlines on this process's monotonic clock.
  */
 export class MemoryChatStore implements ChatStore {
   private readonly rooms = new Map<string, RoomState>();
+  /** Presence lease → deadline (performance.now() ms); an expired one is deleted when next looked at. */
+  private readonly leases = new Map<string, number>();
   private readonly attributeLogLength: number;
   private closed = false;
 
@@ -105,17 +111,26 @@ export class MemoryChatStore implements ChatStore {
     return history.slice(history.length - count, history.length);
   }
 
-  async join(room: string, member: Member): Promise<void> {
+  async join(room: string, member: Member): Promise<boolean> {
     this.ensureOpen('join');
-    checkUserId(member.userId);
-    checkRole(member.role);
-    checkInteger('join member.joinedAtMs', member.joinedAtMs, 0);
-    this.write('join', room).members.join({ userId: member.userId, role: member.role, joinedAtMs: member.joinedAtMs });
+    checkMember(member);
+    const state = this.write('join', room);
+    const { userId, role, joinedAtMs, lease } = member;
+    const replaced = state.members.join(lease === undefined ? { userId, role, joinedAtMs } : { userId, role, joinedAtMs, lease });
+    if (replaced !== null) countLease(state, replaced.lease, -1);
+    countLease(state, lease, 1);
+    return replaced === null;
   }
 
-  async leave(room: string, userId: string): Promise<void> {
+  async leave(room: string, userId: string, lease?: string): Promise<boolean> {
     this.ensureOpen('leave');
-    this.rooms.get(room)?.members.leave(userId);
+    if (lease !== undefined) checkLease(lease, 'leave lease');
+    const state = this.rooms.get(room);
+    const current = state?.members.get(userId);
+    if (!state || !current || (lease !== undefined && current.lease !== lease)) return false;
+    state.members.leave(userId);
+    countLease(state, current.lease, -1);
+    return true;
   }
 
   async member(room: string, userId: string): Promise<Member | null> {
@@ -133,6 +148,45 @@ export class MemoryChatStore implements ChatStore {
   async memberCount(room: string): Promise<number> {
     this.ensureOpen('memberCount');
     return this.rooms.get(room)?.members.size ?? 0;
+  }
+
+  async startLease(lease: string, ttlMs: number): Promise<void> {
+    this.ensureOpen('startLease');
+    checkLease(lease, 'startLease lease');
+    checkInteger('startLease ttlMs', ttlMs, 1);
+    this.leases.set(lease, performance.now() + ttlMs);
+  }
+
+  async renewLease(lease: string, ttlMs: number): Promise<boolean> {
+    this.ensureOpen('renewLease');
+    checkLease(lease, 'renewLease lease');
+    checkInteger('renewLease ttlMs', ttlMs, 1);
+    if (!this.leaseAlive(lease)) return false;
+    this.leases.set(lease, performance.now() + ttlMs);
+    return true;
+  }
+
+  async endLease(lease: string): Promise<void> {
+    this.ensureOpen('endLease');
+    checkLease(lease, 'endLease lease');
+    this.leases.delete(lease);
+  }
+
+  async purgeExpired(room: string): Promise<string[]> {
+    this.ensureOpen('purgeExpired');
+    const state = this.rooms.get(room);
+    if (!state) return [];
+    const dead = new Set<string>();
+    for (const lease of state.leaseCounts.keys()) if (!this.leaseAlive(lease)) dead.add(lease);
+    if (dead.size === 0) return [];
+    const purged: string[] = [];
+    for (const member of state.members.snapshot()) {
+      if (member.lease === undefined || !dead.has(member.lease)) continue;
+      state.members.leave(member.userId);
+      purged.push(member.userId);
+    }
+    for (const lease of dead) state.leaseCounts.delete(lease);
+    return purged;
   }
 
   async setMute(room: string, userId: string, untilMs: number): Promise<void> {
@@ -209,6 +263,16 @@ export class MemoryChatStore implements ChatStore {
   async close(): Promise<void> {
     this.closed = true;
     this.rooms.clear();
+    this.leases.clear();
+  }
+
+  /** Whether `lease` is live now; an expired one is forgotten, so it reads as ended from then on. */
+  private leaseAlive(lease: string): boolean {
+    const deadline = this.leases.get(lease);
+    if (deadline === undefined) return false;
+    if (deadline > performance.now()) return true;
+    this.leases.delete(lease);
+    return false;
   }
 
   private ensureOpen(method: string): void {
@@ -243,6 +307,14 @@ export class MemoryChatStore implements ChatStore {
     const until = table?.get(userId) ?? 0;
     return nowMs < until ? until : 0;
   }
+}
+
+/** Adds `delta` to the member count of `lease` in a room (none: a member without a lease). */
+function countLease(state: RoomState, lease: string | undefined, delta: number): void {
+  if (lease === undefined) return;
+  const count = (state.leaseCounts.get(lease) ?? 0) + delta;
+  if (count > 0) state.leaseCounts.set(lease, count);
+  else state.leaseCounts.delete(lease);
 }
 
 const EMPTY_MEMBERS = new MemberIndex();

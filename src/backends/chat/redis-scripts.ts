@@ -111,3 +111,77 @@ for i = 2, #ARGV, 3 do
 end
 return out
 `);
+
+/*
+ * Membership scripts. A member record is JSON `{"r":role,"j":joinedAtMs,"l":lease}` ("l" absent for a
+ * member without a presence lease); the leases hash counts the members held under each lease, so that a
+ * purge reads a few lease IDs, not every member, when nothing expired.
+ *
+ * KEYS[1] member records hash, KEYS[2] order sorted set, KEYS[3] lease counts hash (all of one room)
+ */
+const UNCOUNT_LEASE = `
+local function uncount(lease)
+  if lease and redis.call('HINCRBY', KEYS[3], lease, -1) <= 0 then redis.call('HDEL', KEYS[3], lease) end
+end
+`;
+
+/**
+ * Adds or replaces a member record, moving its count from the old lease to the new one. Returns 1 when
+ * the user was not a member.
+ *
+ * ARGV[1] user ID, [2] record, [3] lease ('' = none)
+ */
+export const JOIN_MEMBER = new RedisScript(`${UNCOUNT_LEASE}
+local old = redis.call('HGET', KEYS[1], ARGV[1])
+if old then uncount(cjson.decode(old).l) end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[2], 0, ARGV[1])
+if ARGV[3] ~= '' then redis.call('HINCRBY', KEYS[3], ARGV[3], 1) end
+if old then return 0 end
+return 1
+`);
+
+/**
+ * Removes a member record, only one held under ARGV[2] when that is not ''. Returns 1 when removed.
+ *
+ * ARGV[1] user ID, [2] lease the record must be held under ('' = any)
+ */
+export const LEAVE_MEMBER = new RedisScript(`${UNCOUNT_LEASE}
+local old = redis.call('HGET', KEYS[1], ARGV[1])
+if not old then return 0 end
+local lease = cjson.decode(old).l
+if ARGV[2] ~= '' and lease ~= ARGV[2] then return 0 end
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+uncount(lease)
+return 1
+`);
+
+/**
+ * Drops every member held under one of the expired leases ARGV[1..n] (which the caller found gone from
+ * the lease keys; an expired lease never comes back, so the check need not be in this script) and
+ * returns their user IDs. Leases the room no longer counts are skipped, so a repeated purge is cheap;
+ * otherwise the member hash is walked once.
+ */
+export const PURGE_LEASES = new RedisScript(`
+local dead = {}
+local any = false
+for i = 1, #ARGV do
+  if redis.call('HDEL', KEYS[3], ARGV[i]) == 1 then
+    dead[ARGV[i]] = true
+    any = true
+  end
+end
+local purged = {}
+if not any then return purged end
+local records = redis.call('HGETALL', KEYS[1])
+for i = 1, #records, 2 do
+  local lease = cjson.decode(records[i + 1]).l
+  if lease and dead[lease] then
+    redis.call('HDEL', KEYS[1], records[i])
+    redis.call('ZREM', KEYS[2], records[i])
+    purged[#purged + 1] = records[i]
+  end
+end
+return purged
+`);

@@ -1,14 +1,15 @@
 import { Redis } from 'ioredis';
 import { LivemuxError } from '../../protocol/errors.js';
-import { APPEND_HISTORY, MEMBER_PAGE, SET_ATTRIBUTES } from './redis-scripts.js';
+import { APPEND_HISTORY, JOIN_MEMBER, LEAVE_MEMBER, MEMBER_PAGE, PURGE_LEASES, SET_ATTRIBUTES } from './redis-scripts.js';
 import {
   badCursor,
   checkAttributeChanges,
   checkInteger,
   checkLimit,
+  checkLease,
   checkLimits,
+  checkMember,
   checkMessage,
-  checkRole,
   checkUserId,
   historyOrderError,
   storeClosed,
@@ -47,7 +48,7 @@ export interface RedisChatStoreOptions {
 }
 
 /** The keys of one room; the `{room}` hash tag keeps them in one cluster slot, as scripts require. */
-const PARTS = ['seq', 'history', 'members', 'order', 'mutes', 'bans', 'whitelist', 'attrs', 'attrver', 'attrlog'] as const;
+const PARTS = ['seq', 'history', 'members', 'order', 'leases', 'mutes', 'bans', 'whitelist', 'attrs', 'attrver', 'attrlog'] as const;
 type Part = (typeof PARTS)[number];
 
 /**
@@ -58,14 +59,18 @@ type Part = (typeof PARTS)[number];
  * |-----------|------------|-------|
  * | seq       | string     | last sequence number (INCR) |
  * | history   | stream     | messages, ID `<seq>-0`, fields p (priority) s (sender) t (sentAtMs) b (body) |
- * | members   | hash       | userId → `{"r":role,"j":joinedAtMs}` |
+ * | members   | hash       | userId → `{"r":role,"j":joinedAtMs,"l":lease}` ("l" only for a member with a lease) |
  * | order     | sorted set | userIds, score 0: pages walk it by ZRANGEBYLEX, the cursor is the last userId |
+ * | leases    | hash       | presence lease → members held under it |
  * | mutes     | hash       | userId → untilMs |
  * | bans      | hash       | userId → untilMs |
  * | whitelist | set        | whitelisted userIds |
  * | attrs     | hash       | attribute key → value |
  * | attrver   | string     | version of the last attribute change (INCR) |
  * | attrlog   | stream     | attribute changes, ID `<version>-0`, fields k and v (absent for a delete) |
+ *
+ * Presence leases are not room state: each is a key `<prefix>{presence}:lease:<id>` with a PX expiry
+ * (Redis's clock), so all leases share one hash tag and one MGET checks a room's leases.
  *
  * Multi-key writes run as one Lua script or MULTI; reads that must agree (messages with the oldest
  * seq, the map with its version) run in one MULTI. Expired mutes and bans stay until lifted or the
@@ -146,20 +151,17 @@ export class RedisChatStore implements ChatStore {
     return entries.reverse().map(toMessage);
   }
 
-  async join(room: string, member: Member): Promise<void> {
+  async join(room: string, member: Member): Promise<boolean> {
     this.ensureOpen('join');
-    checkUserId(member.userId);
-    checkRole(member.role);
-    checkInteger('join member.joinedAtMs', member.joinedAtMs, 0);
-    const record = JSON.stringify({ r: member.role, j: member.joinedAtMs });
-    await this.transaction(
-      this.redis.multi().hset(this.key(room, 'members'), member.userId, record).zadd(this.key(room, 'order'), 0, member.userId),
-    );
+    checkMember(member);
+    const record = JSON.stringify({ r: member.role, j: member.joinedAtMs, l: member.lease });
+    return (await this.io(JOIN_MEMBER.run(this.redis, this.memberKeys(room), [member.userId, record, member.lease ?? '']))) === 1;
   }
 
-  async leave(room: string, userId: string): Promise<void> {
+  async leave(room: string, userId: string, lease?: string): Promise<boolean> {
     this.ensureOpen('leave');
-    await this.transaction(this.redis.multi().hdel(this.key(room, 'members'), userId).zrem(this.key(room, 'order'), userId));
+    if (lease !== undefined) checkLease(lease, 'leave lease');
+    return (await this.io(LEAVE_MEMBER.run(this.redis, this.memberKeys(room), [userId, lease ?? '']))) === 1;
   }
 
   async member(room: string, userId: string): Promise<Member | null> {
@@ -179,7 +181,7 @@ export class RedisChatStore implements ChatStore {
     const end = Math.min(ids.length, count);
     for (let i = 0; i < end; i++) {
       const record = records[i];
-      // join and leave write both keys in one MULTI, so a record is missing only if written by someone else.
+      // join and leave write both keys in one script, so a record is missing only if written by someone else.
       if (record !== null && record !== undefined) items.push(toMember(ids[i] as string, record));
     }
     return { items, next: ids.length > count ? encodeCursor(ids[count - 1] as string) : null };
@@ -188,6 +190,37 @@ export class RedisChatStore implements ChatStore {
   async memberCount(room: string): Promise<number> {
     this.ensureOpen('memberCount');
     return this.io(this.redis.hlen(this.key(room, 'members')));
+  }
+
+  async startLease(lease: string, ttlMs: number): Promise<void> {
+    this.ensureOpen('startLease');
+    checkLease(lease, 'startLease lease');
+    checkInteger('startLease ttlMs', ttlMs, 1);
+    await this.io(this.redis.set(this.leaseKey(lease), '1', 'PX', ttlMs));
+  }
+
+  async renewLease(lease: string, ttlMs: number): Promise<boolean> {
+    this.ensureOpen('renewLease');
+    checkLease(lease, 'renewLease lease');
+    checkInteger('renewLease ttlMs', ttlMs, 1);
+    // XX: only a key that still exists, so an expired lease stays expired.
+    return (await this.io(this.redis.set(this.leaseKey(lease), '1', 'PX', ttlMs, 'XX'))) === 'OK';
+  }
+
+  async endLease(lease: string): Promise<void> {
+    this.ensureOpen('endLease');
+    checkLease(lease, 'endLease lease');
+    await this.io(this.redis.del(this.leaseKey(lease)));
+  }
+
+  async purgeExpired(room: string): Promise<string[]> {
+    this.ensureOpen('purgeExpired');
+    const leases = await this.io(this.redis.hkeys(this.key(room, 'leases')));
+    if (leases.length === 0) return [];
+    const alive = await this.io(this.redis.mget(leases.map((lease) => this.leaseKey(lease))));
+    const expired = leases.filter((_, i) => alive[i] === null);
+    if (expired.length === 0) return [];
+    return (await this.io(PURGE_LEASES.run(this.redis, this.memberKeys(room), expired))) as string[];
   }
 
   async setMute(room: string, userId: string, untilMs: number): Promise<void> {
@@ -285,6 +318,15 @@ export class RedisChatStore implements ChatStore {
     return `${this.prefix}{${room}}:${part}`;
   }
 
+  /** The keys the membership scripts take, in their KEYS order. */
+  private memberKeys(room: string): string[] {
+    return [this.key(room, 'members'), this.key(room, 'order'), this.key(room, 'leases')];
+  }
+
+  private leaseKey(lease: string): string {
+    return `${this.prefix}{presence}:lease:${lease}`;
+  }
+
   /** `work`, settled by close() if it would otherwise wait forever for a connection that is gone. */
   private io<T>(work: Promise<T>): Promise<T> {
     return new Promise<T>((resolve, reject) => {
@@ -342,8 +384,9 @@ function toMessage([id, fields]: StreamEntry): StoredMessage {
 }
 
 function toMember(userId: string, record: string): Member {
-  const parsed = JSON.parse(record) as { r?: unknown; j?: unknown };
-  return { userId, role: toRole(parsed.r), joinedAtMs: Number(parsed.j) };
+  const parsed = JSON.parse(record) as { r?: unknown; j?: unknown; l?: unknown };
+  const member = { userId, role: toRole(parsed.r), joinedAtMs: Number(parsed.j) };
+  return typeof parsed.l === 'string' ? { ...member, lease: parsed.l } : member;
 }
 
 const CURSOR = /^r[A-Za-z0-9_-]+$/;

@@ -1,6 +1,6 @@
 import { LivemuxError } from '../../protocol/errors.js';
 import { PRIORITY_NAMES, type Priority } from '../../protocol/constants.js';
-import type { HistoryLimits, Role, StoredMessage } from './store.js';
+import type { HistoryLimits, Member, Role, StoredMessage } from './store.js';
 
 /**
  * Argument checks and errors shared by the ChatStore implementations, so both reject the same inputs
@@ -56,6 +56,19 @@ const ROLES: ReadonlySet<string> = new Set<Role>(['member', 'host', 'admin', 'wh
 
 export function checkUserId(userId: string, what = 'join member.userId'): void {
   if (typeof userId !== 'string' || userId === '') throw invalid(what, 'a non-empty string', JSON.stringify(userId));
+}
+
+/** A presence lease ID: a non-empty string. */
+export function checkLease(lease: string, what: string): void {
+  if (typeof lease !== 'string' || lease === '') throw invalid(what, 'a non-empty lease ID', JSON.stringify(lease));
+}
+
+/** Everything `join` stores about a member, checked. */
+export function checkMember(member: Member): void {
+  checkUserId(member.userId);
+  checkRole(member.role);
+  checkInteger('join member.joinedAtMs', member.joinedAtMs, 0);
+  if (member.lease !== undefined) checkLease(member.lease, 'join member.lease');
 }
 
 export function checkRole(role: string): void {

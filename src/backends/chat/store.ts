@@ -12,11 +12,16 @@ export interface StoredMessage {
   readonly body: Buffer;
 }
 
-/** A room member; `userId` is a non-empty string. */
+/**
+ * A room member; `userId` is a non-empty string. `lease` is the presence lease the member is held under
+ * (see `startLease`): once that lease expires, `purgeExpired` drops the member. A member without one
+ * stays until it leaves.
+ */
 export interface Member {
   readonly userId: string;
   readonly role: Role;
   readonly joinedAtMs: number;
+  readonly lease?: string;
 }
 
 /** One page of a listing; `next` is an opaque cursor for the following page, null at the end. */
@@ -52,12 +57,15 @@ export interface AttributeChange {
  * - moderation state (mutes, bans, the whitelist) is room state like membership: every store of the
  *   same backend sees it, so a room's new owner enforces it; `dropRoom` forgets it;
  * - attribute changes get strictly increasing versions per room, and `attributeChanges` returns them in
- *   that order.
+ *   that order;
+ * - presence leases expire by the store's own clock `ttlMs` after their last start or renewal, and an
+ *   expired lease stays expired: `purgeExpired` may therefore drop every member held under one without
+ *   racing a writer, since nobody can write under it again.
  *
  * Errors are `LivemuxError`s with a stable code: `ERR_STORE_CLOSED` (any call after `close`),
  * `ERR_HISTORY_ORDER` (see `appendHistory`), `ERR_BAD_CURSOR` (a `members` cursor this store did not
  * issue), `ERR_INVALID_ARGUMENT` (a negative, fractional or non-finite count, seq or time, an empty
- * user ID, an unknown role or priority), `ERR_STORE_CORRUPT` (a stored record this code did not write).
+ * user or lease ID, an unknown role or priority), `ERR_STORE_CORRUPT` (a stored record this code did not write).
  * A failing backend (Redis unreachable) rejects with its client library's error.
  */
 export interface ChatStore {
@@ -93,10 +101,17 @@ export interface ChatStore {
   /** The latest `limit` messages, oldest first (what a member joining with since=0 gets). */
   latestHistory(room: string, limit: number): Promise<StoredMessage[]>;
 
-  /** Adds a member, or replaces the record (role, joinedAtMs) of one already present. */
-  join(room: string, member: Member): Promise<void>;
-  /** Removes a member; a user not in the room is a no-op. */
-  leave(room: string, userId: string): Promise<void>;
+  /**
+   * Adds a member, or replaces the record (role, joinedAtMs, lease) of one already present, atomically.
+   * Resolves true when the user was not a member.
+   */
+  join(room: string, member: Member): Promise<boolean>;
+  /**
+   * Removes a member, atomically; a user not in the room is a no-op. With `lease`, only a record held
+   * under that lease is removed: a session that moved to another owner (who re-tagged the record under
+   * its own lease) is not taken out by the old owner's late leave. Resolves true when a record was removed.
+   */
+  leave(room: string, userId: string, lease?: string): Promise<boolean>;
   member(room: string, userId: string): Promise<Member | null>;
   /**
    * One page of the room's members in an implementation-defined stable order, starting after `cursor`
@@ -105,7 +120,24 @@ export interface ChatStore {
    * valid across joins and leaves; one this store did not issue is rejected with `ERR_BAD_CURSOR`.
    */
   members(room: string, cursor: string | null, limit: number): Promise<Page<Member>>;
+  /** Members stored, expired leases included until `purgeExpired` drops them. */
   memberCount(room: string): Promise<number>;
+
+  /**
+   * Starts presence lease `lease`, alive for `ttlMs`. A lease ID must be new: one that expired or was
+   * ended never comes back, so a caller that lost its lease starts another under a new ID.
+   */
+  startLease(lease: string, ttlMs: number): Promise<void>;
+  /** Extends a live lease to `ttlMs` from now; false (and nothing extended) when it expired or was ended. */
+  renewLease(lease: string, ttlMs: number): Promise<boolean>;
+  /** Expires a lease at once (idempotent): its members go at the next `purgeExpired`. */
+  endLease(lease: string): Promise<void>;
+  /**
+   * Drops, atomically per lease, every member of `room` held under a lease that expired or was ended, and
+   * resolves with their user IDs (in no particular order). Costs one read of the room's lease list when
+   * none expired.
+   */
+  purgeExpired(room: string): Promise<string[]>;
 
   /** Mute (no sending) until `untilMs`; 0 lifts it. */
   setMute(room: string, userId: string, untilMs: number): Promise<void>;
