@@ -112,6 +112,9 @@ describe('Chat presence leases', () => {
     await sleep(TTL * 2);
     await h.chat.settled();
     expect(await listed(h, p1, 1)).toEqual({ ids: ['alice', 'bob'], onlineCount: 2 });
+    // Whichever came first, the sweep or the re-tag, nobody was told that a present member left.
+    expect(left(h.events(p1, 1))).toEqual([]);
+    expect(h.events(p1, 1).filter((e) => e.memberJoined).map((e) => e.memberJoined!.userId)).toEqual(['bob']);
   });
 
   it('a user on two proxies stays a member when one of them goes', async () => {

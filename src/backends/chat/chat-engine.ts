@@ -174,13 +174,27 @@ export class ChatEngine {
 
   /**
    * Drops the members whose presence lease expired (their proxy died, or their owner died and their
-   * session never came back here) and tells the others, one MemberLeft each with the count after.
+   * session never came back here) and tells the others, one MemberLeft each with the count after. A
+   * purged user with a live session here lost this backend's own lease (it stalled past the TTL): it is
+   * put back at once under the current lease, without an event.
    */
   async purgeExpired(room: Room): Promise<void> {
-    const purged = await this.config.store.purgeExpired(room.id);
+    const { store } = this.config;
+    const purged = await store.purgeExpired(room.id);
     if (purged.length === 0) return;
-    const onlineCount = await this.config.store.memberCount(room.id);
-    for (const userId of purged) room.publish(encodeChatEvent({ memberLeft: { userId, onlineCount } }), Priority.LOW);
+    const gone: string[] = [];
+    for (const userId of purged) {
+      const here = room.sessionsOf(userId).find((x) => !x.ended);
+      if (here === undefined) {
+        gone.push(userId);
+        continue;
+      }
+      here.lease = await this.config.leaseOf(here.ctx);
+      await store.join(room.id, { userId, role: here.role, joinedAtMs: this.config.now(), lease: here.lease });
+    }
+    if (gone.length === 0) return;
+    const onlineCount = await store.memberCount(room.id);
+    for (const userId of gone) room.publish(encodeChatEvent({ memberLeft: { userId, onlineCount } }), Priority.LOW);
   }
 
   /**

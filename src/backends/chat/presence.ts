@@ -91,8 +91,10 @@ export class PresenceLeases {
   /** The lease a member whose session arrived on `ctx` is held under, started in the store first. */
   async leaseOf(ctx: ProxyStreamContext): Promise<string> {
     const present = this.byProxy.get(ctx.proxyId);
-    // Not attached: the stream already ended, so its sessions are ending too; a lease nobody renews fits.
-    const lease = present?.lease ?? new Lease(this.nextId(ctx.proxyId));
+    // Not attached: the stream ended, so its sessions are ending too. A lease never started is expired
+    // from the start: whatever is written under it goes at the next purge.
+    if (present === undefined) return this.nextId(ctx.proxyId);
+    const lease = present.lease;
     await lease.start(this.opts.store, this.opts.ttlMs);
     return lease.id;
   }
@@ -139,6 +141,7 @@ export class PresenceLeases {
     return new Lease(this.nextId(proxyId));
   }
 
+  /** A lease ID never used before (IDs are never reused, see the module comment). */
   private nextId(proxyId: string): string {
     return `${this.instance}:${proxyId}:${++this.generation}`;
   }
