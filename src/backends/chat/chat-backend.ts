@@ -3,7 +3,9 @@
  * chat sessions of every proxy stream, decodes each DATA payload as a ChatRequest, runs it in its room's
  * serialized chain (ChatEngine) and answers with a Reply. Rooms are created on first use and dropped
  * (store included, unless another backend holds the room's lease) after `idleTtlMs` without a joined
- * session. Ordered writes run under the room's write lease (room-leases.ts).
+ * session. Ordered writes run under the room's write lease (room-leases.ts). Members are held under
+ * their proxy's presence (presence.ts); rooms with sessions are swept for expired members every half
+ * presence TTL.
  */
 import pino from 'pino';
 import { Priority } from '../../protocol/constants.js';
@@ -16,6 +18,7 @@ import { ChatError, ChatErrorCode } from './chat-errors.js';
 import { MeteredChatStore, createChatMetrics, moderationActionName, type ChatMetrics } from './chat-metrics.js';
 import { MemoryChatStore } from './memory-store.js';
 import { syncWhitelist } from './moderation.js';
+import { ProxyPresences } from './presence.js';
 import { Room, type ChatSession } from './room.js';
 import { RoomLeases } from './room-leases.js';
 import type { ChatStore, HistoryLimits } from './store.js';
@@ -48,6 +51,11 @@ export interface ChatBackendOptions {
    * long the rooms of a backend that died stay unwritable before another takes them over.
    */
   leaseTtlMs?: number;
+  /**
+   * Presence TTL (default 10 000 ms): members of a proxy that died, or whose owner died and whose
+   * session never came back, are dropped within about this long. Renewed every third of it.
+   */
+  presenceTtlMs?: number;
   /** Wall clock, ms since the epoch (default Date.now). */
   now?: () => number;
   logger?: pino.Logger;
@@ -82,6 +90,7 @@ export const CHAT_DEFAULTS = {
   idleTtlMs: 300_000,
   maxBodyBytes: 4096,
   leaseTtlMs: 3000,
+  presenceTtlMs: 10_000,
 } as const;
 
 export function createChatBackend(options: ChatBackendOptions = {}): ChatBackend {
@@ -104,6 +113,18 @@ export function createChatBackend(options: ChatBackendOptions = {}): ChatBackend
     log,
     onRefusal: (reason) => metrics.leaseRefusals.inc({ reason }),
   });
+  const presenceTtlMs = options.presenceTtlMs ?? CHAT_DEFAULTS.presenceTtlMs;
+  const presences = new ProxyPresences({
+    store: meteredStore,
+    ttlMs: presenceTtlMs,
+    log,
+    onLost: (proxyId, presence) => {
+      for (const room of rooms.values()) {
+        const lost = [...room.sessions].filter((s) => s.ctx.proxyId === proxyId);
+        if (lost.length > 0) runTask(room, 'retag', () => engine.retag(room, lost, presence));
+      }
+    },
+  });
   const engine = new ChatEngine({
     store: meteredStore,
     leases,
@@ -117,6 +138,7 @@ export function createChatBackend(options: ChatBackendOptions = {}): ChatBackend
     userBurst: options.userBurst ?? CHAT_DEFAULTS.userBurst,
     maxBodyBytes: options.maxBodyBytes ?? CHAT_DEFAULTS.maxBodyBytes,
     now: options.now ?? Date.now,
+    presenceOf: (ctx) => presences.presenceOf(ctx),
   });
 
   /** Rooms being dropped: a new Room of the same id starts after the drop finished. */
@@ -152,6 +174,20 @@ export function createChatBackend(options: ChatBackendOptions = {}): ChatBackend
       });
     });
   };
+
+  /** Runs background work (no session asked for it) in the room's chain; a failure is logged. */
+  const runTask = (room: Room, kind: string, task: () => Promise<void>): void => {
+    void room
+      .run(task)
+      .catch((err: unknown) => log.warn({ err, room: room.id, kind }, 'chat: room task failed'))
+      .finally(() => checkIdle(room));
+  };
+
+  // Rooms nobody is in are left alone: their idle drop forgets the members, and a join purges first.
+  const sweep = setInterval(() => {
+    for (const room of rooms.values()) if (room.sessions.size > 0) runTask(room, 'presence sweep', () => engine.purgeExpired(room));
+  }, Math.max(1, Math.floor(presenceTtlMs / 2)));
+  sweep.unref();
 
   /**
    * Runs `task` in the room's chain, then answers `requestId` (0: no answer) unless the session ended.
@@ -227,16 +263,18 @@ export function createChatBackend(options: ChatBackendOptions = {}): ChatBackend
     forget(s);
     if (!s.joined) return;
     const room = roomFor(s.roomId);
-    void room
-      // A Leave or a kick queued before the close may have taken it out already.
-      .run(async () => (s.joined ? engine.leave(room, s, true) : {}))
-      .catch((err: unknown) => log.warn({ err, room: room.id }, 'chat: leave after close failed'))
-      .finally(() => checkIdle(room));
+    // A Leave or a kick queued before the close may have taken it out already.
+    runTask(room, 'leave after close', async () => {
+      if (s.joined) await engine.leave(room, s, true);
+    });
   };
 
   const handlers: BackendHandlers = {
     onOpen(ctx, session, info: SessionOpenInfo) {
-      if (!streamRanks.has(ctx)) streamRanks.set(ctx, nextRank++);
+      if (!streamRanks.has(ctx)) {
+        streamRanks.set(ctx, nextRank++);
+        presences.attach(ctx);
+      }
       const roomId = info.metadata.room_id;
       if (roomId === undefined || roomId === '') {
         ctx.close(session, Code.BACKEND_CLOSED, 'chat: metadata.room_id is required');
@@ -244,7 +282,7 @@ export function createChatBackend(options: ChatBackendOptions = {}): ChatBackend
       }
       let table = sessions.get(ctx);
       if (table === undefined) sessions.set(ctx, (table = new Map()));
-      const s: ChatSession = { ctx, session, info, userId: info.userId, roomId, role: 'member', joined: false, ended: false };
+      const s: ChatSession = { ctx, session, info, userId: info.userId, roomId, role: 'member', presence: '', joined: false, ended: false };
       table.set(session, s);
       // A session moved here after a failure continues silently: back into its room, no announcement.
       if (info.reattach) {
@@ -277,6 +315,7 @@ export function createChatBackend(options: ChatBackendOptions = {}): ChatBackend
       const table = sessions.get(ctx);
       sessions.delete(ctx);
       for (const s of table?.values() ?? []) ended(s);
+      presences.detach(ctx);
     },
   };
 
@@ -290,6 +329,8 @@ export function createChatBackend(options: ChatBackendOptions = {}): ChatBackend
       await Promise.all([...rooms.values()].map((r) => r.run(async () => undefined)));
     },
     async close() {
+      clearInterval(sweep);
+      presences.close();
       for (const room of rooms.values()) room.cancelIdle();
       await leases.releaseAll();
       await store.close();

@@ -22,6 +22,7 @@ import {
   type SetAttributesRequest,
 } from './chat-codec.js';
 import { ChatError, ChatErrorCode } from './chat-errors.js';
+import type { ProxyStreamContext } from '../backend-server.js';
 import type { ChatSession, Room } from './room.js';
 import type { RoomLeases } from './room-leases.js';
 import {
@@ -50,6 +51,8 @@ export interface ChatEngineConfig {
   readonly maxBodyBytes: number;
   /** Wall clock in ms (tests pass a fake one). */
   readonly now: () => number;
+  /** The presence that members arriving on `ctx` are held under (presence.ts), started in the store. */
+  readonly presenceOf: (ctx: ProxyStreamContext) => Promise<string>;
 }
 
 /** Why a room message was not accepted. */
@@ -107,9 +110,10 @@ export class ChatEngine {
   constructor(private readonly config: ChatEngineConfig) {}
 
   /**
-   * Join: ban check, role, store membership, then (synchronously, so no publish slips in between)
-   * subscribe, Joined, a HistoryGap if messages were trimmed, the history, and a MemberJoined for the
-   * others unless the user was already present or the session was moved here (`reattach`).
+   * Join: ban check, role, expired members purged, store membership under the session's presence,
+   * then (synchronously, so no publish slips in between) subscribe, Joined, a HistoryGap if messages were
+   * trimmed, the history, and a MemberJoined for the others unless the user was already present or the
+   * session was moved here (`reattach`).
    */
   async join(room: Room, s: ChatSession, req: JoinRequest, announce: boolean): Promise<ReplyResult> {
     const { store } = this.config;
@@ -117,7 +121,9 @@ export class ChatEngine {
     const ban = await store.banUntil(room.id, s.userId, now);
     if (ban > 0) throw new ChatError(ChatErrorCode.BANNED, `join: ${s.userId} is banned from room ${room.id}`, retryAfter(ban, now));
     const role = resolveRole(claimedRole(s.info.claims), room.whitelist.has(s.userId), req.role);
-    await store.join(room.id, { userId: s.userId, role, joinedAtMs: now });
+    const presence = await this.config.presenceOf(s.ctx);
+    await this.purgeExpired(room);
+    await store.join(room.id, { userId: s.userId, role, joinedAtMs: now, presence });
     await this.refreshLastSeq(room);
     const attributes = await store.attributes(room.id);
     const onlineCount = await store.memberCount(room.id);
@@ -125,10 +131,11 @@ export class ChatEngine {
 
     // The session ended while the store answered: undo its membership unless the user has another.
     if (s.ended) {
-      if (room.sessionsOf(s.userId).length === 0) await store.leave(room.id, s.userId);
+      if (room.sessionsOf(s.userId).length === 0) await store.leave(room.id, s.userId, presence);
       return {};
     }
     const present = room.sessionsOf(s.userId).some((other) => other !== s);
+    s.presence = presence;
     s.role = role;
     s.joined = true;
     room.add(s);
@@ -147,7 +154,8 @@ export class ChatEngine {
 
   /**
    * A session the proxy moved here (`reattach`): back into its room without any event or announcement
-   * (docs/chat.md: the client notices missed messages by a seq jump). A banned user is removed instead.
+   * (docs/chat.md: the client notices missed messages by a seq jump), its record re-tagged under this
+   * backend's presence so that it outlives the previous owner's. A banned user is removed instead.
    */
   async rejoin(room: Room, s: ChatSession, onRemoved: (target: ChatSession) => void): Promise<ReplyResult> {
     const { store } = this.config;
@@ -160,12 +168,14 @@ export class ChatEngine {
       return {};
     }
     const role = resolveRole(claimedRole(s.info.claims), room.whitelist.has(s.userId), WireRole.UNSPECIFIED);
-    await store.join(room.id, { userId: s.userId, role, joinedAtMs: now });
+    const presence = await this.config.presenceOf(s.ctx);
+    await store.join(room.id, { userId: s.userId, role, joinedAtMs: now, presence });
     await this.refreshLastSeq(room);
     if (s.ended) {
-      if (room.sessionsOf(s.userId).length === 0) await store.leave(room.id, s.userId);
+      if (room.sessionsOf(s.userId).length === 0) await store.leave(room.id, s.userId, presence);
       return {};
     }
+    s.presence = presence;
     s.role = role;
     s.joined = true;
     room.add(s);
@@ -179,6 +189,50 @@ export class ChatEngine {
    */
   private async refreshLastSeq(room: Room): Promise<void> {
     if (room.lastSeq < 0 || !this.config.leases.holds(room)) room.lastSeq = (await this.config.store.latestHistory(room.id, 1))[0]?.seq ?? 0;
+  }
+
+  /**
+   * Drops the members whose presence expired (their proxy died, or their owner died and their session
+   * never came back here) and tells the others, one MemberLeft each with the count after. A purged user
+   * with a live session here lost this backend's own presence (it stalled past the TTL): it is put back
+   * at once under the current presence, without an event.
+   */
+  async purgeExpired(room: Room): Promise<void> {
+    const { store } = this.config;
+    const purged = await store.purgeExpired(room.id);
+    if (purged.length === 0) return;
+    const gone: string[] = [];
+    for (const userId of purged) {
+      const here = room.sessionsOf(userId).find((x) => !x.ended);
+      if (here === undefined) {
+        gone.push(userId);
+        continue;
+      }
+      here.presence = await this.config.presenceOf(here.ctx);
+      await store.join(room.id, { userId, role: here.role, joinedAtMs: this.config.now(), presence: here.presence });
+    }
+    if (gone.length === 0) return;
+    const onlineCount = await store.memberCount(room.id);
+    for (const userId of gone) room.publish(encodeChatEvent({ memberLeft: { userId, onlineCount } }), Priority.LOW);
+  }
+
+  /**
+   * `sessions` (joined, of one proxy) are now held under `presence`, their proxy's previous one having
+   * expired: their records are re-tagged, and a user whose record was purged meanwhile is announced again.
+   */
+  async retag(room: Room, sessions: readonly ChatSession[], presence: string): Promise<void> {
+    const { store } = this.config;
+    const done = new Set<string>();
+    for (const s of sessions) {
+      if (!s.joined || s.ended) continue;
+      s.presence = presence;
+      if (done.has(s.userId)) continue;
+      done.add(s.userId);
+      const record = await store.member(room.id, s.userId);
+      if (!(await store.join(room.id, { userId: s.userId, role: s.role, joinedAtMs: record?.joinedAtMs ?? this.config.now(), presence }))) continue;
+      const onlineCount = await store.memberCount(room.id);
+      room.publish(encodeChatEvent({ memberJoined: { userId: s.userId, role: ROLE_TO_WIRE[s.role], onlineCount } }), Priority.LOW, s);
+    }
   }
 
   /** What a member who saw `sinceSeq` missed: the retained messages after it, and the gap before them. */
@@ -248,25 +302,42 @@ export class ChatEngine {
 
   /**
    * Leave (the request, a close, or a kick): unsubscribe, store, MemberLeft when the user is gone; the
-   * room's lease is released when its last session here leaves.
+   * room's write lease is released when its last session here leaves. Only the record held under this
+   * session's presence is removed: one a new owner re-tagged is not this owner's.
    */
   async leave(room: Room, s: ChatSession, announce: boolean): Promise<ReplyResult> {
     requireJoined(s);
     s.joined = false;
     if (!s.ended) s.ctx.unsubscribe(s.session, room.topic);
-    if (!room.remove(s)) return {};
-    await this.config.store.leave(room.id, s.userId);
+    if (!room.remove(s)) {
+      await this.keepRecordAlive(room, s);
+      return {};
+    }
+    const removed = await this.config.store.leave(room.id, s.userId, s.presence);
     // Nobody left here to write for: another backend serving the room may take it at once.
     if (room.sessions.size === 0) await this.config.leases.release(room);
-    if (announce) {
+    if (announce && removed) {
       const onlineCount = await this.config.store.memberCount(room.id);
       room.publish(encodeChatEvent({ memberLeft: { userId: s.userId, onlineCount } }), Priority.LOW);
     }
     return {};
   }
 
+  /**
+   * `s` left but its user has other sessions here: if the record is held under `s`'s presence and
+   * another session is on another proxy, it moves to that one's presence, so it does not expire with
+   * `s`'s proxy.
+   */
+  private async keepRecordAlive(room: Room, s: ChatSession): Promise<void> {
+    const other = room.sessionsOf(s.userId).find((o) => !o.ended && o.presence !== s.presence);
+    if (other === undefined) return;
+    const record = await this.config.store.member(room.id, s.userId);
+    if (record?.presence === s.presence) await this.config.store.join(room.id, { ...record, presence: other.presence });
+  }
+
   async listMembers(room: Room, s: ChatSession, req: ListMembersRequest): Promise<ReplyResult> {
     requireJoined(s);
+    await this.purgeExpired(room);
     const limit = Math.min(req.limit === 0 ? DEFAULT_PAGE : req.limit, MAX_MEMBER_PAGE);
     let page;
     try {

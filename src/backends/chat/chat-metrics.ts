@@ -5,7 +5,7 @@
  * One source of truth per number: message counters are the engine's `ChatStats`, copied into the
  * Prometheus counters only when scraped (nothing per message beyond the engine's own increment); rooms
  * and members online are read from the live rooms when scraped; the counters below that code increments
- * (history trims and gaps, moderation outcomes) have no other counting path.
+ * (history trims and gaps, presence expiries, moderation outcomes) have no other counting path.
  */
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { PRIORITY_NAMES } from '../../protocol/constants.js';
@@ -48,6 +48,11 @@ export interface ChatMetrics {
    * messages after the reader's seq already trimmed, i.e. a gap the client is told about.
    */
   readonly historyGaps: Counter;
+  /**
+   * livemux_chat_presence_expired_total: members dropped from rooms because the presence they were
+   * held under expired (their proxy died, or their owner died and their session never came back).
+   */
+  readonly presenceExpired: Counter;
   /** livemux_chat_moderation_actions_total{action,result}: moderate requests by action and result. */
   readonly moderationActions: Counter<'action' | 'result'>;
   /** livemux_chat_request_failures_total{kind}: requests answered INTERNAL (store unreachable, a bug). */
@@ -147,6 +152,11 @@ export function createChatMetrics(source: ChatMetricsSource, options: ChatMetric
       help: 'History reads (join recovery or history requests) that found messages after the reader already trimmed.',
       registers,
     }),
+    presenceExpired: new Counter({
+      name: 'livemux_chat_presence_expired_total',
+      help: 'Members dropped from rooms because the presence of their proxy expired.',
+      registers,
+    }),
     moderationActions: new Counter({
       name: 'livemux_chat_moderation_actions_total',
       help: 'Moderate requests, by action and result (ok, or the error code in lower case, e.g. permission_denied).',
@@ -169,16 +179,22 @@ export function createChatMetrics(source: ChatMetricsSource, options: ChatMetric
 }
 
 /**
- * A ChatStore that counts what the store reports about history on the way through: trims (the count
- * `appendHistory` resolves with) and gaps (a `readHistory` whose oldest retained seq is past the
- * reader's next one). Every other call is passed through unchanged; the wrapped store stays the owner
- * of all state, and `close` closes it.
+ * A ChatStore that counts what the store reports on the way through: history trims (the count
+ * `appendHistory` resolves with), history gaps (a `readHistory` whose oldest retained seq is past the
+ * reader's next one) and members dropped by `purgeExpired`. Every other call is passed through
+ * unchanged; the wrapped store stays the owner of all state, and `close` closes it.
  */
 export class MeteredChatStore implements ChatStore {
   constructor(
     private readonly inner: ChatStore,
-    private readonly metrics: Pick<ChatMetrics, 'historyTrimmed' | 'historyGaps'>,
+    private readonly metrics: Pick<ChatMetrics, 'historyTrimmed' | 'historyGaps' | 'presenceExpired'>,
   ) {}
+
+  async purgeExpired(room: string): Promise<string[]> {
+    const purged = await this.inner.purgeExpired(room);
+    if (purged.length > 0) this.metrics.presenceExpired.inc(purged.length);
+    return purged;
+  }
 
   async appendHistory(room: string, token: number, message: StoredMessage, limits: HistoryLimits, nowMs: number): Promise<number> {
     const trimmed = await this.inner.appendHistory(room, token, message, limits, nowMs);
@@ -207,11 +223,11 @@ export class MeteredChatStore implements ChatStore {
   latestHistory(room: string, limit: number): Promise<StoredMessage[]> {
     return this.inner.latestHistory(room, limit);
   }
-  join(room: string, member: Member): Promise<void> {
+  join(room: string, member: Member): Promise<boolean> {
     return this.inner.join(room, member);
   }
-  leave(room: string, userId: string): Promise<void> {
-    return this.inner.leave(room, userId);
+  leave(room: string, userId: string, presence?: string): Promise<boolean> {
+    return this.inner.leave(room, userId, presence);
   }
   member(room: string, userId: string): Promise<Member | null> {
     return this.inner.member(room, userId);
@@ -221,6 +237,15 @@ export class MeteredChatStore implements ChatStore {
   }
   memberCount(room: string): Promise<number> {
     return this.inner.memberCount(room);
+  }
+  startPresence(presence: string, ttlMs: number): Promise<void> {
+    return this.inner.startPresence(presence, ttlMs);
+  }
+  renewPresence(presence: string, ttlMs: number): Promise<boolean> {
+    return this.inner.renewPresence(presence, ttlMs);
+  }
+  endPresence(presence: string): Promise<void> {
+    return this.inner.endPresence(presence);
   }
   setMute(room: string, userId: string, untilMs: number): Promise<void> {
     return this.inner.setMute(room, userId, untilMs);

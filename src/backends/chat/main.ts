@@ -1,6 +1,6 @@
 /**
- * The Chat backend as a process: `livemux chat-backend --port 7102 [--redis redis://127.0.0.1:6379]`, or
- * `node dist/src/backends/chat/main.js …`. Without --redis, rooms live in this process (MemoryChatStore);
+ * The Chat backend as a process: `livemux chat-backend --port 7102 [--redis redis://127.0.0.1:6379]
+ * [--lease-ttl-ms 3000] [--presence-ttl-ms 10000]`, or `node dist/src/backends/chat/main.js …`. Without --redis, rooms live in this process (MemoryChatStore);
  * with it, in Redis, so another process can take a room over. With --admin-port, an admin HTTP server
  * (src/observability/admin-server.ts) serves /metrics (livemux_chat_*), /healthz, /readyz and /status.
  * Prints `{"event":"listening","port":N}` on stdout once it accepts streams (with `"adminPort":M` when
@@ -23,6 +23,10 @@ import { runIfEntryPoint } from '../process-entry.js';
 const DEFAULT_HOST = '127.0.0.1';
 const DEFAULT_PORT = 7102;
 const STATS_LOG_INTERVAL_MS = 60_000;
+/** The write lease is renewed every third of its TTL, which must stay a whole millisecond. */
+const MIN_LEASE_TTL_MS = 3;
+/** Below this, renewing presences every third of the TTL would compete with the room traffic for the store. */
+const MIN_PRESENCE_TTL_MS = 300;
 
 interface ChatArgs {
   host: string;
@@ -34,6 +38,7 @@ interface ChatArgs {
   roomRate: number | undefined;
   userRate: number | undefined;
   leaseTtlMs: number | undefined;
+  presenceTtlMs: number | undefined;
   words: string[];
   wordMode: WordFilterMode;
   logLevel: string;
@@ -60,6 +65,7 @@ export async function runChatBackend(argv: string[]): Promise<number> {
     // The burst stays two seconds' worth, as with the default rate.
     ...(args.userRate === undefined ? {} : { userRate: args.userRate, userBurst: Math.max(1, Math.ceil(args.userRate * 2)) }),
     ...(args.leaseTtlMs === undefined ? {} : { leaseTtlMs: args.leaseTtlMs }),
+    ...(args.presenceTtlMs === undefined ? {} : { presenceTtlMs: args.presenceTtlMs }),
   });
   const server = createBackendServer(chat.handlers, { logger });
   const listening = await server.listen(args.host, args.port);
@@ -114,6 +120,7 @@ function parseChatArgs(argv: string[]): ChatArgs {
         'room-rate': { type: 'string' },
         'user-rate': { type: 'string' },
         'lease-ttl-ms': { type: 'string' },
+        'presence-ttl-ms': { type: 'string' },
         words: { type: 'string' },
         'word-mode': { type: 'string' },
         'log-level': { type: 'string' },
@@ -127,7 +134,8 @@ function parseChatArgs(argv: string[]): ChatArgs {
   const adminPort = parsePort(values, 'admin-port');
   const roomRate = parseRate(values, 'room-rate');
   const userRate = parseRate(values, 'user-rate');
-  const leaseTtlMs = parseLeaseTtl(values);
+  const leaseTtlMs = parseTtl(values, 'lease-ttl-ms', MIN_LEASE_TTL_MS);
+  const presenceTtlMs = parseTtl(values, 'presence-ttl-ms', MIN_PRESENCE_TTL_MS);
   const wordMode = values['word-mode'] ?? WordFilterMode.REJECT;
   if (wordMode !== WordFilterMode.REJECT && wordMode !== WordFilterMode.MASK) {
     throw new LivemuxError('ERR_USAGE', `--word-mode: expected reject or mask, got "${wordMode}"`);
@@ -141,6 +149,7 @@ function parseChatArgs(argv: string[]): ChatArgs {
     roomRate,
     userRate,
     leaseTtlMs,
+    presenceTtlMs,
     words: (values.words ?? '').split(',').filter((w) => w !== ''),
     wordMode,
     logLevel: values['log-level'] ?? 'info',
@@ -167,12 +176,14 @@ function parseRate(values: Record<string, string | undefined>, name: string): nu
   return rate;
 }
 
-/** --lease-ttl-ms: an integer number of ms, at least 3 (renewed every third of it), or undefined when absent. */
-function parseLeaseTtl(values: Record<string, string | undefined>): number | undefined {
-  const text = values['lease-ttl-ms'];
+/** A TTL option (--lease-ttl-ms, --presence-ttl-ms) in whole milliseconds, at least `minMs`, or undefined when absent. */
+function parseTtl(values: Record<string, string | undefined>, name: string, minMs: number): number | undefined {
+  const text = values[name];
   if (text === undefined) return undefined;
   const ms = Number(text);
-  if (text.trim() === '' || !Number.isSafeInteger(ms) || ms < 3) throw new LivemuxError('ERR_USAGE', `--lease-ttl-ms: expected an integer >= 3 (ms), got "${text}"`);
+  if (text.trim() === '' || !Number.isSafeInteger(ms) || ms < minMs) {
+    throw new LivemuxError('ERR_USAGE', `--${name}: expected an integer >= ${minMs} (ms), got "${text}"`);
+  }
   return ms;
 }
 

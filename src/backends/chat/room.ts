@@ -19,6 +19,8 @@ export interface ChatSession {
   readonly roomId: string;
   /** The role granted at the last Join; meaningful while `joined`. */
   role: Role;
+  /** The presence its membership is held under (presence.ts); meaningful while `joined`. */
+  presence: string;
   joined: boolean;
   /** Set when the session ended (closed by either side, or its stream ended). */
   ended: boolean;
