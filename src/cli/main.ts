@@ -11,6 +11,7 @@ Usage:
   livemux start [--config livemux.yaml]       run the proxy (SIGTERM drains, SIGHUP is reserved)
   livemux echo-backend [--host H] [--port P]  run the reference echo backend
   livemux chat-backend [--host H] [--port P] [--redis URL] [--room-rate N] [--user-rate N]
+                       [--buffer-system N] [--buffer-high N] [--buffer-low N]
                        [--words a,b] [--word-mode reject|mask] [--admin-host H] [--admin-port P]
                                               run the Chat backend (docs/chat.md); rooms in memory unless --redis
   livemux client [--host H] [--port P] [--token T] [--business B] [--meta k=v ...] [--tls] [--insecure]

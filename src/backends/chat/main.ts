@@ -16,6 +16,7 @@ import { createBackendServer } from '../backend-server.js';
 import { createChatBackend } from './chat-backend.js';
 import { MemoryChatStore } from './memory-store.js';
 import { RedisChatStore } from './redis-store.js';
+import type { RoomBufferBounds } from './room-buffer.js';
 import type { ChatStore } from './store.js';
 import { WordFilterMode } from './word-filter.js';
 import { runIfEntryPoint } from '../process-entry.js';
@@ -33,6 +34,8 @@ interface ChatArgs {
   redis: string | undefined;
   roomRate: number | undefined;
   userRate: number | undefined;
+  /** Room buffer bounds given on the command line (absent ones keep their defaults). */
+  buffer: Partial<RoomBufferBounds>;
   words: string[];
   wordMode: WordFilterMode;
   logLevel: string;
@@ -55,6 +58,7 @@ export async function runChatBackend(argv: string[]): Promise<number> {
     processMetrics: true,
     words: args.words,
     wordMode: args.wordMode,
+    buffer: args.buffer,
     ...(args.roomRate === undefined ? {} : { roomRate: args.roomRate }),
     // The burst stays two seconds' worth, as with the default rate.
     ...(args.userRate === undefined ? {} : { userRate: args.userRate, userBurst: Math.max(1, Math.ceil(args.userRate * 2)) }),
@@ -111,6 +115,9 @@ function parseChatArgs(argv: string[]): ChatArgs {
         redis: { type: 'string' },
         'room-rate': { type: 'string' },
         'user-rate': { type: 'string' },
+        'buffer-system': { type: 'string' },
+        'buffer-high': { type: 'string' },
+        'buffer-low': { type: 'string' },
         words: { type: 'string' },
         'word-mode': { type: 'string' },
         'log-level': { type: 'string' },
@@ -136,6 +143,7 @@ function parseChatArgs(argv: string[]): ChatArgs {
     redis: values.redis,
     roomRate,
     userRate,
+    buffer: parseBufferBounds(values),
     words: (values.words ?? '').split(',').filter((w) => w !== ''),
     wordMode,
     logLevel: values['log-level'] ?? 'info',
@@ -151,6 +159,19 @@ function parsePort(values: Record<string, string | undefined>, name: string): nu
     throw new LivemuxError('ERR_USAGE', `--${name}: expected an integer 0..65535, got "${text}"`);
   }
   return port;
+}
+
+/** The --buffer-system/-high/-low options given, each a positive integer. */
+function parseBufferBounds(values: Record<string, string | undefined>): Partial<RoomBufferBounds> {
+  const bounds: { -readonly [K in keyof RoomBufferBounds]?: number } = {};
+  for (const priority of ['system', 'high', 'low'] as const) {
+    const text = values[`buffer-${priority}`];
+    if (text === undefined) continue;
+    const n = Number(text);
+    if (text.trim() === '' || !Number.isSafeInteger(n) || n < 1) throw new LivemuxError('ERR_USAGE', `--buffer-${priority}: expected a positive integer number of messages, got "${text}"`);
+    bounds[priority] = n;
+  }
+  return bounds;
 }
 
 /** A positive messages/s option, or undefined when absent. */
