@@ -19,7 +19,10 @@ const members: ChatMember[] = [];
 
 beforeAll(async () => {
   redis = await startRedisServer();
-  backends = await Promise.all([startChatBackend(['--redis', redis.url]), startChatBackend(['--redis', redis.url])]);
+  // The history-gap test sends 1300 high messages in one burst, faster than Redis sequences them: the
+  // room's high buffer must hold them all (its default, 1000, would answer the excess OVERLOADED).
+  const args = ['--redis', redis.url, '--buffer-high', '2000'];
+  backends = await Promise.all([startChatBackend(args), startChatBackend(args)]);
   const routes = chatRoutes(
     backends.map((b) => b.address),
     { health_check: { interval_ms: 200, timeout_ms: 200, unhealthy_threshold: 1, healthy_threshold: 1 }, circuit_breaker: { reset_timeout_ms: 300 } },

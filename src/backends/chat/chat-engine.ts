@@ -3,7 +3,9 @@
  * runs inside its room's serialized chain (Room.run), so the store's async calls never interleave two
  * operations of one room: sequence numbers, history appends and publishes happen in one order.
  * Operations either return the Reply's result or throw a ChatError; events (Joined, history, room
- * messages…) are delivered by the operation itself, before its Reply.
+ * messages…) are delivered by the operation itself, before its Reply. A send is the exception to "all in
+ * the chain": it is checked on arrival (admit), waits in the room's bounded buffer, and only its
+ * sequencing (sequence) runs in the chain.
  */
 import { Priority, PRIORITY_NAMES, type PriorityName } from '../../protocol/constants.js';
 import { Code } from '../../protocol/codes.js';
@@ -55,9 +57,37 @@ export interface ChatEngineConfig {
   readonly presenceOf: (ctx: ProxyStreamContext) => Promise<string>;
 }
 
-/** Why a room message was not accepted. */
-export const DropReason = { ROOM_RATE: 'room_rate', USER_RATE: 'user_rate', MUTED: 'muted', WORD: 'word' } as const;
+/**
+ * Why a send did not become a room message: refused by a check on arrival (not_joined … room_rate),
+ * dropped from the room's full buffer (buffer_full: the oldest low message, or a new high or system one
+ * refused), or refused when its turn to be sequenced came (muted; not_owner: this backend did not hold
+ * the room's write lease).
+ */
+export const DropReason = {
+  NOT_JOINED: 'not_joined',
+  TOO_LARGE: 'too_large',
+  SYSTEM_DENIED: 'system_denied',
+  USER_RATE: 'user_rate',
+  WORD: 'word',
+  ROOM_RATE: 'room_rate',
+  BUFFER_FULL: 'buffer_full',
+  MUTED: 'muted',
+  NOT_OWNER: 'not_owner',
+} as const;
 export type DropReason = (typeof DropReason)[keyof typeof DropReason];
+
+/** A send that passed its checks on arrival (ChatEngine.admit) and waits in its room's buffer for a seq. */
+export interface PendingSend {
+  readonly session: ChatSession;
+  /** 0: the sender asked for no Reply. */
+  readonly requestId: number;
+  readonly priority: Priority;
+  /** The body after the word filter. */
+  readonly body: Buffer;
+  readonly clientMsgId: string;
+  /** The backend's clock at acceptance: the RoomMessage's `sent_at_ms`. */
+  readonly acceptedAtMs: number;
+}
 
 /** Counters of the engine; drops by reason and priority (issue 4: every drop is counted). */
 export interface ChatStats {
@@ -103,7 +133,17 @@ export function resolveRole(granted: Role, whitelisted: boolean, requested: numb
 export class ChatEngine {
   readonly stats: ChatStats = {
     accepted: zeroByPriority(),
-    dropped: { room_rate: zeroByPriority(), user_rate: zeroByPriority(), muted: zeroByPriority(), word: zeroByPriority() },
+    dropped: {
+      not_joined: zeroByPriority(),
+      too_large: zeroByPriority(),
+      system_denied: zeroByPriority(),
+      user_rate: zeroByPriority(),
+      word: zeroByPriority(),
+      room_rate: zeroByPriority(),
+      buffer_full: zeroByPriority(),
+      muted: zeroByPriority(),
+      not_owner: zeroByPriority(),
+    },
     masked: 0,
   };
 
@@ -248,56 +288,78 @@ export class ChatEngine {
   }
 
   /**
-   * Send: checks (joined, size, system priority, the room's lease, mute, per-user rate, word filter,
-   * room rate), then the next seq, the history append, and ONE publish per proxy with members. Every
-   * refusal is counted. Both writes carry the lease token, checked by the store inside each write.
+   * The checks of a send made when it arrives (joined, size, system priority, per-user rate, word
+   * filter, room rate), all without the store so that a slow store cannot hold them up. Returns the
+   * accepted message, to be buffered and sequenced later; throws a ChatError, counted, otherwise.
    */
-  async send(room: Room, s: ChatSession, req: SendRequest, priority: Priority): Promise<ReplyResult> {
-    const { store, leases } = this.config;
-    const name = PRIORITY_NAMES[priority];
-    requireJoined(s);
+  admit(room: Room, s: ChatSession, req: SendRequest, priority: Priority, requestId: number): PendingSend {
+    if (!s.joined) throw this.refuse(DropReason.NOT_JOINED, priority, new ChatError(ChatErrorCode.NOT_JOINED, `session has not joined room ${s.roomId}`));
     if (req.body.length > this.config.maxBodyBytes) {
-      throw new ChatError(ChatErrorCode.BAD_REQUEST, `send.body: too large (${req.body.length} bytes vs limit ${this.config.maxBodyBytes})`);
+      throw this.refuse(DropReason.TOO_LARGE, priority, new ChatError(ChatErrorCode.BAD_REQUEST, `send.body: too large (${req.body.length} bytes vs limit ${this.config.maxBodyBytes})`));
     }
     const privileged = s.role !== 'member' || room.whitelist.has(s.userId);
     if (priority === Priority.SYSTEM && !privileged) {
-      throw new ChatError(ChatErrorCode.PERMISSION_DENIED, 'send: system priority is for host, admin and whitelisted members');
-    }
-    const token = await leases.token(room);
-    const now = this.config.now();
-    const muted = await store.muteUntil(room.id, s.userId, now);
-    if (muted > 0) {
-      this.stats.dropped.muted[name]++;
-      throw new ChatError(ChatErrorCode.MUTED, `send: ${s.userId} is muted in room ${room.id}`, retryAfter(muted, now));
+      throw this.refuse(DropReason.SYSTEM_DENIED, priority, new ChatError(ChatErrorCode.PERMISSION_DENIED, 'send: system priority is for host, admin and whitelisted members'));
     }
     if (!privileged && !room.userBucket(s.userId, this.config.userRate, this.config.userBurst).take()) {
-      this.stats.dropped.user_rate[name]++;
-      throw new ChatError(ChatErrorCode.RATE_LIMITED, `send: ${s.userId} exceeds ${this.config.userRate} messages/s`, Math.ceil(1000 / this.config.userRate));
+      throw this.refuse(DropReason.USER_RATE, priority, new ChatError(ChatErrorCode.RATE_LIMITED, `send: ${s.userId} exceeds ${this.config.userRate} messages/s`, Math.ceil(1000 / this.config.userRate)));
     }
     const filtered = this.config.wordFilter.apply(Buffer.from(req.body));
     if (filtered.kind === 'rejected') {
-      this.stats.dropped.word[name]++;
-      throw new ChatError(ChatErrorCode.REJECTED_WORD, 'send.body: contains a word on the room\'s sensitive-word list');
+      throw this.refuse(DropReason.WORD, priority, new ChatError(ChatErrorCode.REJECTED_WORD, 'send.body: contains a word on the room\'s sensitive-word list'));
+    }
+    if (!room.limiter.admit(priority, privileged)) {
+      throw this.refuse(DropReason.ROOM_RATE, priority, new ChatError(ChatErrorCode.RATE_LIMITED, `send: room ${room.id} exceeds ${room.limiter.ratePerSecond} messages/s`));
     }
     if (filtered.kind === 'masked') this.stats.masked++;
-    if (!room.limiter.admit(priority, privileged)) {
-      this.stats.dropped.room_rate[name]++;
-      throw new ChatError(ChatErrorCode.RATE_LIMITED, `send: room ${room.id} exceeds ${room.limiter.ratePerSecond} messages/s`);
+    return { session: s, requestId, priority, body: filtered.body, clientMsgId: req.clientMsgId, acceptedAtMs: this.config.now() };
+  }
+
+  /**
+   * Gives an accepted message its seq, in the room's chain: the room's write lease (NOT_OWNER without
+   * it), the mute check, the next seq, the history append, and ONE publish per proxy with members. Both
+   * writes carry the lease token, checked by the store inside each write, so a message buffered while
+   * this backend held the room is not written once another backend took it over. The sender may have
+   * left meanwhile: what it sent before leaving still goes out.
+   */
+  async sequence(room: Room, pending: PendingSend): Promise<ReplyResult> {
+    const { store, leases } = this.config;
+    const { session: s, priority } = pending;
+    let token: number;
+    try {
+      token = await leases.token(room);
+    } catch (err) {
+      throw this.refuseNotOwner(err, priority);
     }
+    const now = this.config.now();
+    const muted = await store.muteUntil(room.id, s.userId, now);
+    if (muted > 0) throw this.refuse(DropReason.MUTED, priority, new ChatError(ChatErrorCode.MUTED, `send: ${s.userId} is muted in room ${room.id}`, retryAfter(muted, now)));
+    const sentAtMs = pending.acceptedAtMs;
     let seq: number;
     let body: Buffer;
     try {
       seq = await store.nextSeq(room.id, token);
-      const message: RoomMessage = { seq, senderId: s.userId, priority, body: filtered.body, sentAtMs: now, clientMsgId: req.clientMsgId };
+      const message: RoomMessage = { seq, senderId: s.userId, priority, body: pending.body, sentAtMs, clientMsgId: pending.clientMsgId };
       body = encodeChatEvent({ message });
-      await store.appendHistory(room.id, token, { seq, priority, senderId: s.userId, sentAtMs: now, body }, this.config.historyLimits, now);
+      await store.appendHistory(room.id, token, { seq, priority, senderId: s.userId, sentAtMs, body }, this.config.historyLimits, now);
     } catch (err) {
-      throw leases.refusal(room, err);
+      throw this.refuseNotOwner(leases.refusal(room, err), priority);
     }
     room.lastSeq = seq;
-    this.stats.accepted[name]++;
+    this.stats.accepted[PRIORITY_NAMES[priority]]++;
     room.publish(body, priority);
     return { sent: { seq } };
+  }
+
+  /** Counts a send dropped for `reason` at `priority`; returns `error` (the sender's Reply, if any) to throw. */
+  refuse(reason: DropReason, priority: Priority, error: ChatError): ChatError {
+    this.stats.dropped[reason][PRIORITY_NAMES[priority]]++;
+    return error;
+  }
+
+  /** `err` to throw for a send; a NOT_OWNER refusal is counted as a drop like every other. */
+  private refuseNotOwner(err: unknown, priority: Priority): unknown {
+    return err instanceof ChatError && err.code === ChatErrorCode.NOT_OWNER ? this.refuse(DropReason.NOT_OWNER, priority, err) : err;
   }
 
   /**

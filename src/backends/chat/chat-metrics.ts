@@ -8,7 +8,7 @@
  * (history trims and gaps, presence expiries, moderation outcomes) have no other counting path.
  */
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
-import { PRIORITY_NAMES } from '../../protocol/constants.js';
+import { PRIORITY_NAMES, type Priority } from '../../protocol/constants.js';
 import { ModerateAction } from './chat-codec.js';
 import type { ChatStats } from './chat-engine.js';
 import type { Room } from './room.js';
@@ -32,8 +32,11 @@ export interface ChatMetricsOptions {
  *
  * Scrape-time views (not incremented by callers):
  * - livemux_chat_messages_accepted_total{priority}: room messages accepted (given a seq);
- * - livemux_chat_messages_dropped_total{reason,priority}: sends refused, reason room_rate (upstream room
- *   limit), user_rate, muted or word (sensitive-word filter in reject mode);
+ * - livemux_chat_messages_dropped_total{reason,priority}: sends that did not become room messages, by
+ *   DropReason: not_joined, too_large, system_denied (a member asking for system priority), user_rate,
+ *   word (sensitive-word filter in reject mode), room_rate (upstream room limit), buffer_full (dropped
+ *   from, or refused by, the room's full buffer), muted or not_owner (NOT_OWNER: no write lease);
+ * - livemux_chat_messages_buffered{priority}: accepted messages waiting for a seq, summed over rooms;
  * - livemux_chat_messages_masked_total: messages accepted with sensitive words masked;
  * - livemux_chat_rooms: rooms held by this process (an empty one until its idle TTL drops it);
  * - livemux_chat_members_online: distinct users joined, summed over those rooms;
@@ -92,13 +95,26 @@ export function createChatMetrics(source: ChatMetricsSource, options: ChatMetric
   });
   const dropped: Counter<'reason' | 'priority'> = new Counter({
     name: 'livemux_chat_messages_dropped_total',
-    help: 'Room messages refused, by reason (room_rate, user_rate, muted, word) and priority.',
+    help: 'Sends that did not become room messages, by reason (not_joined, too_large, system_denied, user_rate, word, room_rate, buffer_full, muted, not_owner) and priority.',
     labelNames: ['reason', 'priority'],
     registers,
     collect() {
       dropped.reset();
       for (const [reason, byPriority] of Object.entries(source.stats.dropped)) {
         for (const priority of priorities) dropped.inc({ reason, priority }, byPriority[priority]);
+      }
+    },
+  });
+  const buffered: Gauge<'priority'> = new Gauge({
+    name: 'livemux_chat_messages_buffered',
+    help: 'Accepted room messages waiting for a sequence number (the store lagging), summed over rooms, by priority.',
+    labelNames: ['priority'],
+    registers,
+    collect() {
+      for (const [priority, name] of priorities.entries()) {
+        let total = 0;
+        for (const room of source.rooms.values()) total += room.buffer.waiting(priority as Priority);
+        buffered.set({ priority: name }, total);
       }
     },
   });
