@@ -7,26 +7,20 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConsistentHashPicker } from '../../src/routing/policies/consistent-hash.js';
-import { type ChatMember, chatRoutes, joinMember } from '../helpers/chat-member.js';
-import { type RunningProcess, startChatBackend, startProxy } from '../helpers/processes.js';
+import { type ChatCluster, type ChatMember, joinMember, startChatCluster } from '../helpers/chat-member.js';
+import type { RunningProcess } from '../helpers/processes.js';
 import { type RedisServer, startRedisServer } from '../helpers/redis-server.js';
 
 const PRESENCE_TTL_MS = 1500;
 
 let redis: RedisServer;
-let backends: (RunningProcess & { port: number; address: string })[] = [];
-let proxies: Awaited<ReturnType<typeof startProxy>>[] = [];
+let backends: ChatCluster['backends'] = [];
+let proxies: ChatCluster['proxies'] = [];
 const members: ChatMember[] = [];
 
 beforeAll(async () => {
   redis = await startRedisServer();
-  const args = ['--redis', redis.url, '--presence-ttl-ms', String(PRESENCE_TTL_MS), '--admin-port', '0'];
-  backends = await Promise.all([startChatBackend(args), startChatBackend(args)]);
-  const routes = chatRoutes(
-    backends.map((b) => b.address),
-    { health_check: { interval_ms: 200, timeout_ms: 200, unhealthy_threshold: 1, healthy_threshold: 1 }, circuit_breaker: { reset_timeout_ms: 300 } },
-  );
-  proxies = await Promise.all([startProxy({ backends: [], routes }), startProxy({ backends: [], routes })]);
+  ({ backends, proxies } = await startChatCluster(redis.url, ['--presence-ttl-ms', String(PRESENCE_TTL_MS), '--admin-port', '0']));
 }, 30_000);
 
 afterAll(async () => {
