@@ -10,8 +10,10 @@ Usage:
   livemux up [--config livemux.yaml]          dev: reference backends + proxy + a ready dev token
   livemux start [--config livemux.yaml]       run the proxy (SIGTERM drains, SIGHUP is reserved)
   livemux echo-backend [--host H] [--port P]  run the reference echo backend
-  livemux chat-backend [--host H] [--port P] [--redis URL] [--room-rate N] [--user-rate N] [--lease-ttl-ms N]
-                       [--words a,b] [--word-mode reject|mask] [--admin-host H] [--admin-port P]
+  livemux chat-backend [--host H] [--port P] [--redis URL] [--room-rate N] [--user-rate N]
+                       [--lease-ttl-ms MS] [--presence-ttl-ms MS]
+                       [--buffer-system N] [--buffer-high N] [--buffer-low N]
+                       [--words a,b] [--word-mode reject|mask] [--admin-host H] [--admin-port P] [--log-level L]
                                               run the Chat backend (docs/chat.md); rooms in memory unless --redis
   livemux client [--host H] [--port P] [--token T] [--business B] [--meta k=v ...] [--tls] [--insecure]
                                               open a session; stdin lines out, received DATA in

@@ -367,6 +367,129 @@ export function describeChatStore(name: string, factory: () => Promise<ChatStore
       });
     });
 
+    describe('presence', () => {
+      // Short presences keep these tests fast; LONG outlives every test.
+      const SHORT = 100;
+      const LONG = 60_000;
+      const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+      const held = (userId: string, presence?: string): Member => ({ userId, role: 'member', joinedAtMs: LONG_AGO, ...(presence === undefined ? {} : { presence }) });
+      const ids = async (room: string): Promise<string[]> => (await walk(store, room, 100)).ids.sort();
+
+      it('join tells a new member from a replaced one; leave tells whether it removed one', async () => {
+        await store.startPresence('p1', LONG);
+        expect(await store.join('r', held('u1', 'p1'))).toBe(true);
+        expect(await store.join('r', held('u1', 'p1'))).toBe(false);
+        expect(await store.member('r', 'u1')).toEqual(held('u1', 'p1'));
+        expect(await store.leave('r', 'u1')).toBe(true);
+        expect(await store.leave('r', 'u1')).toBe(false);
+        expect(await store.join('r', held('u2'))).toBe(true);
+        expect(await store.member('r', 'u2')).toEqual(held('u2'));
+      });
+
+      it('leave with a presence removes only a record held under that presence', async () => {
+        await store.startPresence('old-owner', LONG);
+        await store.startPresence('new-owner', LONG);
+        await store.join('r', held('u1', 'old-owner'));
+        // The session moved: its new owner re-tagged the record before the old owner's leave arrived.
+        await store.join('r', held('u1', 'new-owner'));
+        expect(await store.leave('r', 'u1', 'old-owner')).toBe(false);
+        expect(await store.member('r', 'u1')).toEqual(held('u1', 'new-owner'));
+        await store.join('r', held('u2'));
+        expect(await store.leave('r', 'u2', 'new-owner')).toBe(false);
+        expect(await store.leave('r', 'u1', 'new-owner')).toBe(true);
+        expect(await ids('r')).toEqual(['u2']);
+      });
+
+      it('purgeExpired drops exactly the members of an expired presence, once', async () => {
+        await store.startPresence('dead', SHORT);
+        await store.startPresence('alive', LONG);
+        for (const u of ['a1', 'a2', 'a3']) await store.join('r', held(u, 'dead'));
+        await store.join('r', held('b1', 'alive'));
+        await store.join('r', held('c1'));
+        await store.join('other', held('a4', 'dead'));
+        expect(await store.purgeExpired('r')).toEqual([]);
+        expect(await store.memberCount('r')).toBe(5);
+        await sleep(SHORT * 2.5);
+        expect((await store.purgeExpired('r')).sort()).toEqual(['a1', 'a2', 'a3']);
+        expect(await store.memberCount('r')).toBe(2);
+        expect(await ids('r')).toEqual(['b1', 'c1']);
+        expect(await store.member('r', 'a1')).toBeNull();
+        expect(await store.purgeExpired('r')).toEqual([]);
+        // Per room: the other room keeps its member until purged itself.
+        expect(await store.memberCount('other')).toBe(1);
+        expect(await store.purgeExpired('other')).toEqual(['a4']);
+        expect(await store.purgeExpired('none')).toEqual([]);
+      });
+
+      it('keeps a presence alive while renewed, and an expired presence stays expired', async () => {
+        await store.startPresence('kept', SHORT * 2);
+        await store.join('r', held('u1', 'kept'));
+        for (let i = 0; i < 5; i++) {
+          await sleep(SHORT / 2);
+          expect(await store.renewPresence('kept', SHORT * 2)).toBe(true);
+        }
+        expect(await store.purgeExpired('r')).toEqual([]);
+        await sleep(SHORT * 3);
+        expect(await store.renewPresence('kept', SHORT * 2)).toBe(false);
+        expect(await store.renewPresence('kept', SHORT * 2)).toBe(false);
+        expect(await store.renewPresence('never-started', SHORT)).toBe(false);
+        expect(await store.purgeExpired('r')).toEqual(['u1']);
+      });
+
+      it('ending a presence purges its members at once; one re-tagged under a live presence stays', async () => {
+        await store.startPresence('stream-1', LONG);
+        await store.startPresence('stream-2', LONG);
+        await store.join('r', held('u1', 'stream-1'));
+        await store.join('r', held('u2', 'stream-1'));
+        await store.join('r', held('u2', 'stream-2'));
+        await store.endPresence('stream-1');
+        await store.endPresence('stream-1');
+        expect(await store.renewPresence('stream-1', LONG)).toBe(false);
+        expect(await store.purgeExpired('r')).toEqual(['u1']);
+        expect(await store.member('r', 'u2')).toEqual(held('u2', 'stream-2'));
+        // A member that left does not come back with a purge, nor does it count under its old presence.
+        await store.leave('r', 'u2', 'stream-2');
+        await store.endPresence('stream-2');
+        expect(await store.purgeExpired('r')).toEqual([]);
+        expect(await store.memberCount('r')).toBe(0);
+      });
+
+      it('are shared with another store: a new owner purges what the dead owner held', async () => {
+        const peer = await fixture.peer();
+        await store.startPresence('owner-a', SHORT);
+        await peer.startPresence('owner-b', LONG);
+        await store.join('r', held('gone', 'owner-a'));
+        await store.join('r', held('moved', 'owner-a'));
+        // The new owner re-tags the session the proxy moved to it; the other one never comes back.
+        await peer.join('r', held('moved', 'owner-b'));
+        expect(await peer.renewPresence('owner-a', SHORT)).toBe(true);
+        await sleep(SHORT * 2.5);
+        expect(await peer.purgeExpired('r')).toEqual(['gone']);
+        expect(await store.memberCount('r')).toBe(1);
+      });
+
+      it('dropRoom leaves the presences alone: they are not room state', async () => {
+        await store.startPresence('p', LONG);
+        await store.join('r', held('u1', 'p'));
+        await store.join('r2', held('u1', 'p'));
+        await owner.dropRoom('r');
+        expect(await store.memberCount('r')).toBe(0);
+        expect(await store.renewPresence('p', LONG)).toBe(true);
+        expect(await store.purgeExpired('r2')).toEqual([]);
+        expect(await store.memberCount('r2')).toBe(1);
+      });
+
+      it('rejects empty presence IDs and TTLs below 1 ms', async () => {
+        await expect(store.startPresence('', LONG)).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
+        await expect(store.startPresence('p', 0)).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
+        await expect(store.renewPresence('p', 1.5)).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
+        await expect(store.endPresence('')).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
+        await expect(store.join('r', held('u', ''))).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
+        await expect(store.leave('r', 'u', '')).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
+        expect(await store.memberCount('r')).toBe(0);
+      });
+    });
+
     describe('moderation', () => {
       it('a mute is active while now < untilMs, per room and user, and 0 lifts it', async () => {
         await store.setMute('r', 'u1', 2000);
@@ -663,6 +786,8 @@ export function describeChatStore(name: string, factory: () => Promise<ChatStore
         await expect(store.attributes('r')).rejects.toMatchObject({ code: 'ERR_STORE_CLOSED' });
         await expect(store.setWhitelisted('r', 'u', true)).rejects.toMatchObject({ code: 'ERR_STORE_CLOSED' });
         await expect(store.isWhitelisted('r', 'u')).rejects.toMatchObject({ code: 'ERR_STORE_CLOSED' });
+        await expect(store.startPresence('p', 1000)).rejects.toMatchObject({ code: 'ERR_STORE_CLOSED' });
+        await expect(store.purgeExpired('r')).rejects.toMatchObject({ code: 'ERR_STORE_CLOSED' });
       });
     });
   });

@@ -6,7 +6,7 @@ import { connect, type ClientSession, type LivemuxClient } from '../../src/clien
 import { WireRole, decodeChatEvent, encodeChatRequest, type ChatEvent, type ChatRequest, type Reply, type RoomMessage } from '../../src/backends/chat/chat-codec.js';
 import type { PriorityName } from '../../src/protocol/constants.js';
 import { mintToken } from '../../src/proxy/auth.js';
-import { TEST_SECRET } from './processes.js';
+import { TEST_SECRET, type RunningProcess, startChatBackend, startProxy } from './processes.js';
 
 /** routes.yaml for one `chat` business on `endpoints`, consistent_hash on metadata.room_id. */
 export function chatRoutes(endpoints: string[], pool: Record<string, unknown> = {}): Record<string, unknown> {
@@ -15,6 +15,27 @@ export function chatRoutes(endpoints: string[], pool: Record<string, unknown> = 
     routes: [{ business: 'chat', pool: 'chat', policy: 'consistent_hash', hash_key: 'metadata.room_id' }],
     pools: { chat: { protocol: 'grpc', endpoints: endpoints.map((address) => ({ address })), ...pool } },
   };
+}
+
+/** Two Chat backends and the two proxies in front of them (startChatCluster). */
+export interface ChatCluster {
+  readonly backends: (RunningProcess & { port: number; address: string })[];
+  readonly proxies: Awaited<ReturnType<typeof startProxy>>[];
+}
+
+/**
+ * Two Chat backends on one Redis (with `args` besides --redis) behind two proxies that route `chat` by
+ * room and notice a dead backend within about 200 ms: the set-up of the failover tests.
+ */
+export async function startChatCluster(redisUrl: string, args: string[] = []): Promise<ChatCluster> {
+  const backendArgs = ['--redis', redisUrl, ...args];
+  const backends = await Promise.all([startChatBackend(backendArgs), startChatBackend(backendArgs)]);
+  const routes = chatRoutes(
+    backends.map((b) => b.address),
+    { health_check: { interval_ms: 200, timeout_ms: 200, unhealthy_threshold: 1, healthy_threshold: 1 }, circuit_breaker: { reset_timeout_ms: 300 } },
+  );
+  const proxies = await Promise.all([startProxy({ backends: [], routes }), startProxy({ backends: [], routes })]);
+  return { backends, proxies };
 }
 
 /** A token for `user`, with a `role` claim when given (host, admin). */

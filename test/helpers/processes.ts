@@ -153,9 +153,9 @@ export function testToken(sub = 'user-1', ttlSeconds = 3600): Promise<string> {
  * A Chat backend process (`livemux chat-backend`) on an ephemeral loopback port; `args` are extra flags.
  * `adminPort` is set when `args` ask for an admin server (`--admin-port 0`).
  */
-export async function startChatBackend(args: string[] = []): Promise<RunningProcess & { port: number; address: string; adminPort?: number }> {
+export async function startChatBackend(args: string[] = []): Promise<RunningProcess & { port: number; address: string; adminPort: number | undefined }> {
   const p = runLivemux(['chat-backend', '--host', '127.0.0.1', '--port', '0', ...args]);
-  const line = await p.waitFor((l) => l.event === 'listening');
-  const port = line.port as number;
-  return Object.assign(p, { port, address: `127.0.0.1:${port}` }, line.adminPort === undefined ? {} : { adminPort: line.adminPort as number });
+  const listening = await p.waitFor((l) => l.event === 'listening');
+  const port = listening.port as number;
+  return Object.assign(p, { port, address: `127.0.0.1:${port}`, adminPort: listening.adminPort as number | undefined });
 }

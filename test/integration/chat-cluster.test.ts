@@ -8,23 +8,19 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { RoomMessage } from '../../src/backends/chat/chat-codec.js';
 import type { PriorityName } from '../../src/protocol/constants.js';
 import { ConsistentHashPicker } from '../../src/routing/policies/consistent-hash.js';
-import { type ChatMember, chatRoutes, joinMember, view } from '../helpers/chat-member.js';
-import { type RunningProcess, startChatBackend, startProxy } from '../helpers/processes.js';
+import { type ChatCluster, type ChatMember, joinMember, startChatCluster, view } from '../helpers/chat-member.js';
 import { type RedisServer, startRedisServer } from '../helpers/redis-server.js';
 
 let redis: RedisServer;
-let backends: (RunningProcess & { port: number; address: string })[] = [];
-let proxies: Awaited<ReturnType<typeof startProxy>>[] = [];
+let backends: ChatCluster['backends'] = [];
+let proxies: ChatCluster['proxies'] = [];
 const members: ChatMember[] = [];
 
 beforeAll(async () => {
   redis = await startRedisServer();
-  backends = await Promise.all([startChatBackend(['--redis', redis.url]), startChatBackend(['--redis', redis.url])]);
-  const routes = chatRoutes(
-    backends.map((b) => b.address),
-    { health_check: { interval_ms: 200, timeout_ms: 200, unhealthy_threshold: 1, healthy_threshold: 1 }, circuit_breaker: { reset_timeout_ms: 300 } },
-  );
-  proxies = await Promise.all([startProxy({ backends: [], routes }), startProxy({ backends: [], routes })]);
+  // The history-gap test sends 1300 high messages in one burst, faster than Redis sequences them: the
+  // room's high buffer must hold them all (its default, 1000, would answer the excess OVERLOADED).
+  ({ backends, proxies } = await startChatCluster(redis.url, ['--buffer-high', '2000']));
 }, 30_000);
 
 afterEach(async () => {

@@ -50,17 +50,22 @@ describe('RedisChatStore specifics', () => {
       const token = await leaseToken(store, 'keys-room');
       await store.nextSeq('keys-room', token);
       await store.appendHistory('keys-room', token, { seq: 1, priority: Priority.HIGH, senderId: 'u', sentAtMs: 1, body: Buffer.from('x') }, limits, 1);
-      await store.join('keys-room', { userId: 'u', role: 'member', joinedAtMs: 1 });
+      await store.startPresence('proxy-1', 60_000);
+      await store.join('keys-room', { userId: 'u', role: 'member', joinedAtMs: 1, presence: 'proxy-1' });
       await store.setAttributes('keys-room', token, { a: 'b' });
       expect((await admin.keys('livemux:chat:{keys-room}:*')).sort()).toEqual(
-        ['attrlog', 'attrs', 'attrver', 'fence', 'history', 'lease', 'members', 'order', 'seq'].map((p) => `livemux:chat:{keys-room}:${p}`),
+        ['attrlog', 'attrs', 'attrver', 'fence', 'history', 'lease', 'members', 'order', 'presence', 'seq'].map((p) => `livemux:chat:{keys-room}:${p}`),
       );
       expect(await admin.get('livemux:chat:{keys-room}:lease')).toBe(`${token} test`);
+      expect(await admin.hgetall('livemux:chat:{keys-room}:presence')).toEqual({ 'proxy-1': '1' });
+      expect(await admin.pttl('livemux:chat:{presence}:proxy-1')).toBeGreaterThan(50_000);
       expect(await admin.xlen('livemux:chat:{keys-room}:history')).toBe(1);
       expect(await admin.xrange('livemux:chat:{keys-room}:history', '1-0', '1-0')).toHaveLength(1);
       await store.dropRoom('keys-room', token);
-      // Only the fencing counter outlives a drop.
+      // Only the fencing counter outlives a drop; presences are not room state.
       expect(await admin.keys('livemux:chat:{keys-room}:*')).toEqual(['livemux:chat:{keys-room}:fence']);
+      expect(await admin.exists('livemux:chat:{presence}:proxy-1')).toBe(1);
+      await store.endPresence('proxy-1');
     } finally {
       await store.close();
       admin.disconnect();

@@ -288,10 +288,15 @@ describe('moderation and permissions', () => {
     expect(replyTo(p, 1, m).ok).toBe(true);
     expect(replyTo(p, 2, s1)).toMatchObject({ ok: false, errorCode: ChatErrorCode.MUTED, retryAfterMs: 60_000 });
     now += 60_000;
+    // A mute applies to the messages sequenced after it (docs/chat.md §4): each step waits for the last.
     const s2 = send(p, 2, 'hello again');
+    await chat.settled();
     moderate(p, 1, ModerateAction.MUTE, 'bob');
+    await chat.settled();
     const s3 = send(p, 2, 'muted for good');
+    await chat.settled();
     moderate(p, 1, ModerateAction.UNMUTE, 'bob');
+    await chat.settled();
     const s4 = send(p, 2, 'unmuted');
     await chat.settled();
     expect([s2, s3, s4].map((id) => replyTo(p, 2, id).errorCode)).toEqual(['', ChatErrorCode.MUTED, '']);
@@ -325,9 +330,12 @@ describe('moderation and permissions', () => {
 
   it('whitelisted members may send system priority and pass the room limit', async () => {
     const p = await room();
+    // A send is checked when it arrives: each waits for the (un)whitelisting before it to be applied.
     moderate(p, 1, ModerateAction.WHITELIST, 'bob');
+    await chat.settled();
     const ok = send(p, 2, 'pinned', Priority.SYSTEM);
     moderate(p, 1, ModerateAction.UNWHITELIST, 'bob');
+    await chat.settled();
     const denied = send(p, 2, 'pinned again', Priority.SYSTEM);
     await chat.settled();
     expect(replyTo(p, 2, ok).ok).toBe(true);

@@ -1,23 +1,30 @@
 /**
  * The Chat backend (issue 4, docs/chat.md) as BackendHandlers for createBackendServer: it keeps the
  * chat sessions of every proxy stream, decodes each DATA payload as a ChatRequest, runs it in its room's
- * serialized chain (ChatEngine) and answers with a Reply. Rooms are created on first use and dropped
- * (store included, unless another backend holds the room's lease) after `idleTtlMs` without a joined
- * session. Ordered writes run under the room's write lease (room-leases.ts).
+ * serialized chain (ChatEngine) and answers with a Reply. A send is checked on arrival and waits in the
+ * room's bounded buffer (room-buffer.ts); one step at a time in the chain sequences the next buffered
+ * message, so other requests interleave and the chain never holds more than one step for all of them.
+ * Rooms are created on first use and dropped (store included, unless another backend holds the room's
+ * lease) after `idleTtlMs` without a joined session. Ordered writes run under the room's write lease
+ * (room-leases.ts). Members are held under their proxy's presence (presence.ts); rooms with sessions
+ * are swept for expired members every half presence TTL.
  */
 import pino from 'pino';
-import { Priority } from '../../protocol/constants.js';
+import { Priority, PRIORITY_NAMES } from '../../protocol/constants.js';
 import { Code } from '../../protocol/codes.js';
+import { LivemuxError } from '../../protocol/errors.js';
 import type { BackendHandlers, ProxyStreamContext } from '../backend-server.js';
 import type { SessionOpenInfo } from '../types.js';
-import { decodeChatRequest, encodeChatEvent, requestKind, type ChatRequest, type ModerateRequest, type Reply } from './chat-codec.js';
-import { ChatEngine, type ChatStats, type ReplyResult } from './chat-engine.js';
+import { decodeChatRequest, encodeChatEvent, requestKind, type ChatRequest, type ModerateRequest, type Reply, type SendRequest } from './chat-codec.js';
+import { ChatEngine, DropReason, type ChatStats, type PendingSend, type ReplyResult } from './chat-engine.js';
 import { ChatError, ChatErrorCode } from './chat-errors.js';
 import { MeteredChatStore, createChatMetrics, moderationActionName, type ChatMetrics } from './chat-metrics.js';
 import { MemoryChatStore } from './memory-store.js';
 import { syncWhitelist } from './moderation.js';
+import { ProxyPresences } from './presence.js';
 import { Room, type ChatSession } from './room.js';
 import { RoomLeases } from './room-leases.js';
+import type { RoomBufferBounds } from './room-buffer.js';
 import type { ChatStore, HistoryLimits } from './store.js';
 import { WordFilter, WordFilterMode } from './word-filter.js';
 
@@ -48,6 +55,16 @@ export interface ChatBackendOptions {
    * long the rooms of a backend that died stay unwritable before another takes them over.
    */
   leaseTtlMs?: number;
+  /**
+   * Presence TTL (default 10 000 ms): members of a proxy that died, or whose owner died and whose
+   * session never came back, are dropped within about this long. Renewed every third of it.
+   */
+  presenceTtlMs?: number;
+  /**
+   * Accepted messages that may wait for a seq per room and priority (default system 5000, high 1000,
+   * low 500); positive integers. See room-buffer.ts for what happens beyond them.
+   */
+  buffer?: Partial<RoomBufferBounds>;
   /** Wall clock, ms since the epoch (default Date.now). */
   now?: () => number;
   logger?: pino.Logger;
@@ -66,7 +83,7 @@ export interface ChatBackend {
   readonly store: ChatStore;
   /** Live rooms by id. */
   readonly rooms: ReadonlyMap<string, Room>;
-  /** Resolves when every room's queued work is done (tests). */
+  /** Resolves when every room's queued work is done and its buffer empty (tests). */
   settled(): Promise<void>;
   /** Stops the idle timers, releases the room leases and closes the store. */
   close(): Promise<void>;
@@ -82,12 +99,35 @@ export const CHAT_DEFAULTS = {
   idleTtlMs: 300_000,
   maxBodyBytes: 4096,
   leaseTtlMs: 3000,
+  presenceTtlMs: 10_000,
+  // A store that keeps up empties these within milliseconds; they only fill while it lags. System is
+  // never dropped, so its bound is the largest: beyond it, senders are refused (OVERLOADED) and retry.
+  bufferSystem: 5000,
+  bufferHigh: 1000,
+  bufferLow: 500,
 } as const;
+
+/** Seconds-scale hint for a sender refused because its room's buffer is full. */
+const OVERLOADED_RETRY_MS = 1000;
+
+/** The buffer bounds of `options` with defaults; throws ERR_INVALID_ARGUMENT for a bound that is not a positive integer. */
+function bufferBounds(options: Partial<RoomBufferBounds> = {}): RoomBufferBounds {
+  const bounds = {
+    system: options.system ?? CHAT_DEFAULTS.bufferSystem,
+    high: options.high ?? CHAT_DEFAULTS.bufferHigh,
+    low: options.low ?? CHAT_DEFAULTS.bufferLow,
+  };
+  for (const [name, value] of Object.entries(bounds)) {
+    if (!Number.isSafeInteger(value) || value < 1) throw new LivemuxError('ERR_INVALID_ARGUMENT', `buffer.${name}: expected a positive integer, got ${value}`);
+  }
+  return Object.freeze(bounds);
+}
 
 export function createChatBackend(options: ChatBackendOptions = {}): ChatBackend {
   const store = options.store ?? new MemoryChatStore();
   const log = options.logger ?? pino({ level: 'silent' });
   const idleTtlMs = options.idleTtlMs ?? CHAT_DEFAULTS.idleTtlMs;
+  const bounds = bufferBounds(options.buffer);
   const rooms = new Map<string, Room>();
   const metricsSource = {
     // Read at scrape time only, once the engine exists.
@@ -104,6 +144,18 @@ export function createChatBackend(options: ChatBackendOptions = {}): ChatBackend
     log,
     onRefusal: (reason) => metrics.leaseRefusals.inc({ reason }),
   });
+  const presenceTtlMs = options.presenceTtlMs ?? CHAT_DEFAULTS.presenceTtlMs;
+  const presences = new ProxyPresences({
+    store: meteredStore,
+    ttlMs: presenceTtlMs,
+    log,
+    onLost: (proxyId, presence) => {
+      for (const room of rooms.values()) {
+        const lost = [...room.sessions].filter((s) => s.ctx.proxyId === proxyId);
+        if (lost.length > 0) runTask(room, 'retag', () => engine.retag(room, lost, presence));
+      }
+    },
+  });
   const engine = new ChatEngine({
     store: meteredStore,
     leases,
@@ -117,6 +169,7 @@ export function createChatBackend(options: ChatBackendOptions = {}): ChatBackend
     userBurst: options.userBurst ?? CHAT_DEFAULTS.userBurst,
     maxBodyBytes: options.maxBodyBytes ?? CHAT_DEFAULTS.maxBodyBytes,
     now: options.now ?? Date.now,
+    presenceOf: (ctx) => presences.presenceOf(ctx),
   });
 
   /** Rooms being dropped: a new Room of the same id starts after the drop finished. */
@@ -129,7 +182,7 @@ export function createChatBackend(options: ChatBackendOptions = {}): ChatBackend
   const roomFor = (id: string): Room => {
     let room = rooms.get(id);
     if (room === undefined) {
-      room = new Room(id, options.roomRates?.[id] ?? options.roomRate ?? CHAT_DEFAULTS.roomRate, rank, dropping.get(id));
+      room = new Room(id, options.roomRates?.[id] ?? options.roomRate ?? CHAT_DEFAULTS.roomRate, rank, bounds, dropping.get(id));
       rooms.set(id, room);
     }
     return room;
@@ -153,33 +206,108 @@ export function createChatBackend(options: ChatBackendOptions = {}): ChatBackend
     });
   };
 
-  /**
-   * Runs `task` in the room's chain, then answers `requestId` (0: no answer) unless the session ended.
-   * `kind` names the request for logs and metrics.
-   */
-  const runRequest = (room: Room, s: ChatSession, requestId: number, kind: string, task: () => Promise<ReplyResult>): void => {
+  /** Runs background work (no session asked for it) in the room's chain; a failure is logged. */
+  const runTask = (room: Room, kind: string, task: () => Promise<void>): void => {
     void room
-      .run(async () => {
-        let result: ReplyResult;
-        try {
-          result = await task();
-        } catch (err) {
-          if (!(err instanceof ChatError)) {
-            log.error({ err, room: room.id, user: s.userId, kind }, 'chat: request failed');
-            metrics.requestFailures.inc({ kind });
-          }
-          const e = err instanceof ChatError ? err : new ChatError(ChatErrorCode.INTERNAL, 'internal error');
-          reply(s, requestId, { ok: false, errorCode: e.code, errorMessage: e.message, retryAfterMs: e.retryAfterMs });
-          return;
-        }
-        reply(s, requestId, { ok: true, errorCode: '', errorMessage: '', retryAfterMs: 0, ...result });
-      })
+      .run(task)
+      .catch((err: unknown) => log.warn({ err, room: room.id, kind }, 'chat: room task failed'))
       .finally(() => checkIdle(room));
+  };
+
+  // Rooms nobody is in are left alone: their idle drop forgets the members, and a join purges first.
+  const sweep = setInterval(() => {
+    for (const room of rooms.values()) if (room.sessions.size > 0) runTask(room, 'presence sweep', () => engine.purgeExpired(room));
+  }, Math.max(1, Math.floor(presenceTtlMs / 2)));
+  sweep.unref();
+
+  /**
+   * Runs `task` and answers `requestId` (0: no answer) unless the session ended. `kind` names the request
+   * for logs and metrics.
+   */
+  const answer = async (room: Room, s: ChatSession, requestId: number, kind: string, task: () => Promise<ReplyResult>): Promise<void> => {
+    let result: ReplyResult;
+    try {
+      result = await task();
+    } catch (err) {
+      if (!(err instanceof ChatError)) {
+        log.error({ err, room: room.id, user: s.userId, kind }, 'chat: request failed');
+        metrics.requestFailures.inc({ kind });
+      }
+      replyError(s, requestId, err instanceof ChatError ? err : new ChatError(ChatErrorCode.INTERNAL, 'internal error'));
+      return;
+    }
+    reply(s, requestId, { ok: true, errorCode: '', errorMessage: '', retryAfterMs: 0, ...result });
+  };
+
+  /** Runs `task` in the room's chain and answers it (see `answer`). */
+  const runRequest = (room: Room, s: ChatSession, requestId: number, kind: string, task: () => Promise<ReplyResult>): void => {
+    runTask(room, kind, () => answer(room, s, requestId, kind, task));
+  };
+
+  /**
+   * A send: checked now and put in the room's buffer. A session whose Join is still in the chain (or
+   * whose earlier sends wait there behind it) is checked in the chain instead, after what it sent first.
+   */
+  const send = (room: Room, s: ChatSession, requestId: number, req: SendRequest, priority: Priority): void => {
+    if (s.joined && s.sendsInChain === 0) {
+      accept(room, s, requestId, req, priority);
+      return;
+    }
+    s.sendsInChain++;
+    runTask(room, 'send', async () => {
+      s.sendsInChain--;
+      accept(room, s, requestId, req, priority);
+    });
+  };
+
+  const accept = (room: Room, s: ChatSession, requestId: number, req: SendRequest, priority: Priority): void => {
+    let pending: PendingSend;
+    try {
+      pending = engine.admit(room, s, req, priority, requestId);
+    } catch (err) {
+      if (!(err instanceof ChatError)) throw err;
+      replyError(s, requestId, err);
+      return;
+    }
+    const outcome = room.buffer.offer(pending, priority);
+    if (outcome.kind === 'refused') {
+      replyError(s, requestId, overloaded(room, priority));
+      return;
+    }
+    if (outcome.kind === 'queued_dropping') replyError(outcome.dropped.session, outcome.dropped.requestId, overloaded(room, Priority.LOW));
+    drain(room);
+  };
+
+  const overloaded = (room: Room, priority: Priority): ChatError =>
+    engine.refuse(
+      DropReason.BUFFER_FULL,
+      priority,
+      new ChatError(ChatErrorCode.OVERLOADED, `send: room ${room.id} has ${room.buffer.waiting(priority)} ${PRIORITY_NAMES[priority]} messages waiting (limit reached)`, OVERLOADED_RETRY_MS),
+    );
+
+  /** Queues the step that sequences the room's next buffered message, unless one is queued already. */
+  const drain = (room: Room): void => {
+    if (room.draining || room.buffer.length === 0) return;
+    room.draining = true;
+    void room
+      .run(() => {
+        const pending = room.buffer.take()!;
+        return answer(room, pending.session, pending.requestId, 'send', () => engine.sequence(room, pending));
+      })
+      .finally(() => {
+        room.draining = false;
+        drain(room);
+        checkIdle(room);
+      });
   };
 
   const reply = (s: ChatSession, requestId: number, fields: Omit<Reply, 'requestId'>): void => {
     if (requestId === 0 || s.ended || s.ctx.gone) return;
     s.ctx.deliver(s.session, encodeChatEvent({ reply: { requestId, ...fields } }), Priority.HIGH);
+  };
+
+  const replyError = (s: ChatSession, requestId: number, e: ChatError): void => {
+    reply(s, requestId, { ok: false, errorCode: e.code, errorMessage: e.message, retryAfterMs: e.retryAfterMs });
   };
 
   const forget = (s: ChatSession): void => {
@@ -201,12 +329,11 @@ export function createChatBackend(options: ChatBackendOptions = {}): ChatBackend
     }
   };
 
-  const dispatch = (room: Room, s: ChatSession, request: ChatRequest, priority: Priority): Promise<ReplyResult> => {
+  /** Every request but a send (see `send`). */
+  const dispatch = (room: Room, s: ChatSession, request: ChatRequest): Promise<ReplyResult> => {
     switch (requestKind(request)) {
       case 'join':
         return syncWhitelist(store, room, s.userId).then(() => engine.join(room, s, request.join!, true));
-      case 'send':
-        return engine.send(room, s, request.send!, priority);
       case 'leave':
         return engine.leave(room, s, true);
       case 'listMembers':
@@ -227,16 +354,18 @@ export function createChatBackend(options: ChatBackendOptions = {}): ChatBackend
     forget(s);
     if (!s.joined) return;
     const room = roomFor(s.roomId);
-    void room
-      // A Leave or a kick queued before the close may have taken it out already.
-      .run(async () => (s.joined ? engine.leave(room, s, true) : {}))
-      .catch((err: unknown) => log.warn({ err, room: room.id }, 'chat: leave after close failed'))
-      .finally(() => checkIdle(room));
+    // A Leave or a kick queued before the close may have taken it out already.
+    runTask(room, 'leave after close', async () => {
+      if (s.joined) await engine.leave(room, s, true);
+    });
   };
 
   const handlers: BackendHandlers = {
     onOpen(ctx, session, info: SessionOpenInfo) {
-      if (!streamRanks.has(ctx)) streamRanks.set(ctx, nextRank++);
+      if (!streamRanks.has(ctx)) {
+        streamRanks.set(ctx, nextRank++);
+        presences.attach(ctx);
+      }
       const roomId = info.metadata.room_id;
       if (roomId === undefined || roomId === '') {
         ctx.close(session, Code.BACKEND_CLOSED, 'chat: metadata.room_id is required');
@@ -244,7 +373,7 @@ export function createChatBackend(options: ChatBackendOptions = {}): ChatBackend
       }
       let table = sessions.get(ctx);
       if (table === undefined) sessions.set(ctx, (table = new Map()));
-      const s: ChatSession = { ctx, session, info, userId: info.userId, roomId, role: 'member', joined: false, ended: false };
+      const s: ChatSession = { ctx, session, info, userId: info.userId, roomId, role: 'member', presence: '', joined: false, sendsInChain: 0, ended: false };
       table.set(session, s);
       // A session moved here after a failure continues silently: back into its room, no announcement.
       if (info.reattach) {
@@ -267,7 +396,8 @@ export function createChatBackend(options: ChatBackendOptions = {}): ChatBackend
         return;
       }
       const room = roomFor(s.roomId);
-      runRequest(room, s, request.requestId, requestKind(request) ?? 'none', () => dispatch(room, s, request, priority));
+      if (request.send !== undefined) send(room, s, request.requestId, request.send, priority);
+      else runRequest(room, s, request.requestId, requestKind(request) ?? 'none', () => dispatch(room, s, request));
     },
     onClose(ctx, session) {
       const s = sessions.get(ctx)?.get(session);
@@ -277,6 +407,7 @@ export function createChatBackend(options: ChatBackendOptions = {}): ChatBackend
       const table = sessions.get(ctx);
       sessions.delete(ctx);
       for (const s of table?.values() ?? []) ended(s);
+      presences.detach(ctx);
     },
   };
 
@@ -287,9 +418,13 @@ export function createChatBackend(options: ChatBackendOptions = {}): ChatBackend
     store,
     rooms,
     async settled() {
-      await Promise.all([...rooms.values()].map((r) => r.run(async () => undefined)));
+      // Each sequencing step queues the next when it ends: wait until no room has a message waiting.
+      do await Promise.all([...rooms.values()].map((r) => r.run(async () => undefined)));
+      while ([...rooms.values()].some((r) => r.draining));
     },
     async close() {
+      clearInterval(sweep);
+      presences.close();
       for (const room of rooms.values()) room.cancelIdle();
       await leases.releaseAll();
       await store.close();

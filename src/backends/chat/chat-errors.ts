@@ -17,6 +17,11 @@ export const ChatErrorCode = {
   RATE_LIMITED: 'RATE_LIMITED',
   /** The message contains a word on the room's sensitive-word list (filter mode `reject`). */
   REJECTED_WORD: 'REJECTED_WORD',
+  /**
+   * The room's buffer for this priority is full (its store is slower than its traffic): the message was
+   * dropped, or, for system and high, refused on arrival. Retry after `retry_after_ms`.
+   */
+  OVERLOADED: 'OVERLOADED',
   /** The moderation target is not in the room (kick). */
   NOT_FOUND: 'NOT_FOUND',
   /**

@@ -5,10 +5,10 @@
  * One source of truth per number: message counters are the engine's `ChatStats`, copied into the
  * Prometheus counters only when scraped (nothing per message beyond the engine's own increment); rooms
  * and members online are read from the live rooms when scraped; the counters below that code increments
- * (history trims and gaps, moderation outcomes) have no other counting path.
+ * (history trims and gaps, presence expiries, moderation outcomes) have no other counting path.
  */
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
-import { PRIORITY_NAMES } from '../../protocol/constants.js';
+import { PRIORITY_NAMES, type Priority } from '../../protocol/constants.js';
 import { ModerateAction } from './chat-codec.js';
 import type { ChatStats } from './chat-engine.js';
 import type { Room } from './room.js';
@@ -32,8 +32,11 @@ export interface ChatMetricsOptions {
  *
  * Scrape-time views (not incremented by callers):
  * - livemux_chat_messages_accepted_total{priority}: room messages accepted (given a seq);
- * - livemux_chat_messages_dropped_total{reason,priority}: sends refused, reason room_rate (upstream room
- *   limit), user_rate, muted or word (sensitive-word filter in reject mode);
+ * - livemux_chat_messages_dropped_total{reason,priority}: sends that did not become room messages, by
+ *   DropReason: not_joined, too_large, system_denied (a member asking for system priority), user_rate,
+ *   word (sensitive-word filter in reject mode), room_rate (upstream room limit), buffer_full (dropped
+ *   from, or refused by, the room's full buffer), muted or not_owner (NOT_OWNER: no write lease);
+ * - livemux_chat_messages_buffered{priority}: accepted messages waiting for a seq, summed over rooms;
  * - livemux_chat_messages_masked_total: messages accepted with sensitive words masked;
  * - livemux_chat_rooms: rooms held by this process (an empty one until its idle TTL drops it);
  * - livemux_chat_members_online: distinct users joined, summed over those rooms;
@@ -48,6 +51,11 @@ export interface ChatMetrics {
    * messages after the reader's seq already trimmed, i.e. a gap the client is told about.
    */
   readonly historyGaps: Counter;
+  /**
+   * livemux_chat_presence_expired_total: members dropped from rooms because the presence they were
+   * held under expired (their proxy died, or their owner died and their session never came back).
+   */
+  readonly presenceExpired: Counter;
   /** livemux_chat_moderation_actions_total{action,result}: moderate requests by action and result. */
   readonly moderationActions: Counter<'action' | 'result'>;
   /** livemux_chat_request_failures_total{kind}: requests answered INTERNAL (store unreachable, a bug). */
@@ -87,13 +95,26 @@ export function createChatMetrics(source: ChatMetricsSource, options: ChatMetric
   });
   const dropped: Counter<'reason' | 'priority'> = new Counter({
     name: 'livemux_chat_messages_dropped_total',
-    help: 'Room messages refused, by reason (room_rate, user_rate, muted, word) and priority.',
+    help: 'Sends that did not become room messages, by reason (not_joined, too_large, system_denied, user_rate, word, room_rate, buffer_full, muted, not_owner) and priority.',
     labelNames: ['reason', 'priority'],
     registers,
     collect() {
       dropped.reset();
       for (const [reason, byPriority] of Object.entries(source.stats.dropped)) {
         for (const priority of priorities) dropped.inc({ reason, priority }, byPriority[priority]);
+      }
+    },
+  });
+  const buffered: Gauge<'priority'> = new Gauge({
+    name: 'livemux_chat_messages_buffered',
+    help: 'Accepted room messages waiting for a sequence number (the store lagging), summed over rooms, by priority.',
+    labelNames: ['priority'],
+    registers,
+    collect() {
+      for (const [priority, name] of priorities.entries()) {
+        let total = 0;
+        for (const room of source.rooms.values()) total += room.buffer.waiting(priority as Priority);
+        buffered.set({ priority: name }, total);
       }
     },
   });
@@ -147,6 +168,11 @@ export function createChatMetrics(source: ChatMetricsSource, options: ChatMetric
       help: 'History reads (join recovery or history requests) that found messages after the reader already trimmed.',
       registers,
     }),
+    presenceExpired: new Counter({
+      name: 'livemux_chat_presence_expired_total',
+      help: 'Members dropped from rooms because the presence of their proxy expired.',
+      registers,
+    }),
     moderationActions: new Counter({
       name: 'livemux_chat_moderation_actions_total',
       help: 'Moderate requests, by action and result (ok, or the error code in lower case, e.g. permission_denied).',
@@ -169,16 +195,22 @@ export function createChatMetrics(source: ChatMetricsSource, options: ChatMetric
 }
 
 /**
- * A ChatStore that counts what the store reports about history on the way through: trims (the count
- * `appendHistory` resolves with) and gaps (a `readHistory` whose oldest retained seq is past the
- * reader's next one). Every other call is passed through unchanged; the wrapped store stays the owner
- * of all state, and `close` closes it.
+ * A ChatStore that counts what the store reports on the way through: history trims (the count
+ * `appendHistory` resolves with), history gaps (a `readHistory` whose oldest retained seq is past the
+ * reader's next one) and members dropped by `purgeExpired`. Every other call is passed through
+ * unchanged; the wrapped store stays the owner of all state, and `close` closes it.
  */
 export class MeteredChatStore implements ChatStore {
   constructor(
     private readonly inner: ChatStore,
-    private readonly metrics: Pick<ChatMetrics, 'historyTrimmed' | 'historyGaps'>,
+    private readonly metrics: Pick<ChatMetrics, 'historyTrimmed' | 'historyGaps' | 'presenceExpired'>,
   ) {}
+
+  async purgeExpired(room: string): Promise<string[]> {
+    const purged = await this.inner.purgeExpired(room);
+    if (purged.length > 0) this.metrics.presenceExpired.inc(purged.length);
+    return purged;
+  }
 
   async appendHistory(room: string, token: number, message: StoredMessage, limits: HistoryLimits, nowMs: number): Promise<number> {
     const trimmed = await this.inner.appendHistory(room, token, message, limits, nowMs);
@@ -207,11 +239,11 @@ export class MeteredChatStore implements ChatStore {
   latestHistory(room: string, limit: number): Promise<StoredMessage[]> {
     return this.inner.latestHistory(room, limit);
   }
-  join(room: string, member: Member): Promise<void> {
+  join(room: string, member: Member): Promise<boolean> {
     return this.inner.join(room, member);
   }
-  leave(room: string, userId: string): Promise<void> {
-    return this.inner.leave(room, userId);
+  leave(room: string, userId: string, presence?: string): Promise<boolean> {
+    return this.inner.leave(room, userId, presence);
   }
   member(room: string, userId: string): Promise<Member | null> {
     return this.inner.member(room, userId);
@@ -221,6 +253,15 @@ export class MeteredChatStore implements ChatStore {
   }
   memberCount(room: string): Promise<number> {
     return this.inner.memberCount(room);
+  }
+  startPresence(presence: string, ttlMs: number): Promise<void> {
+    return this.inner.startPresence(presence, ttlMs);
+  }
+  renewPresence(presence: string, ttlMs: number): Promise<boolean> {
+    return this.inner.renewPresence(presence, ttlMs);
+  }
+  endPresence(presence: string): Promise<void> {
+    return this.inner.endPresence(presence);
   }
   setMute(room: string, userId: string, untilMs: number): Promise<void> {
     return this.inner.setMute(room, userId, untilMs);

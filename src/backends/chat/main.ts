@@ -1,8 +1,10 @@
 /**
- * The Chat backend as a process: `livemux chat-backend --port 7102 [--redis redis://127.0.0.1:6379]`, or
- * `node dist/src/backends/chat/main.js …`. Without --redis, rooms live in this process (MemoryChatStore);
- * with it, in Redis, so another process can take a room over. With --admin-port, an admin HTTP server
- * (src/observability/admin-server.ts) serves /metrics (livemux_chat_*), /healthz, /readyz and /status.
+ * The Chat backend as a process: `livemux chat-backend --port 7102 [--redis redis://127.0.0.1:6379]
+ * [--lease-ttl-ms 3000] [--presence-ttl-ms 10000] [--buffer-low 500]` (every flag: src/cli/main.ts), or
+ * `node dist/src/backends/chat/main.js …`. Without --redis, rooms live in this process
+ * (MemoryChatStore); with it, in Redis, so another process can take a room over. With --admin-port, an
+ * admin HTTP server (src/observability/admin-server.ts) serves /metrics (livemux_chat_*), /healthz,
+ * /readyz and /status.
  * Prints `{"event":"listening","port":N}` on stdout once it accepts streams (with `"adminPort":M` when
  * the admin server runs; logs go to stderr), and exits 0 after a clean shutdown on SIGTERM/SIGINT.
  */
@@ -16,6 +18,7 @@ import { createBackendServer } from '../backend-server.js';
 import { createChatBackend } from './chat-backend.js';
 import { MemoryChatStore } from './memory-store.js';
 import { RedisChatStore } from './redis-store.js';
+import type { RoomBufferBounds } from './room-buffer.js';
 import type { ChatStore } from './store.js';
 import { WordFilterMode } from './word-filter.js';
 import { runIfEntryPoint } from '../process-entry.js';
@@ -23,6 +26,10 @@ import { runIfEntryPoint } from '../process-entry.js';
 const DEFAULT_HOST = '127.0.0.1';
 const DEFAULT_PORT = 7102;
 const STATS_LOG_INTERVAL_MS = 60_000;
+/** The write lease is renewed every third of its TTL, which must stay a whole millisecond. */
+const MIN_LEASE_TTL_MS = 3;
+/** Below this, renewing presences every third of the TTL would compete with the room traffic for the store. */
+const MIN_PRESENCE_TTL_MS = 300;
 
 interface ChatArgs {
   host: string;
@@ -34,6 +41,9 @@ interface ChatArgs {
   roomRate: number | undefined;
   userRate: number | undefined;
   leaseTtlMs: number | undefined;
+  presenceTtlMs: number | undefined;
+  /** Room buffer bounds given on the command line (absent ones keep their defaults). */
+  buffer: Partial<RoomBufferBounds>;
   words: string[];
   wordMode: WordFilterMode;
   logLevel: string;
@@ -56,10 +66,12 @@ export async function runChatBackend(argv: string[]): Promise<number> {
     processMetrics: true,
     words: args.words,
     wordMode: args.wordMode,
+    buffer: args.buffer,
     ...(args.roomRate === undefined ? {} : { roomRate: args.roomRate }),
     // The burst stays two seconds' worth, as with the default rate.
     ...(args.userRate === undefined ? {} : { userRate: args.userRate, userBurst: Math.max(1, Math.ceil(args.userRate * 2)) }),
     ...(args.leaseTtlMs === undefined ? {} : { leaseTtlMs: args.leaseTtlMs }),
+    ...(args.presenceTtlMs === undefined ? {} : { presenceTtlMs: args.presenceTtlMs }),
   });
   const server = createBackendServer(chat.handlers, { logger });
   const listening = await server.listen(args.host, args.port);
@@ -114,6 +126,10 @@ function parseChatArgs(argv: string[]): ChatArgs {
         'room-rate': { type: 'string' },
         'user-rate': { type: 'string' },
         'lease-ttl-ms': { type: 'string' },
+        'presence-ttl-ms': { type: 'string' },
+        'buffer-system': { type: 'string' },
+        'buffer-high': { type: 'string' },
+        'buffer-low': { type: 'string' },
         words: { type: 'string' },
         'word-mode': { type: 'string' },
         'log-level': { type: 'string' },
@@ -127,7 +143,8 @@ function parseChatArgs(argv: string[]): ChatArgs {
   const adminPort = parsePort(values, 'admin-port');
   const roomRate = parseRate(values, 'room-rate');
   const userRate = parseRate(values, 'user-rate');
-  const leaseTtlMs = parseLeaseTtl(values);
+  const leaseTtlMs = parseInteger(values, 'lease-ttl-ms', MIN_LEASE_TTL_MS, 'ms');
+  const presenceTtlMs = parseInteger(values, 'presence-ttl-ms', MIN_PRESENCE_TTL_MS, 'ms');
   const wordMode = values['word-mode'] ?? WordFilterMode.REJECT;
   if (wordMode !== WordFilterMode.REJECT && wordMode !== WordFilterMode.MASK) {
     throw new LivemuxError('ERR_USAGE', `--word-mode: expected reject or mask, got "${wordMode}"`);
@@ -141,6 +158,8 @@ function parseChatArgs(argv: string[]): ChatArgs {
     roomRate,
     userRate,
     leaseTtlMs,
+    presenceTtlMs,
+    buffer: parseBufferBounds(values),
     words: (values.words ?? '').split(',').filter((w) => w !== ''),
     wordMode,
     logLevel: values['log-level'] ?? 'info',
@@ -158,6 +177,16 @@ function parsePort(values: Record<string, string | undefined>, name: string): nu
   return port;
 }
 
+/** The --buffer-system/-high/-low options given, each a positive integer (messages). */
+function parseBufferBounds(values: Record<string, string | undefined>): Partial<RoomBufferBounds> {
+  const bounds: { -readonly [K in keyof RoomBufferBounds]?: number } = {};
+  for (const priority of ['system', 'high', 'low'] as const) {
+    const bound = parseInteger(values, `buffer-${priority}`, 1, 'messages');
+    if (bound !== undefined) bounds[priority] = bound;
+  }
+  return bounds;
+}
+
 /** A positive messages/s option, or undefined when absent. */
 function parseRate(values: Record<string, string | undefined>, name: string): number | undefined {
   const text = values[name];
@@ -167,13 +196,18 @@ function parseRate(values: Record<string, string | undefined>, name: string): nu
   return rate;
 }
 
-/** --lease-ttl-ms: an integer number of ms, at least 3 (renewed every third of it), or undefined when absent. */
-function parseLeaseTtl(values: Record<string, string | undefined>): number | undefined {
-  const text = values['lease-ttl-ms'];
+/**
+ * A whole-number option of at least `min` (`unit` names what it counts in the error), or undefined when
+ * absent: the TTLs (--lease-ttl-ms, --presence-ttl-ms, each with its own minimum) and the buffer bounds.
+ */
+function parseInteger(values: Record<string, string | undefined>, name: string, min: number, unit: string): number | undefined {
+  const text = values[name];
   if (text === undefined) return undefined;
-  const ms = Number(text);
-  if (text.trim() === '' || !Number.isSafeInteger(ms) || ms < 3) throw new LivemuxError('ERR_USAGE', `--lease-ttl-ms: expected an integer >= 3 (ms), got "${text}"`);
-  return ms;
+  const n = Number(text);
+  if (text.trim() === '' || !Number.isSafeInteger(n) || n < min) {
+    throw new LivemuxError('ERR_USAGE', `--${name}: expected an integer >= ${min} (${unit}), got "${text}"`);
+  }
+  return n;
 }
 
 runIfEntryPoint(import.meta.url, 'chat-backend', runChatBackend);

@@ -28,21 +28,32 @@ export class MemberIndex {
     return this.byId.get(userId)?.member ?? null;
   }
 
-  /** Adds a member at the end, or replaces the record of one present (keeping its place in the walk). */
-  join(member: Member): void {
+  /** A copy of the present members, in no particular order (safe to leave while walking it). */
+  snapshot(): Member[] {
+    return Array.from(this.byId.values(), (slot) => slot.member);
+  }
+
+  /**
+   * Adds a member at the end, or replaces the record of one present (keeping its place in the walk).
+   * Returns the record replaced, null for a new member.
+   */
+  join(member: Member): Member | null {
     const slot = this.byId.get(member.userId);
     if (slot) {
+      const replaced = slot.member;
       slot.member = member;
-      return;
+      return replaced;
     }
     const fresh: Slot = { ord: this.nextOrd++, member, present: true };
     this.slots.push(fresh);
     this.byId.set(member.userId, fresh);
+    return null;
   }
 
-  leave(userId: string): void {
+  /** Removes a member; returns its record, null when it was not present. */
+  leave(userId: string): Member | null {
     const slot = this.byId.get(userId);
-    if (!slot) return;
+    if (!slot) return null;
     this.byId.delete(userId);
     slot.present = false;
     this.departed++;
@@ -50,6 +61,7 @@ export class MemberIndex {
       this.slots = this.slots.filter((s) => s.present);
       this.departed = 0;
     }
+    return slot.member;
   }
 
   /** Up to `limit` present members after `cursor`, and the cursor of the next page (null at the end). */

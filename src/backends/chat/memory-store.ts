@@ -7,8 +7,9 @@ import {
   checkInteger,
   checkLimit,
   checkLimits,
+  checkMember,
   checkMessage,
-  checkRole,
+  checkPresence,
   checkUserId,
   historyOrderError,
   staleOwner,
@@ -40,6 +41,8 @@ class RoomState {
   highestAppended = 0;
   readonly history = new Deque<StoredMessage>();
   readonly members = new MemberIndex();
+  /** Members held under each presence, so a purge checks presences, not members. */
+  readonly presenceCounts = new Map<string, number>();
   readonly mutes = new Map<string, number>();
   readonly bans = new Map<string, number>();
   readonly whitelist = new Set<string>();
@@ -63,16 +66,19 @@ const bySeq = (m: StoredMessage): number => m.seq;
  * Every operation is synchronous underneath, so each is atomic. A room's state is created by its first
  * write; reads of an unknown room answer from empty defaults without creating anything.
  *
- * Leases live in a table beside the rooms (`dropRoom` ends the room's lease too); tokens come from one
+ * Write leases live in a table beside the rooms (`dropRoom` ends the room's lease too); tokens come from one
  * store-wide counter, so they grow for every room, across drops as well.
  *
  * History is a ring per room trimmed exactly to its bounds on each append; the attribute log is a ring
  * of the newest `attributeLogLength` changes; members are kept in join order (see MemberIndex).
+ * Presences are deadlines on this process's monotonic clock.
  */
 export class MemoryChatStore implements ChatStore {
   private readonly rooms = new Map<string, RoomState>();
   private readonly leases = new Map<string, Lease>();
   private lastToken = 0;
+  /** Presence → deadline (performance.now() ms); an expired one is deleted when next looked at. */
+  private readonly presences = new Map<string, number>();
   private readonly attributeLogLength: number;
   private closed = false;
 
@@ -156,17 +162,26 @@ export class MemoryChatStore implements ChatStore {
     return history.slice(history.length - count, history.length);
   }
 
-  async join(room: string, member: Member): Promise<void> {
+  async join(room: string, member: Member): Promise<boolean> {
     this.ensureOpen('join');
-    checkUserId(member.userId);
-    checkRole(member.role);
-    checkInteger('join member.joinedAtMs', member.joinedAtMs, 0);
-    this.write('join', room).members.join({ userId: member.userId, role: member.role, joinedAtMs: member.joinedAtMs });
+    checkMember(member);
+    const state = this.write('join', room);
+    const { userId, role, joinedAtMs, presence } = member;
+    const replaced = state.members.join(presence === undefined ? { userId, role, joinedAtMs } : { userId, role, joinedAtMs, presence });
+    if (replaced !== null) countPresence(state, replaced.presence, -1);
+    countPresence(state, presence, 1);
+    return replaced === null;
   }
 
-  async leave(room: string, userId: string): Promise<void> {
+  async leave(room: string, userId: string, presence?: string): Promise<boolean> {
     this.ensureOpen('leave');
-    this.rooms.get(room)?.members.leave(userId);
+    if (presence !== undefined) checkPresence(presence, 'leave presence');
+    const state = this.rooms.get(room);
+    const current = state?.members.get(userId);
+    if (!state || !current || (presence !== undefined && current.presence !== presence)) return false;
+    state.members.leave(userId);
+    countPresence(state, current.presence, -1);
+    return true;
   }
 
   async member(room: string, userId: string): Promise<Member | null> {
@@ -184,6 +199,45 @@ export class MemoryChatStore implements ChatStore {
   async memberCount(room: string): Promise<number> {
     this.ensureOpen('memberCount');
     return this.rooms.get(room)?.members.size ?? 0;
+  }
+
+  async startPresence(presence: string, ttlMs: number): Promise<void> {
+    this.ensureOpen('startPresence');
+    checkPresence(presence, 'startPresence presence');
+    checkInteger('startPresence ttlMs', ttlMs, 1);
+    this.presences.set(presence, performance.now() + ttlMs);
+  }
+
+  async renewPresence(presence: string, ttlMs: number): Promise<boolean> {
+    this.ensureOpen('renewPresence');
+    checkPresence(presence, 'renewPresence presence');
+    checkInteger('renewPresence ttlMs', ttlMs, 1);
+    if (!this.presenceAlive(presence)) return false;
+    this.presences.set(presence, performance.now() + ttlMs);
+    return true;
+  }
+
+  async endPresence(presence: string): Promise<void> {
+    this.ensureOpen('endPresence');
+    checkPresence(presence, 'endPresence presence');
+    this.presences.delete(presence);
+  }
+
+  async purgeExpired(room: string): Promise<string[]> {
+    this.ensureOpen('purgeExpired');
+    const state = this.rooms.get(room);
+    if (!state) return [];
+    const dead = new Set<string>();
+    for (const presence of state.presenceCounts.keys()) if (!this.presenceAlive(presence)) dead.add(presence);
+    if (dead.size === 0) return [];
+    const purged: string[] = [];
+    for (const member of state.members.snapshot()) {
+      if (member.presence === undefined || !dead.has(member.presence)) continue;
+      state.members.leave(member.userId);
+      purged.push(member.userId);
+    }
+    for (const presence of dead) state.presenceCounts.delete(presence);
+    return purged;
   }
 
   async setMute(room: string, userId: string, untilMs: number): Promise<void> {
@@ -263,6 +317,7 @@ export class MemoryChatStore implements ChatStore {
     this.closed = true;
     this.rooms.clear();
     this.leases.clear();
+    this.presences.clear();
   }
 
   /** The room's lease unless it lapsed (a lapsed one is forgotten here). */
@@ -280,6 +335,15 @@ export class MemoryChatStore implements ChatStore {
     this.ensureOpen(method);
     checkInteger(`${method} token`, token, 1);
     if (this.liveLease(room, performance.now())?.token !== token) throw staleOwner(method, room, token);
+  }
+
+  /** Whether `presence` is live now; an expired one is forgotten, so it reads as ended from then on. */
+  private presenceAlive(presence: string): boolean {
+    const deadline = this.presences.get(presence);
+    if (deadline === undefined) return false;
+    if (deadline > performance.now()) return true;
+    this.presences.delete(presence);
+    return false;
   }
 
   private ensureOpen(method: string): void {
@@ -314,6 +378,14 @@ export class MemoryChatStore implements ChatStore {
     const until = table?.get(userId) ?? 0;
     return nowMs < until ? until : 0;
   }
+}
+
+/** Adds `delta` to the member count of `presence` in a room (none: a member without a presence). */
+function countPresence(state: RoomState, presence: string | undefined, delta: number): void {
+  if (presence === undefined) return;
+  const count = (state.presenceCounts.get(presence) ?? 0) + delta;
+  if (count > 0) state.presenceCounts.set(presence, count);
+  else state.presenceCounts.delete(presence);
 }
 
 const EMPTY_MEMBERS = new MemberIndex();

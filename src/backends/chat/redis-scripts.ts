@@ -193,3 +193,77 @@ for i = 3, #ARGV, 3 do
 end
 return out
 `);
+
+/*
+ * Membership scripts. A member record is JSON `{"r":role,"j":joinedAtMs,"p":presence}` ("p" absent for
+ * a member without a presence); the presence hash counts the members held under each presence, so that
+ * a purge reads a few presence IDs, not every member, when nothing expired.
+ *
+ * KEYS[1] member records hash, KEYS[2] order sorted set, KEYS[3] presence counts hash (all of one room)
+ */
+const UNCOUNT_PRESENCE = `
+local function uncount(presence)
+  if presence and redis.call('HINCRBY', KEYS[3], presence, -1) <= 0 then redis.call('HDEL', KEYS[3], presence) end
+end
+`;
+
+/**
+ * Adds or replaces a member record, moving its count from the old presence to the new one. Returns 1
+ * when the user was not a member.
+ *
+ * ARGV[1] user ID, [2] record, [3] presence ('' = none)
+ */
+export const JOIN_MEMBER = new RedisScript(`${UNCOUNT_PRESENCE}
+local old = redis.call('HGET', KEYS[1], ARGV[1])
+if old then uncount(cjson.decode(old).p) end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[2], 0, ARGV[1])
+if ARGV[3] ~= '' then redis.call('HINCRBY', KEYS[3], ARGV[3], 1) end
+if old then return 0 end
+return 1
+`);
+
+/**
+ * Removes a member record, only one held under ARGV[2] when that is not ''. Returns 1 when removed.
+ *
+ * ARGV[1] user ID, [2] presence the record must be held under ('' = any)
+ */
+export const LEAVE_MEMBER = new RedisScript(`${UNCOUNT_PRESENCE}
+local old = redis.call('HGET', KEYS[1], ARGV[1])
+if not old then return 0 end
+local presence = cjson.decode(old).p
+if ARGV[2] ~= '' and presence ~= ARGV[2] then return 0 end
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+uncount(presence)
+return 1
+`);
+
+/**
+ * Drops every member held under one of the expired presences ARGV[1..n] (which the caller found gone
+ * from the presence keys; an expired presence never comes back, so the check need not be in this
+ * script) and returns their user IDs. Presences the room no longer counts are skipped, so a repeated
+ * purge is cheap; otherwise the member hash is walked once.
+ */
+export const PURGE_PRESENCE = new RedisScript(`
+local dead = {}
+local any = false
+for i = 1, #ARGV do
+  if redis.call('HDEL', KEYS[3], ARGV[i]) == 1 then
+    dead[ARGV[i]] = true
+    any = true
+  end
+end
+local purged = {}
+if not any then return purged end
+local records = redis.call('HGETALL', KEYS[1])
+for i = 1, #records, 2 do
+  local presence = cjson.decode(records[i + 1]).p
+  if presence and dead[presence] then
+    redis.call('HDEL', KEYS[1], records[i])
+    redis.call('ZREM', KEYS[2], records[i])
+    purged[#purged + 1] = records[i]
+  end
+end
+return purged
+`);

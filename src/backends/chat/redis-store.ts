@@ -4,8 +4,11 @@ import {
   ACQUIRE_LEASE,
   APPEND_HISTORY,
   DROP_ROOM,
+  JOIN_MEMBER,
+  LEAVE_MEMBER,
   MEMBER_PAGE,
   NEXT_SEQ,
+  PURGE_PRESENCE,
   RELEASE_LEASE,
   RENEW_LEASE,
   SET_ATTRIBUTES,
@@ -19,8 +22,9 @@ import {
   checkInteger,
   checkLimit,
   checkLimits,
+  checkMember,
   checkMessage,
-  checkRole,
+  checkPresence,
   checkUserId,
   historyOrderError,
   staleOwner,
@@ -64,7 +68,7 @@ export interface RedisChatStoreOptions {
  * The keys of one room; the `{room}` hash tag keeps them in one cluster slot, as scripts require.
  * `dropRoom` deletes the lease and DROPPED; only the fencing counter outlives a drop.
  */
-const DROPPED = ['seq', 'history', 'members', 'order', 'mutes', 'bans', 'whitelist', 'attrs', 'attrver', 'attrlog'] as const;
+const DROPPED = ['seq', 'history', 'members', 'order', 'presence', 'mutes', 'bans', 'whitelist', 'attrs', 'attrver', 'attrlog'] as const;
 type Part = (typeof DROPPED)[number] | 'lease' | 'fence';
 
 /**
@@ -75,8 +79,9 @@ type Part = (typeof DROPPED)[number] | 'lease' | 'fence';
  * |-----------|------------|-------|
  * | seq       | string     | last sequence number (INCR) |
  * | history   | stream     | messages, ID `<seq>-0`, fields p (priority) s (sender) t (sentAtMs) b (body) |
- * | members   | hash       | userId → `{"r":role,"j":joinedAtMs}` |
+ * | members   | hash       | userId → `{"r":role,"j":joinedAtMs,"p":presence}` ("p" only for a member with a presence) |
  * | order     | sorted set | userIds, score 0: pages walk it by ZRANGEBYLEX, the cursor is the last userId |
+ * | presence  | hash       | presence ID → members held under it |
  * | mutes     | hash       | userId → untilMs |
  * | bans      | hash       | userId → untilMs |
  * | whitelist | set        | whitelisted userIds |
@@ -87,6 +92,8 @@ type Part = (typeof DROPPED)[number] | 'lease' | 'fence';
  * | fence     | string     | last fencing token handed out (INCR); kept by `dropRoom` |
  *
  * Ordered writes run as Lua scripts that check the lease token first, in the same round trip.
+ * Presences are not room state: each is a key `<prefix>{presence}:<id>` with a PX expiry (Redis's
+ * clock), so all presences share one hash tag and one MGET checks a room's presences.
  * Multi-key writes run as one Lua script or MULTI; reads that must agree (messages with the oldest
  * seq, the map with its version) run in one MULTI. Expired mutes and bans stay until lifted or the
  * room is dropped: expiry is judged with the caller's clock, not the server's, as the contract says.
@@ -190,20 +197,17 @@ export class RedisChatStore implements ChatStore {
     return entries.reverse().map(toMessage);
   }
 
-  async join(room: string, member: Member): Promise<void> {
+  async join(room: string, member: Member): Promise<boolean> {
     this.ensureOpen('join');
-    checkUserId(member.userId);
-    checkRole(member.role);
-    checkInteger('join member.joinedAtMs', member.joinedAtMs, 0);
-    const record = JSON.stringify({ r: member.role, j: member.joinedAtMs });
-    await this.transaction(
-      this.redis.multi().hset(this.key(room, 'members'), member.userId, record).zadd(this.key(room, 'order'), 0, member.userId),
-    );
+    checkMember(member);
+    const record = JSON.stringify({ r: member.role, j: member.joinedAtMs, p: member.presence });
+    return (await this.io(JOIN_MEMBER.run(this.redis, this.memberKeys(room), [member.userId, record, member.presence ?? '']))) === 1;
   }
 
-  async leave(room: string, userId: string): Promise<void> {
+  async leave(room: string, userId: string, presence?: string): Promise<boolean> {
     this.ensureOpen('leave');
-    await this.transaction(this.redis.multi().hdel(this.key(room, 'members'), userId).zrem(this.key(room, 'order'), userId));
+    if (presence !== undefined) checkPresence(presence, 'leave presence');
+    return (await this.io(LEAVE_MEMBER.run(this.redis, this.memberKeys(room), [userId, presence ?? '']))) === 1;
   }
 
   async member(room: string, userId: string): Promise<Member | null> {
@@ -223,7 +227,7 @@ export class RedisChatStore implements ChatStore {
     const end = Math.min(ids.length, count);
     for (let i = 0; i < end; i++) {
       const record = records[i];
-      // join and leave write both keys in one MULTI, so a record is missing only if written by someone else.
+      // join and leave write both keys in one script, so a record is missing only if written by someone else.
       if (record !== null && record !== undefined) items.push(toMember(ids[i] as string, record));
     }
     return { items, next: ids.length > count ? encodeCursor(ids[count - 1] as string) : null };
@@ -232,6 +236,37 @@ export class RedisChatStore implements ChatStore {
   async memberCount(room: string): Promise<number> {
     this.ensureOpen('memberCount');
     return this.io(this.redis.hlen(this.key(room, 'members')));
+  }
+
+  async startPresence(presence: string, ttlMs: number): Promise<void> {
+    this.ensureOpen('startPresence');
+    checkPresence(presence, 'startPresence presence');
+    checkInteger('startPresence ttlMs', ttlMs, 1);
+    await this.io(this.redis.set(this.presenceKey(presence), '1', 'PX', ttlMs));
+  }
+
+  async renewPresence(presence: string, ttlMs: number): Promise<boolean> {
+    this.ensureOpen('renewPresence');
+    checkPresence(presence, 'renewPresence presence');
+    checkInteger('renewPresence ttlMs', ttlMs, 1);
+    // XX: only a key that still exists, so an expired presence stays expired.
+    return (await this.io(this.redis.set(this.presenceKey(presence), '1', 'PX', ttlMs, 'XX'))) === 'OK';
+  }
+
+  async endPresence(presence: string): Promise<void> {
+    this.ensureOpen('endPresence');
+    checkPresence(presence, 'endPresence presence');
+    await this.io(this.redis.del(this.presenceKey(presence)));
+  }
+
+  async purgeExpired(room: string): Promise<string[]> {
+    this.ensureOpen('purgeExpired');
+    const presences = await this.io(this.redis.hkeys(this.key(room, 'presence')));
+    if (presences.length === 0) return [];
+    const alive = await this.io(this.redis.mget(presences.map((presence) => this.presenceKey(presence))));
+    const expired = presences.filter((_, i) => alive[i] === null);
+    if (expired.length === 0) return [];
+    return (await this.io(PURGE_PRESENCE.run(this.redis, this.memberKeys(room), expired))) as string[];
   }
 
   async setMute(room: string, userId: string, untilMs: number): Promise<void> {
@@ -326,6 +361,15 @@ export class RedisChatStore implements ChatStore {
     return `${this.prefix}{${room}}:${part}`;
   }
 
+  /** The keys the membership scripts take, in their KEYS order. */
+  private memberKeys(room: string): string[] {
+    return [this.key(room, 'members'), this.key(room, 'order'), this.key(room, 'presence')];
+  }
+
+  private presenceKey(presence: string): string {
+    return `${this.prefix}{presence}:${presence}`;
+  }
+
   /** `work`, settled by close() if it would otherwise wait forever for a connection that is gone. */
   private io<T>(work: Promise<T>): Promise<T> {
     return new Promise<T>((resolve, reject) => {
@@ -405,8 +449,9 @@ function toMessage([id, fields]: StreamEntry): StoredMessage {
 }
 
 function toMember(userId: string, record: string): Member {
-  const parsed = JSON.parse(record) as { r?: unknown; j?: unknown };
-  return { userId, role: toRole(parsed.r), joinedAtMs: Number(parsed.j) };
+  const parsed = JSON.parse(record) as { r?: unknown; j?: unknown; p?: unknown };
+  const member = { userId, role: toRole(parsed.r), joinedAtMs: Number(parsed.j) };
+  return typeof parsed.p === 'string' ? { ...member, presence: parsed.p } : member;
 }
 
 const CURSOR = /^r[A-Za-z0-9_-]+$/;

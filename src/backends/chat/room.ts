@@ -1,12 +1,15 @@
 /**
  * One live room as its owning Chat backend holds it: the sessions joined to it (on every proxy stream),
- * its whitelist, upstream limiter and per-user send buckets, and the promise chain that serializes
- * everything done to it, so that async store calls never reorder its messages.
+ * its whitelist, upstream limiter and per-user send buckets, the bounded buffer of accepted messages
+ * waiting for a seq, and the promise chain that serializes everything done to it, so that async store
+ * calls never reorder its messages.
  */
 import type { Priority } from '../../protocol/constants.js';
 import { TokenBucket } from '../../proxy/token-bucket.js';
 import type { ProxyStreamContext } from '../backend-server.js';
 import type { SessionOpenInfo } from '../types.js';
+import type { PendingSend } from './chat-engine.js';
+import { RoomBuffer, type RoomBufferBounds } from './room-buffer.js';
 import { RoomRateLimiter } from './room-rate-limiter.js';
 import type { Role } from './store.js';
 
@@ -19,7 +22,14 @@ export interface ChatSession {
   readonly roomId: string;
   /** The role granted at the last Join; meaningful while `joined`. */
   role: Role;
+  /** The presence its membership is held under (presence.ts); meaningful while `joined`. */
+  presence: string;
   joined: boolean;
+  /**
+   * Sends of this session waiting in the room's chain to be checked (sent before its Join completed):
+   * while there are any, later sends queue behind them so the session's order holds.
+   */
+  sendsInChain: number;
   /** Set when the session ended (closed by either side, or its stream ended). */
   ended: boolean;
 }
@@ -38,6 +48,10 @@ export class Room {
   /** The latest seq stored for this room; -1 until read from the store at the first join. */
   lastSeq = -1;
   readonly limiter: RoomRateLimiter;
+  /** Accepted messages waiting for their seq (room-buffer.ts). */
+  readonly buffer: RoomBuffer<PendingSend>;
+  /** Set while a step that sequences the next buffered message is queued in the chain or running. */
+  draining = false;
   /** Set once the room was dropped for idleness: a new Room object serves later requests. */
   dropped = false;
   private readonly userBuckets = new Map<string, TokenBucket>();
@@ -49,11 +63,13 @@ export class Room {
     readonly id: string,
     ratePerSecond: number,
     private readonly rank: StreamRank,
+    bufferBounds: RoomBufferBounds,
     after: Promise<void> = Promise.resolve(),
   ) {
     this.chain = after;
     this.topic = `chat:${id}`;
     this.limiter = new RoomRateLimiter(ratePerSecond);
+    this.buffer = new RoomBuffer(bufferBounds);
   }
 
   /**

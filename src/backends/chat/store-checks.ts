@@ -1,6 +1,6 @@
 import { LivemuxError } from '../../protocol/errors.js';
 import { PRIORITY_NAMES, type Priority } from '../../protocol/constants.js';
-import type { HistoryLimits, Role, StoredMessage } from './store.js';
+import type { HistoryLimits, Member, Role, StoredMessage } from './store.js';
 
 /**
  * Argument checks and errors shared by the ChatStore implementations, so both reject the same inputs
@@ -70,6 +70,19 @@ const ROLES: ReadonlySet<string> = new Set<Role>(['member', 'host', 'admin', 'wh
 
 export function checkUserId(userId: string, what = 'join member.userId'): void {
   if (typeof userId !== 'string' || userId === '') throw invalid(what, 'a non-empty string', JSON.stringify(userId));
+}
+
+/** A presence ID: a non-empty string. */
+export function checkPresence(presence: string, what: string): void {
+  if (typeof presence !== 'string' || presence === '') throw invalid(what, 'a non-empty presence ID', JSON.stringify(presence));
+}
+
+/** Everything `join` stores about a member, checked. */
+export function checkMember(member: Member): void {
+  checkUserId(member.userId);
+  checkRole(member.role);
+  checkInteger('join member.joinedAtMs', member.joinedAtMs, 0);
+  if (member.presence !== undefined) checkPresence(member.presence, 'join member.presence');
 }
 
 export function checkRole(role: string): void {

@@ -12,11 +12,16 @@ export interface StoredMessage {
   readonly body: Buffer;
 }
 
-/** A room member; `userId` is a non-empty string. */
+/**
+ * A room member; `userId` is a non-empty string. `presence` is the presence (a proxy's liveness record,
+ * see `startPresence`) the member is held under: once it expires, `purgeExpired` drops the member. A
+ * member without one stays until it leaves.
+ */
 export interface Member {
   readonly userId: string;
   readonly role: Role;
   readonly joinedAtMs: number;
+  readonly presence?: string;
 }
 
 /** One page of a listing; `next` is an opaque cursor for the following page, null at the end. */
@@ -65,13 +70,16 @@ export interface AttributeChange {
  *   (`nextSeq`, `appendHistory`, `setAttributes`, `dropRoom`) take effect only with the current lease's
  *   token, checked atomically with the write: a holder whose lease lapsed cannot write, even if it has
  *   not noticed yet. Membership, mutes, bans and the whitelist are per-user states written without a
- *   token (the Chat backend holds the lease before moderating anyway).
+ *   token (the Chat backend holds the lease before moderating anyway);
+ * - presences expire by the store's own clock `ttlMs` after their last start or renewal, and an expired
+ *   presence stays expired: `purgeExpired` may therefore drop every member held under one without racing
+ *   a writer, since nobody can write under it again.
  *
  * Errors are `LivemuxError`s with a stable code: `ERR_STORE_CLOSED` (any call after `close`),
  * `ERR_STALE_OWNER` (an ordered write whose token is not the room's current lease token: nothing was
  * written), `ERR_HISTORY_ORDER` (see `appendHistory`), `ERR_BAD_CURSOR` (a `members` cursor this store did not
  * issue), `ERR_INVALID_ARGUMENT` (a negative, fractional or non-finite count, seq or time, an empty
- * user ID, an unknown role or priority), `ERR_STORE_CORRUPT` (a stored record this code did not write).
+ * user or presence ID, an unknown role or priority), `ERR_STORE_CORRUPT` (a stored record this code did not write).
  * A failing backend (Redis unreachable) rejects with its client library's error.
  */
 export interface ChatStore {
@@ -123,10 +131,18 @@ export interface ChatStore {
   /** The latest `limit` messages, oldest first (what a member joining with since=0 gets). */
   latestHistory(room: string, limit: number): Promise<StoredMessage[]>;
 
-  /** Adds a member, or replaces the record (role, joinedAtMs) of one already present. */
-  join(room: string, member: Member): Promise<void>;
-  /** Removes a member; a user not in the room is a no-op. */
-  leave(room: string, userId: string): Promise<void>;
+  /**
+   * Adds a member, or replaces the record (role, joinedAtMs, presence) of one already present, atomically.
+   * Resolves true when the user was not a member.
+   */
+  join(room: string, member: Member): Promise<boolean>;
+  /**
+   * Removes a member, atomically; a user not in the room is a no-op. With `presence`, only a record held
+   * under that presence is removed: a session that moved to another owner (who re-tagged the record
+   * under its own presence) is not taken out by the old owner's late leave. Resolves true when a record
+   * was removed.
+   */
+  leave(room: string, userId: string, presence?: string): Promise<boolean>;
   member(room: string, userId: string): Promise<Member | null>;
   /**
    * One page of the room's members in an implementation-defined stable order, starting after `cursor`
@@ -135,7 +151,24 @@ export interface ChatStore {
    * valid across joins and leaves; one this store did not issue is rejected with `ERR_BAD_CURSOR`.
    */
   members(room: string, cursor: string | null, limit: number): Promise<Page<Member>>;
+  /** Members stored, those of expired presences included until `purgeExpired` drops them. */
   memberCount(room: string): Promise<number>;
+
+  /**
+   * Starts presence `presence`, alive for `ttlMs`. A presence ID must be new: one that expired or was
+   * ended never comes back, so a caller that lost its presence starts another under a new ID.
+   */
+  startPresence(presence: string, ttlMs: number): Promise<void>;
+  /** Extends a live presence to `ttlMs` from now; false (and nothing extended) when it expired or was ended. */
+  renewPresence(presence: string, ttlMs: number): Promise<boolean>;
+  /** Expires a presence at once (idempotent): its members go at the next `purgeExpired`. */
+  endPresence(presence: string): Promise<void>;
+  /**
+   * Drops, atomically per presence, every member of `room` held under a presence that expired or was
+   * ended, and resolves with their user IDs (in no particular order). Costs one read of the room's
+   * presence list when none expired.
+   */
+  purgeExpired(room: string): Promise<string[]>;
 
   /** Mute (no sending) until `untilMs`; 0 lifts it. */
   setMute(room: string, userId: string, untilMs: number): Promise<void>;

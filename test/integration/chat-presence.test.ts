@@ -1,0 +1,87 @@
+/**
+ * Presence after failures, real processes over loopback: one redis-server, two Chat backends in Redis
+ * mode behind `consistent_hash` on `room_id`, two proxies. The room's owner is frozen, one proxy is
+ * SIGKILLed, then the owner is SIGKILLed: nobody ever reports the closes of that proxy's sessions, and
+ * the surviving proxy moves its own sessions to the other backend. The dead proxy's members must drop
+ * out of the online count and the member list within about the presence TTL; the moved ones must stay.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ConsistentHashPicker } from '../../src/routing/policies/consistent-hash.js';
+import { type ChatCluster, type ChatMember, joinMember, startChatCluster } from '../helpers/chat-member.js';
+import type { RunningProcess } from '../helpers/processes.js';
+import { type RedisServer, startRedisServer } from '../helpers/redis-server.js';
+
+const PRESENCE_TTL_MS = 1500;
+
+let redis: RedisServer;
+let backends: ChatCluster['backends'] = [];
+let proxies: ChatCluster['proxies'] = [];
+const members: ChatMember[] = [];
+
+beforeAll(async () => {
+  redis = await startRedisServer();
+  ({ backends, proxies } = await startChatCluster(redis.url, ['--presence-ttl-ms', String(PRESENCE_TTL_MS), '--admin-port', '0']));
+}, 30_000);
+
+afterAll(async () => {
+  await Promise.all(members.splice(0).map((m) => m.client.close().catch(() => undefined)));
+  await Promise.all(proxies.map((p) => p.stop()));
+  await Promise.all(backends.map((b) => b.stop()));
+  await redis?.stop();
+});
+
+async function join(proxy: number, user: string, room: string): Promise<ChatMember> {
+  const m = await joinMember(proxies[proxy]!.port, user, room);
+  members.push(m);
+  return m;
+}
+
+async function metric(backend: RunningProcess, name: string): Promise<number> {
+  const adminPort = backend.lines.find((l) => l.event === 'listening')!.adminPort as number;
+  const text = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith(`${name} `));
+  return line ? Number(line.split(' ').at(-1)) : 0;
+}
+
+const left = (m: ChatMember): { userId: string; onlineCount: number }[] => m.events.flatMap((e) => (e.memberLeft ? [e.memberLeft] : []));
+
+describe('presence when a proxy and the room\'s owner die', () => {
+  it('drops the dead proxy\'s members within about the TTL and keeps the moved ones', async () => {
+    const room = `presence-${Date.now()}`;
+    const owner = new ConsistentHashPicker(backends.map((b) => ({ address: b.address, weight: 1 }))).pick(room, () => true);
+    const victim = backends.find((b) => b.address === owner)!;
+    const survivor = backends.find((b) => b !== victim)!;
+
+    const kept = [await join(0, 'ann', room), await join(0, 'ben', room)];
+    const doomed = [await join(1, 'cat', room), await join(1, 'dan', room), await join(1, 'eve', room)];
+    const before = await kept[0]!.request({ listMembers: { cursor: '', limit: 100 } });
+    expect(before.members?.onlineCount).toBe(5);
+
+    // Frozen, the owner cannot hear the proxy die; killed, it never will.
+    victim.child.kill('SIGSTOP');
+    await proxies[1]!.stop('SIGKILL');
+    await victim.stop('SIGKILL');
+    const killedAt = Date.now();
+
+    // The sweep on the new owner tells the survivors, one MemberLeft per dead member.
+    for (const m of kept) {
+      await m.until(() => left(m).length >= doomed.length, PRESENCE_TTL_MS * 4, 'a MemberLeft per member of the dead proxy');
+    }
+    const elapsed = Date.now() - killedAt;
+    for (const m of kept) {
+      expect(left(m).map((e) => e.userId).sort()).toEqual(['cat', 'dan', 'eve']);
+      expect(left(m).at(-1)!.onlineCount).toBe(2);
+    }
+    const after = await kept[0]!.request({ listMembers: { cursor: '', limit: 100 } });
+    expect(after.ok).toBe(true);
+    expect(after.members!.onlineCount).toBe(2);
+    expect(after.members!.members.map((m) => m.userId).sort()).toEqual(['ann', 'ben']);
+
+    // The members of the surviving proxy were moved, not dropped: open, and still in the room.
+    for (const m of kept) expect(m.closed).toBeNull();
+    expect((await kept[1]!.say('still here')).ok).toBe(true);
+    await kept[0]!.until(() => kept[0]!.messages.some((x) => Buffer.from(x.body).toString() === 'still here'), 5_000, 'ben\'s message');
+    expect(await metric(survivor, 'livemux_chat_presence_expired_total')).toBe(3);
+    console.log(`dead proxy's 3 members dropped ${elapsed} ms after the kills (presence TTL ${PRESENCE_TTL_MS} ms)`);
+  }, 30_000);
+});
