@@ -6,7 +6,7 @@ import { connect, type ClientSession, type LivemuxClient } from '../../src/clien
 import { WireRole, decodeChatEvent, encodeChatRequest, type ChatEvent, type ChatRequest, type Reply, type RoomMessage } from '../../src/backends/chat/chat-codec.js';
 import type { PriorityName } from '../../src/protocol/constants.js';
 import { mintToken } from '../../src/proxy/auth.js';
-import { TEST_SECRET, type RunningProcess, startChatBackend, startProxy } from './processes.js';
+import { TEST_SECRET, startChatBackend, startProxy } from './processes.js';
 
 /** routes.yaml for one `chat` business on `endpoints`, consistent_hash on metadata.room_id. */
 export function chatRoutes(endpoints: string[], pool: Record<string, unknown> = {}): Record<string, unknown> {
@@ -19,7 +19,7 @@ export function chatRoutes(endpoints: string[], pool: Record<string, unknown> = 
 
 /** Two Chat backends and the two proxies in front of them (startChatCluster). */
 export interface ChatCluster {
-  readonly backends: (RunningProcess & { port: number; address: string })[];
+  readonly backends: Awaited<ReturnType<typeof startChatBackend>>[];
   readonly proxies: Awaited<ReturnType<typeof startProxy>>[];
 }
 

@@ -10,6 +10,7 @@ import type { PriorityName } from '../../src/protocol/constants.js';
 import { ConsistentHashPicker } from '../../src/routing/policies/consistent-hash.js';
 import { type ChatCluster, type ChatMember, joinMember, startChatCluster, view } from '../helpers/chat-member.js';
 import { type RedisServer, startRedisServer } from '../helpers/redis-server.js';
+import { metricValue } from '../helpers/metrics.js';
 
 let redis: RedisServer;
 let backends: ChatCluster['backends'] = [];
@@ -41,9 +42,7 @@ async function join(proxy: number, user: string, room: string, opts: { sinceSeq?
 }
 
 async function metric(proxy: number, name: string, labels: string): Promise<number> {
-  const text = await (await fetch(`http://127.0.0.1:${proxies[proxy]!.adminPort}/metrics`)).text();
-  const line = text.split('\n').find((l) => l.startsWith(`${name}{`) && l.includes(labels));
-  return line ? Number(line.split(' ').at(-1)) : 0;
+  return metricValue(proxies[proxy]!.adminPort, name, labels);
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));

@@ -13,6 +13,7 @@ import { RedisChatStore } from '../../src/backends/chat/redis-store.js';
 import { type ChatMember, chatRoutes, joinMember } from '../helpers/chat-member.js';
 import { type RunningProcess, startChatBackend, startProxy } from '../helpers/processes.js';
 import { type RedisServer, startRedisServer } from '../helpers/redis-server.js';
+import { metricValue } from '../helpers/metrics.js';
 
 const PER_SIDE = 40;
 const LEASE_TTL_MS = 2000;
@@ -42,9 +43,7 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 const range = (from: number, to: number): number[] => Array.from({ length: to - from + 1 }, (_, i) => from + i);
 
 async function refusalsOf(backend: number): Promise<number> {
-  const text = await (await fetch(`http://127.0.0.1:${backends[backend]!.adminPort}/metrics`)).text();
-  const line = text.split('\n').find((l) => l.startsWith('livemux_chat_lease_refusals_total{') && l.includes('reason="held"'));
-  return line ? Number(line.split(' ').at(-1)) : 0;
+  return metricValue(backends[backend]!.adminPort!, 'livemux_chat_lease_refusals_total', 'reason="held"');
 }
 
 describe('two Chat backends that both serve one room', () => {

@@ -10,6 +10,7 @@ import { FrameType, Priority } from '../../src/protocol/constants.js';
 import { type ChatMember, chatRoutes, chatToken, joinMember } from '../helpers/chat-member.js';
 import { type RunningProcess, startChatBackend, startProxy } from '../helpers/processes.js';
 import { RawClient } from '../helpers/raw-client.js';
+import { metricValue } from '../helpers/metrics.js';
 
 const ROOM_RATE = 20;
 const processes: RunningProcess[] = [];
@@ -41,9 +42,7 @@ async function join(user: string, room: string, role?: string): Promise<ChatMemb
 }
 
 async function metric(name: string, labels: string): Promise<number> {
-  const text = await (await fetch(`http://127.0.0.1:${proxy.adminPort}/metrics`)).text();
-  const line = text.split('\n').find((l) => l.startsWith(`${name}{`) && l.includes(labels));
-  return line ? Number(line.split(' ').at(-1)) : 0;
+  return metricValue(proxy.adminPort, name, labels);
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));

@@ -8,8 +8,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConsistentHashPicker } from '../../src/routing/policies/consistent-hash.js';
 import { type ChatCluster, type ChatMember, joinMember, startChatCluster } from '../helpers/chat-member.js';
-import type { RunningProcess } from '../helpers/processes.js';
 import { type RedisServer, startRedisServer } from '../helpers/redis-server.js';
+import { metricValue } from '../helpers/metrics.js';
 
 const PRESENCE_TTL_MS = 1500;
 
@@ -36,12 +36,6 @@ async function join(proxy: number, user: string, room: string): Promise<ChatMemb
   return m;
 }
 
-async function metric(backend: RunningProcess, name: string): Promise<number> {
-  const adminPort = backend.lines.find((l) => l.event === 'listening')!.adminPort as number;
-  const text = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
-  const line = text.split('\n').find((l) => l.startsWith(`${name} `));
-  return line ? Number(line.split(' ').at(-1)) : 0;
-}
 
 const left = (m: ChatMember): { userId: string; onlineCount: number }[] => m.events.flatMap((e) => (e.memberLeft ? [e.memberLeft] : []));
 
@@ -81,7 +75,7 @@ describe('presence when a proxy and the room\'s owner die', () => {
     for (const m of kept) expect(m.closed).toBeNull();
     expect((await kept[1]!.say('still here')).ok).toBe(true);
     await kept[0]!.until(() => kept[0]!.messages.some((x) => Buffer.from(x.body).toString() === 'still here'), 5_000, 'ben\'s message');
-    expect(await metric(survivor, 'livemux_chat_presence_expired_total')).toBe(3);
+    expect(await metricValue(survivor.adminPort!, 'livemux_chat_presence_expired_total')).toBe(3);
     console.log(`dead proxy's 3 members dropped ${elapsed} ms after the kills (presence TTL ${PRESENCE_TTL_MS} ms)`);
   }, 30_000);
 });

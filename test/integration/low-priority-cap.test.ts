@@ -4,6 +4,7 @@ import { decodeBatch } from '../../src/protocol/batch.js';
 import { FLAG_BATCH, FrameType, Priority } from '../../src/protocol/constants.js';
 import { type HelloOptions, RawClient } from '../helpers/raw-client.js';
 import { type RunningProcess, startEchoBackend, startProxy, testToken } from '../helpers/processes.js';
+import { metricValue } from '../helpers/metrics.js';
 
 // A connection gets at most RATE low-priority frames per second; the excess is merged (clients that
 // accept batches) or dropped (clients that do not), always counted. System/high are never capped.
@@ -45,9 +46,7 @@ async function publisher(): Promise<RawClient> {
 }
 
 async function metric(labels: string): Promise<number> {
-  const text = await (await fetch(`http://127.0.0.1:${proxy.adminPort}/metrics`)).text();
-  const line = text.split('\n').find((l) => l.startsWith('livemux_dropped_frames_total{') && l.includes(labels));
-  return line ? Number(line.split(' ').at(-1)) : 0;
+  return metricValue(proxy.adminPort, 'livemux_dropped_frames_total', labels);
 }
 
 /** Messages carried by a client's DATA frames so far, batches unpacked, in arrival order. */

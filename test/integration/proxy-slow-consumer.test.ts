@@ -2,6 +2,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { FrameType, Priority } from '../../src/protocol/constants.js';
 import { RawClient } from '../helpers/raw-client.js';
 import { type RunningProcess, startEchoBackend, startProxy, testToken } from '../helpers/processes.js';
+import { metricValue } from '../helpers/metrics.js';
 
 let backend: RunningProcess & { port: number };
 let proxy: Awaited<ReturnType<typeof startProxy>>;
@@ -40,9 +41,7 @@ async function subscriber(topic: string): Promise<RawClient> {
 }
 
 async function metric(name: string, labels: string): Promise<number> {
-  const text = await (await fetch(`http://127.0.0.1:${proxy.adminPort}/metrics`)).text();
-  const line = text.split('\n').find((l) => l.startsWith(`${name}{`) && l.includes(labels));
-  return line ? Number(line.split(' ').at(-1)) : 0;
+  return metricValue(proxy.adminPort, name, labels);
 }
 
 async function until(cond: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {

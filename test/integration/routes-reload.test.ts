@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { type ClientSession, type LivemuxClient, connect } from '../../src/client/index.js';
 import { type RunningProcess, startEchoBackend, startProxy, testToken } from '../helpers/processes.js';
+import { metricValue } from '../helpers/metrics.js';
 
 // Three echo backends and one proxy whose routes.yaml is rewritten on disk while sessions are open.
 let backends: (RunningProcess & { port: number })[] = [];
@@ -82,9 +83,7 @@ async function open(business: string, metadata: Record<string, string> = {}): Pr
 }
 
 async function metric(name: string, labels: string): Promise<number> {
-  const text = await (await fetch(`http://127.0.0.1:${proxy.adminPort}/metrics`)).text();
-  const line = text.split('\n').find((l) => l.startsWith(`${name}{`) && l.includes(labels));
-  return line ? Number(line.split(' ').at(-1)) : 0;
+  return metricValue(proxy.adminPort, name, labels);
 }
 
 beforeAll(async () => {
