@@ -7,6 +7,7 @@ import { WireRole, decodeChatEvent, encodeChatRequest, type ChatEvent, type Chat
 import type { PriorityName } from '../../src/protocol/constants.js';
 import { mintToken } from '../../src/proxy/auth.js';
 import { TEST_SECRET, startChatBackend, startProxy } from './processes.js';
+import { type RedisServer, startRedisServer } from './redis-server.js';
 
 /** routes.yaml for one `chat` business on `endpoints`, consistent_hash on metadata.room_id. */
 export function chatRoutes(endpoints: string[], pool: Record<string, unknown> = {}): Record<string, unknown> {
@@ -17,25 +18,50 @@ export function chatRoutes(endpoints: string[], pool: Record<string, unknown> = 
   };
 }
 
-/** Two Chat backends and the two proxies in front of them (startChatCluster). */
-export interface ChatCluster {
-  readonly backends: Awaited<ReturnType<typeof startChatBackend>>[];
-  readonly proxies: Awaited<ReturnType<typeof startProxy>>[];
-}
-
 /**
- * Two Chat backends on one Redis (with `args` besides --redis) behind two proxies that route `chat` by
- * room and notice a dead backend within about 200 ms: the set-up of the failover tests.
+ * The set-up of the failover tests: a redis-server of its own, two Chat backends on it (with `args`
+ * besides --redis), and two proxies that route `chat` by room and notice a dead backend within about
+ * 200 ms. Members joined through {@link join} are closed by {@link closeMembers} and {@link stop}.
  */
-export async function startChatCluster(redisUrl: string, args: string[] = []): Promise<ChatCluster> {
-  const backendArgs = ['--redis', redisUrl, ...args];
-  const backends = await Promise.all([startChatBackend(backendArgs), startChatBackend(backendArgs)]);
-  const routes = chatRoutes(
-    backends.map((b) => b.address),
-    { health_check: { interval_ms: 200, timeout_ms: 200, unhealthy_threshold: 1, healthy_threshold: 1 }, circuit_breaker: { reset_timeout_ms: 300 } },
-  );
-  const proxies = await Promise.all([startProxy({ backends: [], routes }), startProxy({ backends: [], routes })]);
-  return { backends, proxies };
+export class ChatCluster {
+  readonly members: ChatMember[] = [];
+
+  private constructor(
+    readonly redis: RedisServer,
+    readonly backends: Awaited<ReturnType<typeof startChatBackend>>[],
+    readonly proxies: Awaited<ReturnType<typeof startProxy>>[],
+  ) {}
+
+  static async start(args: string[] = []): Promise<ChatCluster> {
+    const redis = await startRedisServer();
+    const backendArgs = ['--redis', redis.url, ...args];
+    const backends = await Promise.all([startChatBackend(backendArgs), startChatBackend(backendArgs)]);
+    const routes = chatRoutes(
+      backends.map((b) => b.address),
+      { health_check: { interval_ms: 200, timeout_ms: 200, unhealthy_threshold: 1, healthy_threshold: 1 }, circuit_breaker: { reset_timeout_ms: 300 } },
+    );
+    const proxies = await Promise.all([startProxy({ backends: [], routes }), startProxy({ backends: [], routes })]);
+    return new ChatCluster(redis, backends, proxies);
+  }
+
+  /** Joins `user` to `room` through proxy `proxy` (0 or 1). */
+  async join(proxy: number, user: string, room: string, opts: { sinceSeq?: number; role?: string } = {}): Promise<ChatMember> {
+    const m = await joinMember(this.proxies[proxy]!.port, user, room, opts);
+    this.members.push(m);
+    return m;
+  }
+
+  /** Closes every member joined so far (their processes may already be gone). */
+  async closeMembers(): Promise<void> {
+    await Promise.all(this.members.splice(0).map((m) => m.client.close().catch(() => undefined)));
+  }
+
+  async stop(): Promise<void> {
+    await this.closeMembers();
+    await Promise.all(this.proxies.map((p) => p.stop()));
+    await Promise.all(this.backends.map((b) => b.stop()));
+    await this.redis.stop();
+  }
 }
 
 /** A token for `user`, with a `role` claim when given (host, admin). */

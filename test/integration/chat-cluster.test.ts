@@ -8,41 +8,23 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { RoomMessage } from '../../src/backends/chat/chat-codec.js';
 import type { PriorityName } from '../../src/protocol/constants.js';
 import { ConsistentHashPicker } from '../../src/routing/policies/consistent-hash.js';
-import { type ChatCluster, type ChatMember, joinMember, startChatCluster, view } from '../helpers/chat-member.js';
-import { type RedisServer, startRedisServer } from '../helpers/redis-server.js';
+import { ChatCluster, type ChatMember, view } from '../helpers/chat-member.js';
 import { metricValue } from '../helpers/metrics.js';
 
-let redis: RedisServer;
-let backends: ChatCluster['backends'] = [];
-let proxies: ChatCluster['proxies'] = [];
-const members: ChatMember[] = [];
+let cluster: ChatCluster;
 
 beforeAll(async () => {
-  redis = await startRedisServer();
   // The history-gap test sends 1300 high messages in one burst, faster than Redis sequences them: the
   // room's high buffer must hold them all (its default, 1000, would answer the excess OVERLOADED).
-  ({ backends, proxies } = await startChatCluster(redis.url, ['--buffer-high', '2000']));
+  cluster = await ChatCluster.start(['--buffer-high', '2000']);
 }, 30_000);
 
-afterEach(async () => {
-  await Promise.all(members.splice(0).map((m) => m.client.close()));
-});
+afterEach(() => cluster.closeMembers());
 
-afterAll(async () => {
-  await Promise.all(proxies.map((p) => p.stop()));
-  await Promise.all(backends.map((b) => b.stop()));
-  await redis?.stop();
-});
-
-/** Joins `user` to `room` through proxy `proxy` (0 or 1). */
-async function join(proxy: number, user: string, room: string, opts: { sinceSeq?: number; role?: string } = {}): Promise<ChatMember> {
-  const m = await joinMember(proxies[proxy]!.port, user, room, opts);
-  members.push(m);
-  return m;
-}
+afterAll(() => cluster?.stop());
 
 async function metric(proxy: number, name: string, labels: string): Promise<number> {
-  return metricValue(proxies[proxy]!.adminPort, name, labels);
+  return metricValue(cluster.proxies[proxy]!.adminPort, name, labels);
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -51,8 +33,8 @@ const range = (from: number, to: number): number[] => Array.from({ length: to - 
 describe('a room spread over two proxies and two Redis-backed Chat backends', () => {
   it('every member, on either proxy, receives the same sequence: same seq, same message', async () => {
     const room = `spread-${Date.now()}`;
-    const host = await join(0, 'host-1', room, { role: 'host' });
-    const group = [host, await join(1, 'ann', room), await join(0, 'ben', room), await join(1, 'cat', room)];
+    const host = await cluster.join(0, 'host-1', room, { role: 'host' });
+    const group = [host, await cluster.join(1, 'ann', room), await cluster.join(0, 'ben', room), await cluster.join(1, 'cat', room)];
     // Everyone sends at once, from both proxies; the host adds system messages.
     const replies = await Promise.all([
       ...group.flatMap((m) => range(0, 4).map((i) => m.say(`${m.user}-${i}`))),
@@ -76,15 +58,15 @@ describe('a room spread over two proxies and two Redis-backed Chat backends', ()
 
   it('a member reconnecting through the other proxy recovers exactly the messages it missed', async () => {
     const room = `return-${Date.now()}`;
-    const host = await join(0, 'host-2', room, { role: 'host' });
-    const dan = await join(0, 'dan', room);
+    const host = await cluster.join(0, 'host-2', room, { role: 'host' });
+    const dan = await cluster.join(0, 'dan', room);
     for (const i of range(1, 3)) expect((await host.say(`before-${i}`)).ok).toBe(true);
     await dan.until(() => dan.messages.length === 3, 5_000, 'three messages');
     const lastSeen = Math.max(...dan.messages.map((m) => m.seq));
     await dan.client.close();
     for (const i of range(1, 4)) expect((await host.say(`away-${i}`, i % 2 ? 'high' : 'system')).ok).toBe(true);
 
-    const back = await join(1, 'dan', room, { sinceSeq: lastSeen });
+    const back = await cluster.join(1, 'dan', room, { sinceSeq: lastSeen });
     expect(back.events[0]?.joined).toMatchObject({ seq: 7, onlineCount: 2 });
     expect(back.events.some((e) => e.gap)).toBe(false);
     expect(view(back.messages)).toEqual(range(1, 4).map((i) => `${3 + i}:host-2:away-${i}`));
@@ -96,8 +78,8 @@ describe('a room spread over two proxies and two Redis-backed Chat backends', ()
 
   it('a member that missed more than the room retains gets a HistoryGap, then every retained message', async () => {
     const room = `gap-${Date.now()}`;
-    const host = await join(0, 'host-3', room, { role: 'host' });
-    const eve = await join(1, 'eve', room);
+    const host = await cluster.join(0, 'host-3', room, { role: 'host' });
+    const eve = await cluster.join(1, 'eve', room);
     for (const i of range(1, 5)) expect((await host.say(`early-${i}`)).ok).toBe(true);
     await eve.until(() => eve.messages.length === 5, 5_000, 'five messages');
     await eve.client.close();
@@ -111,7 +93,7 @@ describe('a room spread over two proxies and two Redis-backed Chat backends', ()
     expect(ids.every((id) => host.replyTo(id)!.ok)).toBe(true);
     const latest = 5 + SENT;
 
-    const back = await join(1, 'eve', room, { sinceSeq: 5 });
+    const back = await cluster.join(1, 'eve', room, { sinceSeq: 5 });
     const events = back.events;
     expect(events[0]?.joined?.seq).toBe(latest);
     const gap = events[1]?.gap;
@@ -132,10 +114,10 @@ describe('a room spread over two proxies and two Redis-backed Chat backends', ()
   // Last: it kills one of the two backends.
   it('killing the room\'s owner during traffic loses no acknowledged system/high message', async () => {
     const room = `failover-${Date.now()}`;
-    const owner = new ConsistentHashPicker(backends.map((b) => ({ address: b.address, weight: 1 }))).pick(room, () => true);
-    const victim = backends.find((b) => b.address === owner)!;
-    const host = await join(0, 'host-4', room, { role: 'host' });
-    const audience = [await join(0, 'fay', room), await join(0, 'gus', room), await join(1, 'hal', room)];
+    const owner = new ConsistentHashPicker(cluster.backends.map((b) => ({ address: b.address, weight: 1 }))).pick(room, () => true);
+    const victim = cluster.backends.find((b) => b.address === owner)!;
+    const host = await cluster.join(0, 'host-4', room, { role: 'host' });
+    const audience = [await cluster.join(0, 'fay', room), await cluster.join(0, 'gus', room), await cluster.join(1, 'hal', room)];
     const everyone = [host, ...audience];
     const movedBefore = await Promise.all([0, 1].map((p) => metric(p, 'livemux_sessions_relocated_total', 'result="moved"')));
 

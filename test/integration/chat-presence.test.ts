@@ -7,53 +7,36 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConsistentHashPicker } from '../../src/routing/policies/consistent-hash.js';
-import { type ChatCluster, type ChatMember, joinMember, startChatCluster } from '../helpers/chat-member.js';
-import { type RedisServer, startRedisServer } from '../helpers/redis-server.js';
+import { ChatCluster, type ChatMember } from '../helpers/chat-member.js';
 import { metricValue } from '../helpers/metrics.js';
 
 const PRESENCE_TTL_MS = 1500;
 
-let redis: RedisServer;
-let backends: ChatCluster['backends'] = [];
-let proxies: ChatCluster['proxies'] = [];
-const members: ChatMember[] = [];
+let cluster: ChatCluster;
 
 beforeAll(async () => {
-  redis = await startRedisServer();
-  ({ backends, proxies } = await startChatCluster(redis.url, ['--presence-ttl-ms', String(PRESENCE_TTL_MS), '--admin-port', '0']));
+  cluster = await ChatCluster.start(['--presence-ttl-ms', String(PRESENCE_TTL_MS), '--admin-port', '0']);
 }, 30_000);
 
-afterAll(async () => {
-  await Promise.all(members.splice(0).map((m) => m.client.close().catch(() => undefined)));
-  await Promise.all(proxies.map((p) => p.stop()));
-  await Promise.all(backends.map((b) => b.stop()));
-  await redis?.stop();
-});
-
-async function join(proxy: number, user: string, room: string): Promise<ChatMember> {
-  const m = await joinMember(proxies[proxy]!.port, user, room);
-  members.push(m);
-  return m;
-}
-
+afterAll(() => cluster?.stop());
 
 const left = (m: ChatMember): { userId: string; onlineCount: number }[] => m.events.flatMap((e) => (e.memberLeft ? [e.memberLeft] : []));
 
 describe('presence when a proxy and the room\'s owner die', () => {
   it('drops the dead proxy\'s members within about the TTL and keeps the moved ones', async () => {
     const room = `presence-${Date.now()}`;
-    const owner = new ConsistentHashPicker(backends.map((b) => ({ address: b.address, weight: 1 }))).pick(room, () => true);
-    const victim = backends.find((b) => b.address === owner)!;
-    const survivor = backends.find((b) => b !== victim)!;
+    const owner = new ConsistentHashPicker(cluster.backends.map((b) => ({ address: b.address, weight: 1 }))).pick(room, () => true);
+    const victim = cluster.backends.find((b) => b.address === owner)!;
+    const survivor = cluster.backends.find((b) => b !== victim)!;
 
-    const kept = [await join(0, 'ann', room), await join(0, 'ben', room)];
-    const doomed = [await join(1, 'cat', room), await join(1, 'dan', room), await join(1, 'eve', room)];
+    const kept = [await cluster.join(0, 'ann', room), await cluster.join(0, 'ben', room)];
+    const doomed = [await cluster.join(1, 'cat', room), await cluster.join(1, 'dan', room), await cluster.join(1, 'eve', room)];
     const before = await kept[0]!.request({ listMembers: { cursor: '', limit: 100 } });
     expect(before.members?.onlineCount).toBe(5);
 
     // Frozen, the owner cannot hear the proxy die; killed, it never will.
     victim.child.kill('SIGSTOP');
-    await proxies[1]!.stop('SIGKILL');
+    await cluster.proxies[1]!.stop('SIGKILL');
     await victim.stop('SIGKILL');
     const killedAt = Date.now();
 
