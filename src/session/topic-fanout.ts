@@ -16,28 +16,40 @@ interface Held {
   priority: Priority;
 }
 
+/** The most bytes one run may spend on its encodings, summed over session ids (see FrameRun). */
+const RUN_ENCODING_BUDGET = 4 * 1024 * 1024;
+
 /**
  * The system or high messages one topic got in one turn, encoded as whole DATA frames back to back,
  * once per distinct session id: every member whose session has that id shares one buffer. SDKs number
- * their sessions alike, so a room of thousands usually needs one or two encodings.
+ * their sessions alike, so a room of thousands usually needs one or two encodings. Should the ids be
+ * scattered, every encoding is a copy of the run: past `budget` bytes of them, `framesFor` answers null
+ * and those members get the messages one by one (a header each, the payloads shared), so memory stays
+ * bounded whatever ids clients choose.
  */
-class FrameRun {
+export class FrameRun {
   readonly payloadBytes: number;
   private readonly byId = new Map<number, Buffer>();
+  private spent = 0;
 
   constructor(
     readonly payloads: readonly Buffer[],
     readonly priority: Priority,
+    private readonly budget = RUN_ENCODING_BUDGET,
   ) {
     let bytes = 0;
     for (const p of payloads) bytes += p.length;
     this.payloadBytes = bytes;
   }
 
-  framesFor(sessionId: number): Buffer {
+  /** The run's frames for `sessionId`, or null once the encodings would exceed the budget. */
+  framesFor(sessionId: number): Buffer | null {
     let frames = this.byId.get(sessionId);
     if (frames) return frames;
-    frames = Buffer.allocUnsafe(this.payloadBytes + HEADER_SIZE * this.payloads.length);
+    const size = this.payloadBytes + HEADER_SIZE * this.payloads.length;
+    if (this.spent + size > this.budget) return null;
+    this.spent += size;
+    frames = Buffer.allocUnsafe(size);
     let at = 0;
     for (const p of this.payloads) {
       writeHeader(frames, at, FrameType.DATA, this.priority, sessionId, p.length);
@@ -116,7 +128,8 @@ export class TopicFanOut {
           continue;
         }
         for (const run of runs) {
-          if (s.deliverRun(run.framesFor(s.id), run.payloads.length, run.payloadBytes, run.priority)) continue;
+          const frames = run.framesFor(s.id);
+          if (frames && s.deliverRun(frames, run.payloads.length, run.payloadBytes, run.priority)) continue;
           for (const p of run.payloads) if (isIn(s, topic)) s.deliver(p, run.priority);
         }
         for (const p of low) if (isIn(s, topic)) s.deliver(p, Priority.LOW);
