@@ -38,6 +38,11 @@ export interface ProxyStreamStats {
   commandsDropped: number;
 }
 
+/** A stream's counters before anything happened on it. */
+export function newProxyStreamStats(): ProxyStreamStats {
+  return { batchesReceived: 0, eventsReceived: 0, malformedEvents: 0, staleEvents: 0, batchesSent: 0, commandsSent: 0, commandsDropped: 0 };
+}
+
 /**
  * One proxy's Attach stream, as handlers see it. Commands issued in one event-loop turn travel in one
  * BackendBatch, in issue order. After the stream ended (`gone`), commands are dropped silently.
@@ -155,15 +160,7 @@ class ProxyStream implements ProxyStreamContext {
   proxyId = '';
   gone = false;
   readonly sessions = new Set<number>();
-  readonly stats: ProxyStreamStats = {
-    batchesReceived: 0,
-    eventsReceived: 0,
-    malformedEvents: 0,
-    staleEvents: 0,
-    batchesSent: 0,
-    commandsSent: 0,
-    commandsDropped: 0,
-  };
+  readonly stats = newProxyStreamStats();
   private _writable = true;
   private readonly batcher = new TickBatcher<BackendCommand>((commands) => this.writeBatch(commands));
   private readonly drainWaiters: DrainWaiters;

@@ -4,7 +4,7 @@
  * reads what each client would receive.
  */
 import type { Priority } from '../../src/protocol/constants.js';
-import type { ProxyStreamContext, ProxyStreamStats } from '../../src/backends/backend-server.js';
+import { type ProxyStreamContext, newProxyStreamStats } from '../../src/backends/backend-server.js';
 
 export interface Received {
   readonly payload: Buffer;
@@ -16,15 +16,7 @@ export class FakeProxyStream implements ProxyStreamContext {
   readonly peer = 'fake';
   readonly writable = true;
   readonly sessions = new Set<number>();
-  readonly stats: ProxyStreamStats = {
-    batchesReceived: 0,
-    eventsReceived: 0,
-    malformedEvents: 0,
-    staleEvents: 0,
-    batchesSent: 0,
-    commandsSent: 0,
-    commandsDropped: 0,
-  };
+  readonly stats = newProxyStreamStats();
   /** What each session received (Deliver, or a Publish to one of its topics), in order. */
   readonly inbox = new Map<number, Received[]>();
   readonly closed = new Map<number, { code: number; reason: string }>();
