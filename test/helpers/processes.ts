@@ -133,6 +133,29 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProcess & {
   return Object.assign(p, { port: line.port as number, adminPort, dir });
 }
 
+/** An echo backend, one proxy in front of it and a token for it: the set-up of most proxy tests. */
+export interface EchoStack {
+  readonly backend: RunningProcess & { port: number };
+  readonly proxy: Awaited<ReturnType<typeof startProxy>>;
+  readonly token: string;
+  stop(): Promise<void>;
+}
+
+/** Starts an {@link EchoStack} whose proxy has `config` (snake_case) over the test defaults. */
+export async function startEchoStack(config?: Record<string, unknown>): Promise<EchoStack> {
+  const backend = await startEchoBackend();
+  const proxy = await startProxy({ backends: [`127.0.0.1:${backend.port}`], ...(config ? { config } : {}) });
+  return {
+    backend,
+    proxy,
+    token: await testToken(),
+    async stop() {
+      await proxy.stop();
+      await backend.stop();
+    },
+  };
+}
+
 /** Polls /readyz until the proxy has its backend streams up. */
 export async function waitReady(adminPort: number, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;

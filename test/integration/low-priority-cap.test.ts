@@ -3,33 +3,23 @@ import { connect } from '../../src/client/index.js';
 import { decodeBatch } from '../../src/protocol/batch.js';
 import { FLAG_BATCH, FrameType, Priority } from '../../src/protocol/constants.js';
 import { type HelloOptions, RawClient } from '../helpers/raw-client.js';
-import { type RunningProcess, startEchoBackend, startProxy, testToken } from '../helpers/processes.js';
+import { type EchoStack, startEchoStack } from '../helpers/processes.js';
 import { metricValue } from '../helpers/metrics.js';
 
 // A connection gets at most RATE low-priority frames per second; the excess is merged (clients that
 // accept batches) or dropped (clients that do not), always counted. System/high are never capped.
 const RATE = 10;
 const MERGE = 8;
-let backend: RunningProcess & { port: number };
-let proxy: Awaited<ReturnType<typeof startProxy>>;
-let token: string;
+let stack: EchoStack;
 
 beforeAll(async () => {
-  backend = await startEchoBackend();
-  proxy = await startProxy({
-    backends: [`127.0.0.1:${backend.port}`],
-    config: { limits: { low_priority_rate: RATE, low_priority_merge: MERGE } },
-  });
-  token = await testToken();
+  stack = await startEchoStack({ limits: { low_priority_rate: RATE, low_priority_merge: MERGE } });
 });
 
-afterAll(async () => {
-  await proxy?.stop();
-  await backend?.stop();
-});
+afterAll(() => stack?.stop());
 
 async function subscriber(topic: string, hello: HelloOptions): Promise<RawClient> {
-  const c = await RawClient.handshake(proxy.port, token, hello);
+  const c = await RawClient.handshake(stack.proxy.port, stack.token, hello);
   c.open(1);
   await c.next(FrameType.OPEN_OK, 1);
   c.data(1, `/sub ${topic}`);
@@ -39,14 +29,14 @@ async function subscriber(topic: string, hello: HelloOptions): Promise<RawClient
 }
 
 async function publisher(): Promise<RawClient> {
-  const p = await RawClient.handshake(proxy.port, token);
+  const p = await RawClient.handshake(stack.proxy.port, stack.token);
   p.open(1);
   await p.next(FrameType.OPEN_OK, 1);
   return p;
 }
 
 async function metric(labels: string): Promise<number> {
-  return metricValue(proxy.adminPort, 'livemux_dropped_frames_total', labels);
+  return metricValue(stack.proxy.adminPort, 'livemux_dropped_frames_total', labels);
 }
 
 /** Messages carried by a client's DATA frames so far, batches unpacked, in arrival order. */
@@ -102,7 +92,7 @@ it('a client that cannot unpack batches loses the excess, counted as rate_capped
 });
 
 it('the SDK hands merged messages to the application one by one', async () => {
-  const client = await connect({ host: '127.0.0.1', port: proxy.port, token, reconnect: false });
+  const client = await connect({ host: '127.0.0.1', port: stack.proxy.port, token: stack.token, reconnect: false });
   const session = await client.open('echo');
   await session.send('/sub sdk');
   await session.send('fence');

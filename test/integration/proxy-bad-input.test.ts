@@ -4,29 +4,19 @@ import { encodeFrame } from '../../src/protocol/encoder.js';
 import { encodeHello } from '../../src/protocol/messages.js';
 import { mintToken } from '../../src/proxy/auth.js';
 import { RawClient } from '../helpers/raw-client.js';
-import { type RunningProcess, TEST_SECRET, startEchoBackend, startProxy, testToken } from '../helpers/processes.js';
+import { type EchoStack, TEST_SECRET, startEchoStack } from '../helpers/processes.js';
 
 // One proxy with small limits so every limit can be reached quickly.
-let backend: RunningProcess & { port: number };
-let proxy: Awaited<ReturnType<typeof startProxy>>;
-let token: string;
+let stack: EchoStack;
 
 beforeAll(async () => {
-  backend = await startEchoBackend();
-  proxy = await startProxy({
-    backends: [`127.0.0.1:${backend.port}`],
-    config: {
-      limits: { max_sessions: 4, max_payload: 65536, session_window: 4096, connection_window: 1 << 20, open_reset_rate: 50 },
-      timeouts: { handshake_ms: 400 },
-    },
+  stack = await startEchoStack({
+    limits: { max_sessions: 4, max_payload: 65536, session_window: 4096, connection_window: 1 << 20, open_reset_rate: 50 },
+    timeouts: { handshake_ms: 400 },
   });
-  token = await testToken();
 });
 
-afterAll(async () => {
-  await proxy?.stop();
-  await backend?.stop();
-});
+afterAll(() => stack?.stop());
 
 const header = (type: number, flags: number, session: number, length: number, magic = 0x4c, version = 1): Buffer => {
   const b = Buffer.alloc(12);
@@ -50,21 +40,21 @@ describe('connection faults answer ERROR with their code and close, before HELLO
     ['oversized control length', () => header(FrameType.HELLO, 0, 0, 1 << 30), 'FRAME_TOO_LARGE'],
     ['HELLO on a session id', () => header(FrameType.HELLO, 0, 3, 0), 'BAD_SESSION_ID'],
     ['malformed HELLO body', () => encodeFrame(FrameType.HELLO, 0, 0, Buffer.from([0xff, 0xff, 0xff])), 'MALFORMED_PAYLOAD'],
-    ['no common version', () => hello(token, [9]), 'UNSUPPORTED_VERSION'],
+    ['no common version', () => hello(stack.token, [9]), 'UNSUPPORTED_VERSION'],
     ['bad token', () => hello('not-a-jwt'), 'AUTH_FAILED'],
     ['token signed with another secret', async () => hello(await mintToken({ secret: 'other-secret-000000000000000000000', sub: 'u' })), 'AUTH_FAILED'],
     ['expired token', async () => hello(await mintToken({ secret: TEST_SECRET, sub: 'u', ttlSeconds: -60 })), 'AUTH_EXPIRED'],
   ];
   for (const [name, bytes, code] of cases) {
     it(`${name} → ${code}`, async () => {
-      const c = await RawClient.connect(proxy.port);
+      const c = await RawClient.connect(stack.proxy.port);
       c.send(await bytes());
       expect(await c.errorCode()).toBe(code);
     });
   }
 
   it('no HELLO within the handshake timeout → HANDSHAKE_TIMEOUT', async () => {
-    const c = await RawClient.connect(proxy.port);
+    const c = await RawClient.connect(stack.proxy.port);
     const started = Date.now();
     expect(await c.errorCode()).toBe('HANDSHAKE_TIMEOUT');
     expect(Date.now() - started).toBeGreaterThanOrEqual(350);
@@ -74,7 +64,7 @@ describe('connection faults answer ERROR with their code and close, before HELLO
 describe('connection faults after WELCOME', () => {
   const cases: [string, (c: RawClient) => void, string][] = [
     ['DATA longer than max_payload', (c) => c.send(header(FrameType.DATA, 1, 1, 65537)), 'FRAME_TOO_LARGE'],
-    ['second HELLO', (c) => c.send(hello(token)), 'UNEXPECTED_FRAME'],
+    ['second HELLO', (c) => c.send(hello(stack.token)), 'UNEXPECTED_FRAME'],
     ['WELCOME from the client', (c) => c.send(encodeFrame(FrameType.WELCOME, 0, 0, Buffer.alloc(0))), 'UNEXPECTED_FRAME'],
     ['DATA priority 3', (c) => c.send(header(FrameType.DATA, 3, 1, 0)), 'BAD_FLAGS'],
     ['DATA on session 0', (c) => c.send(header(FrameType.DATA, 1, 0, 0)), 'BAD_SESSION_ID'],
@@ -83,7 +73,7 @@ describe('connection faults after WELCOME', () => {
   ];
   for (const [name, act, code] of cases) {
     it(`${name} → ${code}`, async () => {
-      const c = await RawClient.handshake(proxy.port, token);
+      const c = await RawClient.handshake(stack.proxy.port, stack.token);
       act(c);
       expect(await c.errorCode()).toBe(code);
     });
@@ -97,7 +87,7 @@ describe('session faults answer RESET or OPEN_FAIL and leave the connection usab
   };
 
   it('DATA on an unknown session → RESET UNKNOWN_SESSION', async () => {
-    const c = await RawClient.handshake(proxy.port, token);
+    const c = await RawClient.handshake(stack.proxy.port, stack.token);
     c.data(9, 'hi');
     expect(RawClient.codeOf(await c.next(FrameType.RESET, 9))).toBe('UNKNOWN_SESSION');
     await stillAlive(c);
@@ -105,7 +95,7 @@ describe('session faults answer RESET or OPEN_FAIL and leave the connection usab
   });
 
   it('DATA on a closed session → RESET UNKNOWN_SESSION', async () => {
-    const c = await RawClient.handshake(proxy.port, token);
+    const c = await RawClient.handshake(stack.proxy.port, stack.token);
     c.open(1);
     await c.next(FrameType.OPEN_OK, 1);
     c.close(1);
@@ -117,7 +107,7 @@ describe('session faults answer RESET or OPEN_FAIL and leave the connection usab
   });
 
   it('reused or decreasing session id → RESET SESSION_ID_REUSED', async () => {
-    const c = await RawClient.handshake(proxy.port, token);
+    const c = await RawClient.handshake(stack.proxy.port, stack.token);
     c.open(5);
     await c.next(FrameType.OPEN_OK, 5);
     c.open(3);
@@ -129,7 +119,7 @@ describe('session faults answer RESET or OPEN_FAIL and leave the connection usab
   });
 
   it('OPEN beyond max_sessions → OPEN_FAIL TOO_MANY_SESSIONS', async () => {
-    const c = await RawClient.handshake(proxy.port, token);
+    const c = await RawClient.handshake(stack.proxy.port, stack.token);
     for (let id = 1; id <= 4; id++) c.open(id);
     for (let id = 1; id <= 4; id++) await c.next(FrameType.OPEN_OK, id);
     c.open(5);
@@ -139,7 +129,7 @@ describe('session faults answer RESET or OPEN_FAIL and leave the connection usab
   });
 
   it('unknown business → OPEN_FAIL UNKNOWN_BUSINESS', async () => {
-    const c = await RawClient.handshake(proxy.port, token);
+    const c = await RawClient.handshake(stack.proxy.port, stack.token);
     c.open(1, 'no-such-business');
     expect(RawClient.codeOf(await c.next(FrameType.OPEN_FAIL, 1))).toBe('UNKNOWN_BUSINESS');
     await stillAlive(c);
@@ -147,7 +137,7 @@ describe('session faults answer RESET or OPEN_FAIL and leave the connection usab
   });
 
   it('DATA beyond the session window → RESET SESSION_FLOW_CONTROL', async () => {
-    const c = await RawClient.handshake(proxy.port, token);
+    const c = await RawClient.handshake(stack.proxy.port, stack.token);
     c.open(1);
     await c.next(FrameType.OPEN_OK, 1);
     c.data(1, Buffer.alloc(4097));
@@ -157,8 +147,8 @@ describe('session faults answer RESET or OPEN_FAIL and leave the connection usab
   });
 
   it('an OPEN/RESET flood → GOAWAY RATE_LIMITED, then close; other connections unaffected', async () => {
-    const bystander = await RawClient.handshake(proxy.port, token);
-    const c = await RawClient.handshake(proxy.port, token);
+    const bystander = await RawClient.handshake(stack.proxy.port, stack.token);
+    const c = await RawClient.handshake(stack.proxy.port, stack.token);
     for (let id = 1; id <= 200; id++) {
       c.open(id);
       c.reset(id);
@@ -172,16 +162,16 @@ describe('session faults answer RESET or OPEN_FAIL and leave the connection usab
 
 describe('after all of the above', () => {
   it('the proxy process is still serving and counted every protocol error by code', async () => {
-    const c = await RawClient.handshake(proxy.port, token);
+    const c = await RawClient.handshake(stack.proxy.port, stack.token);
     c.open(1);
     await c.next(FrameType.OPEN_OK, 1);
     c.data(1, 'still here');
     expect((await c.next(FrameType.DATA, 1)).payload.toString()).toBe('still here');
     c.destroy();
-    const metrics = await (await fetch(`http://127.0.0.1:${proxy.adminPort}/metrics`)).text();
+    const metrics = await (await fetch(`http://127.0.0.1:${stack.proxy.adminPort}/metrics`)).text();
     for (const code of ['BAD_MAGIC', 'AUTH_EXPIRED', 'UNKNOWN_SESSION', 'RATE_LIMITED', 'HANDSHAKE_TIMEOUT']) {
       expect(metrics).toMatch(new RegExp(`livemux_protocol_errors_total\\{code="${code}"\\} [1-9]`));
     }
-    expect(proxy.child.exitCode).toBeNull();
+    expect(stack.proxy.child.exitCode).toBeNull();
   });
 });

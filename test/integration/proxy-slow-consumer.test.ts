@@ -1,35 +1,25 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { FrameType, Priority } from '../../src/protocol/constants.js';
 import { RawClient } from '../helpers/raw-client.js';
-import { type RunningProcess, startEchoBackend, startProxy, testToken } from '../helpers/processes.js';
+import { type EchoStack, startEchoStack } from '../helpers/processes.js';
 import { metricValue } from '../helpers/metrics.js';
-
-let backend: RunningProcess & { port: number };
-let proxy: Awaited<ReturnType<typeof startProxy>>;
-let token: string;
 
 const HUGE = 0x7fff_0000;
 const QUEUE_BYTES = 256 * 1024;
 
+let stack: EchoStack;
+
 beforeAll(async () => {
-  backend = await startEchoBackend();
-  proxy = await startProxy({
-    backends: [`127.0.0.1:${backend.port}`],
-    // Big client→proxy windows so the publisher never waits for credit; a small outbound bound.
-    config: {
-      limits: { outbound_queue_bytes: QUEUE_BYTES, max_payload: 65536, session_window: HUGE, connection_window: HUGE, low_priority_rate: 0 },
-    },
+  // Big client→proxy windows so the publisher never waits for credit; a small outbound bound.
+  stack = await startEchoStack({
+    limits: { outbound_queue_bytes: QUEUE_BYTES, max_payload: 65536, session_window: HUGE, connection_window: HUGE, low_priority_rate: 0 },
   });
-  token = await testToken();
 });
 
-afterAll(async () => {
-  await proxy?.stop();
-  await backend?.stop();
-});
+afterAll(() => stack?.stop());
 
 async function subscriber(topic: string): Promise<RawClient> {
-  const c = await RawClient.handshake(proxy.port, token, { sessionWindow: HUGE, connectionWindow: HUGE });
+  const c = await RawClient.handshake(stack.proxy.port, stack.token, { sessionWindow: HUGE, connectionWindow: HUGE });
   c.open(1);
   await c.next(FrameType.OPEN_OK, 1);
   c.data(1, `/sub ${topic}`);
@@ -41,7 +31,7 @@ async function subscriber(topic: string): Promise<RawClient> {
 }
 
 async function metric(name: string, labels: string): Promise<number> {
-  return metricValue(proxy.adminPort, name, labels);
+  return metricValue(stack.proxy.adminPort, name, labels);
 }
 
 async function until(cond: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
@@ -56,7 +46,7 @@ it('a slow reader loses low-priority DATA first, then is closed SLOW_CONSUMER; a
   const fast = await subscriber('room');
   const slow = await subscriber('room');
   slow.pause();
-  const publisher = await RawClient.handshake(proxy.port, token);
+  const publisher = await RawClient.handshake(stack.proxy.port, stack.token);
   publisher.open(1);
   await publisher.next(FrameType.OPEN_OK, 1);
 

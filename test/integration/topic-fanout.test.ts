@@ -3,7 +3,7 @@ import { FrameType, Priority } from '../../src/protocol/constants.js';
 import { encodeData } from '../../src/protocol/encoder.js';
 import { metricValue } from '../helpers/metrics.js';
 import { RawClient } from '../helpers/raw-client.js';
-import { type RunningProcess, startEchoBackend, startProxy, testToken } from '../helpers/processes.js';
+import { type EchoStack, startEchoStack } from '../helpers/processes.js';
 
 /**
  * Topic fan-out holds a turn's Publishes and hands each member all of a topic's messages as one run
@@ -11,24 +11,17 @@ import { type RunningProcess, startEchoBackend, startProxy, testToken } from '..
  * backend answers them in one batch and the proxy fans them out in one turn: exactly where runs form,
  * and where order across Deliver, Publish and topics could break.
  */
-let backend: RunningProcess & { port: number };
-let proxy: Awaited<ReturnType<typeof startProxy>>;
-let token: string;
+let stack: EchoStack;
 
 beforeAll(async () => {
-  backend = await startEchoBackend();
-  proxy = await startProxy({ backends: [`127.0.0.1:${backend.port}`], config: { limits: { low_priority_rate: 0 } } });
-  token = await testToken();
+  stack = await startEchoStack({ limits: { low_priority_rate: 0 } });
 });
 
-afterAll(async () => {
-  await proxy?.stop();
-  await backend?.stop();
-});
+afterAll(() => stack?.stop());
 
 /** A connection with one echo session per id, each subscribed to `topics`; resolves once they are. */
 async function member(ids: number[], topics: string[], sessionWindow?: number): Promise<RawClient> {
-  const c = await RawClient.handshake(proxy.port, token, sessionWindow ? { sessionWindow } : {});
+  const c = await RawClient.handshake(stack.proxy.port, stack.token, sessionWindow ? { sessionWindow } : {});
   for (const id of ids) {
     c.open(id);
     await c.next(FrameType.OPEN_OK, id);
@@ -53,10 +46,10 @@ async function received(c: RawClient, id: number, n: number): Promise<string[]> 
 
 it('every member gets a burst of one turn in order, framed for its own session ids, and each frame counts', async () => {
   const members = [await member([1], ['burst']), await member([3], ['burst']), await member([5, 7], ['burst'])];
-  const publisher = await RawClient.handshake(proxy.port, token);
+  const publisher = await RawClient.handshake(stack.proxy.port, stack.token);
   publisher.open(1);
   await publisher.next(FrameType.OPEN_OK, 1);
-  const framesBefore = await metricValue(proxy.adminPort, 'livemux_frames_sent_total', 'type="DATA"');
+  const framesBefore = await metricValue(stack.proxy.adminPort, 'livemux_frames_sent_total', 'type="DATA"');
 
   const texts = Array.from({ length: 300 }, (_, i) => `m${i}`);
   sendAtOnce(publisher, 1, texts.map((t) => `/pub burst ${t}`));
@@ -65,7 +58,7 @@ it('every member gets a burst of one turn in order, framed for its own session i
     for (const id of ids) expect(await received(c, id, texts.length)).toEqual(texts);
     expect(c.frames.filter((f) => f.type === FrameType.DATA)).toEqual([]);
   }
-  expect(await metricValue(proxy.adminPort, 'livemux_frames_sent_total', 'type="DATA"')).toBe(framesBefore + 4 * texts.length);
+  expect(await metricValue(stack.proxy.adminPort, 'livemux_frames_sent_total', 'type="DATA"')).toBe(framesBefore + 4 * texts.length);
   for (const c of [...members, publisher]) c.destroy();
 });
 
