@@ -4,15 +4,15 @@
  */
 export * from './client/index.js';
 
-export { createBackendServer } from './backends/backend-server.js';
+export { createBackendServer } from './backends/kit/backend-server.js';
 export type {
   BackendHandlers,
   BackendServer,
   BackendServerOptions,
   ListeningBackend,
   ProxyStreamContext,
-} from './backends/backend-server.js';
-export type { SessionOpenInfo } from './backends/types.js';
+} from './backends/kit/backend-server.js';
+export type { SessionOpenInfo } from './contract/backend-contract.js';
 
 // The Chat protocol (docs/chat.md) for client apps, and the Chat backend for embedding.
 export {

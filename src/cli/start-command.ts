@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util';
 import { loadProxyConfig } from '../config/proxy-config.js';
 import { ProxyServer } from '../proxy/server.js';
-import { untilSignal } from './signals.js';
+import { untilSignal } from '../util/signals.js';
 
 /** `livemux start`: runs the proxy until SIGTERM/SIGINT, then drains and exits 0. */
 export async function runStartCommand(argv: string[]): Promise<number> {

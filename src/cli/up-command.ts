@@ -9,7 +9,7 @@ import { loadRoutesConfig } from '../config/routes-config.js';
 import { PACKAGE_ROOT } from '../paths.js';
 import { mintToken } from '../proxy/auth.js';
 import { ProxyServer } from '../proxy/server.js';
-import { untilSignal } from './signals.js';
+import { untilSignal } from '../util/signals.js';
 
 /** Pools whose name matches a reference backend shipped in the box are started by `livemux up`. */
 const REFERENCE_BACKENDS: Record<string, string> = {

@@ -7,6 +7,9 @@ import { ConfigError } from '../protocol/errors.js';
 import type { ClientInfo } from '../protocol/messages.js';
 import { PACKAGE_ROOT } from '../paths.js';
 
+/** A connection (or reopened session) that stayed up this long resets its backoff (PROTOCOL.md §10). */
+export const BACKOFF_RESET_AFTER_MS = 60_000;
+
 /** Where the SDK logs. pino loggers fit as they are; the default discards everything. */
 export interface ClientLogger {
   debug(fields: object, message: string): void;

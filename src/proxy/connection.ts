@@ -31,7 +31,7 @@ import type { ProxyContext } from './context.js';
 import { type DropReason, OutboundQueue } from './outbound-queue.js';
 import { LowPriorityPacer } from './low-priority-pacer.js';
 import { SessionAdmission } from './session-admission.js';
-import { TokenBucket } from './token-bucket.js';
+import { TokenBucket } from '../util/token-bucket.js';
 
 /** Connection states, server view (PROTOCOL.md §5). */
 export const ConnState = {

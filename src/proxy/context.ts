@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { BackendLink } from '../backends/types.js';
+import type { BackendLink } from './upstream/link.js';
 import type { ProxyConfig } from '../config/proxy-config.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { RouteTable } from '../routing/types.js';

@@ -1,6 +1,6 @@
 import { Priority } from '../protocol/constants.js';
 import type { DropReason, OutboundQueue } from './outbound-queue.js';
-import { TokenBucket } from './token-bucket.js';
+import { TokenBucket } from '../util/token-bucket.js';
 
 /** What the pacer needs from a session: a way to send held low messages, merged, when a frame is allowed. */
 export interface PacedSession {

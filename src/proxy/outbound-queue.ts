@@ -1,7 +1,7 @@
 import type { Socket } from 'node:net';
 import { FrameType, Priority } from '../protocol/constants.js';
 import type { FrameStats } from '../observability/metrics.js';
-import { Fifo } from '../session/fifo.js';
+import { Deque } from '../util/deque.js';
 
 /** Whoever queued a DATA entry; told when it leaves the queue (written or dropped). */
 export interface QueueOwner {
@@ -51,7 +51,7 @@ const FLUSH_CLOCK_EVERY = 64;
  * meanwhile joins the queues not written yet and leaves with them, in the same round.
  */
 class FlushScheduler {
-  private readonly dirty = new Fifo<OutboundQueue>();
+  private readonly dirty = new Deque<OutboundQueue>();
   private immediate: NodeJS.Immediate | null = null;
   readonly run = (): void => {
     if (this.immediate) clearImmediate(this.immediate);
@@ -88,7 +88,7 @@ export const flushQueuedWrites: () => void = scheduler.run;
  * here, where low-priority frames can still be dropped instead of piling up in Node's write buffer.
  */
 export class OutboundQueue {
-  private readonly lanes = [new Fifo<Entry>(), new Fifo<Entry>(), new Fifo<Entry>(), new Fifo<Entry>()];
+  private readonly lanes = [new Deque<Entry>(), new Deque<Entry>(), new Deque<Entry>(), new Deque<Entry>()];
   private queuedBytes = 0;
   private heldBytes = 0;
   private pendingFlush = false;

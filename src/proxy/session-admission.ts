@@ -1,9 +1,9 @@
-import type { BackendLink } from '../backends/types.js';
+import type { BackendLink } from './upstream/link.js';
 import { Code, codeInfo } from '../protocol/codes.js';
 import type { Open } from '../protocol/messages.js';
 import type { RouteContext } from '../routing/types.js';
 import type { ProxyContext } from './context.js';
-import { TokenBucket } from './token-bucket.js';
+import { TokenBucket } from '../util/token-bucket.js';
 
 /** The answer to an OPEN: a link to bind the session to, or the OPEN_FAIL to send. */
 export type Admission =

@@ -4,7 +4,7 @@ import { Code } from '../protocol/codes.js';
 import type { RouteContext, RouteTable } from '../routing/types.js';
 import type { ProxySession } from '../session/proxy-session.js';
 import type { SessionRegistry, SessionRelocator } from '../session/registry.js';
-import type { BackendLinks } from './backend-links.js';
+import type { BackendLinks } from './upstream/backend-links.js';
 
 /** Why sessions are being moved; the `reason` label of `livemux_sessions_relocated_total`. */
 type RelocationReason = 'endpoint_failed' | 'endpoint_removed' | 'business_disabled' | 'connect_failed' | 'owner_recovered';

@@ -3,10 +3,11 @@ import { encodeBatch } from '../protocol/batch.js';
 import { writeHeader } from '../protocol/encoder.js';
 import { ReceiveCredit, SendCredit } from '../protocol/flow-control.js';
 import { encodeStatus } from '../protocol/messages.js';
-import type { BackendLink, SessionOpenInfo } from '../backends/types.js';
+import type { SessionOpenInfo } from '../contract/backend-contract.js';
+import type { BackendLink } from '../proxy/upstream/link.js';
 import type { LowPriorityPacer, PacedSession } from '../proxy/low-priority-pacer.js';
 import type { DropReason, OutboundQueue, QueueOwner } from '../proxy/outbound-queue.js';
-import { Fifo } from './fifo.js';
+import { Deque } from '../util/deque.js';
 
 /** What a session needs from its connection. Implemented by the proxy's Connection. */
 export interface SessionHost {
@@ -56,7 +57,7 @@ export class ProxySession implements QueueOwner, PacedSession {
   topics: Set<string> | null = null;
   readonly sendCredit: SendCredit;
   private readonly recvCredit: ReceiveCredit;
-  private readonly blocked = new Fifo<Blocked>();
+  private readonly blocked = new Deque<Blocked>();
   private blockedBytes = 0;
   private queued = 0;
   private backendOpen = true;

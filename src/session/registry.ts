@@ -1,6 +1,6 @@
 import { Code } from '../protocol/codes.js';
 import type { Priority } from '../protocol/constants.js';
-import type { BackendCommandSink, BackendLink } from '../backends/types.js';
+import type { BackendCommandSink, BackendLink } from '../proxy/upstream/link.js';
 import type { ProxySession } from './proxy-session.js';
 import { TopicFanOut } from './topic-fanout.js';
 

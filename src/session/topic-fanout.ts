@@ -1,4 +1,4 @@
-import { TickBatcher } from '../backends/batcher.js';
+import { TickBatcher } from '../util/tick-batcher.js';
 import { FrameType, HEADER_SIZE, Priority } from '../protocol/constants.js';
 import { writeHeader } from '../protocol/encoder.js';
 import { flushQueuedWrites } from '../proxy/outbound-queue.js';

@@ -4,7 +4,7 @@
  * reads what each client would receive.
  */
 import type { Priority } from '../../src/protocol/constants.js';
-import { type ProxyStreamContext, newProxyStreamStats } from '../../src/backends/backend-server.js';
+import { type ProxyStreamContext, newProxyStreamStats } from '../../src/backends/kit/backend-server.js';
 
 export interface Received {
   readonly payload: Buffer;

@@ -1,4 +1,4 @@
-import type { EndpointHealthSettings, MonitoredEndpoint } from '../../src/backends/endpoint-health.js';
+import type { EndpointHealthSettings, MonitoredEndpoint } from '../../src/proxy/upstream/endpoint-health.js';
 import type { Metrics } from '../../src/observability/metrics.js';
 
 /** Per-section overrides of a base set of health settings. */

@@ -1,17 +1,17 @@
 import * as grpc from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createBackendServer, type ListeningBackend, type ProxyStreamContext } from '../../src/backends/backend-server.js';
+import { createBackendServer, type ListeningBackend, type ProxyStreamContext } from '../../src/backends/kit/backend-server.js';
 import {
   SessionBackendService,
   type BackendBatch,
   type BackendCommand,
   type ProxyBatch,
-} from '../../src/backends/contract.js';
+} from '../../src/contract/backend-contract.js';
 import { createEchoHandlers } from '../../src/backends/echo/echo-backend.js';
-import { backoffDelay } from '../../src/backends/backoff.js';
-import { GrpcBackendLink } from '../../src/backends/grpc-link.js';
-import { HealthService, ServingStatus } from '../../src/backends/health.js';
-import { LinkState, type BackendCommandSink, type BackendLink, type SessionOpenInfo } from '../../src/backends/types.js';
+import { GrpcBackendLink } from '../../src/proxy/upstream/grpc-link.js';
+import { HealthService, ServingStatus } from '../../src/contract/health.js';
+import { LinkState, type BackendCommandSink, type BackendLink } from '../../src/proxy/upstream/link.js';
+import type { SessionOpenInfo } from '../../src/contract/backend-contract.js';
 import { Priority } from '../../src/protocol/constants.js';
 
 const FAST_RECONNECT = { initialMs: 40, maxMs: 200 };
@@ -466,14 +466,5 @@ describe('backend server', () => {
     stream.on('data', () => {});
     const watchStatus = await new Promise<grpc.StatusObject>((resolve) => stream.on('status', resolve));
     expect(watchStatus.code).toBe(grpc.status.UNIMPLEMENTED);
-  });
-});
-
-describe('backoffDelay', () => {
-  const opts = { initialMs: 100, maxMs: 1_000 };
-  it('doubles from initialMs up to maxMs, with equal jitter in [d/2, d]', () => {
-    expect([0, 1, 2, 3, 4, 10].map((n) => backoffDelay(n, opts, () => 1))).toEqual([100, 200, 400, 800, 1_000, 1_000]);
-    expect([0, 1, 2, 3, 4, 10].map((n) => backoffDelay(n, opts, () => 0))).toEqual([50, 100, 200, 400, 500, 500]);
-    expect(backoffDelay(5_000, opts, () => 1)).toBe(1_000); // no overflow on long outages
   });
 });

@@ -1,15 +1,15 @@
 import net from 'node:net';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createBackendServer, type ListeningBackend } from '../../src/backends/backend-server.js';
+import { createBackendServer, type ListeningBackend } from '../../src/backends/kit/backend-server.js';
 import { createEchoHandlers } from '../../src/backends/echo/echo-backend.js';
 import {
   EndpointHealthMonitor,
   type EndpointHealthSettings,
   type EndpointHealthStatus,
   type MonitoredEndpoint,
-} from '../../src/backends/endpoint-health.js';
-import { ServingStatus } from '../../src/backends/health.js';
+} from '../../src/proxy/upstream/endpoint-health.js';
+import { ServingStatus } from '../../src/contract/health.js';
 import { createMetrics, type Metrics } from '../../src/observability/metrics.js';
 import { type HealthOverrides, monitoredEndpoint, sample } from '../helpers/health-endpoints.js';
 import { freePort } from '../helpers/free-port.js';

@@ -1,8 +1,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { TcpPassthroughLink, type TcpPassthroughLinkOptions } from '../../src/backends/tcp-link.js';
-import { LinkState, type BackendCommandSink, type BackendLink, type SessionOpenInfo } from '../../src/backends/types.js';
+import { TcpPassthroughLink, type TcpPassthroughLinkOptions } from '../../src/proxy/upstream/tcp-link.js';
+import { LinkState, type BackendCommandSink, type BackendLink } from '../../src/proxy/upstream/link.js';
+import type { SessionOpenInfo } from '../../src/contract/backend-contract.js';
 import { Code } from '../../src/protocol/codes.js';
 import { Priority } from '../../src/protocol/constants.js';
 import { freePort } from '../helpers/free-port.js';

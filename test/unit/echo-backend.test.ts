@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { ProxyStreamContext, ProxyStreamStats } from '../../src/backends/backend-server.js';
+import type { ProxyStreamContext, ProxyStreamStats } from '../../src/backends/kit/backend-server.js';
 import { createEchoHandlers } from '../../src/backends/echo/echo-backend.js';
 import { Priority } from '../../src/protocol/constants.js';
 

@@ -5,7 +5,7 @@ import {
   EndpointHealthMonitor,
   type EndpointHealthSettings,
   type MonitoredEndpoint,
-} from '../../src/backends/endpoint-health.js';
+} from '../../src/proxy/upstream/endpoint-health.js';
 import { createMetrics, type Metrics } from '../../src/observability/metrics.js';
 import { type HealthOverrides, monitoredEndpoint, sample } from '../helpers/health-endpoints.js';
 

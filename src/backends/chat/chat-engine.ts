@@ -24,7 +24,7 @@ import {
   type SetAttributesRequest,
 } from './chat-codec.js';
 import { ChatError, ChatErrorCode } from './chat-errors.js';
-import type { ProxyStreamContext } from '../backend-server.js';
+import type { ProxyStreamContext } from '../kit/backend-server.js';
 import type { ChatSession, Room } from './room.js';
 import type { RoomLeases } from './room-leases.js';
 import {

@@ -13,15 +13,15 @@ import pino from 'pino';
 import { createLogger } from '../../observability/logger.js';
 import { startAdminServer, type AdminServer } from '../../observability/admin-server.js';
 import { LivemuxError } from '../../protocol/errors.js';
-import { untilSignal } from '../../cli/signals.js';
-import { createBackendServer } from '../backend-server.js';
+import { untilSignal } from '../../util/signals.js';
+import { createBackendServer } from '../kit/backend-server.js';
 import { createChatBackend } from './chat-backend.js';
 import { MemoryChatStore } from './memory-store.js';
 import { RedisChatStore } from './redis-store.js';
 import type { RoomBufferBounds } from './room-buffer.js';
 import type { ChatStore } from './store.js';
 import { WordFilterMode } from './word-filter.js';
-import { runIfEntryPoint } from '../process-entry.js';
+import { runIfEntryPoint } from '../kit/process-entry.js';
 
 const DEFAULT_HOST = '127.0.0.1';
 const DEFAULT_PORT = 7102;

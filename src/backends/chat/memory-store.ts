@@ -1,5 +1,5 @@
 import { performance } from 'node:perf_hooks';
-import { Deque } from './deque.js';
+import { Deque } from '../../util/deque.js';
 import { MemberIndex } from './member-index.js';
 import {
   checkAttributeChanges,

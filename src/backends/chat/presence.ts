@@ -17,7 +17,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type pino from 'pino';
-import type { ProxyStreamContext } from '../backend-server.js';
+import type { ProxyStreamContext } from '../kit/backend-server.js';
 import type { ChatStore } from './store.js';
 
 /** One presence ID, started in the store once (again after a failed start). */

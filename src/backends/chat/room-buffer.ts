@@ -17,7 +17,7 @@
  * bound's worth.
  */
 import { Priority } from '../../protocol/constants.js';
-import { Deque } from './deque.js';
+import { Deque } from '../../util/deque.js';
 
 /** The most messages that may wait in one room, per priority. */
 export interface RoomBufferBounds {

@@ -5,9 +5,9 @@
  * calls never reorder its messages.
  */
 import type { Priority } from '../../protocol/constants.js';
-import { TokenBucket } from '../../proxy/token-bucket.js';
-import type { ProxyStreamContext } from '../backend-server.js';
-import type { SessionOpenInfo } from '../types.js';
+import { TokenBucket } from '../../util/token-bucket.js';
+import type { ProxyStreamContext } from '../kit/backend-server.js';
+import type { SessionOpenInfo } from '../../contract/backend-contract.js';
 import type { PendingSend } from './chat-engine.js';
 import { RoomBuffer, type RoomBufferBounds } from './room-buffer.js';
 import { RoomRateLimiter } from './room-rate-limiter.js';

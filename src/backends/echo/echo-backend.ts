@@ -14,8 +14,8 @@
  */
 import type { Priority } from '../../protocol/constants.js';
 import { Code } from '../../protocol/codes.js';
-import type { BackendHandlers, ProxyStreamContext } from '../backend-server.js';
-import type { SessionOpenInfo } from '../types.js';
+import type { BackendHandlers, ProxyStreamContext } from '../kit/backend-server.js';
+import type { SessionOpenInfo } from '../../contract/backend-contract.js';
 
 const SLASH = 0x2f; // '/'
 

@@ -8,10 +8,10 @@ import { parseArgs } from 'node:util';
 import pino from 'pino';
 import { createLogger } from '../../observability/logger.js';
 import { LivemuxError } from '../../protocol/errors.js';
-import { createBackendServer } from '../backend-server.js';
-import { untilSignal } from '../../cli/signals.js';
+import { createBackendServer } from '../kit/backend-server.js';
+import { untilSignal } from '../../util/signals.js';
 import { createEchoHandlers } from './echo-backend.js';
-import { runIfEntryPoint } from '../process-entry.js';
+import { runIfEntryPoint } from '../kit/process-entry.js';
 
 const DEFAULT_HOST = '127.0.0.1';
 const DEFAULT_PORT = 7101;

@@ -20,10 +20,10 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import pino from 'pino';
-import type { Priority } from '../protocol/constants.js';
-import { DrainWaiters } from './drain-waiters.js';
-import { TickBatcher } from './batcher.js';
-import { backoffDelay, DEFAULT_BACKOFF, type BackoffOptions } from './backoff.js';
+import type { Priority } from '../../protocol/constants.js';
+import { DrainWaiters } from '../../util/drain-waiters.js';
+import { TickBatcher } from '../../util/tick-batcher.js';
+import { Backoff } from '../../util/backoff.js';
 import { dispatchCommand, STALE_SESSION } from './command-dispatch.js';
 import {
   ATTACH_METHOD,
@@ -33,16 +33,28 @@ import {
   type ProxyBatch,
   type ProxyEvent,
   type ProxyHello,
-} from './contract.js';
-import { LinkState, type BackendCommandSink, type BackendLink, type SessionOpenInfo } from './types.js';
+  type SessionOpenInfo,
+} from '../../contract/backend-contract.js';
+import { LinkState, type BackendCommandSink, type BackendLink } from './link.js';
 
 /** Options of a GrpcBackendLink. */
+/** Reconnect delays of a backend link, in ms. */
+export interface LinkBackoffOptions {
+  /** Base delay of the first retry. */
+  initialMs: number;
+  /** Cap of the exponential growth. */
+  maxMs: number;
+}
+
+/** Defaults for a proxy→backend link: peers share a data centre, so start fast and cap low. */
+export const LINK_BACKOFF: Readonly<LinkBackoffOptions> = Object.freeze({ initialMs: 200, maxMs: 5_000 });
+
 export interface GrpcBackendLinkOptions {
   /** Sent in ProxyHello: unique per proxy process, stable for its lifetime. */
   proxyId: string;
   logger?: pino.Logger;
-  /** Delays between attempts to re-open the stream (defaults: DEFAULT_BACKOFF). */
-  reconnect?: BackoffOptions;
+  /** Delays between attempts to re-open the stream (defaults: LINK_BACKOFF). */
+  reconnect?: LinkBackoffOptions;
   /** Called after every state change, before `sink.linkDown` (so a picker stops routing here first). */
   onStateChange?: (state: LinkState) => void;
   /**
@@ -122,14 +134,14 @@ export class GrpcBackendLink implements BackendLink {
   private readonly drainWaiters: DrainWaiters;
   private call: AttachCall | null = null;
   private helloPending = false;
-  private attempt = 0;
   private readyAt = 0;
   private retryTimer: NodeJS.Timeout | null = null;
 
   private readonly client: grpc.Client;
   private readonly batcher: TickBatcher<ProxyEvent>;
   private readonly hello: ProxyHello;
-  private readonly backoff: BackoffOptions;
+  private readonly backoff: Backoff;
+  private readonly backoffLimits: LinkBackoffOptions;
   private readonly log: pino.Logger;
   private readonly onStateChange: ((state: LinkState) => void) | undefined;
   private readonly retry = (): void => {
@@ -148,7 +160,8 @@ export class GrpcBackendLink implements BackendLink {
   ) {
     this.endpoint = endpoint;
     this.hello = { proxyId: opts.proxyId, contractVersion: BACKEND_CONTRACT_VERSION };
-    this.backoff = opts.reconnect ?? DEFAULT_BACKOFF;
+    this.backoffLimits = opts.reconnect ?? LINK_BACKOFF;
+    this.backoff = new Backoff({ ...this.backoffLimits, jitter: 'equal' });
     this.log = (opts.logger ?? pino({ level: 'silent' })).child({ component: 'backend-link', endpoint });
     this.drainWaiters = new DrainWaiters(this.log, 'backend link');
     this.onStateChange = opts.onStateChange;
@@ -235,8 +248,8 @@ export class GrpcBackendLink implements BackendLink {
       'grpc.use_local_subchannel_pool': 1,
       // grpc-js backs off reconnecting a channel on its own; keep its pace equal to ours so a retry is
       // not refused by a channel still waiting out a longer internal backoff.
-      'grpc.initial_reconnect_backoff_ms': this.backoff.initialMs,
-      'grpc.max_reconnect_backoff_ms': this.backoff.maxMs,
+      'grpc.initial_reconnect_backoff_ms': this.backoffLimits.initialMs,
+      'grpc.max_reconnect_backoff_ms': this.backoffLimits.maxMs,
       'grpc.max_receive_message_length': MAX_GRPC_MESSAGE_BYTES,
       'grpc.max_send_message_length': MAX_GRPC_MESSAGE_BYTES,
     };
@@ -297,14 +310,14 @@ export class GrpcBackendLink implements BackendLink {
         ? 'the backend ended the stream'
         : `stream failed: ${grpc.status[status.code] ?? status.code} (${status.details})`;
     const wasReady = this._state === LinkState.READY;
-    if (this._state === LinkState.DOWN) this.log.debug({ reason, attempt: this.attempt }, 'backend link: retry failed');
+    if (this._state === LinkState.DOWN) this.log.debug({ reason, attempt: this.backoff.attempt }, 'backend link: retry failed');
     else this.transition(LinkState.DOWN, reason);
     this._writable = true;
     this.drainWaiters.release();
     // Only a stream that stayed up a while resets the backoff: an endpoint that accepts and at once
     // drops the stream must not be retried at the initial pace forever.
-    if (wasReady && Date.now() - this.readyAt >= this.backoff.maxMs) this.attempt = 0;
-    const delay = backoffDelay(this.attempt++, this.backoff);
+    if (wasReady && Date.now() - this.readyAt >= this.backoffLimits.maxMs) this.backoff.reset();
+    const delay = this.backoff.next();
     this.retryTimer = setTimeout(this.retry, delay);
     // Retrying alone is no reason to keep the process alive; the proxy's servers are.
     this.retryTimer.unref();

@@ -10,7 +10,22 @@ import * as protoLoader from '@grpc/proto-loader';
 import type * as grpc from '@grpc/grpc-js';
 import type { Priority } from '../protocol/constants.js';
 import { protoPath } from '../paths.js';
-import type { SessionOpenInfo } from './types.js';
+
+/** What a backend learns when a session is bound to it (the `SessionOpened` event). */
+export interface SessionOpenInfo {
+  userId: string;
+  business: string;
+  metadata: Readonly<Record<string, string>>;
+  clientAddress: string;
+  connectionId: string;
+  clientSessionId: number;
+  reattach: boolean;
+  /**
+   * String-valued claims of the verified token other than the registered ones (e.g. a `role`), so a
+   * backend can authorise without seeing the token.
+   */
+  claims: Readonly<Record<string, string>>;
+}
 
 /** Value of `ProxyHello.contract_version` this implementation speaks. */
 export const BACKEND_CONTRACT_VERSION = 1;

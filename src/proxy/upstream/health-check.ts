@@ -10,9 +10,9 @@
  */
 import net from 'node:net';
 import * as grpc from '@grpc/grpc-js';
-import { parseHostPort } from '../config/load-yaml.js';
-import { LivemuxError } from '../protocol/errors.js';
-import { HealthService, ServingStatus } from './health.js';
+import { parseHostPort } from '../../config/load-yaml.js';
+import { LivemuxError } from '../../protocol/errors.js';
+import { type HealthCheckRequest, type HealthCheckResponse, HealthService, ServingStatus } from '../../contract/health.js';
 
 /** Outcome of one check, as counted in `livemux_health_checks_total{result}`. */
 export type HealthCheckResult = 'ok' | 'fail' | 'timeout';
@@ -40,13 +40,6 @@ export interface HealthProbe {
 /** The probe matching a pool's protocol. */
 export function createHealthProbe(address: string, protocol: 'grpc' | 'tcp'): HealthProbe {
   return protocol === 'grpc' ? new GrpcHealthProbe(address) : new TcpConnectProbe(address);
-}
-
-interface HealthCheckRequest {
-  service: string;
-}
-interface HealthCheckResponse {
-  status: number;
 }
 
 const CHECK_METHOD = HealthService['Check'] as grpc.MethodDefinition<HealthCheckRequest, HealthCheckResponse>;

@@ -1,33 +1,10 @@
 /**
- * The standard gRPC health service (`grpc.health.v1.Health`, proto/grpc/health/v1/health.proto) for
- * backends built with backend-server.ts. Check is implemented; Watch answers UNIMPLEMENTED, which the
- * health-checking spec allows and which every common prober (grpc_health_probe, Kubernetes) tolerates.
+ * The backend kit's `grpc.health.v1.Health` implementation. Check is implemented; Watch answers
+ * UNIMPLEMENTED, which the health-checking spec allows and which every common prober
+ * (grpc_health_probe, Kubernetes) tolerates.
  */
 import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
-import { protoPath } from '../paths.js';
-import { PROTO_LOADER_OPTIONS } from './contract.js';
-
-/** `HealthCheckResponse.ServingStatus`. */
-export const ServingStatus = {
-  UNKNOWN: 0,
-  SERVING: 1,
-  NOT_SERVING: 2,
-  SERVICE_UNKNOWN: 3,
-} as const;
-export type ServingStatus = (typeof ServingStatus)[keyof typeof ServingStatus];
-
-const packageDefinition = protoLoader.loadSync(protoPath('grpc/health/v1/health.proto'), PROTO_LOADER_OPTIONS);
-
-/** `grpc.health.v1.Health`, for `grpc.Server#addService`. */
-export const HealthService = packageDefinition['grpc.health.v1.Health'] as grpc.ServiceDefinition;
-
-interface HealthCheckRequest {
-  service: string;
-}
-interface HealthCheckResponse {
-  status: ServingStatus;
-}
+import { type HealthCheckRequest, type HealthCheckResponse, ServingStatus } from '../../contract/health.js';
 
 /**
  * Serving status per service name; "" is the server as a whole. Guarantees: Check answers the status

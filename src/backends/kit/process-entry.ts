@@ -1,6 +1,6 @@
 import { realpathSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
-import { LivemuxError } from '../protocol/errors.js';
+import { LivemuxError } from '../../protocol/errors.js';
 
 /**
  * Runs a backend's command when its module is the process entry point (`node dist/.../main.js`), not

@@ -6,7 +6,7 @@
  * A command may only name sessions opened on its own stream; whether such a session still exists on
  * the proxy is then the sink's business.
  */
-import type { BackendCommandSink } from './types.js';
+import type { BackendCommandSink } from './link.js';
 import {
   isPriority,
   type BackendCommand,
@@ -16,7 +16,7 @@ import {
   type Publish,
   type Subscribe,
   type Unsubscribe,
-} from './contract.js';
+} from '../../contract/backend-contract.js';
 
 /**
  * Outcome of one command: null when applied, STALE_SESSION when it names a session not open on this

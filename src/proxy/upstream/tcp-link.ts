@@ -15,12 +15,13 @@
  */
 import net from 'node:net';
 import pino from 'pino';
-import { parseHostPort } from '../config/load-yaml.js';
-import { Code } from '../protocol/codes.js';
-import { Priority } from '../protocol/constants.js';
-import { LivemuxError } from '../protocol/errors.js';
-import { DrainWaiters } from './drain-waiters.js';
-import { LinkState, type BackendCommandSink, type BackendLink, type SessionOpenInfo } from './types.js';
+import { parseHostPort } from '../../config/load-yaml.js';
+import { Code } from '../../protocol/codes.js';
+import { Priority } from '../../protocol/constants.js';
+import { LivemuxError } from '../../protocol/errors.js';
+import { DrainWaiters } from '../../util/drain-waiters.js';
+import { LinkState, type BackendCommandSink, type BackendLink } from './link.js';
+import type { SessionOpenInfo } from '../../contract/backend-contract.js';
 
 /** Options of a TcpPassthroughLink. */
 export interface TcpPassthroughLinkOptions {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Backoff } from '../../src/client/backoff.js';
+import { Backoff } from '../../src/util/backoff.js';
 
 /** Deterministic uniform source (mulberry32), so the distribution test cannot flake. */
 function seededRandom(seed: number): () => number {
@@ -15,7 +15,7 @@ function seededRandom(seed: number): () => number {
 
 const ALMOST_ONE = 1 - Number.EPSILON;
 
-describe('Backoff', () => {
+describe('Backoff with full jitter (SDK reconnects)', () => {
   it('doubles the bound per attempt from initialMs up to maxMs', () => {
     const backoff = new Backoff({ initialMs: 500, maxMs: 30_000, random: () => ALMOST_ONE });
     const delays = Array.from({ length: 9 }, () => backoff.next());
@@ -92,5 +92,20 @@ describe('Backoff', () => {
       expect(count / samples).toBeGreaterThan(0.09);
       expect(count / samples).toBeLessThan(0.11);
     }
+  });
+});
+
+describe('Backoff with equal jitter (backend links)', () => {
+  it('doubles from initialMs up to maxMs, each delay in [d/2, d]', () => {
+    const high = new Backoff({ initialMs: 100, maxMs: 1_000, jitter: 'equal', random: () => 1 });
+    const low = new Backoff({ initialMs: 100, maxMs: 1_000, jitter: 'equal', random: () => 0 });
+    expect(Array.from({ length: 6 }, () => high.next())).toEqual([100, 200, 400, 800, 1_000, 1_000]);
+    expect(Array.from({ length: 6 }, () => low.next())).toEqual([50, 100, 200, 400, 500, 500]);
+  });
+
+  it('stays at maxMs after a long outage (no overflow)', () => {
+    const backoff = new Backoff({ initialMs: 100, maxMs: 1_000, jitter: 'equal', random: () => 1 });
+    for (let i = 0; i < 5_000; i++) backoff.next();
+    expect(backoff.next()).toBe(1_000);
   });
 });

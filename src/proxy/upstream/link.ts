@@ -1,20 +1,5 @@
-import type { Priority } from '../protocol/constants.js';
-
-/** What a backend learns when a session is bound to it (the `SessionOpened` event). */
-export interface SessionOpenInfo {
-  userId: string;
-  business: string;
-  metadata: Readonly<Record<string, string>>;
-  clientAddress: string;
-  connectionId: string;
-  clientSessionId: number;
-  reattach: boolean;
-  /**
-   * String-valued claims of the verified token other than the registered ones (e.g. a `role`), so a
-   * backend can authorise without seeing the token.
-   */
-  claims: Readonly<Record<string, string>>;
-}
+import type { Priority } from '../../protocol/constants.js';
+import type { SessionOpenInfo } from '../../contract/backend-contract.js';
 
 /**
  * The proxy's side of a backend link: where commands received from a backend are delivered.

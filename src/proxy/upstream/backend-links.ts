@@ -1,11 +1,11 @@
 import type { Logger } from 'pino';
-import type { EndpointHealth } from '../backends/endpoint-health.js';
-import { GrpcBackendLink } from '../backends/grpc-link.js';
-import { TcpPassthroughLink } from '../backends/tcp-link.js';
-import { type BackendCommandSink, type BackendLink, LinkState } from '../backends/types.js';
-import type { Metrics } from '../observability/metrics.js';
-import type { EndpointSpec, RouteTable } from '../routing/types.js';
-import type { LinkDirectory } from './context.js';
+import type { EndpointHealth } from './endpoint-health.js';
+import { GrpcBackendLink } from './grpc-link.js';
+import { TcpPassthroughLink } from './tcp-link.js';
+import { type BackendCommandSink, type BackendLink, LinkState } from './link.js';
+import type { Metrics } from '../../observability/metrics.js';
+import type { EndpointSpec, RouteTable } from '../../routing/types.js';
+import type { LinkDirectory } from '../context.js';
 
 /** Upstream connect timeout for tcp endpoints no route configures. */
 const DEFAULT_CONNECT_MS = 3_000;

@@ -5,10 +5,10 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import pino from 'pino';
-import type { Priority } from '../protocol/constants.js';
-import { Code } from '../protocol/codes.js';
-import { TickBatcher } from './batcher.js';
-import { DrainWaiters } from './drain-waiters.js';
+import type { Priority } from '../../protocol/constants.js';
+import { Code } from '../../protocol/codes.js';
+import { TickBatcher } from '../../util/tick-batcher.js';
+import { DrainWaiters } from '../../util/drain-waiters.js';
 import {
   BACKEND_CONTRACT_VERSION,
   MAX_GRPC_MESSAGE_BYTES,
@@ -21,9 +21,10 @@ import {
   type ProxyEventCase,
   type SessionClosed,
   type SessionData,
-} from './contract.js';
-import { HealthService, HealthStatus, ServingStatus } from './health.js';
-import type { SessionOpenInfo } from './types.js';
+} from '../../contract/backend-contract.js';
+import { HealthService, ServingStatus } from '../../contract/health.js';
+import { HealthStatus } from './health-status.js';
+import type { SessionOpenInfo } from '../../contract/backend-contract.js';
 
 /** Counters of one proxy stream. */
 export interface ProxyStreamStats {

@@ -25,7 +25,7 @@
  */
 import CircuitBreaker from 'opossum';
 import type pino from 'pino';
-import type { Metrics } from '../observability/metrics.js';
+import type { Metrics } from '../../observability/metrics.js';
 import { createHealthProbe, HealthCheckError, type HealthCheckResult, type HealthProbe } from './health-check.js';
 
 /** Breaker state names, as in snapshots and `livemux_endpoint_breaker_state{state}`. */
