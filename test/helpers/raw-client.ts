@@ -4,10 +4,10 @@ import { FRAME_TYPE_NAMES, FrameType } from '../../src/protocol/constants.js';
 import { codeName } from '../../src/protocol/codes.js';
 import { FrameDecoder } from '../../src/protocol/decoder.js';
 import { encodeFrame, encodeWindowUpdate } from '../../src/protocol/encoder.js';
-import { decodeGoAway, decodeStatus, decodeWelcome, encodeHello, encodeOpen, encodeStatus } from '../../src/protocol/messages.js';
+import { type Welcome, decodeGoAway, decodeStatus, decodeWelcome, encodeHello, encodeOpen, encodeStatus } from '../../src/protocol/messages.js';
 
 /** HELLO fields a test may set. */
-export type HelloOptions = { sessionWindow?: number; connectionWindow?: number; acceptsBatch?: boolean };
+export type HelloOptions = { sessionWindow?: number; connectionWindow?: number; acceptsBatch?: boolean; acceptsRefresh?: boolean };
 
 /** A decoded frame as a raw test client sees it. */
 export interface RawFrame {
@@ -27,6 +27,12 @@ export class RawClient {
   /** DATA frames received; with `keepData` false they are only counted, for high-volume tests. */
   dataCount = 0;
   keepData = true;
+  /** Called with the payload size of each DATA frame not kept (`keepData` false). */
+  onData: ((bytes: number) => void) | null = null;
+  /** Sees every non-DATA frame first; returning true consumes it (it is neither kept nor awaited). */
+  onFrame: ((frame: RawFrame) => boolean) | null = null;
+  /** The WELCOME of {@link hello}. */
+  welcome: Welcome | null = null;
   readonly closed: Promise<void>;
   private readonly socket: net.Socket;
   private readonly decoder: FrameDecoder;
@@ -39,9 +45,13 @@ export class RawClient {
         onFrame: (type, flags, sessionId, payload) => {
           if (type === FrameType.DATA) {
             this.dataCount++;
-            if (!this.keepData) return;
+            if (!this.keepData) {
+              this.onData?.(payload.length);
+              return;
+            }
           }
           const frame = { type, name: FRAME_TYPE_NAMES[type]!, flags, sessionId, payload: Buffer.from(payload) };
+          if (this.onFrame?.(frame)) return;
           this.frames.push(frame);
           for (const w of [...this.waiters]) {
             if (w.match(frame)) {
@@ -78,20 +88,30 @@ export class RawClient {
     });
   }
 
-  /** Connects and completes HELLO/WELCOME with `token`. */
-  static async handshake(port: number, token: string, hello: HelloOptions = {}): Promise<RawClient> {
-    return (await RawClient.connect(port)).hello(token, hello);
+  /** Connects (from `localAddress` when given) and completes HELLO/WELCOME with `token`. */
+  static async handshake(port: number, token: string, hello: HelloOptions = {}, localAddress?: string): Promise<RawClient> {
+    return (await RawClient.connect(port, '127.0.0.1', localAddress)).hello(token, hello);
   }
 
   /** Sends HELLO and waits for WELCOME. */
   async hello(token: string, hello: HelloOptions = {}): Promise<RawClient> {
     this.send(encodeFrame(FrameType.HELLO, 0, 0, encodeHello({ versions: [1], token, ...hello })));
-    decodeWelcome((await this.next(FrameType.WELCOME)).payload);
+    this.welcome = decodeWelcome((await this.next(FrameType.WELCOME)).payload);
     return this;
   }
 
   send(bytes: Uint8Array): void {
     this.socket.write(bytes);
+  }
+
+  /** Writes `bytes`; false when the socket's buffer is full (wait for {@link drained}). */
+  write(bytes: Uint8Array): boolean {
+    return this.socket.write(bytes);
+  }
+
+  /** Resolves once the socket's write buffer has drained. */
+  drained(): Promise<void> {
+    return new Promise((resolve) => this.socket.once('drain', () => resolve()));
   }
 
   open(sessionId: number, business = 'echo', metadata: Record<string, string> = {}): void {
