@@ -212,6 +212,9 @@ export class ClientConnection {
       [FrameType.GOAWAY]: { legalIn: ESTABLISHED, handle: (_id, _flags, p) => this.onGoAway(p) },
       [FrameType.WINDOW_UPDATE]: { legalIn: ESTABLISHED, handle: (id, _flags, p) => this.onWindowUpdate(id, p) },
       [FrameType.ERROR]: { legalIn: ALWAYS, handle: (_id, _flags, p) => this.onError(p) },
+      // This client does not set HELLO accepts_refresh, so a server never sends AUTH_STATE to it.
+      [FrameType.REFRESH]: { legalIn: NEVER, handle: () => {} },
+      [FrameType.AUTH_STATE]: { legalIn: NEVER, handle: () => {} },
     };
 
     const hello = params.hello;

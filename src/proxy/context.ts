@@ -5,6 +5,8 @@ import type { Metrics } from '../observability/metrics.js';
 import type { RouteTable } from '../routing/types.js';
 import type { SessionRegistry } from '../session/registry.js';
 import type { TokenVerifier } from './auth.js';
+import type { ConnectionGate } from './connection-gate.js';
+import type { UserLimiter } from './user-limits.js';
 
 /** Backend links by endpoint address; one long stream per endpoint. */
 export interface LinkDirectory {
@@ -25,6 +27,10 @@ export interface ProxyContext {
   readonly registry: SessionRegistry;
   readonly metrics: Metrics;
   readonly logger: Logger;
+  /** Connection limits: global, per address, per user, handshakes. */
+  readonly gate: ConnectionGate;
+  /** Per-user limits across the user's connections (and across proxies, through Redis, when configured). */
+  readonly users: UserLimiter;
   /** Called once when a connection has fully closed. */
   connectionClosed(conn: { readonly id: string }): void;
 }

@@ -189,6 +189,9 @@ export class GrpcBackendLink implements BackendLink {
     return this._state;
   }
 
+  messageCounts(): { out: number; in: number } {
+    return { out: this.stats.eventsSent, in: this.stats.commandsReceived };
+  }
 
   /** A session is writable while what it has queued for the stream is under SESSION_QUEUE_BYTES. */
   isWritable(session: number): boolean {

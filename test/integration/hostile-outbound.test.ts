@@ -1,0 +1,96 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { FrameType, Priority } from '../../src/protocol/constants.js';
+import { encodeFrame } from '../../src/protocol/encoder.js';
+import { Canary, MiB, flood, memoryOf, repeatFrame, resetPeak } from '../helpers/hostile.js';
+import { metricValue } from '../helpers/metrics.js';
+import { RawClient } from '../helpers/raw-client.js';
+import { type EchoStack, startEchoStack } from '../helpers/processes.js';
+
+/**
+ * Issue 8, rows 1 and 2: a logged-in client that never reads and makes the proxy answer it. Every reply
+ * counts against the connection's bound and the frames that earn one are rate-limited, so the attacker
+ * is closed with CONTROL_FLOOD after a few dozen frames; before, every PONG and RESET was queued
+ * without bound (4 GB heap, a dead process). The proxy runs with its default limits.
+ */
+
+/** Stated bound of the proxy's RSS during any attack here (it idles at ~85 MiB). */
+const RSS_BOUND = 200 * MiB;
+/** Stated bound of one canary round trip during an attack. */
+const CANARY_BOUND_MS = 2_000;
+/** What each attacker may send at most: far past the point where it must have been closed. */
+const ATTACK_BYTES = 32 * MiB;
+
+let stack: EchoStack;
+let pid: number;
+
+beforeAll(async () => {
+  stack = await startEchoStack();
+  pid = stack.proxy.child.pid!;
+});
+
+afterAll(() => stack?.stop());
+
+/** Runs `attack` with a canary beside it; asserts the canary was served and the proxy stayed small and alive. */
+async function withCanary(attack: () => Promise<void>): Promise<void> {
+  resetPeak(pid);
+  const canary = await Canary.start(stack.proxy.port, stack.token, { boundMs: CANARY_BOUND_MS });
+  await attack();
+  const report = await canary.stop();
+  expect(report.failures).toEqual([]);
+  expect(report.answered).toBeGreaterThan(0);
+  expect(memoryOf(pid).peak).toBeLessThan(RSS_BOUND);
+  expect(stack.proxy.child.exitCode).toBeNull();
+}
+
+describe('a client that never reads cannot make the proxy hold its replies', () => {
+  it('row 1: empty PINGs → ERROR CONTROL_FLOOD', async () => {
+    await withCanary(async () => {
+      const attacker = await RawClient.handshake(stack.proxy.port, stack.token);
+      attacker.pause();
+      const sent = await flood(attacker, repeatFrame(encodeFrame(FrameType.PING, 0, 0), MiB), ATTACK_BYTES);
+      expect(sent).toBeLessThan(ATTACK_BYTES);
+      attacker.resume();
+      expect(await attacker.errorCode(10_000)).toBe('CONTROL_FLOOD');
+    });
+  }, 90_000);
+
+  it('row 2: empty DATA to a session never opened → ERROR CONTROL_FLOOD', async () => {
+    await withCanary(async () => {
+      const attacker = await RawClient.handshake(stack.proxy.port, stack.token);
+      attacker.pause();
+      const sent = await flood(attacker, repeatFrame(encodeFrame(FrameType.DATA, Priority.HIGH, 7), MiB), ATTACK_BYTES);
+      expect(sent).toBeLessThan(ATTACK_BYTES);
+      attacker.resume();
+      expect(await attacker.errorCode(10_000)).toBe('CONTROL_FLOOD');
+    });
+  }, 90_000);
+
+  it('DATA and CLOSE on a closed session earn RESETs from the same budget → ERROR CONTROL_FLOOD', async () => {
+    await withCanary(async () => {
+      const attacker = await RawClient.handshake(stack.proxy.port, stack.token);
+      attacker.open(1);
+      await attacker.next(FrameType.OPEN_OK, 1);
+      attacker.close(1);
+      await attacker.next(FrameType.CLOSE, 1);
+      attacker.pause();
+      const unit = Buffer.concat([encodeFrame(FrameType.DATA, Priority.HIGH, 1), encodeFrame(FrameType.CLOSE, 0, 1)]);
+      await flood(attacker, repeatFrame(unit, MiB), ATTACK_BYTES);
+      attacker.resume();
+      expect(await attacker.errorCode(10_000)).toBe('CONTROL_FLOOD');
+    });
+  }, 90_000);
+
+  it('a few PINGs and stray frames within the rate are answered as always', async () => {
+    const c = await RawClient.handshake(stack.proxy.port, stack.token);
+    for (let i = 0; i < 10; i++) c.send(encodeFrame(FrameType.PING, 0, 0, Buffer.from(`p${i}`)));
+    for (let i = 0; i < 10; i++) expect((await c.next(FrameType.PONG)).payload.toString()).toBe(`p${i}`);
+    c.data(99, 'stray');
+    expect(RawClient.codeOf(await c.next(FrameType.RESET, 99))).toBe('UNKNOWN_SESSION');
+    c.destroy();
+  });
+
+  it('every flood was counted by the limit it hit', async () => {
+    expect(await metricValue(stack.proxy.adminPort, 'livemux_limit_hits_total', 'limit="limits.reply_rate"')).toBeGreaterThanOrEqual(3);
+    expect(await metricValue(stack.proxy.adminPort, 'livemux_connections_closed_total', 'code="CONTROL_FLOOD"')).toBeGreaterThanOrEqual(3);
+  });
+});
