@@ -63,6 +63,8 @@ const TRANSITIONS: Record<ConnState, readonly ConnState[]> = {
  * closing its end ends it at once. The socket counts against the connection limits meanwhile.
  */
 const LINGER_MS = 10_000;
+/** The same for a connection closed before WELCOME: its ERROR is all it gets, and it gets it at once. */
+const UNWELCOMED_LINGER_MS = 1_000;
 /** REFRESH frames: a burst of this many, then one per REFRESH_INTERVAL_S seconds; one more → RATE_LIMITED. */
 const REFRESH_BURST = 3;
 const REFRESH_INTERVAL_S = 20;
@@ -330,7 +332,8 @@ export class Connection implements FrameSink, SessionHost, HandshakingConnection
       const business = this.admission.businessLabel(open.business);
       m.sessionsOpened.inc({ business, result: codeName(code) });
       if (limit) m.limitHits.inc({ limit });
-      this.log.info({ session: sessionId, business, code: codeName(code), reason }, 'session refused');
+      // A limit's refusals come at the rate the client sends: counted above, not one log line each.
+      this.log[limit ? 'debug' : 'info']({ session: sessionId, business, code: codeName(code), reason }, 'session refused');
       this.sendStatus(FrameType.OPEN_FAIL, sessionId, code, reason, retryAfterMs);
       return;
     }
@@ -614,7 +617,14 @@ export class Connection implements FrameSink, SessionHost, HandshakingConnection
   private linger(): void {
     if (this.lingering) return;
     this.lingering = true;
-    const timer = setTimeout(() => this.socket.destroy(), LINGER_MS).unref();
+    let ms = LINGER_MS;
+    if (!this.userCounted) {
+      // Never WELCOMEd: nobody's data is in flight, only our ERROR, which leaves at once. Reading on
+      // what such a peer sends (a 1 MiB payload behind a refused header) would only cost us.
+      this.socket.pause();
+      ms = UNWELCOMED_LINGER_MS;
+    }
+    const timer = setTimeout(() => this.socket.destroy(), ms).unref();
     this.socket.once('close', () => clearTimeout(timer));
   }
 
