@@ -488,7 +488,7 @@ export class Connection implements FrameSink, SessionHost, HandshakingConnection
       // The peer is closing anyway; an unreadable reason changes nothing.
     }
     this.log.info({ code: codeName(status.code), reason: status.reason.slice(0, 200) }, 'client sent ERROR');
-    this.out.abort(EMPTY);
+    this.out.abort();
     this.linger();
     this.teardown(status.code, `client error: ${status.reason}`);
   }

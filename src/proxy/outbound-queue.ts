@@ -185,16 +185,18 @@ export class OutboundQueue {
   }
 
   /**
-   * Forgets every frame not yet written, writes `last` (the connection's ERROR) at once and ends the
-   * socket: what the socket already took is ahead of it, nothing else. The queue takes no more frames.
+   * Forgets every frame not yet written, writes `last` (the connection's ERROR, if any) at once and ends
+   * the socket: what the socket already took is ahead of it, nothing else. The queue takes no more frames.
    */
-  abort(last: Buffer): void {
+  abort(last?: Buffer): void {
     this.ended = true;
     for (const lane of this.lanes) lane.clear();
     this.queuedBytes = 0;
     this.controlBytes = 0;
+    if (this.socket.destroyed) return;
+    if (!last) return void this.socket.end();
     this.stats.countOut(last[2]!, last.length);
-    if (!this.socket.destroyed) this.socket.end(last);
+    this.socket.end(last);
   }
 
   /** Writes queued frames while the socket accepts them. Called by the scheduler. */

@@ -27,6 +27,7 @@ export const MiB = 1024 * 1024;
 export interface CanaryReport {
   answered: number;
   maxMs: number;
+  p50Ms: number;
   p99Ms: number;
   /** Round trips not answered within the canary's bound, or a connection lost. */
   failures: string[];
@@ -99,6 +100,7 @@ export class Canary {
     return {
       answered: sorted.length,
       maxMs: sorted.at(-1) ?? NaN,
+      p50Ms: sorted[Math.floor(sorted.length / 2)] ?? NaN,
       p99Ms: sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * 0.99))] ?? NaN,
       failures: this.failures,
     };

@@ -11,8 +11,13 @@ import { type EchoStack, startEchoStack, testToken } from '../helpers/processes.
 
 const RSS_BOUND = 300 * MiB;
 const ATTACK_MS = 5_000;
-/** Stated bounds for the canary while the fillers run (the bench checks p99 < 100 ms when quiet). */
-const CANARY_P99_MS = 500;
+/**
+ * Stated bounds for the canary while the fillers run. The median carries the test: a busy machine
+ * stretches the tail of both versions, while queueing behind the fillers' backlog (600-900 ms before)
+ * shows in every round trip. The bench checks p99 < 100 ms on a quiet machine.
+ */
+const CANARY_P50_MS = 300;
+const CANARY_P99_MS = 1_000;
 const CANARY_MAX_MS = 2_000;
 
 let stack: EchoStack;
@@ -33,6 +38,7 @@ it('row 8: 50 connections filling their windows with echo traffic; a light clien
   const carried = fillers.reduce((sum, f) => sum + f.received, 0);
   for (const f of fillers) f.stop();
   expect(report.failures).toEqual([]);
+  expect(report.p50Ms).toBeLessThan(CANARY_P50_MS);
   expect(report.p99Ms).toBeLessThan(CANARY_P99_MS);
   // The fillers were really moving data meanwhile, not stuck.
   expect(carried).toBeGreaterThan(50 * MiB);
