@@ -267,6 +267,8 @@ export class Connection implements FrameSink, SessionHost, HandshakingConnection
     this.userId = userId;
     this.claims = identity.claims;
     this.tokenDeadline = identity.deadline;
+    // The idle clock starts at WELCOME, as the client sees it, not at accept.
+    this.lastActivity = Date.now();
     this.log = this.log.child({ user: userId });
     this.admission = new SessionAdmission(this.ctx, { userId, connectionId: this.id, clientAddress: this.clientAddress });
     this.sendCredit = new SendCredit(hello.connectionWindow || Defaults.connectionWindow);

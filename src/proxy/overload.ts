@@ -7,8 +7,8 @@ import type { ProxyConfig } from '../config/proxy-config.js';
  * Overload protection in the spirit of Envoy's overload manager: resource monitors (memory, event-loop
  * lag) read on a fixed interval, and actions that switch on at thresholds.
  *
- *   NORMAL ──memory ≥ stop_accepting_at or lag ≥ max_event_loop_lag_ms──▶ REFUSING
- *   REFUSING ──memory ≥ shed_at, or lag ≥ 2 × max_event_loop_lag_ms at two checks in a row──▶ SHEDDING
+ *   NORMAL ──memory ≥ stop_accepting_at, or lag ≥ max_event_loop_lag_ms at two checks in a row──▶ REFUSING
+ *   REFUSING ──memory ≥ shed_at, or lag ≥ 2 × max_event_loop_lag_ms at three checks in a row──▶ SHEDDING
  *   any ──every reading under its thresholds──▶ the state those readings call for
  *
  * REFUSING: new connections get ERROR OVERLOADED and /readyz answers 503, so a load balancer sends
@@ -45,6 +45,7 @@ export class OverloadMonitor {
   private current: OverloadState = OverloadState.NORMAL;
   private timer: NodeJS.Timeout | null = null;
   private lagStreak = 0;
+  private severeLagStreak = 0;
   private readonly histogram: IntervalHistogram;
   private readonly memoryLimit: number;
 
@@ -82,12 +83,15 @@ export class OverloadMonitor {
   check(): void {
     const reading = this.read ? this.read() : this.sample();
     const { stopAcceptingAt, shedAt, maxEventLoopLagMs } = this.settings;
-    const lagOver = maxEventLoopLagMs > 0 && reading.lagMs >= maxEventLoopLagMs;
-    this.lagStreak = maxEventLoopLagMs > 0 && reading.lagMs >= 2 * maxEventLoopLagMs ? this.lagStreak + 1 : 0;
+    // Lag counts when it lasts: one long GC pause, or the machine lending the CPU elsewhere for a
+    // moment, is not overload.
+    const watched = maxEventLoopLagMs > 0;
+    this.lagStreak = watched && reading.lagMs >= maxEventLoopLagMs ? this.lagStreak + 1 : 0;
+    this.severeLagStreak = watched && reading.lagMs >= 2 * maxEventLoopLagMs ? this.severeLagStreak + 1 : 0;
     const next =
-      reading.memory >= shedAt || this.lagStreak >= 2
+      reading.memory >= shedAt || this.severeLagStreak >= 3
         ? OverloadState.SHEDDING
-        : reading.memory >= stopAcceptingAt || lagOver
+        : reading.memory >= stopAcceptingAt || this.lagStreak >= 2
           ? OverloadState.REFUSING
           : OverloadState.NORMAL;
     this.hooks.checked?.(reading);

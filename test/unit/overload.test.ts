@@ -36,9 +36,11 @@ describe('OverloadMonitor', () => {
     expect(t.changes).toEqual([1, 2, 0]);
   });
 
-  it('refuses at once on lag, but sheds only when twice the lag lasts two checks (one GC pause is not overload)', () => {
+  it('counts lag that lasts: refuses after two checks over it, sheds after three at twice it (one GC pause is not overload)', () => {
     const t = monitor();
     t.set({ lagMs: 150 });
+    expect(t.m.state).toBe(OverloadState.NORMAL);
+    t.set({ lagMs: 250 });
     expect(t.m.state).toBe(OverloadState.REFUSING);
     t.set({ lagMs: 250 });
     expect(t.m.state).toBe(OverloadState.REFUSING);
