@@ -72,6 +72,10 @@ async function startLivemux(limits: Record<string, number>): Promise<Livemux> {
     routes: './routes.yaml',
     log: { level: 'info' },
     limits,
+    // The load generators are one user (the bench token) on one address: the limits a public listener
+    // needs against many connections and OPENs of one user would refuse them.
+    connections: { max: 1_000_000, max_per_address: 1_000_000, max_per_user: 1_000_000 },
+    users: { open_rate: 1_000_000, open_burst: 1_000_000 },
   }));
   const proxy = await start(BIN, ['start', '--config', join(dir, 'livemux.yaml')], (l) => l.msg === 'livemux listening');
   await sleep(500); // let the proxy's backend stream come up
