@@ -15,6 +15,9 @@ Usage:
                        [--buffer-system N] [--buffer-high N] [--buffer-low N]
                        [--words a,b] [--word-mode reject|mask] [--admin-host H] [--admin-port P] [--log-level L]
                                               run the Chat backend (docs/chat.md); rooms in memory unless --redis
+  livemux push-backend [--config push.yaml] [--host H] [--port P] [--http-host H] [--http-port P|off]
+                       [--redis URL] [--admin-host H] [--admin-port P] [--node-id ID] [--log-level L]
+                                              run the Push backend and its HTTP API (docs/push.md)
   livemux client [--host H] [--port P] [--token T] [--business B] [--meta k=v ...] [--tls] [--insecure]
                                               open a session; stdin lines out, received DATA in
   livemux token --sub USER [--ttl SECONDS]    mint an HS256 token (secret from LIVEMUX_JWT_SECRET)
@@ -29,6 +32,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   start: async () => (await import('./start-command.js')).runStartCommand,
   'echo-backend': async () => (await import('../backends/echo/main.js')).runEchoBackend,
   'chat-backend': async () => (await import('../backends/chat/main.js')).runChatBackend,
+  'push-backend': async () => (await import('../backends/push/main.js')).runPushBackend,
   client: async () => (await import('../client/cli.js')).runClientCommand,
   token: async () => runTokenCommand,
   check: async () => (await import('./check-command.js')).runCheckCommand,

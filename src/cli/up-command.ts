@@ -15,6 +15,7 @@ import { untilSignal } from '../util/signals.js';
 const REFERENCE_BACKENDS: Record<string, string> = {
   echo: 'echo-backend',
   chat: 'chat-backend',
+  push: 'push-backend',
 };
 
 const LOOPBACK = /^(127\.\d+\.\d+\.\d+|localhost|\[::1\])$/;
@@ -33,6 +34,9 @@ export async function runUpCommand(argv: string[]): Promise<number> {
   const config = loadProxyConfig(configFile, { ...process.env, LIVEMUX_JWT_SECRET: secret });
   const routes = loadRoutesConfig(config.routesFile);
 
+  // The Push backend's HTTP API takes this key (docs/push.md); like the token, it dies with the process.
+  const pushApiKey = process.env.LIVEMUX_PUSH_API_KEY ?? `dev-${randomBytes(24).toString('base64url')}`;
+  let pushApi = '';
   const children: ChildProcess[] = [];
   const stopChildren = (): void => {
     for (const c of children) c.kill('SIGTERM');
@@ -45,7 +49,11 @@ export async function runUpCommand(argv: string[]): Promise<number> {
       for (const { address } of spec.endpoints) {
         const [host, port] = splitAddress(address);
         if (!LOOPBACK.test(host)) continue;
-        children.push(await startChild(command, ['--host', host, '--port', port]));
+        // Only the first push node takes the API's well-known port; others pick a free one.
+        const httpArgs = command === 'push-backend' ? ['--http-port', pushApi === '' ? '7180' : '0'] : [];
+        const { child, line } = await startChild(command, ['--host', host, '--port', port, ...httpArgs], { LIVEMUX_PUSH_API_KEY: pushApiKey });
+        children.push(child);
+        if (command === 'push-backend' && pushApi === '') pushApi = `http://127.0.0.1:${String(line.httpPort)}`;
       }
     }
     const server = await ProxyServer.start(config);
@@ -53,6 +61,7 @@ export async function runUpCommand(argv: string[]): Promise<number> {
     const token = await mintToken({ secret, sub: DEV_USER });
     mkdirSync('.livemux', { recursive: true });
     writeFileSync(join('.livemux', 'dev-token'), `${token}\n`, { mode: 0o600 });
+    if (pushApi !== '') writeFileSync(join('.livemux', 'push-api-key'), `${pushApiKey}\n`, { mode: 0o600 });
     const { host, port } = server.address;
     process.stderr.write(
       [
@@ -61,9 +70,22 @@ export async function runUpCommand(argv: string[]): Promise<number> {
           (server.adminPort ? `, metrics at http://${config.admin!.host}:${server.adminPort}/metrics` : ''),
         `dev token for user "${DEV_USER}" (also in .livemux/dev-token):`,
         `  ${token}`,
+        ...(pushApi === ''
+          ? []
+          : [
+              `push API at ${pushApi}, dev API key (also in .livemux/push-api-key):`,
+              `  ${pushApiKey}`,
+            ]),
         'try, in another terminal:',
         '  node examples/two-sessions.mjs',
         `  npx livemux client --port ${port} --business echo`,
+        ...(pushApi === ''
+          ? []
+          : [
+              '  node examples/push-device.mjs            # a device; then, in a third terminal:',
+              `  curl -X POST ${pushApi}/v1/push -H "Authorization: Bearer $(cat .livemux/push-api-key)" \\`,
+              `       -H 'content-type: application/json' -d '{"to":{"users":["${DEV_USER}"]},"data":"hello"}'`,
+            ]),
         'Ctrl-C drains and stops.',
         '',
       ].join('\n'),
@@ -81,9 +103,12 @@ function splitAddress(address: string): [string, string] {
   return [address.slice(0, i), address.slice(i + 1)];
 }
 
-/** Forks `livemux <command>` and resolves once it reports it is listening. */
-function startChild(command: string, args: string[]): Promise<ChildProcess> {
-  const child = fork(join(PACKAGE_ROOT, 'bin', 'livemux.js'), [command, ...args], { stdio: ['ignore', 'pipe', 'inherit', 'ipc'] });
+/** Forks `livemux <command>` and resolves once it reports it is listening, with that JSON line. */
+function startChild(command: string, args: string[], env: NodeJS.ProcessEnv): Promise<{ child: ChildProcess; line: Record<string, unknown> }> {
+  const child = fork(join(PACKAGE_ROOT, 'bin', 'livemux.js'), [command, ...args], {
+    stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
+    env: { ...process.env, ...env },
+  });
   return new Promise((resolve, reject) => {
     const lines = createInterface({ input: child.stdout! });
     const onExit = (code: number | null): void => reject(new Error(`${command} exited (${code}) before listening`));
@@ -93,7 +118,7 @@ function startChild(command: string, args: string[]): Promise<ChildProcess> {
       process.stdout.write(`${line}\n`);
       if (!line.includes('"listening"')) return;
       child.off('exit', onExit);
-      resolve(child);
+      resolve({ child, line: JSON.parse(line) as Record<string, unknown> });
     });
   });
 }
