@@ -95,7 +95,7 @@ export class MemoryPushStore implements PushStore {
     this.check();
     let counted = 0;
     for (const { id, device } of entries) {
-      const stored = this.live(id);
+      const stored = this.targeting(id, device);
       if (stored === undefined || stored.acked.has(device)) continue;
       stored.acked.add(device);
       counted++;
@@ -105,7 +105,7 @@ export class MemoryPushStore implements PushStore {
 
   async markReplaced(ids: readonly string[], device: string): Promise<void> {
     this.check();
-    for (const id of ids) this.live(id)?.replaced.add(device);
+    for (const id of ids) this.targeting(id, device)?.replaced.add(device);
   }
 
   async touchDevice(device: string, nowMs: number): Promise<Map<string, number>> {
@@ -217,6 +217,14 @@ export class MemoryPushStore implements PushStore {
       return undefined;
     }
     return stored;
+  }
+
+  /** The topic push `id` if `device` was subscribed to its topic when it was sent (it was sent to it). */
+  private targeting(id: string, device: string): StoredPush | undefined {
+    const stored = this.live(id);
+    if (stored === undefined || stored.record.topic === '') return undefined;
+    const since = this.devices.get(device)?.topics.get(stored.record.topic);
+    return since !== undefined && since <= stored.record.sentAtMs ? stored : undefined;
   }
 
   private subscribersOf(topic: string): Set<string> {

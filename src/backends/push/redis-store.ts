@@ -27,19 +27,20 @@ return {'pending'}
 `);
 
 /**
- * Counts a device's acknowledgement once, for a push that exists; the set of devices lives as long as
- * the record. KEYS[1] record, KEYS[2] acked devices; ARGV[1] device. Returns 1 when new.
+ * Counts a device's acknowledgement (or, into the replaced set, a replaced copy) once, for a topic push
+ * that exists and that the device was subscribed to when it was sent (a device cannot count for pushes
+ * it was never sent); the set lives as long as the record. KEYS[1] record, KEYS[2] the set; ARGV[1]
+ * device, ARGV[2] key prefix. Returns 1 when new.
  */
-const ACK = new RedisScript(`
-local forget = redis.call('HGET', KEYS[1], 'f')
-if not forget then return 0 end
+const COUNT_DEVICE = new RedisScript(`
+local f = redis.call('HMGET', KEYS[1], 'f', 't', 's')
+if not f[1] or f[2] == '' then return 0 end
+local since = redis.call('ZSCORE', ARGV[2] .. 's:' .. f[2], ARGV[1])
+if not since or tonumber(since) > tonumber(f[3]) then return 0 end
 local added = redis.call('SADD', KEYS[2], ARGV[1])
-if added == 1 then redis.call('PEXPIREAT', KEYS[2], forget) end
+if added == 1 then redis.call('PEXPIREAT', KEYS[2], f[1]) end
 return added
 `);
-
-/** As ACK, into the replaced set. KEYS[1] record, KEYS[2] replaced devices; ARGV[1] device. */
-const REPLACE = new RedisScript(ACK.lua);
 
 /**
  * Marks a device seen at ARGV[2] (first time, or after it lapsed: a fresh device in ALL_TOPIC), forgets
@@ -138,7 +139,7 @@ const MAX_LOG_AGE_MS = 28 * 24 * 3600_000;
  *
  * | key          | type       | holds |
  * |--------------|------------|-------|
- * | p:{id}       | hash       | r: the record (JSON), e: expiresAtMs, f: when to forget it; PEXPIREAT f |
+ * | p:{id}       | hash       | r: the record (JSON), e: expiresAtMs, f: when to forget it, t: topic, s: sentAtMs; PEXPIREAT f |
  * | c:{id}       | string     | a creation claim, PX the claim TTL |
  * | a:{id}       | set        | devices that acknowledged the push; PEXPIREAT f |
  * | x:{id}       | set        | devices whose copy a newer push of the same collapse key replaced |
@@ -180,7 +181,7 @@ export class RedisPushStore implements PushStore {
     const key = this.pushKey('p', record.id);
     const multi = this.redis
       .multi()
-      .hset(key, 'r', encodeRecord(record), 'e', record.expiresAtMs, 'f', forget)
+      .hset(key, 'r', encodeRecord(record), 'e', record.expiresAtMs, 'f', forget, 't', record.topic, 's', record.sentAtMs)
       .pexpireat(key, forget)
       .del(this.pushKey('c', record.id));
     if (record.audience !== 'users' && record.ttlS > 0) {
@@ -208,13 +209,13 @@ export class RedisPushStore implements PushStore {
 
   async ack(entries: readonly AckEntry[]): Promise<number> {
     this.link.ensureOpen('ack');
-    const replies = await Promise.all(entries.map(({ id, device }) => this.link.run(ACK, [this.pushKey('p', id), this.pushKey('a', id)], [device])));
+    const replies = await Promise.all(entries.map(({ id, device }) => this.link.run(COUNT_DEVICE, [this.pushKey('p', id), this.pushKey('a', id)], [device, this.prefix])));
     return replies.reduce<number>((n, r) => n + Number(r), 0);
   }
 
   async markReplaced(ids: readonly string[], device: string): Promise<void> {
     this.link.ensureOpen('markReplaced');
-    await Promise.all(ids.map((id) => this.link.run(REPLACE, [this.pushKey('p', id), this.pushKey('x', id)], [device])));
+    await Promise.all(ids.map((id) => this.link.run(COUNT_DEVICE, [this.pushKey('p', id), this.pushKey('x', id)], [device, this.prefix])));
   }
 
   async touchDevice(device: string, nowMs: number): Promise<Map<string, number>> {

@@ -68,7 +68,9 @@ export interface AckEntry {
  *   `done` with the record) or `release`s it, or the claim lapses after `claimTtlMs` (its holder died);
  * - a record and its counters live until `expiresAtMs + retentionMs` (as given to `complete`), then are
  *   forgotten;
- * - `ack` counts a device at most once per push, and only for a push that exists;
+ * - `ack` and `markReplaced` count a device at most once per push, and only for a topic push that
+ *   exists and that the device was subscribed to when it was sent (pushes to users are counted by the
+ *   kit's inbox);
  * - a device's topics, with the time each was subscribed, survive its sessions until it unsubscribes or
  *   has not been seen for `deviceRetentionMs`; every device is in ALL_TOPIC since it was first seen;
  * - `backlog` returns the topic pushes with a TTL a device is owed: sent to one of its topics after it
