@@ -1,12 +1,13 @@
 import type { Redis } from 'ioredis';
 import { LivemuxError } from '../../protocol/errors.js';
 import type { Priority } from '../../protocol/constants.js';
-import { RedisLink, RedisScript, type RedisLinkOptions } from '../kit/redis-link.js';
+import { RedisHandle, type RedisConnectionOptions } from '../kit/redis/redis-handle.js';
+import { RedisScript } from '../kit/redis/redis-script.js';
 import { PUSH_STORE_DEFAULTS } from './memory-store.js';
 import { ALL_TOPIC, type AckEntry, type Claim, type PushAudience, type PushRecord, type PushStatus, type PushStore } from './store.js';
 
 /** Where to connect (or the connection to use), how to name keys, and how long devices are kept. */
-export interface RedisPushStoreOptions extends RedisLinkOptions {
+export interface RedisPushStoreOptions extends RedisConnectionOptions {
   /** Prepended to every key (default `livemux:push:`), so several deployments can share one Redis. */
   readonly keyPrefix?: string;
   /** Devices not seen for this long are forgotten with their topics (default 30 days). */
@@ -154,7 +155,7 @@ const MAX_LOG_AGE_MS = 28 * 24 * 3600_000;
  * needs a single Redis (standalone or Sentinel-managed), not Redis Cluster.
  */
 export class RedisPushStore implements PushStore {
-  private readonly link: RedisLink;
+  private readonly link: RedisHandle;
   private readonly redis: Redis;
   private readonly prefix: string;
   private readonly deviceRetentionMs: number;
@@ -164,13 +165,13 @@ export class RedisPushStore implements PushStore {
     this.prefix = options.keyPrefix ?? 'livemux:push:';
     this.deviceRetentionMs = options.deviceRetentionMs ?? PUSH_STORE_DEFAULTS.deviceRetentionMs;
     this.topicLogLength = options.topicLogLength ?? PUSH_STORE_DEFAULTS.topicLogLength;
-    this.link = new RedisLink(options, (method) => new LivemuxError('ERR_STORE_CLOSED', `push store ${method}: store is closed`));
+    this.link = new RedisHandle(options, (method) => new LivemuxError('ERR_STORE_CLOSED', `push store ${method}: store is closed`));
     this.redis = this.link.redis;
   }
 
   async claim(id: string, claimTtlMs: number): Promise<Claim> {
     this.link.ensureOpen('claim');
-    const reply = (await this.link.run(CLAIM, [this.pushKey('p', id), this.pushKey('c', id)], [claimTtlMs])) as [string, string?];
+    const reply = (await this.run(CLAIM, [this.pushKey('p', id), this.pushKey('c', id)], [claimTtlMs])) as [string, string?];
     if (reply[0] === 'done') return { kind: 'done', record: decodeRecord(reply[1]!) };
     return { kind: reply[0] === 'claimed' ? 'claimed' : 'pending' };
   }
@@ -209,18 +210,18 @@ export class RedisPushStore implements PushStore {
 
   async ack(entries: readonly AckEntry[]): Promise<number> {
     this.link.ensureOpen('ack');
-    const replies = await Promise.all(entries.map(({ id, device }) => this.link.run(COUNT_DEVICE, [this.pushKey('p', id), this.pushKey('a', id)], [device, this.prefix])));
+    const replies = await Promise.all(entries.map(({ id, device }) => this.run(COUNT_DEVICE, [this.pushKey('p', id), this.pushKey('a', id)], [device, this.prefix])));
     return replies.reduce<number>((n, r) => n + Number(r), 0);
   }
 
   async markReplaced(ids: readonly string[], device: string): Promise<void> {
     this.link.ensureOpen('markReplaced');
-    await Promise.all(ids.map((id) => this.link.run(COUNT_DEVICE, [this.pushKey('p', id), this.pushKey('x', id)], [device, this.prefix])));
+    await Promise.all(ids.map((id) => this.run(COUNT_DEVICE, [this.pushKey('p', id), this.pushKey('x', id)], [device, this.prefix])));
   }
 
   async touchDevice(device: string, nowMs: number): Promise<Map<string, number>> {
     this.link.ensureOpen('touchDevice');
-    const flat = (await this.link.run(
+    const flat = (await this.run(
       TOUCH,
       [this.deviceKey(device), `${this.prefix}seen`],
       [device, nowMs, this.deviceRetentionMs, this.prefix, ALL_TOPIC],
@@ -233,14 +234,14 @@ export class RedisPushStore implements PushStore {
   async subscribe(device: string, topics: readonly string[], nowMs: number, maxTopics: number): Promise<string[] | null> {
     this.link.ensureOpen('subscribe');
     await this.touchDevice(device, nowMs);
-    const ok = await this.link.run(SUBSCRIBE, [this.deviceKey(device)], [device, nowMs, maxTopics, this.prefix, ...topics]);
+    const ok = await this.run(SUBSCRIBE, [this.deviceKey(device)], [device, nowMs, maxTopics, this.prefix, ...topics]);
     return ok === 1 ? this.topicList(device) : null;
   }
 
   async unsubscribe(device: string, topics: readonly string[]): Promise<string[]> {
     this.link.ensureOpen('unsubscribe');
     const removable = topics.filter((t) => t !== ALL_TOPIC);
-    if (removable.length > 0) await this.link.run(UNSUBSCRIBE, [this.deviceKey(device)], [device, this.prefix, ...removable]);
+    if (removable.length > 0) await this.run(UNSUBSCRIBE, [this.deviceKey(device)], [device, this.prefix, ...removable]);
     return this.topicList(device);
   }
 
@@ -257,7 +258,7 @@ export class RedisPushStore implements PushStore {
     const args: (string | number)[] = [device, nowMs];
     for (const [topic, since] of topics) args.push(topic, since);
     args.push(this.prefix);
-    const records = ((await this.link.run(BACKLOG, [], args)) as string[]).map(decodeRecord);
+    const records = ((await this.run(BACKLOG, [], args)) as string[]).map(decodeRecord);
     return records.sort((a, b) => a.sentAtMs - b.sentAtMs);
   }
 
@@ -285,7 +286,7 @@ export class RedisPushStore implements PushStore {
 
   async onlineCount(topic: string): Promise<number> {
     this.link.ensureOpen('onlineCount');
-    return Number(await this.link.run(ONLINE_COUNT, [`${this.prefix}nodes`], [topic, this.prefix]));
+    return Number(await this.run(ONLINE_COUNT, [`${this.prefix}nodes`], [topic, this.prefix]));
   }
 
   async removeNode(node: string): Promise<void> {
@@ -295,6 +296,10 @@ export class RedisPushStore implements PushStore {
 
   async close(): Promise<void> {
     await this.link.close();
+  }
+
+  private run(script: RedisScript, keys: readonly string[], args: readonly (string | Buffer | number)[]): Promise<unknown> {
+    return this.link.io(script.run(this.redis, keys, args));
   }
 
   private pushKey(part: 'p' | 'c' | 'a' | 'x', id: string): string {
