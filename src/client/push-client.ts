@@ -47,7 +47,8 @@ const AUDIENCES = ['users', 'topic', 'all'] as const;
 
 /**
  * Opens the push session of `client` for one device. Resolves once the session is open (the backlog
- * follows, then `'synced'`). Pushes reach `'push'` listeners when there are any, else async iteration.
+ * follows, then `'synced'`): listeners attached in the same turn as the promise resolves miss nothing.
+ * Pushes reach `'push'` listeners when there are any, else async iteration.
  */
 export async function openPush(client: LivemuxClient, options: PushClientOptions): Promise<PushClient> {
   const session = await client.open('push', { device_id: options.deviceId }, { reopen: true });
@@ -77,7 +78,9 @@ export class PushClient extends EventEmitter<PushClientEvents> implements AsyncI
     private readonly dedupeCapacity: number,
   ) {
     super();
-    session.on('data', (payload) => this.onData(payload));
+    // From the next turn: the app attaches its listeners right after `await openPush(...)`, and must
+    // not miss the backlog or Synced that arrived with OPEN_OK (the session holds them until then).
+    setImmediate(() => session.on('data', (payload) => this.onData(payload)));
     session.on('reopened', () => this.interrupt());
     session.on('close', (code, reason) => {
       this.ended = true;

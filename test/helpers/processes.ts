@@ -182,3 +182,17 @@ export async function startChatBackend(args: string[] = []): Promise<RunningProc
   const port = listening.port as number;
   return Object.assign(p, { port, address: `127.0.0.1:${port}`, adminPort: listening.adminPort as number | undefined });
 }
+
+/**
+ * A Push backend process (`livemux push-backend`) with its gRPC and HTTP API on ephemeral loopback ports;
+ * `args` are extra flags, `env` extra environment (e.g. LIVEMUX_PUSH_API_KEY).
+ */
+export async function startPushBackend(
+  args: string[] = [],
+  env: NodeJS.ProcessEnv = {},
+): Promise<RunningProcess & { port: number; address: string; api: string; adminPort: number | undefined }> {
+  const p = runLivemux(['push-backend', '--host', '127.0.0.1', '--port', '0', '--http-port', '0', ...args], env);
+  const listening = await p.waitFor((l) => l.event === 'listening');
+  const port = listening.port as number;
+  return Object.assign(p, { port, address: `127.0.0.1:${port}`, api: `http://127.0.0.1:${String(listening.httpPort)}`, adminPort: listening.adminPort as number | undefined });
+}

@@ -58,7 +58,7 @@ describe('push API', () => {
   });
 
   it('refuses a missing, malformed or unknown key with 401 before reading the body', async () => {
-    for (const headers of [{}, { authorization: KEY }, { authorization: 'Bearer nope' }, { authorization: 'Basic abc' }]) {
+    for (const headers of [{} as Record<string, string>, { authorization: KEY }, { authorization: 'Bearer nope' }, { authorization: 'Basic abc' }]) {
       const res = await post('{not json', headers);
       expect(res).toMatchObject({ status: 401, body: { code: 'UNAUTHORIZED' } });
       expect(JSON.stringify(res.body)).not.toContain('nope');
