@@ -1,27 +1,4 @@
-import { createHash } from 'node:crypto';
-import type { Redis } from 'ioredis';
-
-/**
- * A Lua script run by EVALSHA, falling back to EVAL (which caches it) the first time a server has not
- * seen it. Unlike ioredis' defineCommand this does not add methods to the connection, so the store can
- * run scripts on a connection it was lent.
- */
-export class RedisScript {
-  readonly sha: string;
-
-  constructor(readonly lua: string) {
-    this.sha = createHash('sha1').update(lua).digest('hex');
-  }
-
-  async run(redis: Redis, keys: readonly string[], args: readonly (string | Buffer | number)[]): Promise<unknown> {
-    try {
-      return await redis.evalsha(this.sha, keys.length, ...keys, ...args);
-    } catch (err) {
-      if (!(err instanceof Error) || !err.message.startsWith('NOSCRIPT')) throw err;
-      return redis.eval(this.lua, keys.length, ...keys, ...args);
-    }
-  }
-}
+import { RedisScript } from '../kit/redis/redis-script.js';
 
 /**
  * Sets `current`: whether the room's lease key (KEYS[1], holding `<token> <holder>`) holds the caller's
