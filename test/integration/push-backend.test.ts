@@ -76,6 +76,7 @@ beforeAll(async () => {
       'api_keys:',
       '  - { name: main, key_env: TEST_PUSH_KEY, rate: 100000 }',
       `  - { name: limited, key: ${LIMITED_KEY}, rate: 1, burst: 3 }`,
+      'online_ack_window_ms: 1000',
     ].join('\n'),
   );
   backend = await startPushBackend(['--config', config, '--admin-port', '0'], { TEST_PUSH_KEY: KEY });
@@ -100,7 +101,7 @@ describe('push backend, one node', () => {
       expect(p!.data.toString()).toBe('quiz starts');
     }
     const status = await pushStatus(backend.api, 'topic-1', (s) => s.delivered === 3);
-    expect(status).toEqual({ id: 'topic-1', targeted: 3, delivered: 3, pending: 0, expired: 0, replaced: 0 });
+    expect(status).toEqual({ id: 'topic-1', targeted: 3, delivered: 3, pending: 0, expired: 0, replaced: 0, unit: 'devices' });
     expect(outsider.received).toEqual([]);
   });
 
@@ -133,7 +134,7 @@ describe('push backend, one node', () => {
     expect(later.received.map((p) => p.id)).toEqual(['ttl-3', 'ttl-other']);
     expect(later.received[0]!.expiresAtMs).toBeGreaterThan(Date.now());
     await pushStatus(backend.api, 'ttl-3', (s) => s.delivered === 1);
-    expect(await pushStatus(backend.api, 'ttl-1')).toEqual({ id: 'ttl-1', targeted: 1, delivered: 0, pending: 0, expired: 1, replaced: 1 });
+    expect(await pushStatus(backend.api, 'ttl-1')).toEqual({ id: 'ttl-1', targeted: 1, delivered: 0, pending: 0, expired: 1, replaced: 1, unit: 'devices' });
     expect(await pushStatus(backend.api, 'ttl-online')).toMatchObject({ targeted: 0, delivered: 0 });
   });
 
@@ -146,7 +147,7 @@ describe('push backend, one node', () => {
     const back = await device('exp-1', 'phone');
     expect(await back.synced).toBe(0);
     expect(back.received).toEqual([]);
-    expect(await pushStatus(backend.api, 'exp-1')).toEqual({ id: 'exp-1', targeted: 1, delivered: 0, pending: 0, expired: 1, replaced: 0 });
+    expect(await pushStatus(backend.api, 'exp-1')).toEqual({ id: 'exp-1', targeted: 1, delivered: 0, pending: 0, expired: 1, replaced: 0, unit: 'devices' });
   });
 
   it('keeps topics across sessions and lets the device change them', async () => {
@@ -156,6 +157,27 @@ describe('push backend, one node', () => {
     const again = await device('topics-1', 'tab');
     expect(await again.push.topics()).toEqual(['city:bj']);
     await expect(again.push.subscribe(['bad topic'])).rejects.toMatchObject({ code: 'ERR_PUSH_BAD_TOPIC' });
+  });
+
+  it('delivers a push to users to each of their online devices, counted per user', async () => {
+    const [a1, a2, b1] = await Promise.all([device('u-a', 'phone'), device('u-a', 'tablet'), device('u-b', 'phone')]);
+    const res = await postPush(backend.api, { id: 'users-1', to: { users: ['u-a', 'u-b', 'u-a'] }, data: 'your order shipped', ttl_s: 300 });
+    expect(res).toEqual({ status: 202, body: { id: 'users-1', targeted: 2 } });
+    for (const d of [a1, a2, b1]) expect((await d.waitFor(1))[0]).toMatchObject({ id: 'users-1', audience: 'users', topic: '' });
+    expect(await pushStatus(backend.api, 'users-1', (s) => s.delivered === 2)).toEqual({ id: 'users-1', targeted: 2, delivered: 2, pending: 0, expired: 0, replaced: 0, unit: 'users' });
+  });
+
+  it('keeps a push to an offline user for the device that connects later, collapsed, and expires the online-only one', async () => {
+    const d = await device('u-off', 'phone');
+    await goOffline(d);
+    for (const n of [1, 2]) await postPush(backend.api, { id: `uc-${n}`, to: { users: ['u-off'] }, data: `badge ${n}`, ttl_s: 300, collapse_key: 'badge' });
+    await postPush(backend.api, { id: 'u-online', to: { users: ['u-off'] }, data: 'now or never' });
+    const back = await device('u-off', 'phone');
+    expect(await back.synced).toBe(1);
+    expect(back.received.map((p) => p.id)).toEqual(['uc-2']);
+    expect(await pushStatus(backend.api, 'uc-2', (s) => s.delivered === 1)).toMatchObject({ targeted: 1, delivered: 1, unit: 'users' });
+    expect(await pushStatus(backend.api, 'uc-1')).toMatchObject({ targeted: 1, delivered: 0, pending: 0, expired: 1, replaced: 1, unit: 'users' });
+    expect(await pushStatus(backend.api, 'u-online', (s) => s.expired === 1)).toMatchObject({ targeted: 1, delivered: 0, pending: 0 });
   });
 
   it('refuses bad keys, bad bodies and callers over their rate over real HTTP', async () => {

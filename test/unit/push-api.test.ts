@@ -40,7 +40,7 @@ describe('push API', () => {
     expect(res).toMatchObject({ status: 202, body: { id: 'p-1', targeted: 0 } });
     const got = await push.api.inject({ method: 'GET', url: '/v1/push/p-1', headers: auth });
     expect(got.statusCode).toBe(200);
-    expect(got.json()).toEqual({ id: 'p-1', targeted: 0, delivered: 0, pending: 0, expired: 0, replaced: 0 });
+    expect(got.json()).toEqual({ id: 'p-1', targeted: 0, delivered: 0, pending: 0, expired: 0, replaced: 0, unit: 'devices' });
   });
 
   it('generates an id when none is given', async () => {

@@ -11,9 +11,11 @@ import { Code } from '../../protocol/codes.js';
 import { TickBatcher } from '../../util/tick-batcher.js';
 import type { SessionOpenInfo } from '../../contract/backend-contract.js';
 import type { BackendHandlers, ProxyStreamContext } from '../kit/backend-server.js';
+import type { DeviceFeed, InboxHub, DeliveryLedger } from '../kit/inbox/index.js';
 import type { OnlineCounts } from './online-counts.js';
+import { unframePush } from './user-delivery.js';
 import type { ProxyFanOut } from './proxy-fanout.js';
-import { Audience, DEVICE_ID_PATTERN, PUSH_ID_PATTERN, TOPIC_PATTERN, decodePushRequest, encodePushEvent, type PushMessage, type PushRequest } from './push-codec.js';
+import { Audience, DEVICE_ID_PATTERN, PUSH_ID_PATTERN, TOPIC_PATTERN, decodePushEvent, decodePushRequest, encodePushEvent, type PushMessage, type PushRequest } from './push-codec.js';
 import { ALL_TOPIC, deviceKey, type AckEntry, type PushRecord, type PushStore } from './store.js';
 
 /** The proxy topic (edge fan-out) carrying a push topic's pushes; ALL_TOPIC is `push/all`. */
@@ -57,7 +59,16 @@ class DeviceError extends Error {
 interface DeviceSession {
   readonly ctx: ProxyStreamContext;
   readonly session: number;
+  readonly userId: string;
   readonly key: string;
+  /** The user's inbox (pushes to users), delivered to this device. */
+  feed: DeviceFeed | null;
+  /** Pushes to users sent on this session and not acknowledged: id → inbox seq (0: online-only, no seq). */
+  readonly unacked: Map<string, number>;
+  /** Backlog counts once each part is synced: topic logs, then the inbox; Synced goes when both are. */
+  topicBacklog: number | null;
+  inboxBacklog: number | null;
+  inboxSent: number;
   /** Topic → subscribed at; ALL_TOPIC included. Empty until the device is loaded. */
   topics: Map<string, number>;
   /** Whether `topics` count in this node's online counts. */
@@ -69,6 +80,9 @@ interface DeviceSession {
 
 export interface DeviceSessionsOptions {
   store: PushStore;
+  /** Pushes to users: the kit's inbox and its ledger. */
+  hub: InboxHub;
+  ledger: DeliveryLedger;
   online: OnlineCounts;
   fanOut: ProxyFanOut;
   maxTopicsPerDevice: number;
@@ -80,6 +94,8 @@ export interface DeviceSessionsOptions {
 
 /** Most ids in one Ack, and most topics in one Subscribe/Unsubscribe. */
 const MAX_ACK_IDS = 1000;
+/** Online-only pushes to users remembered per session for their acks (the inbox window bounds the rest). */
+const MAX_UNACKED_TRANSIENTS = 1024;
 const MAX_TOPICS_PER_REQUEST = 64;
 
 export interface DeviceSessions {
@@ -129,14 +145,63 @@ export function createDeviceSessions(o: DeviceSessionsOptions): DeviceSessions {
     const { send, replaced } = collapse(owed);
     if (replaced.length > 0) await o.store.markReplaced(replaced, s.key);
     for (const record of send) s.ctx.deliver(s.session, pushEvent(record), record.priority);
-    s.ctx.deliver(s.session, encodePushEvent({ synced: { backlog: send.length, topics: topicList(s) } }), Priority.HIGH);
+    s.topicBacklog = send.length;
+    maybeSynced(s);
+  };
+
+  /** Synced, once the topic backlog and the inbox have both been sent. */
+  const maybeSynced = (s: DeviceSession): void => {
+    if (s.topicBacklog === null || s.inboxBacklog === null || s.ended) return;
+    s.ctx.deliver(s.session, encodePushEvent({ synced: { backlog: s.topicBacklog + s.inboxBacklog, topics: topicList(s) } }), Priority.HIGH);
+  };
+
+  /** What the user's inbox feed hands this device. */
+  const attachFeed = (s: DeviceSession, deviceId: string): DeviceFeed =>
+    o.hub.attach(s.userId, deviceId, {
+      entries(entries) {
+        for (const e of entries) {
+          if (s.ended) return;
+          const { priority, event } = unframePush(e.body);
+          s.unacked.set(e.ref, e.seq);
+          s.inboxSent++;
+          s.ctx.deliver(s.session, event, priority);
+        }
+      },
+      gap() {
+        // Pushes removed by retention before this device had them: nothing the device can do about it.
+      },
+      transient(payload) {
+        if (s.ended) return;
+        const { priority, event } = unframePush(payload);
+        const id = decodePushEvent(event).push?.id;
+        if (id === undefined) return;
+        if (s.unacked.size >= MAX_UNACKED_TRANSIENTS) s.unacked.delete(s.unacked.keys().next().value!);
+        s.unacked.set(id, 0);
+        s.ctx.deliver(s.session, event, priority);
+      },
+      synced() {
+        s.inboxBacklog = s.inboxSent;
+        maybeSynced(s);
+      },
+    });
+
+  /** An acknowledged push id: a push to users goes to the inbox or the ledger, a topic push to the store. */
+  const acknowledge = (s: DeviceSession, id: string): void => {
+    const seq = s.unacked.get(id);
+    if (seq === undefined) {
+      acks.push({ id, device: s.key }, 0);
+      return;
+    }
+    s.unacked.delete(id);
+    if (seq > 0) s.feed?.ackEntry(seq);
+    else o.ledger.delivered(id, s.userId).catch((err: unknown) => o.log.warn({ err, id }, 'push: counting a delivery failed'));
   };
 
   const handle = async (s: DeviceSession, request: PushRequest): Promise<void> => {
     if (request.ack !== undefined) {
       const ids = request.ack.ids;
       if (ids.length > MAX_ACK_IDS) throw new DeviceError(DeviceErrorCode.BAD_REQUEST, `ack: ${ids.length} ids (at most ${MAX_ACK_IDS})`);
-      for (const id of ids) if (PUSH_ID_PATTERN.test(id)) acks.push({ id, device: s.key }, 0);
+      for (const id of ids) if (PUSH_ID_PATTERN.test(id)) acknowledge(s, id);
       reply(s, request.requestId, null);
       return;
     }
@@ -180,6 +245,7 @@ export function createDeviceSessions(o: DeviceSessionsOptions): DeviceSessions {
     if (s.ended) return;
     s.ended = true;
     open--;
+    s.feed?.close();
     if (s.counted) for (const topic of s.topics.keys()) o.online.add(topic, -1);
   };
 
@@ -196,9 +262,24 @@ export function createDeviceSessions(o: DeviceSessionsOptions): DeviceSessions {
       }
       let table = sessions.get(ctx);
       if (table === undefined) sessions.set(ctx, (table = new Map()));
-      const s: DeviceSession = { ctx, session, key: deviceKey(info.userId, deviceId), topics: new Map(), counted: false, ended: false, chain: Promise.resolve() };
+      const s: DeviceSession = {
+        ctx,
+        session,
+        userId: info.userId,
+        key: deviceKey(info.userId, deviceId),
+        feed: null,
+        unacked: new Map(),
+        topicBacklog: null,
+        inboxBacklog: null,
+        inboxSent: 0,
+        topics: new Map(),
+        counted: false,
+        ended: false,
+        chain: Promise.resolve(),
+      };
       table.set(session, s);
       open++;
+      s.feed = attachFeed(s, deviceId);
       enqueue(s, 0, () => start(s), (err) => {
         o.log.warn({ err, device: s.key }, 'push: loading a device failed');
         if (s.ended) return;

@@ -20,17 +20,28 @@ import { MemoryPushStore } from './memory-store.js';
 import { createPushBackend } from './push-backend.js';
 import { loadPushConfig, type PushConfig } from './push-config.js';
 import { RedisPushStore } from './redis-store.js';
+import { RedisDeliveryLedger, RedisInboxStore } from '../kit/inbox/index.js';
 
 /** Runs a Push backend node until SIGTERM/SIGINT; resolves with the exit status (0 after a clean close). */
 export async function runPushBackend(argv: string[]): Promise<number> {
   const { config, nodeId } = parsePushArgs(argv);
   const logger = createLogger({ level: config.logLevel, name: 'push-backend' }, pino.destination(2));
+  const onError = (err: Error): void => logger.warn({ err }, 'push backend: redis error');
   const store =
     config.redis === null
       ? new MemoryPushStore({ deviceRetentionMs: config.deviceRetentionMs })
-      : new RedisPushStore({ url: config.redis, deviceRetentionMs: config.deviceRetentionMs, onError: (err: Error) => logger.warn({ err }, 'push backend: redis error') });
+      : new RedisPushStore({ url: config.redis, deviceRetentionMs: config.deviceRetentionMs, onError });
+  // Pushes to users live in the kit's inbox, under their own prefixes (not the IM inbox of the same user).
+  const inbox =
+    config.redis === null
+      ? undefined
+      : {
+          store: new RedisInboxStore({ url: config.redis, keyPrefix: 'livemux:push:inbox:', retention: { maxAgeMs: Math.max(1, config.limits.maxTtlS) * 1000 }, onError }),
+          ledger: new RedisDeliveryLedger({ url: config.redis, keyPrefix: 'livemux:push:ledger:', statsTtlMs: config.recordRetentionMs, onError }),
+        };
   const push = createPushBackend({
     store,
+    ...(inbox === undefined ? {} : { inbox }),
     ...(nodeId === undefined ? {} : { nodeId }),
     apiKeys: config.apiKeys,
     ...config.limits,

@@ -9,6 +9,7 @@ import { randomBytes } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import pino from 'pino';
 import type { BackendHandlers } from '../kit/backend-server.js';
+import { InboxHub, MemoryDeliveryLedger, MemoryInboxStore, type DeliveryLedger, type InboxStore } from '../kit/inbox/index.js';
 import { ApiKeys, type ApiKeySpec } from './api-keys.js';
 import { createDeviceSessions, proxyTopic, pushEvent, type DeviceSessions } from './device-sessions.js';
 import { MemoryPushStore } from './memory-store.js';
@@ -17,6 +18,7 @@ import { createPushApi } from './push-api.js';
 import { createPushMetrics, type PushMetrics } from './push-metrics.js';
 import { PushService, type PushDelivery } from './push-service.js';
 import { ProxyFanOut } from './proxy-fanout.js';
+import { UserDelivery } from './user-delivery.js';
 import type { PushStore } from './store.js';
 
 export const PUSH_DEFAULTS = {
@@ -35,6 +37,11 @@ export const PUSH_DEFAULTS = {
 export interface PushBackendOptions {
   /** Where records, devices and topic logs live (default: a new MemoryPushStore). */
   store?: PushStore;
+  /**
+   * Pushes to users: the kit's inbox store and delivery ledger (default: in memory). Give the Redis ones
+   * their own key prefix (the Push inbox of a user is not their IM inbox).
+   */
+  inbox?: { store: InboxStore; ledger: DeliveryLedger };
   /** This node's name in the store (default host-pid-random). */
   nodeId?: string;
   apiKeys?: readonly ApiKeySpec[];
@@ -71,10 +78,17 @@ export function createPushBackend(options: PushBackendOptions = {}): PushBackend
   const now = options.now ?? Date.now;
   const nodeId = options.nodeId ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
   const fanOut = new ProxyFanOut();
+  const maxTtlS = options.maxTtlS ?? PUSH_DEFAULTS.maxTtlS;
+  const inboxStore = options.inbox?.store ?? new MemoryInboxStore({ retention: { maxAgeMs: Math.max(1, maxTtlS) * 1000 } });
+  const ledger = options.inbox?.ledger ?? new MemoryDeliveryLedger({ statsTtlMs: options.recordRetentionMs ?? PUSH_DEFAULTS.recordRetentionMs });
+  const hub = new InboxHub({ store: inboxStore, ledger, now, logger: log });
+  const users = new UserDelivery(hub, ledger);
   const online = new OnlineCounts(store, nodeId, options.nodeTtlMs ?? PUSH_DEFAULTS.nodeTtlMs, log);
   let metrics: PushMetrics | null = null;
   const devices = createDeviceSessions({
     store,
+    hub,
+    ledger,
     online,
     fanOut,
     maxTopicsPerDevice: options.maxTopicsPerDevice ?? PUSH_DEFAULTS.maxTopicsPerDevice,
@@ -90,6 +104,8 @@ export function createPushBackend(options: PushBackendOptions = {}): PushBackend
     publishTopic(record) {
       fanOut.publish(proxyTopic(record.topic), pushEvent(record), record.priority);
     },
+    deliverToUsers: (record, to) => users.deliver(record, to, pushEvent(record), now()),
+    userStats: (id, nowMs) => users.stats(id, nowMs),
   };
   const service = new PushService({
     store,
@@ -107,7 +123,7 @@ export function createPushBackend(options: PushBackendOptions = {}): PushBackend
     keys: new ApiKeys(options.apiKeys ?? []),
     bodyLimit: options.bodyLimitBytes ?? PUSH_DEFAULTS.bodyLimitBytes,
     maxUsers: options.maxUsersPerPush ?? PUSH_DEFAULTS.maxUsersPerPush,
-    maxTtlS: options.maxTtlS ?? PUSH_DEFAULTS.maxTtlS,
+    maxTtlS,
     log,
     onAnswer: (route, status) => metrics?.apiResponses.inc({ route, status: String(status) }),
   });
@@ -121,9 +137,10 @@ export function createPushBackend(options: PushBackendOptions = {}): PushBackend
     devices,
     async close() {
       await api.close();
+      hub.close();
       await devices.settled();
       await online.close();
-      await store.close();
+      await Promise.all([store.close(), inboxStore.close(), ledger.close()]);
     },
   };
 }

@@ -8,6 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type pino from 'pino';
 import { Priority } from '../../protocol/constants.js';
 import { ApiError } from './api-errors.js';
+import type { RefStats } from '../kit/inbox/index.js';
 import { ALL_TOPIC, type PushAudience, type PushRecord, type PushStore } from './store.js';
 
 /** The JSON body of POST /v1/push after schema validation (push-api.ts). */
@@ -36,6 +37,11 @@ export interface PushStatusBody {
   expired: number;
   /** Extension: of `expired`, the copies a newer push with the same collapse key replaced. */
   replaced: number;
+  /**
+   * Extension: what the counts count. `users` for a push to users (a user is delivered once one of
+   * their devices acknowledged it), `devices` for a topic or all push (each subscribed device).
+   */
+  unit: 'users' | 'devices';
 }
 
 /** Where accepted pushes go: devices of named users, or every proxy for a topic. */
@@ -44,10 +50,11 @@ export interface PushDelivery {
   publishTopic(record: PushRecord): void;
   /**
    * Pushes to users: delivered to each user's devices wherever they are, kept for offline ones while
-   * the TTL runs. Resolves with the number of devices targeted. Undefined while this node has no user
-   * delivery (then such calls are refused).
+   * the TTL runs. Resolves with the number of users targeted.
    */
-  deliverToUsers?(record: PushRecord, users: readonly string[]): Promise<number>;
+  deliverToUsers(record: PushRecord, users: readonly string[]): Promise<number>;
+  /** The per-user counters of a push to users, or null once forgotten. */
+  userStats(id: string, nowMs: number): Promise<RefStats | null>;
 }
 
 export interface PushServiceOptions {
@@ -85,9 +92,6 @@ export class PushService {
     const data = this.decodeData(call);
     const audience: PushAudience = 'users' in call.to ? 'users' : 'topic' in call.to ? 'topic' : 'all';
     const users = 'users' in call.to ? [...new Set(call.to.users)] : [];
-    if (audience === 'users' && this.o.delivery.deliverToUsers === undefined) {
-      throw new ApiError('UNAVAILABLE', 'to.users: this push node has no user delivery configured');
-    }
     const priority = PRIORITIES[call.priority ?? 'high'];
     const ttlS = call.ttl_s ?? 0;
     const collapseKey = call.collapse_key ?? '';
@@ -120,9 +124,9 @@ export class PushService {
         expiresAtMs: sentAtMs + (ttlS > 0 ? ttlS * 1000 : this.o.onlineAckWindowMs),
       };
       if (audience === 'users') {
-        // The user delivery counts the devices it addresses as it stores the push for them.
-        const record: PushRecord = { ...base, targeted: 0 };
-        const targeted = await this.o.delivery.deliverToUsers!(record, users);
+        // Counted per user by the kit's ledger as it stores the push for them; the record keeps it too.
+        const record: PushRecord = { ...base, targeted: users.length };
+        const targeted = await this.o.delivery.deliverToUsers(record, users);
         await this.o.store.complete({ ...record, targeted }, this.o.retentionMs);
         this.o.onAccepted?.(audience);
         return { id, targeted };
@@ -150,11 +154,20 @@ export class PushService {
     });
     if (status === null || status.record.keyName !== keyName) throw new ApiError('NOT_FOUND', `push ${JSON.stringify(id)}: not found`);
     const { record, delivered, replaced } = status;
+    if (record.audience === 'users') {
+      const stats = await this.o.delivery.userStats(id, this.o.now()).catch((err: unknown) => {
+        this.o.log.error({ err, id }, 'push: reading a push\'s counters failed');
+        throw new ApiError('UNAVAILABLE', 'push store unavailable');
+      });
+      // The ledger keeps counters as long as the record (both: the expiry plus the retention).
+      const s = stats ?? { targeted: record.targeted, delivered: 0, collapsed: 0, pending: 0, expired: record.targeted };
+      return { id, targeted: s.targeted, delivered: s.delivered, pending: s.pending, expired: s.expired + s.collapsed, replaced: s.collapsed, unit: 'users' };
+    }
     const targeted = Math.max(record.targeted, delivered);
     const undelivered = targeted - delivered;
     // Past its expiry nothing undelivered will be delivered; before it, only replaced copies are lost.
     const expired = this.o.now() >= record.expiresAtMs ? undelivered : Math.min(replaced, undelivered);
-    return { id, targeted, delivered, pending: undelivered - expired, expired, replaced: Math.min(replaced, expired) };
+    return { id, targeted, delivered, pending: undelivered - expired, expired, replaced: Math.min(replaced, expired), unit: 'devices' };
   }
 
   /** The record already under `id`, or null once this call holds the claim to create it. */
