@@ -349,16 +349,17 @@ function topicList(s: DeviceSession): string[] {
 }
 
 /**
- * Of pushes owed to one device (oldest first), those to send, and the ids of older ones a newer push
- * with the same collapse key replaces (they will never be sent to this device).
+ * Of topic pushes owed to one device (oldest first), those to send, and the ids of older ones a newer
+ * push to the same topic with the same collapse key replaces (they will never be sent to this device).
  */
 export function collapse(owed: readonly PushRecord[]): { send: PushRecord[]; replaced: string[] } {
+  const slot = (r: PushRecord): string => `${r.topic}\u0000${r.collapseKey}`;
   const newest = new Map<string, PushRecord>();
-  for (const r of owed) if (r.collapseKey !== '') newest.set(r.collapseKey, r);
+  for (const r of owed) if (r.collapseKey !== '') newest.set(slot(r), r);
   const send: PushRecord[] = [];
   const replaced: string[] = [];
   for (const r of owed) {
-    if (r.collapseKey === '' || newest.get(r.collapseKey) === r) send.push(r);
+    if (r.collapseKey === '' || newest.get(slot(r)) === r) send.push(r);
     else replaced.push(r.id);
   }
   return { send, replaced };
