@@ -57,6 +57,13 @@ describe('push API', () => {
     expect(other).toMatchObject({ status: 409, body: { code: 'ID_CONFLICT' } });
   });
 
+  it('creates a push once when calls with the same id race, answering each the same', async () => {
+    const body = { id: 'race', to: { topic: 'a' }, data: 'x', ttl_s: 60 };
+    const answers = await Promise.all(Array.from({ length: 5 }, () => post(body)));
+    for (const a of answers) expect(a).toMatchObject({ status: 202, body: { id: 'race' } });
+    expect((await push.metrics.accepted.get()).values.reduce((n, v) => n + v.value, 0)).toBe(1);
+  });
+
   it('refuses a missing, malformed or unknown key with 401 before reading the body', async () => {
     for (const headers of [{} as Record<string, string>, { authorization: KEY }, { authorization: 'Bearer nope' }, { authorization: 'Basic abc' }]) {
       const res = await post('{not json', headers);
