@@ -63,8 +63,10 @@ interface DeviceSession {
   readonly key: string;
   /** The user's inbox (pushes to users), delivered to this device. */
   feed: DeviceFeed | null;
-  /** Pushes to users sent on this session and not acknowledged: id → inbox seq (0: online-only, no seq). */
+  /** Pushes to users kept in the inbox, sent on this session and not acknowledged: id → inbox seq. */
   readonly unacked: Map<string, number>;
+  /** Online-only pushes to users sent on this session and not acknowledged (bounded, oldest forgotten). */
+  readonly transients: Set<string>;
   /** Backlog counts once each part is synced: topic logs, then the inbox; Synced goes when both are. */
   topicBacklog: number | null;
   inboxBacklog: number | null;
@@ -175,8 +177,8 @@ export function createDeviceSessions(o: DeviceSessionsOptions): DeviceSessions {
         const { priority, event } = unframePush(payload);
         const id = decodePushEvent(event).push?.id;
         if (id === undefined) return;
-        if (s.unacked.size >= MAX_UNACKED_TRANSIENTS) s.unacked.delete(s.unacked.keys().next().value!);
-        s.unacked.set(id, 0);
+        if (s.transients.size >= MAX_UNACKED_TRANSIENTS) s.transients.delete(s.transients.values().next().value!);
+        s.transients.add(id);
         s.ctx.deliver(s.session, event, priority);
       },
       synced() {
@@ -188,13 +190,14 @@ export function createDeviceSessions(o: DeviceSessionsOptions): DeviceSessions {
   /** An acknowledged push id: a push to users goes to the inbox or the ledger, a topic push to the store. */
   const acknowledge = (s: DeviceSession, id: string): void => {
     const seq = s.unacked.get(id);
-    if (seq === undefined) {
+    if (seq !== undefined) {
+      s.unacked.delete(id);
+      s.feed?.ackEntry(seq);
+    } else if (s.transients.delete(id)) {
+      o.ledger.delivered(id, s.userId).catch((err: unknown) => o.log.warn({ err, id }, 'push: counting a delivery failed'));
+    } else {
       acks.push({ id, device: s.key }, 0);
-      return;
     }
-    s.unacked.delete(id);
-    if (seq > 0) s.feed?.ackEntry(seq);
-    else o.ledger.delivered(id, s.userId).catch((err: unknown) => o.log.warn({ err, id }, 'push: counting a delivery failed'));
   };
 
   const handle = async (s: DeviceSession, request: PushRequest): Promise<void> => {
@@ -269,6 +272,7 @@ export function createDeviceSessions(o: DeviceSessionsOptions): DeviceSessions {
         key: deviceKey(info.userId, deviceId),
         feed: null,
         unacked: new Map(),
+        transients: new Set(),
         topicBacklog: null,
         inboxBacklog: null,
         inboxSent: 0,
