@@ -8,6 +8,7 @@
  * Prints `{"event":"listening","port":N}` on stdout once it accepts streams (with `"adminPort":M` when
  * the admin server runs; logs go to stderr), and exits 0 after a clean shutdown on SIGTERM/SIGINT.
  */
+import { parseArgs } from 'node:util';
 import pino from 'pino';
 import { createLogger } from '../../observability/logger.js';
 import { startAdminServer, type AdminServer } from '../../observability/admin-server.js';
@@ -20,7 +21,7 @@ import { RedisChatStore } from './redis-store.js';
 import type { RoomBufferBounds } from './room-buffer.js';
 import type { ChatStore } from './store.js';
 import { WordFilterMode } from './word-filter.js';
-import { parseOptions, parsePortOption, runIfEntryPoint, type OptionValues } from '../kit/process-entry.js';
+import { runIfEntryPoint } from '../kit/process-entry.js';
 
 const DEFAULT_HOST = '127.0.0.1';
 const DEFAULT_PORT = 7102;
@@ -112,9 +113,34 @@ export async function runChatBackend(argv: string[]): Promise<number> {
 }
 
 function parseChatArgs(argv: string[]): ChatArgs {
-  const values = parseOptions(argv, ['host', 'port', 'admin-host', 'admin-port', 'redis', 'room-rate', 'user-rate', 'lease-ttl-ms', 'presence-ttl-ms', 'buffer-system', 'buffer-high', 'buffer-low', 'words', 'word-mode', 'log-level']);
-  const port = parsePortOption(values, 'port') ?? DEFAULT_PORT;
-  const adminPort = parsePortOption(values, 'admin-port');
+  let values: Record<string, string | undefined>;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: {
+        host: { type: 'string' },
+        port: { type: 'string' },
+        'admin-host': { type: 'string' },
+        'admin-port': { type: 'string' },
+        redis: { type: 'string' },
+        'room-rate': { type: 'string' },
+        'user-rate': { type: 'string' },
+        'lease-ttl-ms': { type: 'string' },
+        'presence-ttl-ms': { type: 'string' },
+        'buffer-system': { type: 'string' },
+        'buffer-high': { type: 'string' },
+        'buffer-low': { type: 'string' },
+        words: { type: 'string' },
+        'word-mode': { type: 'string' },
+        'log-level': { type: 'string' },
+      },
+      strict: true,
+    }));
+  } catch (err) {
+    throw new LivemuxError('ERR_USAGE', (err as Error).message);
+  }
+  const port = parsePort(values, 'port') ?? DEFAULT_PORT;
+  const adminPort = parsePort(values, 'admin-port');
   const roomRate = parseRate(values, 'room-rate');
   const userRate = parseRate(values, 'user-rate');
   const leaseTtlMs = parseInteger(values, 'lease-ttl-ms', MIN_LEASE_TTL_MS, 'ms');
@@ -140,8 +166,19 @@ function parseChatArgs(argv: string[]): ChatArgs {
   };
 }
 
+/** A port option (0 = any free port), or undefined when absent. */
+function parsePort(values: Record<string, string | undefined>, name: string): number | undefined {
+  const text = values[name];
+  if (text === undefined) return undefined;
+  const port = Number(text);
+  if (text.trim() === '' || !Number.isInteger(port) || port < 0 || port > 65_535) {
+    throw new LivemuxError('ERR_USAGE', `--${name}: expected an integer 0..65535, got "${text}"`);
+  }
+  return port;
+}
+
 /** The --buffer-system/-high/-low options given, each a positive integer (messages). */
-function parseBufferBounds(values: OptionValues): Partial<RoomBufferBounds> {
+function parseBufferBounds(values: Record<string, string | undefined>): Partial<RoomBufferBounds> {
   const bounds: { -readonly [K in keyof RoomBufferBounds]?: number } = {};
   for (const priority of ['system', 'high', 'low'] as const) {
     const bound = parseInteger(values, `buffer-${priority}`, 1, 'messages');
@@ -151,7 +188,7 @@ function parseBufferBounds(values: OptionValues): Partial<RoomBufferBounds> {
 }
 
 /** A positive messages/s option, or undefined when absent. */
-function parseRate(values: OptionValues, name: string): number | undefined {
+function parseRate(values: Record<string, string | undefined>, name: string): number | undefined {
   const text = values[name];
   if (text === undefined) return undefined;
   const rate = Number(text);
@@ -163,7 +200,7 @@ function parseRate(values: OptionValues, name: string): number | undefined {
  * A whole-number option of at least `min` (`unit` names what it counts in the error), or undefined when
  * absent: the TTLs (--lease-ttl-ms, --presence-ttl-ms, each with its own minimum) and the buffer bounds.
  */
-function parseInteger(values: OptionValues, name: string, min: number, unit: string): number | undefined {
+function parseInteger(values: Record<string, string | undefined>, name: string, min: number, unit: string): number | undefined {
   const text = values[name];
   if (text === undefined) return undefined;
   const n = Number(text);

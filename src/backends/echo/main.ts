@@ -4,12 +4,14 @@
  * accepts streams (logs go to stderr, so stdout stays machine-readable), and exits 0 after a clean
  * shutdown on SIGTERM or SIGINT.
  */
+import { parseArgs } from 'node:util';
 import pino from 'pino';
 import { createLogger } from '../../observability/logger.js';
+import { LivemuxError } from '../../protocol/errors.js';
 import { createBackendServer } from '../kit/backend-server.js';
 import { untilSignal } from '../../util/signals.js';
 import { createEchoHandlers } from './echo-backend.js';
-import { parseOptions, parsePortOption, runIfEntryPoint } from '../kit/process-entry.js';
+import { runIfEntryPoint } from '../kit/process-entry.js';
 
 const DEFAULT_HOST = '127.0.0.1';
 const DEFAULT_PORT = 7101;
@@ -34,8 +36,21 @@ export async function runEchoBackend(argv: string[]): Promise<number> {
 }
 
 function parseEchoArgs(argv: string[]): { host: string; port: number; logLevel: string } {
-  const values = parseOptions(argv, ['host', 'port', 'log-level']);
-  return { host: values.host ?? DEFAULT_HOST, port: parsePortOption(values, 'port') ?? DEFAULT_PORT, logLevel: values['log-level'] ?? 'info' };
+  let values: { host?: string; port?: string; 'log-level'?: string };
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: { host: { type: 'string' }, port: { type: 'string' }, 'log-level': { type: 'string' } },
+      strict: true,
+    }));
+  } catch (err) {
+    throw new LivemuxError('ERR_USAGE', (err as Error).message);
+  }
+  const port = values.port === undefined ? DEFAULT_PORT : Number(values.port);
+  if (!Number.isInteger(port) || port < 0 || port > 65_535) {
+    throw new LivemuxError('ERR_USAGE', `--port: expected an integer 0..65535, got "${values.port}"`);
+  }
+  return { host: values.host ?? DEFAULT_HOST, port, logLevel: values['log-level'] ?? 'info' };
 }
 
 runIfEntryPoint(import.meta.url, 'echo-backend', runEchoBackend);

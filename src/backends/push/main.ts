@@ -8,13 +8,14 @@
  * and calls (httpPort/adminPort only when they run; logs go to stderr), and exits 0 after a clean
  * shutdown on SIGTERM/SIGINT.
  */
+import { parseArgs } from 'node:util';
 import pino from 'pino';
 import { createLogger } from '../../observability/logger.js';
 import { startAdminServer, type AdminServer } from '../../observability/admin-server.js';
 import { LivemuxError } from '../../protocol/errors.js';
 import { untilSignal } from '../../util/signals.js';
 import { createBackendServer } from '../kit/backend-server.js';
-import { parseOptions, parsePortOption, runIfEntryPoint } from '../kit/process-entry.js';
+import { runIfEntryPoint } from '../kit/process-entry.js';
 import { MemoryPushStore } from './memory-store.js';
 import { createPushBackend } from './push-backend.js';
 import { loadPushConfig, type PushConfig } from './push-config.js';
@@ -88,26 +89,54 @@ export async function runPushBackend(argv: string[]): Promise<number> {
 }
 
 function parsePushArgs(argv: string[]): { config: PushConfig; nodeId: string | undefined } {
-  const values = parseOptions(argv, ['config', 'host', 'port', 'http-host', 'http-port', 'admin-host', 'admin-port', 'redis', 'node-id', 'log-level']);
+  let values: Record<string, string | undefined>;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: {
+        config: { type: 'string' },
+        host: { type: 'string' },
+        port: { type: 'string' },
+        'http-host': { type: 'string' },
+        'http-port': { type: 'string' },
+        'admin-host': { type: 'string' },
+        'admin-port': { type: 'string' },
+        redis: { type: 'string' },
+        'node-id': { type: 'string' },
+        'log-level': { type: 'string' },
+      },
+      strict: true,
+    }));
+  } catch (err) {
+    throw new LivemuxError('ERR_USAGE', (err as Error).message);
+  }
   const file = loadPushConfig(values.config ?? null);
   const http = file.http ?? { host: '127.0.0.1', port: 7180 };
   const admin = file.admin ?? { host: '127.0.0.1', port: 9103 };
   const config: PushConfig = {
     ...file,
-    listen: { host: values.host ?? file.listen.host, port: parsePortOption(values, 'port') ?? file.listen.port },
-    http:
-      values['http-port'] === 'off'
-        ? null
-        : values['http-host'] !== undefined || values['http-port'] !== undefined
-          ? { host: values['http-host'] ?? http.host, port: parsePortOption(values, 'http-port') ?? http.port }
-          : file.http,
+    listen: { host: values.host ?? file.listen.host, port: parsePort(values, 'port') ?? file.listen.port },
+    http: values['http-port'] === 'off' ? null : values['http-host'] !== undefined || values['http-port'] !== undefined
+      ? { host: values['http-host'] ?? http.host, port: parsePort(values, 'http-port') ?? http.port }
+      : file.http,
     admin: values['admin-port'] !== undefined || values['admin-host'] !== undefined
-      ? { host: values['admin-host'] ?? admin.host, port: parsePortOption(values, 'admin-port') ?? admin.port }
+      ? { host: values['admin-host'] ?? admin.host, port: parsePort(values, 'admin-port') ?? admin.port }
       : file.admin,
     redis: values.redis ?? file.redis,
     logLevel: values['log-level'] ?? file.logLevel,
   };
   return { config, nodeId: values['node-id'] };
+}
+
+/** A port option (0 = any free port), or undefined when absent. */
+function parsePort(values: Record<string, string | undefined>, name: string): number | undefined {
+  const text = values[name];
+  if (text === undefined) return undefined;
+  const port = Number(text);
+  if (text.trim() === '' || !Number.isInteger(port) || port < 0 || port > 65_535) {
+    throw new LivemuxError('ERR_USAGE', `--${name}: expected an integer 0..65535 (or "off" for --http-port), got "${text}"`);
+  }
+  return port;
 }
 
 runIfEntryPoint(import.meta.url, 'push-backend', runPushBackend);
