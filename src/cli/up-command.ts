@@ -1,15 +1,13 @@
 import { type ChildProcess, fork } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { parseArgs } from 'node:util';
-import { loadProxyConfig } from '../config/proxy-config.js';
-import { loadRoutesConfig } from '../config/routes-config.js';
+import type { Command } from '@commander-js/extra-typings';
 import { PACKAGE_ROOT } from '../paths.js';
-import { mintToken } from '../proxy/auth.js';
-import { ProxyServer } from '../proxy/server.js';
+import { LivemuxError } from '../protocol/errors.js';
 import { untilSignal } from '../util/signals.js';
+import { configFile, type CliContext } from './command.js';
+import { JWT_SECRET_ENV } from '../config/proxy-config.js';
+import { DEV_SECRET_PATH, DEV_TOKEN_PATH, PUSH_API_KEY_PATH, ensureDevSecret, ensurePushApiKey, writeDevToken } from './dev-files.js';
 
 /** Pools whose name matches a reference backend shipped in the box are started by `livemux up`. */
 const REFERENCE_BACKENDS: Record<string, string> = {
@@ -21,21 +19,39 @@ const REFERENCE_BACKENDS: Record<string, string> = {
 const LOOPBACK = /^(127\.\d+\.\d+\.\d+|localhost|\[::1\])$/;
 const DEV_USER = 'dev-user';
 
+export function register(program: Command, cli: CliContext): void {
+  program
+    .command('up')
+    .description('development: the reference backends routes.yaml names, the proxy, and a dev token (what `npm start` runs)')
+    .option('--config <file>', 'proxy config (default: ./livemux.yaml when present, else built-in defaults)')
+    .addHelpText(
+      'after',
+      `\nWithout $${JWT_SECRET_ENV}, tokens are signed with a dev secret kept in ${DEV_SECRET_PATH} (made once),\n` +
+        'so `livemux token --sub USER [--role ROLE]` run in this directory mints more users for the running proxy.\n' +
+        'SIGTERM/SIGINT drains and stops; SIGHUP reloads routes.yaml.',
+    )
+    .action((opts) => runUp(cli, opts.config));
+}
+
 /**
  * `livemux up`: the whole system on one machine for development. Starts the reference backend of every
  * pool that has one (as child processes, on the loopback endpoints routes.yaml names), then the proxy,
  * then prints the address and a dev token (also written to .livemux/dev-token for the CLI client and the
- * examples). Without LIVEMUX_JWT_SECRET a random secret is used, so dev tokens die with the process.
+ * examples). Without LIVEMUX_JWT_SECRET the dev secret of this directory signs tokens, so `livemux token`
+ * can mint more of them for the running proxy, and they outlive a restart.
  */
-export async function runUpCommand(argv: string[]): Promise<number> {
-  const { values } = parseArgs({ args: argv, options: { config: { type: 'string' } } });
-  const secret = process.env.LIVEMUX_JWT_SECRET ?? randomBytes(32).toString('base64url');
-  const configFile = values.config ?? join(process.cwd(), 'livemux.yaml');
-  const config = loadProxyConfig(configFile, { ...process.env, LIVEMUX_JWT_SECRET: secret });
+async function runUp(cli: CliContext, configOption: string | undefined): Promise<void> {
+  // Loaded here, not at the top, so `livemux --help` does not load the proxy.
+  const { loadProxyConfig } = await import('../config/proxy-config.js');
+  const { loadRoutesConfig } = await import('../config/routes-config.js');
+  const { mintToken } = await import('../proxy/auth.js');
+  const { ProxyServer } = await import('../proxy/server.js');
+  const secret = cli.env[JWT_SECRET_ENV] ?? ensureDevSecret(cli.cwd);
+  const config = loadProxyConfig(configFile(cli, configOption), { ...cli.env, [JWT_SECRET_ENV]: secret });
   const routes = loadRoutesConfig(config.routesFile);
 
-  // The Push backend's HTTP API takes this key (docs/push.md); like the token, it dies with the process.
-  const pushApiKey = process.env.LIVEMUX_PUSH_API_KEY ?? `dev-${randomBytes(24).toString('base64url')}`;
+  // The Push backend's HTTP API takes this key (docs/push.md), kept in .livemux/ like the dev secret.
+  const pushApiKey = cli.env.LIVEMUX_PUSH_API_KEY ?? ensurePushApiKey(cli.cwd);
   let pushApi = '';
   const children: ChildProcess[] = [];
   const stopChildren = (): void => {
@@ -56,26 +72,22 @@ export async function runUpCommand(argv: string[]): Promise<number> {
         if (command === 'push-backend' && pushApi === '') pushApi = `http://127.0.0.1:${String(line.httpPort)}`;
       }
     }
+    // Written before the proxy listens, so whoever sees it listening finds the token.
+    const token = await mintToken({ secret, sub: DEV_USER });
+    writeDevToken(cli.cwd, token);
     const server = await ProxyServer.start(config);
     process.on('SIGHUP', () => server.reloadRoutes('signal'));
-    const token = await mintToken({ secret, sub: DEV_USER });
-    mkdirSync('.livemux', { recursive: true });
-    writeFileSync(join('.livemux', 'dev-token'), `${token}\n`, { mode: 0o600 });
-    if (pushApi !== '') writeFileSync(join('.livemux', 'push-api-key'), `${pushApiKey}\n`, { mode: 0o600 });
     const { host, port } = server.address;
-    process.stderr.write(
+    cli.stderr.write(
       [
         '',
         `livemux is up: clients connect to ${host}:${port}` +
           (server.adminPort ? `, metrics at http://${config.admin!.host}:${server.adminPort}/metrics` : ''),
-        `dev token for user "${DEV_USER}" (also in .livemux/dev-token):`,
+        `dev token for user "${DEV_USER}" (also in ${DEV_TOKEN_PATH}):`,
         `  ${token}`,
         ...(pushApi === ''
           ? []
-          : [
-              `push API at ${pushApi}, dev API key (also in .livemux/push-api-key):`,
-              `  ${pushApiKey}`,
-            ]),
+          : [`push API at ${pushApi}, dev API key (${cli.env.LIVEMUX_PUSH_API_KEY ? 'from $LIVEMUX_PUSH_API_KEY' : `also in ${PUSH_API_KEY_PATH}`}):`, `  ${pushApiKey}`]),
         'try, in another terminal:',
         '  node examples/two-sessions.mjs',
         `  npx livemux client --port ${port} --business echo`,
@@ -83,16 +95,16 @@ export async function runUpCommand(argv: string[]): Promise<number> {
           ? []
           : [
               '  node examples/push-device.mjs            # a device; then, in a third terminal:',
-              `  curl -X POST ${pushApi}/v1/push -H "Authorization: Bearer $(cat .livemux/push-api-key)" \\`,
+              `  curl -X POST ${pushApi}/v1/push -H "Authorization: Bearer $(cat ${PUSH_API_KEY_PATH})" \\`,
               `       -H 'content-type: application/json' -d '{"to":{"users":["${DEV_USER}"]},"data":"hello"}'`,
             ]),
-        'Ctrl-C drains and stops.',
+        `more users: npx livemux token --sub bob [--role host]   (signed with ${cli.env[JWT_SECRET_ENV] ? `$${JWT_SECRET_ENV}` : DEV_SECRET_PATH})`,
+        'Ctrl-C drains and stops; SIGHUP reloads routes.yaml.',
         '',
       ].join('\n'),
     );
     await untilSignal();
     await server.close();
-    return 0;
   } finally {
     stopChildren();
   }
@@ -111,7 +123,8 @@ function startChild(command: string, args: string[], env: NodeJS.ProcessEnv): Pr
   });
   return new Promise((resolve, reject) => {
     const lines = createInterface({ input: child.stdout! });
-    const onExit = (code: number | null): void => reject(new Error(`${command} exited (${code}) before listening`));
+    const onExit = (code: number | null): void =>
+      reject(new LivemuxError('ERR_BACKEND_START', `${command} ${args.join(' ')}: exited (${code}) before listening (its error is above)`));
     child.once('exit', onExit);
     // Keep reading: the backend's log lines go to our stdout, and an unread pipe would block it.
     lines.on('line', (line) => {

@@ -1,30 +1,47 @@
 /**
  * The Push backend as a process: `livemux push-backend [--config push.yaml] [--host H] [--port P]
- * [--http-host H] [--http-port P] [--redis URL] [--admin-port P] [--node-id ID] [--log-level L]`, or
- * `node dist/src/backends/push/main.js …`. Flags override the config file (docs/push.md
- * §Configuration). Without a Redis URL everything lives in this process (one node); with it, any
+ * [--http-host H] [--http-port P|off] [--redis URL] [--admin-port P] [--node-id ID] [--log-level L]`
+ * (src/cli/push-backend-command.ts). Flags override the config file (docs/push.md §4). Without a Redis URL everything lives in this process (one node); with it, any
  * number of nodes share devices, records and topic logs.
  * Prints `{"event":"listening","port":N,"httpPort":M,"adminPort":A}` on stdout once it accepts streams
- * and calls (httpPort/adminPort only when they run; logs go to stderr), and exits 0 after a clean
+ * and calls (httpPort/adminPort only when they run; logs go to stderr), and returns after a clean
  * shutdown on SIGTERM/SIGINT.
  */
-import { parseArgs } from 'node:util';
 import pino from 'pino';
 import { createLogger } from '../../observability/logger.js';
 import { startAdminServer, type AdminServer } from '../../observability/admin-server.js';
 import { LivemuxError } from '../../protocol/errors.js';
 import { untilSignal } from '../../util/signals.js';
 import { createBackendServer } from '../kit/backend-server.js';
-import { runIfEntryPoint } from '../kit/process-entry.js';
 import { MemoryPushStore } from './memory-store.js';
 import { createPushBackend } from './push-backend.js';
 import { loadPushConfig, type PushConfig } from './push-config.js';
 import { RedisPushStore } from './redis-store.js';
 import { RedisDeliveryLedger, RedisInboxStore } from '../kit/inbox/index.js';
 
-/** Runs a Push backend node until SIGTERM/SIGINT; resolves with the exit status (0 after a clean close). */
-export async function runPushBackend(argv: string[]): Promise<number> {
-  const { config, nodeId } = parsePushArgs(argv);
+/** The command line of `livemux push-backend` (src/cli/push-backend-command.ts): each flag overrides the config file. */
+export interface PushArgs {
+  /** push.yaml; undefined: every default. */
+  config?: string;
+  host?: string;
+  port?: number;
+  httpHost?: string;
+  /** 'off': no HTTP API on this node. */
+  httpPort?: number | 'off';
+  adminHost?: string;
+  adminPort?: number;
+  redis?: string;
+  nodeId?: string;
+  logLevel?: string;
+}
+
+/**
+ * Runs a Push backend node until SIGTERM/SIGINT, then returns. Rejects with a ConfigError for a bad
+ * config file, or a LivemuxError when a port cannot be bound.
+ */
+export async function runPushBackend(args: PushArgs): Promise<void> {
+  const config = applyArgs(loadPushConfig(args.config ?? null), args);
+  const nodeId = args.nodeId;
   const logger = createLogger({ level: config.logLevel, name: 'push-backend' }, pino.destination(2));
   const onError = (err: Error): void => logger.warn({ err }, 'push backend: redis error');
   const store =
@@ -85,58 +102,23 @@ export async function runPushBackend(argv: string[]): Promise<number> {
   await listening.close();
   await admin?.close();
   await push.close();
-  return 0;
 }
 
-function parsePushArgs(argv: string[]): { config: PushConfig; nodeId: string | undefined } {
-  let values: Record<string, string | undefined>;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
-        config: { type: 'string' },
-        host: { type: 'string' },
-        port: { type: 'string' },
-        'http-host': { type: 'string' },
-        'http-port': { type: 'string' },
-        'admin-host': { type: 'string' },
-        'admin-port': { type: 'string' },
-        redis: { type: 'string' },
-        'node-id': { type: 'string' },
-        'log-level': { type: 'string' },
-      },
-      strict: true,
-    }));
-  } catch (err) {
-    throw new LivemuxError('ERR_USAGE', (err as Error).message);
-  }
-  const file = loadPushConfig(values.config ?? null);
+/** The config with the command line's overrides. */
+function applyArgs(file: PushConfig, args: PushArgs): PushConfig {
   const http = file.http ?? { host: '127.0.0.1', port: 7180 };
   const admin = file.admin ?? { host: '127.0.0.1', port: 9103 };
-  const config: PushConfig = {
+  return {
     ...file,
-    listen: { host: values.host ?? file.listen.host, port: parsePort(values, 'port') ?? file.listen.port },
-    http: values['http-port'] === 'off' ? null : values['http-host'] !== undefined || values['http-port'] !== undefined
-      ? { host: values['http-host'] ?? http.host, port: parsePort(values, 'http-port') ?? http.port }
-      : file.http,
-    admin: values['admin-port'] !== undefined || values['admin-host'] !== undefined
-      ? { host: values['admin-host'] ?? admin.host, port: parsePort(values, 'admin-port') ?? admin.port }
-      : file.admin,
-    redis: values.redis ?? file.redis,
-    logLevel: values['log-level'] ?? file.logLevel,
+    listen: { host: args.host ?? file.listen.host, port: args.port ?? file.listen.port },
+    http:
+      args.httpPort === 'off'
+        ? null
+        : args.httpHost !== undefined || args.httpPort !== undefined
+          ? { host: args.httpHost ?? http.host, port: args.httpPort ?? http.port }
+          : file.http,
+    admin: args.adminHost !== undefined || args.adminPort !== undefined ? { host: args.adminHost ?? admin.host, port: args.adminPort ?? admin.port } : file.admin,
+    redis: args.redis ?? file.redis,
+    logLevel: args.logLevel ?? file.logLevel,
   };
-  return { config, nodeId: values['node-id'] };
 }
-
-/** A port option (0 = any free port), or undefined when absent. */
-function parsePort(values: Record<string, string | undefined>, name: string): number | undefined {
-  const text = values[name];
-  if (text === undefined) return undefined;
-  const port = Number(text);
-  if (text.trim() === '' || !Number.isInteger(port) || port < 0 || port > 65_535) {
-    throw new LivemuxError('ERR_USAGE', `--${name}: expected an integer 0..65535 (or "off" for --http-port), got "${text}"`);
-  }
-  return port;
-}
-
-runIfEntryPoint(import.meta.url, 'push-backend', runPushBackend);
