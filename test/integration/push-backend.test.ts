@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startProxy, startPushBackend, type RunningProcess } from '../helpers/processes.js';
+import { metricValue } from '../helpers/metrics.js';
 import { openDevice, type TestDevice } from '../helpers/push-device.js';
 import { PUSH_TEST_KEY as KEY, postPush, pushRoutes, pushStatus } from '../helpers/push-api.js';
 
@@ -73,6 +74,10 @@ describe('push backend, one node', () => {
     const status = await pushStatus(backend.api, 'topic-1', (s) => s.delivered === 3);
     expect(status).toEqual({ id: 'topic-1', targeted: 3, delivered: 3, pending: 0, expired: 0, replaced: 0, unit: 'devices' });
     expect(outsider.received).toEqual([]);
+    expect(await metricValue(backend.adminPort!, 'livemux_push_accepted_total', 'audience="topic"')).toBe(1);
+    expect(await metricValue(backend.adminPort!, 'livemux_push_acks_counted_total')).toBe(3);
+    expect(await metricValue(backend.adminPort!, 'livemux_push_api_responses_total', 'status="202"')).toBe(1);
+    expect(await metricValue(backend.adminPort!, 'livemux_push_proxies_attached')).toBe(1);
   });
 
   it('delivers a push to all to every device, and repeats of the call are no-ops', async () => {
