@@ -203,6 +203,34 @@ export function describePushStore(name: string, create: (settings: PushStoreSett
       expect(await store.onlineCount(ALL_TOPIC)).toBe(0);
     });
 
+    it('keeps the proxies attached to each live node, lapsing with the node', async () => {
+      const store = await open();
+      await store.setOnline('n1', new Map(), 60_000);
+      await store.setProxies('n1', ['p1', 'p2'], 60_000);
+      await store.setOnline('n2', new Map(), 300);
+      await store.setProxies('n2', ['p2', 'p3'], 300);
+      expect(await store.proxyNodes()).toEqual(new Map([['p1', ['n1']], ['p2', ['n1', 'n2']], ['p3', ['n2']]]));
+      await store.setProxies('n1', ['p1'], 60_000);
+      expect((await store.proxyNodes()).get('p2')).toEqual(['n2']);
+      await eventually(async () => !(await store.proxyNodes()).has('p3'));
+      expect(await store.proxyNodes()).toEqual(new Map([['p1', ['n1']]]));
+      await store.removeNode('n1');
+      expect((await store.proxyNodes()).size).toBe(0);
+    });
+
+    it("hands a forwarded message to the node's listener only", async () => {
+      const store = await open();
+      const got: string[] = [];
+      const other: string[] = [];
+      await store.listen('n1', (m) => got.push(m));
+      await store.listen('n2', (m) => other.push(m));
+      await store.forward('n1', 'hello');
+      await store.forward('n9', 'lost');
+      await eventually(async () => got.length === 1);
+      expect(got).toEqual(['hello']);
+      expect(other).toEqual([]);
+    });
+
     it('refuses every call once closed', async () => {
       const store = await open();
       await store.close();

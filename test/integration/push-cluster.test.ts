@@ -2,6 +2,7 @@
  * Push across nodes: two `livemux push-backend` processes sharing a Redis, two proxies routing `push`
  * to both (consistent hash on user_id), devices on both proxies, business calls to either node.
  */
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startProxy, startPushBackend } from '../helpers/processes.js';
 import { openDevice, type TestDevice } from '../helpers/push-device.js';
@@ -101,6 +102,29 @@ describe('push across nodes (Redis)', () => {
     // Online-only: counted over both nodes' online devices.
     const online = await postPush(nodes[1]!.api, { id: 'topic-online', to: { topic: 'match:9' }, data: 'half time' });
     expect(online.body.targeted).toBe(4);
+  });
+
+  it('reaches a proxy attached to another node only, through that node, once', async () => {
+    const [a, b] = nodes as [Node, Node];
+    // This proxy routes push to node b alone: node a has no stream to it.
+    const lonely = await startProxy({ backends: [], routes: pushRoutes([b.address]) });
+    proxies.push(lonely);
+    const { d, node } = await device(lonely, 'lonely-1', 'phone');
+    expect(node).toBe(b);
+    await d.push.subscribe(['relay']);
+    // Node b has written that it is attached to the new proxy (three proxies now).
+    const store = new Redis(redis.url);
+    const bNode = b.lines.find((l) => l.event === 'listening')!.node as string;
+    const deadline = Date.now() + 8_000;
+    while ((await store.scard(`livemux:push:px:${bNode}`)) < 3) {
+      if (Date.now() > deadline) throw new Error('node b never recorded the new proxy');
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    await store.quit();
+    const res = await postPush(a.api, { id: 'relayed-1', to: { topic: 'relay' }, data: 'via b' });
+    expect(res).toEqual({ status: 202, body: { id: 'relayed-1', targeted: 1 } });
+    expect((await d.waitFor(1))[0]).toMatchObject({ id: 'relayed-1', topic: 'relay' });
+    await pushStatus(a.api, 'relayed-1', (s) => s.delivered === 1);
   });
 
   it('loses no push with a TTL when a node dies: its devices reopen on the other node and get what was kept', async () => {

@@ -71,6 +71,7 @@ export async function runPushBackend(args: PushArgs): Promise<void> {
   if (config.http !== null && config.apiKeys.length === 0) {
     logger.warn('push backend: no API key configured (api_keys in the config, or LIVEMUX_PUSH_API_KEY): every API call is refused');
   }
+  await push.start();
   const listening = await createBackendServer(push.handlers, { logger }).listen(config.listen.host, config.listen.port);
   let ready = true;
   let admin: AdminServer | null = null;

@@ -44,7 +44,8 @@ export class MemoryPushStore implements PushStore {
   /** topic → pushes with a TTL, oldest first. */
   private readonly logs = new Map<string, PushRecord[]>();
   /** node → (topic → online devices), with when the node lapses. */
-  private readonly nodes = new Map<string, { counts: Map<string, number>; lapsesAtMs: number }>();
+  private readonly nodes = new Map<string, { counts: Map<string, number>; proxies: readonly string[]; lapsesAtMs: number }>();
+  private readonly listeners = new Map<string, (message: string) => void>();
   private readonly deviceRetentionMs: number;
   private readonly topicLogLength: number;
   private readonly now: () => number;
@@ -169,8 +170,7 @@ export class MemoryPushStore implements PushStore {
 
   async setOnline(node: string, counts: ReadonlyMap<string, number>, nodeTtlMs: number): Promise<void> {
     this.check();
-    let entry = this.nodes.get(node);
-    if (entry === undefined || entry.lapsesAtMs <= this.now()) this.nodes.set(node, (entry = { counts: new Map(), lapsesAtMs: 0 }));
+    const entry = this.liveNode(node);
     for (const [topic, count] of counts) {
       if (count > 0) entry.counts.set(topic, count);
       else entry.counts.delete(topic);
@@ -201,8 +201,38 @@ export class MemoryPushStore implements PushStore {
     this.nodes.delete(node);
   }
 
+  async setProxies(node: string, proxies: readonly string[], nodeTtlMs: number): Promise<void> {
+    this.check();
+    const entry = this.liveNode(node);
+    entry.proxies = [...proxies];
+    entry.lapsesAtMs = this.now() + nodeTtlMs;
+  }
+
+  async proxyNodes(): Promise<Map<string, string[]>> {
+    this.check();
+    const out = new Map<string, string[]>();
+    for (const [node, entry] of [...this.nodes].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+      if (entry.lapsesAtMs <= this.now()) continue;
+      for (const proxy of entry.proxies) out.set(proxy, [...(out.get(proxy) ?? []), node]);
+    }
+    return out;
+  }
+
+  async forward(node: string, message: string): Promise<void> {
+    this.check();
+    const listener = this.listeners.get(node);
+    // Asynchronous, as across processes: the caller never runs the listener's work inline.
+    if (listener !== undefined) setImmediate(() => listener(message));
+  }
+
+  async listen(node: string, onMessage: (message: string) => void): Promise<void> {
+    this.check();
+    this.listeners.set(node, onMessage);
+  }
+
   async close(): Promise<void> {
     this.closed = true;
+    this.listeners.clear();
   }
 
   private check(): void {
@@ -225,6 +255,13 @@ export class MemoryPushStore implements PushStore {
     if (stored === undefined || stored.record.topic === '') return undefined;
     const since = this.devices.get(device)?.topics.get(stored.record.topic);
     return since !== undefined && since <= stored.record.sentAtMs ? stored : undefined;
+  }
+
+  /** The node's entry, fresh (no counts, no proxies) when it had lapsed. */
+  private liveNode(node: string): { counts: Map<string, number>; proxies: readonly string[]; lapsesAtMs: number } {
+    let entry = this.nodes.get(node);
+    if (entry === undefined || entry.lapsesAtMs <= this.now()) this.nodes.set(node, (entry = { counts: new Map(), proxies: [], lapsesAtMs: 0 }));
+    return entry;
   }
 
   private subscribersOf(topic: string): Set<string> {

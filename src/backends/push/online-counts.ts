@@ -2,8 +2,9 @@ import type pino from 'pino';
 import type { PushStore } from './store.js';
 
 /**
- * This node's count of online devices per topic, mirrored into the store so that any node can count a
- * topic's online devices (the `targeted` of a ttl_s 0 push) across the cluster. Changes of one
+ * This node's count of online devices per topic, and the proxies attached to it, mirrored into the store
+ * so that any node can count a topic's online devices (the `targeted` of a ttl_s 0 push) and find a node
+ * attached to a proxy it is not attached to itself (proxy-relay.ts). Changes of one
  * event-loop turn are written together; the node's entry is renewed every third of its TTL, and written
  * whole again if it had lapsed (the store was unreachable for a while). A node that dies stops renewing,
  * so its devices stop counting within the TTL, while they reconnect to other nodes.
@@ -14,6 +15,7 @@ export class OnlineCounts {
   private flushing: NodeJS.Immediate | null = null;
   private readonly renewal: NodeJS.Timeout;
   private writes: Promise<void> = Promise.resolve();
+  private proxyList: readonly string[] = [];
 
   constructor(
     private readonly store: PushStore,
@@ -30,6 +32,14 @@ export class OnlineCounts {
     this.counts.set(topic, (this.counts.get(topic) ?? 0) + delta);
     this.changed.add(topic);
     this.schedule();
+  }
+
+  /** Records the proxies attached to this node now (written in order with the counts). */
+  setProxies(proxies: readonly string[]): void {
+    this.proxyList = proxies;
+    this.writes = this.writes
+      .then(() => this.store.setProxies(this.node, proxies, this.ttlMs))
+      .catch((err: unknown) => this.log.warn({ err }, 'push: writing the attached proxies failed'));
   }
 
   /** Resolves when every change made so far is written. */
@@ -72,7 +82,10 @@ export class OnlineCounts {
     if (this.changed.size > 0) this.schedule();
     this.writes = this.writes
       .then(async () => {
-        if (!(await this.store.renewNode(this.node, this.ttlMs))) this.write(new Map(this.counts));
+        if (!(await this.store.renewNode(this.node, this.ttlMs))) {
+          this.write(new Map(this.counts));
+          this.setProxies(this.proxyList);
+        }
       })
       .catch((err: unknown) => this.log.warn({ err }, 'push: renewing online counts failed'));
   }

@@ -14,9 +14,15 @@ export class ProxyFanOut {
   /** proxy id → its streams, newest last. */
   private readonly streams = new Map<string, ProxyStreamContext[]>();
 
+  /** @param onChange told the proxies attached whenever a proxy attaches or its last stream goes. */
+  constructor(private readonly onChange: (proxies: readonly string[]) => void = () => {}) {}
+
   attach(ctx: ProxyStreamContext): void {
     let list = this.streams.get(ctx.proxyId);
-    if (list === undefined) this.streams.set(ctx.proxyId, (list = []));
+    if (list === undefined) {
+      this.streams.set(ctx.proxyId, (list = []));
+      this.onChange(this.proxies());
+    }
     if (!list.includes(ctx)) list.push(ctx);
   }
 
@@ -25,7 +31,14 @@ export class ProxyFanOut {
     if (list === undefined) return;
     const i = list.indexOf(ctx);
     if (i >= 0) list.splice(i, 1);
-    if (list.length === 0) this.streams.delete(ctx.proxyId);
+    if (list.length > 0) return;
+    this.streams.delete(ctx.proxyId);
+    this.onChange(this.proxies());
+  }
+
+  /** The ids of the proxies attached now. */
+  proxies(): string[] {
+    return [...this.streams.keys()];
   }
 
   /** Proxies attached now. */
@@ -33,18 +46,22 @@ export class ProxyFanOut {
     return this.streams.size;
   }
 
-  /** Publishes `payload` to `topic` on every attached proxy, once each; returns how many proxies it reached. */
-  publish(topic: string, payload: Buffer, priority: Priority): number {
-    let proxies = 0;
-    for (const list of this.streams.values()) {
+  /**
+   * Publishes `payload` to `topic` once on each attached proxy (of `only`, when given); returns the ids
+   * of the proxies it reached.
+   */
+  publish(topic: string, payload: Buffer, priority: Priority, only?: ReadonlySet<string>): Set<string> {
+    const reached = new Set<string>();
+    for (const [proxyId, list] of this.streams) {
+      if (only !== undefined && !only.has(proxyId)) continue;
       for (let i = list.length - 1; i >= 0; i--) {
         const ctx = list[i]!;
         if (ctx.gone) continue;
         ctx.publish(topic, payload, priority);
-        proxies++;
+        reached.add(proxyId);
         break;
       }
     }
-    return proxies;
+    return reached;
   }
 }

@@ -18,6 +18,7 @@ import { createPushApi } from './push-api.js';
 import { createPushMetrics, type PushMetrics } from './push-metrics.js';
 import { PushService, type PushDelivery } from './push-service.js';
 import { ProxyFanOut } from './proxy-fanout.js';
+import { ProxyRelay } from './proxy-relay.js';
 import { UserDelivery } from './user-delivery.js';
 import type { PushStore } from './store.js';
 
@@ -68,6 +69,8 @@ export interface PushBackend {
   readonly store: PushStore;
   readonly nodeId: string;
   readonly devices: DeviceSessions;
+  /** Starts what needs the store before serving: taking topic pushes other nodes relay to this one. */
+  start(): Promise<void>;
   /** Closes the API, forgets this node's online counts and closes the store. */
   close(): Promise<void>;
 }
@@ -77,13 +80,14 @@ export function createPushBackend(options: PushBackendOptions = {}): PushBackend
   const log = options.logger ?? pino({ level: 'silent' });
   const now = options.now ?? Date.now;
   const nodeId = options.nodeId ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
-  const fanOut = new ProxyFanOut();
+  const online = new OnlineCounts(store, nodeId, options.nodeTtlMs ?? PUSH_DEFAULTS.nodeTtlMs, log);
+  const fanOut = new ProxyFanOut((proxies) => online.setProxies(proxies));
+  const relay = new ProxyRelay(store, fanOut, nodeId, log);
   const maxTtlS = options.maxTtlS ?? PUSH_DEFAULTS.maxTtlS;
   const inboxStore = options.inbox?.store ?? new MemoryInboxStore({ retention: { maxAgeMs: Math.max(1, maxTtlS) * 1000 } });
   const ledger = options.inbox?.ledger ?? new MemoryDeliveryLedger({ statsTtlMs: options.recordRetentionMs ?? PUSH_DEFAULTS.recordRetentionMs });
   const hub = new InboxHub({ store: inboxStore, ledger, now, logger: log });
   const users = new UserDelivery(hub, ledger);
-  const online = new OnlineCounts(store, nodeId, options.nodeTtlMs ?? PUSH_DEFAULTS.nodeTtlMs, log);
   let metrics: PushMetrics | null = null;
   const devices = createDeviceSessions({
     store,
@@ -101,8 +105,9 @@ export function createPushBackend(options: PushBackendOptions = {}): PushBackend
   });
   metrics = createPushMetrics({ devices: () => devices.size, proxies: () => fanOut.size }, { processMetrics: options.processMetrics ?? false });
   const delivery: PushDelivery = {
-    publishTopic(record) {
-      fanOut.publish(proxyTopic(record.topic), pushEvent(record), record.priority);
+    async publishTopic(record) {
+      const reached = fanOut.publish(proxyTopic(record.topic), pushEvent(record), record.priority);
+      await relay.relay(record, reached).catch((err: unknown) => log.warn({ err, id: record.id }, 'push: relaying a topic push to other nodes failed'));
     },
     deliverToUsers: (record, to) => users.deliver(record, to, pushEvent(record), now()),
     userStats: (id, nowMs) => users.stats(id, nowMs),
@@ -135,6 +140,7 @@ export function createPushBackend(options: PushBackendOptions = {}): PushBackend
     store,
     nodeId,
     devices,
+    start: () => relay.start(),
     async close() {
       await api.close();
       hub.close();

@@ -46,8 +46,8 @@ export interface PushStatusBody {
 
 /** Where accepted pushes go: devices of named users, or every proxy for a topic. */
 export interface PushDelivery {
-  /** Topic (or ALL_TOPIC) pushes: published once per proxy; resolves when handed to the proxies. */
-  publishTopic(record: PushRecord): void;
+  /** Topic (or ALL_TOPIC) pushes: published once per proxy; resolves when handed to every proxy or relayed. */
+  publishTopic(record: PushRecord): Promise<void>;
   /**
    * Pushes to users: delivered to each user's devices wherever they are, kept for offline ones while
    * the TTL runs. Resolves with the number of users targeted.
@@ -135,7 +135,7 @@ export class PushService {
       const targeted = ttlS > 0 ? await this.o.store.subscriberCount(topic) : await this.o.store.onlineCount(topic);
       const record: PushRecord = { ...base, targeted };
       await this.o.store.complete(record, this.o.retentionMs);
-      this.o.delivery.publishTopic(record);
+      await this.o.delivery.publishTopic(record);
       this.o.onAccepted?.(audience);
       return { id, targeted };
     } catch (err) {

@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis';
 import { LivemuxError } from '../../protocol/errors.js';
 import type { Priority } from '../../protocol/constants.js';
-import { RedisHandle, type RedisConnectionOptions } from '../kit/redis/redis-handle.js';
+import { RedisHandle, quit, type RedisConnectionOptions } from '../kit/redis/redis-handle.js';
 import { RedisScript } from '../kit/redis/redis-script.js';
 import { PUSH_STORE_DEFAULTS } from './memory-store.js';
 import { ALL_TOPIC, type AckEntry, type Claim, type PushAudience, type PushRecord, type PushStatus, type PushStore } from './store.js';
@@ -131,6 +131,18 @@ end
 return total
 `);
 
+/** Proxy id → nodes, over live nodes (dropping lapsed ones): a flat list proxy, node, … KEYS[1] nodes set; ARGV[1] prefix. */
+const PROXY_NODES = new RedisScript(`
+local out = {}
+for _, node in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  if redis.call('EXISTS', ARGV[1] .. 'n:' .. node) == 0 then redis.call('SREM', KEYS[1], node)
+  else
+    for _, proxy in ipairs(redis.call('SMEMBERS', ARGV[1] .. 'px:' .. node)) do out[#out + 1] = proxy; out[#out + 1] = node end
+  end
+end
+return out
+`);
+
 /** The longest a push can live (28 days, the API's ttl_s bound): log entries older than this are dropped. */
 const MAX_LOG_AGE_MS = 28 * 24 * 3600_000;
 
@@ -149,7 +161,10 @@ const MAX_LOG_AGE_MS = 28 * 24 * 3600_000;
  * | s:<topic>    | sorted set | device → subscribed at: the topic's subscribers |
  * | log:<topic>  | sorted set | push id → sent at: the topic's pushes with a TTL (bounded) |
  * | n:<node>     | hash       | topic → devices online on that node; PX the node TTL |
+ * | px:<node>    | set        | proxies attached to that node; PX the node TTL |
  * | nodes        | set        | nodes that wrote online counts (lapsed ones are dropped when counted) |
+ *
+ * `forward` publishes on the channel `<prefix>to:<node>`, which that node's `listen` subscribes to.
  *
  * A push's keys share the `{id}` hash tag; device and topic scripts span several keys, so the store
  * needs a single Redis (standalone or Sentinel-managed), not Redis Cluster.
@@ -160,8 +175,12 @@ export class RedisPushStore implements PushStore {
   private readonly prefix: string;
   private readonly deviceRetentionMs: number;
   private readonly topicLogLength: number;
+  private readonly onError: ((err: Error) => void) | undefined;
+  /** The connection `listen` subscribes on; null until then. */
+  private subscriber: Redis | null = null;
 
   constructor(options: RedisPushStoreOptions = {}) {
+    this.onError = options.onError;
     this.prefix = options.keyPrefix ?? 'livemux:push:';
     this.deviceRetentionMs = options.deviceRetentionMs ?? PUSH_STORE_DEFAULTS.deviceRetentionMs;
     this.topicLogLength = options.topicLogLength ?? PUSH_STORE_DEFAULTS.topicLogLength;
@@ -281,7 +300,10 @@ export class RedisPushStore implements PushStore {
 
   async renewNode(node: string, nodeTtlMs: number): Promise<boolean> {
     this.link.ensureOpen('renewNode');
-    return (await this.link.io(this.redis.pexpire(`${this.prefix}n:${node}`, nodeTtlMs))) === 1;
+    const [counts] = (await this.link.transaction(
+      this.redis.multi().pexpire(`${this.prefix}n:${node}`, nodeTtlMs).pexpire(`${this.prefix}px:${node}`, nodeTtlMs),
+    )) as [number, number];
+    return counts === 1;
   }
 
   async onlineCount(topic: string): Promise<number> {
@@ -291,11 +313,46 @@ export class RedisPushStore implements PushStore {
 
   async removeNode(node: string): Promise<void> {
     this.link.ensureOpen('removeNode');
-    await this.link.transaction(this.redis.multi().del(`${this.prefix}n:${node}`).srem(`${this.prefix}nodes`, node));
+    await this.link.transaction(this.redis.multi().del(`${this.prefix}n:${node}`, `${this.prefix}px:${node}`).srem(`${this.prefix}nodes`, node));
+  }
+
+  async setProxies(node: string, proxies: readonly string[], nodeTtlMs: number): Promise<void> {
+    this.link.ensureOpen('setProxies');
+    const key = `${this.prefix}px:${node}`;
+    const multi = this.redis.multi().del(key);
+    if (proxies.length > 0) multi.sadd(key, ...proxies).pexpire(key, nodeTtlMs);
+    await this.link.transaction(multi.sadd(`${this.prefix}nodes`, node));
+  }
+
+  async proxyNodes(): Promise<Map<string, string[]>> {
+    this.link.ensureOpen('proxyNodes');
+    const flat = (await this.run(PROXY_NODES, [`${this.prefix}nodes`], [this.prefix])) as string[];
+    const out = new Map<string, string[]>();
+    for (let i = 0; i < flat.length; i += 2) out.set(flat[i]!, [...(out.get(flat[i]!) ?? []), flat[i + 1]!]);
+    for (const nodes of out.values()) nodes.sort();
+    return out;
+  }
+
+  async forward(node: string, message: string): Promise<void> {
+    this.link.ensureOpen('forward');
+    await this.link.io(this.redis.publish(`${this.prefix}to:${node}`, message));
+  }
+
+  async listen(node: string, onMessage: (message: string) => void): Promise<void> {
+    this.link.ensureOpen('listen');
+    // A subscribed connection can do nothing else: its own, a duplicate of the store's.
+    const subscriber = (this.subscriber ??= this.redis.duplicate());
+    if (this.onError !== undefined) subscriber.on('error', this.onError);
+    subscriber.on('message', (channel: string, message: string) => {
+      if (channel === `${this.prefix}to:${node}`) onMessage(message);
+    });
+    await this.link.io(subscriber.subscribe(`${this.prefix}to:${node}`));
   }
 
   async close(): Promise<void> {
-    await this.link.close();
+    const subscriber = this.subscriber;
+    this.subscriber = null;
+    await Promise.all([this.link.close(), subscriber === null ? undefined : quit(subscriber)]);
   }
 
   private run(script: RedisScript, keys: readonly string[], args: readonly (string | Buffer | number)[]): Promise<unknown> {

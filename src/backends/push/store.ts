@@ -75,7 +75,9 @@ export interface AckEntry {
  *   has not been seen for `deviceRetentionMs`; every device is in ALL_TOPIC since it was first seen;
  * - `backlog` returns the topic pushes with a TTL a device is owed: sent to one of its topics after it
  *   subscribed, not expired, not acknowledged by it, not marked replaced for it; oldest first;
- * - online counts are per node and vanish `nodeTtlMs` after the node's last `renewNode` (it died).
+ * - online counts and attached proxies are per node and vanish `nodeTtlMs` after the node's last
+ *   `renewNode` (it died);
+ * - `forward` reaches the node's `listen`er on whichever process it runs, at most once.
  *
  * Times are the caller's clock (ms since the epoch), passed in. Errors are `LivemuxError`s with a stable
  * code: `ERR_STORE_CLOSED` (any call after `close`); a failing Redis rejects with ioredis's error.
@@ -124,8 +126,20 @@ export interface PushStore {
   renewNode(node: string, nodeTtlMs: number): Promise<boolean>;
   /** Devices online on any live node and subscribed to `topic`. */
   onlineCount(topic: string): Promise<number>;
-  /** Forgets this node's online counts (clean shutdown). */
+  /** Forgets this node's online counts and proxies (clean shutdown). */
   removeNode(node: string): Promise<void>;
+
+  /**
+   * Records the proxies attached to `node` (replacing its list); they live and lapse with the node's
+   * online counts (`renewNode` keeps both).
+   */
+  setProxies(node: string, proxies: readonly string[], nodeTtlMs: number): Promise<void>;
+  /** Proxy id → the live nodes attached to it (sorted). */
+  proxyNodes(): Promise<Map<string, string[]>>;
+  /** Hands `message` to `node`'s listener; at most once (a node that is gone, or not listening, loses it). */
+  forward(node: string, message: string): Promise<void>;
+  /** Starts handing this node's forwarded messages to `onMessage`; resolves once listening. */
+  listen(node: string, onMessage: (message: string) => void): Promise<void>;
 
   /** Releases the store (the Redis store quits the connection it opened). Idempotent. */
   close(): Promise<void>;
