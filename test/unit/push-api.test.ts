@@ -99,6 +99,7 @@ describe('push API', () => {
     [{ to: { all: true }, data: 'a', ttl: 5 }, 'ttl: unknown field'],
     [{ to: { all: true }, data_base64: 'not base64!' }, 'data_base64: not valid padded base64'],
     [{ id: 'a/b', to: { all: true }, data: 'a' }, 'id: must match pattern'],
+    [{ to: { users: ['用'.repeat(50)] }, data: 'a' }, 'to.users: a user id is longer than 128 bytes'],
   ])('refuses %j with 422 naming the field', async (body, message) => {
     const res = await post(body);
     expect(res.status).toBe(422);
@@ -121,6 +122,10 @@ describe('push API', () => {
     const other = await push.api.inject({ method: 'GET', url: '/v1/push/mine', headers: { authorization: `Bearer ${SLOW_KEY}` } });
     expect(other.statusCode).toBe(404);
     expect((await push.api.inject({ method: 'GET', url: '/v1/push/none', headers: auth })).json().code).toBe('NOT_FOUND');
+    expect((await push.api.inject({ method: 'GET', url: `/v1/push/${'x'.repeat(5000)}`, headers: auth })).json().code).toBe('NOT_FOUND');
+    const longest = 'x'.repeat(128);
+    await post({ id: longest, to: { all: true }, data: 'a' });
+    expect((await push.api.inject({ method: 'GET', url: `/v1/push/${longest}`, headers: auth })).statusCode).toBe(200);
     expect((await push.api.inject({ method: 'GET', url: '/v1/nothing', headers: auth })).statusCode).toBe(404);
     const wrong = await push.api.inject({ method: 'DELETE', url: '/v1/push/mine', headers: auth });
     expect(wrong.statusCode).toBe(405);

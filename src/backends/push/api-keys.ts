@@ -20,9 +20,9 @@ export interface ApiCaller {
 }
 
 /**
- * The configured API keys. Keys are held only as SHA-256 digests, and a presented key is looked up by
- * its digest: the comparison never runs over the secret byte by byte, so its timing says nothing about
- * a configured key, and no key can end up in a heap dump or a log line from here.
+ * The configured API keys. Keys are held here only as SHA-256 digests, and a presented key is looked up
+ * by its digest: the comparison never runs over the secret byte by byte, so its timing says nothing
+ * about a configured key; callers get the key's name, never the key, to log.
  */
 export class ApiKeys {
   private readonly byDigest = new Map<string, ApiCaller>();

@@ -72,6 +72,12 @@ export function createPushApi(o: PushApiOptions): FastifyInstance {
     // Strict: no coercion ("5" is not 5), unknown fields refused instead of silently removed.
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false, allErrors: true } },
     return503OnClosing: true,
+    // An id is at most 128 characters; a longer path segment, or a URL that cannot be decoded, names no
+    // push: answered in the API's own error format, not fastify's.
+    maxParamLength: 128,
+    frameworkErrors: (err, req, reply) => {
+      void send(reply, new ApiError('NOT_FOUND', `${req.method} ${req.url.split('?', 1)[0]!.slice(0, 200)}: no such push or endpoint (${err.code})`));
+    },
   });
   app.decorateRequest('caller', null);
   // JSON only: fastify would otherwise parse text/plain and report it as a shape error.

@@ -8,6 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type pino from 'pino';
 import { Priority } from '../../protocol/constants.js';
 import { ApiError } from './api-errors.js';
+import { PUSH_ID_PATTERN } from './push-codec.js';
 import type { RefStats } from '../kit/inbox/index.js';
 import { ALL_TOPIC, type PushAudience, type PushRecord, type PushStore } from './store.js';
 
@@ -77,6 +78,8 @@ export interface PushServiceOptions {
 const PRIORITIES: Readonly<Record<NonNullable<PushCall['priority']>, Priority>> = { system: Priority.SYSTEM, high: Priority.HIGH, low: Priority.LOW };
 /** Strict base64 (RFC 4648 §4, padded): Buffer.from would silently skip anything else. */
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+/** Longest user id in UTF-8 bytes (the schema counts characters; the inbox bounds bytes). */
+const MAX_USER_ID_BYTES = 128;
 /** A call that finds its id being created by another waits this long, polling, for the answer. */
 const PENDING_WAIT_MS = 5_000;
 const PENDING_POLL_MS = 20;
@@ -92,6 +95,9 @@ export class PushService {
     const data = this.decodeData(call);
     const audience: PushAudience = 'users' in call.to ? 'users' : 'topic' in call.to ? 'topic' : 'all';
     const users = 'users' in call.to ? [...new Set(call.to.users)] : [];
+    for (const user of users) {
+      if (Buffer.byteLength(user) > MAX_USER_ID_BYTES) throw new ApiError('INVALID_BODY', `to.users: a user id is longer than ${MAX_USER_ID_BYTES} bytes in UTF-8`);
+    }
     const priority = PRIORITIES[call.priority ?? 'high'];
     const ttlS = call.ttl_s ?? 0;
     const collapseKey = call.collapse_key ?? '';
@@ -148,6 +154,7 @@ export class PushService {
 
   /** GET /v1/push/{id}: NOT_FOUND unless it exists and `keyName` created it. */
   async status(keyName: string, id: string): Promise<PushStatusBody> {
+    if (!PUSH_ID_PATTERN.test(id)) throw new ApiError('NOT_FOUND', 'push: not found (not a valid id)');
     const status = await this.o.store.status(id).catch((err: unknown) => {
       this.o.log.error({ err, id }, 'push: reading a push failed');
       throw new ApiError('UNAVAILABLE', 'push store unavailable');
