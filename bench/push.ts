@@ -15,7 +15,8 @@ import { BenchProcess, type OutputLine, startProcess } from './processes.js';
  *     delivered (acknowledged), TRIALS times.
  * (b) Pushes to one random user each (ttl_s 60: stored in the user's inbox, then delivered): the
  *     offered rate doubles from 500 calls/s while a STEP_SECONDS step keeps pace (≥ 95 % of the
- *     offered calls answered 202, none failed, HTTP p99 < 1 s); the peak is the fastest such step.
+ *     offered calls answered 202, none failed, HTTP p99 < 1 s), then one step at 1.5× the last that
+ *     kept pace (or it halves while the first steps do not); the peak is the fastest step that kept pace.
  *     Then LATENCY_SECONDS at half the peak, timing each push from just before its HTTP call to the
  *     device (CLOCK_MONOTONIC, shared by every process on the machine).
  */
@@ -25,6 +26,9 @@ const TRIALS = 3;
 const STEP_SECONDS = 3;
 const LATENCY_SECONDS = 5;
 const KEY = 'bench-push-key-0123456789abcdef';
+const FIRST_RATE = 500;
+const MIN_RATE = 50;
+const MAX_RATE = 64_000;
 const BIN = join(PACKAGE_ROOT, 'bin', 'livemux.js');
 const DIST_BENCH = join(PACKAGE_ROOT, 'dist', 'bench');
 
@@ -82,20 +86,30 @@ export async function benchPush(secret: string): Promise<PushResult> {
     return (await startProcess(join(DIST_BENCH, 'push-load.js'), args, (l) => l.event === 'done')).line;
   };
   const steps: Step[] = [];
-  for (let rate = 500; rate <= 64_000; rate *= 2) {
+  const step = async (rate: number): Promise<boolean> => {
     const done = await load(rate, STEP_SECONDS);
     const accepted = done.accepted as number;
     const p99Ms = done.p99Ms as number;
     const ok = accepted >= 0.95 * (done.offered as number) && done.failed === 0 && p99Ms < 1000;
     steps.push({ rate, ok, accepted, p99Ms });
     process.stderr.write(`push bench: ${rate} calls/s offered: ${JSON.stringify(done)}\n`);
-    if (!ok) break;
     await sleep(500);
+    return ok;
+  };
+  // Doubling from 500 calls/s until a step falls behind (halving first if the very first one does),
+  // then one step between the last that kept pace and the first that did not.
+  let rate = FIRST_RATE;
+  if (await step(rate)) {
+    while (rate < MAX_RATE && (await step(rate * 2))) rate *= 2;
+    if (rate < MAX_RATE && (await step(rate * 1.5))) rate *= 1.5;
+  } else {
+    do rate /= 2;
+    while (rate >= MIN_RATE && !(await step(rate)));
   }
   const peak = Math.max(0, ...steps.filter((s) => s.ok).map((s) => s.rate));
   await sleep(1000);
   await report(); // starts the devices' counts afresh
-  const half = Math.max(1, peak / 2);
+  const half = Math.max(MIN_RATE / 2, peak / 2);
   const done = await load(half, LATENCY_SECONDS);
   await sleep(1000); // stragglers
   const latency = new LatencyHistogram();
