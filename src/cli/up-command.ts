@@ -5,7 +5,7 @@ import type { Command } from '@commander-js/extra-typings';
 import { PACKAGE_ROOT } from '../paths.js';
 import { LivemuxError } from '../protocol/errors.js';
 import { untilSignal } from '../util/signals.js';
-import { configFile, type CliContext } from './command.js';
+import { configFile, port, type CliContext } from './command.js';
 import { JWT_SECRET_ENV } from '../config/proxy-config.js';
 import { DEV_SECRET_PATH, DEV_TOKEN_PATH, PUSH_API_KEY_PATH, ensureDevSecret, ensurePushApiKey, writeDevToken } from './dev-files.js';
 
@@ -30,7 +30,8 @@ export function register(program: Command, cli: CliContext): void {
         'so `livemux token --sub USER [--role ROLE]` run in this directory mints more users for the running proxy.\n' +
         'SIGTERM/SIGINT drains and stops; SIGHUP reloads routes.yaml.',
     )
-    .action((opts) => runUp(cli, opts.config));
+    .option('--push-api-port <port>', 'port of the push HTTP API (docs/push.md) of the first push node (0: any free port)', port(), 7180)
+    .action((opts) => runUp(cli, opts.config, opts.pushApiPort));
 }
 
 /**
@@ -40,7 +41,7 @@ export function register(program: Command, cli: CliContext): void {
  * examples). Without LIVEMUX_JWT_SECRET the dev secret of this directory signs tokens, so `livemux token`
  * can mint more of them for the running proxy, and they outlive a restart.
  */
-async function runUp(cli: CliContext, configOption: string | undefined): Promise<void> {
+async function runUp(cli: CliContext, configOption: string | undefined, pushApiPort: number): Promise<void> {
   // Loaded here, not at the top, so `livemux --help` does not load the proxy.
   const { loadProxyConfig } = await import('../config/proxy-config.js');
   const { loadRoutesConfig } = await import('../config/routes-config.js');
@@ -66,7 +67,7 @@ async function runUp(cli: CliContext, configOption: string | undefined): Promise
         const [host, port] = splitAddress(address);
         if (!LOOPBACK.test(host)) continue;
         // Only the first push node takes the API's well-known port; others pick a free one.
-        const httpArgs = command === 'push-backend' ? ['--http-port', pushApi === '' ? '7180' : '0'] : [];
+        const httpArgs = command === 'push-backend' ? ['--http-port', pushApi === '' ? String(pushApiPort) : '0'] : [];
         const { child, line } = await startChild(command, ['--host', host, '--port', port, ...httpArgs], { LIVEMUX_PUSH_API_KEY: pushApiKey });
         children.push(child);
         if (command === 'push-backend' && pushApi === '') pushApi = `http://127.0.0.1:${String(line.httpPort)}`;

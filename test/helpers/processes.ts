@@ -17,6 +17,8 @@ export interface RunningProcess {
   readonly lines: Record<string, unknown>[];
   /** Resolves with the exit code (or signal name) when the process ends. */
   readonly exited: Promise<number | string>;
+  /** What the process wrote on stderr so far. */
+  stderr(): string;
   /** Resolves with the first JSON line for which `match` is true. */
   waitFor(match: (line: Record<string, unknown>) => boolean, timeoutMs?: number): Promise<Record<string, unknown>>;
   stop(signal?: NodeJS.Signals): Promise<number | string>;
@@ -60,6 +62,7 @@ export function runLivemux(args: string[], env: NodeJS.ProcessEnv = {}, cwd?: st
     child,
     lines,
     exited,
+    stderr: () => stderr,
     waitFor(match, timeoutMs = 15_000) {
       const found = lines.find(match);
       if (found) return Promise.resolve(found);
