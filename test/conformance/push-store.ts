@@ -231,6 +231,16 @@ export function describePushStore(name: string, create: (settings: PushStoreSett
       expect(other).toEqual([]);
     });
 
+    it('admits a burst of calls per key, then its rate, each key apart', async () => {
+      const store = await open();
+      const waits: number[] = [];
+      for (let i = 0; i < 4; i++) waits.push(await store.takeCall('slow', 1, 3));
+      expect(waits.slice(0, 3)).toEqual([0, 0, 0]);
+      expect(waits[3]).toBeGreaterThan(0);
+      expect(waits[3]).toBeLessThanOrEqual(1000);
+      expect(await store.takeCall('other', 1, 1)).toBe(0);
+    });
+
     it('refuses every call once closed', async () => {
       const store = await open();
       await store.close();

@@ -1,5 +1,4 @@
 import { createHash } from 'node:crypto';
-import { TokenBucket } from '../../util/token-bucket.js';
 
 /** One API key as configured: the secret itself never leaves this module, `name` stands for it in logs. */
 export interface ApiKeySpec {
@@ -7,16 +6,17 @@ export interface ApiKeySpec {
   readonly name: string;
   /** The secret a business server sends as `Authorization: Bearer <key>`. */
   readonly key: string;
-  /** Calls per second this key may make on this node (token bucket). */
+  /** Calls per second this key may make, over all nodes sharing a store. */
   readonly rate: number;
   /** Calls it may make at once after a quiet period (default: one second's worth, at least 1). */
   readonly burst: number;
 }
 
-/** An authenticated caller: its key's name and rate limiter. */
+/** An authenticated caller: its key's name and allowance. */
 export interface ApiCaller {
   readonly name: string;
-  readonly bucket: TokenBucket;
+  readonly rate: number;
+  readonly burst: number;
 }
 
 /**
@@ -29,7 +29,7 @@ export class ApiKeys {
 
   constructor(specs: readonly ApiKeySpec[]) {
     for (const spec of specs) {
-      this.byDigest.set(digest(spec.key), { name: spec.name, bucket: new TokenBucket(spec.rate, spec.burst) });
+      this.byDigest.set(digest(spec.key), { name: spec.name, rate: spec.rate, burst: spec.burst });
     }
   }
 

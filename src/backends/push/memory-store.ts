@@ -1,4 +1,5 @@
 import { LivemuxError } from '../../protocol/errors.js';
+import { TokenBucket } from '../../util/token-bucket.js';
 import { ALL_TOPIC, type AckEntry, type Claim, type PushRecord, type PushStatus, type PushStore } from './store.js';
 
 /** Options of the in-memory store; every one has a default. */
@@ -46,6 +47,7 @@ export class MemoryPushStore implements PushStore {
   /** node → (topic → online devices), with when the node lapses. */
   private readonly nodes = new Map<string, { counts: Map<string, number>; proxies: readonly string[]; lapsesAtMs: number }>();
   private readonly listeners = new Map<string, (message: string) => void>();
+  private readonly allowances = new Map<string, TokenBucket>();
   private readonly deviceRetentionMs: number;
   private readonly topicLogLength: number;
   private readonly now: () => number;
@@ -228,6 +230,13 @@ export class MemoryPushStore implements PushStore {
   async listen(node: string, onMessage: (message: string) => void): Promise<void> {
     this.check();
     this.listeners.set(node, onMessage);
+  }
+
+  async takeCall(keyName: string, rate: number, burst: number): Promise<number> {
+    this.check();
+    let bucket = this.allowances.get(keyName);
+    if (bucket === undefined || bucket.ratePerSecond !== rate || bucket.burst !== burst) this.allowances.set(keyName, (bucket = new TokenBucket(rate, burst)));
+    return bucket.take() ? 0 : Math.ceil(1000 / rate);
   }
 
   async close(): Promise<void> {

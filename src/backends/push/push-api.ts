@@ -17,6 +17,8 @@ import type { PushCall, PushService } from './push-service.js';
 export interface PushApiOptions {
   service: PushService;
   keys: ApiKeys;
+  /** Takes one call from the caller's allowance (shared by the nodes of a store): 0, or ms to wait. */
+  takeCall: (caller: ApiCaller) => Promise<number>;
   /** Largest request body (bytes); beyond it 413. */
   bodyLimit: number;
   /** Most users one call may name. */
@@ -88,9 +90,11 @@ export function createPushApi(o: PushApiOptions): FastifyInstance {
     if (!req.url.startsWith('/v1/')) return;
     const caller = o.keys.authenticate(req.headers.authorization);
     if (caller === null) throw new ApiError('UNAUTHORIZED', 'Authorization: expected "Bearer <key>" with a configured API key');
-    if (!caller.bucket.take()) {
-      throw new ApiError('RATE_LIMITED', `API key "${caller.name}": over its rate of ${caller.bucket.ratePerSecond} calls/s`, Math.max(1, Math.ceil(1 / caller.bucket.ratePerSecond)));
-    }
+    const waitMs = await o.takeCall(caller).catch((err: unknown) => {
+      o.log.error({ err, key: caller.name }, 'push api: checking a rate failed');
+      throw new ApiError('UNAVAILABLE', 'push store unavailable');
+    });
+    if (waitMs > 0) throw new ApiError('RATE_LIMITED', `API key "${caller.name}": over its rate of ${caller.rate} calls/s`, Math.max(1, Math.ceil(waitMs / 1000)));
     req.caller = caller;
   });
 

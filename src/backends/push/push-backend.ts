@@ -126,6 +126,7 @@ export function createPushBackend(options: PushBackendOptions = {}): PushBackend
   const api = createPushApi({
     service,
     keys: new ApiKeys(options.apiKeys ?? []),
+    takeCall: (caller) => store.takeCall(caller.name, caller.rate, caller.burst),
     bodyLimit: options.bodyLimitBytes ?? PUSH_DEFAULTS.bodyLimitBytes,
     maxUsers: options.maxUsersPerPush ?? PUSH_DEFAULTS.maxUsersPerPush,
     maxTtlS,

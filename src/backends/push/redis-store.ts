@@ -143,6 +143,22 @@ end
 return out
 `);
 
+/**
+ * GCRA (the generic cell rate algorithm, as in RFC 2697's token bucket): KEYS[1] holds the key's
+ * theoretical arrival time; ARGV[1] ms between calls (1000 / rate), ARGV[2] burst. Uses Redis's own
+ * clock, so nodes with skewed clocks share one allowance. Returns 0 (admitted) or the ms to wait.
+ */
+const TAKE_CALL = new RedisScript(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local interval = tonumber(ARGV[1])
+local tolerance = interval * (tonumber(ARGV[2]) - 1)
+local tat = math.max(tonumber(redis.call('GET', KEYS[1]) or now), now)
+if tat - now > tolerance then return math.ceil(tat - now - tolerance) end
+redis.call('SET', KEYS[1], tostring(tat + interval), 'PX', math.ceil(tat + interval - now) + 1000)
+return 0
+`);
+
 /** The longest a push can live (28 days, the API's ttl_s bound): log entries older than this are dropped. */
 const MAX_LOG_AGE_MS = 28 * 24 * 3600_000;
 
@@ -163,6 +179,7 @@ const MAX_LOG_AGE_MS = 28 * 24 * 3600_000;
  * | n:<node>     | hash       | topic → devices online on that node; PX the node TTL |
  * | px:<node>    | set        | proxies attached to that node; PX the node TTL |
  * | nodes        | set        | nodes that wrote online counts (lapsed ones are dropped when counted) |
+ * | rate:<key>   | string     | an API key's next allowed call time (GCRA), PX about its burst's length |
  *
  * `forward` publishes on the channel `<prefix>to:<node>`, which that node's `listen` subscribes to.
  *
@@ -347,6 +364,11 @@ export class RedisPushStore implements PushStore {
       if (channel === `${this.prefix}to:${node}`) onMessage(message);
     });
     await this.link.io(subscriber.subscribe(`${this.prefix}to:${node}`));
+  }
+
+  async takeCall(keyName: string, rate: number, burst: number): Promise<number> {
+    this.link.ensureOpen('takeCall');
+    return Number(await this.run(TAKE_CALL, [`${this.prefix}rate:${keyName}`], [1000 / rate, burst]));
   }
 
   async close(): Promise<void> {

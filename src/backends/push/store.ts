@@ -77,7 +77,9 @@ export interface AckEntry {
  *   subscribed, not expired, not acknowledged by it, not marked replaced for it; oldest first;
  * - online counts and attached proxies are per node and vanish `nodeTtlMs` after the node's last
  *   `renewNode` (it died);
- * - `forward` reaches the node's `listen`er on whichever process it runs, at most once.
+ * - `forward` reaches the node's `listen`er on whichever process it runs, at most once;
+ * - `takeCall` admits at most `burst` calls at once and `rate` per second after that, per key name,
+ *   whichever nodes the calls arrive at.
  *
  * Times are the caller's clock (ms since the epoch), passed in. Errors are `LivemuxError`s with a stable
  * code: `ERR_STORE_CLOSED` (any call after `close`); a failing Redis rejects with ioredis's error.
@@ -140,6 +142,12 @@ export interface PushStore {
   forward(node: string, message: string): Promise<void>;
   /** Starts handing this node's forwarded messages to `onMessage`; resolves once listening. */
   listen(node: string, onMessage: (message: string) => void): Promise<void>;
+
+  /**
+   * Takes one call from API key `keyName`'s allowance of `rate` calls/s with bursts of `burst`, shared
+   * by every node using the store. Resolves 0 when the call may go, else how many ms until one may.
+   */
+  takeCall(keyName: string, rate: number, burst: number): Promise<number>;
 
   /** Releases the store (the Redis store quits the connection it opened). Idempotent. */
   close(): Promise<void>;
