@@ -12,11 +12,12 @@ import { benchHostile } from './hostile.js';
 import { type BenchProcess, type OutputLine, startProcess } from './processes.js';
 import { benchReload, type ReloadResult, type ReloadTarget } from './reload.js';
 import { benchPickers } from './routing.js';
+import { benchPush, pushReport } from './push.js';
 
 /**
  * `npm run bench`: every figure the issues ask for, measured side by side in one run on this machine,
  * printed as tables and written to BENCHMARKS.md, one section each: core (codec, routing, echo,
- * reload), broadcast (issue 4) and hostile (issue 8). `BENCH_ONLY=<section>` runs one section.
+ * reload), broadcast (issue 4), push (issue 11) and hostile (issue 8). `BENCH_ONLY=<section>` runs one section.
  * Not a test: nothing here passes or fails on time.
  */
 const SECRET = 'bench-secret-0123456789abcdef0123456789';
@@ -74,7 +75,7 @@ async function startLivemux(limits: Record<string, number>): Promise<Livemux> {
     limits,
     // The load generators are one user (the bench token) on one address: the limits a public listener
     // needs against many connections and OPENs of one user would refuse them.
-    connections: { max: 1_000_000, max_per_address: 1_000_000, max_per_user: 1_000_000 },
+    connections: { max: 1_000_000, max_per_address: 1_000_000, max_per_user: 1_000_000, max_handshakes: 1_000_000 },
     users: { open_rate: 1_000_000, open_burst: 1_000_000 },
   }));
   const proxy = await start(BIN, ['start', '--config', join(dir, 'livemux.yaml')], (l) => l.msg === 'livemux listening');
@@ -87,14 +88,15 @@ async function main(): Promise<void> {
   const only = process.env.BENCH_ONLY;
   const command = only ? `BENCH_ONLY=${only} npm run bench` : 'npm run bench';
   const token = await mintToken({ secret: SECRET, sub: 'bench' });
-  const runs = (section: string): boolean => !only || only === section;
-  if (runs('core')) writeSection('core', command, table(await benchCore(token)));
-  if (runs('broadcast')) {
+  const run = (section: string): boolean => only === undefined || only === section;
+  if (run('core')) writeSection('core', command, table(await benchCore(token)));
+  if (run('broadcast')) {
     // The publisher sends without reading WINDOW_UPDATEs: a large client→proxy window keeps it legal.
     const livemux = (): Promise<Livemux> => startLivemux({ session_window: 1 << 30, connection_window: 1 << 30 });
     writeSection('broadcast', command, broadcastReport(await benchBroadcast(token, livemux)));
   }
-  if (runs('hostile')) writeSection('hostile', command, await benchHostile(SECRET));
+  if (run('push')) writeSection('push', command, pushReport(await benchPush(SECRET)));
+  if (run('hostile')) writeSection('hostile', command, await benchHostile(SECRET));
   process.exit(0);
 }
 
