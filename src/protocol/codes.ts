@@ -102,7 +102,7 @@ const TABLE: readonly CodeInfo[] = [
 
   def(Code.HANDSHAKE_TIMEOUT, 'HANDSHAKE_TIMEOUT', 'backoff', 1000, 'No valid HELLO within the handshake timeout.'),
   def(Code.HEARTBEAT_TIMEOUT, 'HEARTBEAT_TIMEOUT', 'immediate', 0, 'Peer missed consecutive heartbeats; the connection is presumed dead.'),
-  def(Code.IDLE_TIMEOUT, 'IDLE_TIMEOUT', 'immediate', 0, 'No session and no traffic for the idle timeout; reconnect when needed.'),
+  def(Code.IDLE_TIMEOUT, 'IDLE_TIMEOUT', 'immediate', 0, 'No session for the idle timeout (§9.2); reconnect when needed.'),
   def(Code.SLOW_CONSUMER, 'SLOW_CONSUMER', 'backoff', 2000, 'Client read too slowly: even after dropping low-priority DATA the outbound queue exceeded its bound.'),
   def(Code.RATE_LIMITED, 'RATE_LIMITED', 'backoff', 5000, 'Client exceeded a rate limit (e.g. OPEN/RESET flood).'),
   def(Code.GOING_AWAY, 'GOING_AWAY', 'immediate', 0, 'Server is draining (deploy, scale-in); reconnect, to the GOAWAY address hint if given.'),

@@ -32,6 +32,7 @@ import { type DropReason, OutboundQueue } from './outbound-queue.js';
 import { LowPriorityPacer } from './low-priority-pacer.js';
 import { SessionAdmission } from './session-admission.js';
 import { TokenBucket } from '../util/token-bucket.js';
+import { WheelEntry } from './timer-wheel.js';
 
 /** Connection states, server view (PROTOCOL.md §5). */
 export const ConnState = {
@@ -83,12 +84,17 @@ export class Connection implements FrameSink, SessionHost {
   private pipelined: [FrameType, number, number, Buffer][] | null = null;
   private clientSessionWindow: number = Defaults.sessionWindow;
   private highestSessionId = 0;
-  private lastInbound = Date.now();
-  private lastActivity = Date.now();
-  private missedPings = 0;
-  private finishing = false;
-  private handshakeTimer: NodeJS.Timeout | null;
-  private heartbeatTimer: NodeJS.Timeout | null = null;
+  /** This connection's place in the proxy's timer wheel: every deadline below is checked by {@link onTimer}. */
+  private readonly timer = new WheelEntry((now) => this.onTimer(now));
+  private readonly handshakeDeadline: number;
+  /** When the last frame arrived (wheel clock): the heartbeat counts silence from it. */
+  private lastInbound: number;
+  /** PINGs sent since that frame. */
+  private pingsSent = 0;
+  /** When the connection last became idle (no session): WELCOME, the last session retired, an OPEN. */
+  private idleSince = 0;
+  /** When a closing socket is destroyed if it has not finished flushing; 0 while not closing. */
+  private destroyAt = 0;
   private log: Logger;
 
   constructor(
@@ -107,14 +113,16 @@ export class Connection implements FrameSink, SessionHost {
       { onDrop: (reason, priority, frames) => this.drop(reason, priority, frames) },
       ctx.metrics.frameStats,
     );
-    this.handshakeTimer = setTimeout(
-      () => this.fail(Code.HANDSHAKE_TIMEOUT, `handshake: no HELLO within ${timeouts.handshakeMs} ms`),
-      timeouts.handshakeMs,
-    );
+    this.lastInbound = ctx.timers.now();
+    this.handshakeDeadline = this.lastInbound + timeouts.handshakeMs;
+    ctx.timers.schedule(this.timer, this.handshakeDeadline);
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.receive(chunk));
     socket.on('error', (err) => this.log.debug({ err }, 'socket error'));
-    socket.on('close', () => this.teardown(Code.NORMAL, 'socket closed'));
+    socket.on('close', () => {
+      ctx.timers.cancel(this.timer);
+      this.teardown(Code.NORMAL, 'socket closed');
+    });
     ctx.metrics.connections.inc();
     ctx.metrics.connectionsAccepted.inc();
   }
@@ -134,8 +142,8 @@ export class Connection implements FrameSink, SessionHost {
 
   onFrame(type: FrameType, flags: number, sessionId: number, payload: Buffer): void {
     if (this.closed) return;
-    this.lastInbound = Date.now();
-    this.missedPings = 0;
+    this.lastInbound = this.ctx.timers.now();
+    this.pingsSent = 0;
     this.ctx.metrics.frameStats.countIn(type, HEADER_SIZE + payload.length);
     if (this.pipelined) {
       if (this.pipelined.length >= MAX_PIPELINED) {
@@ -179,8 +187,6 @@ export class Connection implements FrameSink, SessionHost {
   private welcome(hello: Hello, version: number, userId: string, claims: Record<string, string>): void {
     if (this.state !== ConnState.AUTHENTICATING) return;
     this.transition(ConnState.OPEN);
-    clearTimeout(this.handshakeTimer!);
-    this.handshakeTimer = null;
     this.userId = userId;
     this.claims = claims;
     this.log = this.log.child({ user: userId });
@@ -210,7 +216,8 @@ export class Connection implements FrameSink, SessionHost {
         },
       }),
     );
-    this.heartbeatTimer = setInterval(() => this.heartbeat(), Math.min(timeouts.heartbeatIntervalMs, timeouts.idleMs || Infinity));
+    this.idleSince = this.ctx.timers.now();
+    this.scheduleNext();
     this.log.info({ client: hello.client?.sdk, addr: this.clientAddress }, 'connection authenticated');
     const queued = this.pipelined!;
     this.pipelined = null;
@@ -238,6 +245,8 @@ export class Connection implements FrameSink, SessionHost {
       return;
     }
     this.highestSessionId = sessionId;
+    // Asking for a session is activity, even when refused (PROTOCOL.md §9.2).
+    this.idleSince = this.ctx.timers.now();
     const m = this.ctx.metrics;
     const admission = this.admission.decide(open, this.sessions.size, this.state === ConnState.DRAINING);
     if (admission.kind === 'refuse') {
@@ -276,7 +285,6 @@ export class Connection implements FrameSink, SessionHost {
     m.sessionsOpened.inc({ business: open.business, result: 'ok' });
     this.log.debug({ session: sessionId, business: open.business, endpoint: link.endpoint }, 'session opened');
     this.sendSessionFrame(FrameType.OPEN_OK, sessionId, EMPTY);
-    this.lastActivity = Date.now();
   }
 
   /** @internal */
@@ -286,7 +294,6 @@ export class Connection implements FrameSink, SessionHost {
     if (!this.recvCredit.receive(n)) {
       throw new ProtocolError(Code.FLOW_CONTROL_ERROR, `DATA: connection window exceeded (${n} bytes)`);
     }
-    this.lastActivity = Date.now();
     const s = this.sessions.get(sessionId);
     if (!s || s.peerHasClosed) {
       this.releaseConnectionCredit(n);
@@ -414,8 +421,12 @@ export class Connection implements FrameSink, SessionHost {
     this.creditWaiters.delete(session);
     this.ctx.registry.remove(session);
     this.ctx.metrics.sessions.dec({ business: session.business });
-    this.lastActivity = Date.now();
-    if (this.state === ConnState.DRAINING && this.sessions.size === 0) this.finish();
+    if (this.sessions.size > 0) return;
+    if (this.state === ConnState.DRAINING) this.finish();
+    else if (this.state === ConnState.OPEN) {
+      this.idleSince = this.ctx.timers.now();
+      this.scheduleNext();
+    }
   }
 
   // ── lifecycle ───────────────────────────────────────────────────────────────────────────────────
@@ -456,22 +467,26 @@ export class Connection implements FrameSink, SessionHost {
     const frame = encodeFrame(FrameType.ERROR, 0, 0, encodeStatus({ code, reason: message }));
     this.ctx.metrics.frameStats.countOut(FrameType.ERROR, frame.length);
     if (!this.socket.destroyed) this.socket.end(frame);
-    setTimeout(() => this.socket.destroy(), CLOSE_GRACE_MS).unref();
+    this.destroyAfterGrace();
     this.teardown(code, message);
   }
 
   private finish(): void {
-    if (this.finishing) return;
-    this.finishing = true;
+    if (this.destroyAt > 0) return;
     this.out.finish();
-    setTimeout(() => this.socket.destroy(), CLOSE_GRACE_MS).unref();
+    this.destroyAfterGrace();
+  }
+
+  /** A closing socket gets CLOSE_GRACE_MS to flush its last frames; then it is destroyed. */
+  private destroyAfterGrace(): void {
+    if (this.destroyAt > 0) return;
+    this.destroyAt = this.ctx.timers.now() + CLOSE_GRACE_MS;
+    this.ctx.timers.schedule(this.timer, this.destroyAt);
   }
 
   private teardown(code: number, reason: string): void {
     if (this.state === ConnState.CLOSED) return;
     this.transition(ConnState.CLOSED);
-    if (this.handshakeTimer) clearTimeout(this.handshakeTimer);
-    if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
     this.lowPacer?.close();
     this.pipelined = null;
     for (const s of [...this.sessions.values()]) s.retire(code, reason);
@@ -480,23 +495,57 @@ export class Connection implements FrameSink, SessionHost {
     this.ctx.connectionClosed(this);
   }
 
-  private heartbeat(): void {
-    const now = Date.now();
-    const { heartbeatIntervalMs, heartbeatMisses, idleMs } = this.ctx.config.timeouts;
-    if (idleMs > 0 && this.sessions.size === 0 && now - this.lastActivity >= idleMs) {
+  /**
+   * The connection's one timer callback, called by the proxy's wheel when the earliest of its deadlines
+   * is due (PROTOCOL.md §9): handshake, idle, heartbeat, the close grace. Each is derived from a
+   * timestamp the data path keeps (one clock read per frame), so nothing is rescheduled per frame; the
+   * callback files the connection again for its next deadline. Any other per-connection deadline belongs
+   * here too, so a connection keeps exactly one place in the wheel.
+   */
+  private onTimer(now: number): void {
+    if (this.destroyAt > 0) {
+      if (now >= this.destroyAt) this.socket.destroy();
+      else this.ctx.timers.schedule(this.timer, this.destroyAt);
+      return;
+    }
+    if (this.state === ConnState.AWAIT_HELLO || this.state === ConnState.AUTHENTICATING) {
+      if (now >= this.handshakeDeadline) {
+        this.fail(Code.HANDSHAKE_TIMEOUT, `handshake: no WELCOME within ${this.ctx.config.timeouts.handshakeMs} ms`);
+      } else this.ctx.timers.schedule(this.timer, this.handshakeDeadline);
+      return;
+    }
+    if (this.closed) return;
+    const { heartbeatIntervalMs: interval, heartbeatMisses, idleMs } = this.ctx.config.timeouts;
+    if (this.idleClockRuns && now - this.idleSince >= idleMs) {
       this.goAway(Code.IDLE_TIMEOUT, `idle for ${idleMs} ms`);
       return;
     }
-    if (now - this.lastInbound < heartbeatIntervalMs) return;
-    if (this.missedPings >= heartbeatMisses) {
-      this.fail(Code.HEARTBEAT_TIMEOUT, `heartbeat: ${this.missedPings} PINGs unanswered`);
+    // PINGs go out after 1, 2, … heartbeatMisses whole intervals of silence; one more is the end.
+    const silentIntervals = Math.floor((now - this.lastInbound) / interval);
+    if (silentIntervals > heartbeatMisses) {
+      this.fail(Code.HEARTBEAT_TIMEOUT, `heartbeat: nothing received for ${silentIntervals} intervals of ${interval} ms (${this.pingsSent} PINGs unanswered)`);
       return;
     }
-    this.missedPings++;
-    this.lastInbound = now;
-    const ping = Buffer.allocUnsafe(8);
-    ping.writeDoubleBE(now);
-    this.sendControl(FrameType.PING, ping);
+    if (silentIntervals > this.pingsSent) {
+      this.pingsSent = silentIntervals;
+      const ping = Buffer.allocUnsafe(8);
+      ping.writeDoubleBE(Date.now());
+      this.sendControl(FrameType.PING, ping);
+    }
+    this.scheduleNext();
+  }
+
+  /** Files the connection in the wheel for its next heartbeat or idle deadline. */
+  private scheduleNext(): void {
+    const { heartbeatIntervalMs, idleMs } = this.ctx.config.timeouts;
+    let next = this.lastInbound + (this.pingsSent + 1) * heartbeatIntervalMs;
+    if (this.idleClockRuns) next = Math.min(next, this.idleSince + idleMs);
+    this.ctx.timers.schedule(this.timer, next);
+  }
+
+  /** Idle is counted while the connection is OPEN with no session (PROTOCOL.md §9.2). */
+  private get idleClockRuns(): boolean {
+    return this.ctx.config.timeouts.idleMs > 0 && this.state === ConnState.OPEN && this.sessions.size === 0;
   }
 
   private sendControl(type: FrameType, body: Buffer): void {

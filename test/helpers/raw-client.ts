@@ -24,6 +24,8 @@ export interface RawFrame {
  */
 export class RawClient {
   readonly frames: RawFrame[] = [];
+  /** Every frame received, in arrival order, with the time it arrived (never consumed by `next`). */
+  readonly received: (RawFrame & { at: number })[] = [];
   /** DATA frames received; with `keepData` false they are only counted, for high-volume tests. */
   dataCount = 0;
   keepData = true;
@@ -43,6 +45,7 @@ export class RawClient {
           }
           const frame = { type, name: FRAME_TYPE_NAMES[type]!, flags, sessionId, payload: Buffer.from(payload) };
           this.frames.push(frame);
+          this.received.push({ ...frame, at: performance.now() });
           for (const w of [...this.waiters]) {
             if (w.match(frame)) {
               this.waiters.splice(this.waiters.indexOf(w), 1);
