@@ -8,6 +8,7 @@ import {
   FrameType,
   HEADER_SIZE,
   MAX_PIPELINED,
+  MAX_WINDOW,
   Priority,
   SUPPORTED_VERSIONS,
 } from '../protocol/constants.js';
@@ -106,7 +107,7 @@ export class Connection implements FrameSink, SessionHost {
     this.log = ctx.logger.child({ conn: this.id });
     this.recvCredit = new ReceiveCredit(limits.connectionWindow);
     this.bucket = new TokenBucket(limits.openResetRate, limits.openResetRate);
-    this.decoder = new FrameDecoder(this, { maxPayload: limits.maxPayload });
+    this.decoder = new FrameDecoder(this, { maxPayload: limits.maxPayload, acceptBatch: false });
     this.out = new OutboundQueue(
       socket,
       limits.outboundQueueBytes,
@@ -145,6 +146,8 @@ export class Connection implements FrameSink, SessionHost {
     this.lastInbound = this.ctx.timers.now();
     this.pingsSent = 0;
     this.ctx.metrics.frameStats.countIn(type, HEADER_SIZE + payload.length);
+    // A peer's ERROR ends the connection in every state, held frames included; it is never answered.
+    if (type === FrameType.ERROR) return this.onPeerError(payload);
     if (this.pipelined) {
       if (this.pipelined.length >= MAX_PIPELINED) {
         throw new ProtocolError(Code.RATE_LIMITED, `handshake: more than ${MAX_PIPELINED} frames before WELCOME`);
@@ -163,12 +166,18 @@ export class Connection implements FrameSink, SessionHost {
       throw new ProtocolError(Code.UNEXPECTED_FRAME, 'HELLO: already received');
     }
     const hello = decodeHello(payload);
+    // Checked in the order of PROTOCOL.md §5.1: versions, windows, then the token.
     const version = Math.max(...hello.versions.filter((v) => SUPPORTED_VERSIONS.includes(v)));
     if (!Number.isFinite(version)) {
       throw new ProtocolError(
         Code.UNSUPPORTED_VERSION,
         `HELLO: no supported version ([${hello.versions.join(',')}] vs [${SUPPORTED_VERSIONS.join(',')}])`,
       );
+    }
+    for (const [field, window] of [['session_window', hello.sessionWindow], ['connection_window', hello.connectionWindow]] as const) {
+      if ((window ?? 0) > MAX_WINDOW) {
+        throw new ProtocolError(Code.FLOW_CONTROL_ERROR, `HELLO: ${field} above 2^31-1 (${window})`);
+      }
     }
     this.transition(ConnState.AUTHENTICATING);
     this.pipelined = [];
@@ -218,6 +227,8 @@ export class Connection implements FrameSink, SessionHost {
     );
     this.idleSince = this.ctx.timers.now();
     this.scheduleNext();
+    // WELCOME leaves now: a held frame that fails the connection must not discard it (PROTOCOL.md §5.1).
+    this.out.flush();
     this.log.info({ client: hello.client?.sdk, addr: this.clientAddress }, 'connection authenticated');
     const queued = this.pipelined!;
     this.pipelined = null;
@@ -614,7 +625,6 @@ HANDLERS[FrameType.RESET] = (c, _f, s, p) => c.onReset(s, p);
 HANDLERS[FrameType.PING] = (c, _f, _s, p) => c.onPing(p);
 HANDLERS[FrameType.PONG] = (c) => c.onPong();
 HANDLERS[FrameType.WINDOW_UPDATE] = (c, _f, s, p) => c.onWindowUpdate(s, p);
-HANDLERS[FrameType.ERROR] = (c, _f, _s, p) => c.onPeerError(p);
 for (const t of [FrameType.WELCOME, FrameType.OPEN_OK, FrameType.OPEN_FAIL, FrameType.GOAWAY]) {
   HANDLERS[t] = (c) => c.onServerOnlyFrame(t);
 }
