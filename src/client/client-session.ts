@@ -351,9 +351,11 @@ export class ClientSession extends EventEmitter<SessionEvents> implements AsyncI
       this.finish(request.code, request.reason, null);
       return;
     }
-    // The server closed first: answer at once with the same code. Queued sends are not flushed first
-    // (they could wait for credit forever while the server holds the id); they fail, or wait for a reopen.
-    binding.writeClose(status.code, '');
+    // The server closed first: answer at once. A CLOSE's code says why its sender's direction ended
+    // (PROTOCOL.md §5.2), and this side simply has nothing more to send: NORMAL. Queued sends are not
+    // flushed first (the backend has ended the session and would not see them); they fail, or wait for
+    // a reopen.
+    binding.writeClose(Code.NORMAL, '');
     binding.retire();
     if (this.reopen && status.code === Code.GOING_AWAY && !this.host.closed) {
       this.detach(0);

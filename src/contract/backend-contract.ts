@@ -72,15 +72,19 @@ export interface SessionClosed {
   reason: string;
 }
 
-/** Name of the member set in `ProxyEvent.event`. */
-export type ProxyEventCase = 'opened' | 'data' | 'closed';
+/** `SessionHalfClosed`: the client's CLOSE, its code and reason (the session stays open the other way). */
+export type SessionHalfClosed = SessionClosed;
 
-/** `ProxyEvent`: exactly one of `opened`, `data`, `closed` is set; `event` names it when decoded. */
+/** Name of the member set in `ProxyEvent.event`. */
+export type ProxyEventCase = 'opened' | 'data' | 'closed' | 'halfClosed';
+
+/** `ProxyEvent`: exactly one of `opened`, `data`, `closed`, `halfClosed` is set; `event` names it when decoded. */
 export interface ProxyEvent {
   session: number;
   opened?: SessionOpened;
   data?: SessionData;
   closed?: SessionClosed;
+  halfClosed?: SessionHalfClosed;
   event?: ProxyEventCase;
 }
 

@@ -57,6 +57,7 @@ export const Code = {
   BUSINESS_DISABLED: 208,
   MISSING_HASH_KEY: 209,
   ENDPOINT_REMOVED: 210,
+  HALF_CLOSE_TIMEOUT: 211,
 
   AUTH_FAILED: 300,
   AUTH_EXPIRED: 301,
@@ -96,6 +97,7 @@ const TABLE: readonly CodeInfo[] = [
   def(Code.BUSINESS_DISABLED, 'BUSINESS_DISABLED', 'backoff', 30000, 'The business is disabled or was removed from routes.yaml; its sessions are closed and new ones refused until it is enabled again.'),
   def(Code.MISSING_HASH_KEY, 'MISSING_HASH_KEY', 'never', 0, 'OPEN lacks the metadata field its route hashes on (e.g. room_id); the reason names the field.'),
   def(Code.ENDPOINT_REMOVED, 'ENDPOINT_REMOVED', 'immediate', 0, 'A config reload removed the session\'s backend endpoint and the session could not be moved; reopen at once.'),
+  def(Code.HALF_CLOSE_TIMEOUT, 'HALF_CLOSE_TIMEOUT', 'never', 0, 'After the client\'s CLOSE the backend did not end its side within the half-close timeout; the server ended the session.'),
 
   def(Code.AUTH_FAILED, 'AUTH_FAILED', 'never', 0, 'Token missing, malformed, or its signature or claims are invalid.'),
   def(Code.AUTH_EXPIRED, 'AUTH_EXPIRED', 'refresh_token', 0, 'Token has expired; get a new one and reconnect.'),

@@ -97,6 +97,8 @@ export const Defaults = {
   /** OPEN+RESET frames a client may send per second before GOAWAY RATE_LIMITED. */
   openResetRate: 100,
   drainTimeoutMs: 30_000,
+  /** After a client's CLOSE, how long the backend may take to end its side before the server does. */
+  halfCloseTimeoutMs: 10_000,
   /** Low-priority DATA frames per second one connection receives at most (a screen shows ~20). */
   lowPriorityRate: 20,
   /** Messages merged into one BATCH frame at most; older excess low messages are dropped. */

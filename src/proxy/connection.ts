@@ -75,6 +75,8 @@ export class Connection implements FrameSink, SessionHost {
   sendCredit = new SendCredit(Defaults.connectionWindow);
   private readonly recvCredit: ReceiveCredit;
   private readonly sessions = new Map<number, ProxySession>();
+  /** Sessions the client half-closed, with the time by which their backend must end them. */
+  private readonly halfClosedSessions = new Map<ProxySession, number>();
   private readonly creditWaiters = new Set<ProxySession>();
   /** Low-priority frame cap, set at WELCOME from the limits and the client's `accepts_batch`. */
   lowPacer: LowPriorityPacer | null = null;
@@ -424,9 +426,16 @@ export class Connection implements FrameSink, SessionHost {
     this.fail(Code.SLOW_CONSUMER, `outbound queue over its bound (${this.out.bytes} bytes queued)`);
   }
 
+  halfClosed(session: ProxySession): void {
+    const deadline = this.ctx.timers.now() + this.ctx.config.timeouts.halfCloseMs;
+    this.halfClosedSessions.set(session, deadline);
+    if (!this.timer.scheduled || deadline < this.timer.due) this.ctx.timers.schedule(this.timer, deadline);
+  }
+
   retired(session: ProxySession): void {
     this.log.debug({ session: session.id, business: session.business }, 'session closed');
     this.sessions.delete(session.id);
+    this.halfClosedSessions.delete(session);
     this.admission.retired(session.business);
     this.lowPacer?.forget(session);
     this.creditWaiters.delete(session);
@@ -526,7 +535,12 @@ export class Connection implements FrameSink, SessionHost {
       return;
     }
     if (this.closed) return;
-    const { heartbeatIntervalMs: interval, heartbeatMisses, idleMs } = this.ctx.config.timeouts;
+    const { heartbeatIntervalMs: interval, heartbeatMisses, idleMs, halfCloseMs } = this.ctx.config.timeouts;
+    for (const [session, deadline] of this.halfClosedSessions) {
+      if (now < deadline) continue;
+      this.halfClosedSessions.delete(session);
+      session.closeByProxy(Code.HALF_CLOSE_TIMEOUT, `backend did not end the session within ${halfCloseMs} ms of the client's CLOSE`);
+    }
     if (this.idleClockRuns && now - this.idleSince >= idleMs) {
       this.goAway(Code.IDLE_TIMEOUT, `idle for ${idleMs} ms`);
       return;
@@ -551,6 +565,7 @@ export class Connection implements FrameSink, SessionHost {
     const { heartbeatIntervalMs, idleMs } = this.ctx.config.timeouts;
     let next = this.lastInbound + (this.pingsSent + 1) * heartbeatIntervalMs;
     if (this.idleClockRuns) next = Math.min(next, this.idleSince + idleMs);
+    for (const deadline of this.halfClosedSessions.values()) next = Math.min(next, deadline);
     this.ctx.timers.schedule(this.timer, next);
   }
 

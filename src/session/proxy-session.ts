@@ -25,6 +25,8 @@ export interface SessionHost {
   drop(reason: DropReason, priority: Priority, frames?: number): void;
   /** The bound of the outbound queue was exceeded by system/high DATA. */
   slowConsumer(): void;
+  /** The client half-closed the session: its backend has the half-close timeout to end it. */
+  halfClosed(session: ProxySession): void;
   retired(session: ProxySession): void;
 }
 
@@ -63,7 +65,8 @@ export class ProxySession implements QueueOwner, PacedSession {
   private backendOpen = true;
   private closeFrame: Buffer | null = null;
   private closeSent = false;
-  private peerClosed = false;
+  /** The client's CLOSE, once received: its direction is over (PROTOCOL.md §5.2). */
+  private peerClose: { code: number; reason: string } | null = null;
   private owedCredit = 0;
   private awaitingDrain = false;
   /** Bumped on every rebind, so a drain callback registered on a previous link is ignored. */
@@ -243,6 +246,8 @@ export class ProxySession implements QueueOwner, PacedSession {
     const held = this.held;
     this.held = null;
     for (const m of held ?? []) link.data(this.ref, m.payload, m.priority);
+    // The new backend learns what the old one had: the client's direction is over.
+    if (this.peerClose) link.halfClosed(this.ref, this.peerClose.code, this.peerClose.reason);
     // Credit held back for the old link's drain would otherwise never be returned.
     this.awaitingDrain = false;
     this.returnCredit();
@@ -261,12 +266,20 @@ export class ProxySession implements QueueOwner, PacedSession {
 
   // ── closing ─────────────────────────────────────────────────────────────────────────────────────
 
-  /** The client sent CLOSE: tell the backend, answer CLOSE after queued DATA, retire when both are done. */
+  /**
+   * The client sent CLOSE: its direction is over, ours is not (PROTOCOL.md §5.2). The backend is told and
+   * ends the session once it has sent its last message; the CLOSE that answers the client then carries
+   * the backend's code. If the proxy side is already closing, the id retires once its CLOSE is out.
+   */
   onPeerClose(code: number, reason: string): void {
-    this.peerClosed = true;
-    this.detachBackend(code, reason);
-    if (this.state === SessionState.OPEN) this.beginClose(0, '');
-    else this.maybeSendClose();
+    this.peerClose = { code, reason };
+    if (this.state !== SessionState.OPEN) {
+      this.maybeSendClose();
+      return;
+    }
+    // A backend between two bindings (suspended, or its link just died) hears it on rebind.
+    if (this.backendOpen) this.boundLink.halfClosed(this.ref, code, reason);
+    this.host.halfClosed(this);
   }
 
   /**
@@ -334,12 +347,12 @@ export class ProxySession implements QueueOwner, PacedSession {
       this.closeSent = true;
       this.host.sendSessionFrame(FrameType.CLOSE, this.id, this.closeFrame);
     }
-    if (this.peerClosed) this.retire(0, '');
+    if (this.peerClose) this.retire(0, '');
   }
 
   /** Whether the client has already sent CLOSE (further DATA from it is a protocol violation). */
   get peerHasClosed(): boolean {
-    return this.peerClosed;
+    return this.peerClose !== null;
   }
 
   /** Whether the backend still takes this session's DATA. */

@@ -420,6 +420,20 @@ describe('backend-initiated close', () => {
   });
 });
 
+describe('half-close (PROTOCOL.md §5.2)', () => {
+  it('close() right after send(): every reply arrives before close() resolves, and the close is NORMAL', async () => {
+    const client = await connectClient(proxy.port);
+    const session = await client.open('echo');
+    const inbox = new Received(session);
+    const closed = nextEvent<[number, string]>(session, 'close');
+    const sends = ['one', 'two', 'three'].map((text) => session.send(text));
+    await session.close();
+    await Promise.all(sends);
+    expect(inbox.texts).toEqual(['one', 'two', 'three']);
+    expect(await closed).toEqual([Code.NORMAL, '']);
+  });
+});
+
 describe('automatic reconnect', () => {
   it('after the proxy is killed and restarted on its port, the client reconnects and reopens its session', async () => {
     const doomed = await spawnProxy([backend]);

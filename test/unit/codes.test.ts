@@ -46,6 +46,7 @@ describe('code registry', () => {
       BUSINESS_DISABLED: 208,
       MISSING_HASH_KEY: 209,
       ENDPOINT_REMOVED: 210,
+      HALF_CLOSE_TIMEOUT: 211,
       AUTH_FAILED: 300,
       AUTH_EXPIRED: 301,
       HANDSHAKE_TIMEOUT: 400,

@@ -72,6 +72,7 @@ describe('wire constants', () => {
       outboundQueueBytes: 4_194_304,
       openResetRate: 100,
       drainTimeoutMs: 30_000,
+      halfCloseTimeoutMs: 10_000,
       lowPriorityRate: 20,
       lowPriorityMerge: 16,
     });
