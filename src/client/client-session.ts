@@ -31,7 +31,8 @@ export interface OpenOptions {
   /**
    * Keep this session alive across failures (PROTOCOL.md §10): reopen it, same business and metadata,
    * on the next connection when the current one ends or the server drains it (CLOSE GOING_AWAY), and
-   * with backoff when it is refused or closed with a retryable code (e.g. BACKEND_UNAVAILABLE). The
+   * on the same connection when it is refused or closed with a code that says to reopen (PROTOCOL.md
+   * §10.1: at once for ENDPOINT_REMOVED, with backoff for BACKEND_UNAVAILABLE, BUSINESS_DISABLED …). The
    * session object stays the same, gets a new id and emits `'reopened'`; meanwhile it is `detached` and
    * sends queue. It ends only on a code that must not be retried, `close()`, `reset()`, or when the client
    * closes. The first open is not retried: `open()` rejects as usual. Default false: the session closes
@@ -455,15 +456,28 @@ export class ClientSession extends EventEmitter<SessionEvents> implements AsyncI
     void this.attach(delayMs);
   }
 
-  /** A refusal or close the protocol says to retry with backoff (TOO_MANY_SESSIONS, BACKEND_UNAVAILABLE …). */
+  /**
+   * A refusal or close the protocol says to reopen after (PROTOCOL.md §10.1): a `backoff` code
+   * (TOO_MANY_SESSIONS, BACKEND_UNAVAILABLE, BUSINESS_DISABLED, RATE_LIMITED …) or an `immediate` one
+   * (ENDPOINT_REMOVED; GOING_AWAY is handled apart, on a new connection).
+   */
   private retryable(status: Status): boolean {
-    return !this.host.closed && codeInfo(status.code).retry === 'backoff';
+    const { retry } = codeInfo(status.code);
+    return !this.host.closed && (retry === 'backoff' || retry === 'immediate');
   }
 
-  /** Backoff before reopening after `status`: its hint, else its code's first delay (PROTOCOL.md §10). */
+  /**
+   * Wait before reopening after `status` (PROTOCOL.md §10): an `immediate` code reopens at once the first
+   * time, then backs off like the rest; the base is the hint, else the code's first delay.
+   */
   private reopenDelay(status: Status): number {
     const backoff = (this.reopenBackoff ??= new Backoff(this.host.backoff));
     if (performance.now() - this.openedAt >= BACKOFF_RESET_AFTER_MS) backoff.reset();
+    const immediate = codeInfo(status.code).retry === 'immediate';
+    if (immediate && backoff.attempt === 0) {
+      backoff.next();
+      return 0;
+    }
     return backoff.next(status.retryAfterMs || codeInfo(status.code).delayMs || this.host.backoff.initialMs);
   }
 

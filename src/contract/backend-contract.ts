@@ -25,6 +25,11 @@ export interface SessionOpenInfo {
    * backend can authorise without seeing the token.
    */
   claims: Readonly<Record<string, string>>;
+  /**
+   * The largest payload this client takes in one message (its connection's max_payload, PROTOCOL.md
+   * §7): a larger Deliver or Publish closes the session with 213 MESSAGE_TOO_LARGE.
+   */
+  maxPayload: number;
 }
 
 /** Value of `ProxyHello.contract_version` this implementation speaks. */

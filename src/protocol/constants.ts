@@ -87,7 +87,8 @@ export const Defaults = {
   heartbeatMisses: 2,
   idleTimeoutMs: 300_000,
   maxSessions: 64,
-  maxPayload: 1024 * 1024,
+  /** Half the default session window: a message never needs more than half a window (PROTOCOL.md §7). */
+  maxPayload: 128 * 1024,
   /** Initial per-session window, each direction. */
   sessionWindow: 256 * 1024,
   /** Initial per-connection window, each direction. */

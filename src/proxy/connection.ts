@@ -73,7 +73,14 @@ export class Connection implements FrameSink, SessionHost {
   readonly out: OutboundQueue;
   /** Connection-level credit for server→client DATA, granted by the client. */
   sendCredit = new SendCredit(Defaults.connectionWindow);
-  private readonly recvCredit: ReceiveCredit;
+  /** Connection-level credit granted to the client for client→server DATA; set at WELCOME. */
+  private recvCredit!: ReceiveCredit;
+  /**
+   * Largest DATA payload either way on this connection, as announced in WELCOME: the configured
+   * max_payload, lowered to half the smallest initial window of both directions (PROTOCOL.md §7).
+   */
+  maxPayload: number;
+  private readonly decoderLimits: { maxPayload: number; acceptBatch: false };
   private readonly sessions = new Map<number, ProxySession>();
   /** Sessions the client half-closed, with the time by which their backend must end them. */
   private readonly halfClosedSessions = new Map<ProxySession, number>();
@@ -107,9 +114,11 @@ export class Connection implements FrameSink, SessionHost {
   ) {
     const { limits, timeouts } = ctx.config;
     this.log = ctx.logger.child({ conn: this.id });
-    this.recvCredit = new ReceiveCredit(limits.connectionWindow);
+    this.maxPayload = limits.maxPayload;
     this.bucket = new TokenBucket(limits.openResetRate, limits.openResetRate);
-    this.decoder = new FrameDecoder(this, { maxPayload: limits.maxPayload, acceptBatch: false });
+    // Until WELCOME, pipelined DATA is held against the configured max_payload (PROTOCOL.md §2.4).
+    this.decoderLimits = { maxPayload: limits.maxPayload, acceptBatch: false };
+    this.decoder = new FrameDecoder(this, this.decoderLimits);
     this.out = new OutboundQueue(
       socket,
       limits.outboundQueueBytes,
@@ -202,9 +211,16 @@ export class Connection implements FrameSink, SessionHost {
     this.claims = claims;
     this.log = this.log.child({ user: userId });
     this.admission = new SessionAdmission(this.ctx, { userId, connectionId: this.id, clientAddress: this.clientAddress });
-    this.sendCredit = new SendCredit(hello.connectionWindow || Defaults.connectionWindow);
+    const clientConnectionWindow = hello.connectionWindow || Defaults.connectionWindow;
+    this.sendCredit = new SendCredit(clientConnectionWindow);
     this.clientSessionWindow = hello.sessionWindow || Defaults.sessionWindow;
     const { limits, timeouts } = this.ctx.config;
+    // At most half of every window a message crosses: with credit returned by half windows, a sender
+    // with nothing in flight can always send one more message (PROTOCOL.md §7).
+    const smallestWindow = Math.min(limits.sessionWindow, limits.connectionWindow, this.clientSessionWindow, clientConnectionWindow);
+    this.maxPayload = Math.min(limits.maxPayload, Math.max(1, Math.floor(smallestWindow / 2)));
+    this.decoderLimits.maxPayload = this.maxPayload;
+    this.recvCredit = new ReceiveCredit(limits.connectionWindow);
     if (limits.lowPriorityRate > 0) {
       this.lowPacer = new LowPriorityPacer(limits.lowPriorityRate, limits.lowPriorityMerge, hello.acceptsBatch === true, this.out, (reason) =>
         this.drop(reason, Priority.LOW),
@@ -219,7 +235,7 @@ export class Connection implements FrameSink, SessionHost {
         heartbeatIntervalMs: timeouts.heartbeatIntervalMs,
         limits: {
           maxSessions: limits.maxSessions,
-          maxPayload: limits.maxPayload,
+          maxPayload: this.maxPayload,
           sessionWindow: limits.sessionWindow,
           connectionWindow: limits.connectionWindow,
           idleTimeoutMs: timeouts.idleMs,
@@ -280,6 +296,7 @@ export class Connection implements FrameSink, SessionHost {
       clientSessionId: sessionId,
       reattach: false,
       claims: this.claims,
+      maxPayload: this.maxPayload,
     };
     const session = new ProxySession(
       this,
@@ -304,6 +321,10 @@ export class Connection implements FrameSink, SessionHost {
   onData(flags: number, sessionId: number, payload: Buffer): void {
     this.requireOpen('DATA');
     const n = payload.length;
+    // Only DATA held behind HELLO can be over it: the decoder checked it against the configured limit.
+    if (n > this.maxPayload) {
+      throw new ProtocolError(Code.FRAME_TOO_LARGE, `DATA: payload too large (${n} vs ${this.maxPayload} bytes announced in WELCOME)`);
+    }
     if (!this.recvCredit.receive(n)) {
       throw new ProtocolError(Code.FLOW_CONTROL_ERROR, `DATA: connection window exceeded (${n} bytes)`);
     }

@@ -90,6 +90,7 @@ function info(userId: string, extra: Partial<SessionOpenInfo> = {}): SessionOpen
     clientSessionId: 1,
     reattach: false,
     claims: { role: 'member' },
+    maxPayload: 65_536,
     ...extra,
   };
 }

@@ -81,6 +81,7 @@ const INFO: SessionOpenInfo = {
   clientSessionId: 1,
   reattach: false,
   claims: {},
+  maxPayload: 65_536,
 };
 
 async function waitFor(what: string, cond: () => boolean, timeoutMs = 5_000): Promise<void> {

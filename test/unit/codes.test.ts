@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { describe, it, expect } from 'vitest';
 import { Code, CODES, codeInfo, codeName } from '../../src/protocol/codes.js';
 import { PACKAGE_ROOT } from '../../src/paths.js';
@@ -47,6 +47,7 @@ describe('code registry', () => {
       MISSING_HASH_KEY: 209,
       ENDPOINT_REMOVED: 210,
       HALF_CLOSE_TIMEOUT: 211,
+      MESSAGE_TOO_LARGE: 213,
       AUTH_FAILED: 300,
       AUTH_EXPIRED: 301,
       HANDSHAKE_TIMEOUT: 400,
@@ -127,6 +128,24 @@ describe('PROTOCOL.md', () => {
     expect(rows.length).toBeGreaterThan(0);
     const byName = new Map(fixture.valid.map((v) => [v.name, v.hex]));
     for (const [, , vector, hex] of rows) expect(hexCell(hex), vector).toBe(byName.get(vector ?? ''));
+  });
+
+  it('has a heading for every section that PROTOCOL.md, proto/, src/ and docs/ cite', () => {
+    const headings = new Set(doc.split('\n').flatMap((line) => /^#{2,3} (§[0-9]+(?:\.[0-9]+)?) /.exec(line)?.[1] ?? []));
+    const cited = new Set<string>();
+    const files = [
+      'PROTOCOL.md',
+      ...['proto', 'src', 'docs'].flatMap((dir) =>
+        readdirSync(`${PACKAGE_ROOT}/${dir}`, { recursive: true, encoding: 'utf8' }).map((f) => `${dir}/${f}`),
+      ),
+    ].filter((f) => /\.(ts|proto|md)$/.test(f));
+    for (const file of files) {
+      const text = readFileSync(`${PACKAGE_ROOT}/${file}`, 'utf8');
+      // Inside PROTOCOL.md every § is its own; elsewhere only those said to be PROTOCOL.md's.
+      const pattern = file === 'PROTOCOL.md' ? /(§[0-9]+(?:\.[0-9]+)?)/g : /PROTOCOL\.md,? ?(§[0-9]+(?:\.[0-9]+)?)/g;
+      for (const m of text.matchAll(pattern)) cited.add(`${m[1]} (${file})`);
+    }
+    for (const ref of cited) expect(headings, ref).toContain(ref.split(' ')[0]);
   });
 
   it('keeps the section numbers the code cites', () => {

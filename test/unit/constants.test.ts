@@ -66,7 +66,7 @@ describe('wire constants', () => {
       heartbeatMisses: 2,
       idleTimeoutMs: 300_000,
       maxSessions: 64,
-      maxPayload: 1_048_576,
+      maxPayload: 131_072,
       sessionWindow: 262_144,
       connectionWindow: 1_048_576,
       outboundQueueBytes: 4_194_304,
