@@ -58,6 +58,7 @@ export const Code = {
   MISSING_HASH_KEY: 209,
   ENDPOINT_REMOVED: 210,
   HALF_CLOSE_TIMEOUT: 211,
+  SESSION_IDS_EXHAUSTED: 212,
   MESSAGE_TOO_LARGE: 213,
 
   AUTH_FAILED: 300,
@@ -99,6 +100,7 @@ const TABLE: readonly CodeInfo[] = [
   def(Code.MISSING_HASH_KEY, 'MISSING_HASH_KEY', 'never', 0, 'OPEN lacks the metadata field its route hashes on (e.g. room_id); the reason names the field.'),
   def(Code.ENDPOINT_REMOVED, 'ENDPOINT_REMOVED', 'immediate', 0, 'A config reload removed the session\'s backend endpoint and the session could not be moved; reopen at once.'),
   def(Code.HALF_CLOSE_TIMEOUT, 'HALF_CLOSE_TIMEOUT', 'never', 0, 'After the client\'s CLOSE the backend did not end its side within the half-close timeout; the server ended the session.'),
+  def(Code.SESSION_IDS_EXHAUSTED, 'SESSION_IDS_EXHAUSTED', 'immediate', 0, 'The client used session id 2^32-1, the last one; open new sessions on a new connection (this one closes when its sessions end).'),
   def(Code.MESSAGE_TOO_LARGE, 'MESSAGE_TOO_LARGE', 'never', 0, 'The backend sent a message larger than this connection\'s max_payload; the server closed the session and told the backend.'),
 
   def(Code.AUTH_FAILED, 'AUTH_FAILED', 'never', 0, 'Token missing, malformed, or its signature or claims are invalid.'),

@@ -74,6 +74,8 @@ export const MAX_PING_PAYLOAD = 64;
 export const WINDOW_UPDATE_SIZE = 4;
 /** Largest flow-control window (2^31 - 1, as in HTTP/2). */
 export const MAX_WINDOW = 0x7fff_ffff;
+/** Largest session id (2^32 - 1): after an OPEN with it, no id is left on the connection. */
+export const MAX_SESSION_ID = 0xffff_ffff;
 /** Frames a client may pipeline after HELLO before WELCOME; one more is ERROR RATE_LIMITED. */
 export const MAX_PIPELINED = 64;
 /** Largest control-frame body (HELLO carries the token, so it is larger than the rest). */

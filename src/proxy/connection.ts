@@ -8,6 +8,7 @@ import {
   FrameType,
   HEADER_SIZE,
   MAX_PIPELINED,
+  MAX_SESSION_ID,
   MAX_WINDOW,
   Priority,
   SUPPORTED_VERSIONS,
@@ -19,6 +20,7 @@ import { ProtocolError } from '../protocol/errors.js';
 import { ReceiveCredit, SendCredit } from '../protocol/flow-control.js';
 import {
   type Hello,
+  type Open,
   decodeHello,
   decodeOpen,
   decodeStatus,
@@ -276,6 +278,15 @@ export class Connection implements FrameSink, SessionHost {
     this.highestSessionId = sessionId;
     // Asking for a session is activity, even when refused (PROTOCOL.md §9.2).
     this.idleSince = this.ctx.timers.now();
+    this.startSession(sessionId, open);
+    // No id is left above this one: further sessions need a new connection (PROTOCOL.md §5.2).
+    if (sessionId === MAX_SESSION_ID && this.state === ConnState.OPEN) {
+      this.goAway(Code.SESSION_IDS_EXHAUSTED, `session id ${MAX_SESSION_ID} used: open further sessions on a new connection`);
+    }
+  }
+
+  /** OPEN_OK and a session bound to a backend, or OPEN_FAIL with why (PROTOCOL.md §3.5). */
+  private startSession(sessionId: number, open: Open): void {
     const m = this.ctx.metrics;
     const admission = this.admission.decide(open, this.sessions.size, this.state === ConnState.DRAINING);
     if (admission.kind === 'refuse') {

@@ -47,6 +47,7 @@ describe('code registry', () => {
       MISSING_HASH_KEY: 209,
       ENDPOINT_REMOVED: 210,
       HALF_CLOSE_TIMEOUT: 211,
+      SESSION_IDS_EXHAUSTED: 212,
       MESSAGE_TOO_LARGE: 213,
       AUTH_FAILED: 300,
       AUTH_EXPIRED: 301,
@@ -128,6 +129,20 @@ describe('PROTOCOL.md', () => {
     expect(rows.length).toBeGreaterThan(0);
     const byName = new Map(fixture.valid.map((v) => [v.name, v.hex]));
     for (const [, , vector, hex] of rows) expect(hexCell(hex), vector).toBe(byName.get(vector ?? ''));
+  });
+
+  it('§10.1 reopen table agrees with each code\'s retry advice', () => {
+    const rows = tableRows(doc, '### §10.1 Reopening a session', '| code | arrives in | reopen |');
+    expect(rows.length).toBeGreaterThan(10);
+    for (const [codes, , reopen] of rows) {
+      for (const [, name, value] of (codes ?? '').matchAll(/([A-Z_]+) \((\d+)\)/g)) {
+        const info = codeInfo(Number(value));
+        expect(info.name, codes).toBe(name);
+        const expected = { none: 'no', never: 'no', immediate: 'at once', backoff: 'after backoff', refresh_token: '' }[info.retry];
+        expect(reopen!.startsWith(expected), `${name}: ${reopen}`).toBe(true);
+        if (info.retry === 'backoff' && !reopen!.includes('retry_after_ms')) expect(reopen).toContain(`${info.delayMs / 1000} s`);
+      }
+    }
   });
 
   it('has a heading for every section that PROTOCOL.md, proto/, src/ and docs/ cite', () => {

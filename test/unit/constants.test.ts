@@ -55,6 +55,7 @@ describe('wire constants', () => {
     expect(C.MAX_PING_PAYLOAD).toBe(64);
     expect(C.WINDOW_UPDATE_SIZE).toBe(4);
     expect(C.MAX_WINDOW).toBe(2 ** 31 - 1);
+    expect(C.MAX_SESSION_ID).toBe(2 ** 32 - 1);
     expect(C.MAX_CONTROL_PAYLOAD).toBe(16_384);
     expect(C.MAX_PIPELINED).toBe(64);
   });
@@ -100,6 +101,7 @@ describe('PROTOCOL.md §11 Defaults and limits', () => {
       MAX_PING_PAYLOAD: C.MAX_PING_PAYLOAD,
       WINDOW_UPDATE_SIZE: C.WINDOW_UPDATE_SIZE,
       MAX_WINDOW: C.MAX_WINDOW,
+      MAX_SESSION_ID: C.MAX_SESSION_ID,
     });
   });
 });
