@@ -135,3 +135,19 @@ describe('§5.1 the state check comes before the body', () => {
     });
   }
 });
+
+describe('§4 bodies are read as the protobuf reference implementations read them', () => {
+  it('a field with the wrong wire type is skipped: OPEN still opens', async () => {
+    const c = await RawClient.handshake(stack.proxy.port, stack.token);
+    // field 1 as a varint (skipped), then business "echo"
+    c.send(encodeFrame(FrameType.OPEN, 0, 1, Buffer.from('08050a046563686f', 'hex')));
+    await c.next(FrameType.OPEN_OK, 1);
+    c.destroy();
+  });
+
+  it('a token that is not UTF-8 → ERROR MALFORMED_PAYLOAD', async () => {
+    const c = await RawClient.connect(stack.proxy.port);
+    c.send(encodeFrame(FrameType.HELLO, 0, 0, Buffer.from('0a01011202c328', 'hex')));
+    expect(await c.errorCode()).toBe('MALFORMED_PAYLOAD');
+  });
+});
