@@ -19,6 +19,9 @@ Usage:
                                               open a session; stdin lines out, received DATA in
   livemux token --sub USER [--ttl SECONDS]    mint an HS256 token (secret from LIVEMUX_JWT_SECRET)
   livemux check FILE                          validate a livemux.yaml or routes.yaml without starting
+  livemux conformance-server [--port P] [--scenario S,...] [--list] [--self-test]
+                                              play the protocol conformance scenarios against a client
+                                              under test (PROTOCOL.md §14); exits 0 when all pass
   livemux --version
 `;
 
@@ -32,6 +35,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   client: async () => (await import('../client/cli.js')).runClientCommand,
   token: async () => runTokenCommand,
   check: async () => (await import('./check-command.js')).runCheckCommand,
+  'conformance-server': async () => (await import('./conformance-command.js')).runConformanceCommand,
 };
 
 /** Entry point of the `livemux` command. Exits the process with the command's status. */

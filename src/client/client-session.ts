@@ -45,7 +45,10 @@ export interface OpenOptions {
 export type SessionEvents = {
   /** DATA from the server; its credit is returned to the server as soon as the listeners ran. */
   data: [payload: Buffer, priority: PriorityName];
-  /** The session ended; emitted once. `code` is PROTOCOL.md §6 (0 = normal). */
+  /**
+   * The session ended; emitted once. `code` is PROTOCOL.md §6 (0 = normal). A session that ended before
+   * any listener was attached (frames right behind OPEN_OK) emits it to the first one, after its data.
+   */
   close: [code: number, reason: string];
   /** Reopened on a new connection (sessions opened with `reopen: true`); `id` changed. */
   reopened: [];
@@ -105,6 +108,8 @@ export class ClientSession extends EventEmitter<SessionEvents> implements AsyncI
   });
   /** Code and reason the session ended with; null while it lives. */
   private ending: { code: number; reason: string } | null = null;
+  /** A 'close' emitted while nobody listened, kept for the first listener. */
+  private unheardClose: { code: number; reason: string } | null = null;
   /** The `open()` promise; null once settled (later OPEN_OKs are reopens). */
   private opening: { resolve: (s: ClientSession) => void; reject: (e: Error) => void } | null = null;
   private readonly closeWaiters: (() => void)[] = [];
@@ -132,10 +137,17 @@ export class ClientSession extends EventEmitter<SessionEvents> implements AsyncI
     readonly reopen: boolean,
   ) {
     super();
-    // Messages that arrived before the first 'data' listener go to it, after it is attached.
+    // Messages that arrived before the first 'data' listener go to it, after it is attached; so does a
+    // 'close' that came before any listener could be (frames behind OPEN_OK are handled in the same turn
+    // that resolves open(), before the caller's code runs), after those messages.
     // ('newListener' is not in SessionEvents, so this goes through the untyped base type.)
     (this as EventEmitter).on('newListener', (event: string | symbol) => {
       if (event === 'data') queueMicrotask(() => this.inbox.flushToListeners());
+      if (event === 'close' && this.unheardClose) {
+        const { code, reason } = this.unheardClose;
+        this.unheardClose = null;
+        queueMicrotask(() => this.emit('close', code, reason));
+      }
     });
   }
 
@@ -519,7 +531,8 @@ export class ClientSession extends EventEmitter<SessionEvents> implements AsyncI
       this.opening = null;
       return; // the application never had this session: no 'close' event
     }
-    this.emit('close', code, reason);
+    if (this.listenerCount('close') === 0) this.unheardClose = { code, reason };
+    else this.emit('close', code, reason);
   }
 
   private whenClosed(): Promise<void> {

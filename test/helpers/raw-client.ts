@@ -29,6 +29,8 @@ export class RawClient {
   /** DATA frames received; with `keepData` false they are only counted, for high-volume tests. */
   dataCount = 0;
   keepData = true;
+  /** Set when the bytes received broke the framing (the decoder then stops). */
+  decodeError: Error | null = null;
   readonly closed: Promise<void>;
   private readonly socket: net.Socket;
   private readonly decoder: FrameDecoder;
@@ -56,7 +58,14 @@ export class RawClient {
       },
       { maxPayload: 16 * 1024 * 1024 },
     );
-    socket.on('data', (chunk: Buffer) => this.decoder.push(chunk));
+    socket.on('data', (chunk: Buffer) => {
+      try {
+        this.decoder.push(chunk);
+      } catch (err) {
+        // A test that sends a peer bad bytes on purpose may get them back; it reads what came before.
+        this.decodeError = err as Error;
+      }
+    });
     socket.on('error', () => {});
     this.closed = new Promise((resolve) => socket.once('close', () => resolve()));
   }

@@ -3,6 +3,7 @@ import { describe, it, expect } from 'vitest';
 import { Code, CODES, codeInfo, codeName } from '../../src/protocol/codes.js';
 import { PACKAGE_ROOT } from '../../src/paths.js';
 import { tableRows } from '../helpers/markdown-table.js';
+import { SCENARIOS } from '../../src/conformance/scenarios.js';
 
 const doc = readFileSync(`${PACKAGE_ROOT}/PROTOCOL.md`, 'utf8');
 
@@ -131,6 +132,11 @@ describe('PROTOCOL.md', () => {
     for (const [, , vector, hex] of rows) expect(hexCell(hex), vector).toBe(byName.get(vector ?? ''));
   });
 
+  it('§14 lists every conformance scenario with what it checks', () => {
+    const rows = tableRows(doc, '## §14 Conformance kit', '| scenario | checks |');
+    expect(rows).toEqual(SCENARIOS.map((sc) => [sc.name, sc.checks]));
+  });
+
   it('§10.1 reopen table agrees with each code\'s retry advice', () => {
     const rows = tableRows(doc, '### §10.1 Reopening a session', '| code | arrives in | reopen |');
     expect(rows.length).toBeGreaterThan(10);
@@ -177,6 +183,8 @@ describe('PROTOCOL.md', () => {
       '## §10 Reconnecting',
       '## §11 Defaults and limits',
       '## §12 Test vectors',
+      '## §13 Changes',
+      '## §14 Conformance kit',
     ]) {
       expect(doc.split('\n'), heading).toContain(heading);
     }
