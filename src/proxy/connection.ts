@@ -84,8 +84,8 @@ export class Connection implements FrameSink, SessionHost {
   maxPayload: number;
   private readonly decoderLimits: { maxPayload: number; acceptBatch: false };
   private readonly sessions = new Map<number, ProxySession>();
-  /** Sessions the client half-closed, with the time by which their backend must end them. */
-  private readonly halfClosedSessions = new Map<ProxySession, number>();
+  /** Sessions the client half-closed, with the time by which their backend must end them (made on first use). */
+  private halfClosedSessions: Map<ProxySession, number> | null = null;
   private readonly creditWaiters = new Set<ProxySession>();
   /** Low-priority frame cap, set at WELCOME from the limits and the client's `accepts_batch`. */
   lowPacer: LowPriorityPacer | null = null;
@@ -460,14 +460,14 @@ export class Connection implements FrameSink, SessionHost {
 
   halfClosed(session: ProxySession): void {
     const deadline = this.ctx.timers.now() + this.ctx.config.timeouts.halfCloseMs;
-    this.halfClosedSessions.set(session, deadline);
+    (this.halfClosedSessions ??= new Map()).set(session, deadline);
     if (!this.timer.scheduled || deadline < this.timer.due) this.ctx.timers.schedule(this.timer, deadline);
   }
 
   retired(session: ProxySession): void {
     this.log.debug({ session: session.id, business: session.business }, 'session closed');
     this.sessions.delete(session.id);
-    this.halfClosedSessions.delete(session);
+    this.halfClosedSessions?.delete(session);
     this.admission.retired(session.business);
     this.lowPacer?.forget(session);
     this.creditWaiters.delete(session);
@@ -568,9 +568,9 @@ export class Connection implements FrameSink, SessionHost {
     }
     if (this.closed) return;
     const { heartbeatIntervalMs: interval, heartbeatMisses, idleMs, halfCloseMs } = this.ctx.config.timeouts;
-    for (const [session, deadline] of this.halfClosedSessions) {
+    for (const [session, deadline] of this.halfClosedSessions ?? []) {
       if (now < deadline) continue;
-      this.halfClosedSessions.delete(session);
+      this.halfClosedSessions!.delete(session);
       session.closeByProxy(Code.HALF_CLOSE_TIMEOUT, `backend did not end the session within ${halfCloseMs} ms of the client's CLOSE`);
     }
     if (this.idleClockRuns && now - this.idleSince >= idleMs) {
@@ -597,7 +597,7 @@ export class Connection implements FrameSink, SessionHost {
     const { heartbeatIntervalMs, idleMs } = this.ctx.config.timeouts;
     let next = this.lastInbound + (this.pingsSent + 1) * heartbeatIntervalMs;
     if (this.idleClockRuns) next = Math.min(next, this.idleSince + idleMs);
-    for (const deadline of this.halfClosedSessions.values()) next = Math.min(next, deadline);
+    for (const deadline of this.halfClosedSessions?.values() ?? []) next = Math.min(next, deadline);
     this.ctx.timers.schedule(this.timer, next);
   }
 

@@ -132,6 +132,17 @@ describe('PROTOCOL.md', () => {
     for (const [, , vector, hex] of rows) expect(hexCell(hex), vector).toBe(byName.get(vector ?? ''));
   });
 
+  it('§3.5 lists exactly the codes the server refuses an OPEN with', () => {
+    const rows = tableRows(doc, '### §3.5 OPEN_FAIL (0x05, S→C)', '| code | why |');
+    const listed = rows.map(([cell]) => /^([A-Z_]+) \((\d+)\)$/.exec(cell ?? '')).map((m) => {
+      expect(codeInfo(Number(m![2])).name).toBe(m![1]);
+      return m![1]!;
+    });
+    const admission = readFileSync(`${PACKAGE_ROOT}/src/proxy/session-admission.ts`, 'utf8');
+    const refused = new Set([...admission.matchAll(/refuse\(Code\.([A-Z_]+)/g)].map((m) => m[1]!));
+    expect([...refused].sort()).toEqual([...listed].sort());
+  });
+
   it('§14 lists every conformance scenario with what it checks', () => {
     const rows = tableRows(doc, '## §14 Conformance kit', '| scenario | checks |');
     expect(rows).toEqual(SCENARIOS.map((sc) => [sc.name, sc.checks]));
