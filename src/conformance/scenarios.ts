@@ -76,6 +76,12 @@ async function echo(peer: Peer, sid: number, text: string, priority: number = Pr
   if ((f.flags & FLAG_BATCH) !== 0) fail('a client set BATCH (0x04), which only a server sets (§2.3)');
 }
 
+/** DATA `text` to the client and its echo back. */
+async function roundTrip(peer: Peer, sid: number, text: string): Promise<void> {
+  peer.data(sid, text);
+  await echo(peer, sid, text);
+}
+
 /** The client's answering CLOSE on `sid`, with nothing it may not send before it. */
 async function closeAnswer(peer: Peer, sid: number, timeoutMs = 3_000): Promise<PeerFrame> {
   const f = await peer.next((x) => (x.type === FrameType.CLOSE || x.type === FrameType.RESET) && x.sessionId === sid, timeoutMs, `CLOSE on session ${sid}`);
@@ -104,8 +110,7 @@ const handshake: Scenario = {
   checks: 'HELLO lists version 1 and windows within 2^31-1; after WELCOME the client opens a session and its DATA flows (§4.1, §5.1).',
   async run(ctx) {
     const { peer, sid } = await begin(ctx);
-    peer.data(sid, 'ping');
-    await echo(peer, sid, 'ping');
+    await roundTrip(peer, sid, 'ping');
   },
 };
 
@@ -140,48 +145,55 @@ const vectorsValid: Scenario = {
   },
 };
 
+/**
+ * The server sends what the client must refuse: `send` runs right after OPEN_OK (or, `beforeWelcome`,
+ * in place of WELCOME), and the client must answer ERROR `code` and close.
+ */
+function refused(name: string, checks: string, code: number, send: (peer: Peer, sid: number) => void, beforeWelcome = false): Scenario {
+  return {
+    name,
+    checks,
+    async run(ctx) {
+      const { peer, sid } = beforeWelcome ? { peer: await ctx.connection(15_000, "the client's first connection"), sid: 0 } : await begin(ctx);
+      send(peer, sid);
+      await peer.error(code);
+    },
+  };
+}
+
 /** One scenario per §12.2 vector a client must refuse: the header alone, right after OPEN_OK. */
 const invalidHeaders: Scenario[] = vectors.invalid
   .filter((v) => v.receiver !== 'server')
-  .map((v) => ({
-    name: `invalid-header-${slug(v.name)}`,
-    checks: `the §12.2 vector "${v.name}" from the server gets ERROR ${v.code} and a close, as soon as its header is read (§2.5).`,
-    async run(ctx: ScenarioContext) {
-      const { peer } = await begin(ctx);
-      peer.send(bytes(v));
-      await peer.error(Code[v.code as keyof typeof Code]);
-    },
-  }));
+  .map((v) =>
+    refused(
+      `invalid-header-${slug(v.name)}`,
+      `the §12.2 vector "${v.name}" from the server gets ERROR ${v.code} and a close, as soon as its header is read (§2.5).`,
+      Code[v.code as keyof typeof Code],
+      (peer) => peer.send(bytes(v)),
+    ),
+  );
 
-const malformedWelcome: Scenario = {
-  name: 'malformed-welcome',
-  checks: 'the §12.3 vector "WELCOME without limits" gets ERROR MALFORMED_PAYLOAD (§4.3).',
-  async run(ctx) {
-    const peer = await ctx.connection(15_000, "the client's first connection");
-    peer.send(bytes(vectorNamed(vectors.malformedBodies, 'WELCOME without limits')));
-    await peer.error(Code.MALFORMED_PAYLOAD);
-  },
-};
+const malformedWelcome = refused(
+  'malformed-welcome',
+  'the §12.3 vector "WELCOME without limits" gets ERROR MALFORMED_PAYLOAD (§4.3).',
+  Code.MALFORMED_PAYLOAD,
+  (peer) => peer.send(bytes(vectorNamed(vectors.malformedBodies, 'WELCOME without limits'))),
+  true,
+);
 
-const malformedBody: Scenario = {
-  name: 'malformed-close-body',
-  checks: 'a CLOSE whose Status body is truncated protobuf gets ERROR MALFORMED_PAYLOAD (§4).',
-  async run(ctx) {
-    const { peer, sid } = await begin(ctx);
-    peer.send(encodeFrame(FrameType.CLOSE, 0, sid, Buffer.from('1205636861', 'hex')));
-    await peer.error(Code.MALFORMED_PAYLOAD);
-  },
-};
+const malformedBody = refused(
+  'malformed-close-body',
+  'a CLOSE whose Status body is truncated protobuf gets ERROR MALFORMED_PAYLOAD (§4).',
+  Code.MALFORMED_PAYLOAD,
+  (peer, sid) => peer.send(encodeFrame(FrameType.CLOSE, 0, sid, Buffer.from('1205636861', 'hex'))),
+);
 
-const malformedUtf8: Scenario = {
-  name: 'malformed-utf8',
-  checks: 'a Status whose reason is not UTF-8 gets ERROR MALFORMED_PAYLOAD (§4).',
-  async run(ctx) {
-    const { peer, sid } = await begin(ctx);
-    peer.send(encodeFrame(FrameType.CLOSE, 0, sid, Buffer.from('08cd011202c328', 'hex')));
-    await peer.error(Code.MALFORMED_PAYLOAD);
-  },
-};
+const malformedUtf8 = refused(
+  'malformed-utf8',
+  'a Status whose reason is not UTF-8 gets ERROR MALFORMED_PAYLOAD (§4).',
+  Code.MALFORMED_PAYLOAD,
+  (peer, sid) => peer.send(encodeFrame(FrameType.CLOSE, 0, sid, Buffer.from('08cd011202c328', 'hex'))),
+);
 
 const unknownFields: Scenario = {
   name: 'unknown-fields',
@@ -193,31 +205,19 @@ const unknownFields: Scenario = {
     // field 3 (user_id) as a varint: skipped; field 99 varint and field 100 bytes: unknown, skipped.
     const odd = Buffer.concat([Buffer.from('1805', 'hex'), welcome, Buffer.from('980601a206026869', 'hex')]);
     peer.send(encodeFrame(FrameType.WELCOME, 0, 0, odd));
-    const sid = await peer.opened();
-    peer.data(sid, 'still fine');
-    await echo(peer, sid, 'still fine');
+    await roundTrip(peer, await peer.opened(), 'still fine');
   },
 };
 
-const unexpectedBeforeWelcome: Scenario = {
-  name: 'unexpected-before-welcome',
-  checks: 'a frame other than WELCOME or ERROR before WELCOME (here OPEN_OK) gets ERROR UNEXPECTED_FRAME (§5.1).',
-  async run(ctx) {
-    const peer = await ctx.connection(15_000, "the client's first connection");
-    peer.send(encodeFrame(FrameType.OPEN_OK, 0, 1));
-    await peer.error(Code.UNEXPECTED_FRAME);
-  },
-};
+const unexpectedBeforeWelcome = refused(
+  'unexpected-before-welcome',
+  'a frame other than WELCOME or ERROR before WELCOME (here OPEN_OK) gets ERROR UNEXPECTED_FRAME (§5.1).',
+  Code.UNEXPECTED_FRAME,
+  (peer) => peer.send(encodeFrame(FrameType.OPEN_OK, 0, 1)),
+  true,
+);
 
-const secondWelcome: Scenario = {
-  name: 'unexpected-second-welcome',
-  checks: 'a second WELCOME gets ERROR UNEXPECTED_FRAME (§5.1).',
-  async run(ctx) {
-    const { peer } = await begin(ctx);
-    peer.welcome();
-    await peer.error(Code.UNEXPECTED_FRAME);
-  },
-};
+const secondWelcome = refused('unexpected-second-welcome', 'a second WELCOME gets ERROR UNEXPECTED_FRAME (§5.1).', Code.UNEXPECTED_FRAME, (peer) => peer.welcome());
 
 const respectsWindow: Scenario = {
   name: 'flow-respects-window',
@@ -307,33 +307,23 @@ function overrun(name: string, which: 'session' | 'connection'): Scenario {
   };
 }
 
-const zeroIncrement: Scenario = {
-  name: 'flow-zero-increment',
-  checks: 'a WINDOW_UPDATE of 0 gets ERROR FLOW_CONTROL_ERROR (§7).',
-  async run(ctx) {
-    const { peer } = await begin(ctx);
-    peer.send(encodeWindowUpdate(0, 0));
-    await peer.error(Code.FLOW_CONTROL_ERROR);
-  },
-};
+const zeroIncrement = refused('flow-zero-increment', 'a WINDOW_UPDATE of 0 gets ERROR FLOW_CONTROL_ERROR (§7).', Code.FLOW_CONTROL_ERROR, (peer) =>
+  peer.send(encodeWindowUpdate(0, 0)),
+);
 
-const windowOverflow: Scenario = {
-  name: 'flow-window-overflow',
-  checks: 'a WINDOW_UPDATE growing a window past 2^31-1 gets ERROR FLOW_CONTROL_ERROR (§7).',
-  async run(ctx) {
-    const { peer } = await begin(ctx);
-    peer.send(encodeWindowUpdate(0, MAX_WINDOW));
-    await peer.error(Code.FLOW_CONTROL_ERROR);
-  },
-};
+const windowOverflow = refused(
+  'flow-window-overflow',
+  'a WINDOW_UPDATE growing a window past 2^31-1 gets ERROR FLOW_CONTROL_ERROR (§7).',
+  Code.FLOW_CONTROL_ERROR,
+  (peer) => peer.send(encodeWindowUpdate(0, MAX_WINDOW)),
+);
 
 const maxPayload: Scenario = {
   name: 'flow-max-payload',
   checks: 'DATA above the max_payload WELCOME announced gets ERROR FRAME_TOO_LARGE from its header alone (§2.4), and the client sends nothing larger itself.',
   async run(ctx) {
     const { peer, sid } = await begin(ctx, { maxPayload: 100 });
-    peer.data(sid, 'x'.repeat(100));
-    await echo(peer, sid, 'x'.repeat(100));
+    await roundTrip(peer, sid, 'x'.repeat(100));
     peer.send(Buffer.concat([Buffer.from('4c010601', 'hex'), u32(sid), u32(101)]));
     await peer.error(Code.FRAME_TOO_LARGE);
   },
@@ -344,8 +334,7 @@ const goAway: Scenario = {
   checks: 'after GOAWAY GOING_AWAY with a reconnect address, the client opens no session on the old connection and opens its next one on a new connection at once; a server CLOSE is answered (§9.4, §10).',
   async run(ctx) {
     const { peer, sid } = await begin(ctx);
-    peer.data(sid, 'before');
-    await echo(peer, sid, 'before');
+    await roundTrip(peer, sid, 'before');
     const { host, port } = ctx.address;
     peer.send(encodeFrame(FrameType.GOAWAY, 0, 0, encodeGoAway({ lastSessionId: sid, code: Code.GOING_AWAY, reason: 'conformance drain', reconnectAddress: `${host}:${port}` })));
     peer.status(FrameType.CLOSE, sid, Code.GOING_AWAY, 'drain deadline');

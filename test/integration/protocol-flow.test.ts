@@ -1,36 +1,23 @@
 /**
- * PROTOCOL.md §7 over raw sockets: a message is never larger than a window (WELCOME max_payload is
- * lowered to the smallest initial window), credit comes back before a max_payload message could wait
- * for it forever, a backend message over a client's limit closes that session with a code, and a DATA
+ * PROTOCOL.md §7 over raw sockets: a message is never larger than half a window (WELCOME max_payload
+ * is lowered to half the smallest initial window), so credit always comes back in time, a backend message over a client's limit closes that session with a code, and a DATA
  * that overruns both windows is a connection fault.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { FrameType } from '../../src/protocol/constants.js';
 import { encodeFrame } from '../../src/protocol/encoder.js';
 import { decodeWelcome, encodeHello, encodeOpen, type Limits } from '../../src/protocol/messages.js';
 import { RawClient, type HelloOptions } from '../helpers/raw-client.js';
-import { type RunningProcess, startEchoBackend, startProxy, testToken } from '../helpers/processes.js';
+import { type EchoFleet, type RunningProcess, useEchoFleet } from '../helpers/processes.js';
 import { freePort } from '../helpers/free-port.js';
 
-let backend: RunningProcess & { port: number };
+const fleet = useEchoFleet();
 let token: string;
-const proxies: RunningProcess[] = [];
-
-beforeAll(async () => {
-  backend = await startEchoBackend();
-  token = await testToken();
+beforeAll(() => {
+  token = fleet.token;
 });
 
-afterAll(async () => {
-  await Promise.all(proxies.map((p) => p.stop()));
-  await backend?.stop();
-});
-
-async function proxyWith(limits: Record<string, unknown>, routes?: Record<string, unknown>): ReturnType<typeof startProxy> {
-  const p = await startProxy({ backends: [`127.0.0.1:${backend.port}`], config: { limits }, ...(routes ? { routes } : {}) });
-  proxies.push(p);
-  return p;
-}
+const proxyWith = (limits: Record<string, unknown>, routes?: Record<string, unknown>): ReturnType<EchoFleet['proxy']> => fleet.proxy({ limits }, routes);
 
 /** Handshake and the limits WELCOME announced. */
 async function welcomed(port: number, hello: HelloOptions = {}): Promise<[RawClient, Limits]> {
@@ -92,8 +79,7 @@ describe('§7 every message fits every window', () => {
 
 describe('§4.9 a BATCH frame is one message as far as limits go', () => {
   it('never exceeds max_payload: the newest messages that fit are merged, the older excess dropped', async () => {
-    const proxy = await startProxy({ backends: [`127.0.0.1:${backend.port}`], config: { limits: { low_priority_rate: 1, low_priority_merge: 16 } } });
-    proxies.push(proxy);
+    const proxy = await proxyWith({ low_priority_rate: 1, low_priority_merge: 16 });
     const [viewer, limits] = await welcomed(proxy.port, { sessionWindow: 100, acceptsBatch: true });
     expect(limits.maxPayload).toBe(50);
     viewer.send(Buffer.concat([open(1), data(1, '/sub t-batch')]));

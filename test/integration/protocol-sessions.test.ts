@@ -8,29 +8,17 @@ import { Code } from '../../src/protocol/codes.js';
 import { FrameType, MAX_SESSION_ID } from '../../src/protocol/constants.js';
 import { decodeGoAway } from '../../src/protocol/messages.js';
 import { RawClient } from '../helpers/raw-client.js';
-import { type RunningProcess, startEchoBackend, startProxy, testToken } from '../helpers/processes.js';
+import { type EchoFleet, useEchoFleet } from '../helpers/processes.js';
 
-let backend: RunningProcess & { port: number };
+const fleet = useEchoFleet();
 let token: string;
-const proxies: RunningProcess[] = [];
 const clients: LivemuxClient[] = [];
-
-beforeAll(async () => {
-  backend = await startEchoBackend();
-  token = await testToken();
+beforeAll(() => {
+  token = fleet.token;
 });
+afterAll(() => Promise.all(clients.map((c) => c.close())));
 
-afterAll(async () => {
-  await Promise.all(clients.map((c) => c.close()));
-  await Promise.all(proxies.map((p) => p.stop()));
-  await backend?.stop();
-});
-
-async function proxy(config: Record<string, unknown> = {}): ReturnType<typeof startProxy> {
-  const p = await startProxy({ backends: [`127.0.0.1:${backend.port}`], config });
-  proxies.push(p);
-  return p;
-}
+const proxy = (config: Record<string, unknown> = {}): ReturnType<EchoFleet['proxy']> => fleet.proxy(config);
 
 describe('§4.8 GOAWAY last_session_id', () => {
   it('is the highest id of an OPEN the server handled, refused ones included; a later OPEN gets OPEN_FAIL GOING_AWAY', async () => {

@@ -2,32 +2,20 @@
  * PROTOCOL.md §9 timers, over raw sockets: the heartbeat counts silence from the last frame, the idle
  * clock from the last session's end, and both fire within the stated tolerance (§9.5).
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { FrameType } from '../../src/protocol/constants.js';
 import { encodeFrame } from '../../src/protocol/encoder.js';
 import { decodeGoAway, encodeOpen, encodeStatus } from '../../src/protocol/messages.js';
 import { RawClient } from '../helpers/raw-client.js';
-import { type RunningProcess, startEchoBackend, startProxy, testToken } from '../helpers/processes.js';
+import { type EchoFleet, useEchoFleet } from '../helpers/processes.js';
 
-let backend: RunningProcess & { port: number };
+const fleet = useEchoFleet();
 let token: string;
-const proxies: RunningProcess[] = [];
-
-beforeAll(async () => {
-  backend = await startEchoBackend();
-  token = await testToken();
+beforeAll(() => {
+  token = fleet.token;
 });
 
-afterAll(async () => {
-  await Promise.all(proxies.map((p) => p.stop()));
-  await backend?.stop();
-});
-
-async function proxyWith(config: Record<string, unknown>): ReturnType<typeof startProxy> {
-  const p = await startProxy({ backends: [`127.0.0.1:${backend.port}`], config });
-  proxies.push(p);
-  return p;
-}
+const proxyWith = (config: Record<string, unknown>): ReturnType<EchoFleet['proxy']> => fleet.proxy(config);
 
 const open = (id: number): Buffer => encodeFrame(FrameType.OPEN, 0, id, encodeOpen({ business: 'echo', metadata: {} }));
 const close = (id: number): Buffer => encodeFrame(FrameType.CLOSE, 0, id, encodeStatus({ code: 0, reason: '' }));
