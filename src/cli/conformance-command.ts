@@ -1,10 +1,11 @@
 /**
  * `livemux conformance-server`: the conformance kit's server (PROTOCOL.md §14). The work is a function of
- * parsed options, so any command-line front end can call it; `runConformanceCommand` is the argv one.
+ * parsed options (`runConformanceServer`); `register` adds the command to the program.
  */
-import { parseArgs } from 'node:util';
+import type { Command } from '@commander-js/extra-typings';
 import { ConformanceServer, type Verdict } from '../conformance/server.js';
 import { SCENARIOS } from '../conformance/scenarios.js';
+import { integer, port, type CliContext } from './command.js';
 
 export interface ConformanceOptions {
   host: string;
@@ -48,30 +49,21 @@ export async function runConformanceServer(options: ConformanceOptions, out: (li
   return failed.length === 0 ? 0 : 1;
 }
 
-export async function runConformanceCommand(argv: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      host: { type: 'string', default: '127.0.0.1' },
-      port: { type: 'string', default: '7900' },
-      scenario: { type: 'string', multiple: true, default: [] },
-      list: { type: 'boolean', default: false },
-      'self-test': { type: 'boolean', default: false },
-      'timeout-ms': { type: 'string', default: '600000' },
-    },
-  });
-  const port = Number(values.port);
-  const timeoutMs = Number(values['timeout-ms']);
-  if (!Number.isInteger(port) || port < 0 || port > 65_535 || !Number.isInteger(timeoutMs) || timeoutMs <= 0) {
-    process.stderr.write('livemux conformance-server: --port must be 0-65535 and --timeout-ms a positive integer\n');
-    return 2;
-  }
-  return runConformanceServer({
-    host: values.host,
-    port,
-    scenarios: values.scenario.flatMap((s) => s.split(',')).filter((s) => s !== ''),
-    list: values.list,
-    selfTest: values['self-test'],
-    timeoutMs,
-  });
+/** `livemux conformance-server`, registered on the program (cli/command.ts). */
+export function register(program: Command, cli: CliContext): void {
+  program
+    .command('conformance-server')
+    .description('play the protocol conformance scenarios (PROTOCOL.md §14) against a client under test; exit 0 when all pass')
+    .option('--host <host>', 'address to listen on', '127.0.0.1')
+    .option('--port <port>', 'port to listen on (0: any free port, printed)', port(0), 7900)
+    .option('--scenario <names>', 'only these scenarios, comma-separated; repeatable', (text: string, previous: string[] = []) => [...previous, ...text.split(',').filter((s) => s !== '')])
+    .option('--list', 'print the scenarios and what each checks, then exit', false)
+    .option('--self-test', 'also run the TypeScript SDK\'s driver against it', false)
+    .option('--timeout-ms <ms>', 'fail the scenarios still without a verdict after this long', integer(1, 'ms'), 600_000)
+    .action(async (opts) => {
+      cli.exitCode = await runConformanceServer(
+        { host: opts.host, port: opts.port, scenarios: opts.scenario ?? [], list: opts.list, selfTest: opts.selfTest, timeoutMs: opts.timeoutMs },
+        (line) => void cli.stdout.write(`${line}\n`),
+      );
+    });
 }
