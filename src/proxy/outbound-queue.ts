@@ -191,8 +191,11 @@ export class OutboundQueue {
         if (!e) break;
         this.queuedBytes -= e.size;
         if (e.owner) {
+          // Asked before telling the owner: the session's last DATA may retire it (its CLOSE follows),
+          // and that DATA must still be written.
+          const discarded = e.owner.discarded;
           e.owner.onDequeued();
-          if (e.owner.discarded) {
+          if (discarded) {
             this.hooks.onDrop('session_closed', e.priority, e.frames);
             continue;
           }

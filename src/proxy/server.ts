@@ -17,6 +17,7 @@ import type { ProxyContext } from './context.js';
 import { ProxyHeaderParser } from './proxy-protocol.js';
 import { RouteReloader } from './route-reloader.js';
 import { SessionMover } from './session-mover.js';
+import { TimerWheel, WheelEntry } from './timer-wheel.js';
 
 export interface ProxyServerOptions {
   /** Replaces the default HS256 JWT verifier (e.g. for an identity service). */
@@ -89,6 +90,7 @@ export class ProxyServer {
       registry,
       metrics,
       logger,
+      timers: new TimerWheel(),
       connectionClosed: (conn) => this.forget(conn as Connection),
     };
     this.tlsContext = config.tls
@@ -166,13 +168,16 @@ export class ProxyServer {
     }
     // The PROXY header precedes everything, TLS included, so it is read from the raw socket first.
     const parser = new ProxyHeaderParser();
-    const timer = setTimeout(() => socket.destroy(), this.config.timeouts.handshakeMs);
+    const { timers } = this.ctx;
+    const timer = new WheelEntry(() => socket.destroy());
+    timers.schedule(timer, timers.now() + this.config.timeouts.handshakeMs);
+    socket.once('close', () => timers.cancel(timer));
     const onData = (chunk: Buffer): void => {
       let parsed;
       try {
         parsed = parser.push(chunk);
       } catch (err) {
-        clearTimeout(timer);
+        timers.cancel(timer);
         socket.off('data', onData);
         this.metrics.protocolErrors.inc({ code: 'PROXY_HEADER' });
         this.logger.info({ err: (err as ProtocolError).message, addr: socket.remoteAddress }, 'bad PROXY protocol header');
@@ -180,7 +185,7 @@ export class ProxyServer {
         return;
       }
       if (!parsed) return;
-      clearTimeout(timer);
+      timers.cancel(timer);
       socket.off('data', onData);
       socket.pause();
       const source = parsed.source;
