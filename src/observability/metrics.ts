@@ -219,7 +219,7 @@ export function createMetrics(): Metrics {
     }),
     sessionsRelocated: new Counter({
       name: 'livemux_sessions_relocated_total',
-      help: 'Open sessions moved to another endpoint or closed, by reason (endpoint_failed, endpoint_removed, business_disabled) and result (moved, closed).',
+      help: 'Open sessions moved to another endpoint or closed, by reason (endpoint_failed, endpoint_removed, business_disabled, business_removed, connect_failed, owner_recovered) and result (moved, closed).',
       labelNames: ['reason', 'result'],
       registers,
     }),

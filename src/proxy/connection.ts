@@ -9,6 +9,8 @@ import {
   HEADER_SIZE,
   MAX_PIPELINED,
   MAX_QUEUED_CONTROL_BYTES,
+  MAX_SESSION_ID,
+  MAX_WINDOW,
   Priority,
   SUPPORTED_VERSIONS,
   TOKEN_SKEW_MS,
@@ -20,6 +22,7 @@ import { LimitError, ProtocolError } from '../protocol/errors.js';
 import { ReceiveCredit, SendCredit } from '../protocol/flow-control.js';
 import {
   type Hello,
+  type Open,
   decodeHello,
   decodeOpen,
   decodeRefresh,
@@ -37,6 +40,7 @@ import { type DropReason, OutboundQueue } from './outbound-queue.js';
 import { LowPriorityPacer } from './low-priority-pacer.js';
 import { SessionAdmission } from './session-admission.js';
 import { TokenBucket } from '../util/token-bucket.js';
+import { WheelEntry } from './timer-wheel.js';
 
 /** Connection states, server view (PROTOCOL.md §5). */
 export const ConnState = {
@@ -96,8 +100,17 @@ export class Connection implements FrameSink, SessionHost, HandshakingConnection
   readonly out: OutboundQueue;
   /** Connection-level credit for server→client DATA, granted by the client. */
   sendCredit = new SendCredit(Defaults.connectionWindow);
-  private readonly recvCredit: ReceiveCredit;
+  /** Connection-level credit granted to the client for client→server DATA; set at WELCOME. */
+  private recvCredit!: ReceiveCredit;
+  /**
+   * Largest DATA payload either way on this connection, as announced in WELCOME: the configured
+   * max_payload, lowered to half the smallest initial window of both directions (PROTOCOL.md §7).
+   */
+  maxPayload: number;
+  private readonly decoderLimits: { maxPayload: number; acceptBatch: false };
   private readonly sessions = new Map<number, ProxySession>();
+  /** Sessions the client half-closed, with the time by which their backend must end them (made on first use). */
+  private halfClosedSessions: Map<ProxySession, number> | null = null;
   private readonly creditWaiters = new Set<ProxySession>();
   /** Low-priority frame cap, set at WELCOME from the limits and the client's `accepts_batch`. */
   lowPacer: LowPriorityPacer | null = null;
@@ -105,7 +118,7 @@ export class Connection implements FrameSink, SessionHost, HandshakingConnection
   private admission!: SessionAdmission;
   private readonly decoder: FrameDecoder;
   private readonly bucket: TokenBucket;
-  /** Frames that earn a reply: PING, and DATA/CLOSE on sessions that are not open (PROTOCOL.md §9.3). */
+  /** Frames that earn a reply: PING, and DATA/CLOSE on sessions that are not open (PROTOCOL.md §9.6). */
   private readonly replyBucket: TokenBucket;
   private readonly refreshBucket = new TokenBucket(1 / REFRESH_INTERVAL_S, REFRESH_BURST);
   private pipelined: [FrameType, number, number, Buffer][] | null = null;
@@ -113,14 +126,17 @@ export class Connection implements FrameSink, SessionHost, HandshakingConnection
   private pipelinedBytes = 0;
   private clientSessionWindow: number = Defaults.sessionWindow;
   private highestSessionId = 0;
-  private lastInbound = Date.now();
-  private lastActivity = Date.now();
-  private missedPings = 0;
-  private finishing = false;
-  private lingering = false;
-  private handshakeTimer: NodeJS.Timeout | null;
-  /** The periodic check (heartbeat, idle, token lifetime), re-armed for whichever is due first. */
-  private periodicTimer: NodeJS.Timeout | null = null;
+  /** This connection's place in the proxy's timer wheel: every deadline below is checked by {@link onTimer}. */
+  private readonly timer = new WheelEntry((now) => this.onTimer(now));
+  private readonly handshakeDeadline: number;
+  /** When the last frame arrived (wheel clock): the heartbeat counts silence from it. */
+  private lastInbound: number;
+  /** PINGs sent since that frame. */
+  private pingsSent = 0;
+  /** When the connection last became idle (no session): WELCOME, the last session retired, an OPEN. */
+  private idleSince = 0;
+  /** When a closing socket is destroyed if it has not finished flushing; 0 while not closing. */
+  private destroyAt = 0;
   private log: Logger;
 
   /**
@@ -135,10 +151,12 @@ export class Connection implements FrameSink, SessionHost, HandshakingConnection
   ) {
     const { limits, timeouts } = ctx.config;
     this.log = ctx.logger.child({ conn: this.id });
-    this.recvCredit = new ReceiveCredit(limits.connectionWindow);
+    this.maxPayload = limits.maxPayload;
     this.bucket = new TokenBucket(limits.openResetRate, limits.openResetRate);
     this.replyBucket = new TokenBucket(limits.replyRate, limits.replyRate);
-    this.decoder = new FrameDecoder(this, { maxPayload: limits.maxPayload });
+    // Until WELCOME, pipelined DATA is held against the configured max_payload (PROTOCOL.md §2.4).
+    this.decoderLimits = { maxPayload: limits.maxPayload, acceptBatch: false };
+    this.decoder = new FrameDecoder(this, this.decoderLimits);
     this.out = new OutboundQueue(
       socket,
       limits.outboundQueueBytes,
@@ -148,14 +166,14 @@ export class Connection implements FrameSink, SessionHost, HandshakingConnection
       },
       ctx.metrics.frameStats,
     );
-    this.handshakeTimer = setTimeout(
-      () => this.fail(Code.HANDSHAKE_TIMEOUT, `handshake: no HELLO within ${timeouts.handshakeMs} ms`),
-      timeouts.handshakeMs,
-    );
+    this.lastInbound = ctx.timers.now();
+    this.handshakeDeadline = this.lastInbound + timeouts.handshakeMs;
+    ctx.timers.schedule(this.timer, this.handshakeDeadline);
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.receive(chunk));
     socket.on('error', (err) => this.log.debug({ err }, 'socket error'));
     socket.on('close', () => {
+      ctx.timers.cancel(this.timer);
       this.teardown(Code.NORMAL, 'socket closed');
       ctx.gate.released(clientIp);
     });
@@ -188,11 +206,13 @@ export class Connection implements FrameSink, SessionHost, HandshakingConnection
 
   /**
    * Limits that depend on the connection's state, applied to a frame's header before its payload is read:
-   * before HELLO only a HELLO of at most `limits.max_hello_bytes`; behind HELLO (not yet WELCOMEd) at
-   * most `limits.handshake_bytes` of frames in all. So nothing is buffered for a client nobody knows.
+   * before HELLO only a HELLO of at most `limits.max_hello_bytes` (or the peer's ERROR, which ends the
+   * connection); behind HELLO (not yet WELCOMEd) at most `limits.handshake_bytes` of frames in all. So
+   * nothing is buffered for a client nobody knows.
    */
   onHeader(type: FrameType, _flags: number, _sessionId: number, length: number): void {
     if (this.state === ConnState.AWAIT_HELLO) {
+      if (type === FrameType.ERROR) return;
       if (type !== FrameType.HELLO) throw new ProtocolError(Code.UNEXPECTED_FRAME, `${FRAME_TYPE_NAMES[type]}: not allowed before HELLO`);
       const max = this.ctx.config.limits.maxHelloBytes;
       if (length > max) throw new LimitError(Code.FRAME_TOO_LARGE, `HELLO: payload too large (${length} vs limits.max_hello_bytes ${max})`, 'limits.max_hello_bytes');
@@ -207,9 +227,11 @@ export class Connection implements FrameSink, SessionHost, HandshakingConnection
 
   onFrame(type: FrameType, flags: number, sessionId: number, payload: Buffer): void {
     if (this.closed) return;
-    this.lastInbound = Date.now();
-    this.missedPings = 0;
+    this.lastInbound = this.ctx.timers.now();
+    this.pingsSent = 0;
     this.ctx.metrics.frameStats.countIn(type, HEADER_SIZE + payload.length);
+    // A peer's ERROR ends the connection in every state, held frames included; it is never answered.
+    if (type === FrameType.ERROR) return this.onPeerError(payload);
     if (this.pipelined) {
       if (this.pipelined.length >= MAX_PIPELINED) {
         throw new ProtocolError(Code.RATE_LIMITED, `handshake: more than ${MAX_PIPELINED} frames before WELCOME`);
@@ -230,12 +252,18 @@ export class Connection implements FrameSink, SessionHost, HandshakingConnection
       throw new ProtocolError(Code.UNEXPECTED_FRAME, 'HELLO: already received');
     }
     const hello = decodeHello(payload);
+    // Checked in the order of PROTOCOL.md §5.1: versions, windows, then the token.
     const version = Math.max(...hello.versions.filter((v) => SUPPORTED_VERSIONS.includes(v)));
     if (!Number.isFinite(version)) {
       throw new ProtocolError(
         Code.UNSUPPORTED_VERSION,
         `HELLO: no supported version ([${hello.versions.join(',')}] vs [${SUPPORTED_VERSIONS.join(',')}])`,
       );
+    }
+    for (const [field, window] of [['session_window', hello.sessionWindow], ['connection_window', hello.connectionWindow]] as const) {
+      if ((window ?? 0) > MAX_WINDOW) {
+        throw new ProtocolError(Code.FLOW_CONTROL_ERROR, `HELLO: ${field} above 2^31-1 (${window})`);
+      }
     }
     this.transition(ConnState.AUTHENTICATING);
     this.pipelined = [];
@@ -262,18 +290,21 @@ export class Connection implements FrameSink, SessionHost, HandshakingConnection
     this.userCounted = true;
     this.ctx.gate.handshakeEnded(this);
     this.transition(ConnState.OPEN);
-    clearTimeout(this.handshakeTimer!);
-    this.handshakeTimer = null;
     this.userId = userId;
     this.claims = identity.claims;
     this.tokenDeadline = identity.deadline;
-    // The idle clock starts at WELCOME, as the client sees it, not at accept.
-    this.lastActivity = Date.now();
     this.log = this.log.child({ user: userId });
     this.admission = new SessionAdmission(this.ctx, { userId, connectionId: this.id, clientAddress: this.clientAddress });
-    this.sendCredit = new SendCredit(hello.connectionWindow || Defaults.connectionWindow);
+    const clientConnectionWindow = hello.connectionWindow || Defaults.connectionWindow;
+    this.sendCredit = new SendCredit(clientConnectionWindow);
     this.clientSessionWindow = hello.sessionWindow || Defaults.sessionWindow;
     const { limits, timeouts } = this.ctx.config;
+    // At most half of every window a message crosses: with credit returned by half windows, a sender
+    // with nothing in flight can always send one more message (PROTOCOL.md §7).
+    const smallestWindow = Math.min(limits.sessionWindow, limits.connectionWindow, this.clientSessionWindow, clientConnectionWindow);
+    this.maxPayload = Math.min(limits.maxPayload, Math.max(1, Math.floor(smallestWindow / 2)));
+    this.decoderLimits.maxPayload = this.maxPayload;
+    this.recvCredit = new ReceiveCredit(limits.connectionWindow);
     if (limits.lowPriorityRate > 0) {
       this.lowPacer = new LowPriorityPacer(limits.lowPriorityRate, limits.lowPriorityMerge, hello.acceptsBatch === true, this.out, (reason) =>
         this.drop(reason, Priority.LOW),
@@ -288,7 +319,7 @@ export class Connection implements FrameSink, SessionHost, HandshakingConnection
         heartbeatIntervalMs: timeouts.heartbeatIntervalMs,
         limits: {
           maxSessions: limits.maxSessions,
-          maxPayload: limits.maxPayload,
+          maxPayload: this.maxPayload,
           sessionWindow: limits.sessionWindow,
           connectionWindow: limits.connectionWindow,
           idleTimeoutMs: timeouts.idleMs,
@@ -298,8 +329,13 @@ export class Connection implements FrameSink, SessionHost, HandshakingConnection
         expiresInMs: this.expiresInMs(Date.now()),
       }),
     );
+    this.idleSince = this.ctx.timers.now();
+    // A token already within its refresh window is asked for at once (PROTOCOL.md §5.3).
+    this.checkToken(Date.now());
+    this.scheduleNext();
+    // WELCOME leaves now: a held frame that fails the connection must not discard it (PROTOCOL.md §5.1).
+    this.out.flush();
     this.log.info({ client: hello.client?.sdk, addr: this.clientAddress }, 'connection authenticated');
-    this.periodic();
     const queued = this.pipelined!;
     this.pipelined = null;
     this.pipelinedBytes = 0;
@@ -327,6 +363,17 @@ export class Connection implements FrameSink, SessionHost, HandshakingConnection
       return;
     }
     this.highestSessionId = sessionId;
+    // Asking for a session is activity, even when refused (PROTOCOL.md §9.2).
+    this.idleSince = this.ctx.timers.now();
+    this.startSession(sessionId, open);
+    // No id is left above this one: further sessions need a new connection (PROTOCOL.md §5.2).
+    if (sessionId === MAX_SESSION_ID && this.state === ConnState.OPEN) {
+      this.goAway(Code.SESSION_IDS_EXHAUSTED, `session id ${MAX_SESSION_ID} used: open further sessions on a new connection`);
+    }
+  }
+
+  /** OPEN_OK and a session bound to a backend, or OPEN_FAIL with why (PROTOCOL.md §3.5). */
+  private startSession(sessionId: number, open: Open): void {
     const m = this.ctx.metrics;
     const admission = this.admission.decide(open, this.sessions.size, this.state === ConnState.DRAINING);
     if (admission.kind === 'refuse') {
@@ -350,6 +397,7 @@ export class Connection implements FrameSink, SessionHost, HandshakingConnection
       clientSessionId: sessionId,
       reattach: false,
       claims: this.claims,
+      maxPayload: this.maxPayload,
     };
     const session = new ProxySession(
       this,
@@ -368,17 +416,19 @@ export class Connection implements FrameSink, SessionHost, HandshakingConnection
     m.sessionsOpened.inc({ business: open.business, result: 'ok' });
     this.log.debug({ session: sessionId, business: open.business, endpoint: link.endpoint }, 'session opened');
     this.sendSessionFrame(FrameType.OPEN_OK, sessionId, EMPTY);
-    this.lastActivity = Date.now();
   }
 
   /** @internal */
   onData(flags: number, sessionId: number, payload: Buffer): void {
     this.requireOpen('DATA');
     const n = payload.length;
+    // Only DATA held behind HELLO can be over it: the decoder checked it against the configured limit.
+    if (n > this.maxPayload) {
+      throw new ProtocolError(Code.FRAME_TOO_LARGE, `DATA: payload too large (${n} vs ${this.maxPayload} bytes announced in WELCOME)`);
+    }
     if (!this.recvCredit.receive(n)) {
       throw new ProtocolError(Code.FLOW_CONTROL_ERROR, `DATA: connection window exceeded (${n} bytes)`);
     }
-    this.lastActivity = Date.now();
     const s = this.sessions.get(sessionId);
     if (!s || s.peerHasClosed) {
       this.releaseConnectionCredit(n);
@@ -449,7 +499,7 @@ export class Connection implements FrameSink, SessionHost, HandshakingConnection
       this.refreshAsked = false;
       this.log.debug({ expiresInMs: this.expiresInMs(Date.now()) }, 'token refreshed');
       this.sendControl(FrameType.AUTH_STATE, encodeAuthState({ expiresInMs: this.expiresInMs(Date.now()), refresh: false }));
-      this.periodic();
+      if (this.state === ConnState.OPEN || this.state === ConnState.DRAINING) this.scheduleNext();
     });
   }
 
@@ -539,16 +589,27 @@ export class Connection implements FrameSink, SessionHost, HandshakingConnection
     return this.out.bytes + this.decoder.bufferedBytes + this.pipelinedBytes;
   }
 
+  halfClosed(session: ProxySession): void {
+    const deadline = this.ctx.timers.now() + this.ctx.config.timeouts.halfCloseMs;
+    (this.halfClosedSessions ??= new Map()).set(session, deadline);
+    if (!this.timer.scheduled || deadline < this.timer.due) this.ctx.timers.schedule(this.timer, deadline);
+  }
+
   retired(session: ProxySession): void {
     this.log.debug({ session: session.id, business: session.business }, 'session closed');
     this.sessions.delete(session.id);
+    this.halfClosedSessions?.delete(session);
     this.admission.retired(session.business);
     this.lowPacer?.forget(session);
     this.creditWaiters.delete(session);
     this.ctx.registry.remove(session);
     this.ctx.metrics.sessions.dec({ business: session.business });
-    this.lastActivity = Date.now();
-    if (this.state === ConnState.DRAINING && this.sessions.size === 0) this.finish();
+    if (this.sessions.size > 0) return;
+    if (this.state === ConnState.DRAINING) this.finish();
+    else if (this.state === ConnState.OPEN) {
+      this.idleSince = this.ctx.timers.now();
+      this.scheduleNext();
+    }
   }
 
   // ── lifecycle ───────────────────────────────────────────────────────────────────────────────────
@@ -606,35 +667,28 @@ export class Connection implements FrameSink, SessionHost, HandshakingConnection
   }
 
   private finish(): void {
-    if (this.finishing) return;
-    this.finishing = true;
+    if (this.destroyAt > 0) return;
     this.out.finish();
     this.linger();
   }
 
   /**
-   * Keeps the socket for at most LINGER_MS once its last frame is handed over: the client closing its end
-   * ends it sooner (Node ends ours in turn), and a client that never reads does not hold it longer.
+   * Keeps the socket for at most LINGER_MS once its last frame is handed over (the wheel destroys it
+   * then): the client closing its end ends it sooner (Node ends ours in turn), and a client that never
+   * reads does not hold it longer. A connection never WELCOMEd has only its ERROR in flight, which leaves
+   * at once: reading on what such a peer sends (a 1 MiB payload behind a refused header) would only cost
+   * us, so it is not read, and destroyed after UNWELCOMED_LINGER_MS.
    */
   private linger(): void {
-    if (this.lingering) return;
-    this.lingering = true;
-    let ms = LINGER_MS;
-    if (!this.userCounted) {
-      // Never WELCOMEd: nobody's data is in flight, only our ERROR, which leaves at once. Reading on
-      // what such a peer sends (a 1 MiB payload behind a refused header) would only cost us.
-      this.socket.pause();
-      ms = UNWELCOMED_LINGER_MS;
-    }
-    const timer = setTimeout(() => this.socket.destroy(), ms).unref();
-    this.socket.once('close', () => clearTimeout(timer));
+    if (this.destroyAt > 0) return;
+    if (!this.userCounted) this.socket.pause();
+    this.destroyAt = this.ctx.timers.now() + (this.userCounted ? LINGER_MS : UNWELCOMED_LINGER_MS);
+    this.ctx.timers.schedule(this.timer, this.destroyAt);
   }
 
   private teardown(code: number, reason: string): void {
     if (this.state === ConnState.CLOSED) return;
     this.transition(ConnState.CLOSED);
-    if (this.handshakeTimer) clearTimeout(this.handshakeTimer);
-    if (this.periodicTimer) clearTimeout(this.periodicTimer);
     this.ctx.gate.handshakeEnded(this);
     if (this.userCounted) this.ctx.gate.userLeft(this.userId);
     this.lowPacer?.close();
@@ -647,27 +701,69 @@ export class Connection implements FrameSink, SessionHost, HandshakingConnection
   }
 
   /**
-   * The connection's periodic check: heartbeat and idle (every heartbeat interval or idle timeout,
-   * whichever is shorter) and the token's lifetime. Re-arms itself for whichever is due first, so a token
-   * lapses on time without a timer of its own.
+   * The connection's one timer callback, called by the proxy's wheel when the earliest of its deadlines
+   * is due (PROTOCOL.md §9): handshake, idle, heartbeat, the close grace. Each is derived from a
+   * timestamp the data path keeps (one clock read per frame), so nothing is rescheduled per frame; the
+   * callback files the connection again for its next deadline. Any other per-connection deadline belongs
+   * here too, so a connection keeps exactly one place in the wheel.
    */
-  private periodic(): void {
-    if (this.periodicTimer) clearTimeout(this.periodicTimer);
-    this.periodicTimer = null;
-    const now = Date.now();
-    this.heartbeat(now);
-    if (this.state !== ConnState.CLOSED) this.checkToken(now);
-    if (this.state === ConnState.CLOSED) return;
+  private onTimer(now: number): void {
+    if (this.destroyAt > 0) {
+      if (now >= this.destroyAt) this.socket.destroy();
+      else this.ctx.timers.schedule(this.timer, this.destroyAt);
+      return;
+    }
+    if (this.state === ConnState.AWAIT_HELLO || this.state === ConnState.AUTHENTICATING) {
+      if (now >= this.handshakeDeadline) {
+        this.fail(Code.HANDSHAKE_TIMEOUT, `handshake: no WELCOME within ${this.ctx.config.timeouts.handshakeMs} ms`);
+      } else this.ctx.timers.schedule(this.timer, this.handshakeDeadline);
+      return;
+    }
+    if (this.closed) return;
+    this.checkToken(Date.now());
+    if (this.closed) return;
+    const { heartbeatIntervalMs: interval, heartbeatMisses, idleMs, halfCloseMs } = this.ctx.config.timeouts;
+    for (const [session, deadline] of this.halfClosedSessions ?? []) {
+      if (now < deadline) continue;
+      this.halfClosedSessions!.delete(session);
+      session.closeByProxy(Code.HALF_CLOSE_TIMEOUT, `backend did not end the session within ${halfCloseMs} ms of the client's CLOSE`);
+    }
+    if (this.idleClockRuns && now - this.idleSince >= idleMs) {
+      this.goAway(Code.IDLE_TIMEOUT, `idle for ${idleMs} ms`);
+      return;
+    }
+    // PINGs go out after 1, 2, … heartbeatMisses whole intervals of silence; one more is the end.
+    const silentIntervals = Math.floor((now - this.lastInbound) / interval);
+    if (silentIntervals > heartbeatMisses) {
+      this.fail(Code.HEARTBEAT_TIMEOUT, `heartbeat: nothing received for ${silentIntervals} intervals of ${interval} ms (${this.pingsSent} PINGs unanswered)`);
+      return;
+    }
+    if (silentIntervals > this.pingsSent) {
+      this.pingsSent = silentIntervals;
+      const ping = Buffer.allocUnsafe(8);
+      ping.writeDoubleBE(Date.now());
+      this.sendControl(FrameType.PING, ping);
+    }
+    this.scheduleNext();
+  }
+
+  /** Files the connection in the wheel for its next heartbeat, idle, half-close or token deadline. */
+  private scheduleNext(): void {
     const { heartbeatIntervalMs, idleMs } = this.ctx.config.timeouts;
-    const next = Math.min(heartbeatIntervalMs, idleMs || Infinity, this.nextTokenCheck(now) - now);
-    this.periodicTimer = setTimeout(() => this.periodic(), Math.max(1, Math.min(next, 0x7fff_ffff)));
+    let next = this.lastInbound + (this.pingsSent + 1) * heartbeatIntervalMs;
+    if (this.idleClockRuns) next = Math.min(next, this.idleSince + idleMs);
+    for (const deadline of this.halfClosedSessions?.values() ?? []) next = Math.min(next, deadline);
+    // The token's deadline is wall-clock time (a JWT's exp); the wheel runs on its own clock.
+    const tokenCheck = this.nextTokenCheck(Date.now());
+    if (tokenCheck !== Infinity) next = Math.min(next, this.ctx.timers.now() + (tokenCheck - Date.now()));
+    this.ctx.timers.schedule(this.timer, next);
   }
 
   /**
    * Token lifetime (PROTOCOL.md §5.3): past its deadline → ERROR AUTH_EXPIRED; within
    * `auth.refresh_window_ms` of it, a client that accepts refresh is asked once for a REFRESH.
    */
-  checkToken(now: number): void {
+  private checkToken(now: number): void {
     if (now >= this.tokenDeadline) {
       this.fail(Code.AUTH_EXPIRED, `token expired at ${new Date(this.tokenDeadline - TOKEN_SKEW_MS).toISOString()} (with ${TOKEN_SKEW_MS} ms of skew allowed) and was not refreshed`);
       return;
@@ -690,22 +786,9 @@ export class Connection implements FrameSink, SessionHost, HandshakingConnection
     return this.tokenDeadline === Infinity ? 0 : Math.min(0xffff_ffff, Math.max(1, this.tokenDeadline - now));
   }
 
-  private heartbeat(now: number): void {
-    const { heartbeatIntervalMs, heartbeatMisses, idleMs } = this.ctx.config.timeouts;
-    if (idleMs > 0 && this.sessions.size === 0 && now - this.lastActivity >= idleMs) {
-      this.goAway(Code.IDLE_TIMEOUT, `idle for ${idleMs} ms`);
-      return;
-    }
-    if (now - this.lastInbound < heartbeatIntervalMs) return;
-    if (this.missedPings >= heartbeatMisses) {
-      this.fail(Code.HEARTBEAT_TIMEOUT, `heartbeat: ${this.missedPings} PINGs unanswered`);
-      return;
-    }
-    this.missedPings++;
-    this.lastInbound = now;
-    const ping = Buffer.allocUnsafe(8);
-    ping.writeDoubleBE(now);
-    this.sendControl(FrameType.PING, ping);
+  /** Idle is counted while the connection is OPEN with no session (PROTOCOL.md §9.2). */
+  private get idleClockRuns(): boolean {
+    return this.ctx.config.timeouts.idleMs > 0 && this.state === ConnState.OPEN && this.sessions.size === 0;
   }
 
   private sendControl(type: FrameType, body: Buffer): void {
@@ -724,7 +807,7 @@ export class Connection implements FrameSink, SessionHost, HandshakingConnection
 
   /**
    * The guard for frames that earn a reply (PING → PONG; DATA or CLOSE on a session not open → RESET):
-   * one token bucket of `limits.reply_rate`. A flood gets ERROR CONTROL_FLOOD (PROTOCOL.md §9.3).
+   * one token bucket of `limits.reply_rate`. A flood gets ERROR CONTROL_FLOOD (PROTOCOL.md §9.6).
    */
   private withinReplyRate(frame: string): boolean {
     if (this.replyBucket.take()) return true;
@@ -785,7 +868,6 @@ HANDLERS[FrameType.RESET] = (c, _f, s, p) => c.onReset(s, p);
 HANDLERS[FrameType.PING] = (c, _f, _s, p) => c.onPing(p);
 HANDLERS[FrameType.PONG] = (c) => c.onPong();
 HANDLERS[FrameType.WINDOW_UPDATE] = (c, _f, s, p) => c.onWindowUpdate(s, p);
-HANDLERS[FrameType.ERROR] = (c, _f, _s, p) => c.onPeerError(p);
 HANDLERS[FrameType.REFRESH] = (c, _f, _s, p) => c.onRefresh(p);
 for (const t of [FrameType.WELCOME, FrameType.OPEN_OK, FrameType.OPEN_FAIL, FrameType.GOAWAY, FrameType.AUTH_STATE]) {
   HANDLERS[t] = (c) => c.onServerOnlyFrame(t);

@@ -7,6 +7,7 @@ import type { SessionRegistry } from '../session/registry.js';
 import type { TokenVerifier } from './auth.js';
 import type { ConnectionGate } from './connection-gate.js';
 import type { UserLimiter } from './user-limits.js';
+import type { TimerWheel } from './timer-wheel.js';
 
 /** Backend links by endpoint address; one long stream per endpoint. */
 export interface LinkDirectory {
@@ -31,6 +32,8 @@ export interface ProxyContext {
   readonly gate: ConnectionGate;
   /** Per-user limits across the user's connections (and across proxies, through Redis, when configured). */
   readonly users: UserLimiter;
+  /** The one timer every connection's deadlines (handshake, heartbeat, idle, close) are filed in. */
+  readonly timers: TimerWheel;
   /** Called once when a connection has fully closed. */
   connectionClosed(conn: { readonly id: string }): void;
 }

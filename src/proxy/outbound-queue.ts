@@ -224,8 +224,11 @@ export class OutboundQueue {
         this.queuedBytes -= e.size;
         if (!e.owner) this.controlBytes -= e.size;
         else {
+          // Asked before telling the owner: the session's last DATA may retire it (its CLOSE follows),
+          // and that DATA must still be written.
+          const discarded = e.owner.discarded;
           e.owner.onDequeued();
-          if (e.owner.discarded) {
+          if (discarded) {
             this.hooks.onDrop('session_closed', e.priority, e.frames);
             continue;
           }

@@ -23,6 +23,7 @@ import { createUserLimits, type UserLimiter } from './user-limits.js';
 import { ProxyHeaderParser } from './proxy-protocol.js';
 import { RouteReloader } from './route-reloader.js';
 import { SessionMover } from './session-mover.js';
+import { TimerWheel, WheelEntry } from './timer-wheel.js';
 
 /** How long a refused connection's socket may take to deliver its ERROR. */
 const REFUSED_GRACE_MS = 2_000;
@@ -119,6 +120,7 @@ export class ProxyServer {
       logger,
       gate: this.gate,
       users: this.users,
+      timers: new TimerWheel(),
       connectionClosed: (conn) => this.forget(conn as Connection),
     };
     this.tlsContext = config.tls
@@ -201,13 +203,16 @@ export class ProxyServer {
     }
     // The PROXY header precedes everything, TLS included, so it is read from the raw socket first.
     const parser = new ProxyHeaderParser();
-    const timer = setTimeout(() => socket.destroy(), this.config.timeouts.handshakeMs);
+    const { timers } = this.ctx;
+    const timer = new WheelEntry(() => socket.destroy());
+    timers.schedule(timer, timers.now() + this.config.timeouts.handshakeMs);
+    socket.once('close', () => timers.cancel(timer));
     const onData = (chunk: Buffer): void => {
       let parsed;
       try {
         parsed = parser.push(chunk);
       } catch (err) {
-        clearTimeout(timer);
+        timers.cancel(timer);
         socket.off('data', onData);
         this.metrics.protocolErrors.inc({ code: 'PROXY_HEADER' });
         this.logger.info({ err: (err as ProtocolError).message, addr: socket.remoteAddress }, 'bad PROXY protocol header');
@@ -215,7 +220,7 @@ export class ProxyServer {
         return;
       }
       if (!parsed) return;
-      clearTimeout(timer);
+      timers.cancel(timer);
       socket.off('data', onData);
       socket.pause();
       const source = parsed.source;

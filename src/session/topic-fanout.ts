@@ -29,6 +29,8 @@ const RUN_ENCODING_BUDGET = 4 * 1024 * 1024;
  */
 export class FrameRun {
   readonly payloadBytes: number;
+  /** The largest payload of the run (a session whose client takes less gets them one by one). */
+  readonly largest: number;
   private readonly byId = new Map<number, Buffer>();
   private spent = 0;
 
@@ -38,8 +40,13 @@ export class FrameRun {
     private readonly budget = RUN_ENCODING_BUDGET,
   ) {
     let bytes = 0;
-    for (const p of payloads) bytes += p.length;
+    let largest = 0;
+    for (const p of payloads) {
+      bytes += p.length;
+      if (p.length > largest) largest = p.length;
+    }
     this.payloadBytes = bytes;
+    this.largest = largest;
   }
 
   /** The run's frames for `sessionId`, or null once the encodings would exceed the budget. */
@@ -129,7 +136,7 @@ export class TopicFanOut {
         }
         for (const run of runs) {
           const frames = run.framesFor(s.id);
-          if (frames && s.deliverRun(frames, run.payloads.length, run.payloadBytes, run.priority)) continue;
+          if (frames && s.deliverRun(frames, run.payloads.length, run.payloadBytes, run.largest, run.priority)) continue;
           for (const p of run.payloads) if (isIn(s, topic)) s.deliver(p, run.priority);
         }
         for (const p of low) if (isIn(s, topic)) s.deliver(p, Priority.LOW);

@@ -162,13 +162,20 @@ describe('chat under overload', () => {
       if (Date.now() > until) throw new Error('the slow member did not get the message after returning credit');
       await sleep(10);
     }
-    slow.data(1, encodeChatRequest({ requestId: 2, history: { afterSeq: 0, limit: 1000 } }));
-    const until2 = Date.now() + 5_000;
-    while (!events().some((e) => e.reply?.requestId === 2)) {
-      if (Date.now() > until2) throw new Error('no history reply');
-      await sleep(10);
+    // A page holds what fits one message to this client (max_payload is half its 16 KiB window): page on.
+    const recovered: number[] = [];
+    for (let requestId = 2; recovered.length < COUNT + 1; requestId++) {
+      slow.data(1, encodeChatRequest({ requestId, history: { afterSeq: recovered.at(-1) ?? 0, limit: 1000 } }));
+      const until2 = Date.now() + 5_000;
+      while (!events().some((e) => e.reply?.requestId === requestId)) {
+        if (Date.now() > until2) throw new Error(`no history reply to request ${requestId}`);
+        await sleep(10);
+      }
+      const page = events().find((e) => e.reply?.requestId === requestId)!.reply!.history!.messages.map((m) => m.seq);
+      expect(page.length).toBeGreaterThan(0);
+      recovered.push(...page);
     }
-    expect(events().find((e) => e.reply?.requestId === 2)?.reply?.history?.messages.map((m) => m.seq)).toEqual(Array.from({ length: COUNT + 1 }, (_, i) => i + 1));
+    expect(recovered).toEqual(Array.from({ length: COUNT + 1 }, (_, i) => i + 1));
     slow.destroy();
   });
 });

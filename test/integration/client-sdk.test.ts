@@ -420,6 +420,32 @@ describe('backend-initiated close', () => {
   });
 });
 
+describe('max_payload and small windows (PROTOCOL.md §7)', () => {
+  it('a client granting an 8 KiB window gets max_payload 4 KiB, and max_payload messages never wait for credit that is not coming', async () => {
+    const client = await connectClient(proxy.port, { sessionWindow: 8_192 });
+    expect(client.welcome.limits.maxPayload).toBe(4_096);
+    const session = await client.open('echo');
+    const inbox = new Received(session);
+    await echoed(session, inbox, 'small');
+    for (let i = 0; i < 6; i++) await echoed(session, inbox, String(i).repeat(4_096));
+    await expect(session.send('x'.repeat(4_097))).rejects.toBeInstanceOf(PayloadTooLargeError);
+  });
+});
+
+describe('half-close (PROTOCOL.md §5.2)', () => {
+  it('close() right after send(): every reply arrives before close() resolves, and the close is NORMAL', async () => {
+    const client = await connectClient(proxy.port);
+    const session = await client.open('echo');
+    const inbox = new Received(session);
+    const closed = nextEvent<[number, string]>(session, 'close');
+    const sends = ['one', 'two', 'three'].map((text) => session.send(text));
+    await session.close();
+    await Promise.all(sends);
+    expect(inbox.texts).toEqual(['one', 'two', 'three']);
+    expect(await closed).toEqual([Code.NORMAL, '']);
+  });
+});
+
 describe('automatic reconnect', () => {
   it('after the proxy is killed and restarted on its port, the client reconnects and reopens its session', async () => {
     const doomed = await spawnProxy([backend]);

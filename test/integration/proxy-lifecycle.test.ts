@@ -55,7 +55,8 @@ describe('heartbeats and idle timeout', () => {
   });
 
   it('a connection without sessions is sent GOAWAY IDLE_TIMEOUT after idle_ms', async () => {
-    const proxy = await proxyWith({ timeouts: { idle_ms: 300, heartbeat_interval_ms: 100 } });
+    // Heartbeats well apart from the idle timeout: a silent client would otherwise meet HEARTBEAT_TIMEOUT first.
+    const proxy = await proxyWith({ timeouts: { idle_ms: 300, heartbeat_interval_ms: 5_000 } });
     const c = await RawClient.handshake(proxy.port, token);
     const started = Date.now();
     expect(RawClient.codeOf(await c.next(FrameType.GOAWAY, undefined, 3_000))).toBe('IDLE_TIMEOUT');

@@ -211,6 +211,18 @@ describe('hot reload of routes.yaml', () => {
   });
 });
 
+describe('removing a business', () => {
+  it('closes its sessions with UNKNOWN_BUSINESS, the code a reopen then gets (PROTOCOL.md §10)', async () => {
+    writeRoutes(routesFile({ routes: [{ business: 'echo', pool: 'main' }, { business: 'gone-soon', pool: 'main' }], pools: { main: [addr(0)] } }));
+    await until(() => open('gone-soon'), 'business "gone-soon" to be routed');
+    const doomed = await open('gone-soon');
+    writeRoutes(routesFile({ routes: [{ business: 'echo', pool: 'main' }], pools: { main: [addr(0)] } }));
+    await until(async () => closes.get(doomed), 'the gone-soon session to close');
+    expect(closes.get(doomed)).toBe(203);
+    await expect(client.open('gone-soon')).rejects.toMatchObject({ wireCode: 203 });
+  });
+});
+
 describe('rapid saves', () => {
   it('the last of several saves a few milliseconds apart is the one in effect', async () => {
     // File watchers coalesce or drop events for quick successive renames; the final state must win.

@@ -57,6 +57,7 @@ describe('wire constants', () => {
     expect(C.MAX_PING_PAYLOAD).toBe(64);
     expect(C.WINDOW_UPDATE_SIZE).toBe(4);
     expect(C.MAX_WINDOW).toBe(2 ** 31 - 1);
+    expect(C.MAX_SESSION_ID).toBe(2 ** 32 - 1);
     expect(C.MAX_CONTROL_PAYLOAD).toBe(16_384);
     expect(C.MAX_PIPELINED).toBe(64);
     expect(C.MAX_QUEUED_CONTROL_BYTES).toBe(65_536);
@@ -70,12 +71,13 @@ describe('wire constants', () => {
       heartbeatMisses: 2,
       idleTimeoutMs: 300_000,
       maxSessions: 64,
-      maxPayload: 1_048_576,
+      maxPayload: 131_072,
       sessionWindow: 262_144,
       connectionWindow: 1_048_576,
       outboundQueueBytes: 4_194_304,
       openResetRate: 100,
       drainTimeoutMs: 30_000,
+      halfCloseTimeoutMs: 10_000,
       lowPriorityRate: 20,
       lowPriorityMerge: 16,
       replyRate: 50,
@@ -120,6 +122,7 @@ describe('PROTOCOL.md §11 Defaults and limits', () => {
       MAX_WINDOW: C.MAX_WINDOW,
       MAX_QUEUED_CONTROL_BYTES: C.MAX_QUEUED_CONTROL_BYTES,
       TOKEN_SKEW_MS: C.TOKEN_SKEW_MS,
+      MAX_SESSION_ID: C.MAX_SESSION_ID,
     });
   });
 });

@@ -60,6 +60,7 @@ describe('proxy config defaults', () => {
         heartbeatMisses: Defaults.heartbeatMisses,
         idleMs: Defaults.idleTimeoutMs,
         drainMs: Defaults.drainTimeoutMs,
+        halfCloseMs: Defaults.halfCloseTimeoutMs,
       },
       goawayReconnectAddress: '',
       routesFile: '/etc/livemux/routes.yaml',
@@ -106,7 +107,7 @@ describe('proxy config fields', () => {
         connections: { max: 100, max_per_address: 10, max_per_user: 2, max_handshakes: 50, handshake_budget_bytes: 1_000_000 },
         users: { open_rate: 3, open_burst: 6, redis_url: 'redis://127.0.0.1:6379', redis_key_prefix: 'lm:' },
         overload: { memory_limit_bytes: 1_000_000_000, stop_accepting_at: 0.5, shed_at: 0.6, max_event_loop_lag_ms: 0, check_interval_ms: 100 },
-        timeouts: { handshake_ms: 1, heartbeat_interval_ms: 2, heartbeat_misses: 3, idle_ms: 4, drain_ms: 5 },
+        timeouts: { handshake_ms: 1, heartbeat_interval_ms: 2, heartbeat_misses: 3, idle_ms: 4, drain_ms: 5, half_close_ms: 6 },
         goaway_reconnect_address: 'lb.example.com:7000',
         routes: '../routes/prod.yaml',
         log: { level: 'debug' },
@@ -145,7 +146,7 @@ describe('proxy config fields', () => {
     expect(config.connections).toEqual({ max: 100, maxPerAddress: 10, maxPerUser: 2, maxHandshakes: 50, handshakeBudgetBytes: 1_000_000 });
     expect(config.users).toEqual({ openRate: 3, openBurst: 6, redisUrl: 'redis://127.0.0.1:6379', redisKeyPrefix: 'lm:' });
     expect(config.overload).toEqual({ memoryLimitBytes: 1_000_000_000, stopAcceptingAt: 0.5, shedAt: 0.6, maxEventLoopLagMs: 0, checkIntervalMs: 100 });
-    expect(config.timeouts).toEqual({ handshakeMs: 1, heartbeatIntervalMs: 2, heartbeatMisses: 3, idleMs: 4, drainMs: 5 });
+    expect(config.timeouts).toEqual({ handshakeMs: 1, heartbeatIntervalMs: 2, heartbeatMisses: 3, idleMs: 4, drainMs: 5, halfCloseMs: 6 });
     expect(config.goawayReconnectAddress).toBe('lb.example.com:7000');
     expect(config.routesFile).toBe('/srv/routes/prod.yaml');
     expect(config.logLevel).toBe('debug');

@@ -6,6 +6,8 @@
  *   /unsub <topic>           unsubscribe it
  *   /pub <topic> <text>      publish <text> to <topic>: ONE Publish per proxy that has subscribers
  *   /close <code> <reason>   close this session from the backend
+ *   /linger                  do not end this session when the client sends CLOSE (the proxy's
+ *                            half-close timeout then ends it): a backend that ignores half-close
  *   /whoami                  reply with JSON: this backend's name, the proxy id and what SessionOpened
  *                            said (user, business, metadata, client address, reattach) — tests use it
  *                            to see which endpoint serves a session and whether it was moved there
@@ -58,6 +60,7 @@ class ProxyTopics {
 export function createEchoHandlers(options: { name?: () => string } = {}): BackendHandlers {
   const proxies = new Map<ProxyStreamContext, ProxyTopics>();
   const opened = new Map<ProxyStreamContext, Map<number, SessionOpenInfo>>();
+  const lingering = new Map<ProxyStreamContext, Set<number>>();
 
   const topicsOf = (ctx: ProxyStreamContext): ProxyTopics => {
     let topics = proxies.get(ctx);
@@ -102,10 +105,17 @@ export function createEchoHandlers(options: { name?: () => string } = {}): Backe
       case '/close': {
         // The proxy does not report a backend-initiated close back (no onClose): forget the session now.
         proxies.get(ctx)?.drop(session);
+        lingering.get(ctx)?.delete(session);
         opened.get(ctx)?.delete(session);
         const gap = rest.indexOf(' ');
         const code = Number.parseInt(gap < 0 ? rest : rest.slice(0, gap), 10);
         ctx.close(session, Number.isInteger(code) && code >= 0 ? code : Code.BACKEND_CLOSED, gap < 0 ? '' : rest.slice(gap + 1));
+        return true;
+      }
+      case '/linger': {
+        let sessions = lingering.get(ctx);
+        if (sessions === undefined) lingering.set(ctx, (sessions = new Set()));
+        sessions.add(session);
         return true;
       }
       case '/whoami': {
@@ -131,13 +141,22 @@ export function createEchoHandlers(options: { name?: () => string } = {}): Backe
       if (payload.length > 0 && payload[0] === SLASH && runCommand(ctx, session, payload.toString('utf8'), priority)) return;
       ctx.deliver(session, payload, priority);
     },
+    onHalfClose(ctx, session) {
+      if (lingering.get(ctx)?.has(session)) return;
+      // Every echo was issued as its DATA arrived, so the session can end now, behind them.
+      proxies.get(ctx)?.drop(session);
+      opened.get(ctx)?.delete(session);
+      ctx.close(session, Code.NORMAL, '');
+    },
     onClose(ctx, session) {
       proxies.get(ctx)?.drop(session);
       opened.get(ctx)?.delete(session);
+      lingering.get(ctx)?.delete(session);
     },
     onProxyGone(ctx) {
       proxies.delete(ctx);
       opened.delete(ctx);
+      lingering.delete(ctx);
     },
   };
 }

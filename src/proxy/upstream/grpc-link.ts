@@ -225,6 +225,15 @@ export class GrpcBackendLink implements BackendLink {
     this.batcher.push(session, { session, closed: { code, reason } }, reason.length + EVENT_OVERHEAD);
   }
 
+  halfClosed(session: number, code: number, reason: string): void {
+    if (!this.acceptingEvents) {
+      this.stats.eventsDropped++;
+      return;
+    }
+    // Still open for the backend's commands: it ends the session itself.
+    this.batcher.push(session, { session, halfClosed: { code, reason } }, reason.length + EVENT_OVERHEAD);
+  }
+
   /**
    * Calls `fn` once `session` is writable again, or at once if it is. Waiters are also released when the
    * stream ends (after `linkDown`): a waiter must never hang on a dead stream.
