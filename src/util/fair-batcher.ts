@@ -10,8 +10,15 @@ export interface FairBatcherOptions {
   keyLimitBytes: number;
 }
 
+interface Queued<T> {
+  item: T;
+  size: number;
+  /** Push order across all keys. */
+  seq: number;
+}
+
 interface KeyQueue<T> {
-  items: Deque<{ item: T; size: number }>;
+  items: Deque<Queued<T>>;
   bytes: number;
 }
 
@@ -23,6 +30,9 @@ interface KeyQueue<T> {
  * therefore never queued behind another key's backlog: it waits for at most one round of the keys with
  * items and the batches in flight.
  *
+ * Within a batch, items are in push order across keys (a batch is a fair choice of items, not a
+ * reordering): what one turn offers, when it fits one batch, travels exactly as it was pushed.
+ *
  * Guarantees: the items of one key reach `write` in push order; every item is written exactly once
  * unless {@link discard} drops it; `write` gets a fresh array it may keep. Flushing happens in the turn
  * after a push (`setImmediate`, so one turn's items travel together) and whenever a batch is done.
@@ -33,6 +43,7 @@ export class FairBatcher<K, T> {
   private readonly ready = new Deque<K>();
   private inFlight = 0;
   private totalItems = 0;
+  private seq = 0;
   private immediate: NodeJS.Immediate | null = null;
   /** Set by {@link schedule}: the next flush writes a batch even when empty. */
   private forced = false;
@@ -73,7 +84,7 @@ export class FairBatcher<K, T> {
       this.queues.set(key, q);
       this.ready.push(key);
     }
-    q.items.push({ item, size });
+    q.items.push({ item, size, seq: this.seq++ });
     q.bytes += size;
     this.totalItems++;
     this.scheduleFlush();
@@ -111,15 +122,18 @@ export class FairBatcher<K, T> {
   }
 
   private nextBatch(): T[] {
-    const batch: T[] = [];
+    const batch: Queued<T>[] = [];
     let bytes = 0;
+    let keys = 0;
     const { maxBatchBytes, keyLimitBytes } = this.options;
     while (this.ready.length > 0 && (batch.length === 0 || bytes < maxBatchBytes)) {
       const key = this.ready.shift()!;
       const q = this.queues.get(key)!;
-      const { item, size } = q.items.shift()!;
-      batch.push(item);
+      const queued = q.items.shift()!;
+      const { size } = queued;
+      batch.push(queued);
       bytes += size;
+      keys++;
       this.totalItems--;
       const wasFull = q.bytes >= keyLimitBytes;
       q.bytes -= size;
@@ -127,7 +141,9 @@ export class FairBatcher<K, T> {
       else this.queues.delete(key);
       if (wasFull && q.bytes < keyLimitBytes) this.drained(key);
     }
-    return batch;
+    // Several keys' items: back in push order (each key's own items already are).
+    if (keys > 1) batch.sort((a, b) => a.seq - b.seq);
+    return batch.map((q) => q.item);
   }
 
   private scheduleFlush(): void {

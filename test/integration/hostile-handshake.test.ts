@@ -81,13 +81,19 @@ describe('row 3: connections that never send HELLO (default limits)', () => {
       }
     })();
     await Promise.all([...Array.from({ length: 50 }, worker), reconnecting]);
-    expect(Object.fromEntries(codes)).toEqual({ UNEXPECTED_FRAME: 2_000 });
+    // A 1 MiB length is past the default max_payload (128 KiB): the header is refused for its length
+    // before its type is weighed against the state (§2.5), either way before a byte of payload is read.
+    expect(Object.fromEntries(codes)).toEqual({ FRAME_TOO_LARGE: 2_000 });
     expect(Math.max(...handshakes)).toBeLessThan(HANDSHAKE_BOUND_MS);
     const report = await canary.stop();
     expect(report.failures).toEqual([]);
     expect(memoryOf(pid).peak).toBeLessThan(RSS_BOUND);
     expect(stack.proxy.child.exitCode).toBeNull();
   }, 180_000);
+
+  it('a DATA header within max_payload before HELLO is refused at its header too, by state: UNEXPECTED_FRAME', async () => {
+    expect(await refusedWith(stack.proxy.port, [header(FrameType.DATA, Priority.HIGH, 1, 65_536)])).toBe('UNEXPECTED_FRAME');
+  });
 
   it('a HELLO longer than limits.max_hello_bytes is refused at its header, before a byte of it is read', async () => {
     expect(await refusedWith(stack.proxy.port, [header(FrameType.HELLO, 0, 0, 8193)])).toBe('FRAME_TOO_LARGE');

@@ -24,10 +24,19 @@ describe('FairBatcher', () => {
     for (let i = 0; i < 6; i++) b.push('heavy', `h${i}`, 1);
     b.push('light', 'l0', 1);
     await turn();
-    expect(w.batches).toEqual([['h0', 'l0', 'h1', 'h2']]);
+    // Chosen fairly (the light key's item is in the first batch), written in push order.
+    expect(w.batches).toEqual([['h0', 'h1', 'h2', 'l0']]);
     w.completeOne();
     await turn();
     expect(w.batches[1]).toEqual(['h3', 'h4', 'h5']);
+  });
+
+  it('writes what fits one batch exactly in push order, across keys', async () => {
+    const w = recorder();
+    const b = new FairBatcher<number, string>(w.write, { maxBatchBytes: 100, maxInFlight: 1, keyLimitBytes: 100 });
+    for (const [key, item] of [[1, 'a'], [2, 'b'], [1, 'c'], [3, 'd'], [2, 'e']] as const) b.push(key, item, 1);
+    await turn();
+    expect(w.batches).toEqual([['a', 'b', 'c', 'd', 'e']]);
   });
 
   it('keeps each key in push order and writes every item once', async () => {
