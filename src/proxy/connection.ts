@@ -80,12 +80,18 @@ export class Connection implements FrameSink, SessionHost {
   private admission!: SessionAdmission;
   private readonly decoder: FrameDecoder;
   private readonly bucket: TokenBucket;
-  private pipelined: [FrameType, number, number, Buffer][] | null = null;
+  /** Frames that arrived before WELCOME, with their arrival time (performance.now()). */
+  private pipelined: [FrameType, number, number, Buffer, number][] | null = null;
+  /** While a pipelined frame is replayed: when it arrived; else 0 (it arrived now). */
+  private replayedArrival = 0;
   private clientSessionWindow: number = Defaults.sessionWindow;
   private highestSessionId = 0;
   private lastInbound = Date.now();
   private lastActivity = Date.now();
   private missedPings = 0;
+  /** When the connection was accepted, and how many sessions it opened: for its access-log line. */
+  private readonly acceptedAt = Date.now();
+  private sessionsOpened = 0;
   private finishing = false;
   private handshakeTimer: NodeJS.Timeout | null;
   private heartbeatTimer: NodeJS.Timeout | null = null;
@@ -97,7 +103,7 @@ export class Connection implements FrameSink, SessionHost {
     readonly clientAddress: string,
   ) {
     const { limits, timeouts } = ctx.config;
-    this.log = ctx.logger.child({ conn: this.id });
+    this.log = ctx.logger.child({ conn: this.id, addr: clientAddress });
     this.recvCredit = new ReceiveCredit(limits.connectionWindow);
     this.bucket = new TokenBucket(limits.openResetRate, limits.openResetRate);
     this.decoder = new FrameDecoder(this, { maxPayload: limits.maxPayload });
@@ -106,6 +112,7 @@ export class Connection implements FrameSink, SessionHost {
       limits.outboundQueueBytes,
       { onDrop: (reason, priority, frames) => this.drop(reason, priority, frames) },
       ctx.metrics.frameStats,
+      ctx.metrics.queueWait,
     );
     this.handshakeTimer = setTimeout(
       () => this.fail(Code.HANDSHAKE_TIMEOUT, `handshake: no HELLO within ${timeouts.handshakeMs} ms`),
@@ -141,7 +148,7 @@ export class Connection implements FrameSink, SessionHost {
       if (this.pipelined.length >= MAX_PIPELINED) {
         throw new ProtocolError(Code.RATE_LIMITED, `handshake: more than ${MAX_PIPELINED} frames before WELCOME`);
       }
-      this.pipelined.push([type, flags, sessionId, payload]);
+      this.pipelined.push([type, flags, sessionId, payload, performance.now()]);
       return;
     }
     HANDLERS[type]!(this, flags, sessionId, payload);
@@ -211,22 +218,26 @@ export class Connection implements FrameSink, SessionHost {
       }),
     );
     this.heartbeatTimer = setInterval(() => this.heartbeat(), Math.min(timeouts.heartbeatIntervalMs, timeouts.idleMs || Infinity));
-    this.log.info({ client: hello.client?.sdk, addr: this.clientAddress }, 'connection authenticated');
+    this.log.info({ client: hello.client?.sdk }, 'connection authenticated');
     const queued = this.pipelined!;
     this.pipelined = null;
     try {
-      for (const [type, flags, sessionId, payload] of queued) {
+      for (const [type, flags, sessionId, payload, arrived] of queued) {
         if (this.closed) break; // a pipelined frame may have failed the connection
+        this.replayedArrival = arrived;
         HANDLERS[type]!(this, flags, sessionId, payload);
       }
     } catch (err) {
       if (err instanceof ProtocolError) this.fail(err.wireCode, err.message);
       else throw err;
+    } finally {
+      this.replayedArrival = 0;
     }
   }
 
   /** @internal */
   onOpen(sessionId: number, payload: Buffer): void {
+    const arrived = this.replayedArrival || performance.now();
     this.requireOpen('OPEN');
     if (!this.withinOpenResetRate('OPEN')) return;
     const open = decodeOpen(payload);
@@ -274,8 +285,10 @@ export class Connection implements FrameSink, SessionHost {
     link.open(session.ref, info);
     m.sessions.inc({ business: open.business });
     m.sessionsOpened.inc({ business: open.business, result: 'ok' });
-    this.log.debug({ session: sessionId, business: open.business, endpoint: link.endpoint }, 'session opened');
+    this.sessionsOpened++;
+    this.log.info({ session: sessionId, business: open.business, endpoint: link.endpoint }, 'session opened');
     this.sendSessionFrame(FrameType.OPEN_OK, sessionId, EMPTY);
+    m.openDuration.series({ business: open.business }).observe((performance.now() - arrived) / 1000);
     this.lastActivity = Date.now();
   }
 
@@ -406,8 +419,9 @@ export class Connection implements FrameSink, SessionHost {
     this.fail(Code.SLOW_CONSUMER, `outbound queue over its bound (${this.out.bytes} bytes queued)`);
   }
 
-  retired(session: ProxySession): void {
-    this.log.debug({ session: session.id, business: session.business }, 'session closed');
+  retired(session: ProxySession, code: number, reason: string): void {
+    const durationMs = Date.now() - session.openedAt;
+    this.log.info({ session: session.id, business: session.business, durationMs, code: codeName(code), reason }, 'session closed');
     this.sessions.delete(session.id);
     this.admission.retired(session.business);
     this.lowPacer?.forget(session);
@@ -477,6 +491,18 @@ export class Connection implements FrameSink, SessionHost {
     for (const s of [...this.sessions.values()]) s.retire(code, reason);
     this.ctx.metrics.connections.dec();
     this.ctx.metrics.connectionsClosed.inc({ code: codeName(code) });
+    // The access log: one line per connection, whatever ended it (`user` is bound once authenticated).
+    this.log.info(
+      {
+        durationMs: Date.now() - this.acceptedAt,
+        bytesIn: this.socket.bytesRead,
+        bytesOut: this.socket.bytesWritten,
+        sessions: this.sessionsOpened,
+        code: codeName(code),
+        reason,
+      },
+      'connection closed',
+    );
     this.ctx.connectionClosed(this);
   }
 

@@ -52,7 +52,7 @@ export class ProxyServer {
     readonly logger: Logger,
     verifier: TokenVerifier,
   ) {
-    const registry = new SessionRegistry();
+    const registry = new SessionRegistry(metrics.fanOutDelay);
     this.health = new EndpointHealthMonitor({ logger, metrics });
     // The mover is created after the links it uses; the callback only runs once both exist.
     let mover: SessionMover | null = null;

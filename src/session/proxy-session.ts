@@ -25,7 +25,8 @@ export interface SessionHost {
   drop(reason: DropReason, priority: Priority, frames?: number): void;
   /** The bound of the outbound queue was exceeded by system/high DATA. */
   slowConsumer(): void;
-  retired(session: ProxySession): void;
+  /** The session ended; `code` and `reason` are how (the CLOSE that began it, or the RESET). */
+  retired(session: ProxySession, code: number, reason: string): void;
 }
 
 /** Session states, proxy view (PROTOCOL.md §5). */
@@ -74,6 +75,11 @@ export class ProxySession implements QueueOwner, PacedSession {
   bindFailures = 0;
   /** The endpoint this session was moved off when it failed; it goes back there when that recovers. */
   displacedFrom: string | null = null;
+
+  /** When the session was opened (Date.now()), for its close log line. */
+  readonly openedAt = Date.now();
+  /** The first CLOSE either side sent: what a graceful end is logged with. */
+  private closeStatus: { code: number; reason: string } | null = null;
 
   constructor(
     private readonly host: SessionHost,
@@ -264,6 +270,7 @@ export class ProxySession implements QueueOwner, PacedSession {
   /** The client sent CLOSE: tell the backend, answer CLOSE after queued DATA, retire when both are done. */
   onPeerClose(code: number, reason: string): void {
     this.peerClosed = true;
+    this.closeStatus ??= { code, reason };
     this.detachBackend(code, reason);
     if (this.state === SessionState.OPEN) this.beginClose(0, '');
     else this.maybeSendClose();
@@ -275,6 +282,7 @@ export class ProxySession implements QueueOwner, PacedSession {
    */
   beginClose(code: number, reason: string): void {
     if (this.state !== SessionState.OPEN) return;
+    this.closeStatus ??= { code, reason };
     this.state = SessionState.CLOSING;
     this.closeFrame = encodeStatus({ code, reason });
     this.maybeSendClose();
@@ -318,7 +326,8 @@ export class ProxySession implements QueueOwner, PacedSession {
     this.host.out.unhold(this.blockedBytes);
     this.blockedBytes = 0;
     this.blocked.clear();
-    this.host.retired(this);
+    const end = this.closeStatus ?? { code, reason };
+    this.host.retired(this, end.code, end.reason);
   }
 
   /** Tells the backend the session ended, once. */
