@@ -39,7 +39,7 @@ describe('status page', () => {
   it('renders the live proxy in chromium: clients, businesses, endpoints, routes, and a rates chart', async () => {
     const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
     await page.goto(`http://127.0.0.1:${stack.proxy.adminPort}/`);
-    await page.waitForFunction(() => document.getElementById('connections')?.textContent === '1', undefined, { timeout: 15_000 });
+    await page.waitForFunction(`document.getElementById('connections')?.textContent === '1'`, undefined, { timeout: 15_000 });
     expect(await page.textContent('#sessions')).toBe('3');
     expect(await page.textContent('#ready')).toBe('ready');
     const businesses = await page.$$eval('#businesses tr', (rows) => rows.slice(1).map((r) => [...r.querySelectorAll('td')].map((td) => td.textContent)));
