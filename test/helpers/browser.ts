@@ -1,7 +1,7 @@
 import { type Browser, chromium } from 'playwright-core';
 
-/** Debian's chromium (.ci/run installs it); nothing here ever downloads a browser. */
-export const CHROMIUM = '/usr/bin/chromium';
+/** Debian's chromium (.ci/run installs it), or CHROMIUM_PATH; nothing here ever downloads a browser. */
+export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 
 /**
  * Headless Debian chromium driven by playwright-core. The flags keep it off the network (this machine
