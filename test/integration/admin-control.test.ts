@@ -6,6 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect } from '../../src/client/index.js';
 import { type EchoStack, TEST_SECRET, startEchoStack } from '../helpers/processes.js';
+import { until } from '../helpers/until.js';
 
 let stack: EchoStack;
 let base: string;
@@ -17,14 +18,6 @@ beforeAll(async () => {
 afterAll(() => stack?.stop());
 
 const post = (path: string): Promise<Response> => fetch(`${base}${path}`, { method: 'POST' });
-
-async function until(probe: () => boolean | Promise<boolean>, what: string, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await probe())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 describe('admin runtime control', () => {
   it('GET /config is the effective config and routes, with the JWT secret redacted', async () => {

@@ -14,31 +14,22 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { validate } from 'dockerfile-utils';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { runCliCaptured } from '../helpers/cli.js';
-import { type EchoStack, type RunningProcess, startChatBackend, startEchoStack } from '../helpers/processes.js';
+import { scrape, scrapeTargetsForFile } from '../helpers/scrape-targets.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const DEPLOY = join(ROOT, 'deploy');
 const read = (path: string): string => readFileSync(join(DEPLOY, path), 'utf8');
 
-let stack: EchoStack;
-let chat: RunningProcess & { adminPort: number | undefined };
-beforeAll(async () => {
-  stack = await startEchoStack();
-  chat = await startChatBackend(['--admin-port', '0']);
-});
-afterAll(async () => {
-  await stack?.stop();
-  await chat?.stop();
-});
+const live = scrapeTargetsForFile();
 
 /** Every sample name a /metrics page can carry: each family's name, and for histograms its series. */
 async function exportedNames(): Promise<Set<string>> {
   const names = new Set<string>(['up']); // Prometheus adds `up` to every target
-  for (const port of [stack.proxy.adminPort, chat.adminPort!]) {
-    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  for (const port of [live.stack.proxy.adminPort, live.chat.adminPort]) {
+    const text = await scrape(port);
     for (const [, name, type] of text.matchAll(/^# TYPE (\S+) (\S+)$/gm)) {
       names.add(name!);
       if (type === 'histogram') for (const suffix of ['_bucket', '_sum', '_count']) names.add(`${name}${suffix}`);

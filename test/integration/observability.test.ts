@@ -7,24 +7,13 @@
 import { execFileSync } from 'node:child_process';
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
 import { connect } from '../../src/client/index.js';
-import { type EchoStack, startEchoStack, startChatBackend, type RunningProcess } from '../helpers/processes.js';
+import { scrape, scrapeTargetsForFile } from '../helpers/scrape-targets.js';
+import { until } from '../helpers/until.js';
 
-let stack: EchoStack;
-let chat: RunningProcess & { adminPort: number | undefined };
-
-beforeAll(async () => {
-  stack = await startEchoStack();
-  chat = await startChatBackend(['--admin-port', '0']);
-});
-afterAll(async () => {
-  await stack?.stop();
-  await chat?.stop();
-});
-
-const scrape = async (port: number): Promise<string> => (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+const live = scrapeTargetsForFile();
 
 /** `promtool check metrics` on `text`: its complaints, '' when there are none. */
 function promtoolCheckMetrics(text: string): string {
@@ -44,19 +33,10 @@ function histogramCount(text: string, name: string, labels = ''): number {
   return line ? Number(line.split(' ').at(-1)) : 0;
 }
 
-/** Polls `probe` until true (bounded): metrics and logs appear a turn after the traffic causing them. */
-async function until(probe: () => boolean | Promise<boolean>, what: string, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await probe())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 describe('metrics', () => {
   it('promtool check metrics passes on the proxy and the Chat backend', async () => {
-    expect(promtoolCheckMetrics(await scrape(stack.proxy.adminPort))).toBe('');
-    expect(promtoolCheckMetrics(await scrape(chat.adminPort!))).toBe('');
+    expect(promtoolCheckMetrics(await scrape(live.stack.proxy.adminPort))).toBe('');
+    expect(promtoolCheckMetrics(await scrape(live.chat.adminPort))).toBe('');
   });
 
   it('the checker itself refuses a misnamed metric (so the test above can fail)', () => {
@@ -64,7 +44,7 @@ describe('metrics', () => {
   });
 
   it('latency histograms fill: OPEN→OPEN_OK, queue wait, fan-out, backend round trip, reload', async () => {
-    const client = await connect({ host: '127.0.0.1', port: stack.proxy.port, token: stack.token, reconnect: false });
+    const client = await connect({ host: '127.0.0.1', port: live.stack.proxy.port, token: live.stack.token, reconnect: false });
     const a = await client.open('echo');
     const b = await client.open('echo');
     await a.send('/sub room');
@@ -72,20 +52,20 @@ describe('metrics', () => {
     await a.send('/pub room hello');
     for (const s of [a, b]) for await (const { payload } of s) if (payload.toString() === 'hello') break;
     // A reload with a change, so one is timed.
-    const file = join(stack.proxy.dir, 'routes.yaml');
+    const file = join(live.stack.proxy.dir, 'routes.yaml');
     const routes = parse(readFileSync(file, 'utf8')) as { routes: { business: string; pool: string }[] };
     routes.routes.push({ business: 'extra', pool: 'echo' });
     writeFileSync(`${file}.tmp`, stringify(routes));
     renameSync(`${file}.tmp`, file);
 
-    const port = stack.proxy.adminPort;
+    const port = live.stack.proxy.adminPort;
     await until(async () => histogramCount(await scrape(port), 'livemux_route_reload_duration_seconds', 'result="ok"') >= 1, 'a timed reload');
     const text = await scrape(port);
     expect(histogramCount(text, 'livemux_session_open_duration_seconds', 'business="echo"')).toBe(2);
     expect(histogramCount(text, 'livemux_outbound_queue_wait_seconds', 'lane="control"')).toBeGreaterThanOrEqual(3); // WELCOME, 2 OPEN_OK
     expect(histogramCount(text, 'livemux_outbound_queue_wait_seconds', 'lane="high"')).toBeGreaterThanOrEqual(2);
     expect(histogramCount(text, 'livemux_fanout_delay_seconds')).toBeGreaterThanOrEqual(1);
-    expect(histogramCount(text, 'livemux_backend_round_trip_seconds', `endpoint="127.0.0.1:${stack.backend.port}"`)).toBeGreaterThanOrEqual(1);
+    expect(histogramCount(text, 'livemux_backend_round_trip_seconds', `endpoint="127.0.0.1:${live.stack.backend.port}"`)).toBeGreaterThanOrEqual(1);
     // Labels stay bounded: nothing the client sent (topic names, metadata) became one.
     expect(text).not.toContain('room');
     expect(promtoolCheckMetrics(text)).toBe('');
@@ -94,10 +74,10 @@ describe('metrics', () => {
 });
 
 describe('logs', () => {
-  const logged = (msg: string): Record<string, unknown>[] => stack.proxy.lines.filter((l) => l.msg === msg);
+  const logged = (msg: string): Record<string, unknown>[] => live.stack.proxy.lines.filter((l) => l.msg === msg);
 
   it('a session open and close, and the connection close with who, where from, how long, how much and why', async () => {
-    const client = await connect({ host: '127.0.0.1', port: stack.proxy.port, token: stack.token, reconnect: false });
+    const client = await connect({ host: '127.0.0.1', port: live.stack.proxy.port, token: live.stack.token, reconnect: false });
     const conn = client.welcome.connectionId;
     const s = await client.open('echo');
     await s.send('ping');
@@ -115,7 +95,7 @@ describe('logs', () => {
   });
 
   it('a refused token is logged with the client address', async () => {
-    await expect(connect({ host: '127.0.0.1', port: stack.proxy.port, token: 'not-a-jwt', reconnect: false })).rejects.toThrow();
+    await expect(connect({ host: '127.0.0.1', port: live.stack.proxy.port, token: 'not-a-jwt', reconnect: false })).rejects.toThrow();
     await until(() => logged('closing connection').some((l) => l.code === 'AUTH_FAILED'), 'the AUTH_FAILED line');
     expect(logged('closing connection').find((l) => l.code === 'AUTH_FAILED')).toMatchObject({ addr: expect.stringMatching(/^127\.0\.0\.1:\d+$/) });
   });
