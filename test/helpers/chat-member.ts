@@ -82,6 +82,8 @@ export class ChatMember {
   closed: { code: number; reason: string } | null = null;
   private nextId = 1;
   private waiters: (() => void)[] = [];
+  /** Replies by request id: a flood test waits on 1,300 of them, and a scan per look was cubic. */
+  private readonly replies = new Map<number, Reply>();
 
   constructor(
     readonly user: string,
@@ -89,7 +91,9 @@ export class ChatMember {
     readonly session: ClientSession,
   ) {
     session.on('data', (payload: Buffer) => {
-      this.received.push({ event: decodeChatEvent(payload), at: Date.now() });
+      const event = decodeChatEvent(payload);
+      this.received.push({ event, at: Date.now() });
+      if (event.reply && !this.replies.has(event.reply.requestId)) this.replies.set(event.reply.requestId, event.reply);
       this.wake();
     });
     session.on('close', (code: number, reason: string) => {
@@ -114,7 +118,7 @@ export class ChatMember {
   }
 
   replyTo(requestId: number): Reply | undefined {
-    return this.received.find((r) => r.event.reply?.requestId === requestId)?.event.reply;
+    return this.replies.get(requestId);
   }
 
   async request(req: Omit<ChatRequest, 'requestId'>, priority: PriorityName = 'high', timeoutMs = 10_000): Promise<Reply> {
