@@ -21,7 +21,7 @@ export function chatRoutes(endpoints: string[], pool: Record<string, unknown> = 
 /**
  * The set-up of the failover tests: a redis-server of its own, two Chat backends on it (with `args`
  * besides --redis), and two proxies that route `chat` by room and notice a dead backend within about
- * 200 ms. Members joined through {@link join} are closed by {@link closeMembers} and {@link stop}.
+ * half a second. Members joined through {@link join} are closed by {@link closeMembers} and {@link stop}.
  */
 export class ChatCluster {
   readonly members: ChatMember[] = [];
@@ -38,7 +38,9 @@ export class ChatCluster {
     const backends = await Promise.all([startChatBackend(backendArgs), startChatBackend(backendArgs)]);
     const routes = chatRoutes(
       backends.map((b) => b.address),
-      { health_check: { interval_ms: 200, timeout_ms: 200, unhealthy_threshold: 1, healthy_threshold: 1 }, circuit_breaker: { reset_timeout_ms: 300 } },
+      // A killed backend fails its checks at once (refused); 500 ms only bounds a check of a live one,
+      // which on a busy machine took over 200 ms and flapped healthy backends out of rotation.
+      { health_check: { interval_ms: 500, timeout_ms: 500, unhealthy_threshold: 1, healthy_threshold: 1 }, circuit_breaker: { reset_timeout_ms: 300 } },
     );
     const proxies = await Promise.all([startProxy({ backends: [], routes }), startProxy({ backends: [], routes })]);
     return new ChatCluster(redis, backends, proxies);
