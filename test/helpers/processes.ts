@@ -60,7 +60,7 @@ export function runLivemux(args: string[], env: NodeJS.ProcessEnv = {}, cwd?: st
     child,
     lines,
     exited,
-    waitFor(match, timeoutMs = 15_000) {
+    waitFor(match, timeoutMs = 30_000) {
       const found = lines.find(match);
       if (found) return Promise.resolve(found);
       return new Promise((resolve, reject) => {
@@ -159,7 +159,7 @@ export async function startEchoStack(config?: Record<string, unknown>): Promise<
 }
 
 /** Polls /readyz until the proxy has its backend streams up. */
-export async function waitReady(adminPort: number, timeoutMs = 10_000): Promise<void> {
+export async function waitReady(adminPort: number, timeoutMs = 30_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const res = await fetch(`http://127.0.0.1:${adminPort}/readyz`).catch(() => null);

@@ -20,7 +20,7 @@ beforeAll(async () => {
   // room's high buffer must hold them all (its default, 1000, would answer the excess OVERLOADED).
   // A short history keeps the gap test's flood small enough for a busy machine.
   cluster = await ChatCluster.start(['--buffer-high', '2000', '--history-length', String(HISTORY)]);
-}, 30_000);
+});
 
 afterEach(() => cluster.closeMembers());
 

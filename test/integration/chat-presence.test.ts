@@ -18,7 +18,7 @@ let cluster: ChatCluster;
 
 beforeAll(async () => {
   cluster = await ChatCluster.start(['--presence-ttl-ms', String(PRESENCE_TTL_MS), '--admin-port', '0']);
-}, 30_000);
+});
 
 afterAll(() => cluster?.stop());
 

@@ -41,7 +41,7 @@ beforeAll(async () => {
   const proxy = await startProxy({ backends: [], routes: chatRoutes([backend.address]), config: { limits: { low_priority_rate: 0 } } });
   processes.push(proxy);
   proxyPort = proxy.port;
-}, 30_000);
+});
 
 afterEach(async () => {
   await Promise.all(members.splice(0).map((m) => m.client.close()));
