@@ -40,7 +40,8 @@ export class ChatCluster {
       backends.map((b) => b.address),
       // A killed backend fails its checks at once (refused); 500 ms only bounds a check of a live one,
       // which on a busy machine took over 200 ms and flapped healthy backends out of rotation.
-      { health_check: { interval_ms: 500, timeout_ms: 500, unhealthy_threshold: 1, healthy_threshold: 1 }, circuit_breaker: { reset_timeout_ms: 300 } },
+      // Two failed checks in a row take one out: a single slow answer under load no longer flaps it.
+      { health_check: { interval_ms: 500, timeout_ms: 500, unhealthy_threshold: 2, healthy_threshold: 1 }, circuit_breaker: { reset_timeout_ms: 300 } },
     );
     const proxies = await Promise.all([startProxy({ backends: [], routes }), startProxy({ backends: [], routes })]);
     return new ChatCluster(redis, backends, proxies);
