@@ -116,7 +116,9 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProcess & {
       opts.routes ?? {
         version: 1,
         routes: businesses.map((business) => ({ business, pool: 'echo' })),
-        pools: { echo: { protocol: 'grpc', endpoints: opts.backends.map((address) => ({ address })) } },
+        // A check may take its whole interval before it fails: with the default 1 s, backends starved
+        // on a busy machine were taken out and their sessions closed BACKEND_UNAVAILABLE mid-test.
+        pools: { echo: { protocol: 'grpc', endpoints: opts.backends.map((address) => ({ address })), health_check: { interval_ms: 5_000, timeout_ms: 5_000 } } },
       },
     ),
   );
