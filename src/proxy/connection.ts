@@ -121,9 +121,12 @@ export class Connection implements FrameSink, SessionHost, HandshakingConnection
   /** Frames that earn a reply: PING, and DATA/CLOSE on sessions that are not open (PROTOCOL.md §9.6). */
   private readonly replyBucket: TokenBucket;
   private readonly refreshBucket = new TokenBucket(1 / REFRESH_INTERVAL_S, REFRESH_BURST);
-  private pipelined: [FrameType, number, number, Buffer][] | null = null;
+  /** Frames that arrived before WELCOME, with their arrival time (performance.now()). */
+  private pipelined: [FrameType, number, number, Buffer, number][] | null = null;
   /** Bytes of the frames held in `pipelined`, headers included. */
   private pipelinedBytes = 0;
+  /** While a pipelined frame is replayed: when it arrived; else 0 (it arrived now). */
+  private replayedArrival = 0;
   private clientSessionWindow: number = Defaults.sessionWindow;
   private highestSessionId = 0;
   /** This connection's place in the proxy's timer wheel: every deadline below is checked by {@link onTimer}. */
@@ -137,6 +140,9 @@ export class Connection implements FrameSink, SessionHost, HandshakingConnection
   private idleSince = 0;
   /** When a closing socket is destroyed if it has not finished flushing; 0 while not closing. */
   private destroyAt = 0;
+  /** When the connection was accepted, and how many sessions it opened: for its access-log line. */
+  private readonly acceptedAt = Date.now();
+  private sessionsOpened = 0;
   private log: Logger;
 
   /**
@@ -150,7 +156,7 @@ export class Connection implements FrameSink, SessionHost, HandshakingConnection
     clientIp: string,
   ) {
     const { limits, timeouts } = ctx.config;
-    this.log = ctx.logger.child({ conn: this.id });
+    this.log = ctx.logger.child({ conn: this.id, addr: clientAddress });
     this.maxPayload = limits.maxPayload;
     this.bucket = new TokenBucket(limits.openResetRate, limits.openResetRate);
     this.replyBucket = new TokenBucket(limits.replyRate, limits.replyRate);
@@ -165,6 +171,7 @@ export class Connection implements FrameSink, SessionHost, HandshakingConnection
         onOverflow: (kind) => this.controlOverflow(kind),
       },
       ctx.metrics.frameStats,
+      ctx.metrics.queueWait,
     );
     this.lastInbound = ctx.timers.now();
     this.handshakeDeadline = this.lastInbound + timeouts.handshakeMs;
@@ -237,7 +244,7 @@ export class Connection implements FrameSink, SessionHost, HandshakingConnection
         throw new ProtocolError(Code.RATE_LIMITED, `handshake: more than ${MAX_PIPELINED} frames before WELCOME`);
       }
       // A copy: a view would keep the whole socket chunk alive until WELCOME.
-      this.pipelined.push([type, flags, sessionId, Buffer.from(payload)]);
+      this.pipelined.push([type, flags, sessionId, Buffer.from(payload), performance.now()]);
       this.pipelinedBytes += HEADER_SIZE + payload.length;
       return;
     }
@@ -335,23 +342,27 @@ export class Connection implements FrameSink, SessionHost, HandshakingConnection
     this.scheduleNext();
     // WELCOME leaves now: a held frame that fails the connection must not discard it (PROTOCOL.md §5.1).
     this.out.flush();
-    this.log.info({ client: hello.client?.sdk, addr: this.clientAddress }, 'connection authenticated');
+    this.log.info({ client: hello.client?.sdk }, 'connection authenticated');
     const queued = this.pipelined!;
     this.pipelined = null;
     this.pipelinedBytes = 0;
     try {
-      for (const [type, flags, sessionId, payload] of queued) {
+      for (const [type, flags, sessionId, payload, arrived] of queued) {
         if (this.closed) break; // a pipelined frame may have failed the connection
+        this.replayedArrival = arrived;
         HANDLERS[type]!(this, flags, sessionId, payload);
       }
     } catch (err) {
       if (err instanceof ProtocolError) this.fail(err.wireCode, err.message);
       else throw err;
+    } finally {
+      this.replayedArrival = 0;
     }
   }
 
   /** @internal */
   onOpen(sessionId: number, payload: Buffer): void {
+    const arrived = this.replayedArrival || performance.now();
     this.requireOpen('OPEN');
     if (!this.withinOpenResetRate('OPEN')) return;
     const open = decodeOpen(payload);
@@ -365,7 +376,7 @@ export class Connection implements FrameSink, SessionHost, HandshakingConnection
     this.highestSessionId = sessionId;
     // Asking for a session is activity, even when refused (PROTOCOL.md §9.2).
     this.idleSince = this.ctx.timers.now();
-    this.startSession(sessionId, open);
+    this.startSession(sessionId, open, arrived);
     // No id is left above this one: further sessions need a new connection (PROTOCOL.md §5.2).
     if (sessionId === MAX_SESSION_ID && this.state === ConnState.OPEN) {
       this.goAway(Code.SESSION_IDS_EXHAUSTED, `session id ${MAX_SESSION_ID} used: open further sessions on a new connection`);
@@ -373,7 +384,7 @@ export class Connection implements FrameSink, SessionHost, HandshakingConnection
   }
 
   /** OPEN_OK and a session bound to a backend, or OPEN_FAIL with why (PROTOCOL.md §3.5). */
-  private startSession(sessionId: number, open: Open): void {
+  private startSession(sessionId: number, open: Open, arrived: number): void {
     const m = this.ctx.metrics;
     const admission = this.admission.decide(open, this.sessions.size, this.state === ConnState.DRAINING);
     if (admission.kind === 'refuse') {
@@ -414,8 +425,10 @@ export class Connection implements FrameSink, SessionHost, HandshakingConnection
     link.open(session.ref, info);
     m.sessions.inc({ business: open.business });
     m.sessionsOpened.inc({ business: open.business, result: 'ok' });
-    this.log.debug({ session: sessionId, business: open.business, endpoint: link.endpoint }, 'session opened');
+    this.sessionsOpened++;
+    this.log.info({ session: sessionId, business: open.business, endpoint: link.endpoint }, 'session opened');
     this.sendSessionFrame(FrameType.OPEN_OK, sessionId, EMPTY);
+    m.openDuration.series({ business: open.business }).observe((performance.now() - arrived) / 1000);
   }
 
   /** @internal */
@@ -595,8 +608,9 @@ export class Connection implements FrameSink, SessionHost, HandshakingConnection
     if (!this.timer.scheduled || deadline < this.timer.due) this.ctx.timers.schedule(this.timer, deadline);
   }
 
-  retired(session: ProxySession): void {
-    this.log.debug({ session: session.id, business: session.business }, 'session closed');
+  retired(session: ProxySession, code: number, reason: string): void {
+    const durationMs = Date.now() - session.openedAt;
+    this.log.info({ session: session.id, business: session.business, durationMs, code: codeName(code), reason }, 'session closed');
     this.sessions.delete(session.id);
     this.halfClosedSessions?.delete(session);
     this.admission.retired(session.business);
@@ -697,6 +711,18 @@ export class Connection implements FrameSink, SessionHost, HandshakingConnection
     for (const s of [...this.sessions.values()]) s.retire(code, reason);
     this.ctx.metrics.connections.dec();
     this.ctx.metrics.connectionsClosed.inc({ code: codeLabel(code) });
+    // The access log: one line per connection, whatever ended it (`user` is bound once authenticated).
+    this.log.info(
+      {
+        durationMs: Date.now() - this.acceptedAt,
+        bytesIn: this.socket.bytesRead,
+        bytesOut: this.socket.bytesWritten,
+        sessions: this.sessionsOpened,
+        code: codeName(code),
+        reason,
+      },
+      'connection closed',
+    );
     this.ctx.connectionClosed(this);
   }
 

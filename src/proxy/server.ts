@@ -70,7 +70,7 @@ export class ProxyServer {
     readonly logger: Logger,
     verifier: TokenVerifier,
   ) {
-    const registry = new SessionRegistry();
+    const registry = new SessionRegistry(metrics.fanOutDelay);
     this.health = new EndpointHealthMonitor({ logger, metrics });
     // The mover is created after the links it uses; the callback only runs once both exist.
     let mover: SessionMover | null = null;
@@ -154,8 +154,13 @@ export class ProxyServer {
         host: admin.host,
         port: admin.port,
         metrics: this.metrics,
-        isReady: () => !this.draining && !this.overload.refusing && this.listener.listening && this.links.anyReady(),
+        isReady: () => this.ready,
         status: () => this.status(),
+        control: {
+          logger: this.logger,
+          config: () => this.effectiveConfig(),
+          drain: () => void this.drain().catch((err: unknown) => this.logger.error({ err }, 'drain failed')),
+        },
       });
     }
     this.logger.info({ address: this.address.host, port: this.address.port, admin: this.adminPort, tls: Boolean(this.tlsContext) }, 'livemux listening');
@@ -172,22 +177,54 @@ export class ProxyServer {
     return this.admin?.port ?? null;
   }
 
-  /** Live state for the admin `/status` page. */
-  status(): object {
+  /**
+   * Listening, not draining, not refusing for overload, and a backend stream up: what /readyz answers
+   * (unless failed on purpose).
+   */
+  get ready(): boolean {
+    return !this.draining && !this.overload.refusing && this.listener.listening && this.links.anyReady();
+  }
+
+  /** Live state for the admin `/status` JSON and page; `totals` are counters the page turns into rates. */
+  async status(): Promise<object> {
     let sessions = 0;
     for (const c of this.connections) sessions += c.sessionCount;
+    const sessionsByBusiness: Record<string, number> = {};
+    for (const { labels, value } of (await this.metrics.sessions.get()).values) {
+      if (value > 0) sessionsByBusiness[String(labels.business)] = value;
+    }
+    const stats = this.metrics.frameStats;
+    const sum = (values: Float64Array): number => values.reduce((a, b) => a + b, 0);
     return {
       proxyId: this.config.proxyId,
+      ready: this.ready,
       draining: this.draining,
+      logLevel: this.logger.level,
       connections: this.connections.size,
       sockets: this.gate.connections,
       handshakes: this.gate.handshakes,
       handshakeBytes: this.gate.handshakeBytesHeld,
       overload: OVERLOAD_STATE_NAMES[this.overload.state],
       sessions,
+      sessionsByBusiness,
+      totals: {
+        framesIn: sum(stats.inFrames),
+        framesOut: sum(stats.outFrames),
+        bytesIn: sum(stats.inBytes),
+        bytesOut: sum(stats.outBytes),
+        connectionsAccepted: (await this.metrics.connectionsAccepted.get()).values[0]?.value ?? 0,
+      },
       routes: this.routes.status(),
       backends: this.links.states(),
       health: this.health.snapshot(),
+    };
+  }
+
+  /** The configuration in effect (livemux.yaml as loaded, and the routes table), secrets redacted. */
+  effectiveConfig(): object {
+    return {
+      proxy: { ...this.config, auth: { ...this.config.auth, jwtSecret: '[redacted]' } },
+      routes: { tableVersion: this.routes.table.version, ...this.routes.table.config },
     };
   }
 

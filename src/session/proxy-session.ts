@@ -30,7 +30,8 @@ export interface SessionHost {
   slowConsumer(): void;
   /** The client half-closed the session: its backend has the half-close timeout to end it. */
   halfClosed(session: ProxySession): void;
-  retired(session: ProxySession): void;
+  /** The session ended; `code` and `reason` are how (the CLOSE that began it, or the RESET). */
+  retired(session: ProxySession, code: number, reason: string): void;
 }
 
 /** Session states, proxy view (PROTOCOL.md §5). */
@@ -80,6 +81,11 @@ export class ProxySession implements QueueOwner, PacedSession {
   bindFailures = 0;
   /** The endpoint this session was moved off when it failed; it goes back there when that recovers. */
   displacedFrom: string | null = null;
+
+  /** When the session was opened (Date.now()), for its close log line. */
+  readonly openedAt = Date.now();
+  /** The first CLOSE either side sent: what a graceful end is logged with. */
+  private closeStatus: { code: number; reason: string } | null = null;
 
   constructor(
     private readonly host: SessionHost,
@@ -290,6 +296,7 @@ export class ProxySession implements QueueOwner, PacedSession {
    */
   onPeerClose(code: number, reason: string): void {
     this.peerClose = { code, reason };
+    this.closeStatus ??= this.peerClose;
     if (this.state !== SessionState.OPEN) {
       this.maybeSendClose();
       return;
@@ -305,6 +312,7 @@ export class ProxySession implements QueueOwner, PacedSession {
    */
   beginClose(code: number, reason: string): void {
     if (this.state !== SessionState.OPEN) return;
+    this.closeStatus ??= { code, reason };
     this.state = SessionState.CLOSING;
     this.closeFrame = encodeStatus({ code, reason });
     this.maybeSendClose();
@@ -352,7 +360,8 @@ export class ProxySession implements QueueOwner, PacedSession {
     this.host.out.unhold(this.blockedBytes);
     this.blockedBytes = 0;
     this.blocked.clear();
-    this.host.retired(this);
+    const end = this.closeStatus ?? { code, reason };
+    this.host.retired(this, end.code, end.reason);
   }
 
   /** Tells the backend the session ended, once. */

@@ -64,7 +64,7 @@ export function runLivemux(args: string[], env: NodeJS.ProcessEnv = {}, cwd?: st
     lines,
     exited,
     stderr: () => stderr,
-    waitFor(match, timeoutMs = 15_000) {
+    waitFor(match, timeoutMs = 30_000) {
       const found = lines.find(match);
       if (found) return Promise.resolve(found);
       return new Promise((resolve, reject) => {
@@ -120,7 +120,9 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProcess & {
       opts.routes ?? {
         version: 1,
         routes: businesses.map((business) => ({ business, pool: 'echo' })),
-        pools: { echo: { protocol: 'grpc', endpoints: opts.backends.map((address) => ({ address })) } },
+        // A check may take its whole interval before it fails: with the default 1 s, backends starved
+        // on a busy machine were taken out and their sessions closed BACKEND_UNAVAILABLE mid-test.
+        pools: { echo: { protocol: 'grpc', endpoints: opts.backends.map((address) => ({ address })), health_check: { interval_ms: 5_000, timeout_ms: 5_000 } } },
       },
     ),
   );
@@ -218,7 +220,7 @@ export function useEchoFleet(): EchoFleet {
 }
 
 /** Polls /readyz until the proxy has its backend streams up. */
-export async function waitReady(adminPort: number, timeoutMs = 10_000): Promise<void> {
+export async function waitReady(adminPort: number, timeoutMs = 30_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const res = await fetch(`http://127.0.0.1:${adminPort}/readyz`).catch(() => null);

@@ -301,7 +301,7 @@ describe('flow control', () => {
     // A message is never split: one over max_payload is refused locally, nothing is sent.
     expect(() => session.trySend(Buffer.alloc(CHUNK + 1))).toThrow(PayloadTooLargeError);
     await expect(session.send(Buffer.alloc(CHUNK + 1))).rejects.toBeInstanceOf(PayloadTooLargeError);
-  }, 30_000);
+  });
 });
 
 /** `size` bytes: the index (u32 BE), then a byte pattern that differs from chunk to chunk. */
@@ -488,7 +488,7 @@ describe('automatic reconnect', () => {
     await inbox.waitFor('queued while detached');
     await echoed(durable, inbox, 'after the restart');
     expect(inbox.texts).toEqual(['before the crash', 'queued while detached', 'after the restart']);
-  }, 40_000);
+  });
 });
 
 describe('GOAWAY with a reconnect address', () => {
@@ -523,7 +523,7 @@ describe('GOAWAY with a reconnect address', () => {
     expect(await withTimeout(leaving.exited, 5_000, 'the drained proxy to exit')).toBe(0);
     await echoed(moved, movedInbox, 'unaffected by the old proxy leaving');
     expect(client.state).toBe(ClientState.CONNECTED);
-  }, 30_000);
+  });
 });
 
 describe('backend down', () => {
@@ -550,7 +550,7 @@ describe('backend down', () => {
     expect(client.state).toBe(ClientState.CONNECTED);
     expect(await status(isolated.adminPort, '/readyz')).toBe(503);
     expect(await status(isolated.adminPort, '/healthz')).toBe(200);
-  }, 30_000);
+  });
 });
 
 describe('admin endpoints', () => {
@@ -583,5 +583,5 @@ describe('admin endpoints', () => {
 
     await Promise.all([...echoes.slice(1), ...chats].map((s) => s.close()));
     expect(await withTimeout(observed.exited, 5_000, 'the drained proxy to exit')).toBe(0);
-  }, 30_000);
+  });
 });

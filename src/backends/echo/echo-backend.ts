@@ -5,7 +5,9 @@
  *   /sub <topic>             subscribe this session to <topic> on its proxy
  *   /unsub <topic>           unsubscribe it
  *   /pub <topic> <text>      publish <text> to <topic>: ONE Publish per proxy that has subscribers
- *   /close <code> <reason>   close this session from the backend
+ *   /close <code> [reason]   close this session from the backend; <code> is a name or number of
+ *                            PROTOCOL.md §6 (e.g. BACKEND_CLOSED or 205); any other is answered with
+ *                            an error line and the session stays open
  *   /linger                  do not end this session when the client sends CLOSE (the proxy's
  *                            half-close timeout then ends it): a backend that ignores half-close
  *   /whoami                  reply with JSON: this backend's name, the proxy id and what SessionOpened
@@ -15,7 +17,7 @@
  * A command is consumed, not echoed. A payload starting with "/" that is not one of these is echoed.
  */
 import type { Priority } from '../../protocol/constants.js';
-import { Code } from '../../protocol/codes.js';
+import { Code, CODES } from '../../protocol/codes.js';
 import type { BackendHandlers, ProxyStreamContext } from '../kit/backend-server.js';
 import type { SessionOpenInfo } from '../../contract/backend-contract.js';
 
@@ -103,13 +105,19 @@ export function createEchoHandlers(options: { name?: () => string } = {}): Backe
         return true;
       }
       case '/close': {
+        const gap = rest.indexOf(' ');
+        const word = gap < 0 ? rest : rest.slice(0, gap);
+        const code = closeCode(word);
+        if (code === undefined) {
+          const error = `echo: /close: "${word}" is not a code of PROTOCOL.md §6; e.g. /close BACKEND_CLOSED bye, or /close 0`;
+          ctx.deliver(session, Buffer.from(error), priority);
+          return true;
+        }
         // The proxy does not report a backend-initiated close back (no onClose): forget the session now.
         proxies.get(ctx)?.drop(session);
         lingering.get(ctx)?.delete(session);
         opened.get(ctx)?.delete(session);
-        const gap = rest.indexOf(' ');
-        const code = Number.parseInt(gap < 0 ? rest : rest.slice(0, gap), 10);
-        ctx.close(session, Number.isInteger(code) && code >= 0 ? code : Code.BACKEND_CLOSED, gap < 0 ? '' : rest.slice(gap + 1));
+        ctx.close(session, code, gap < 0 ? '' : rest.slice(gap + 1));
         return true;
       }
       case '/linger': {
@@ -159,4 +167,9 @@ export function createEchoHandlers(options: { name?: () => string } = {}): Backe
       lingering.delete(ctx);
     },
   };
+}
+
+/** The §6 code a `/close` names, by name (BACKEND_CLOSED) or number (205); undefined for any other word. */
+function closeCode(word: string): number | undefined {
+  return CODES.find((c) => c.name === word || String(c.code) === word)?.code;
 }
