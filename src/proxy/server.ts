@@ -303,7 +303,11 @@ export class ProxyServer {
     const socket = this.tlsContext ? new tls.TLSSocket(raw, { isServer: true, secureContext: this.tlsContext }) : raw;
     socket.on('error', () => {});
     socket.end(encodeFrame(FrameType.ERROR, 0, 0, encodeStatus({ code: err.wireCode, reason: err.message })));
-    setTimeout(() => raw.destroy(), REFUSED_GRACE_MS).unref();
+    // On the proxy's wheel, like every per-connection deadline: a flood of refusals adds no timers.
+    const { timers } = this.ctx;
+    const grace = new WheelEntry(() => raw.destroy());
+    timers.schedule(grace, timers.now() + REFUSED_GRACE_MS);
+    raw.once('close', () => timers.cancel(grace));
     raw.resume();
   }
 

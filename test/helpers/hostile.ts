@@ -1,6 +1,8 @@
 import { readFileSync, writeFileSync } from 'node:fs';
-import { onTestFinished } from 'vitest';
+import type { ChildProcess } from 'node:child_process';
+import { expect, onTestFinished } from 'vitest';
 import { FrameType } from '../../src/protocol/constants.js';
+import { testToken } from './processes.js';
 import { RawClient } from './raw-client.js';
 
 /**
@@ -22,6 +24,9 @@ export function resetPeak(pid: number): void {
 }
 
 export const MiB = 1024 * 1024;
+
+/** The stated bound of the proxy's peak RSS during an attack on its default limits (it idles at ~85 MiB). */
+export const RSS_BOUND = 200 * MiB;
 
 /**
  * The stated bound of a canary round trip during an attack: seconds-long stalls were what the attacks
@@ -208,4 +213,50 @@ export class WindowFiller {
     this.stopped = true;
     this.client.destroy();
   }
+}
+
+/** The proxy an attack runs against: its client port and its process. */
+export interface AttackedProxy {
+  readonly port: number;
+  readonly child: ChildProcess;
+}
+
+/**
+ * What every adversarial test asserts besides the code the attacker gets: from {@link Watch.start} to
+ * {@link Watch.check}, a canary on the same proxy (a user of its own) was answered within its bound,
+ * the proxy's peak RSS stayed under `rssBound`, and the proxy is still running.
+ */
+export class Watch {
+  private constructor(
+    private readonly proxy: AttackedProxy,
+    private readonly canary: Canary,
+    private readonly rssBound: number,
+  ) {}
+
+  static async start(
+    proxy: AttackedProxy,
+    opts: { rssBound?: number; canaryUser?: string; intervalMs?: number; boundMs?: number } = {},
+  ): Promise<Watch> {
+    resetPeak(proxy.child.pid!);
+    const canary = await Canary.start(proxy.port, await testToken(opts.canaryUser ?? 'canary'), opts);
+    return new Watch(proxy, canary, opts.rssBound ?? RSS_BOUND);
+  }
+
+  /** Stops the canary and asserts; resolves with its report for tests that look further. */
+  async check(): Promise<CanaryReport> {
+    const report = await this.canary.stop();
+    expect(report.failures).toEqual([]);
+    expect(report.answered).toBeGreaterThan(0);
+    expect(this.proxy.child.exitCode).toBeNull();
+    expect(memoryOf(this.proxy.child.pid!).peak).toBeLessThan(this.rssBound);
+    return report;
+  }
+}
+
+/** Runs `attack` under a {@link Watch} with the default bounds; resolves with what `attack` resolved with. */
+export async function underAttack<T>(proxy: AttackedProxy, attack: () => Promise<T>): Promise<T> {
+  const watch = await Watch.start(proxy);
+  const result = await attack();
+  await watch.check();
+  return result;
 }

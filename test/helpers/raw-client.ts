@@ -154,7 +154,7 @@ export class RawClient {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.waiters = this.waiters.filter((w) => w.resolve !== done);
-        reject(new Error(`no ${FRAME_TYPE_NAMES[type]} (session ${sessionId ?? 'any'}) within ${timeoutMs} ms; got ${this.frames.map((f) => f.name).join(',')}`));
+        reject(new Error(`no ${FRAME_TYPE_NAMES[type]} (session ${sessionId ?? 'any'}) within ${timeoutMs} ms; got ${describeFrames(this.frames)}`));
       }, timeoutMs);
       const done = (f: RawFrame): void => {
         clearTimeout(timer);
@@ -189,4 +189,16 @@ export class RawClient {
   resume(): void {
     this.socket.resume();
   }
+}
+
+/** Frame names in order, runs of one name counted ("PONG ×48211"), so a flood's frames stay readable in an error. */
+function describeFrames(frames: readonly RawFrame[]): string {
+  const runs: [string, number][] = [];
+  for (const f of frames) {
+    const last = runs.at(-1);
+    if (last?.[0] === f.name) last[1]++;
+    else runs.push([f.name, 1]);
+  }
+  const shown = runs.slice(0, 20).map(([name, n]) => (n > 1 ? `${name} ×${n}` : name));
+  return (runs.length > 20 ? [...shown, `… ${runs.length - 20} more runs`] : shown).join(',');
 }

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FrameType } from '../../src/protocol/constants.js';
-import { Canary, MiB, memoryOf, resetPeak } from '../helpers/hostile.js';
+import { underAttack } from '../helpers/hostile.js';
 import { metricValue } from '../helpers/metrics.js';
 import { RawClient } from '../helpers/raw-client.js';
 import { type RedisServer, startRedisServer } from '../helpers/redis-server.js';
@@ -13,7 +13,6 @@ import { type EchoStack, type RunningProcess, startEchoBackend, startEchoStack, 
  * is shared by every proxy of the fleet.
  */
 
-const RSS_BOUND = 200 * MiB;
 const RATE = 20;
 const BURST = 20;
 const SECONDS = 4;
@@ -58,19 +57,16 @@ describe('row 7: one user churning sessions over 20 connections, on one proxy', 
   afterAll(() => stack?.stop());
 
   it('admits about open_burst + open_rate × seconds OPENs; the rest get OPEN_FAIL RATE_LIMITED', async () => {
-    const pid = stack.proxy.child.pid!;
-    resetPeak(pid);
-    const canary = await Canary.start(stack.proxy.port, await testToken('canary'));
-    const before = await opened(stack.proxy.adminPort);
-    const answers = await churn([stack.proxy.port], stack.token, 20, 25);
+    let before = 0;
+    const answers = await underAttack(stack.proxy, async () => {
+      before = await opened(stack.proxy.adminPort); // after the canary's own OPEN
+      return churn([stack.proxy.port], stack.token, 20, 25);
+    });
     const admitted = (await opened(stack.proxy.adminPort)) - before;
     expect(answers.get('OPEN_OK')).toBe(admitted);
     expect(admitted).toBeLessThanOrEqual(BURST + RATE * (SECONDS + 1));
     expect(admitted).toBeGreaterThanOrEqual(RATE);
     expect(answers.get('RATE_LIMITED')).toBeGreaterThan(1_000);
-    const report = await canary.stop();
-    expect(report.failures).toEqual([]);
-    expect(memoryOf(pid).peak).toBeLessThan(RSS_BOUND);
     expect(await metricValue(stack.proxy.adminPort, 'livemux_limit_hits_total', 'limit="users.open_rate"')).toBeGreaterThan(1_000);
   }, 60_000);
 
@@ -101,8 +97,11 @@ describe('the same churn over two proxies sharing users.redis_url', () => {
   });
 
   it('both proxies together admit about what one would: the user, not the proxy, is limited', async () => {
-    const before = (await opened(proxies[0]!.adminPort)) + (await opened(proxies[1]!.adminPort));
-    await churn(proxies.map((p) => p.port), token, 20, 25);
+    let before = 0;
+    await underAttack(proxies[0]!, async () => {
+      before = (await opened(proxies[0]!.adminPort)) + (await opened(proxies[1]!.adminPort));
+      await churn(proxies.map((p) => p.port), token, 20, 25);
+    });
     const admitted = (await opened(proxies[0]!.adminPort)) + (await opened(proxies[1]!.adminPort)) - before;
     // Unshared, two proxies would admit twice (2 × (BURST + RATE × SECONDS) = 200).
     expect(admitted).toBeLessThanOrEqual(RATE * (SECONDS + 1) + 2 * BURST);

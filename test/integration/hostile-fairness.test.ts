@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { Canary, MiB, WindowFiller, memoryOf, resetPeak } from '../helpers/hostile.js';
+import { MiB, Watch, WindowFiller } from '../helpers/hostile.js';
 import { type EchoStack, startEchoStack, testToken } from '../helpers/processes.js';
 
 /**
@@ -31,21 +31,16 @@ beforeAll(async () => {
 afterAll(() => stack?.stop());
 
 it('row 8: 50 connections filling their windows with echo traffic; a light client is still answered promptly', async () => {
-  const pid = stack.proxy.child.pid!;
   const fillers = await Promise.all(Array.from({ length: 50 }, async (_, i) => WindowFiller.start(stack.proxy.port, await testToken(`heavy-${i}`))));
-  resetPeak(pid);
-  const canary = await Canary.start(stack.proxy.port, await testToken('light'), { intervalMs: 20, boundMs: CANARY_BOUND_MS });
+  const watch = await Watch.start(stack.proxy, { canaryUser: 'light', intervalMs: 20, boundMs: CANARY_BOUND_MS, rssBound: RSS_BOUND });
   await new Promise((r) => setTimeout(r, ATTACK_MS));
-  const report = await canary.stop();
+  const report = await watch.check();
   const carried = fillers.reduce((sum, f) => sum + f.received, 0);
   const fillerLatencies = fillers.flatMap((f) => f.latencies).sort((a, b) => a - b);
   const fillerP50 = fillerLatencies[Math.floor(fillerLatencies.length / 2)]!;
   for (const f of fillers) f.stop();
-  expect(report.failures).toEqual([]);
   expect(report.answered).toBeGreaterThan(3);
   expect(report.p50Ms / fillerP50).toBeLessThan(CANARY_TO_FILLER_P50);
   // The fillers were really moving data meanwhile, not stuck.
   expect(carried).toBeGreaterThan(20 * MiB);
-  expect(memoryOf(pid).peak).toBeLessThan(RSS_BOUND);
-  expect(stack.proxy.child.exitCode).toBeNull();
 }, 60_000);

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FrameType, Priority } from '../../src/protocol/constants.js';
 import { encodeFrame } from '../../src/protocol/encoder.js';
 import { encodeHello } from '../../src/protocol/messages.js';
-import { Canary, MiB, memoryOf, resetPeak } from '../helpers/hostile.js';
+import { MiB, underAttack } from '../helpers/hostile.js';
 import { metricValue } from '../helpers/metrics.js';
 import { RawClient } from '../helpers/raw-client.js';
 import { type EchoStack, startEchoStack } from '../helpers/processes.js';
@@ -14,7 +14,6 @@ import { type EchoStack, startEchoStack } from '../helpers/processes.js';
  * number of connections in the handshake is capped (the oldest gives way to a newcomer).
  */
 
-const RSS_BOUND = 200 * MiB;
 /** Stated bound of a well-behaved client's connect → WELCOME during the attack (it took 6.5 s before). */
 const HANDSHAKE_BOUND_MS = 3_000;
 
@@ -59,36 +58,32 @@ describe('row 3: connections that never send HELLO (default limits)', () => {
   });
   afterAll(() => stack?.stop());
 
-  it('2,000 connections each sending a 1 MiB DATA header and 1 MiB−1 of payload: each refused at its header', async () => {
-    const pid = stack.proxy.child.pid!;
-    resetPeak(pid);
-    const canary = await Canary.start(stack.proxy.port, stack.token);
-    const payload = Buffer.alloc(MiB - 1, 0x61);
+  it('2,000 connections each sending a DATA header and its whole payload (1 MiB, or max_payload): each refused at its header', async () => {
+    // Half as the row measured (1 MiB); half at the default max_payload (128 KiB since issue 9), which
+    // only the state can refuse: both were buffered whole before.
+    const sizes = [MiB, 128 * 1024];
+    const payloads = sizes.map((n) => Buffer.alloc(n - 1, 0x61));
     const codes = new Map<string, number>();
     const handshakes: number[] = [];
     let next = 0;
     const worker = async (): Promise<void> => {
       while (next < 2_000) {
-        next++;
-        const code = await refusedWith(stack.proxy.port, [header(FrameType.DATA, Priority.HIGH, 1, MiB), payload]);
+        const i = next++ % 2;
+        const code = await refusedWith(stack.proxy.port, [header(FrameType.DATA, Priority.HIGH, 1, sizes[i]!), payloads[i]!]);
         codes.set(code, (codes.get(code) ?? 0) + 1);
       }
     };
-    const reconnecting = (async () => {
+    const reconnecting = async (): Promise<void> => {
       while (next < 2_000) {
         handshakes.push(await handshakeMs(stack.proxy.port, stack.token));
         await new Promise((r) => setTimeout(r, 100));
       }
-    })();
-    await Promise.all([...Array.from({ length: 50 }, worker), reconnecting]);
-    // A 1 MiB length is past the default max_payload (128 KiB): the header is refused for its length
-    // before its type is weighed against the state (§2.5), either way before a byte of payload is read.
-    expect(Object.fromEntries(codes)).toEqual({ FRAME_TOO_LARGE: 2_000 });
+    };
+    await underAttack(stack.proxy, () => Promise.all([...Array.from({ length: 50 }, worker), reconnecting()]));
+    // A 1 MiB length is past max_payload: the header is refused for its length before its type is
+    // weighed against the state (§2.5); a 128 KiB one for its type. Either way before a byte of payload.
+    expect(Object.fromEntries(codes)).toEqual({ FRAME_TOO_LARGE: 1_000, UNEXPECTED_FRAME: 1_000 });
     expect(Math.max(...handshakes)).toBeLessThan(HANDSHAKE_BOUND_MS);
-    const report = await canary.stop();
-    expect(report.failures).toEqual([]);
-    expect(memoryOf(pid).peak).toBeLessThan(RSS_BOUND);
-    expect(stack.proxy.child.exitCode).toBeNull();
   }, 180_000);
 
   it('a DATA header within max_payload before HELLO is refused at its header too, by state: UNEXPECTED_FRAME', async () => {
@@ -128,16 +123,18 @@ describe('handshake caps (small limits)', () => {
 
   it('over connections.max_handshakes, the connection longest in the handshake gives way with SERVER_FULL', async () => {
     const idle: RawClient[] = [];
-    for (let i = 0; i < 20; i++) {
-      idle.push(await RawClient.connect(stack.proxy.port));
-      // Accept order is the proxy's order: let each one be accepted before the next.
-      await new Promise((r) => setTimeout(r, 5));
-    }
-    const started = performance.now();
-    const newcomer = await RawClient.handshake(stack.proxy.port, stack.token);
-    expect(performance.now() - started).toBeLessThan(2_000);
-    expect(await idle[0]!.errorCode()).toBe('SERVER_FULL');
-    newcomer.destroy();
+    await underAttack(stack.proxy, async () => {
+      for (let i = 0; i < 20; i++) {
+        idle.push(await RawClient.connect(stack.proxy.port));
+        // Accept order is the proxy's order: let each one be accepted before the next.
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      const started = performance.now();
+      const newcomer = await RawClient.handshake(stack.proxy.port, stack.token);
+      expect(performance.now() - started).toBeLessThan(2_000);
+      expect(await idle[0]!.errorCode()).toBe('SERVER_FULL');
+      newcomer.destroy();
+    });
     for (const c of idle) c.destroy();
     expect(await metricValue(stack.proxy.adminPort, 'livemux_limit_hits_total', 'limit="connections.max_handshakes"')).toBeGreaterThanOrEqual(1);
   });
@@ -146,8 +143,10 @@ describe('handshake caps (small limits)', () => {
     // Each sends most of a HELLO and waits: 7 KiB held per connection, 64 KiB for all of them.
     const partial = Buffer.concat([header(FrameType.HELLO, 0, 0, 8000), Buffer.alloc(7000, 0x0a)]);
     const clients = await Promise.all(Array.from({ length: 12 }, () => RawClient.connect(stack.proxy.port)));
-    for (const c of clients) c.write(partial);
-    const refused = await Promise.all(clients.map((c) => c.errorCode(3_000).catch(() => null)));
+    const refused = await underAttack(stack.proxy, () => {
+      for (const c of clients) c.write(partial);
+      return Promise.all(clients.map((c) => c.errorCode(3_000).catch(() => null)));
+    });
     expect(refused.filter((code) => code === 'SERVER_FULL').length).toBeGreaterThanOrEqual(12 - 9);
     for (const c of clients) c.destroy();
     expect(await metricValue(stack.proxy.adminPort, 'livemux_limit_hits_total', 'limit="connections.handshake_budget_bytes"')).toBeGreaterThanOrEqual(1);

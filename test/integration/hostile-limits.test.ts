@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FrameType } from '../../src/protocol/constants.js';
 import { encodeFrame } from '../../src/protocol/encoder.js';
 import { encodeHello } from '../../src/protocol/messages.js';
-import { Canary, MiB, memoryOf, resetPeak } from '../helpers/hostile.js';
+import { underAttack } from '../helpers/hostile.js';
 import { metricValue } from '../helpers/metrics.js';
 import { RawClient } from '../helpers/raw-client.js';
 import { type EchoStack, startEchoStack, testToken } from '../helpers/processes.js';
@@ -11,8 +11,6 @@ import { type EchoStack, startEchoStack, testToken } from '../helpers/processes.
  * Issue 8, row 5 and the connection limits: global, per client address and per user, each refused with
  * its own code and counted by the limit's config path.
  */
-
-const RSS_BOUND = 200 * MiB;
 
 /** Connects from `from`, sends HELLO with `token`, resolves with 'WELCOME' or the ERROR code. */
 async function attempt(port: number, token: string, from = '127.0.0.1'): Promise<{ outcome: string; client: RawClient }> {
@@ -30,9 +28,6 @@ describe('row 5: many connections from 4 source addresses with one token (defaul
   afterAll(() => stack?.stop());
 
   it('2,000 connections of one user: connections.max_per_user (32) are welcomed, the rest get USER_LIMIT', async () => {
-    const pid = stack.proxy.child.pid!;
-    resetPeak(pid);
-    const canary = await Canary.start(stack.proxy.port, await testToken('canary'));
     const outcomes = new Map<string, number>();
     const clients: RawClient[] = [];
     let n = 0;
@@ -44,11 +39,8 @@ describe('row 5: many connections from 4 source addresses with one token (defaul
         clients.push(client);
       }
     };
-    await Promise.all(Array.from({ length: 40 }, worker));
+    await underAttack(stack.proxy, () => Promise.all(Array.from({ length: 40 }, worker)));
     expect(Object.fromEntries(outcomes)).toEqual({ WELCOME: 32, USER_LIMIT: 2_000 - 32 });
-    const report = await canary.stop();
-    expect(report.failures).toEqual([]);
-    expect(memoryOf(pid).peak).toBeLessThan(RSS_BOUND);
     expect(await metricValue(stack.proxy.adminPort, 'livemux_limit_hits_total', 'limit="connections.max_per_user"')).toBe(2_000 - 32);
     for (const c of clients) c.destroy();
     // The slots come back with the connections.
@@ -68,10 +60,12 @@ describe('global and per-address limits (small limits)', () => {
 
   it('over connections.max_per_address → ADDRESS_LIMIT at once; other addresses are not affected', async () => {
     const held: RawClient[] = [];
-    for (let i = 0; i < 10; i++) held.push((await attempt(stack.proxy.port, await testToken(`a${i}`), '127.0.0.2')).client);
-    const over = await RawClient.connect(stack.proxy.port, '127.0.0.1', '127.0.0.2');
-    expect(await over.errorCode()).toBe('ADDRESS_LIMIT');
-    const elsewhere = await attempt(stack.proxy.port, await testToken('b'), '127.0.0.3');
+    const elsewhere = await underAttack(stack.proxy, async () => {
+      for (let i = 0; i < 10; i++) held.push((await attempt(stack.proxy.port, await testToken(`a${i}`), '127.0.0.2')).client);
+      const over = await RawClient.connect(stack.proxy.port, '127.0.0.1', '127.0.0.2');
+      expect(await over.errorCode()).toBe('ADDRESS_LIMIT');
+      return attempt(stack.proxy.port, await testToken('b'), '127.0.0.3');
+    });
     expect(elsewhere.outcome).toBe('WELCOME');
     for (const c of [...held, elsewhere.client]) c.destroy();
     await Promise.all([...held, elsewhere.client].map((c) => c.closed));
@@ -80,9 +74,12 @@ describe('global and per-address limits (small limits)', () => {
 
   it('over connections.max → SERVER_FULL at once; a slot freed is a slot taken', async () => {
     const held: RawClient[] = [];
-    for (let i = 0; i < 25; i++) held.push((await attempt(stack.proxy.port, await testToken(`u${i}`), `127.0.1.${1 + (i % 5)}`)).client);
-    const over = await RawClient.connect(stack.proxy.port, '127.0.0.1', '127.0.2.1');
-    expect(await over.errorCode()).toBe('SERVER_FULL');
+    // The canary's connection is the 25th: it keeps being served while newcomers are refused.
+    await underAttack(stack.proxy, async () => {
+      for (let i = 0; i < 24; i++) held.push((await attempt(stack.proxy.port, await testToken(`u${i}`), `127.0.1.${1 + (i % 5)}`)).client);
+      const over = await RawClient.connect(stack.proxy.port, '127.0.0.1', '127.0.2.1');
+      expect(await over.errorCode()).toBe('SERVER_FULL');
+    });
     held.pop()!.destroy();
     // The proxy learns of the close asynchronously: retry until the freed slot is seen.
     let outcome = '';

@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FrameType } from '../../src/protocol/constants.js';
 import { encodeFrame } from '../../src/protocol/encoder.js';
 import { encodeStatus } from '../../src/protocol/messages.js';
+import { underAttack } from '../helpers/hostile.js';
 import { metricValue } from '../helpers/metrics.js';
 import { RawClient } from '../helpers/raw-client.js';
 import { type EchoStack, startEchoStack } from '../helpers/processes.js';
@@ -26,21 +27,25 @@ const scrape = async (): Promise<string> => (await fetch(`http://127.0.0.1:${sta
 
 describe('bounded metrics', () => {
   it('row 4: 200 OPENs with random 16 KB business names and 2,000 ERRORs with distinct codes add a handful of series', async () => {
+    // The canary's own series (an echo session opened, a connection closed) exist before the count starts.
+    await underAttack(stack.proxy, async () => {});
     const before = (await scrape()).length;
-    const c = await RawClient.handshake(stack.proxy.port, stack.token);
-    for (let id = 1; id <= 200; id++) c.open(id, randomBytes(8_000).toString('hex'));
-    for (let id = 1; id <= 200; id++) expect(RawClient.codeOf(await c.next(FrameType.OPEN_FAIL, id))).toBe('UNKNOWN_BUSINESS');
-    c.destroy();
-    let n = 0;
-    const worker = async (): Promise<void> => {
-      while (n < 2_000) {
-        const code = 1_000 + n++;
-        const e = await RawClient.handshake(stack.proxy.port, stack.token);
-        e.send(encodeFrame(FrameType.ERROR, 0, 0, encodeStatus({ code, reason: randomBytes(50).toString('hex') })));
-        await e.closed;
-      }
-    };
-    await Promise.all(Array.from({ length: 20 }, worker));
+    await underAttack(stack.proxy, async () => {
+      const c = await RawClient.handshake(stack.proxy.port, stack.token);
+      for (let id = 1; id <= 200; id++) c.open(id, randomBytes(8_000).toString('hex'));
+      for (let id = 1; id <= 200; id++) expect(RawClient.codeOf(await c.next(FrameType.OPEN_FAIL, id))).toBe('UNKNOWN_BUSINESS');
+      c.destroy();
+      let n = 0;
+      const worker = async (): Promise<void> => {
+        while (n < 2_000) {
+          const code = 1_000 + n++;
+          const e = await RawClient.handshake(stack.proxy.port, stack.token);
+          e.send(encodeFrame(FrameType.ERROR, 0, 0, encodeStatus({ code, reason: randomBytes(50).toString('hex') })));
+          await e.closed;
+        }
+      };
+      await Promise.all(Array.from({ length: 20 }, worker));
+    });
     const text = await scrape();
     expect(text.length - before).toBeLessThan(4_096);
     expect(text).toContain('livemux_sessions_opened_total{business="(unknown)",result="UNKNOWN_BUSINESS"} 200');
