@@ -18,12 +18,14 @@ export const BASELINE_COMMIT = '5ea229b';
 const DIST_BENCH = join(PACKAGE_ROOT, 'dist', 'bench');
 /** Multiplies the attacks' sizes (bytes, connections); `BENCH_HOSTILE_SCALE=0.1` for a quick check. */
 const SCALE = Number(process.env.BENCH_HOSTILE_SCALE ?? 1);
+/** How long the canary keeps measuring after the attacker is done. */
+const AFTERMATH_MS = 2_000;
 
 /** The issue's rows, in its order, each with the attack that reproduces it (bench/hostile-attack.ts). */
 const ROWS: { attack: string; what: string }[] = [
   { attack: 'ping-flood', what: '1. logged in, never reads, floods empty PINGs' },
   { attack: 'unknown-session-flood', what: '2. never reads, floods empty DATA to a session never opened' },
-  { attack: 'pre-hello', what: '3. connections that never send HELLO, each a 1 MiB DATA header and payload' },
+  { attack: 'pre-hello', what: '3. connections that never send HELLO, each a DATA header and its payload (1 MiB or 128 KiB)' },
   { attack: 'labels', what: '4. 200 OPENs with random 16 KB business names; 2,000 ERRORs with distinct codes' },
   { attack: 'connections', what: '5. many connections from 4 addresses, one token' },
   { attack: 'token-expiry', what: '6. a token that expires 4 s after login' },
@@ -52,7 +54,7 @@ export async function benchHostile(secret: string): Promise<string> {
     { label: 'now', root: PACKAGE_ROOT },
   ];
   const lines = [
-    `Each attack on a fresh proxy and echo backend, default configuration, sizes × ${SCALE}. Canary: a separate client process, one 6-byte echo in flight every 20 ms during the attack.`,
+    `Each attack on a fresh proxy and echo backend, default configuration, sizes × ${SCALE}. Canary: a separate client process, one 6-byte echo in flight every 20 ms from before the attack until ${AFTERMATH_MS / 1000} s after it.`,
     '',
     '| attack (issue 8 row) | proxy | peak RSS | canary p99 / max | canary answered | what the attacker got |',
     '| --- | --- | --- | --- | --- | --- |',
@@ -102,6 +104,9 @@ async function runAttack(build: Build, attack: string, secret: string): Promise<
       (r) => r.line,
       (err: Error): OutputLine => ({ got: `attacker failed: ${err.message}` }),
     );
+    // The canary runs on past the attack: a proxy still busy with what the attack left behind (queued
+    // replies, buffered payloads) makes it wait then, after the attacker is gone.
+    await new Promise((r) => setTimeout(r, AFTERMATH_MS));
     const peak = peakRssMiB(pid);
     canary.process.stop();
     const c = (await canaryDone) as unknown as Outcome['canary'];
