@@ -24,42 +24,40 @@ beforeAll(async () => {
 
 afterAll(() => stack?.stop());
 
+/**
+ * A logged-in client that stops reading, runs `setup` first if given, then floods repeats of `frames`
+ * up to ATTACK_BYTES; it must be closed well before. Resolves with the ERROR code it finds once it reads again.
+ */
+async function floodUnread(frames: Buffer, setup?: (c: RawClient) => Promise<void>): Promise<string> {
+  const attacker = await RawClient.handshake(stack.proxy.port, stack.token);
+  await setup?.(attacker);
+  attacker.pause();
+  const sent = await flood(attacker, repeatFrame(frames, MiB), ATTACK_BYTES);
+  expect(sent).toBeLessThan(ATTACK_BYTES);
+  attacker.resume();
+  return attacker.errorCode(10_000);
+}
+
 describe('a client that never reads cannot make the proxy hold its replies', () => {
   it('row 1: empty PINGs → ERROR CONTROL_FLOOD', async () => {
-    await underAttack(stack.proxy, async () => {
-      const attacker = await RawClient.handshake(stack.proxy.port, stack.token);
-      attacker.pause();
-      const sent = await flood(attacker, repeatFrame(encodeFrame(FrameType.PING, 0, 0), MiB), ATTACK_BYTES);
-      expect(sent).toBeLessThan(ATTACK_BYTES);
-      attacker.resume();
-      expect(await attacker.errorCode(10_000)).toBe('CONTROL_FLOOD');
-    });
+    expect(await underAttack(stack.proxy, () => floodUnread(encodeFrame(FrameType.PING, 0, 0)))).toBe('CONTROL_FLOOD');
   }, 90_000);
 
   it('row 2: empty DATA to a session never opened → ERROR CONTROL_FLOOD', async () => {
-    await underAttack(stack.proxy, async () => {
-      const attacker = await RawClient.handshake(stack.proxy.port, stack.token);
-      attacker.pause();
-      const sent = await flood(attacker, repeatFrame(encodeFrame(FrameType.DATA, Priority.HIGH, 7), MiB), ATTACK_BYTES);
-      expect(sent).toBeLessThan(ATTACK_BYTES);
-      attacker.resume();
-      expect(await attacker.errorCode(10_000)).toBe('CONTROL_FLOOD');
-    });
+    expect(await underAttack(stack.proxy, () => floodUnread(encodeFrame(FrameType.DATA, Priority.HIGH, 7)))).toBe('CONTROL_FLOOD');
   }, 90_000);
 
   it('DATA and CLOSE on a closed session earn RESETs from the same budget → ERROR CONTROL_FLOOD', async () => {
-    await underAttack(stack.proxy, async () => {
-      const attacker = await RawClient.handshake(stack.proxy.port, stack.token);
-      attacker.open(1);
-      await attacker.next(FrameType.OPEN_OK, 1);
-      attacker.close(1);
-      await attacker.next(FrameType.CLOSE, 1);
-      attacker.pause();
-      const unit = Buffer.concat([encodeFrame(FrameType.DATA, Priority.HIGH, 1), encodeFrame(FrameType.CLOSE, 0, 1)]);
-      await flood(attacker, repeatFrame(unit, MiB), ATTACK_BYTES);
-      attacker.resume();
-      expect(await attacker.errorCode(10_000)).toBe('CONTROL_FLOOD');
-    });
+    const unit = Buffer.concat([encodeFrame(FrameType.DATA, Priority.HIGH, 1), encodeFrame(FrameType.CLOSE, 0, 1)]);
+    const code = await underAttack(stack.proxy, () =>
+      floodUnread(unit, async (c) => {
+        c.open(1);
+        await c.next(FrameType.OPEN_OK, 1);
+        c.close(1);
+        await c.next(FrameType.CLOSE, 1);
+      }),
+    );
+    expect(code).toBe('CONTROL_FLOOD');
   }, 90_000);
 
   it('a few PINGs and stray frames within the rate are answered as always', async () => {

@@ -2,7 +2,7 @@ import { SignJWT, decodeJwt } from 'jose';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { FrameType } from '../../src/protocol/constants.js';
 import { encodeFrame } from '../../src/protocol/encoder.js';
-import { decodeAuthState, decodeWelcome, encodeHello, encodeRefresh } from '../../src/protocol/messages.js';
+import { type AuthState, type Welcome, decodeAuthState, decodeWelcome, encodeHello, encodeRefresh } from '../../src/protocol/messages.js';
 import { underAttack } from '../helpers/hostile.js';
 import { metricValue } from '../helpers/metrics.js';
 import { RawClient } from '../helpers/raw-client.js';
@@ -46,7 +46,23 @@ async function refusedWith(token: string): Promise<string> {
   return c.errorCode();
 }
 
-/** Opens echo session 1 on `c` and checks it answers. */
+/**
+ * A client that set accepts_refresh, with a token of `sub` lasting `ttlS`: WELCOMEd, its first AUTH_STATE
+ * read (the token is within the refresh window at once), echo session 1 open.
+ */
+async function refreshingClient(sub: string, ttlS: number): Promise<{ c: RawClient; exp: number; welcome: Welcome; notice: AuthState }> {
+  const token = await testToken(sub, ttlS);
+  const c = await RawClient.connect(stack.proxy.port);
+  onTestFinished(() => c.destroy());
+  c.send(hello(token));
+  const welcome = decodeWelcome((await c.next(FrameType.WELCOME)).payload);
+  const notice = decodeAuthState((await c.next(FrameType.AUTH_STATE)).payload);
+  c.open(1);
+  await c.next(FrameType.OPEN_OK, 1);
+  return { c, exp: decodeJwt(token).exp! * 1000, welcome, notice };
+}
+
+/** Sends `text` on session `id` of `c` and checks it is echoed. */
 async function echoes(c: RawClient, id: number, text: string): Promise<void> {
   c.data(id, text);
   expect((await c.next(FrameType.DATA, id)).payload.toString()).toBe(text);
@@ -78,18 +94,10 @@ describe('row 6: a token that expires while connected', () => {
   }, 30_000);
 
   it('is told at once (AUTH_STATE refresh) and, without a REFRESH, closed with AUTH_EXPIRED at exp + 5 s', async () => {
-    const token = await testToken('short', 4);
-    const exp = decodeJwt(token).exp! * 1000;
-    const c = await RawClient.connect(stack.proxy.port);
-    onTestFinished(() => c.destroy());
-    c.send(hello(token));
-    const welcome = decodeWelcome((await c.next(FrameType.WELCOME)).payload);
+    const { c, exp, welcome, notice } = await refreshingClient('short', 4);
     expect(welcome.expiresInMs).toBeGreaterThan(0);
     expect(welcome.expiresInMs).toBeLessThanOrEqual(4_000 + SKEW_MS + 1_000);
-    const notice = decodeAuthState((await c.next(FrameType.AUTH_STATE)).payload);
     expect(notice.refresh).toBe(true);
-    c.open(1);
-    await c.next(FrameType.OPEN_OK, 1);
     await echoes(c, 1, 'still fine');
     expect(await c.errorCode(exp + SKEW_MS + CHECK_TOLERANCE_MS + 1_000 - Date.now())).toBe('AUTH_EXPIRED');
     const closedAt = Date.now();
@@ -98,15 +106,8 @@ describe('row 6: a token that expires while connected', () => {
   }, 30_000);
 
   it('a REFRESH with a fresh token of the same user keeps the connection and its sessions past the old deadline', async () => {
-    const token = await testToken('refresher', 3);
-    const exp = decodeJwt(token).exp! * 1000;
-    const c = await RawClient.connect(stack.proxy.port);
-    onTestFinished(() => c.destroy());
-    c.send(hello(token));
-    await c.next(FrameType.WELCOME);
-    expect(decodeAuthState((await c.next(FrameType.AUTH_STATE)).payload).refresh).toBe(true);
-    c.open(1);
-    await c.next(FrameType.OPEN_OK, 1);
+    const { c, exp, notice } = await refreshingClient('refresher', 3);
+    expect(notice.refresh).toBe(true);
     c.send(refresh(await testToken('refresher', 3600)));
     const ack = decodeAuthState((await c.next(FrameType.AUTH_STATE)).payload);
     expect(ack.refresh).toBe(false);
