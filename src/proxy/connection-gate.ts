@@ -1,3 +1,4 @@
+import { isIPv6 } from 'node:net';
 import type { ProxyConfig } from '../config/proxy-config.js';
 import { Code } from '../protocol/codes.js';
 import { LimitError } from '../protocol/errors.js';
@@ -50,21 +51,23 @@ export class ConnectionGate {
   admit(ip: string): LimitError | null {
     const { max, maxPerAddress } = this.limits;
     if (this.total >= max) return new LimitError(Code.SERVER_FULL, `server: ${this.total} connections (connections.max ${max})`, 'connections.max');
-    const fromIp = this.perAddress.get(ip) ?? 0;
+    const key = addressKey(ip);
+    const fromIp = this.perAddress.get(key) ?? 0;
     if (fromIp >= maxPerAddress) {
-      return new LimitError(Code.ADDRESS_LIMIT, `server: ${fromIp} connections from ${ip} (connections.max_per_address ${maxPerAddress})`, 'connections.max_per_address');
+      return new LimitError(Code.ADDRESS_LIMIT, `server: ${fromIp} connections from ${key} (connections.max_per_address ${maxPerAddress})`, 'connections.max_per_address');
     }
     this.total++;
-    this.perAddress.set(ip, fromIp + 1);
+    this.perAddress.set(key, fromIp + 1);
     return null;
   }
 
   /** The socket of a connection admitted from `ip` is gone. */
   released(ip: string): void {
     this.total--;
-    const n = (this.perAddress.get(ip) ?? 1) - 1;
-    if (n > 0) this.perAddress.set(ip, n);
-    else this.perAddress.delete(ip);
+    const key = addressKey(ip);
+    const n = (this.perAddress.get(key) ?? 1) - 1;
+    if (n > 0) this.perAddress.set(key, n);
+    else this.perAddress.delete(key);
   }
 
   /** `c` starts its handshake; if that makes one too many, the oldest gives way. */
@@ -119,4 +122,21 @@ export class ConnectionGate {
     if (n > 0) this.perUser.set(userId, n);
     else this.perUser.delete(userId);
   }
+}
+
+/**
+ * What a client address counts as for `max_per_address`: an IPv4 address itself (IPv4-mapped IPv6
+ * included), an IPv6 address its /64. A /64 is what one subscriber, host or LAN is given, so a client
+ * spreading connections over the 2^64 addresses of its prefix is still one address here.
+ */
+export function addressKey(ip: string): string {
+  if (!isIPv6(ip)) return ip;
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(ip);
+  if (mapped) return mapped[1]!;
+  const groups = (part: string): string[] => (part === '' ? [] : part.split(':').flatMap((g) => (g.includes('.') ? ['0', '0'] : [g])));
+  const [head, tail] = ip.includes('::') ? ip.split('::') : [ip, undefined];
+  const h = groups(head!);
+  const t = tail === undefined ? [] : groups(tail);
+  const all = tail === undefined ? h : [...h, ...Array<string>(8 - h.length - t.length).fill('0'), ...t];
+  return `${all.slice(0, 4).map((g) => parseInt(g, 16).toString(16)).join(':')}::/64`;
 }

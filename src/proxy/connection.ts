@@ -555,7 +555,8 @@ export class Connection implements FrameSink, SessionHost, HandshakingConnection
     this.log.info({ code: codeName(status.code), reason: status.reason.slice(0, 200) }, 'client sent ERROR');
     this.out.abort();
     this.linger();
-    this.teardown(status.code, `client error: ${status.reason}`);
+    // Cut as in the line above: the access log's reason is not the client's to fill.
+    this.teardown(status.code, `client error: ${status.reason.slice(0, 200)}`);
   }
 
   /** @internal */
@@ -610,7 +611,8 @@ export class Connection implements FrameSink, SessionHost, HandshakingConnection
 
   retired(session: ProxySession, code: number, reason: string): void {
     const durationMs = Date.now() - session.openedAt;
-    this.log.info({ session: session.id, business: session.business, durationMs, code: codeName(code), reason }, 'session closed');
+    // A client's RESET or CLOSE may carry 16 KiB of reason: a log line gets its start.
+    this.log.info({ session: session.id, business: session.business, durationMs, code: codeName(code), reason: reason.slice(0, 200) }, 'session closed');
     this.sessions.delete(session.id);
     this.halfClosedSessions?.delete(session);
     this.admission.retired(session.business);

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { Code } from '../../src/protocol/codes.js';
 import type { LimitError } from '../../src/protocol/errors.js';
-import { ConnectionGate, type HandshakingConnection } from '../../src/proxy/connection-gate.js';
+import { ConnectionGate, type HandshakingConnection, addressKey } from '../../src/proxy/connection-gate.js';
 
 const limits = { max: 5, maxPerAddress: 3, maxPerUser: 2, maxHandshakes: 2, handshakeBudgetBytes: 100 };
 
@@ -23,6 +23,23 @@ describe('ConnectionGate', () => {
     expect(g.connections).toBe(5);
     g.released('10.0.0.1');
     expect(g.admit('10.0.0.1')).toBeNull();
+  });
+
+  it('counts an IPv6 client by its /64, an IPv4-mapped one by its IPv4 address', () => {
+    expect(addressKey('2001:db8:1:2:aaaa::1')).toBe('2001:db8:1:2::/64');
+    expect(addressKey('2001:0db8:0001:0002:ffff:ffff:ffff:ffff')).toBe('2001:db8:1:2::/64');
+    expect(addressKey('2001:db8::1')).toBe('2001:db8:0:0::/64');
+    expect(addressKey('::1')).toBe('0:0:0:0::/64');
+    expect(addressKey('64:ff9b::192.0.2.1')).toBe('64:ff9b:0:0::/64');
+    expect(addressKey('fe80:1:2:3::1.2.3.4')).toBe('fe80:1:2:3::/64');
+    expect(addressKey('::ffff:10.0.0.1')).toBe('10.0.0.1');
+    expect(addressKey('10.0.0.1')).toBe('10.0.0.1');
+    const g = new ConnectionGate(limits);
+    for (let i = 1; i <= 3; i++) expect(g.admit(`2001:db8:1:2::${i}`)).toBeNull();
+    expect(g.admit('2001:db8:1:2:ffff::9')).toMatchObject({ wireCode: Code.ADDRESS_LIMIT });
+    expect(g.admit('2001:db8:1:3::1')).toBeNull();
+    g.released('2001:db8:1:2::2');
+    expect(g.admit('2001:db8:1:2::7')).toBeNull();
   });
 
   it('makes the oldest handshake give way when one too many starts', () => {
