@@ -60,7 +60,10 @@ export async function benchPush(secret: string): Promise<PushResult> {
       pools: { push: { protocol: 'grpc', endpoints: [{ address: `127.0.0.1:${String(backend.line.port)}` }] } },
     }),
   );
-  writeFileSync(join(dir, 'livemux.yaml'), stringify({ listen: { host: '127.0.0.1', port: 0 }, admin: { host: '127.0.0.1', port: 0 }, routes: './routes.yaml', log: { level: 'info' } }));
+  // Every device connects from 127.0.0.1, all at once: the per-address and handshake limits a public
+  // listener keeps (issue 8) would refuse most of them.
+  const connections = { max: 1_000_000, max_per_address: 1_000_000, max_handshakes: 1_000_000 };
+  writeFileSync(join(dir, 'livemux.yaml'), stringify({ listen: { host: '127.0.0.1', port: 0 }, admin: { host: '127.0.0.1', port: 0 }, routes: './routes.yaml', log: { level: 'info' }, connections }));
   const proxy = await startProcess(BIN, ['start', '--config', join(dir, 'livemux.yaml')], (l) => l.msg === 'livemux listening', env);
   const port = proxy.line.port as number;
   await sleep(500); // the proxy's stream to the backend

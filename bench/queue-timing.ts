@@ -32,7 +32,7 @@ const frame = Buffer.alloc(64);
 function run(timed: boolean): number {
   const waits = timed ? [0, 1, 2, 3].map(() => new HistogramSeries([0.0001, 0.001, 0.01, 0.1, 1])) : undefined;
   const stats = new FrameStats();
-  const queues = Array.from({ length: members }, () => new OutboundQueue(stubSocket(), 1 << 22, { onDrop: () => undefined }, stats, waits));
+  const queues = Array.from({ length: members }, () => new OutboundQueue(stubSocket(), 1 << 22, { onDrop: () => undefined, onOverflow: () => undefined }, stats, waits));
   const started = process.hrtime.bigint();
   for (let t = 0; t < turns; t++) {
     for (const q of queues) q.data(owner, frame, null, Priority.HIGH);

@@ -8,6 +8,7 @@ import { mintToken } from '../src/proxy/auth.js';
 import { MESSAGE_BYTES } from './broadcast-protocol.js';
 import { BROADCAST_CLIENTS, LATENCY_SECONDS, type LivemuxUnderTest, PACE_SLACK_MS, STEP_SECONDS, type SystemResult, benchBroadcast } from './broadcast.js';
 import { benchCodec } from './codec.js';
+import { benchHostile } from './hostile.js';
 import { type BenchProcess, type OutputLine, startProcess } from './processes.js';
 import { benchReload, type ReloadResult, type ReloadTarget } from './reload.js';
 import { benchPickers } from './routing.js';
@@ -16,7 +17,7 @@ import { benchPush, pushReport } from './push.js';
 /**
  * `npm run bench`: every figure the issues ask for, measured side by side in one run on this machine,
  * printed as tables and written to BENCHMARKS.md, one section each: core (codec, routing, echo,
- * reload), broadcast (issue 4) and push (issue 11). `BENCH_ONLY=<section>` runs one section.
+ * reload), broadcast (issue 4), push (issue 11) and hostile (issue 8). `BENCH_ONLY=<section>` runs one section.
  * Not a test: nothing here passes or fails on time.
  */
 const SECRET = 'bench-secret-0123456789abcdef0123456789';
@@ -72,6 +73,10 @@ async function startLivemux(limits: Record<string, number>): Promise<Livemux> {
     routes: './routes.yaml',
     log: { level: 'info' },
     limits,
+    // The load generators are one user (the bench token) on one address: the limits a public listener
+    // needs against many connections and OPENs of one user would refuse them.
+    connections: { max: 1_000_000, max_per_address: 1_000_000, max_per_user: 1_000_000, max_handshakes: 1_000_000 },
+    users: { open_rate: 1_000_000, open_burst: 1_000_000 },
   }));
   const proxy = await start(BIN, ['start', '--config', join(dir, 'livemux.yaml')], (l) => l.msg === 'livemux listening');
   await sleep(500); // let the proxy's backend stream come up
@@ -91,6 +96,7 @@ async function main(): Promise<void> {
     writeSection('broadcast', command, broadcastReport(await benchBroadcast(token, livemux)));
   }
   if (run('push')) writeSection('push', command, pushReport(await benchPush(SECRET)));
+  if (run('hostile')) writeSection('hostile', command, await benchHostile(SECRET));
   process.exit(0);
 }
 

@@ -32,6 +32,8 @@ export type ClientEvents = {
   reconnected: [welcome: Welcome];
   /** The client is closed for good: `error` is why, undefined when the application called `close()`. */
   close: [error: LivemuxError | undefined];
+  /** The server accepted a fresh token from `getToken` on a live connection; it lasts `expiresInMs`. */
+  refreshed: [expiresInMs: number];
 };
 
 /**
@@ -101,6 +103,10 @@ export class LivemuxClient extends EventEmitter<ClientEvents> {
     this.connectionListener = {
       goAway: (conn, goAway) => this.onGoAway(conn, goAway),
       drained: (conn) => conn.close(new ServerError('GOAWAY', conn.goAway?.code ?? Code.GOING_AWAY, 'drained')),
+      authState: (conn, state) => {
+        if (state.refresh) void this.refreshToken(conn);
+        else this.emit('refreshed', state.expiresInMs);
+      },
       ended: (conn, cause) => this.onConnectionEnded(conn, cause),
     };
   }
@@ -196,6 +202,9 @@ export class LivemuxClient extends EventEmitter<ClientEvents> {
           sessionWindow: options.sessionWindow,
           connectionWindow: options.connectionWindow,
           acceptsBatch: true,
+          // Without getToken there is nothing to refresh with: the server then just ends the connection
+          // with AUTH_EXPIRED when the token lapses.
+          acceptsRefresh: options.getToken !== undefined,
         },
         heartbeatIntervalMs: options.heartbeatIntervalMs,
         logger: options.logger,
@@ -212,6 +221,23 @@ export class LivemuxClient extends EventEmitter<ClientEvents> {
     this.welcomeValue = conn.welcome;
     this.connectedAt = performance.now();
     this.stateValue = transition('client', CLIENT_TRANSITIONS, this.stateValue, ClientState.CONNECTED);
+  }
+
+  /**
+   * The server asked for a fresh token before the connection's lapses (PROTOCOL.md §5.3): `getToken`'s
+   * token goes out in REFRESH, and is kept for later reconnects. If `getToken` fails, the connection
+   * ends with AUTH_EXPIRED at the deadline and the reconnect loop asks `getToken` again.
+   */
+  private async refreshToken(conn: ClientConnection): Promise<void> {
+    let token: string;
+    try {
+      token = await this.options.getToken!();
+    } catch (err) {
+      this.options.logger.warn({ message: (err as Error).message }, 'livemux client: getToken failed; the connection ends when its token lapses');
+      return;
+    }
+    this.token = token;
+    conn.refresh(token);
   }
 
   private onGoAway(conn: ClientConnection, goAway: GoAway): void {

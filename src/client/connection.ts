@@ -8,12 +8,15 @@ import { encodeFrame, encodeWindowUpdate } from '../protocol/encoder.js';
 import { LivemuxError, ProtocolError } from '../protocol/errors.js';
 import { ReceiveCredit } from '../protocol/flow-control.js';
 import {
+  decodeAuthState,
   decodeGoAway,
   decodeStatus,
   decodeWelcome,
   encodeHello,
   encodeOpen,
+  encodeRefresh,
   encodeStatus,
+  type AuthState,
   type GoAway,
   type Hello,
   type Limits,
@@ -44,6 +47,12 @@ export interface ConnectionListener {
   goAway(conn: ClientConnection, goAway: GoAway): void;
   /** A draining connection has no session left. */
   drained(conn: ClientConnection): void;
+  /**
+   * AUTH_STATE arrived (only when HELLO set `accepts_refresh`): with `refresh` true the server wants a
+   * fresh token before `expiresInMs` runs out (send it with {@link ClientConnection.refresh}); false
+   * answers an accepted REFRESH.
+   */
+  authState(conn: ClientConnection, state: AuthState): void;
   /**
    * The connection is closed, for `cause`. Called once, before the sessions bound to it are told, so
    * the owner has decided whether the client reconnects by the time sessions ask.
@@ -212,6 +221,12 @@ export class ClientConnection {
       [FrameType.GOAWAY]: { legalIn: ESTABLISHED, handle: (_id, _flags, p) => this.onGoAway(p) },
       [FrameType.WINDOW_UPDATE]: { legalIn: ESTABLISHED, handle: (id, _flags, p) => this.onWindowUpdate(id, p) },
       [FrameType.ERROR]: { legalIn: ALWAYS, handle: (_id, _flags, p) => this.onError(p) },
+      [FrameType.REFRESH]: { legalIn: NEVER, handle: () => {} },
+      // Only to a client that asked for it in HELLO; one that did not treats it as UNEXPECTED_FRAME.
+      [FrameType.AUTH_STATE]: {
+        legalIn: params.hello.acceptsRefresh ? ESTABLISHED : NEVER,
+        handle: (_id, _flags, p) => this.listener.authState(this, decodeAuthState(p)),
+      },
     };
 
     const hello = params.hello;
@@ -280,6 +295,11 @@ export class ClientConnection {
       this.drain({ lastSessionId: MAX_SESSION_ID, code: Code.SESSION_IDS_EXHAUSTED, reason: 'client: session ids exhausted' });
     }
     return binding;
+  }
+
+  /** Hands the server a fresh token for this connection (REFRESH); it answers AUTH_STATE. */
+  refresh(token: string): void {
+    this.write(encodeFrame(FrameType.REFRESH, 0, 0, encodeRefresh({ token })));
   }
 
   /** Closes the connection without an ERROR frame (written frames are flushed first). */

@@ -34,8 +34,10 @@ export interface ConnectOptions {
   /** Authentication token sent in HELLO (a JWT by default). */
   token: string;
   /**
-   * Called for a fresh token before reconnecting after AUTH_EXPIRED. Without it AUTH_EXPIRED closes
-   * the client like any code that must not be retried.
+   * Called for a fresh token when the server says the connection's token is about to lapse (the token
+   * then goes out in REFRESH, sessions untouched), and before reconnecting after AUTH_EXPIRED. Without
+   * it the connection ends with AUTH_EXPIRED when its token lapses, and the client closes like after
+   * any code that must not be retried.
    */
   getToken?: () => string | Promise<string>;
   /** `true` for TLS with default verification, or Node TLS options (e.g. `{ ca }`). Default plain TCP. */

@@ -1,7 +1,7 @@
 import { hostname } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import { z } from 'zod';
-import { Defaults, HEADER_SIZE, MAX_WINDOW } from '../protocol/constants.js';
+import { Defaults, HEADER_SIZE, MAX_CONTROL_PAYLOAD, MAX_WINDOW } from '../protocol/constants.js';
 import {
   deepFreeze,
   hostPortSchema,
@@ -27,7 +27,18 @@ export interface ProxyConfig {
   proxyProtocol: boolean;
   /** null = no admin HTTP server. */
   admin: { host: string; port: number } | null;
-  auth: { jwtSecret: string; issuer?: string; audience?: string };
+  auth: {
+    jwtSecret: string;
+    issuer?: string;
+    audience?: string;
+    /** Identity bounds applied to every token, whichever verifier checked it (PROTOCOL.md §5.3). */
+    maxTokenBytes: number;
+    maxSubBytes: number;
+    maxClaimsBytes: number;
+    maxTokenLifetimeS: number;
+    /** How long before expiry a client that accepts refresh is asked for a fresh token. */
+    refreshWindowMs: number;
+  };
   limits: {
     maxSessions: number;
     maxPayload: number;
@@ -39,6 +50,34 @@ export interface ProxyConfig {
     lowPriorityRate: number;
     /** Most messages merged into one BATCH frame for a client that accepts batches. */
     lowPriorityMerge: number;
+    /** PINGs and frames that earn a RESET, per second, before ERROR CONTROL_FLOOD. */
+    replyRate: number;
+    /** Largest HELLO payload. */
+    maxHelloBytes: number;
+    /** Bytes of frames a client may pipeline behind HELLO. */
+    handshakeBytes: number;
+  };
+  /** Limits on connections across the whole server (PROTOCOL.md §11). */
+  connections: {
+    max: number;
+    maxPerAddress: number;
+    maxPerUser: number;
+    maxHandshakes: number;
+    handshakeBudgetBytes: number;
+  };
+  /** Per-user limits across the user's connections; shared through Redis when `redisUrl` is set. */
+  users: { openRate: number; openBurst: number; redisUrl: string | null; redisKeyPrefix: string };
+  /** Overload protection (docs/configuration.md). */
+  overload: {
+    /** Memory the process may use; 0 = the container's limit, else the machine's memory. */
+    memoryLimitBytes: number;
+    /** Fraction of the memory limit (or of V8's heap limit) from which new connections are refused. */
+    stopAcceptingAt: number;
+    /** Fraction from which the connections holding the most are closed. */
+    shedAt: number;
+    /** Event-loop lag from which new connections are refused; twice this sheds. 0 = not watched. */
+    maxEventLoopLagMs: number;
+    checkIntervalMs: number;
   };
   timeouts: {
     handshakeMs: number;
@@ -84,6 +123,9 @@ const limitsSchema = z
     open_reset_rate: positiveInt(1_000_000).default(Defaults.openResetRate),
     low_priority_rate: z.number().int().min(0).max(1_000_000).default(Defaults.lowPriorityRate),
     low_priority_merge: positiveInt(1_024).default(Defaults.lowPriorityMerge),
+    reply_rate: positiveInt(1_000_000).default(Defaults.replyRate),
+    max_hello_bytes: z.number().int().min(256).max(MAX_CONTROL_PAYLOAD).default(Defaults.maxHelloBytes),
+    handshake_bytes: z.number().int().min(0).max(64 * 1024 * 1024).default(Defaults.handshakeBytes),
   })
   .superRefine(
     (limits, ctx) => {
@@ -108,6 +150,36 @@ const timeoutsSchema = z.strictObject({
   half_close_ms: positiveInt(MAX_TIMER_MS).default(Defaults.halfCloseTimeoutMs),
 });
 
+const connectionsSchema = z.strictObject({
+  max: positiveInt(10_000_000).default(Defaults.maxConnections),
+  max_per_address: positiveInt(10_000_000).default(Defaults.maxConnectionsPerAddress),
+  max_per_user: positiveInt(10_000_000).default(Defaults.maxConnectionsPerUser),
+  max_handshakes: positiveInt(10_000_000).default(Defaults.maxHandshakes),
+  handshake_budget_bytes: positiveInt(Number.MAX_SAFE_INTEGER).default(Defaults.handshakeBudgetBytes),
+});
+
+const usersSchema = z.strictObject({
+  open_rate: positiveInt(1_000_000).default(Defaults.userOpenRate),
+  open_burst: positiveInt(1_000_000).default(Defaults.userOpenBurst),
+  redis_url: z.string().regex(/^rediss?:\/\//, 'expected a redis:// or rediss:// URL').optional(),
+  redis_key_prefix: z.string().min(1).max(64).default('livemux:'),
+});
+
+const fraction = z.number().gt(0).max(1);
+const overloadSchema = z
+  .strictObject({
+    memory_limit_bytes: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).default(0),
+    stop_accepting_at: fraction.default(0.85),
+    shed_at: fraction.default(0.95),
+    max_event_loop_lag_ms: z.number().int().min(0).max(MAX_TIMER_MS).default(1_000),
+    check_interval_ms: z.number().int().min(50).max(60_000).default(500),
+  })
+  .superRefine((o, ctx) => {
+    if (o.shed_at < o.stop_accepting_at) {
+      ctx.addIssue({ code: 'custom', path: ['shed_at'], message: `must be at least stop_accepting_at (${o.shed_at} vs ${o.stop_accepting_at})` });
+    }
+  });
+
 const authSchema = z.strictObject({
   jwt_secret: z
     .string({
@@ -117,6 +189,12 @@ const authSchema = z.strictObject({
     .min(1),
   issuer: z.string().min(1).optional(),
   audience: z.string().min(1).optional(),
+  max_token_bytes: z.number().int().min(64).max(MAX_CONTROL_PAYLOAD).default(Defaults.maxTokenBytes),
+  max_sub_bytes: positiveInt(MAX_CONTROL_PAYLOAD).default(Defaults.maxSubBytes),
+  max_claims_bytes: z.number().int().min(0).max(MAX_CONTROL_PAYLOAD).default(Defaults.maxClaimsBytes),
+  // AUTH_STATE and WELCOME carry the remaining lifetime as a u32 of milliseconds (≤ 49.7 days).
+  max_token_lifetime_s: positiveInt(45 * 86_400).default(Defaults.maxTokenLifetimeS),
+  refresh_window_ms: z.number().int().min(0).max(MAX_TIMER_MS).default(Defaults.refreshWindowMs),
 });
 
 const adminSchema = z.strictObject({ host: hostSchema.default('127.0.0.1'), port: listenPortSchema.default(9090) });
@@ -129,6 +207,9 @@ const proxyFileSchema = z.strictObject({
   admin: z.union([z.literal(false), adminSchema]).prefault({}),
   auth: authSchema,
   limits: limitsSchema.prefault({}),
+  connections: connectionsSchema.prefault({}),
+  users: usersSchema.prefault({}),
+  overload: overloadSchema.prefault({}),
   timeouts: timeoutsSchema.prefault({}),
   goaway_reconnect_address: hostPortSchema.optional(),
   routes: z.string().min(1).default('./routes.yaml'),
@@ -187,7 +268,7 @@ function prepare(data: unknown, env: NodeJS.ProcessEnv): unknown {
 }
 
 function toProxyConfig(file: ProxyFile, baseDir: string): ProxyConfig {
-  const { limits, timeouts, auth } = file;
+  const { limits, timeouts, auth, connections, users, overload } = file;
   return {
     listen: { host: file.listen.host, port: file.listen.port },
     tls: file.tls ? { certFile: resolve(baseDir, file.tls.cert_file), keyFile: resolve(baseDir, file.tls.key_file) } : null,
@@ -197,6 +278,11 @@ function toProxyConfig(file: ProxyFile, baseDir: string): ProxyConfig {
       jwtSecret: auth.jwt_secret,
       ...(auth.issuer !== undefined && { issuer: auth.issuer }),
       ...(auth.audience !== undefined && { audience: auth.audience }),
+      maxTokenBytes: auth.max_token_bytes,
+      maxSubBytes: auth.max_sub_bytes,
+      maxClaimsBytes: auth.max_claims_bytes,
+      maxTokenLifetimeS: auth.max_token_lifetime_s,
+      refreshWindowMs: auth.refresh_window_ms,
     },
     limits: {
       maxSessions: limits.max_sessions,
@@ -207,6 +293,29 @@ function toProxyConfig(file: ProxyFile, baseDir: string): ProxyConfig {
       openResetRate: limits.open_reset_rate,
       lowPriorityRate: limits.low_priority_rate,
       lowPriorityMerge: limits.low_priority_merge,
+      replyRate: limits.reply_rate,
+      maxHelloBytes: limits.max_hello_bytes,
+      handshakeBytes: limits.handshake_bytes,
+    },
+    connections: {
+      max: connections.max,
+      maxPerAddress: connections.max_per_address,
+      maxPerUser: connections.max_per_user,
+      maxHandshakes: connections.max_handshakes,
+      handshakeBudgetBytes: connections.handshake_budget_bytes,
+    },
+    users: {
+      openRate: users.open_rate,
+      openBurst: users.open_burst,
+      redisUrl: users.redis_url ?? null,
+      redisKeyPrefix: users.redis_key_prefix,
+    },
+    overload: {
+      memoryLimitBytes: overload.memory_limit_bytes,
+      stopAcceptingAt: overload.stop_accepting_at,
+      shedAt: overload.shed_at,
+      maxEventLoopLagMs: overload.max_event_loop_lag_ms,
+      checkIntervalMs: overload.check_interval_ms,
     },
     timeouts: {
       handshakeMs: timeouts.handshake_ms,

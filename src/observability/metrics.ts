@@ -27,11 +27,15 @@ export class FrameStats {
   }
 }
 
+/** Messages carried by each backend link, by endpoint; read at scrape time. */
+export type BackendMessageSource = () => Iterable<[endpoint: string, counts: { out: number; in: number }]>;
+
 /**
  * Every metric the proxy exports, in its own registry (so tests and several proxies in one process
  * never collide). Names follow Prometheus conventions: `livemux_` prefix, `_total` on counters,
- * base units (bytes). Label values are bounded: code and frame-type names, priorities, reasons,
- * business and endpoint names from the config.
+ * base units (bytes). Label values are bounded, and none comes from what a client sends: code names
+ * from the registry (`UNKNOWN` for any other code), frame-type names, priorities, reasons, limit
+ * names, business names the routes know (`(unknown)` for any other) and endpoint names from the config.
  */
 export interface Metrics {
   readonly registry: Registry;
@@ -51,8 +55,20 @@ export interface Metrics {
   readonly drops: Counter<'reason' | 'priority'>;
   /** livemux_backend_stream_state{endpoint,state}: 1 for the link's current state, 0 for the others. */
   readonly backendStreamState: Gauge<'endpoint' | 'state'>;
-  /** livemux_backend_messages_total{endpoint,direction}: messages on backend streams (direction in/out). */
-  readonly backendEvents: Counter<'endpoint' | 'direction'>;
+  /**
+   * livemux_backend_messages_total{endpoint,direction}: messages on backend links (out = events to the
+   * backend, in = commands from it), read from the links at scrape time once {@link Metrics.setBackendMessageSource} is called.
+   */
+  readonly backendMessages: Counter<'endpoint' | 'direction'>;
+  setBackendMessageSource(source: BackendMessageSource): void;
+  /** livemux_limit_hits_total{limit}: refusals by the limit that caused them, named by its livemux.yaml path. */
+  readonly limitHits: Counter<'limit'>;
+  /** livemux_handshakes: connections accepted and not yet WELCOMEd. */
+  readonly handshakes: Gauge;
+  /** livemux_handshake_bytes: bytes held for those connections. */
+  readonly handshakeBytes: Gauge;
+  /** livemux_overload_state: 0 normal, 1 refusing new connections, 2 also shedding. */
+  readonly overloadState: Gauge;
   /** livemux_endpoint_breaker_state{endpoint,state}: 1 for the breaker's current state (closed, open, half_open), 0 for the others. */
   readonly endpointBreakerState: Gauge<'endpoint' | 'state'>;
   /** livemux_health_checks_total{endpoint,result}: active health checks by result (ok, fail, timeout). */
@@ -102,6 +118,7 @@ export function createMetrics(): Metrics {
   collectProcessMetrics(registry, 'livemux_');
   const registers = [registry];
   const frameStats = new FrameStats();
+  let backendMessageSource: BackendMessageSource | null = null;
 
   /** A counter labelled by frame type whose values are copied from a FrameStats array at scrape time. */
   const frameCounter = (name: string, help: string, values: Float64Array): void => {
@@ -172,10 +189,38 @@ export function createMetrics(): Metrics {
       labelNames: ['endpoint', 'state'],
       registers,
     }),
-    backendEvents: new Counter({
+    backendMessages: new Counter({
       name: 'livemux_backend_messages_total',
-      help: 'Messages on backend streams, by endpoint and direction (in = from backend, out = to backend).',
+      help: 'Messages on backend links, by endpoint and direction (out = events to the backend, in = commands from it).',
       labelNames: ['endpoint', 'direction'],
+      registers,
+      collect() {
+        if (!backendMessageSource) return;
+        this.reset();
+        for (const [endpoint, counts] of backendMessageSource()) {
+          this.inc({ endpoint, direction: 'out' }, counts.out);
+          this.inc({ endpoint, direction: 'in' }, counts.in);
+        }
+      },
+    }),
+    setBackendMessageSource(source) {
+      backendMessageSource = source;
+    },
+    limitHits: new Counter({
+      name: 'livemux_limit_hits_total',
+      help: 'Connections, frames and sessions refused by a limit, by the livemux.yaml path of that limit.',
+      labelNames: ['limit'],
+      registers,
+    }),
+    handshakes: new Gauge({ name: 'livemux_handshakes', help: 'Client connections accepted and not yet WELCOMEd.', registers }),
+    handshakeBytes: new Gauge({
+      name: 'livemux_handshake_bytes',
+      help: 'Bytes held for client connections not yet WELCOMEd (partial frames, frames pipelined behind HELLO).',
+      registers,
+    }),
+    overloadState: new Gauge({
+      name: 'livemux_overload_state',
+      help: 'Overload protection: 0 normal, 1 refusing new connections, 2 refusing and shedding the heaviest connections.',
       registers,
     }),
     endpointBreakerState: new Gauge({

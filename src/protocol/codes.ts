@@ -63,6 +63,7 @@ export const Code = {
 
   AUTH_FAILED: 300,
   AUTH_EXPIRED: 301,
+  TOKEN_TOO_LARGE: 302,
 
   HANDSHAKE_TIMEOUT: 400,
   HEARTBEAT_TIMEOUT: 401,
@@ -71,6 +72,11 @@ export const Code = {
   RATE_LIMITED: 404,
   GOING_AWAY: 405,
   INTERNAL_ERROR: 406,
+  CONTROL_FLOOD: 407,
+  SERVER_FULL: 408,
+  ADDRESS_LIMIT: 409,
+  USER_LIMIT: 410,
+  OVERLOADED: 411,
 } as const;
 export type Code = (typeof Code)[keyof typeof Code];
 
@@ -104,7 +110,8 @@ const TABLE: readonly CodeInfo[] = [
   def(Code.MESSAGE_TOO_LARGE, 'MESSAGE_TOO_LARGE', 'never', 0, 'The backend sent a message larger than this connection\'s max_payload; the server closed the session and told the backend.'),
 
   def(Code.AUTH_FAILED, 'AUTH_FAILED', 'never', 0, 'Token missing, malformed, or its signature or claims are invalid.'),
-  def(Code.AUTH_EXPIRED, 'AUTH_EXPIRED', 'refresh_token', 0, 'Token has expired; get a new one and reconnect.'),
+  def(Code.AUTH_EXPIRED, 'AUTH_EXPIRED', 'refresh_token', 0, 'Token has expired (at HELLO, or during the connection without a REFRESH in time); get a new one and reconnect.'),
+  def(Code.TOKEN_TOO_LARGE, 'TOKEN_TOO_LARGE', 'never', 0, 'The token, its `sub` or its forwarded claims exceed the server\'s size limits (§11); the token must be reissued smaller.'),
 
   def(Code.HANDSHAKE_TIMEOUT, 'HANDSHAKE_TIMEOUT', 'backoff', 1000, 'No valid HELLO within the handshake timeout.'),
   def(Code.HEARTBEAT_TIMEOUT, 'HEARTBEAT_TIMEOUT', 'immediate', 0, 'Peer missed consecutive heartbeats; the connection is presumed dead.'),
@@ -113,6 +120,11 @@ const TABLE: readonly CodeInfo[] = [
   def(Code.RATE_LIMITED, 'RATE_LIMITED', 'backoff', 5000, 'Client exceeded a rate limit (e.g. OPEN/RESET flood).'),
   def(Code.GOING_AWAY, 'GOING_AWAY', 'immediate', 0, 'Server is draining (deploy, scale-in); reconnect, to the GOAWAY address hint if given.'),
   def(Code.INTERNAL_ERROR, 'INTERNAL_ERROR', 'backoff', 1000, 'Unexpected server fault; reported and logged.'),
+  def(Code.CONTROL_FLOOD, 'CONTROL_FLOOD', 'backoff', 5000, 'Client sent frames that earn a reply (PING; DATA or CLOSE on a session not open) faster than `max_reply_rate`, or left the replies unread past their bound.'),
+  def(Code.SERVER_FULL, 'SERVER_FULL', 'backoff', 2000, 'The server takes no more connections now: its connection limit, its handshake limit (the longest handshake gives way) or its budget for unauthenticated bytes is reached.'),
+  def(Code.ADDRESS_LIMIT, 'ADDRESS_LIMIT', 'backoff', 10000, 'Too many connections from this client address.'),
+  def(Code.USER_LIMIT, 'USER_LIMIT', 'backoff', 10000, 'Too many connections of this user on this server; close another of its connections first.'),
+  def(Code.OVERLOADED, 'OVERLOADED', 'backoff', 5000, 'The server is short of memory or CPU: it refuses new connections and closes the connections holding the most.'),
 ];
 
 /** Every code, in numeric order. */
@@ -125,7 +137,15 @@ export function codeInfo(code: number): CodeInfo {
   return BY_CODE.get(code) ?? def(code, `UNKNOWN_${code}`, 'backoff', 1000, 'Code not known to this version.');
 }
 
-/** Symbolic name of a code, for logs and metric labels. */
+/** Symbolic name of a code, for logs; a code not in the registry is `UNKNOWN_<n>`. */
 export function codeName(code: number): string {
   return codeInfo(code).name;
+}
+
+/**
+ * The metric label of a code: its registry name, or `UNKNOWN` for any code not in the registry, so a
+ * peer sending arbitrary codes adds one series, not one per code.
+ */
+export function codeLabel(code: number): string {
+  return BY_CODE.get(code)?.name ?? 'UNKNOWN';
 }

@@ -27,11 +27,15 @@ export const FrameType = {
   GOAWAY: 0x0b,
   WINDOW_UPDATE: 0x0c,
   ERROR: 0x0d,
+  /** C→S: a fresh token for the connection's user (PROTOCOL.md §3.14). */
+  REFRESH: 0x0e,
+  /** S→C: how long the connection's token lasts, and whether a REFRESH is wanted (§3.15). */
+  AUTH_STATE: 0x0f,
 } as const;
 export type FrameType = (typeof FrameType)[keyof typeof FrameType];
 
 /** Highest assigned frame type; types above it are unknown. */
-export const MAX_FRAME_TYPE = FrameType.ERROR;
+export const MAX_FRAME_TYPE = FrameType.AUTH_STATE;
 
 /** Name of each frame type, indexed by its numeric value (for logs and metrics labels). */
 export const FRAME_TYPE_NAMES: Readonly<Record<number, string>> = Object.fromEntries(
@@ -46,6 +50,8 @@ export const CONNECTION_FRAMES: ReadonlySet<number> = new Set([
   FrameType.PONG,
   FrameType.GOAWAY,
   FrameType.ERROR,
+  FrameType.REFRESH,
+  FrameType.AUTH_STATE,
 ]);
 
 /** DATA priority (flags bits 0–1). Lower value = more important. */
@@ -80,6 +86,13 @@ export const MAX_SESSION_ID = 0xffff_ffff;
 export const MAX_PIPELINED = 64;
 /** Largest control-frame body (HELLO carries the token, so it is larger than the rest). */
 export const MAX_CONTROL_PAYLOAD = 16 * 1024;
+/**
+ * Bytes of control frames (PONG, RESET, WINDOW_UPDATE, OPEN_OK, …) one connection may have queued and
+ * unwritten; one more → ERROR CONTROL_FLOOD. A client reading normally never has more than a few queued.
+ */
+export const MAX_QUEUED_CONTROL_BYTES = 64 * 1024;
+/** Clock skew allowed between a token's issuer and the server: a token is valid until `exp` + this. */
+export const TOKEN_SKEW_MS = 5_000;
 
 /** Defaults the server announces in WELCOME unless configured otherwise. */
 export const Defaults = {
@@ -106,4 +119,34 @@ export const Defaults = {
   lowPriorityRate: 20,
   /** Messages merged into one BATCH frame at most; older excess low messages are dropped. */
   lowPriorityMerge: 16,
+  /** PINGs, and DATA/CLOSE on sessions not open, per second (burst the same) before ERROR CONTROL_FLOOD. */
+  replyRate: 50,
+  /** Largest HELLO payload; a longer one is refused at its header (the token is most of it). */
+  maxHelloBytes: 8 * 1024,
+  /** Bytes of frames, headers included, a client may pipeline behind HELLO before WELCOME. */
+  handshakeBytes: 64 * 1024,
+  /** How long before a token expires the server asks for a REFRESH (AUTH_STATE). */
+  refreshWindowMs: 60_000,
+  /** Largest token in HELLO or REFRESH, bytes. */
+  maxTokenBytes: 4_096,
+  /** Largest user id (`sub`), UTF-8 bytes. */
+  maxSubBytes: 256,
+  /** Largest sum of the forwarded claims' names and values, UTF-8 bytes. */
+  maxClaimsBytes: 2_048,
+  /** Longest a token may still be valid when presented (`exp` − now), seconds: 31 days. */
+  maxTokenLifetimeS: 31 * 86_400,
+  /** Connections one server holds at most, in the handshake and lingering after ERROR included. */
+  maxConnections: 50_000,
+  /** Connections from one client address at most. */
+  maxConnectionsPerAddress: 1_000,
+  /** Connections of one user (token `sub`) on one server at most. */
+  maxConnectionsPerUser: 32,
+  /** Connections not yet WELCOMEd at most; one more makes the oldest give way. */
+  maxHandshakes: 4_096,
+  /** Bytes held for all connections not yet WELCOMEd together. */
+  handshakeBudgetBytes: 64 * 1024 * 1024,
+  /** OPENs per second one user may make across all its connections. */
+  userOpenRate: 20,
+  /** OPENs one user may make at once across all its connections. */
+  userOpenBurst: 40,
 } as const;

@@ -19,6 +19,13 @@ import { ProtocolError } from './errors.js';
 /** Receives each complete frame. `payload` may be a view into a pushed chunk: copy it to keep it past the call. */
 export interface FrameSink {
   onFrame(type: FrameType, flags: number, sessionId: number, payload: Buffer): void;
+  /**
+   * Optional: sees each header once it passed the checks of PROTOCOL.md §2.5, before a byte of its payload
+   * is buffered. Throwing a ProtocolError refuses the frame as a framing error does, so a receiver can
+   * apply limits that depend on its own state (before authentication only HELLO, and a small one) without
+   * holding the payload first.
+   */
+  onHeader?(type: FrameType, flags: number, sessionId: number, length: number): void;
 }
 
 export interface DecoderLimits {
@@ -35,8 +42,8 @@ const EMPTY = Buffer.alloc(0);
 
 /**
  * Push-style incremental frame decoder. Knows nothing about sockets: bytes in through `push`, frames
- * out through the sink. Headers are validated as soon as their 12 bytes are present, so an oversized
- * length is refused before a byte of its payload is buffered. Payloads are zero-copy views into the
+ * out through the sink. Headers are validated as soon as their 12 bytes are present (and shown to the
+ * sink's `onHeader`), so an oversized or unwanted frame is refused before a byte of its payload is buffered. Payloads are zero-copy views into the
  * pushed chunk unless a frame spans chunks, in which case exactly that frame is copied once.
  *
  * On the first violation `push` throws a {@link ProtocolError} (connection-scoped: the stream cannot be
@@ -141,6 +148,8 @@ export class FrameDecoder {
     if (type === FrameType.WINDOW_UPDATE && length !== WINDOW_UPDATE_SIZE) {
       throw new ProtocolError(Code.MALFORMED_PAYLOAD, `WINDOW_UPDATE: body must be ${WINDOW_UPDATE_SIZE} bytes (${length})`);
     }
+
+    this.sink.onHeader?.(type as FrameType, flags, sessionId, length);
 
     this.pendingType = type as FrameType;
     this.pendingFlags = flags;

@@ -46,3 +46,18 @@ export class ConfigError extends LivemuxError {
     this.name = 'ConfigError';
   }
 }
+
+/**
+ * A protocol error caused by a configured limit. `limit` is the limit's path in livemux.yaml (e.g.
+ * `connections.max_per_user`): the operator's knob, and the label of `livemux_limit_hits_total`.
+ */
+export class LimitError extends ProtocolError {
+  constructor(
+    wireCode: Code,
+    message: string,
+    readonly limit: string,
+  ) {
+    super(wireCode, message);
+    this.name = 'LimitError';
+  }
+}

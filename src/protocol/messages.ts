@@ -13,6 +13,8 @@ export interface Hello {
   connectionWindow?: number;
   /** The client unpacks BATCH DATA frames; without it the server drops excess low-priority DATA instead. */
   acceptsBatch?: boolean;
+  /** The client handles AUTH_STATE and may send REFRESH; without it an expiring token just ends the connection. */
+  acceptsRefresh?: boolean;
 }
 export interface ClientInfo {
   sdk?: string;
@@ -29,6 +31,8 @@ export interface Limits {
   connectionWindow: number;
   idleTimeoutMs: number;
   maxOpenRate: number;
+  /** PINGs, and DATA/CLOSE on sessions not open, per second before ERROR CONTROL_FLOOD; 0 = the default. */
+  maxReplyRate?: number;
 }
 /** Body of WELCOME. */
 export interface Welcome {
@@ -37,6 +41,8 @@ export interface Welcome {
   userId: string;
   heartbeatIntervalMs: number;
   limits: Limits;
+  /** ms until the connection's token expires (skew allowance included); 0 = never. */
+  expiresInMs?: number;
 }
 /** Body of OPEN. */
 export interface Open {
@@ -48,6 +54,16 @@ export interface Status {
   code: number;
   reason: string;
   retryAfterMs?: number;
+}
+/** Body of REFRESH. */
+export interface Refresh {
+  token: string;
+}
+/** Body of AUTH_STATE. */
+export interface AuthState {
+  expiresInMs: number;
+  /** True: the server asks for a REFRESH before `expiresInMs` runs out; false: the answer to one. */
+  refresh: boolean;
 }
 /** Body of GOAWAY. */
 export interface GoAway {
@@ -65,6 +81,8 @@ const types = {
   OpenOk: root.lookupType('livemux.v1.OpenOk'),
   Status: root.lookupType('livemux.v1.Status'),
   GoAway: root.lookupType('livemux.v1.GoAway'),
+  Refresh: root.lookupType('livemux.v1.Refresh'),
+  AuthState: root.lookupType('livemux.v1.AuthState'),
 };
 type TypeName = keyof typeof types;
 
@@ -107,3 +125,7 @@ export const encodeStatus = (m: Status): Buffer => encode('Status', m);
 export const decodeStatus = (frame: string, b: Uint8Array): Status => decode('Status', frame, b);
 export const encodeGoAway = (m: GoAway): Buffer => encode('GoAway', m);
 export const decodeGoAway = (b: Uint8Array): GoAway => decode('GoAway', 'GOAWAY', b);
+export const encodeRefresh = (m: Refresh): Buffer => encode('Refresh', m);
+export const decodeRefresh = (b: Uint8Array): Refresh => decode('Refresh', 'REFRESH', b);
+export const encodeAuthState = (m: AuthState): Buffer => encode('AuthState', m);
+export const decodeAuthState = (b: Uint8Array): AuthState => decode('AuthState', 'AUTH_STATE', b);

@@ -8,29 +8,34 @@ import {
   FrameType,
   HEADER_SIZE,
   MAX_PIPELINED,
+  MAX_QUEUED_CONTROL_BYTES,
   MAX_SESSION_ID,
   MAX_WINDOW,
   Priority,
   SUPPORTED_VERSIONS,
+  TOKEN_SKEW_MS,
 } from '../protocol/constants.js';
-import { Code, codeName } from '../protocol/codes.js';
+import { Code, codeLabel, codeName } from '../protocol/codes.js';
 import { FrameDecoder, type FrameSink } from '../protocol/decoder.js';
 import { encodeFrame, encodeWindowUpdate } from '../protocol/encoder.js';
-import { ProtocolError } from '../protocol/errors.js';
+import { LimitError, ProtocolError } from '../protocol/errors.js';
 import { ReceiveCredit, SendCredit } from '../protocol/flow-control.js';
 import {
   type Hello,
   type Open,
   decodeHello,
   decodeOpen,
+  decodeRefresh,
   decodeStatus,
+  encodeAuthState,
   encodeGoAway,
   encodeStatus,
   encodeWelcome,
 } from '../protocol/messages.js';
 import { ProxySession, type SessionHost } from '../session/proxy-session.js';
-import { forwardedClaims } from './auth.js';
+import type { HandshakingConnection } from './connection-gate.js';
 import type { ProxyContext } from './context.js';
+import { type Identity, verifyIdentity } from './identity.js';
 import { type DropReason, OutboundQueue } from './outbound-queue.js';
 import { LowPriorityPacer } from './low-priority-pacer.js';
 import { SessionAdmission } from './session-admission.js';
@@ -56,8 +61,17 @@ const TRANSITIONS: Record<ConnState, readonly ConnState[]> = {
   [ConnState.CLOSED]: [],
 };
 
-/** How long a closing socket may take to flush its last frame before it is destroyed. */
-const CLOSE_GRACE_MS = 2_000;
+/**
+ * How long a closed connection's socket stays open, reading and discarding, so that its last frame
+ * (ERROR, GOAWAY) reaches a client that reads late instead of being lost with the socket. The client
+ * closing its end ends it at once. The socket counts against the connection limits meanwhile.
+ */
+const LINGER_MS = 10_000;
+/** The same for a connection closed before WELCOME: its ERROR is all it gets, and it gets it at once. */
+const UNWELCOMED_LINGER_MS = 1_000;
+/** REFRESH frames: a burst of this many, then one per REFRESH_INTERVAL_S seconds; one more → RATE_LIMITED. */
+const REFRESH_BURST = 3;
+const REFRESH_INTERVAL_S = 20;
 
 type Handler = (conn: Connection, flags: number, sessionId: number, payload: Buffer) => void;
 
@@ -66,12 +80,23 @@ type Handler = (conn: Connection, flags: number, sessionId: number, payload: Buf
  * Frames arrive through {@link onFrame} and dispatch through a table indexed by frame type; every
  * protocol fault becomes RESET (session-scoped) or ERROR + close (connection-scoped) with its code.
  */
-export class Connection implements FrameSink, SessionHost {
+export class Connection implements FrameSink, SessionHost, HandshakingConnection {
   readonly id = randomBytes(9).toString('base64url');
   state: ConnState = ConnState.AWAIT_HELLO;
   userId = '';
   /** The verified token's forwarded claims, passed to backends in SessionOpened. */
   private claims: Readonly<Record<string, string>> = {};
+  /** When the token in effect lapses (its `exp` + skew), epoch ms; Infinity without `exp`. */
+  private tokenDeadline = Infinity;
+  /** The client handles AUTH_STATE and REFRESH (HELLO `accepts_refresh`). */
+  private acceptsRefresh = false;
+  /** AUTH_STATE asking for a REFRESH was sent for the token in effect. */
+  private refreshAsked = false;
+  private refreshing = false;
+  /** This connection counts against its user's `connections.max_per_user`. */
+  private userCounted = false;
+  /** Bytes received since the connection opened (overload shedding looks at who sends most). */
+  inboundBytes = 0;
   readonly out: OutboundQueue;
   /** Connection-level credit for server→client DATA, granted by the client. */
   sendCredit = new SendCredit(Defaults.connectionWindow);
@@ -93,8 +118,13 @@ export class Connection implements FrameSink, SessionHost {
   private admission!: SessionAdmission;
   private readonly decoder: FrameDecoder;
   private readonly bucket: TokenBucket;
+  /** Frames that earn a reply: PING, and DATA/CLOSE on sessions that are not open (PROTOCOL.md §9.6). */
+  private readonly replyBucket: TokenBucket;
+  private readonly refreshBucket = new TokenBucket(1 / REFRESH_INTERVAL_S, REFRESH_BURST);
   /** Frames that arrived before WELCOME, with their arrival time (performance.now()). */
   private pipelined: [FrameType, number, number, Buffer, number][] | null = null;
+  /** Bytes of the frames held in `pipelined`, headers included. */
+  private pipelinedBytes = 0;
   /** While a pipelined frame is replayed: when it arrived; else 0 (it arrived now). */
   private replayedArrival = 0;
   private clientSessionWindow: number = Defaults.sessionWindow;
@@ -115,22 +145,31 @@ export class Connection implements FrameSink, SessionHost {
   private sessionsOpened = 0;
   private log: Logger;
 
+  /**
+   * Takes over a socket the server has admitted through `ctx.gate` from `clientIp`; the gate is told
+   * when the socket is gone.
+   */
   constructor(
     private readonly socket: Socket,
     private readonly ctx: ProxyContext,
     readonly clientAddress: string,
+    clientIp: string,
   ) {
     const { limits, timeouts } = ctx.config;
     this.log = ctx.logger.child({ conn: this.id, addr: clientAddress });
     this.maxPayload = limits.maxPayload;
     this.bucket = new TokenBucket(limits.openResetRate, limits.openResetRate);
+    this.replyBucket = new TokenBucket(limits.replyRate, limits.replyRate);
     // Until WELCOME, pipelined DATA is held against the configured max_payload (PROTOCOL.md §2.4).
     this.decoderLimits = { maxPayload: limits.maxPayload, acceptBatch: false };
     this.decoder = new FrameDecoder(this, this.decoderLimits);
     this.out = new OutboundQueue(
       socket,
       limits.outboundQueueBytes,
-      { onDrop: (reason, priority, frames) => this.drop(reason, priority, frames) },
+      {
+        onDrop: (reason, priority, frames) => this.drop(reason, priority, frames),
+        onOverflow: (kind) => this.controlOverflow(kind),
+      },
       ctx.metrics.frameStats,
       ctx.metrics.queueWait,
     );
@@ -143,20 +182,52 @@ export class Connection implements FrameSink, SessionHost {
     socket.on('close', () => {
       ctx.timers.cancel(this.timer);
       this.teardown(Code.NORMAL, 'socket closed');
+      ctx.gate.released(clientIp);
     });
+    ctx.gate.handshakeStarted(this);
     ctx.metrics.connections.inc();
     ctx.metrics.connectionsAccepted.inc();
   }
 
   /** Feeds bytes from the socket (or bytes that followed a PROXY protocol header). */
   receive(chunk: Buffer): void {
+    this.inboundBytes += chunk.length;
+    // A closed connection's socket lingers (LINGER_MS): what it still receives is read and dropped. Not
+    // reading would leave bytes unread, and closing a socket with unread bytes resets it, which throws
+    // away the ERROR still waiting in our send buffer for a client that reads late.
+    if (this.closed) return;
     try {
       this.decoder.push(chunk);
+      if (this.pipelined !== null || this.state === ConnState.AWAIT_HELLO) {
+        const over = this.ctx.gate.handshakeHolds(this, this.decoder.bufferedBytes + this.pipelinedBytes);
+        if (over) this.refuse(over);
+      }
     } catch (err) {
-      if (err instanceof ProtocolError) this.fail(err.wireCode, err.message);
+      if (err instanceof ProtocolError) this.refuse(err);
       else {
         this.log.error({ err }, 'internal error while handling a frame');
         this.fail(Code.INTERNAL_ERROR, 'internal error');
+      }
+    }
+  }
+
+  /**
+   * Limits that depend on the connection's state, applied to a frame's header before its payload is read:
+   * before HELLO only a HELLO of at most `limits.max_hello_bytes` (or the peer's ERROR, which ends the
+   * connection); behind HELLO (not yet WELCOMEd) at most `limits.handshake_bytes` of frames in all. So
+   * nothing is buffered for a client nobody knows.
+   */
+  onHeader(type: FrameType, _flags: number, _sessionId: number, length: number): void {
+    if (this.state === ConnState.AWAIT_HELLO) {
+      if (type === FrameType.ERROR) return;
+      if (type !== FrameType.HELLO) throw new ProtocolError(Code.UNEXPECTED_FRAME, `${FRAME_TYPE_NAMES[type]}: not allowed before HELLO`);
+      const max = this.ctx.config.limits.maxHelloBytes;
+      if (length > max) throw new LimitError(Code.FRAME_TOO_LARGE, `HELLO: payload too large (${length} vs limits.max_hello_bytes ${max})`, 'limits.max_hello_bytes');
+    } else if (this.pipelined !== null) {
+      const max = this.ctx.config.limits.handshakeBytes;
+      const held = this.pipelinedBytes + HEADER_SIZE + length;
+      if (held > max) {
+        throw new LimitError(Code.FRAME_TOO_LARGE, `${FRAME_TYPE_NAMES[type]}: ${held} bytes held before WELCOME (limits.handshake_bytes ${max})`, 'limits.handshake_bytes');
       }
     }
   }
@@ -172,7 +243,9 @@ export class Connection implements FrameSink, SessionHost {
       if (this.pipelined.length >= MAX_PIPELINED) {
         throw new ProtocolError(Code.RATE_LIMITED, `handshake: more than ${MAX_PIPELINED} frames before WELCOME`);
       }
-      this.pipelined.push([type, flags, sessionId, payload, performance.now()]);
+      // A copy: a view would keep the whole socket chunk alive until WELCOME.
+      this.pipelined.push([type, flags, sessionId, Buffer.from(payload), performance.now()]);
+      this.pipelinedBytes += HEADER_SIZE + payload.length;
       return;
     }
     HANDLERS[type]!(this, flags, sessionId, payload);
@@ -201,23 +274,32 @@ export class Connection implements FrameSink, SessionHost {
     }
     this.transition(ConnState.AUTHENTICATING);
     this.pipelined = [];
-    this.ctx.verifier.verify(hello.token).then(
-      (identity) => this.welcome(hello, version, identity.userId, forwardedClaims(identity.claims)),
-      (err: unknown) => {
-        if (err instanceof ProtocolError) this.fail(err.wireCode, err.message);
-        else {
-          this.log.error({ err }, 'token verifier failed');
-          this.fail(Code.INTERNAL_ERROR, 'authentication unavailable');
-        }
-      },
-    );
+    this.acceptsRefresh = hello.acceptsRefresh === true;
+    this.verify(hello.token, (identity) => this.welcome(hello, version, identity));
   }
 
-  private welcome(hello: Hello, version: number, userId: string, claims: Record<string, string>): void {
+  /** Verifies `token` and holds it to the identity limits; on success `then`, on failure ERROR with the code. */
+  private verify(token: string, then: (identity: Identity) => void): void {
+    verifyIdentity(this.ctx.verifier, token, this.ctx.config.auth).then(then, (err: unknown) => {
+      if (err instanceof ProtocolError) this.refuse(err);
+      else {
+        this.log.error({ err }, 'token verifier failed');
+        this.fail(Code.INTERNAL_ERROR, 'authentication unavailable');
+      }
+    });
+  }
+
+  private welcome(hello: Hello, version: number, identity: Identity): void {
     if (this.state !== ConnState.AUTHENTICATING) return;
+    const { userId } = identity;
+    const overUser = this.ctx.gate.userJoined(userId);
+    if (overUser) return this.refuse(overUser);
+    this.userCounted = true;
+    this.ctx.gate.handshakeEnded(this);
     this.transition(ConnState.OPEN);
     this.userId = userId;
-    this.claims = claims;
+    this.claims = identity.claims;
+    this.tokenDeadline = identity.deadline;
     this.log = this.log.child({ user: userId });
     this.admission = new SessionAdmission(this.ctx, { userId, connectionId: this.id, clientAddress: this.clientAddress });
     const clientConnectionWindow = hello.connectionWindow || Defaults.connectionWindow;
@@ -249,16 +331,21 @@ export class Connection implements FrameSink, SessionHost {
           connectionWindow: limits.connectionWindow,
           idleTimeoutMs: timeouts.idleMs,
           maxOpenRate: limits.openResetRate,
+          maxReplyRate: limits.replyRate,
         },
+        expiresInMs: this.expiresInMs(Date.now()),
       }),
     );
     this.idleSince = this.ctx.timers.now();
+    // A token already within its refresh window is asked for at once (PROTOCOL.md §5.3).
+    this.checkToken(Date.now());
     this.scheduleNext();
     // WELCOME leaves now: a held frame that fails the connection must not discard it (PROTOCOL.md §5.1).
     this.out.flush();
     this.log.info({ client: hello.client?.sdk }, 'connection authenticated');
     const queued = this.pipelined!;
     this.pipelined = null;
+    this.pipelinedBytes = 0;
     try {
       for (const [type, flags, sessionId, payload, arrived] of queued) {
         if (this.closed) break; // a pipelined frame may have failed the connection
@@ -301,9 +388,12 @@ export class Connection implements FrameSink, SessionHost {
     const m = this.ctx.metrics;
     const admission = this.admission.decide(open, this.sessions.size, this.state === ConnState.DRAINING);
     if (admission.kind === 'refuse') {
-      const { code, reason, retryAfterMs } = admission;
-      m.sessionsOpened.inc({ business: open.business, result: codeName(code) });
-      this.log.info({ session: sessionId, business: open.business, code: codeName(code), reason }, 'session refused');
+      const { code, reason, retryAfterMs, limit } = admission;
+      const business = this.admission.businessLabel(open.business);
+      m.sessionsOpened.inc({ business, result: codeName(code) });
+      if (limit) m.limitHits.inc({ limit });
+      // A limit's refusals come at the rate the client sends: counted above, not one log line each.
+      this.log[limit ? 'debug' : 'info']({ session: sessionId, business, code: codeName(code), reason }, 'session refused');
       this.sendStatus(FrameType.OPEN_FAIL, sessionId, code, reason, retryAfterMs);
       return;
     }
@@ -355,6 +445,7 @@ export class Connection implements FrameSink, SessionHost {
     const s = this.sessions.get(sessionId);
     if (!s || s.peerHasClosed) {
       this.releaseConnectionCredit(n);
+      if (!this.withinReplyRate('DATA on a session not open')) return;
       const why = `DATA: session ${sessionId} is not open`;
       if (s) this.resetSession(s, Code.UNKNOWN_SESSION, why);
       else this.sendStatus(FrameType.RESET, sessionId, Code.UNKNOWN_SESSION, why);
@@ -374,6 +465,7 @@ export class Connection implements FrameSink, SessionHost {
     const status = decodeStatus('CLOSE', payload);
     const s = this.sessions.get(sessionId);
     if (!s || s.peerHasClosed) {
+      if (!this.withinReplyRate('CLOSE on a session not open')) return;
       const why = `CLOSE: session ${sessionId} is not open`;
       if (s) this.resetSession(s, Code.UNKNOWN_SESSION, why);
       else this.sendStatus(FrameType.RESET, sessionId, Code.UNKNOWN_SESSION, why);
@@ -394,7 +486,34 @@ export class Connection implements FrameSink, SessionHost {
   /** @internal */
   onPing(payload: Buffer): void {
     this.requireOpen('PING');
-    this.sendControl(FrameType.PONG, payload);
+    if (this.withinReplyRate('PING')) this.sendControl(FrameType.PONG, payload);
+  }
+
+  /**
+   * A fresh token (PROTOCOL.md §3.14): same user, verified like HELLO's; it replaces the token in effect
+   * and is answered AUTH_STATE with its lifetime. One at a time, and only from clients that said they
+   * can (HELLO `accepts_refresh`).
+   * @internal
+   */
+  onRefresh(payload: Buffer): void {
+    this.requireOpen('REFRESH');
+    if (!this.acceptsRefresh) throw new ProtocolError(Code.UNEXPECTED_FRAME, 'REFRESH: HELLO did not set accepts_refresh');
+    const { token } = decodeRefresh(payload);
+    if (this.refreshing || !this.refreshBucket.take()) {
+      throw new LimitError(Code.RATE_LIMITED, `REFRESH: more than ${REFRESH_BURST}, then one per ${REFRESH_INTERVAL_S} s, one at a time`, 'refresh_rate');
+    }
+    this.refreshing = true;
+    this.verify(token, (identity) => {
+      this.refreshing = false;
+      if (this.closed) return;
+      if (identity.userId !== this.userId) return this.fail(Code.AUTH_FAILED, 'REFRESH: the token is for another user');
+      this.claims = identity.claims;
+      this.tokenDeadline = identity.deadline;
+      this.refreshAsked = false;
+      this.log.debug({ expiresInMs: this.expiresInMs(Date.now()) }, 'token refreshed');
+      this.sendControl(FrameType.AUTH_STATE, encodeAuthState({ expiresInMs: this.expiresInMs(Date.now()), refresh: false }));
+      if (this.state === ConnState.OPEN || this.state === ConnState.DRAINING) this.scheduleNext();
+    });
   }
 
   /** @internal */
@@ -433,9 +552,11 @@ export class Connection implements FrameSink, SessionHost {
     } catch {
       // The peer is closing anyway; an unreadable reason changes nothing.
     }
-    this.log.info({ code: codeName(status.code), reason: status.reason }, 'client sent ERROR');
-    this.socket.end();
-    this.teardown(status.code, `client error: ${status.reason}`);
+    this.log.info({ code: codeName(status.code), reason: status.reason.slice(0, 200) }, 'client sent ERROR');
+    this.out.abort();
+    this.linger();
+    // Cut as in the line above: the access log's reason is not the client's to fill.
+    this.teardown(status.code, `client error: ${status.reason.slice(0, 200)}`);
   }
 
   /** @internal */
@@ -471,6 +592,17 @@ export class Connection implements FrameSink, SessionHost {
     this.fail(Code.SLOW_CONSUMER, `outbound queue over its bound (${this.out.bytes} bytes queued)`);
   }
 
+  /** A reply did not fit in the outbound queue (see OutboundQueue.control). */
+  private controlOverflow(kind: 'control' | 'total'): void {
+    if (kind === 'total') return this.slowConsumer();
+    this.refuse(new LimitError(Code.CONTROL_FLOOD, `replies left unread (${MAX_QUEUED_CONTROL_BYTES} bytes of control frames queued)`, 'control_queue'));
+  }
+
+  /** Bytes this connection makes the proxy hold now: outbound queue, partial frames, frames held before WELCOME. */
+  get heldBytes(): number {
+    return this.out.bytes + this.decoder.bufferedBytes + this.pipelinedBytes;
+  }
+
   halfClosed(session: ProxySession): void {
     const deadline = this.ctx.timers.now() + this.ctx.config.timeouts.halfCloseMs;
     (this.halfClosedSessions ??= new Map()).set(session, deadline);
@@ -479,7 +611,8 @@ export class Connection implements FrameSink, SessionHost {
 
   retired(session: ProxySession, code: number, reason: string): void {
     const durationMs = Date.now() - session.openedAt;
-    this.log.info({ session: session.id, business: session.business, durationMs, code: codeName(code), reason }, 'session closed');
+    // A client's RESET or CLOSE may carry 16 KiB of reason: a log line gets its start.
+    this.log.info({ session: session.id, business: session.business, durationMs, code: codeName(code), reason: reason.slice(0, 200) }, 'session closed');
     this.sessions.delete(session.id);
     this.halfClosedSessions?.delete(session);
     this.admission.retired(session.business);
@@ -524,40 +657,62 @@ export class Connection implements FrameSink, SessionHost {
     this.finish();
   }
 
-  /** Connection-scoped fault: ERROR with the code, then close. Queued frames are abandoned. */
+  /**
+   * Connection-scoped fault: ERROR with the code, then close. Frames not yet written are abandoned; the
+   * ERROR goes out ahead of them, and the socket lingers so a client reading late still gets it.
+   */
   fail(code: Code, message: string): void {
     if (this.state === ConnState.CLOSED) return;
     this.ctx.metrics.protocolErrors.inc({ code: codeName(code) });
     this.log.info({ code: codeName(code), reason: message }, 'closing connection');
-    this.out.discard();
-    const frame = encodeFrame(FrameType.ERROR, 0, 0, encodeStatus({ code, reason: message }));
-    this.ctx.metrics.frameStats.countOut(FrameType.ERROR, frame.length);
-    if (!this.socket.destroyed) this.socket.end(frame);
-    this.destroyAfterGrace();
+    this.out.abort(encodeFrame(FrameType.ERROR, 0, 0, encodeStatus({ code, reason: message })));
+    this.linger();
     this.teardown(code, message);
+  }
+
+  /** Fails with a protocol error's code; a limit's error is also counted by the limit it hit. */
+  private refuse(err: ProtocolError): void {
+    if (this.closed) return;
+    if (err instanceof LimitError) this.ctx.metrics.limitHits.inc({ limit: err.limit });
+    this.fail(err.wireCode, err.message);
+  }
+
+  /** The connection handshaking gave way to a newer one (connections.max_handshakes). */
+  shutOut(err: LimitError): void {
+    this.refuse(err);
   }
 
   private finish(): void {
     if (this.destroyAt > 0) return;
     this.out.finish();
-    this.destroyAfterGrace();
+    this.linger();
   }
 
-  /** A closing socket gets CLOSE_GRACE_MS to flush its last frames; then it is destroyed. */
-  private destroyAfterGrace(): void {
+  /**
+   * Keeps the socket for at most LINGER_MS once its last frame is handed over (the wheel destroys it
+   * then): the client closing its end ends it sooner (Node ends ours in turn), and a client that never
+   * reads does not hold it longer. A connection never WELCOMEd has only its ERROR in flight, which leaves
+   * at once: reading on what such a peer sends (a 1 MiB payload behind a refused header) would only cost
+   * us, so it is not read, and destroyed after UNWELCOMED_LINGER_MS.
+   */
+  private linger(): void {
     if (this.destroyAt > 0) return;
-    this.destroyAt = this.ctx.timers.now() + CLOSE_GRACE_MS;
+    if (!this.userCounted) this.socket.pause();
+    this.destroyAt = this.ctx.timers.now() + (this.userCounted ? LINGER_MS : UNWELCOMED_LINGER_MS);
     this.ctx.timers.schedule(this.timer, this.destroyAt);
   }
 
   private teardown(code: number, reason: string): void {
     if (this.state === ConnState.CLOSED) return;
     this.transition(ConnState.CLOSED);
+    this.ctx.gate.handshakeEnded(this);
+    if (this.userCounted) this.ctx.gate.userLeft(this.userId);
     this.lowPacer?.close();
     this.pipelined = null;
+    this.pipelinedBytes = 0;
     for (const s of [...this.sessions.values()]) s.retire(code, reason);
     this.ctx.metrics.connections.dec();
-    this.ctx.metrics.connectionsClosed.inc({ code: codeName(code) });
+    this.ctx.metrics.connectionsClosed.inc({ code: codeLabel(code) });
     // The access log: one line per connection, whatever ended it (`user` is bound once authenticated).
     this.log.info(
       {
@@ -593,6 +748,8 @@ export class Connection implements FrameSink, SessionHost {
       return;
     }
     if (this.closed) return;
+    this.checkToken(Date.now());
+    if (this.closed) return;
     const { heartbeatIntervalMs: interval, heartbeatMisses, idleMs, halfCloseMs } = this.ctx.config.timeouts;
     for (const [session, deadline] of this.halfClosedSessions ?? []) {
       if (now < deadline) continue;
@@ -618,13 +775,43 @@ export class Connection implements FrameSink, SessionHost {
     this.scheduleNext();
   }
 
-  /** Files the connection in the wheel for its next heartbeat or idle deadline. */
+  /** Files the connection in the wheel for its next heartbeat, idle, half-close or token deadline. */
   private scheduleNext(): void {
     const { heartbeatIntervalMs, idleMs } = this.ctx.config.timeouts;
     let next = this.lastInbound + (this.pingsSent + 1) * heartbeatIntervalMs;
     if (this.idleClockRuns) next = Math.min(next, this.idleSince + idleMs);
     for (const deadline of this.halfClosedSessions?.values() ?? []) next = Math.min(next, deadline);
+    // The token's deadline is wall-clock time (a JWT's exp); the wheel runs on its own clock.
+    const tokenCheck = this.nextTokenCheck(Date.now());
+    if (tokenCheck !== Infinity) next = Math.min(next, this.ctx.timers.now() + (tokenCheck - Date.now()));
     this.ctx.timers.schedule(this.timer, next);
+  }
+
+  /**
+   * Token lifetime (PROTOCOL.md §5.3): past its deadline → ERROR AUTH_EXPIRED; within
+   * `auth.refresh_window_ms` of it, a client that accepts refresh is asked once for a REFRESH.
+   */
+  private checkToken(now: number): void {
+    if (now >= this.tokenDeadline) {
+      this.fail(Code.AUTH_EXPIRED, `token expired at ${new Date(this.tokenDeadline - TOKEN_SKEW_MS).toISOString()} (with ${TOKEN_SKEW_MS} ms of skew allowed) and was not refreshed`);
+      return;
+    }
+    if (this.acceptsRefresh && !this.refreshAsked && this.tokenDeadline - now <= this.ctx.config.auth.refreshWindowMs) {
+      this.refreshAsked = true;
+      this.sendControl(FrameType.AUTH_STATE, encodeAuthState({ expiresInMs: this.expiresInMs(now), refresh: true }));
+    }
+  }
+
+  /** When {@link checkToken} next has something to do (epoch ms). */
+  private nextTokenCheck(now: number): number {
+    if (this.tokenDeadline === Infinity) return Infinity;
+    const askAt = this.tokenDeadline - this.ctx.config.auth.refreshWindowMs;
+    return this.acceptsRefresh && !this.refreshAsked && askAt > now ? askAt : this.tokenDeadline;
+  }
+
+  /** The token's remaining lifetime as announced on the wire: ms, at least 1, or 0 for never. */
+  private expiresInMs(now: number): number {
+    return this.tokenDeadline === Infinity ? 0 : Math.min(0xffff_ffff, Math.max(1, this.tokenDeadline - now));
   }
 
   /** Idle is counted while the connection is OPEN with no session (PROTOCOL.md §9.2). */
@@ -644,6 +831,17 @@ export class Connection implements FrameSink, SessionHost {
   private resetSession(s: ProxySession, code: Code, reason: string): void {
     this.sendStatus(FrameType.RESET, s.id, code, reason);
     s.retire(code, reason);
+  }
+
+  /**
+   * The guard for frames that earn a reply (PING → PONG; DATA or CLOSE on a session not open → RESET):
+   * one token bucket of `limits.reply_rate`. A flood gets ERROR CONTROL_FLOOD (PROTOCOL.md §9.6).
+   */
+  private withinReplyRate(frame: string): boolean {
+    if (this.replyBucket.take()) return true;
+    const rate = this.ctx.config.limits.replyRate;
+    this.refuse(new LimitError(Code.CONTROL_FLOOD, `${frame}: more than ${rate} frames that earn a reply per second`, 'limits.reply_rate'));
+    return false;
   }
 
   private requireOpen(frame: string): void {
@@ -698,6 +896,7 @@ HANDLERS[FrameType.RESET] = (c, _f, s, p) => c.onReset(s, p);
 HANDLERS[FrameType.PING] = (c, _f, _s, p) => c.onPing(p);
 HANDLERS[FrameType.PONG] = (c) => c.onPong();
 HANDLERS[FrameType.WINDOW_UPDATE] = (c, _f, s, p) => c.onWindowUpdate(s, p);
-for (const t of [FrameType.WELCOME, FrameType.OPEN_OK, FrameType.OPEN_FAIL, FrameType.GOAWAY]) {
+HANDLERS[FrameType.REFRESH] = (c, _f, _s, p) => c.onRefresh(p);
+for (const t of [FrameType.WELCOME, FrameType.OPEN_OK, FrameType.OPEN_FAIL, FrameType.GOAWAY, FrameType.AUTH_STATE]) {
   HANDLERS[t] = (c) => c.onServerOnlyFrame(t);
 }

@@ -5,6 +5,8 @@ import type { Metrics } from '../observability/metrics.js';
 import type { RouteTable } from '../routing/types.js';
 import type { SessionRegistry } from '../session/registry.js';
 import type { TokenVerifier } from './auth.js';
+import type { ConnectionGate } from './connection-gate.js';
+import type { UserLimiter } from './user-limits.js';
 import type { TimerWheel } from './timer-wheel.js';
 
 /** Backend links by endpoint address; one long stream per endpoint. */
@@ -26,6 +28,10 @@ export interface ProxyContext {
   readonly registry: SessionRegistry;
   readonly metrics: Metrics;
   readonly logger: Logger;
+  /** Connection limits: global, per address, per user, handshakes. */
+  readonly gate: ConnectionGate;
+  /** Per-user limits across the user's connections (and across proxies, through Redis, when configured). */
+  readonly users: UserLimiter;
   /** The one timer every connection's deadlines (handshake, heartbeat, idle, close) are filed in. */
   readonly timers: TimerWheel;
   /** Called once when a connection has fully closed. */

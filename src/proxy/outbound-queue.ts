@@ -1,5 +1,5 @@
 import type { Socket } from 'node:net';
-import { FrameType, Priority } from '../protocol/constants.js';
+import { FrameType, MAX_QUEUED_CONTROL_BYTES, Priority } from '../protocol/constants.js';
 import type { HistogramSeries } from '../observability/histogram.js';
 import type { FrameStats } from '../observability/metrics.js';
 import { Deque } from '../util/deque.js';
@@ -16,6 +16,12 @@ export type DropReason = 'queue_full' | 'no_credit' | 'evicted' | 'session_close
 
 export interface OutboundHooks {
   onDrop(reason: DropReason, priority: Priority, frames: number): void;
+  /**
+   * A control frame did not fit: `control` when unwritten control frames alone would pass
+   * MAX_QUEUED_CONTROL_BYTES (the peer sends what earns replies and does not read them), `total` when
+   * the queue's bound would be passed. The frame was not queued; the connection must close.
+   */
+  onOverflow(kind: 'control' | 'total'): void;
 }
 
 /** Result of asking the queue to take `size` more bytes of DATA. */
@@ -108,8 +114,11 @@ export const flushQueuedWrites: () => void = scheduler.run;
 
 /**
  * One connection's bounded outbound queue (PROTOCOL.md §8). Control frames go first, then DATA by
- * priority (system, high, low), FIFO within a priority. `bytes` counts everything queued here plus
- * bytes the connection holds for sessions waiting for credit (`hold`), so one bound covers both.
+ * priority (system, high, low), FIFO within a priority. `bytes` counts everything queued here, control
+ * frames included, plus bytes the connection holds for sessions waiting for credit (`hold`), so one
+ * bound covers all a peer makes the proxy hold. Control frames have a bound of their own besides, far
+ * below what a reading client ever has queued. The connection's last frame (ERROR) is not queued: it is
+ * written ahead of everything not yet written ({@link abort}), so it always gets through.
  *
  * Frames are only handed to the socket while it is under its high-water mark; everything else waits
  * here, where low-priority frames can still be dropped instead of piling up in Node's write buffer.
@@ -117,6 +126,7 @@ export const flushQueuedWrites: () => void = scheduler.run;
 export class OutboundQueue {
   private readonly lanes = [new Deque<Entry>(), new Deque<Entry>(), new Deque<Entry>(), new Deque<Entry>()];
   private queuedBytes = 0;
+  private controlBytes = 0;
   private heldBytes = 0;
   private pendingFlush = false;
   private flushing = false;
@@ -147,6 +157,11 @@ export class OutboundQueue {
     const limit = priority === Priority.LOW ? this.maxBytes / 2 : this.maxBytes;
     if (this.bytes + size <= limit) return 'ok';
     if (priority === Priority.LOW) return 'drop';
+    return this.evictLow(size, limit);
+  }
+
+  /** Evicts queued low DATA, oldest first, until `size` more bytes fit under `limit`. */
+  private evictLow(size: number, limit: number): Admission {
     const low = this.lanes[LOW_LANE]!;
     while (low.length > 0 && this.bytes + size > limit) {
       const e = low.shift()!;
@@ -157,10 +172,19 @@ export class OutboundQueue {
     return this.bytes + size <= limit ? 'ok' : 'overflow';
   }
 
-  /** Queues a complete control frame; never dropped. */
+  /**
+   * Queues a complete control frame; never dropped. A frame that does not fit (see
+   * {@link OutboundHooks.onOverflow}) is not queued and the hook is told, after queued low DATA has been
+   * evicted to make room if that suffices.
+   */
   control(frame: Buffer): void {
-    this.stats.countOut(frame[2]!, frame.length);
-    this.enqueue(CONTROL_LANE, { head: frame, body: null, size: frame.length, frames: 1, priority: Priority.SYSTEM, owner: null, at: 0 });
+    if (this.ended) return;
+    const size = frame.length;
+    if (this.controlBytes + size > MAX_QUEUED_CONTROL_BYTES) return this.hooks.onOverflow('control');
+    if (this.bytes + size > this.maxBytes && this.evictLow(size, this.maxBytes) !== 'ok') return this.hooks.onOverflow('total');
+    this.controlBytes += size;
+    this.stats.countOut(frame[2]!, size);
+    this.enqueue(CONTROL_LANE, { head: frame, body: null, size, frames: 1, priority: Priority.SYSTEM, owner: null, at: 0 });
   }
 
   /**
@@ -189,11 +213,19 @@ export class OutboundQueue {
     this.scheduleFlush();
   }
 
-  /** Forgets every queued frame (the connection is being torn down). */
-  discard(): void {
+  /**
+   * Forgets every frame not yet written, writes `last` (the connection's ERROR, if any) at once and ends
+   * the socket: what the socket already took is ahead of it, nothing else. The queue takes no more frames.
+   */
+  abort(last?: Buffer): void {
     this.ended = true;
     for (const lane of this.lanes) lane.clear();
     this.queuedBytes = 0;
+    this.controlBytes = 0;
+    if (this.socket.destroyed) return;
+    if (!last) return void this.socket.end();
+    this.stats.countOut(last[2]!, last.length);
+    this.socket.end(last);
   }
 
   /** Writes queued frames while the socket accepts them. Called by the scheduler. */
@@ -222,7 +254,8 @@ export class OutboundQueue {
         const e = this.lanes[lane]!.shift()!;
         this.queuedBytes -= e.size;
         this.waits?.[lane]!.observe((now - e.at) / 1000);
-        if (e.owner) {
+        if (!e.owner) this.controlBytes -= e.size;
+        else {
           // Asked before telling the owner: the session's last DATA may retire it (its CLOSE follows),
           // and that DATA must still be written.
           const discarded = e.owner.discarded;

@@ -6,18 +6,30 @@ import type { ProxyConfig } from '../config/proxy-config.js';
 import { createLogger } from '../observability/logger.js';
 import { createMetrics, type Metrics } from '../observability/metrics.js';
 import { startAdminServer } from '../observability/admin-server.js';
-import { Code } from '../protocol/codes.js';
-import { ProtocolError } from '../protocol/errors.js';
+import { Code, codeLabel } from '../protocol/codes.js';
+import { FrameType } from '../protocol/constants.js';
+import { encodeFrame } from '../protocol/encoder.js';
+import { LimitError, ProtocolError } from '../protocol/errors.js';
+import { encodeStatus } from '../protocol/messages.js';
 import { SessionRegistry } from '../session/registry.js';
 import { createJwtVerifier, type TokenVerifier } from './auth.js';
 import { EndpointHealthMonitor } from './upstream/endpoint-health.js';
 import { BackendLinks } from './upstream/backend-links.js';
 import { Connection } from './connection.js';
+import { ConnectionGate } from './connection-gate.js';
 import type { ProxyContext } from './context.js';
+import { OverloadMonitor, OverloadState, type OverloadReading } from './overload.js';
+import { createUserLimits, type UserLimiter } from './user-limits.js';
 import { ProxyHeaderParser } from './proxy-protocol.js';
 import { RouteReloader } from './route-reloader.js';
 import { SessionMover } from './session-mover.js';
 import { TimerWheel, WheelEntry } from './timer-wheel.js';
+
+/** How long a refused connection's socket may take to deliver its ERROR. */
+const REFUSED_GRACE_MS = 2_000;
+/** Connections holding and sending less than this are never shed. */
+const SHED_FLOOR_BYTES = 64 * 1024;
+const OVERLOAD_STATE_NAMES = ['normal', 'refusing', 'shedding'] as const;
 
 export interface ProxyServerOptions {
   /** Replaces the default HS256 JWT verifier (e.g. for an identity service). */
@@ -43,6 +55,11 @@ export class ProxyServer {
   private readonly tlsContext: tls.SecureContext | null;
   private readonly routes: RouteReloader;
   private readonly health: EndpointHealthMonitor;
+  private readonly gate: ConnectionGate;
+  private readonly users: UserLimiter;
+  private readonly overload: OverloadMonitor;
+  /** Bytes each connection had received at the previous shedding pass (who sends most, lately). */
+  private inboundAtLastShed = new WeakMap<Connection, number>();
   private admin: { port: number; close(): Promise<void> } | null = null;
   private draining = false;
   private closedWaiters: (() => void)[] = [];
@@ -82,6 +99,17 @@ export class ProxyServer {
       if (healthy) mover.endpointRecovered(endpoint);
       else if (link) mover.relocate(registry.sessionsOn(link), endpoint, 'marked unhealthy');
     });
+    metrics.setBackendMessageSource(() => this.links.messageCounts());
+    this.gate = new ConnectionGate(config.connections);
+    this.users = createUserLimits(config.users, logger);
+    this.overload = new OverloadMonitor(config.overload, {
+      changed: (state, reading) => this.overloadChanged(state, reading),
+      shed: () => this.shed(),
+      checked: () => {
+        metrics.handshakes.set(this.gate.handshakes);
+        metrics.handshakeBytes.set(this.gate.handshakeBytesHeld);
+      },
+    });
     this.ctx = {
       config,
       verifier,
@@ -90,6 +118,8 @@ export class ProxyServer {
       registry,
       metrics,
       logger,
+      gate: this.gate,
+      users: this.users,
       timers: new TimerWheel(),
       connectionClosed: (conn) => this.forget(conn as Connection),
     };
@@ -118,6 +148,7 @@ export class ProxyServer {
         resolve();
       });
     });
+    this.overload.start();
     if (admin) {
       this.admin = await startAdminServer({
         host: admin.host,
@@ -146,9 +177,12 @@ export class ProxyServer {
     return this.admin?.port ?? null;
   }
 
-  /** Listening, not draining, and a backend stream up: what /readyz answers (unless failed on purpose). */
+  /**
+   * Listening, not draining, not refusing for overload, and a backend stream up: what /readyz answers
+   * (unless failed on purpose).
+   */
   get ready(): boolean {
-    return !this.draining && this.listener.listening && this.links.anyReady();
+    return !this.draining && !this.overload.refusing && this.listener.listening && this.links.anyReady();
   }
 
   /** Live state for the admin `/status` JSON and page; `totals` are counters the page turns into rates. */
@@ -167,6 +201,10 @@ export class ProxyServer {
       draining: this.draining,
       logLevel: this.logger.level,
       connections: this.connections.size,
+      sockets: this.gate.connections,
+      handshakes: this.gate.handshakes,
+      handshakeBytes: this.gate.handshakeBytesHeld,
+      overload: OVERLOAD_STATE_NAMES[this.overload.state],
       sessions,
       sessionsByBusiness,
       totals: {
@@ -197,7 +235,7 @@ export class ProxyServer {
     }
     socket.on('error', () => {}); // errors before the Connection owns the socket end in 'close'
     if (!this.config.proxyProtocol) {
-      this.attach(socket, `${socket.remoteAddress}:${socket.remotePort}`, null);
+      this.attach(socket, socket.remoteAddress ?? '', socket.remotePort, null);
       return;
     }
     // The PROXY header precedes everything, TLS included, so it is read from the raw socket first.
@@ -223,22 +261,82 @@ export class ProxyServer {
       socket.off('data', onData);
       socket.pause();
       const source = parsed.source;
-      const address = source ? `${source.address}:${source.port}` : `${socket.remoteAddress}:${socket.remotePort}`;
-      this.attach(socket, address, parsed.rest);
+      if (source) this.attach(socket, source.address, source.port, parsed.rest);
+      else this.attach(socket, socket.remoteAddress ?? '', socket.remotePort, parsed.rest);
     };
     socket.on('data', onData);
   }
 
-  /** Wraps in TLS when configured and hands the socket to a Connection, replaying bytes read ahead. */
-  private attach(raw: net.Socket, clientAddress: string, readAhead: Buffer | null): void {
+  /**
+   * Admits the connection through the overload state and the connection gate, then wraps it in TLS when
+   * configured and hands it to a Connection, replaying bytes read ahead. A refused one gets its ERROR.
+   */
+  private attach(raw: net.Socket, ip: string, port: number | undefined, readAhead: Buffer | null): void {
+    const refusal = this.overload.refusing
+      ? new LimitError(Code.OVERLOADED, 'server: overloaded, not taking connections', 'overload.stop_accepting_at')
+      : this.gate.admit(ip);
+    if (refusal) {
+      this.refuse(raw, refusal);
+      return;
+    }
     // Unshifted bytes are replayed to the Connection's reader, or fed to TLS (TLSSocket consumes what the
     // raw socket already buffered before it takes over the handle).
     if (readAhead && readAhead.length > 0) raw.unshift(readAhead);
     const socket = this.tlsContext
       ? new tls.TLSSocket(raw, { isServer: true, secureContext: this.tlsContext })
       : raw;
-    this.connections.add(new Connection(socket, this.ctx, clientAddress));
+    this.connections.add(new Connection(socket, this.ctx, `${ip}:${port}`, ip));
     if (!this.tlsContext) raw.resume();
+  }
+
+  /**
+   * Closes a connection the server will not take, with an ERROR saying why. Under overload a TLS client
+   * gets no ERROR: its handshake would cost the CPU that is short.
+   */
+  private refuse(raw: net.Socket, err: LimitError): void {
+    this.metrics.limitHits.inc({ limit: err.limit });
+    this.metrics.connectionsClosed.inc({ code: codeLabel(err.wireCode) });
+    if (this.tlsContext && err.wireCode === Code.OVERLOADED) {
+      raw.destroy();
+      return;
+    }
+    const socket = this.tlsContext ? new tls.TLSSocket(raw, { isServer: true, secureContext: this.tlsContext }) : raw;
+    socket.on('error', () => {});
+    socket.end(encodeFrame(FrameType.ERROR, 0, 0, encodeStatus({ code: err.wireCode, reason: err.message })));
+    // On the proxy's wheel, like every per-connection deadline: a flood of refusals adds no timers.
+    const { timers } = this.ctx;
+    const grace = new WheelEntry(() => raw.destroy());
+    timers.schedule(grace, timers.now() + REFUSED_GRACE_MS);
+    raw.once('close', () => timers.cancel(grace));
+    raw.resume();
+  }
+
+  private overloadChanged(state: OverloadState, reading: OverloadReading): void {
+    this.metrics.overloadState.set(state);
+    const level = state === OverloadState.NORMAL ? 'info' : 'warn';
+    this.logger[level]({ state: OVERLOAD_STATE_NAMES[state], memory: Number(reading.memory.toFixed(3)), lagMs: Math.round(reading.lagMs) }, 'overload state');
+  }
+
+  /**
+   * Closes the heaviest connections with OVERLOADED: those holding the most bytes (queued for them, held
+   * for credit, partial frames) plus what they sent since the previous pass. 1% of the connections per
+   * pass, at least one; a connection under SHED_FLOOR_BYTES is never shed, so light clients stay.
+   */
+  private shed(): void {
+    const scored: [Connection, number][] = [];
+    for (const c of this.connections) {
+      const recent = c.inboundBytes - (this.inboundAtLastShed.get(c) ?? 0);
+      this.inboundAtLastShed.set(c, c.inboundBytes);
+      const score = c.heldBytes + recent;
+      if (score >= SHED_FLOOR_BYTES) scored.push([c, score]);
+    }
+    scored.sort((a, b) => b[1] - a[1]);
+    const count = Math.max(1, Math.ceil(this.connections.size / 100));
+    for (const [c, score] of scored.slice(0, count)) {
+      this.metrics.limitHits.inc({ limit: 'overload.shed_at' });
+      this.logger.warn({ conn: c.id, user: c.userId, bytes: score }, 'overload: shedding connection');
+      c.fail(Code.OVERLOADED, `server: overloaded; this connection holds or sent ${score} bytes`);
+    }
   }
 
   private forget(conn: Connection): void {
@@ -275,6 +373,8 @@ export class ProxyServer {
   /** Drains (with the configured deadline), then releases backend links and the admin port. */
   async close(): Promise<void> {
     await this.drain();
+    this.overload.stop();
+    await this.users.close();
     await this.routes.close();
     this.links.closeAll();
     await this.admin?.close();

@@ -5,10 +5,13 @@ import type { RouteContext } from '../routing/types.js';
 import type { ProxyContext } from './context.js';
 import { TokenBucket } from '../util/token-bucket.js';
 
-/** The answer to an OPEN: a link to bind the session to, or the OPEN_FAIL to send. */
+/** The answer to an OPEN: a link to bind the session to, or the OPEN_FAIL to send (`limit`: the limit that refused it). */
 export type Admission =
   | { kind: 'admit'; link: BackendLink }
-  | { kind: 'refuse'; code: Code; reason: string; retryAfterMs: number };
+  | { kind: 'refuse'; code: Code; reason: string; retryAfterMs: number; limit?: string };
+
+/** The `business` label of an OPEN naming no business the routes know: client input never becomes a label. */
+export const UNKNOWN_BUSINESS_LABEL = '(unknown)';
 
 interface BusinessUsage {
   sessions: number;
@@ -18,8 +21,9 @@ interface BusinessUsage {
 /**
  * Decides, for one connection, whether an OPEN becomes a session and on which backend link: the
  * connection's own limits, then routing (routes.yaml), then the route's per-connection limits
- * (`limits.max_sessions_per_connection`, `limits.open_rate`). Keeps the per-business counts those
- * limits need; the connection reports every session it opens and retires.
+ * (`limits.max_sessions_per_connection`, `limits.open_rate`), then the user's OPEN rate across all its
+ * connections (`users.open_rate`). Keeps the per-business counts those limits need; the connection
+ * reports every session it opens and retires.
  */
 export class SessionAdmission {
   private readonly usage = new Map<string, BusinessUsage>();
@@ -31,6 +35,8 @@ export class SessionAdmission {
 
   decide(open: Open, openSessions: number, draining: boolean): Admission {
     const { business } = open;
+    // The name as it appears in reasons: a client's 16 KiB name must not make an OPEN_FAIL over its limit.
+    const shown = business.length > 64 ? `${business.slice(0, 64)}…` : business;
     if (draining) return refuse(Code.GOING_AWAY, 'OPEN: server is draining');
     const max = this.ctx.config.limits.maxSessions;
     if (openSessions >= max) return refuse(Code.TOO_MANY_SESSIONS, `OPEN: too many sessions (${openSessions} vs ${max})`);
@@ -38,29 +44,39 @@ export class SessionAdmission {
     const decision = this.ctx.routes().resolve(business, { ...this.who, metadata: open.metadata }, this.ctx.links.isHealthy);
     switch (decision.kind) {
       case 'unknown_business':
-        return refuse(Code.UNKNOWN_BUSINESS, `OPEN: business "${business}" has no route`);
+        return refuse(Code.UNKNOWN_BUSINESS, `OPEN: business "${shown}" has no route`);
       case 'disabled':
-        return refuse(Code.BUSINESS_DISABLED, `OPEN: business "${business}" is disabled`);
+        return refuse(Code.BUSINESS_DISABLED, `OPEN: business "${shown}" is disabled`);
       case 'missing_key':
-        return refuse(Code.MISSING_HASH_KEY, `OPEN: metadata "${decision.field}" is required by the route of "${business}"`);
+        return refuse(Code.MISSING_HASH_KEY, `OPEN: metadata "${decision.field}" is required by the route of "${shown}"`);
       case 'unavailable':
-        return refuse(Code.BACKEND_UNAVAILABLE, `OPEN: no healthy backend for "${business}"`, decision.retryAfterMs);
+        return refuse(Code.BACKEND_UNAVAILABLE, `OPEN: no healthy backend for "${shown}"`, decision.retryAfterMs);
     }
 
     const { maxSessionsPerConnection, openRate } = decision.route.limits;
     const usage = this.usageOf(business, openRate);
     if (maxSessionsPerConnection > 0 && usage.sessions >= maxSessionsPerConnection) {
-      return refuse(Code.TOO_MANY_SESSIONS, `OPEN: too many "${business}" sessions (${usage.sessions} vs ${maxSessionsPerConnection})`);
+      return refuse(Code.TOO_MANY_SESSIONS, `OPEN: too many "${shown}" sessions (${usage.sessions} vs ${maxSessionsPerConnection})`);
     }
     if (usage.bucket && !usage.bucket.take()) {
-      return refuse(Code.RATE_LIMITED, `OPEN: more than ${openRate} "${business}" OPENs per second`, 1000);
+      return refuse(Code.RATE_LIMITED, `OPEN: more than ${openRate} "${shown}" OPENs per second`, 1000);
     }
     const link = this.ctx.links.get(decision.endpoint);
     if (!link) {
       return refuse(Code.BACKEND_UNAVAILABLE, `OPEN: no link to ${decision.endpoint}`, codeInfo(Code.BACKEND_UNAVAILABLE).delayMs);
     }
+    const { users } = this.ctx;
+    if (!users.tryOpen(this.who.userId)) {
+      const rate = this.ctx.config.users.openRate;
+      return refuse(Code.RATE_LIMITED, `OPEN: this user opens more than ${rate} sessions per second`, users.retryAfterMs, 'users.open_rate');
+    }
     this.ctx.metrics.routingDecisions.inc({ business, endpoint: decision.endpoint });
     return { kind: 'admit', link };
+  }
+
+  /** `business` as a metric label: itself when the routes name it, else {@link UNKNOWN_BUSINESS_LABEL}. */
+  businessLabel(business: string): string {
+    return this.ctx.routes().config.routes.some((r) => r.business === business) ? business : UNKNOWN_BUSINESS_LABEL;
   }
 
   opened(business: string): void {
@@ -79,6 +95,6 @@ export class SessionAdmission {
   }
 }
 
-function refuse(code: Code, reason: string, retryAfterMs = 0): Admission {
-  return { kind: 'refuse', code, reason, retryAfterMs };
+function refuse(code: Code, reason: string, retryAfterMs = 0, limit?: string): Admission {
+  return limit === undefined ? { kind: 'refuse', code, reason, retryAfterMs } : { kind: 'refuse', code, reason, retryAfterMs, limit };
 }

@@ -1,7 +1,8 @@
 /**
  * A token bucket refilled continuously at `ratePerSecond`, holding at most `burst` tokens: the one rate
- * limiter of the code base (the proxy's OPEN/RESET flood guard and open rates, the low-priority cap, the
- * Chat backend's room and user limits, the SDK's OPEN/RESET pacing). Cheap enough to keep one per
+ * limiter of the code base (the proxy's OPEN/RESET and reply flood guards, REFRESH pacing, open rates per
+ * route and per user, the low-priority cap, the Chat backend's room and user limits, the SDK's OPEN/RESET
+ * pacing). Cheap enough to keep one per
  * connection: three numbers and no timer.
  *
  * Guarantees: the tokens never exceed `burst`; {@link take} never lets them go below 0; only

@@ -8,7 +8,11 @@ import { afterAll, beforeAll } from 'vitest';
 import { mintToken } from '../../src/proxy/auth.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
-const BIN = join(ROOT, 'bin', 'livemux.js');
+/**
+ * The livemux binary the tests run: this checkout's, or another build's through `LIVEMUX_TEST_BIN`, to
+ * show a test fails on older code (e.g. the adversarial suite against the commit before issue 8).
+ */
+const BIN = process.env.LIVEMUX_TEST_BIN ?? join(ROOT, 'bin', 'livemux.js');
 
 export const TEST_SECRET = 'integration-test-secret-0123456789abcdef';
 

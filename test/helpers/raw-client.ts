@@ -4,10 +4,10 @@ import { FRAME_TYPE_NAMES, FrameType } from '../../src/protocol/constants.js';
 import { codeName } from '../../src/protocol/codes.js';
 import { FrameDecoder } from '../../src/protocol/decoder.js';
 import { encodeFrame, encodeWindowUpdate } from '../../src/protocol/encoder.js';
-import { decodeGoAway, decodeStatus, decodeWelcome, encodeHello, encodeOpen, encodeStatus } from '../../src/protocol/messages.js';
+import { type Welcome, decodeGoAway, decodeStatus, decodeWelcome, encodeHello, encodeOpen, encodeStatus } from '../../src/protocol/messages.js';
 
 /** HELLO fields a test may set. */
-export type HelloOptions = { sessionWindow?: number; connectionWindow?: number; acceptsBatch?: boolean };
+export type HelloOptions = { sessionWindow?: number; connectionWindow?: number; acceptsBatch?: boolean; acceptsRefresh?: boolean };
 
 /** A decoded frame as a raw test client sees it. */
 export interface RawFrame {
@@ -29,6 +29,12 @@ export class RawClient {
   /** DATA frames received; with `keepData` false they are only counted, for high-volume tests. */
   dataCount = 0;
   keepData = true;
+  /** Called with the payload size of each DATA frame not kept (`keepData` false). */
+  onData: ((bytes: number) => void) | null = null;
+  /** Sees every non-DATA frame first; returning true consumes it (it is neither kept nor awaited). */
+  onFrame: ((frame: RawFrame) => boolean) | null = null;
+  /** The WELCOME of {@link hello}. */
+  welcome: Welcome | null = null;
   /** Set when the bytes received broke the framing (the decoder then stops). */
   decodeError: Error | null = null;
   readonly closed: Promise<void>;
@@ -43,9 +49,13 @@ export class RawClient {
         onFrame: (type, flags, sessionId, payload) => {
           if (type === FrameType.DATA) {
             this.dataCount++;
-            if (!this.keepData) return;
+            if (!this.keepData) {
+              this.onData?.(payload.length);
+              return;
+            }
           }
           const frame = { type, name: FRAME_TYPE_NAMES[type]!, flags, sessionId, payload: Buffer.from(payload) };
+          if (this.onFrame?.(frame)) return;
           this.frames.push(frame);
           this.received.push({ ...frame, at: performance.now() });
           for (const w of [...this.waiters]) {
@@ -90,20 +100,30 @@ export class RawClient {
     });
   }
 
-  /** Connects and completes HELLO/WELCOME with `token`. */
-  static async handshake(port: number, token: string, hello: HelloOptions = {}): Promise<RawClient> {
-    return (await RawClient.connect(port)).hello(token, hello);
+  /** Connects (from `localAddress` when given) and completes HELLO/WELCOME with `token`. */
+  static async handshake(port: number, token: string, hello: HelloOptions = {}, localAddress?: string): Promise<RawClient> {
+    return (await RawClient.connect(port, '127.0.0.1', localAddress)).hello(token, hello);
   }
 
   /** Sends HELLO and waits for WELCOME. */
   async hello(token: string, hello: HelloOptions = {}): Promise<RawClient> {
     this.send(encodeFrame(FrameType.HELLO, 0, 0, encodeHello({ versions: [1], token, ...hello })));
-    decodeWelcome((await this.next(FrameType.WELCOME)).payload);
+    this.welcome = decodeWelcome((await this.next(FrameType.WELCOME)).payload);
     return this;
   }
 
   send(bytes: Uint8Array): void {
     this.socket.write(bytes);
+  }
+
+  /** Writes `bytes`; false when the socket's buffer is full (wait for {@link drained}). */
+  write(bytes: Uint8Array): boolean {
+    return this.socket.write(bytes);
+  }
+
+  /** Resolves once the socket's write buffer has drained. */
+  drained(): Promise<void> {
+    return new Promise((resolve) => this.socket.once('drain', () => resolve()));
   }
 
   open(sessionId: number, business = 'echo', metadata: Record<string, string> = {}): void {
@@ -134,7 +154,7 @@ export class RawClient {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.waiters = this.waiters.filter((w) => w.resolve !== done);
-        reject(new Error(`no ${FRAME_TYPE_NAMES[type]} (session ${sessionId ?? 'any'}) within ${timeoutMs} ms; got ${this.frames.map((f) => f.name).join(',')}`));
+        reject(new Error(`no ${FRAME_TYPE_NAMES[type]} (session ${sessionId ?? 'any'}) within ${timeoutMs} ms; got ${describeFrames(this.frames)}`));
       }, timeoutMs);
       const done = (f: RawFrame): void => {
         clearTimeout(timer);
@@ -169,4 +189,16 @@ export class RawClient {
   resume(): void {
     this.socket.resume();
   }
+}
+
+/** Frame names in order, runs of one name counted ("PONG ×48211"), so a flood's frames stay readable in an error. */
+function describeFrames(frames: readonly RawFrame[]): string {
+  const runs: [string, number][] = [];
+  for (const f of frames) {
+    const last = runs.at(-1);
+    if (last?.[0] === f.name) last[1]++;
+    else runs.push([f.name, 1]);
+  }
+  const shown = runs.slice(0, 20).map(([name, n]) => (n > 1 ? `${name} ×${n}` : name));
+  return (runs.length > 20 ? [...shown, `… ${runs.length - 20} more runs`] : shown).join(',');
 }

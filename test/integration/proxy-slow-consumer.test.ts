@@ -77,3 +77,25 @@ it('a slow reader loses low-priority DATA first, then is closed SLOW_CONSUMER; a
   fast.destroy();
   publisher.destroy();
 }, 60_000);
+
+it('the ERROR SLOW_CONSUMER reaches a client that reads late, ahead of nothing it could not read', async () => {
+  // PROTOCOL.md §8: the client needs the code to apply SLOW_CONSUMER's 2,000 ms backoff. A client
+  // paused for a while (an app sent to the background) must still find the ERROR once it reads on.
+  const slow = await subscriber('late');
+  slow.pause();
+  const publisher = await RawClient.handshake(stack.proxy.port, stack.token);
+  publisher.open(1);
+  await publisher.next(FrameType.OPEN_OK, 1);
+  const before = await metric('livemux_protocol_errors_total', 'code="SLOW_CONSUMER"');
+  const text = 'y'.repeat(1000);
+  for (let round = 0; round < 100 && (await metric('livemux_protocol_errors_total', 'code="SLOW_CONSUMER"')) === before; round++) {
+    for (let i = 0; i < 200; i++) publisher.data(1, `/pub late ${text}`, Priority.HIGH);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  expect(await metric('livemux_protocol_errors_total', 'code="SLOW_CONSUMER"')).toBe(before + 1);
+  // The client stays away for longer than the 2 s a closing socket used to get before it was destroyed.
+  await new Promise((r) => setTimeout(r, 3_000));
+  slow.resume();
+  expect(await slow.errorCode(10_000)).toBe('SLOW_CONSUMER');
+  publisher.destroy();
+}, 60_000);

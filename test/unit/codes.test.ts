@@ -1,6 +1,6 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { describe, it, expect } from 'vitest';
-import { Code, CODES, codeInfo, codeName } from '../../src/protocol/codes.js';
+import { Code, CODES, codeInfo, codeLabel, codeName } from '../../src/protocol/codes.js';
 import { PACKAGE_ROOT } from '../../src/paths.js';
 import { tableRows } from '../helpers/markdown-table.js';
 import { SCENARIOS } from '../../src/conformance/scenarios.js';
@@ -52,6 +52,7 @@ describe('code registry', () => {
       MESSAGE_TOO_LARGE: 213,
       AUTH_FAILED: 300,
       AUTH_EXPIRED: 301,
+      TOKEN_TOO_LARGE: 302,
       HANDSHAKE_TIMEOUT: 400,
       HEARTBEAT_TIMEOUT: 401,
       IDLE_TIMEOUT: 402,
@@ -59,6 +60,11 @@ describe('code registry', () => {
       RATE_LIMITED: 404,
       GOING_AWAY: 405,
       INTERNAL_ERROR: 406,
+      CONTROL_FLOOD: 407,
+      SERVER_FULL: 408,
+      ADDRESS_LIMIT: 409,
+      USER_LIMIT: 410,
+      OVERLOADED: 411,
     });
   });
 
@@ -88,6 +94,12 @@ describe('code registry', () => {
   it('maps an unknown code to backoff from 1000 ms, as PROTOCOL.md §6 tells clients', () => {
     expect(codeInfo(999)).toMatchObject({ code: 999, name: 'UNKNOWN_999', retry: 'backoff', delayMs: 1000 });
     expect(codeName(Code.GOING_AWAY)).toBe('GOING_AWAY');
+  });
+
+  it('labels metrics with registered names only: every other code is one label, UNKNOWN', () => {
+    expect(codeLabel(Code.CONTROL_FLOOD)).toBe('CONTROL_FLOOD');
+    expect(codeLabel(999)).toBe('UNKNOWN');
+    expect(codeLabel(123_456)).toBe('UNKNOWN');
     expect(doc).toContain('MUST be treated as `backoff` with a\nfirst delay of 1000 ms');
   });
 

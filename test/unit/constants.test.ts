@@ -30,17 +30,19 @@ describe('wire constants', () => {
       GOAWAY: 11,
       WINDOW_UPDATE: 12,
       ERROR: 13,
+      REFRESH: 14,
+      AUTH_STATE: 15,
     });
-    expect(C.MAX_FRAME_TYPE).toBe(13);
+    expect(C.MAX_FRAME_TYPE).toBe(15);
   });
 
   it('names every frame type by value', () => {
     for (const [name, value] of Object.entries(C.FrameType)) expect(C.FRAME_TYPE_NAMES[value]).toBe(name);
-    expect(Object.keys(C.FRAME_TYPE_NAMES)).toHaveLength(13);
+    expect(Object.keys(C.FRAME_TYPE_NAMES)).toHaveLength(15);
   });
 
   it('pins which frames are connection frames (session id 0)', () => {
-    expect([...C.CONNECTION_FRAMES].sort((a, b) => a - b)).toEqual([1, 2, 9, 10, 11, 13]);
+    expect([...C.CONNECTION_FRAMES].sort((a, b) => a - b)).toEqual([1, 2, 9, 10, 11, 13, 14, 15]);
   });
 
   it('pins priorities and flag masks', () => {
@@ -58,6 +60,8 @@ describe('wire constants', () => {
     expect(C.MAX_SESSION_ID).toBe(2 ** 32 - 1);
     expect(C.MAX_CONTROL_PAYLOAD).toBe(16_384);
     expect(C.MAX_PIPELINED).toBe(64);
+    expect(C.MAX_QUEUED_CONTROL_BYTES).toBe(65_536);
+    expect(C.TOKEN_SKEW_MS).toBe(5_000);
   });
 
   it('pins the defaults', () => {
@@ -76,6 +80,21 @@ describe('wire constants', () => {
       halfCloseTimeoutMs: 10_000,
       lowPriorityRate: 20,
       lowPriorityMerge: 16,
+      replyRate: 50,
+      maxHelloBytes: 8_192,
+      handshakeBytes: 65_536,
+      refreshWindowMs: 60_000,
+      maxTokenBytes: 4_096,
+      maxSubBytes: 256,
+      maxClaimsBytes: 2_048,
+      maxTokenLifetimeS: 2_678_400,
+      maxConnections: 50_000,
+      maxConnectionsPerAddress: 1_000,
+      maxConnectionsPerUser: 32,
+      maxHandshakes: 4_096,
+      handshakeBudgetBytes: 67_108_864,
+      userOpenRate: 20,
+      userOpenBurst: 40,
     });
   });
 });
@@ -101,6 +120,8 @@ describe('PROTOCOL.md §11 Defaults and limits', () => {
       MAX_PING_PAYLOAD: C.MAX_PING_PAYLOAD,
       WINDOW_UPDATE_SIZE: C.WINDOW_UPDATE_SIZE,
       MAX_WINDOW: C.MAX_WINDOW,
+      MAX_QUEUED_CONTROL_BYTES: C.MAX_QUEUED_CONTROL_BYTES,
+      TOKEN_SKEW_MS: C.TOKEN_SKEW_MS,
       MAX_SESSION_ID: C.MAX_SESSION_ID,
     });
   });

@@ -86,6 +86,10 @@ function bodyOf(type: FrameType, payload: Buffer): unknown {
       return messages.decodeStatus(FRAME_TYPE_NAMES[type]!, payload);
     case FrameType.GOAWAY:
       return messages.decodeGoAway(payload);
+    case FrameType.REFRESH:
+      return messages.decodeRefresh(payload);
+    case FrameType.AUTH_STATE:
+      return messages.decodeAuthState(payload);
     case FrameType.WINDOW_UPDATE:
       return { increment: payload.readUInt32BE(0) };
     default:
@@ -246,6 +250,8 @@ describe('FrameDecoder: length limits', () => {
     GOAWAY: MAX_CONTROL_PAYLOAD,
     WINDOW_UPDATE: WINDOW_UPDATE_SIZE,
     ERROR: MAX_CONTROL_PAYLOAD,
+    REFRESH: MAX_CONTROL_PAYLOAD,
+    AUTH_STATE: MAX_CONTROL_PAYLOAD,
   };
 
   function pushOne(type: FrameType, length: number): Code | null {
@@ -287,5 +293,37 @@ describe('control bodies', () => {
       expect(err, body.toString('hex')).toBeInstanceOf(ProtocolError);
       expect((err as ProtocolError).wireCode).toBe(Code.MALFORMED_PAYLOAD);
     }
+  });
+});
+
+describe('FrameDecoder: onHeader', () => {
+  it('shows every header before its payload is buffered, and a throw refuses the frame there', () => {
+    const headers: [FrameType, number][] = [];
+    const frames: FrameType[] = [];
+    const d = new FrameDecoder(
+      {
+        onHeader(type, _flags, _sessionId, length) {
+          headers.push([type, length]);
+          if (type === FrameType.DATA) throw new ProtocolError(Code.UNEXPECTED_FRAME, 'DATA: not now');
+        },
+        onFrame(type) {
+          frames.push(type);
+        },
+      },
+      { maxPayload: 1 << 20 },
+    );
+    const ping = encodeFrame(FrameType.PING, 0, 0, Buffer.from('hi'));
+    // The DATA header promises 1 MiB; only its header arrives.
+    const dataHeader = encodeData(1, 1, Buffer.alloc(0));
+    dataHeader.writeUInt32BE(1 << 20, 8);
+    const err = caught(() => d.push(Buffer.concat([ping, dataHeader])));
+    expect(err).toBeInstanceOf(ProtocolError);
+    expect((err as ProtocolError).wireCode).toBe(Code.UNEXPECTED_FRAME);
+    expect(headers).toEqual([
+      [FrameType.PING, 2],
+      [FrameType.DATA, 1 << 20],
+    ]);
+    expect(frames).toEqual([FrameType.PING]);
+    expect(d.bufferedBytes).toBe(0);
   });
 });

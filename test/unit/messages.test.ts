@@ -17,13 +17,14 @@ describe('body round trips', () => {
       sessionWindow: 65_536,
       connectionWindow: 2 ** 31 - 1,
       acceptsBatch: true,
+      acceptsRefresh: true,
     };
     expect(m.decodeHello(m.encodeHello(hello))).toEqual(hello);
   });
 
   it('Hello without client info leaves it undefined and windows 0 (= defaults)', () => {
     const decoded = m.decodeHello(m.encodeHello({ versions: [1], token: 't' }));
-    expect(decoded).toEqual({ versions: [1], token: 't', sessionWindow: 0, connectionWindow: 0, acceptsBatch: false });
+    expect(decoded).toEqual({ versions: [1], token: 't', sessionWindow: 0, connectionWindow: 0, acceptsBatch: false, acceptsRefresh: false });
     expect('client' in decoded).toBe(false);
   });
 
@@ -40,9 +41,18 @@ describe('body round trips', () => {
         connectionWindow: 1_048_576,
         idleTimeoutMs: 0,
         maxOpenRate: 100,
+        maxReplyRate: 50,
       },
+      expiresInMs: 3_600_000,
     };
     expect(m.decodeWelcome(m.encodeWelcome(welcome))).toEqual(welcome);
+  });
+
+  it('Refresh and AuthState', () => {
+    expect(m.decodeRefresh(m.encodeRefresh({ token: 'eyJ.e30.sig' }))).toEqual({ token: 'eyJ.e30.sig' });
+    const notice: m.AuthState = { expiresInMs: 2 ** 32 - 1, refresh: true };
+    expect(m.decodeAuthState(m.encodeAuthState(notice))).toEqual(notice);
+    expect(m.decodeAuthState(Buffer.alloc(0))).toEqual({ expiresInMs: 0, refresh: false });
   });
 
   it('Welcome without limits is malformed', () => {
@@ -109,6 +119,10 @@ function encodeVector(v: ValidVector): Buffer {
       return encodeFrame(type, v.flags, v.sessionId);
     case FrameType.GOAWAY:
       return encodeFrame(type, v.flags, v.sessionId, m.encodeGoAway(body));
+    case FrameType.REFRESH:
+      return encodeFrame(type, v.flags, v.sessionId, m.encodeRefresh(body));
+    case FrameType.AUTH_STATE:
+      return encodeFrame(type, v.flags, v.sessionId, m.encodeAuthState(body));
     default:
       return encodeFrame(type, v.flags, v.sessionId, m.encodeStatus(body));
   }
@@ -152,7 +166,7 @@ describe('PROTOCOL.md §4', () => {
 
   it('covers every message of wire.proto', () => {
     expect(messageTypes.map((t) => t.name).sort()).toEqual(
-      ['ClientInfo', 'GoAway', 'Hello', 'Limits', 'Open', 'OpenOk', 'Status', 'Welcome'],
+      ['AuthState', 'ClientInfo', 'GoAway', 'Hello', 'Limits', 'Open', 'OpenOk', 'Refresh', 'Status', 'Welcome'],
     );
   });
 

@@ -51,7 +51,8 @@ describe('createMetrics', () => {
     metrics.protocolErrors.inc({ code: 'BAD_FLAGS' });
     metrics.drops.inc({ reason: 'queue_full', priority: 'low' });
     metrics.backendStreamState.set({ endpoint: '127.0.0.1:7101', state: 'ready' }, 1);
-    metrics.backendEvents.inc({ endpoint: '127.0.0.1:7101', direction: 'out' });
+    metrics.setBackendMessageSource(() => [['127.0.0.1:7101', { out: 3, in: 2 }]]);
+    metrics.limitHits.inc({ limit: 'connections.max_per_user' });
     const text = await metrics.registry.metrics();
     expect(sample(text, 'livemux_connections')).toBe(1);
     expect(sample(text, 'livemux_connections_accepted_total')).toBe(1);
@@ -61,7 +62,9 @@ describe('createMetrics', () => {
     expect(sample(text, 'livemux_protocol_errors_total{code="BAD_FLAGS"}')).toBe(1);
     expect(sample(text, 'livemux_dropped_frames_total{reason="queue_full",priority="low"}')).toBe(1);
     expect(sample(text, 'livemux_backend_stream_state{endpoint="127.0.0.1:7101",state="ready"}')).toBe(1);
-    expect(sample(text, 'livemux_backend_messages_total{endpoint="127.0.0.1:7101",direction="out"}')).toBe(1);
+    expect(sample(text, 'livemux_backend_messages_total{endpoint="127.0.0.1:7101",direction="out"}')).toBe(3);
+    expect(sample(text, 'livemux_backend_messages_total{endpoint="127.0.0.1:7101",direction="in"}')).toBe(2);
+    expect(sample(text, 'livemux_limit_hits_total{limit="connections.max_per_user"}')).toBe(1);
   });
 
   it('includes process metrics and prefixes every name with livemux_', async () => {

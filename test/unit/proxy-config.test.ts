@@ -24,7 +24,14 @@ describe('proxy config defaults', () => {
       tls: null,
       proxyProtocol: false,
       admin: { host: '127.0.0.1', port: 9090 },
-      auth: { jwtSecret: 'env-secret' },
+      auth: {
+        jwtSecret: 'env-secret',
+        maxTokenBytes: Defaults.maxTokenBytes,
+        maxSubBytes: Defaults.maxSubBytes,
+        maxClaimsBytes: Defaults.maxClaimsBytes,
+        maxTokenLifetimeS: Defaults.maxTokenLifetimeS,
+        refreshWindowMs: Defaults.refreshWindowMs,
+      },
       limits: {
         maxSessions: Defaults.maxSessions,
         maxPayload: Defaults.maxPayload,
@@ -34,7 +41,19 @@ describe('proxy config defaults', () => {
         openResetRate: Defaults.openResetRate,
         lowPriorityRate: Defaults.lowPriorityRate,
         lowPriorityMerge: Defaults.lowPriorityMerge,
+        replyRate: Defaults.replyRate,
+        maxHelloBytes: Defaults.maxHelloBytes,
+        handshakeBytes: Defaults.handshakeBytes,
       },
+      connections: {
+        max: Defaults.maxConnections,
+        maxPerAddress: Defaults.maxConnectionsPerAddress,
+        maxPerUser: Defaults.maxConnectionsPerUser,
+        maxHandshakes: Defaults.maxHandshakes,
+        handshakeBudgetBytes: Defaults.handshakeBudgetBytes,
+      },
+      users: { openRate: Defaults.userOpenRate, openBurst: Defaults.userOpenBurst, redisUrl: null, redisKeyPrefix: 'livemux:' },
+      overload: { memoryLimitBytes: 0, stopAcceptingAt: 0.85, shedAt: 0.95, maxEventLoopLagMs: 1_000, checkIntervalMs: 500 },
       timeouts: {
         handshakeMs: Defaults.handshakeTimeoutMs,
         heartbeatIntervalMs: Defaults.heartbeatIntervalMs,
@@ -73,8 +92,21 @@ describe('proxy config fields', () => {
         tls: { cert_file: 'certs/a.crt', key_file: '/abs/a.key' },
         proxy_protocol: true,
         admin: false,
-        auth: { jwt_secret: 'file-secret', issuer: 'iss', audience: 'aud' },
-        limits: { max_sessions: 8, max_payload: 65536, session_window: 65536, connection_window: 131072, outbound_queue_bytes: 70000, open_reset_rate: 5 },
+        auth: { jwt_secret: 'file-secret', issuer: 'iss', audience: 'aud', max_token_bytes: 2048, max_sub_bytes: 64, max_claims_bytes: 512, max_token_lifetime_s: 3600, refresh_window_ms: 30000 },
+        limits: {
+          max_sessions: 8,
+          max_payload: 65536,
+          session_window: 65536,
+          connection_window: 131072,
+          outbound_queue_bytes: 70000,
+          open_reset_rate: 5,
+          reply_rate: 7,
+          max_hello_bytes: 4096,
+          handshake_bytes: 1024,
+        },
+        connections: { max: 100, max_per_address: 10, max_per_user: 2, max_handshakes: 50, handshake_budget_bytes: 1_000_000 },
+        users: { open_rate: 3, open_burst: 6, redis_url: 'redis://127.0.0.1:6379', redis_key_prefix: 'lm:' },
+        overload: { memory_limit_bytes: 1_000_000_000, stop_accepting_at: 0.5, shed_at: 0.6, max_event_loop_lag_ms: 0, check_interval_ms: 100 },
         timeouts: { handshake_ms: 1, heartbeat_interval_ms: 2, heartbeat_misses: 3, idle_ms: 4, drain_ms: 5, half_close_ms: 6 },
         goaway_reconnect_address: 'lb.example.com:7000',
         routes: '../routes/prod.yaml',
@@ -88,8 +120,32 @@ describe('proxy config fields', () => {
     expect(config.tls).toEqual({ certFile: '/srv/livemux/certs/a.crt', keyFile: '/abs/a.key' });
     expect(config.proxyProtocol).toBe(true);
     expect(config.admin).toBeNull();
-    expect(config.auth).toEqual({ jwtSecret: 'file-secret', issuer: 'iss', audience: 'aud' });
-    expect(config.limits).toEqual({ maxSessions: 8, maxPayload: 65536, sessionWindow: 65536, connectionWindow: 131072, outboundQueueBytes: 70000, openResetRate: 5, lowPriorityRate: 20, lowPriorityMerge: 16 });
+    expect(config.auth).toEqual({
+      jwtSecret: 'file-secret',
+      issuer: 'iss',
+      audience: 'aud',
+      maxTokenBytes: 2048,
+      maxSubBytes: 64,
+      maxClaimsBytes: 512,
+      maxTokenLifetimeS: 3600,
+      refreshWindowMs: 30000,
+    });
+    expect(config.limits).toEqual({
+      maxSessions: 8,
+      maxPayload: 65536,
+      sessionWindow: 65536,
+      connectionWindow: 131072,
+      outboundQueueBytes: 70000,
+      openResetRate: 5,
+      lowPriorityRate: 20,
+      lowPriorityMerge: 16,
+      replyRate: 7,
+      maxHelloBytes: 4096,
+      handshakeBytes: 1024,
+    });
+    expect(config.connections).toEqual({ max: 100, maxPerAddress: 10, maxPerUser: 2, maxHandshakes: 50, handshakeBudgetBytes: 1_000_000 });
+    expect(config.users).toEqual({ openRate: 3, openBurst: 6, redisUrl: 'redis://127.0.0.1:6379', redisKeyPrefix: 'lm:' });
+    expect(config.overload).toEqual({ memoryLimitBytes: 1_000_000_000, stopAcceptingAt: 0.5, shedAt: 0.6, maxEventLoopLagMs: 0, checkIntervalMs: 100 });
     expect(config.timeouts).toEqual({ handshakeMs: 1, heartbeatIntervalMs: 2, heartbeatMisses: 3, idleMs: 4, drainMs: 5, halfCloseMs: 6 });
     expect(config.goawayReconnectAddress).toBe('lb.example.com:7000');
     expect(config.routesFile).toBe('/srv/routes/prod.yaml');
@@ -120,6 +176,9 @@ describe('proxy config sanity checks', () => {
   const cases: [string, object, string][] = [
     ['max_payload over 16 MiB', { limits: { max_payload: 16 * 1024 * 1024 + 1, outbound_queue_bytes: 64 * 1024 * 1024 } }, 't limits.max_payload: expected <= 16777216, got 16777217'],
     ['zero window', { limits: { session_window: 0 } }, 't limits.session_window: expected >= 1, got 0'],
+    ['a HELLO limit over the control payload limit', { limits: { max_hello_bytes: 16385 } }, 't limits.max_hello_bytes: expected <= 16384, got 16385'],
+    ['shedding before refusing', { overload: { stop_accepting_at: 0.9, shed_at: 0.8 } }, 't overload.shed_at: must be at least stop_accepting_at (0.8 vs 0.9)'],
+    ['a users.redis_url that is not a redis URL', { users: { redis_url: 'http://x' } }, 't users.redis_url: expected a redis:// or rediss:// URL'],
     ['window over 2^31-1', { limits: { connection_window: 2 ** 31 } }, 't limits.connection_window: expected <= 2147483647, got 2147483648'],
     ['fractional', { limits: { max_sessions: 1.5 } }, 't limits.max_sessions: expected an integer, got 1.5'],
     ['queue smaller than a frame', { limits: { max_payload: 1000, outbound_queue_bytes: 1000 } }, 't limits.outbound_queue_bytes: must hold one full DATA frame (1000 vs max_payload + header = 1012)'],

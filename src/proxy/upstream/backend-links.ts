@@ -68,6 +68,11 @@ export class BackendLinks implements LinkDirectory {
     return Object.fromEntries([...this.links].map(([endpoint, link]) => [endpoint, link.state]));
   }
 
+  /** Endpoint → messages carried by its link so far (`livemux_backend_messages_total`). */
+  messageCounts(): [string, { out: number; in: number }][] {
+    return [...this.links].map(([endpoint, link]) => [endpoint, link.messageCounts()]);
+  }
+
   /** True when at least one endpoint is usable (or none is configured). */
   anyReady(): boolean {
     if (this.links.size === 0) return true;

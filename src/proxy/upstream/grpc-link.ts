@@ -22,7 +22,7 @@ import * as grpc from '@grpc/grpc-js';
 import pino from 'pino';
 import type { Priority } from '../../protocol/constants.js';
 import { DrainWaiters } from '../../util/drain-waiters.js';
-import { TickBatcher } from '../../util/tick-batcher.js';
+import { FairBatcher } from '../../util/fair-batcher.js';
 import { Backoff } from '../../util/backoff.js';
 import { dispatchCommand, STALE_SESSION } from './command-dispatch.js';
 import {
@@ -91,6 +91,16 @@ const CLOSE_GRACE_MS = 2_000;
 const WATCH_SLICE_MS = 60_000;
 // Fixed per-event overhead added to size hints: tags, lengths, session id.
 const EVENT_OVERHEAD = 16;
+/**
+ * Fair scheduling of the shared stream (see FairBatcher). Batches of 64 KiB (one HTTP/2 stream window of
+ * a gRPC server with default settings), two in flight: what waits beyond that waits in per-session
+ * queues, so a session that sends little waits for one round of the busy sessions, not behind their
+ * backlog. A session queuing 64 KiB or more is not writable: its client gets no credit back until the
+ * queue is under that again (end-to-end backpressure, per session).
+ */
+const BATCH_BYTES = 64 * 1024;
+const BATCHES_IN_FLIGHT = 2;
+const SESSION_QUEUE_BYTES = 64 * 1024;
 
 const TRANSITIONS: Readonly<Record<LinkState, readonly LinkState[]>> = {
   [LinkState.CONNECTING]: [LinkState.READY, LinkState.DOWN, LinkState.CLOSED],
@@ -103,8 +113,10 @@ type AttachCall = grpc.ClientDuplexStream<ProxyBatch, BackendBatch>;
 
 /**
  * BackendLink over gRPC. Guarantees:
- * - events of one session reach the backend in call order (one stream, FIFO batches);
- * - everything offered in one event-loop turn travels in one ProxyBatch (split only past ~1 MiB);
+ * - events of one session reach the backend in call order (one stream, one FIFO queue per session);
+ * - sessions share the stream fairly: batches of ~64 KiB take one event from each session with events
+ *   waiting, round robin, and only two batches are in flight, so a session sending little is not
+ *   queued behind another's backlog (what one turn offers travels together when it fits one batch);
  * - the first batch of every stream carries ProxyHello, sent even when no event is pending;
  * - `sink.linkDown` is called once per stream that was CONNECTING or READY when it ended or was closed;
  * - a malformed command is counted and logged at warn, never thrown; a sink that throws is logged;
@@ -128,17 +140,17 @@ export class GrpcBackendLink implements BackendLink {
   private _state: LinkState = LinkState.CONNECTING;
   /** False while DOWN/CLOSED: cached so the per-event check is one load. */
   private acceptingEvents = true;
-  private _writable = true;
   /** Sessions opened on the current stream, closed by neither side yet: the only ones commands may name. */
   private readonly sessions = new Set<number>();
-  private readonly drainWaiters: DrainWaiters;
+  /** Per session, callbacks waiting for its queue to go under SESSION_QUEUE_BYTES. */
+  private readonly drainWaiters = new Map<number, DrainWaiters>();
   private call: AttachCall | null = null;
   private helloPending = false;
   private readyAt = 0;
   private retryTimer: NodeJS.Timeout | null = null;
 
   private readonly client: grpc.Client;
-  private readonly batcher: TickBatcher<ProxyEvent>;
+  private readonly batcher: FairBatcher<number, ProxyEvent>;
   private readonly hello: ProxyHello;
   private readonly backoff: Backoff;
   private readonly backoffLimits: LinkBackoffOptions;
@@ -163,10 +175,13 @@ export class GrpcBackendLink implements BackendLink {
     this.backoffLimits = opts.reconnect ?? LINK_BACKOFF;
     this.backoff = new Backoff({ ...this.backoffLimits, jitter: 'equal' });
     this.log = (opts.logger ?? pino({ level: 'silent' })).child({ component: 'backend-link', endpoint });
-    this.drainWaiters = new DrainWaiters(this.log, 'backend link');
     this.onStateChange = opts.onStateChange;
     this.client = new grpc.Client(endpoint, grpc.credentials.createInsecure(), this.channelOptions(opts.keepaliveMs));
-    this.batcher = new TickBatcher((events) => this.writeBatch(events));
+    this.batcher = new FairBatcher<number, ProxyEvent>(
+      (events, done) => this.writeBatch(events, done),
+      { maxBatchBytes: BATCH_BYTES, maxInFlight: BATCHES_IN_FLIGHT, keyLimitBytes: SESSION_QUEUE_BYTES },
+      (session) => this.releaseDrainWaiters(session),
+    );
     this.startStream();
   }
 
@@ -174,9 +189,13 @@ export class GrpcBackendLink implements BackendLink {
     return this._state;
   }
 
-  /** The stream is shared, so every session is writable exactly when the stream is. */
-  isWritable(_session: number): boolean {
-    return this._writable;
+  messageCounts(): { out: number; in: number } {
+    return { out: this.stats.eventsSent, in: this.stats.commandsReceived };
+  }
+
+  /** A session is writable while what it has queued for the stream is under SESSION_QUEUE_BYTES. */
+  isWritable(session: number): boolean {
+    return !this.batcher.isFull(session);
   }
 
   open(session: number, info: SessionOpenInfo): void {
@@ -186,7 +205,7 @@ export class GrpcBackendLink implements BackendLink {
     }
     this.sessions.add(session);
     // SessionOpenInfo has exactly SessionOpened's fields, so it is sent as it is (no copy).
-    this.batcher.push({ session, opened: info }, openSizeHint(info));
+    this.batcher.push(session, { session, opened: info }, openSizeHint(info));
   }
 
   data(session: number, payload: Buffer, priority: Priority): void {
@@ -194,7 +213,7 @@ export class GrpcBackendLink implements BackendLink {
       this.stats.eventsDropped++;
       return;
     }
-    this.batcher.push({ session, data: { payload, priority } }, payload.length + EVENT_OVERHEAD);
+    this.batcher.push(session, { session, data: { payload, priority } }, payload.length + EVENT_OVERHEAD);
   }
 
   closed(session: number, code: number, reason: string): void {
@@ -203,7 +222,7 @@ export class GrpcBackendLink implements BackendLink {
       return;
     }
     this.sessions.delete(session);
-    this.batcher.push({ session, closed: { code, reason } }, reason.length + EVENT_OVERHEAD);
+    this.batcher.push(session, { session, closed: { code, reason } }, reason.length + EVENT_OVERHEAD);
   }
 
   halfClosed(session: number, code: number, reason: string): void {
@@ -212,16 +231,31 @@ export class GrpcBackendLink implements BackendLink {
       return;
     }
     // Still open for the backend's commands: it ends the session itself.
-    this.batcher.push({ session, halfClosed: { code, reason } }, reason.length + EVENT_OVERHEAD);
+    this.batcher.push(session, { session, halfClosed: { code, reason } }, reason.length + EVENT_OVERHEAD);
   }
 
   /**
-   * Calls `fn` once the stream accepts writes again, or at once if it does. Waiters are also released
-   * when the stream ends (after `linkDown`): a waiter must never hang on a dead stream.
+   * Calls `fn` once `session` is writable again, or at once if it is. Waiters are also released when the
+   * stream ends (after `linkDown`): a waiter must never hang on a dead stream.
    */
-  onDrain(_session: number, fn: () => void): void {
-    if (this._writable) fn();
-    else this.drainWaiters.add(fn);
+  onDrain(session: number, fn: () => void): void {
+    if (this.isWritable(session)) return fn();
+    let waiters = this.drainWaiters.get(session);
+    if (!waiters) this.drainWaiters.set(session, (waiters = new DrainWaiters(this.log, 'backend link')));
+    waiters.add(fn);
+  }
+
+  private releaseDrainWaiters(session: number): void {
+    const waiters = this.drainWaiters.get(session);
+    if (!waiters) return;
+    this.drainWaiters.delete(session);
+    waiters.release();
+  }
+
+  private releaseAllDrainWaiters(): void {
+    const all = [...this.drainWaiters.values()];
+    this.drainWaiters.clear();
+    for (const waiters of all) waiters.release();
   }
 
   /**
@@ -237,15 +271,14 @@ export class GrpcBackendLink implements BackendLink {
     }
     const call = this.call;
     if (call !== null) {
-      this.batcher.flush();
+      this.batcher.flush(true);
       this.call = null;
       call.end();
       setTimeout(() => call.cancel(), CLOSE_GRACE_MS).unref();
     }
     this.batcher.discard();
     this.transition(LinkState.CLOSED, 'closed by the proxy');
-    this._writable = true;
-    this.drainWaiters.release();
+    this.releaseAllDrainWaiters();
     // A started call outlives the channel's close; only calls not yet started are failed by it.
     this.client.close();
   }
@@ -278,9 +311,7 @@ export class GrpcBackendLink implements BackendLink {
       ATTACH_METHOD.responseDeserialize,
     );
     this.call = call;
-    this._writable = true;
     call.on('data', (batch: BackendBatch) => this.onBackendBatch(call, batch));
-    call.on('drain', () => this.onCallDrain(call));
     call.on('metadata', () => this.markEstablished(call));
     // 'status' carries the same information; without a listener, 'error' would be thrown.
     call.on('error', () => {});
@@ -321,8 +352,7 @@ export class GrpcBackendLink implements BackendLink {
     const wasReady = this._state === LinkState.READY;
     if (this._state === LinkState.DOWN) this.log.debug({ reason, attempt: this.backoff.attempt }, 'backend link: retry failed');
     else this.transition(LinkState.DOWN, reason);
-    this._writable = true;
-    this.drainWaiters.release();
+    this.releaseAllDrainWaiters();
     // Only a stream that stayed up a while resets the backoff: an endpoint that accepts and at once
     // drops the stream must not be retried at the initial pace forever.
     if (wasReady && Date.now() - this.readyAt >= this.backoffLimits.maxMs) this.backoff.reset();
@@ -360,23 +390,21 @@ export class GrpcBackendLink implements BackendLink {
     return true;
   }
 
-  private writeBatch(events: ProxyEvent[]): void {
+  /** Writes one batch; `done` once the stream has sent it (gRPC's write callback), so the next can be built. */
+  private writeBatch(events: ProxyEvent[], done: () => void): void {
     const call = this.call;
     if (call === null) {
       this.stats.eventsDropped += events.length;
+      done();
       return;
     }
     const batch: ProxyBatch = { hello: this.helloPending ? this.hello : null, events };
     this.helloPending = false;
     this.stats.batchesSent++;
     this.stats.eventsSent += events.length;
-    if (!call.write(batch)) this._writable = false;
-  }
-
-  private onCallDrain(call: AttachCall): void {
-    if (call !== this.call) return;
-    this._writable = true;
-    this.drainWaiters.release();
+    call.write(batch, () => {
+      if (call === this.call) done();
+    });
   }
 
 

@@ -42,6 +42,34 @@ export function createHealthProbe(address: string, protocol: 'grpc' | 'tcp'): He
   return protocol === 'grpc' ? new GrpcHealthProbe(address) : new TcpConnectProbe(address);
 }
 
+/**
+ * A check's deadline that a stalled event loop cannot fake. When the timer fires later than it was due by
+ * more than STALL_TOLERANCE_MS, this process was too busy to run it on time, and possibly to read an
+ * answer that has been waiting: the check gets another `timeoutMs` (at most MAX_EXTENSIONS times)
+ * instead of failing the endpoint. So a proxy busy with its clients does not eject healthy backends;
+ * a backend that really stopped answering still fails once the loop keeps time again.
+ */
+export function stallTolerantDeadline(timeoutMs: number, onTimeout: () => void): { cancel(): void } {
+  let timer: NodeJS.Timeout;
+  let extensions = 0;
+  const arm = (): void => {
+    const due = performance.now() + timeoutMs;
+    timer = setTimeout(() => {
+      if (performance.now() - due > STALL_TOLERANCE_MS && extensions < MAX_EXTENSIONS) {
+        extensions++;
+        arm();
+      } else onTimeout();
+    }, timeoutMs);
+    timer.unref();
+  };
+  arm();
+  return { cancel: () => clearTimeout(timer) };
+}
+
+/** How late a deadline timer may fire before the loop counts as stalled, ms. */
+const STALL_TOLERANCE_MS = 100;
+const MAX_EXTENSIONS = 3;
+
 const CHECK_METHOD = HealthService['Check'] as grpc.MethodDefinition<HealthCheckRequest, HealthCheckResponse>;
 const WHOLE_SERVER: HealthCheckRequest = { service: '' };
 
@@ -69,19 +97,22 @@ export class GrpcHealthProbe implements HealthProbe {
 
   check(timeoutMs: number): Promise<void> {
     return new Promise((resolve, reject) => {
+      let settled = false;
       // Fail-fast (no waitForReady): a refused connection fails the call at once as UNAVAILABLE
-      // instead of being reported as a timeout.
-      this.client.makeUnaryRequest(
+      // instead of being reported as a timeout. The deadline is ours (see stallTolerantDeadline).
+      const call = this.client.makeUnaryRequest(
         CHECK_METHOD.path,
         CHECK_METHOD.requestSerialize,
         CHECK_METHOD.responseDeserialize,
         WHOLE_SERVER,
-        { deadline: Date.now() + timeoutMs },
+        {},
         (err, response) => {
+          if (settled) return;
+          settled = true;
+          deadline.cancel();
           if (err) {
-            const result = err.code === grpc.status.DEADLINE_EXCEEDED ? 'timeout' : 'fail';
             const name = grpc.status[err.code] ?? String(err.code);
-            reject(new HealthCheckError(result, `health check ${this.address}: ${name} (${err.details})`, { cause: err }));
+            reject(new HealthCheckError('fail', `health check ${this.address}: ${name} (${err.details})`, { cause: err }));
           } else if (response?.status !== ServingStatus.SERVING) {
             reject(new HealthCheckError('fail', `health check ${this.address}: status ${statusName(response?.status)}, expected SERVING`));
           } else {
@@ -89,6 +120,12 @@ export class GrpcHealthProbe implements HealthProbe {
           }
         },
       );
+      const deadline = stallTolerantDeadline(timeoutMs, () => {
+        if (settled) return;
+        settled = true;
+        call.cancel();
+        reject(new HealthCheckError('timeout', `health check ${this.address}: no answer within ${timeoutMs} ms`));
+      });
     });
   }
 
@@ -115,18 +152,16 @@ export class TcpConnectProbe implements HealthProbe {
       const socket = net.connect({ host: this.host, port: this.port });
       this.sockets.add(socket);
       const finish = (err: HealthCheckError | null): void => {
-        clearTimeout(timer);
+        timer.cancel();
         this.sockets.delete(socket);
         // destroy() closes the descriptor: the service sees a plain FIN, nothing was sent.
         socket.destroy();
         if (err === null) resolve();
         else reject(err);
       };
-      const timer = setTimeout(
-        () => finish(new HealthCheckError('timeout', `health check ${this.address}: no TCP connect within ${timeoutMs} ms`)),
-        timeoutMs,
+      const timer = stallTolerantDeadline(timeoutMs, () =>
+        finish(new HealthCheckError('timeout', `health check ${this.address}: no TCP connect within ${timeoutMs} ms`)),
       );
-      timer.unref();
       socket.once('connect', () => finish(null));
       socket.once('error', (err: NodeJS.ErrnoException) =>
         finish(new HealthCheckError('fail', `health check ${this.address}: TCP connect failed (${err.code ?? err.message})`, { cause: err })),

@@ -55,4 +55,9 @@ export interface BackendLink {
   onDrain(session: number, fn: () => void): void;
   /** Ends the stream; sessions still bound get `linkDown`. */
   close(): void;
+  /**
+   * Messages carried so far (for `livemux_backend_messages_total`): `out` to the backend (stream events,
+   * or DATA payloads for tcp), `in` from it (commands, or chunks read for tcp). Monotonic.
+   */
+  messageCounts(): { out: number; in: number };
 }

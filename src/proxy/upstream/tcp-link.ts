@@ -44,6 +44,9 @@ export interface TcpLinkStats {
   upstreamErrors: number;
   bytesToUpstream: number;
   bytesFromUpstream: number;
+  /** DATA payloads written to upstreams, and chunks read from them (`livemux_backend_messages_total`). */
+  messagesToUpstream: number;
+  messagesFromUpstream: number;
   /** Events for a session with no upstream (never opened here, or already ended). */
   staleEvents: number;
 }
@@ -89,6 +92,8 @@ export class TcpPassthroughLink implements BackendLink {
     upstreamErrors: 0,
     bytesToUpstream: 0,
     bytesFromUpstream: 0,
+    messagesToUpstream: 0,
+    messagesFromUpstream: 0,
     staleEvents: 0,
   };
 
@@ -112,6 +117,10 @@ export class TcpPassthroughLink implements BackendLink {
     this.host = parsed.host;
     this.port = parsed.port;
     this.log = (opts.logger ?? pino({ level: 'silent' })).child({ component: 'tcp-link', endpoint });
+  }
+
+  messageCounts(): { out: number; in: number } {
+    return { out: this.stats.messagesToUpstream, in: this.stats.messagesFromUpstream };
   }
 
   get state(): LinkState {
@@ -187,6 +196,7 @@ export class TcpPassthroughLink implements BackendLink {
       return;
     }
     this.stats.bytesToUpstream += payload.length;
+    this.stats.messagesToUpstream++;
     if (upstream.connected) {
       upstream.socket.write(payload);
       return;
@@ -272,6 +282,7 @@ export class TcpPassthroughLink implements BackendLink {
   private onUpstreamData(session: number, upstream: Upstream, chunk: Buffer): void {
     if (this.upstreams.get(session) !== upstream) return;
     this.stats.bytesFromUpstream += chunk.length;
+    this.stats.messagesFromUpstream++;
     try {
       this.sink.deliver(session, chunk, Priority.HIGH);
     } catch (err) {
