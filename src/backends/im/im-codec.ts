@@ -1,0 +1,201 @@
+/**
+ * Encoding and decoding of the IM protocol (proto/livemux/im/v1/im.proto, docs/im.md). Pure functions,
+ * no I/O; shared by the IM backend, the SDK's ImClient and the tests (so nothing here may import the
+ * backend's server side).
+ */
+import protobuf from 'protobufjs';
+import { protoPath } from '../../paths.js';
+import { ImError, ImErrorCode } from './im-errors.js';
+
+export interface SyncRequest { afterSeq: number }
+export interface SendRequest { to: string; body: Uint8Array; clientMsgId: string }
+export interface AckRequest { inboxSeq: number }
+export interface ReadRequest { peer: string; convSeq: number }
+export interface RecallRequest { peer: string; convSeq: number }
+export interface TypingRequest { to: string }
+export interface HistoryRequest { peer: string; beforeSeq: number; limit: number }
+export interface WatchPresenceRequest { users: string[] }
+export interface UserRequest { user: string }
+
+/** A client request; exactly one member besides `requestId` is set. */
+export interface ImRequest {
+  requestId: number;
+  sync?: SyncRequest;
+  send?: SendRequest;
+  ack?: AckRequest;
+  read?: ReadRequest;
+  recall?: RecallRequest;
+  typing?: TypingRequest;
+  history?: HistoryRequest;
+  watchPresence?: WatchPresenceRequest;
+  block?: UserRequest;
+  unblock?: UserRequest;
+  listBlocked?: Record<string, never>;
+}
+
+export type ImRequestKind = keyof Omit<ImRequest, 'requestId'>;
+const REQUEST_KINDS: readonly ImRequestKind[] = ['sync', 'send', 'ack', 'read', 'recall', 'typing', 'history', 'watchPresence', 'block', 'unblock', 'listBlocked'];
+
+export interface Message {
+  serverId: string;
+  sender: string;
+  recipient: string;
+  convSeq: number;
+  body: Uint8Array;
+  sentAtMs: number;
+  clientMsgId: string;
+  senderDevice: string;
+  recalled: boolean;
+}
+export interface ReadReceipt { reader: string; peer: string; convSeq: number; readAtMs: number }
+export interface RecallNotice { serverId: string; sender: string; recipient: string; convSeq: number; recalledAtMs: number }
+
+/** What an inbox entry carries (its stored body): exactly one member is set. */
+export interface InboxPayload {
+  message?: Message;
+  read?: ReadReceipt;
+  recall?: RecallNotice;
+}
+export interface InboxItem extends InboxPayload { inboxSeq: number }
+
+export interface SendResult { serverId: string; convSeq: number; sentAtMs: number; clientMsgId: string; duplicate: boolean }
+export interface Unread { peer: string; count: number; lastConvSeq: number }
+export interface SyncResult { lastInboxSeq: number; unread: Unread[] }
+export interface ReadResult { readSeq: number; unread: number }
+export interface HistoryPage { messages: Message[]; hasMore: boolean; oldestRetainedSeq: number }
+export interface PresenceEvent { user: string; online: boolean; atMs: number }
+
+export interface Reply {
+  requestId: number;
+  ok: boolean;
+  errorCode: string;
+  errorMessage: string;
+  retryAfterMs: number;
+  sent?: SendResult;
+  sync?: SyncResult;
+  read?: ReadResult;
+  history?: HistoryPage;
+  presence?: { users: PresenceEvent[] };
+  blocked?: { users: string[] };
+}
+
+/** A backend event; exactly one member is set. */
+export interface ImEvent {
+  reply?: Reply;
+  entries?: { items: InboxItem[] };
+  synced?: { lastSeq: number };
+  gap?: { fromSeq: number; toSeq: number };
+  typing?: { from: string; atMs: number };
+  presence?: PresenceEvent;
+}
+
+const root = protobuf.loadSync(protoPath('livemux/im/v1/im.proto'));
+const RequestType = root.lookupType('livemux.im.v1.ImRequest');
+const EventType = root.lookupType('livemux.im.v1.ImEvent');
+const ItemType = root.lookupType('livemux.im.v1.InboxItem');
+// Scalars get their defaults; oneof members and unset sub-messages stay absent (see dropNulls).
+const TO_OBJECT: protobuf.IConversionOptions = { defaults: true, arrays: true, objects: true, longs: Number, bytes: Buffer };
+
+/** toObject fills unset sub-messages with null: the interfaces above use absence instead. */
+function dropNulls(value: Record<string, unknown>): Record<string, unknown> {
+  for (const [key, v] of Object.entries(value)) {
+    if (v === null) {
+      delete value[key];
+    } else if (Array.isArray(v)) {
+      for (const item of v) if (isMessage(item)) dropNulls(item);
+    } else if (isMessage(v)) {
+      dropNulls(v);
+    }
+  }
+  return value;
+}
+
+function isMessage(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Buffer.isBuffer(value);
+}
+
+function encode(type: protobuf.Type, value: object): Buffer {
+  return Buffer.from(type.encode(type.fromObject(value as Record<string, unknown>)).finish());
+}
+
+export function encodeImRequest(request: ImRequest): Buffer {
+  return encode(RequestType, request);
+}
+
+/** Decodes a request; malformed bytes throw ImError BAD_REQUEST. */
+export function decodeImRequest(payload: Uint8Array): ImRequest {
+  try {
+    return dropNulls(RequestType.toObject(RequestType.decode(payload), TO_OBJECT)) as unknown as ImRequest;
+  } catch (err) {
+    throw new ImError(ImErrorCode.BAD_REQUEST, `im request: not a valid ImRequest (${(err as Error).message})`);
+  }
+}
+
+/** The name of the member set in a request, or null when none is (e.g. a kind from a newer protocol). */
+export function requestKind(request: ImRequest): ImRequestKind | null {
+  return REQUEST_KINDS.find((k) => request[k] !== undefined) ?? null;
+}
+
+export function encodeImEvent(event: ImEvent): Buffer {
+  return encode(EventType, event);
+}
+
+/** Decodes an event; throws on malformed bytes. */
+export function decodeImEvent(payload: Uint8Array): ImEvent {
+  return dropNulls(EventType.toObject(EventType.decode(payload), TO_OBJECT)) as unknown as ImEvent;
+}
+
+/** The stored body of an inbox entry: an InboxItem without its inbox_seq (given when delivered). */
+export function encodeInboxPayload(payload: InboxPayload): Buffer {
+  return encode(ItemType, payload);
+}
+
+export function decodeInboxPayload(body: Uint8Array): InboxPayload {
+  const { inboxSeq: _, ...payload } = dropNulls(ItemType.toObject(ItemType.decode(body), TO_OBJECT));
+  return payload as InboxPayload;
+}
+
+/**
+ * `ImEvent { entries { items } }` from stored entries, without decoding them: an InboxItem is its
+ * inbox_seq field (1, varint) followed by the stored body (the item's other fields), since protobuf
+ * fields may come in any order and concatenated encodings merge. One allocation for the whole event.
+ */
+export function encodeEntriesEvent(entries: readonly { readonly seq: number; readonly body: Buffer }[]): Buffer {
+  let itemsLength = 0;
+  const itemLengths: number[] = [];
+  for (const e of entries) {
+    const itemLength = 1 + varintLength(e.seq) + e.body.length;
+    itemLengths.push(itemLength);
+    itemsLength += 1 + varintLength(itemLength) + itemLength;
+  }
+  const out = Buffer.allocUnsafe(1 + varintLength(itemsLength) + itemsLength);
+  let at = 0;
+  out[at++] = 0x12; // ImEvent.entries: field 2, length-delimited
+  at = writeVarint(out, at, itemsLength);
+  entries.forEach((e, i) => {
+    out[at++] = 0x0a; // Entries.items: field 1, length-delimited
+    at = writeVarint(out, at, itemLengths[i]!);
+    out[at++] = 0x08; // InboxItem.inbox_seq: field 1, varint
+    at = writeVarint(out, at, e.seq);
+    at += e.body.copy(out, at);
+  });
+  return out;
+}
+
+function varintLength(value: number): number {
+  let n = 1;
+  while (value >= 0x80) {
+    value = Math.floor(value / 0x80);
+    n++;
+  }
+  return n;
+}
+
+function writeVarint(out: Buffer, at: number, value: number): number {
+  while (value >= 0x80) {
+    out[at++] = (value % 0x80) | 0x80;
+    value = Math.floor(value / 0x80);
+  }
+  out[at++] = value;
+  return at;
+}
