@@ -15,6 +15,10 @@ Usage:
                        [--buffer-system N] [--buffer-high N] [--buffer-low N]
                        [--words a,b] [--word-mode reject|mask] [--admin-host H] [--admin-port P] [--log-level L]
                                               run the Chat backend (docs/chat.md); rooms in memory unless --redis
+  livemux im-backend [--host H] [--port P] [--redis URL] [--send-rate N] [--max-body BYTES]
+                     [--inbox-max N] [--inbox-max-age-ms MS] [--history-max N] [--recall-window-ms MS]
+                     [--presence-ttl-ms MS] [--admin-host H] [--admin-port P] [--log-level L]
+                                              run the IM backend (docs/im.md); conversations in memory unless --redis
   livemux client [--host H] [--port P] [--token T] [--business B] [--meta k=v ...] [--tls] [--insecure]
                                               open a session; stdin lines out, received DATA in
   livemux token --sub USER [--ttl SECONDS]    mint an HS256 token (secret from LIVEMUX_JWT_SECRET)
@@ -29,6 +33,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   start: async () => (await import('./start-command.js')).runStartCommand,
   'echo-backend': async () => (await import('../backends/echo/main.js')).runEchoBackend,
   'chat-backend': async () => (await import('../backends/chat/main.js')).runChatBackend,
+  'im-backend': async () => (await import('../backends/im/main.js')).runImBackend,
   client: async () => (await import('../client/cli.js')).runClientCommand,
   token: async () => runTokenCommand,
   check: async () => (await import('./check-command.js')).runCheckCommand,

@@ -15,6 +15,7 @@ import { untilSignal } from '../util/signals.js';
 const REFERENCE_BACKENDS: Record<string, string> = {
   echo: 'echo-backend',
   chat: 'chat-backend',
+  im: 'im-backend',
 };
 
 const LOOPBACK = /^(127\.\d+\.\d+\.\d+|localhost|\[::1\])$/;
