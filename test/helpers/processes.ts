@@ -182,3 +182,14 @@ export async function startChatBackend(args: string[] = []): Promise<RunningProc
   const port = listening.port as number;
   return Object.assign(p, { port, address: `127.0.0.1:${port}`, adminPort: listening.adminPort as number | undefined });
 }
+
+/**
+ * An IM backend process (`livemux im-backend`) on an ephemeral loopback port; `args` are extra flags.
+ * `adminPort` is set when `args` ask for an admin server (`--admin-port 0`).
+ */
+export async function startImBackend(args: string[] = []): Promise<RunningProcess & { port: number; address: string; adminPort: number | undefined }> {
+  const p = runLivemux(['im-backend', '--host', '127.0.0.1', '--port', '0', ...args]);
+  const listening = await p.waitFor((l) => l.event === 'listening');
+  const port = listening.port as number;
+  return Object.assign(p, { port, address: `127.0.0.1:${port}`, adminPort: listening.adminPort as number | undefined });
+}

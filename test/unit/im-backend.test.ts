@@ -65,7 +65,7 @@ describe('IM backend', () => {
     // The reply comes before the entries, and Synced after them.
     const kinds = h.events(bob).map((e) => Object.keys(e)[0]);
     expect(kinds).toEqual(['reply', 'entries', 'synced']);
-    expect(h.events(bob).at(-1)!.synced).toEqual({ lastSeq: 3 });
+    expect(h.events(bob).at(-1)!.synced).toEqual({ lastSeq: 3, resumed: false });
   });
 
   it('stores a resent client_msg_id once and answers the original ids', async () => {
@@ -233,6 +233,7 @@ describe('IM backend', () => {
     h.close(bob);
     const moved = h.open(p, 'bob', 'phone', true);
     await h.until(() => h.events(moved).some((e) => e.synced), 'synced');
+    expect(h.events(moved).find((e) => e.synced)!.synced).toEqual({ lastSeq: 2, resumed: true });
     expect(h.texts(moved)).toEqual(['ann>bob:b']);
     await h.say(ann, 'bob', 'c');
     await h.until(() => h.texts(moved).length === 2, 'live');

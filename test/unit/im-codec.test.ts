@@ -77,7 +77,7 @@ describe('IM codec', () => {
     const events = [
       { reply: { requestId: 2, ok: true, errorCode: '', errorMessage: '', retryAfterMs: 0, sent: { serverId: 's', convSeq: 1, sentAtMs: 2, clientMsgId: 'c', duplicate: true } } },
       { reply: { requestId: 3, ok: false, errorCode: 'BLOCKED', errorMessage: 'no', retryAfterMs: 0 } },
-      { synced: { lastSeq: 12 } },
+      { synced: { lastSeq: 12, resumed: true } },
       { gap: { fromSeq: 1, toSeq: 4 } },
       { typing: { from: 'bob', atMs: 9 } },
       { presence: { user: 'bob', online: true, atMs: 10 } },

@@ -187,7 +187,7 @@ export function createImBackend(options: ImBackendOptions = {}): ImBackend {
     void task.finally(() => pending.delete(task));
   };
 
-  const sink = (s: ImSession): FeedSink => ({
+  const sink = (s: ImSession, resumed: boolean): FeedSink => ({
     entries(entries) {
       stats.entriesDelivered += entries.length;
       for (const chunk of chunks(entries)) send(s, encodeEntriesEvent(chunk), Priority.HIGH);
@@ -200,14 +200,17 @@ export function createImBackend(options: ImBackendOptions = {}): ImBackend {
       send(s, payload, Priority.LOW);
     },
     synced(lastSeq) {
-      send(s, encodeImEvent({ synced: { lastSeq } }), Priority.HIGH);
+      send(s, encodeImEvent({ synced: { lastSeq, resumed } }), Priority.HIGH);
     },
   });
 
-  /** (Re)starts delivery of the session's inbox after `afterSeq` (undefined: the device's stored cursor). */
+  /**
+   * (Re)starts delivery of the session's inbox after `afterSeq`; undefined: from the device's stored
+   * cursor, for a session moved here (its Synced says `resumed`).
+   */
   const startFeed = (s: ImSession, afterSeq: number | undefined): void => {
     s.feed?.close();
-    s.feed = hub.attach(s.userId, s.deviceId, sink(s), afterSeq === undefined ? {} : { afterSeq });
+    s.feed = hub.attach(s.userId, s.deviceId, sink(s, afterSeq === undefined), afterSeq === undefined ? {} : { afterSeq });
   };
 
   /** Stores `payload` in both users' inboxes; idempotent by `dedupeKey`. */

@@ -83,7 +83,7 @@ export interface Reply {
 export interface ImEvent {
   reply?: Reply;
   entries?: { items: InboxItem[] };
-  synced?: { lastSeq: number };
+  synced?: { lastSeq: number; resumed: boolean };
   gap?: { fromSeq: number; toSeq: number };
   typing?: { from: string; atMs: number };
   presence?: PresenceEvent;
