@@ -1,4 +1,8 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { ImErrorCode } from '../../src/backends/im/im-errors.js';
+import { PACKAGE_ROOT } from '../../src/paths.js';
 import {
   decodeImEvent,
   decodeImRequest,
@@ -29,6 +33,18 @@ describe('IM codec', () => {
     const send = encodeImRequest({ requestId: 2, send: { to: 'bob', body: Buffer.from('hi'), clientMsgId: 'c1' } });
     expect(send.toString('hex')).toBe('08021a0d0a03626f6212026869' + '1a026331');
     expect(encodeImRequest({ requestId: 0, ack: { inboxSeq: 300 } }).toString('hex')).toBe('220308ac02');
+  });
+
+  it('documents every vector and every error code in docs/im.md, and no other code', () => {
+    const doc = readFileSync(join(PACKAGE_ROOT, 'docs', 'im.md'), 'utf8');
+    const spaced = (b: Buffer): string => b.toString('hex').replace(/(..)(?!$)/g, '$1 ');
+    expect(doc).toContain(`\`${spaced(encodeImRequest({ requestId: 1, sync: { afterSeq: 5 } }))}\``);
+    expect(doc).toContain(`\`${spaced(encodeImRequest({ requestId: 2, send: { to: 'bob', body: Buffer.from('hi'), clientMsgId: 'c1' } }))}\``);
+    expect(doc).toContain(`\`${spaced(encodeImRequest({ requestId: 0, ack: { inboxSeq: 300 } }))}\``);
+    const body = encodeInboxPayload({ message: { serverId: 's1', sender: 'ann', recipient: 'bob', convSeq: 3, body: Buffer.from('hi'), sentAtMs: 1000, clientMsgId: 'c1', senderDevice: 'p', recalled: false } });
+    expect(doc).toContain(`\`${spaced(encodeEntriesEvent([{ seq: 7, body }]))}\``);
+    const section = doc.slice(doc.indexOf('## 10. Errors'), doc.indexOf('## 11.'));
+    expect([...section.matchAll(/^\| `([A-Z_]+)` \|/gm)].map((m) => m[1])).toEqual(Object.values(ImErrorCode));
   });
 
   it('round-trips every request kind and names it', () => {
