@@ -20,6 +20,8 @@ const REFERENCE_BACKENDS: Record<string, string> = {
 
 const LOOPBACK = /^(127\.\d+\.\d+\.\d+|localhost|\[::1\])$/;
 const DEV_USER = 'dev-user';
+/** Two more users with dev tokens, so two terminals can talk over IM (examples/im-chat.mjs). */
+const DEMO_USERS = ['alice', 'bob'];
 
 /**
  * `livemux up`: the whole system on one machine for development. Starts the reference backend of every
@@ -54,6 +56,9 @@ export async function runUpCommand(argv: string[]): Promise<number> {
     const token = await mintToken({ secret, sub: DEV_USER });
     mkdirSync('.livemux', { recursive: true });
     writeFileSync(join('.livemux', 'dev-token'), `${token}\n`, { mode: 0o600 });
+    for (const user of DEMO_USERS) {
+      writeFileSync(join('.livemux', `dev-token-${user}`), `${await mintToken({ secret, sub: user })}\n`, { mode: 0o600 });
+    }
     const { host, port } = server.address;
     process.stderr.write(
       [
@@ -64,6 +69,7 @@ export async function runUpCommand(argv: string[]): Promise<number> {
         `  ${token}`,
         'try, in another terminal:',
         '  node examples/two-sessions.mjs',
+        '  node examples/im-chat.mjs alice bob    (and `node examples/im-chat.mjs bob alice` in a third)',
         `  npx livemux client --port ${port} --business echo`,
         'Ctrl-C drains and stops.',
         '',

@@ -221,6 +221,10 @@ export class ImClient implements AsyncIterable<ImClientEvent> {
 
   private onEvent(event: ImEvent): void {
     if (event.reply) {
+      // Before any entry behind it: an inbox behind what we hold means the server lost its data and
+      // numbers from 1 again, so our seqs no longer mean anything.
+      const sync = event.reply.sync;
+      if (sync !== undefined && sync.lastInboxSeq < this.queuedSeq) this.restartSeqs();
       this.requests.replied(event.reply);
     } else if (event.entries) {
       for (const item of event.entries.items) this.onItem(item);
@@ -290,6 +294,12 @@ export class ImClient implements AsyncIterable<ImClientEvent> {
     this.session.send(encodeImRequest({ requestId: 0, ack: { inboxSeq: this.ackedSeq } })).catch(() => {
       // Lost with the session: the next Sync starts from what the server has, and we drop repeats.
     });
+  }
+
+  private restartSeqs(): void {
+    this.queuedSeq = this.processedSeq = this.ackedSeq = 0;
+    this.handedSeq = 0;
+    this.options.onInboxSeq?.(0);
   }
 
   private async onReopened(): Promise<void> {

@@ -91,6 +91,17 @@ describe('the IM backend behind a proxy', () => {
     await expect(cat.im.send('cat', 'me')).rejects.toMatchObject({ errorCode: 'BAD_REQUEST' });
   });
 
+  it('starts over when a device remembers more than the inbox holds (the server lost its data)', async () => {
+    const seqs: number[] = [];
+    const gil = await device('gil', 'phone', 999, (seq) => seqs.push(seq));
+    expect(gil.im.syncResult.lastInboxSeq).toBe(0);
+    expect(seqs).toEqual([0]);
+    const hal = await device('hal', 'phone');
+    await hal.im.send('gil', 'are you there?');
+    await gil.until(() => gil.texts.length === 1, 'the message, inbox seq 1');
+    expect(gil.events.find((e) => e.type === 'message')).toMatchObject({ inboxSeq: 1 });
+  });
+
   it('refuses an IM session without a device id, and counts on /metrics', async () => {
     const client = await connect({ host: '127.0.0.1', port: proxy.port, token: await mintToken({ secret: TEST_SECRET, sub: 'zed' }), reconnect: false });
     try {
