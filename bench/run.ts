@@ -10,12 +10,13 @@ import { BROADCAST_CLIENTS, LATENCY_SECONDS, type LivemuxUnderTest, PACE_SLACK_M
 import { benchCodec } from './codec.js';
 import { type BenchProcess, type OutputLine, startProcess } from './processes.js';
 import { benchReload, type ReloadResult, type ReloadTarget } from './reload.js';
+import { type EchoFigure, benchIm } from './im.js';
 import { benchPickers } from './routing.js';
 
 /**
  * `npm run bench`: every figure the issues ask for, measured side by side in one run on this machine,
  * printed as tables and written to BENCHMARKS.md, one section each: core (codec, routing, echo,
- * reload) and broadcast (issue 4). `BENCH_ONLY=core` or `BENCH_ONLY=broadcast` runs one section.
+ * reload), im (issue 10) and broadcast (issue 4). `BENCH_ONLY=<section>` runs one section.
  * Not a test: nothing here passes or fails on time.
  */
 const SECRET = 'bench-secret-0123456789abcdef0123456789';
@@ -82,13 +83,26 @@ async function main(): Promise<void> {
   const only = process.env.BENCH_ONLY;
   const command = only ? `BENCH_ONLY=${only} npm run bench` : 'npm run bench';
   const token = await mintToken({ secret: SECRET, sub: 'bench' });
-  if (only !== 'broadcast') writeSection('core', command, table(await benchCore(token)));
-  if (only !== 'core') {
+  const runs = (section: string): boolean => only === undefined || only === section;
+  if (runs('core')) writeSection('core', command, table(await benchCore(token)));
+  if (runs('im')) writeSection('im', command, await benchIm(SECRET, () => echoFigure(token)));
+  if (runs('broadcast')) {
     // The publisher sends without reading WINDOW_UPDATEs: a large client→proxy window keeps it legal.
     const livemux = (): Promise<Livemux> => startLivemux({ session_window: 1 << 30, connection_window: 1 << 30 });
     writeSection('broadcast', command, broadcastReport(await benchBroadcast(token, livemux)));
   }
   process.exit(0);
+}
+
+/** The proxy + echo backend round-trip rate, for the IM section's ratio (the core section's load, one run). */
+async function echoFigure(token: string): Promise<EchoFigure> {
+  const livemux = await startLivemux({});
+  try {
+    return await echoLoad(livemux.port, 'proxy', token);
+  } finally {
+    livemux.proxy.stop();
+    livemux.backend.stop();
+  }
 }
 
 /** Codec, routing, echo and reload figures. Stops the processes it started. */
