@@ -84,7 +84,8 @@ async function runStore(store: ImRun['store'], secret: string, args: string[]): 
 
 function report(echo: EchoFigure, runs: ImRun[]): string {
   const fmt = (n: number): string => Math.round(n).toLocaleString('en-US');
-  const ms = (n: number | undefined): string => (n === undefined || Number.isNaN(n) ? '–' : n.toFixed(1));
+  // A quantile of no samples is NaN, which JSON carries as null.
+  const ms = (n: number | null | undefined): string => (typeof n !== 'number' || Number.isNaN(n) ? '–' : n.toFixed(1));
   const verdict = (ok: boolean): string => (ok ? 'met' : '**missed**');
   const [memory, redis] = runs as [ImRun, ImRun];
   const targets = new Map([

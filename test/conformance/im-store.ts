@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { conversationId, type ConversationLimits, type ImStore, type NewMessage, type StoredMessage } from '../../src/backends/im/store.js';
+import { decodeInboxPayload, encodeMessageFields } from '../../src/backends/im/im-codec.js';
+import { conversationId, type ConversationLimits, type ImStore, type NewMessage, type StoreOutcome, type StoredMessage } from '../../src/backends/im/store.js';
 
 /**
  * The ImStore contract (src/backends/im/store.ts), run against every implementation: memory from
@@ -26,6 +27,11 @@ function msg(sender: string, recipient: string, text: string, fields: Partial<Ne
 
 const texts = (messages: readonly StoredMessage[]): string[] => messages.map((m) => m.body.toString());
 
+/** `store.storeMessage` with the message's encoded fields, as the IM backend calls it. */
+function put(store: ImStore, m: NewMessage, limits: ConversationLimits, nowMs: number): Promise<StoreOutcome> {
+  return store.storeMessage(m, encodeMessageFields(m), limits, nowMs);
+}
+
 export function describeImStore(name: string, factory: () => Promise<ImStoreFixture>): void {
   describe(`ImStore conformance: ${name}`, () => {
     let fixture: ImStoreFixture | null = null;
@@ -44,36 +50,65 @@ export function describeImStore(name: string, factory: () => Promise<ImStoreFixt
     describe('storeMessage', () => {
       it('numbers a conversation\'s messages from 1 whoever sends, and each conversation on its own', async () => {
         const { store } = await open();
-        const a = await store.storeMessage(msg('ann', 'bob', 'hi'), LIMITS, T0);
-        const b = await store.storeMessage(msg('bob', 'ann', 'hello'), LIMITS, T0);
-        const c = await store.storeMessage(msg('ann', 'cat', 'yo'), LIMITS, T0);
+        const a = await put(store, msg('ann', 'bob', 'hi'), LIMITS, T0);
+        const b = await put(store, msg('bob', 'ann', 'hello'), LIMITS, T0);
+        const c = await put(store, msg('ann', 'cat', 'yo'), LIMITS, T0);
         expect(a).toMatchObject({ kind: 'stored', message: { convSeq: 1, sender: 'ann', recipient: 'bob', recalledAtMs: 0 } });
         expect(b).toMatchObject({ kind: 'stored', message: { convSeq: 2 } });
         expect(c).toMatchObject({ kind: 'stored', message: { convSeq: 1 } });
         const input = msg('bob', 'ann', 'full', { senderDevice: 'laptop', body: Buffer.from([0, 1, 255]) });
-        const d = await store.storeMessage(input, LIMITS, T0);
+        const d = await put(store, input, LIMITS, T0);
         expect(d).toEqual({ kind: 'stored', message: { ...input, convSeq: 3, recalledAtMs: 0 } });
+      });
+
+      it('appends the message to the recipient\'s and the sender\'s inbox in the same step, with its conv_seq', async () => {
+        const { store, peer } = await open();
+        const other = await peer();
+        const seen: number[] = [];
+        const watch = other.inbox.watch('bob', (n) => n.kind === 'entry' && seen.push(n.entry.seq));
+        await watch.ready;
+        await put(store, msg('cat', 'bob', 'first'), LIMITS, T0);
+        const sent = await put(store, msg('ann', 'bob', 'hello', { clientMsgId: 'c-hello' }), LIMITS, T0 + 5);
+        if (sent.kind !== 'stored') throw new Error('not stored');
+        const inBob = (await other.inbox.read('bob', 0, 10, T0)).entries;
+        const inAnn = (await other.inbox.read('ann', 0, 10, T0)).entries;
+        expect(inBob.map((e) => e.seq)).toEqual([1, 2]);
+        expect(inAnn.map((e) => e.seq)).toEqual([1]);
+        expect(inAnn[0]!.body.equals(inBob[1]!.body)).toBe(true);
+        expect(inAnn[0]!.createdAtMs).toBe(T0 + 5);
+        const { serverId, sender, recipient, convSeq, sentAtMs, clientMsgId, senderDevice } = sent.message;
+        expect(decodeInboxPayload(inBob[1]!.body).message).toEqual({ serverId, sender, recipient, convSeq, sentAtMs, clientMsgId, senderDevice, body: Buffer.from('hello'), recalled: false });
+        // A resend and a refusal append nothing.
+        await put(store, msg('ann', 'bob', 'hello', { clientMsgId: 'c-hello' }), LIMITS, T0);
+        await store.setBlocked('bob', 'eve', true);
+        expect((await put(store, msg('eve', 'bob', 'spam'), LIMITS, T0)).kind).toBe('blocked');
+        expect(await other.inbox.lastSeq('bob')).toBe(2);
+        expect(await other.inbox.lastSeq('eve')).toBe(0);
+        const deadline = Date.now() + 5_000;
+        while (seen.length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+        expect(seen).toEqual([1, 2]);
+        watch.close();
       });
 
       it('stores a resent (sender, clientMsgId) once, on any process, and answers the first send', async () => {
         const { store, peer } = await open();
         const other = await peer();
-        const first = await store.storeMessage(msg('ann', 'bob', 'once', { clientMsgId: 'uuid-1' }), LIMITS, T0);
-        const again = await other.storeMessage(msg('ann', 'bob', 'once', { clientMsgId: 'uuid-1', serverId: 'srv-other', sentAtMs: T0 + 99 }), LIMITS, T0);
+        const first = await put(store, msg('ann', 'bob', 'once', { clientMsgId: 'uuid-1' }), LIMITS, T0);
+        const again = await put(other, msg('ann', 'bob', 'once', { clientMsgId: 'uuid-1', serverId: 'srv-other', sentAtMs: T0 + 99 }), LIMITS, T0);
         expect(first.kind).toBe('stored');
         expect(again.kind).toBe('duplicate');
         if (first.kind !== 'stored' || again.kind !== 'duplicate') return;
         expect(again.message).toMatchObject({ serverId: first.message.serverId, convSeq: 1, sentAtMs: first.message.sentAtMs });
         // The same client id from the other user, or to another user, is another message.
-        expect((await store.storeMessage(msg('bob', 'ann', 'x', { clientMsgId: 'uuid-1' }), LIMITS, T0)).kind).toBe('stored');
-        expect((await store.storeMessage(msg('ann', 'cat', 'x', { clientMsgId: 'uuid-1' }), LIMITS, T0)).kind).toBe('stored');
+        expect((await put(store, msg('bob', 'ann', 'x', { clientMsgId: 'uuid-1' }), LIMITS, T0)).kind).toBe('stored');
+        expect((await put(store, msg('ann', 'cat', 'x', { clientMsgId: 'uuid-1' }), LIMITS, T0)).kind).toBe('stored');
         expect((await store.history('ann', 'bob', 0, 10)).messages.map((m) => m.convSeq)).toEqual([1, 2]);
       });
 
       it('gives concurrent sends of one conversation, from both processes, one seq each', async () => {
         const { store, peer } = await open();
         const other = await peer();
-        const outcomes = await Promise.all(range(1, 50).map((i) => (i % 2 ? store : other).storeMessage(msg(i % 3 ? 'ann' : 'bob', i % 3 ? 'bob' : 'ann', `m${i}`), LIMITS, T0)));
+        const outcomes = await Promise.all(range(1, 50).map((i) => put(i % 2 ? store : other, msg(i % 3 ? 'ann' : 'bob', i % 3 ? 'bob' : 'ann', `m${i}`), LIMITS, T0)));
         const seqs = outcomes.map((o) => (o.kind === 'stored' ? o.message.convSeq : 0)).sort((x, y) => x - y);
         expect(seqs).toEqual(range(1, 50));
       });
@@ -81,18 +116,18 @@ export function describeImStore(name: string, factory: () => Promise<ImStoreFixt
       it('refuses a message to a user who blocked the sender, and only that direction', async () => {
         const { store, peer } = await open();
         const other = await peer();
-        const before = await store.storeMessage(msg('ann', 'bob', 'before', { clientMsgId: 'early' }), LIMITS, T0);
+        const before = await put(store, msg('ann', 'bob', 'before', { clientMsgId: 'early' }), LIMITS, T0);
         await store.setBlocked('bob', 'ann', true);
         await store.setBlocked('bob', 'ann', true);
-        expect(await other.storeMessage(msg('ann', 'bob', 'spam'), LIMITS, T0)).toEqual({ kind: 'blocked' });
-        expect((await other.storeMessage(msg('bob', 'ann', 'still talking'), LIMITS, T0)).kind).toBe('stored');
+        expect(await put(other, msg('ann', 'bob', 'spam'), LIMITS, T0)).toEqual({ kind: 'blocked' });
+        expect((await put(other, msg('bob', 'ann', 'still talking'), LIMITS, T0)).kind).toBe('stored');
         // A resend of what was stored before the block still answers it.
-        expect((await other.storeMessage(msg('ann', 'bob', 'before', { clientMsgId: 'early' }), LIMITS, T0)).kind).toBe('duplicate');
+        expect((await put(other, msg('ann', 'bob', 'before', { clientMsgId: 'early' }), LIMITS, T0)).kind).toBe('duplicate');
         expect(before.kind).toBe('stored');
         expect(await other.blocked('bob')).toEqual(['ann']);
         expect(await other.blocked('ann')).toEqual([]);
         await store.setBlocked('bob', 'ann', false);
-        expect((await other.storeMessage(msg('ann', 'bob', 'again'), LIMITS, T0)).kind).toBe('stored');
+        expect((await put(other, msg('ann', 'bob', 'again'), LIMITS, T0)).kind).toBe('stored');
         expect(await store.blocked('bob')).toEqual([]);
         await store.setBlocked('eve', 'zed', false); // unblocking a stranger is a no-op
       });
@@ -101,7 +136,7 @@ export function describeImStore(name: string, factory: () => Promise<ImStoreFixt
     describe('history', () => {
       it('pages backwards, ascending within a page, and says when there is more', async () => {
         const { store } = await open();
-        for (const i of range(1, 25)) await store.storeMessage(msg(i % 2 ? 'ann' : 'bob', i % 2 ? 'bob' : 'ann', `m${i}`), LIMITS, T0);
+        for (const i of range(1, 25)) await put(store, msg(i % 2 ? 'ann' : 'bob', i % 2 ? 'bob' : 'ann', `m${i}`), LIMITS, T0);
         const latest = await store.history('bob', 'ann', 0, 10);
         expect(latest.messages.map((m) => m.convSeq)).toEqual(range(16, 25));
         expect(latest).toMatchObject({ hasMore: true, oldestRetainedSeq: 1 });
@@ -118,16 +153,16 @@ export function describeImStore(name: string, factory: () => Promise<ImStoreFixt
       it('keeps at least maxMessages, and nothing older than maxAgeMs after the next send', async () => {
         const { store } = await open();
         const counted = { ...LIMITS, maxMessages: 10 };
-        for (const i of range(1, 300)) await store.storeMessage(msg('ann', 'bob', `m${i}`), counted, T0);
+        for (const i of range(1, 300)) await put(store, msg('ann', 'bob', `m${i}`), counted, T0);
         const page = await store.history('ann', 'bob', 0, 200);
         const oldest = page.messages[0]!.convSeq;
         expect(page.oldestRetainedSeq).toBe(oldest);
         expect(300 - oldest + 1).toBeGreaterThanOrEqual(10);
         expect(300 - oldest + 1).toBeLessThanOrEqual(10 + COUNT_SLACK);
         const aged = { ...LIMITS, maxAgeMs: 1000 };
-        await store.storeMessage(msg('cat', 'dan', 'old1', { sentAtMs: T0 }), aged, T0);
-        await store.storeMessage(msg('cat', 'dan', 'old2', { sentAtMs: T0 + 10 }), aged, T0 + 10);
-        await store.storeMessage(msg('cat', 'dan', 'new', { sentAtMs: T0 + 1005 }), aged, T0 + 1005);
+        await put(store, msg('cat', 'dan', 'old1', { sentAtMs: T0 }), aged, T0);
+        await put(store, msg('cat', 'dan', 'old2', { sentAtMs: T0 + 10 }), aged, T0 + 10);
+        await put(store, msg('cat', 'dan', 'new', { sentAtMs: T0 + 1005 }), aged, T0 + 1005);
         expect(texts((await store.history('cat', 'dan', 0, 10)).messages)).toEqual(['old2', 'new']);
       });
     });
@@ -136,8 +171,8 @@ export function describeImStore(name: string, factory: () => Promise<ImStoreFixt
       it('recalls the sender\'s own message within the window, once, and history shows it gone', async () => {
         const { store, peer } = await open();
         const other = await peer();
-        await store.storeMessage(msg('ann', 'bob', 'oops', { sentAtMs: T0 }), LIMITS, T0);
-        await store.storeMessage(msg('bob', 'ann', 'reply', { sentAtMs: T0 }), LIMITS, T0);
+        await put(store, msg('ann', 'bob', 'oops', { sentAtMs: T0 }), LIMITS, T0);
+        await put(store, msg('bob', 'ann', 'reply', { sentAtMs: T0 }), LIMITS, T0);
         expect(await store.recall('ann', 'bob', 9, T0, 120_000)).toEqual({ kind: 'not_found' });
         expect(await store.recall('ann', 'bob', 2, T0, 120_000)).toEqual({ kind: 'not_sender' });
         expect(await store.recall('bob', 'ann', 2, T0 + 120_001, 120_000)).toEqual({ kind: 'expired' });
@@ -155,10 +190,10 @@ export function describeImStore(name: string, factory: () => Promise<ImStoreFixt
       it('counts the peer\'s messages after the reader\'s position, which only moves forward', async () => {
         const { store, peer } = await open();
         const other = await peer();
-        await store.storeMessage(msg('ann', 'bob', 'a1'), LIMITS, T0); // 1
-        await store.storeMessage(msg('ann', 'bob', 'a2'), LIMITS, T0); // 2
-        await store.storeMessage(msg('bob', 'ann', 'b1'), LIMITS, T0); // 3
-        await store.storeMessage(msg('ann', 'bob', 'a3'), LIMITS, T0); // 4
+        await put(store, msg('ann', 'bob', 'a1'), LIMITS, T0); // 1
+        await put(store, msg('ann', 'bob', 'a2'), LIMITS, T0); // 2
+        await put(store, msg('bob', 'ann', 'b1'), LIMITS, T0); // 3
+        await put(store, msg('ann', 'bob', 'a3'), LIMITS, T0); // 4
         expect(await other.unread('bob', ['ann', 'nobody'])).toEqual([
           { peer: 'ann', count: 3, lastConvSeq: 4 },
           { peer: 'nobody', count: 0, lastConvSeq: 0 },
@@ -167,7 +202,7 @@ export function describeImStore(name: string, factory: () => Promise<ImStoreFixt
         expect(await other.markRead('bob', 'ann', 2)).toEqual({ readSeq: 2, advanced: true, unread: 1 });
         expect(await store.markRead('bob', 'ann', 1)).toEqual({ readSeq: 2, advanced: false, unread: 1 });
         expect(await store.unread('bob', ['ann'])).toEqual([{ peer: 'ann', count: 1, lastConvSeq: 4 }]);
-        await store.storeMessage(msg('ann', 'bob', 'a4'), LIMITS, T0); // 5
+        await put(store, msg('ann', 'bob', 'a4'), LIMITS, T0); // 5
         expect(await store.unread('bob', ['ann'])).toEqual([{ peer: 'ann', count: 2, lastConvSeq: 5 }]);
         expect(await store.markRead('bob', 'ann', 99)).toEqual({ readSeq: 5, advanced: true, unread: 0 });
         expect(await store.unread('bob', ['ann'])).toEqual([{ peer: 'ann', count: 0, lastConvSeq: 5 }]);
@@ -215,15 +250,15 @@ export function describeImStore(name: string, factory: () => Promise<ImStoreFixt
       it('rejects bad arguments and calls after close', async () => {
         const { store } = await open();
         const bad = { code: 'ERR_INVALID_ARGUMENT' };
-        await expect(store.storeMessage(msg('', 'bob', 'x'), LIMITS, T0)).rejects.toMatchObject(bad);
-        await expect(store.storeMessage(msg('ann', 'bob', 'x', { clientMsgId: '' }), LIMITS, T0)).rejects.toMatchObject(bad);
-        await expect(store.storeMessage(msg('ann', 'bob', 'x', { clientMsgId: 'c'.repeat(65) }), LIMITS, T0)).rejects.toMatchObject(bad);
+        await expect(put(store, msg('', 'bob', 'x'), LIMITS, T0)).rejects.toMatchObject(bad);
+        await expect(put(store, msg('ann', 'bob', 'x', { clientMsgId: '' }), LIMITS, T0)).rejects.toMatchObject(bad);
+        await expect(put(store, msg('ann', 'bob', 'x', { clientMsgId: 'c'.repeat(65) }), LIMITS, T0)).rejects.toMatchObject(bad);
         await expect(store.history('ann', 'bob', -1, 10)).rejects.toMatchObject(bad);
         await expect(store.markRead('ann', '', 1)).rejects.toMatchObject(bad);
         await expect(store.sessionOnline('ann', 's', 0, T0)).rejects.toMatchObject(bad);
         await store.close();
         await store.close();
-        await expect(store.storeMessage(msg('ann', 'bob', 'x'), LIMITS, T0)).rejects.toMatchObject({ code: 'ERR_STORE_CLOSED' });
+        await expect(put(store, msg('ann', 'bob', 'x'), LIMITS, T0)).rejects.toMatchObject({ code: 'ERR_STORE_CLOSED' });
         await expect(store.conversations('ann', 1)).rejects.toMatchObject({ code: 'ERR_STORE_CLOSED' });
       });
     });

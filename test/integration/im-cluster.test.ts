@@ -139,7 +139,10 @@ describe('IM over two proxies and two Redis-backed IM backends', () => {
       [senderLaptop, [...byRecipient(nearby), ...byRecipient(faraway)]],
       [senderPhone, [...byRecipient(nearby), ...byRecipient(faraway)]],
     ] as const) {
-      await device.until(() => want.every((t) => device.texts.includes(t)), `${device.user}/${device.device}: every acknowledged message`, 20_000);
+      const missing = (): string[] => want.filter((t) => !device.texts.includes(t));
+      await device.until(() => missing().length === 0, `${device.user}/${device.device}: every acknowledged message`, 20_000).catch((err: Error) => {
+        throw new Error(`${err.message.split(';')[0]}; missing: ${missing().join(', ')}; inbox seqs seen: ${device.messages.length}`);
+      });
       for (const t of want) expect(count(device.texts, t), `${device.user}/${device.device}: ${t}`).toBe(1);
       expect(device.texts.length).toBe(want.length);
       expect(new Set(device.messages.map((m) => m.serverId)).size).toBe(want.length);

@@ -1,5 +1,6 @@
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { encodeMessageFields, inboxMessageBody } from '../../src/backends/im/im-codec.js';
 import { RedisImStore } from '../../src/backends/im/redis-store.js';
 import { describeImStore } from '../conformance/im-store.js';
 import { startRedisServer, type RedisServer } from '../helpers/redis-server.js';
@@ -31,13 +32,31 @@ describeImStore('redis', async () => {
 });
 
 describe('RedisImStore specifics', () => {
+  it('builds in Lua the same inbox bytes as im-codec\'s inboxMessageBody, multi-byte varints included', async () => {
+    const store = new RedisImStore({ url: server.url, keyPrefix: 'bytes:' });
+    try {
+      const limits = { maxMessages: 1000, maxAgeMs: Number.POSITIVE_INFINITY, dedupeTtlMs: 60_000 };
+      for (let i = 1; i <= 300; i++) {
+        const message = { serverId: `s${i}`, sender: 'ann', recipient: 'bob', body: Buffer.alloc(i % 2 ? 5 : 200, i), sentAtMs: 1_700_000_000_000 + i, clientMsgId: `c${i}`, senderDevice: 'd' };
+        const fields = encodeMessageFields(message);
+        const outcome = await store.storeMessage(message, fields, limits, 1);
+        if (outcome.kind !== 'stored') throw new Error('not stored');
+        if (i % 50 !== 0 && i !== 1 && i !== 128 && i !== 129) continue;
+        const [entry] = (await store.inbox.read('bob', i - 1, 1, 1)).entries;
+        expect(entry!.body.equals(inboxMessageBody(fields, outcome.message.convSeq)), `message ${i}`).toBe(true);
+      }
+    } finally {
+      await store.close();
+    }
+  });
+
   it('keeps a conversation in one hash tag and a user in another, livemux:im: by default', async () => {
     const admin = new Redis(server.url);
     const store = new RedisImStore({ url: server.url });
     try {
       const limits = { maxMessages: 100, maxAgeMs: Number.POSITIVE_INFINITY, dedupeTtlMs: 60_000 };
       const message = { serverId: 's1', sender: 'ann', recipient: 'bob', body: Buffer.from('hi'), sentAtMs: 5, clientMsgId: 'c1', senderDevice: 'd' };
-      await store.storeMessage(message, limits, 5);
+      await store.storeMessage(message, encodeMessageFields(message), limits, 5);
       await store.markRead('bob', 'ann', 1);
       await store.touchConversation('ann', 'bob', 5);
       await store.setBlocked('ann', 'eve', true);

@@ -23,6 +23,7 @@ import {
   encodeEntriesEvent,
   encodeImEvent,
   encodeInboxPayload,
+  encodeMessageFields,
   requestKind,
   type ImRequest,
   type ImRequestKind,
@@ -40,13 +41,11 @@ import { MAX_HISTORY_PAGE, conversationId, type ConversationLimits, type ImStore
 
 /** Options of the IM backend; every one has a default. */
 export interface ImBackendOptions {
-  /** Conversations, blocks, reads, sessions (default: a new MemoryImStore). */
+  /** Conversations, blocks, reads, sessions, and the inboxes (default: a new MemoryImStore on a MemoryInboxStore with `retention`). */
   store?: ImStore;
-  /** The users' inboxes (default: a new MemoryInboxStore with `retention`). */
-  inbox?: InboxStore;
   /** Carries presence changes between processes (default: a new MemoryInboxStore; only its publish/watch are used). */
   presenceBus?: InboxStore;
-  /** Inbox retention when `inbox` is not given (default 1000 entries, 7 days). */
+  /** Inbox retention when `store` is not given (default 1000 entries, 7 days). */
   retention?: Partial<RetentionLimits>;
   /** Conversation history bounds (default 10,000 messages, 180 days) and the resend window (default 24 h). */
   conversation?: Partial<ConversationLimits>;
@@ -123,8 +122,8 @@ interface ImSession extends PresenceSession {
 export function createImBackend(options: ImBackendOptions = {}): ImBackend {
   const log = options.logger ?? pino({ level: 'silent' });
   const now = options.now ?? Date.now;
-  const store = options.store ?? new MemoryImStore();
-  const inbox = options.inbox ?? new MemoryInboxStore({ retention: options.retention ?? {} });
+  const store = options.store ?? new MemoryImStore({ inbox: new MemoryInboxStore({ retention: options.retention ?? {} }) });
+  const inbox = store.inbox;
   const presenceBus = options.presenceBus ?? new MemoryInboxStore();
   const hub = new InboxHub({ store: inbox, now, logger: log, ...(options.window === undefined ? {} : { window: options.window }) });
   const limits: ConversationLimits = {
@@ -249,18 +248,15 @@ export function createImBackend(options: ImBackendOptions = {}): ImBackend {
       throw new ImError(ImErrorCode.RATE_LIMITED, `send: more than ${sendRate} messages/s`, Math.ceil(1000 / sendRate));
     }
     const at = now();
-    const outcome = await store.storeMessage(
-      { serverId: randomUUID(), sender: s.userId, recipient: to, body: Buffer.from(req.body), sentAtMs: at, clientMsgId: req.clientMsgId, senderDevice: s.deviceId },
-      limits,
-      at,
-    );
+    const message = { serverId: randomUUID(), sender: s.userId, recipient: to, body: Buffer.from(req.body), sentAtMs: at, clientMsgId: req.clientMsgId, senderDevice: s.deviceId };
+    // Stored in the conversation and in both inboxes in one step: acknowledged means everywhere.
+    const outcome = await store.storeMessage(message, encodeMessageFields(message), limits, at);
     if (outcome.kind === 'blocked') throw new ImError(ImErrorCode.BLOCKED, `send: ${to} does not accept your messages`);
-    const message = outcome.message;
-    // A resend does this again, idempotently: a send that died between the two steps completes now.
-    await Promise.all([toBothInboxes(to, s.userId, { message: wireMessage(message) }, message.serverId), touch(s.userId, to, message.sentAtMs)]);
+    const stored = outcome.message;
+    await touch(s.userId, to, stored.sentAtMs);
     if (outcome.kind === 'stored') stats.messagesStored++;
     else stats.duplicates++;
-    const { serverId, convSeq, sentAtMs, clientMsgId } = message;
+    const { serverId, convSeq, sentAtMs, clientMsgId } = stored;
     return { sent: { serverId, convSeq, sentAtMs, clientMsgId, duplicate: outcome.kind === 'duplicate' } };
   };
 
@@ -456,7 +452,7 @@ export function createImBackend(options: ImBackendOptions = {}): ImBackend {
     async close() {
       hub.close();
       presence.close();
-      await Promise.all([store.close(), inbox.close(), presenceBus === inbox ? undefined : presenceBus.close()]);
+      await Promise.all([store.close(), inbox.close(), presenceBus.close()]);
     },
   };
 }

@@ -93,6 +93,7 @@ const root = protobuf.loadSync(protoPath('livemux/im/v1/im.proto'));
 const RequestType = root.lookupType('livemux.im.v1.ImRequest');
 const EventType = root.lookupType('livemux.im.v1.ImEvent');
 const ItemType = root.lookupType('livemux.im.v1.InboxItem');
+const MessageType = root.lookupType('livemux.im.v1.Message');
 // Scalars get their defaults; oneof members and unset sub-messages stay absent (see dropNulls).
 const TO_OBJECT: protobuf.IConversionOptions = { defaults: true, arrays: true, objects: true, longs: Number, bytes: Buffer };
 
@@ -159,6 +160,28 @@ export function encodeInboxPayload(payload: InboxPayload): Buffer {
 export function decodeInboxPayload(body: Uint8Array): InboxPayload {
   const { inboxSeq: _, ...payload } = dropNulls(ItemType.toObject(ItemType.decode(body), TO_OBJECT));
   return payload as InboxPayload;
+}
+
+/** A message's encoded fields but conv_seq: what the store completes once it has numbered the message. */
+export function encodeMessageFields(m: Omit<Message, 'convSeq' | 'recalled'>): Buffer {
+  return encode(MessageType, m);
+}
+
+/**
+ * The stored inbox body of a message, `InboxItem { message }`, from its encoded fields and its
+ * conv_seq (Message field 4, appended: protobuf fields may come in any order). The Redis IM store
+ * builds the same bytes inside its send script (redis-scripts.ts, a test compares them).
+ */
+export function inboxMessageBody(fields: Buffer, convSeq: number): Buffer {
+  const messageLength = fields.length + 1 + varintLength(convSeq);
+  const out = Buffer.allocUnsafe(1 + varintLength(messageLength) + messageLength);
+  let at = 0;
+  out[at++] = 0x12; // InboxItem.message: field 2, length-delimited
+  at = writeVarint(out, at, messageLength);
+  at += fields.copy(out, at);
+  out[at++] = 0x20; // Message.conv_seq: field 4, varint
+  writeVarint(out, at, convSeq);
+  return out;
 }
 
 /**

@@ -55,8 +55,8 @@ export async function runImBackend(argv: string[]): Promise<number> {
   if (common.redis !== undefined) {
     connection = new Redis(common.redis);
     connection.on('error', (err: Error) => logger.warn({ err }, 'im backend: redis error'));
-    options.store = new RedisImStore({ connection });
-    options.inbox = new RedisInboxStore({ connection, keyPrefix: 'livemux:im:inbox:', retention, onError: (err) => logger.warn({ err }, 'im backend: redis subscriber error') });
+    const inbox = new RedisInboxStore({ connection, keyPrefix: 'livemux:im:inbox:', retention, onError: (err) => logger.warn({ err }, 'im backend: redis subscriber error') });
+    options.store = new RedisImStore({ connection, inbox });
     options.presenceBus = new RedisInboxStore({ connection, keyPrefix: 'livemux:im:presence:', onError: (err) => logger.warn({ err }, 'im backend: redis subscriber error') });
   }
   const im = createImBackend(options);

@@ -1,5 +1,8 @@
 import { performance } from 'node:perf_hooks';
 import { Deque } from '../../util/deque.js';
+import type { InboxStore } from '../kit/inbox/inbox-store.js';
+import { MemoryInboxStore } from '../kit/inbox/memory-inbox-store.js';
+import { inboxMessageBody } from './im-codec.js';
 import { checkCount, checkMessage, checkSession, checkUser, imStoreClosed } from './store-checks.js';
 import {
   MAX_CONVERSATIONS,
@@ -41,11 +44,17 @@ class UserState {
 
 /** ImStore in this process: the embedded default, for one IM backend process. */
 export class MemoryImStore implements ImStore {
+  readonly inbox: InboxStore;
   private readonly convs = new Map<string, Conversation>();
   private readonly users = new Map<string, UserState>();
   private closed = false;
 
-  async storeMessage(message: NewMessage, limits: ConversationLimits, nowMs: number): Promise<StoreOutcome> {
+  /** Appends to `inbox` (default: a new MemoryInboxStore with default retention). */
+  constructor(options: { inbox?: InboxStore } = {}) {
+    this.inbox = options.inbox ?? new MemoryInboxStore();
+  }
+
+  async storeMessage(message: NewMessage, fields: Buffer, limits: ConversationLimits, nowMs: number): Promise<StoreOutcome> {
     this.ensureOpen('storeMessage');
     checkMessage(message);
     checkCount('storeMessage nowMs', nowMs, 0);
@@ -70,6 +79,10 @@ export class MemoryImStore implements ImStore {
       if (conv.history.length <= limits.maxMessages && head.sentAtMs >= cutoff) break;
       conv.history.shift();
     }
+    // Nothing can fail in between (one process, its memory): appending after the history is atomic enough.
+    const body = inboxMessageBody(fields, stored.convSeq);
+    await this.inbox.append(message.recipient, { body }, nowMs);
+    await this.inbox.append(message.sender, { body }, nowMs);
     return { kind: 'stored', message: stored };
   }
 

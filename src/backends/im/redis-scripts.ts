@@ -1,23 +1,39 @@
 import { RedisScript } from '../kit/redis/redis-script.js';
+import { INBOX_APPEND_LUA, SEQ_OF_LUA } from '../kit/inbox/redis-inbox-scripts.js';
 import { TRIM_BY_AGE_LUA } from '../kit/redis/stream-trim.js';
 
 /*
  * Lua scripts of the Redis IM store (redis-store.ts). Each touches the keys of one conversation
- * (hash tag `{c:<conversation id>}`) or of one user (`{u:<user>}`), so each is single-slot. History
+ * (hash tag `{c:<conversation id>}`) or of one user (`{u:<user>}`), except the send, which writes the
+ * conversation and both users' inboxes in one step: IM needs one Redis primary (not Cluster). History
  * stream entries have the fields i (serverId) s (sender) r (recipient) c (clientMsgId) d (device)
  * t (sentAtMs) b (body), always in that order: values at positions 2, 4, …, 14 of an entry's list.
  */
 
 /**
- * Stores one message: dedupe record first (a resend answers {1, '<convSeq> <sentAt> <serverId>'}),
- * then the block check ({2} when the recipient blocked the sender), then seq, history (count and age
- * trimmed), the sender's sent count and the dedupe record; answers {0, convSeq}.
+ * Stores one message and appends its entry to both inboxes, atomically: dedupe record first (a resend
+ * answers {1, '<convSeq> <sentAt> <serverId>'}), then the block check ({2} when the recipient blocked
+ * the sender), then seq, history (count and age trimmed), the sender's sent count and the dedupe
+ * record; then the inbox entry, `InboxItem { message }` = 0x12, length, the message fields, 0x20 and
+ * the conv_seq as a varint (as im-codec.ts inboxMessageBody builds it), appended with the kit's
+ * inbox_append to the recipient's inbox and then the sender's. Answers {0, convSeq}.
  *
- * KEYS[1] seq, [2] history, [3] sent counts hash, [4] blockers hash, [5] dedupe record
+ * KEYS[1] seq, [2] history, [3] sent counts hash, [4] blockers hash, [5] dedupe record,
+ *     [6..9] the recipient's inbox keys, [10..13] the sender's (RedisInboxStore.appendCall)
  * ARGV[1] serverId, [2] sender, [3] recipient, [4] clientMsgId, [5] device, [6] sentAt, [7] body,
- *     [8] dedupe TTL ms, [9] maxMessages, [10] age cutoff ('' = none)
+ *     [8] dedupe TTL ms, [9] maxMessages, [10] age cutoff ('' = none), [11] the message's encoded
+ *     fields but conv_seq, [12..21] the recipient's append arguments, [22..31] the sender's (their
+ *     body, 18 and 28, is filled in here)
  */
-export const STORE_MESSAGE = new RedisScript(`${TRIM_BY_AGE_LUA}
+export const STORE_MESSAGE = new RedisScript(`${SEQ_OF_LUA}${TRIM_BY_AGE_LUA}${INBOX_APPEND_LUA}
+local function varint(n)
+  local out = ''
+  while n >= 128 do
+    out = out .. string.char(n % 128 + 128)
+    n = math.floor(n / 128)
+  end
+  return out .. string.char(n)
+end
 local seen = redis.call('GET', KEYS[5])
 if seen then return {1, seen} end
 if redis.call('HEXISTS', KEYS[4], ARGV[3]) == 1 then return {2} end
@@ -27,6 +43,12 @@ redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[9], id, 'i', ARGV[1], 's', ARGV[
 if ARGV[10] ~= '' then trim_by_age(KEYS[2], tonumber(ARGV[10]), id, 12) end
 redis.call('HINCRBY', KEYS[3], ARGV[2], 1)
 redis.call('SET', KEYS[5], seq .. ' ' .. ARGV[6] .. ' ' .. ARGV[1], 'PX', ARGV[8])
+local message = ARGV[11] .. string.char(0x20) .. varint(seq)
+local item = string.char(0x12) .. varint(#message) .. message
+ARGV[18] = item
+ARGV[28] = item
+inbox_append(KEYS, 6, ARGV, 12)
+inbox_append(KEYS, 10, ARGV, 22)
 return {0, seq}
 `);
 

@@ -1,4 +1,5 @@
 import type { Redis } from 'ioredis';
+import { RedisInboxStore } from '../kit/inbox/redis-inbox-store.js';
 import { RedisHandle, type RedisConnectionOptions } from '../kit/redis/redis-handle.js';
 import { HISTORY, MARK_READ, RECALL, SESSION_OFFLINE, SESSION_ONLINE, STORE_MESSAGE, UNREAD } from './redis-scripts.js';
 import { checkCount, checkMessage, checkSession, checkUser, imStoreClosed } from './store-checks.js';
@@ -20,6 +21,11 @@ import {
 export interface RedisImStoreOptions extends RedisConnectionOptions {
   /** Prepended to every key (default `livemux:im:`). */
   readonly keyPrefix?: string;
+  /**
+   * The users' inboxes, on the same Redis: a send appends to them in its own script. Default: a
+   * RedisInboxStore on this store's connection, key prefix `<keyPrefix>inbox:`.
+   */
+  readonly inbox?: RedisInboxStore;
 }
 
 type ConversationPart = 'seq' | 'history' | 'sent' | 'reads' | 'blockers' | 'recalled';
@@ -41,24 +47,31 @@ type UserPart = 'convs' | 'blocks' | 'sessions';
  * Per user, under `<prefix>{u:<user>}:`: `convs` (sorted set peer → last activity), `blocks` (set),
  * `sessions` (sorted set session key → expiry ms, the key expiring with its newest session).
  *
- * Every conversation write is one script, so it is atomic; the user-side records (conversation list,
+ * Every conversation write is one script, so it is atomic; a send's script also appends the message's
+ * entry to both users' inboxes (the kit's inbox_append, on `inbox`'s keys), so it writes keys of three
+ * hash tags: IM needs one Redis primary, not Redis Cluster. The user-side records (conversation list,
  * block list) are written beside it and are idempotent. A recalled message's body stays in the stream
  * until retention removes it, but is never served again: history answers it empty.
  */
 export class RedisImStore implements ImStore {
+  readonly inbox: RedisInboxStore;
   private readonly handle: RedisHandle;
   private readonly prefix: string;
+  /** Whether `close` closes the inbox too: only one this store made. */
+  private readonly ownsInbox: boolean;
 
   constructor(options: RedisImStoreOptions = {}) {
     this.prefix = options.keyPrefix ?? 'livemux:im:';
     this.handle = new RedisHandle(options, imStoreClosed);
+    this.ownsInbox = options.inbox === undefined;
+    this.inbox = options.inbox ?? new RedisInboxStore({ connection: this.handle.redis, keyPrefix: `${this.prefix}inbox:` });
   }
 
   private get redis(): Redis {
     return this.handle.redis;
   }
 
-  async storeMessage(message: NewMessage, limits: ConversationLimits, nowMs: number): Promise<StoreOutcome> {
+  async storeMessage(message: NewMessage, fields: Buffer, limits: ConversationLimits, nowMs: number): Promise<StoreOutcome> {
     this.handle.ensureOpen('storeMessage');
     checkMessage(message);
     checkCount('storeMessage nowMs', nowMs, 0);
@@ -71,7 +84,13 @@ export class RedisImStore implements ImStore {
       `${this.convPrefix(sender, recipient)}cmid:${Buffer.byteLength(sender)}:${sender}:${message.clientMsgId}`,
     ];
     const cutoff = limits.maxAgeMs === Number.POSITIVE_INFINITY ? '' : String(nowMs - limits.maxAgeMs);
-    const args = [message.serverId, sender, recipient, message.clientMsgId, message.senderDevice, message.sentAtMs, message.body, limits.dedupeTtlMs, limits.maxMessages, cutoff];
+    const args = [message.serverId, sender, recipient, message.clientMsgId, message.senderDevice, message.sentAtMs, message.body, limits.dedupeTtlMs, limits.maxMessages, cutoff, fields];
+    // The inbox entry's body is made by the script once the conv_seq is known.
+    for (const user of [recipient, sender]) {
+      const append = this.inbox.appendCall(user, { body: EMPTY }, nowMs);
+      keys.push(...append.keys);
+      args.push(...append.args);
+    }
     const reply = (await this.handle.io(STORE_MESSAGE.run(this.redis, keys, args))) as [0, number] | [1, string] | [2];
     if (reply[0] === 2) return { kind: 'blocked' };
     if (reply[0] === 0) return { kind: 'stored', message: { ...message, convSeq: reply[1], recalledAtMs: 0 } };
@@ -203,8 +222,9 @@ export class RedisImStore implements ImStore {
     return counts.map((n) => n > 0);
   }
 
-  close(): Promise<void> {
-    return this.handle.close();
+  async close(): Promise<void> {
+    if (this.ownsInbox) await this.inbox.close();
+    await this.handle.close();
   }
 
   private convPrefix(a: string, b: string): string {
@@ -219,6 +239,8 @@ export class RedisImStore implements ImStore {
     return `${this.prefix}{u:${user}}:${part}`;
   }
 }
+
+const EMPTY = Buffer.alloc(0);
 
 function seqOf(id: Buffer): number {
   const text = id.toString();

@@ -1,10 +1,11 @@
 /**
- * What the IM backend keeps besides the users' inboxes (which live in the kit's InboxStore): each
- * conversation's sequence, history, dedupe records, read positions, recalls and blocks, and each
- * user's conversation list and online sessions. The in-memory store is the embedded default; the
- * Redis store lets every IM backend process share them. Both pass one conformance suite
- * (test/conformance/im-store.ts).
+ * What the IM backend keeps: each conversation's sequence, history, dedupe records, read positions,
+ * recalls and blocks, and each user's conversation list and online sessions; and, through the kit's
+ * InboxStore it is given (`inbox`), the users' inboxes, to which a stored message is appended in the
+ * same step. The in-memory store is the embedded default; the Redis store lets every IM backend
+ * process share them. Both pass one conformance suite (test/conformance/im-store.ts).
  */
+import type { InboxStore } from '../kit/inbox/inbox-store.js';
 
 /** A message as stored in its conversation's history. */
 export interface StoredMessage {
@@ -87,7 +88,10 @@ export interface UnreadCount {
 /**
  * Guarantees every implementation gives:
  * - a conversation's `convSeq` is strictly increasing across every process sharing the store, from 1,
- *   without holes; `storeMessage` is atomic (dedupe check, block check, seq, history, counts);
+ *   without holes;
+ * - `storeMessage` is atomic: dedupe check, block check, seq, history, counts, and the message's entry
+ *   in the recipient's and the sender's inbox all happen, or none does (the Redis store runs them as
+ *   one script; the memory store has nothing to lose in between);
  * - a (sender, clientMsgId) pair is stored once within `dedupeTtlMs`: later calls answer `duplicate`
  *   with the first send's serverId, convSeq and time;
  * - read positions only move forward; unread counts count the peer's messages after the position;
@@ -97,8 +101,15 @@ export interface UnreadCount {
  * user id or a bad number. A failing backend (Redis unreachable) rejects with its client's error.
  */
 export interface ImStore {
-  /** Stores a message unless it is a duplicate or the recipient blocked the sender. */
-  storeMessage(message: NewMessage, limits: ConversationLimits, nowMs: number): Promise<StoreOutcome>;
+  /** The users' inboxes this store appends messages to (deliver and read them through it). */
+  readonly inbox: InboxStore;
+  /**
+   * Stores a message unless it is a duplicate or the recipient blocked the sender, and appends its
+   * entry — `inboxMessageBody` (im-codec.ts) of `fields` and its conv_seq — to the recipient's and then
+   * the sender's inbox, whose watchers are notified. `fields` is `encodeMessageFields` of the message.
+   * A duplicate or a refusal appends nothing.
+   */
+  storeMessage(message: NewMessage, fields: Buffer, limits: ConversationLimits, nowMs: number): Promise<StoreOutcome>;
   /**
    * Up to `limit` messages of the conversation of `a` and `b` with convSeq < `beforeSeq` (0 = from the
    * latest), returned ascending.

@@ -7,6 +7,7 @@ import {
   checkReadLimit,
   inboxClosed,
   resolveInboxOptions,
+  type CheckedAppend,
   type ResolvedInboxOptions,
 } from './inbox-checks.js';
 import type {
@@ -79,30 +80,36 @@ export class RedisInboxStore implements InboxStore {
 
   async append(user: string, request: AppendRequest, nowMs: number): Promise<AppendResult> {
     this.handle.ensureOpen('append');
+    const call = this.appendCall(user, request, nowMs);
+    return appendResult(await this.handle.io(APPEND.run(this.redis, call.keys, call.args)), call.request, nowMs);
+  }
+
+  /**
+   * The KEYS and ARGV of one append as INBOX_APPEND_LUA's `inbox_append` takes them (4 keys, 10
+   * arguments), for a backend script that appends atomically with its own writes on the same Redis.
+   * Checks the arguments as `append` does. `appendResult` reads that function's reply.
+   */
+  appendCall(user: string, request: AppendRequest, nowMs: number): { keys: string[]; args: (string | number | Buffer)[]; request: CheckedAppend } {
     checkId('append user', user);
     const req = checkAppend(request, nowMs);
     const { maxEntries, maxAgeMs } = this.options.retention;
     const cutoff = maxAgeMs === Number.POSITIVE_INFINITY ? '' : String(nowMs - maxAgeMs);
-    const keys = [this.key(user, 'seq'), this.key(user, 'log'), this.key(user, 'collapse'), `${this.userPrefix(user)}dedupe:${req.dedupeKey}`];
-    const args = [
-      maxEntries,
-      cutoff,
-      nowMs,
-      req.expiresAtMs,
-      req.ref,
-      req.collapseKey,
-      req.body,
-      this.options.dedupeTtlMs,
-      this.key(user, 'notify'),
-      req.dedupeKey === '' ? '' : '1',
-    ];
-    const reply = (await this.handle.io(APPEND.run(this.redis, keys, args))) as [0 | 1, number, (number | string)?];
-    const fields = { body: req.body, ref: req.ref, collapseKey: req.collapseKey, expiresAtMs: req.expiresAtMs };
-    if (reply[0] === 1) return { entry: { seq: reply[1], createdAtMs: reply[2] as number, ...fields }, duplicate: true, superseded: null };
-    const old = reply[2] as string | undefined;
-    const space = old?.indexOf(' ') ?? -1;
-    const superseded = old === undefined ? null : { seq: Number(old.slice(0, space)), ref: old.slice(space + 1) };
-    return { entry: { seq: reply[1], createdAtMs: nowMs, ...fields }, duplicate: false, superseded };
+    return {
+      keys: [this.key(user, 'seq'), this.key(user, 'log'), this.key(user, 'collapse'), `${this.userPrefix(user)}dedupe:${req.dedupeKey}`],
+      args: [
+        maxEntries,
+        cutoff,
+        nowMs,
+        req.expiresAtMs,
+        req.ref,
+        req.collapseKey,
+        req.body,
+        this.options.dedupeTtlMs,
+        this.key(user, 'notify'),
+        req.dedupeKey === '' ? '' : '1',
+      ],
+      request: req,
+    };
   }
 
   async read(user: string, afterSeq: number, limit: number, nowMs: number): Promise<InboxPage> {
@@ -249,6 +256,17 @@ export class RedisInboxStore implements InboxStore {
   private key(user: string, part: Part): string {
     return `${this.userPrefix(user)}${part}`;
   }
+}
+
+/** An AppendResult from `inbox_append`'s reply (see APPEND) for the checked request it ran. */
+export function appendResult(reply: unknown, req: CheckedAppend, nowMs: number): AppendResult {
+  const [duplicate, seq, extra] = reply as [0 | 1, number, (number | string)?];
+  const fields = { body: req.body, ref: req.ref, collapseKey: req.collapseKey, expiresAtMs: req.expiresAtMs };
+  if (duplicate === 1) return { entry: { seq, createdAtMs: extra as number, ...fields }, duplicate: true, superseded: null };
+  const old = extra as string | undefined;
+  const space = old?.indexOf(' ') ?? -1;
+  const superseded = old === undefined ? null : { seq: Number(old.slice(0, space)), ref: old.slice(space + 1) };
+  return { entry: { seq, createdAtMs: nowMs, ...fields }, duplicate: false, superseded };
 }
 
 type ReadEntry = [seq: number, createdAt: Buffer, expiresAt: Buffer, ref: Buffer, collapseKey: Buffer, body: Buffer];
