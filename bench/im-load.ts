@@ -34,19 +34,22 @@ const { values } = parseArgs({
 const port = Number(values.port);
 const USERS = Number(values.users) & ~1;
 const STEP_MS = Number(values.seconds) * 1000;
-const BODY_BYTES = Math.max(16, Number(values.size));
+const BODY_BYTES = Math.max(12, Number(values.size));
 /** A step keeps pace when every send of it was acknowledged within this long after the step ended… */
 const SETTLE_MS = 2_000;
 /** …and the mean ack latency of its last second exceeds that of its second second by at most this. */
 const PACE_SLACK_MS = 200;
 const TICK_MS = 2;
+/** Longest wait for a step's backlog to clear before the next step. */
+const DRAIN_MS = 60_000;
 const secret = process.env.LIVEMUX_JWT_SECRET ?? '';
 
 interface User {
   readonly name: string;
   readonly partner: string;
   readonly conn: BenchConnection;
-  readonly sentAt: Map<number, number>;
+  /** Sends waiting for their Reply: request id → when sent, and in which step. */
+  readonly sentAt: Map<number, { at: number; step: number }>;
   nextRequestId: number;
 }
 
@@ -62,7 +65,12 @@ interface StepStats {
 }
 
 let step: StepStats | null = null;
+/** Numbers the steps, so that replies and deliveries of an earlier step's backlog are not counted in a later one. */
+let stepNo = 0;
 let stepStart = 0;
+/** Acknowledged sends and recipient deliveries over the whole run, to tell when a backlog is worked off. */
+let totalAcked = 0;
+let totalDelivered = 0;
 const newStep = (): StepStats => ({ sent: 0, acked: 0, delivered: 0, ack: new LatencyHistogram(), recipient: new LatencyHistogram(), early: { sum: 0, n: 0 }, late: { sum: 0, n: 0 } });
 
 async function connectUser(i: number): Promise<User> {
@@ -93,11 +101,13 @@ function onEvent(user: User, payload: Buffer): void {
   const now = performance.now();
   const reply = event.reply;
   if (reply !== undefined) {
-    const sentAt = user.sentAt.get(reply.requestId);
-    if (sentAt === undefined) return;
+    const sent = user.sentAt.get(reply.requestId);
+    if (sent === undefined) return;
     user.sentAt.delete(reply.requestId);
     if (!reply.ok) throw new Error(`${user.name}: send refused: ${reply.errorCode} ${reply.errorMessage}`);
-    if (step !== null) {
+    totalAcked++;
+    if (step !== null && sent.step === stepNo) {
+      const sentAt = sent.at;
       const ms = now - sentAt;
       step.acked++;
       step.ack.add(ms);
@@ -112,9 +122,13 @@ function onEvent(user: User, payload: Buffer): void {
   for (const item of items) {
     const m = item.message;
     // Each message also reaches its sender's own inbox: only the recipient's copy is a delivery.
-    if (m === undefined || m.recipient !== user.name || step === null) continue;
+    if (m === undefined || m.recipient !== user.name) continue;
+    totalDelivered++;
+    if (step === null) continue;
+    const body = Buffer.from(m.body);
+    if (body.readUInt32LE(8) !== stepNo) continue;
     step.delivered++;
-    step.recipient.add(now - Buffer.from(m.body).readDoubleLE(0));
+    step.recipient.add(now - body.readDoubleLE(0));
   }
   user.conn.socket.write(encodeData(1, Priority.HIGH, encodeImRequest({ requestId: 0, ack: { inboxSeq: items.at(-1)!.inboxSeq } })));
 }
@@ -124,7 +138,8 @@ function send(user: User): void {
   const body = Buffer.alloc(BODY_BYTES, 0x61);
   const now = performance.now();
   body.writeDoubleLE(now, 0);
-  user.sentAt.set(requestId, now);
+  body.writeUInt32LE(stepNo, 8);
+  user.sentAt.set(requestId, { at: now, step: stepNo });
   const request = encodeImRequest({ requestId, send: { to: user.partner, body, clientMsgId: `${user.name}-${requestId}` } });
   user.conn.socket.write(encodeData(1, Priority.HIGH, request));
 }
@@ -133,6 +148,7 @@ function send(user: User): void {
 async function runStep(users: User[], rate: number, kind: 'step' | 'half' | 'warmup' = 'step'): Promise<{ rate: number; ok: boolean; ackedPerSecond: number; stats: StepStats }> {
   const stats = newStep();
   step = stats;
+  stepNo++;
   stepStart = performance.now();
   let next = 0;
   await new Promise<void>((resolve) => {
@@ -169,7 +185,9 @@ async function runStep(users: User[], rate: number, kind: 'step' | 'half' | 'war
     latencyGrowthMs: Math.round(growth),
   };
   console.log(JSON.stringify(line));
-  // Drain what is left (sends refused or late) before the next step measures.
+  // A step that fell behind leaves a backlog: let the system work it off before the next step measures.
+  const drained = performance.now() + DRAIN_MS;
+  while ((users.some((u) => u.sentAt.size > 0) || totalDelivered < totalAcked) && performance.now() < drained) await new Promise((r) => setTimeout(r, 50));
   await new Promise((r) => setTimeout(r, 300));
   for (const u of users) u.sentAt.clear();
   return { rate, ok, ackedPerSecond: ok ? stats.acked / (STEP_MS / 1000) : ackedPerSecond, stats };
