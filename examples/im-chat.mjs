@@ -4,10 +4,11 @@
 // come back: this terminal keeps its device id and the last inbox seq it processed in .livemux/.
 //
 // Run from the repository root, with `npm start` up in another terminal:
-//   node examples/im-chat.mjs alice bob      # terminal 1
-//   node examples/im-chat.mjs bob alice      # terminal 2
-// `livemux up` writes dev tokens for alice and bob to .livemux/dev-token-<user>; LIVEMUX_TOKEN,
-// LIVEMUX_HOST and LIVEMUX_PORT override the token and 127.0.0.1:7000.
+//   node examples/im-chat.mjs alice bob      # terminal 2
+//   node examples/im-chat.mjs bob alice      # terminal 3
+// The token is minted with `livemux token --sub <me>` (the dev secret `npm start` keeps in .livemux/);
+// LIVEMUX_TOKEN, LIVEMUX_HOST and LIVEMUX_PORT override the token and 127.0.0.1:7000.
+import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
@@ -20,7 +21,7 @@ if (!me || !peer) {
 }
 const host = process.env.LIVEMUX_HOST ?? '127.0.0.1';
 const port = Number(process.env.LIVEMUX_PORT ?? 7000);
-const token = process.env.LIVEMUX_TOKEN ?? readState(`dev-token-${me}`, () => fail(`no token for ${me}: run \`npm start\` first (it writes .livemux/dev-token-${me}), or set LIVEMUX_TOKEN`));
+const token = process.env.LIVEMUX_TOKEN ?? mintDevToken(me);
 // One device id per user on this machine, kept across runs: the inbox keeps this device's cursor.
 const deviceId = readState(`im-device-${me}`, () => `example-${randomUUID()}`);
 writeState(`im-device-${me}`, deviceId);
@@ -77,7 +78,11 @@ function writeState(name, value) {
   writeFileSync(`.livemux/${name}`, `${value}\n`, { mode: 0o600 });
 }
 
-function fail(message) {
-  console.error(message);
-  process.exit(1);
+/** A token for `user` from `livemux token` (it fails with a clear message when `npm start` never ran here). */
+function mintDevToken(user) {
+  try {
+    return execFileSync(process.execPath, ['bin/livemux.js', 'token', '--sub', user], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim();
+  } catch {
+    process.exit(1);
+  }
 }

@@ -22,12 +22,14 @@ export interface RunningProcess {
   stop(signal?: NodeJS.Signals): Promise<number | string>;
 }
 
-/** Runs `livemux <args>` from the built package (tests run after `npm run build`). */
-export function runLivemux(args: string[], env: NodeJS.ProcessEnv = {}): RunningProcess {
-  const child = spawn(process.execPath, [BIN, ...args], {
-    env: { ...process.env, LIVEMUX_JWT_SECRET: TEST_SECRET, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+/**
+ * Runs `livemux <args>` from the built package (tests run after `npm run build`). `env` is laid over
+ * this process's environment (a key set to undefined is removed); `cwd` is where it runs.
+ */
+export function runLivemux(args: string[], env: NodeJS.ProcessEnv = {}, cwd?: string): RunningProcess {
+  const merged: NodeJS.ProcessEnv = { ...process.env, LIVEMUX_JWT_SECRET: TEST_SECRET, ...env };
+  for (const key of Object.keys(merged)) if (merged[key] === undefined) delete merged[key];
+  const child = spawn(process.execPath, [BIN, ...args], { env: merged, stdio: ['ignore', 'pipe', 'pipe'], ...(cwd ? { cwd } : {}) });
   // A test that fails before its afterAll must not leave processes behind.
   const killOnExit = (): void => void child.kill('SIGKILL');
   process.once('exit', killOnExit);

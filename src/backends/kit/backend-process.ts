@@ -1,107 +1,38 @@
 /**
- * What every reference backend process does the same way (chat-backend, im-backend): the common
- * command-line flags, checked into typed values with usage errors that name the flag; then serving
- * its handlers on a port, with an optional admin HTTP server (/metrics, /healthz, /readyz, /status),
- * the `{"event":"listening",…}` line on stdout, a periodic counters log, and a clean shutdown on
- * SIGTERM/SIGINT.
+ * What every reference backend process does the same way (chat-backend, im-backend): serving its
+ * handlers on a port, with an optional admin HTTP server (/metrics, /healthz, /readyz, /status), the
+ * `{"event":"listening",…}` line on stdout, a periodic counters log, and a clean shutdown on
+ * SIGTERM/SIGINT. The command line is parsed by src/cli (one `*-backend-command.ts` each).
  */
-import { parseArgs, type ParseArgsConfig } from 'node:util';
 import pino from 'pino';
+import type { Registry } from 'prom-client';
 import { startAdminServer, type AdminServer } from '../../observability/admin-server.js';
 import { LivemuxError } from '../../protocol/errors.js';
 import { untilSignal } from '../../util/signals.js';
 import { createBackendServer, type BackendHandlers } from './backend-server.js';
 
-/** The flags every backend process takes. */
+/** The options every backend process takes, parsed and range-checked by its CLI command. */
 export interface CommonBackendArgs {
-  readonly host: string;
-  readonly port: number;
-  readonly adminHost: string;
+  host: string;
+  /** 0 picks a free port. */
+  port: number;
+  adminHost: string;
   /** Undefined: no admin server. */
-  readonly adminPort: number | undefined;
+  adminPort: number | undefined;
   /** Undefined: the in-memory store. */
-  readonly redis: string | undefined;
-  readonly logLevel: string;
-}
-
-type OptionValues = Record<string, string | undefined>;
-type StringOptions = Record<string, { type: 'string' }>;
-
-const DEFAULT_HOST = '127.0.0.1';
-const COMMON_OPTIONS: StringOptions = {
-  host: { type: 'string' },
-  port: { type: 'string' },
-  'admin-host': { type: 'string' },
-  'admin-port': { type: 'string' },
-  redis: { type: 'string' },
-  'log-level': { type: 'string' },
-};
-
-/**
- * Parses `argv` with the common flags plus `extra` (all string-valued); unknown flags and positionals
- * are usage errors (LivemuxError ERR_USAGE). Returns the common values and the raw values of `extra`.
- */
-export function parseBackendArgs(argv: string[], extra: StringOptions, defaultPort: number): { common: CommonBackendArgs; values: OptionValues } {
-  let values: OptionValues;
-  try {
-    const config: ParseArgsConfig = { args: argv, options: { ...COMMON_OPTIONS, ...extra }, strict: true };
-    ({ values } = parseArgs(config) as { values: OptionValues });
-  } catch (err) {
-    throw new LivemuxError('ERR_USAGE', (err as Error).message);
-  }
-  return {
-    common: {
-      host: values.host ?? DEFAULT_HOST,
-      port: parsePort(values, 'port') ?? defaultPort,
-      adminHost: values['admin-host'] ?? DEFAULT_HOST,
-      adminPort: parsePort(values, 'admin-port'),
-      redis: values.redis,
-      logLevel: values['log-level'] ?? 'info',
-    },
-    values,
-  };
-}
-
-/** A port option (0 = any free port), or undefined when absent. */
-export function parsePort(values: OptionValues, name: string): number | undefined {
-  const text = values[name];
-  if (text === undefined) return undefined;
-  const port = Number(text);
-  if (text.trim() === '' || !Number.isInteger(port) || port < 0 || port > 65_535) {
-    throw new LivemuxError('ERR_USAGE', `--${name}: expected an integer 0..65535, got "${text}"`);
-  }
-  return port;
-}
-
-/** A positive number option (a rate), or undefined when absent; `unit` names what it counts in the error. */
-export function parseRate(values: OptionValues, name: string, unit = 'messages/s'): number | undefined {
-  const text = values[name];
-  if (text === undefined) return undefined;
-  const rate = Number(text);
-  if (!(Number.isFinite(rate) && rate > 0)) throw new LivemuxError('ERR_USAGE', `--${name}: expected a positive number of ${unit}, got "${text}"`);
-  return rate;
-}
-
-/** A whole-number option of at least `min` (`unit` names what it counts in the error), or undefined when absent. */
-export function parseInteger(values: OptionValues, name: string, min: number, unit: string): number | undefined {
-  const text = values[name];
-  if (text === undefined) return undefined;
-  const n = Number(text);
-  if (text.trim() === '' || !Number.isSafeInteger(n) || n < min) {
-    throw new LivemuxError('ERR_USAGE', `--${name}: expected an integer >= ${min} (${unit}), got "${text}"`);
-  }
-  return n;
+  redis: string | undefined;
+  logLevel: string;
 }
 
 /** One backend, as its process serves it. */
 export interface ServedBackend {
   /** The process name in logs and errors, e.g. "chat backend". */
   readonly name: string;
-  readonly common: CommonBackendArgs;
+  readonly args: CommonBackendArgs;
   readonly logger: pino.Logger;
   readonly handlers: BackendHandlers;
   /** Read by /metrics. */
-  readonly metrics: { readonly registry: import('prom-client').Registry };
+  readonly metrics: { readonly registry: Registry };
   /** What /status answers. */
   status(): object;
   /** Counters logged every `statsIntervalMs` when they changed, and once at shutdown. */
@@ -113,11 +44,12 @@ export interface ServedBackend {
 const STATS_LOG_INTERVAL_MS = 60_000;
 
 /**
- * Serves `backend` until SIGTERM/SIGINT and resolves with the exit status (0 after a clean close).
- * Rejects with a LivemuxError (ERR_USAGE) when a port cannot be bound, after releasing the backend.
+ * Serves `backend` until SIGTERM/SIGINT and resolves after a clean close. Rejects when the port
+ * cannot be bound, or with a LivemuxError (ERR_USAGE) when the admin port cannot, after releasing the
+ * backend.
  */
-export async function serveBackend(backend: ServedBackend): Promise<number> {
-  const { common, logger, name } = backend;
+export async function serveBackend(backend: ServedBackend): Promise<void> {
+  const { args: common, logger, name } = backend;
   let listening;
   try {
     listening = await createBackendServer(backend.handlers, { logger }).listen(common.host, common.port);
@@ -152,5 +84,4 @@ export async function serveBackend(backend: ServedBackend): Promise<number> {
   await listening.close();
   await admin?.close();
   await backend.close();
-  return 0;
 }
