@@ -18,8 +18,9 @@ import { TRIM_BY_AGE_LUA } from '../kit/redis/stream-trim.js';
  * the conv_seq as a varint (as im-codec.ts inboxMessageBody builds it), appended with the kit's
  * inbox_append to the recipient's inbox and then the sender's. Answers {0, convSeq}.
  *
- * KEYS[1] seq, [2] history, [3] sent counts hash, [4] blockers hash, [5] dedupe record,
- *     [6..9] the recipient's inbox keys, [10..13] the sender's (RedisInboxStore.appendCall)
+ * KEYS[1] seq, [2] history, [3] sent counts hash, [4] blockers hash, [5] dedupe record, [6] the
+ *     history's age mark (TRIM_BY_AGE_LUA), [7..11] the recipient's inbox keys, [12..16] the sender's
+ *     (RedisInboxStore.appendCall)
  * ARGV[1] serverId, [2] sender, [3] recipient, [4] clientMsgId, [5] device, [6] sentAt, [7] body,
  *     [8] dedupe TTL ms, [9] maxMessages, [10] age cutoff ('' = none), [11] the message's encoded
  *     fields but conv_seq, [12..21] the recipient's append arguments, [22..31] the sender's (their
@@ -40,15 +41,15 @@ if redis.call('HEXISTS', KEYS[4], ARGV[3]) == 1 then return {2} end
 local seq = redis.call('INCR', KEYS[1])
 local id = seq .. '-0'
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[9], id, 'i', ARGV[1], 's', ARGV[2], 'r', ARGV[3], 'c', ARGV[4], 'd', ARGV[5], 't', ARGV[6], 'b', ARGV[7])
-if ARGV[10] ~= '' then trim_by_age(KEYS[2], tonumber(ARGV[10]), id, 12) end
+if ARGV[10] ~= '' then trim_by_age(KEYS[2], tonumber(ARGV[10]), id, 12, KEYS[6]) end
 redis.call('HINCRBY', KEYS[3], ARGV[2], 1)
 redis.call('SET', KEYS[5], seq .. ' ' .. ARGV[6] .. ' ' .. ARGV[1], 'PX', ARGV[8])
 local message = ARGV[11] .. string.char(0x20) .. varint(seq)
 local item = string.char(0x12) .. varint(#message) .. message
 ARGV[18] = item
 ARGV[28] = item
-inbox_append(KEYS, 6, ARGV, 12)
-inbox_append(KEYS, 10, ARGV, 22)
+inbox_append(KEYS, 7, ARGV, 12)
+inbox_append(KEYS, 12, ARGV, 22)
 return {0, seq}
 `);
 

@@ -28,7 +28,7 @@ export interface RedisImStoreOptions extends RedisConnectionOptions {
   readonly inbox?: RedisInboxStore;
 }
 
-type ConversationPart = 'seq' | 'history' | 'sent' | 'reads' | 'blockers' | 'recalled';
+type ConversationPart = 'seq' | 'history' | 'sent' | 'reads' | 'blockers' | 'recalled' | 'oldest';
 type UserPart = 'convs' | 'blocks' | 'sessions';
 
 /**
@@ -42,6 +42,7 @@ type UserPart = 'convs' | 'blocks' | 'sessions';
  * | reads          | hash   | user → `<readSeq> <peer messages covered>` |
  * | blockers       | hash   | user → 1 when that user blocked the other |
  * | recalled       | hash   | convSeq → recalledAtMs |
+ * | oldest         | string | a lower bound of the oldest message's sentAtMs (the age check's shortcut) |
  * | cmid:<n>:<sender>:<clientMsgId> | string | `<convSeq> <sentAt> <serverId>`, PX = dedupe TTL |
  *
  * Per user, under `<prefix>{u:<user>}:`: `convs` (sorted set peer → last activity), `blocks` (set),
@@ -82,6 +83,7 @@ export class RedisImStore implements ImStore {
       this.conv(sender, recipient, 'sent'),
       this.conv(sender, recipient, 'blockers'),
       `${this.convPrefix(sender, recipient)}cmid:${Buffer.byteLength(sender)}:${sender}:${message.clientMsgId}`,
+      this.conv(sender, recipient, 'oldest'),
     ];
     const cutoff = limits.maxAgeMs === Number.POSITIVE_INFINITY ? '' : String(nowMs - limits.maxAgeMs);
     const args = [message.serverId, sender, recipient, message.clientMsgId, message.senderDevice, message.sentAtMs, message.body, limits.dedupeTtlMs, limits.maxMessages, cutoff, fields];

@@ -23,13 +23,14 @@ local function seq_of(text) return tonumber(string.match(text, '^(%d+)')) end
  * Returns {1, seq, createdAt} for a duplicate; {0, seq} or {0, seq, '<seq> <ref>'} (the superseded
  * entry, still retained) otherwise.
  *
- * keys[k..k+3]: seq counter, log stream, collapse hash (key → '<seq> <ref>'), dedupe record
+ * keys[k..k+4]: seq counter, log stream, collapse hash (key → '<seq> <ref>'), dedupe record, the age
+ *     mark (TRIM_BY_AGE_LUA)
  * args[a..a+9]: maxEntries, age cutoff ms ('' = none), createdAt, expiresAt, ref, collapse key,
  *     body, dedupe TTL ms, notice channel, '1' when deduplicating
  */
 export const INBOX_APPEND_LUA = `
 local function inbox_append(keys, k, args, first)
-  local k_seq, k_log, k_collapse, k_dedupe = keys[k], keys[k + 1], keys[k + 2], keys[k + 3]
+  local k_seq, k_log, k_collapse, k_dedupe, k_mark = keys[k], keys[k + 1], keys[k + 2], keys[k + 3], keys[k + 4]
   local a = first - 1
   if args[a + 10] == '1' then
     local seen = redis.call('GET', k_dedupe)
@@ -41,7 +42,7 @@ local function inbox_append(keys, k, args, first)
   local seq = redis.call('INCR', k_seq)
   local id = seq .. '-0'
   redis.call('XADD', k_log, 'MAXLEN', '~', args[a + 1], id, 't', args[a + 3], 'x', args[a + 4], 'r', args[a + 5], 'k', args[a + 6], 'b', args[a + 7])
-  if args[a + 2] ~= '' then trim_by_age(k_log, tonumber(args[a + 2]), id, 2) end
+  if args[a + 2] ~= '' then trim_by_age(k_log, tonumber(args[a + 2]), id, 2, k_mark) end
   local superseded = false
   if args[a + 6] ~= '' then
     local old = redis.call('HGET', k_collapse, args[a + 6])
@@ -57,7 +58,8 @@ local function inbox_append(keys, k, args, first)
     end
   end
   if args[a + 10] == '1' then redis.call('SET', k_dedupe, seq .. ' ' .. args[a + 3], 'PX', args[a + 8]) end
-  redis.call('PUBLISH', args[a + 9], 'e' .. seq .. ' ' .. args[a + 3] .. ' ' .. args[a + 4] .. ' ' .. #args[a + 5] .. ' ' .. #args[a + 6] .. '\\n' .. args[a + 5] .. args[a + 6] .. args[a + 7])
+  -- One concatenation: chained .. copies the body once per step.
+  redis.call('PUBLISH', args[a + 9], table.concat({'e', seq, ' ', args[a + 3], ' ', args[a + 4], ' ', #args[a + 5], ' ', #args[a + 6], '\\n', args[a + 5], args[a + 6], args[a + 7]}))
   if superseded then return {0, seq, superseded} end
   return {0, seq}
 end

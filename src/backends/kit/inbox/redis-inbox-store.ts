@@ -29,7 +29,7 @@ export interface RedisInboxStoreOptions extends RedisConnectionOptions, InboxSto
   readonly keyPrefix?: string;
 }
 
-type Part = 'seq' | 'log' | 'collapse' | 'devices' | 'notify';
+type Part = 'seq' | 'log' | 'collapse' | 'devices' | 'notify' | 'oldest';
 
 /** The users watched on this process: their channel, listeners, and the SUBSCRIBE that makes them ready. */
 interface Watched {
@@ -48,6 +48,7 @@ interface Watched {
  * | collapse       | hash   | collapse key → `<seq> <ref>` of its newest entry |
  * | devices        | hash   | device → `<cursor> <ackedAtMs>` |
  * | dedupe:<key>   | string | `<seq> <createdAtMs>` with PX = dedupeTtlMs |
+ * | oldest         | string | a lower bound of the oldest entry's createdAtMs, so most appends skip the age check |
  *
  * Notices travel by Redis pub/sub on the channel `<prefix>{<user>}:notify`, published by the append
  * script itself (so they leave in seq order, atomically with the append). Why pub/sub and not a
@@ -85,7 +86,7 @@ export class RedisInboxStore implements InboxStore {
   }
 
   /**
-   * The KEYS and ARGV of one append as INBOX_APPEND_LUA's `inbox_append` takes them (4 keys, 10
+   * The KEYS and ARGV of one append as INBOX_APPEND_LUA's `inbox_append` takes them (5 keys, 10
    * arguments), for a backend script that appends atomically with its own writes on the same Redis.
    * Checks the arguments as `append` does. `appendResult` reads that function's reply.
    */
@@ -95,7 +96,7 @@ export class RedisInboxStore implements InboxStore {
     const { maxEntries, maxAgeMs } = this.options.retention;
     const cutoff = maxAgeMs === Number.POSITIVE_INFINITY ? '' : String(nowMs - maxAgeMs);
     return {
-      keys: [this.key(user, 'seq'), this.key(user, 'log'), this.key(user, 'collapse'), `${this.userPrefix(user)}dedupe:${req.dedupeKey}`],
+      keys: [this.key(user, 'seq'), this.key(user, 'log'), this.key(user, 'collapse'), `${this.userPrefix(user)}dedupe:${req.dedupeKey}`, this.key(user, 'oldest')],
       args: [
         maxEntries,
         cutoff,
