@@ -5,6 +5,7 @@
  */
 import protobuf from 'protobufjs';
 import { protoPath } from '../../paths.js';
+import { decodePlain } from '../kit/proto-objects.js';
 import { ImError, ImErrorCode } from './im-errors.js';
 
 export interface SyncRequest { afterSeq: number }
@@ -94,27 +95,6 @@ const RequestType = root.lookupType('livemux.im.v1.ImRequest');
 const EventType = root.lookupType('livemux.im.v1.ImEvent');
 const ItemType = root.lookupType('livemux.im.v1.InboxItem');
 const MessageType = root.lookupType('livemux.im.v1.Message');
-// Scalars get their defaults; oneof members and unset sub-messages stay absent (see dropNulls).
-const TO_OBJECT: protobuf.IConversionOptions = { defaults: true, arrays: true, objects: true, longs: Number, bytes: Buffer };
-
-/** toObject fills unset sub-messages with null: the interfaces above use absence instead. */
-function dropNulls(value: Record<string, unknown>): Record<string, unknown> {
-  for (const [key, v] of Object.entries(value)) {
-    if (v === null) {
-      delete value[key];
-    } else if (Array.isArray(v)) {
-      for (const item of v) if (isMessage(item)) dropNulls(item);
-    } else if (isMessage(v)) {
-      dropNulls(v);
-    }
-  }
-  return value;
-}
-
-function isMessage(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Buffer.isBuffer(value);
-}
-
 /**
  * Encodes a plain object of the shapes above. protobufjs encodes plain objects directly when their
  * field types are right (numbers for integers, Uint8Array for bytes), which they are by these
@@ -132,7 +112,7 @@ export function encodeImRequest(request: ImRequest): Buffer {
 /** Decodes a request; malformed bytes throw ImError BAD_REQUEST. */
 export function decodeImRequest(payload: Uint8Array): ImRequest {
   try {
-    return dropNulls(RequestType.toObject(RequestType.decode(payload), TO_OBJECT)) as unknown as ImRequest;
+    return decodePlain(RequestType, payload) as unknown as ImRequest;
   } catch (err) {
     throw new ImError(ImErrorCode.BAD_REQUEST, `im request: not a valid ImRequest (${(err as Error).message})`);
   }
@@ -149,7 +129,7 @@ export function encodeImEvent(event: ImEvent): Buffer {
 
 /** Decodes an event; throws on malformed bytes. */
 export function decodeImEvent(payload: Uint8Array): ImEvent {
-  return dropNulls(EventType.toObject(EventType.decode(payload), TO_OBJECT)) as unknown as ImEvent;
+  return decodePlain(EventType, payload) as unknown as ImEvent;
 }
 
 /** The stored body of an inbox entry: an InboxItem without its inbox_seq (given when delivered). */
@@ -158,7 +138,7 @@ export function encodeInboxPayload(payload: InboxPayload): Buffer {
 }
 
 export function decodeInboxPayload(body: Uint8Array): InboxPayload {
-  const { inboxSeq: _, ...payload } = dropNulls(ItemType.toObject(ItemType.decode(body), TO_OBJECT));
+  const { inboxSeq: _, ...payload } = decodePlain(ItemType, body);
   return payload as InboxPayload;
 }
 
