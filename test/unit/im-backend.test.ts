@@ -180,6 +180,16 @@ describe('IM backend', () => {
     expect(im!.stats.refused).toMatchObject({ blocked: 1, too_large: 1, bad_request: 2, rate_limited: 1 });
   });
 
+  it('refuses requests over the per-user request rate, sends and acks aside', async () => {
+    const { h, p } = start({ requestRate: 2 });
+    const ann = h.open(p, 'ann', 'phone');
+    const ids = [1, 2, 3, 4, 5].map(() => h.request(ann, { listBlocked: {} }));
+    await im!.settled();
+    expect(ids.map((id) => h.replyTo(ann, id)?.errorCode)).toEqual(['', '', '', '', ImErrorCode.RATE_LIMITED]);
+    expect(h.replyTo(ann, ids[4]!)?.retryAfterMs).toBe(500);
+    expect((await h.call(ann, { send: { to: 'bob', body: Buffer.from('x'), clientMsgId: 'c' } })).ok).toBe(true);
+  });
+
   it('pages a conversation\'s history backwards', async () => {
     const { h, p } = start();
     const ann = h.open(p, 'ann', 'phone');

@@ -56,6 +56,12 @@ export interface ImBackendOptions {
   sendBurst?: number;
   /** Per-user typing events/s passed on (default 2, burst 4); more are dropped silently. */
   typingRate?: number;
+  /**
+   * Per-user requests/s other than send, ack and typing (sync, read, recall, history, presence,
+   * blocks), default 50, burst twice that: each costs the store a read or a write, so a client that
+   * floods them is refused (RATE_LIMITED) before it costs anyone else.
+   */
+  requestRate?: number;
   /** How long after sending a message may be recalled (default 120 000 ms). */
   recallWindowMs?: number;
   /** A session not renewed for this long counts offline (default 30 000 ms; renewed every third). */
@@ -79,6 +85,7 @@ export const IM_DEFAULTS = Object.freeze({
   sendRate: 20,
   sendBurst: 40,
   typingRate: 2,
+  requestRate: 50,
   recallWindowMs: 120_000,
   presenceTtlMs: 30_000,
   maxWatched: 100,
@@ -110,6 +117,14 @@ export interface ImBackend {
   close(): Promise<void>;
 }
 
+/** What this process counts per user: its open sessions and its rate limits. */
+interface UserLimits {
+  sessions: number;
+  readonly sends: TokenBucket;
+  readonly typing: TokenBucket;
+  readonly requests: TokenBucket;
+}
+
 /** One device session. */
 interface ImSession extends PresenceSession {
   readonly ctx: ProxyStreamContext;
@@ -135,6 +150,7 @@ export function createImBackend(options: ImBackendOptions = {}): ImBackend {
   const sendRate = options.sendRate ?? IM_DEFAULTS.sendRate;
   const sendBurst = options.sendBurst ?? Math.max(IM_DEFAULTS.sendBurst, sendRate * 2);
   const typingRate = options.typingRate ?? IM_DEFAULTS.typingRate;
+  const requestRate = options.requestRate ?? IM_DEFAULTS.requestRate;
   const recallWindowMs = options.recallWindowMs ?? IM_DEFAULTS.recallWindowMs;
   const maxWatched = options.maxWatched ?? IM_DEFAULTS.maxWatched;
   const stats = newImStats();
@@ -143,7 +159,7 @@ export function createImBackend(options: ImBackendOptions = {}): ImBackend {
   const presence = new Presence({ store, bus: presenceBus, ttlMs: options.presenceTtlMs ?? IM_DEFAULTS.presenceTtlMs, now, log });
   const tables = new Map<ProxyStreamContext, Map<number, ImSession>>();
   /** Per user on this process: open sessions and their rate limits. */
-  const users = new Map<string, { sessions: number; sends: TokenBucket; typing: TokenBucket }>();
+  const users = new Map<string, UserLimits>();
   let sessionCount = 0;
   const pending = new Set<Promise<void>>();
 
@@ -330,6 +346,13 @@ export function createImBackend(options: ImBackendOptions = {}): ImBackend {
     return {};
   };
 
+  /** Answers RATE_LIMITED (and says so) when the user's request rate is spent. */
+  const overRequestRate = (s: ImSession, id: number, kind: ImRequestKind): boolean => {
+    if (user(s.userId).requests.take()) return false;
+    replyError(s, id, new ImError(ImErrorCode.RATE_LIMITED, `${kind}: more than ${requestRate} requests/s`, Math.ceil(1000 / requestRate)));
+    return true;
+  };
+
   const onRequest = (s: ImSession, request: ImRequest): void => {
     const kind = requestKind(request);
     const id = request.requestId;
@@ -347,7 +370,7 @@ export function createImBackend(options: ImBackendOptions = {}): ImBackend {
         );
         return;
       case 'sync':
-        run(s, id, kind, () => sync(s, id, request.sync!.afterSeq));
+        if (!overRequestRate(s, id, kind)) run(s, id, kind, () => sync(s, id, request.sync!.afterSeq));
         return;
       case 'ack':
         s.feed?.ack(request.ack!.inboxSeq);
@@ -357,14 +380,19 @@ export function createImBackend(options: ImBackendOptions = {}): ImBackend {
         run(s, id, kind, async () => typing(s, checkUser('typing.to', request.typing!.to, s.userId)));
         return;
       default:
-        run(s, id, kind, () => perform(s, request, kind));
+        if (!overRequestRate(s, id, kind)) run(s, id, kind, () => perform(s, request, kind));
     }
   };
 
-  const user = (userId: string): { sessions: number; sends: TokenBucket; typing: TokenBucket } => {
+  const user = (userId: string): UserLimits => {
     let state = users.get(userId);
     if (state === undefined) {
-      state = { sessions: 0, sends: new TokenBucket(sendRate, sendBurst), typing: new TokenBucket(typingRate, typingRate * 2) };
+      state = {
+        sessions: 0,
+        sends: new TokenBucket(sendRate, sendBurst),
+        typing: new TokenBucket(typingRate, typingRate * 2),
+        requests: new TokenBucket(requestRate, requestRate * 2),
+      };
       users.set(userId, state);
     }
     return state;
