@@ -58,7 +58,7 @@ export function describeImStore(name: string, factory: () => Promise<ImStoreFixt
         expect(c).toMatchObject({ kind: 'stored', message: { convSeq: 1 } });
         const input = msg('bob', 'ann', 'full', { senderDevice: 'laptop', body: Buffer.from([0, 1, 255]) });
         const d = await put(store, input, LIMITS, T0);
-        expect(d).toEqual({ kind: 'stored', message: { ...input, convSeq: 3, recalledAtMs: 0 } });
+        expect(d).toMatchObject({ kind: 'stored', message: { ...input, convSeq: 3, recalledAtMs: 0 } });
       });
 
       it('appends the message to the recipient\'s and the sender\'s inbox in the same step, with its conv_seq', async () => {
@@ -74,6 +74,9 @@ export function describeImStore(name: string, factory: () => Promise<ImStoreFixt
         const inAnn = (await other.inbox.read('ann', 0, 10, T0)).entries;
         expect(inBob.map((e) => e.seq)).toEqual([1, 2]);
         expect(inAnn.map((e) => e.seq)).toEqual([1]);
+        expect(sent.inboxSeqs).toEqual({ recipient: 2, sender: 1 });
+        // The sender's copy names the sending device, which has the message already (its feeds pass over it).
+        expect([inBob[1]!.origin, inAnn[0]!.origin]).toEqual(['', 'phone']);
         expect(inAnn[0]!.body.equals(inBob[1]!.body)).toBe(true);
         expect(inAnn[0]!.createdAtMs).toBe(T0 + 5);
         const { serverId, sender, recipient, convSeq, sentAtMs, clientMsgId, senderDevice } = sent.message;

@@ -195,6 +195,25 @@ export function describeInboxHub(name: string, factory: HubFixtureFactory): void
       expect(x.feeds('ann')).toHaveLength(1);
     });
 
+    it('passes over, for the device that made it, an entry of that origin, and counts it acknowledged', async () => {
+      const [x, y] = await open();
+      const phone = attach(y, 'ann', 'phone');
+      const laptop = attach(x, 'ann', 'laptop');
+      await eventually(() => phone.syncedAt !== null && laptop.syncedAt !== null, 'both synced');
+      await x.deliver('ann', { body: body('sent from the phone'), origin: 'phone' });
+      await x.deliver('ann', { body: body('from elsewhere') });
+      await eventually(() => laptop.got.length === 2 && phone.got.length === 1, 'the entries');
+      expect(phone.texts).toEqual(['from elsewhere']);
+      expect(laptop.texts).toEqual(['sent from the phone', 'from elsewhere']);
+      phone.feed.ack(2);
+      await eventually(async () => (await y.store.cursor('ann', 'phone')) === 2, 'the phone cursor past both');
+      // A later session of the phone, from before it, still passes over it.
+      phone.feed.close();
+      const again = attach(x, 'ann', 'phone', 0);
+      await eventually(() => again.syncedAt !== null, 'synced');
+      expect(again.texts).toEqual(['from elsewhere']);
+    });
+
     it('delivers every entry exactly once, in order, while appends race the device\'s start', async () => {
       const [x, y] = await open({ window: 16, pageSize: 5 });
       const appends: Promise<unknown>[] = [];

@@ -81,9 +81,10 @@ export class MemoryImStore implements ImStore {
     }
     // Nothing can fail in between (one process, its memory): appending after the history is atomic enough.
     const body = inboxMessageBody(fields, stored.convSeq);
-    await this.inbox.append(message.recipient, { body }, nowMs);
-    await this.inbox.append(message.sender, { body }, nowMs);
-    return { kind: 'stored', message: stored };
+    const recipient = (await this.inbox.append(message.recipient, { body }, nowMs)).entry.seq;
+    // The sending device has the message (the Reply tells it); the sender's other devices get it.
+    const sender = (await this.inbox.append(message.sender, { body, origin: message.senderDevice }, nowMs)).entry.seq;
+    return { kind: 'stored', message: stored, inboxSeqs: { recipient, sender } };
   }
 
   async history(a: string, b: string, beforeSeq: number, limit: number): Promise<HistorySlice> {

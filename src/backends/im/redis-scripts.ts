@@ -16,15 +16,16 @@ import { TRIM_BY_AGE_LUA } from '../kit/redis/stream-trim.js';
  * the sender), then seq, history (count and age trimmed), the sender's sent count and the dedupe
  * record; then the inbox entry, `InboxItem { message }` = 0x12, length, the message fields, 0x20 and
  * the conv_seq as a varint (as im-codec.ts inboxMessageBody builds it), appended with the kit's
- * inbox_append to the recipient's inbox and then the sender's. Answers {0, convSeq}.
+ * inbox_append to the recipient's inbox and then the sender's. Answers {0, convSeq, the recipient's
+ * inbox seq, the sender's}.
  *
  * KEYS[1] seq, [2] history, [3] sent counts hash, [4] blockers hash, [5] dedupe record, [6] the
  *     history's age mark (TRIM_BY_AGE_LUA), [7..11] the recipient's inbox keys, [12..16] the sender's
  *     (RedisInboxStore.appendCall)
  * ARGV[1] serverId, [2] sender, [3] recipient, [4] clientMsgId, [5] device, [6] sentAt, [7] body,
  *     [8] dedupe TTL ms, [9] maxMessages, [10] age cutoff ('' = none), [11] the message's encoded
- *     fields but conv_seq, [12..21] the recipient's append arguments, [22..31] the sender's (their
- *     body, 18 and 28, is filled in here)
+ *     fields but conv_seq, [12..22] the recipient's append arguments, [23..33] the sender's (their
+ *     body, 18 and 29, is filled in here)
  */
 export const STORE_MESSAGE = new RedisScript(`${SEQ_OF_LUA}${TRIM_BY_AGE_LUA}${INBOX_APPEND_LUA}
 local function varint(n)
@@ -47,10 +48,10 @@ redis.call('SET', KEYS[5], seq .. ' ' .. ARGV[6] .. ' ' .. ARGV[1], 'PX', ARGV[8
 local message = ARGV[11] .. string.char(0x20) .. varint(seq)
 local item = string.char(0x12) .. varint(#message) .. message
 ARGV[18] = item
-ARGV[28] = item
-inbox_append(KEYS, 7, ARGV, 12)
-inbox_append(KEYS, 12, ARGV, 22)
-return {0, seq}
+ARGV[29] = item
+local to_recipient = inbox_append(KEYS, 7, ARGV, 12)
+local to_sender = inbox_append(KEYS, 12, ARGV, 23)
+return {0, seq, to_recipient[2], to_sender[2]}
 `);
 
 /**

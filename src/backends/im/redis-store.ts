@@ -88,14 +88,17 @@ export class RedisImStore implements ImStore {
     const cutoff = limits.maxAgeMs === Number.POSITIVE_INFINITY ? '' : String(nowMs - limits.maxAgeMs);
     const args = [message.serverId, sender, recipient, message.clientMsgId, message.senderDevice, message.sentAtMs, message.body, limits.dedupeTtlMs, limits.maxMessages, cutoff, fields];
     // The inbox entry's body is made by the script once the conv_seq is known.
-    for (const user of [recipient, sender]) {
-      const append = this.inbox.appendCall(user, { body: EMPTY }, nowMs);
+    // The sending device has the message (the Reply tells it); the sender's other devices get it.
+    for (const [user, origin] of [[recipient, ''], [sender, message.senderDevice]] as const) {
+      const append = this.inbox.appendCall(user, { body: EMPTY, origin }, nowMs);
       keys.push(...append.keys);
       args.push(...append.args);
     }
-    const reply = (await this.handle.io(STORE_MESSAGE.run(this.redis, keys, args))) as [0, number] | [1, string] | [2];
+    const reply = (await this.handle.io(STORE_MESSAGE.run(this.redis, keys, args))) as [0, number, number, number] | [1, string] | [2];
     if (reply[0] === 2) return { kind: 'blocked' };
-    if (reply[0] === 0) return { kind: 'stored', message: { ...message, convSeq: reply[1], recalledAtMs: 0 } };
+    if (reply[0] === 0) {
+      return { kind: 'stored', message: { ...message, convSeq: reply[1], recalledAtMs: 0 }, inboxSeqs: { recipient: reply[2], sender: reply[3] } };
+    }
     const [convSeq, sentAtMs, serverId] = reply[1].split(' ') as [string, string, string];
     return { kind: 'duplicate', message: { ...message, serverId, convSeq: Number(convSeq), sentAtMs: Number(sentAtMs), recalledAtMs: 0 } };
   }

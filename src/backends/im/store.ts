@@ -48,7 +48,8 @@ export interface ConversationLimits {
  * fields are the request's (a client resends what it sent).
  */
 export type StoreOutcome =
-  | { readonly kind: 'stored'; readonly message: StoredMessage }
+  /** `inboxSeqs`: the seq of the message's entry in the recipient's and in the sender's inbox. */
+  | { readonly kind: 'stored'; readonly message: StoredMessage; readonly inboxSeqs: { readonly recipient: number; readonly sender: number } }
   | { readonly kind: 'duplicate'; readonly message: StoredMessage }
   | { readonly kind: 'blocked' };
 

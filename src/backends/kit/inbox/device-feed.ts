@@ -187,8 +187,9 @@ export class DeviceFeed {
     return this.unacked < this.options.window && this.inFlight.length < this.options.window * 4;
   }
 
+  /** Not expired, and not made by this very device (which has it already). */
   private deliverable(entry: InboxEntry): boolean {
-    return entry.expiresAtMs === 0 || entry.expiresAtMs > this.options.now();
+    return (entry.expiresAtMs === 0 || entry.expiresAtMs > this.options.now()) && entry.origin !== this.device;
   }
 
   private send(entries: InboxEntry[]): void {
@@ -228,7 +229,7 @@ export class DeviceFeed {
           return;
         }
         if (page.gap !== null && page.gap.fromSeq > this.sentThrough) this.sink.gap(page.gap.fromSeq, page.gap.toSeq);
-        const fresh = page.entries.filter((e) => e.seq > this.sentThrough);
+        const fresh = page.entries.filter((e) => e.seq > this.sentThrough && e.origin !== this.device);
         this.sentThrough = Math.max(this.sentThrough, page.throughSeq);
         this.knownLast = this.knownLast === Number.POSITIVE_INFINITY ? page.lastSeq : Math.max(this.knownLast, page.lastSeq);
         for (const seq of this.ahead.keys()) {

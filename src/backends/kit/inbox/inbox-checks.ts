@@ -42,6 +42,7 @@ export interface CheckedAppend {
   readonly collapseKey: string;
   readonly expiresAtMs: number;
   readonly dedupeKey: string;
+  readonly origin: string;
 }
 
 export function checkAppend(request: AppendRequest, nowMs: number): CheckedAppend {
@@ -55,6 +56,7 @@ export function checkAppend(request: AppendRequest, nowMs: number): CheckedAppen
     collapseKey: checkOptionalId('append collapseKey', request.collapseKey),
     expiresAtMs,
     dedupeKey: checkOptionalId('append dedupeKey', request.dedupeKey),
+    origin: checkOptionalId('append origin', request.origin),
   };
 }
 

@@ -5,7 +5,8 @@ import { TRIM_BY_AGE_LUA } from '../redis/stream-trim.js';
  * Lua scripts of the Redis inbox store (redis-inbox-store.ts). Every key of one script belongs to one
  * user (hash tag `{user}`), so the scripts also run on Redis Cluster. Stream IDs are `<seq>-0`; an
  * entry's fields are t (createdAtMs), x (expiresAtMs, 0 = none), r (ref), k (collapse key), b (body),
- * always all five in that order, so field values sit at reply positions 2, 4, 6, 8, 10.
+ * o (origin device), always all six in that order, so field values sit at reply positions 2, 4, 6, 8,
+ * 10, 12.
  */
 
 /** `seq_of(text)`: the seq of a stream ID or of a `<seq> <rest>` record. */
@@ -25,8 +26,8 @@ local function seq_of(text) return tonumber(string.match(text, '^(%d+)')) end
  *
  * keys[k..k+4]: seq counter, log stream, collapse hash (key → '<seq> <ref>'), dedupe record, the age
  *     mark (TRIM_BY_AGE_LUA)
- * args[a..a+9]: maxEntries, age cutoff ms ('' = none), createdAt, expiresAt, ref, collapse key,
- *     body, dedupe TTL ms, notice channel, '1' when deduplicating
+ * args[a..a+10]: maxEntries, age cutoff ms ('' = none), createdAt, expiresAt, ref, collapse key,
+ *     body, dedupe TTL ms, notice channel, '1' when deduplicating, origin device ('' = none)
  */
 export const INBOX_APPEND_LUA = `
 local function inbox_append(keys, k, args, first)
@@ -41,7 +42,7 @@ local function inbox_append(keys, k, args, first)
   end
   local seq = redis.call('INCR', k_seq)
   local id = seq .. '-0'
-  redis.call('XADD', k_log, 'MAXLEN', '~', args[a + 1], id, 't', args[a + 3], 'x', args[a + 4], 'r', args[a + 5], 'k', args[a + 6], 'b', args[a + 7])
+  redis.call('XADD', k_log, 'MAXLEN', '~', args[a + 1], id, 't', args[a + 3], 'x', args[a + 4], 'r', args[a + 5], 'k', args[a + 6], 'b', args[a + 7], 'o', args[a + 11])
   if args[a + 2] ~= '' then trim_by_age(k_log, tonumber(args[a + 2]), id, 2, k_mark) end
   local superseded = false
   if args[a + 6] ~= '' then
@@ -59,7 +60,7 @@ local function inbox_append(keys, k, args, first)
   end
   if args[a + 10] == '1' then redis.call('SET', k_dedupe, seq .. ' ' .. args[a + 3], 'PX', args[a + 8]) end
   -- One concatenation: chained .. copies the body once per step.
-  redis.call('PUBLISH', args[a + 9], table.concat({'e', seq, ' ', args[a + 3], ' ', args[a + 4], ' ', #args[a + 5], ' ', #args[a + 6], '\\n', args[a + 5], args[a + 6], args[a + 7]}))
+  redis.call('PUBLISH', args[a + 9], table.concat({'e', seq, ' ', args[a + 3], ' ', args[a + 4], ' ', #args[a + 5], ' ', #args[a + 6], ' ', #args[a + 11], '\\n', args[a + 5], args[a + 6], args[a + 11], args[a + 7]}))
   if superseded then return {0, seq, superseded} end
   return {0, seq}
 end
@@ -72,7 +73,7 @@ return inbox_append(KEYS, 1, ARGV, 1)
 
 /**
  * One page: the latest seq, the oldest retained seq (latest + 1 when none), the highest seq examined,
- * then each deliverable entry as {seq, t, x, r, k, b}. Entries expired at ARGV[3] or superseded (the
+ * then each deliverable entry as {seq, t, x, r, k, b, o}. Entries expired at ARGV[3] or superseded (the
  * collapse index names a newer entry for their key) are examined but not returned.
  *
  * KEYS[1] seq counter, [2] log stream, [3] collapse hash
@@ -98,7 +99,7 @@ for _, entry in ipairs(batch) do
     local latest = redis.call('HGET', KEYS[3], f[8])
     keep = (not latest) or seq_of(latest) == seq
   end
-  if keep then out[#out + 1] = {seq, f[2], f[4], f[6], f[8], f[10]} end
+  if keep then out[#out + 1] = {seq, f[2], f[4], f[6], f[8], f[10], f[12]} end
 end
 return out
 `);

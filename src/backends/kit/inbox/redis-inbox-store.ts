@@ -44,7 +44,7 @@ interface Watched {
  * | key            | type   | holds |
  * |----------------|--------|-------|
  * | seq            | string | last seq (INCR); never expires, so a user's seq never restarts |
- * | log            | stream | entries, ID `<seq>-0`, fields t x r k b (see redis-inbox-scripts.ts) |
+ * | log            | stream | entries, ID `<seq>-0`, fields t x r k b o (see redis-inbox-scripts.ts) |
  * | collapse       | hash   | collapse key → `<seq> <ref>` of its newest entry |
  * | devices        | hash   | device → `<cursor> <ackedAtMs>` |
  * | dedupe:<key>   | string | `<seq> <createdAtMs>` with PX = dedupeTtlMs |
@@ -86,7 +86,7 @@ export class RedisInboxStore implements InboxStore {
   }
 
   /**
-   * The KEYS and ARGV of one append as INBOX_APPEND_LUA's `inbox_append` takes them (5 keys, 10
+   * The KEYS and ARGV of one append as INBOX_APPEND_LUA's `inbox_append` takes them (5 keys, 11
    * arguments), for a backend script that appends atomically with its own writes on the same Redis.
    * Checks the arguments as `append` does. `appendResult` reads that function's reply.
    */
@@ -108,6 +108,7 @@ export class RedisInboxStore implements InboxStore {
         this.options.dedupeTtlMs,
         this.key(user, 'notify'),
         req.dedupeKey === '' ? '' : '1',
+        req.origin,
       ],
       request: req,
     };
@@ -262,7 +263,7 @@ export class RedisInboxStore implements InboxStore {
 /** An AppendResult from `inbox_append`'s reply (see APPEND) for the checked request it ran. */
 export function appendResult(reply: unknown, req: CheckedAppend, nowMs: number): AppendResult {
   const [duplicate, seq, extra] = reply as [0 | 1, number, (number | string)?];
-  const fields = { body: req.body, ref: req.ref, collapseKey: req.collapseKey, expiresAtMs: req.expiresAtMs };
+  const fields = { body: req.body, ref: req.ref, collapseKey: req.collapseKey, expiresAtMs: req.expiresAtMs, origin: req.origin };
   if (duplicate === 1) return { entry: { seq, createdAtMs: extra as number, ...fields }, duplicate: true, superseded: null };
   const old = extra as string | undefined;
   const space = old?.indexOf(' ') ?? -1;
@@ -270,9 +271,9 @@ export function appendResult(reply: unknown, req: CheckedAppend, nowMs: number):
   return { entry: { seq, createdAtMs: nowMs, ...fields }, duplicate: false, superseded };
 }
 
-type ReadEntry = [seq: number, createdAt: Buffer, expiresAt: Buffer, ref: Buffer, collapseKey: Buffer, body: Buffer];
+type ReadEntry = [seq: number, createdAt: Buffer, expiresAt: Buffer, ref: Buffer, collapseKey: Buffer, body: Buffer, origin: Buffer];
 
-function toEntry([seq, createdAt, expiresAt, ref, collapseKey, body]: ReadEntry): InboxEntry {
+function toEntry([seq, createdAt, expiresAt, ref, collapseKey, body, origin]: ReadEntry): InboxEntry {
   return {
     seq,
     createdAtMs: Number(createdAt.toString()),
@@ -280,6 +281,7 @@ function toEntry([seq, createdAt, expiresAt, ref, collapseKey, body]: ReadEntry)
     ref: ref.toString(),
     collapseKey: collapseKey.toString(),
     body,
+    origin: origin.toString(),
   };
 }
 
@@ -294,9 +296,9 @@ const TRANSIENT_TAG = 0x74; // 't'
 const NEWLINE = 0x0a;
 
 /**
- * A notice as the append script publishes it: `e<seq> <createdAt> <expiresAt> <refLen> <keyLen>\n`
- * then ref, key and body bytes; or `t` then a transient payload. Anything else (another writer on the
- * channel) is ignored.
+ * A notice as the append script publishes it: `e<seq> <createdAt> <expiresAt> <refLen> <keyLen>
+ * <originLen>\n` then ref, key, origin and body bytes; or `t` then a transient payload. Anything else
+ * (another writer on the channel) is ignored.
  */
 function decodeNotice(message: Buffer): InboxNotice | null {
   if (message[0] === TRANSIENT_TAG) return { kind: 'transient', payload: message.subarray(1) };
@@ -304,11 +306,12 @@ function decodeNotice(message: Buffer): InboxNotice | null {
   const end = message.indexOf(NEWLINE);
   if (end < 0) return null;
   const numbers = message.toString('latin1', 1, end).split(' ').map(Number);
-  if (numbers.length !== 5 || !numbers.every(Number.isSafeInteger)) return null;
-  const [seq, createdAtMs, expiresAtMs, refLength, keyLength] = numbers as [number, number, number, number, number];
+  if (numbers.length !== 6 || !numbers.every(Number.isSafeInteger)) return null;
+  const [seq, createdAtMs, expiresAtMs, refLength, keyLength, originLength] = numbers as [number, number, number, number, number, number];
   const refEnd = end + 1 + refLength;
   const keyEnd = refEnd + keyLength;
-  if (keyEnd > message.length) return null;
+  const originEnd = keyEnd + originLength;
+  if (originEnd > message.length) return null;
   return {
     kind: 'entry',
     entry: {
@@ -317,7 +320,8 @@ function decodeNotice(message: Buffer): InboxNotice | null {
       expiresAtMs,
       ref: message.toString('utf8', end + 1, refEnd),
       collapseKey: message.toString('utf8', refEnd, keyEnd),
-      body: message.subarray(keyEnd),
+      origin: message.toString('utf8', keyEnd, originEnd),
+      body: message.subarray(originEnd),
     },
   };
 }
