@@ -38,7 +38,8 @@ void (async () => {
     if (event.type === 'message') {
       const m = event.message;
       const text = Buffer.from(m.body).toString('utf8');
-      if (m.sender === me) console.log(`  (you → ${m.recipient}, #${m.convSeq}) ${text}`);
+      // Your own messages come here only when another of your devices sent them.
+      if (m.sender === me) console.log(`  (you, from another device → ${m.recipient}, #${m.convSeq}) ${text}`);
       else {
         console.log(`${m.sender}: ${text}`);
         await im.read(m.sender, m.convSeq).catch(() => undefined);
