@@ -62,6 +62,13 @@ export {
   type InboxStore,
 } from './backends/kit/inbox/index.js';
 
+// The Push protocol (docs/push.md) for client apps, and the Push backend for embedding.
+export { decodePushEvent, decodePushRequest, encodePushEvent, encodePushRequest, type PushEvent, type PushRequest } from './backends/push/push-codec.js';
+export { createPushBackend, type PushBackend, type PushBackendOptions } from './backends/push/push-backend.js';
+export { MemoryPushStore } from './backends/push/memory-store.js';
+export { RedisPushStore } from './backends/push/redis-store.js';
+export type { PushStore } from './backends/push/store.js';
+
 export { ProxyServer, type ProxyServerOptions } from './proxy/server.js';
 export { createJwtVerifier, mintToken, type TokenVerifier } from './proxy/auth.js';
 export { loadProxyConfig, type ProxyConfig } from './config/proxy-config.js';

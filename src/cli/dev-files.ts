@@ -5,16 +5,20 @@ import { join } from 'node:path';
 /**
  * The files `livemux up` leaves in `.livemux/` of the directory it runs in, for the other commands run
  * there: the dev JWT secret (so `livemux token` mints tokens the running proxy accepts, and tokens
- * survive a restart) and a ready token for the examples and `livemux client`. Owner-only (0600).
+ * survive a restart), a ready token for the examples and `livemux client`, and the push API's dev key.
+ * Owner-only (0600).
  */
 const DEV_DIR = '.livemux';
 const SECRET_FILE = 'dev-secret';
 const TOKEN_FILE = 'dev-token';
+const PUSH_KEY_FILE = 'push-api-key';
 
 /** Where `livemux up` keeps its dev secret, as the commands print it. */
 export const DEV_SECRET_PATH = join(DEV_DIR, SECRET_FILE);
 /** Where `livemux up` writes the dev user's token. */
 export const DEV_TOKEN_PATH = join(DEV_DIR, TOKEN_FILE);
+/** Where `livemux up` keeps the push API's dev key (docs/push.md). */
+export const PUSH_API_KEY_PATH = join(DEV_DIR, PUSH_KEY_FILE);
 
 /** The dev secret of `cwd`, created (32 random bytes) on first use. */
 export function ensureDevSecret(cwd: string): string {
@@ -23,6 +27,15 @@ export function ensureDevSecret(cwd: string): string {
   const secret = randomBytes(32).toString('base64url');
   writeDevFile(cwd, SECRET_FILE, secret);
   return secret;
+}
+
+/** The push API's dev key of `cwd`, created on first use (kept, so scripts calling the API survive a restart). */
+export function ensurePushApiKey(cwd: string): string {
+  const existing = readDevFile(cwd, PUSH_KEY_FILE);
+  if (existing) return existing;
+  const key = `dev-${randomBytes(24).toString('base64url')}`;
+  writeDevFile(cwd, PUSH_KEY_FILE, key);
+  return key;
 }
 
 /** The dev secret of `cwd`, or undefined when `livemux up` never ran there. */

@@ -10,7 +10,7 @@ export function register(program: Command, _cli: CliContext): void {
     .command('im-backend')
     .description('run the IM backend (docs/im.md); conversations and inboxes in memory unless --redis')
     .option('--host <host>', 'address to listen on', '127.0.0.1')
-    .option('--port <port>', 'port to listen on (0: any free port)', port(), 7103)
+    .option('--port <port>', 'port to listen on (0: any free port)', port(), 7104)
     .option('--redis <url>', 'keep conversations and inboxes in Redis (one primary, e.g. redis://127.0.0.1:6379), shared by every IM backend')
     .option('--send-rate <n>', 'messages/s a user may send (burst: two seconds worth; default 20)', positiveNumber('messages/s'))
     .option('--max-body <bytes>', 'largest message body (default 16384)', integer(1, 'bytes'))

@@ -15,6 +15,7 @@ const COMMANDS: readonly (() => Promise<{ register: RegisterCommand }>)[] = [
   () => import('./echo-backend-command.js'),
   () => import('./chat-backend-command.js'),
   () => import('./im-backend-command.js'),
+  () => import('./push-backend-command.js'),
   () => import('./client-command.js'),
   () => import('./token-command.js'),
   () => import('./check-command.js'),

@@ -5,15 +5,16 @@ import type { Command } from '@commander-js/extra-typings';
 import { PACKAGE_ROOT } from '../paths.js';
 import { LivemuxError } from '../protocol/errors.js';
 import { untilSignal } from '../util/signals.js';
-import { configFile, type CliContext } from './command.js';
+import { configFile, port, type CliContext } from './command.js';
 import { JWT_SECRET_ENV } from '../config/proxy-config.js';
-import { DEV_SECRET_PATH, DEV_TOKEN_PATH, ensureDevSecret, writeDevToken } from './dev-files.js';
+import { DEV_SECRET_PATH, DEV_TOKEN_PATH, PUSH_API_KEY_PATH, ensureDevSecret, ensurePushApiKey, writeDevToken } from './dev-files.js';
 
 /** Pools whose name matches a reference backend shipped in the box are started by `livemux up`. */
 const REFERENCE_BACKENDS: Record<string, string> = {
   echo: 'echo-backend',
   chat: 'chat-backend',
   im: 'im-backend',
+  push: 'push-backend',
 };
 
 const LOOPBACK = /^(127\.\d+\.\d+\.\d+|localhost|\[::1\])$/;
@@ -30,7 +31,8 @@ export function register(program: Command, cli: CliContext): void {
         'so `livemux token --sub USER [--role ROLE]` run in this directory mints more users for the running proxy.\n' +
         'SIGTERM/SIGINT drains and stops; SIGHUP reloads routes.yaml.',
     )
-    .action((opts) => runUp(cli, opts.config));
+    .option('--push-api-port <port>', 'port of the push HTTP API (docs/push.md) of the first push node (0: any free port)', port(), 7180)
+    .action((opts) => runUp(cli, opts.config, opts.pushApiPort));
 }
 
 /**
@@ -40,7 +42,7 @@ export function register(program: Command, cli: CliContext): void {
  * examples). Without LIVEMUX_JWT_SECRET the dev secret of this directory signs tokens, so `livemux token`
  * can mint more of them for the running proxy, and they outlive a restart.
  */
-async function runUp(cli: CliContext, configOption: string | undefined): Promise<void> {
+async function runUp(cli: CliContext, configOption: string | undefined, pushApiPort: number): Promise<void> {
   // Loaded here, not at the top, so `livemux --help` does not load the proxy.
   const { loadProxyConfig } = await import('../config/proxy-config.js');
   const { loadRoutesConfig } = await import('../config/routes-config.js');
@@ -50,6 +52,9 @@ async function runUp(cli: CliContext, configOption: string | undefined): Promise
   const config = loadProxyConfig(configFile(cli, configOption), { ...cli.env, [JWT_SECRET_ENV]: secret });
   const routes = loadRoutesConfig(config.routesFile);
 
+  // The Push backend's HTTP API takes this key (docs/push.md), kept in .livemux/ like the dev secret.
+  const pushApiKey = cli.env.LIVEMUX_PUSH_API_KEY ?? ensurePushApiKey(cli.cwd);
+  let pushApi = '';
   const children: ChildProcess[] = [];
   const stopChildren = (): void => {
     for (const c of children) c.kill('SIGTERM');
@@ -62,7 +67,11 @@ async function runUp(cli: CliContext, configOption: string | undefined): Promise
       for (const { address } of spec.endpoints) {
         const [host, port] = splitAddress(address);
         if (!LOOPBACK.test(host)) continue;
-        children.push(await startChild(command, ['--host', host, '--port', port]));
+        // Only the first push node takes the API's well-known port; others pick a free one.
+        const httpArgs = command === 'push-backend' ? ['--http-port', pushApi === '' ? String(pushApiPort) : '0'] : [];
+        const { child, line } = await startChild(command, ['--host', host, '--port', port, ...httpArgs], { LIVEMUX_PUSH_API_KEY: pushApiKey });
+        children.push(child);
+        if (command === 'push-backend' && pushApi === '') pushApi = `http://127.0.0.1:${String(line.httpPort)}`;
       }
     }
     // Written before the proxy listens, so whoever sees it listening finds the token.
@@ -78,10 +87,20 @@ async function runUp(cli: CliContext, configOption: string | undefined): Promise
           (server.adminPort ? `, metrics at http://${config.admin!.host}:${server.adminPort}/metrics` : ''),
         `dev token for user "${DEV_USER}" (also in ${DEV_TOKEN_PATH}):`,
         `  ${token}`,
+        ...(pushApi === ''
+          ? []
+          : [`push API at ${pushApi}, dev API key (${cli.env.LIVEMUX_PUSH_API_KEY ? 'from $LIVEMUX_PUSH_API_KEY' : `also in ${PUSH_API_KEY_PATH}`}):`, `  ${pushApiKey}`]),
         'try, in another terminal:',
         '  node examples/two-sessions.mjs',
         '  node examples/im-chat.mjs alice bob    (and `node examples/im-chat.mjs bob alice` in a third)',
         `  npx livemux client --port ${port} --business echo`,
+        ...(pushApi === ''
+          ? []
+          : [
+              '  node examples/push-device.mjs            # a device; then, in a third terminal:',
+              `  curl -X POST ${pushApi}/v1/push -H "Authorization: Bearer $(cat ${PUSH_API_KEY_PATH})" \\`,
+              `       -H 'content-type: application/json' -d '{"to":{"users":["${DEV_USER}"]},"data":"hello"}'`,
+            ]),
         `more users: npx livemux token --sub bob [--role host]   (signed with ${cli.env[JWT_SECRET_ENV] ? `$${JWT_SECRET_ENV}` : DEV_SECRET_PATH})`,
         'Ctrl-C drains and stops; SIGHUP reloads routes.yaml.',
         '',
@@ -99,9 +118,12 @@ function splitAddress(address: string): [string, string] {
   return [address.slice(0, i), address.slice(i + 1)];
 }
 
-/** Forks `livemux <command>` and resolves once it reports it is listening. */
-function startChild(command: string, args: string[]): Promise<ChildProcess> {
-  const child = fork(join(PACKAGE_ROOT, 'bin', 'livemux.js'), [command, ...args], { stdio: ['ignore', 'pipe', 'inherit', 'ipc'] });
+/** Forks `livemux <command>` and resolves once it reports it is listening, with that JSON line. */
+function startChild(command: string, args: string[], env: NodeJS.ProcessEnv): Promise<{ child: ChildProcess; line: Record<string, unknown> }> {
+  const child = fork(join(PACKAGE_ROOT, 'bin', 'livemux.js'), [command, ...args], {
+    stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
+    env: { ...process.env, ...env },
+  });
   return new Promise((resolve, reject) => {
     const lines = createInterface({ input: child.stdout! });
     const onExit = (code: number | null): void =>
@@ -112,7 +134,7 @@ function startChild(command: string, args: string[]): Promise<ChildProcess> {
       process.stdout.write(`${line}\n`);
       if (!line.includes('"listening"')) return;
       child.off('exit', onExit);
-      resolve(child);
+      resolve({ child, line: JSON.parse(line) as Record<string, unknown> });
     });
   });
 }

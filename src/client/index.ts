@@ -6,6 +6,7 @@ export { ClientSession, type OpenOptions, type SendOptions, type SessionEvents }
 export { ImClient, type ImClientEvent, type ImClientOptions } from './im-client.js';
 export { ChatClient, type ChatClientEvent, type ChatJoinOptions } from './chat-client.js';
 export type { IncomingMessage } from './session-inbox.js';
+export { openPush, PushClient, type Push, type PushClientEvents, type PushClientOptions } from './push-client.js';
 export type { ClientLogger, ConnectOptions, ReconnectOptions } from './options.js';
 export {
   ClientClosedError,

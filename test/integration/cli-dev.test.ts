@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { afterAll, describe, expect, it } from 'vitest';
 import { WireRole } from '../../src/backends/chat/chat-codec.js';
-import { connect } from '../../src/client/index.js';
+import { connect, openPush } from '../../src/client/index.js';
 import { runCliCaptured } from '../helpers/cli.js';
 import { ChatMember } from '../helpers/chat-member.js';
 import { freePort } from '../helpers/free-port.js';
@@ -71,6 +71,43 @@ describe('livemux up, then livemux token for more users', () => {
       expect(b.events.find((e) => e.joined)?.joined?.role).toBe(WireRole.MEMBER);
     } finally {
       await Promise.all([dev, b, host].map((m) => m.client.close()));
+    }
+  });
+});
+
+describe('livemux up with a push pool', () => {
+  it('prints the push API and a dev key (kept in .livemux/push-api-key), and a call with it reaches the dev user\'s device', async () => {
+    const [proxyPort, pushPort, apiPort] = [await freePort(), await freePort(), await freePort()];
+    const dir = projectDir(proxyPort, {
+      version: 1,
+      routes: [{ business: 'push', pool: 'push', policy: 'consistent_hash', hash_key: 'user_id' }],
+      pools: { push: { protocol: 'grpc', endpoints: [{ address: `127.0.0.1:${pushPort}` }] } },
+    });
+    const up = runLivemux(['up', '--push-api-port', String(apiPort)], { LIVEMUX_JWT_SECRET: undefined, LIVEMUX_PUSH_API_KEY: undefined }, dir);
+    running.push(up);
+    await up.waitFor((l) => l.msg === 'livemux listening', 30_000);
+    const key = readFileSync(join(dir, '.livemux', 'push-api-key'), 'utf8').trim();
+    const deadline = Date.now() + 10_000;
+    while (!up.stderr().includes('Ctrl-C')) {
+      if (Date.now() > deadline) throw new Error(`no banner: ${up.stderr()}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    expect(up.stderr()).toContain(`push API at http://127.0.0.1:${apiPort}, dev API key (also in .livemux/push-api-key):\n  ${key}`);
+
+    const client = await connect({ host: '127.0.0.1', port: proxyPort, token: readFileSync(join(dir, '.livemux', 'dev-token'), 'utf8').trim(), reconnect: false });
+    try {
+      const push = await openPush(client, { deviceId: 'phone' });
+      const got = new Promise<string>((resolve) => push.on('push', (p) => resolve(p.data.toString())));
+      await new Promise<void>((resolve) => push.once('synced', () => resolve()));
+      const res = await fetch(`http://127.0.0.1:${apiPort}/v1/push`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ to: { users: ['dev-user'] }, data: 'hello' }),
+      });
+      expect(res.status).toBe(202);
+      expect(await got).toBe('hello');
+    } finally {
+      await client.close();
     }
   });
 });

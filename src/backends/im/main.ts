@@ -1,5 +1,5 @@
 /**
- * The IM backend as a process: `livemux im-backend --port 7103 [--redis redis://127.0.0.1:6379]
+ * The IM backend as a process: `livemux im-backend --port 7104 [--redis redis://127.0.0.1:6379]
  * [--send-rate 20] [--max-body 16384] [--inbox-max 1000] [--inbox-max-age-ms MS] [--history-max 10000]
  * [--recall-window-ms 120000] [--presence-ttl-ms 30000]` (every option: src/cli/im-backend-command.ts).
  * Without --redis, conversations and inboxes live in this process; with it, in Redis, shared by every
