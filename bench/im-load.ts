@@ -150,6 +150,7 @@ async function runStep(users: User[], rate: number, kind: 'step' | 'half' | 'war
   step = stats;
   stepNo++;
   stepStart = performance.now();
+  const cpuBefore = process.cpuUsage();
   let next = 0;
   await new Promise<void>((resolve) => {
     const timer = setInterval(() => {
@@ -169,6 +170,7 @@ async function runStep(users: User[], rate: number, kind: 'step' | 'half' | 'war
   const delivered = performance.now() + 500;
   while (stats.delivered < stats.sent && performance.now() < delivered) await new Promise((r) => setTimeout(r, 20));
   step = null;
+  const cpu = process.cpuUsage(cpuBefore);
   const ackedPerSecond = stats.acked / ((performance.now() - stepStart) / 1000);
   const growth = stats.late.n > 0 && stats.early.n > 0 ? stats.late.sum / stats.late.n - stats.early.sum / stats.early.n : 0;
   const ok = stats.acked === stats.sent && stats.delivered === stats.sent && growth <= PACE_SLACK_MS;
@@ -183,6 +185,9 @@ async function runStep(users: User[], rate: number, kind: 'step' | 'half' | 'war
     recipientP50Ms: stats.recipient.quantile(0.5),
     recipientP99Ms: stats.recipient.quantile(0.99),
     latencyGrowthMs: Math.round(growth),
+    // What this generator itself spent per send (sending, decoding replies and deliveries, acking): it
+    // shares the cores with what it measures.
+    generatorCpuUsPerSend: Math.round((cpu.user + cpu.system) / Math.max(1, stats.sent)),
   };
   console.log(JSON.stringify(line));
   // A step that fell behind leaves a backlog: let the system work it off before the next step measures.
