@@ -21,7 +21,7 @@ export class ImHarness {
 
   constructor(readonly im: ImBackend) {}
 
-  open(stream: FakeProxyStream, user: string, device: string, reattach = false): Device {
+  open(stream: FakeProxyStream, user: string, device: string, reattach = false, maxPayload = 128 * 1024): Device {
     const session = this.nextSession++;
     stream.open(session);
     this.im.handlers.onOpen(stream, session, {
@@ -33,6 +33,7 @@ export class ImHarness {
       clientSessionId: session,
       reattach,
       claims: {},
+      maxPayload,
     });
     return { stream, session, user, device };
   }

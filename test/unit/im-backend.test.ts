@@ -23,7 +23,7 @@ describe('IM backend', () => {
   it('closes a session without a device_id', () => {
     const { p } = start();
     p.open(1);
-    im!.handlers.onOpen(p, 1, { userId: 'ann', business: 'im', metadata: {}, clientAddress: '', connectionId: 'c', clientSessionId: 1, reattach: false, claims: {} });
+    im!.handlers.onOpen(p, 1, { userId: 'ann', business: 'im', metadata: {}, clientAddress: '', connectionId: 'c', clientSessionId: 1, reattach: false, claims: {}, maxPayload: 128 * 1024 });
     expect(p.closed.get(1)).toEqual({ code: Code.BACKEND_CLOSED, reason: 'im: metadata.device_id is required (1..128 bytes)' });
   });
 
