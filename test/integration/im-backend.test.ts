@@ -1,14 +1,14 @@
 /**
  * The IM backend as a process, in memory mode, behind a real proxy, driven by the SDK's ImClient: two
- * users talk, an offline device catches up, receipts, typing and presence flow, and the backend's
- * /metrics count what happened.
+ * users talk, an offline device catches up, receipts, typing and presence flow (a device that closes
+ * goes offline), and the backend's /metrics count what happened, promtool-clean.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect } from '../../src/client/index.js';
 import { ImClient } from '../../src/client/im-client.js';
 import { mintToken } from '../../src/proxy/auth.js';
 import { imRoutes, openDevice, type ImDevice } from '../helpers/im-cluster.js';
-import { metricValue } from '../helpers/metrics.js';
+import { metricValue, promtoolCheckMetrics } from '../helpers/metrics.js';
 import { TEST_SECRET, startImBackend, startProxy } from '../helpers/processes.js';
 
 let backend: Awaited<ReturnType<typeof startImBackend>>;
@@ -114,5 +114,8 @@ describe('the IM backend behind a proxy', () => {
     }
     expect(await metricValue(backend.adminPort!, 'livemux_im_messages_stored_total', '')).toBeGreaterThanOrEqual(11);
     expect(await metricValue(backend.adminPort!, 'livemux_im_recalls_total', '')).toBe(1);
+    const text = await (await fetch(`http://127.0.0.1:${backend.adminPort}/metrics`)).text();
+    expect(text).toMatch(/^livemux_im_process_cpu_seconds_total /m);
+    expect(promtoolCheckMetrics(text)).toBe('');
   });
 });

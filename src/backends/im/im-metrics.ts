@@ -3,7 +3,8 @@
  * one source of truth per number: counters are the backend's `ImStats`, copied when scraped; gauges
  * read the live state when scraped. Label values are bounded (refusal reasons, request kinds).
  */
-import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Registry } from 'prom-client';
+import { collectProcessMetrics } from '../../observability/process-metrics.js';
 
 /** Why a send did not become a message. */
 export const RefuseReason = {
@@ -67,7 +68,7 @@ export interface ImMetrics {
 
 export function createImMetrics(source: ImMetricsSource, options: { processMetrics?: boolean } = {}): ImMetrics {
   const registry = new Registry();
-  if (options.processMetrics === true) collectDefaultMetrics({ register: registry, prefix: 'livemux_im_' });
+  if (options.processMetrics === true) collectProcessMetrics(registry, 'livemux_im_');
   const registers = [registry];
   /** A counter whose value is read from the stats at scrape time. */
   const view = (name: string, help: string, read: (s: Readonly<ImStats>) => number): void => {
