@@ -171,8 +171,14 @@ export class ImClient implements AsyncIterable<ImClientEvent> {
     await this.call({ unblock: { user } });
   }
 
+  /** Whom you block, ascending (fetched page by page: each page fits one message). */
   async blocked(): Promise<string[]> {
-    return (await this.call({ listBlocked: {} })).blocked!.users;
+    const users: string[] = [];
+    for (;;) {
+      const page = (await this.call({ listBlocked: { after: users.at(-1) ?? '' } })).blocked!;
+      users.push(...page.users);
+      if (!page.hasMore || page.users.length === 0) return users;
+    }
   }
 
   /** The highest inbox seq the application has processed. */

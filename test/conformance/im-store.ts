@@ -83,7 +83,7 @@ export function describeImStore(name: string, factory: () => Promise<ImStoreFixt
         expect(decodeInboxPayload(inBob[1]!.body).message).toEqual({ serverId, sender, recipient, convSeq, sentAtMs, clientMsgId, senderDevice, body: Buffer.from('hello'), recalled: false });
         // A resend and a refusal append nothing.
         await put(store, msg('ann', 'bob', 'hello', { clientMsgId: 'c-hello' }), LIMITS, T0);
-        await store.setBlocked('bob', 'eve', true);
+        await store.setBlocked('bob', 'eve', true, 10);
         expect((await put(store, msg('eve', 'bob', 'spam'), LIMITS, T0)).kind).toBe('blocked');
         expect(await other.inbox.lastSeq('bob')).toBe(2);
         expect(await other.inbox.lastSeq('eve')).toBe(0);
@@ -120,8 +120,8 @@ export function describeImStore(name: string, factory: () => Promise<ImStoreFixt
         const { store, peer } = await open();
         const other = await peer();
         const before = await put(store, msg('ann', 'bob', 'before', { clientMsgId: 'early' }), LIMITS, T0);
-        await store.setBlocked('bob', 'ann', true);
-        await store.setBlocked('bob', 'ann', true);
+        expect(await store.setBlocked('bob', 'ann', true, 10)).toBe(true);
+        expect(await store.setBlocked('bob', 'ann', true, 10)).toBe(true);
         expect(await put(other, msg('ann', 'bob', 'spam'), LIMITS, T0)).toEqual({ kind: 'blocked' });
         expect((await put(other, msg('bob', 'ann', 'still talking'), LIMITS, T0)).kind).toBe('stored');
         // A resend of what was stored before the block still answers it.
@@ -129,10 +129,25 @@ export function describeImStore(name: string, factory: () => Promise<ImStoreFixt
         expect(before.kind).toBe('stored');
         expect(await other.blocked('bob')).toEqual(['ann']);
         expect(await other.blocked('ann')).toEqual([]);
-        await store.setBlocked('bob', 'ann', false);
+        expect([await other.isBlocked('bob', 'ann'), await other.isBlocked('ann', 'bob')]).toEqual([true, false]);
+        expect(await store.setBlocked('bob', 'ann', false, 10)).toBe(true);
         expect((await put(other, msg('ann', 'bob', 'again'), LIMITS, T0)).kind).toBe('stored');
         expect(await store.blocked('bob')).toEqual([]);
-        await store.setBlocked('eve', 'zed', false); // unblocking a stranger is a no-op
+        expect(await store.isBlocked('bob', 'ann')).toBe(false);
+        expect(await store.setBlocked('eve', 'zed', false, 10)).toBe(true); // unblocking a stranger is a no-op
+      });
+
+      it('keeps a block list within its bound, sorted, and lets a full one block again whom it holds', async () => {
+        const { store, peer } = await open();
+        const other = await peer();
+        for (const u of ['dan', 'bob', 'cat']) expect(await store.setBlocked('ann', u, true, 3)).toBe(true);
+        expect(await other.setBlocked('ann', 'eve', true, 3)).toBe(false);
+        expect(await put(store, msg('eve', 'ann', 'not blocked'), LIMITS, T0)).toMatchObject({ kind: 'stored' });
+        expect(await other.setBlocked('ann', 'bob', true, 3)).toBe(true);
+        expect(await other.blocked('ann')).toEqual(['bob', 'cat', 'dan']);
+        expect(await store.setBlocked('ann', 'cat', false, 3)).toBe(true);
+        expect(await other.setBlocked('ann', 'eve', true, 3)).toBe(true);
+        expect(await store.blocked('ann')).toEqual(['bob', 'dan', 'eve']);
       });
     });
 

@@ -59,7 +59,7 @@ describe('RedisImStore specifics', () => {
       await store.storeMessage(message, encodeMessageFields(message), limits, 5);
       await store.markRead('bob', 'ann', 1);
       await store.touchConversation('ann', 'bob', 5);
-      await store.setBlocked('ann', 'eve', true);
+      await store.setBlocked('ann', 'eve', true, 10);
       await store.sessionOnline('ann', 'p:1', 60_000, Date.now());
       expect((await admin.keys('livemux:im:{c:3:ann|bob}:*')).sort()).toEqual(
         ['cmid:3:ann:c1', 'history', 'reads', 'sent', 'seq'].map((p) => `livemux:im:{c:3:ann|bob}:${p}`),

@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { createImBackend, type ImBackend, type ImBackendOptions } from '../../src/backends/im/im-backend.js';
+import { encodeImEvent } from '../../src/backends/im/im-codec.js';
 import { ImErrorCode } from '../../src/backends/im/im-errors.js';
 import { MemoryImStore } from '../../src/backends/im/memory-store.js';
 import { Code } from '../../src/protocol/codes.js';
@@ -171,7 +172,7 @@ describe('IM backend', () => {
     const ann = h.open(p, 'ann', 'phone');
     const bob = h.open(p, 'bob', 'phone');
     expect((await h.call(bob, { block: { user: 'ann' } })).ok).toBe(true);
-    expect((await h.call(bob, { listBlocked: {} })).blocked).toEqual({ users: ['ann'] });
+    expect((await h.call(bob, { listBlocked: { after: '' } })).blocked).toEqual({ users: ['ann'], hasMore: false });
     const send = (to: string, body: string, clientMsgId = `c-${body}`) => h.call(ann, { send: { to, body: Buffer.from(body), clientMsgId } });
     expect(await send('bob', 'hi')).toMatchObject({ ok: false, errorCode: ImErrorCode.BLOCKED });
     expect(await send('bob', 'x'.repeat(11))).toMatchObject({ ok: false, errorCode: ImErrorCode.TOO_LARGE });
@@ -188,7 +189,7 @@ describe('IM backend', () => {
   it('refuses requests over the per-user request rate, sends and acks aside', async () => {
     const { h, p } = start({ requestRate: 2 });
     const ann = h.open(p, 'ann', 'phone');
-    const ids = [1, 2, 3, 4, 5].map(() => h.request(ann, { listBlocked: {} }));
+    const ids = [1, 2, 3, 4, 5].map(() => h.request(ann, { listBlocked: { after: '' } }));
     await im!.settled();
     expect(ids.map((id) => h.replyTo(ann, id)?.errorCode)).toEqual(['', '', '', '', ImErrorCode.RATE_LIMITED]);
     expect(h.replyTo(ann, ids[4]!)?.retryAfterMs).toBe(500);
@@ -252,6 +253,75 @@ describe('IM backend', () => {
     expect(h.texts(moved)).toEqual(['ann>bob:b']);
     await h.say(ann, 'bob', 'c');
     await h.until(() => h.texts(moved).length === 2, 'live');
+  });
+
+  it('ends a half-closed session once the Replies it is owed are out, and the user goes offline', async () => {
+    const { h, p } = start();
+    const ann = h.open(p, 'ann', 'phone');
+    const watcher = h.open(p, 'cat', 'phone');
+    await h.call(watcher, { watchPresence: { users: ['ann'] } });
+    const id = h.request(ann, { send: { to: 'bob', body: Buffer.from('last words'), clientMsgId: 'c-last' } });
+    im!.handlers.onHalfClose!(p, ann.session, 0, '');
+    // The send in progress is still answered, then the session ends with code 0.
+    await h.until(() => p.closed.has(ann.session), 'the session ended');
+    expect(h.replyTo(ann, id)).toMatchObject({ ok: true, sent: { convSeq: 1 } });
+    const events = p.inbox.get(ann.session)!;
+    expect(p.closed.get(ann.session)).toEqual({ code: 0, reason: '' });
+    expect(events.length).toBeGreaterThan(0);
+    expect(im!.sessions).toBe(1);
+    await h.until(() => h.events(watcher).some((e) => e.presence?.online === false), 'ann offline');
+    // With nothing owed it ends at once.
+    const bob = h.open(p, 'bob', 'phone');
+    im!.handlers.onHalfClose!(p, bob.session, 0, '');
+    expect(p.closed.get(bob.session)).toEqual({ code: 0, reason: '' });
+    expect(im!.sessions).toBe(1);
+  });
+
+  it('keeps every event within the client\'s max_payload, and refuses a session that cannot take one message', async () => {
+    const maxBodyBytes = 1000;
+    const { h, p } = start({ maxBodyBytes });
+    p.open(99);
+    im!.handlers.onOpen(p, 99, { userId: 'ann', business: 'im', metadata: { device_id: 'd' }, clientAddress: '', connectionId: 'c', clientSessionId: 1, reattach: false, claims: {}, maxPayload: 1500 });
+    expect(p.closed.get(99)).toMatchObject({ code: Code.BACKEND_CLOSED, reason: expect.stringMatching(/^im: this connection's max_payload 1500 is below the \d+ bytes one message may take$/) });
+    const maxPayload = 4096;
+    const ann = h.open(p, 'ann', 'phone');
+    for (let i = 1; i <= 12; i++) await h.say(ann, 'bob', `${i}`.padEnd(maxBodyBytes, '.'));
+    const bob = h.open(p, 'bob', 'phone', false, maxPayload);
+    await h.sync(bob);
+    const sizes = p.inbox.get(bob.session)!.map((r) => r.payload.length);
+    expect(Math.max(...sizes)).toBeLessThanOrEqual(maxPayload);
+    expect(h.items(bob).map((i) => i.inboxSeq)).toEqual([...Array(12).keys()].map((i) => i + 1));
+    // A history page holds what fits, newest first kept, and says there is more.
+    const page = await h.call(bob, { history: { peer: 'ann', beforeSeq: 0, limit: 10 } });
+    expect(encodeImEvent({ reply: page }).length).toBeLessThanOrEqual(maxPayload);
+    const seqs = page.history!.messages.map((m) => m.convSeq);
+    expect(seqs.length).toBeGreaterThan(1);
+    expect(seqs.at(-1)).toBe(12);
+    expect(page.history!.hasMore).toBe(true);
+    const rest = await h.call(bob, { history: { peer: 'ann', beforeSeq: seqs[0]!, limit: 10 } });
+    expect(rest.history!.messages.at(-1)!.convSeq).toBe(seqs[0]! - 1);
+    // Presence states that would not fit are refused up front.
+    const many = Array.from({ length: 20 }, (_, i) => `${i}`.padStart(250, 'u'));
+    expect(await h.call(bob, { watchPresence: { users: many } })).toMatchObject({ ok: false, errorCode: ImErrorCode.TOO_MANY_WATCHED });
+  });
+
+  it('bounds the block list and pages it in Replies that fit', async () => {
+    const { h, p } = start({ maxBlocked: 30, maxBodyBytes: 1000 });
+    const ann = h.open(p, 'ann', 'phone', false, 4096);
+    const users = Array.from({ length: 30 }, (_, i) => `${String(i).padStart(2, '0')}`.padEnd(200, 'x'));
+    for (const user of users) expect((await h.call(ann, { block: { user } })).ok).toBe(true);
+    expect(await h.call(ann, { block: { user: 'one-more' } })).toMatchObject({ ok: false, errorCode: ImErrorCode.TOO_MANY_BLOCKED });
+    expect((await h.call(ann, { block: { user: users[3]! } })).ok).toBe(true);
+    const listed: string[] = [];
+    let pages = 0;
+    for (let more = true; more; pages++) {
+      const r = await h.call(ann, { listBlocked: { after: listed.at(-1) ?? '' } });
+      expect(encodeImEvent({ reply: r }).length).toBeLessThanOrEqual(4096);
+      listed.push(...r.blocked!.users);
+      more = r.blocked!.hasMore;
+    }
+    expect(listed).toEqual(users);
+    expect(pages).toBeGreaterThan(1);
   });
 
   it('answers INTERNAL when the store fails, and counts it', async () => {

@@ -59,7 +59,7 @@ describe('IM codec', () => {
       { requestId: 6, watchPresence: { users: ['bob', 'cat'] } },
       { requestId: 7, block: { user: 'eve' } },
       { requestId: 8, unblock: { user: 'eve' } },
-      { requestId: 9, listBlocked: {} },
+      { requestId: 9, listBlocked: { after: '' } },
     ];
     for (const r of requests) {
       const decoded = decodeImRequest(encodeImRequest(r));

@@ -68,6 +68,8 @@ export interface ImBackendOptions {
   presenceTtlMs?: number;
   /** Users one session may watch (default 100). */
   maxWatched?: number;
+  /** Users one user may block (default 1000). */
+  maxBlocked?: number;
   /** Inbox entries sent ahead of a device's acks (default 256). */
   window?: number;
   /** Wall clock, ms since the epoch (default Date.now). */
@@ -89,6 +91,7 @@ export const IM_DEFAULTS = Object.freeze({
   recallWindowMs: 120_000,
   presenceTtlMs: 30_000,
   maxWatched: 100,
+  maxBlocked: 1000,
   historyPage: 50,
   /** Conversations whose unread counts a Sync reply carries (the most recent). */
   unreadConversations: 200,
@@ -101,6 +104,21 @@ const MAX_TOUCHED = 100_000;
 
 /** Bytes of entries per Entries event: well under the default session window (256 KiB) and max payload. */
 const MAX_EVENT_BYTES = 64 * 1024;
+/**
+ * Upper bounds of what protobuf adds around the data of an event (tags, lengths, request id, flags),
+ * of an inbox entry around its stored body, and of one message's fields beyond its strings and body.
+ * Events are sized with them to stay within the client's max_payload (PROTOCOL.md §7).
+ */
+const EVENT_OVERHEAD = 64;
+const ENTRY_OVERHEAD = 16;
+const MESSAGE_FIELDS_OVERHEAD = 64;
+/** Per user id in a list reply (tag, length, and for Unread and PresenceEvent their numbers). */
+const LISTED_USER_OVERHEAD = 32;
+/**
+ * The most one message may take in any event, beyond its body: every id at its longest. A session whose
+ * max_payload is below the body limit plus this cannot receive every message, so it is refused.
+ */
+const MESSAGE_ENVELOPE = EVENT_OVERHEAD + ENTRY_OVERHEAD + MESSAGE_FIELDS_OVERHEAD + 36 + 2 * MAX_USER_ID_BYTES + MAX_CLIENT_MSG_ID_BYTES + MAX_DEVICE_ID_BYTES;
 
 /** An IM backend: its handlers for createBackendServer, and what tests and the process need. */
 export interface ImBackend {
@@ -130,7 +148,13 @@ interface ImSession extends PresenceSession {
   readonly ctx: ProxyStreamContext;
   readonly session: number;
   readonly deviceId: string;
+  /** The client's max_payload: no event to it may be larger. */
+  readonly maxPayload: number;
   feed: DeviceFeed | null;
+  /** Requests being worked on, whose Reply is still owed. */
+  unanswered: number;
+  /** The client sent CLOSE: the session ends once nothing is owed. */
+  halfClosed: boolean;
   ended: boolean;
 }
 
@@ -153,6 +177,8 @@ export function createImBackend(options: ImBackendOptions = {}): ImBackend {
   const requestRate = options.requestRate ?? IM_DEFAULTS.requestRate;
   const recallWindowMs = options.recallWindowMs ?? IM_DEFAULTS.recallWindowMs;
   const maxWatched = options.maxWatched ?? IM_DEFAULTS.maxWatched;
+  const maxBlocked = options.maxBlocked ?? IM_DEFAULTS.maxBlocked;
+  const minPayload = maxBodyBytes + MESSAGE_ENVELOPE;
   const stats = newImStats();
   const instance = `${hostname()}-${process.pid}-${randomUUID().slice(0, 8)}`;
 
@@ -188,6 +214,7 @@ export function createImBackend(options: ImBackendOptions = {}): ImBackend {
 
   /** Runs a request's work and answers it; failures that are not ImErrors are logged and answered INTERNAL. */
   const run = (s: ImSession, requestId: number, kind: ImRequestKind, work: () => Promise<Partial<Reply> | null>): void => {
+    s.unanswered++;
     const task = work().then(
       (result) => {
         if (result !== null) reply(s, requestId, result);
@@ -204,13 +231,23 @@ export function createImBackend(options: ImBackendOptions = {}): ImBackend {
       },
     );
     pending.add(task);
-    void task.finally(() => pending.delete(task));
+    void task.finally(() => {
+      pending.delete(task);
+      if (--s.unanswered === 0 && s.halfClosed) finish(s);
+    });
+  };
+
+  /** The client closed its side and has every Reply it is owed: the session ends (PROTOCOL.md §5.2). */
+  const finish = (s: ImSession): void => {
+    if (s.ended) return;
+    end(s);
+    s.ctx.close(s.session, Code.NORMAL, '');
   };
 
   const sink = (s: ImSession, resumed: boolean): FeedSink => ({
     entries(entries) {
       stats.entriesDelivered += entries.length;
-      for (const chunk of chunks(entries)) send(s, encodeEntriesEvent(chunk), Priority.HIGH);
+      for (const chunk of chunks(entries, Math.min(MAX_EVENT_BYTES, s.maxPayload - EVENT_OVERHEAD))) send(s, encodeEntriesEvent(chunk), Priority.HIGH);
     },
     gap(fromSeq, toSeq) {
       stats.gaps++;
@@ -307,22 +344,43 @@ export function createImBackend(options: ImBackendOptions = {}): ImBackend {
         const peer = checkUser('history.peer', request.history!.peer, s.userId);
         const limit = Math.min(request.history!.limit || IM_DEFAULTS.historyPage, MAX_HISTORY_PAGE);
         const slice = await store.history(s.userId, peer, request.history!.beforeSeq, limit);
-        return { history: { messages: slice.messages.map(wireMessage), hasMore: slice.hasMore, oldestRetainedSeq: slice.oldestRetainedSeq } };
+        // One Reply is one DATA: the page keeps the newest messages that fit the client's max_payload
+        // (the newest always does, see minPayload), and says there is more before them.
+        let budget = s.maxPayload - EVENT_OVERHEAD;
+        let first = slice.messages.length;
+        while (first > 0 && (budget -= messageBytes(slice.messages[first - 1]!)) >= 0) first--;
+        const messages = slice.messages.slice(first === slice.messages.length ? first - 1 : first);
+        const hasMore = slice.hasMore || messages.length < slice.messages.length;
+        return { history: { messages: messages.map(wireMessage), hasMore, oldestRetainedSeq: slice.oldestRetainedSeq } };
       }
       case 'watchPresence': {
         const watched = request.watchPresence!.users;
         if (watched.length > maxWatched) throw new ImError(ImErrorCode.TOO_MANY_WATCHED, `watch_presence: ${watched.length} users (limit ${maxWatched})`);
         for (const u of watched) checkUser('watch_presence.users[]', u, null);
+        const replyBytes = EVENT_OVERHEAD + watched.reduce((n, u) => n + Buffer.byteLength(u) + LISTED_USER_OVERHEAD, 0);
+        if (replyBytes > s.maxPayload) {
+          throw new ImError(ImErrorCode.TOO_MANY_WATCHED, `watch_presence: their states take ${replyBytes} bytes, over this connection's max_payload ${s.maxPayload}`);
+        }
         return { presence: { users: await presence.watch(s, watched) } };
       }
       case 'block':
-        await store.setBlocked(s.userId, checkUser('block.user', request.block!.user, s.userId), true);
+        if (!(await store.setBlocked(s.userId, checkUser('block.user', request.block!.user, s.userId), true, maxBlocked))) {
+          throw new ImError(ImErrorCode.TOO_MANY_BLOCKED, `block: the block list holds ${maxBlocked} users already`);
+        }
         return {};
       case 'unblock':
-        await store.setBlocked(s.userId, checkUser('unblock.user', request.unblock!.user, s.userId), false);
+        await store.setBlocked(s.userId, checkUser('unblock.user', request.unblock!.user, s.userId), false, maxBlocked);
         return {};
-      case 'listBlocked':
-        return { blocked: { users: await store.blocked(s.userId) } };
+      case 'listBlocked': {
+        const after = request.listBlocked!.after;
+        const all = await store.blocked(s.userId);
+        const users = fitting(
+          all.filter((u) => u > after),
+          s.maxPayload - EVENT_OVERHEAD,
+          (u) => Buffer.byteLength(u) + LISTED_USER_OVERHEAD,
+        );
+        return { blocked: { users, hasMore: users.length < all.filter((u) => u > after).length } };
+      }
       default:
         throw new ImError(ImErrorCode.BAD_REQUEST, `im request: ${kind} is not handled here`);
     }
@@ -330,7 +388,8 @@ export function createImBackend(options: ImBackendOptions = {}): ImBackend {
 
   const sync = async (s: ImSession, requestId: number, afterSeq: number): Promise<null> => {
     const [lastInboxSeq, peers] = await Promise.all([inbox.lastSeq(s.userId), store.conversations(s.userId, IM_DEFAULTS.unreadConversations)]);
-    const unread = (await store.unread(s.userId, peers)).filter((u) => u.count > 0);
+    const counts = (await store.unread(s.userId, peers)).filter((u) => u.count > 0);
+    const unread = fitting(counts, s.maxPayload - EVENT_OVERHEAD, (u) => Buffer.byteLength(u.peer) + LISTED_USER_OVERHEAD);
     // The reply first, then the entries: the client learns the latest seq and the unread counts before them.
     reply(s, requestId, { sync: { lastInboxSeq, unread } });
     if (!s.ended) startFeed(s, afterSeq);
@@ -340,7 +399,7 @@ export function createImBackend(options: ImBackendOptions = {}): ImBackend {
   const typing = async (s: ImSession, to: string): Promise<Partial<Reply>> => {
     if (!user(s.userId).typing.take()) return {};
     // A user who blocked the sender does not see them type either.
-    if ((await store.blocked(to)).includes(s.userId)) return {};
+    if (await store.isBlocked(to, s.userId)) return {};
     stats.typing++;
     await hub.publish(to, encodeImEvent({ typing: { from: s.userId, atMs: now() } }));
     return {};
@@ -420,6 +479,10 @@ export function createImBackend(options: ImBackendOptions = {}): ImBackend {
         ctx.close(session, Code.BACKEND_CLOSED, `im: the user id must be 1..${MAX_USER_ID_BYTES} bytes`);
         return;
       }
+      if (info.maxPayload < minPayload) {
+        ctx.close(session, Code.BACKEND_CLOSED, `im: this connection's max_payload ${info.maxPayload} is below the ${minPayload} bytes one message may take`);
+        return;
+      }
       let table = tables.get(ctx);
       if (table === undefined) tables.set(ctx, (table = new Map()));
       const s: ImSession = {
@@ -428,7 +491,10 @@ export function createImBackend(options: ImBackendOptions = {}): ImBackend {
         userId: info.userId,
         deviceId,
         sessionKey: `${instance}/${ctx.proxyId}/${session}`,
+        maxPayload: info.maxPayload,
         feed: null,
+        unanswered: 0,
+        halfClosed: false,
         ended: false,
         send: (payload, priority) => send(s, payload, priority),
       };
@@ -453,6 +519,17 @@ export function createImBackend(options: ImBackendOptions = {}): ImBackend {
         return;
       }
       onRequest(s, request);
+    },
+    onHalfClose(ctx, session) {
+      const s = tables.get(ctx)?.get(session);
+      if (s === undefined) {
+        ctx.close(session, Code.NORMAL, '');
+        return;
+      }
+      // The device sends nothing more: it still gets the Replies to what it sent before its CLOSE;
+      // inbox entries in flight it has not acknowledged come again on its next Sync.
+      s.halfClosed = true;
+      if (s.unanswered === 0) finish(s);
     },
     onClose(ctx, session) {
       const s = tables.get(ctx)?.get(session);
@@ -526,13 +603,33 @@ function wireMessage(m: StoredMessage): Message {
   };
 }
 
-/** Entries split so that each event stays under MAX_EVENT_BYTES (one entry larger than that goes alone). */
-function* chunks(entries: readonly InboxEntry[]): Generator<InboxEntry[]> {
+/** Bytes one stored message may take in a history page (an upper bound). */
+function messageBytes(m: StoredMessage): number {
+  return (
+    MESSAGE_FIELDS_OVERHEAD +
+    m.body.length +
+    m.serverId.length +
+    Buffer.byteLength(m.sender) +
+    Buffer.byteLength(m.recipient) +
+    Buffer.byteLength(m.clientMsgId) +
+    Buffer.byteLength(m.senderDevice)
+  );
+}
+
+/** The longest prefix of `items` whose sizes add up to at most `budget`. */
+function fitting<T>(items: readonly T[], budget: number, size: (item: T) => number): T[] {
+  let n = 0;
+  while (n < items.length && (budget -= size(items[n]!)) >= 0) n++;
+  return items.slice(0, n);
+}
+
+/** Entries split so that each event's entries stay under `maxBytes` (one entry larger than that goes alone). */
+function* chunks(entries: readonly InboxEntry[], maxBytes: number): Generator<InboxEntry[]> {
   let chunk: InboxEntry[] = [];
   let bytes = 0;
   for (const e of entries) {
-    const size = e.body.length + 16;
-    if (chunk.length > 0 && bytes + size > MAX_EVENT_BYTES) {
+    const size = e.body.length + ENTRY_OVERHEAD;
+    if (chunk.length > 0 && bytes + size > maxBytes) {
       yield chunk;
       chunk = [];
       bytes = 0;

@@ -17,6 +17,7 @@ export interface TypingRequest { to: string }
 export interface HistoryRequest { peer: string; beforeSeq: number; limit: number }
 export interface WatchPresenceRequest { users: string[] }
 export interface UserRequest { user: string }
+export interface ListBlockedRequest { after: string }
 
 /** A client request; exactly one member besides `requestId` is set. */
 export interface ImRequest {
@@ -31,7 +32,7 @@ export interface ImRequest {
   watchPresence?: WatchPresenceRequest;
   block?: UserRequest;
   unblock?: UserRequest;
-  listBlocked?: Record<string, never>;
+  listBlocked?: ListBlockedRequest;
 }
 
 export type ImRequestKind = keyof Omit<ImRequest, 'requestId'>;
@@ -65,6 +66,7 @@ export interface SyncResult { lastInboxSeq: number; unread: Unread[] }
 export interface ReadResult { readSeq: number; unread: number }
 export interface HistoryPage { messages: Message[]; hasMore: boolean; oldestRetainedSeq: number }
 export interface PresenceEvent { user: string; online: boolean; atMs: number }
+export interface BlockedList { users: string[]; hasMore: boolean }
 
 export interface Reply {
   requestId: number;
@@ -77,7 +79,7 @@ export interface Reply {
   read?: ReadResult;
   history?: HistoryPage;
   presence?: { users: PresenceEvent[] };
-  blocked?: { users: string[] };
+  blocked?: BlockedList;
 }
 
 /** A backend event; exactly one member is set. */

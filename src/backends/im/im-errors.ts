@@ -18,8 +18,10 @@ export const ImErrorCode = {
   PERMISSION_DENIED: 'PERMISSION_DENIED',
   /** The recall window of the message has passed. */
   RECALL_EXPIRED: 'RECALL_EXPIRED',
-  /** The presence watch list is over its limit. */
+  /** The presence watch list is over its limit (or its Reply would not fit the connection's max_payload). */
   TOO_MANY_WATCHED: 'TOO_MANY_WATCHED',
+  /** The block list is full (1000 users by default): unblock someone first. */
+  TOO_MANY_BLOCKED: 'TOO_MANY_BLOCKED',
   /** The backend failed (its store is unreachable…); retrying the same request later is safe. */
   INTERNAL: 'INTERNAL',
 } as const;

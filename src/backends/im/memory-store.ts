@@ -170,12 +170,14 @@ export class MemoryImStore implements ImStore {
     return entries.slice(0, limit).map(([peer]) => peer);
   }
 
-  async setBlocked(user: string, target: string, on: boolean): Promise<void> {
+  async setBlocked(user: string, target: string, on: boolean, maxBlocked: number): Promise<boolean> {
     this.ensureOpen('setBlocked');
     checkUser('setBlocked user', user);
     checkUser('setBlocked target', target);
-    const conv = this.conversation(user, target, on);
+    checkCount('setBlocked maxBlocked', maxBlocked, 0);
     const state = this.user(user);
+    if (on && !state.blocks.has(target) && state.blocks.size >= maxBlocked) return false;
+    const conv = this.conversation(user, target, on);
     if (on) {
       conv!.blockers.add(user);
       state.blocks.add(target);
@@ -183,12 +185,20 @@ export class MemoryImStore implements ImStore {
       conv?.blockers.delete(user);
       state.blocks.delete(target);
     }
+    return true;
   }
 
   async blocked(user: string): Promise<string[]> {
     this.ensureOpen('blocked');
     checkUser('blocked user', user);
-    return [...(this.users.get(user)?.blocks ?? [])];
+    return [...(this.users.get(user)?.blocks ?? [])].sort();
+  }
+
+  async isBlocked(user: string, target: string): Promise<boolean> {
+    this.ensureOpen('isBlocked');
+    checkUser('isBlocked user', user);
+    checkUser('isBlocked target', target);
+    return this.users.get(user)?.blocks.has(target) ?? false;
   }
 
   async sessionOnline(user: string, sessionKey: string, ttlMs: number, nowMs: number): Promise<boolean> {

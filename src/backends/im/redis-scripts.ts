@@ -161,3 +161,22 @@ local removed = redis.call('ZREM', KEYS[1], ARGV[1])
 if removed == 1 and redis.call('ZCARD', KEYS[1]) == 0 then return 1 end
 return 0
 `);
+
+/**
+ * Blocks (ARGV[3] = 1) or unblocks ARGV[2] for ARGV[1]: the user's block list and the conversation's
+ * record that sends check, together. Answers 0, changing nothing, when a new block would take the list
+ * past ARGV[4] entries; else 1.
+ *
+ * KEYS[1] the user's blocks set, [2] the conversation's blockers hash
+ */
+export const SET_BLOCKED = new RedisScript(`
+if ARGV[3] == '1' then
+  if redis.call('SISMEMBER', KEYS[1], ARGV[2]) == 0 and redis.call('SCARD', KEYS[1]) >= tonumber(ARGV[4]) then return 0 end
+  redis.call('SADD', KEYS[1], ARGV[2])
+  redis.call('HSET', KEYS[2], ARGV[1], '1')
+else
+  redis.call('SREM', KEYS[1], ARGV[2])
+  redis.call('HDEL', KEYS[2], ARGV[1])
+end
+return 1
+`);

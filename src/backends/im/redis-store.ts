@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis';
 import { RedisInboxStore } from '../kit/inbox/redis-inbox-store.js';
 import { RedisHandle, type RedisConnectionOptions } from '../kit/redis/redis-handle.js';
-import { HISTORY, MARK_READ, RECALL, SESSION_OFFLINE, SESSION_ONLINE, STORE_MESSAGE, UNREAD } from './redis-scripts.js';
+import { HISTORY, MARK_READ, RECALL, SESSION_OFFLINE, SESSION_ONLINE, SET_BLOCKED, STORE_MESSAGE, UNREAD } from './redis-scripts.js';
 import { checkCount, checkMessage, checkSession, checkUser, imStoreClosed } from './store-checks.js';
 import {
   MAX_CONVERSATIONS,
@@ -46,12 +46,13 @@ type UserPart = 'convs' | 'blocks' | 'sessions';
  * | cmid:<n>:<sender>:<clientMsgId> | string | `<convSeq> <sentAt> <serverId>`, PX = dedupe TTL |
  *
  * Per user, under `<prefix>{u:<user>}:`: `convs` (sorted set peer → last activity), `blocks` (set),
- * `sessions` (sorted set session key → expiry ms, the key expiring with its newest session).
+ * `sessions` (sorted set session key → expiry ms, the key expiring with its newest session). A block
+ * is written to the user's `blocks` and the conversation's `blockers` (what sends check) in one script.
  *
  * Every conversation write is one script, so it is atomic; a send's script also appends the message's
  * entry to both users' inboxes (the kit's inbox_append, on `inbox`'s keys), so it writes keys of three
- * hash tags: IM needs one Redis primary, not Redis Cluster. The user-side records (conversation list,
- * block list) are written beside it and are idempotent. A recalled message's body stays in the stream
+ * hash tags: IM needs one Redis primary, not Redis Cluster. The conversation list is written beside it
+ * and is idempotent. A recalled message's body stays in the stream
  * until retention removes it, but is never served again: history answers it empty.
  */
 export class RedisImStore implements ImStore {
@@ -176,21 +177,26 @@ export class RedisImStore implements ImStore {
     return this.handle.io(this.redis.zrevrange(this.user(user, 'convs'), 0, limit - 1));
   }
 
-  async setBlocked(user: string, target: string, on: boolean): Promise<void> {
+  async setBlocked(user: string, target: string, on: boolean, maxBlocked: number): Promise<boolean> {
     this.handle.ensureOpen('setBlocked');
     checkUser('setBlocked user', user);
     checkUser('setBlocked target', target);
-    // The conversation's record is what sends check: written first, so a listed block is enforced.
-    const blockers = this.conv(user, target, 'blockers');
-    const blocks = this.user(user, 'blocks');
-    await this.handle.io(on ? this.redis.hset(blockers, user, '1') : this.redis.hdel(blockers, user));
-    await this.handle.io(on ? this.redis.sadd(blocks, target) : this.redis.srem(blocks, target));
+    checkCount('setBlocked maxBlocked', maxBlocked, 0);
+    const keys = [this.user(user, 'blocks'), this.conv(user, target, 'blockers')];
+    return (await this.handle.io(SET_BLOCKED.run(this.redis, keys, [user, target, on ? 1 : 0, maxBlocked]))) === 1;
   }
 
   async blocked(user: string): Promise<string[]> {
     this.handle.ensureOpen('blocked');
     checkUser('blocked user', user);
-    return this.handle.io(this.redis.smembers(this.user(user, 'blocks')));
+    return (await this.handle.io(this.redis.smembers(this.user(user, 'blocks')))).sort();
+  }
+
+  async isBlocked(user: string, target: string): Promise<boolean> {
+    this.handle.ensureOpen('isBlocked');
+    checkUser('isBlocked user', user);
+    checkUser('isBlocked target', target);
+    return (await this.handle.io(this.redis.sismember(this.user(user, 'blocks'), target))) === 1;
   }
 
   async sessionOnline(user: string, sessionKey: string, ttlMs: number, nowMs: number): Promise<boolean> {

@@ -129,10 +129,15 @@ export interface ImStore {
   touchConversation(user: string, peer: string, atMs: number): Promise<void>;
   /** `user`'s peers, most recent first, at most `limit`. */
   conversations(user: string, limit: number): Promise<string[]>;
-  /** `user` blocks (`on`) or unblocks `target`; idempotent. */
-  setBlocked(user: string, target: string, on: boolean): Promise<void>;
-  /** Whom `user` blocks. */
+  /**
+   * `user` blocks (`on`) or unblocks `target`; idempotent. Resolves false, changing nothing, when
+   * `target` is new to a block list that already holds `maxBlocked` users.
+   */
+  setBlocked(user: string, target: string, on: boolean, maxBlocked: number): Promise<boolean>;
+  /** Whom `user` blocks, ascending (by UTF-16 code units, as JavaScript sorts). */
   blocked(user: string): Promise<string[]>;
+  /** Whether `user` blocks `target`. */
+  isBlocked(user: string, target: string): Promise<boolean>;
   /**
    * One device session of `user` (`sessionKey`, unique per session) is online until `nowMs + ttlMs`
    * unless renewed; resolves true when the user had no live session before (went online).
