@@ -13,7 +13,7 @@ export function register(program: Command, _cli: CliContext): void {
     .option('--port <port>', 'port to listen on (0: any free port)', port(), 7104)
     .option('--redis <url>', 'keep conversations and inboxes in Redis (one primary, e.g. redis://127.0.0.1:6379), shared by every IM backend')
     .option('--send-rate <n>', 'messages/s a user may send (burst: two seconds worth; default 20)', positiveNumber('messages/s'))
-    .option('--max-body <bytes>', 'largest message body (default 16384)', integer(1, 'bytes'))
+    .option('--max-body <bytes>', 'largest message body (default 16384); sessions whose max_payload cannot carry one message of it are refused', integer(1, 'bytes'))
     .option('--inbox-max <n>', 'inbox entries kept per user (default 1000)', integer(1, 'entries'))
     .option('--inbox-max-age-ms <ms>', 'inbox entries kept at most this long (default 7 days)', integer(1, 'ms'))
     .option('--history-max <n>', 'messages kept per conversation (default 10000)', integer(1, 'messages'))
