@@ -229,16 +229,18 @@ export function describeImStore(name: string, factory: () => Promise<ImStoreFixt
     });
 
     describe('conversation lists', () => {
-      it('lists peers by latest activity, an older touch changing nothing', async () => {
+      it('lists peers by their latest message, either way, an older one changing nothing', async () => {
         const { store, peer } = await open();
         const other = await peer();
-        await store.touchConversation('ann', 'bob', T0 + 1);
-        await store.touchConversation('ann', 'cat', T0 + 2);
-        await other.touchConversation('ann', 'dan', T0 + 3);
-        await store.touchConversation('ann', 'bob', T0 + 4);
-        await store.touchConversation('ann', 'dan', T0); // late and older: ignored
+        const at = (s: number) => ({ sentAtMs: T0 + s * 1000 });
+        await put(store, msg('ann', 'bob', 'a', at(1)), LIMITS, T0);
+        await put(store, msg('cat', 'ann', 'b', at(2)), LIMITS, T0);
+        await put(other, msg('ann', 'dan', 'c', at(3)), LIMITS, T0);
+        await put(store, msg('bob', 'ann', 'd', at(4)), LIMITS, T0);
+        await put(store, msg('dan', 'ann', 'e', at(0)), LIMITS, T0); // late and older: changes nothing
         expect(await other.conversations('ann', 10)).toEqual(['bob', 'dan', 'cat']);
         expect(await store.conversations('ann', 2)).toEqual(['bob', 'dan']);
+        expect(await store.conversations('dan', 5)).toEqual(['ann']);
         expect(await store.conversations('nobody', 5)).toEqual([]);
       });
     });

@@ -58,7 +58,6 @@ describe('RedisImStore specifics', () => {
       const message = { serverId: 's1', sender: 'ann', recipient: 'bob', body: Buffer.from('hi'), sentAtMs: 5, clientMsgId: 'c1', senderDevice: 'd' };
       await store.storeMessage(message, encodeMessageFields(message), limits, 5);
       await store.markRead('bob', 'ann', 1);
-      await store.touchConversation('ann', 'bob', 5);
       await store.setBlocked('ann', 'eve', true, 10);
       await store.sessionOnline('ann', 'p:1', 60_000, Date.now());
       expect((await admin.keys('livemux:im:{c:3:ann|bob}:*')).sort()).toEqual(

@@ -37,7 +37,7 @@ import { RefuseReason, createImMetrics, newImStats, type ImMetrics, type ImStats
 import { MemoryImStore } from './memory-store.js';
 import { Presence, type PresenceSession } from './presence.js';
 import { MAX_CLIENT_MSG_ID_BYTES, MAX_DEVICE_ID_BYTES, MAX_USER_ID_BYTES } from './store-checks.js';
-import { MAX_HISTORY_PAGE, conversationId, type ConversationLimits, type ImStore, type StoredMessage } from './store.js';
+import { MAX_HISTORY_PAGE, type ConversationLimits, type ImStore, type StoredMessage } from './store.js';
 
 /** Options of the IM backend; every one has a default. */
 export interface ImBackendOptions {
@@ -96,11 +96,6 @@ export const IM_DEFAULTS = Object.freeze({
   /** Conversations whose unread counts a Sync reply carries (the most recent). */
   unreadConversations: 200,
 });
-
-/** How often one process records a pair's activity in their conversation lists (see `touch`). */
-const TOUCH_INTERVAL_MS = 1_000;
-/** Pairs remembered for that; beyond, the memory starts over (a few extra writes). */
-const MAX_TOUCHED = 100_000;
 
 /** Bytes of entries per Entries event: well under the default session window (256 KiB) and max payload. */
 const MAX_EVENT_BYTES = 64 * 1024;
@@ -270,21 +265,6 @@ export function createImBackend(options: ImBackendOptions = {}): ImBackend {
     s.feed = hub.attach(s.userId, s.deviceId, sink(s, afterSeq === undefined), afterSeq === undefined ? {} : { afterSeq });
   };
 
-  /**
-   * Records the conversation's activity in both users' conversation lists, at most once per
-   * TOUCH_INTERVAL_MS per pair on this process: the lists order conversations by recency, which a
-   * second's precision serves, and a pair that talks fast would otherwise cost two writes per message.
-   */
-  const touched = new Map<string, number>();
-  const touch = async (a: string, b: string, atMs: number): Promise<void> => {
-    const key = conversationId(a, b);
-    const last = touched.get(key);
-    if (last !== undefined && atMs - last < TOUCH_INTERVAL_MS) return;
-    if (touched.size >= MAX_TOUCHED) touched.clear();
-    touched.set(key, atMs);
-    await Promise.all([store.touchConversation(a, b, atMs), store.touchConversation(b, a, atMs)]);
-  };
-
   /** Stores `payload` in both users' inboxes; idempotent by `dedupeKey`. */
   const toBothInboxes = async (a: string, b: string, payload: InboxPayload, dedupeKey: string): Promise<void> => {
     const body = encodeInboxPayload(payload);
@@ -306,7 +286,6 @@ export function createImBackend(options: ImBackendOptions = {}): ImBackend {
     const outcome = await store.storeMessage(message, encodeMessageFields(message), limits, at);
     if (outcome.kind === 'blocked') throw new ImError(ImErrorCode.BLOCKED, `send: ${to} does not accept your messages`);
     const stored = outcome.message;
-    await touch(s.userId, to, stored.sentAtMs);
     if (outcome.kind === 'stored') stats.messagesStored++;
     else stats.duplicates++;
     const { serverId, convSeq, sentAtMs, clientMsgId } = stored;

@@ -84,6 +84,8 @@ export class MemoryImStore implements ImStore {
     const recipient = (await this.inbox.append(message.recipient, { body }, nowMs)).entry.seq;
     // The sending device has the message (the Reply tells it); the sender's other devices get it.
     const sender = (await this.inbox.append(message.sender, { body, origin: message.senderDevice }, nowMs)).entry.seq;
+    this.touch(message.sender, message.recipient, message.sentAtMs);
+    this.touch(message.recipient, message.sender, message.sentAtMs);
     return { kind: 'stored', message: stored, inboxSeqs: { recipient, sender } };
   }
 
@@ -149,11 +151,8 @@ export class MemoryImStore implements ImStore {
     });
   }
 
-  async touchConversation(user: string, peer: string, atMs: number): Promise<void> {
-    this.ensureOpen('touchConversation');
-    checkUser('touchConversation user', user);
-    checkUser('touchConversation peer', peer);
-    checkCount('touchConversation atMs', atMs, 0);
+  /** Records activity in the conversation of `user` with `peer` (an older time changes nothing). */
+  private touch(user: string, peer: string, atMs: number): void {
     const state = this.user(user);
     const previous = state.conversations.get(peer) ?? 0;
     state.conversations.delete(peer);

@@ -45,14 +45,14 @@ type UserPart = 'convs' | 'blocks' | 'sessions';
  * | oldest         | string | a lower bound of the oldest message's sentAtMs (the age check's shortcut) |
  * | cmid:<n>:<sender>:<clientMsgId> | string | `<convSeq> <sentAt> <serverId>`, PX = dedupe TTL |
  *
- * Per user, under `<prefix>{u:<user>}:`: `convs` (sorted set peer → last activity), `blocks` (set),
+ * Per user, under `<prefix>{u:<user>}:`: `convs` (sorted set peer → last activity, written by the send), `blocks` (set),
  * `sessions` (sorted set session key → expiry ms, the key expiring with its newest session). A block
  * is written to the user's `blocks` and the conversation's `blockers` (what sends check) in one script.
  *
  * Every conversation write is one script, so it is atomic; a send's script also appends the message's
  * entry to both users' inboxes (the kit's inbox_append, on `inbox`'s keys), so it writes keys of three
- * hash tags: IM needs one Redis primary, not Redis Cluster. The conversation list is written beside it
- * and is idempotent. A recalled message's body stays in the stream
+ * hash tags, and the conversation lists of its two users: IM needs one Redis primary, not Redis
+ * Cluster. A recalled message's body stays in the stream
  * until retention removes it, but is never served again: history answers it empty.
  */
 export class RedisImStore implements ImStore {
@@ -61,6 +61,8 @@ export class RedisImStore implements ImStore {
   private readonly prefix: string;
   /** Whether `close` closes the inbox too: only one this store made. */
   private readonly ownsInbox: boolean;
+  /** Pair (conversation id) → when this process last recorded its activity (see touchDue). */
+  private readonly touched = new Map<string, number>();
 
   constructor(options: RedisImStoreOptions = {}) {
     this.prefix = options.keyPrefix ?? 'livemux:im:';
@@ -95,6 +97,9 @@ export class RedisImStore implements ImStore {
       keys.push(...append.keys);
       args.push(...append.args);
     }
+    keys.push(this.user(sender, 'convs'), this.user(recipient, 'convs'));
+    const touch = this.touchDue(sender, recipient, message.sentAtMs);
+    args.push(touch ? message.sentAtMs : '', MAX_CONVERSATIONS);
     const reply = (await this.handle.io(STORE_MESSAGE.run(this.redis, keys, args))) as [0, number, number, number] | [1, string] | [2];
     if (reply[0] === 2) return { kind: 'blocked' };
     if (reply[0] === 0) {
@@ -159,15 +164,6 @@ export class RedisImStore implements ImStore {
       const [sent, covered, last] = replies[i]!;
       return { peer, count: sent - covered, lastConvSeq: last };
     });
-  }
-
-  async touchConversation(user: string, peer: string, atMs: number): Promise<void> {
-    this.handle.ensureOpen('touchConversation');
-    checkUser('touchConversation user', user);
-    checkUser('touchConversation peer', peer);
-    checkCount('touchConversation atMs', atMs, 0);
-    const key = this.user(user, 'convs');
-    await this.handle.transaction(this.redis.multi().zadd(key, 'GT', atMs, peer).zremrangebyrank(key, 0, -(MAX_CONVERSATIONS + 1)));
   }
 
   async conversations(user: string, limit: number): Promise<string[]> {
@@ -238,6 +234,20 @@ export class RedisImStore implements ImStore {
     await this.handle.close();
   }
 
+  /**
+   * Whether a send at `atMs` records the pair's activity: at most once per TOUCH_INTERVAL_MS per pair
+   * on this process. The lists order conversations by recency, which a second's precision serves, and
+   * two sorted-set writes per message would be a fifth of the send's cost in Redis.
+   */
+  private touchDue(a: string, b: string, atMs: number): boolean {
+    const key = conversationId(a, b);
+    const last = this.touched.get(key);
+    if (last !== undefined && atMs - last < TOUCH_INTERVAL_MS && atMs >= last) return false;
+    if (this.touched.size >= MAX_TOUCHED) this.touched.clear();
+    this.touched.set(key, atMs);
+    return true;
+  }
+
   private convPrefix(a: string, b: string): string {
     return `${this.prefix}{c:${conversationId(a, b)}}:`;
   }
@@ -252,6 +262,9 @@ export class RedisImStore implements ImStore {
 }
 
 const EMPTY = Buffer.alloc(0);
+const TOUCH_INTERVAL_MS = 1_000;
+/** Pairs remembered for touchDue; beyond, it starts over (a few extra writes). */
+const MAX_TOUCHED = 100_000;
 
 function seqOf(id: Buffer): number {
   const text = id.toString();

@@ -107,8 +107,10 @@ export interface ImStore {
   /**
    * Stores a message unless it is a duplicate or the recipient blocked the sender, and appends its
    * entry — `inboxMessageBody` (im-codec.ts) of `fields` and its conv_seq — to the recipient's and then
-   * the sender's inbox, whose watchers are notified. `fields` is `encodeMessageFields` of the message.
-   * A duplicate or a refusal appends nothing.
+   * the sender's inbox, whose watchers are notified, and records the conversation's activity at
+   * `sentAtMs` in both users' conversation lists (the Redis store to the second: at most once a second
+   * per pair and process). `fields` is `encodeMessageFields` of the message. A duplicate or a refusal
+   * appends and records nothing.
    */
   storeMessage(message: NewMessage, fields: Buffer, limits: ConversationLimits, nowMs: number): Promise<StoreOutcome>;
   /**
@@ -125,9 +127,7 @@ export interface ImStore {
   markRead(reader: string, peer: string, convSeq: number): Promise<ReadOutcome>;
   /** The unread count of `user` in its conversation with each of `peers`, in order. */
   unread(user: string, peers: readonly string[]): Promise<UnreadCount[]>;
-  /** Records activity in the conversation of `user` with `peer` (the conversation list is by recency). */
-  touchConversation(user: string, peer: string, atMs: number): Promise<void>;
-  /** `user`'s peers, most recent first, at most `limit`. */
+  /** `user`'s peers, most recent first (by their latest message stored), at most `limit`. */
   conversations(user: string, limit: number): Promise<string[]>;
   /**
    * `user` blocks (`on`) or unblocks `target`; idempotent. Resolves false, changing nothing, when
