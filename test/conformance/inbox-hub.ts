@@ -269,6 +269,27 @@ export function describeInboxHub(name: string, factory: HubFixtureFactory): void
       expect(failures).toBeLessThan(0);
     });
 
+    it('writes a device\'s cursor at most once per cursorWriteIntervalMs while open, and at once on close', async () => {
+      const [x, y] = await open({ cursorWriteIntervalMs: 300 });
+      let writes = 0;
+      const ack = y.store.ack.bind(y.store);
+      y.store.ack = (...args) => (writes++, ack(...args));
+      for (const i of range(1, 6)) await x.deliver('ann', { body: body(`m${i}`) });
+      const phone = attach(y, 'ann', 'phone');
+      await eventually(() => phone.got.length === 6, 'six entries');
+      const started = performance.now();
+      phone.feed.ack(1);
+      await eventually(async () => (await x.store.cursor('ann', 'phone')) === 1, 'the first cursor, at once');
+      for (const seq of range(2, 5)) phone.feed.ack(seq);
+      await eventually(async () => (await x.store.cursor('ann', 'phone')) === 5, 'the latest cursor, once the interval passed');
+      expect(performance.now() - started).toBeGreaterThanOrEqual(290);
+      expect(writes).toBe(2);
+      phone.feed.ack(6);
+      phone.feed.close();
+      await eventually(async () => (await x.store.cursor('ann', 'phone')) === 6, 'the cursor written on close');
+      expect(writes).toBe(3);
+    });
+
     it('stops watching a user when the last device leaves, and writes each cursor on close', async () => {
       const [x, y] = await open();
       await x.deliver('ann', { body: body('m1') });

@@ -72,6 +72,8 @@ export interface ImBackendOptions {
   maxBlocked?: number;
   /** Inbox entries sent ahead of a device's acks (default 256). */
   window?: number;
+  /** Least time between two writes of a device's inbox cursor (default 1000 ms; see docs/inbox.md). */
+  cursorWriteIntervalMs?: number;
   /** Wall clock, ms since the epoch (default Date.now). */
   now?: () => number;
   logger?: pino.Logger;
@@ -90,6 +92,7 @@ export const IM_DEFAULTS = Object.freeze({
   requestRate: 50,
   recallWindowMs: 120_000,
   presenceTtlMs: 30_000,
+  cursorWriteIntervalMs: 1_000,
   maxWatched: 100,
   maxBlocked: 1000,
   historyPage: 50,
@@ -159,7 +162,13 @@ export function createImBackend(options: ImBackendOptions = {}): ImBackend {
   const store = options.store ?? new MemoryImStore({ inbox: new MemoryInboxStore({ retention: options.retention ?? {} }) });
   const inbox = store.inbox;
   const presenceBus = options.presenceBus ?? new MemoryInboxStore();
-  const hub = new InboxHub({ store: inbox, now, logger: log, ...(options.window === undefined ? {} : { window: options.window }) });
+  const hub = new InboxHub({
+    store: inbox,
+    now,
+    logger: log,
+    cursorWriteIntervalMs: options.cursorWriteIntervalMs ?? IM_DEFAULTS.cursorWriteIntervalMs,
+    ...(options.window === undefined ? {} : { window: options.window }),
+  });
   const limits: ConversationLimits = {
     maxMessages: options.conversation?.maxMessages ?? IM_DEFAULTS.maxMessages,
     maxAgeMs: options.conversation?.maxAgeMs ?? IM_DEFAULTS.maxAgeMs,
