@@ -52,8 +52,13 @@ export interface ImClientOptions {
 
 const DEFAULT_RESEND_AFTER_MS = 5_000;
 const DEFAULT_DEDUPE_WINDOW = 10_000;
-/** Processed items acknowledged at once, without waiting for the queue to drain. */
+/**
+ * Acks are cumulative: the SDK acknowledges once 64 processed items are unacknowledged, or 100 ms
+ * after the first of them. At a few messages a second that is about one Ack per message anyway; a
+ * burst (a sync, a busy conversation) costs one per 64, and the backend's window (256) never fills.
+ */
 const ACK_EVERY = 64;
+const ACK_DELAY_MS = 100;
 /** Typing and presence events held for an application that does not read (oldest dropped beyond). */
 const MAX_TRANSIENTS = 1_000;
 
@@ -288,8 +293,8 @@ export class ImClient implements AsyncIterable<ImClientEvent> {
     if (seq <= this.processedSeq) return;
     this.processedSeq = seq;
     this.options.onInboxSeq?.(seq);
-    if (this.processedSeq - this.ackedSeq >= ACK_EVERY || this.queue.length === 0) this.flushAck();
-    else this.ackTimer ??= setTimeout(() => this.flushAck(), 20).unref();
+    if (this.processedSeq - this.ackedSeq >= ACK_EVERY) this.flushAck();
+    else this.ackTimer ??= setTimeout(() => this.flushAck(), ACK_DELAY_MS).unref();
   }
 
   private flushAck(): void {
