@@ -13,8 +13,9 @@ import { LatencyHistogram } from './broadcast-protocol.js';
  * offers sends at a fixed total rate, spread round-robin over the users, each to its pair partner,
  * and measures per step: sends acknowledged per second, send→ack latency (to the sender's Reply) and
  * send→recipient latency (to the recipient's Entries event), both on this process's clock, since
- * sender and recipient live here. Recipients acknowledge their inbox as a device does (cumulative Ack
- * per Entries event) and return flow-control credit.
+ * sender and recipient live here. Recipients acknowledge their inbox as the SDK's ImClient does
+ * (cumulative Acks, once 64 entries are unacknowledged or within 100 ms of the first) and return
+ * flow-control credit.
  *
  * After a warm-up step at `start`, the peak search doubles the rate from `start` until a step does not keep pace, then bisects
  * `refinements` times; then one step at half the peak measures latency. Prints one JSON line per step
@@ -37,8 +38,13 @@ const STEP_MS = Number(values.seconds) * 1000;
 const BODY_BYTES = Math.max(12, Number(values.size));
 /** A step keeps pace when every send of it was acknowledged within this long after the step ended… */
 const SETTLE_MS = 2_000;
-/** …and the mean ack latency of its last second exceeds that of its second second by at most this. */
+/** …and the mean ack latency of its last second exceeds that of its second second by at most this… */
 const PACE_SLACK_MS = 200;
+/** …and its median ack latency is at most this: a queue standing longer is a system at its limit. */
+const MAX_MEDIAN_ACK_MS = 100;
+/** The ImClient's ack policy (src/client/im-client.ts): entries acknowledged at once, else within this. */
+const ACK_EVERY = 64;
+const ACK_DELAY_MS = 100;
 const TICK_MS = 2;
 /** Longest wait for a step's backlog to clear before the next step. */
 const DRAIN_MS = 60_000;
@@ -51,6 +57,9 @@ interface User {
   /** Sends waiting for their Reply: request id → when sent, and in which step. */
   readonly sentAt: Map<number, { at: number; step: number }>;
   nextRequestId: number;
+  /** Highest inbox seq received and not acknowledged yet, and how many entries that covers. */
+  ackSeq: number;
+  unacked: number;
 }
 
 interface StepStats {
@@ -91,7 +100,7 @@ async function connectUser(i: number): Promise<User> {
   await conn.hello(await mintToken({ secret, sub: name }));
   const { refused } = await conn.open('im', 1, 1, { device_id: 'bench' });
   if (refused > 0) throw new Error(`${name}: OPEN refused`);
-  user = { name, partner, conn, sentAt: new Map(), nextRequestId: 1 };
+  user = { name, partner, conn, sentAt: new Map(), nextRequestId: 1, ackSeq: 0, unacked: 0 };
   conn.socket.write(encodeData(1, Priority.HIGH, encodeImRequest({ requestId: 0, sync: { afterSeq: 0 } })));
   return user;
 }
@@ -130,7 +139,22 @@ function onEvent(user: User, payload: Buffer): void {
     step.delivered++;
     step.recipient.add(now - body.readDoubleLE(0));
   }
-  user.conn.socket.write(encodeData(1, Priority.HIGH, encodeImRequest({ requestId: 0, ack: { inboxSeq: items.at(-1)!.inboxSeq } })));
+  user.ackSeq = items.at(-1)!.inboxSeq;
+  user.unacked += items.length;
+  if (user.unacked >= ACK_EVERY) flushAck(user);
+  else unackedUsers.add(user);
+}
+
+const unackedUsers = new Set<User>();
+setInterval(() => {
+  for (const user of unackedUsers) flushAck(user);
+}, ACK_DELAY_MS);
+
+function flushAck(user: User): void {
+  unackedUsers.delete(user);
+  if (user.unacked === 0) return;
+  user.unacked = 0;
+  user.conn.socket.write(encodeData(1, Priority.HIGH, encodeImRequest({ requestId: 0, ack: { inboxSeq: user.ackSeq } })));
 }
 
 function send(user: User): void {
@@ -173,7 +197,7 @@ async function runStep(users: User[], rate: number, kind: 'step' | 'half' | 'war
   const cpu = process.cpuUsage(cpuBefore);
   const ackedPerSecond = stats.acked / ((performance.now() - stepStart) / 1000);
   const growth = stats.late.n > 0 && stats.early.n > 0 ? stats.late.sum / stats.late.n - stats.early.sum / stats.early.n : 0;
-  const ok = stats.acked === stats.sent && stats.delivered === stats.sent && growth <= PACE_SLACK_MS;
+  const ok = stats.acked === stats.sent && stats.delivered === stats.sent && growth <= PACE_SLACK_MS && stats.ack.quantile(0.5) <= MAX_MEDIAN_ACK_MS;
   const line = {
     [kind]: rate,
     ok,
