@@ -17,17 +17,20 @@ import { TRIM_BY_AGE_LUA } from '../kit/redis/stream-trim.js';
  * record; then the inbox entry, `InboxItem { message }` = 0x12, length, the message fields, 0x20 and
  * the conv_seq as a varint (as im-codec.ts inboxMessageBody builds it), appended with the kit's
  * inbox_append to the recipient's inbox and then the sender's. Answers {0, convSeq, the recipient's
- * inbox seq, the sender's}. When ARGV[34] is a time, both users' conversation lists record the
- * conversation's activity then (ZADD GT), each trimmed to its ARGV[35] most recent peers.
+ * inbox seq, the sender's}. When ARGV[18] is a time, both users' conversation lists record the
+ * conversation's activity then (ZADD GT), each trimmed to its ARGV[19] most recent peers.
  *
  * KEYS[1] seq, [2] history, [3] sent counts hash, [4] blockers hash, [5] dedupe record, [6] the
  *     history's age mark (TRIM_BY_AGE_LUA), [7..11] the recipient's inbox keys, [12..16] the sender's
  *     (RedisInboxStore.appendCall), [17] the sender's conversation list, [18] the recipient's
  * ARGV[1] serverId, [2] sender, [3] recipient, [4] clientMsgId, [5] device, [6] sentAt, [7] body,
  *     [8] dedupe TTL ms, [9] maxMessages, [10] age cutoff ('' = none), [11] the message's encoded
- *     fields but conv_seq, [12..22] the recipient's append arguments, [23..33] the sender's (their
- *     body, 18 and 29, is filled in here), [34] activity time ('' = do not record), [35] most peers
- *     a conversation list keeps
+ *     fields but conv_seq; of inbox_append's arguments, those of both appends, [12] maxEntries,
+ *     [13] age cutoff, [14] createdAt, [15] dedupe TTL, and the notice channels, [16] the recipient's,
+ *     [17] the sender's (the others are the same for every IM append: no expiry, ref, collapse key or
+ *     dedupe; the body is made here; the sender's origin is the device); [18] activity time ('' = do
+ *     not record), [19] most peers a conversation list keeps. Each argument costs the client a
+ *     conversion and the server a parse, per message: the shared ones travel once.
  */
 export const STORE_MESSAGE = new RedisScript(`${SEQ_OF_LUA}${TRIM_BY_AGE_LUA}${INBOX_APPEND_LUA}
 local function varint(n)
@@ -49,15 +52,16 @@ redis.call('HINCRBY', KEYS[3], ARGV[2], 1)
 redis.call('SET', KEYS[5], seq .. ' ' .. ARGV[6] .. ' ' .. ARGV[1], 'PX', ARGV[8])
 local message = ARGV[11] .. string.char(0x20) .. varint(seq)
 local item = string.char(0x12) .. varint(#message) .. message
-ARGV[18] = item
-ARGV[29] = item
-local to_recipient = inbox_append(KEYS, 7, ARGV, 12)
-local to_sender = inbox_append(KEYS, 12, ARGV, 23)
-if ARGV[34] ~= '' then
-  local trim = -(tonumber(ARGV[35]) + 1)
-  redis.call('ZADD', KEYS[17], 'GT', ARGV[34], ARGV[3])
+local function append_args(channel, origin)
+  return {ARGV[12], ARGV[13], ARGV[14], '0', '', '', item, ARGV[15], channel, '', origin}
+end
+local to_recipient = inbox_append(KEYS, 7, append_args(ARGV[16], ''), 1)
+local to_sender = inbox_append(KEYS, 12, append_args(ARGV[17], ARGV[5]), 1)
+if ARGV[18] ~= '' then
+  local trim = -(tonumber(ARGV[19]) + 1)
+  redis.call('ZADD', KEYS[17], 'GT', ARGV[18], ARGV[3])
   redis.call('ZREMRANGEBYRANK', KEYS[17], 0, trim)
-  redis.call('ZADD', KEYS[18], 'GT', ARGV[34], ARGV[2])
+  redis.call('ZADD', KEYS[18], 'GT', ARGV[18], ARGV[2])
   redis.call('ZREMRANGEBYRANK', KEYS[18], 0, trim)
 end
 return {0, seq, to_recipient[2], to_sender[2]}

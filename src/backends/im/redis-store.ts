@@ -90,16 +90,14 @@ export class RedisImStore implements ImStore {
     ];
     const cutoff = limits.maxAgeMs === Number.POSITIVE_INFINITY ? '' : String(nowMs - limits.maxAgeMs);
     const args = [message.serverId, sender, recipient, message.clientMsgId, message.senderDevice, message.sentAtMs, message.body, limits.dedupeTtlMs, limits.maxMessages, cutoff, fields];
-    // The inbox entry's body is made by the script once the conv_seq is known.
-    // The sending device has the message (the Reply tells it); the sender's other devices get it.
-    for (const [user, origin] of [[recipient, ''], [sender, message.senderDevice]] as const) {
-      const append = this.inbox.appendCall(user, { body: EMPTY, origin }, nowMs);
-      keys.push(...append.keys);
-      args.push(...append.args);
-    }
-    keys.push(this.user(sender, 'convs'), this.user(recipient, 'convs'));
+    // The inbox entry's body is made by the script once the conv_seq is known. The sending device has
+    // the message (the Reply tells it); the sender's other devices get it: its origin is the device.
+    const toRecipient = this.inbox.appendCall(recipient, { body: EMPTY }, nowMs);
+    const toSender = this.inbox.appendCall(sender, { body: EMPTY, origin: message.senderDevice }, nowMs);
+    keys.push(...toRecipient.keys, ...toSender.keys, this.user(sender, 'convs'), this.user(recipient, 'convs'));
+    const [maxEntries, inboxCutoff, createdAt, , , , , inboxDedupeTtl, recipientChannel] = toRecipient.args;
     const touch = this.touchDue(sender, recipient, message.sentAtMs);
-    args.push(touch ? message.sentAtMs : '', MAX_CONVERSATIONS);
+    args.push(maxEntries!, inboxCutoff!, createdAt!, inboxDedupeTtl!, recipientChannel!, toSender.args[8]!, touch ? message.sentAtMs : '', MAX_CONVERSATIONS);
     const reply = (await this.handle.io(STORE_MESSAGE.run(this.redis, keys, args))) as [0, number, number, number] | [1, string] | [2];
     if (reply[0] === 2) return { kind: 'blocked' };
     if (reply[0] === 0) {
