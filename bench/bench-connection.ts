@@ -57,11 +57,11 @@ export class BenchConnection {
   }
 
   /** Opens sessions `firstId` … `firstId + count - 1` of `business`; resolves once every one is answered. */
-  open(business: string, count: number, firstId = 1): Promise<OpenResult> {
+  open(business: string, count: number, firstId = 1, metadata: Record<string, string> = {}): Promise<OpenResult> {
     return this.until<OpenResult>((resolve) => {
       this.batch = { pending: count, result: { opened: 0, refused: 0 }, done: resolve };
       for (let id = firstId; id < firstId + count; id++) {
-        this.socket.write(encodeFrame(FrameType.OPEN, 0, id, encodeOpen({ business, metadata: {} })));
+        this.socket.write(encodeFrame(FrameType.OPEN, 0, id, encodeOpen({ business, metadata })));
       }
     });
   }

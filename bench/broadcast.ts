@@ -6,7 +6,7 @@ import { Priority } from '../src/protocol/constants.js';
 import { encodeData } from '../src/protocol/encoder.js';
 import { BenchConnection } from './bench-connection.js';
 import { LatencyHistogram, clockMs, connectSocketIo, endMessage, probeMessage, roomMessage } from './broadcast-protocol.js';
-import { BenchProcess, type OutputLine, startProcess } from './processes.js';
+import { BenchProcess, type OutputLine, cpuUs, startProcess, statFields } from './processes.js';
 
 /**
  * Issue 4's broadcast bench: one room of 10,000 receivers (in separate processes), 64-byte messages
@@ -36,8 +36,6 @@ const START_RATE = 5;
 const REFINEMENTS = 3;
 const MIN_RATE = 0.5;
 const MAX_RATE = 100_000;
-/** utime/stime in /proc are in clock ticks of 1/100 s (USER_HZ) on Linux. */
-const US_PER_TICK = 10_000;
 const DIST_BENCH = join(PACKAGE_ROOT, 'dist', 'bench');
 
 /** A livemux proxy (pid `pid`, clients on `port`) routing business "echo" to an echo backend. */
@@ -307,21 +305,6 @@ async function stopped(p: BenchProcess): Promise<void> {
   const exited = p.next(() => false, 10_000).catch(() => {});
   p.stop();
   await exited;
-}
-
-/** Fields 3… of /proc/<pid>/stat (after the command name, which may contain spaces): index 0 is field 3. */
-function statFields(pid: number | string): string[] {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-}
-
-/**
- * CPU time (user + system) of a process, read from /proc so a server needs no hook: the counters
- * process.cpuUsage() reports, at 10 ms resolution (a step's server time is seconds).
- */
-function cpuUs(pid: number): number {
-  const f = statFields(pid);
-  return (Number(f[11]) + Number(f[12])) * US_PER_TICK;
 }
 
 /** Resident memory of a process now, and its high-water mark. */

@@ -1,4 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 
 /** One JSON line a bench process printed on stdout. */
@@ -60,6 +61,11 @@ export class BenchProcess {
     });
   }
 
+  /** The process id (for its CPU time in /proc). */
+  get pid(): number {
+    return this.child.pid!;
+  }
+
   stop(): void {
     this.child.kill('SIGTERM');
   }
@@ -79,4 +85,22 @@ export async function startProcess(
 ): Promise<{ process: BenchProcess; line: OutputLine }> {
   const child = new BenchProcess(script, args, env);
   return { process: child, line: await child.next(ready) };
+}
+
+/** utime/stime in /proc are in clock ticks of 1/100 s (USER_HZ) on Linux. */
+const US_PER_TICK = 10_000;
+
+/** Fields 3… of /proc/<pid>/stat (after the command name, which may contain spaces): index 0 is field 3. */
+export function statFields(pid: number | string): string[] {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+}
+
+/**
+ * CPU time (user + system) of a process, read from /proc so a server needs no hook: the counters
+ * process.cpuUsage() reports, at 10 ms resolution (a step's server time is seconds).
+ */
+export function cpuUs(pid: number): number {
+  const f = statFields(pid);
+  return (Number(f[11]) + Number(f[12])) * US_PER_TICK;
 }

@@ -11,13 +11,14 @@ import { benchCodec } from './codec.js';
 import { benchHostile } from './hostile.js';
 import { type BenchProcess, type OutputLine, startProcess } from './processes.js';
 import { benchReload, type ReloadResult, type ReloadTarget } from './reload.js';
+import { type EchoFigure, benchIm } from './im.js';
 import { benchPickers } from './routing.js';
 import { benchPush, pushReport } from './push.js';
 
 /**
  * `npm run bench`: every figure the issues ask for, measured side by side in one run on this machine,
  * printed as tables and written to BENCHMARKS.md, one section each: core (codec, routing, echo,
- * reload), broadcast (issue 4), push (issue 11) and hostile (issue 8). `BENCH_ONLY=<section>` runs one section.
+ * reload), im (issue 10), broadcast (issue 4), push (issue 11) and hostile (issue 8). `BENCH_ONLY=<section>` runs one section.
  * Not a test: nothing here passes or fails on time.
  */
 const SECRET = 'bench-secret-0123456789abcdef0123456789';
@@ -90,6 +91,7 @@ async function main(): Promise<void> {
   const token = await mintToken({ secret: SECRET, sub: 'bench' });
   const run = (section: string): boolean => only === undefined || only === section;
   if (run('core')) writeSection('core', command, table(await benchCore(token)));
+  if (run('im')) writeSection('im', command, await benchIm(SECRET, () => echoFigure(token)));
   if (run('broadcast')) {
     // The publisher sends without reading WINDOW_UPDATEs: a large client→proxy window keeps it legal.
     const livemux = (): Promise<Livemux> => startLivemux({ session_window: 1 << 30, connection_window: 1 << 30 });
@@ -98,6 +100,17 @@ async function main(): Promise<void> {
   if (run('push')) writeSection('push', command, pushReport(await benchPush(SECRET)));
   if (run('hostile')) writeSection('hostile', command, await benchHostile(SECRET));
   process.exit(0);
+}
+
+/** The proxy + echo backend round-trip rate, for the IM section's ratio (the core section's load, one run). */
+async function echoFigure(token: string): Promise<EchoFigure> {
+  const livemux = await startLivemux({});
+  try {
+    return await echoLoad(livemux.port, 'proxy', token);
+  } finally {
+    livemux.proxy.stop();
+    livemux.backend.stop();
+  }
 }
 
 /** Codec, routing, echo and reload figures. Stops the processes it started. */

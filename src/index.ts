@@ -33,6 +33,35 @@ export { MemoryChatStore } from './backends/chat/memory-store.js';
 export { RedisChatStore } from './backends/chat/redis-store.js';
 export type { ChatStore } from './backends/chat/store.js';
 
+// The IM protocol (docs/im.md) for client apps, and the IM backend for embedding.
+export {
+  decodeImEvent,
+  decodeImRequest,
+  encodeImEvent,
+  encodeImRequest,
+  type ImEvent,
+  type ImRequest,
+  type Reply as ImReply,
+} from './backends/im/im-codec.js';
+export { createImBackend, type ImBackend, type ImBackendOptions } from './backends/im/im-backend.js';
+export { MemoryImStore } from './backends/im/memory-store.js';
+export { RedisImStore } from './backends/im/redis-store.js';
+export type { ImStore } from './backends/im/store.js';
+
+// The backend kit's inbox (docs/inbox.md): per-user delivery to devices, online or not, on any node.
+export {
+  InboxHub,
+  MemoryDeliveryLedger,
+  MemoryInboxStore,
+  RedisDeliveryLedger,
+  RedisInboxStore,
+  type DeliveryLedger,
+  type DeviceFeed,
+  type FeedSink,
+  type InboxEntry,
+  type InboxStore,
+} from './backends/kit/inbox/index.js';
+
 // The Push protocol (docs/push.md) for client apps, and the Push backend for embedding.
 export { decodePushEvent, decodePushRequest, encodePushEvent, encodePushRequest, type PushEvent, type PushRequest } from './backends/push/push-codec.js';
 export { createPushBackend, type PushBackend, type PushBackendOptions } from './backends/push/push-backend.js';

@@ -14,6 +14,7 @@ const COMMANDS: readonly (() => Promise<{ register: RegisterCommand }>)[] = [
   () => import('./start-command.js'),
   () => import('./echo-backend-command.js'),
   () => import('./chat-backend-command.js'),
+  () => import('./im-backend-command.js'),
   () => import('./push-backend-command.js'),
   () => import('./client-command.js'),
   () => import('./token-command.js'),

@@ -13,6 +13,7 @@ import { DEV_SECRET_PATH, DEV_TOKEN_PATH, PUSH_API_KEY_PATH, ensureDevSecret, en
 const REFERENCE_BACKENDS: Record<string, string> = {
   echo: 'echo-backend',
   chat: 'chat-backend',
+  im: 'im-backend',
   push: 'push-backend',
 };
 
@@ -91,6 +92,7 @@ async function runUp(cli: CliContext, configOption: string | undefined, pushApiP
           : [`push API at ${pushApi}, dev API key (${cli.env.LIVEMUX_PUSH_API_KEY ? 'from $LIVEMUX_PUSH_API_KEY' : `also in ${PUSH_API_KEY_PATH}`}):`, `  ${pushApiKey}`]),
         'try, in another terminal:',
         '  node examples/two-sessions.mjs',
+        '  node examples/im-chat.mjs alice bob    (and `node examples/im-chat.mjs bob alice` in a third)',
         `  npx livemux client --port ${port} --business echo`,
         ...(pushApi === ''
           ? []

@@ -99,6 +99,22 @@ export class ClientClosedError extends LivemuxError {
 }
 
 /**
+ * A business backend (Chat, IM) answered a request with `ok: false`. `errorCode` is the protocol's
+ * stable name (docs/chat.md §8, docs/im.md §Errors); switch on it, never on the message.
+ */
+export class RequestFailedError extends LivemuxError {
+  constructor(
+    readonly errorCode: string,
+    message: string,
+    /** When trying again may succeed, ms (0 = unknown). */
+    readonly retryAfterMs = 0,
+  ) {
+    super(`ERR_${errorCode || 'FAILED'}`, `request failed: ${errorCode}${message ? ` (${message})` : ''}`);
+    this.name = 'RequestFailedError';
+  }
+}
+
+/**
  * The wire code and reason that describe `err` to a session's `'close'` listeners: the error's own code
  * when it has one, CANCELLED when the application closed the client, INTERNAL_ERROR otherwise.
  */

@@ -3,6 +3,8 @@
  */
 export { connect, LivemuxClient, type ClientEvents, type ReconnectingInfo } from './client.js';
 export { ClientSession, type OpenOptions, type SendOptions, type SessionEvents } from './client-session.js';
+export { ImClient, type ImClientEvent, type ImClientOptions } from './im-client.js';
+export { ChatClient, type ChatClientEvent, type ChatJoinOptions } from './chat-client.js';
 export type { IncomingMessage } from './session-inbox.js';
 export { openPush, PushClient, type Push, type PushClientEvents, type PushClientOptions } from './push-client.js';
 export type { ClientLogger, ConnectOptions, ReconnectOptions } from './options.js';
@@ -11,6 +13,7 @@ export {
   ConnectionLostError,
   OpenFailedError,
   PayloadTooLargeError,
+  RequestFailedError,
   ServerError,
   SessionClosedError,
   WireCodeError,
@@ -22,3 +25,8 @@ export { ConfigError, LivemuxError, ProtocolError } from '../protocol/errors.js'
 export { Code, codeInfo, type CodeInfo, type RetryAdvice } from '../protocol/codes.js';
 export type { PriorityName } from '../protocol/constants.js';
 export type { ClientInfo, GoAway, Limits, Welcome } from '../protocol/messages.js';
+// The business protocols' shapes the typed clients hand out.
+export type { HistoryPage, Message, PresenceEvent, ReadReceipt, ReadResult, RecallNotice, SendResult, SyncResult, Unread } from '../backends/im/im-codec.js';
+export { ImErrorCode } from '../backends/im/im-errors.js';
+export { ModerateAction, WireRole, type AttributesChanged, type Joined, type MemberInfo, type RoomMessage } from '../backends/chat/chat-codec.js';
+export { ChatErrorCode } from '../backends/chat/chat-errors.js';

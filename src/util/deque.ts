@@ -50,6 +50,13 @@ export class Deque<T> {
     return this.buf[(this.head + index) & (this.buf.length - 1)];
   }
 
+  /** Replaces the item at `index` (0 = oldest); false, changing nothing, outside 0..length-1. */
+  set(index: number, value: T): boolean {
+    if (index < 0 || index >= this.len) return false;
+    this.buf[(this.head + index) & (this.buf.length - 1)] = value;
+    return true;
+  }
+
   /** Items `from` (inclusive) to `to` (exclusive), oldest first. */
   slice(from: number, to: number): T[] {
     const out: T[] = [];

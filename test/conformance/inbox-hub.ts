@@ -195,6 +195,25 @@ export function describeInboxHub(name: string, factory: HubFixtureFactory): void
       expect(x.feeds('ann')).toHaveLength(1);
     });
 
+    it('passes over, for the device that made it, an entry of that origin, and counts it acknowledged', async () => {
+      const [x, y] = await open();
+      const phone = attach(y, 'ann', 'phone');
+      const laptop = attach(x, 'ann', 'laptop');
+      await eventually(() => phone.syncedAt !== null && laptop.syncedAt !== null, 'both synced');
+      await x.deliver('ann', { body: body('sent from the phone'), origin: 'phone' });
+      await x.deliver('ann', { body: body('from elsewhere') });
+      await eventually(() => laptop.got.length === 2 && phone.got.length === 1, 'the entries');
+      expect(phone.texts).toEqual(['from elsewhere']);
+      expect(laptop.texts).toEqual(['sent from the phone', 'from elsewhere']);
+      phone.feed.ack(2);
+      await eventually(async () => (await y.store.cursor('ann', 'phone')) === 2, 'the phone cursor past both');
+      // A later session of the phone, from before it, still passes over it.
+      phone.feed.close();
+      const again = attach(x, 'ann', 'phone', 0);
+      await eventually(() => again.syncedAt !== null, 'synced');
+      expect(again.texts).toEqual(['from elsewhere']);
+    });
+
     it('delivers every entry exactly once, in order, while appends race the device\'s start', async () => {
       const [x, y] = await open({ window: 16, pageSize: 5 });
       const appends: Promise<unknown>[] = [];
@@ -248,6 +267,27 @@ export function describeInboxHub(name: string, factory: HubFixtureFactory): void
       const phone = attach(y, 'ann', 'phone');
       await eventually(() => phone.got.length === 1, 'the entry after the failures', 10_000);
       expect(failures).toBeLessThan(0);
+    });
+
+    it('writes a device\'s cursor at most once per cursorWriteIntervalMs while open, and at once on close', async () => {
+      const [x, y] = await open({ cursorWriteIntervalMs: 300 });
+      let writes = 0;
+      const ack = y.store.ack.bind(y.store);
+      y.store.ack = (...args) => (writes++, ack(...args));
+      for (const i of range(1, 6)) await x.deliver('ann', { body: body(`m${i}`) });
+      const phone = attach(y, 'ann', 'phone');
+      await eventually(() => phone.got.length === 6, 'six entries');
+      const started = performance.now();
+      phone.feed.ack(1);
+      await eventually(async () => (await x.store.cursor('ann', 'phone')) === 1, 'the first cursor, at once');
+      for (const seq of range(2, 5)) phone.feed.ack(seq);
+      await eventually(async () => (await x.store.cursor('ann', 'phone')) === 5, 'the latest cursor, once the interval passed');
+      expect(performance.now() - started).toBeGreaterThanOrEqual(290);
+      expect(writes).toBe(2);
+      phone.feed.ack(6);
+      phone.feed.close();
+      await eventually(async () => (await x.store.cursor('ann', 'phone')) === 6, 'the cursor written on close');
+      expect(writes).toBe(3);
     });
 
     it('stops watching a user when the last device leaves, and writes each cursor on close', async () => {

@@ -73,19 +73,19 @@ export function describeInboxStore(name: string, factory: InboxFixtureFactory): 
         expect(await store.lastSeq('ann')).toBe(5);
         expect(await store.lastSeq('bob')).toBe(1);
         expect(await store.lastSeq('nobody')).toBe(0);
-        expect(a[2]).toEqual({ seq: 3, body: body('a3'), ref: '', collapseKey: '', createdAtMs: T0 + 3, expiresAtMs: 0 });
+        expect(a[2]).toEqual({ seq: 3, body: body('a3'), ref: '', collapseKey: '', createdAtMs: T0 + 3, expiresAtMs: 0, origin: '' });
       });
 
       it('reads entries after a seq in order, in pages, with the latest seq', async () => {
         const { store } = await open();
-        for (const i of range(1, 12)) await store.append('ann', { body: body(`m${i}`), ref: `r${i}` }, T0 + i);
+        for (const i of range(1, 12)) await store.append('ann', { body: body(`m${i}`), ref: `r${i}`, origin: i === 6 ? 'phone' : '' }, T0 + i);
         const first = await store.read('ann', 0, 5, T0);
         expect(seqs(first.entries)).toEqual(range(1, 5));
         expect(first).toMatchObject({ throughSeq: 5, lastSeq: 12, gap: null });
         const next = await store.read('ann', first.throughSeq, 100, T0);
         expect(seqs(next.entries)).toEqual(range(6, 12));
         expect(text(next.entries)).toEqual(range(6, 12).map((i) => `m${i}`));
-        expect(next.entries[0]).toEqual({ seq: 6, body: body('m6'), ref: 'r6', collapseKey: '', createdAtMs: T0 + 6, expiresAtMs: 0 });
+        expect(next.entries[0]).toEqual({ seq: 6, body: body('m6'), ref: 'r6', collapseKey: '', createdAtMs: T0 + 6, expiresAtMs: 0, origin: 'phone' });
         expect(next.throughSeq).toBe(12);
         // Up to date, ahead (stale), and a user never written.
         expect(await store.read('ann', 12, 10, T0)).toEqual({ entries: [], throughSeq: 12, gap: null, lastSeq: 12 });
@@ -255,7 +255,8 @@ export function describeInboxStore(name: string, factory: InboxFixtureFactory): 
         const appended: InboxEntry[] = [];
         for (const i of range(1, 20)) {
           const b = i === 3 ? Buffer.from([0, 0x65, 10, 255]) : body(`m${i}`);
-          appended.push((await store.append('ann', { body: b, ref: i % 2 ? 'push-☃' : '', collapseKey: i === 5 ? 'k' : '', expiresAtMs: i === 7 ? T0 + 9 : 0 }, T0 + i)).entry);
+          const origin = i === 4 ? 'phone ☃' : '';
+          appended.push((await store.append('ann', { body: b, ref: i % 2 ? 'push-☃' : '', collapseKey: i === 5 ? 'k' : '', expiresAtMs: i === 7 ? T0 + 9 : 0, origin }, T0 + i)).entry);
         }
         await store.append('bob', { body: body('not for ann') }, T0);
         await eventually(() => seen.entries.length === 20, '20 notices');

@@ -251,6 +251,17 @@ export async function startChatBackend(args: string[] = []): Promise<RunningProc
 }
 
 /**
+ * An IM backend process (`livemux im-backend`) on an ephemeral loopback port; `args` are extra flags.
+ * `adminPort` is set when `args` ask for an admin server (`--admin-port 0`).
+ */
+export async function startImBackend(args: string[] = []): Promise<RunningProcess & { port: number; address: string; adminPort: number | undefined }> {
+  const p = runLivemux(['im-backend', '--host', '127.0.0.1', '--port', '0', ...args]);
+  const listening = await p.waitFor((l) => l.event === 'listening');
+  const port = listening.port as number;
+  return Object.assign(p, { port, address: `127.0.0.1:${port}`, adminPort: listening.adminPort as number | undefined });
+}
+
+/**
  * A Push backend process (`livemux push-backend`) with its gRPC and HTTP API on ephemeral loopback ports;
  * `args` are extra flags, `env` extra environment (e.g. LIVEMUX_PUSH_API_KEY).
  */

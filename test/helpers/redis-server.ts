@@ -9,6 +9,8 @@ export interface RedisServer {
   readonly port: number;
   /** `redis://127.0.0.1:<port>` */
   readonly url: string;
+  /** The server's process id (benchmarks read its CPU time). */
+  readonly pid: number;
   /** Stops the server and removes its directory. */
   stop(): Promise<void>;
 }
@@ -83,6 +85,7 @@ async function launch(port: number, timeoutMs = 10_000): Promise<RedisServer> {
   return {
     port,
     url: `redis://127.0.0.1:${port}`,
+    pid: child.pid!,
     async stop() {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
       await exited;

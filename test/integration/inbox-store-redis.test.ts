@@ -65,7 +65,7 @@ describe('RedisInboxStore specifics', () => {
           await store.append('keys-user', { body: Buffer.from('body'), ref: 'r' }, 5);
         });
       });
-      expect((await heard).toString()).toBe('e2 5 0 1 0\nrbody');
+      expect((await heard).toString()).toBe('e2 5 0 1 0 0\nrbody');
     } finally {
       await store.close();
       admin.disconnect();

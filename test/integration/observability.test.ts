@@ -4,28 +4,16 @@
  * flows, and the logs say who connected from where, for how long, how each session and connection
  * ended, why a token was refused, and what a reload changed.
  */
-import { execFileSync } from 'node:child_process';
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
 import { connect } from '../../src/client/index.js';
+import { promtoolCheckMetrics } from '../helpers/metrics.js';
 import { scrape, scrapeTargetsForFile } from '../helpers/scrape-targets.js';
 import { until } from '../helpers/until.js';
 
 const live = scrapeTargetsForFile();
-
-/** `promtool check metrics` on `text`: its complaints, '' when there are none. */
-function promtoolCheckMetrics(text: string): string {
-  try {
-    execFileSync('promtool', ['check', 'metrics'], { input: text, stdio: 'pipe' });
-    return '';
-  } catch (err) {
-    const e = err as { status?: number; stdout?: Buffer; stderr?: Buffer; code?: string };
-    if (e.code === 'ENOENT') throw new Error('promtool not found: apt-get install prometheus (.ci/run does)');
-    return `${e.stdout?.toString() ?? ''}${e.stderr?.toString() ?? ''}`.trim() || `exit ${e.status}`;
-  }
-}
 
 /** `_count` of a histogram series whose labels include `labels`. */
 function histogramCount(text: string, name: string, labels = ''): number {

@@ -4,6 +4,7 @@
  */
 import protobuf from 'protobufjs';
 import { protoPath } from '../../paths.js';
+import { decodePlain } from '../kit/proto-objects.js';
 import { ChatError, ChatErrorCode } from './chat-errors.js';
 
 /** Role values on the wire (`livemux.chat.v1.Role`). */
@@ -66,18 +67,6 @@ export interface ChatEvent {
 const root = protobuf.loadSync(protoPath('livemux/chat/v1/chat.proto'));
 const RequestType = root.lookupType('livemux.chat.v1.ChatRequest');
 const EventType = root.lookupType('livemux.chat.v1.ChatEvent');
-// Scalars get their defaults; oneof members and unset sub-messages stay absent (see dropNulls).
-const TO_OBJECT: protobuf.IConversionOptions = { defaults: true, arrays: true, objects: true, longs: Number, bytes: Buffer };
-
-/** toObject fills unset sub-messages with null: the interfaces above use absence instead. */
-function dropNulls(value: Record<string, unknown>): Record<string, unknown> {
-  for (const [key, v] of Object.entries(value)) {
-    if (v === null) delete value[key];
-    else if (typeof v === 'object' && !Buffer.isBuffer(v) && !Array.isArray(v)) dropNulls(v as Record<string, unknown>);
-  }
-  return value;
-}
-
 export function encodeChatRequest(request: ChatRequest): Buffer {
   return Buffer.from(RequestType.encode(RequestType.fromObject(request as unknown as Record<string, unknown>)).finish());
 }
@@ -85,7 +74,7 @@ export function encodeChatRequest(request: ChatRequest): Buffer {
 /** Decodes a request; a malformed one throws ChatError BAD_REQUEST. */
 export function decodeChatRequest(payload: Uint8Array): ChatRequest {
   try {
-    return dropNulls(RequestType.toObject(RequestType.decode(payload), TO_OBJECT)) as unknown as ChatRequest;
+    return decodePlain(RequestType, payload) as unknown as ChatRequest;
   } catch (err) {
     throw new ChatError(ChatErrorCode.BAD_REQUEST, `chat request: not a valid ChatRequest (${(err as Error).message})`);
   }
@@ -97,7 +86,7 @@ export function encodeChatEvent(event: ChatEvent): Buffer {
 
 /** Decodes an event; throws on malformed bytes. */
 export function decodeChatEvent(payload: Uint8Array): ChatEvent {
-  return dropNulls(EventType.toObject(EventType.decode(payload), TO_OBJECT)) as unknown as ChatEvent;
+  return decodePlain(EventType, payload) as unknown as ChatEvent;
 }
 
 /** The name of the member set in a request, or null when none is. */

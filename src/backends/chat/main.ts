@@ -10,10 +10,7 @@
  */
 import pino from 'pino';
 import { createLogger } from '../../observability/logger.js';
-import { startAdminServer, type AdminServer } from '../../observability/admin-server.js';
-import { LivemuxError } from '../../protocol/errors.js';
-import { untilSignal } from '../../util/signals.js';
-import { createBackendServer } from '../kit/backend-server.js';
+import { serveBackend, type CommonBackendArgs } from '../kit/backend-process.js';
 import { createChatBackend } from './chat-backend.js';
 import { MemoryChatStore } from './memory-store.js';
 import { RedisChatStore } from './redis-store.js';
@@ -21,16 +18,8 @@ import type { RoomBufferBounds } from './room-buffer.js';
 import type { ChatStore } from './store.js';
 import { WordFilterMode } from './word-filter.js';
 
-const STATS_LOG_INTERVAL_MS = 60_000;
-
 /** The command line of `livemux chat-backend`, parsed and range-checked (src/cli/chat-backend-command.ts). */
-export interface ChatArgs {
-  host: string;
-  port: number;
-  adminHost: string;
-  /** Undefined: no admin server. */
-  adminPort: number | undefined;
-  redis: string | undefined;
+export interface ChatArgs extends CommonBackendArgs {
   roomRate: number | undefined;
   userRate: number | undefined;
   leaseTtlMs: number | undefined;
@@ -41,7 +30,6 @@ export interface ChatArgs {
   historyLength: number | undefined;
   words: string[];
   wordMode: WordFilterMode;
-  logLevel: string;
 }
 
 /**
@@ -68,40 +56,15 @@ export async function runChatBackend(args: ChatArgs): Promise<void> {
     ...(args.leaseTtlMs === undefined ? {} : { leaseTtlMs: args.leaseTtlMs }),
     ...(args.presenceTtlMs === undefined ? {} : { presenceTtlMs: args.presenceTtlMs }),
   });
-  const server = createBackendServer(chat.handlers, { logger });
-  const listening = await server.listen(args.host, args.port);
-  let ready = true;
-  let admin: AdminServer | null = null;
-  if (args.adminPort !== undefined) {
-    try {
-      admin = await startAdminServer({
-        host: args.adminHost,
-        port: args.adminPort,
-        metrics: chat.metrics,
-        isReady: () => ready,
-        status: () => ({ rooms: chat.rooms.size, stats: chat.stats }),
-      });
-    } catch (err) {
-      await listening.close();
-      await chat.close();
-      throw new LivemuxError('ERR_USAGE', `--admin-port: cannot listen on ${args.adminHost}:${args.adminPort} (${(err as Error).message})`);
-    }
-  }
-  const adminPort = admin === null ? {} : { adminPort: admin.port };
-  process.stdout.write(`${JSON.stringify({ event: 'listening', port: listening.port, ...adminPort })}\n`);
-  // Accepted and dropped messages by reason and priority, logged when they changed.
-  let lastStats = '';
-  const statsTimer = setInterval(() => {
-    const now = JSON.stringify(chat.stats);
-    if (now !== lastStats) logger.info({ stats: chat.stats, rooms: chat.rooms.size }, 'chat backend: message counters');
-    lastStats = now;
-  }, STATS_LOG_INTERVAL_MS);
-  statsTimer.unref();
-  const signal = await untilSignal();
-  clearInterval(statsTimer);
-  logger.info({ signal, stats: chat.stats }, 'chat backend: shutting down');
-  ready = false;
-  await listening.close();
-  await admin?.close();
-  await chat.close();
+  await serveBackend({
+    name: 'chat backend',
+    args,
+    logger,
+    handlers: chat.handlers,
+    metrics: chat.metrics,
+    status: () => ({ rooms: chat.rooms.size, stats: chat.stats }),
+    // Accepted and dropped messages by reason and priority.
+    counters: () => ({ stats: chat.stats, rooms: chat.rooms.size }),
+    close: () => chat.close(),
+  });
 }

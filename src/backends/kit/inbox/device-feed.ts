@@ -27,6 +27,8 @@ export interface FeedOptions {
   readonly window: number;
   /** Entries examined per store read. */
   readonly pageSize: number;
+  /** Least time between two writes of a device's cursor (0: write as soon as it moves). */
+  readonly cursorWriteIntervalMs: number;
   readonly now: () => number;
   readonly log: pino.Logger;
 }
@@ -69,6 +71,9 @@ export class DeviceFeed {
   /** Cursor known to be in the store. */
   private persisted = 0;
   private persisting = false;
+  /** When the last cursor write started (performance.now()), and the timer of a write held back. */
+  private lastWriteAt = Number.NEGATIVE_INFINITY;
+  private persistTimer: NodeJS.Timeout | null = null;
   private readonly retry = new Backoff(READ_RETRY);
   private retryTimer: NodeJS.Timeout | null = null;
 
@@ -163,6 +168,8 @@ export class DeviceFeed {
     if (this.closedFlag) return;
     this.closedFlag = true;
     if (this.retryTimer !== null) clearTimeout(this.retryTimer);
+    if (this.persistTimer !== null) clearTimeout(this.persistTimer);
+    this.persistTimer = null;
     this.ahead.clear();
     this.persist();
     this.onClose(this);
@@ -187,8 +194,9 @@ export class DeviceFeed {
     return this.unacked < this.options.window && this.inFlight.length < this.options.window * 4;
   }
 
+  /** Not expired, and not made by this very device (which has it already). */
   private deliverable(entry: InboxEntry): boolean {
-    return entry.expiresAtMs === 0 || entry.expiresAtMs > this.options.now();
+    return (entry.expiresAtMs === 0 || entry.expiresAtMs > this.options.now()) && entry.origin !== this.device;
   }
 
   private send(entries: InboxEntry[]): void {
@@ -228,7 +236,7 @@ export class DeviceFeed {
           return;
         }
         if (page.gap !== null && page.gap.fromSeq > this.sentThrough) this.sink.gap(page.gap.fromSeq, page.gap.toSeq);
-        const fresh = page.entries.filter((e) => e.seq > this.sentThrough);
+        const fresh = page.entries.filter((e) => e.seq > this.sentThrough && e.origin !== this.device);
         this.sentThrough = Math.max(this.sentThrough, page.throughSeq);
         this.knownLast = this.knownLast === Number.POSITIVE_INFINITY ? page.lastSeq : Math.max(this.knownLast, page.lastSeq);
         for (const seq of this.ahead.keys()) {
@@ -264,10 +272,24 @@ export class DeviceFeed {
     this.sink.synced(lastSeq);
   }
 
-  /** Writes the cursor when it moved; one write at a time, the latest value wins. */
+  /**
+   * Writes the cursor when it moved; one write at a time, the latest value wins, at most one per
+   * `cursorWriteIntervalMs` while the feed is open (a closing feed writes at once). A cursor written
+   * late costs only redelivery after a failure, of entries the device then drops by seq.
+   */
   private persist(): void {
     const cursor = this.cursor;
-    if (this.persisting || cursor <= this.persisted) return;
+    if (this.persisting || cursor <= this.persisted || this.persistTimer !== null) return;
+    const waitMs = this.lastWriteAt + this.options.cursorWriteIntervalMs - performance.now();
+    if (waitMs > 0 && !this.closedFlag) {
+      this.persistTimer = setTimeout(() => {
+        this.persistTimer = null;
+        this.persist();
+      }, waitMs);
+      this.persistTimer.unref();
+      return;
+    }
+    this.lastWriteAt = performance.now();
     this.persisting = true;
     this.options.store.ack(this.user, this.device, cursor, this.options.now()).then(
       (stored) => {

@@ -1,4 +1,5 @@
 import { LivemuxError } from '../../../protocol/errors.js';
+import { checkId as checkIdOf, checkInteger as checkIntegerOf, invalidArgument } from '../store-args.js';
 import { INBOX_DEFAULTS, MAX_INBOX_ID_BYTES, MAX_INBOX_READ, type AppendRequest, type InboxStoreOptions, type RetentionLimits } from './inbox-store.js';
 
 /**
@@ -11,20 +12,20 @@ export function inboxClosed(method: string): LivemuxError {
   return new LivemuxError('ERR_STORE_CLOSED', `inbox ${method}: store is closed`);
 }
 
+const SUBJECT = 'inbox';
+
 function invalid(what: string, expected: string, value: unknown): LivemuxError {
-  return new LivemuxError('ERR_INVALID_ARGUMENT', `inbox ${what}: expected ${expected} (${String(value)})`);
+  return invalidArgument(SUBJECT, what, expected, value);
 }
 
 /** An integer ≥ `min` that a double represents exactly (seqs, times, counts). */
 export function checkInteger(what: string, value: number, min: number): void {
-  if (!Number.isSafeInteger(value) || value < min) throw invalid(what, `an integer >= ${min}`, value);
+  checkIntegerOf(SUBJECT, what, value, min);
 }
 
 /** A user or device id: 1..MAX_INBOX_ID_BYTES bytes of UTF-8. */
 export function checkId(what: string, value: string): void {
-  if (typeof value !== 'string' || value === '' || Buffer.byteLength(value) > MAX_INBOX_ID_BYTES) {
-    throw invalid(what, `a non-empty string of at most ${MAX_INBOX_ID_BYTES} bytes`, JSON.stringify(String(value).slice(0, 64)));
-  }
+  checkIdOf(SUBJECT, what, value, MAX_INBOX_ID_BYTES);
 }
 
 /** An optional id (ref, collapse key, dedupe key): '' or a string of at most MAX_INBOX_ID_BYTES bytes. */
@@ -41,6 +42,7 @@ export interface CheckedAppend {
   readonly collapseKey: string;
   readonly expiresAtMs: number;
   readonly dedupeKey: string;
+  readonly origin: string;
 }
 
 export function checkAppend(request: AppendRequest, nowMs: number): CheckedAppend {
@@ -54,6 +56,7 @@ export function checkAppend(request: AppendRequest, nowMs: number): CheckedAppen
     collapseKey: checkOptionalId('append collapseKey', request.collapseKey),
     expiresAtMs,
     dedupeKey: checkOptionalId('append dedupeKey', request.dedupeKey),
+    origin: checkOptionalId('append origin', request.origin),
   };
 }
 

@@ -13,12 +13,18 @@ export interface InboxHubOptions {
   readonly window?: number;
   /** Entries examined per store read (default 100). */
   readonly pageSize?: number;
+  /**
+   * Least time between two writes of one device's cursor, ms (default 0: each ack is written). A
+   * device acknowledging every message costs a store write per message otherwise; the price of a
+   * longer interval is redelivery, after a failure, of up to that much the device already had.
+   */
+  readonly cursorWriteIntervalMs?: number;
   /** Wall clock, ms since the epoch (default Date.now). */
   readonly now?: () => number;
   readonly logger?: pino.Logger;
 }
 
-export const HUB_DEFAULTS = Object.freeze({ window: 256, pageSize: 100 });
+export const HUB_DEFAULTS = Object.freeze({ window: 256, pageSize: 100, cursorWriteIntervalMs: 0 });
 
 /** Where a device's feed starts. */
 export interface AttachOptions {
@@ -63,7 +69,11 @@ export class InboxHub {
     for (const [name, value] of [['window', window], ['pageSize', pageSize]] as const) {
       if (!Number.isSafeInteger(value) || value < 1) throw new LivemuxError('ERR_INVALID_ARGUMENT', `inbox hub ${name}: expected a positive integer (${value})`);
     }
-    this.feedOptions = { store: this.store, ledger: this.ledger, window, pageSize, now: this.now, log: this.log };
+    const cursorWriteIntervalMs = options.cursorWriteIntervalMs ?? HUB_DEFAULTS.cursorWriteIntervalMs;
+    if (!(cursorWriteIntervalMs >= 0 && Number.isFinite(cursorWriteIntervalMs))) {
+      throw new LivemuxError('ERR_INVALID_ARGUMENT', `inbox hub cursorWriteIntervalMs: expected a finite number ≥ 0 (${cursorWriteIntervalMs})`);
+    }
+    this.feedOptions = { store: this.store, ledger: this.ledger, window, pageSize, cursorWriteIntervalMs, now: this.now, log: this.log };
   }
 
   /**

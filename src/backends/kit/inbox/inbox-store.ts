@@ -19,6 +19,8 @@ export interface InboxEntry {
   readonly createdAtMs: number;
   /** After this time (ms since the epoch) the entry is no longer delivered; 0 = only retention removes it. */
   readonly expiresAtMs: number;
+  /** The device of this user that made the entry and has it already; its feeds pass over it. '' = none. */
+  readonly origin: string;
 }
 
 /** What `append` stores; everything but `body` is optional. */
@@ -28,6 +30,11 @@ export interface AppendRequest {
   readonly collapseKey?: string;
   /** 0 or absent: no expiry. */
   readonly expiresAtMs?: number;
+  /**
+   * The device (of this inbox's user) that made the entry, e.g. the phone that sent a message: it has
+   * it already, so its feeds do not send it, and count it acknowledged. Its other devices get it.
+   */
+  readonly origin?: string;
   /**
    * Makes the append idempotent: a second append with the same key within the store's dedupe window
    * (`dedupeTtlMs`) stores nothing and answers the first one's seq and time (`duplicate: true`). Use

@@ -55,7 +55,7 @@ export class MemoryInboxStore implements InboxStore {
     const inbox = this.inbox(user, true)!;
     const now = performance.now();
     this.forgetDedupe(inbox, now);
-    const fields = { body: req.body, ref: req.ref, collapseKey: req.collapseKey, expiresAtMs: req.expiresAtMs };
+    const fields = { body: req.body, ref: req.ref, collapseKey: req.collapseKey, expiresAtMs: req.expiresAtMs, origin: req.origin };
     if (req.dedupeKey !== '') {
       const seen = inbox.dedupe.get(req.dedupeKey);
       if (seen !== undefined) return { entry: { seq: seen.seq, createdAtMs: seen.createdAtMs, ...fields }, duplicate: true, superseded: null };

@@ -5,67 +5,81 @@ import { TRIM_BY_AGE_LUA } from '../redis/stream-trim.js';
  * Lua scripts of the Redis inbox store (redis-inbox-store.ts). Every key of one script belongs to one
  * user (hash tag `{user}`), so the scripts also run on Redis Cluster. Stream IDs are `<seq>-0`; an
  * entry's fields are t (createdAtMs), x (expiresAtMs, 0 = none), r (ref), k (collapse key), b (body),
- * always all five in that order, so field values sit at reply positions 2, 4, 6, 8, 10.
+ * o (origin device), always all six in that order, so field values sit at reply positions 2, 4, 6, 8,
+ * 10, 12.
  */
 
-/** The seq of a stream ID or of a `<seq> <rest>` record. */
-const SEQ_OF = `
+/** `seq_of(text)`: the seq of a stream ID or of a `<seq> <rest>` record. */
+export const SEQ_OF_LUA = `
 local function seq_of(text) return tonumber(string.match(text, '^(%d+)')) end
 `;
 
 /**
- * Appends one entry: dedupe check, seq, XADD with count trimming (`MAXLEN ~`, whole stream nodes),
- * exact age trimming (TRIM_BY_AGE_LUA, never the new entry), collapse index, dedupe record, and the
- * notice on the user's channel: all in one script, so an append is atomic and notices leave in seq order.
+ * `inbox_append(keys, k, args, a)`: appends one entry: dedupe check, seq, XADD with count trimming
+ * (`MAXLEN ~`, whole stream nodes), exact age trimming (TRIM_BY_AGE_LUA, never the new entry),
+ * collapse index, dedupe record, and the notice on the user's channel. Exported as a Lua function so
+ * that a backend's own script can append to inboxes atomically with its own writes (the IM send does);
+ * a script that embeds it must include TRIM_BY_AGE_LUA and SEQ_OF_LUA before it.
  *
  * Returns {1, seq, createdAt} for a duplicate; {0, seq} or {0, seq, '<seq> <ref>'} (the superseded
  * entry, still retained) otherwise.
  *
- * KEYS[1] seq counter, [2] log stream, [3] collapse hash (key → '<seq> <ref>'), [4] dedupe record
- * ARGV[1] maxEntries, [2] age cutoff ms ('' = none), [3] createdAt, [4] expiresAt, [5] ref,
- *     [6] collapse key, [7] body, [8] dedupe TTL ms, [9] notice channel, [10] '1' when deduplicating
+ * keys[k..k+4]: seq counter, log stream, collapse hash (key → '<seq> <ref>'), dedupe record, the age
+ *     mark (TRIM_BY_AGE_LUA)
+ * args[a..a+10]: maxEntries, age cutoff ms ('' = none), createdAt, expiresAt, ref, collapse key,
+ *     body, dedupe TTL ms, notice channel, '1' when deduplicating, origin device ('' = none)
  */
-export const APPEND = new RedisScript(`${SEQ_OF}${TRIM_BY_AGE_LUA}
-if ARGV[10] == '1' then
-  local seen = redis.call('GET', KEYS[4])
-  if seen then
-    local space = string.find(seen, ' ', 1, true)
-    return {1, tonumber(string.sub(seen, 1, space - 1)), tonumber(string.sub(seen, space + 1))}
-  end
-end
-local seq = redis.call('INCR', KEYS[1])
-local id = seq .. '-0'
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], id, 't', ARGV[3], 'x', ARGV[4], 'r', ARGV[5], 'k', ARGV[6], 'b', ARGV[7])
-if ARGV[2] ~= '' then trim_by_age(KEYS[2], tonumber(ARGV[2]), id, 2) end
-local superseded = false
-if ARGV[6] ~= '' then
-  local old = redis.call('HGET', KEYS[3], ARGV[6])
-  redis.call('HSET', KEYS[3], ARGV[6], seq .. ' ' .. ARGV[5])
-  local oldest = seq_of(redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)[1][1])
-  if old and seq_of(old) >= oldest then superseded = old end
-  -- Keys whose entries retention removed linger until the index is twice what retention keeps.
-  if redis.call('HLEN', KEYS[3]) > 2 * tonumber(ARGV[1]) + 64 then
-    local all = redis.call('HGETALL', KEYS[3])
-    for i = 1, #all, 2 do
-      if seq_of(all[i + 1]) < oldest then redis.call('HDEL', KEYS[3], all[i]) end
+export const INBOX_APPEND_LUA = `
+local function inbox_append(keys, k, args, first)
+  local k_seq, k_log, k_collapse, k_dedupe, k_mark = keys[k], keys[k + 1], keys[k + 2], keys[k + 3], keys[k + 4]
+  local a = first - 1
+  if args[a + 10] == '1' then
+    local seen = redis.call('GET', k_dedupe)
+    if seen then
+      local space = string.find(seen, ' ', 1, true)
+      return {1, tonumber(string.sub(seen, 1, space - 1)), tonumber(string.sub(seen, space + 1))}
     end
   end
+  local seq = redis.call('INCR', k_seq)
+  local id = seq .. '-0'
+  redis.call('XADD', k_log, 'MAXLEN', '~', args[a + 1], id, 't', args[a + 3], 'x', args[a + 4], 'r', args[a + 5], 'k', args[a + 6], 'b', args[a + 7], 'o', args[a + 11])
+  if args[a + 2] ~= '' then trim_by_age(k_log, tonumber(args[a + 2]), id, 2, k_mark) end
+  local superseded = false
+  if args[a + 6] ~= '' then
+    local old = redis.call('HGET', k_collapse, args[a + 6])
+    redis.call('HSET', k_collapse, args[a + 6], seq .. ' ' .. args[a + 5])
+    local oldest = seq_of(redis.call('XRANGE', k_log, '-', '+', 'COUNT', 1)[1][1])
+    if old and seq_of(old) >= oldest then superseded = old end
+    -- Keys whose entries retention removed linger until the index is twice what retention keeps.
+    if redis.call('HLEN', k_collapse) > 2 * tonumber(args[a + 1]) + 64 then
+      local all = redis.call('HGETALL', k_collapse)
+      for i = 1, #all, 2 do
+        if seq_of(all[i + 1]) < oldest then redis.call('HDEL', k_collapse, all[i]) end
+      end
+    end
+  end
+  if args[a + 10] == '1' then redis.call('SET', k_dedupe, seq .. ' ' .. args[a + 3], 'PX', args[a + 8]) end
+  -- One concatenation: chained .. copies the body once per step.
+  redis.call('PUBLISH', args[a + 9], table.concat({'e', seq, ' ', args[a + 3], ' ', args[a + 4], ' ', #args[a + 5], ' ', #args[a + 6], ' ', #args[a + 11], '\\n', args[a + 5], args[a + 6], args[a + 11], args[a + 7]}))
+  if superseded then return {0, seq, superseded} end
+  return {0, seq}
 end
-if ARGV[10] == '1' then redis.call('SET', KEYS[4], seq .. ' ' .. ARGV[3], 'PX', ARGV[8]) end
-redis.call('PUBLISH', ARGV[9], 'e' .. seq .. ' ' .. ARGV[3] .. ' ' .. ARGV[4] .. ' ' .. #ARGV[5] .. ' ' .. #ARGV[6] .. '\\n' .. ARGV[5] .. ARGV[6] .. ARGV[7])
-if superseded then return {0, seq, superseded} end
-return {0, seq}
+`;
+
+/** Appends one entry (INBOX_APPEND_LUA), KEYS and ARGV as `inbox_append` takes them from position 1. */
+export const APPEND = new RedisScript(`${SEQ_OF_LUA}${TRIM_BY_AGE_LUA}${INBOX_APPEND_LUA}
+return inbox_append(KEYS, 1, ARGV, 1)
 `);
 
 /**
  * One page: the latest seq, the oldest retained seq (latest + 1 when none), the highest seq examined,
- * then each deliverable entry as {seq, t, x, r, k, b}. Entries expired at ARGV[3] or superseded (the
+ * then each deliverable entry as {seq, t, x, r, k, b, o}. Entries expired at ARGV[3] or superseded (the
  * collapse index names a newer entry for their key) are examined but not returned.
  *
  * KEYS[1] seq counter, [2] log stream, [3] collapse hash
  * ARGV[1] afterSeq, [2] how many to examine, [3] nowMs
  */
-export const READ = new RedisScript(`${SEQ_OF}
+export const READ = new RedisScript(`${SEQ_OF_LUA}
 local last = tonumber(redis.call('GET', KEYS[1]) or '0')
 local after = tonumber(ARGV[1])
 if after >= last then return {last, last + 1, after} end
@@ -85,7 +99,7 @@ for _, entry in ipairs(batch) do
     local latest = redis.call('HGET', KEYS[3], f[8])
     keep = (not latest) or seq_of(latest) == seq
   end
-  if keep then out[#out + 1] = {seq, f[2], f[4], f[6], f[8], f[10]} end
+  if keep then out[#out + 1] = {seq, f[2], f[4], f[6], f[8], f[10], f[12]} end
 end
 return out
 `);
@@ -98,7 +112,7 @@ return out
  * KEYS[1] devices hash (device → '<cursor> <ackedAtMs>'), [2] seq counter
  * ARGV[1] device, [2] seq, [3] nowMs, [4] maxDevices
  */
-export const ACK = new RedisScript(`${SEQ_OF}
+export const ACK = new RedisScript(`${SEQ_OF_LUA}
 local last = tonumber(redis.call('GET', KEYS[2]) or '0')
 local target = math.min(tonumber(ARGV[2]), last)
 local current = redis.call('HGET', KEYS[1], ARGV[1])

@@ -7,6 +7,7 @@ import {
   checkReadLimit,
   inboxClosed,
   resolveInboxOptions,
+  type CheckedAppend,
   type ResolvedInboxOptions,
 } from './inbox-checks.js';
 import type {
@@ -28,7 +29,7 @@ export interface RedisInboxStoreOptions extends RedisConnectionOptions, InboxSto
   readonly keyPrefix?: string;
 }
 
-type Part = 'seq' | 'log' | 'collapse' | 'devices' | 'notify';
+type Part = 'seq' | 'log' | 'collapse' | 'devices' | 'notify' | 'oldest';
 
 /** The users watched on this process: their channel, listeners, and the SUBSCRIBE that makes them ready. */
 interface Watched {
@@ -43,10 +44,11 @@ interface Watched {
  * | key            | type   | holds |
  * |----------------|--------|-------|
  * | seq            | string | last seq (INCR); never expires, so a user's seq never restarts |
- * | log            | stream | entries, ID `<seq>-0`, fields t x r k b (see redis-inbox-scripts.ts) |
+ * | log            | stream | entries, ID `<seq>-0`, fields t x r k b o (see redis-inbox-scripts.ts) |
  * | collapse       | hash   | collapse key → `<seq> <ref>` of its newest entry |
  * | devices        | hash   | device → `<cursor> <ackedAtMs>` |
  * | dedupe:<key>   | string | `<seq> <createdAtMs>` with PX = dedupeTtlMs |
+ * | oldest         | string | a lower bound of the oldest entry's createdAtMs, so most appends skip the age check |
  *
  * Notices travel by Redis pub/sub on the channel `<prefix>{<user>}:notify`, published by the append
  * script itself (so they leave in seq order, atomically with the append). Why pub/sub and not a
@@ -79,30 +81,37 @@ export class RedisInboxStore implements InboxStore {
 
   async append(user: string, request: AppendRequest, nowMs: number): Promise<AppendResult> {
     this.handle.ensureOpen('append');
+    const call = this.appendCall(user, request, nowMs);
+    return appendResult(await this.handle.io(APPEND.run(this.redis, call.keys, call.args)), call.request, nowMs);
+  }
+
+  /**
+   * The KEYS and ARGV of one append as INBOX_APPEND_LUA's `inbox_append` takes them (5 keys, 11
+   * arguments), for a backend script that appends atomically with its own writes on the same Redis.
+   * Checks the arguments as `append` does. `appendResult` reads that function's reply.
+   */
+  appendCall(user: string, request: AppendRequest, nowMs: number): { keys: string[]; args: (string | number | Buffer)[]; request: CheckedAppend } {
     checkId('append user', user);
     const req = checkAppend(request, nowMs);
     const { maxEntries, maxAgeMs } = this.options.retention;
     const cutoff = maxAgeMs === Number.POSITIVE_INFINITY ? '' : String(nowMs - maxAgeMs);
-    const keys = [this.key(user, 'seq'), this.key(user, 'log'), this.key(user, 'collapse'), `${this.userPrefix(user)}dedupe:${req.dedupeKey}`];
-    const args = [
-      maxEntries,
-      cutoff,
-      nowMs,
-      req.expiresAtMs,
-      req.ref,
-      req.collapseKey,
-      req.body,
-      this.options.dedupeTtlMs,
-      this.key(user, 'notify'),
-      req.dedupeKey === '' ? '' : '1',
-    ];
-    const reply = (await this.handle.io(APPEND.run(this.redis, keys, args))) as [0 | 1, number, (number | string)?];
-    const fields = { body: req.body, ref: req.ref, collapseKey: req.collapseKey, expiresAtMs: req.expiresAtMs };
-    if (reply[0] === 1) return { entry: { seq: reply[1], createdAtMs: reply[2] as number, ...fields }, duplicate: true, superseded: null };
-    const old = reply[2] as string | undefined;
-    const space = old?.indexOf(' ') ?? -1;
-    const superseded = old === undefined ? null : { seq: Number(old.slice(0, space)), ref: old.slice(space + 1) };
-    return { entry: { seq: reply[1], createdAtMs: nowMs, ...fields }, duplicate: false, superseded };
+    return {
+      keys: [this.key(user, 'seq'), this.key(user, 'log'), this.key(user, 'collapse'), `${this.userPrefix(user)}dedupe:${req.dedupeKey}`, this.key(user, 'oldest')],
+      args: [
+        maxEntries,
+        cutoff,
+        nowMs,
+        req.expiresAtMs,
+        req.ref,
+        req.collapseKey,
+        req.body,
+        this.options.dedupeTtlMs,
+        this.key(user, 'notify'),
+        req.dedupeKey === '' ? '' : '1',
+        req.origin,
+      ],
+      request: req,
+    };
   }
 
   async read(user: string, afterSeq: number, limit: number, nowMs: number): Promise<InboxPage> {
@@ -251,9 +260,20 @@ export class RedisInboxStore implements InboxStore {
   }
 }
 
-type ReadEntry = [seq: number, createdAt: Buffer, expiresAt: Buffer, ref: Buffer, collapseKey: Buffer, body: Buffer];
+/** An AppendResult from `inbox_append`'s reply (see APPEND) for the checked request it ran. */
+export function appendResult(reply: unknown, req: CheckedAppend, nowMs: number): AppendResult {
+  const [duplicate, seq, extra] = reply as [0 | 1, number, (number | string)?];
+  const fields = { body: req.body, ref: req.ref, collapseKey: req.collapseKey, expiresAtMs: req.expiresAtMs, origin: req.origin };
+  if (duplicate === 1) return { entry: { seq, createdAtMs: extra as number, ...fields }, duplicate: true, superseded: null };
+  const old = extra as string | undefined;
+  const space = old?.indexOf(' ') ?? -1;
+  const superseded = old === undefined ? null : { seq: Number(old.slice(0, space)), ref: old.slice(space + 1) };
+  return { entry: { seq, createdAtMs: nowMs, ...fields }, duplicate: false, superseded };
+}
 
-function toEntry([seq, createdAt, expiresAt, ref, collapseKey, body]: ReadEntry): InboxEntry {
+type ReadEntry = [seq: number, createdAt: Buffer, expiresAt: Buffer, ref: Buffer, collapseKey: Buffer, body: Buffer, origin: Buffer];
+
+function toEntry([seq, createdAt, expiresAt, ref, collapseKey, body, origin]: ReadEntry): InboxEntry {
   return {
     seq,
     createdAtMs: Number(createdAt.toString()),
@@ -261,6 +281,7 @@ function toEntry([seq, createdAt, expiresAt, ref, collapseKey, body]: ReadEntry)
     ref: ref.toString(),
     collapseKey: collapseKey.toString(),
     body,
+    origin: origin.toString(),
   };
 }
 
@@ -275,9 +296,9 @@ const TRANSIENT_TAG = 0x74; // 't'
 const NEWLINE = 0x0a;
 
 /**
- * A notice as the append script publishes it: `e<seq> <createdAt> <expiresAt> <refLen> <keyLen>\n`
- * then ref, key and body bytes; or `t` then a transient payload. Anything else (another writer on the
- * channel) is ignored.
+ * A notice as the append script publishes it: `e<seq> <createdAt> <expiresAt> <refLen> <keyLen>
+ * <originLen>\n` then ref, key, origin and body bytes; or `t` then a transient payload. Anything else
+ * (another writer on the channel) is ignored.
  */
 function decodeNotice(message: Buffer): InboxNotice | null {
   if (message[0] === TRANSIENT_TAG) return { kind: 'transient', payload: message.subarray(1) };
@@ -285,11 +306,12 @@ function decodeNotice(message: Buffer): InboxNotice | null {
   const end = message.indexOf(NEWLINE);
   if (end < 0) return null;
   const numbers = message.toString('latin1', 1, end).split(' ').map(Number);
-  if (numbers.length !== 5 || !numbers.every(Number.isSafeInteger)) return null;
-  const [seq, createdAtMs, expiresAtMs, refLength, keyLength] = numbers as [number, number, number, number, number];
+  if (numbers.length !== 6 || !numbers.every(Number.isSafeInteger)) return null;
+  const [seq, createdAtMs, expiresAtMs, refLength, keyLength, originLength] = numbers as [number, number, number, number, number, number];
   const refEnd = end + 1 + refLength;
   const keyEnd = refEnd + keyLength;
-  if (keyEnd > message.length) return null;
+  const originEnd = keyEnd + originLength;
+  if (originEnd > message.length) return null;
   return {
     kind: 'entry',
     entry: {
@@ -298,7 +320,8 @@ function decodeNotice(message: Buffer): InboxNotice | null {
       expiresAtMs,
       ref: message.toString('utf8', end + 1, refEnd),
       collapseKey: message.toString('utf8', refEnd, keyEnd),
-      body: message.subarray(keyEnd),
+      origin: message.toString('utf8', keyEnd, originEnd),
+      body: message.subarray(originEnd),
     },
   };
 }

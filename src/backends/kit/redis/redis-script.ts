@@ -25,13 +25,22 @@ export class RedisScript {
 
   /** Runs the script; bulk strings in the reply come back as Buffers (binary-safe replies). */
   async runBuffer(redis: Redis, keys: readonly string[], args: readonly (string | Buffer | number)[]): Promise<unknown> {
+    // The named methods, not callBuffer('EVALSHA', …): ioredis' auto-pipelining drops the command
+    // name of a `call` and sends the script's sha as the command.
+    const buffered = redis as unknown as BufferScripts;
     try {
-      return await redis.callBuffer('EVALSHA', this.sha, keys.length, ...keys, ...args);
+      return await buffered.evalshaBuffer(this.sha, keys.length, ...keys, ...args);
     } catch (err) {
       if (!isNoScript(err)) throw err;
-      return redis.callBuffer('EVAL', this.lua, keys.length, ...keys, ...args);
+      return buffered.evalBuffer(this.lua, keys.length, ...keys, ...args);
     }
   }
+}
+
+/** ioredis has a Buffer-replying variant of every command; its typings omit these two. */
+interface BufferScripts {
+  evalshaBuffer(sha: string, numKeys: number, ...args: (string | Buffer | number)[]): Promise<unknown>;
+  evalBuffer(lua: string, numKeys: number, ...args: (string | Buffer | number)[]): Promise<unknown>;
 }
 
 function isNoScript(err: unknown): boolean {

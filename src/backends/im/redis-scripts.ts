@@ -1,0 +1,195 @@
+import { RedisScript } from '../kit/redis/redis-script.js';
+import { INBOX_APPEND_LUA, SEQ_OF_LUA } from '../kit/inbox/redis-inbox-scripts.js';
+import { TRIM_BY_AGE_LUA } from '../kit/redis/stream-trim.js';
+
+/*
+ * Lua scripts of the Redis IM store (redis-store.ts). Each touches the keys of one conversation
+ * (hash tag `{c:<conversation id>}`) or of one user (`{u:<user>}`), except the send, which writes the
+ * conversation and both users' inboxes in one step: IM needs one Redis primary (not Cluster). History
+ * stream entries have the fields i (serverId) s (sender) r (recipient) c (clientMsgId) d (device)
+ * t (sentAtMs) b (body), always in that order: values at positions 2, 4, …, 14 of an entry's list.
+ */
+
+/**
+ * Stores one message and appends its entry to both inboxes, atomically: dedupe record first (a resend
+ * answers {1, '<convSeq> <sentAt> <serverId>'}), then the block check ({2} when the recipient blocked
+ * the sender), then seq, history (count and age trimmed), the sender's sent count and the dedupe
+ * record; then the inbox entry, `InboxItem { message }` = 0x12, length, the message fields, 0x20 and
+ * the conv_seq as a varint (as im-codec.ts inboxMessageBody builds it), appended with the kit's
+ * inbox_append to the recipient's inbox and then the sender's. Answers {0, convSeq, the recipient's
+ * inbox seq, the sender's}. When ARGV[18] is a time, both users' conversation lists record the
+ * conversation's activity then (ZADD GT), each trimmed to its ARGV[19] most recent peers.
+ *
+ * KEYS[1] seq, [2] history, [3] sent counts hash, [4] blockers hash, [5] dedupe record, [6] the
+ *     history's age mark (TRIM_BY_AGE_LUA), [7..11] the recipient's inbox keys, [12..16] the sender's
+ *     (RedisInboxStore.appendCall), [17] the sender's conversation list, [18] the recipient's
+ * ARGV[1] serverId, [2] sender, [3] recipient, [4] clientMsgId, [5] device, [6] sentAt, [7] body,
+ *     [8] dedupe TTL ms, [9] maxMessages, [10] age cutoff ('' = none), [11] the message's encoded
+ *     fields but conv_seq; of inbox_append's arguments, those of both appends, [12] maxEntries,
+ *     [13] age cutoff, [14] createdAt, [15] dedupe TTL, and the notice channels, [16] the recipient's,
+ *     [17] the sender's (the others are the same for every IM append: no expiry, ref, collapse key or
+ *     dedupe; the body is made here; the sender's origin is the device); [18] activity time ('' = do
+ *     not record), [19] most peers a conversation list keeps. Each argument costs the client a
+ *     conversion and the server a parse, per message: the shared ones travel once.
+ */
+export const STORE_MESSAGE = new RedisScript(`${SEQ_OF_LUA}${TRIM_BY_AGE_LUA}${INBOX_APPEND_LUA}
+local function varint(n)
+  local out = ''
+  while n >= 128 do
+    out = out .. string.char(n % 128 + 128)
+    n = math.floor(n / 128)
+  end
+  return out .. string.char(n)
+end
+local seen = redis.call('GET', KEYS[5])
+if seen then return {1, seen} end
+if redis.call('HEXISTS', KEYS[4], ARGV[3]) == 1 then return {2} end
+local seq = redis.call('INCR', KEYS[1])
+local id = seq .. '-0'
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[9], id, 'i', ARGV[1], 's', ARGV[2], 'r', ARGV[3], 'c', ARGV[4], 'd', ARGV[5], 't', ARGV[6], 'b', ARGV[7])
+if ARGV[10] ~= '' then trim_by_age(KEYS[2], tonumber(ARGV[10]), id, 12, KEYS[6]) end
+redis.call('HINCRBY', KEYS[3], ARGV[2], 1)
+redis.call('SET', KEYS[5], seq .. ' ' .. ARGV[6] .. ' ' .. ARGV[1], 'PX', ARGV[8])
+local message = ARGV[11] .. string.char(0x20) .. varint(seq)
+local item = string.char(0x12) .. varint(#message) .. message
+local function append_args(channel, origin)
+  return {ARGV[12], ARGV[13], ARGV[14], '0', '', '', item, ARGV[15], channel, '', origin}
+end
+local to_recipient = inbox_append(KEYS, 7, append_args(ARGV[16], ''), 1)
+local to_sender = inbox_append(KEYS, 12, append_args(ARGV[17], ARGV[5]), 1)
+if ARGV[18] ~= '' then
+  local trim = -(tonumber(ARGV[19]) + 1)
+  redis.call('ZADD', KEYS[17], 'GT', ARGV[18], ARGV[3])
+  redis.call('ZREMRANGEBYRANK', KEYS[17], 0, trim)
+  redis.call('ZADD', KEYS[18], 'GT', ARGV[18], ARGV[2])
+  redis.call('ZREMRANGEBYRANK', KEYS[18], 0, trim)
+end
+return {0, seq, to_recipient[2], to_sender[2]}
+`);
+
+/**
+ * A page going backwards: up to ARGV[2] entries before ARGV[1] (an XREVRANGE end), newest first, each
+ * as {id, fields, recalledAt or '0'}; and the oldest retained ID ('' when none).
+ *
+ * KEYS[1] history, [2] recalled hash (convSeq → recalledAt)
+ */
+export const HISTORY = new RedisScript(`
+local page = redis.call('XREVRANGE', KEYS[1], ARGV[1], '-', 'COUNT', ARGV[2])
+for i, entry in ipairs(page) do
+  page[i] = {entry[1], entry[2], redis.call('HGET', KEYS[2], string.match(entry[1], '^(%d+)')) or '0'}
+end
+local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
+local oldest = ''
+if #first > 0 then oldest = first[1][1] end
+return {oldest, page}
+`);
+
+/**
+ * Recalls the message at ARGV[2]: {'not_found'}, {'not_sender'}, {'expired'}, or
+ * {'recalled' | 'already', fields, recalledAt}.
+ *
+ * KEYS[1] history, [2] recalled hash; ARGV[1] requester, [2] convSeq, [3] nowMs, [4] window ms
+ */
+export const RECALL = new RedisScript(`
+local found = redis.call('XRANGE', KEYS[1], ARGV[2] .. '-0', ARGV[2] .. '-0')
+if #found == 0 then return {'not_found'} end
+local fields = found[1][2]
+if fields[4] ~= ARGV[1] then return {'not_sender'} end
+local at = redis.call('HGET', KEYS[2], ARGV[2])
+if at then return {'already', fields, at} end
+if tonumber(fields[12]) + tonumber(ARGV[4]) < tonumber(ARGV[3]) then return {'expired'} end
+redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
+return {'recalled', fields, ARGV[3]}
+`);
+
+/**
+ * Moves the reader's position forward (capped at the latest seq), recording how many of the peer's
+ * messages it covers: the peer's sent count minus the peer's messages after the position (counted in
+ * the history). Answers {readSeq, advanced 0|1, unread}.
+ *
+ * KEYS[1] seq, [2] history, [3] sent counts hash, [4] reads hash (reader → '<readSeq> <peerCount>')
+ * ARGV[1] reader, [2] peer, [3] convSeq
+ */
+export const MARK_READ = new RedisScript(`
+local last = tonumber(redis.call('GET', KEYS[1]) or '0')
+local sent = tonumber(redis.call('HGET', KEYS[3], ARGV[2]) or '0')
+local target = math.min(tonumber(ARGV[3]), last)
+local current = redis.call('HGET', KEYS[4], ARGV[1])
+local readSeq, peerCount = 0, 0
+if current then
+  local space = string.find(current, ' ', 1, true)
+  readSeq = tonumber(string.sub(current, 1, space - 1))
+  peerCount = tonumber(string.sub(current, space + 1))
+end
+if target <= readSeq then return {readSeq, 0, sent - peerCount} end
+local later = 0
+local start = (target + 1) .. '-0'
+while true do
+  local batch = redis.call('XRANGE', KEYS[2], start, '+', 'COUNT', 200)
+  if #batch == 0 then break end
+  for _, entry in ipairs(batch) do
+    if entry[2][4] == ARGV[2] then later = later + 1 end
+  end
+  start = '(' .. batch[#batch][1]
+end
+redis.call('HSET', KEYS[4], ARGV[1], string.format('%d %d', target, sent - later))
+return {target, 1, later}
+`);
+
+/**
+ * {peer's sent count, the reader's covered count, latest seq} of one conversation.
+ *
+ * KEYS[1] seq, [2] sent counts hash, [3] reads hash; ARGV[1] reader, [2] peer
+ */
+export const UNREAD = new RedisScript(`
+local current = redis.call('HGET', KEYS[3], ARGV[1])
+local covered = 0
+if current then covered = tonumber(string.sub(current, string.find(current, ' ', 1, true) + 1)) end
+return {tonumber(redis.call('HGET', KEYS[2], ARGV[2]) or '0'), covered, tonumber(redis.call('GET', KEYS[1]) or '0')}
+`);
+
+/**
+ * Adds one live session (score = its expiry) after dropping expired ones; the key lives as long as
+ * the newest session. Answers 1 when the user had no live session before.
+ *
+ * KEYS[1] sessions sorted set; ARGV[1] session key, [2] nowMs, [3] expiresAt, [4] ttl ms
+ */
+export const SESSION_ONLINE = new RedisScript(`
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
+local before = redis.call('ZCARD', KEYS[1])
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+if before == 0 then return 1 end
+return 0
+`);
+
+/**
+ * Removes one session; answers 1 when it was live and none is left.
+ *
+ * KEYS[1] sessions sorted set; ARGV[1] session key, [2] nowMs
+ */
+export const SESSION_OFFLINE = new RedisScript(`
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
+local removed = redis.call('ZREM', KEYS[1], ARGV[1])
+if removed == 1 and redis.call('ZCARD', KEYS[1]) == 0 then return 1 end
+return 0
+`);
+
+/**
+ * Blocks (ARGV[3] = 1) or unblocks ARGV[2] for ARGV[1]: the user's block list and the conversation's
+ * record that sends check, together. Answers 0, changing nothing, when a new block would take the list
+ * past ARGV[4] entries; else 1.
+ *
+ * KEYS[1] the user's blocks set, [2] the conversation's blockers hash
+ */
+export const SET_BLOCKED = new RedisScript(`
+if ARGV[3] == '1' then
+  if redis.call('SISMEMBER', KEYS[1], ARGV[2]) == 0 and redis.call('SCARD', KEYS[1]) >= tonumber(ARGV[4]) then return 0 end
+  redis.call('SADD', KEYS[1], ARGV[2])
+  redis.call('HSET', KEYS[2], ARGV[1], '1')
+else
+  redis.call('SREM', KEYS[1], ARGV[2])
+  redis.call('HDEL', KEYS[2], ARGV[1])
+end
+return 1
+`);

@@ -1,0 +1,286 @@
+import type { Redis } from 'ioredis';
+import { RedisInboxStore } from '../kit/inbox/redis-inbox-store.js';
+import { RedisHandle, type RedisConnectionOptions } from '../kit/redis/redis-handle.js';
+import { HISTORY, MARK_READ, RECALL, SESSION_OFFLINE, SESSION_ONLINE, SET_BLOCKED, STORE_MESSAGE, UNREAD } from './redis-scripts.js';
+import { checkCount, checkMessage, checkSession, checkUser, imStoreClosed } from './store-checks.js';
+import {
+  MAX_CONVERSATIONS,
+  MAX_HISTORY_PAGE,
+  conversationId,
+  type ConversationLimits,
+  type HistorySlice,
+  type ImStore,
+  type NewMessage,
+  type ReadOutcome,
+  type RecallOutcome,
+  type StoreOutcome,
+  type StoredMessage,
+  type UnreadCount,
+} from './store.js';
+
+export interface RedisImStoreOptions extends RedisConnectionOptions {
+  /** Prepended to every key (default `livemux:im:`). */
+  readonly keyPrefix?: string;
+  /**
+   * The users' inboxes, on the same Redis: a send appends to them in its own script. Default: a
+   * RedisInboxStore on this store's connection, key prefix `<keyPrefix>inbox:`.
+   */
+  readonly inbox?: RedisInboxStore;
+}
+
+type ConversationPart = 'seq' | 'history' | 'sent' | 'reads' | 'blockers' | 'recalled' | 'oldest';
+type UserPart = 'convs' | 'blocks' | 'sessions';
+
+/**
+ * ImStore on Redis (6.2 or later). Per conversation, under `<prefix>{c:<conversation id>}:`:
+ *
+ * | key            | type   | holds |
+ * |----------------|--------|-------|
+ * | seq            | string | last conv_seq (INCR) |
+ * | history        | stream | messages, ID `<convSeq>-0`, fields i s r c d t b (redis-scripts.ts) |
+ * | sent           | hash   | user → messages sent in the conversation, ever |
+ * | reads          | hash   | user → `<readSeq> <peer messages covered>` |
+ * | blockers       | hash   | user → 1 when that user blocked the other |
+ * | recalled       | hash   | convSeq → recalledAtMs |
+ * | oldest         | string | a lower bound of the oldest message's sentAtMs (the age check's shortcut) |
+ * | cmid:<n>:<sender>:<clientMsgId> | string | `<convSeq> <sentAt> <serverId>`, PX = dedupe TTL |
+ *
+ * Per user, under `<prefix>{u:<user>}:`: `convs` (sorted set peer → last activity, written by the send), `blocks` (set),
+ * `sessions` (sorted set session key → expiry ms, the key expiring with its newest session). A block
+ * is written to the user's `blocks` and the conversation's `blockers` (what sends check) in one script.
+ *
+ * Every conversation write is one script, so it is atomic; a send's script also appends the message's
+ * entry to both users' inboxes (the kit's inbox_append, on `inbox`'s keys), so it writes keys of three
+ * hash tags, and the conversation lists of its two users: IM needs one Redis primary, not Redis
+ * Cluster. A recalled message's body stays in the stream
+ * until retention removes it, but is never served again: history answers it empty.
+ */
+export class RedisImStore implements ImStore {
+  readonly inbox: RedisInboxStore;
+  private readonly handle: RedisHandle;
+  private readonly prefix: string;
+  /** Whether `close` closes the inbox too: only one this store made. */
+  private readonly ownsInbox: boolean;
+  /** Pair (conversation id) → when this process last recorded its activity (see touchDue). */
+  private readonly touched = new Map<string, number>();
+
+  constructor(options: RedisImStoreOptions = {}) {
+    this.prefix = options.keyPrefix ?? 'livemux:im:';
+    this.handle = new RedisHandle(options, imStoreClosed);
+    this.ownsInbox = options.inbox === undefined;
+    this.inbox = options.inbox ?? new RedisInboxStore({ connection: this.handle.redis, keyPrefix: `${this.prefix}inbox:` });
+  }
+
+  private get redis(): Redis {
+    return this.handle.redis;
+  }
+
+  async storeMessage(message: NewMessage, fields: Buffer, limits: ConversationLimits, nowMs: number): Promise<StoreOutcome> {
+    this.handle.ensureOpen('storeMessage');
+    checkMessage(message);
+    checkCount('storeMessage nowMs', nowMs, 0);
+    const { sender, recipient } = message;
+    const keys = [
+      this.conv(sender, recipient, 'seq'),
+      this.conv(sender, recipient, 'history'),
+      this.conv(sender, recipient, 'sent'),
+      this.conv(sender, recipient, 'blockers'),
+      `${this.convPrefix(sender, recipient)}cmid:${Buffer.byteLength(sender)}:${sender}:${message.clientMsgId}`,
+      this.conv(sender, recipient, 'oldest'),
+    ];
+    const cutoff = limits.maxAgeMs === Number.POSITIVE_INFINITY ? '' : String(nowMs - limits.maxAgeMs);
+    const args = [message.serverId, sender, recipient, message.clientMsgId, message.senderDevice, message.sentAtMs, message.body, limits.dedupeTtlMs, limits.maxMessages, cutoff, fields];
+    // The inbox entry's body is made by the script once the conv_seq is known. The sending device has
+    // the message (the Reply tells it); the sender's other devices get it: its origin is the device.
+    const toRecipient = this.inbox.appendCall(recipient, { body: EMPTY }, nowMs);
+    const toSender = this.inbox.appendCall(sender, { body: EMPTY, origin: message.senderDevice }, nowMs);
+    keys.push(...toRecipient.keys, ...toSender.keys, this.user(sender, 'convs'), this.user(recipient, 'convs'));
+    const [maxEntries, inboxCutoff, createdAt, , , , , inboxDedupeTtl, recipientChannel] = toRecipient.args;
+    const touch = this.touchDue(sender, recipient, message.sentAtMs);
+    args.push(maxEntries!, inboxCutoff!, createdAt!, inboxDedupeTtl!, recipientChannel!, toSender.args[8]!, touch ? message.sentAtMs : '', MAX_CONVERSATIONS);
+    const reply = (await this.handle.io(STORE_MESSAGE.run(this.redis, keys, args))) as [0, number, number, number] | [1, string] | [2];
+    if (reply[0] === 2) return { kind: 'blocked' };
+    if (reply[0] === 0) {
+      return { kind: 'stored', message: { ...message, convSeq: reply[1], recalledAtMs: 0 }, inboxSeqs: { recipient: reply[2], sender: reply[3] } };
+    }
+    const [convSeq, sentAtMs, serverId] = reply[1].split(' ') as [string, string, string];
+    return { kind: 'duplicate', message: { ...message, serverId, convSeq: Number(convSeq), sentAtMs: Number(sentAtMs), recalledAtMs: 0 } };
+  }
+
+  async history(a: string, b: string, beforeSeq: number, limit: number): Promise<HistorySlice> {
+    this.handle.ensureOpen('history');
+    checkUser('history user', a);
+    checkUser('history peer', b);
+    checkCount('history beforeSeq', beforeSeq, 0);
+    checkCount('history limit', limit, 1);
+    const count = Math.min(limit, MAX_HISTORY_PAGE);
+    const end = beforeSeq === 0 ? '+' : `(${beforeSeq}-0`;
+    const keys = [this.conv(a, b, 'history'), this.conv(a, b, 'recalled')];
+    const [oldest, page] = (await this.handle.io(HISTORY.runBuffer(this.redis, keys, [end, count + 1]))) as [Buffer, [Buffer, Buffer[], Buffer][]];
+    const messages = page.slice(0, count).map(([id, fields, recalledAt]) => toMessage(id, fields, Number(recalledAt.toString()))).reverse();
+    return { messages, hasMore: page.length > count, oldestRetainedSeq: oldest.length === 0 ? 0 : seqOf(oldest) };
+  }
+
+  async recall(requester: string, peer: string, convSeq: number, nowMs: number, windowMs: number): Promise<RecallOutcome> {
+    this.handle.ensureOpen('recall');
+    checkUser('recall user', requester);
+    checkUser('recall peer', peer);
+    checkCount('recall convSeq', convSeq, 1);
+    checkCount('recall nowMs', nowMs, 0);
+    checkCount('recall windowMs', windowMs, 0);
+    const keys = [this.conv(requester, peer, 'history'), this.conv(requester, peer, 'recalled')];
+    const reply = (await this.handle.io(RECALL.runBuffer(this.redis, keys, [requester, convSeq, nowMs, windowMs]))) as [Buffer, Buffer[]?, Buffer?];
+    const kind = reply[0].toString() as RecallOutcome['kind'];
+    if (kind !== 'recalled' && kind !== 'already') return { kind } as RecallOutcome;
+    return { kind, message: toMessage(Buffer.from(`${convSeq}-0`), reply[1]!, Number(reply[2]!.toString())) };
+  }
+
+  async markRead(reader: string, peer: string, convSeq: number): Promise<ReadOutcome> {
+    this.handle.ensureOpen('markRead');
+    checkUser('markRead user', reader);
+    checkUser('markRead peer', peer);
+    checkCount('markRead convSeq', convSeq, 0);
+    const keys = (['seq', 'history', 'sent', 'reads'] as const).map((part) => this.conv(reader, peer, part));
+    const [readSeq, advanced, unread] = (await this.handle.io(MARK_READ.run(this.redis, keys, [reader, peer, convSeq]))) as [number, number, number];
+    return { readSeq, advanced: advanced === 1, unread };
+  }
+
+  async unread(user: string, peers: readonly string[]): Promise<UnreadCount[]> {
+    this.handle.ensureOpen('unread');
+    checkUser('unread user', user);
+    for (const peer of peers) checkUser('unread peer', peer);
+    // One script per conversation (each its own slot), sent together: one round trip.
+    const replies = await this.handle.io(
+      Promise.all(
+        peers.map(
+          (peer) =>
+            UNREAD.run(this.redis, [this.conv(user, peer, 'seq'), this.conv(user, peer, 'sent'), this.conv(user, peer, 'reads')], [user, peer]) as Promise<[number, number, number]>,
+        ),
+      ),
+    );
+    return peers.map((peer, i) => {
+      const [sent, covered, last] = replies[i]!;
+      return { peer, count: sent - covered, lastConvSeq: last };
+    });
+  }
+
+  async conversations(user: string, limit: number): Promise<string[]> {
+    this.handle.ensureOpen('conversations');
+    checkUser('conversations user', user);
+    checkCount('conversations limit', limit, 1);
+    return this.handle.io(this.redis.zrevrange(this.user(user, 'convs'), 0, limit - 1));
+  }
+
+  async setBlocked(user: string, target: string, on: boolean, maxBlocked: number): Promise<boolean> {
+    this.handle.ensureOpen('setBlocked');
+    checkUser('setBlocked user', user);
+    checkUser('setBlocked target', target);
+    checkCount('setBlocked maxBlocked', maxBlocked, 0);
+    const keys = [this.user(user, 'blocks'), this.conv(user, target, 'blockers')];
+    return (await this.handle.io(SET_BLOCKED.run(this.redis, keys, [user, target, on ? 1 : 0, maxBlocked]))) === 1;
+  }
+
+  async blocked(user: string): Promise<string[]> {
+    this.handle.ensureOpen('blocked');
+    checkUser('blocked user', user);
+    return (await this.handle.io(this.redis.smembers(this.user(user, 'blocks')))).sort();
+  }
+
+  async isBlocked(user: string, target: string): Promise<boolean> {
+    this.handle.ensureOpen('isBlocked');
+    checkUser('isBlocked user', user);
+    checkUser('isBlocked target', target);
+    return (await this.handle.io(this.redis.sismember(this.user(user, 'blocks'), target))) === 1;
+  }
+
+  async sessionOnline(user: string, sessionKey: string, ttlMs: number, nowMs: number): Promise<boolean> {
+    this.handle.ensureOpen('sessionOnline');
+    checkSession(user, sessionKey, ttlMs, nowMs);
+    const reply = await this.handle.io(SESSION_ONLINE.run(this.redis, [this.user(user, 'sessions')], [sessionKey, nowMs, nowMs + ttlMs, ttlMs]));
+    return reply === 1;
+  }
+
+  async renewSessions(sessions: readonly { user: string; sessionKey: string }[], ttlMs: number, nowMs: number): Promise<void> {
+    this.handle.ensureOpen('renewSessions');
+    for (const { user, sessionKey } of sessions) checkSession(user, sessionKey, ttlMs, nowMs);
+    if (sessions.length === 0) return;
+    const pipeline = this.redis.pipeline();
+    for (const { user, sessionKey } of sessions) {
+      const key = this.user(user, 'sessions');
+      pipeline.zadd(key, 'XX', nowMs + ttlMs, sessionKey).pexpire(key, ttlMs);
+    }
+    const results = await this.handle.io(pipeline.exec());
+    for (const [err] of results ?? []) if (err) throw err;
+  }
+
+  async sessionOffline(user: string, sessionKey: string, nowMs: number): Promise<boolean> {
+    this.handle.ensureOpen('sessionOffline');
+    checkSession(user, sessionKey, 1, nowMs);
+    return (await this.handle.io(SESSION_OFFLINE.run(this.redis, [this.user(user, 'sessions')], [sessionKey, nowMs]))) === 1;
+  }
+
+  async online(users: readonly string[], nowMs: number): Promise<boolean[]> {
+    this.handle.ensureOpen('online');
+    checkCount('online nowMs', nowMs, 0);
+    for (const user of users) checkUser('online user', user);
+    const counts = await this.handle.io(Promise.all(users.map((user) => this.redis.zcount(this.user(user, 'sessions'), `(${nowMs}`, '+inf'))));
+    return counts.map((n) => n > 0);
+  }
+
+  async close(): Promise<void> {
+    if (this.ownsInbox) await this.inbox.close();
+    await this.handle.close();
+  }
+
+  /**
+   * Whether a send at `atMs` records the pair's activity: at most once per TOUCH_INTERVAL_MS per pair
+   * on this process. The lists order conversations by recency, which a second's precision serves, and
+   * two sorted-set writes per message would be a fifth of the send's cost in Redis.
+   */
+  private touchDue(a: string, b: string, atMs: number): boolean {
+    const key = conversationId(a, b);
+    const last = this.touched.get(key);
+    if (last !== undefined && atMs - last < TOUCH_INTERVAL_MS && atMs >= last) return false;
+    if (this.touched.size >= MAX_TOUCHED) this.touched.clear();
+    this.touched.set(key, atMs);
+    return true;
+  }
+
+  private convPrefix(a: string, b: string): string {
+    return `${this.prefix}{c:${conversationId(a, b)}}:`;
+  }
+
+  private conv(a: string, b: string, part: ConversationPart): string {
+    return `${this.convPrefix(a, b)}${part}`;
+  }
+
+  private user(user: string, part: UserPart): string {
+    return `${this.prefix}{u:${user}}:${part}`;
+  }
+}
+
+const EMPTY = Buffer.alloc(0);
+const TOUCH_INTERVAL_MS = 1_000;
+/** Pairs remembered for touchDue; beyond, it starts over (a few extra writes). */
+const MAX_TOUCHED = 100_000;
+
+function seqOf(id: Buffer): number {
+  const text = id.toString();
+  return Number(text.slice(0, text.indexOf('-')));
+}
+
+/** A history entry (fields i s r c d t b) as a StoredMessage; a recalled one without its body. */
+function toMessage(id: Buffer, fields: (Buffer | string)[], recalledAtMs: number): StoredMessage {
+  const text = (i: number): string => fields[i]!.toString();
+  return {
+    serverId: text(1),
+    sender: text(3),
+    recipient: text(5),
+    convSeq: seqOf(id),
+    clientMsgId: text(7),
+    senderDevice: text(9),
+    sentAtMs: Number(text(11)),
+    body: recalledAtMs === 0 ? (fields[13] as Buffer) : Buffer.alloc(0),
+    recalledAtMs,
+  };
+}

@@ -1,0 +1,75 @@
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { encodeMessageFields, inboxMessageBody } from '../../src/backends/im/im-codec.js';
+import { RedisImStore } from '../../src/backends/im/redis-store.js';
+import { describeImStore } from '../conformance/im-store.js';
+import { startRedisServer, type RedisServer } from '../helpers/redis-server.js';
+
+let server: RedisServer;
+let nextPrefix = 0;
+
+beforeAll(async () => {
+  server = await startRedisServer();
+});
+afterAll(async () => {
+  await server?.stop();
+});
+
+describeImStore('redis', async () => {
+  const keyPrefix = `im${nextPrefix++}:`;
+  const stores = [new RedisImStore({ url: server.url, keyPrefix })];
+  return {
+    store: stores[0]!,
+    async peer() {
+      const peer = new RedisImStore({ url: server.url, keyPrefix });
+      stores.push(peer);
+      return peer;
+    },
+    async cleanup() {
+      await Promise.all(stores.map((s) => s.close()));
+    },
+  };
+});
+
+describe('RedisImStore specifics', () => {
+  it('builds in Lua the same inbox bytes as im-codec\'s inboxMessageBody, multi-byte varints included', async () => {
+    const store = new RedisImStore({ url: server.url, keyPrefix: 'bytes:' });
+    try {
+      const limits = { maxMessages: 1000, maxAgeMs: Number.POSITIVE_INFINITY, dedupeTtlMs: 60_000 };
+      for (let i = 1; i <= 300; i++) {
+        const message = { serverId: `s${i}`, sender: 'ann', recipient: 'bob', body: Buffer.alloc(i % 2 ? 5 : 200, i), sentAtMs: 1_700_000_000_000 + i, clientMsgId: `c${i}`, senderDevice: 'd' };
+        const fields = encodeMessageFields(message);
+        const outcome = await store.storeMessage(message, fields, limits, 1);
+        if (outcome.kind !== 'stored') throw new Error('not stored');
+        if (i % 50 !== 0 && i !== 1 && i !== 128 && i !== 129) continue;
+        const [entry] = (await store.inbox.read('bob', i - 1, 1, 1)).entries;
+        expect(entry!.body.equals(inboxMessageBody(fields, outcome.message.convSeq)), `message ${i}`).toBe(true);
+      }
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('keeps a conversation in one hash tag and a user in another, livemux:im: by default', async () => {
+    const admin = new Redis(server.url);
+    const store = new RedisImStore({ url: server.url });
+    try {
+      const limits = { maxMessages: 100, maxAgeMs: Number.POSITIVE_INFINITY, dedupeTtlMs: 60_000 };
+      const message = { serverId: 's1', sender: 'ann', recipient: 'bob', body: Buffer.from('hi'), sentAtMs: 5, clientMsgId: 'c1', senderDevice: 'd' };
+      await store.storeMessage(message, encodeMessageFields(message), limits, 5);
+      await store.markRead('bob', 'ann', 1);
+      await store.setBlocked('ann', 'eve', true, 10);
+      await store.sessionOnline('ann', 'p:1', 60_000, Date.now());
+      expect((await admin.keys('livemux:im:{c:3:ann|bob}:*')).sort()).toEqual(
+        ['cmid:3:ann:c1', 'history', 'reads', 'sent', 'seq'].map((p) => `livemux:im:{c:3:ann|bob}:${p}`),
+      );
+      expect((await admin.keys('livemux:im:{u:ann}:*')).sort()).toEqual(['blocks', 'convs', 'sessions'].map((p) => `livemux:im:{u:ann}:${p}`));
+      expect(await admin.get('livemux:im:{c:3:ann|bob}:cmid:3:ann:c1')).toBe('1 5 s1');
+      expect(await admin.hgetall('livemux:im:{c:3:ann|bob}:reads')).toEqual({ bob: '1 1' });
+      expect(await admin.pttl('livemux:im:{u:ann}:sessions')).toBeGreaterThan(50_000);
+    } finally {
+      await store.close();
+      admin.disconnect();
+    }
+  });
+});
