@@ -7,7 +7,8 @@ import { Deque } from '../util/deque.js';
 export interface QueueOwner {
   /** True once the owner no longer wants its frames written (e.g. its session was reset). */
   readonly discarded: boolean;
-  onDequeued(): void;
+  /** `size`: the bytes the entry held (as queued with `data`). */
+  onDequeued(size: number): void;
 }
 
 /** Why a DATA frame was not written; the label of `livemux_dropped_frames_total{reason}`. */
@@ -122,7 +123,7 @@ export class OutboundQueue {
     while (low.length > 0 && this.bytes + size > limit) {
       const e = low.shift()!;
       this.queuedBytes -= e.size;
-      e.owner?.onDequeued();
+      e.owner?.onDequeued(e.size);
       this.hooks.onDrop('evicted', e.priority, e.frames);
     }
     return this.bytes + size <= limit ? 'ok' : 'overflow';
@@ -191,7 +192,7 @@ export class OutboundQueue {
         if (!e) break;
         this.queuedBytes -= e.size;
         if (e.owner) {
-          e.owner.onDequeued();
+          e.owner.onDequeued(e.size);
           if (e.owner.discarded) {
             this.hooks.onDrop('session_closed', e.priority, e.frames);
             continue;
