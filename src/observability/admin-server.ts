@@ -13,7 +13,12 @@ export interface AdminServerOptions {
   isReady: () => boolean;
   /** Live state for /status; without it /status is 404. */
   status?: () => object;
+  /** More GET paths, for a process whose service is HTTP itself (the dispatcher's /v1/dispatch). */
+  routes?: Record<string, AdminRoute>;
 }
+
+/** A GET handler: answers on `res` (see {@link send}); `query` is the request's query string. */
+export type AdminRoute = (res: ServerResponse, query: URLSearchParams) => Promise<void> | void;
 
 /** A running admin server. */
 export interface AdminServer {
@@ -31,7 +36,8 @@ export interface AdminServer {
  * Anything else is 404; other methods on these paths are 405.
  */
 export async function startAdminServer(options: AdminServerOptions): Promise<AdminServer> {
-  const routes: Record<string, (res: ServerResponse) => Promise<void> | void> = {
+  const routes: Record<string, AdminRoute> = {
+    ...options.routes,
     '/metrics': async (res) => {
       const body = await options.metrics.registry.metrics();
       send(res, 200, options.metrics.registry.contentType, body);
@@ -67,23 +73,21 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
 
 const TEXT = 'text/plain; charset=utf-8';
 
-async function handle(
-  routes: Record<string, (res: ServerResponse) => Promise<void> | void>,
-  req: IncomingMessage,
-  res: ServerResponse,
-): Promise<void> {
-  // Only the path selects a handler; a query string (e.g. from a scraper) is ignored.
-  const path = (req.url ?? '/').split('?', 1)[0]!;
+async function handle(routes: Record<string, AdminRoute>, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  // Only the path selects a handler; the query string is the handler's to read or ignore.
+  const url = new URL(req.url ?? '/', 'http://admin');
+  const path = url.pathname;
   const handler = Object.hasOwn(routes, path) ? routes[path] : undefined;
   if (!handler) return send(res, 404, TEXT, 'not found\n');
   if (req.method !== 'GET' && req.method !== 'HEAD') {
     res.setHeader('allow', 'GET, HEAD');
     return send(res, 405, TEXT, 'method not allowed\n');
   }
-  await handler(res);
+  await handler(res, url.searchParams);
 }
 
-function send(res: ServerResponse, status: number, contentType: string, body: string): void {
+/** Writes a whole response, never cached. */
+export function send(res: ServerResponse, status: number, contentType: string, body: string): void {
   res.writeHead(status, { 'content-type': contentType, 'cache-control': 'no-store' });
   res.end(body);
 }
