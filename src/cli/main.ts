@@ -19,6 +19,8 @@ Usage:
                                               open a session; stdin lines out, received DATA in
   livemux token --sub USER [--ttl SECONDS]    mint an HS256 token (secret from LIVEMUX_JWT_SECRET)
   livemux check FILE                          validate a livemux.yaml or routes.yaml without starting
+  livemux dispatch --redis URL [--host H] [--port P] [--limit N] [--max-lag-ms MS] [--refresh-ms MS]
+                                              HTTP service telling clients which proxies to dial (docs/dispatch.md)
   livemux --version
 `;
 
@@ -32,6 +34,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   client: async () => (await import('../client/cli.js')).runClientCommand,
   token: async () => runTokenCommand,
   check: async () => (await import('./check-command.js')).runCheckCommand,
+  dispatch: async () => (await import('./dispatch-command.js')).runDispatchCommand,
 };
 
 /** Entry point of the `livemux` command. Exits the process with the command's status. */

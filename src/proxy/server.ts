@@ -6,6 +6,8 @@ import type { ProxyConfig } from '../config/proxy-config.js';
 import { createLogger } from '../observability/logger.js';
 import { createMetrics, type Metrics } from '../observability/metrics.js';
 import { startAdminServer } from '../observability/admin-server.js';
+import { EventLoopLag } from '../observability/event-loop-lag.js';
+import { DispatchRegistration } from '../dispatch/registration.js';
 import { Code } from '../protocol/codes.js';
 import { ProtocolError } from '../protocol/errors.js';
 import { SessionRegistry } from '../session/registry.js';
@@ -43,6 +45,8 @@ export class ProxyServer {
   private readonly routes: RouteReloader;
   private readonly health: EndpointHealthMonitor;
   private admin: { port: number; close(): Promise<void> } | null = null;
+  private registration: DispatchRegistration | null = null;
+  private lag: EventLoopLag | null = null;
   private draining = false;
   private closedWaiters: (() => void)[] = [];
 
@@ -125,7 +129,25 @@ export class ProxyServer {
         status: () => this.status(),
       });
     }
+    if (this.config.dispatch) this.registration = await this.register(this.config.dispatch);
     this.logger.info({ address: this.address.host, port: this.address.port, admin: this.adminPort, tls: Boolean(this.tlsContext) }, 'livemux listening');
+  }
+
+  /** Enters dispatch (docs/dispatch.md) under the public address, or the bound one. */
+  private register(dispatch: NonNullable<ProxyConfig['dispatch']>): Promise<DispatchRegistration> {
+    const lag = (this.lag = new EventLoopLag());
+    const { host, port } = this.address;
+    return DispatchRegistration.start({
+      redisUrl: dispatch.redisUrl,
+      cluster: dispatch.cluster,
+      id: this.config.proxyId,
+      address: dispatch.publicAddress ?? `${host.includes(':') ? `[${host}]` : host}:${port}`,
+      workers: 1,
+      heartbeatMs: dispatch.heartbeatMs,
+      ttlMs: dispatch.ttlMs,
+      load: () => ({ connections: this.connections.size, eventLoopLagMs: lag.takeP99Ms() }),
+      logger: this.logger,
+    });
   }
 
   /** Where clients connect. */
@@ -219,6 +241,7 @@ export class ProxyServer {
     if (!this.draining) {
       this.draining = true;
       this.listener.close();
+      void this.registration?.setDraining();
       this.logger.info({ connections: this.connections.size, deadlineMs }, 'draining');
       for (const c of this.connections) c.goAway(Code.GOING_AWAY, 'server draining', this.config.goawayReconnectAddress);
     }
@@ -236,6 +259,8 @@ export class ProxyServer {
   /** Drains (with the configured deadline), then releases backend links and the admin port. */
   async close(): Promise<void> {
     await this.drain();
+    await this.registration?.close();
+    this.lag?.stop();
     await this.routes.close();
     this.links.closeAll();
     await this.admin?.close();
