@@ -8,7 +8,9 @@ const USAGE = `livemux — multiplexing TCP proxy for live-streaming and messagi
 
 Usage:
   livemux up [--config livemux.yaml]          dev: reference backends + proxy + a ready dev token
-  livemux start [--config livemux.yaml]       run the proxy (SIGTERM drains, SIGHUP is reserved)
+  livemux start [--config livemux.yaml] [--workers N|auto]
+                                              run the proxy (SIGTERM drains, SIGHUP reloads routes);
+                                              --workers: N proxy processes behind one port (auto = one per core)
   livemux echo-backend [--host H] [--port P]  run the reference echo backend
   livemux chat-backend [--host H] [--port P] [--redis URL] [--room-rate N] [--user-rate N]
                        [--lease-ttl-ms MS] [--presence-ttl-ms MS]

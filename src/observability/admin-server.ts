@@ -11,8 +11,8 @@ export interface AdminServerOptions {
   metrics: Pick<Metrics, 'registry'>;
   /** Readiness for /readyz: false while starting, draining, or with no backend reachable. */
   isReady: () => boolean;
-  /** Live state for /status; without it /status is 404. */
-  status?: () => object;
+  /** Live state for /status (it may have to ask other processes); without it /status is 404. */
+  status?: () => object | Promise<object>;
   /** More GET paths, for a process whose service is HTTP itself (the dispatcher's /v1/dispatch). */
   routes?: Record<string, AdminRoute>;
 }
@@ -46,7 +46,7 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
     '/readyz': (res) => (options.isReady() ? send(res, 200, TEXT, 'ready\n') : send(res, 503, TEXT, 'not ready\n')),
   };
   const status = options.status;
-  if (status) routes['/status'] = (res) => send(res, 200, 'application/json', JSON.stringify(status()));
+  if (status) routes['/status'] = async (res) => send(res, 200, 'application/json', JSON.stringify(await status()));
 
   const server = createServer((req, res) => {
     handle(routes, req, res).catch((err: unknown) => {

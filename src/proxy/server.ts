@@ -24,6 +24,11 @@ export interface ProxyServerOptions {
   /** Replaces the default HS256 JWT verifier (e.g. for an identity service). */
   verifier?: TokenVerifier;
   logger?: Logger;
+  /**
+   * Bind no port: connections arrive through {@link ProxyServer.adopt}, handed over by the primary of
+   * `livemux start --workers` (src/proxy/workers), which owns the listener.
+   */
+  handoff?: boolean;
 }
 
 /** Host and port a listener is bound to. */
@@ -38,7 +43,7 @@ export interface BoundAddress {
  */
 export class ProxyServer {
   private readonly connections = new Set<Connection>();
-  private readonly listener: net.Server;
+  private readonly listener: net.Server | null;
   private readonly links: BackendLinks;
   private readonly ctx: ProxyContext;
   private readonly tlsContext: tls.SecureContext | null;
@@ -55,6 +60,7 @@ export class ProxyServer {
     readonly metrics: Metrics,
     readonly logger: Logger,
     verifier: TokenVerifier,
+    handoff: boolean,
   ) {
     const registry = new SessionRegistry();
     this.health = new EndpointHealthMonitor({ logger, metrics });
@@ -98,14 +104,14 @@ export class ProxyServer {
     this.tlsContext = config.tls
       ? tls.createSecureContext({ cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile) })
       : null;
-    this.listener = net.createServer((socket) => this.accept(socket));
+    this.listener = handoff ? null : net.createServer((socket) => this.adopt(socket));
   }
 
   /** Loads the routes, opens backend links and starts listening (client port and admin port). */
   static async start(config: ProxyConfig, options: ProxyServerOptions = {}): Promise<ProxyServer> {
     const logger = options.logger ?? createLogger({ level: config.logLevel, proxyId: config.proxyId });
     const verifier = options.verifier ?? createJwtVerifier({ secret: config.auth.jwtSecret, issuer: config.auth.issuer, audience: config.auth.audience });
-    const server = new ProxyServer(config, createMetrics(), logger, verifier);
+    const server = new ProxyServer(config, createMetrics(), logger, verifier, options.handoff ?? false);
     await server.listen();
     return server;
   }
@@ -113,24 +119,38 @@ export class ProxyServer {
   private async listen(): Promise<void> {
     const { listen, admin } = this.config;
     if (this.config.routesWatch) await this.routes.watch();
-    await new Promise<void>((resolve, reject) => {
-      this.listener.once('error', reject);
-      this.listener.listen(listen.port, listen.host, () => {
-        this.listener.off('error', reject);
-        resolve();
+    const listener = this.listener;
+    if (listener) {
+      await new Promise<void>((resolve, reject) => {
+        listener.once('error', reject);
+        listener.listen(listen.port, listen.host, () => {
+          listener.off('error', reject);
+          resolve();
+        });
       });
-    });
+    }
     if (admin) {
       this.admin = await startAdminServer({
         host: admin.host,
         port: admin.port,
         metrics: this.metrics,
-        isReady: () => !this.draining && this.listener.listening && this.links.anyReady(),
+        isReady: () => this.isReady(),
         status: () => this.status(),
       });
     }
     if (this.config.dispatch) this.registration = await this.register(this.config.dispatch);
-    this.logger.info({ address: this.address.host, port: this.address.port, admin: this.adminPort, tls: Boolean(this.tlsContext) }, 'livemux listening');
+    const { host, port } = this.address;
+    this.logger.info({ address: host, port, admin: this.adminPort, tls: Boolean(this.tlsContext) }, listener ? 'livemux listening' : 'proxy worker ready');
+  }
+
+  /** Readiness (/readyz): taking connections, not draining, and a backend reachable. */
+  isReady(): boolean {
+    return !this.draining && (this.listener?.listening ?? true) && this.links.anyReady();
+  }
+
+  /** Client connections open now. */
+  get connectionCount(): number {
+    return this.connections.size;
   }
 
   /** Enters dispatch (docs/dispatch.md) under the public address, or the bound one. */
@@ -150,8 +170,9 @@ export class ProxyServer {
     });
   }
 
-  /** Where clients connect. */
+  /** Where clients connect (for a `handoff` server, the configured listen address). */
   get address(): BoundAddress {
+    if (!this.listener) return { ...this.config.listen };
     const a = this.listener.address() as net.AddressInfo;
     return { host: a.address, port: a.port };
   }
@@ -176,7 +197,8 @@ export class ProxyServer {
     };
   }
 
-  private accept(socket: net.Socket): void {
+  /** Takes a client connection accepted elsewhere (or by this server's listener); refused while draining. */
+  adopt(socket: net.Socket): void {
     if (this.draining) {
       socket.destroy();
       return;
@@ -240,7 +262,7 @@ export class ProxyServer {
   async drain(deadlineMs = this.config.timeouts.drainMs): Promise<void> {
     if (!this.draining) {
       this.draining = true;
-      this.listener.close();
+      this.listener?.close();
       void this.registration?.setDraining();
       this.logger.info({ connections: this.connections.size, deadlineMs }, 'draining');
       for (const c of this.connections) c.goAway(Code.GOING_AWAY, 'server draining', this.config.goawayReconnectAddress);
