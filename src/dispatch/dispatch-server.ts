@@ -1,3 +1,5 @@
+import { once } from 'node:events';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { Counter, Registry, collectDefaultMetrics } from 'prom-client';
@@ -20,6 +22,9 @@ export interface DispatchServerOptions {
   refreshMs: number;
   logger: Logger;
 }
+
+/** How long start-up waits for Redis before serving anyway (answering 503 until it is reachable). */
+const STARTUP_WAIT_MS = 3_000;
 
 /** Most addresses one answer may carry, whatever `limit` asks. */
 export const MAX_LIMIT = 100;
@@ -60,6 +65,9 @@ export async function startDispatchServer(options: DispatchServerOptions): Promi
     if (redisDown) logger.info('dispatch: redis reachable again');
     redisDown = false;
   });
+  // Commands fail fast while Redis is away (no offline queue), so give the first connection a moment
+  // before answering; a Redis that is down at start only makes the dispatcher unready.
+  await Promise.race([once(redis, 'ready'), sleep(STARTUP_WAIT_MS)]);
   const directory = new ProxyDirectory(redis, options.refreshMs);
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'livemux_dispatch_' });

@@ -1,12 +1,13 @@
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { type LivemuxClient, connect } from '../../src/client/index.js';
 import { type RunningProcess, runLivemux, startEchoBackend, startProxy, testToken } from '../helpers/processes.js';
 import { type RedisServer, startRedisServer } from '../helpers/redis-server.js';
 import { freePort } from '../helpers/free-port.js';
 
-// Three proxies of cluster "chat" register in a real Redis; one dispatcher answers from it. One
-// proxy is drained (SIGTERM while a client holds a session, so it stays up, draining) and one is
-// killed (SIGKILL: it never deregisters, its record expires).
+// Three proxies of cluster "chat" register in a real Redis; one dispatcher answers from it. Proxy a
+// runs two workers (its primary registers for both); b is drained (SIGTERM while a client holds a
+// session, so it stays up, draining) and c is killed (SIGKILL: it never deregisters, its record expires).
 const HEARTBEAT_MS = 200;
 const TTL_MS = 1_000;
 
@@ -30,6 +31,7 @@ beforeAll(async () => {
   for (const name of ['a', 'b', 'c'] as const) {
     proxies[name] = await startProxy({
       backends: [`127.0.0.1:${backend.port}`],
+      ...(name === 'a' && { args: ['--workers', '2'] }),
       config: {
         proxy_id: `proxy-${name}`,
         timeouts: { drain_ms: 60_000 },
@@ -50,6 +52,15 @@ afterAll(async () => {
 });
 
 const address = (p: Proxy): string => `127.0.0.1:${p.port}`;
+
+async function redisGet(key: string): Promise<string | null> {
+  const client = new Redis(redis.url);
+  try {
+    return await client.get(key);
+  } finally {
+    client.disconnect();
+  }
+}
 
 async function dispatch(query = 'cluster=chat'): Promise<{ status: number; body: { addresses?: string[]; error?: string } }> {
   const res = await fetch(`${dispatcher.url}/v1/dispatch?${query}`);
@@ -78,9 +89,15 @@ it('answers with every registered proxy of the cluster, least loaded first', asy
   // All idle: their order is their event loops' lag, then their ids.
   expect([...body.addresses!].sort()).toEqual([address(proxies.a), address(proxies.b), address(proxies.c)].sort());
 
-  // Two clients on a: once its heartbeat says so, a goes last.
+  // Two clients on a (one per worker): once its heartbeat says so, a goes last.
   for (let i = 0; i < 2; i++) clients.push(await connect({ host: '127.0.0.1', port: proxies.a.port, token, reconnect: false }));
   await until('a to rank last', () => dispatch(), (r) => r.body.addresses?.[2] === address(proxies.a));
+  const record = await until(
+    'a\'s record to count both workers\' connections',
+    async () => JSON.parse((await redisGet('livemux:dispatch:{chat}:proxy:proxy-a'))!) as Record<string, unknown>,
+    (r) => r.connections === 2,
+  );
+  expect(record).toMatchObject({ id: 'proxy-a', cluster: 'chat', address: address(proxies.a), connections: 2, workers: 2, draining: false });
 });
 
 it('refuses malformed requests with 400 and names the problem', async () => {
