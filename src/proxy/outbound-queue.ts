@@ -206,7 +206,9 @@ export class OutboundQueue {
         if (this.ended) socket.end();
         return;
       }
-      socket.write(parts.length === 1 ? parts[0]! : join(parts, size));
+      if (parts.length === 1) socket.write(parts[0]!);
+      else if (parts.length <= WRITEV_MAX_PARTS && size >= WRITEV_BYTES) writev(socket, parts);
+      else socket.write(join(parts, size));
     }
   }
 
@@ -233,6 +235,21 @@ export class OutboundQueue {
     }
     return undefined;
   }
+}
+
+/**
+ * A few large parts (a passthrough chunk and its header) go out in one writev rather than copied into
+ * one buffer: copying 64 KiB per chunk, and collecting the copies, cost the proxy about a fifth of its
+ * CPU on a passthrough stream. Many small parts (a fan-out's runs) are still joined: writev's cost per
+ * part is higher than copying them, and the join is shared between members.
+ */
+const WRITEV_BYTES = 16 * 1024;
+const WRITEV_MAX_PARTS = 4;
+
+function writev(socket: Socket, parts: Buffer[]): void {
+  socket.cork();
+  for (const p of parts) socket.write(p);
+  socket.uncork();
 }
 
 /**
