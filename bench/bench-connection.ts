@@ -41,9 +41,10 @@ export class BenchConnection {
     socket.once('close', () => this.closed.forEach((fail) => fail()));
   }
 
-  static connect(port: number, onData: (sessionId: number, payload: Buffer) => void = () => {}): Promise<BenchConnection> {
+  /** Connects to 127.0.0.1:`port`, from `localAddress` when given (another 127.0.0.x has its own ports). */
+  static connect(port: number, onData: (sessionId: number, payload: Buffer) => void = () => {}, localAddress?: string): Promise<BenchConnection> {
     return new Promise((resolve, reject) => {
-      const socket = net.connect({ port, host: '127.0.0.1' }, () => resolve(new BenchConnection(socket, onData)));
+      const socket = net.connect({ port, host: '127.0.0.1', localAddress }, () => resolve(new BenchConnection(socket, onData)));
       socket.once('error', reject);
     });
   }

@@ -63,6 +63,11 @@ export class BenchProcess {
   stop(): void {
     this.child.kill('SIGTERM');
   }
+
+  /** Sends `signal` (e.g. a bench's own "go" signal). */
+  signal(signal: NodeJS.Signals): void {
+    this.child.kill(signal);
+  }
 }
 
 /** Starts `node script args` and resolves with the process and its first line that satisfies `ready`. */

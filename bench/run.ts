@@ -11,11 +11,12 @@ import { benchCodec } from './codec.js';
 import { type BenchProcess, type OutputLine, startProcess } from './processes.js';
 import { benchReload, type ReloadResult, type ReloadTarget } from './reload.js';
 import { benchPickers } from './routing.js';
+import { benchScale } from './scale.js';
 
 /**
  * `npm run bench`: every figure the issues ask for, measured side by side in one run on this machine,
  * printed as tables and written to BENCHMARKS.md, one section each: core (codec, routing, echo,
- * reload) and broadcast (issue 4). `BENCH_ONLY=core` or `BENCH_ONLY=broadcast` runs one section.
+ * reload), broadcast (issue 4) and scale (issue 12: bench/scale.ts). `BENCH_ONLY=<section>` runs one.
  * Not a test: nothing here passes or fails on time.
  */
 const SECRET = 'bench-secret-0123456789abcdef0123456789';
@@ -55,14 +56,21 @@ interface Livemux extends LivemuxUnderTest {
   routes: ReloadTarget['routes'];
 }
 
+/** More of a bench's proxy: `livemux start` arguments (e.g. `--workers`), routes and pools beside "echo". */
+export interface LivemuxExtras {
+  args?: string[];
+  routes?: { business: string; pool: string }[];
+  pools?: Record<string, object>;
+}
+
 /** Starts an echo backend and a proxy routing business "echo" to it, with `limits` in its config file. */
-async function startLivemux(limits: Record<string, number>): Promise<Livemux> {
+async function startLivemux(limits: Record<string, number>, extras: LivemuxExtras = {}): Promise<Livemux> {
   const { process: backend, line } = await start(BIN, ['echo-backend', '--host', '127.0.0.1', '--port', '0'], (l) => l.event === 'listening');
   const dir = mkdtempSync(join(tmpdir(), 'livemux-bench-'));
   const routes = {
     version: 1,
-    routes: [{ business: 'echo', pool: 'echo' }],
-    pools: { echo: { protocol: 'grpc', endpoints: [{ address: `127.0.0.1:${line.port}` }] } },
+    routes: [{ business: 'echo', pool: 'echo' }, ...(extras.routes ?? [])],
+    pools: { echo: { protocol: 'grpc', endpoints: [{ address: `127.0.0.1:${line.port}` }] }, ...extras.pools },
   };
   writeFileSync(join(dir, 'routes.yaml'), stringify(routes));
   writeFileSync(join(dir, 'livemux.yaml'), stringify({
@@ -72,7 +80,7 @@ async function startLivemux(limits: Record<string, number>): Promise<Livemux> {
     log: { level: 'info' },
     limits,
   }));
-  const proxy = await start(BIN, ['start', '--config', join(dir, 'livemux.yaml')], (l) => l.msg === 'livemux listening');
+  const proxy = await start(BIN, ['start', '--config', join(dir, 'livemux.yaml'), ...(extras.args ?? [])], (l) => l.msg === 'livemux listening');
   await sleep(500); // let the proxy's backend stream come up
   const { port, admin, pid } = proxy.line as { port: number; admin: number; pid: number };
   return { proxy: proxy.process, backend, port, adminPort: admin, pid, routesFile: join(dir, 'routes.yaml'), routes };
@@ -82,12 +90,14 @@ async function main(): Promise<void> {
   const only = process.env.BENCH_ONLY;
   const command = only ? `BENCH_ONLY=${only} npm run bench` : 'npm run bench';
   const token = await mintToken({ secret: SECRET, sub: 'bench' });
-  if (only !== 'broadcast') writeSection('core', command, table(await benchCore(token)));
-  if (only !== 'core') {
+  const runs = (section: string): boolean => only === undefined || only === section;
+  if (runs('core')) writeSection('core', command, table(await benchCore(token)));
+  if (runs('broadcast')) {
     // The publisher sends without reading WINDOW_UPDATEs: a large client→proxy window keeps it legal.
     const livemux = (): Promise<Livemux> => startLivemux({ session_window: 1 << 30, connection_window: 1 << 30 });
     writeSection('broadcast', command, broadcastReport(await benchBroadcast(token, livemux)));
   }
+  if (runs('scale')) writeSection('scale', command, await benchScale({ token, secret: SECRET, startLivemux }));
   process.exit(0);
 }
 

@@ -1,0 +1,356 @@
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { PACKAGE_ROOT } from '../src/paths.js';
+import { BenchConnection } from './bench-connection.js';
+import {
+  type Deployment,
+  type LivemuxUnderTest,
+  type Publisher,
+  STEP_SECONDS,
+  type SystemResult,
+  childPid,
+  cpuUs,
+  framePublisher,
+  measure,
+  memory,
+  stopped,
+} from './broadcast.js';
+import { type PassthroughResult, benchPassthrough } from './passthrough.js';
+import { BenchProcess, startProcess } from './processes.js';
+
+/**
+ * Issue 12's figures, section `scale` (`BENCH_ONLY=scale npm run bench`):
+ * 1. placement: the same plain server behind node:cluster's two modes and behind livemux's
+ *    least-connections handoff: how evenly connections land, and what the primary pays;
+ * 2. connections held: CONNECTIONS connections over WORKERS processes, first on a plain Node TCP
+ *    server (node:cluster), then on `livemux start --workers`, each livemux one with HELLO (a JWT of
+ *    its own user), one session and PINGs answered: accept rate, RSS per connection, CPU while idle;
+ * 3. fan-out with workers: one room of ROOM members over FANOUT_WORKERS processes, livemux against
+ *    the same number of plain relays (bench/broadcast.ts's peak search);
+ * 4. passthrough: bench/passthrough.ts.
+ * Sizes shrink with BENCH_SCALE_CONNECTIONS, BENCH_SCALE_ROOM and BENCH_SCALE_IDLE_SECONDS for a
+ * quick check; the table says what was run.
+ */
+const CONNECTIONS = Number(process.env.BENCH_SCALE_CONNECTIONS ?? 100_000);
+const WORKERS = Number(process.env.BENCH_SCALE_WORKERS ?? 6);
+/** Connections per client process: under the 20,000 files a process may hold here. */
+const PER_CLIENT_PROCESS = 17_000;
+/** Long enough for two rounds of heartbeats at the default 25 s interval. */
+const IDLE_SECONDS = Number(process.env.BENCH_SCALE_IDLE_SECONDS ?? 60);
+const ROOM = Number(process.env.BENCH_SCALE_ROOM ?? 50_000);
+const FANOUT_WORKERS = 4;
+const ROOM_PROCESSES = 8;
+const PLACEMENT_CONNECTIONS = Math.min(24_000, CONNECTIONS);
+const PLACEMENT_PROCESSES = 4;
+const DIST_BENCH = join(PACKAGE_ROOT, 'dist', 'bench');
+/** 127.0.0.<first + i> for client process i: each source address has its own ~28,000 ports. */
+const SOURCES = { hold: 10, room: 30, placement: 50 };
+
+/** A livemux proxy as the bench's runner starts it (bench/run.ts). */
+type Livemux = LivemuxUnderTest & { adminPort: number };
+
+export interface ScaleBenchOptions {
+  token: string;
+  secret: string;
+  startLivemux(
+    limits: Record<string, number>,
+    extras?: { args?: string[]; routes?: { business: string; pool: string }[]; pools?: Record<string, object> },
+  ): Promise<Livemux>;
+}
+
+/** Runs every part of the section and returns its Markdown. Every process it starts has exited. */
+export async function benchScale(options: ScaleBenchOptions): Promise<string> {
+  const placement = [];
+  for (const schedule of ['rr', 'shared', 'least'] as const) placement.push(await benchPlacement(schedule));
+  const plain = await holdPlain();
+  const livemux = await holdLivemux(options);
+  const fanOut = await benchFanOut(options);
+  const passthrough = await benchPassthrough(options.token, async (upstream) => {
+    const lm = await options.startLivemux({}, { routes: [{ business: 'legacy', pool: 'legacy' }], pools: { legacy: { protocol: 'tcp', endpoints: [{ address: upstream }] } } });
+    await ready(lm.adminPort);
+    return { port: lm.port, pid: lm.pid, stop: () => Promise.all([stopped(lm.proxy), stopped(lm.backend)]).then(() => {}) };
+  });
+  return report(placement, plain, livemux, fanOut, passthrough);
+}
+
+// ── placement ──────────────────────────────────────────────────────────────────────────────────────
+
+interface Placement {
+  schedule: 'rr' | 'shared' | 'least';
+  connectionsPerSecond: number;
+  counts: number[];
+  primaryCpuUsPerConnection: number;
+}
+
+async function benchPlacement(schedule: Placement['schedule']): Promise<Placement> {
+  const server = await startProcess(join(DIST_BENCH, 'scale-plain-server.js'), ['--workers', String(WORKERS), '--schedule', schedule], (l) => l.event === 'listening');
+  try {
+    const { rate } = await holdClients('plain', server.line.port as number, PLACEMENT_CONNECTIONS, PLACEMENT_PROCESSES, SOURCES.placement, '', async (clients) => {
+      await Promise.all(clients.map(stopped));
+    });
+    const counts = server.process.next((l) => l.event === 'counts');
+    process.kill(server.line.pid as number, 'SIGUSR2');
+    const line = await counts;
+    return { schedule, connectionsPerSecond: rate, counts: line.counts as number[], primaryCpuUsPerConnection: (line.primaryCpuUs as number) / PLACEMENT_CONNECTIONS };
+  } finally {
+    await stopped(server.process);
+  }
+}
+
+// ── connections held ───────────────────────────────────────────────────────────────────────────────
+
+interface Held {
+  connectionsPerSecond: number;
+  /** RSS of every server process, summed, before any client and with every connection open. */
+  rssBefore: number;
+  rssAfter: number;
+  /** Per worker: connections and RSS growth (livemux only). */
+  workers: { connections: number; rssGrowth: number }[];
+  /** CPU of the server processes over the idle window, as a share of one core. */
+  idleCpuShare: number;
+  /** livemux: JS heap used by the workers, summed, before and after. */
+  heapBefore?: number;
+  heapAfter?: number;
+  /** livemux: PINGs sent per second over the idle window. */
+  pingsPerSecond?: number;
+}
+
+async function holdPlain(): Promise<Held> {
+  const server = await startProcess(join(DIST_BENCH, 'scale-plain-server.js'), ['--workers', String(WORKERS), '--schedule', 'rr'], (l) => l.event === 'listening');
+  const pids = [server.line.pid as number, ...(server.line.workers as number[])];
+  try {
+    const rssBefore = sumRss(pids);
+    let result!: Held;
+    await holdClients('plain', server.line.port as number, CONNECTIONS, clientProcesses(CONNECTIONS), SOURCES.hold, '', async (clients, rate) => {
+      const idle = await idleCpu(pids, Math.min(IDLE_SECONDS, 10));
+      result = { connectionsPerSecond: rate, rssBefore, rssAfter: sumRss(pids), workers: [], idleCpuShare: idle };
+      await Promise.all(clients.map(stopped));
+    });
+    return result;
+  } finally {
+    await stopped(server.process);
+  }
+}
+
+async function holdLivemux(options: ScaleBenchOptions): Promise<Held> {
+  const lm = await options.startLivemux({}, { args: ['--workers', String(WORKERS)] });
+  try {
+    await ready(lm.adminPort);
+    const workerPids = (await status(lm.adminPort)).perWorker.map((w) => w.pid);
+    const pids = [lm.pid, ...workerPids];
+    const rssBefore = sumRss(pids);
+    const workerRssBefore = workerPids.map((pid) => memory(pid).rssBytes);
+    const heapBefore = await metric(lm.adminPort, 'livemux_nodejs_heap_size_used_bytes');
+    let result!: Held;
+    await holdClients('livemux', lm.port, CONNECTIONS, clientProcesses(CONNECTIONS), SOURCES.hold, options.secret, async (clients, rate) => {
+      const pingsBefore = await metric(lm.adminPort, 'livemux_frames_sent_total{type="PING"}');
+      const idleCpuShare = await idleCpu(pids, IDLE_SECONDS);
+      const pings = (await metric(lm.adminPort, 'livemux_frames_sent_total{type="PING"}')) - pingsBefore;
+      const perWorker = (await status(lm.adminPort)).perWorker;
+      result = {
+        connectionsPerSecond: rate,
+        rssBefore,
+        rssAfter: sumRss(pids),
+        workers: perWorker.map((w, i) => ({ connections: w.connections, rssGrowth: memory(w.pid).rssBytes - workerRssBefore[i]! })),
+        idleCpuShare,
+        heapBefore,
+        heapAfter: await metric(lm.adminPort, 'livemux_nodejs_heap_size_used_bytes'),
+        pingsPerSecond: pings / IDLE_SECONDS,
+      };
+      await Promise.all(clients.map(stopped));
+    });
+    return result;
+  } finally {
+    await Promise.all([stopped(lm.proxy), stopped(lm.backend)]);
+  }
+}
+
+function clientProcesses(connections: number): number {
+  return Math.max(1, Math.ceil(connections / PER_CLIENT_PROCESS));
+}
+
+/**
+ * Opens `count` connections from `processes` client processes (source addresses 127.0.0.<firstSource + i>),
+ * all started at once (livemux clients sign their users' tokens with `secret` first); `whileHeld` runs
+ * with them open and the accept rate (connections per second from the signal to the last answer).
+ */
+async function holdClients(
+  mode: 'plain' | 'livemux',
+  port: number,
+  count: number,
+  processes: number,
+  firstSource: number,
+  secret: string,
+  whileHeld: (clients: BenchProcess[], rate: number) => Promise<void>,
+): Promise<{ rate: number }> {
+  const clients = Array.from({ length: processes }, (_, i) => {
+    const share = Math.floor(count / processes) + (i < count % processes ? 1 : 0);
+    const args = ['--mode', mode, '--port', String(port), '--count', String(share), '--local', `127.0.0.${firstSource + i}`, '--secret', secret, '--prefix', `scale-${i}-`];
+    return new BenchProcess(join(DIST_BENCH, 'scale-clients.js'), args);
+  });
+  try {
+    await Promise.all(clients.map((c) => c.next((l) => l.event === 'armed', 300_000)));
+    const connected = Promise.all(clients.map((c) => c.next((l) => l.event === 'connected', 900_000)));
+    const start = performance.now();
+    for (const c of clients) c.signal('SIGUSR2');
+    await connected;
+    const rate = count / ((performance.now() - start) / 1000);
+    await whileHeld(clients, rate);
+    return { rate };
+  } finally {
+    await Promise.all(clients.map(stopped));
+  }
+}
+
+/** CPU used by `pids` over `seconds` of idling, as a share of one core. */
+async function idleCpu(pids: number[], seconds: number): Promise<number> {
+  const before = pids.map(cpuUs);
+  await sleep(seconds * 1000);
+  const used = pids.reduce((sum, pid, i) => sum + cpuUs(pid) - before[i]!, 0);
+  return used / (seconds * 1e6);
+}
+
+function sumRss(pids: number[]): number {
+  return pids.reduce((sum, pid) => sum + memory(pid).rssBytes, 0);
+}
+
+// ── fan-out with workers ───────────────────────────────────────────────────────────────────────────
+
+/**
+ * One room of ROOM members over FANOUT_WORKERS processes: FANOUT_WORKERS plain relays (one port each,
+ * the publisher writes every message to each), then `livemux start --workers FANOUT_WORKERS` (the
+ * publisher's session on one worker; the echo backend publishes once to each worker's stream).
+ */
+async function benchFanOut(options: ScaleBenchOptions): Promise<SystemResult[]> {
+  const size = { clients: ROOM, processes: ROOM_PROCESSES, localAddresses: Array.from({ length: ROOM_PROCESSES }, (_, i) => `127.0.0.${SOURCES.room + i}`) };
+  const relays = await Promise.all(Array.from({ length: FANOUT_WORKERS }, () => startProcess(join(DIST_BENCH, 'broadcast-plain-server.js'), [], (l) => l.event === 'listening')));
+  const ports = relays.map((r) => r.line.port as number);
+  const publishers = await Promise.all(ports.map(async (port) => framePublisher(await BenchConnection.connect(port))));
+  const plain: Deployment = {
+    mode: 'plain',
+    port: ports[0]!,
+    ports,
+    processes: relays.map((r) => r.process),
+    servers: relays.map((r, i) => ({ label: `relay ${i + 1}`, pid: r.line.pid as number })),
+    publisher: everyOne(publishers),
+  };
+  const results = [await measure(`plain relays × ${FANOUT_WORKERS}`, plain, options.token, size)];
+
+  // The publisher sends without reading WINDOW_UPDATEs: a large client→proxy window keeps it legal.
+  const lm = await options.startLivemux({ session_window: 1 << 30, connection_window: 1 << 30 }, { args: ['--workers', String(FANOUT_WORKERS)] });
+  await ready(lm.adminPort);
+  const workers = (await status(lm.adminPort)).perWorker;
+  const conn = await BenchConnection.connect(lm.port);
+  await conn.hello(options.token);
+  if ((await conn.open('echo', 1)).refused > 0) throw new Error('scale: the publisher session was refused');
+  const livemux: Deployment = {
+    mode: 'livemux',
+    port: lm.port,
+    processes: [lm.proxy, lm.backend],
+    servers: [{ label: 'primary', pid: lm.pid }, ...workers.map((w) => ({ label: `worker ${w.slot}`, pid: w.pid })), { label: 'backend', pid: childPid('echo-backend') }],
+    publisher: framePublisher(conn, '/pub room '),
+  };
+  results.push(await measure(`livemux --workers ${FANOUT_WORKERS} + echo backend`, livemux, options.token, size));
+  return results;
+}
+
+/** A publisher that sends every message to each of `publishers`. */
+function everyOne(publishers: Publisher[]): Publisher {
+  return {
+    send: (text) => publishers.forEach((p) => p.send(text)),
+    close: () => publishers.forEach((p) => p.close()),
+  };
+}
+
+// ── the admin port ─────────────────────────────────────────────────────────────────────────────────
+
+interface Status {
+  perWorker: { slot: number; pid: number; connections: number }[];
+}
+
+async function status(adminPort: number): Promise<Status> {
+  return (await (await fetch(`http://127.0.0.1:${adminPort}/status`)).json()) as Status;
+}
+
+/** Waits until /readyz says the proxy's backend streams are up. */
+async function ready(adminPort: number): Promise<void> {
+  for (let i = 0; i < 600; i++) {
+    const res = await fetch(`http://127.0.0.1:${adminPort}/readyz`).catch(() => null);
+    if (res?.status === 200) return;
+    await sleep(100);
+  }
+  throw new Error('scale: proxy not ready within 60 s');
+}
+
+/** The value of a /metrics sample, `name` with its labels as printed (e.g. `x_total{type="PING"}`). */
+async function metric(adminPort: number, sample: string): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith(`${sample} `));
+  return line ? Number(line.slice(sample.length + 1)) : 0;
+}
+
+// ── report ─────────────────────────────────────────────────────────────────────────────────────────
+
+function report(placement: Placement[], plain: Held, livemux: Held, fanOut: SystemResult[], passthrough: PassthroughResult[]): string {
+  const kb = (bytes: number): string => `${(bytes / 1024).toFixed(2)} KB`;
+  const perConnection = (h: Held): number => (h.rssAfter - h.rssBefore) / CONNECTIONS;
+  const verdict = (ok: boolean): string => (ok ? 'met' : '**missed**');
+  const workerRss = livemux.workers.map((w) => `${fmt(w.connections)} conns, ${kb(w.rssGrowth / Math.max(1, w.connections))}`).join('; ');
+  const placementRow = (p: Placement): string => {
+    const mean = PLACEMENT_CONNECTIONS / p.counts.length;
+    const cv = Math.sqrt(p.counts.reduce((a, c) => a + (c - mean) ** 2, 0) / p.counts.length) / mean;
+    const label = { rr: 'node:cluster round robin (SCHED_RR)', shared: 'node:cluster shared handle (SCHED_NONE)', least: 'livemux: least open connections' }[p.schedule];
+    return `| ${label} | ${fmt(p.connectionsPerSecond)} | ${Math.min(...p.counts)}–${Math.max(...p.counts)} | ${(Math.max(...p.counts) / mean).toFixed(2)}× | ${cv.toFixed(2)} | ${p.primaryCpuUsPerConnection.toFixed(0)} µs |`;
+  };
+  const peak = (r: SystemResult): number => r.peak.deliveries / STEP_SECONDS;
+  const [relay, fan] = fanOut as [SystemResult, SystemResult];
+  const fanRow = (r: SystemResult): string => {
+    const cpu = r.peak.cpuUs.reduce((a, b) => a + b, 0) / r.peak.deliveries;
+    return `| ${r.name} | ${fmt(peak(r))} | ${cpu.toPrecision(3)} µs | ${(peak(r) / peak(relay) * 100).toFixed(1)} % | ${r.peak.rate.toFixed(1)}/s |`;
+  };
+  const direct = passthrough.find((p) => p.via === 'direct')!;
+  const cpu = (ms: number): string => (Number.isNaN(ms) ? '–' : `${ms.toFixed(0)} ms`);
+  const passRow = (p: PassthroughResult): string =>
+    `| ${p.via} | ${(p.streamBytesPerSecond / 2 ** 20).toFixed(0)} MiB/s | ${(p.streamBytesPerSecond / direct.streamBytesPerSecond).toFixed(2)}× | ${cpu(p.middleCpuMsPerGiB)} | ${fmt(p.pingPongPerSecond)}/s | ${(p.pingPongPerSecond / direct.pingPongPerSecond).toFixed(2)}× | ${p.p50Ms.toFixed(3)} / ${p.p99Ms.toFixed(3)} ms | ${cpu(p.middleCpuMsPerKiloTrip)} |`;
+  const lmPass = passthrough.find((p) => p.via === 'livemux')!;
+  return [
+    `### Connections held: ${fmt(CONNECTIONS)} over ${WORKERS} worker processes`,
+    '',
+    `Clients in ${clientProcesses(CONNECTIONS)} processes, each from its own 127.0.0.x; all start on one signal, ${64} connects in flight per process.`,
+    '',
+    `| measurement | plain Node TCP server, ${WORKERS} processes (node:cluster) | livemux --workers ${WORKERS} | notes |`,
+    '| --- | --- | --- | --- |',
+    `| connections accepted per second | ${fmt(plain.connectionsPerSecond)} | ${fmt(livemux.connectionsPerSecond)} | livemux: TCP + HELLO with a JWT of its own user + one OPEN → OPEN_OK; plain: TCP + one 8-byte round trip; livemux ${(livemux.connectionsPerSecond / plain.connectionsPerSecond * 100).toFixed(0)} % of plain |`,
+    `| RSS per connection (all processes) | ${kb(perConnection(plain))} | ${kb(perConnection(livemux))} | livemux: one idle session each; target ≤ 6 KB: ${verdict(perConnection(livemux) <= 6 * 1024)} |`,
+    `| RSS per connection, each worker | – | ${workerRss} | ≥ 15,000 per worker wanted |`,
+    `| JS heap per connection (workers) | – | ${kb(((livemux.heapAfter ?? 0) - (livemux.heapBefore ?? 0)) / CONNECTIONS)} | heap used, after ${IDLE_SECONDS} s idle |`,
+    `| CPU while idle | ${(plain.idleCpuShare * 100).toFixed(1)} % of a core | ${(livemux.idleCpuShare * 100).toFixed(1)} % of a core | livemux over ${IDLE_SECONDS} s at the default 25 s heartbeat: ${fmt(livemux.pingsPerSecond ?? 0)} PINGs/s, ${((livemux.idleCpuShare * 1e6) / Math.max(1, livemux.pingsPerSecond ?? 0)).toFixed(1)} µs per PING + PONG |`,
+    '',
+    `### Placement: ${fmt(PLACEMENT_CONNECTIONS)} connections onto ${WORKERS} workers of a plain server`,
+    '',
+    '| how connections are placed | connections/s | per worker | busiest / mean | coefficient of variation | primary CPU per connection |',
+    '| --- | --- | --- | --- | --- | --- |',
+    ...placement.map(placementRow),
+    '',
+    `### Fan-out with workers: one room of ${fmt(ROOM)} members over ${FANOUT_WORKERS} processes`,
+    '',
+    '| system | deliveries/s at peak | server CPU per delivery | vs plain relays | peak room messages/s |',
+    '| --- | --- | --- | --- | --- |',
+    fanRow(relay),
+    fanRow(fan),
+    '',
+    `Target ≥ 80 % of the plain relays: ${verdict(peak(fan) >= 0.8 * peak(relay))}.`,
+    '',
+    '### Passthrough: a tcp pool against the same traffic direct',
+    '',
+    '| path | 64 KiB-chunk stream | vs direct | CPU in the middle per GiB | 64 B ping-pong | vs direct | p50 / p99 | CPU in the middle per 1,000 round trips |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- |',
+    ...passthrough.map(passRow),
+    '',
+    `Target: streaming ≥ 0.75× direct: ${verdict(lmPass.streamBytesPerSecond >= 0.75 * direct.streamBytesPerSecond)}.${passthrough.some((p) => p.via === 'haproxy') ? '' : ' (haproxy not installed: `apt-get install haproxy` adds its row.)'}`,
+  ].join('\n');
+}
+
+function fmt(n: number): string {
+  return Math.round(n).toLocaleString('en-US');
+}
