@@ -40,8 +40,9 @@ function start(
   script: string,
   args: string[],
   ready: (l: OutputLine) => boolean,
+  env: NodeJS.ProcessEnv = {},
 ): Promise<{ process: BenchProcess; line: OutputLine }> {
-  return startProcess(script, args, ready, { LIVEMUX_JWT_SECRET: SECRET });
+  return startProcess(script, args, ready, { LIVEMUX_JWT_SECRET: SECRET, ...env });
 }
 
 async function echoLoad(port: number, mode: 'proxy' | 'plain', token: string): Promise<{ roundTripsPerSecond: number; p50Ms: number; p99Ms: number }> {
@@ -59,6 +60,8 @@ interface Livemux extends LivemuxUnderTest {
 /** More of a bench's proxy: `livemux start` arguments (e.g. `--workers`), routes and pools beside "echo". */
 export interface LivemuxExtras {
   args?: string[];
+  /** Environment of the proxy process (e.g. NODE_OPTIONS). */
+  env?: NodeJS.ProcessEnv;
   routes?: { business: string; pool: string }[];
   pools?: Record<string, object>;
 }
@@ -80,7 +83,7 @@ async function startLivemux(limits: Record<string, number>, extras: LivemuxExtra
     log: { level: 'info' },
     limits,
   }));
-  const proxy = await start(BIN, ['start', '--config', join(dir, 'livemux.yaml'), ...(extras.args ?? [])], (l) => l.msg === 'livemux listening');
+  const proxy = await start(BIN, ['start', '--config', join(dir, 'livemux.yaml'), ...(extras.args ?? [])], (l) => l.msg === 'livemux listening', extras.env);
   await sleep(500); // let the proxy's backend stream come up
   const { port, admin, pid } = proxy.line as { port: number; admin: number; pid: number };
   return { proxy: proxy.process, backend, port, adminPort: admin, pid, routesFile: join(dir, 'routes.yaml'), routes };

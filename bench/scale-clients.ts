@@ -1,7 +1,7 @@
 import net from 'node:net';
 import { parseArgs } from 'node:util';
 import { mintToken } from '../src/proxy/auth.js';
-import { BenchConnection } from './bench-connection.js';
+import { BenchConnection, connectFrom } from './bench-connection.js';
 
 /**
  * Holds `count` idle connections from one source address, for the scale bench, opening `concurrency`
@@ -44,16 +44,13 @@ async function openLivemux(i: number): Promise<void> {
   held.push(conn);
 }
 
-function openPlain(i: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const socket = net.connect({ port, host: '127.0.0.1', localAddress: local }, () => socket.write('hello!\r\n'));
-    socket.once('data', () => {
-      held.push(socket);
-      socket.once('close', () => fail(`connection ${i} closed by the server`));
-      resolve();
-    });
-    socket.once('error', reject);
-  });
+async function openPlain(i: number): Promise<void> {
+  const socket = await connectFrom(port, local);
+  socket.on('error', () => {});
+  socket.write('hello!\r\n');
+  await new Promise((resolve) => socket.once('data', resolve));
+  held.push(socket);
+  socket.once('close', () => fail(`connection ${i} closed by the server`));
 }
 
 const open = values.mode === 'livemux' ? openLivemux : values.mode === 'plain' ? openPlain : fail(`--mode must be livemux or plain, got ${values.mode}`);
