@@ -74,8 +74,10 @@ export class Connection implements FrameSink, SessionHost {
   private readonly recvCredit: ReceiveCredit;
   private readonly sessions = new Map<number, ProxySession>();
   private readonly creditWaiters = new Set<ProxySession>();
-  /** Low-priority frame cap, set at WELCOME from the limits and the client's `accepts_batch`. */
-  lowPacer: LowPriorityPacer | null = null;
+  /** Low-priority frame cap (see {@link lowPacer}); made when the first low message arrives. */
+  private pacer: LowPriorityPacer | null = null;
+  /** The client's HELLO `accepts_batch`, for the pacer. */
+  private acceptsBatch = false;
   /** Created at WELCOME, once the user is known; OPEN is illegal before. */
   private admission!: SessionAdmission;
   private readonly decoder: FrameDecoder;
@@ -188,11 +190,7 @@ export class Connection implements FrameSink, SessionHost {
     this.sendCredit = new SendCredit(hello.connectionWindow || Defaults.connectionWindow);
     this.clientSessionWindow = hello.sessionWindow || Defaults.sessionWindow;
     const { limits, timeouts } = this.ctx.config;
-    if (limits.lowPriorityRate > 0) {
-      this.lowPacer = new LowPriorityPacer(limits.lowPriorityRate, limits.lowPriorityMerge, hello.acceptsBatch === true, this.out, (reason) =>
-        this.drop(reason, Priority.LOW),
-      );
-    }
+    this.acceptsBatch = hello.acceptsBatch === true;
     this.sendControl(
       FrameType.WELCOME,
       encodeWelcome({
@@ -380,6 +378,17 @@ export class Connection implements FrameSink, SessionHost {
 
   // ── SessionHost ─────────────────────────────────────────────────────────────────────────────────
 
+  /**
+   * The low-priority frame cap (limits.low_priority_rate, with the client's `accepts_batch`), or null
+   * when uncapped. Made on first use: most connections never get a low message, and the pacer with its
+   * token bucket and table costs about 350 bytes.
+   */
+  get lowPacer(): LowPriorityPacer | null {
+    const { lowPriorityRate, lowPriorityMerge } = this.ctx.config.limits;
+    if (this.pacer || lowPriorityRate === 0) return this.pacer;
+    return (this.pacer = new LowPriorityPacer(lowPriorityRate, lowPriorityMerge, this.acceptsBatch, this.out, (reason) => this.drop(reason, Priority.LOW)));
+  }
+
   awaitConnectionCredit(session: ProxySession): void {
     this.creditWaiters.add(session);
   }
@@ -410,7 +419,7 @@ export class Connection implements FrameSink, SessionHost {
     this.debug({ session: session.id, business: session.business }, 'session closed');
     this.sessions.delete(session.id);
     this.admission.retired(session.business);
-    this.lowPacer?.forget(session);
+    this.pacer?.forget(session);
     this.creditWaiters.delete(session);
     this.ctx.registry.remove(session);
     this.ctx.metrics.sessions.dec({ business: session.business });
@@ -472,7 +481,7 @@ export class Connection implements FrameSink, SessionHost {
     this.transition(ConnState.CLOSED);
     if (this.handshakeTimer) clearTimeout(this.handshakeTimer);
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
-    this.lowPacer?.close();
+    this.pacer?.close();
     this.pipelined = null;
     for (const s of [...this.sessions.values()]) s.retire(code, reason);
     this.ctx.metrics.connections.dec();
