@@ -57,6 +57,10 @@ const CLOSE_GRACE_MS = 2_000;
 
 type Handler = (conn: Connection, flags: number, sessionId: number, payload: Buffer) => void;
 
+/** The Connection a socket belongs to, for the socket listeners every connection shares. */
+const OWNER = Symbol('livemux.connection');
+type OwnedSocket = Socket & { [OWNER]: Connection };
+
 /**
  * One client TCP connection: owns the socket, the decoder, the session table and the outbound queue.
  * Frames arrive through {@link onFrame} and dispatch through a table indexed by frame type; every
@@ -106,7 +110,7 @@ export class Connection implements FrameSink, SessionHost {
     this.out = new OutboundQueue(
       socket,
       limits.outboundQueueBytes,
-      { onDrop: (reason, priority, frames) => this.drop(reason, priority, frames) },
+      this,
       ctx.metrics.frameStats,
     );
     this.handshakeTimer = setTimeout(
@@ -114,11 +118,31 @@ export class Connection implements FrameSink, SessionHost {
       timeouts.handshakeMs,
     );
     socket.setNoDelay(true);
-    socket.on('data', (chunk: Buffer) => this.receive(chunk));
-    socket.on('error', (err) => this.log.debug({ err }, 'socket error'));
-    socket.on('close', () => this.teardown(Code.NORMAL, 'socket closed'));
+    (socket as OwnedSocket)[OWNER] = this;
+    socket.on('data', Connection.onSocketData);
+    socket.on('error', Connection.onSocketError);
+    socket.on('close', Connection.onSocketClose);
     ctx.metrics.connections.inc();
     ctx.metrics.connectionsAccepted.inc();
+  }
+
+  // The socket's listeners are shared by every connection (`this` is the socket, which knows its owner):
+  // three closures and their contexts would cost each connection about 300 bytes.
+  private static onSocketData(this: OwnedSocket, chunk: Buffer): void {
+    this[OWNER].receive(chunk);
+  }
+
+  private static onSocketError(this: OwnedSocket, err: Error): void {
+    this[OWNER].log.debug({ err }, 'socket error');
+  }
+
+  private static onSocketClose(this: OwnedSocket): void {
+    this[OWNER].teardown(Code.NORMAL, 'socket closed');
+  }
+
+  /** @internal The outbound queue dropped DATA (OutboundHooks). */
+  onDrop(reason: DropReason, priority: Priority, frames: number): void {
+    this.drop(reason, priority, frames);
   }
 
   /** Feeds bytes from the socket (or bytes that followed a PROXY protocol header). */

@@ -73,6 +73,14 @@ class FlushScheduler {
 
 const scheduler = new FlushScheduler();
 
+/** The queue a socket drains into; the 'drain' listener is one function for every socket, not a closure each. */
+const QUEUE = Symbol('livemux.outboundQueue');
+type QueuedSocket = Socket & { [QUEUE]: OutboundQueue };
+
+function onSocketDrain(this: QueuedSocket): void {
+  this[QUEUE].scheduleFlush();
+}
+
 /**
  * Starts writing the queues that have frames waiting now rather than at the scheduled turn (one slice;
  * the rest follows as scheduled). For a producer that has just queued a large fan-out in the check
@@ -102,7 +110,8 @@ export class OutboundQueue {
     private readonly hooks: OutboundHooks,
     private readonly stats: FrameStats,
   ) {
-    socket.on('drain', () => this.scheduleFlush());
+    (socket as QueuedSocket)[QUEUE] = this;
+    socket.on('drain', onSocketDrain);
   }
 
   /** Bytes queued or held for credit. */
@@ -223,7 +232,8 @@ export class OutboundQueue {
     else this.scheduleFlush();
   }
 
-  private scheduleFlush(): void {
+  /** @internal Flushes at the scheduler's next turn (once, however often it is asked). */
+  scheduleFlush(): void {
     if (this.pendingFlush) return;
     this.pendingFlush = true;
     scheduler.schedule(this);
