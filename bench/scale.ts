@@ -48,6 +48,8 @@ const PLACEMENT_CONNECTIONS = Math.min(24_000, CONNECTIONS);
 const PLACEMENT_PROCESSES = 4;
 /** One worker's share of the target: where its bytes go is measured on one process. */
 const FOOTPRINT_CONNECTIONS = Math.min(15_000, CONNECTIONS);
+/** How long connections idle before the second snapshot: one default heartbeat interval and a little. */
+const IDLE_SNAPSHOT_MS = 30_000;
 /** Heap kinds listed per connection, largest first. */
 const FOOTPRINT_KINDS = 25;
 const DIST_BENCH = join(PACKAGE_ROOT, 'dist', 'bench');
@@ -145,7 +147,8 @@ async function heapPerConnection(
   const before = heapKinds(await takeHeapSnapshot(pid, dir));
   let growth!: HeapKind[];
   await hold(async (clients) => {
-    await sleep(5_000); // past the connect burst: what stays is what an idle connection costs
+    // Past one heartbeat interval (25 s by default): what stays is what an idle connection costs.
+    await sleep(IDLE_SNAPSHOT_MS);
     growth = heapGrowth(before, heapKinds(await takeHeapSnapshot(pid, dir)));
     await Promise.all(clients.map(stopped));
   });

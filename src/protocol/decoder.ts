@@ -37,7 +37,7 @@ const EMPTY = Buffer.alloc(0);
  * resynchronised) and every later call throws it again.
  */
 export class FrameDecoder {
-  private readonly chunks: Buffer[] = [];
+  private chunks: Buffer[] = [];
   /** Read position in chunks[0]: consumed bytes stay in place instead of re-slicing the chunk per frame. */
   private offset = 0;
   private buffered = 0;
@@ -52,6 +52,14 @@ export class FrameDecoder {
     private readonly sink: FrameSink,
     private readonly limits: DecoderLimits,
   ) {}
+
+  /**
+   * Gives back the chunk list's storage when nothing is buffered: an array keeps the capacity it once
+   * grew to (about 150 bytes), which an idle connection has no use for.
+   */
+  compact(): void {
+    if (this.buffered === 0) this.chunks = [];
+  }
 
   /** Bytes held waiting for the rest of a frame. */
   get bufferedBytes(): number {

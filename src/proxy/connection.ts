@@ -77,7 +77,8 @@ export class Connection implements FrameSink, SessionHost {
   sendCredit = new SendCredit(Defaults.connectionWindow);
   private readonly recvCredit: ReceiveCredit;
   private readonly sessions = new Map<number, ProxySession>();
-  private readonly creditWaiters = new Set<ProxySession>();
+  /** Sessions waiting for connection credit; null while none does (an empty Set costs ~200 bytes). */
+  private creditWaiters: Set<ProxySession> | null = null;
   /** Low-priority frame cap (see {@link lowPacer}); made when the first low message arrives. */
   private pacer: LowPriorityPacer | null = null;
   /** The client's HELLO `accepts_batch`, for the pacer. */
@@ -368,9 +369,9 @@ export class Connection implements FrameSink, SessionHost {
       if (!this.sendCredit.grant(increment)) {
         throw new ProtocolError(Code.FLOW_CONTROL_ERROR, `WINDOW_UPDATE: bad connection increment (${increment})`);
       }
-      const waiters = [...this.creditWaiters];
-      this.creditWaiters.clear();
-      for (const s of waiters) s.pump();
+      const waiters = this.creditWaiters;
+      this.creditWaiters = null;
+      for (const s of waiters ?? []) s.pump();
       return;
     }
     // An update for a session that just closed may cross the close on the wire; ignore it.
@@ -414,7 +415,7 @@ export class Connection implements FrameSink, SessionHost {
   }
 
   awaitConnectionCredit(session: ProxySession): void {
-    this.creditWaiters.add(session);
+    (this.creditWaiters ??= new Set()).add(session);
   }
 
   releaseConnectionCredit(bytes: number): void {
@@ -444,7 +445,7 @@ export class Connection implements FrameSink, SessionHost {
     this.sessions.delete(session.id);
     this.admission.retired(session.business);
     this.pacer?.forget(session);
-    this.creditWaiters.delete(session);
+    this.creditWaiters?.delete(session);
     this.ctx.registry.remove(session);
     this.ctx.metrics.sessions.dec({ business: session.business });
     this.lastActivity = Date.now();
@@ -514,6 +515,9 @@ export class Connection implements FrameSink, SessionHost {
   }
 
   private heartbeat(): void {
+    // An idle connection gives back the buffers its traffic grew.
+    this.out.compact();
+    this.decoder.compact();
     const now = Date.now();
     const { heartbeatIntervalMs, heartbeatMisses, idleMs } = this.ctx.config.timeouts;
     if (idleMs > 0 && this.sessions.size === 0 && now - this.lastActivity >= idleMs) {

@@ -22,7 +22,8 @@ interface BusinessUsage {
  * limits need; the connection reports every session it opens and retires.
  */
 export class SessionAdmission {
-  private readonly usage = new Map<string, BusinessUsage>();
+  /** Per business; null until the first session (an empty Map costs a connection ~200 bytes). */
+  private usage: Map<string, BusinessUsage> | null = null;
 
   constructor(
     private readonly ctx: ProxyContext,
@@ -68,11 +69,12 @@ export class SessionAdmission {
   }
 
   retired(business: string): void {
-    const usage = this.usage.get(business);
+    const usage = this.usage?.get(business);
     if (usage) usage.sessions--;
   }
 
   private usageOf(business: string, openRate: number): BusinessUsage {
+    this.usage ??= new Map();
     let usage = this.usage.get(business);
     if (!usage) this.usage.set(business, (usage = { sessions: 0, bucket: openRate > 0 ? new TokenBucket(openRate, openRate) : null }));
     return usage;
