@@ -64,7 +64,7 @@ export class BenchProcess {
     this.child.kill('SIGTERM');
   }
 
-  /** Sends `signal` (e.g. a bench's own "go" signal). */
+  /** Sends `signal` (e.g. SIGUSR2, which some bench processes answer with a report line). */
   signal(signal: NodeJS.Signals): void {
     this.child.kill(signal);
   }

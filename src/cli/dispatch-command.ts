@@ -1,49 +1,33 @@
-import { parseArgs } from 'node:util';
-import { startDispatchServer } from '../dispatch/dispatch-server.js';
-import { createLogger } from '../observability/logger.js';
-import { LivemuxError } from '../protocol/errors.js';
-import { untilSignal } from '../util/signals.js';
+import type { Command } from '@commander-js/extra-typings';
+import { integer, logLevelOption, port, type CliContext } from './command.js';
 
-/**
- * `livemux dispatch --redis URL [--host H] [--port P] [--limit N] [--max-lag-ms MS] [--refresh-ms MS]
- * [--log-level L]`: runs the dispatch HTTP service (docs/dispatch.md) until SIGTERM/SIGINT.
- */
-export async function runDispatchCommand(argv: string[]): Promise<number> {
-  let values: Record<string, string | undefined>;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      strict: true,
-      options: {
-        redis: { type: 'string' },
-        host: { type: 'string' },
-        port: { type: 'string' },
-        limit: { type: 'string' },
-        'max-lag-ms': { type: 'string' },
-        'refresh-ms': { type: 'string' },
-        'log-level': { type: 'string' },
-      },
-    }));
-  } catch (err) {
-    throw new LivemuxError('ERR_USAGE', (err as Error).message);
-  }
-  if (!values.redis) throw new LivemuxError('ERR_USAGE', '--redis: required, e.g. --redis redis://127.0.0.1:6379');
-  const int = (name: string, fallback: number, min: number, max: number): number => {
-    const text = values[name];
-    const n = text === undefined ? fallback : Number(text);
-    if (!Number.isInteger(n) || n < min || n > max) throw new LivemuxError('ERR_USAGE', `--${name}: expected an integer ${min}..${max}, got "${text}"`);
-    return n;
-  };
-  const server = await startDispatchServer({
-    host: values.host ?? '0.0.0.0',
-    port: int('port', 7080, 0, 65_535),
-    redisUrl: values.redis,
-    limit: int('limit', 5, 1, 100),
-    maxLagMs: int('max-lag-ms', 500, 1, 60_000),
-    refreshMs: int('refresh-ms', 1_000, 0, 60_000),
-    logger: createLogger({ level: values['log-level'] ?? 'info', name: 'dispatch' }),
-  });
-  await untilSignal();
-  await server.close();
-  return 0;
+/** `livemux dispatch`: the HTTP service telling clients which proxies to dial (docs/dispatch.md). */
+export function register(program: Command, _cli: CliContext): void {
+  program
+    .command('dispatch')
+    .description('run the dispatch service: GET /v1/dispatch?cluster=NAME answers the healthy proxies, least loaded first')
+    .requiredOption('--redis <url>', 'the Redis the proxies register in (their dispatch.redis), e.g. redis://127.0.0.1:6379')
+    .option('--host <host>', 'address to listen on', '0.0.0.0')
+    .option('--port <port>', 'port to listen on (0: any free port)', port(), 7080)
+    .option('--limit <n>', 'addresses per answer unless the request asks for fewer (at most 100)', integer(1, 'addresses'), 5)
+    .option('--max-lag-ms <ms>', 'proxies whose event loop lags more are listed after the others', integer(1, 'ms'), 500)
+    .option('--refresh-ms <ms>', 'a cluster is read from Redis at most this often', integer(0, 'ms'), 1_000)
+    .addOption(logLevelOption())
+    .addHelpText('after', '\nLogs "dispatch listening" with its port once it serves. Several can run behind any HTTP load balancer.')
+    .action(async (opts) => {
+      const { startDispatchServer } = await import('../dispatch/dispatch-server.js');
+      const { createLogger } = await import('../observability/logger.js');
+      const { untilSignal } = await import('../util/signals.js');
+      const server = await startDispatchServer({
+        host: opts.host,
+        port: opts.port,
+        redisUrl: opts.redis,
+        limit: Math.min(opts.limit, 100),
+        maxLagMs: opts.maxLagMs,
+        refreshMs: opts.refreshMs,
+        logger: createLogger({ level: opts.logLevel, name: 'dispatch' }),
+      });
+      await untilSignal();
+      await server.close();
+    });
 }

@@ -1,39 +1,41 @@
 import cluster from 'node:cluster';
 import { availableParallelism } from 'node:os';
-import { parseArgs } from 'node:util';
-import { loadProxyConfig } from '../config/proxy-config.js';
-import { LivemuxError } from '../protocol/errors.js';
-import { ProxyServer } from '../proxy/server.js';
+import { InvalidArgumentError, type Command } from '@commander-js/extra-typings';
 import { untilSignal } from '../util/signals.js';
+import { configFile, type CliContext } from './command.js';
 
 /**
- * `livemux start [--config FILE] [--workers N|auto]`: runs the proxy until SIGTERM/SIGINT, then drains
- * and exits 0. With `--workers`, a primary process owns the port and N worker processes each run a
- * whole proxy (src/proxy/workers); `auto` is one per core. SIGHUP reloads routes.yaml.
+ * `livemux start`: runs the proxy until SIGTERM/SIGINT, then drains and exits 0; SIGHUP reloads routes.
+ * With `--workers`, a primary process owns the port and N worker processes each run a whole proxy
+ * (src/proxy/workers); node:cluster forks this same command line, which in a worker runs one proxy.
  */
-export async function runStartCommand(argv: string[]): Promise<number> {
-  const { values } = parseArgs({ args: argv, options: { config: { type: 'string' }, workers: { type: 'string' } } });
-  const config = loadProxyConfig(values.config ?? null);
-  // node:cluster forks this same command line: in a worker it runs one proxy of the primary's.
-  if (cluster.isWorker) return (await import('../proxy/workers/worker.js')).runProxyWorker(config);
-  if (values.workers !== undefined) {
-    const { ProxyPrimary } = await import('../proxy/workers/primary.js');
-    const primary = await ProxyPrimary.start(config, parseWorkers(values.workers));
-    process.on('SIGHUP', () => primary.reloadRoutes());
-    await untilSignal();
-    await primary.close();
-    return 0;
-  }
-  const server = await ProxyServer.start(config);
-  process.on('SIGHUP', () => server.reloadRoutes('signal'));
-  await untilSignal();
-  await server.close();
-  return 0;
+export function register(program: Command, cli: CliContext): void {
+  program
+    .command('start')
+    .description('run the proxy (production): SIGTERM/SIGINT drains and exits, SIGHUP reloads routes.yaml')
+    .option('--config <file>', 'proxy config (default: ./livemux.yaml when present, else built-in defaults)')
+    .option('--workers <n>', 'N proxy processes behind one port, placed by least connections ("auto": one per core)', workers)
+    .addHelpText('after', '\nThe JWT secret comes from auth.jwt_secret or $LIVEMUX_JWT_SECRET. Every key: docs/configuration.md.')
+    .action(async (opts) => {
+      const { loadProxyConfig } = await import('../config/proxy-config.js');
+      const config = loadProxyConfig(configFile(cli, opts.config), cli.env);
+      if (cluster.isWorker) {
+        const { runProxyWorker } = await import('../proxy/workers/worker.js');
+        await runProxyWorker(config);
+        return;
+      }
+      const { ProxyPrimary } = await import('../proxy/workers/primary.js');
+      const { ProxyServer } = await import('../proxy/server.js');
+      const proxy = opts.workers === undefined ? await ProxyServer.start(config) : await ProxyPrimary.start(config, opts.workers);
+      process.on('SIGHUP', () => proxy.reloadRoutes('signal'));
+      await untilSignal();
+      await proxy.close();
+    });
 }
 
-function parseWorkers(text: string): number {
+function workers(text: string): number {
   if (text === 'auto') return availableParallelism();
   const n = Number(text);
-  if (!Number.isInteger(n) || n < 1 || n > 1024) throw new LivemuxError('ERR_USAGE', `--workers: expected an integer 1..1024 or "auto", got "${text}"`);
+  if (!Number.isInteger(n) || n < 1 || n > 1024) throw new InvalidArgumentError('expected an integer 1..1024 or "auto"');
   return n;
 }

@@ -8,7 +8,7 @@
 export type ToWorker =
   | { livemux: 'conn' }
   | { livemux: 'status'; request: number }
-  | { livemux: 'reload' }
+  | { livemux: 'reload'; trigger: string }
   | { livemux: 'drain' };
 
 /** Worker → primary. */

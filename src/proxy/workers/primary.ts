@@ -100,9 +100,9 @@ export class ProxyPrimary {
     return this.admin?.port ?? null;
   }
 
-  /** Tells every worker to re-read routes.yaml (SIGHUP). */
-  reloadRoutes(): void {
-    for (const s of this.slots) this.tell(s, { livemux: 'reload' });
+  /** Tells every worker to re-read routes.yaml now (SIGHUP); `trigger` is what their logs say caused it. */
+  reloadRoutes(trigger = 'signal'): void {
+    for (const s of this.slots) this.tell(s, { livemux: 'reload', trigger });
   }
 
   /**

@@ -39,7 +39,7 @@ export async function runProxyWorker(fileConfig: ProxyConfig): Promise<number> {
       received++;
       server.adopt(handle);
     } else if (m.livemux === 'status') send({ livemux: 'status', request: m.request, status: server.status() });
-    else if (m.livemux === 'reload') server.reloadRoutes('primary');
+    else if (m.livemux === 'reload') server.reloadRoutes(m.trigger);
     else if (m.livemux === 'drain') stop();
   });
   process.once('disconnect', () => stop());
