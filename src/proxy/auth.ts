@@ -6,13 +6,16 @@ import { ProtocolError } from '../protocol/errors.js';
 /** Claims every JWT may carry; they describe the token, not the user, so they are not passed on. */
 const REGISTERED_CLAIMS = new Set(['sub', 'exp', 'iat', 'nbf', 'iss', 'aud', 'jti']);
 
+/** What a token without forwarded claims forwards: one shared empty object, not one per connection. */
+export const NO_CLAIMS: Readonly<Record<string, string>> = Object.freeze({});
+
 /** The string-valued, non-registered claims of a verified payload: what backends may authorise on. */
-export function forwardedClaims(claims: Record<string, unknown>): Record<string, string> {
+export function forwardedClaims(claims: Record<string, unknown>): Readonly<Record<string, string>> {
   const out: Record<string, string> = {};
   for (const [key, value] of Object.entries(claims)) {
     if (typeof value === 'string' && !REGISTERED_CLAIMS.has(key)) out[key] = value;
   }
-  return out;
+  return Object.keys(out).length > 0 ? out : NO_CLAIMS;
 }
 
 /** An authenticated client: `userId` is the token's `sub`; `claims` the whole verified payload. */

@@ -26,7 +26,7 @@ import {
   encodeWelcome,
 } from '../protocol/messages.js';
 import { ProxySession, type SessionHost } from '../session/proxy-session.js';
-import { forwardedClaims } from './auth.js';
+import { NO_CLAIMS, forwardedClaims } from './auth.js';
 import type { ProxyContext } from './context.js';
 import { type DropReason, OutboundQueue } from './outbound-queue.js';
 import { LowPriorityPacer } from './low-priority-pacer.js';
@@ -71,7 +71,7 @@ export class Connection implements FrameSink, SessionHost {
   state: ConnState = ConnState.AWAIT_HELLO;
   userId = '';
   /** The verified token's forwarded claims, passed to backends in SessionOpened. */
-  private claims: Readonly<Record<string, string>> = {};
+  private claims: Readonly<Record<string, string>> = NO_CLAIMS;
   readonly out: OutboundQueue;
   /** Connection-level credit for server→client DATA, granted by the client. */
   sendCredit = new SendCredit(Defaults.connectionWindow);
@@ -203,7 +203,7 @@ export class Connection implements FrameSink, SessionHost {
     );
   }
 
-  private welcome(hello: Hello, version: number, userId: string, claims: Record<string, string>): void {
+  private welcome(hello: Hello, version: number, userId: string, claims: Readonly<Record<string, string>>): void {
     if (this.state !== ConnState.AUTHENTICATING) return;
     this.transition(ConnState.OPEN);
     clearTimeout(this.handshakeTimer!);
@@ -275,7 +275,8 @@ export class Connection implements FrameSink, SessionHost {
     const info = {
       userId: this.userId,
       business: open.business,
-      metadata: open.metadata,
+      // Most OPENs carry no metadata: they share one empty object rather than keep one per session.
+      metadata: isEmpty(open.metadata) ? NO_METADATA : open.metadata,
       clientAddress: this.clientAddress,
       connectionId: this.id,
       clientSessionId: sessionId,
@@ -605,6 +606,12 @@ export class Connection implements FrameSink, SessionHost {
 }
 
 const EMPTY = Buffer.alloc(0);
+const NO_METADATA: Readonly<Record<string, string>> = Object.freeze({});
+
+function isEmpty(record: Record<string, string>): boolean {
+  for (const _ in record) return false;
+  return true;
+}
 const PRIORITY_LABELS = ['system', 'high', 'low'] as const;
 
 const HANDLERS: Handler[] = [];
