@@ -26,6 +26,7 @@ import {
   encodeWelcome,
 } from '../protocol/messages.js';
 import { ProxySession, type SessionHost } from '../session/proxy-session.js';
+import { SmallMap } from '../util/small-map.js';
 import { NO_CLAIMS, forwardedClaims } from './auth.js';
 import type { ProxyContext } from './context.js';
 import { type DropReason, OutboundQueue } from './outbound-queue.js';
@@ -76,7 +77,7 @@ export class Connection implements FrameSink, SessionHost {
   /** Connection-level credit for server→client DATA, granted by the client. */
   sendCredit = new SendCredit(Defaults.connectionWindow);
   private readonly recvCredit: ReceiveCredit;
-  private readonly sessions = new Map<number, ProxySession>();
+  private readonly sessions = new SmallMap<number, ProxySession>();
   /** Sessions waiting for connection credit; null while none does (an empty Set costs ~200 bytes). */
   private creditWaiters: Set<ProxySession> | null = null;
   /** Low-priority frame cap (see {@link lowPacer}); made when the first low message arrives. */
@@ -516,9 +517,13 @@ export class Connection implements FrameSink, SessionHost {
   }
 
   private heartbeat(): void {
-    // An idle connection gives back the buffers its traffic grew.
+    this.checkLiveness();
+    // An idle connection gives back the buffers its traffic grew (once a PING just queued is out).
     this.out.compact();
     this.decoder.compact();
+  }
+
+  private checkLiveness(): void {
     const now = Date.now();
     const { heartbeatIntervalMs, heartbeatMisses, idleMs } = this.ctx.config.timeouts;
     if (idleMs > 0 && this.sessions.size === 0 && now - this.lastActivity >= idleMs) {

@@ -104,6 +104,8 @@ export class OutboundQueue {
   private pendingFlush = false;
   private flushing = false;
   private ended = false;
+  /** {@link compact} was asked while frames were queued: give the lanes back once they are written. */
+  private compactWhenEmpty = false;
 
   constructor(
     private readonly socket: Socket,
@@ -179,11 +181,13 @@ export class OutboundQueue {
   }
 
   /**
-   * Gives back the lanes of an empty queue (called for idle connections, from their periodic check):
-   * four deques and their buffers cost an idle connection about 500 bytes; a busy one keeps them.
+   * Gives back the lanes of an empty queue, now or once what is queued has been written (called for
+   * idle connections, from their periodic check): four deques and their buffers cost an idle connection
+   * about 500 bytes; a busy one keeps them, so the hot path allocates nothing new.
    */
   compact(): void {
     if (this.queuedBytes === 0 && !this.pendingFlush && !this.flushing) this.lanes = null;
+    else this.compactWhenEmpty = true;
   }
 
   /** Writes queued frames while the socket accepts them. Called by the scheduler. */
@@ -222,6 +226,10 @@ export class OutboundQueue {
       }
       if (parts.length === 0) {
         if (this.ended) socket.end();
+        if (this.compactWhenEmpty) {
+          this.compactWhenEmpty = false;
+          this.lanes = null;
+        }
         return;
       }
       if (parts.length === 1) socket.write(parts[0]!);

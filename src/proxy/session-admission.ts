@@ -3,6 +3,7 @@ import { Code, codeInfo } from '../protocol/codes.js';
 import type { Open } from '../protocol/messages.js';
 import type { RouteContext } from '../routing/types.js';
 import type { ProxyContext } from './context.js';
+import { SmallMap } from '../util/small-map.js';
 import { TokenBucket } from '../util/token-bucket.js';
 
 /** The answer to an OPEN: a link to bind the session to, or the OPEN_FAIL to send. */
@@ -22,8 +23,8 @@ interface BusinessUsage {
  * limits need; the connection reports every session it opens and retires.
  */
 export class SessionAdmission {
-  /** Per business; null until the first session (an empty Map costs a connection ~200 bytes). */
-  private usage: Map<string, BusinessUsage> | null = null;
+  /** Per business (a connection rarely uses more than one or two). */
+  private readonly usage = new SmallMap<string, BusinessUsage>();
 
   constructor(
     private readonly ctx: ProxyContext,
@@ -69,12 +70,11 @@ export class SessionAdmission {
   }
 
   retired(business: string): void {
-    const usage = this.usage?.get(business);
+    const usage = this.usage.get(business);
     if (usage) usage.sessions--;
   }
 
   private usageOf(business: string, openRate: number): BusinessUsage {
-    this.usage ??= new Map();
     let usage = this.usage.get(business);
     if (!usage) this.usage.set(business, (usage = { sessions: 0, bucket: openRate > 0 ? new TokenBucket(openRate, openRate) : null }));
     return usage;
