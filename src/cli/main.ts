@@ -19,6 +19,7 @@ const COMMANDS: readonly (() => Promise<{ register: RegisterCommand }>)[] = [
   () => import('./token-command.js'),
   () => import('./check-command.js'),
   () => import('./dispatch-command.js'),
+  () => import('./conformance-command.js'),
 ];
 
 /** Entry point of the `livemux` command (bin/livemux.js): runs it and sets the process exit status. */

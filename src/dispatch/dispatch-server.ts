@@ -3,7 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { Counter, Registry, collectDefaultMetrics } from 'prom-client';
-import { type AdminServer, send, startAdminServer } from '../observability/admin-server.js';
+import { type AdminServer, type Reply, json, startAdminServer } from '../observability/admin-server.js';
 import { ProxyDirectory } from './directory.js';
 import { CLUSTER_NAME } from './proxy-record.js';
 import { rankProxies } from './rank.js';
@@ -78,7 +78,7 @@ export async function startDispatchServer(options: DispatchServerOptions): Promi
     registers: [registry],
   });
 
-  const dispatch = async (res: Parameters<typeof send>[0], query: URLSearchParams): Promise<void> => {
+  const dispatch = async (query: URLSearchParams): Promise<Reply> => {
     const cluster = query.get('cluster') ?? '';
     const limitText = query.get('limit');
     const limit = limitText === null ? options.limit : Number(limitText);
@@ -89,7 +89,7 @@ export async function startDispatchServer(options: DispatchServerOptions): Promi
         : null;
     if (problem) {
       answers.inc({ result: 'bad_request' });
-      return sendJson(res, 400, { error: problem });
+      return json(400, { error: problem });
     }
     let snapshot;
     try {
@@ -97,17 +97,17 @@ export async function startDispatchServer(options: DispatchServerOptions): Promi
     } catch (err) {
       answers.inc({ result: 'redis_error' });
       logger.warn({ err: (err as Error).message, cluster }, 'dispatch: redis read failed');
-      return sendJson(res, 503, { cluster, addresses: [], error: 'registry unavailable' } satisfies DispatchAnswer);
+      return json(503, { cluster, addresses: [], error: 'registry unavailable' } satisfies DispatchAnswer);
     }
     const ranked = rankProxies(snapshot.records, { maxLagMs: options.maxLagMs, assigned: snapshot.assigned }).slice(0, limit);
     if (ranked.length === 0) {
       answers.inc({ result: 'no_proxy' });
-      return sendJson(res, 503, { cluster, addresses: [], error: `no proxy available in cluster "${cluster}"` } satisfies DispatchAnswer);
+      return json(503, { cluster, addresses: [], error: `no proxy available in cluster "${cluster}"` } satisfies DispatchAnswer);
     }
     // The first address is where this client will most likely land.
     snapshot.assigned.set(ranked[0]!.id, (snapshot.assigned.get(ranked[0]!.id) ?? 0) + 1);
     answers.inc({ result: 'ok' });
-    sendJson(res, 200, { cluster, addresses: ranked.map((r) => r.address) } satisfies DispatchAnswer);
+    return json(200, { cluster, addresses: ranked.map((r) => r.address) } satisfies DispatchAnswer);
   };
 
   let admin: AdminServer;
@@ -131,8 +131,4 @@ export async function startDispatchServer(options: DispatchServerOptions): Promi
       redis.disconnect();
     },
   };
-}
-
-function sendJson(res: Parameters<typeof send>[0], status: number, body: object): void {
-  send(res, status, 'application/json', JSON.stringify(body));
 }

@@ -1,6 +1,5 @@
 import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
-import type { Logger } from 'pino';
 import {
   Defaults,
   FLAG_PRIORITY_MASK,
@@ -8,6 +7,8 @@ import {
   FrameType,
   HEADER_SIZE,
   MAX_PIPELINED,
+  MAX_SESSION_ID,
+  MAX_WINDOW,
   Priority,
   SUPPORTED_VERSIONS,
 } from '../protocol/constants.js';
@@ -18,6 +19,7 @@ import { ProtocolError } from '../protocol/errors.js';
 import { ReceiveCredit, SendCredit } from '../protocol/flow-control.js';
 import {
   type Hello,
+  type Open,
   decodeHello,
   decodeOpen,
   decodeStatus,
@@ -33,6 +35,7 @@ import { type DropReason, OutboundQueue } from './outbound-queue.js';
 import { LowPriorityPacer } from './low-priority-pacer.js';
 import { SessionAdmission } from './session-admission.js';
 import { TokenBucket } from '../util/token-bucket.js';
+import { WheelEntry } from './timer-wheel.js';
 
 /** Connection states, server view (PROTOCOL.md §5). */
 export const ConnState = {
@@ -63,6 +66,21 @@ const OWNER = Symbol('livemux.connection');
 type OwnedSocket = Socket & { [OWNER]: Connection };
 
 /**
+ * A connection's place in the proxy's timer wheel. Its callback is one function shared by every
+ * connection (the wheel calls it on the entry, which knows its connection): a closure per connection
+ * would cost each about 100 bytes.
+ */
+class ConnectionTimer extends WheelEntry {
+  constructor(readonly conn: Connection) {
+    super(ConnectionTimer.fire);
+  }
+
+  private static fire(this: ConnectionTimer, now: number): void {
+    this.conn.onTimer(now);
+  }
+}
+
+/**
  * One client TCP connection: owns the socket, the decoder, the session table and the outbound queue.
  * Frames arrive through {@link onFrame} and dispatch through a table indexed by frame type; every
  * protocol fault becomes RESET (session-scoped) or ERROR + close (connection-scoped) with its code.
@@ -76,8 +94,18 @@ export class Connection implements FrameSink, SessionHost {
   readonly out: OutboundQueue;
   /** Connection-level credit for server→client DATA, granted by the client. */
   sendCredit = new SendCredit(Defaults.connectionWindow);
-  private readonly recvCredit: ReceiveCredit;
+  /** Connection-level credit granted to the client for client→server DATA; set at WELCOME. */
+  private recvCredit!: ReceiveCredit;
+  /**
+   * Largest DATA payload either way on this connection, as announced in WELCOME: the configured
+   * max_payload, lowered to half the smallest initial window of both directions (PROTOCOL.md §7).
+   * Before WELCOME, pipelined DATA is held against the configured max_payload (PROTOCOL.md §2.4). The
+   * decoder reads its limits from the connection itself (DecoderLimits), not from an object of its own.
+   */
+  maxPayload: number;
   private readonly sessions = new SmallMap<number, ProxySession>();
+  /** Sessions the client half-closed, with the time by which their backend must end them (made on first use). */
+  private halfClosedSessions: Map<ProxySession, number> | null = null;
   /** Sessions waiting for connection credit; null while none does (an empty Set costs ~200 bytes). */
   private creditWaiters: Set<ProxySession> | null = null;
   /** Low-priority frame cap (see {@link lowPacer}); made when the first low message arrives. */
@@ -88,17 +116,26 @@ export class Connection implements FrameSink, SessionHost {
   private admission!: SessionAdmission;
   private readonly decoder: FrameDecoder;
   private readonly bucket: TokenBucket;
-  private pipelined: [FrameType, number, number, Buffer][] | null = null;
+  /** Frames that arrived before WELCOME, with their arrival time (performance.now()). */
+  private pipelined: [FrameType, number, number, Buffer, number][] | null = null;
+  /** While a pipelined frame is replayed: when it arrived; else 0 (it arrived now). */
+  private replayedArrival = 0;
   private clientSessionWindow: number = Defaults.sessionWindow;
   private highestSessionId = 0;
-  private lastInbound = Date.now();
-  private lastActivity = Date.now();
-  private missedPings = 0;
-  private finishing = false;
-  private handshakeTimer: NodeJS.Timeout | null;
-  private heartbeatTimer: NodeJS.Timeout | null = null;
-  /** See {@link log}. */
-  private childLog: Logger | null = null;
+  /** This connection's place in the proxy's timer wheel: every deadline below is checked by {@link onTimer}. */
+  private readonly timer = new ConnectionTimer(this);
+  private readonly handshakeDeadline: number;
+  /** When the last frame arrived (wheel clock): the heartbeat counts silence from it. */
+  private lastInbound: number;
+  /** PINGs sent since that frame. */
+  private pingsSent = 0;
+  /** When the connection last became idle (no session): WELCOME, the last session retired, an OPEN. */
+  private idleSince = 0;
+  /** When a closing socket is destroyed if it has not finished flushing; 0 while not closing. */
+  private destroyAt = 0;
+  /** When the connection was accepted, and how many sessions it opened: for its access-log line. */
+  private readonly acceptedAt = Date.now();
+  private sessionsOpened = 0;
 
   constructor(
     private readonly socket: Socket,
@@ -106,19 +143,19 @@ export class Connection implements FrameSink, SessionHost {
     readonly clientAddress: string,
   ) {
     const { limits, timeouts } = ctx.config;
-    this.recvCredit = new ReceiveCredit(limits.connectionWindow);
+    this.maxPayload = limits.maxPayload;
     this.bucket = new TokenBucket(limits.openResetRate, limits.openResetRate);
-    this.decoder = new FrameDecoder(this, { maxPayload: limits.maxPayload });
+    this.decoder = new FrameDecoder(this, this);
     this.out = new OutboundQueue(
       socket,
       limits.outboundQueueBytes,
       this,
       ctx.metrics.frameStats,
+      ctx.metrics.queueWait,
     );
-    this.handshakeTimer = setTimeout(
-      () => this.fail(Code.HANDSHAKE_TIMEOUT, `handshake: no HELLO within ${timeouts.handshakeMs} ms`),
-      timeouts.handshakeMs,
-    );
+    this.lastInbound = ctx.timers.now();
+    this.handshakeDeadline = this.lastInbound + timeouts.handshakeMs;
+    ctx.timers.schedule(this.timer, this.handshakeDeadline);
     socket.setNoDelay(true);
     (socket as OwnedSocket)[OWNER] = this;
     socket.on('data', Connection.onSocketData);
@@ -135,11 +172,18 @@ export class Connection implements FrameSink, SessionHost {
   }
 
   private static onSocketError(this: OwnedSocket, err: Error): void {
-    this[OWNER].log.debug({ err }, 'socket error');
+    this[OWNER].line('debug', { err }, 'socket error');
   }
 
   private static onSocketClose(this: OwnedSocket): void {
-    this[OWNER].teardown(Code.NORMAL, 'socket closed');
+    const conn = this[OWNER];
+    conn.ctx.timers.cancel(conn.timer);
+    conn.teardown(Code.NORMAL, 'socket closed');
+  }
+
+  /** DecoderLimits: a server's decoder refuses BATCH from clients (PROTOCOL.md §2.3). */
+  get acceptBatch(): false {
+    return false;
   }
 
   /** @internal The outbound queue dropped DATA (OutboundHooks). */
@@ -154,7 +198,7 @@ export class Connection implements FrameSink, SessionHost {
     } catch (err) {
       if (err instanceof ProtocolError) this.fail(err.wireCode, err.message);
       else {
-        this.log.error({ err }, 'internal error while handling a frame');
+        this.line('error', { err }, 'internal error while handling a frame');
         this.fail(Code.INTERNAL_ERROR, 'internal error');
       }
     }
@@ -162,14 +206,16 @@ export class Connection implements FrameSink, SessionHost {
 
   onFrame(type: FrameType, flags: number, sessionId: number, payload: Buffer): void {
     if (this.closed) return;
-    this.lastInbound = Date.now();
-    this.missedPings = 0;
+    this.lastInbound = this.ctx.timers.now();
+    this.pingsSent = 0;
     this.ctx.metrics.frameStats.countIn(type, HEADER_SIZE + payload.length);
+    // A peer's ERROR ends the connection in every state, held frames included; it is never answered.
+    if (type === FrameType.ERROR) return this.onPeerError(payload);
     if (this.pipelined) {
       if (this.pipelined.length >= MAX_PIPELINED) {
         throw new ProtocolError(Code.RATE_LIMITED, `handshake: more than ${MAX_PIPELINED} frames before WELCOME`);
       }
-      this.pipelined.push([type, flags, sessionId, payload]);
+      this.pipelined.push([type, flags, sessionId, payload, performance.now()]);
       return;
     }
     HANDLERS[type]!(this, flags, sessionId, payload);
@@ -183,12 +229,18 @@ export class Connection implements FrameSink, SessionHost {
       throw new ProtocolError(Code.UNEXPECTED_FRAME, 'HELLO: already received');
     }
     const hello = decodeHello(payload);
+    // Checked in the order of PROTOCOL.md §5.1: versions, windows, then the token.
     const version = Math.max(...hello.versions.filter((v) => SUPPORTED_VERSIONS.includes(v)));
     if (!Number.isFinite(version)) {
       throw new ProtocolError(
         Code.UNSUPPORTED_VERSION,
         `HELLO: no supported version ([${hello.versions.join(',')}] vs [${SUPPORTED_VERSIONS.join(',')}])`,
       );
+    }
+    for (const [field, window] of [['session_window', hello.sessionWindow], ['connection_window', hello.connectionWindow]] as const) {
+      if ((window ?? 0) > MAX_WINDOW) {
+        throw new ProtocolError(Code.FLOW_CONTROL_ERROR, `HELLO: ${field} above 2^31-1 (${window})`);
+      }
     }
     this.transition(ConnState.AUTHENTICATING);
     this.pipelined = [];
@@ -197,7 +249,7 @@ export class Connection implements FrameSink, SessionHost {
       (err: unknown) => {
         if (err instanceof ProtocolError) this.fail(err.wireCode, err.message);
         else {
-          this.log.error({ err }, 'token verifier failed');
+          this.line('error', { err }, 'token verifier failed');
           this.fail(Code.INTERNAL_ERROR, 'authentication unavailable');
         }
       },
@@ -207,15 +259,18 @@ export class Connection implements FrameSink, SessionHost {
   private welcome(hello: Hello, version: number, userId: string, claims: Readonly<Record<string, string>>): void {
     if (this.state !== ConnState.AUTHENTICATING) return;
     this.transition(ConnState.OPEN);
-    clearTimeout(this.handshakeTimer!);
-    this.handshakeTimer = null;
     this.userId = userId;
     this.claims = claims;
-    this.childLog = null; // made again with the user on its next use
     this.admission = new SessionAdmission(this.ctx, { userId, connectionId: this.id, clientAddress: this.clientAddress });
-    this.sendCredit = new SendCredit(hello.connectionWindow || Defaults.connectionWindow);
+    const clientConnectionWindow = hello.connectionWindow || Defaults.connectionWindow;
+    this.sendCredit = new SendCredit(clientConnectionWindow);
     this.clientSessionWindow = hello.sessionWindow || Defaults.sessionWindow;
     const { limits, timeouts } = this.ctx.config;
+    // At most half of every window a message crosses: with credit returned by half windows, a sender
+    // with nothing in flight can always send one more message (PROTOCOL.md §7).
+    const smallestWindow = Math.min(limits.sessionWindow, limits.connectionWindow, this.clientSessionWindow, clientConnectionWindow);
+    this.maxPayload = Math.min(limits.maxPayload, Math.max(1, Math.floor(smallestWindow / 2)));
+    this.recvCredit = new ReceiveCredit(limits.connectionWindow);
     this.acceptsBatch = hello.acceptsBatch === true;
     this.sendControl(
       FrameType.WELCOME,
@@ -226,7 +281,7 @@ export class Connection implements FrameSink, SessionHost {
         heartbeatIntervalMs: timeouts.heartbeatIntervalMs,
         limits: {
           maxSessions: limits.maxSessions,
-          maxPayload: limits.maxPayload,
+          maxPayload: this.maxPayload,
           sessionWindow: limits.sessionWindow,
           connectionWindow: limits.connectionWindow,
           idleTimeoutMs: timeouts.idleMs,
@@ -234,23 +289,30 @@ export class Connection implements FrameSink, SessionHost {
         },
       }),
     );
-    this.heartbeatTimer = setInterval(() => this.heartbeat(), Math.min(timeouts.heartbeatIntervalMs, timeouts.idleMs || Infinity));
-    this.ctx.logger.info({ conn: this.id, user: userId, client: hello.client?.sdk, addr: this.clientAddress }, 'connection authenticated');
+    this.idleSince = this.ctx.timers.now();
+    this.scheduleNext();
+    // WELCOME leaves now: a held frame that fails the connection must not discard it (PROTOCOL.md §5.1).
+    this.out.flush();
+    this.line('info', { client: hello.client?.sdk }, 'connection authenticated');
     const queued = this.pipelined!;
     this.pipelined = null;
     try {
-      for (const [type, flags, sessionId, payload] of queued) {
+      for (const [type, flags, sessionId, payload, arrived] of queued) {
         if (this.closed) break; // a pipelined frame may have failed the connection
+        this.replayedArrival = arrived;
         HANDLERS[type]!(this, flags, sessionId, payload);
       }
     } catch (err) {
       if (err instanceof ProtocolError) this.fail(err.wireCode, err.message);
       else throw err;
+    } finally {
+      this.replayedArrival = 0;
     }
   }
 
   /** @internal */
   onOpen(sessionId: number, payload: Buffer): void {
+    const arrived = this.replayedArrival || performance.now();
     this.requireOpen('OPEN');
     if (!this.withinOpenResetRate('OPEN')) return;
     const open = decodeOpen(payload);
@@ -262,12 +324,23 @@ export class Connection implements FrameSink, SessionHost {
       return;
     }
     this.highestSessionId = sessionId;
+    // Asking for a session is activity, even when refused (PROTOCOL.md §9.2).
+    this.idleSince = this.ctx.timers.now();
+    this.startSession(sessionId, open, arrived);
+    // No id is left above this one: further sessions need a new connection (PROTOCOL.md §5.2).
+    if (sessionId === MAX_SESSION_ID && this.state === ConnState.OPEN) {
+      this.goAway(Code.SESSION_IDS_EXHAUSTED, `session id ${MAX_SESSION_ID} used: open further sessions on a new connection`);
+    }
+  }
+
+  /** OPEN_OK and a session bound to a backend, or OPEN_FAIL with why (PROTOCOL.md §3.5). */
+  private startSession(sessionId: number, open: Open, arrived: number): void {
     const m = this.ctx.metrics;
     const admission = this.admission.decide(open, this.sessions.size, this.state === ConnState.DRAINING);
     if (admission.kind === 'refuse') {
       const { code, reason, retryAfterMs } = admission;
       m.sessionsOpened.inc({ business: open.business, result: codeName(code) });
-      this.log.info({ session: sessionId, business: open.business, code: codeName(code), reason }, 'session refused');
+      this.line('info', { session: sessionId, business: open.business, code: codeName(code), reason }, 'session refused');
       this.sendStatus(FrameType.OPEN_FAIL, sessionId, code, reason, retryAfterMs);
       return;
     }
@@ -283,6 +356,7 @@ export class Connection implements FrameSink, SessionHost {
       clientSessionId: sessionId,
       reattach: false,
       claims: this.claims,
+      maxPayload: this.maxPayload,
     };
     const session = new ProxySession(
       this,
@@ -299,19 +373,23 @@ export class Connection implements FrameSink, SessionHost {
     link.open(session.ref, info);
     m.sessions.inc({ business: open.business });
     m.sessionsOpened.inc({ business: open.business, result: 'ok' });
-    this.debug({ session: sessionId, business: open.business, endpoint: link.endpoint }, 'session opened');
+    this.sessionsOpened++;
+    this.line('info', { session: sessionId, business: open.business, endpoint: link.endpoint }, 'session opened');
     this.sendSessionFrame(FrameType.OPEN_OK, sessionId, EMPTY);
-    this.lastActivity = Date.now();
+    m.openDuration.series({ business: open.business }).observe((performance.now() - arrived) / 1000);
   }
 
   /** @internal */
   onData(flags: number, sessionId: number, payload: Buffer): void {
     this.requireOpen('DATA');
     const n = payload.length;
+    // Only DATA held behind HELLO can be over it: the decoder checked it against the configured limit.
+    if (n > this.maxPayload) {
+      throw new ProtocolError(Code.FRAME_TOO_LARGE, `DATA: payload too large (${n} vs ${this.maxPayload} bytes announced in WELCOME)`);
+    }
     if (!this.recvCredit.receive(n)) {
       throw new ProtocolError(Code.FLOW_CONTROL_ERROR, `DATA: connection window exceeded (${n} bytes)`);
     }
-    this.lastActivity = Date.now();
     const s = this.sessions.get(sessionId);
     if (!s || s.peerHasClosed) {
       this.releaseConnectionCredit(n);
@@ -393,7 +471,7 @@ export class Connection implements FrameSink, SessionHost {
     } catch {
       // The peer is closing anyway; an unreadable reason changes nothing.
     }
-    this.log.info({ code: codeName(status.code), reason: status.reason }, 'client sent ERROR');
+    this.line('info', { code: codeName(status.code), reason: status.reason }, 'client sent ERROR');
     this.socket.end();
     this.teardown(status.code, `client error: ${status.reason}`);
   }
@@ -442,16 +520,28 @@ export class Connection implements FrameSink, SessionHost {
     this.fail(Code.SLOW_CONSUMER, `outbound queue over its bound (${this.out.bytes} bytes queued)`);
   }
 
-  retired(session: ProxySession): void {
-    this.debug({ session: session.id, business: session.business }, 'session closed');
+  halfClosed(session: ProxySession): void {
+    const deadline = this.ctx.timers.now() + this.ctx.config.timeouts.halfCloseMs;
+    (this.halfClosedSessions ??= new Map()).set(session, deadline);
+    if (!this.timer.scheduled || deadline < this.timer.due) this.ctx.timers.schedule(this.timer, deadline);
+  }
+
+  retired(session: ProxySession, code: number, reason: string): void {
+    const durationMs = Date.now() - session.openedAt;
+    this.line('info', { session: session.id, business: session.business, durationMs, code: codeName(code), reason }, 'session closed');
     this.sessions.delete(session.id);
+    this.halfClosedSessions?.delete(session);
     this.admission.retired(session.business);
     this.pacer?.forget(session);
     this.creditWaiters?.delete(session);
     this.ctx.registry.remove(session);
     this.ctx.metrics.sessions.dec({ business: session.business });
-    this.lastActivity = Date.now();
-    if (this.state === ConnState.DRAINING && this.sessions.size === 0) this.finish();
+    if (this.sessions.size > 0) return;
+    if (this.state === ConnState.DRAINING) this.finish();
+    else if (this.state === ConnState.OPEN) {
+      this.idleSince = this.ctx.timers.now();
+      this.scheduleNext();
+    }
   }
 
   // ── lifecycle ───────────────────────────────────────────────────────────────────────────────────
@@ -487,73 +577,126 @@ export class Connection implements FrameSink, SessionHost {
   fail(code: Code, message: string): void {
     if (this.state === ConnState.CLOSED) return;
     this.ctx.metrics.protocolErrors.inc({ code: codeName(code) });
-    this.log.info({ code: codeName(code), reason: message }, 'closing connection');
+    this.line('info', { code: codeName(code), reason: message }, 'closing connection');
     this.out.discard();
     const frame = encodeFrame(FrameType.ERROR, 0, 0, encodeStatus({ code, reason: message }));
     this.ctx.metrics.frameStats.countOut(FrameType.ERROR, frame.length);
     if (!this.socket.destroyed) this.socket.end(frame);
-    setTimeout(() => this.socket.destroy(), CLOSE_GRACE_MS).unref();
+    this.destroyAfterGrace();
     this.teardown(code, message);
   }
 
   private finish(): void {
-    if (this.finishing) return;
-    this.finishing = true;
+    if (this.destroyAt > 0) return;
     this.out.finish();
-    setTimeout(() => this.socket.destroy(), CLOSE_GRACE_MS).unref();
+    this.destroyAfterGrace();
+  }
+
+  /** A closing socket gets CLOSE_GRACE_MS to flush its last frames; then it is destroyed. */
+  private destroyAfterGrace(): void {
+    if (this.destroyAt > 0) return;
+    this.destroyAt = this.ctx.timers.now() + CLOSE_GRACE_MS;
+    this.ctx.timers.schedule(this.timer, this.destroyAt);
   }
 
   private teardown(code: number, reason: string): void {
     if (this.state === ConnState.CLOSED) return;
     this.transition(ConnState.CLOSED);
-    if (this.handshakeTimer) clearTimeout(this.handshakeTimer);
-    if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
     this.pacer?.close();
     this.pipelined = null;
     for (const s of [...this.sessions.values()]) s.retire(code, reason);
     this.ctx.metrics.connections.dec();
     this.ctx.metrics.connectionsClosed.inc({ code: codeName(code) });
+    // The access log: one line per connection, whatever ended it (`user` is bound once authenticated).
+    this.line(
+      'info',
+      {
+        durationMs: Date.now() - this.acceptedAt,
+        bytesIn: this.socket.bytesRead,
+        bytesOut: this.socket.bytesWritten,
+        sessions: this.sessionsOpened,
+        code: codeName(code),
+        reason,
+      },
+      'connection closed',
+    );
     this.ctx.connectionClosed(this);
   }
 
-  private heartbeat(): void {
-    this.checkLiveness();
-    // An idle connection gives back the buffers its traffic grew (once a PING just queued is out).
-    this.out.compact();
-    this.decoder.compact();
-  }
-
-  private checkLiveness(): void {
-    const now = Date.now();
-    const { heartbeatIntervalMs, heartbeatMisses, idleMs } = this.ctx.config.timeouts;
-    if (idleMs > 0 && this.sessions.size === 0 && now - this.lastActivity >= idleMs) {
+  /**
+   * The connection's one timer callback, called by the proxy's wheel when the earliest of its deadlines
+   * is due (PROTOCOL.md §9): handshake, idle, heartbeat, the close grace. Each is derived from a
+   * timestamp the data path keeps (one clock read per frame), so nothing is rescheduled per frame; the
+   * callback files the connection again for its next deadline. Any other per-connection deadline belongs
+   * here too, so a connection keeps exactly one place in the wheel.
+   */
+  /** @internal (ConnectionTimer) */
+  onTimer(now: number): void {
+    if (this.destroyAt > 0) {
+      if (now >= this.destroyAt) this.socket.destroy();
+      else this.ctx.timers.schedule(this.timer, this.destroyAt);
+      return;
+    }
+    if (this.state === ConnState.AWAIT_HELLO || this.state === ConnState.AUTHENTICATING) {
+      if (now >= this.handshakeDeadline) {
+        this.fail(Code.HANDSHAKE_TIMEOUT, `handshake: no WELCOME within ${this.ctx.config.timeouts.handshakeMs} ms`);
+      } else this.ctx.timers.schedule(this.timer, this.handshakeDeadline);
+      return;
+    }
+    if (this.closed) return;
+    const { heartbeatIntervalMs: interval, heartbeatMisses, idleMs, halfCloseMs } = this.ctx.config.timeouts;
+    for (const [session, deadline] of this.halfClosedSessions ?? []) {
+      if (now < deadline) continue;
+      this.halfClosedSessions!.delete(session);
+      session.closeByProxy(Code.HALF_CLOSE_TIMEOUT, `backend did not end the session within ${halfCloseMs} ms of the client's CLOSE`);
+    }
+    if (this.idleClockRuns && now - this.idleSince >= idleMs) {
       this.goAway(Code.IDLE_TIMEOUT, `idle for ${idleMs} ms`);
       return;
     }
-    if (now - this.lastInbound < heartbeatIntervalMs) return;
-    if (this.missedPings >= heartbeatMisses) {
-      this.fail(Code.HEARTBEAT_TIMEOUT, `heartbeat: ${this.missedPings} PINGs unanswered`);
+    // PINGs go out after 1, 2, … heartbeatMisses whole intervals of silence; one more is the end.
+    const silentIntervals = Math.floor((now - this.lastInbound) / interval);
+    if (silentIntervals > heartbeatMisses) {
+      this.fail(Code.HEARTBEAT_TIMEOUT, `heartbeat: nothing received for ${silentIntervals} intervals of ${interval} ms (${this.pingsSent} PINGs unanswered)`);
       return;
     }
-    this.missedPings++;
-    this.lastInbound = now;
-    const ping = Buffer.allocUnsafe(8);
-    ping.writeDoubleBE(now);
-    this.sendControl(FrameType.PING, ping);
+    if (silentIntervals > this.pingsSent) {
+      this.pingsSent = silentIntervals;
+      const ping = Buffer.allocUnsafe(8);
+      ping.writeDoubleBE(Date.now());
+      this.sendControl(FrameType.PING, ping);
+    }
+    // An idle connection gives back the buffers its traffic grew (a PING just queued is written first).
+    this.out.compact();
+    this.decoder.compact();
+    this.scheduleNext();
+  }
+
+  /** Files the connection in the wheel for its next heartbeat or idle deadline. */
+  private scheduleNext(): void {
+    const { heartbeatIntervalMs, idleMs } = this.ctx.config.timeouts;
+    let next = this.lastInbound + (this.pingsSent + 1) * heartbeatIntervalMs;
+    if (this.idleClockRuns) next = Math.min(next, this.idleSince + idleMs);
+    for (const deadline of this.halfClosedSessions?.values() ?? []) next = Math.min(next, deadline);
+    this.ctx.timers.schedule(this.timer, next);
+  }
+
+  /** Idle is counted while the connection is OPEN with no session (PROTOCOL.md §9.2). */
+  private get idleClockRuns(): boolean {
+    return this.ctx.config.timeouts.idleMs > 0 && this.state === ConnState.OPEN && this.sessions.size === 0;
   }
 
   /**
-   * This connection's logger, `conn` (and `user` once known) stamped on every line. Made on first use
-   * and kept: a pino child costs a connection about 650 bytes of heap (its object, prototype map and
-   * bindings), and an idle connection logs nothing after its first line.
+   * One log line of this connection, stamped with `conn`, `addr` and (once authenticated) `user`. No
+   * pino child is kept per connection: one costs about 650 bytes of heap, more than the rest of an
+   * idle connection's state, and the process logger's level (/log-level) then applies to every
+   * connection at once.
    */
-  private get log(): Logger {
-    return (this.childLog ??= this.ctx.logger.child(this.userId ? { conn: this.id, user: this.userId } : { conn: this.id }));
-  }
-
-  /** A debug line, without making the child logger when debug is off (per session opened and closed). */
-  private debug(fields: object, message: string): void {
-    if (this.ctx.logger.isLevelEnabled('debug')) this.log.debug(fields, message);
+  private line(level: 'debug' | 'info' | 'warn' | 'error', fields: object, message: string): void {
+    const logger = this.ctx.logger;
+    if (!logger.isLevelEnabled(level)) return;
+    const context = this.userId ? { conn: this.id, addr: this.clientAddress, user: this.userId } : { conn: this.id, addr: this.clientAddress };
+    logger[level]({ ...context, ...fields }, message);
   }
 
   private sendControl(type: FrameType, body: Buffer): void {
@@ -585,7 +728,7 @@ export class Connection implements FrameSink, SessionHost {
     if (this.state === ConnState.OPEN) {
       const rate = this.ctx.config.limits.openResetRate;
       this.ctx.metrics.protocolErrors.inc({ code: codeName(Code.RATE_LIMITED) });
-      this.log.warn({ frame }, 'OPEN/RESET flood: sending GOAWAY');
+      this.line('warn', { frame }, 'OPEN/RESET flood: sending GOAWAY');
       this.goAway(Code.RATE_LIMITED, `${frame}: more than ${rate} OPEN/RESET per second`);
       // No CLOSE per session (PROTOCOL.md §9.3): the GOAWAY ends them all; the last one ends the connection.
       for (const s of [...this.sessions.values()]) s.retire(Code.RATE_LIMITED, 'connection rate limited');
@@ -628,7 +771,6 @@ HANDLERS[FrameType.RESET] = (c, _f, s, p) => c.onReset(s, p);
 HANDLERS[FrameType.PING] = (c, _f, _s, p) => c.onPing(p);
 HANDLERS[FrameType.PONG] = (c) => c.onPong();
 HANDLERS[FrameType.WINDOW_UPDATE] = (c, _f, s, p) => c.onWindowUpdate(s, p);
-HANDLERS[FrameType.ERROR] = (c, _f, _s, p) => c.onPeerError(p);
 for (const t of [FrameType.WELCOME, FrameType.OPEN_OK, FrameType.OPEN_FAIL, FrameType.GOAWAY]) {
   HANDLERS[t] = (c) => c.onServerOnlyFrame(t);
 }

@@ -1,5 +1,6 @@
 import type { Socket } from 'node:net';
 import { FrameType, Priority } from '../protocol/constants.js';
+import type { HistogramSeries } from '../observability/histogram.js';
 import type { FrameStats } from '../observability/metrics.js';
 import { Deque } from '../util/deque.js';
 
@@ -29,7 +30,28 @@ interface Entry {
   frames: number;
   priority: Priority;
   owner: QueueOwner | null;
+  /** When it was queued ({@link runClock}), for livemux_outbound_queue_wait_seconds. */
+  at: number;
 }
+
+/**
+ * The time for queue-wait bookkeeping, read once per synchronous run rather than per entry: a fan-out
+ * queues an entry per member in one run, and the flush writes hundreds of sockets per slice, so a clock
+ * read each (0.05-0.2 µs here) would cost more than the rest of the bookkeeping. Exact to one run; the
+ * flush scheduler refreshes it as it goes.
+ */
+const runClock = {
+  t: -1,
+  expire: (): void => void (runClock.t = -1),
+  now(): number {
+    if (runClock.t < 0) runClock.set(performance.now());
+    return runClock.t;
+  },
+  set(t: number): void {
+    if (runClock.t < 0) queueMicrotask(runClock.expire);
+    runClock.t = t;
+  },
+};
 
 // Up to this many queued bytes are gathered into one socket write per flush round: small frames are
 // coalesced into a single syscall, large ones are still not copied more than once.
@@ -57,10 +79,15 @@ class FlushScheduler {
   readonly run = (): void => {
     if (this.immediate) clearImmediate(this.immediate);
     this.immediate = null;
-    const deadline = performance.now() + FLUSH_SLICE_MS;
+    const start = performance.now();
+    runClock.set(start);
+    const deadline = start + FLUSH_SLICE_MS;
     for (let n = 1; this.dirty.length > 0; n++) {
       this.dirty.shift()!.flush();
-      if (n % FLUSH_CLOCK_EVERY === 0 && performance.now() > deadline) break;
+      if (n % FLUSH_CLOCK_EVERY !== 0) continue;
+      const now = performance.now();
+      runClock.set(now);
+      if (now > deadline) break;
     }
     if (this.dirty.length > 0) this.immediate ??= setImmediate(this.run);
   };
@@ -112,6 +139,8 @@ export class OutboundQueue {
     private readonly maxBytes: number,
     private readonly hooks: OutboundHooks,
     private readonly stats: FrameStats,
+    /** One series per lane (control, system, high, low) for the time frames wait here. */
+    private readonly waits?: readonly HistogramSeries[],
   ) {
     (socket as QueuedSocket)[QUEUE] = this;
     socket.on('drain', onSocketDrain);
@@ -144,7 +173,7 @@ export class OutboundQueue {
   /** Queues a complete control frame; never dropped. */
   control(frame: Buffer): void {
     this.stats.countOut(frame[2]!, frame.length);
-    this.enqueue(CONTROL_LANE, { head: frame, body: null, size: frame.length, frames: 1, priority: Priority.SYSTEM, owner: null });
+    this.enqueue(CONTROL_LANE, { head: frame, body: null, size: frame.length, frames: 1, priority: Priority.SYSTEM, owner: null, at: 0 });
   }
 
   /**
@@ -155,7 +184,7 @@ export class OutboundQueue {
   data(owner: QueueOwner, head: Buffer, body: Buffer | null, priority: Priority, frames = 1): void {
     const size = head.length + (body?.length ?? 0);
     this.stats.countOut(FrameType.DATA, size, frames);
-    this.enqueue(DATA_LANE[priority], { head, body, size, frames, priority, owner });
+    this.enqueue(DATA_LANE[priority], { head, body, size, frames, priority, owner, at: 0 });
   }
 
   /** Accounts bytes a session holds while waiting for credit (already admitted). */
@@ -209,13 +238,19 @@ export class OutboundQueue {
     while (!socket.destroyed && !socket.writableNeedDrain) {
       const parts: Buffer[] = [];
       let size = 0;
+      const now = this.waits ? runClock.now() : 0;
       while (size < COALESCE_BYTES) {
-        const e = this.next();
-        if (!e) break;
+        const lane = this.nextLane();
+        if (lane < 0) break;
+        const e = this.lanes![lane]!.shift()!;
         this.queuedBytes -= e.size;
+        this.waits?.[lane]!.observe((now - e.at) / 1000);
         if (e.owner) {
+          // Asked before telling the owner: the session's last DATA may retire it (its CLOSE follows),
+          // and that DATA must still be written.
+          const discarded = e.owner.discarded;
           e.owner.onDequeued(e.size);
-          if (e.owner.discarded) {
+          if (discarded) {
             this.hooks.onDrop('session_closed', e.priority, e.frames);
             continue;
           }
@@ -240,6 +275,7 @@ export class OutboundQueue {
 
   private enqueue(lane: number, e: Entry): void {
     if (this.ended) return;
+    if (this.waits) e.at = runClock.now();
     (this.lanes ??= [new Deque<Entry>(), new Deque<Entry>(), new Deque<Entry>(), new Deque<Entry>()])[lane]!.push(e);
     this.queuedBytes += e.size;
     // Coalesce within the tick, but never let a burst that the socket can take (a whole backend batch
@@ -256,11 +292,11 @@ export class OutboundQueue {
     scheduler.schedule(this);
   }
 
-  private next(): Entry | undefined {
-    for (const lane of this.lanes ?? []) {
-      if (lane.length > 0) return lane.shift();
-    }
-    return undefined;
+  /** The lane the next frame comes from, or -1 when all are empty (or given back). */
+  private nextLane(): number {
+    const lanes = this.lanes;
+    if (lanes) for (let i = 0; i < lanes.length; i++) if (lanes[i]!.length > 0) return i;
+    return -1;
   }
 }
 

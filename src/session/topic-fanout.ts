@@ -2,6 +2,7 @@ import { TickBatcher } from '../util/tick-batcher.js';
 import { FrameType, HEADER_SIZE, Priority } from '../protocol/constants.js';
 import { writeHeader } from '../protocol/encoder.js';
 import { flushQueuedWrites } from '../proxy/outbound-queue.js';
+import type { HistogramSeries } from '../observability/histogram.js';
 import type { ProxySession } from './proxy-session.js';
 
 /** A backend command held until this turn's fan-out: a Publish, or a Deliver that must stay behind one. */
@@ -14,6 +15,8 @@ interface Held {
   exclude: number;
   payload: Buffer;
   priority: Priority;
+  /** When a Publish arrived (performance.now()), for livemux_fanout_delay_seconds; 0 when not measured. */
+  at: number;
 }
 
 /** The most bytes one run may spend on its encodings, summed over session ids (see FrameRun). */
@@ -29,6 +32,8 @@ const RUN_ENCODING_BUDGET = 4 * 1024 * 1024;
  */
 export class FrameRun {
   readonly payloadBytes: number;
+  /** The largest payload of the run (a session whose client takes less gets them one by one). */
+  readonly largest: number;
   private readonly byId = new Map<number, Buffer>();
   private spent = 0;
 
@@ -38,8 +43,13 @@ export class FrameRun {
     private readonly budget = RUN_ENCODING_BUDGET,
   ) {
     let bytes = 0;
-    for (const p of payloads) bytes += p.length;
+    let largest = 0;
+    for (const p of payloads) {
+      bytes += p.length;
+      if (p.length > largest) largest = p.length;
+    }
     this.payloadBytes = bytes;
+    this.largest = largest;
   }
 
   /** The run's frames for `sessionId`, or null once the encodings would exceed the budget. */
@@ -82,16 +92,20 @@ export class FrameRun {
 export class TopicFanOut {
   private readonly held = new TickBatcher<Held>((held) => this.fanOut(held), Infinity);
 
-  constructor(private readonly members: (topic: string) => ReadonlySet<ProxySession> | undefined) {}
+  constructor(
+    private readonly members: (topic: string) => ReadonlySet<ProxySession> | undefined,
+    /** Per Publish, arrival → queued for every member: one clock read per Publish, one per turn. */
+    private readonly delay?: HistogramSeries,
+  ) {}
 
   publish(topic: string, payload: Buffer, priority: Priority, excludeRef: number): void {
-    this.held.push({ topic, target: null, exclude: excludeRef, payload, priority }, 0);
+    this.held.push({ topic, target: null, exclude: excludeRef, payload, priority, at: this.delay ? performance.now() : 0 }, 0);
   }
 
   /** Delivers to one session now, or behind this turn's held Publishes when there are any. */
   deliver(session: ProxySession, payload: Buffer, priority: Priority): void {
     if (this.held.pending === 0) session.deliver(payload, priority);
-    else this.held.push({ topic: null, target: session, exclude: 0, payload, priority }, 0);
+    else this.held.push({ topic: null, target: session, exclude: 0, payload, priority, at: 0 }, 0);
   }
 
   /** Fans out what is held, now. Called before any command that changes who gets what. */
@@ -129,7 +143,7 @@ export class TopicFanOut {
         }
         for (const run of runs) {
           const frames = run.framesFor(s.id);
-          if (frames && s.deliverRun(frames, run.payloads.length, run.payloadBytes, run.priority)) continue;
+          if (frames && s.deliverRun(frames, run.payloads.length, run.payloadBytes, run.largest, run.priority)) continue;
           for (const p of run.payloads) if (isIn(s, topic)) s.deliver(p, run.priority);
         }
         for (const p of low) if (isIn(s, topic)) s.deliver(p, Priority.LOW);
@@ -139,6 +153,10 @@ export class TopicFanOut {
     for (const h of held) {
       if (h.target) h.target.deliver(h.payload, h.priority);
       else for (const s of slow.get(h.topic!) ?? []) if (s.ref !== h.exclude && isIn(s, h.topic!)) s.deliver(h.payload, h.priority);
+    }
+    if (this.delay) {
+      const done = performance.now();
+      for (const h of held) if (h.topic !== null) this.delay.observe((done - h.at) / 1000);
     }
     flushQueuedWrites();
   }

@@ -27,7 +27,7 @@ export async function runProxyWorker(fileConfig: ProxyConfig): Promise<number> {
   const lag = new EventLoopLag();
   let received = 0;
   const report = setInterval(() => {
-    send({ livemux: 'load', connections: server.connectionCount, received, ready: server.isReady(), eventLoopLagMs: lag.takeP99Ms() });
+    send({ livemux: 'load', connections: server.connectionCount, received, ready: server.ready, eventLoopLagMs: lag.takeP99Ms() });
   }, LOAD_REPORT_MS);
 
   let stop!: () => void;
