@@ -8,7 +8,7 @@ export interface AdminControl {
   /** The process logger: /log-level reads and sets its level, which its child loggers follow. */
   readonly logger: { level: string };
   /** The effective configuration with every secret replaced by "[redacted]". */
-  config(): object;
+  config(): object | Promise<object>;
   /** Starts a graceful drain (GOAWAY to every client, no new connections) and returns at once. */
   drain(): void;
 }
@@ -89,7 +89,7 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
   }
   const control = options.control;
   if (control) {
-    get['/config'] = () => json(200, control.config());
+    get['/config'] = async () => json(200, await control.config());
     get['/log-level'] = () => json(200, { level: control.logger.level });
     post['/log-level'] = (query) => {
       const level = query.get('level') ?? '';

@@ -32,6 +32,12 @@ export interface ProxyServerOptions {
   handoff?: boolean;
 }
 
+/** `{ proxy }`: livemux.yaml as loaded, its secrets (the JWT secret, a password in a Redis URL) redacted. */
+export function redactedConfig(config: ProxyConfig): { proxy: object } {
+  const dispatch = config.dispatch && { ...config.dispatch, redisUrl: config.dispatch.redisUrl.replace(/\/\/([^@/]*)@/, '//[redacted]@') };
+  return { proxy: { ...config, auth: { ...config.auth, jwtSecret: '[redacted]' }, dispatch } };
+}
+
 /** Host and port a listener is bound to. */
 export interface BoundAddress {
   host: string;
@@ -222,10 +228,7 @@ export class ProxyServer {
 
   /** The configuration in effect (livemux.yaml as loaded, and the routes table), secrets redacted. */
   effectiveConfig(): object {
-    return {
-      proxy: { ...this.config, auth: { ...this.config.auth, jwtSecret: '[redacted]' } },
-      routes: { tableVersion: this.routes.table.version, ...this.routes.table.config },
-    };
+    return { ...redactedConfig(this.config), routes: { tableVersion: this.routes.table.version, ...this.routes.table.config } };
   }
 
   /** Takes a client connection accepted elsewhere (or by this server's listener); refused while draining. */

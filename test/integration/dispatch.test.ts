@@ -4,6 +4,7 @@ import { type LivemuxClient, connect } from '../../src/client/index.js';
 import { type RunningProcess, runLivemux, startEchoBackend, startProxy, testToken } from '../helpers/processes.js';
 import { type RedisServer, startRedisServer } from '../helpers/redis-server.js';
 import { freePort } from '../helpers/free-port.js';
+import { untilValue } from '../helpers/until.js';
 
 // Three proxies of cluster "chat" register in a real Redis; one dispatcher answers from it. Proxy a
 // runs two workers (its primary registers for both); b is drained (SIGTERM while a client holds a
@@ -67,17 +68,6 @@ async function dispatch(query = 'cluster=chat'): Promise<{ status: number; body:
   return { status: res.status, body: (await res.json()) as { addresses?: string[]; error?: string } };
 }
 
-async function until<T>(what: string, probe: () => Promise<T>, ok: (value: T) => boolean, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: T;
-  for (;;) {
-    last = await probe();
-    if (ok(last)) return last;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; last: ${JSON.stringify(last)}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 async function connections(p: Proxy): Promise<number> {
   const status = (await (await fetch(`http://127.0.0.1:${p.adminPort}/status`)).json()) as { connections: number };
   return status.connections;
@@ -91,8 +81,8 @@ it('answers with every registered proxy of the cluster, least loaded first', asy
 
   // Two clients on a (one per worker): once its heartbeat says so, a goes last.
   for (let i = 0; i < 2; i++) clients.push(await connect({ host: '127.0.0.1', port: proxies.a.port, token, reconnect: false }));
-  await until('a to rank last', () => dispatch(), (r) => r.body.addresses?.[2] === address(proxies.a));
-  const record = await until(
+  await untilValue('a to rank last', () => dispatch(), (r) => r.body.addresses?.[2] === address(proxies.a));
+  const record = await untilValue(
     'a\'s record to count both workers\' connections',
     async () => JSON.parse((await redisGet('livemux:dispatch:{chat}:proxy:proxy-a'))!) as Record<string, unknown>,
     (r) => r.connections === 2,
@@ -120,13 +110,13 @@ it('leaves out a draining proxy at once and a killed one once its registration e
   await proxies.b.waitFor((l) => l.msg === 'connection authenticated');
   proxies.b.child.kill('SIGTERM');
   await proxies.b.waitFor((l) => l.msg === 'draining');
-  await until('b to leave dispatch', () => dispatch(), (r) => r.body.addresses?.includes(address(proxies.b)) === false, 2_000);
+  await untilValue('b to leave dispatch', () => dispatch(), (r) => r.body.addresses?.includes(address(proxies.b)) === false, 5_000);
   expect(proxies.b.child.exitCode).toBeNull(); // still up, draining
 
   proxies.c.child.kill('SIGKILL');
   await proxies.c.exited;
   const killedAt = Date.now();
-  const answer = await until('c to expire', () => dispatch(), (r) => r.body.addresses?.includes(address(proxies.c)) === false, TTL_MS + 5_000);
+  const answer = await untilValue('c to expire', () => dispatch(), (r) => r.body.addresses?.includes(address(proxies.c)) === false, TTL_MS + 5_000);
   expect(Date.now() - killedAt).toBeLessThan(TTL_MS + 5_000);
   expect(answer.body.addresses).toEqual([address(proxies.a)]);
 

@@ -5,6 +5,7 @@ import { FrameType } from '../../src/protocol/constants.js';
 import { RawClient } from '../helpers/raw-client.js';
 import { metricValue } from '../helpers/metrics.js';
 import { startProxy, testToken } from '../helpers/processes.js';
+import { until } from '../helpers/until.js';
 
 // Passthrough between a fast legacy service and a slow phone, in both directions, through the real
 // proxy process. The outbound bound is small (256 KiB) so any byte the proxy piles up for a slow
@@ -116,24 +117,16 @@ afterAll(async () => {
   await new Promise((r) => service?.server.close(r));
 });
 
-async function until(what: string, cond: () => boolean | Promise<boolean>, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
 /** Waits until the service's writes to connection `i` have stopped: its socket is backed up and `written` holds still. */
 async function serviceBlocked(i: number): Promise<number> {
   let last = -1;
-  await until(`the service's writes to stop (connection ${i})`, async () => {
+  await until(async () => {
     const now = service.written[i]!;
     const still = now === last && service.sockets[i]!.writableNeedDrain;
     last = now;
     if (!still) await new Promise((r) => setTimeout(r, 100));
     return still;
-  });
+  }, `the service's writes to stop (connection ${i})`);
   return last;
 }
 
@@ -145,7 +138,7 @@ it('an app that does not read stops a fast service, without SLOW_CONSUMER, and t
   const upstream = service.sockets.length;
   const s = await client.open('legacy');
   await s.send(`send ${STREAM_BYTES}\n`);
-  await until('the upstream connection', () => service.sockets.length > upstream);
+  await until(() => service.sockets.length > upstream, 'the upstream connection');
   // The app reads nothing: the SDK holds the credit, so the proxy soon has none to send with.
   const written = await serviceBlocked(upstream);
   expect(written).toBeLessThan(STREAM_BYTES / 2);
@@ -171,7 +164,7 @@ it('a phone whose socket does not read (windows wide open) stops a fast service 
   await raw.next(FrameType.OPEN_OK, 1);
   raw.pause();
   raw.data(1, `send ${STREAM_BYTES}\n`);
-  await until('the upstream connection', () => service.sockets.length > upstream);
+  await until(() => service.sockets.length > upstream, 'the upstream connection');
   const written = await serviceBlocked(upstream);
   expect(written).toBeLessThan(STREAM_BYTES / 2);
   expect(await slowConsumers()).toBe(0);
@@ -195,22 +188,22 @@ it('a service that does not read stops the client\'s sends at one window; once i
   const upstream = service.sockets.length;
   const s = await client.open('legacy');
   await s.send('hold\n');
-  await until('the upstream connection', () => service.sockets.length > upstream);
+  await until(() => service.sockets.length > upstream, 'the upstream connection');
   const chunk = Buffer.alloc(60 * 1024, 0x63);
   const TOTAL_SENDS = 400; // ~23 MiB, far more than the kernel buffers and one window
   let sent = 0;
   const sends = Array.from({ length: TOTAL_SENDS }, () => s.send(chunk).then(() => sent++));
   // Credit comes back only while the service's socket is writable: the sends stall.
   let last = -1;
-  await until('the client\'s sends to stall', async () => {
+  await until(async () => {
     const still = sent === last;
     last = sent;
     await new Promise((r) => setTimeout(r, 200));
     return still && sent === last;
-  });
+  }, 'the client\'s sends to stall');
   expect(sent).toBeLessThan(TOTAL_SENDS / 2);
 
   service.release();
   await Promise.all(sends);
-  await until('every byte at the service', () => service.read[upstream] === TOTAL_SENDS * chunk.length);
+  await until(() => service.read[upstream] === TOTAL_SENDS * chunk.length, 'every byte at the service');
 });

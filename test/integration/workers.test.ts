@@ -5,6 +5,7 @@ import { stringify } from 'yaml';
 import { type ClientSession, type LivemuxClient, connect } from '../../src/client/index.js';
 import { metricValue } from '../helpers/metrics.js';
 import { startEchoBackend, startProxy, testToken } from '../helpers/processes.js';
+import { untilValue } from '../helpers/until.js';
 
 // `livemux start --workers 3` in front of one echo backend, with 30 SDK clients (one echo session each)
 // that reconnect and reopen by themselves.
@@ -23,10 +24,16 @@ interface WorkerStatus {
   backends: Record<string, string>;
 }
 interface Status {
+  ready: boolean;
+  draining: boolean;
   workers: number;
   connections: number;
   sessions: number;
-  perWorker: WorkerStatus[];
+  sessionsByBusiness: Record<string, number>;
+  totals: { connectionsAccepted: number; framesIn: number };
+  routes: { version: number };
+  backends: Record<string, string>;
+  perWorker: (WorkerStatus & { logLevel: string; draining: boolean })[];
 }
 
 let backend: Awaited<ReturnType<typeof startEchoBackend>>;
@@ -54,16 +61,6 @@ async function status(): Promise<Status> {
   return (await (await fetch(`http://127.0.0.1:${proxy.adminPort}/status`)).json()) as Status;
 }
 
-async function until<T>(what: string, probe: () => Promise<T>, ok: (value: T) => boolean, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (ok(value)) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; last: ${JSON.stringify(value)}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 /** The next message on `s` after sending `text`. */
 async function ask(s: ClientSession, text: string): Promise<string> {
   await s.send(text);
@@ -80,6 +77,30 @@ it('places connections on the least loaded worker: 30 clients, 10 on each; /metr
   expect(await metricValue(proxy.adminPort, 'livemux_connections')).toBe(CLIENTS);
   expect(await metricValue(proxy.adminPort, 'livemux_sessions', 'business="echo"')).toBe(CLIENTS);
   expect(await metricValue(proxy.adminPort, 'livemux_workers')).toBe(WORKERS);
+});
+
+it('answers /status for the whole proxy, in the shape of one proxy\'s (the status page reads it the same)', async () => {
+  const s = await status();
+  expect(s).toMatchObject({ ready: true, draining: false, sessionsByBusiness: { echo: CLIENTS }, routes: { version: 1 } });
+  expect(s.totals.connectionsAccepted).toBe(CLIENTS);
+  expect(s.totals.framesIn).toBe(s.perWorker.reduce((n, w) => n + (w as unknown as Status).totals.framesIn, 0));
+  expect(Object.values(s.backends)).toEqual(['ready']);
+  const page = await fetch(`http://127.0.0.1:${proxy.adminPort}/`);
+  expect(page.headers.get('content-type')).toMatch(/^text\/html/);
+});
+
+it('sets the log level of every worker through the primary\'s /log-level, and shows its /config', async () => {
+  const post = (path: string): Promise<Response> => fetch(`http://127.0.0.1:${proxy.adminPort}${path}`, { method: 'POST' });
+  expect(await (await post('/log-level?level=debug')).json()).toEqual({ level: 'debug', previous: 'info' });
+  await untilValue('every worker at debug', status, (s) => s.perWorker.every((w) => w.logLevel === 'debug'));
+  expect((await post('/log-level?level=info')).status).toBe(200);
+  await untilValue('every worker back at info', status, (s) => s.perWorker.every((w) => w.logLevel === 'info'));
+  const config = (await (await fetch(`http://127.0.0.1:${proxy.adminPort}/config`)).json()) as {
+    proxy: { proxyId: string; auth: { jwtSecret: string } };
+    workers: number;
+    routes: { tableVersion: number; routes: unknown[] };
+  };
+  expect(config).toMatchObject({ proxy: { proxyId: 'edge', auth: { jwtSecret: '[redacted]' } }, workers: WORKERS, routes: { tableVersion: 1 } });
 });
 
 it('runs a whole proxy in each worker: its own proxy id and its own stream to the backend', async () => {
@@ -115,7 +136,7 @@ it('reloads routes.yaml in every worker', async () => {
     pools: { echo: { protocol: 'grpc', endpoints: [{ address: `127.0.0.1:${backend.port}` }] } },
   };
   writeFileSync(join(proxy.dir, 'routes.yaml'), stringify(routes));
-  await until('every worker on routes version 2', status, (s) => s.perWorker.every((w) => w.routes.version === 2));
+  await untilValue('every worker on routes version 2', status, (s) => s.perWorker.every((w) => w.routes.version === 2));
   // One connection per worker (least connections puts each on the next one): 'extra' opens on all.
   const extra = await Promise.all(Array.from({ length: WORKERS }, () => connect({ host: '127.0.0.1', port: proxy.port, token, reconnect: false })));
   for (const c of extra) expect(await ask(await c.open('extra'), 'x')).toBe('x');
@@ -127,12 +148,12 @@ it('replaces a worker that dies; its clients reconnect, and new ones fill the re
   let reconnects = 0;
   for (const { client } of clients) client.on('reconnected', () => reconnects++);
   process.kill(victim.pid, 'SIGKILL');
-  const after = await until('the replacement to take its slot', status, (s) => s.perWorker[1]!.pid !== victim.pid && s.perWorker[1]!.accepting);
+  const after = await untilValue('the replacement to take its slot', status, (s) => s.perWorker[1]!.pid !== victim.pid && s.perWorker[1]!.accepting);
   expect(after.perWorker[1]).toMatchObject({ proxyId: 'edge-w1.1', generation: 1 });
   expect(await metricValue(proxy.adminPort, 'livemux_worker_restarts_total')).toBe(1);
   // Exactly the dead worker's 10 clients lost their connection; they reconnect (to whichever worker
   // is emptiest when they do) and their sessions are reopened.
-  await until('every client connected again', status, (s) => s.connections === CLIENTS && s.sessions === CLIENTS);
+  await untilValue('every client connected again', status, (s) => s.connections === CLIENTS && s.sessions === CLIENTS);
   expect(reconnects).toBe(10);
   for (const { session } of clients) expect(await ask(session, 'still here')).toBe('still here');
   // The replacement has the fewest connections: every new client goes there until it catches up.
@@ -149,4 +170,27 @@ it('drains every worker on SIGTERM, then exits 0', async () => {
   await Promise.all(goaways);
   for (const { session } of clients) await session.close();
   expect(await proxy.exited).toBe(0);
+});
+
+it('POST /drain on the primary drains every worker and stops taking connections; the process stays up until SIGTERM', async () => {
+  const drained = await startProxy({ backends: [`127.0.0.1:${backend.port}`], args: ['--workers', '2'], config: { timeouts: { drain_ms: 60_000 } } });
+  try {
+    const held = await Promise.all([0, 1].map(() => connect({ host: '127.0.0.1', port: drained.port, token, reconnect: false })));
+    // Each holds a session, so its worker keeps it open (draining) until the client closes it.
+    const sessions = await Promise.all(held.map((c) => c.open('echo')));
+    const goaways = held.map((c) => new Promise<void>((resolve) => c.once('goaway', () => resolve())));
+    const res = await fetch(`http://127.0.0.1:${drained.adminPort}/drain`, { method: 'POST' });
+    expect(res.status).toBe(202);
+    await Promise.all(goaways);
+    expect((await fetch(`http://127.0.0.1:${drained.adminPort}/readyz`)).status).toBe(503);
+    const s = (await (await fetch(`http://127.0.0.1:${drained.adminPort}/status`)).json()) as Status;
+    expect(s.draining).toBe(true);
+    expect(s.perWorker.map((w) => w.draining)).toEqual([true, true]);
+    await expect(connect({ host: '127.0.0.1', port: drained.port, token, reconnect: false })).rejects.toThrow();
+    for (const session of sessions) await session.close();
+    for (const c of held) await c.close();
+    expect(drained.child.exitCode).toBeNull();
+  } finally {
+    expect(await drained.stop()).toBe(0);
+  }
 });

@@ -5,6 +5,7 @@ import { FrameDecoder } from '../../src/protocol/decoder.js';
 import { encodeData, encodeFrame } from '../../src/protocol/encoder.js';
 import { FrameStats } from '../../src/observability/metrics.js';
 import { OutboundQueue, type QueueOwner } from '../../src/proxy/outbound-queue.js';
+import { until } from '../helpers/until.js';
 
 // What an idle connection gives back (the queue's lanes, the decoder's chunk list) must never cost a
 // byte in flight: compaction happens only when nothing is queued or buffered.
@@ -26,11 +27,6 @@ async function pair(): Promise<{ server: net.Socket; received: () => Buffer }> {
   return { server, received: () => Buffer.concat(chunks) };
 }
 
-async function until(cond: () => boolean): Promise<void> {
-  for (let i = 0; i < 500 && !cond(); i++) await new Promise((r) => setTimeout(r, 10));
-  expect(cond()).toBe(true);
-}
-
 const owner: QueueOwner = { discarded: false, onDequeued: () => {} };
 
 describe('idle compaction', () => {
@@ -42,11 +38,11 @@ describe('idle compaction', () => {
     q.control(ping);
     q.compact(); // a flush is pending: nothing is given back
     q.data(owner, data.subarray(0, 12), data.subarray(12), Priority.HIGH);
-    await until(() => received().length === ping.length + data.length);
+    await until(() => received().length === ping.length + data.length, 'the first frames written');
     q.compact();
     q.control(ping);
     q.data(owner, data.subarray(0, 12), data.subarray(12), Priority.HIGH);
-    await until(() => received().length === 2 * (ping.length + data.length));
+    await until(() => received().length === 2 * (ping.length + data.length), 'the frames queued after compaction written');
     expect(received()).toEqual(Buffer.concat([ping, data, ping, data]));
   });
 

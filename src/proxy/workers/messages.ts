@@ -4,12 +4,19 @@
  * aggregation) share the channel without confusion.
  */
 
+/** What the primary may ask a worker for: its admin `/status` or `/config` document. */
+export type WorkerQuestion = 'status' | 'config';
+
 /** Primary → worker. A `conn` message carries the client socket as its handle. */
 export type ToWorker =
   | { livemux: 'conn' }
-  | { livemux: 'status'; request: number }
+  | { livemux: 'ask'; request: number; what: WorkerQuestion }
   | { livemux: 'reload'; trigger: string }
-  | { livemux: 'drain' };
+  | { livemux: 'log-level'; level: string }
+  /** Graceful drain (GOAWAY to every client); the worker stays up until `stop`. */
+  | { livemux: 'drain' }
+  /** Drain (if not yet), close and exit 0. */
+  | { livemux: 'stop' };
 
 /** Worker → primary. */
 export type FromWorker =
@@ -17,7 +24,7 @@ export type FromWorker =
   | { livemux: 'ready'; proxyId: string }
   /** Sent every LOAD_REPORT_MS: what the primary balances on and reports to dispatch. */
   | { livemux: 'load'; connections: number; received: number; ready: boolean; eventLoopLagMs: number }
-  | { livemux: 'status'; request: number; status: object };
+  | { livemux: 'answer'; request: number; body: object };
 
 /** How often a worker reports its load. */
 export const LOAD_REPORT_MS = 500;
@@ -28,6 +35,8 @@ export const WORKER_ENV = {
   index: 'LIVEMUX_WORKER_INDEX',
   /** The worker's proxy id (the primary's, plus the slot, plus the replacement count). */
   proxyId: 'LIVEMUX_WORKER_PROXY_ID',
+  /** The log level in effect (a replacement starts with what /log-level last set, not the file's). */
+  logLevel: 'LIVEMUX_WORKER_LOG_LEVEL',
 } as const;
 
 /** True for messages of this protocol (and not prom-client's, which share the channel). */

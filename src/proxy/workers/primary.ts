@@ -8,14 +8,14 @@ import { type AdminServer, startAdminServer } from '../../observability/admin-se
 import { createLogger } from '../../observability/logger.js';
 import { LivemuxError } from '../../protocol/errors.js';
 import { Backoff } from '../../util/backoff.js';
-import type { BoundAddress } from '../server.js';
+import { type BoundAddress, redactedConfig } from '../server.js';
 import { type WorkerLoad, leastConnections } from './balancer.js';
-import { type FromWorker, type ToWorker, WORKER_ENV, isLivemuxMessage } from './messages.js';
+import { type FromWorker, type ToWorker, WORKER_ENV, type WorkerQuestion, isLivemuxMessage } from './messages.js';
 
 /** A worker that lived at least this long is replaced at once; one that died sooner, after a backoff. */
 const STABLE_AFTER_MS = 10_000;
-/** How long /status waits for a worker's answer. */
-const STATUS_TIMEOUT_MS = 2_000;
+/** How long /status and /config wait for a worker's answer. */
+const ANSWER_TIMEOUT_MS = 2_000;
 /** After the drain deadline, how long workers get to exit before they are killed. */
 const EXIT_GRACE_MS = 10_000;
 
@@ -37,9 +37,10 @@ interface Slot extends WorkerLoad {
  *
  * The primary accepts every connection itself, paused before a byte is read, and hands the socket to
  * the worker with the fewest open connections (see balancer.ts for why not node:cluster's scheduling);
- * TLS and the PROXY protocol header are the worker's, as in a single process. It aggregates /metrics
- * over the workers with prom-client's AggregatorRegistry, and /status and readiness from their
- * reports. A worker that dies is replaced in its slot (its clients reconnect and are placed on the
+ * TLS and the PROXY protocol header are the worker's, as in a single process. Its admin port speaks for
+ * the whole proxy: /metrics aggregated over the workers with prom-client's AggregatorRegistry, /status
+ * summed from their answers, readiness from their reports, /log-level and /drain forwarded to every
+ * worker. A worker that dies is replaced in its slot (its clients reconnect and are placed on the
  * emptiest workers, the replacement first); SIGTERM drains every worker; SIGHUP reaches every worker.
  */
 export class ProxyPrimary {
@@ -51,9 +52,10 @@ export class ProxyPrimary {
   private admin: AdminServer | null = null;
   private registration: DispatchRegistration | null = null;
   private draining = false;
+  private stopping = false;
   private readonly restartBackoff = new Backoff({ initialMs: 100, maxMs: 10_000, jitter: 'equal' });
-  private statusRequests = 0;
-  private readonly statusWaiters = new Map<number, (status: object) => void>();
+  private requests = 0;
+  private readonly answerWaiters = new Map<number, (body: object) => void>();
 
   private constructor(
     private readonly config: ProxyConfig,
@@ -106,19 +108,27 @@ export class ProxyPrimary {
   }
 
   /**
-   * Stops accepting, marks the registration draining, and drains every worker (GOAWAY, sessions finish
-   * until the drain deadline); resolves once every worker has exited. Idempotent.
+   * Stops accepting, marks the registration draining, and drains every worker (GOAWAY to every client,
+   * sessions finish until the drain deadline); the workers stay up until {@link close}. Idempotent.
    */
+  drain(): void {
+    if (this.draining) return;
+    this.draining = true;
+    this.listener.close();
+    this.logger.info({ workers: this.slots.length }, 'draining every worker');
+    void this.registration?.setDraining();
+    for (const s of this.slots) {
+      s.accepting = false;
+      this.tell(s, { livemux: 'drain' });
+    }
+  }
+
+  /** Drains, then stops every worker; resolves once every worker has exited. Idempotent. */
   async close(): Promise<void> {
-    if (!this.draining) {
-      this.draining = true;
-      this.listener.close();
-      this.logger.info({ workers: this.slots.length }, 'draining every worker');
-      void this.registration?.setDraining();
-      for (const s of this.slots) {
-        s.accepting = false;
-        this.tell(s, { livemux: 'drain' });
-      }
+    this.drain();
+    if (!this.stopping) {
+      this.stopping = true;
+      for (const s of this.slots) this.tell(s, { livemux: 'stop' });
     }
     const exits = this.slots.filter((s) => !s.worker.isDead()).map((s) => new Promise((resolve) => s.worker.once('exit', resolve)));
     const deadline = setTimeout(() => {
@@ -131,16 +141,47 @@ export class ProxyPrimary {
     this.logger.info('livemux stopped');
   }
 
-  /** Live state for /status: totals, and each worker's own status page. */
+  /** Readiness for /readyz: not draining, and a worker taking connections with a backend stream up. */
+  get ready(): boolean {
+    return !this.draining && this.slots.some((s) => s.accepting && s.ready);
+  }
+
+  /**
+   * Live state for /status, in the shape of a single proxy's (so the status page reads it the same):
+   * counts and totals summed over the workers, routes and endpoint health as the first worker to answer
+   * sees them, each endpoint's stream state per worker where they differ; and `perWorker`, each worker's
+   * own status.
+   */
   async status(): Promise<object> {
-    const workers = await Promise.all(
+    const perWorker = await Promise.all(
       this.slots.map(async (s) => {
-        const status = s.worker.isDead() ? null : await this.ask(s);
+        const status = s.worker.isDead() ? null : await this.ask(s, 'status');
         return { slot: s.index, pid: s.worker.process.pid, proxyId: s.proxyId, generation: s.generation, accepting: s.accepting, ...(status ?? { error: 'no answer' }) };
       }),
     );
-    const sum = (key: string): number => workers.reduce((n, w) => n + ((w as Record<string, unknown>)[key] as number | undefined ?? 0), 0);
-    return { proxyId: this.config.proxyId, draining: this.draining, workers: workers.length, connections: sum('connections'), sessions: sum('sessions'), perWorker: workers };
+    const answered = perWorker.filter((w): w is typeof w & WorkerStatus => !('error' in w));
+    return {
+      proxyId: this.config.proxyId,
+      ready: this.ready,
+      draining: this.draining,
+      logLevel: this.logger.level,
+      workers: perWorker.length,
+      connections: sumOf(answered.map((w) => w.connections)),
+      sessions: sumOf(answered.map((w) => w.sessions)),
+      sessionsByBusiness: sumByKey(answered.map((w) => w.sessionsByBusiness)),
+      totals: sumByKey(answered.map((w) => w.totals)),
+      routes: answered[0]?.routes ?? null,
+      backends: streamStates(answered.map((w) => w.backends)),
+      health: answered[0]?.health ?? {},
+      perWorker,
+    };
+  }
+
+  /** /config: the configuration the primary was started with, and the routes table of a worker. */
+  async effectiveConfig(): Promise<object> {
+    const slot = this.slots.find((s) => s.accepting) ?? this.slots.find((s) => !s.worker.isDead());
+    const worker = slot ? ((await this.ask(slot, 'config')) as { routes?: object } | null) : null;
+    return { ...redactedConfig(this.config), workers: this.workerCount, routes: worker?.routes ?? null };
   }
 
   private async listen(): Promise<void> {
@@ -157,8 +198,13 @@ export class ProxyPrimary {
         host: admin.host,
         port: admin.port,
         metrics: { registry: this.registry },
-        isReady: () => !this.draining && this.slots.some((s) => s.accepting && s.ready),
+        isReady: () => this.ready,
         status: () => this.status(),
+        control: {
+          logger: this.logLevel(),
+          config: () => this.effectiveConfig(),
+          drain: () => this.drain(),
+        },
       });
     }
     const { host, port } = this.address;
@@ -181,10 +227,24 @@ export class ProxyPrimary {
     this.logger.info({ address: host, port, admin: this.adminPort, workers: this.workerCount }, 'livemux listening');
   }
 
+  /** The log level /log-level reads and sets: the primary's, and every worker's with it. */
+  private logLevel(): { level: string } {
+    const primary = this;
+    return {
+      get level() {
+        return primary.logger.level;
+      },
+      set level(level: string) {
+        primary.logger.level = level;
+        for (const s of primary.slots) primary.tell(s, { livemux: 'log-level', level });
+      },
+    };
+  }
+
   /** Starts a worker in slot `index`; resolves once it is ready, rejects if it exits first. */
   private fork(index: number, generation: number): Promise<void> {
     const proxyId = `${this.config.proxyId}-w${index}${generation > 0 ? `.${generation}` : ''}`;
-    const worker = cluster.fork({ [WORKER_ENV.index]: String(index), [WORKER_ENV.proxyId]: proxyId });
+    const worker = cluster.fork({ [WORKER_ENV.index]: String(index), [WORKER_ENV.proxyId]: proxyId, [WORKER_ENV.logLevel]: this.logger.level });
     const slot: Slot = {
       index,
       worker,
@@ -258,23 +318,23 @@ export class ProxyPrimary {
       slot.receivedAtReport = m.received;
       slot.ready = m.ready;
       slot.eventLoopLagMs = m.eventLoopLagMs;
-    } else if (m.livemux === 'status') {
-      this.statusWaiters.get(m.request)?.(m.status);
+    } else if (m.livemux === 'answer') {
+      this.answerWaiters.get(m.request)?.(m.body);
     }
   }
 
-  /** A worker's status page, or null if it does not answer in time. */
-  private ask(slot: Slot): Promise<object | null> {
-    const request = ++this.statusRequests;
+  /** A worker's answer (its /status or /config document), or null if it does not answer in time. */
+  private ask(slot: Slot, what: WorkerQuestion): Promise<object | null> {
+    const request = ++this.requests;
     return new Promise((resolve) => {
-      const timer = setTimeout(() => done(null), STATUS_TIMEOUT_MS);
-      const done = (status: object | null): void => {
+      const timer = setTimeout(() => done(null), ANSWER_TIMEOUT_MS);
+      const done = (body: object | null): void => {
         clearTimeout(timer);
-        this.statusWaiters.delete(request);
-        resolve(status);
+        this.answerWaiters.delete(request);
+        resolve(body);
       };
-      this.statusWaiters.set(request, done);
-      this.tell(slot, { livemux: 'status', request });
+      this.answerWaiters.set(request, done);
+      this.tell(slot, { livemux: 'ask', request, what });
     });
   }
 
@@ -291,4 +351,45 @@ class ClusterRegistry extends AggregatorRegistry<PrometheusContentType> {
   override async metrics(): Promise<string> {
     return `${await super.metrics()}\n${await this.clusterMetrics()}`;
   }
+}
+
+/** What the primary reads of a worker's /status (ProxyServer.status). */
+interface WorkerStatus {
+  connections: number;
+  sessions: number;
+  sessionsByBusiness: Record<string, number>;
+  totals: Record<string, number>;
+  routes: object;
+  backends: Record<string, string>;
+  health: object;
+}
+
+function sumOf(values: number[]): number {
+  return values.reduce((a, b) => a + b, 0);
+}
+
+/** Per key, the sum over `records` (a key missing from one counts 0 there). */
+function sumByKey(records: Record<string, number>[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const r of records) for (const [k, v] of Object.entries(r)) out[k] = (out[k] ?? 0) + v;
+  return out;
+}
+
+/**
+ * Each endpoint's stream state over the workers (each has its own stream): the state when they agree,
+ * else how many workers are in each, e.g. "ready ×2, connecting ×1".
+ */
+function streamStates(perWorker: Record<string, string>[]): Record<string, string> {
+  const counts = new Map<string, Map<string, number>>();
+  for (const states of perWorker) {
+    for (const [endpoint, state] of Object.entries(states)) {
+      const byState = counts.get(endpoint) ?? counts.set(endpoint, new Map()).get(endpoint)!;
+      byState.set(state, (byState.get(state) ?? 0) + 1);
+    }
+  }
+  const out: Record<string, string> = {};
+  for (const [endpoint, byState] of counts) {
+    out[endpoint] = byState.size === 1 && [...byState.values()][0] === perWorker.length ? [...byState.keys()][0]! : [...byState].map(([state, n]) => `${state} ×${n}`).join(', ');
+  }
+  return out;
 }

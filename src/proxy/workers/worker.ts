@@ -9,13 +9,15 @@ import { type FromWorker, LOAD_REPORT_MS, type ToWorker, WORKER_ENV, isLivemuxMe
 /**
  * One worker of `livemux start --workers`: a whole proxy (its own proxy id, backend streams, session
  * registry and fan-out) that binds no port. The primary hands it accepted client sockets; it reports
- * its load every LOAD_REPORT_MS and answers status requests. It drains and exits 0 when told to, on
- * SIGTERM/SIGINT (Ctrl-C reaches every process of the group), or when the primary is gone.
+ * its load every LOAD_REPORT_MS, answers the primary's questions (status, config) and follows its
+ * log level and drain. It stops (drains, closes, exits 0) when told to, on SIGTERM/SIGINT (Ctrl-C
+ * reaches every process of the group), or when the primary is gone.
  */
 export async function runProxyWorker(fileConfig: ProxyConfig): Promise<number> {
   const proxyId = process.env[WORKER_ENV.proxyId] ?? fileConfig.proxyId;
+  const logLevel = process.env[WORKER_ENV.logLevel] ?? fileConfig.logLevel;
   // The primary owns the admin port and the dispatch registration.
-  const config: ProxyConfig = { ...fileConfig, proxyId, admin: null, dispatch: null };
+  const config: ProxyConfig = { ...fileConfig, proxyId, logLevel, admin: null, dispatch: null };
   const server = await ProxyServer.start(config, { handoff: true });
   // prom-client answers the primary's AggregatorRegistry with this registry's metrics.
   AggregatorRegistry.setRegistries([server.metrics.registry]);
@@ -35,12 +37,29 @@ export async function runProxyWorker(fileConfig: ProxyConfig): Promise<number> {
   process.on('message', (message: unknown, handle?: Socket) => {
     if (!isLivemuxMessage(message)) return;
     const m = message as ToWorker;
-    if (m.livemux === 'conn' && handle) {
-      received++;
-      server.adopt(handle);
-    } else if (m.livemux === 'status') send({ livemux: 'status', request: m.request, status: server.status() });
-    else if (m.livemux === 'reload') server.reloadRoutes(m.trigger);
-    else if (m.livemux === 'drain') stop();
+    switch (m.livemux) {
+      case 'conn':
+        if (!handle) return;
+        received++;
+        server.adopt(handle);
+        return;
+      case 'ask':
+        void (m.what === 'status' ? server.status() : Promise.resolve(server.effectiveConfig())).then((body) =>
+          send({ livemux: 'answer', request: m.request, body }),
+        );
+        return;
+      case 'reload':
+        server.reloadRoutes(m.trigger);
+        return;
+      case 'log-level':
+        server.logger.level = m.level;
+        return;
+      case 'drain':
+        void server.drain().catch((err: unknown) => server.logger.error({ err }, 'drain failed'));
+        return;
+      case 'stop':
+        stop();
+    }
   });
   process.once('disconnect', () => stop());
   void untilSignal().then(() => stop());
