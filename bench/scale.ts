@@ -100,11 +100,9 @@ export async function benchScale(options: ScaleBenchOptions): Promise<string> {
 // ── where the bytes go ─────────────────────────────────────────────────────────────────────────────
 
 interface Footprint {
-  /** JS heap growth per connection: a bare Node socket (the plain server), and livemux. */
-  bareHeapPerConnection: number;
-  heapPerConnection: number;
-  /** livemux's heap growth per connection by kind of object, largest first. */
-  kinds: HeapKind[];
+  /** Heap growth per connection by kind of object: a bare Node socket (the plain server), and livemux (largest first). */
+  bare: HeapKind[];
+  livemux: HeapKind[];
 }
 
 /**
@@ -127,9 +125,8 @@ async function benchFootprint(options: ScaleBenchOptions): Promise<Footprint> {
     const lm = await options.startLivemux({}, { env });
     try {
       await ready(lm.adminPort);
-      const kinds = await heapPerConnection(lm.pid, dir, (whileHeld) => holdClients('livemux', lm.port, FOOTPRINT_CONNECTIONS, 1, SOURCES.footprint + 1, options.secret, whileHeld));
-      const total = (ks: HeapKind[]): number => ks.reduce((sum, k) => sum + k.bytes, 0);
-      return { bareHeapPerConnection: total(bare), heapPerConnection: total(kinds), kinds: kinds.slice(0, FOOTPRINT_KINDS) };
+      const livemux = await heapPerConnection(lm.pid, dir, (whileHeld) => holdClients('livemux', lm.port, FOOTPRINT_CONNECTIONS, 1, SOURCES.footprint + 1, options.secret, whileHeld));
+      return { bare, livemux };
     } finally {
       await Promise.all([stopped(lm.proxy), stopped(lm.backend)]);
     }
@@ -429,15 +426,24 @@ function holdReport(plain: Held, livemux: Held): string {
   ].join('\n');
 }
 
-function footprintReport(footprint: Footprint): string {
+function footprintReport({ bare, livemux }: Footprint): string {
+  const total = (ks: HeapKind[]): number => ks.reduce((sum, k) => sum + k.bytes, 0);
+  const bareByKind = new Map(bare.map((k) => [k.kind, k]));
+  const shown = livemux.slice(0, FOOTPRINT_KINDS);
+  const rest = total(livemux) - total(shown);
+  const cell = (k: HeapKind | undefined): string => (k && Math.abs(k.bytes) >= 0.5 ? `${k.count.toFixed(2)} × → ${k.bytes.toFixed(0)} B` : '–');
   return [
     `### Where the bytes go: ${fmt(FOOTPRINT_CONNECTIONS)} idle connections on one process`,
     '',
-    `JS heap per connection, from heap snapshots before and after (garbage collected first): a bare Node socket (the plain server) ${fmt(footprint.bareHeapPerConnection)} B; livemux with one session ${fmt(footprint.heapPerConnection)} B. The largest kinds of heap object in livemux, per connection (\`synthetic\` is the socket's native part as Node reports it):`,
+    `JS heap per connection, from a heap snapshot before the connections and one after they idled ${IDLE_SNAPSHOT_MS / 1000} s (V8 collects garbage first), totalled by kind of object: ` +
+      `a bare Node socket (the plain server) **${fmt(total(bare))} B**; livemux with one open session **${fmt(total(livemux))} B**. ` +
+      `The ${FOOTPRINT_KINDS} largest kinds in livemux, beside the same kind for a bare socket (\`synthetic\` is the socket's native part as Node reports it; \`array:\` with no object count is the growth of tables shared by all connections). ` +
+      'The heap is not all of RSS: the socket\'s native memory outside the heap, and V8\'s free space between objects, are in the RSS rows above.',
     '',
-    '| kind (V8 node type: name) | objects per connection | bytes per connection |',
+    '| kind (V8 node type: name) | bare socket: objects × → bytes per connection | livemux: objects × → bytes per connection |',
     '| --- | --- | --- |',
-    ...footprint.kinds.map((k) => `| \`${k.kind}\` | ${k.count.toFixed(2)} | ${k.bytes.toFixed(0)} |`),
+    ...shown.map((k) => `| \`${k.kind}\` | ${cell(bareByKind.get(k.kind))} | ${cell(k)} |`),
+    `| every other kind | | ${fmt(rest)} B |`,
   ].join('\n');
 }
 

@@ -133,8 +133,8 @@ export class Connection implements FrameSink, SessionHost {
   private idleSince = 0;
   /** When a closing socket is destroyed if it has not finished flushing; 0 while not closing. */
   private destroyAt = 0;
-  /** When the connection was accepted, and how many sessions it opened: for its access-log line. */
-  private readonly acceptedAt = Date.now();
+  /** When the connection was accepted (wheel clock), and how many sessions it opened: for its access-log line. */
+  private readonly acceptedAt: number;
   private sessionsOpened = 0;
 
   constructor(
@@ -153,7 +153,7 @@ export class Connection implements FrameSink, SessionHost {
       ctx.metrics.frameStats,
       ctx.metrics.queueWait,
     );
-    this.lastInbound = ctx.timers.now();
+    this.lastInbound = this.acceptedAt = this.now();
     this.handshakeDeadline = this.lastInbound + timeouts.handshakeMs;
     ctx.timers.schedule(this.timer, this.handshakeDeadline);
     socket.setNoDelay(true);
@@ -181,6 +181,11 @@ export class Connection implements FrameSink, SessionHost {
     conn.teardown(Code.NORMAL, 'socket closed');
   }
 
+  /** The connection as routing names it (RouteContext). */
+  get connectionId(): string {
+    return this.id;
+  }
+
   /** DecoderLimits: a server's decoder refuses BATCH from clients (PROTOCOL.md §2.3). */
   get acceptBatch(): false {
     return false;
@@ -206,7 +211,7 @@ export class Connection implements FrameSink, SessionHost {
 
   onFrame(type: FrameType, flags: number, sessionId: number, payload: Buffer): void {
     if (this.closed) return;
-    this.lastInbound = this.ctx.timers.now();
+    this.lastInbound = this.now();
     this.pingsSent = 0;
     this.ctx.metrics.frameStats.countIn(type, HEADER_SIZE + payload.length);
     // A peer's ERROR ends the connection in every state, held frames included; it is never answered.
@@ -261,7 +266,7 @@ export class Connection implements FrameSink, SessionHost {
     this.transition(ConnState.OPEN);
     this.userId = userId;
     this.claims = claims;
-    this.admission = new SessionAdmission(this.ctx, { userId, connectionId: this.id, clientAddress: this.clientAddress });
+    this.admission = new SessionAdmission(this.ctx, this);
     const clientConnectionWindow = hello.connectionWindow || Defaults.connectionWindow;
     this.sendCredit = new SendCredit(clientConnectionWindow);
     this.clientSessionWindow = hello.sessionWindow || Defaults.sessionWindow;
@@ -289,7 +294,7 @@ export class Connection implements FrameSink, SessionHost {
         },
       }),
     );
-    this.idleSince = this.ctx.timers.now();
+    this.idleSince = this.now();
     this.scheduleNext();
     // WELCOME leaves now: a held frame that fails the connection must not discard it (PROTOCOL.md §5.1).
     this.out.flush();
@@ -325,7 +330,7 @@ export class Connection implements FrameSink, SessionHost {
     }
     this.highestSessionId = sessionId;
     // Asking for a session is activity, even when refused (PROTOCOL.md §9.2).
-    this.idleSince = this.ctx.timers.now();
+    this.idleSince = this.now();
     this.startSession(sessionId, open, arrived);
     // No id is left above this one: further sessions need a new connection (PROTOCOL.md §5.2).
     if (sessionId === MAX_SESSION_ID && this.state === ConnState.OPEN) {
@@ -521,7 +526,7 @@ export class Connection implements FrameSink, SessionHost {
   }
 
   halfClosed(session: ProxySession): void {
-    const deadline = this.ctx.timers.now() + this.ctx.config.timeouts.halfCloseMs;
+    const deadline = this.now() + this.ctx.config.timeouts.halfCloseMs;
     (this.halfClosedSessions ??= new Map()).set(session, deadline);
     if (!this.timer.scheduled || deadline < this.timer.due) this.ctx.timers.schedule(this.timer, deadline);
   }
@@ -539,7 +544,7 @@ export class Connection implements FrameSink, SessionHost {
     if (this.sessions.size > 0) return;
     if (this.state === ConnState.DRAINING) this.finish();
     else if (this.state === ConnState.OPEN) {
-      this.idleSince = this.ctx.timers.now();
+      this.idleSince = this.now();
       this.scheduleNext();
     }
   }
@@ -595,7 +600,7 @@ export class Connection implements FrameSink, SessionHost {
   /** A closing socket gets CLOSE_GRACE_MS to flush its last frames; then it is destroyed. */
   private destroyAfterGrace(): void {
     if (this.destroyAt > 0) return;
-    this.destroyAt = this.ctx.timers.now() + CLOSE_GRACE_MS;
+    this.destroyAt = this.now() + CLOSE_GRACE_MS;
     this.ctx.timers.schedule(this.timer, this.destroyAt);
   }
 
@@ -611,7 +616,7 @@ export class Connection implements FrameSink, SessionHost {
     this.line(
       'info',
       {
-        durationMs: Date.now() - this.acceptedAt,
+        durationMs: this.now() - this.acceptedAt,
         bytesIn: this.socket.bytesRead,
         bytesOut: this.socket.bytesWritten,
         sessions: this.sessionsOpened,
@@ -679,6 +684,15 @@ export class Connection implements FrameSink, SessionHost {
     if (this.idleClockRuns) next = Math.min(next, this.idleSince + idleMs);
     for (const deadline of this.halfClosedSessions?.values() ?? []) next = Math.min(next, deadline);
     this.ctx.timers.schedule(this.timer, next);
+  }
+
+  /**
+   * The wheel's clock in whole milliseconds, rounded up (so a deadline derived from it is never early).
+   * A whole number fits a small-integer field; a fraction would be a 16-byte heap number for each of
+   * the connection's timestamps and its wheel entry's due time.
+   */
+  private now(): number {
+    return Math.ceil(this.ctx.timers.now());
   }
 
   /** Idle is counted while the connection is OPEN with no session (PROTOCOL.md §9.2). */

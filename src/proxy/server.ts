@@ -237,7 +237,7 @@ export class ProxyServer {
       socket.destroy();
       return;
     }
-    socket.on('error', () => {}); // errors before the Connection owns the socket end in 'close'
+    socket.on('error', ignore); // errors before the Connection owns the socket end in 'close'
     if (!this.config.proxyProtocol) {
       this.attach(socket, `${socket.remoteAddress}:${socket.remotePort}`, null);
       return;
@@ -279,6 +279,8 @@ export class ProxyServer {
     const socket = this.tlsContext
       ? new tls.TLSSocket(raw, { isServer: true, secureContext: this.tlsContext })
       : raw;
+    // Without TLS the Connection listens on this very socket: one error listener, not an array of two.
+    if (socket === raw) raw.off('error', ignore);
     this.connections.add(new Connection(socket, this.ctx, clientAddress));
     if (!this.tlsContext) raw.resume();
   }
@@ -337,3 +339,5 @@ export class ProxyServer {
     });
   }
 }
+
+function ignore(): void {}
