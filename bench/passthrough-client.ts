@@ -5,6 +5,7 @@ import { encodeData, encodeFrame, encodeWindowUpdate } from '../src/protocol/enc
 import { ReceiveCredit } from '../src/protocol/flow-control.js';
 import { encodeHello } from '../src/protocol/messages.js';
 import { BenchConnection } from './bench-connection.js';
+import { roundTripLine } from './timed.js';
 
 /**
  * One passthrough bench run against `--port`, `--via`:
@@ -92,9 +93,6 @@ if (values.test === 'stream') {
   const start = performance.now();
   await sleep(seconds * 1000);
   measuring = false;
-  const elapsed = (performance.now() - start) / 1000;
-  latencies.sort((a, b) => a - b);
-  const pct = (q: number): number => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? NaN;
-  console.log(JSON.stringify({ roundTripsPerSecond: trips / elapsed, p50Ms: pct(0.5), p99Ms: pct(0.99) }));
+  console.log(roundTripLine(trips, (performance.now() - start) / 1000, latencies));
 }
 process.exit(0);

@@ -43,7 +43,8 @@ const EMPTY = Buffer.alloc(0);
  * resynchronised) and every later call throws it again.
  */
 export class FrameDecoder {
-  private chunks: Buffer[] = [];
+  /** Chunks not yet consumed; {@link NO_CHUNKS} while none is, so an idle decoder keeps no array of its own. */
+  private chunks: Buffer[] = NO_CHUNKS;
   /** Read position in chunks[0]: consumed bytes stay in place instead of re-slicing the chunk per frame. */
   private offset = 0;
   private buffered = 0;
@@ -59,14 +60,6 @@ export class FrameDecoder {
     private readonly limits: DecoderLimits,
   ) {}
 
-  /**
-   * Gives back the chunk list's storage when nothing is buffered: an array keeps the capacity it once
-   * grew to (about 150 bytes), which an idle connection has no use for.
-   */
-  compact(): void {
-    if (this.buffered === 0) this.chunks = [];
-  }
-
   /** Bytes held waiting for the rest of a frame. */
   get bufferedBytes(): number {
     return this.buffered;
@@ -75,14 +68,15 @@ export class FrameDecoder {
   push(chunk: Buffer): void {
     if (this.failure) throw this.failure;
     if (chunk.length === 0) return;
-    this.chunks.push(chunk);
+    if (this.chunks === NO_CHUNKS) this.chunks = [chunk];
+    else this.chunks.push(chunk);
     this.buffered += chunk.length;
     try {
       this.drain();
     } catch (err) {
       if (err instanceof ProtocolError) {
         this.failure = err;
-        this.chunks.length = 0;
+        this.chunks = NO_CHUNKS;
         this.offset = 0;
         this.buffered = 0;
       }
@@ -160,10 +154,18 @@ export class FrameDecoder {
   private skip(n: number): void {
     this.buffered -= n;
     this.offset += n;
-    if (this.offset === this.chunks[0]!.length) {
-      this.chunks.shift();
-      this.offset = 0;
-    }
+    if (this.offset === this.chunks[0]!.length) this.shiftChunk();
+  }
+
+  /**
+   * Drops the first chunk, wholly consumed. The last one takes the array with it: an array keeps the
+   * capacity it once grew to (17 slots, about 150 bytes), and a connection that idles between PINGs
+   * would keep that for nothing.
+   */
+  private shiftChunk(): void {
+    this.offset = 0;
+    if (this.chunks.length === 1) this.chunks = NO_CHUNKS;
+    else this.chunks.shift();
   }
 
   /** Removes and returns the next `n` bytes; a view when they lie in one chunk, one copy otherwise. */
@@ -185,8 +187,7 @@ export class FrameDecoder {
       if (available <= want) {
         c.copy(out, filled, this.offset);
         filled += available;
-        this.chunks.shift();
-        this.offset = 0;
+        this.shiftChunk();
       } else {
         c.copy(out, filled, this.offset, this.offset + want);
         this.offset += want;
@@ -196,6 +197,9 @@ export class FrameDecoder {
     return out;
   }
 }
+
+/** The chunk list of every decoder that holds nothing (frozen: it is never pushed to). */
+const NO_CHUNKS: Buffer[] = Object.freeze([]) as unknown as Buffer[];
 
 /** Largest payload accepted for a frame type. */
 export function maxLength(type: FrameType, maxPayload: number): number {

@@ -671,9 +671,8 @@ export class Connection implements FrameSink, SessionHost {
       ping.writeDoubleBE(Date.now());
       this.sendControl(FrameType.PING, ping);
     }
-    // An idle connection gives back the buffers its traffic grew (a PING just queued is written first).
+    // An idle connection gives back the lanes its traffic grew (a PING just queued is written first).
     this.out.compact();
-    this.decoder.compact();
     this.scheduleNext();
   }
 
