@@ -25,7 +25,9 @@ import { BenchProcess, startProcess } from './processes.js';
  * Issue 12's figures, section `scale` (`BENCH_ONLY=scale npm run bench`), in parts:
  * - hold: CONNECTIONS connections over WORKERS processes, first on a plain Node TCP server
  *   (node:cluster), then on `livemux start --workers` (each connection: HELLO with a JWT of its own
- *   user, one session, PINGs answered): accept rate, RSS per connection, CPU while idle;
+ *   user, one session, PINGs answered), opened in two waves: accept rate, RSS per connection (average
+ *   and marginal), CPU while idle. Six workers on this 2-core box: 100,000 / 6 is over the issue's
+ *   15,000 per worker and under the 20,000 files one process may hold;
  * - footprint: where the bytes of one worker's share go (heap snapshots of one proxy process);
  * - placement: the same plain server behind node:cluster's two modes and behind livemux's
  *   least-connections handoff: how evenly connections land, and what the primary pays;
@@ -92,9 +94,34 @@ export async function benchScale(options: ScaleBenchOptions): Promise<string> {
         }),
       ),
   };
-  const sections: string[] = [];
-  for (const part of PARTS) if (chosen.includes(part)) sections.push(await run[part]());
+  const sections = [runDescription(chosen)];
+  for (const part of PARTS) {
+    if (!chosen.includes(part)) continue;
+    const started = performance.now();
+    const report = await run[part]();
+    sections.push(`${report}\n\n_(${part}: ${minutes(performance.now() - started)})_`);
+  }
   return sections.join('\n\n');
+}
+
+/** What this run measured, against the issue's full scale, and how to run that. */
+function runDescription(parts: readonly string[]): string {
+  const settings = [
+    ['BENCH_SCALE_CONNECTIONS', CONNECTIONS, 100_000],
+    ['BENCH_SCALE_WORKERS', WORKERS, 6],
+    ['BENCH_SCALE_IDLE_SECONDS', IDLE_SECONDS, 60],
+    ['BENCH_SCALE_ROOM', ROOM, 50_000],
+  ] as const;
+  const changed = settings.filter(([, value, full]) => value !== full).map(([name, value, full]) => `${name}=${value} (full: ${fmt(full)})`);
+  return [
+    `Parts run: ${parts.join(', ')}. ${changed.length === 0 ? 'Full scale.' : `**Reduced scale** (the method, not the issue's figures): ${changed.join(', ')}.`}`,
+    'The full run (`BENCH_ONLY=scale npm run bench`, no other setting) takes about 25 minutes on a quiet 2-core machine; every wait in it is bounded (a wave of connections gets 15 minutes, a client process 5 to start).',
+  ].join(' ');
+}
+
+function minutes(ms: number): string {
+  const s = Math.round(ms / 1000);
+  return s < 60 ? `${s} s` : `${Math.floor(s / 60)} min ${s % 60} s`;
 }
 
 // ── where the bytes go ─────────────────────────────────────────────────────────────────────────────
@@ -179,35 +206,31 @@ async function benchPlacement(schedule: Placement['schedule']): Promise<Placemen
 // ── connections held ───────────────────────────────────────────────────────────────────────────────
 
 interface Held {
+  /** Connections per second over both waves (each timed from its signal to its last answer). */
   connectionsPerSecond: number;
-  /** RSS of every server process, summed, before any client and with every connection open. */
-  rssBefore: number;
-  rssAfter: number;
-  /** Per worker: connections and RSS growth (livemux only). */
-  workers: { connections: number; rssGrowth: number }[];
-  /** RSS growth of the primary (livemux only): it keeps no state per connection. */
-  primaryRssGrowth?: number;
-  /** CPU of the server processes over the idle window, as a share of one core. */
+  /**
+   * RSS of groups of server processes (summed within a group): [every process], and for livemux also
+   * [primary], [worker 0], …; with no client (settled), and the lowest reading while half, then all
+   * of the connections idled.
+   */
+  rss: { idle: number[]; half: number[]; full: number[] };
+  /** CPU of every server process over the last idle window, as a share of one core. */
   idleCpuShare: number;
-  /** livemux: JS heap used by the workers, summed, before and after. */
-  heapBefore?: number;
-  heapAfter?: number;
-  /** livemux: PINGs sent per second over the idle window. */
+  /** livemux: connections each worker held at the end. */
+  workerConnections?: number[];
+  /** livemux: JS heap used by the workers, summed, with no client and with all (not collected first). */
+  heap?: { idle: number; full: number };
+  /** livemux: PINGs sent per second over the last idle window. */
   pingsPerSecond?: number;
 }
 
 async function holdPlain(): Promise<Held> {
   const server = await startProcess(join(DIST_BENCH, 'scale-plain-server.js'), ['--workers', String(WORKERS), '--schedule', 'rr'], (l) => l.event === 'listening');
-  const pids = [server.line.pid as number, ...(server.line.workers as number[])];
+  const groups = [[server.line.pid as number, ...(server.line.workers as number[])]];
   try {
-    const rssBefore = await settledRss(pids);
-    let result!: Held;
-    await holdClients('plain', server.line.port as number, CONNECTIONS, clientProcesses(CONNECTIONS), SOURCES.hold, '', async (clients, rate) => {
-      const quiet = await idle([pids], IDLE_SECONDS);
-      result = { connectionsPerSecond: rate, rssBefore, rssAfter: quiet.lowestRss[0]!, workers: [], idleCpuShare: quiet.cpuShare };
-      await Promise.all(clients.map(stopped));
-    });
-    return result;
+    const idleRss = [await settledRss(groups[0]!)];
+    const waves = await holdInTwoWaves('plain', server.line.port as number, '', groups, async (idleFull) => idleFull());
+    return { connectionsPerSecond: waves.rate, rss: { idle: idleRss, half: waves.half, full: waves.full.lowestRss }, idleCpuShare: waves.full.cpuShare };
   } finally {
     await stopped(server.process);
   }
@@ -218,34 +241,63 @@ async function holdLivemux(options: ScaleBenchOptions): Promise<Held> {
   try {
     await ready(lm.adminPort);
     const workerPids = (await status(lm.adminPort)).perWorker.map((w) => w.pid);
-    const pids = [lm.pid, ...workerPids];
-    const rssBefore = await settledRss(pids);
-    const workerRssBefore = workerPids.map((pid) => memory(pid).rssBytes);
-    const primaryRssBefore = memory(lm.pid).rssBytes;
-    const heapBefore = await metric(lm.adminPort, 'livemux_nodejs_heap_size_used_bytes');
-    let result!: Held;
-    await holdClients('livemux', lm.port, CONNECTIONS, clientProcesses(CONNECTIONS), SOURCES.hold, options.secret, async (clients, rate) => {
-      const pingsBefore = await metric(lm.adminPort, 'livemux_frames_sent_total{type="PING"}');
-      const quiet = await idle([pids, [lm.pid], ...workerPids.map((p) => [p])], IDLE_SECONDS);
-      const pings = (await metric(lm.adminPort, 'livemux_frames_sent_total{type="PING"}')) - pingsBefore;
-      const perWorker = (await status(lm.adminPort)).perWorker;
-      result = {
-        connectionsPerSecond: rate,
-        rssBefore,
-        rssAfter: quiet.lowestRss[0]!,
-        primaryRssGrowth: quiet.lowestRss[1]! - primaryRssBefore,
-        workers: perWorker.map((w, i) => ({ connections: w.connections, rssGrowth: quiet.lowestRss[i + 2]! - workerRssBefore[i]! })),
-        idleCpuShare: quiet.cpuShare,
-        heapBefore,
-        heapAfter: await metric(lm.adminPort, 'livemux_nodejs_heap_size_used_bytes'),
-        pingsPerSecond: pings / IDLE_SECONDS,
-      };
-      await Promise.all(clients.map(stopped));
+    const groups = [[lm.pid, ...workerPids], [lm.pid], ...workerPids.map((p) => [p])];
+    await settledRss(groups[0]!);
+    const idleRss = groups.map(sumRss);
+    const heapIdle = await metric(lm.adminPort, 'livemux_nodejs_heap_size_used_bytes');
+    const pingsSent = (): Promise<number> => metric(lm.adminPort, 'livemux_frames_sent_total{type="PING"}');
+    let pings = 0;
+    const waves = await holdInTwoWaves('livemux', lm.port, options.secret, groups, async (idleFull) => {
+      const before = await pingsSent();
+      const quiet = await idleFull();
+      pings = (await pingsSent()) - before;
+      return quiet;
     });
-    return result;
+    return {
+      connectionsPerSecond: waves.rate,
+      rss: { idle: idleRss, half: waves.half, full: waves.full.lowestRss },
+      idleCpuShare: waves.full.cpuShare,
+      workerConnections: (await status(lm.adminPort)).perWorker.map((w) => w.connections),
+      heap: { idle: heapIdle, full: await metric(lm.adminPort, 'livemux_nodejs_heap_size_used_bytes') },
+      pingsPerSecond: pings / IDLE_SECONDS,
+    };
   } finally {
     await Promise.all([stopped(lm.proxy), stopped(lm.backend)]);
   }
+}
+
+/** What {@link idle} reads. */
+interface Quiet {
+  cpuShare: number;
+  lowestRss: number[];
+}
+
+/**
+ * Opens CONNECTIONS in two equal waves from separate client processes and source addresses, idling
+ * IDLE_SECONDS after each and keeping each group's lowest RSS. Two waves, so the cost of one more
+ * connection can be read between them (the second half against the first), apart from what the first
+ * connections cost once (compiled code, grown tables, a young generation sized by the connect burst).
+ * `aroundLastIdle` runs the idle with every connection open (and may measure around it). The
+ * connections are closed when it returns.
+ */
+async function holdInTwoWaves(
+  mode: 'plain' | 'livemux',
+  port: number,
+  secret: string,
+  groups: number[][],
+  aroundLastIdle: (idleFull: () => Promise<Quiet>) => Promise<Quiet>,
+): Promise<{ rate: number; half: number[]; full: Quiet }> {
+  const half = Math.floor(CONNECTIONS / 2);
+  const processes = clientProcesses(half);
+  let result!: { rate: number; half: number[]; full: Quiet };
+  await holdClients(mode, port, half, processes, SOURCES.hold, secret, async (_clients, firstRate) => {
+    const halfRss = (await idle(groups, IDLE_SECONDS)).lowestRss;
+    await holdClients(mode, port, CONNECTIONS - half, processes, SOURCES.hold + processes, secret, async (_more, secondRate) => {
+      const full = await aroundLastIdle(() => idle(groups, IDLE_SECONDS));
+      result = { rate: CONNECTIONS / (half / firstRate + (CONNECTIONS - half) / secondRate), half: halfRss, full };
+    });
+  });
+  return result;
 }
 
 function clientProcesses(connections: number): number {
@@ -268,7 +320,7 @@ async function holdClients(
 ): Promise<{ rate: number }> {
   const clients = Array.from({ length: processes }, (_, i) => {
     const share = Math.floor(count / processes) + (i < count % processes ? 1 : 0);
-    const args = ['--mode', mode, '--port', String(port), '--count', String(share), '--local', `127.0.0.${firstSource + i}`, '--secret', secret, '--prefix', `scale-${i}-`];
+    const args = ['--mode', mode, '--port', String(port), '--count', String(share), '--local', `127.0.0.${firstSource + i}`, '--secret', secret, '--prefix', `scale-${firstSource + i}-`];
     return new BenchProcess(join(DIST_BENCH, 'scale-clients.js'), args);
   });
   try {
@@ -292,7 +344,7 @@ async function holdClients(
  * GC, which an idle V8 runs at a time of its choosing: the lowest reading is the closest to the steady
  * state of connections that stay for hours.
  */
-async function idle(groups: number[][], seconds: number): Promise<{ cpuShare: number; lowestRss: number[] }> {
+async function idle(groups: number[][], seconds: number): Promise<Quiet> {
   const pids = groups[0]!;
   const before = pids.map(cpuUs);
   const lowestRss = groups.map(sumRss);
@@ -408,21 +460,30 @@ const kb = (bytes: number): string => `${(bytes / 1024).toFixed(2)} KB`;
 const verdict = (ok: boolean): string => (ok ? 'met' : '**missed**');
 
 function holdReport(plain: Held, livemux: Held): string {
-  const perConnection = (h: Held): number => (h.rssAfter - h.rssBefore) / CONNECTIONS;
-  const workerRss = livemux.workers.map((w) => `${fmt(w.connections)} conns, ${kb(w.rssGrowth / Math.max(1, w.connections))}`).join('; ');
+  const half = Math.floor(CONNECTIONS / 2);
+  // Against the idle process, over every connection; and what one more costs, between the two waves.
+  const average = (h: Held, group = 0): number => (h.rss.full[group]! - h.rss.idle[group]!) / CONNECTIONS;
+  const marginal = (h: Held, group = 0): number => (h.rss.full[group]! - h.rss.half[group]!) / (CONNECTIONS - half);
+  const target = (bytes: number): string => `${kb(bytes)} (≤ 6 KB: ${verdict(bytes <= 6 * 1024)})`;
+  const connections = livemux.workerConnections ?? [];
+  const perWorker = connections.map((n, i) => `w${i}: ${fmt(n)} conns, ${kb((livemux.rss.full[i + 2]! - livemux.rss.idle[i + 2]!) / Math.max(1, n))}`).join('; ');
   const pings = livemux.pingsPerSecond ?? 0;
+  const heap = livemux.heap ? kb((livemux.heap.full - livemux.heap.idle) / CONNECTIONS) : '–';
   return [
     `### Connections held: ${fmt(CONNECTIONS)} over ${WORKERS} worker processes`,
     '',
-    `Clients in ${clientProcesses(CONNECTIONS)} processes, each from its own 127.0.0.x, all started on one signal, 64 connects in flight per process.`,
+    `Clients in ${2 * clientProcesses(half)} processes, each from its own 127.0.0.x, opening the connections in two waves of ${fmt(half)} (each wave's processes started on one signal, 64 connects in flight per process), ` +
+      `each wave followed by ${IDLE_SECONDS} s of idling. RSS is each process's lowest reading (every 2 s) while idling: RSS holds the garbage of a connect burst until V8 collects it, at a time of its choosing. ` +
+      '*Average*: RSS with every connection against the settled idle process, over all connections. *Marginal*: the second wave against the first, over the second wave: what one more idle connection costs, apart from what the first ones cost once (compiled code, grown tables, a young generation sized by the burst).',
     '',
     `| measurement | plain Node TCP server, ${WORKERS} processes (node:cluster) | livemux --workers ${WORKERS} | notes |`,
     '| --- | --- | --- | --- |',
     `| connections accepted per second | ${fmt(plain.connectionsPerSecond)} | ${fmt(livemux.connectionsPerSecond)} | livemux: TCP + HELLO with a JWT of its own user + one OPEN → OPEN_OK; plain: TCP + one 8-byte round trip; livemux ${((livemux.connectionsPerSecond / plain.connectionsPerSecond) * 100).toFixed(0)} % of plain |`,
-    `| RSS per connection (all processes) | ${kb(perConnection(plain))} | ${kb(perConnection(livemux))} | lowest reading over ${IDLE_SECONDS} s idle, against the settled RSS before; livemux: one idle session each; target ≤ 6 KB: ${verdict(perConnection(livemux) <= 6 * 1024)} |`,
-    `| RSS per connection, each worker | – | ${workerRss} | the primary: ${kb((livemux.primaryRssGrowth ?? 0) / CONNECTIONS)} (it keeps nothing per connection) |`,
-    `| JS heap per connection (workers) | – | ${kb(((livemux.heapAfter ?? 0) - (livemux.heapBefore ?? 0)) / CONNECTIONS)} | heap used after ${IDLE_SECONDS} s idle (not collected first) |`,
-    `| CPU while idle | ${(plain.idleCpuShare * 100).toFixed(1)} % of a core | ${(livemux.idleCpuShare * 100).toFixed(1)} % of a core | livemux over ${IDLE_SECONDS} s at the default 25 s heartbeat: ${fmt(pings)} PINGs/s, ${((livemux.idleCpuShare * 1e6) / Math.max(1, pings)).toFixed(1)} µs per PING + PONG |`,
+    `| RSS per connection, average (all processes) | ${kb(average(plain))} | ${target(average(livemux))} | livemux: one idle session each |`,
+    `| RSS per connection, marginal (all processes) | ${kb(marginal(plain))} | ${target(marginal(livemux))} | |`,
+    `| RSS per connection, each worker (average) | – | ${perWorker} | the primary, which keeps nothing per connection: ${kb(average(livemux, 1))} average, ${kb(marginal(livemux, 1))} marginal |`,
+    `| JS heap per connection (workers) | – | ${heap} | heap used with every connection, against the idle process (not collected first) |`,
+    `| CPU while idle | ${(plain.idleCpuShare * 100).toFixed(1)} % of a core | ${(livemux.idleCpuShare * 100).toFixed(1)} % of a core | livemux over ${IDLE_SECONDS} s at the default 25 s heartbeat: ${fmt(pings)} PINGs/s, ${((livemux.idleCpuShare * 1e6) / Math.max(1, pings)).toFixed(1)} µs of server CPU per PING + PONG |`,
   ].join('\n');
 }
 
