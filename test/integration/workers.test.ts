@@ -172,9 +172,16 @@ it('drains every worker on SIGTERM, then exits 0', async () => {
   expect(await proxy.exited).toBe(0);
 });
 
-it('POST /drain on the primary drains every worker and stops taking connections; the process stays up until SIGTERM', async () => {
-  const drained = await startProxy({ backends: [`127.0.0.1:${backend.port}`], args: ['--workers', '2'], config: { timeouts: { drain_ms: 60_000 } } });
+it('SIGHUP reloads routes.yaml in every worker; POST /drain drains every worker and stops taking connections, the process staying up until SIGTERM', async () => {
+  // routes_watch off: only the signal reloads.
+  const drained = await startProxy({ backends: [`127.0.0.1:${backend.port}`], args: ['--workers', '2'], config: { routes_watch: false, timeouts: { drain_ms: 60_000 } } });
+  const adminStatus = async (): Promise<Status> => (await (await fetch(`http://127.0.0.1:${drained.adminPort}/status`)).json()) as Status;
   try {
+    const routes = { version: 1, routes: [{ business: 'echo', pool: 'echo' }, { business: 'extra', pool: 'echo' }], pools: { echo: { protocol: 'grpc', endpoints: [{ address: `127.0.0.1:${backend.port}` }] } } };
+    writeFileSync(join(drained.dir, 'routes.yaml'), stringify(routes));
+    drained.child.kill('SIGHUP');
+    await untilValue('both workers on routes version 2', adminStatus, (s) => s.perWorker.every((w) => w.routes.version === 2));
+
     const held = await Promise.all([0, 1].map(() => connect({ host: '127.0.0.1', port: drained.port, token, reconnect: false })));
     // Each holds a session, so its worker keeps it open (draining) until the client closes it.
     const sessions = await Promise.all(held.map((c) => c.open('echo')));
@@ -183,7 +190,7 @@ it('POST /drain on the primary drains every worker and stops taking connections;
     expect(res.status).toBe(202);
     await Promise.all(goaways);
     expect((await fetch(`http://127.0.0.1:${drained.adminPort}/readyz`)).status).toBe(503);
-    const s = (await (await fetch(`http://127.0.0.1:${drained.adminPort}/status`)).json()) as Status;
+    const s = await adminStatus();
     expect(s.draining).toBe(true);
     expect(s.perWorker.map((w) => w.draining)).toEqual([true, true]);
     await expect(connect({ host: '127.0.0.1', port: drained.port, token, reconnect: false })).rejects.toThrow();
