@@ -4,6 +4,40 @@ import { FrameDecoder } from '../src/protocol/decoder.js';
 import { encodeFrame } from '../src/protocol/encoder.js';
 import { encodeHello, encodeOpen } from '../src/protocol/messages.js';
 
+/** The next source port to try per source address (see {@link connectFrom}). */
+const nextPort = new Map<string, number>();
+/** Source ports a bench client binds: below Linux's ephemeral range, so the kernel's own picks never collide. */
+const FIRST_SOURCE_PORT = 10_000;
+const LAST_SOURCE_PORT = 32_000;
+
+/**
+ * Connects to 127.0.0.1:`port`. From `localAddress` (another 127.0.0.x: each has its own ports, which
+ * one process needs beyond ~28,000 connections to one server port) the source port is chosen here, in
+ * order, skipping ports in use: binding a source address with port 0 makes the kernel scan for a port
+ * no connection uses, which costs milliseconds per connect once thousands are open, and would make
+ * the client the bottleneck of an accept-rate bench.
+ */
+export async function connectFrom(port: number, localAddress?: string): Promise<net.Socket> {
+  for (;;) {
+    const localPort = localAddress === undefined ? undefined : (nextPort.get(localAddress) ?? FIRST_SOURCE_PORT);
+    if (localAddress !== undefined) {
+      if (localPort! > LAST_SOURCE_PORT) throw new Error(`bench: no source port left on ${localAddress}`);
+      nextPort.set(localAddress, localPort! + 1);
+    }
+    try {
+      return await new Promise<net.Socket>((resolve, reject) => {
+        const socket = net.connect({ port, host: '127.0.0.1', localAddress, localPort }, () => {
+          socket.off('error', reject);
+          resolve(socket);
+        });
+        socket.once('error', reject);
+      });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE' || localAddress === undefined) throw err;
+    }
+  }
+}
+
 /** How the proxy answered a batch of OPENs. */
 export interface OpenResult {
   opened: number;
@@ -41,11 +75,9 @@ export class BenchConnection {
     socket.once('close', () => this.closed.forEach((fail) => fail()));
   }
 
-  static connect(port: number, onData: (sessionId: number, payload: Buffer) => void = () => {}): Promise<BenchConnection> {
-    return new Promise((resolve, reject) => {
-      const socket = net.connect({ port, host: '127.0.0.1' }, () => resolve(new BenchConnection(socket, onData)));
-      socket.once('error', reject);
-    });
+  /** Connects to 127.0.0.1:`port`, from `localAddress` when given (see {@link connectFrom}). */
+  static async connect(port: number, onData: (sessionId: number, payload: Buffer) => void = () => {}, localAddress?: string): Promise<BenchConnection> {
+    return new BenchConnection(await connectFrom(port, localAddress), onData);
   }
 
   /** HELLO with `token`; resolves on WELCOME. */

@@ -28,6 +28,8 @@ const { values } = parseArgs({
     count: { type: 'string', default: '2500' },
     sample: { type: 'string', default: '50' },
     token: { type: 'string', default: '' },
+    /** Source address (127.0.0.x): one address has ~28,000 ports towards one server port. */
+    local: { type: 'string' },
   },
 });
 const port = Number(values.port);
@@ -146,7 +148,7 @@ function onClose(): void {
 }
 
 async function plainReceiver(r: Receiver): Promise<void> {
-  const conn = await BenchConnection.connect(port, (_id, payload) => onMessage(r, payload));
+  const conn = await BenchConnection.connect(port, (_id, payload) => onMessage(r, payload), values.local);
   conn.socket.once('close', onClose);
 }
 
@@ -158,7 +160,7 @@ async function livemuxReceiver(r: Receiver): Promise<void> {
     const increment = credit.release(payload.length);
     if (increment > 0) conn.socket.write(Buffer.concat([encodeWindowUpdate(1, increment), encodeWindowUpdate(0, increment)]));
     onMessage(r, payload);
-  });
+  }, values.local);
   // BenchConnection.hello() offers the default windows; OPEN may follow HELLO before WELCOME.
   const hello = encodeHello({ versions: [1], token: values.token!, sessionWindow: WINDOW, connectionWindow: WINDOW });
   conn.socket.write(encodeFrame(FrameType.HELLO, 0, 0, hello));

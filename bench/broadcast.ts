@@ -83,18 +83,28 @@ export interface SystemResult {
   half: StepResult;
 }
 
-interface Publisher {
+export interface Publisher {
   send(text: string): void;
   close(): void;
 }
 
 /** One system running: its server processes (with the pids to measure), where receivers connect, the publisher. */
-interface Deployment {
+export interface Deployment {
   mode: 'plain' | 'socketio' | 'livemux';
   port: number;
+  /** When the room spans several servers (one port each): client process i connects to `ports[i % n]`. */
+  ports?: number[];
   processes: BenchProcess[];
   servers: { label: string; pid: number }[];
   publisher: Publisher;
+}
+
+/** How big a room {@link measure} fills, in how many client processes, from which source addresses. */
+export interface RoomSize {
+  clients: number;
+  processes: number;
+  /** Client process i connects from `localAddresses[i % n]` (one address has ~28,000 ports per server port). */
+  localAddresses?: string[];
 }
 
 /** Runs the three systems one after the other; every process it starts has exited when it returns. */
@@ -141,18 +151,28 @@ async function socketIoPublisher(port: number): Promise<Publisher> {
 }
 
 /** Publishes each message as one DATA frame (HIGH) on session 1, after `prefix`. */
-function framePublisher(conn: BenchConnection, prefix = ''): Publisher {
+export function framePublisher(conn: BenchConnection, prefix = ''): Publisher {
   return {
     send: (text) => conn.socket.write(encodeData(1, Priority.HIGH, Buffer.from(prefix + text))),
     close: () => conn.close(),
   };
 }
 
-async function measure(name: string, deployment: Deployment, token: string): Promise<SystemResult> {
-  const args = ['--mode', deployment.mode, '--port', String(deployment.port), '--count', String(BROADCAST_CLIENTS / CLIENT_PROCESSES), '--token', token];
-  const clients = Array.from({ length: CLIENT_PROCESSES }, () => new BenchProcess(join(DIST_BENCH, 'broadcast-clients.js'), args));
+/** Fills a room of `size` on `deployment`, finds its peak and measures latency at half of it; stops every process of it. */
+export async function measure(
+  name: string,
+  deployment: Deployment,
+  token: string,
+  size: RoomSize = { clients: BROADCAST_CLIENTS, processes: CLIENT_PROCESSES },
+): Promise<SystemResult> {
+  const clients = Array.from({ length: size.processes }, (_, i) => {
+    const port = deployment.ports?.[i % deployment.ports.length] ?? deployment.port;
+    const local = size.localAddresses?.[i % size.localAddresses.length];
+    const args = ['--mode', deployment.mode, '--port', String(port), '--count', String(size.clients / size.processes), '--token', token];
+    return new BenchProcess(join(DIST_BENCH, 'broadcast-clients.js'), local ? [...args, '--local', local] : args);
+  });
   try {
-    const room = new Room(deployment, clients);
+    const room = new Room(deployment, clients, size.clients);
     await room.fill();
     const idleRssBytes = deployment.servers.map((s) => memory(s.pid).rssBytes);
     const steps: StepResult[] = [];
@@ -222,6 +242,7 @@ class Room {
   constructor(
     private readonly deployment: Deployment,
     private readonly clients: BenchProcess[],
+    private readonly members: number,
   ) {}
 
   /**
@@ -287,7 +308,7 @@ class Room {
       receiveMs,
       lagGrowthMs,
       missing,
-      deliveries: total * BROADCAST_CLIENTS - missing,
+      deliveries: total * this.members - missing,
       cpuUs: after.map((a, i) => a - before[i]!),
       receiverCpuUs: sum('cpuUs'),
       latency,
@@ -301,21 +322,21 @@ class Room {
 }
 
 /** Sends SIGTERM and resolves once the process has exited (or after 10 s; the bench's exit kills it then). */
-async function stopped(p: BenchProcess): Promise<void> {
+export async function stopped(p: BenchProcess): Promise<void> {
   const exited = p.next(() => false, 10_000).catch(() => {});
   p.stop();
   await exited;
 }
 
 /** Resident memory of a process now, and its high-water mark. */
-function memory(pid: number): { rssBytes: number; hwmBytes: number } {
+export function memory(pid: number): { rssBytes: number; hwmBytes: number } {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   const kb = (field: string): number => Number(new RegExp(`${field}:\\s+(\\d+)`).exec(status)?.[1]) * 1024;
   return { rssBytes: kb('VmRSS'), hwmBytes: kb('VmHWM') };
 }
 
 /** Pid of the most recently started child of this process whose command line contains `needle`. */
-function childPid(needle: string): number {
+export function childPid(needle: string): number {
   let found = { pid: 0, start: -1 };
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;

@@ -3,6 +3,7 @@ import { Priority } from '../src/protocol/constants.js';
 import { encodeData, encodeWindowUpdate } from '../src/protocol/encoder.js';
 import { ReceiveCredit } from '../src/protocol/flow-control.js';
 import { BenchConnection } from './bench-connection.js';
+import { roundTripLine } from './timed.js';
 
 /**
  * Closed-loop echo load: `conns` connections × `sessions` sessions, each session keeping exactly one
@@ -68,8 +69,5 @@ measuring = true;
 const start = performance.now();
 await new Promise((r) => setTimeout(r, Number(values.seconds) * 1000));
 measuring = false;
-const elapsed = (performance.now() - start) / 1000;
-latencies.sort((a, b) => a - b);
-const pct = (q: number): number => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? NaN;
-console.log(JSON.stringify({ roundTripsPerSecond: roundTrips / elapsed, p50Ms: pct(0.5), p99Ms: pct(0.99) }));
+console.log(roundTripLine(roundTrips, (performance.now() - start) / 1000, latencies));
 process.exit(0);

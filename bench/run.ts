@@ -14,11 +14,13 @@ import { benchReload, type ReloadResult, type ReloadTarget } from './reload.js';
 import { type EchoFigure, benchIm } from './im.js';
 import { benchPickers } from './routing.js';
 import { benchPush, pushReport } from './push.js';
+import { benchScale } from './scale.js';
 
 /**
  * `npm run bench`: every figure the issues ask for, measured side by side in one run on this machine,
  * printed as tables and written to BENCHMARKS.md, one section each: core (codec, routing, echo,
- * reload), im (issue 10), broadcast (issue 4), push (issue 11) and hostile (issue 8). `BENCH_ONLY=<section>` runs one section.
+ * reload), im (issue 10), broadcast (issue 4), push (issue 11), hostile (issue 8) and scale (issue 12). `BENCH_ONLY=<section>`
+ * runs one section.
  * Not a test: nothing here passes or fails on time.
  */
 const SECRET = 'bench-secret-0123456789abcdef0123456789';
@@ -42,8 +44,9 @@ function start(
   script: string,
   args: string[],
   ready: (l: OutputLine) => boolean,
+  env: NodeJS.ProcessEnv = {},
 ): Promise<{ process: BenchProcess; line: OutputLine }> {
-  return startProcess(script, args, ready, { LIVEMUX_JWT_SECRET: SECRET });
+  return startProcess(script, args, ready, { LIVEMUX_JWT_SECRET: SECRET, ...env });
 }
 
 async function echoLoad(port: number, mode: 'proxy' | 'plain', token: string): Promise<{ roundTripsPerSecond: number; p50Ms: number; p99Ms: number }> {
@@ -58,14 +61,23 @@ interface Livemux extends LivemuxUnderTest {
   routes: ReloadTarget['routes'];
 }
 
+/** More of a bench's proxy: `livemux start` arguments (e.g. `--workers`), routes and pools beside "echo". */
+export interface LivemuxExtras {
+  args?: string[];
+  /** Environment of the proxy process (e.g. NODE_OPTIONS). */
+  env?: NodeJS.ProcessEnv;
+  routes?: { business: string; pool: string }[];
+  pools?: Record<string, object>;
+}
+
 /** Starts an echo backend and a proxy routing business "echo" to it, with `limits` in its config file. */
-async function startLivemux(limits: Record<string, number>): Promise<Livemux> {
+async function startLivemux(limits: Record<string, number>, extras: LivemuxExtras = {}): Promise<Livemux> {
   const { process: backend, line } = await start(BIN, ['echo-backend', '--host', '127.0.0.1', '--port', '0'], (l) => l.event === 'listening');
   const dir = mkdtempSync(join(tmpdir(), 'livemux-bench-'));
   const routes = {
     version: 1,
-    routes: [{ business: 'echo', pool: 'echo' }],
-    pools: { echo: { protocol: 'grpc', endpoints: [{ address: `127.0.0.1:${line.port}` }] } },
+    routes: [{ business: 'echo', pool: 'echo' }, ...(extras.routes ?? [])],
+    pools: { echo: { protocol: 'grpc', endpoints: [{ address: `127.0.0.1:${line.port}` }] }, ...extras.pools },
   };
   writeFileSync(join(dir, 'routes.yaml'), stringify(routes));
   writeFileSync(join(dir, 'livemux.yaml'), stringify({
@@ -79,7 +91,7 @@ async function startLivemux(limits: Record<string, number>): Promise<Livemux> {
     connections: { max: 1_000_000, max_per_address: 1_000_000, max_per_user: 1_000_000, max_handshakes: 1_000_000 },
     users: { open_rate: 1_000_000, open_burst: 1_000_000 },
   }));
-  const proxy = await start(BIN, ['start', '--config', join(dir, 'livemux.yaml')], (l) => l.msg === 'livemux listening');
+  const proxy = await start(BIN, ['start', '--config', join(dir, 'livemux.yaml'), ...(extras.args ?? [])], (l) => l.msg === 'livemux listening', extras.env);
   await sleep(500); // let the proxy's backend stream come up
   const { port, admin, pid } = proxy.line as { port: number; admin: number; pid: number };
   return { proxy: proxy.process, backend, port, adminPort: admin, pid, routesFile: join(dir, 'routes.yaml'), routes };
@@ -99,6 +111,7 @@ async function main(): Promise<void> {
   }
   if (run('push')) writeSection('push', command, pushReport(await benchPush(SECRET)));
   if (run('hostile')) writeSection('hostile', command, await benchHostile(SECRET));
+  if (run('scale')) writeSection('scale', command, await benchScale({ token, secret: SECRET, startLivemux }));
   process.exit(0);
 }
 

@@ -19,6 +19,7 @@ const COMMANDS: readonly (() => Promise<{ register: RegisterCommand }>)[] = [
   () => import('./client-command.js'),
   () => import('./token-command.js'),
   () => import('./check-command.js'),
+  () => import('./dispatch-command.js'),
   () => import('./conformance-command.js'),
 ];
 

@@ -8,6 +8,7 @@ import { Backoff } from '../util/backoff.js';
 import { BACKOFF_RESET_AFTER_MS } from './options.js';
 import { ClientSession, type OpenOptions, type SessionHost } from './client-session.js';
 import { ClientConnection, type ConnectionListener } from './connection.js';
+import { fetchDispatch } from './dispatch.js';
 import { ClientClosedError, ServerError, WireCodeError } from './errors.js';
 import { parseAddress, resolveOptions, type Address, type ConnectOptions, type ResolvedOptions } from './options.js';
 import { CLIENT_TRANSITIONS, ClientState, transition } from './states.js';
@@ -114,20 +115,15 @@ export class LivemuxClient extends EventEmitter<ClientEvents> {
   /** See {@link connect}. */
   static async connect(options: ConnectOptions): Promise<LivemuxClient> {
     const client = new LivemuxClient(resolveOptions(options));
-    const conn = client.dial(client.options.address);
-    client.pending = conn.ready.then(() => conn);
-    client.pending.catch(() => {}); // observed below, through `ready`
+    const dialed = client.dialAny();
+    client.pending = dialed;
+    dialed.catch(() => {}); // observed below
+    let conn: ClientConnection;
     try {
-      await conn.ready;
+      conn = await dialed;
     } catch (err) {
       client.terminate(err as LivemuxError);
       throw err;
-    }
-    if (!conn.acceptsSessions) {
-      // GOAWAY right behind WELCOME: the server is draining; the caller's retry will land elsewhere.
-      const error = client.goAwayError(conn.goAway);
-      client.terminate(error);
-      throw error;
     }
     client.adopt(conn);
     return client;
@@ -187,6 +183,54 @@ export class LivemuxClient extends EventEmitter<ClientEvents> {
       case ClientState.CLOSED:
         return Promise.reject(this.closeError ?? new ClientClosedError());
     }
+  }
+
+  /**
+   * Dials the candidates in order — the dispatcher's addresses, then the static ones — until one
+   * reaches WELCOME and takes sessions. A failure whose code says never retry, or refresh the token,
+   * ends the search (every proxy would answer the same); anything else moves on to the next address.
+   * Rejects with the last failure.
+   */
+  private async dialAny(): Promise<ClientConnection> {
+    const candidates = await this.candidates();
+    let lastError: LivemuxError = new LivemuxError('ERR_DISPATCH', 'connect: no address to dial');
+    for (const address of candidates) {
+      if (this.isClosed()) throw this.closeError ?? new ClientClosedError();
+      try {
+        return await this.dialOne(address);
+      } catch (err) {
+        lastError = err as LivemuxError;
+        const advice = retryAdvice(lastError);
+        if (advice === 'never' || advice === 'refresh_token') break;
+      }
+    }
+    throw lastError;
+  }
+
+  /** The addresses to try: the dispatcher's then the static ones, or the static ones if it fails. */
+  private async candidates(): Promise<Address[]> {
+    const { dispatch, addresses, logger } = this.options;
+    if (!dispatch) return [...addresses];
+    try {
+      const signal = AbortSignal.any([AbortSignal.timeout(dispatch.timeoutMs), this.stop.signal]);
+      const dispatched = await fetchDispatch(dispatch.url, signal);
+      const seen = new Set<string>();
+      return [...dispatched, ...addresses].filter((a) => !seen.has(`${a.host}:${a.port}`) && seen.add(`${a.host}:${a.port}`));
+    } catch (err) {
+      if (this.isClosed()) throw this.closeError ?? new ClientClosedError();
+      if (addresses.length === 0) throw err;
+      logger.warn({ err: (err as Error).message }, 'livemux client: dispatcher unavailable; dialing the static addresses');
+      return [...addresses];
+    }
+  }
+
+  /** Dials `address`; resolves once WELCOME arrived on a connection that takes sessions. */
+  private async dialOne(address: Address): Promise<ClientConnection> {
+    const conn = this.dial(address);
+    await conn.ready;
+    // GOAWAY right behind WELCOME: that server is draining (its address hint is recorded).
+    if (!conn.acceptsSessions) throw this.goAwayError(conn.goAway);
+    return conn;
   }
 
   private dial(address: Address): ClientConnection {
@@ -323,10 +367,11 @@ export class LivemuxClient extends EventEmitter<ClientEvents> {
           continue;
         }
       }
-      const conn = this.dial(this.hintedAddress ?? this.options.address);
+      const hinted = this.hintedAddress;
       this.hintedAddress = null;
+      let conn: ClientConnection;
       try {
-        await conn.ready;
+        conn = hinted ? await this.dialOne(hinted) : await this.dialAny();
       } catch (err) {
         if (this.isClosed()) throw this.closeError ?? new ClientClosedError();
         lastError = err as LivemuxError;
@@ -336,11 +381,6 @@ export class LivemuxClient extends EventEmitter<ClientEvents> {
         continue;
       }
       if (this.isClosed()) throw this.closeError ?? new ClientClosedError();
-      if (!conn.acceptsSessions) {
-        // GOAWAY right behind WELCOME: that server is draining too; its address hint is recorded.
-        lastError = this.goAwayError(conn.goAway);
-        continue;
-      }
       this.adopt(conn);
       this.options.logger.info({ connectionId: conn.welcome.connectionId, attempt }, 'livemux client: reconnected');
       this.emit('reconnected', conn.welcome);

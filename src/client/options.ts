@@ -27,10 +27,24 @@ export interface ReconnectOptions {
   maxAttempts?: number;
 }
 
-/** Options of {@link connect}. */
+/**
+ * Options of {@link connect}. Where to connect comes from `dispatch`, `addresses` and `host`/`port`;
+ * at least one of them must be given. Every dial (the first and each reconnect) asks the dispatcher
+ * first and tries its addresses in its order, then the static ones (`host`/`port` first, then
+ * `addresses`) in order; a dispatcher that cannot be reached or has no proxy leaves the static list.
+ */
 export interface ConnectOptions {
-  host: string;
-  port: number;
+  host?: string;
+  port?: number;
+  /** More `host:port` addresses (IPv6 hosts in brackets), tried in order after `host`/`port`. */
+  addresses?: readonly string[];
+  /**
+   * URL of a dispatcher's `GET /v1/dispatch?cluster=<name>` (`livemux dispatch`, docs/dispatch.md),
+   * asked for the addresses to dial before every dial.
+   */
+  dispatch?: string;
+  /** How long to wait for the dispatcher's answer, ms. Default 3 000. */
+  dispatchTimeoutMs?: number;
   /** Authentication token sent in HELLO (a JWT by default). */
   token: string;
   /**
@@ -63,7 +77,9 @@ export interface Address {
 
 /** {@link ConnectOptions} validated, with defaults applied; frozen. */
 export interface ResolvedOptions {
-  readonly address: Address;
+  /** The static addresses, in the order they are tried (after the dispatcher's). */
+  readonly addresses: readonly Address[];
+  readonly dispatch: { readonly url: string; readonly timeoutMs: number } | null;
   readonly token: string;
   readonly getToken: (() => string | Promise<string>) | undefined;
   readonly tls: false | TlsConnectionOptions;
@@ -97,9 +113,18 @@ export function resolveOptions(options: ConnectOptions): ResolvedOptions {
   const check = (ok: boolean, field: string, expected: string, value: unknown): void => {
     if (!ok) problems.push(`${field}: expected ${expected}, got ${JSON.stringify(value) ?? String(value)}`);
   };
-  const { host, port, token, getToken, tls, reconnect, heartbeatIntervalMs, sessionWindow, connectionWindow } = options;
-  check(typeof host === 'string' && host.length > 0, 'host', 'a non-empty string', host);
-  check(isPort(port), 'port', 'an integer 1..65535', port);
+  const { host, port, addresses = [], dispatch, dispatchTimeoutMs = 3_000, token, getToken, tls, reconnect, heartbeatIntervalMs, sessionWindow, connectionWindow } = options;
+  const direct = host !== undefined || port !== undefined;
+  if (direct) {
+    check(typeof host === 'string' && host.length > 0, 'host', 'a non-empty string', host);
+    check(isPort(port), 'port', 'an integer 1..65535', port);
+  }
+  const parsed = Array.isArray(addresses) ? addresses.map((a) => (typeof a === 'string' ? parseAddress(a) : null)) : [];
+  check(Array.isArray(addresses), 'addresses', 'an array of "host:port" strings', addresses);
+  parsed.forEach((a, i) => check(a !== null, `addresses[${i}]`, 'a "host:port" string', addresses[i]));
+  check(dispatch === undefined || isHttpUrl(dispatch), 'dispatch', 'an http:// or https:// URL', dispatch);
+  check(isPositiveInt(dispatchTimeoutMs), 'dispatchTimeoutMs', 'a positive integer', dispatchTimeoutMs);
+  check(direct || parsed.length > 0 || dispatch !== undefined, 'host', 'host and port, addresses or dispatch: somewhere to connect', host);
   check(typeof token === 'string' && token.length > 0, 'token', 'a non-empty string', token);
   check(getToken === undefined || typeof getToken === 'function', 'getToken', 'a function', typeof getToken);
   check(tls === undefined || typeof tls === 'boolean' || isObject(tls), 'tls', 'a boolean or TLS options', tls);
@@ -115,8 +140,10 @@ export function resolveOptions(options: ConnectOptions): ResolvedOptions {
   check(maxAttempts === Infinity || (Number.isInteger(maxAttempts) && maxAttempts >= 0), 'reconnect.maxAttempts', 'an integer >= 0', maxAttempts);
   if (problems.length > 0) throw new ConfigError('connect()', problems);
 
+  const statics = [...(direct ? [{ host: host!, port: port! }] : []), ...(parsed as Address[])];
   return Object.freeze({
-    address: Object.freeze({ host, port }),
+    addresses: Object.freeze(statics.map((a) => Object.freeze(a))),
+    dispatch: dispatch === undefined ? null : Object.freeze({ url: dispatch, timeoutMs: dispatchTimeoutMs }),
     token,
     getToken,
     tls: tls === true ? {} : tls === undefined || tls === false ? false : tls,
@@ -141,6 +168,16 @@ export function parseAddress(text: string): Address | null {
   const port = Number(match[3]);
   if (!isPort(port) || (match[1] !== undefined && isIP(host) !== 6)) return null;
   return { host, port };
+}
+
+function isHttpUrl(value: unknown): boolean {
+  if (typeof value !== 'string') return false;
+  try {
+    const { protocol } = new URL(value);
+    return protocol === 'http:' || protocol === 'https:';
+  } catch {
+    return false;
+  }
 }
 
 function isPort(value: unknown): value is number {

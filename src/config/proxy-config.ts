@@ -2,6 +2,7 @@ import { hostname } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import { z } from 'zod';
 import { Defaults, HEADER_SIZE, MAX_CONTROL_PAYLOAD, MAX_WINDOW } from '../protocol/constants.js';
+import { CLUSTER_NAME } from '../dispatch/proxy-record.js';
 import {
   deepFreeze,
   hostPortSchema,
@@ -97,6 +98,15 @@ export interface ProxyConfig {
   logLevel: string;
   /** Identifies this process in logs, metrics and backend SessionOpened events. */
   proxyId: string;
+  /** Registration with `livemux dispatch` through Redis (docs/dispatch.md); null = not registered. */
+  dispatch: {
+    redisUrl: string;
+    cluster: string;
+    /** `host:port` clients dial; null = the bound listen address (the host must not be a wildcard). */
+    publicAddress: string | null;
+    heartbeatMs: number;
+    ttlMs: number;
+  } | null;
 }
 
 /** Environment variable that overrides `auth.jwt_secret`, so the secret need not live in the file. */
@@ -197,6 +207,19 @@ const authSchema = z.strictObject({
   refresh_window_ms: z.number().int().min(0).max(MAX_TIMER_MS).default(Defaults.refreshWindowMs),
 });
 
+const dispatchSchema = z
+  .strictObject({
+    redis: z.string().regex(/^rediss?:\/\/./, { message: 'expected a redis:// or rediss:// URL' }),
+    cluster: z.string().regex(CLUSTER_NAME, { message: 'expected 1-64 characters of A-Z a-z 0-9 _ . -' }),
+    public_address: hostPortSchema.optional(),
+    heartbeat_ms: positiveInt(MAX_TIMER_MS).default(2_000),
+    ttl_ms: positiveInt(MAX_TIMER_MS).default(6_000),
+  })
+  .refine((d) => d.ttl_ms >= 2 * d.heartbeat_ms, {
+    path: ['ttl_ms'],
+    message: 'must be at least twice heartbeat_ms, so one late heartbeat does not drop the proxy from dispatch',
+  });
+
 const adminSchema = z.strictObject({ host: hostSchema.default('127.0.0.1'), port: listenPortSchema.default(9090) });
 
 /** The file as written (snake_case). Sections whose keys all have defaults may be absent (`prefault`). */
@@ -216,7 +239,14 @@ const proxyFileSchema = z.strictObject({
   routes_watch: z.boolean().default(true),
   log: z.strictObject({ level: z.enum(LOG_LEVELS).default('info') }).prefault({}),
   proxy_id: z.string().min(1).max(128).optional(),
-});
+  dispatch: dispatchSchema.optional(),
+})
+  .refine((file) => !file.dispatch || file.dispatch.public_address !== undefined || !WILDCARD_HOSTS.has(file.listen.host), {
+    path: ['dispatch', 'public_address'],
+    message: 'required when listen.host is a wildcard address: clients need an address they can dial',
+  });
+
+const WILDCARD_HOSTS = new Set(['0.0.0.0', '::', '[::]']);
 
 type ProxyFile = z.output<typeof proxyFileSchema>;
 
@@ -330,5 +360,14 @@ function toProxyConfig(file: ProxyFile, baseDir: string): ProxyConfig {
     routesWatch: file.routes_watch,
     logLevel: file.log.level,
     proxyId: file.proxy_id ?? `${hostname()}-${process.pid}`,
+    dispatch: file.dispatch
+      ? {
+          redisUrl: file.dispatch.redis,
+          cluster: file.dispatch.cluster,
+          publicAddress: file.dispatch.public_address ?? null,
+          heartbeatMs: file.dispatch.heartbeat_ms,
+          ttlMs: file.dispatch.ttl_ms,
+        }
+      : null,
   };
 }

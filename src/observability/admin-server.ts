@@ -8,7 +8,7 @@ export interface AdminControl {
   /** The process logger: /log-level reads and sets its level, which its child loggers follow. */
   readonly logger: { level: string };
   /** The effective configuration with every secret replaced by "[redacted]". */
-  config(): object;
+  config(): object | Promise<object>;
   /** Starts a graceful drain (GOAWAY to every client, no new connections) and returns at once. */
   drain(): void;
 }
@@ -26,6 +26,8 @@ export interface AdminServerOptions {
   status?: () => object | Promise<object>;
   /** Runtime control endpoints; without it they are 404. */
   control?: AdminControl;
+  /** More GET paths, for a process whose service is HTTP itself (the dispatcher's /v1/dispatch). */
+  routes?: Record<string, AdminRoute>;
 }
 
 /** A running admin server. */
@@ -37,7 +39,8 @@ export interface AdminServer {
 
 const LOG_LEVELS = new Set(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']);
 
-interface Reply {
+/** A whole HTTP answer (see {@link json}). */
+export interface Reply {
   status: number;
   type: string;
   body: string;
@@ -46,6 +49,9 @@ interface Reply {
 }
 
 type Handler = (query: URLSearchParams) => Reply | Promise<Reply>;
+
+/** A GET handler of {@link AdminServerOptions.routes}; `query` is the request's query string. */
+export type AdminRoute = Handler;
 
 /**
  * Starts the operator HTTP endpoint. It has NO authentication: anyone who reaches it can drain the
@@ -67,6 +73,7 @@ type Handler = (query: URLSearchParams) => Reply | Promise<Reply>;
 export async function startAdminServer(options: AdminServerOptions): Promise<AdminServer> {
   let failedOnPurpose = false;
   const get: Record<string, Handler> = {
+    ...options.routes,
     '/metrics': async () => text(200, await options.metrics.registry.metrics(), options.metrics.registry.contentType),
     '/healthz': () => text(200, 'ok\n'),
     '/readyz': () => {
@@ -82,7 +89,7 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
   }
   const control = options.control;
   if (control) {
-    get['/config'] = () => json(200, control.config());
+    get['/config'] = async () => json(200, await control.config());
     get['/log-level'] = () => json(200, { level: control.logger.level });
     post['/log-level'] = (query) => {
       const level = query.get('level') ?? '';
@@ -148,7 +155,7 @@ function text(status: number, body: string, type = TEXT): Reply {
   return { status, type, body };
 }
 
-function json(status: number, body: object): Reply {
+export function json(status: number, body: object): Reply {
   return { status, type: 'application/json', body: JSON.stringify(body) };
 }
 

@@ -50,7 +50,8 @@ const EMPTY = Buffer.alloc(0);
  * resynchronised) and every later call throws it again.
  */
 export class FrameDecoder {
-  private readonly chunks: Buffer[] = [];
+  /** Chunks not yet consumed; {@link NO_CHUNKS} while none is, so an idle decoder keeps no array of its own. */
+  private chunks: Buffer[] = NO_CHUNKS;
   /** Read position in chunks[0]: consumed bytes stay in place instead of re-slicing the chunk per frame. */
   private offset = 0;
   private buffered = 0;
@@ -74,14 +75,15 @@ export class FrameDecoder {
   push(chunk: Buffer): void {
     if (this.failure) throw this.failure;
     if (chunk.length === 0) return;
-    this.chunks.push(chunk);
+    if (this.chunks === NO_CHUNKS) this.chunks = [chunk];
+    else this.chunks.push(chunk);
     this.buffered += chunk.length;
     try {
       this.drain();
     } catch (err) {
       if (err instanceof ProtocolError) {
         this.failure = err;
-        this.chunks.length = 0;
+        this.chunks = NO_CHUNKS;
         this.offset = 0;
         this.buffered = 0;
       }
@@ -161,10 +163,18 @@ export class FrameDecoder {
   private skip(n: number): void {
     this.buffered -= n;
     this.offset += n;
-    if (this.offset === this.chunks[0]!.length) {
-      this.chunks.shift();
-      this.offset = 0;
-    }
+    if (this.offset === this.chunks[0]!.length) this.shiftChunk();
+  }
+
+  /**
+   * Drops the first chunk, wholly consumed. The last one takes the array with it: an array keeps the
+   * capacity it once grew to (17 slots, about 150 bytes), and a connection that idles between PINGs
+   * would keep that for nothing.
+   */
+  private shiftChunk(): void {
+    this.offset = 0;
+    if (this.chunks.length === 1) this.chunks = NO_CHUNKS;
+    else this.chunks.shift();
   }
 
   /** Removes and returns the next `n` bytes; a view when they lie in one chunk, one copy otherwise. */
@@ -186,8 +196,7 @@ export class FrameDecoder {
       if (available <= want) {
         c.copy(out, filled, this.offset);
         filled += available;
-        this.chunks.shift();
-        this.offset = 0;
+        this.shiftChunk();
       } else {
         c.copy(out, filled, this.offset, this.offset + want);
         this.offset += want;
@@ -197,6 +206,9 @@ export class FrameDecoder {
     return out;
   }
 }
+
+/** The chunk list of every decoder that holds nothing (frozen: it is never pushed to). */
+const NO_CHUNKS: Buffer[] = Object.freeze([]) as unknown as Buffer[];
 
 /** Largest payload accepted for a frame type. */
 export function maxLength(type: FrameType, maxPayload: number): number {

@@ -1,6 +1,5 @@
 import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
-import type { Logger } from 'pino';
 import {
   Defaults,
   FLAG_PRIORITY_MASK,
@@ -34,6 +33,8 @@ import {
 } from '../protocol/messages.js';
 import { ProxySession, type SessionHost } from '../session/proxy-session.js';
 import type { HandshakingConnection } from './connection-gate.js';
+import { SmallMap } from '../util/small-map.js';
+import { NO_CLAIMS } from './auth.js';
 import type { ProxyContext } from './context.js';
 import { type Identity, verifyIdentity } from './identity.js';
 import { type DropReason, OutboundQueue } from './outbound-queue.js';
@@ -75,6 +76,25 @@ const REFRESH_INTERVAL_S = 20;
 
 type Handler = (conn: Connection, flags: number, sessionId: number, payload: Buffer) => void;
 
+/** The Connection a socket belongs to, for the socket listeners every connection shares. */
+const OWNER = Symbol('livemux.connection');
+type OwnedSocket = Socket & { [OWNER]: Connection };
+
+/**
+ * A connection's place in the proxy's timer wheel. Its callback is one function shared by every
+ * connection (the wheel calls it on the entry, which knows its connection): a closure per connection
+ * would cost each about 100 bytes.
+ */
+class ConnectionTimer extends WheelEntry {
+  constructor(readonly conn: Connection) {
+    super(ConnectionTimer.fire);
+  }
+
+  private static fire(this: ConnectionTimer, now: number): void {
+    this.conn.onTimer(now);
+  }
+}
+
 /**
  * One client TCP connection: owns the socket, the decoder, the session table and the outbound queue.
  * Frames arrive through {@link onFrame} and dispatch through a table indexed by frame type; every
@@ -85,7 +105,7 @@ export class Connection implements FrameSink, SessionHost, HandshakingConnection
   state: ConnState = ConnState.AWAIT_HELLO;
   userId = '';
   /** The verified token's forwarded claims, passed to backends in SessionOpened. */
-  private claims: Readonly<Record<string, string>> = {};
+  private claims: Readonly<Record<string, string>> = NO_CLAIMS;
   /** When the token in effect lapses (its `exp` + skew), epoch ms; Infinity without `exp`. */
   private tokenDeadline = Infinity;
   /** The client handles AUTH_STATE and REFRESH (HELLO `accepts_refresh`). */
@@ -105,15 +125,19 @@ export class Connection implements FrameSink, SessionHost, HandshakingConnection
   /**
    * Largest DATA payload either way on this connection, as announced in WELCOME: the configured
    * max_payload, lowered to half the smallest initial window of both directions (PROTOCOL.md §7).
+   * Before WELCOME, pipelined DATA is held against the configured max_payload (PROTOCOL.md §2.4). The
+   * decoder reads its limits from the connection itself (DecoderLimits), not from an object of its own.
    */
   maxPayload: number;
-  private readonly decoderLimits: { maxPayload: number; acceptBatch: false };
-  private readonly sessions = new Map<number, ProxySession>();
+  private readonly sessions = new SmallMap<number, ProxySession>();
   /** Sessions the client half-closed, with the time by which their backend must end them (made on first use). */
   private halfClosedSessions: Map<ProxySession, number> | null = null;
-  private readonly creditWaiters = new Set<ProxySession>();
-  /** Low-priority frame cap, set at WELCOME from the limits and the client's `accepts_batch`. */
-  lowPacer: LowPriorityPacer | null = null;
+  /** Sessions waiting for connection credit; null while none does (an empty Set costs ~200 bytes). */
+  private creditWaiters: Set<ProxySession> | null = null;
+  /** Low-priority frame cap (see {@link lowPacer}); made when the first low message arrives. */
+  private pacer: LowPriorityPacer | null = null;
+  /** The client's HELLO `accepts_batch`, for the pacer. */
+  private acceptsBatch = false;
   /** Created at WELCOME, once the user is known; OPEN is illegal before. */
   private admission!: SessionAdmission;
   private readonly decoder: FrameDecoder;
@@ -130,7 +154,7 @@ export class Connection implements FrameSink, SessionHost, HandshakingConnection
   private clientSessionWindow: number = Defaults.sessionWindow;
   private highestSessionId = 0;
   /** This connection's place in the proxy's timer wheel: every deadline below is checked by {@link onTimer}. */
-  private readonly timer = new WheelEntry((now) => this.onTimer(now));
+  private readonly timer = new ConnectionTimer(this);
   private readonly handshakeDeadline: number;
   /** When the last frame arrived (wheel clock): the heartbeat counts silence from it. */
   private lastInbound: number;
@@ -140,10 +164,9 @@ export class Connection implements FrameSink, SessionHost, HandshakingConnection
   private idleSince = 0;
   /** When a closing socket is destroyed if it has not finished flushing; 0 while not closing. */
   private destroyAt = 0;
-  /** When the connection was accepted, and how many sessions it opened: for its access-log line. */
-  private readonly acceptedAt = Date.now();
+  /** When the connection was accepted (wheel clock), and how many sessions it opened: for its access-log line. */
+  private readonly acceptedAt: number;
   private sessionsOpened = 0;
-  private log: Logger;
 
   /**
    * Takes over a socket the server has admitted through `ctx.gate` from `clientIp`; the gate is told
@@ -153,40 +176,68 @@ export class Connection implements FrameSink, SessionHost, HandshakingConnection
     private readonly socket: Socket,
     private readonly ctx: ProxyContext,
     readonly clientAddress: string,
-    clientIp: string,
+    private readonly clientIp: string,
   ) {
     const { limits, timeouts } = ctx.config;
-    this.log = ctx.logger.child({ conn: this.id, addr: clientAddress });
     this.maxPayload = limits.maxPayload;
     this.bucket = new TokenBucket(limits.openResetRate, limits.openResetRate);
     this.replyBucket = new TokenBucket(limits.replyRate, limits.replyRate);
-    // Until WELCOME, pipelined DATA is held against the configured max_payload (PROTOCOL.md §2.4).
-    this.decoderLimits = { maxPayload: limits.maxPayload, acceptBatch: false };
-    this.decoder = new FrameDecoder(this, this.decoderLimits);
+    this.decoder = new FrameDecoder(this, this);
     this.out = new OutboundQueue(
       socket,
       limits.outboundQueueBytes,
-      {
-        onDrop: (reason, priority, frames) => this.drop(reason, priority, frames),
-        onOverflow: (kind) => this.controlOverflow(kind),
-      },
+      this,
       ctx.metrics.frameStats,
       ctx.metrics.queueWait,
     );
-    this.lastInbound = ctx.timers.now();
+    this.lastInbound = this.acceptedAt = this.now();
     this.handshakeDeadline = this.lastInbound + timeouts.handshakeMs;
     ctx.timers.schedule(this.timer, this.handshakeDeadline);
     socket.setNoDelay(true);
-    socket.on('data', (chunk: Buffer) => this.receive(chunk));
-    socket.on('error', (err) => this.log.debug({ err }, 'socket error'));
-    socket.on('close', () => {
-      ctx.timers.cancel(this.timer);
-      this.teardown(Code.NORMAL, 'socket closed');
-      ctx.gate.released(clientIp);
-    });
+    (socket as OwnedSocket)[OWNER] = this;
+    socket.on('data', Connection.onSocketData);
+    socket.on('error', Connection.onSocketError);
+    socket.on('close', Connection.onSocketClose);
     ctx.gate.handshakeStarted(this);
     ctx.metrics.connections.inc();
     ctx.metrics.connectionsAccepted.inc();
+  }
+
+  // The socket's listeners are shared by every connection (`this` is the socket, which knows its owner):
+  // three closures and their contexts would cost each connection about 300 bytes.
+  private static onSocketData(this: OwnedSocket, chunk: Buffer): void {
+    this[OWNER].receive(chunk);
+  }
+
+  private static onSocketError(this: OwnedSocket, err: Error): void {
+    this[OWNER].line('debug', { err }, 'socket error');
+  }
+
+  private static onSocketClose(this: OwnedSocket): void {
+    const conn = this[OWNER];
+    conn.ctx.timers.cancel(conn.timer);
+    conn.teardown(Code.NORMAL, 'socket closed');
+    conn.ctx.gate.released(conn.clientIp);
+  }
+
+  /** The connection as routing names it (RouteContext). */
+  get connectionId(): string {
+    return this.id;
+  }
+
+  /** DecoderLimits: a server's decoder refuses BATCH from clients (PROTOCOL.md §2.3). */
+  get acceptBatch(): false {
+    return false;
+  }
+
+  /** @internal The outbound queue dropped DATA (OutboundHooks). */
+  onDrop(reason: DropReason, priority: Priority, frames: number): void {
+    this.drop(reason, priority, frames);
+  }
+
+  /** @internal A control reply did not fit the outbound bound (OutboundHooks). */
+  onOverflow(kind: 'control' | 'total'): void {
+    this.controlOverflow(kind);
   }
 
   /** Feeds bytes from the socket (or bytes that followed a PROXY protocol header). */
@@ -205,7 +256,7 @@ export class Connection implements FrameSink, SessionHost, HandshakingConnection
     } catch (err) {
       if (err instanceof ProtocolError) this.refuse(err);
       else {
-        this.log.error({ err }, 'internal error while handling a frame');
+        this.line('error', { err }, 'internal error while handling a frame');
         this.fail(Code.INTERNAL_ERROR, 'internal error');
       }
     }
@@ -234,7 +285,7 @@ export class Connection implements FrameSink, SessionHost, HandshakingConnection
 
   onFrame(type: FrameType, flags: number, sessionId: number, payload: Buffer): void {
     if (this.closed) return;
-    this.lastInbound = this.ctx.timers.now();
+    this.lastInbound = this.now();
     this.pingsSent = 0;
     this.ctx.metrics.frameStats.countIn(type, HEADER_SIZE + payload.length);
     // A peer's ERROR ends the connection in every state, held frames included; it is never answered.
@@ -283,7 +334,7 @@ export class Connection implements FrameSink, SessionHost, HandshakingConnection
     verifyIdentity(this.ctx.verifier, token, this.ctx.config.auth).then(then, (err: unknown) => {
       if (err instanceof ProtocolError) this.refuse(err);
       else {
-        this.log.error({ err }, 'token verifier failed');
+        this.line('error', { err }, 'token verifier failed');
         this.fail(Code.INTERNAL_ERROR, 'authentication unavailable');
       }
     });
@@ -300,8 +351,7 @@ export class Connection implements FrameSink, SessionHost, HandshakingConnection
     this.userId = userId;
     this.claims = identity.claims;
     this.tokenDeadline = identity.deadline;
-    this.log = this.log.child({ user: userId });
-    this.admission = new SessionAdmission(this.ctx, { userId, connectionId: this.id, clientAddress: this.clientAddress });
+    this.admission = new SessionAdmission(this.ctx, this);
     const clientConnectionWindow = hello.connectionWindow || Defaults.connectionWindow;
     this.sendCredit = new SendCredit(clientConnectionWindow);
     this.clientSessionWindow = hello.sessionWindow || Defaults.sessionWindow;
@@ -310,13 +360,8 @@ export class Connection implements FrameSink, SessionHost, HandshakingConnection
     // with nothing in flight can always send one more message (PROTOCOL.md §7).
     const smallestWindow = Math.min(limits.sessionWindow, limits.connectionWindow, this.clientSessionWindow, clientConnectionWindow);
     this.maxPayload = Math.min(limits.maxPayload, Math.max(1, Math.floor(smallestWindow / 2)));
-    this.decoderLimits.maxPayload = this.maxPayload;
     this.recvCredit = new ReceiveCredit(limits.connectionWindow);
-    if (limits.lowPriorityRate > 0) {
-      this.lowPacer = new LowPriorityPacer(limits.lowPriorityRate, limits.lowPriorityMerge, hello.acceptsBatch === true, this.out, (reason) =>
-        this.drop(reason, Priority.LOW),
-      );
-    }
+    this.acceptsBatch = hello.acceptsBatch === true;
     this.sendControl(
       FrameType.WELCOME,
       encodeWelcome({
@@ -336,13 +381,13 @@ export class Connection implements FrameSink, SessionHost, HandshakingConnection
         expiresInMs: this.expiresInMs(Date.now()),
       }),
     );
-    this.idleSince = this.ctx.timers.now();
+    this.idleSince = this.now();
     // A token already within its refresh window is asked for at once (PROTOCOL.md §5.3).
     this.checkToken(Date.now());
     this.scheduleNext();
     // WELCOME leaves now: a held frame that fails the connection must not discard it (PROTOCOL.md §5.1).
     this.out.flush();
-    this.log.info({ client: hello.client?.sdk }, 'connection authenticated');
+    this.line('info', { client: hello.client?.sdk }, 'connection authenticated');
     const queued = this.pipelined!;
     this.pipelined = null;
     this.pipelinedBytes = 0;
@@ -375,7 +420,7 @@ export class Connection implements FrameSink, SessionHost, HandshakingConnection
     }
     this.highestSessionId = sessionId;
     // Asking for a session is activity, even when refused (PROTOCOL.md §9.2).
-    this.idleSince = this.ctx.timers.now();
+    this.idleSince = this.now();
     this.startSession(sessionId, open, arrived);
     // No id is left above this one: further sessions need a new connection (PROTOCOL.md §5.2).
     if (sessionId === MAX_SESSION_ID && this.state === ConnState.OPEN) {
@@ -393,7 +438,7 @@ export class Connection implements FrameSink, SessionHost, HandshakingConnection
       m.sessionsOpened.inc({ business, result: codeName(code) });
       if (limit) m.limitHits.inc({ limit });
       // A limit's refusals come at the rate the client sends: counted above, not one log line each.
-      this.log[limit ? 'debug' : 'info']({ session: sessionId, business, code: codeName(code), reason }, 'session refused');
+      this.line(limit ? 'debug' : 'info', { session: sessionId, business, code: codeName(code), reason }, 'session refused');
       this.sendStatus(FrameType.OPEN_FAIL, sessionId, code, reason, retryAfterMs);
       return;
     }
@@ -402,7 +447,8 @@ export class Connection implements FrameSink, SessionHost, HandshakingConnection
     const info = {
       userId: this.userId,
       business: open.business,
-      metadata: open.metadata,
+      // Most OPENs carry no metadata: they share one empty object rather than keep one per session.
+      metadata: isEmpty(open.metadata) ? NO_METADATA : open.metadata,
       clientAddress: this.clientAddress,
       connectionId: this.id,
       clientSessionId: sessionId,
@@ -426,7 +472,7 @@ export class Connection implements FrameSink, SessionHost, HandshakingConnection
     m.sessions.inc({ business: open.business });
     m.sessionsOpened.inc({ business: open.business, result: 'ok' });
     this.sessionsOpened++;
-    this.log.info({ session: sessionId, business: open.business, endpoint: link.endpoint }, 'session opened');
+    this.line('info', { session: sessionId, business: open.business, endpoint: link.endpoint }, 'session opened');
     this.sendSessionFrame(FrameType.OPEN_OK, sessionId, EMPTY);
     m.openDuration.series({ business: open.business }).observe((performance.now() - arrived) / 1000);
   }
@@ -510,7 +556,7 @@ export class Connection implements FrameSink, SessionHost, HandshakingConnection
       this.claims = identity.claims;
       this.tokenDeadline = identity.deadline;
       this.refreshAsked = false;
-      this.log.debug({ expiresInMs: this.expiresInMs(Date.now()) }, 'token refreshed');
+      this.line('debug', { expiresInMs: this.expiresInMs(Date.now()) }, 'token refreshed');
       this.sendControl(FrameType.AUTH_STATE, encodeAuthState({ expiresInMs: this.expiresInMs(Date.now()), refresh: false }));
       if (this.state === ConnState.OPEN || this.state === ConnState.DRAINING) this.scheduleNext();
     });
@@ -530,9 +576,9 @@ export class Connection implements FrameSink, SessionHost, HandshakingConnection
       if (!this.sendCredit.grant(increment)) {
         throw new ProtocolError(Code.FLOW_CONTROL_ERROR, `WINDOW_UPDATE: bad connection increment (${increment})`);
       }
-      const waiters = [...this.creditWaiters];
-      this.creditWaiters.clear();
-      for (const s of waiters) s.pump();
+      const waiters = this.creditWaiters;
+      this.creditWaiters = null;
+      for (const s of waiters ?? []) s.pump();
       return;
     }
     // An update for a session that just closed may cross the close on the wire; ignore it.
@@ -552,7 +598,7 @@ export class Connection implements FrameSink, SessionHost, HandshakingConnection
     } catch {
       // The peer is closing anyway; an unreadable reason changes nothing.
     }
-    this.log.info({ code: codeName(status.code), reason: status.reason.slice(0, 200) }, 'client sent ERROR');
+    this.line('info', { code: codeName(status.code), reason: status.reason.slice(0, 200) }, 'client sent ERROR');
     this.out.abort();
     this.linger();
     // Cut as in the line above: the access log's reason is not the client's to fill.
@@ -566,8 +612,19 @@ export class Connection implements FrameSink, SessionHost, HandshakingConnection
 
   // ── SessionHost ─────────────────────────────────────────────────────────────────────────────────
 
+  /**
+   * The low-priority frame cap (limits.low_priority_rate, with the client's `accepts_batch`), or null
+   * when uncapped. Made on first use: most connections never get a low message, and the pacer with its
+   * token bucket and table costs about 350 bytes.
+   */
+  get lowPacer(): LowPriorityPacer | null {
+    const { lowPriorityRate, lowPriorityMerge } = this.ctx.config.limits;
+    if (this.pacer || lowPriorityRate === 0) return this.pacer;
+    return (this.pacer = new LowPriorityPacer(lowPriorityRate, lowPriorityMerge, this.acceptsBatch, this.out, (reason) => this.drop(reason, Priority.LOW)));
+  }
+
   awaitConnectionCredit(session: ProxySession): void {
-    this.creditWaiters.add(session);
+    (this.creditWaiters ??= new Set()).add(session);
   }
 
   releaseConnectionCredit(bytes: number): void {
@@ -604,7 +661,7 @@ export class Connection implements FrameSink, SessionHost, HandshakingConnection
   }
 
   halfClosed(session: ProxySession): void {
-    const deadline = this.ctx.timers.now() + this.ctx.config.timeouts.halfCloseMs;
+    const deadline = this.now() + this.ctx.config.timeouts.halfCloseMs;
     (this.halfClosedSessions ??= new Map()).set(session, deadline);
     if (!this.timer.scheduled || deadline < this.timer.due) this.ctx.timers.schedule(this.timer, deadline);
   }
@@ -612,18 +669,18 @@ export class Connection implements FrameSink, SessionHost, HandshakingConnection
   retired(session: ProxySession, code: number, reason: string): void {
     const durationMs = Date.now() - session.openedAt;
     // A client's RESET or CLOSE may carry 16 KiB of reason: a log line gets its start.
-    this.log.info({ session: session.id, business: session.business, durationMs, code: codeName(code), reason: reason.slice(0, 200) }, 'session closed');
+    this.line('info', { session: session.id, business: session.business, durationMs, code: codeName(code), reason: reason.slice(0, 200) }, 'session closed');
     this.sessions.delete(session.id);
     this.halfClosedSessions?.delete(session);
     this.admission.retired(session.business);
-    this.lowPacer?.forget(session);
-    this.creditWaiters.delete(session);
+    this.pacer?.forget(session);
+    this.creditWaiters?.delete(session);
     this.ctx.registry.remove(session);
     this.ctx.metrics.sessions.dec({ business: session.business });
     if (this.sessions.size > 0) return;
     if (this.state === ConnState.DRAINING) this.finish();
     else if (this.state === ConnState.OPEN) {
-      this.idleSince = this.ctx.timers.now();
+      this.idleSince = this.now();
       this.scheduleNext();
     }
   }
@@ -664,7 +721,7 @@ export class Connection implements FrameSink, SessionHost, HandshakingConnection
   fail(code: Code, message: string): void {
     if (this.state === ConnState.CLOSED) return;
     this.ctx.metrics.protocolErrors.inc({ code: codeName(code) });
-    this.log.info({ code: codeName(code), reason: message }, 'closing connection');
+    this.line('info', { code: codeName(code), reason: message }, 'closing connection');
     this.out.abort(encodeFrame(FrameType.ERROR, 0, 0, encodeStatus({ code, reason: message })));
     this.linger();
     this.teardown(code, message);
@@ -698,7 +755,7 @@ export class Connection implements FrameSink, SessionHost, HandshakingConnection
   private linger(): void {
     if (this.destroyAt > 0) return;
     if (!this.userCounted) this.socket.pause();
-    this.destroyAt = this.ctx.timers.now() + (this.userCounted ? LINGER_MS : UNWELCOMED_LINGER_MS);
+    this.destroyAt = this.now() + (this.userCounted ? LINGER_MS : UNWELCOMED_LINGER_MS);
     this.ctx.timers.schedule(this.timer, this.destroyAt);
   }
 
@@ -707,16 +764,17 @@ export class Connection implements FrameSink, SessionHost, HandshakingConnection
     this.transition(ConnState.CLOSED);
     this.ctx.gate.handshakeEnded(this);
     if (this.userCounted) this.ctx.gate.userLeft(this.userId);
-    this.lowPacer?.close();
+    this.pacer?.close();
     this.pipelined = null;
     this.pipelinedBytes = 0;
     for (const s of [...this.sessions.values()]) s.retire(code, reason);
     this.ctx.metrics.connections.dec();
     this.ctx.metrics.connectionsClosed.inc({ code: codeLabel(code) });
     // The access log: one line per connection, whatever ended it (`user` is bound once authenticated).
-    this.log.info(
+    this.line(
+      'info',
       {
-        durationMs: Date.now() - this.acceptedAt,
+        durationMs: this.now() - this.acceptedAt,
         bytesIn: this.socket.bytesRead,
         bytesOut: this.socket.bytesWritten,
         sessions: this.sessionsOpened,
@@ -735,7 +793,8 @@ export class Connection implements FrameSink, SessionHost, HandshakingConnection
    * callback files the connection again for its next deadline. Any other per-connection deadline belongs
    * here too, so a connection keeps exactly one place in the wheel.
    */
-  private onTimer(now: number): void {
+  /** @internal (ConnectionTimer) */
+  onTimer(now: number): void {
     if (this.destroyAt > 0) {
       if (now >= this.destroyAt) this.socket.destroy();
       else this.ctx.timers.schedule(this.timer, this.destroyAt);
@@ -772,6 +831,8 @@ export class Connection implements FrameSink, SessionHost, HandshakingConnection
       ping.writeDoubleBE(Date.now());
       this.sendControl(FrameType.PING, ping);
     }
+    // An idle connection gives back the lanes its traffic grew (a PING just queued is written first).
+    this.out.compact();
     this.scheduleNext();
   }
 
@@ -783,7 +844,7 @@ export class Connection implements FrameSink, SessionHost, HandshakingConnection
     for (const deadline of this.halfClosedSessions?.values() ?? []) next = Math.min(next, deadline);
     // The token's deadline is wall-clock time (a JWT's exp); the wheel runs on its own clock.
     const tokenCheck = this.nextTokenCheck(Date.now());
-    if (tokenCheck !== Infinity) next = Math.min(next, this.ctx.timers.now() + (tokenCheck - Date.now()));
+    if (tokenCheck !== Infinity) next = Math.min(next, this.now() + (tokenCheck - Date.now()));
     this.ctx.timers.schedule(this.timer, next);
   }
 
@@ -814,9 +875,31 @@ export class Connection implements FrameSink, SessionHost, HandshakingConnection
     return this.tokenDeadline === Infinity ? 0 : Math.min(0xffff_ffff, Math.max(1, this.tokenDeadline - now));
   }
 
+  /**
+   * The wheel's clock in whole milliseconds, rounded up (so a deadline derived from it is never early).
+   * A whole number fits a small-integer field; a fraction would be a 16-byte heap number for each of
+   * the connection's timestamps and its wheel entry's due time.
+   */
+  private now(): number {
+    return Math.ceil(this.ctx.timers.now());
+  }
+
   /** Idle is counted while the connection is OPEN with no session (PROTOCOL.md §9.2). */
   private get idleClockRuns(): boolean {
     return this.ctx.config.timeouts.idleMs > 0 && this.state === ConnState.OPEN && this.sessions.size === 0;
+  }
+
+  /**
+   * One log line of this connection, stamped with `conn`, `addr` and (once authenticated) `user`. No
+   * pino child is kept per connection: one costs about 650 bytes of heap, more than the rest of an
+   * idle connection's state, and the process logger's level (/log-level) then applies to every
+   * connection at once.
+   */
+  private line(level: 'debug' | 'info' | 'warn' | 'error', fields: object, message: string): void {
+    const logger = this.ctx.logger;
+    if (!logger.isLevelEnabled(level)) return;
+    const context = this.userId ? { conn: this.id, addr: this.clientAddress, user: this.userId } : { conn: this.id, addr: this.clientAddress };
+    logger[level]({ ...context, ...fields }, message);
   }
 
   private sendControl(type: FrameType, body: Buffer): void {
@@ -859,7 +942,7 @@ export class Connection implements FrameSink, SessionHost, HandshakingConnection
     if (this.state === ConnState.OPEN) {
       const rate = this.ctx.config.limits.openResetRate;
       this.ctx.metrics.protocolErrors.inc({ code: codeName(Code.RATE_LIMITED) });
-      this.log.warn({ frame }, 'OPEN/RESET flood: sending GOAWAY');
+      this.line('warn', { frame }, 'OPEN/RESET flood: sending GOAWAY');
       this.goAway(Code.RATE_LIMITED, `${frame}: more than ${rate} OPEN/RESET per second`);
       // No CLOSE per session (PROTOCOL.md §9.3): the GOAWAY ends them all; the last one ends the connection.
       for (const s of [...this.sessions.values()]) s.retire(Code.RATE_LIMITED, 'connection rate limited');
@@ -885,6 +968,12 @@ export class Connection implements FrameSink, SessionHost, HandshakingConnection
 }
 
 const EMPTY = Buffer.alloc(0);
+const NO_METADATA: Readonly<Record<string, string>> = Object.freeze({});
+
+function isEmpty(record: Record<string, string>): boolean {
+  for (const _ in record) return false;
+  return true;
+}
 const PRIORITY_LABELS = ['system', 'high', 'low'] as const;
 
 const HANDLERS: Handler[] = [];

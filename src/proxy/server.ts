@@ -11,6 +11,8 @@ import { FrameType } from '../protocol/constants.js';
 import { encodeFrame } from '../protocol/encoder.js';
 import { LimitError, ProtocolError } from '../protocol/errors.js';
 import { encodeStatus } from '../protocol/messages.js';
+import { EventLoopLag } from '../observability/event-loop-lag.js';
+import { DispatchRegistration } from '../dispatch/registration.js';
 import { SessionRegistry } from '../session/registry.js';
 import { createJwtVerifier, type TokenVerifier } from './auth.js';
 import { EndpointHealthMonitor } from './upstream/endpoint-health.js';
@@ -35,6 +37,17 @@ export interface ProxyServerOptions {
   /** Replaces the default HS256 JWT verifier (e.g. for an identity service). */
   verifier?: TokenVerifier;
   logger?: Logger;
+  /**
+   * Bind no port: connections arrive through {@link ProxyServer.adopt}, handed over by the primary of
+   * `livemux start --workers` (src/proxy/workers), which owns the listener.
+   */
+  handoff?: boolean;
+}
+
+/** `{ proxy }`: livemux.yaml as loaded, its secrets (the JWT secret, a password in a Redis URL) redacted. */
+export function redactedConfig(config: ProxyConfig): { proxy: object } {
+  const dispatch = config.dispatch && { ...config.dispatch, redisUrl: config.dispatch.redisUrl.replace(/\/\/([^@/]*)@/, '//[redacted]@') };
+  return { proxy: { ...config, auth: { ...config.auth, jwtSecret: '[redacted]' }, dispatch } };
 }
 
 /** Host and port a listener is bound to. */
@@ -49,7 +62,7 @@ export interface BoundAddress {
  */
 export class ProxyServer {
   private readonly connections = new Set<Connection>();
-  private readonly listener: net.Server;
+  private readonly listener: net.Server | null;
   private readonly links: BackendLinks;
   private readonly ctx: ProxyContext;
   private readonly tlsContext: tls.SecureContext | null;
@@ -61,6 +74,8 @@ export class ProxyServer {
   /** Bytes each connection had received at the previous shedding pass (who sends most, lately). */
   private inboundAtLastShed = new WeakMap<Connection, number>();
   private admin: { port: number; close(): Promise<void> } | null = null;
+  private registration: DispatchRegistration | null = null;
+  private lag: EventLoopLag | null = null;
   private draining = false;
   private closedWaiters: (() => void)[] = [];
 
@@ -69,6 +84,7 @@ export class ProxyServer {
     readonly metrics: Metrics,
     readonly logger: Logger,
     verifier: TokenVerifier,
+    handoff: boolean,
   ) {
     const registry = new SessionRegistry(metrics.fanOutDelay);
     this.health = new EndpointHealthMonitor({ logger, metrics });
@@ -126,14 +142,14 @@ export class ProxyServer {
     this.tlsContext = config.tls
       ? tls.createSecureContext({ cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile) })
       : null;
-    this.listener = net.createServer((socket) => this.accept(socket));
+    this.listener = handoff ? null : net.createServer((socket) => this.adopt(socket));
   }
 
   /** Loads the routes, opens backend links and starts listening (client port and admin port). */
   static async start(config: ProxyConfig, options: ProxyServerOptions = {}): Promise<ProxyServer> {
     const logger = options.logger ?? createLogger({ level: config.logLevel, proxyId: config.proxyId });
     const verifier = options.verifier ?? createJwtVerifier({ secret: config.auth.jwtSecret, issuer: config.auth.issuer, audience: config.auth.audience });
-    const server = new ProxyServer(config, createMetrics(), logger, verifier);
+    const server = new ProxyServer(config, createMetrics(), logger, verifier, options.handoff ?? false);
     await server.listen();
     return server;
   }
@@ -141,13 +157,16 @@ export class ProxyServer {
   private async listen(): Promise<void> {
     const { listen, admin } = this.config;
     if (this.config.routesWatch) await this.routes.watch();
-    await new Promise<void>((resolve, reject) => {
-      this.listener.once('error', reject);
-      this.listener.listen(listen.port, listen.host, () => {
-        this.listener.off('error', reject);
-        resolve();
+    const listener = this.listener;
+    if (listener) {
+      await new Promise<void>((resolve, reject) => {
+        listener.once('error', reject);
+        listener.listen(listen.port, listen.host, () => {
+          listener.off('error', reject);
+          resolve();
+        });
       });
-    });
+    }
     this.overload.start();
     if (admin) {
       this.admin = await startAdminServer({
@@ -163,11 +182,36 @@ export class ProxyServer {
         },
       });
     }
-    this.logger.info({ address: this.address.host, port: this.address.port, admin: this.adminPort, tls: Boolean(this.tlsContext) }, 'livemux listening');
+    if (this.config.dispatch) this.registration = await this.register(this.config.dispatch);
+    const { host, port } = this.address;
+    this.logger.info({ address: host, port, admin: this.adminPort, tls: Boolean(this.tlsContext) }, listener ? 'livemux listening' : 'proxy worker ready');
   }
 
-  /** Where clients connect. */
+  /** Client connections open now. */
+  get connectionCount(): number {
+    return this.connections.size;
+  }
+
+  /** Enters dispatch (docs/dispatch.md) under the public address, or the bound one. */
+  private register(dispatch: NonNullable<ProxyConfig['dispatch']>): Promise<DispatchRegistration> {
+    const lag = (this.lag = new EventLoopLag());
+    const { host, port } = this.address;
+    return DispatchRegistration.start({
+      redisUrl: dispatch.redisUrl,
+      cluster: dispatch.cluster,
+      id: this.config.proxyId,
+      address: dispatch.publicAddress ?? `${host.includes(':') ? `[${host}]` : host}:${port}`,
+      workers: 1,
+      heartbeatMs: dispatch.heartbeatMs,
+      ttlMs: dispatch.ttlMs,
+      load: () => ({ connections: this.connections.size, eventLoopLagMs: lag.takeP99Ms() }),
+      logger: this.logger,
+    });
+  }
+
+  /** Where clients connect (for a `handoff` server, the configured listen address). */
   get address(): BoundAddress {
+    if (!this.listener) return { ...this.config.listen };
     const a = this.listener.address() as net.AddressInfo;
     return { host: a.address, port: a.port };
   }
@@ -182,7 +226,7 @@ export class ProxyServer {
    * (unless failed on purpose).
    */
   get ready(): boolean {
-    return !this.draining && !this.overload.refusing && this.listener.listening && this.links.anyReady();
+    return !this.draining && !this.overload.refusing && (this.listener?.listening ?? true) && this.links.anyReady();
   }
 
   /** Live state for the admin `/status` JSON and page; `totals` are counters the page turns into rates. */
@@ -222,18 +266,16 @@ export class ProxyServer {
 
   /** The configuration in effect (livemux.yaml as loaded, and the routes table), secrets redacted. */
   effectiveConfig(): object {
-    return {
-      proxy: { ...this.config, auth: { ...this.config.auth, jwtSecret: '[redacted]' } },
-      routes: { tableVersion: this.routes.table.version, ...this.routes.table.config },
-    };
+    return { ...redactedConfig(this.config), routes: { tableVersion: this.routes.table.version, ...this.routes.table.config } };
   }
 
-  private accept(socket: net.Socket): void {
+  /** Takes a client connection accepted elsewhere (or by this server's listener); refused while draining. */
+  adopt(socket: net.Socket): void {
     if (this.draining) {
       socket.destroy();
       return;
     }
-    socket.on('error', () => {}); // errors before the Connection owns the socket end in 'close'
+    socket.on('error', ignore); // errors before the Connection owns the socket end in 'close'
     if (!this.config.proxyProtocol) {
       this.attach(socket, socket.remoteAddress ?? '', socket.remotePort, null);
       return;
@@ -285,6 +327,8 @@ export class ProxyServer {
     const socket = this.tlsContext
       ? new tls.TLSSocket(raw, { isServer: true, secureContext: this.tlsContext })
       : raw;
+    // Without TLS the Connection listens on this very socket: one error listener, not an array of two.
+    if (socket === raw) raw.off('error', ignore);
     this.connections.add(new Connection(socket, this.ctx, `${ip}:${port}`, ip));
     if (!this.tlsContext) raw.resume();
   }
@@ -355,7 +399,8 @@ export class ProxyServer {
   async drain(deadlineMs = this.config.timeouts.drainMs): Promise<void> {
     if (!this.draining) {
       this.draining = true;
-      this.listener.close();
+      this.listener?.close();
+      void this.registration?.setDraining();
       this.logger.info({ connections: this.connections.size, deadlineMs }, 'draining');
       for (const c of this.connections) c.goAway(Code.GOING_AWAY, 'server draining', this.config.goawayReconnectAddress);
     }
@@ -375,6 +420,8 @@ export class ProxyServer {
     await this.drain();
     this.overload.stop();
     await this.users.close();
+    await this.registration?.close();
+    this.lag?.stop();
     await this.routes.close();
     this.links.closeAll();
     await this.admin?.close();
@@ -392,3 +439,5 @@ export class ProxyServer {
     });
   }
 }
+
+function ignore(): void {}

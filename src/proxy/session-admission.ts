@@ -3,6 +3,7 @@ import { Code, codeInfo } from '../protocol/codes.js';
 import type { Open } from '../protocol/messages.js';
 import type { RouteContext } from '../routing/types.js';
 import type { ProxyContext } from './context.js';
+import { SmallMap } from '../util/small-map.js';
 import { TokenBucket } from '../util/token-bucket.js';
 
 /** The answer to an OPEN: a link to bind the session to, or the OPEN_FAIL to send (`limit`: the limit that refused it). */
@@ -26,11 +27,13 @@ interface BusinessUsage {
  * reports every session it opens and retires.
  */
 export class SessionAdmission {
-  private readonly usage = new Map<string, BusinessUsage>();
+  /** Per business (a connection rarely uses more than one or two). */
+  private readonly usage = new SmallMap<string, BusinessUsage>();
 
   constructor(
     private readonly ctx: ProxyContext,
-    private readonly who: Omit<RouteContext, 'metadata'>,
+    /** The connection (read when routing, not copied: one object fewer per connection). */
+    private readonly who: Readonly<Omit<RouteContext, 'metadata'>>,
   ) {}
 
   decide(open: Open, openSessions: number, draining: boolean): Admission {
@@ -41,7 +44,8 @@ export class SessionAdmission {
     const max = this.ctx.config.limits.maxSessions;
     if (openSessions >= max) return refuse(Code.TOO_MANY_SESSIONS, `OPEN: too many sessions (${openSessions} vs ${max})`);
 
-    const decision = this.ctx.routes().resolve(business, { ...this.who, metadata: open.metadata }, this.ctx.links.isHealthy);
+    const { userId, connectionId, clientAddress } = this.who;
+    const decision = this.ctx.routes().resolve(business, { userId, connectionId, clientAddress, metadata: open.metadata }, this.ctx.links.isHealthy);
     switch (decision.kind) {
       case 'unknown_business':
         return refuse(Code.UNKNOWN_BUSINESS, `OPEN: business "${shown}" has no route`);

@@ -43,6 +43,13 @@ export const SessionState = {
 } as const;
 export type SessionState = (typeof SessionState)[keyof typeof SessionState];
 
+/**
+ * A session with this many bytes still in its connection's queue is backed up: one socket read of a
+ * tcp upstream (Node reads 64 KiB at a time), which the queue writes through at once to a socket that
+ * is not itself backed up.
+ */
+const DELIVER_HIGH_WATER = 64 * 1024;
+
 interface Blocked {
   payload: Buffer;
   priority: Priority;
@@ -66,6 +73,10 @@ export class ProxySession implements QueueOwner, PacedSession {
   private readonly blocked = new Deque<Blocked>();
   private blockedBytes = 0;
   private queued = 0;
+  /** Bytes of this session's DATA in the connection's outbound queue. */
+  private queuedBytes = 0;
+  /** Who waits for this session to take DATA again (a paused tcp upstream); see `backedUp`. */
+  private deliverable: (() => void) | null = null;
   private backendOpen = true;
   private closeFrame: Buffer | null = null;
   private closeSent = false;
@@ -116,9 +127,33 @@ export class ProxySession implements QueueOwner, PacedSession {
     return this.state === SessionState.CLOSED;
   }
 
-  onDequeued(): void {
+  onDequeued(size: number): void {
     this.queued--;
+    this.queuedBytes -= size;
     this.maybeSendClose();
+    if (this.deliverable && !this.backedUp) this.releaseDeliverable();
+  }
+
+  /**
+   * True while the client is not taking this session's DATA: some waits for its credit, or a read's
+   * worth is still in the connection's queue (the queue hands a socket a large write at once unless
+   * the socket is backed up, so this only stays true while the client reads slower than the source).
+   */
+  get backedUp(): boolean {
+    return this.blockedBytes > 0 || this.queuedBytes >= DELIVER_HIGH_WATER;
+  }
+
+  /** Calls `fn` once this session is no longer {@link backedUp} or has ended; at once if it is not. */
+  onDeliverable(fn: () => void): void {
+    if (!this.backedUp || this.state === SessionState.CLOSED) return fn();
+    const previous = this.deliverable;
+    this.deliverable = previous ? () => (previous(), fn()) : fn;
+  }
+
+  private releaseDeliverable(): void {
+    const fn = this.deliverable!;
+    this.deliverable = null;
+    fn();
   }
 
   // ── backend → client ────────────────────────────────────────────────────────────────────────────
@@ -170,6 +205,7 @@ export class ProxySession implements QueueOwner, PacedSession {
     this.sendCredit.consume(payloadBytes);
     this.host.sendCredit.consume(payloadBytes);
     this.queued++;
+    this.queuedBytes += frames.length;
     this.host.out.data(this, frames, null, priority, count);
     return true;
   }
@@ -207,6 +243,7 @@ export class ProxySession implements QueueOwner, PacedSession {
     }
     if (next && this.sendCredit.bytes >= next.payload.length) this.host.awaitConnectionCredit(this);
     this.maybeSendClose();
+    if (this.deliverable && !this.backedUp) this.releaseDeliverable();
   }
 
   private hasCredit(n: number): boolean {
@@ -220,6 +257,7 @@ export class ProxySession implements QueueOwner, PacedSession {
     const head = Buffer.allocUnsafe(HEADER_SIZE);
     writeHeader(head, 0, FrameType.DATA, flags, this.id, n);
     this.queued++;
+    this.queuedBytes += HEADER_SIZE + n;
     this.host.out.data(this, head, payload, priority);
   }
 
@@ -362,6 +400,7 @@ export class ProxySession implements QueueOwner, PacedSession {
     this.blocked.clear();
     const end = this.closeStatus ?? { code, reason };
     this.host.retired(this, end.code, end.reason);
+    if (this.deliverable) this.releaseDeliverable();
   }
 
   /** Tells the backend the session ended, once. */

@@ -175,6 +175,16 @@ export class SessionRegistry implements BackendCommandSink {
     else for (const s of sessions) s.closedByBackend(Code.BACKEND_UNAVAILABLE, `backend ${link.endpoint} unavailable: ${reason}`);
   }
 
+  canDeliver(ref: number): boolean {
+    return this.byRef.get(ref)?.backedUp !== true;
+  }
+
+  onDeliverable(ref: number, fn: () => void): void {
+    const s = this.byRef.get(ref);
+    if (s) s.onDeliverable(fn);
+    else fn();
+  }
+
   private leave(s: ProxySession, topic: string): void {
     const set = this.topics.get(topic);
     if (!set) return;

@@ -112,6 +112,8 @@ export interface ProxyOptions {
   businesses?: string[];
   /** A whole routes.yaml object, used instead of the one built from `backends`/`businesses`. */
   routes?: Record<string, unknown>;
+  /** More arguments of `livemux start` (e.g. `--workers 3`). */
+  args?: string[];
 }
 
 /** A proxy process on an ephemeral loopback port with its admin port. */
@@ -138,8 +140,8 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProcess & {
     ...opts.config,
   };
   writeFileSync(join(dir, 'livemux.yaml'), stringify(config));
-  const p = runLivemux(['start', '--config', join(dir, 'livemux.yaml')]);
-  const line = await p.waitFor((l) => l.msg === 'livemux listening');
+  const p = runLivemux(['start', '--config', join(dir, 'livemux.yaml'), ...(opts.args ?? [])]);
+  const line = await p.waitFor((l) => l.msg === 'livemux listening', 30_000);
   const adminPort = line.admin as number;
   await waitReady(adminPort);
   return Object.assign(p, { port: line.port as number, adminPort, dir });

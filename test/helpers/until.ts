@@ -10,3 +10,14 @@ export async function until(probe: () => boolean | Promise<boolean>, what: strin
     await new Promise((r) => setTimeout(r, 50));
   }
 }
+
+/** Like {@link until}, for a value: polls `probe` until `ok` holds of what it returns, and returns that. */
+export async function untilValue<T>(what: string, probe: () => Promise<T>, ok: (value: T) => boolean, timeoutMs = 15_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (ok(value)) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; last: ${JSON.stringify(value)}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}

@@ -50,6 +50,12 @@ class RecordingSink implements BackendCommandSink {
   linkDown(_link: BackendLink, reason: string): void {
     this.linkDowns.push(reason);
   }
+  canDeliver(): boolean {
+    return true;
+  }
+  onDeliverable(_session: number, fn: () => void): void {
+    fn();
+  }
 }
 
 /** The echo backend, plus what the server side saw (contexts, opens, closes). */

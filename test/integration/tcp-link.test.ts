@@ -41,6 +41,27 @@ class RecordingSink implements BackendCommandSink {
   linkDown(_link: BackendLink, reason: string): void {
     this.linkDowns.push(reason);
   }
+  /** Sessions whose client is not taking DATA (as a slow phone's session would be). */
+  readonly backedUp = new Set<number>();
+  private readonly deliverable = new Map<number, () => void>();
+  canDeliver(session: number): boolean {
+    return !this.backedUp.has(session);
+  }
+  onDeliverable(session: number, fn: () => void): void {
+    if (!this.backedUp.has(session)) return fn();
+    if (this.deliverable.has(session)) throw new Error(`session ${session}: a second onDeliverable while the first waits`);
+    this.deliverable.set(session, fn);
+  }
+  /** The client caught up: the link's waiter runs. */
+  caughtUp(session: number): void {
+    this.backedUp.delete(session);
+    const fn = this.deliverable.get(session);
+    this.deliverable.delete(session);
+    fn?.();
+  }
+  bytes(session: number): number {
+    return (this.received.get(session) ?? []).reduce((n, b) => n + b.length, 0);
+  }
   text(session: number): string {
     return Buffer.concat(this.received.get(session) ?? []).toString();
   }
@@ -309,6 +330,43 @@ describe('TcpPassthroughLink', () => {
     await waitFor('drain', () => drained);
     expect(l.isWritable(1)).toBe(true);
     await waitFor('every byte upstream', () => receivedBytes === sent);
+  });
+
+  it('pauses an upstream while its client is not taking DATA, and resumes it once the client caught up', async () => {
+    const TOTAL = 64 * 1024 * 1024;
+    let written = 0;
+    const writers: net.Socket[] = [];
+    // A service that writes as fast as its socket takes it: 64 MiB in 64 KiB chunks.
+    const [, address] = await service((socket) => {
+      writers.push(socket);
+      const chunk = Buffer.alloc(64 * 1024, 0x62);
+      const pump = (): void => {
+        while (written < TOTAL) {
+          written += chunk.length;
+          if (!socket.write(chunk)) return void socket.once('drain', pump);
+        }
+        socket.end();
+      };
+      pump();
+    });
+    const sink = new RecordingSink();
+    sink.backedUp.add(1);
+    const l = link(address, sink);
+    l.open(1, INFO);
+    await waitFor('the first bytes', () => sink.bytes(1) > 0);
+    expect(l.stats.upstreamPauses).toBe(1);
+    // Paused after the first read: what the service could write is what the kernel buffers hold.
+    await waitFor('the service to block', () => writers[0]!.writableNeedDrain);
+    const heldByKernel = written;
+    await new Promise((r) => setTimeout(r, 100));
+    expect(sink.bytes(1)).toBeLessThanOrEqual(64 * 1024);
+    expect(written).toBe(heldByKernel);
+    expect(written).toBeLessThan(TOTAL / 4);
+
+    sink.caughtUp(1);
+    await waitFor('every byte, then the close', () => sink.closes.length === 1, 20_000);
+    expect(sink.bytes(1)).toBe(TOTAL);
+    expect(sink.closes[0]).toMatchObject({ session: 1, code: Code.NORMAL });
   });
 
   it('close() ends every upstream, reports the link down once, and closes sessions opened afterwards', async () => {

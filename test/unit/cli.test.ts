@@ -88,6 +88,9 @@ describe('usage errors are one line naming the command, exit 2', () => {
     [['client', '--meta', 'room'], "livemux client: option '--meta <key=value>' argument 'room' is invalid. expected KEY=VALUE"],
     [['client', '--insecure', '--token', 't'], 'livemux client: --insecure: only meaningful with --tls'],
     [['check'], "livemux check: missing required argument 'file'"],
+    [['start', '--workers', 'many'], "livemux start: option '--workers <n>' argument 'many' is invalid. expected an integer 1..1024 or \"auto\""],
+    [['dispatch'], "livemux dispatch: required option '--redis <url>' not specified"],
+    [['dispatch', '--redis', 'redis://x', '--limit', '0'], "livemux dispatch: option '--limit <n>' argument '0' is invalid. expected an integer >= 1 (addresses)"],
   ])('%j', async (argv, line) => {
     const run = await runCliCaptured(argv);
     expect(run.code).toBe(2);

@@ -67,6 +67,7 @@ describe('proxy config defaults', () => {
       routesWatch: true,
       logLevel: 'info',
       proxyId: `${hostname()}-${process.pid}`,
+      dispatch: null,
     });
   });
 
@@ -251,5 +252,28 @@ describe('loadProxyConfig from a file', () => {
 
   it('refuses the reference livemux.yaml without a secret', () => {
     expect(problems(() => loadProxyConfig(join(PACKAGE_ROOT, 'livemux.yaml'), {}))[0]).toMatch(/auth\.jwt_secret: required/);
+  });
+});
+
+describe('proxy config: dispatch', () => {
+  const dispatch = (fields: Record<string, unknown>, listen: Record<string, unknown> = { host: '10.0.0.5' }) =>
+    proxyConfigFromObject({ listen, dispatch: { redis: 'redis://r:6379', cluster: 'chat', ...fields } }, 't', '/', ENV);
+
+  it('defaults to a 2 s heartbeat and a 6 s TTL, and to the bound address', () => {
+    expect(dispatch({}).dispatch).toEqual({ redisUrl: 'redis://r:6379', cluster: 'chat', publicAddress: null, heartbeatMs: 2_000, ttlMs: 6_000 });
+    expect(dispatch({ public_address: 'edge.example.com:443' }, { host: '0.0.0.0' }).dispatch?.publicAddress).toBe('edge.example.com:443');
+  });
+
+  it('names every problem', () => {
+    expect(problems(() => dispatch({ redis: 'http://r', cluster: 'a b' }))).toEqual([
+      't dispatch.redis: expected a redis:// or rediss:// URL',
+      't dispatch.cluster: expected 1-64 characters of A-Z a-z 0-9 _ . -',
+    ]);
+    expect(problems(() => dispatch({ heartbeat_ms: 1_000, ttl_ms: 1_500 }))).toEqual([
+      't dispatch.ttl_ms: must be at least twice heartbeat_ms, so one late heartbeat does not drop the proxy from dispatch',
+    ]);
+    expect(problems(() => dispatch({}, { host: '0.0.0.0' }))).toEqual([
+      't dispatch.public_address: required when listen.host is a wildcard address: clients need an address they can dial',
+    ]);
   });
 });

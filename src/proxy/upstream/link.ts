@@ -20,6 +20,16 @@ export interface BackendCommandSink {
   unreachable(session: number, reason: string, unsent: readonly Buffer[]): void;
   /** The link failed or closed: every session bound to it is gone on the backend side. */
   linkDown(link: BackendLink, reason: string): void;
+  /**
+   * False while `session`'s client is not taking what it was sent: its DATA waits for the client's
+   * credit, or fills the connection's outbound queue past the session's share. A link that can stop
+   * its source for one session (a tcp upstream) stops reading until {@link onDeliverable}; a stream
+   * shared by many sessions must not, and relies on the credit waits and the queue's bound instead.
+   * True for a session the sink no longer has.
+   */
+  canDeliver(session: number): boolean;
+  /** Calls `fn` once `session` can take DATA again or has ended; at once if it can now. */
+  onDeliverable(session: number, fn: () => void): void;
 }
 
 export const LinkState = {

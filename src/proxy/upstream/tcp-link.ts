@@ -12,6 +12,12 @@
  *   halfClosed() (the client sent CLOSE) ──▶ FIN upstream after pending bytes; the upstream's bytes
  *     keep flowing until its own FIN, which ends the session as above (TCP half-close, end to end)
  *
+ * Backpressure goes both ways, so neither side's speed costs the proxy memory: the client's bytes get
+ * their flow-control credit back only while the upstream socket is writable (`isWritable`/`onDrain`,
+ * used by the session), and the upstream socket is paused while the client is not taking what it was
+ * sent (`sink.canDeliver`), so a fast service meets the speed of a slow phone instead of filling the
+ * connection's queue until it is closed SLOW_CONSUMER.
+ *
  * The link itself has no stream to lose: its state is READY from construction until `close()`, and
  * the endpoint's health comes from the EndpointHealthMonitor (TCP connect checks, reported failures).
  */
@@ -49,6 +55,8 @@ export interface TcpLinkStats {
   messagesFromUpstream: number;
   /** Events for a session with no upstream (never opened here, or already ended). */
   staleEvents: number;
+  /** Times an upstream was paused because its client was not taking DATA. */
+  upstreamPauses: number;
 }
 
 /**
@@ -63,6 +71,8 @@ const KEEPALIVE_MS = 30_000;
 interface Upstream {
   readonly socket: net.Socket;
   connected: boolean;
+  /** Reading stopped until the client takes DATA again. */
+  paused: boolean;
   connectTimer: NodeJS.Timeout | null;
   readonly drainWaiters: DrainWaiters;
   /** Bytes received while connecting, kept here (not in the socket) so a failed connect can return them. */
@@ -95,6 +105,7 @@ export class TcpPassthroughLink implements BackendLink {
     messagesToUpstream: 0,
     messagesFromUpstream: 0,
     staleEvents: 0,
+    upstreamPauses: 0,
   };
 
   private _state: LinkState = LinkState.READY;
@@ -156,6 +167,7 @@ export class TcpPassthroughLink implements BackendLink {
     const upstream: Upstream = {
       socket,
       connected: false,
+      paused: false,
       connectTimer: null,
       drainWaiters: new DrainWaiters(this.log, 'tcp link'),
       unsent: [],
@@ -217,6 +229,8 @@ export class TcpPassthroughLink implements BackendLink {
     }
     this.forget(session, upstream);
     for (const chunk of upstream.unsent) upstream.socket.write(chunk);
+    // Nobody takes its bytes any more, but reading on lets the service's FIN through, and the close.
+    upstream.socket.resume();
     // Still connecting: bytes the client sent before closing are still owed to the service, so the
     // socket is ended (flushed after the connect), not destroyed. A connect that fails now has nobody
     // to tell; the grace timer bounds one that hangs.
@@ -285,9 +299,22 @@ export class TcpPassthroughLink implements BackendLink {
     this.stats.messagesFromUpstream++;
     try {
       this.sink.deliver(session, chunk, Priority.HIGH);
+      if (!upstream.paused && !this.sink.canDeliver(session)) this.pause(session, upstream);
     } catch (err) {
       this.log.error({ err, session }, 'tcp link: sink.deliver threw');
     }
+  }
+
+  /** Stops reading `upstream` until its client takes DATA again (the kernel then slows the service). */
+  private pause(session: number, upstream: Upstream): void {
+    upstream.paused = true;
+    upstream.socket.pause();
+    this.stats.upstreamPauses++;
+    this.sink.onDeliverable(session, () => {
+      if (this.upstreams.get(session) !== upstream) return;
+      upstream.paused = false;
+      upstream.socket.resume();
+    });
   }
 
   private onUpstreamEnd(session: number, upstream: Upstream): void {
