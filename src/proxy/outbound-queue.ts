@@ -184,29 +184,49 @@ export class OutboundQueue {
   private writeQueued(): void {
     const socket = this.socket;
     while (!socket.destroyed && !socket.writableNeedDrain) {
-      const parts: Buffer[] = [];
-      let size = 0;
-      while (size < COALESCE_BYTES) {
-        const e = this.next();
-        if (!e) break;
-        this.queuedBytes -= e.size;
-        if (e.owner) {
-          e.owner.onDequeued();
-          if (e.owner.discarded) {
-            this.hooks.onDrop('session_closed', e.priority, e.frames);
-            continue;
-          }
-        }
-        parts.push(e.head);
-        if (e.body && e.body.length > 0) parts.push(e.body);
-        size += e.size;
-      }
-      if (parts.length === 0) {
+      const chunk = this.gather();
+      if (chunk === null) {
         if (this.ended) socket.end();
         return;
       }
-      socket.write(parts.length === 1 ? parts[0]! : join(parts, size));
+      socket.write(chunk);
+      // The common case, everything written at once: no second look at the socket's state.
+      if (this.queuedBytes === 0 && !this.ended) return;
     }
+  }
+
+  /**
+   * Takes queued frames, up to COALESCE_BYTES, as one buffer to write; null when none is left. A lone
+   * whole-frame entry (a control frame, a fan-out run) is its own buffer: nothing is allocated for it.
+   */
+  private gather(): Buffer | null {
+    let only: Buffer | null = null;
+    let parts: Buffer[] | null = null;
+    let size = 0;
+    while (size < COALESCE_BYTES) {
+      const e = this.next();
+      if (!e) break;
+      this.queuedBytes -= e.size;
+      if (e.owner) {
+        e.owner.onDequeued();
+        if (e.owner.discarded) {
+          this.hooks.onDrop('session_closed', e.priority, e.frames);
+          continue;
+        }
+      }
+      const body = e.body !== null && e.body.length > 0 ? e.body : null;
+      if (only === null && parts === null && body === null) only = e.head;
+      else {
+        if (parts === null) {
+          parts = only === null ? [] : [only];
+          only = null;
+        }
+        parts.push(e.head);
+        if (body !== null) parts.push(body);
+      }
+      size += e.size;
+    }
+    return parts === null ? only : join(parts, size);
   }
 
   private enqueue(lane: number, e: Entry): void {
