@@ -2,6 +2,7 @@ import type { Socket } from 'node:net';
 import { FrameType, Priority } from '../protocol/constants.js';
 import type { FrameStats } from '../observability/metrics.js';
 import { Deque } from '../util/deque.js';
+import { type SlicedTask, SliceScheduler } from '../util/slice-scheduler.js';
 
 /** Whoever queued a DATA entry; told when it leaves the queue (written or dropped). */
 export interface QueueOwner {
@@ -34,50 +35,19 @@ interface Entry {
 // coalesced into a single syscall, large ones are still not copied more than once.
 const COALESCE_BYTES = 64 * 1024;
 
-/** How long one slice of flushing may hold the event loop before I/O gets a turn. */
-const FLUSH_SLICE_MS = 10;
-/** Queues flushed between two looks at the clock. */
-const FLUSH_CLOCK_EVERY = 64;
+/**
+ * The proxy's writes, in slices with I/O between them (see SliceScheduler): queues are flushed after the
+ * event-loop turn that filled them, so every frame queued while handling one round of I/O leaves in one
+ * write per socket; topic fan-outs (TopicFanOut) walk their members in the same slices.
+ */
+export const writeScheduler = new SliceScheduler();
 
 /**
- * Flushes queues after the event-loop turn that filled them, so every frame queued while handling one
- * round of I/O (e.g. one backend batch fanned out to thousands of sessions) leaves in one write per
- * socket.
- *
- * A fan-out to 10,000 sockets is 10,000 write syscalls, a few hundred milliseconds on a small machine.
- * Done in one go, nothing is read meanwhile: a client's message forwarded to a backend, and the
- * backend's Publish coming back, would each wait for a whole round, and that room's latency would be
- * three rounds. So flushing goes in slices of FLUSH_SLICE_MS with I/O between them; what arrives
- * meanwhile joins the queues not written yet and leaves with them, in the same round.
+ * Starts writing what is scheduled now rather than at the scheduled turn (one slice; the rest follows as
+ * scheduled). For a producer that has just queued a large fan-out in the check phase: waiting for the
+ * next turn would add a whole poll phase to every recipient's latency.
  */
-class FlushScheduler {
-  private readonly dirty = new Deque<OutboundQueue>();
-  private immediate: NodeJS.Immediate | null = null;
-  readonly run = (): void => {
-    if (this.immediate) clearImmediate(this.immediate);
-    this.immediate = null;
-    const deadline = performance.now() + FLUSH_SLICE_MS;
-    for (let n = 1; this.dirty.length > 0; n++) {
-      this.dirty.shift()!.flush();
-      if (n % FLUSH_CLOCK_EVERY === 0 && performance.now() > deadline) break;
-    }
-    if (this.dirty.length > 0) this.immediate ??= setImmediate(this.run);
-  };
-
-  schedule(q: OutboundQueue): void {
-    this.dirty.push(q);
-    this.immediate ??= setImmediate(this.run);
-  }
-}
-
-const scheduler = new FlushScheduler();
-
-/**
- * Starts writing the queues that have frames waiting now rather than at the scheduled turn (one slice;
- * the rest follows as scheduled). For a producer that has just queued a large fan-out in the check
- * phase: waiting for the next turn would add a whole poll phase to every recipient's latency.
- */
-export const flushQueuedWrites: () => void = scheduler.run;
+export const flushQueuedWrites: () => void = writeScheduler.run;
 
 /**
  * One connection's bounded outbound queue (PROTOCOL.md §8). Control frames go first, then DATA by
@@ -87,7 +57,7 @@ export const flushQueuedWrites: () => void = scheduler.run;
  * Frames are only handed to the socket while it is under its high-water mark; everything else waits
  * here, where low-priority frames can still be dropped instead of piling up in Node's write buffer.
  */
-export class OutboundQueue {
+export class OutboundQueue implements SlicedTask {
   private readonly lanes = [new Deque<Entry>(), new Deque<Entry>(), new Deque<Entry>(), new Deque<Entry>()];
   private queuedBytes = 0;
   private heldBytes = 0;
@@ -167,7 +137,26 @@ export class OutboundQueue {
     this.queuedBytes = 0;
   }
 
-  /** Writes queued frames while the socket accepts them. Called by the scheduler. */
+  /**
+   * Writes `frames` (`count` whole DATA frames, admitted and within credit) to the socket at once when
+   * nothing is queued and the socket takes writes: no entry, no flush to wait for. False, with nothing
+   * done, otherwise; the caller then queues them with {@link data}.
+   */
+  writeNow(frames: Buffer, count: number): boolean {
+    const socket = this.socket;
+    if (this.queuedBytes !== 0 || this.flushing || this.ended || socket.destroyed || socket.writableNeedDrain) return false;
+    this.stats.countOut(FrameType.DATA, frames.length, count);
+    socket.write(frames);
+    return true;
+  }
+
+  /** Called by the scheduler: a flush is one step. */
+  runUntil(): boolean {
+    this.flush();
+    return false;
+  }
+
+  /** Writes queued frames while the socket accepts them. */
   flush(): void {
     this.pendingFlush = false;
     // A dequeue callback may queue a frame (a session's CLOSE); writing it from a nested flush would
@@ -243,7 +232,7 @@ export class OutboundQueue {
   private scheduleFlush(): void {
     if (this.pendingFlush) return;
     this.pendingFlush = true;
-    scheduler.schedule(this);
+    writeScheduler.schedule(this);
   }
 
   private next(): Entry | undefined {

@@ -8,6 +8,7 @@ import type { BackendLink } from '../proxy/upstream/link.js';
 import type { LowPriorityPacer, PacedSession } from '../proxy/low-priority-pacer.js';
 import type { DropReason, OutboundQueue, QueueOwner } from '../proxy/outbound-queue.js';
 import { Deque } from '../util/deque.js';
+import type { Topic } from './topic-fanout.js';
 
 /** What a session needs from its connection. Implemented by the proxy's Connection. */
 export interface SessionHost {
@@ -55,6 +56,13 @@ export class ProxySession implements QueueOwner, PacedSession {
   state: SessionState = SessionState.OPEN;
   /** Topics this session is subscribed to; null until the first subscribe. */
   topics: Set<string> | null = null;
+  /**
+   * While this session is in exactly one topic: that topic, which brings it up to date lazily, and how
+   * many of its turns it has been given (see Topic). Null in no topic or several (those are served each
+   * message as it is published).
+   */
+  walkedTopic: Topic | null = null;
+  topicSeq = 0;
   readonly sendCredit: SendCredit;
   private readonly recvCredit: ReceiveCredit;
   private readonly blocked = new Deque<Blocked>();
@@ -134,17 +142,20 @@ export class ProxySession implements QueueOwner, PacedSession {
 
   /**
    * Queues `count` whole system or high DATA frames already encoded for this session's id (`frames`, one
-   * run of a topic fan-out: see TopicFanOut) as one piece. False, with nothing queued, when the run
+   * run of a topic fan-out: see TopicFanOut) as one piece, or writes them at once when the connection has
+   * nothing queued (OutboundQueue.writeNow). False, with nothing queued, when the run
    * cannot go whole (closing, frames waiting for credit, too little credit, over the queue's bound): the
    * caller then delivers its messages one by one, which wait, drop or close exactly as single frames do.
    */
   deliverRun(frames: Buffer, count: number, payloadBytes: number, priority: Priority): boolean {
     if (this.state !== SessionState.OPEN || this.blocked.length > 0 || !this.hasCredit(payloadBytes)) return false;
-    if (this.host.out.admit(frames.length, priority) !== 'ok') return false;
+    const out = this.host.out;
+    if (out.admit(frames.length, priority) !== 'ok') return false;
     this.sendCredit.consume(payloadBytes);
     this.host.sendCredit.consume(payloadBytes);
+    if (out.writeNow(frames, count)) return true;
     this.queued++;
-    this.host.out.data(this, frames, null, priority, count);
+    out.data(this, frames, null, priority, count);
     return true;
   }
 
@@ -275,6 +286,8 @@ export class ProxySession implements QueueOwner, PacedSession {
    */
   beginClose(code: number, reason: string): void {
     if (this.state !== SessionState.OPEN) return;
+    // What its topic published before goes out ahead of the CLOSE.
+    this.walkedTopic?.catchUp(this);
     this.state = SessionState.CLOSING;
     this.closeFrame = encodeStatus({ code, reason });
     this.maybeSendClose();

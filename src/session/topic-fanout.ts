@@ -1,7 +1,8 @@
-import { TickBatcher } from '../util/tick-batcher.js';
 import { FrameType, HEADER_SIZE, Priority } from '../protocol/constants.js';
 import { writeHeader } from '../protocol/encoder.js';
-import { flushQueuedWrites } from '../proxy/outbound-queue.js';
+import { writeScheduler } from '../proxy/outbound-queue.js';
+import type { SlicedTask, SliceScheduler } from '../util/slice-scheduler.js';
+import { TickBatcher } from '../util/tick-batcher.js';
 import type { ProxySession } from './proxy-session.js';
 
 /** A backend command held until this turn's fan-out: a Publish, or a Deliver that must stay behind one. */
@@ -16,26 +17,35 @@ interface Held {
   priority: Priority;
 }
 
-/** The most bytes one run may spend on its encodings, summed over session ids (see FrameRun). */
-const RUN_ENCODING_BUDGET = 4 * 1024 * 1024;
+/** What one walk of a topic may spend on encodings, summed over session ids and catch-ups (see FrameRun). */
+const WALK_ENCODING_BUDGET = 4 * 1024 * 1024;
+/** Members walked between two looks at the clock. */
+const CLOCK_EVERY = 64;
+
+/** Bytes that encodings may still take; shared by the FrameRuns of one walk. */
+export class EncodingBudget {
+  constructor(public left: number) {}
+}
 
 /**
- * The system or high messages one topic got in one turn, encoded as whole DATA frames back to back,
- * once per distinct session id: every member whose session has that id shares one buffer. SDKs number
- * their sessions alike, so a room of thousands usually needs one or two encodings. Should the ids be
- * scattered, every encoding is a copy of the run: past `budget` bytes of them, `framesFor` answers null
- * and those members get the messages one by one (a header each, the payloads shared), so memory stays
- * bounded whatever ids clients choose.
+ * System or high messages of one topic encoded as whole DATA frames back to back, once per distinct
+ * session id: every member whose session has that id shares one buffer. SDKs number their sessions
+ * alike, so a room of thousands usually needs one or two encodings. Should the ids be scattered, every
+ * encoding is a copy of the run: once `budget` is spent, `framesFor` answers null and those members get
+ * the messages one by one (a header each, the payloads shared), so memory stays bounded whatever ids
+ * clients choose.
  */
 export class FrameRun {
   readonly payloadBytes: number;
   private readonly byId = new Map<number, Buffer>();
-  private spent = 0;
+  /** The last answer: members of a room mostly share one session id, and come one after the other. */
+  private lastId = -1;
+  private lastFrames: Buffer | null = null;
 
   constructor(
     readonly payloads: readonly Buffer[],
     readonly priority: Priority,
-    private readonly budget = RUN_ENCODING_BUDGET,
+    private readonly budget = new EncodingBudget(WALK_ENCODING_BUDGET),
   ) {
     let bytes = 0;
     for (const p of payloads) bytes += p.length;
@@ -44,12 +54,18 @@ export class FrameRun {
 
   /** The run's frames for `sessionId`, or null once the encodings would exceed the budget. */
   framesFor(sessionId: number): Buffer | null {
-    let frames = this.byId.get(sessionId);
-    if (frames) return frames;
+    if (sessionId === this.lastId) return this.lastFrames;
+    const frames = this.byId.get(sessionId) ?? this.encode(sessionId);
+    this.lastId = sessionId;
+    this.lastFrames = frames;
+    return frames;
+  }
+
+  private encode(sessionId: number): Buffer | null {
     const size = this.payloadBytes + HEADER_SIZE * this.payloads.length;
-    if (this.spent + size > this.budget) return null;
-    this.spent += size;
-    frames = Buffer.allocUnsafe(size);
+    if (size > this.budget.left) return null;
+    this.budget.left -= size;
+    const frames = Buffer.allocUnsafe(size);
     let at = 0;
     for (const p of this.payloads) {
       writeHeader(frames, at, FrameType.DATA, this.priority, sessionId, p.length);
@@ -61,94 +77,288 @@ export class FrameRun {
   }
 }
 
+/** One turn's messages to one topic, by priority (system, high, low). */
+type Turn = [Buffer[], Buffer[], Buffer[]];
+
+/** What a member gets to catch up from a given turn to the head: system and high messages as runs, low ones one by one. */
+interface CatchUp {
+  head: number;
+  runs: FrameRun[];
+  low: Buffer[];
+}
+
 /**
- * Edge fan-out that scales with load the way a hand-written broadcast server does: Publishes are held
- * until the end of the event-loop turn, and then each topic's messages of that turn reach each member
- * as ONE queue entry holding all of them (a {@link FrameRun}), so a member costs one entry and one socket
- * write per turn however many messages the turn brought. The busier the room, the more messages share
- * each write, instead of every message costing every member an entry, a header and a write.
+ * One topic: its members, and a short log of the turns not yet given to every member. Each member
+ * in this topic alone holds its position in the log (`topicSeq`: the turns it has been given); a walk
+ * goes through the members in slices of the proxy's write scheduler and brings each up to date with ONE
+ * write of everything it lacks, then the log forgets what every member has.
  *
- * What stays exact (docs/backend-contract.md §3, PROTOCOL.md §8):
- * - per stream, commands still apply in order: a Deliver arriving while Publishes are held is held
- *   behind them, and every other command (subscribe, close, ...) first fans out what is held
- *   ({@link flush});
- * - a member that cannot take a run whole (credit, queue bound, closing) gets its messages one by one,
- *   through the same path as any single frame: waiting for credit, dropped and counted, or closed as a
- *   slow consumer;
- * - low messages always go one by one, through the connection's low-priority cap;
- * - members that got a held Deliver, that a Publish excludes, or that are in several topics get this
- *   turn's messages one by one in command order, so nothing is reordered for them.
+ * Why a log rather than a queue entry per member per turn: the walk touches each member once, and
+ * writes it at once when its connection has nothing queued (OutboundQueue.writeNow). Turns that arrive
+ * while a walk is under way reach the members not walked yet in the same write as the earlier ones, and
+ * the others in the next walk, which follows at once: what a relay coalescing per round does, with
+ * nothing per member between two visits.
  */
-export class TopicFanOut {
-  private readonly held = new TickBatcher<Held>((held) => this.fanOut(held), Infinity);
+export class Topic implements SlicedTask {
+  readonly members = new Set<ProxySession>();
+  /** Members in other topics too: they get this topic's messages one by one as published (TopicFanOut). */
+  readonly multi = new Set<ProxySession>();
+  /** Turn `base + i` is log[i]. */
+  private log: Turn[] = [];
+  private base = 0;
+  private scheduled = false;
+  private walk: Iterator<ProxySession> | null = null;
+  /** The head when the current walk started: at its end every member has at least that. */
+  private walkFrom = 0;
+  /** This walk's catch-ups by the turn they start from (most members start from the same one). */
+  private catchUps = new Map<number, CatchUp>();
+  private budget = new EncodingBudget(WALK_ENCODING_BUDGET);
 
-  constructor(private readonly members: (topic: string) => ReadonlySet<ProxySession> | undefined) {}
+  constructor(private readonly scheduler: Pick<SliceScheduler, 'schedule'>) {}
 
-  publish(topic: string, payload: Buffer, priority: Priority, excludeRef: number): void {
-    this.held.push({ topic, target: null, exclude: excludeRef, payload, priority }, 0);
+  /** Turns appended so far. */
+  get head(): number {
+    return this.base + this.log.length;
   }
 
-  /** Delivers to one session now, or behind this turn's held Publishes when there are any. */
-  deliver(session: ProxySession, payload: Buffer, priority: Priority): void {
-    if (this.held.pending === 0) session.deliver(payload, priority);
-    else this.held.push({ topic: null, target: session, exclude: 0, payload, priority }, 0);
+  /** Turns some member has not been given yet. */
+  get pending(): number {
+    return this.log.length;
   }
 
-  /** Fans out what is held, now. Called before any command that changes who gets what. */
-  flush(): void {
-    this.held.flush();
+  /** Adds a turn and makes sure a walk will bring it to the members. */
+  append(turn: Turn): void {
+    this.log.push(turn);
+    if (this.scheduled) return;
+    this.scheduled = true;
+    this.scheduler.schedule(this);
   }
 
-  private fanOut(held: Held[]): void {
-    const oneByOne = new Set<ProxySession>();
-    const excluded = new Set<number>();
-    const byTopic = new Map<string, Buffer[][]>();
-    for (const h of held) {
-      if (h.target) {
-        oneByOne.add(h.target);
-        continue;
+  /**
+   * Gives `s` (in this topic alone) every turn it lacks: as whole runs when its credit, its queue's bound
+   * and its state allow, else message by message through the path any single frame takes (waiting for
+   * credit, dropped and counted, or closing the connection as a slow consumer).
+   */
+  catchUp(s: ProxySession): void {
+    const from = s.topicSeq;
+    const head = this.head;
+    if (from >= head) return;
+    // Before anything is delivered: delivering may end the session and bring it back here.
+    s.topicSeq = head;
+    const { runs, low } = this.catchUpFrom(from, head);
+    for (const run of runs) {
+      const frames = run.framesFor(s.id);
+      if (frames && s.deliverRun(frames, run.payloads.length, run.payloadBytes, run.priority)) continue;
+      for (const p of run.payloads) if (s.walkedTopic === this) s.deliver(p, run.priority);
+    }
+    for (const p of low) if (s.walkedTopic === this) s.deliver(p, Priority.LOW);
+  }
+
+  /** Walks the members until done or `deadline`; a turn appended meanwhile starts the next walk. */
+  runUntil(deadline: number): boolean {
+    for (;;) {
+      if (this.walk === null) {
+        if (this.head === this.walkFrom || this.members.size === 0) break;
+        this.walk = this.members.values();
+        this.walkFrom = this.head;
       }
-      if (h.exclude !== 0) excluded.add(h.exclude);
-      let lanes = byTopic.get(h.topic!);
-      if (!lanes) byTopic.set(h.topic!, (lanes = [[], [], []]));
-      lanes[h.priority]!.push(h.payload);
-    }
-    /** Per topic, its members served one by one below. */
-    const slow = new Map<string, ProxySession[]>();
-    for (const [topic, lanes] of byTopic) {
-      const members = this.members(topic);
-      if (!members) continue;
-      const runs = [Priority.SYSTEM, Priority.HIGH].filter((p) => lanes[p]!.length > 0).map((p) => new FrameRun(lanes[p]!, p));
-      const low = lanes[Priority.LOW]!;
-      const topicSlow: ProxySession[] = [];
-      for (const s of members) {
-        if (oneByOne.has(s) || excluded.has(s.ref) || s.topics!.size > 1) {
-          oneByOne.add(s);
-          topicSlow.push(s);
-          continue;
-        }
-        for (const run of runs) {
-          const frames = run.framesFor(s.id);
-          if (frames && s.deliverRun(frames, run.payloads.length, run.payloadBytes, run.priority)) continue;
-          for (const p of run.payloads) if (isIn(s, topic)) s.deliver(p, run.priority);
-        }
-        for (const p of low) if (isIn(s, topic)) s.deliver(p, Priority.LOW);
+      for (let n = 1; ; n++) {
+        const next = this.walk.next();
+        if (next.done) break;
+        const s = next.value;
+        if (s.walkedTopic === this && s.topicSeq < this.head) this.catchUp(s);
+        if (n % CLOCK_EVERY === 0 && performance.now() > deadline) return true;
       }
-      if (topicSlow.length > 0) slow.set(topic, topicSlow);
+      this.walk = null;
+      this.forget(this.walkFrom);
     }
-    for (const h of held) {
-      if (h.target) h.target.deliver(h.payload, h.priority);
-      else for (const s of slow.get(h.topic!) ?? []) if (s.ref !== h.exclude && isIn(s, h.topic!)) s.deliver(h.payload, h.priority);
+    this.walk = null;
+    this.forget(this.head);
+    this.scheduled = false;
+    return false;
+  }
+
+  /** Drops the turns before `seq` (every member has them) and this walk's catch-ups. */
+  private forget(seq: number): void {
+    this.log = this.log.slice(seq - this.base);
+    this.base = seq;
+    this.walkFrom = Math.max(this.walkFrom, seq);
+    this.catchUps.clear();
+    this.budget = new EncodingBudget(WALK_ENCODING_BUDGET);
+  }
+
+  private catchUpFrom(from: number, head: number): CatchUp {
+    let c = this.catchUps.get(from);
+    if (c?.head === head) return c;
+    const turns = this.log.slice(from - this.base, head - this.base);
+    const lane = (p: Priority): Buffer[] => (turns.length === 1 ? turns[0]![p] : turns.flatMap((t) => t[p]));
+    const runs: FrameRun[] = [];
+    for (const p of [Priority.SYSTEM, Priority.HIGH]) {
+      const payloads = lane(p);
+      if (payloads.length > 0) runs.push(new FrameRun(payloads, p, this.budget));
     }
-    flushQueuedWrites();
+    c = { head, runs, low: lane(Priority.LOW) };
+    this.catchUps.set(from, c);
+    return c;
   }
 }
 
 /**
- * Whether `s` is still subscribed: delivering one message may end it (a slow consumer's connection is
- * closed and its sessions leave their topics), and the rest of the turn is then no longer its to get,
- * exactly as when every Publish was fanned out on arrival.
+ * Edge fan-out that scales with load the way a hand-written broadcast server does. Publishes are held
+ * until the end of the event-loop turn; each topic's messages of that turn are then appended to its log
+ * as one turn ({@link Topic}), and walks bring every member up to date in slices, one write per member
+ * per walk however many messages and turns it brought. The busier the room, the more messages share
+ * each write, instead of every message costing every member an entry, a header and a write.
+ *
+ * What stays exact (docs/backend-contract.md §3, PROTOCOL.md §8):
+ * - per stream, commands still apply in order: a Deliver arriving while Publishes are held is held
+ *   behind them; a Deliver, close, subscribe or unsubscribe first brings the sessions it names up to
+ *   date ({@link settle}), and so does a session leaving the open state (ProxySession.beginClose), so
+ *   everything published before reaches them first;
+ * - a member that cannot take a run whole (credit, queue bound, closing) gets its messages one by one,
+ *   through the same path as any single frame: waiting for credit, dropped and counted, or closed as a
+ *   slow consumer;
+ * - low messages always go one by one, through the connection's low-priority cap;
+ * - members that got a held Deliver, that a Publish excludes, or that are in several topics get the
+ *   turn's messages one by one in command order, so nothing is reordered for them.
  */
-function isIn(s: ProxySession, topic: string): boolean {
-  return s.topics?.has(topic) === true;
+export class TopicFanOut {
+  private readonly held = new TickBatcher<Held>((held) => this.fanOut(held), Infinity);
+  private readonly topics = new Map<string, Topic>();
+
+  /**
+   * @param sessionByRef finds the session a Publish excludes
+   * @param scheduler runs the topics' walks: the proxy's write scheduler, whose first slice starts at
+   *   the end of each fan-out
+   */
+  constructor(
+    private readonly sessionByRef: (ref: number) => ProxySession | undefined,
+    private readonly scheduler: Pick<SliceScheduler, 'schedule' | 'run'> = writeScheduler,
+  ) {}
+
+  /** The topic `name` (for tests); undefined without members. */
+  topic(name: string): Topic | undefined {
+    return this.topics.get(name);
+  }
+
+  /** Number of local subscribers of a topic. */
+  subscribers(topic: string): number {
+    return this.topics.get(topic)?.members.size ?? 0;
+  }
+
+  publish(topic: string, payload: Buffer, priority: Priority, excludeRef: number): void {
+    if (this.topics.has(topic)) this.held.push({ topic, target: null, exclude: excludeRef, payload, priority }, 0);
+  }
+
+  /** Delivers to one session behind everything published to it before: this turn's held Publishes, the turns it has not been walked to. */
+  deliver(session: ProxySession, payload: Buffer, priority: Priority): void {
+    if (this.held.pending > 0) this.held.push({ topic: null, target: session, exclude: 0, payload, priority }, 0);
+    else {
+      session.walkedTopic?.catchUp(session);
+      session.deliver(payload, priority);
+    }
+  }
+
+  /** Brings `session` up to date with everything published so far. Called before any command that names it. */
+  settle(session: ProxySession): void {
+    this.held.flush();
+    session.walkedTopic?.catchUp(session);
+  }
+
+  subscribe(s: ProxySession, name: string): void {
+    this.settle(s);
+    const topics = (s.topics ??= new Set());
+    if (topics.has(name)) return;
+    let topic = this.topics.get(name);
+    if (!topic) this.topics.set(name, (topic = new Topic(this.scheduler)));
+    const first = s.walkedTopic;
+    if (first) {
+      // Into a second topic: from now on served as published, so the two topics' messages interleave.
+      s.walkedTopic = null;
+      first.multi.add(s);
+    }
+    topics.add(name);
+    topic.members.add(s);
+    if (topics.size > 1) topic.multi.add(s);
+    else {
+      s.walkedTopic = topic;
+      s.topicSeq = topic.head;
+    }
+  }
+
+  unsubscribe(s: ProxySession, name: string): void {
+    this.settle(s);
+    if (!s.topics?.delete(name)) return;
+    this.leave(s, name);
+    if (s.topics.size !== 1) return;
+    // Back to one topic; served as published until now, it has everything.
+    const [only] = s.topics;
+    const topic = this.topics.get(only!)!;
+    topic.multi.delete(s);
+    s.walkedTopic = topic;
+    s.topicSeq = topic.head;
+  }
+
+  /** Ends every membership of `s` (retired or moved), after bringing it up to date. */
+  leaveAll(s: ProxySession): void {
+    this.settle(s);
+    for (const name of s.topics ?? []) this.leave(s, name);
+    s.topics = null;
+    s.walkedTopic = null;
+  }
+
+  /** Fans out what is held, now. */
+  flush(): void {
+    this.held.flush();
+  }
+
+  private leave(s: ProxySession, name: string): void {
+    const topic = this.topics.get(name);
+    if (!topic) return;
+    topic.members.delete(s);
+    topic.multi.delete(s);
+    if (s.walkedTopic === topic) s.walkedTopic = null;
+    if (topic.members.size === 0) this.topics.delete(name);
+  }
+
+  private fanOut(held: Held[]): void {
+    const targets = new Set<ProxySession>();
+    const excluded = new Set<number>();
+    const turns = new Map<Topic, Turn>();
+    for (const h of held) {
+      if (h.target) {
+        targets.add(h.target);
+        continue;
+      }
+      const topic = this.topics.get(h.topic!);
+      if (!topic) continue;
+      if (h.exclude !== 0) excluded.add(h.exclude);
+      let turn = turns.get(topic);
+      if (!turn) turns.set(topic, (turn = [[], [], []]));
+      turn[h.priority].push(h.payload);
+    }
+    // Who gets this turn one by one, in command order: per topic, its members in other topics too,
+    // and those a Publish excludes or a Deliver names. They first catch up on earlier turns.
+    const oneByOne = new Map<Topic, ProxySession[]>();
+    const excludedSessions = [...excluded].map(this.sessionByRef).filter((s) => s !== undefined);
+    for (const topic of turns.keys()) {
+      const slow = [...topic.multi];
+      for (const s of [...targets, ...excludedSessions]) if (s.walkedTopic === topic) slow.push(s);
+      oneByOne.set(topic, slow);
+    }
+    for (const s of [...targets, ...excludedSessions]) s.walkedTopic?.catchUp(s);
+    for (const [topic, turn] of turns) {
+      topic.append(turn);
+      for (const s of oneByOne.get(topic)!) if (s.walkedTopic === topic) s.topicSeq = topic.head;
+    }
+    for (const h of held) {
+      if (h.target) h.target.deliver(h.payload, h.priority);
+      else {
+        const topic = this.topics.get(h.topic!);
+        for (const s of (topic && oneByOne.get(topic)) ?? []) if (s.ref !== h.exclude && s.topics?.has(h.topic!)) s.deliver(h.payload, h.priority);
+      }
+    }
+    // Walk now, in this check phase, rather than after the next poll phase.
+    this.scheduler.run();
+  }
 }
