@@ -3,6 +3,7 @@ import { FrameType, Priority } from '../protocol/constants.js';
 import type { FrameStats } from '../observability/metrics.js';
 import { Deque } from '../util/deque.js';
 import { type SlicedTask, SliceScheduler } from '../util/slice-scheduler.js';
+import { type SocketWriter, socketWriter } from './socket-writer.js';
 
 /** Whoever queued a DATA entry; told when it leaves the queue (written or dropped). */
 export interface QueueOwner {
@@ -54,8 +55,9 @@ export const flushQueuedWrites: () => void = writeScheduler.run;
  * priority (system, high, low), FIFO within a priority. `bytes` counts everything queued here plus
  * bytes the connection holds for sessions waiting for credit (`hold`), so one bound covers both.
  *
- * Frames are only handed to the socket while it is under its high-water mark; everything else waits
- * here, where low-priority frames can still be dropped instead of piling up in Node's write buffer.
+ * Frames are only handed to the socket while it takes them without holding earlier ones back (see
+ * SocketWriter); everything else waits here, where low-priority frames can still be dropped instead of
+ * piling up in a write buffer.
  */
 export class OutboundQueue implements SlicedTask {
   private readonly lanes = [new Deque<Entry>(), new Deque<Entry>(), new Deque<Entry>(), new Deque<Entry>()];
@@ -64,6 +66,7 @@ export class OutboundQueue implements SlicedTask {
   private pendingFlush = false;
   private flushing = false;
   private ended = false;
+  private readonly writer: SocketWriter;
 
   constructor(
     private readonly socket: Socket,
@@ -71,7 +74,7 @@ export class OutboundQueue implements SlicedTask {
     private readonly hooks: OutboundHooks,
     private readonly stats: FrameStats,
   ) {
-    socket.on('drain', () => this.scheduleFlush());
+    this.writer = socketWriter(socket, () => this.scheduleFlush());
   }
 
   /** Bytes queued or held for credit. */
@@ -143,10 +146,9 @@ export class OutboundQueue implements SlicedTask {
    * done, otherwise; the caller then queues them with {@link data}.
    */
   writeNow(frames: Buffer, count: number): boolean {
-    const socket = this.socket;
-    if (this.queuedBytes !== 0 || this.flushing || this.ended || socket.destroyed || socket.writableNeedDrain) return false;
+    if (this.queuedBytes !== 0 || this.flushing || this.ended || !this.writer.writable) return false;
     this.stats.countOut(FrameType.DATA, frames.length, count);
-    socket.write(frames);
+    this.writer.write(frames);
     return true;
   }
 
@@ -171,14 +173,13 @@ export class OutboundQueue implements SlicedTask {
   }
 
   private writeQueued(): void {
-    const socket = this.socket;
-    while (!socket.destroyed && !socket.writableNeedDrain) {
+    while (this.writer.writable) {
       const chunk = this.gather();
       if (chunk === null) {
-        if (this.ended) socket.end();
+        if (this.ended) this.socket.end();
         return;
       }
-      socket.write(chunk);
+      this.writer.write(chunk);
       // The common case, everything written at once: no second look at the socket's state.
       if (this.queuedBytes === 0 && !this.ended) return;
     }
@@ -225,7 +226,7 @@ export class OutboundQueue implements SlicedTask {
     // Coalesce within the tick, but never let a burst that the socket can take (a whole backend batch
     // arriving at once) sit here and count as a slow reader: the queue should only grow while the
     // socket itself is backed up.
-    if (this.queuedBytes >= COALESCE_BYTES && !this.socket.writableNeedDrain) this.flush();
+    if (this.queuedBytes >= COALESCE_BYTES && this.writer.writable) this.flush();
     else this.scheduleFlush();
   }
 
