@@ -141,14 +141,14 @@ export class OutboundQueue implements SlicedTask {
   }
 
   /**
-   * Writes `frames` (`count` whole DATA frames, admitted and within credit) to the socket at once when
-   * nothing is queued and the socket takes writes: no entry, no flush to wait for. False, with nothing
-   * done, otherwise; the caller then queues them with {@link data}.
+   * Writes `parts` (`size` bytes of `count` whole DATA frames, admitted and within credit) to the socket
+   * at once, as one write, when nothing is queued and the socket takes writes: no entry, no flush to wait
+   * for. False, with nothing done, otherwise.
    */
-  writeNow(frames: Buffer, count: number): boolean {
+  writeNow(parts: readonly Buffer[], size: number, count: number): boolean {
     if (this.queuedBytes !== 0 || this.flushing || this.ended || !this.writer.writable) return false;
-    this.stats.countOut(FrameType.DATA, frames.length, count);
-    this.writer.write(frames);
+    this.stats.countOut(FrameType.DATA, size, count);
+    this.writer.writev(parts);
     return true;
   }
 

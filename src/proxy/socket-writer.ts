@@ -7,6 +7,8 @@ export interface SocketWriter {
   readonly writable: boolean;
   /** Writes `data` whole, in order after every earlier write; `data` must not change afterwards. */
   write(data: Buffer): void;
+  /** Writes `parts` back to back, as one write; the array may be reused, its buffers must not change. */
+  writev(parts: readonly Buffer[]): void;
 }
 
 /**
@@ -37,11 +39,16 @@ class StreamWriter implements SocketWriter {
   write(data: Buffer): void {
     this.socket.write(data);
   }
+
+  writev(parts: readonly Buffer[]): void {
+    this.socket.write(parts.length === 1 ? parts[0]! : Buffer.concat(parts));
+  }
 }
 
 /** The part of Node's stream handle (TCPWrap) a HandleWriter uses. */
 interface StreamHandle {
   writeBuffer(req: WriteReq, data: Buffer): number;
+  writev(req: WriteReq, chunks: readonly Buffer[], allBuffers: true): number;
 }
 
 /** A write request as Node's stream handles take it (see lib/internal/stream_base_commons.js). */
@@ -51,7 +58,7 @@ interface WriteReq {
   async: boolean;
   bytes: number;
   /** Kept alive while libuv still writes it. */
-  buffer: Buffer | null;
+  buffer: Buffer | readonly Buffer[] | null;
   writer: HandleWriter;
 }
 
@@ -104,12 +111,21 @@ class HandleWriter implements SocketWriter {
   }
 
   write(data: Buffer): void {
-    const { streamBaseState, kLastWriteWasAsync } = binding!;
     const req = (this.req ??= this.newRequest());
-    const err = this.handle.writeBuffer(req, data);
+    this.dispatched(req, this.handle.writeBuffer(req, data), data);
+  }
+
+  writev(parts: readonly Buffer[]): void {
+    if (parts.length === 1) return this.write(parts[0]!);
+    const req = (this.req ??= this.newRequest());
+    this.dispatched(req, this.handle.writev(req, parts, true), parts);
+  }
+
+  /** After a write was handed to libuv: what it kept stays alive until done (the caller may reuse `parts`). */
+  private dispatched(req: WriteReq, err: number, data: Buffer | readonly Buffer[]): void {
     if (err !== 0) return this.fail(err);
-    if (streamBaseState[kLastWriteWasAsync]) {
-      req.buffer = data;
+    if (binding!.streamBaseState[binding!.kLastWriteWasAsync]) {
+      req.buffer = Buffer.isBuffer(data) ? data : [...data];
       this.req = null;
       this.pending++;
     }

@@ -142,20 +142,32 @@ export class ProxySession implements QueueOwner, PacedSession {
 
   /**
    * Queues `count` whole system or high DATA frames already encoded for this session's id (`frames`, one
-   * run of a topic fan-out: see TopicFanOut) as one piece, or writes them at once when the connection has
-   * nothing queued (OutboundQueue.writeNow). False, with nothing queued, when the run
+   * run of a topic fan-out: see TopicFanOut) as one piece. False, with nothing queued, when the run
    * cannot go whole (closing, frames waiting for credit, too little credit, over the queue's bound): the
    * caller then delivers its messages one by one, which wait, drop or close exactly as single frames do.
    */
   deliverRun(frames: Buffer, count: number, payloadBytes: number, priority: Priority): boolean {
     if (this.state !== SessionState.OPEN || this.blocked.length > 0 || !this.hasCredit(payloadBytes)) return false;
-    const out = this.host.out;
-    if (out.admit(frames.length, priority) !== 'ok') return false;
+    if (this.host.out.admit(frames.length, priority) !== 'ok') return false;
     this.sendCredit.consume(payloadBytes);
     this.host.sendCredit.consume(payloadBytes);
-    if (out.writeNow(frames, count)) return true;
     this.queued++;
-    out.data(this, frames, null, priority, count);
+    this.host.out.data(this, frames, null, priority, count);
+    return true;
+  }
+
+  /**
+   * Writes `count` whole system and high DATA frames already encoded for this session's id (`parts`,
+   * `size` bytes: what a topic walk brings, see Topic) to the socket at once, when nothing stands in the
+   * way: open, nothing waiting for credit, credit for all of it, within the queue's bound, and nothing
+   * queued on the connection (OutboundQueue.writeNow). False, with nothing done, otherwise.
+   */
+  writeRuns(parts: readonly Buffer[], size: number, count: number, payloadBytes: number): boolean {
+    if (this.state !== SessionState.OPEN || this.blocked.length > 0 || !this.hasCredit(payloadBytes)) return false;
+    const out = this.host.out;
+    if (out.admit(size, Priority.HIGH) !== 'ok' || !out.writeNow(parts, size, count)) return false;
+    this.sendCredit.consume(payloadBytes);
+    this.host.sendCredit.consume(payloadBytes);
     return true;
   }
 

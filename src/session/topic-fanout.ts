@@ -17,27 +17,23 @@ interface Held {
   priority: Priority;
 }
 
-/** What one walk of a topic may spend on encodings, summed over session ids and catch-ups (see FrameRun). */
-const WALK_ENCODING_BUDGET = 4 * 1024 * 1024;
+/** The most bytes one run may spend on its encodings, summed over session ids (see FrameRun). */
+const RUN_ENCODING_BUDGET = 4 * 1024 * 1024;
 /** Members walked between two looks at the clock. */
 const CLOCK_EVERY = 64;
 
-/** Bytes that encodings may still take; shared by the FrameRuns of one walk. */
-export class EncodingBudget {
-  constructor(public left: number) {}
-}
-
 /**
- * System or high messages of one topic encoded as whole DATA frames back to back, once per distinct
- * session id: every member whose session has that id shares one buffer. SDKs number their sessions
- * alike, so a room of thousands usually needs one or two encodings. Should the ids be scattered, every
- * encoding is a copy of the run: once `budget` is spent, `framesFor` answers null and those members get
- * the messages one by one (a header each, the payloads shared), so memory stays bounded whatever ids
- * clients choose.
+ * The system or high messages one topic got in one turn, encoded as whole DATA frames back to back,
+ * once per distinct session id: every member whose session has that id shares one buffer. SDKs number
+ * their sessions alike, so a room of thousands usually needs one or two encodings. Should the ids be
+ * scattered, every encoding is a copy of the run: past `budget` bytes of them, `framesFor` answers null
+ * and those members get the messages one by one (a header each, the payloads shared), so memory stays
+ * bounded whatever ids clients choose.
  */
 export class FrameRun {
   readonly payloadBytes: number;
   private readonly byId = new Map<number, Buffer>();
+  private spent = 0;
   /** The last answer: members of a room mostly share one session id, and come one after the other. */
   private lastId = -1;
   private lastFrames: Buffer | null = null;
@@ -45,7 +41,7 @@ export class FrameRun {
   constructor(
     readonly payloads: readonly Buffer[],
     readonly priority: Priority,
-    private readonly budget = new EncodingBudget(WALK_ENCODING_BUDGET),
+    private readonly budget = RUN_ENCODING_BUDGET,
   ) {
     let bytes = 0;
     for (const p of payloads) bytes += p.length;
@@ -63,8 +59,8 @@ export class FrameRun {
 
   private encode(sessionId: number): Buffer | null {
     const size = this.payloadBytes + HEADER_SIZE * this.payloads.length;
-    if (size > this.budget.left) return null;
-    this.budget.left -= size;
+    if (this.spent + size > this.budget) return null;
+    this.spent += size;
     const frames = Buffer.allocUnsafe(size);
     let at = 0;
     for (const p of this.payloads) {
@@ -77,42 +73,35 @@ export class FrameRun {
   }
 }
 
-/** One turn's messages to one topic, by priority (system, high, low). */
-type Turn = [Buffer[], Buffer[], Buffer[]];
-
-/** What a member gets to catch up from a given turn to the head: system and high messages as runs, low ones one by one. */
-interface CatchUp {
-  head: number;
-  runs: FrameRun[];
+/** One turn's messages to one topic: the system and the high ones as runs (null when none), the low ones. */
+interface Turn {
+  runs: [FrameRun | null, FrameRun | null];
   low: Buffer[];
 }
 
 /**
- * One topic: its members, and a short log of the turns not yet given to every member. Each member
- * in this topic alone holds its position in the log (`topicSeq`: the turns it has been given); a walk
- * goes through the members in slices of the proxy's write scheduler and brings each up to date with ONE
- * write of everything it lacks, then the log forgets what every member has.
+ * One topic: its members, and a short log of the turns not yet given to every member. Each member in
+ * this topic alone holds its position in the log (`topicSeq`: the turns it has been given); a walk goes
+ * through the members in slices of the proxy's write scheduler and brings each up to date with ONE write
+ * of everything it lacks, then the log forgets what every member has.
  *
  * Why a log rather than a queue entry per member per turn: the walk touches each member once, and
  * writes it at once when its connection has nothing queued (OutboundQueue.writeNow). Turns that arrive
- * while a walk is under way reach the members not walked yet in the same write as the earlier ones, and
- * the others in the next walk, which follows at once: what a relay coalescing per round does, with
- * nothing per member between two visits.
+ * while a walk is under way reach the members not walked yet in the same write as the earlier ones (the
+ * turns' frames back to back, one writev), and the others in the next walk, which follows at once: what
+ * a relay coalescing per round does, with nothing per member between two visits.
  */
 export class Topic implements SlicedTask {
   readonly members = new Set<ProxySession>();
   /** Members in other topics too: they get this topic's messages one by one as published (TopicFanOut). */
   readonly multi = new Set<ProxySession>();
-  /** Turn `base + i` is log[i]. */
+  /** Turn `base + i` is log[i]. Never changed in place: forgetting makes a new array. */
   private log: Turn[] = [];
   private base = 0;
   private scheduled = false;
   private walk: Iterator<ProxySession> | null = null;
   /** The head when the current walk started: at its end every member has at least that. */
   private walkFrom = 0;
-  /** This walk's catch-ups by the turn they start from (most members start from the same one). */
-  private catchUps = new Map<number, CatchUp>();
-  private budget = new EncodingBudget(WALK_ENCODING_BUDGET);
 
   constructor(private readonly scheduler: Pick<SliceScheduler, 'schedule'>) {}
 
@@ -126,18 +115,20 @@ export class Topic implements SlicedTask {
     return this.log.length;
   }
 
-  /** Adds a turn and makes sure a walk will bring it to the members. */
-  append(turn: Turn): void {
-    this.log.push(turn);
+  /** Adds a turn (its messages by priority) and makes sure a walk will bring it to the members. */
+  append(lanes: [Buffer[], Buffer[], Buffer[]]): void {
+    const run = (p: Priority): FrameRun | null => (lanes[p].length > 0 ? new FrameRun(lanes[p], p) : null);
+    this.log.push({ runs: [run(Priority.SYSTEM), run(Priority.HIGH)], low: lanes[Priority.LOW] });
     if (this.scheduled) return;
     this.scheduled = true;
     this.scheduler.schedule(this);
   }
 
   /**
-   * Gives `s` (in this topic alone) every turn it lacks: as whole runs when its credit, its queue's bound
-   * and its state allow, else message by message through the path any single frame takes (waiting for
-   * credit, dropped and counted, or closing the connection as a slow consumer).
+   * Gives `s` (in this topic alone) every turn it lacks: in one write when its state, credit, queue's
+   * bound and socket allow (ProxySession.writeRuns); else each turn's runs as queue entries, or message
+   * by message through the path any single frame takes (waiting for credit, dropped and counted, or
+   * closing the connection as a slow consumer). Low messages go one by one, through the low cap.
    */
   catchUp(s: ProxySession): void {
     const from = s.topicSeq;
@@ -145,13 +136,21 @@ export class Topic implements SlicedTask {
     if (from >= head) return;
     // Before anything is delivered: delivering may end the session and bring it back here.
     s.topicSeq = head;
-    const { runs, low } = this.catchUpFrom(from, head);
-    for (const run of runs) {
-      const frames = run.framesFor(s.id);
-      if (frames && s.deliverRun(frames, run.payloads.length, run.payloadBytes, run.priority)) continue;
-      for (const p of run.payloads) if (s.walkedTopic === this) s.deliver(p, run.priority);
+    // Delivering may also append turns, or end a walk that forgets some: this array and these indices stay.
+    const log = this.log;
+    const first = from - this.base;
+    const end = head - this.base;
+    if (!writeWhole(s, log, first, end)) {
+      for (let i = first; i < end; i++) {
+        for (const run of log[i]!.runs) {
+          if (!run) continue;
+          const frames = run.framesFor(s.id);
+          if (frames && s.deliverRun(frames, run.payloads.length, run.payloadBytes, run.priority)) continue;
+          for (const p of run.payloads) if (s.walkedTopic === this) s.deliver(p, run.priority);
+        }
+      }
     }
-    for (const p of low) if (s.walkedTopic === this) s.deliver(p, Priority.LOW);
+    for (let i = first; i < end; i++) for (const p of log[i]!.low) if (s.walkedTopic === this) s.deliver(p, Priority.LOW);
   }
 
   /** Walks the members until done or `deadline`; a turn appended meanwhile starts the next walk. */
@@ -178,29 +177,38 @@ export class Topic implements SlicedTask {
     return false;
   }
 
-  /** Drops the turns before `seq` (every member has them) and this walk's catch-ups. */
+  /** Drops the turns before `seq`: every member has them. */
   private forget(seq: number): void {
     this.log = this.log.slice(seq - this.base);
     this.base = seq;
     this.walkFrom = Math.max(this.walkFrom, seq);
-    this.catchUps.clear();
-    this.budget = new EncodingBudget(WALK_ENCODING_BUDGET);
   }
+}
 
-  private catchUpFrom(from: number, head: number): CatchUp {
-    let c = this.catchUps.get(from);
-    if (c?.head === head) return c;
-    const turns = this.log.slice(from - this.base, head - this.base);
-    const lane = (p: Priority): Buffer[] => (turns.length === 1 ? turns[0]![p] : turns.flatMap((t) => t[p]));
-    const runs: FrameRun[] = [];
-    for (const p of [Priority.SYSTEM, Priority.HIGH]) {
-      const payloads = lane(p);
-      if (payloads.length > 0) runs.push(new FrameRun(payloads, p, this.budget));
+/**
+ * The system and high frames of turns `first`..`end` of `log`, system first, for `s`'s session id, in
+ * one write (ProxySession.writeRuns). False, with nothing done, when they cannot go that way; true when
+ * there are none.
+ */
+function writeWhole(s: ProxySession, log: readonly Turn[], first: number, end: number): boolean {
+  const parts: Buffer[] = [];
+  let size = 0;
+  let count = 0;
+  let payloadBytes = 0;
+  // Lanes 0 and 1: system, then high.
+  for (let lane = 0; lane < 2; lane++) {
+    for (let i = first; i < end; i++) {
+      const run = log[i]!.runs[lane];
+      if (!run) continue;
+      const frames = run.framesFor(s.id);
+      if (!frames) return false;
+      parts.push(frames);
+      size += frames.length;
+      count += run.payloads.length;
+      payloadBytes += run.payloadBytes;
     }
-    c = { head, runs, low: lane(Priority.LOW) };
-    this.catchUps.set(from, c);
-    return c;
   }
+  return parts.length === 0 || s.writeRuns(parts, size, count, payloadBytes);
 }
 
 /**
@@ -324,7 +332,7 @@ export class TopicFanOut {
   private fanOut(held: Held[]): void {
     const targets = new Set<ProxySession>();
     const excluded = new Set<number>();
-    const turns = new Map<Topic, Turn>();
+    const turns = new Map<Topic, [Buffer[], Buffer[], Buffer[]]>();
     for (const h of held) {
       if (h.target) {
         targets.add(h.target);

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { HEADER_SIZE, Priority } from '../../src/protocol/constants.js';
 import { encodeData } from '../../src/protocol/encoder.js';
-import { EncodingBudget, FrameRun } from '../../src/session/topic-fanout.js';
+import { FrameRun } from '../../src/session/topic-fanout.js';
 
 const payloads = [Buffer.from('ab'), Buffer.from('cde'), Buffer.alloc(0)];
 const runBytes = 5 + 3 * HEADER_SIZE;
@@ -21,7 +21,7 @@ describe('FrameRun: one turn of a topic, encoded once per session id', () => {
   });
 
   it('stops encoding past its budget, so scattered session ids cannot multiply memory', () => {
-    const run = new FrameRun(payloads, Priority.HIGH, new EncodingBudget(2 * runBytes));
+    const run = new FrameRun(payloads, Priority.HIGH, 2 * runBytes);
     expect(run.framesFor(1)).not.toBeNull();
     expect(run.framesFor(3)).not.toBeNull();
     expect(run.framesFor(5)).toBeNull();
