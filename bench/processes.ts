@@ -69,6 +69,11 @@ export class BenchProcess {
   stop(): void {
     this.child.kill('SIGTERM');
   }
+
+  /** Sends `signal` (e.g. SIGUSR2, which some bench processes answer with a report line). */
+  signal(signal: NodeJS.Signals): void {
+    this.child.kill(signal);
+  }
 }
 
 /** Starts `node script args` (or a native `script`) and resolves with the process and its first line that satisfies `ready`. */

@@ -11,11 +11,12 @@ import { benchCodec } from './codec.js';
 import { type BenchProcess, type OutputLine, startProcess } from './processes.js';
 import { benchReload, type ReloadResult, type ReloadTarget } from './reload.js';
 import { benchPickers } from './routing.js';
+import { benchPush, pushReport } from './push.js';
 
 /**
  * `npm run bench`: every figure the issues ask for, measured side by side in one run on this machine,
  * printed as tables and written to BENCHMARKS.md, one section each: core (codec, routing, echo,
- * reload) and broadcast (issues 4 and 14). `BENCH_ONLY=core` or `BENCH_ONLY=broadcast` runs one section.
+ * reload), broadcast (issues 4 and 14) and push (issue 11). `BENCH_ONLY=<section>` runs one section.
  * Not a test: nothing here passes or fails on time.
  */
 const SECRET = 'bench-secret-0123456789abcdef0123456789';
@@ -82,12 +83,14 @@ async function main(): Promise<void> {
   const only = process.env.BENCH_ONLY;
   const command = only ? `BENCH_ONLY=${only} npm run bench` : 'npm run bench';
   const token = await mintToken({ secret: SECRET, sub: 'bench' });
-  if (only !== 'broadcast') writeSection('core', command, table(await benchCore(token)));
-  if (only !== 'core') {
+  const run = (section: string): boolean => only === undefined || only === section;
+  if (run('core')) writeSection('core', command, table(await benchCore(token)));
+  if (run('broadcast')) {
     // The publisher sends without reading WINDOW_UPDATEs: a large client→proxy window keeps it legal.
     const livemux = (): Promise<Livemux> => startLivemux({ session_window: 1 << 30, connection_window: 1 << 30 });
     writeSection('broadcast', command, broadcastReport(await benchBroadcast(token, livemux)));
   }
+  if (run('push')) writeSection('push', command, pushReport(await benchPush(SECRET)));
   process.exit(0);
 }
 

@@ -33,6 +33,13 @@ export { MemoryChatStore } from './backends/chat/memory-store.js';
 export { RedisChatStore } from './backends/chat/redis-store.js';
 export type { ChatStore } from './backends/chat/store.js';
 
+// The Push protocol (docs/push.md) for client apps, and the Push backend for embedding.
+export { decodePushEvent, decodePushRequest, encodePushEvent, encodePushRequest, type PushEvent, type PushRequest } from './backends/push/push-codec.js';
+export { createPushBackend, type PushBackend, type PushBackendOptions } from './backends/push/push-backend.js';
+export { MemoryPushStore } from './backends/push/memory-store.js';
+export { RedisPushStore } from './backends/push/redis-store.js';
+export type { PushStore } from './backends/push/store.js';
+
 export { ProxyServer, type ProxyServerOptions } from './proxy/server.js';
 export { createJwtVerifier, mintToken, type TokenVerifier } from './proxy/auth.js';
 export { loadProxyConfig, type ProxyConfig } from './config/proxy-config.js';

@@ -4,6 +4,7 @@
 export { connect, LivemuxClient, type ClientEvents, type ReconnectingInfo } from './client.js';
 export { ClientSession, type OpenOptions, type SendOptions, type SessionEvents } from './client-session.js';
 export type { IncomingMessage } from './session-inbox.js';
+export { openPush, PushClient, type Push, type PushClientEvents, type PushClientOptions } from './push-client.js';
 export type { ClientLogger, ConnectOptions, ReconnectOptions } from './options.js';
 export {
   ClientClosedError,

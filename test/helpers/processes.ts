@@ -17,17 +17,21 @@ export interface RunningProcess {
   readonly lines: Record<string, unknown>[];
   /** Resolves with the exit code (or signal name) when the process ends. */
   readonly exited: Promise<number | string>;
+  /** What the process wrote on stderr so far. */
+  stderr(): string;
   /** Resolves with the first JSON line for which `match` is true. */
   waitFor(match: (line: Record<string, unknown>) => boolean, timeoutMs?: number): Promise<Record<string, unknown>>;
   stop(signal?: NodeJS.Signals): Promise<number | string>;
 }
 
-/** Runs `livemux <args>` from the built package (tests run after `npm run build`). */
-export function runLivemux(args: string[], env: NodeJS.ProcessEnv = {}): RunningProcess {
-  const child = spawn(process.execPath, [BIN, ...args], {
-    env: { ...process.env, LIVEMUX_JWT_SECRET: TEST_SECRET, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+/**
+ * Runs `livemux <args>` from the built package (tests run after `npm run build`). `env` is laid over
+ * this process's environment (a key set to undefined is removed); `cwd` is where it runs.
+ */
+export function runLivemux(args: string[], env: NodeJS.ProcessEnv = {}, cwd?: string): RunningProcess {
+  const merged: NodeJS.ProcessEnv = { ...process.env, LIVEMUX_JWT_SECRET: TEST_SECRET, ...env };
+  for (const key of Object.keys(merged)) if (merged[key] === undefined) delete merged[key];
+  const child = spawn(process.execPath, [BIN, ...args], { env: merged, stdio: ['ignore', 'pipe', 'pipe'], ...(cwd ? { cwd } : {}) });
   // A test that fails before its afterAll must not leave processes behind.
   const killOnExit = (): void => void child.kill('SIGKILL');
   process.once('exit', killOnExit);
@@ -58,6 +62,7 @@ export function runLivemux(args: string[], env: NodeJS.ProcessEnv = {}): Running
     child,
     lines,
     exited,
+    stderr: () => stderr,
     waitFor(match, timeoutMs = 15_000) {
       const found = lines.find(match);
       if (found) return Promise.resolve(found);
@@ -181,4 +186,18 @@ export async function startChatBackend(args: string[] = []): Promise<RunningProc
   const listening = await p.waitFor((l) => l.event === 'listening');
   const port = listening.port as number;
   return Object.assign(p, { port, address: `127.0.0.1:${port}`, adminPort: listening.adminPort as number | undefined });
+}
+
+/**
+ * A Push backend process (`livemux push-backend`) with its gRPC and HTTP API on ephemeral loopback ports;
+ * `args` are extra flags, `env` extra environment (e.g. LIVEMUX_PUSH_API_KEY).
+ */
+export async function startPushBackend(
+  args: string[] = [],
+  env: NodeJS.ProcessEnv = {},
+): Promise<RunningProcess & { port: number; address: string; api: string; adminPort: number | undefined }> {
+  const p = runLivemux(['push-backend', '--host', '127.0.0.1', '--port', '0', '--http-port', '0', ...args], env);
+  const listening = await p.waitFor((l) => l.event === 'listening');
+  const port = listening.port as number;
+  return Object.assign(p, { port, address: `127.0.0.1:${port}`, api: `http://127.0.0.1:${String(listening.httpPort)}`, adminPort: listening.adminPort as number | undefined });
 }

@@ -60,8 +60,12 @@ function echoBackend() {
     opens: [] as { proxyId: string; session: number; info: SessionOpenInfo }[],
     closes: [] as { proxyId: string; session: number; code: number; reason: string }[],
     gone: [] as string[],
+    attached: [] as string[],
   };
   const server = createBackendServer({
+    onAttach(ctx) {
+      seen.attached.push(ctx.proxyId);
+    },
     onOpen(ctx, session, info) {
       seen.contexts.add(ctx);
       seen.opens.push({ proxyId: ctx.proxyId, session, info });
@@ -133,6 +137,17 @@ async function readyLink(port: number, sink: BackendCommandSink, proxyId: string
 }
 
 describe('GrpcBackendLink ↔ echo backend', () => {
+  it('tells the backend of each proxy as it attaches, before any session, and when it is gone', async () => {
+    const { server, seen } = echoBackend();
+    const { port } = await listen(server);
+    const l = await readyLink(port, new RecordingSink(), 'proxy-quiet');
+    await waitUntil('the backend saw the attach', () => seen.attached.length === 1);
+    expect(seen.attached).toEqual(['proxy-quiet']);
+    expect(seen.opens).toEqual([]);
+    l.close();
+    await waitUntil('the backend saw the proxy go', () => seen.gone.includes('proxy-quiet'));
+  });
+
   it('round trip: open reaches the backend intact, data is echoed, closes travel both ways', async () => {
     const { server, seen } = echoBackend();
     const { port } = await listen(server);

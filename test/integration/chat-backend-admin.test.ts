@@ -73,7 +73,7 @@ describe('chat backend admin server', () => {
 
   it('refuses a bad --admin-port (the CLI exits 1 on a usage error)', async () => {
     const bad = runLivemux(['chat-backend', '--port', '0', '--admin-port', 'nope']);
-    expect(await bad.exited).toBe(1);
+    expect(await bad.exited).toBe(2);
     expect(bad.lines.some((l) => l.event === 'listening')).toBe(false);
   });
 });

@@ -8,7 +8,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { createChatBackend, type ChatBackend } from '../../src/backends/chat/chat-backend.js';
 import { WireRole, type ChatEvent } from '../../src/backends/chat/chat-codec.js';
-import { runChatBackend } from '../../src/backends/chat/main.js';
+import { runCliCaptured } from '../helpers/cli.js';
 import { MemoryChatStore } from '../../src/backends/chat/memory-store.js';
 import type { ChatStore } from '../../src/backends/chat/store.js';
 import { ChatHarness } from '../helpers/chat-harness.js';
@@ -137,9 +137,8 @@ describe('Chat presence', () => {
 
 describe('livemux chat-backend --presence-ttl-ms', () => {
   it.each(['10', '1500.5', '', 'soon'])('refuses %j', async (value) => {
-    await expect(runChatBackend(['--port', '0', '--presence-ttl-ms', value])).rejects.toMatchObject({
-      code: 'ERR_USAGE',
-      message: `--presence-ttl-ms: expected an integer >= 300 (ms), got "${value}"`,
-    });
+    const run = await runCliCaptured(['chat-backend', '--port', '0', '--presence-ttl-ms', value]);
+    expect(run.code).toBe(2);
+    expect(run.stderr).toContain(`livemux chat-backend: option '--presence-ttl-ms <ms>' argument '${value}' is invalid. expected an integer >= 300 (ms)`);
   });
 });

@@ -288,13 +288,15 @@ describe('loadRoutesConfig', () => {
   it('loads the reference routes.yaml', () => {
     const config = loadRoutesConfig(join(PACKAGE_ROOT, 'routes.yaml'));
     expect(config.routes.map((r) => r.business)).toEqual(['echo', 'chat', 'im', 'push']);
-    expect(config.routes.map((r) => r.pool)).toEqual(['echo', 'chat', 'echo', 'echo']);
+    expect(config.routes.map((r) => r.pool)).toEqual(['echo', 'chat', 'echo', 'push']);
     expect(config.routes.every((r) => r.enabled)).toBe(true);
     // The first route writes every key at its default.
     expect(config.routes[0]).toEqual({ business: 'echo', pool: 'echo', ...ROUTE_DEFAULTS });
     expect(config.routes[1]).toMatchObject({ policy: 'consistent_hash', hashKey: { kind: 'metadata', field: 'room_id' } });
     expect(config.pools.echo).toEqual({ protocol: 'grpc', endpoints: [{ address: '127.0.0.1:7101', weight: 1 }], ...POOL_DEFAULTS });
     expect(config.pools.chat).toMatchObject({ protocol: 'grpc', endpoints: [{ address: '127.0.0.1:7102', weight: 1 }] });
+    expect(config.routes[3]).toMatchObject({ policy: 'consistent_hash', hashKey: { kind: 'user_id' } });
+    expect(config.pools.push).toMatchObject({ protocol: 'grpc', endpoints: [{ address: '127.0.0.1:7103', weight: 1 }] });
   });
 
   it('reports a missing file', () => {

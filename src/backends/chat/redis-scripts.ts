@@ -1,27 +1,5 @@
-import { createHash } from 'node:crypto';
-import type { Redis } from 'ioredis';
-
-/**
- * A Lua script run by EVALSHA, falling back to EVAL (which caches it) the first time a server has not
- * seen it. Unlike ioredis' defineCommand this does not add methods to the connection, so the store can
- * run scripts on a connection it was lent.
- */
-export class RedisScript {
-  readonly sha: string;
-
-  constructor(readonly lua: string) {
-    this.sha = createHash('sha1').update(lua).digest('hex');
-  }
-
-  async run(redis: Redis, keys: readonly string[], args: readonly (string | Buffer | number)[]): Promise<unknown> {
-    try {
-      return await redis.evalsha(this.sha, keys.length, ...keys, ...args);
-    } catch (err) {
-      if (!(err instanceof Error) || !err.message.startsWith('NOSCRIPT')) throw err;
-      return redis.eval(this.lua, keys.length, ...keys, ...args);
-    }
-  }
-}
+import { RedisScript } from '../kit/redis/redis-script.js';
+import { TRIM_BY_AGE_LUA } from '../kit/redis/stream-trim.js';
 
 /**
  * Sets `current`: whether the room's lease key (KEYS[1], holding `<token> <holder>`) holds the caller's
@@ -105,10 +83,8 @@ return 0
 
 /**
  * Appends one message to a room's history stream (stream ID `<seq>-0`, so XRANGE by seq is direct)
- * and trims it: by length with `MAXLEN ~` (whole stream nodes, the cheap way), then by age exactly,
- * scanning from the oldest entry while its sentAt field is older than the cutoff. The scan stops at
- * the entry just added, so it is never trimmed by its own append; each trimmed entry is read once, so
- * the scan costs O(1) amortized per append and one `XRANGE … COUNT 1` when nothing is due.
+ * and trims it: by length with `MAXLEN ~` (whole stream nodes, the cheap way), then by age exactly
+ * (TRIM_BY_AGE_LUA on the sentAt field, never the entry just added).
  * The lease check comes first, in the same script, so fencing costs no round trip.
  * An ID not above the stream's last generated ID fails in XADD, before any write. Returns the number of
  * entries trimmed: by length (XLEN before and after the XADD, both O(1)) plus by age.
@@ -117,31 +93,12 @@ return 0
  * ARGV[1] token, [2] entry ID, [3] maxLength, [4] age cutoff ms ('' = no age bound),
  *     [5] priority, [6] sender, [7] sentAtMs, [8] body   (fields p, s, t, b: t is the 6th reply item)
  */
-export const APPEND_HISTORY = new RedisScript(`${FENCE}
+export const APPEND_HISTORY = new RedisScript(`${FENCE}${TRIM_BY_AGE_LUA}
 local before = redis.call('XLEN', KEYS[2])
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], ARGV[2], 'p', ARGV[5], 's', ARGV[6], 't', ARGV[7], 'b', ARGV[8])
 local trimmed = before + 1 - redis.call('XLEN', KEYS[2])
 if ARGV[4] == '' then return trimmed end
-local cutoff = tonumber(ARGV[4])
-local keep = nil
-local passed = 0
-local start = '-'
-local count = 1
-while not keep do
-  local batch = redis.call('XRANGE', KEYS[2], start, '+', 'COUNT', count)
-  if #batch == 0 then break end
-  for _, entry in ipairs(batch) do
-    if entry[1] == ARGV[2] or tonumber(entry[2][6]) >= cutoff then
-      keep = entry[1]
-      break
-    end
-    passed = passed + 1
-    start = '(' .. entry[1]
-  end
-  count = 100
-end
-if keep and passed > 0 then redis.call('XTRIM', KEYS[2], 'MINID', keep) end
-return trimmed + passed
+return trimmed + trim_by_age(KEYS[2], tonumber(ARGV[4]), ARGV[2], 6)
 `);
 
 /**

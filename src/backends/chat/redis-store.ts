@@ -1,5 +1,5 @@
 import { Redis } from 'ioredis';
-import { LivemuxError } from '../../protocol/errors.js';
+import { RedisHandle, type RedisConnectionOptions } from '../kit/redis/redis-handle.js';
 import {
   ACQUIRE_LEASE,
   APPEND_HISTORY,
@@ -13,8 +13,8 @@ import {
   RENEW_LEASE,
   SET_ATTRIBUTES,
   STALE_OWNER_REPLY,
-  type RedisScript,
 } from './redis-scripts.js';
+import type { RedisScript } from '../kit/redis/redis-script.js';
 import {
   badCursor,
   checkAttributeChanges,
@@ -46,22 +46,11 @@ import {
 } from './store.js';
 
 /** Where to connect (or the connection to use), and how to name keys. */
-export interface RedisChatStoreOptions {
-  /** `redis://[user:password@]host:port[/db]`; wins over host/port. */
-  readonly url?: string;
-  readonly host?: string;
-  readonly port?: number;
+export interface RedisChatStoreOptions extends RedisConnectionOptions {
   /** Prepended to every key (default `livemux:chat:`), so several deployments can share one Redis. */
   readonly keyPrefix?: string;
   /** Attribute changes kept per room for `attributeChanges` (at least; default 1000). */
   readonly attributeLogLength?: number;
-  /** A connection to use instead of opening one; the store never quits it. */
-  readonly connection?: Redis;
-  /**
-   * Told of connection errors on a connection the store opened (ioredis reconnects by itself and
-   * queues calls meanwhile). Without it ioredis prints them to stderr.
-   */
-  readonly onError?: (err: Error) => void;
 }
 
 /**
@@ -99,14 +88,9 @@ type Part = (typeof DROPPED)[number] | 'lease' | 'fence';
  * room is dropped: expiry is judged with the caller's clock, not the server's, as the contract says.
  */
 export class RedisChatStore implements ChatStore {
-  private readonly redis: Redis;
-  /** Whether `close` quits the connection: only one the store opened itself. */
-  private readonly ownsConnection: boolean;
+  private readonly handle: RedisHandle;
   private readonly prefix: string;
   private readonly attributeLogLength: number;
-  private closed = false;
-  /** Rejecters of the calls waiting on Redis (see io). */
-  private readonly inFlight = new Set<(err: Error) => void>();
 
   /**
    * Opens its own connection from `url` or `host`/`port`, or uses the `connection` it is lent (a bare
@@ -117,18 +101,18 @@ export class RedisChatStore implements ChatStore {
     this.prefix = options.keyPrefix ?? 'livemux:chat:';
     this.attributeLogLength = options.attributeLogLength ?? DEFAULT_ATTRIBUTE_LOG_LENGTH;
     checkInteger('attributeLogLength', this.attributeLogLength, 1);
-    this.ownsConnection = options.connection === undefined;
-    this.redis =
-      options.connection ??
-      (options.url !== undefined ? new Redis(options.url) : new Redis({ host: options.host ?? '127.0.0.1', port: options.port ?? 6379 }));
-    if (this.ownsConnection && options.onError) this.redis.on('error', options.onError);
+    this.handle = new RedisHandle(options, storeClosed);
+  }
+
+  private get redis(): Redis {
+    return this.handle.redis;
   }
 
   async acquireLease(room: string, holder: string, ttlMs: number): Promise<LeaseGrant> {
     this.ensureOpen('acquireLease');
     checkHolder(holder);
     checkInteger('acquireLease ttlMs', ttlMs, 1);
-    const reply = (await this.io(ACQUIRE_LEASE.run(this.redis, [this.key(room, 'lease'), this.key(room, 'fence')], [holder, ttlMs]))) as
+    const reply = (await this.handle.io(ACQUIRE_LEASE.run(this.redis, [this.key(room, 'lease'), this.key(room, 'fence')], [holder, ttlMs]))) as
       | [1, number]
       | [0, string, number];
     if (reply[0] === 1) return { acquired: true, token: reply[1] };
@@ -139,13 +123,13 @@ export class RedisChatStore implements ChatStore {
     this.ensureOpen('renewLease');
     checkInteger('renewLease token', token, 1);
     checkInteger('renewLease ttlMs', ttlMs, 1);
-    return (await this.io(RENEW_LEASE.run(this.redis, [this.key(room, 'lease')], [token, ttlMs]))) === 1;
+    return (await this.handle.io(RENEW_LEASE.run(this.redis, [this.key(room, 'lease')], [token, ttlMs]))) === 1;
   }
 
   async releaseLease(room: string, token: number): Promise<void> {
     this.ensureOpen('releaseLease');
     checkInteger('releaseLease token', token, 1);
-    await this.io(RELEASE_LEASE.run(this.redis, [this.key(room, 'lease')], [token]));
+    await this.handle.io(RELEASE_LEASE.run(this.redis, [this.key(room, 'lease')], [token]));
   }
 
   async nextSeq(room: string, token: number): Promise<number> {
@@ -180,7 +164,7 @@ export class RedisChatStore implements ChatStore {
     checkInteger('readHistory afterSeq', afterSeq, 0);
     const count = checkLimit('readHistory limit', limit, MAX_HISTORY_READ);
     const key = this.key(room, 'history');
-    const [entries, oldest] = await this.transaction(
+    const [entries, oldest] = await this.handle.transaction(
       this.redis.multi().xrangeBuffer(key, `${afterSeq + 1}-0`, '+', 'COUNT', count).xrange(key, '-', '+', 'COUNT', 1),
     );
     const first = (oldest as [string, string[]][])[0];
@@ -193,7 +177,7 @@ export class RedisChatStore implements ChatStore {
   async latestHistory(room: string, limit: number): Promise<StoredMessage[]> {
     this.ensureOpen('latestHistory');
     const count = checkLimit('latestHistory limit', limit, MAX_HISTORY_READ);
-    const entries = await this.io(this.redis.xrevrangeBuffer(this.key(room, 'history'), '+', '-', 'COUNT', count));
+    const entries = await this.handle.io(this.redis.xrevrangeBuffer(this.key(room, 'history'), '+', '-', 'COUNT', count));
     return entries.reverse().map(toMessage);
   }
 
@@ -201,18 +185,18 @@ export class RedisChatStore implements ChatStore {
     this.ensureOpen('join');
     checkMember(member);
     const record = JSON.stringify({ r: member.role, j: member.joinedAtMs, p: member.presence });
-    return (await this.io(JOIN_MEMBER.run(this.redis, this.memberKeys(room), [member.userId, record, member.presence ?? '']))) === 1;
+    return (await this.handle.io(JOIN_MEMBER.run(this.redis, this.memberKeys(room), [member.userId, record, member.presence ?? '']))) === 1;
   }
 
   async leave(room: string, userId: string, presence?: string): Promise<boolean> {
     this.ensureOpen('leave');
     if (presence !== undefined) checkPresence(presence, 'leave presence');
-    return (await this.io(LEAVE_MEMBER.run(this.redis, this.memberKeys(room), [userId, presence ?? '']))) === 1;
+    return (await this.handle.io(LEAVE_MEMBER.run(this.redis, this.memberKeys(room), [userId, presence ?? '']))) === 1;
   }
 
   async member(room: string, userId: string): Promise<Member | null> {
     this.ensureOpen('member');
-    const record = await this.io(this.redis.hget(this.key(room, 'members'), userId));
+    const record = await this.handle.io(this.redis.hget(this.key(room, 'members'), userId));
     return record === null ? null : toMember(userId, record);
   }
 
@@ -222,7 +206,7 @@ export class RedisChatStore implements ChatStore {
     const start = cursor === null ? '-' : `(${decodeCursor(cursor)}`;
     // One more than asked tells whether a next page exists.
     const keys = [this.key(room, 'order'), this.key(room, 'members')];
-    const [ids, records] = (await this.io(MEMBER_PAGE.run(this.redis, keys, [start, count + 1]))) as [string[], (string | null)[]];
+    const [ids, records] = (await this.handle.io(MEMBER_PAGE.run(this.redis, keys, [start, count + 1]))) as [string[], (string | null)[]];
     const items: Member[] = [];
     const end = Math.min(ids.length, count);
     for (let i = 0; i < end; i++) {
@@ -235,14 +219,14 @@ export class RedisChatStore implements ChatStore {
 
   async memberCount(room: string): Promise<number> {
     this.ensureOpen('memberCount');
-    return this.io(this.redis.hlen(this.key(room, 'members')));
+    return this.handle.io(this.redis.hlen(this.key(room, 'members')));
   }
 
   async startPresence(presence: string, ttlMs: number): Promise<void> {
     this.ensureOpen('startPresence');
     checkPresence(presence, 'startPresence presence');
     checkInteger('startPresence ttlMs', ttlMs, 1);
-    await this.io(this.redis.set(this.presenceKey(presence), '1', 'PX', ttlMs));
+    await this.handle.io(this.redis.set(this.presenceKey(presence), '1', 'PX', ttlMs));
   }
 
   async renewPresence(presence: string, ttlMs: number): Promise<boolean> {
@@ -250,23 +234,23 @@ export class RedisChatStore implements ChatStore {
     checkPresence(presence, 'renewPresence presence');
     checkInteger('renewPresence ttlMs', ttlMs, 1);
     // XX: only a key that still exists, so an expired presence stays expired.
-    return (await this.io(this.redis.set(this.presenceKey(presence), '1', 'PX', ttlMs, 'XX'))) === 'OK';
+    return (await this.handle.io(this.redis.set(this.presenceKey(presence), '1', 'PX', ttlMs, 'XX'))) === 'OK';
   }
 
   async endPresence(presence: string): Promise<void> {
     this.ensureOpen('endPresence');
     checkPresence(presence, 'endPresence presence');
-    await this.io(this.redis.del(this.presenceKey(presence)));
+    await this.handle.io(this.redis.del(this.presenceKey(presence)));
   }
 
   async purgeExpired(room: string): Promise<string[]> {
     this.ensureOpen('purgeExpired');
-    const presences = await this.io(this.redis.hkeys(this.key(room, 'presence')));
+    const presences = await this.handle.io(this.redis.hkeys(this.key(room, 'presence')));
     if (presences.length === 0) return [];
-    const alive = await this.io(this.redis.mget(presences.map((presence) => this.presenceKey(presence))));
+    const alive = await this.handle.io(this.redis.mget(presences.map((presence) => this.presenceKey(presence))));
     const expired = presences.filter((_, i) => alive[i] === null);
     if (expired.length === 0) return [];
-    return (await this.io(PURGE_PRESENCE.run(this.redis, this.memberKeys(room), expired))) as string[];
+    return (await this.handle.io(PURGE_PRESENCE.run(this.redis, this.memberKeys(room), expired))) as string[];
   }
 
   async setMute(room: string, userId: string, untilMs: number): Promise<void> {
@@ -289,12 +273,12 @@ export class RedisChatStore implements ChatStore {
     this.ensureOpen('setWhitelisted');
     checkUserId(userId, 'setWhitelisted userId');
     const key = this.key(room, 'whitelist');
-    await this.io(on ? this.redis.sadd(key, userId) : this.redis.srem(key, userId));
+    await this.handle.io(on ? this.redis.sadd(key, userId) : this.redis.srem(key, userId));
   }
 
   async isWhitelisted(room: string, userId: string): Promise<boolean> {
     this.ensureOpen('isWhitelisted');
-    return (await this.io(this.redis.sismember(this.key(room, 'whitelist'), userId))) === 1;
+    return (await this.handle.io(this.redis.sismember(this.key(room, 'whitelist'), userId))) === 1;
   }
 
   async setAttributes(room: string, token: number, changes: Readonly<Record<string, string | null>>): Promise<AttributeChange[]> {
@@ -309,14 +293,14 @@ export class RedisChatStore implements ChatStore {
 
   async attributes(room: string): Promise<{ values: Record<string, string>; version: number }> {
     this.ensureOpen('attributes');
-    const [values, version] = await this.transaction(this.redis.multi().hgetall(this.key(room, 'attrs')).get(this.key(room, 'attrver')));
+    const [values, version] = await this.handle.transaction(this.redis.multi().hgetall(this.key(room, 'attrs')).get(this.key(room, 'attrver')));
     return { values: { ...(values as Record<string, string>) }, version: Number(version ?? 0) };
   }
 
   async attributeChanges(room: string, afterVersion: number): Promise<AttributeChange[] | null> {
     this.ensureOpen('attributeChanges');
     checkInteger('attributeChanges afterVersion', afterVersion, 0);
-    const [current, entries] = await this.transaction(
+    const [current, entries] = await this.handle.transaction(
       this.redis.multi().get(this.key(room, 'attrver')).xrange(this.key(room, 'attrlog'), `${afterVersion + 1}-0`, '+'),
     );
     const version = Number(current ?? 0);
@@ -335,26 +319,8 @@ export class RedisChatStore implements ChatStore {
     await this.fenced('dropRoom', room, token, DROP_ROOM, DROPPED.map((part) => this.key(room, part)), []);
   }
 
-  async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
-    if (!this.ownsConnection || this.redis.status === 'end') return;
-    if (this.redis.status === 'connecting' || this.redis.status === 'connect' || this.redis.status === 'ready') {
-      // Resolve once the socket is gone, so a process that closes its store can exit at once. QUIT lets
-      // replies already due arrive; a connection still handshaking has nothing to flush.
-      // Not events.once: that rejects on an 'error' event, and errors while closing do not matter.
-      const ended = new Promise((resolve) => this.redis.once('end', resolve));
-      if (this.redis.status === 'ready') await this.redis.quit().catch(() => this.redis.disconnect());
-      else this.redis.disconnect();
-      await ended;
-      return;
-    }
-    // Between reconnect attempts there is no socket: disconnect() only cancels the next attempt, and
-    // ioredis would keep the calls it queued pending forever, so they are settled here.
-    this.redis.disconnect();
-    const abandoned = storeClosed('close (the call was waiting for Redis)');
-    for (const reject of this.inFlight) reject(abandoned);
-    this.inFlight.clear();
+  close(): Promise<void> {
+    return this.handle.close();
   }
 
   private key(room: string, part: Part): string {
@@ -368,14 +334,6 @@ export class RedisChatStore implements ChatStore {
 
   private presenceKey(presence: string): string {
     return `${this.prefix}{presence}:${presence}`;
-  }
-
-  /** `work`, settled by close() if it would otherwise wait forever for a connection that is gone. */
-  private io<T>(work: Promise<T>): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      this.inFlight.add(reject);
-      work.then(resolve, reject).finally(() => this.inFlight.delete(reject));
-    });
   }
 
   /**
@@ -393,7 +351,7 @@ export class RedisChatStore implements ChatStore {
     this.ensureOpen(method);
     checkInteger(`${method} token`, token, 1);
     try {
-      return await this.io(script.run(this.redis, [this.key(room, 'lease'), ...keys], [token, ...args]));
+      return await this.handle.io(script.run(this.redis, [this.key(room, 'lease'), ...keys], [token, ...args]));
     } catch (err) {
       if (err instanceof Error && err.message.startsWith(STALE_OWNER_REPLY)) throw staleOwner(method, room, token, err);
       throw err;
@@ -401,30 +359,19 @@ export class RedisChatStore implements ChatStore {
   }
 
   private ensureOpen(method: string): void {
-    if (this.closed) throw storeClosed(method);
-  }
-
-  /** Runs a MULTI and returns its replies, throwing the first command error. */
-  private async transaction(multi: ReturnType<Redis['multi']>): Promise<unknown[]> {
-    const results = await this.io(multi.exec());
-    // exec() answers null only when a WATCHed key changed; these transactions watch nothing.
-    if (results === null) throw new LivemuxError('ERR_STORE_ABORTED', 'chat store: Redis transaction aborted');
-    return results.map(([err, value]) => {
-      if (err) throw err;
-      return value;
-    });
+    this.handle.ensureOpen(method);
   }
 
   private async setExpiry(method: string, key: string, userId: string, untilMs: number): Promise<void> {
     this.ensureOpen(method);
     checkInteger(`${method} untilMs`, untilMs, 0);
-    await this.io(untilMs === 0 ? this.redis.hdel(key, userId) : this.redis.hset(key, userId, untilMs));
+    await this.handle.io(untilMs === 0 ? this.redis.hdel(key, userId) : this.redis.hset(key, userId, untilMs));
   }
 
   private async activeExpiry(method: string, key: string, userId: string, nowMs: number): Promise<number> {
     this.ensureOpen(method);
     checkInteger(`${method} nowMs`, nowMs, 0);
-    const until = Number((await this.io(this.redis.hget(key, userId))) ?? 0);
+    const until = Number((await this.handle.io(this.redis.hget(key, userId))) ?? 0);
     return nowMs < until ? until : 0;
   }
 }

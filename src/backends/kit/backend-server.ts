@@ -90,6 +90,12 @@ export interface BackendHandlers {
    * session the backend closed itself with `ctx.close`, nor when the whole stream ends (`onProxyGone`).
    */
   onClose(ctx: ProxyStreamContext, session: number, code: number, reason: string): void;
+  /**
+   * A proxy attached (its stream's hello was accepted), before any of its sessions opens. A backend that
+   * publishes to topics it did not subscribe itself (e.g. to every proxy in front of it) learns its
+   * proxies here; `onProxyGone` follows when the stream ends.
+   */
+  onAttach?(ctx: ProxyStreamContext): void;
   /** The stream ended: every session of `ctx` is gone, and `onClose` will not be called for them. */
   onProxyGone?(ctx: ProxyStreamContext, reason: string): void;
 }
@@ -270,6 +276,11 @@ class ProxyStream implements ProxyStreamContext {
     }
     this.proxyId = hello.proxyId;
     this.log.info({ proxyId: this.proxyId, peer: this.peer }, 'backend: proxy attached');
+    try {
+      this.handlers.onAttach?.(this);
+    } catch (err) {
+      this.log.error({ err, proxyId: this.proxyId }, 'backend: onAttach threw');
+    }
     return true;
   }
 

@@ -1,0 +1,49 @@
+import { parseArgs } from 'node:util';
+import { connect } from '../src/client/client.js';
+import { openPush } from '../src/client/push-client.js';
+import { mintToken } from '../src/proxy/auth.js';
+import { LatencyHistogram, clockMs } from './broadcast-protocol.js';
+
+/**
+ * `count` push devices in this process, users `bench-u<first>` … (one device each), each on its own
+ * connection with the SDK's push client, which acknowledges every push. A push whose data is a number
+ * is timed: the sender's CLOCK_MONOTONIC reading (ms), shared by every process on the machine.
+ *
+ * Prints `{"event":"ready"}` once every device is connected and synced; on each SIGUSR2 prints
+ * `{"event":"report","received":N,"counts":[…]}` (pushes and the latency histogram since the previous
+ * report) and starts counting afresh. Runs until SIGTERM. The JWT secret is LIVEMUX_JWT_SECRET.
+ */
+const { values } = parseArgs({ options: { port: { type: 'string' }, first: { type: 'string', default: '0' }, count: { type: 'string', default: '2500' } } });
+const port = Number(values.port);
+const first = Number(values.first);
+const count = Number(values.count);
+/** Devices connecting at once: a storm of SYNs would overflow the proxy's accept backlog. */
+const CONNECT_BATCH = 100;
+const secret = process.env.LIVEMUX_JWT_SECRET!;
+
+let received = 0;
+let histogram = new LatencyHistogram();
+
+async function open(i: number): Promise<void> {
+  const token = await mintToken({ secret, sub: `bench-u${first + i}` });
+  const client = await connect({ host: '127.0.0.1', port, token, reconnect: false });
+  const push = await openPush(client, { deviceId: 'd' });
+  const synced = new Promise<void>((resolve) => push.once('synced', () => resolve()));
+  push.on('push', (p) => {
+    received++;
+    const stamp = Number(p.data.toString('latin1'));
+    if (stamp > 0) histogram.add(clockMs() - stamp);
+  });
+  await synced;
+}
+
+for (let i = 0; i < count; i += CONNECT_BATCH) {
+  await Promise.all(Array.from({ length: Math.min(CONNECT_BATCH, count - i) }, (_, k) => open(i + k)));
+}
+process.on('SIGUSR2', () => {
+  process.stdout.write(`${JSON.stringify({ event: 'report', received, counts: histogram.counts })}\n`);
+  received = 0;
+  histogram = new LatencyHistogram();
+});
+process.on('SIGTERM', () => process.exit(0));
+process.stdout.write(`${JSON.stringify({ event: 'ready', devices: count })}\n`);

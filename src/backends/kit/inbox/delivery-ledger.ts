@@ -1,0 +1,160 @@
+import { performance } from 'node:perf_hooks';
+import { checkId, checkInteger, inboxClosed } from './inbox-checks.js';
+
+/**
+ * Delivery statistics per producer-side id (`ref`, e.g. a push id) across every node: how many
+ * members (users, or devices: the producer chooses) it targeted, how many acknowledged it, how many
+ * never will because a newer entry of the same collapse key replaced it, and — once its expiry passed
+ * — how many it missed. Each member is in exactly one state, so the counts always add up:
+ * `targeted = delivered + collapsed + pending + expired`.
+ */
+export interface RefStats {
+  readonly targeted: number;
+  /** Members that acknowledged (an acknowledgement after the expiry still counts: it was delivered in time). */
+  readonly delivered: number;
+  /** Members whose entry was superseded through its collapse key before they acknowledged it. */
+  readonly collapsed: number;
+  /** Neither delivered nor collapsed, before the expiry. */
+  readonly pending: number;
+  /** Neither delivered nor collapsed, once the expiry passed. */
+  readonly expired: number;
+  /** 0 = never expires. */
+  readonly expiresAtMs: number;
+}
+
+export interface DeliveryLedgerOptions {
+  /** How long a ref's statistics are kept after its expiry (or after its last `target` when it never expires); default 24 h. */
+  readonly statsTtlMs?: number;
+}
+
+export const DEFAULT_STATS_TTL_MS = 24 * 3600_000;
+
+/**
+ * The ledger's contract; the memory and Redis ledgers pass one conformance suite
+ * (test/conformance/inbox-store.ts). Every operation is idempotent per (ref, member), so producers and
+ * feeds may repeat them after a failure: counts never go twice.
+ */
+export interface DeliveryLedger {
+  /**
+   * Adds `members` to the ref's targets (members already known keep their state) and sets its expiry
+   * (0 = never; the latest expiry given wins). Creates the ref.
+   */
+  target(ref: string, members: readonly string[], expiresAtMs: number, nowMs: number): Promise<void>;
+  /**
+   * `member` acknowledged the ref: targeted or collapsed → delivered (a member unknown to a known ref
+   * is added as targeted and delivered). Resolves true when this changed the counts; false for a
+   * repeat, or for a ref the ledger does not know (never targeted, or its statistics expired).
+   */
+  delivered(ref: string, member: string): Promise<boolean>;
+  /** The member's entry was superseded: targeted → collapsed; any other state is kept. Resolves true when it changed. */
+  collapsed(ref: string, member: string): Promise<boolean>;
+  /** The ref's statistics at `nowMs`, or null when unknown. */
+  stats(ref: string, nowMs: number): Promise<RefStats | null>;
+  close(): Promise<void>;
+}
+
+type MemberState = 't' | 'd' | 'c';
+
+interface RefRecord {
+  expiresAtMs: number;
+  readonly members: Map<string, MemberState>;
+  delivered: number;
+  collapsed: number;
+  /** performance.now() when the record is forgotten. */
+  forgetAt: number;
+}
+
+/** The ledger in this process (the embedded default). Records are forgotten lazily, on access and at each `target`. */
+export class MemoryDeliveryLedger implements DeliveryLedger {
+  private readonly refs = new Map<string, RefRecord>();
+  private readonly statsTtlMs: number;
+  private closed = false;
+
+  constructor(options: DeliveryLedgerOptions = {}) {
+    this.statsTtlMs = options.statsTtlMs ?? DEFAULT_STATS_TTL_MS;
+    checkInteger('statsTtlMs', this.statsTtlMs, 1);
+  }
+
+  async target(ref: string, members: readonly string[], expiresAtMs: number, nowMs: number): Promise<void> {
+    this.ensureOpen('target');
+    checkId('target ref', ref);
+    for (const member of members) checkId('target member', member);
+    checkInteger('target expiresAtMs', expiresAtMs, 0);
+    checkInteger('target nowMs', nowMs, 0);
+    this.forgetExpired();
+    let record = this.record(ref);
+    if (record === undefined) this.refs.set(ref, (record = { expiresAtMs, members: new Map(), delivered: 0, collapsed: 0, forgetAt: 0 }));
+    record.expiresAtMs = Math.max(record.expiresAtMs, expiresAtMs);
+    for (const member of members) if (!record.members.has(member)) record.members.set(member, 't');
+    // Same lifetime as the Redis keys: statsTtl after the expiry, or after now when there is none.
+    record.forgetAt = performance.now() + Math.max(0, record.expiresAtMs - nowMs) + this.statsTtlMs;
+  }
+
+  async delivered(ref: string, member: string): Promise<boolean> {
+    this.ensureOpen('delivered');
+    checkId('delivered ref', ref);
+    checkId('delivered member', member);
+    const record = this.record(ref);
+    const state = record?.members.get(member);
+    if (record === undefined || state === 'd') return false;
+    if (state === 'c') record.collapsed--;
+    record.members.set(member, 'd');
+    record.delivered++;
+    return true;
+  }
+
+  async collapsed(ref: string, member: string): Promise<boolean> {
+    this.ensureOpen('collapsed');
+    checkId('collapsed ref', ref);
+    checkId('collapsed member', member);
+    const record = this.record(ref);
+    if (record?.members.get(member) !== 't') return false;
+    record.members.set(member, 'c');
+    record.collapsed++;
+    return true;
+  }
+
+  async stats(ref: string, nowMs: number): Promise<RefStats | null> {
+    this.ensureOpen('stats');
+    checkId('stats ref', ref);
+    checkInteger('stats nowMs', nowMs, 0);
+    const record = this.record(ref);
+    if (record === undefined) return null;
+    return refStats(record.members.size, record.delivered, record.collapsed, record.expiresAtMs, nowMs);
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.refs.clear();
+  }
+
+  /** The live record of `ref`; a record past its time is forgotten here. */
+  private record(ref: string): RefRecord | undefined {
+    const record = this.refs.get(ref);
+    if (record !== undefined && record.forgetAt <= performance.now()) {
+      this.refs.delete(ref);
+      return undefined;
+    }
+    return record;
+  }
+
+  /** Forgets records past their time, oldest first (insertion order is close to expiry order; stops at the first live one). */
+  private forgetExpired(): void {
+    const now = performance.now();
+    for (const [ref, record] of this.refs) {
+      if (record.forgetAt > now) break;
+      this.refs.delete(ref);
+    }
+  }
+
+  private ensureOpen(method: string): void {
+    if (this.closed) throw inboxClosed(`ledger ${method}`);
+  }
+}
+
+/** Statistics from the stored counts: the undecided members are pending before the expiry, expired after. */
+export function refStats(targeted: number, delivered: number, collapsed: number, expiresAtMs: number, nowMs: number): RefStats {
+  const undecided = Math.max(0, targeted - delivered - collapsed);
+  const expired = expiresAtMs !== 0 && expiresAtMs <= nowMs;
+  return { targeted, delivered, collapsed, pending: expired ? 0 : undecided, expired: expired ? undecided : 0, expiresAtMs };
+}

@@ -1,0 +1,304 @@
+import type { Redis } from 'ioredis';
+import { RedisHandle, quit, type RedisConnectionOptions } from '../redis/redis-handle.js';
+import {
+  checkAppend,
+  checkId,
+  checkInteger,
+  checkReadLimit,
+  inboxClosed,
+  resolveInboxOptions,
+  type ResolvedInboxOptions,
+} from './inbox-checks.js';
+import type {
+  AppendRequest,
+  AppendResult,
+  DeviceCursor,
+  InboxEntry,
+  InboxListener,
+  InboxNotice,
+  InboxPage,
+  InboxStore,
+  InboxStoreOptions,
+  InboxWatch,
+} from './inbox-store.js';
+import { ACK, APPEND, READ } from './redis-inbox-scripts.js';
+
+export interface RedisInboxStoreOptions extends RedisConnectionOptions, InboxStoreOptions {
+  /** Prepended to every key and channel (default `livemux:inbox:`), so several deployments or businesses share one Redis. */
+  readonly keyPrefix?: string;
+}
+
+type Part = 'seq' | 'log' | 'collapse' | 'devices' | 'notify';
+
+/** The users watched on this process: their channel, listeners, and the SUBSCRIBE that makes them ready. */
+interface Watched {
+  readonly listeners: Set<InboxListener>;
+  ready: Promise<void>;
+}
+
+/**
+ * InboxStore on Redis (6.2 or later), so any backend process appends to any user and reaches that
+ * user's devices wherever their sessions are. Per user, under `<prefix>{<user>}:`:
+ *
+ * | key            | type   | holds |
+ * |----------------|--------|-------|
+ * | seq            | string | last seq (INCR); never expires, so a user's seq never restarts |
+ * | log            | stream | entries, ID `<seq>-0`, fields t x r k b (see redis-inbox-scripts.ts) |
+ * | collapse       | hash   | collapse key → `<seq> <ref>` of its newest entry |
+ * | devices        | hash   | device → `<cursor> <ackedAtMs>` |
+ * | dedupe:<key>   | string | `<seq> <createdAtMs>` with PX = dedupeTtlMs |
+ *
+ * Notices travel by Redis pub/sub on the channel `<prefix>{<user>}:notify`, published by the append
+ * script itself (so they leave in seq order, atomically with the append). Why pub/sub and not a
+ * blocking XREAD on the log: a node follows only the users with a device on it, which changes with
+ * every session; SUBSCRIBE/UNSUBSCRIBE on one connection follow that cheaply, while XREAD BLOCK takes
+ * its key list per call and would be re-issued at every change. Pub/sub is at-most-once, so the log is
+ * the truth: a lost notice is followed by a `resync` (the subscriber connection came back), and the
+ * reader's seq order shows any hole. The subscriber connection is this store's own (a duplicate of the
+ * main one), opened at the first `watch`.
+ */
+export class RedisInboxStore implements InboxStore {
+  private readonly handle: RedisHandle;
+  private readonly prefix: string;
+  private readonly options: ResolvedInboxOptions;
+  private readonly onError: ((err: Error) => void) | undefined;
+  private subscriber: Redis | null = null;
+  /** By channel name. */
+  private readonly watched = new Map<string, Watched>();
+
+  constructor(options: RedisInboxStoreOptions = {}) {
+    this.prefix = options.keyPrefix ?? 'livemux:inbox:';
+    this.options = resolveInboxOptions(options);
+    this.handle = new RedisHandle(options, inboxClosed);
+    this.onError = options.onError;
+  }
+
+  private get redis(): Redis {
+    return this.handle.redis;
+  }
+
+  async append(user: string, request: AppendRequest, nowMs: number): Promise<AppendResult> {
+    this.handle.ensureOpen('append');
+    checkId('append user', user);
+    const req = checkAppend(request, nowMs);
+    const { maxEntries, maxAgeMs } = this.options.retention;
+    const cutoff = maxAgeMs === Number.POSITIVE_INFINITY ? '' : String(nowMs - maxAgeMs);
+    const keys = [this.key(user, 'seq'), this.key(user, 'log'), this.key(user, 'collapse'), `${this.userPrefix(user)}dedupe:${req.dedupeKey}`];
+    const args = [
+      maxEntries,
+      cutoff,
+      nowMs,
+      req.expiresAtMs,
+      req.ref,
+      req.collapseKey,
+      req.body,
+      this.options.dedupeTtlMs,
+      this.key(user, 'notify'),
+      req.dedupeKey === '' ? '' : '1',
+    ];
+    const reply = (await this.handle.io(APPEND.run(this.redis, keys, args))) as [0 | 1, number, (number | string)?];
+    const fields = { body: req.body, ref: req.ref, collapseKey: req.collapseKey, expiresAtMs: req.expiresAtMs };
+    if (reply[0] === 1) return { entry: { seq: reply[1], createdAtMs: reply[2] as number, ...fields }, duplicate: true, superseded: null };
+    const old = reply[2] as string | undefined;
+    const space = old?.indexOf(' ') ?? -1;
+    const superseded = old === undefined ? null : { seq: Number(old.slice(0, space)), ref: old.slice(space + 1) };
+    return { entry: { seq: reply[1], createdAtMs: nowMs, ...fields }, duplicate: false, superseded };
+  }
+
+  async read(user: string, afterSeq: number, limit: number, nowMs: number): Promise<InboxPage> {
+    this.handle.ensureOpen('read');
+    checkId('read user', user);
+    checkInteger('read afterSeq', afterSeq, 0);
+    const count = checkReadLimit(limit);
+    checkInteger('read nowMs', nowMs, 0);
+    const keys = [this.key(user, 'seq'), this.key(user, 'log'), this.key(user, 'collapse')];
+    const reply = (await this.handle.io(READ.runBuffer(this.redis, keys, [afterSeq, count, nowMs]))) as [number, number, number, ...ReadEntry[]];
+    const [lastSeq, oldest, throughSeq] = reply;
+    const gap = afterSeq < lastSeq && oldest > afterSeq + 1 ? { fromSeq: afterSeq + 1, toSeq: oldest - 1 } : null;
+    const entries: InboxEntry[] = [];
+    for (let i = 3; i < reply.length; i++) entries.push(toEntry(reply[i] as ReadEntry));
+    return { entries, throughSeq, gap, lastSeq };
+  }
+
+  async lastSeq(user: string): Promise<number> {
+    this.handle.ensureOpen('lastSeq');
+    checkId('lastSeq user', user);
+    return Number((await this.handle.io(this.redis.get(this.key(user, 'seq')))) ?? 0);
+  }
+
+  async ack(user: string, device: string, seq: number, nowMs: number): Promise<number> {
+    this.handle.ensureOpen('ack');
+    checkId('ack user', user);
+    checkId('ack device', device);
+    checkInteger('ack seq', seq, 0);
+    checkInteger('ack nowMs', nowMs, 0);
+    const keys = [this.key(user, 'devices'), this.key(user, 'seq')];
+    return (await this.handle.io(ACK.run(this.redis, keys, [device, seq, nowMs, this.options.maxDevices]))) as number;
+  }
+
+  async cursor(user: string, device: string): Promise<number | null> {
+    this.handle.ensureOpen('cursor');
+    checkId('cursor user', user);
+    checkId('cursor device', device);
+    const record = await this.handle.io(this.redis.hget(this.key(user, 'devices'), device));
+    return record === null ? null : parseDevice(device, record).cursor;
+  }
+
+  async devices(user: string): Promise<DeviceCursor[]> {
+    this.handle.ensureOpen('devices');
+    checkId('devices user', user);
+    const records = await this.handle.io(this.redis.hgetall(this.key(user, 'devices')));
+    return Object.entries(records).map(([device, record]) => parseDevice(device, record));
+  }
+
+  async forgetDevice(user: string, device: string): Promise<void> {
+    this.handle.ensureOpen('forgetDevice');
+    checkId('forgetDevice user', user);
+    checkId('forgetDevice device', device);
+    await this.handle.io(this.redis.hdel(this.key(user, 'devices'), device));
+  }
+
+  async publish(user: string, payload: Buffer): Promise<void> {
+    this.handle.ensureOpen('publish');
+    checkId('publish user', user);
+    await this.handle.io(this.redis.publish(this.key(user, 'notify'), Buffer.concat([TRANSIENT, payload])));
+  }
+
+  watch(user: string, listener: InboxListener): InboxWatch {
+    this.handle.ensureOpen('watch');
+    checkId('watch user', user);
+    const channel = this.key(user, 'notify');
+    let entry = this.watched.get(channel);
+    if (entry === undefined) {
+      const created: Watched = { listeners: new Set(), ready: Promise.resolve() };
+      created.ready = this.subscribe(channel).catch((err: unknown) => {
+        // The next watch of the user tries again; these watchers learn it from `ready`.
+        if (this.watched.get(channel) === created) this.watched.delete(channel);
+        throw err;
+      });
+      this.watched.set(channel, (entry = created));
+    }
+    const watched = entry;
+    const registration: InboxListener = (notice) => listener(notice);
+    watched.listeners.add(registration);
+    return {
+      ready: watched.ready,
+      close: () => {
+        if (!watched.listeners.delete(registration) || watched.listeners.size > 0) return;
+        if (this.watched.get(channel) !== watched) return;
+        this.watched.delete(channel);
+        // Commands on one connection run in order: a later SUBSCRIBE of the same channel wins.
+        if (this.subscriber !== null && !this.handle.closed) this.subscriber.unsubscribe(channel).catch(() => undefined);
+      },
+    };
+  }
+
+  async close(): Promise<void> {
+    if (this.handle.closed) return;
+    const subscriber = this.subscriber;
+    this.subscriber = null;
+    this.watched.clear();
+    await Promise.all([this.handle.close(), subscriber === null ? undefined : quit(subscriber)]);
+  }
+
+  /** SUBSCRIBEs `channel` on the subscriber connection (opened on first use); resolves once the server confirmed. */
+  private async subscribe(channel: string): Promise<void> {
+    const subscriber = (this.subscriber ??= this.openSubscriber());
+    await this.handle.io(subscriber.subscribe(channel));
+  }
+
+  private openSubscriber(): Redis {
+    const subscriber = this.redis.duplicate();
+    if (this.onError) subscriber.on('error', this.onError);
+    subscriber.on('messageBuffer', (channel: Buffer, message: Buffer) => this.onMessage(channel.toString(), message));
+    let connectedBefore = false;
+    subscriber.on('ready', () => {
+      if (!connectedBefore) {
+        connectedBefore = true;
+        return;
+      }
+      // Reconnected: ioredis subscribes again by itself; once the server confirmed (a SUBSCRIBE of the
+      // same channels is idempotent and answered in order), tell every watcher to read what it missed.
+      const channels = [...this.watched.keys()];
+      if (channels.length === 0) return;
+      subscriber.subscribe(...channels).then(
+        () => {
+          for (const channel of channels) this.dispatch(channel, { kind: 'resync' });
+        },
+        () => undefined,
+      );
+    });
+    return subscriber;
+  }
+
+  private onMessage(channel: string, message: Buffer): void {
+    const notice = decodeNotice(message);
+    if (notice !== null) this.dispatch(channel, notice);
+  }
+
+  private dispatch(channel: string, notice: InboxNotice): void {
+    const watched = this.watched.get(channel);
+    if (watched === undefined) return;
+    for (const listener of [...watched.listeners]) listener(notice);
+  }
+
+  private userPrefix(user: string): string {
+    return `${this.prefix}{${user}}:`;
+  }
+
+  private key(user: string, part: Part): string {
+    return `${this.userPrefix(user)}${part}`;
+  }
+}
+
+type ReadEntry = [seq: number, createdAt: Buffer, expiresAt: Buffer, ref: Buffer, collapseKey: Buffer, body: Buffer];
+
+function toEntry([seq, createdAt, expiresAt, ref, collapseKey, body]: ReadEntry): InboxEntry {
+  return {
+    seq,
+    createdAtMs: Number(createdAt.toString()),
+    expiresAtMs: Number(expiresAt.toString()),
+    ref: ref.toString(),
+    collapseKey: collapseKey.toString(),
+    body,
+  };
+}
+
+function parseDevice(device: string, record: string): DeviceCursor {
+  const space = record.indexOf(' ');
+  return { device, cursor: Number(record.slice(0, space)), ackedAtMs: Number(record.slice(space + 1)) };
+}
+
+const TRANSIENT = Buffer.from('t');
+const ENTRY_TAG = 0x65; // 'e'
+const TRANSIENT_TAG = 0x74; // 't'
+const NEWLINE = 0x0a;
+
+/**
+ * A notice as the append script publishes it: `e<seq> <createdAt> <expiresAt> <refLen> <keyLen>\n`
+ * then ref, key and body bytes; or `t` then a transient payload. Anything else (another writer on the
+ * channel) is ignored.
+ */
+function decodeNotice(message: Buffer): InboxNotice | null {
+  if (message[0] === TRANSIENT_TAG) return { kind: 'transient', payload: message.subarray(1) };
+  if (message[0] !== ENTRY_TAG) return null;
+  const end = message.indexOf(NEWLINE);
+  if (end < 0) return null;
+  const numbers = message.toString('latin1', 1, end).split(' ').map(Number);
+  if (numbers.length !== 5 || !numbers.every(Number.isSafeInteger)) return null;
+  const [seq, createdAtMs, expiresAtMs, refLength, keyLength] = numbers as [number, number, number, number, number];
+  const refEnd = end + 1 + refLength;
+  const keyEnd = refEnd + keyLength;
+  if (keyEnd > message.length) return null;
+  return {
+    kind: 'entry',
+    entry: {
+      seq,
+      createdAtMs,
+      expiresAtMs,
+      ref: message.toString('utf8', end + 1, refEnd),
+      collapseKey: message.toString('utf8', refEnd, keyEnd),
+      body: message.subarray(keyEnd),
+    },
+  };
+}

@@ -1,0 +1,310 @@
+import { LivemuxError } from '../../protocol/errors.js';
+import { TokenBucket } from '../../util/token-bucket.js';
+import { ALL_TOPIC, type AckEntry, type Claim, type PushRecord, type PushStatus, type PushStore } from './store.js';
+
+/** Options of the in-memory store; every one has a default. */
+export interface MemoryPushStoreOptions {
+  /** Devices not seen for this long are forgotten with their topics (default 30 days). */
+  readonly deviceRetentionMs?: number;
+  /** Most pushes one topic log keeps, newest first (default 1000). */
+  readonly topicLogLength?: number;
+  /** The store's clock for claim, node and record lapses (default Date.now). */
+  readonly now?: () => number;
+}
+
+interface StoredPush {
+  record: PushRecord;
+  forgetAtMs: number;
+  acked: Set<string>;
+  replaced: Set<string>;
+}
+
+interface Device {
+  seenAtMs: number;
+  /** topic → subscribed at (ms), ALL_TOPIC included. */
+  topics: Map<string, number>;
+}
+
+export const PUSH_STORE_DEFAULTS = {
+  deviceRetentionMs: 30 * 24 * 3600_000,
+  topicLogLength: 1000,
+} as const;
+
+/**
+ * PushStore in this process: the embedded default of a single Push backend (see store.ts for the
+ * guarantees). Expired records, devices and nodes are forgotten lazily, by a sweep every few thousand
+ * writes, so memory follows what is live.
+ */
+export class MemoryPushStore implements PushStore {
+  private readonly pushes = new Map<string, StoredPush>();
+  /** id → when its claim lapses. */
+  private readonly claims = new Map<string, number>();
+  private readonly devices = new Map<string, Device>();
+  /** topic → subscribed devices (ALL_TOPIC: every device). */
+  private readonly subscribers = new Map<string, Set<string>>();
+  /** topic → pushes with a TTL, oldest first. */
+  private readonly logs = new Map<string, PushRecord[]>();
+  /** node → (topic → online devices), with when the node lapses. */
+  private readonly nodes = new Map<string, { counts: Map<string, number>; proxies: readonly string[]; lapsesAtMs: number }>();
+  private readonly listeners = new Map<string, (message: string) => void>();
+  private readonly allowances = new Map<string, TokenBucket>();
+  private readonly deviceRetentionMs: number;
+  private readonly topicLogLength: number;
+  private readonly now: () => number;
+  private writes = 0;
+  private closed = false;
+
+  constructor(options: MemoryPushStoreOptions = {}) {
+    this.deviceRetentionMs = options.deviceRetentionMs ?? PUSH_STORE_DEFAULTS.deviceRetentionMs;
+    this.topicLogLength = options.topicLogLength ?? PUSH_STORE_DEFAULTS.topicLogLength;
+    this.now = options.now ?? Date.now;
+  }
+
+  async claim(id: string, claimTtlMs: number): Promise<Claim> {
+    this.check();
+    const stored = this.live(id);
+    if (stored !== undefined) return { kind: 'done', record: stored.record };
+    const lapse = this.claims.get(id);
+    if (lapse !== undefined && lapse > this.now()) return { kind: 'pending' };
+    this.claims.set(id, this.now() + claimTtlMs);
+    return { kind: 'claimed' };
+  }
+
+  async complete(record: PushRecord, retentionMs: number): Promise<void> {
+    this.check();
+    this.claims.delete(record.id);
+    this.pushes.set(record.id, { record, forgetAtMs: record.expiresAtMs + retentionMs, acked: new Set(), replaced: new Set() });
+    if (record.audience !== 'users' && record.ttlS > 0) {
+      let log = this.logs.get(record.topic);
+      if (log === undefined) this.logs.set(record.topic, (log = []));
+      log.push(record);
+      if (log.length > this.topicLogLength) log.splice(0, log.length - this.topicLogLength);
+    }
+    this.wrote();
+  }
+
+  async release(id: string): Promise<void> {
+    this.check();
+    this.claims.delete(id);
+  }
+
+  async status(id: string): Promise<PushStatus | null> {
+    this.check();
+    const stored = this.live(id);
+    return stored === undefined ? null : { record: stored.record, delivered: stored.acked.size, replaced: stored.replaced.size };
+  }
+
+  async ack(entries: readonly AckEntry[]): Promise<number> {
+    this.check();
+    let counted = 0;
+    for (const { id, device } of entries) {
+      const stored = this.targeting(id, device);
+      if (stored === undefined || stored.acked.has(device)) continue;
+      stored.acked.add(device);
+      counted++;
+    }
+    return counted;
+  }
+
+  async markReplaced(ids: readonly string[], device: string): Promise<void> {
+    this.check();
+    for (const id of ids) this.targeting(id, device)?.replaced.add(device);
+  }
+
+  async touchDevice(device: string, nowMs: number): Promise<Map<string, number>> {
+    this.check();
+    let d = this.devices.get(device);
+    if (d === undefined || d.seenAtMs + this.deviceRetentionMs <= nowMs) {
+      if (d !== undefined) this.forgetDevice(device, d);
+      d = { seenAtMs: nowMs, topics: new Map([[ALL_TOPIC, nowMs]]) };
+      this.devices.set(device, d);
+      this.subscribersOf(ALL_TOPIC).add(device);
+      this.wrote();
+    }
+    d.seenAtMs = nowMs;
+    return new Map(d.topics);
+  }
+
+  async subscribe(device: string, topics: readonly string[], nowMs: number, maxTopics: number): Promise<string[] | null> {
+    this.check();
+    const d = await this.touchDevice(device, nowMs).then(() => this.devices.get(device)!);
+    const added = [...new Set(topics)].filter((t) => !d.topics.has(t));
+    if (d.topics.size - 1 + added.length > maxTopics) return null;
+    for (const topic of added) {
+      d.topics.set(topic, nowMs);
+      this.subscribersOf(topic).add(device);
+    }
+    return topicList(d.topics);
+  }
+
+  async unsubscribe(device: string, topics: readonly string[]): Promise<string[]> {
+    this.check();
+    const d = this.devices.get(device);
+    if (d === undefined) return [];
+    for (const topic of topics) {
+      if (topic === ALL_TOPIC || !d.topics.delete(topic)) continue;
+      this.dropSubscriber(topic, device);
+    }
+    return topicList(d.topics);
+  }
+
+  async subscriberCount(topic: string): Promise<number> {
+    this.check();
+    const horizon = this.now() - this.deviceRetentionMs;
+    let count = 0;
+    for (const device of this.subscribers.get(topic) ?? []) if ((this.devices.get(device)?.seenAtMs ?? 0) > horizon) count++;
+    return count;
+  }
+
+  async backlog(device: string, topics: ReadonlyMap<string, number>, nowMs: number): Promise<PushRecord[]> {
+    this.check();
+    const owed: PushRecord[] = [];
+    for (const [topic, since] of topics) {
+      for (const record of this.logs.get(topic) ?? []) {
+        if (record.sentAtMs < since || record.expiresAtMs <= nowMs) continue;
+        const stored = this.live(record.id);
+        if (stored === undefined || stored.acked.has(device) || stored.replaced.has(device)) continue;
+        owed.push(record);
+      }
+    }
+    return owed.sort((a, b) => a.sentAtMs - b.sentAtMs);
+  }
+
+  async setOnline(node: string, counts: ReadonlyMap<string, number>, nodeTtlMs: number): Promise<void> {
+    this.check();
+    const entry = this.liveNode(node);
+    for (const [topic, count] of counts) {
+      if (count > 0) entry.counts.set(topic, count);
+      else entry.counts.delete(topic);
+    }
+    entry.lapsesAtMs = this.now() + nodeTtlMs;
+  }
+
+  async renewNode(node: string, nodeTtlMs: number): Promise<boolean> {
+    this.check();
+    const entry = this.nodes.get(node);
+    if (entry === undefined || entry.lapsesAtMs <= this.now()) return false;
+    entry.lapsesAtMs = this.now() + nodeTtlMs;
+    return true;
+  }
+
+  async onlineCount(topic: string): Promise<number> {
+    this.check();
+    let count = 0;
+    for (const [node, entry] of this.nodes) {
+      if (entry.lapsesAtMs <= this.now()) this.nodes.delete(node);
+      else count += entry.counts.get(topic) ?? 0;
+    }
+    return count;
+  }
+
+  async removeNode(node: string): Promise<void> {
+    this.check();
+    this.nodes.delete(node);
+  }
+
+  async setProxies(node: string, proxies: readonly string[], nodeTtlMs: number): Promise<void> {
+    this.check();
+    const entry = this.liveNode(node);
+    entry.proxies = [...proxies];
+    entry.lapsesAtMs = this.now() + nodeTtlMs;
+  }
+
+  async proxyNodes(): Promise<Map<string, string[]>> {
+    this.check();
+    const out = new Map<string, string[]>();
+    for (const [node, entry] of [...this.nodes].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+      if (entry.lapsesAtMs <= this.now()) continue;
+      for (const proxy of entry.proxies) out.set(proxy, [...(out.get(proxy) ?? []), node]);
+    }
+    return out;
+  }
+
+  async forward(node: string, message: string): Promise<void> {
+    this.check();
+    const listener = this.listeners.get(node);
+    // Asynchronous, as across processes: the caller never runs the listener's work inline.
+    if (listener !== undefined) setImmediate(() => listener(message));
+  }
+
+  async listen(node: string, onMessage: (message: string) => void): Promise<void> {
+    this.check();
+    this.listeners.set(node, onMessage);
+  }
+
+  async takeCall(keyName: string, rate: number, burst: number): Promise<number> {
+    this.check();
+    let bucket = this.allowances.get(keyName);
+    if (bucket === undefined || bucket.ratePerSecond !== rate || bucket.burst !== burst) this.allowances.set(keyName, (bucket = new TokenBucket(rate, burst)));
+    return bucket.take() ? 0 : Math.ceil(1000 / rate);
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.listeners.clear();
+  }
+
+  private check(): void {
+    if (this.closed) throw new LivemuxError('ERR_STORE_CLOSED', 'push store: closed');
+  }
+
+  /** The push under `id` unless it is past its retention (then it is forgotten now). */
+  private live(id: string): StoredPush | undefined {
+    const stored = this.pushes.get(id);
+    if (stored !== undefined && stored.forgetAtMs <= this.now()) {
+      this.pushes.delete(id);
+      return undefined;
+    }
+    return stored;
+  }
+
+  /** The topic push `id` if `device` was subscribed to its topic when it was sent (it was sent to it). */
+  private targeting(id: string, device: string): StoredPush | undefined {
+    const stored = this.live(id);
+    if (stored === undefined || stored.record.topic === '') return undefined;
+    const since = this.devices.get(device)?.topics.get(stored.record.topic);
+    return since !== undefined && since <= stored.record.sentAtMs ? stored : undefined;
+  }
+
+  /** The node's entry, fresh (no counts, no proxies) when it had lapsed. */
+  private liveNode(node: string): { counts: Map<string, number>; proxies: readonly string[]; lapsesAtMs: number } {
+    let entry = this.nodes.get(node);
+    if (entry === undefined || entry.lapsesAtMs <= this.now()) this.nodes.set(node, (entry = { counts: new Map(), proxies: [], lapsesAtMs: 0 }));
+    return entry;
+  }
+
+  private subscribersOf(topic: string): Set<string> {
+    let set = this.subscribers.get(topic);
+    if (set === undefined) this.subscribers.set(topic, (set = new Set()));
+    return set;
+  }
+
+  private dropSubscriber(topic: string, device: string): void {
+    const set = this.subscribers.get(topic);
+    if (set !== undefined && set.delete(device) && set.size === 0) this.subscribers.delete(topic);
+  }
+
+  private forgetDevice(device: string, d: Device): void {
+    this.devices.delete(device);
+    for (const topic of d.topics.keys()) this.dropSubscriber(topic, device);
+  }
+
+  /** Every 4096 writes, forgets what is past its time, so an idle store does not hold the dead. */
+  private wrote(): void {
+    if (++this.writes % 4096 !== 0) return;
+    const now = this.now();
+    for (const [id, stored] of this.pushes) if (stored.forgetAtMs <= now) this.pushes.delete(id);
+    for (const [id, lapse] of this.claims) if (lapse <= now) this.claims.delete(id);
+    for (const [device, d] of this.devices) if (d.seenAtMs + this.deviceRetentionMs <= now) this.forgetDevice(device, d);
+    for (const [topic, log] of this.logs) {
+      const kept = log.filter((r) => r.expiresAtMs > now);
+      if (kept.length === 0) this.logs.delete(topic);
+      else this.logs.set(topic, kept);
+    }
+  }
+}
+
+/** A device's topics as a sorted list without ALL_TOPIC. */
+function topicList(topics: ReadonlyMap<string, number>): string[] {
+  return [...topics.keys()].filter((t) => t !== ALL_TOPIC).sort();
+}

@@ -1,0 +1,166 @@
+/**
+ * The push HTTP API for business servers (docs/push.md §API), on fastify: `POST /v1/push` and
+ * `GET /v1/push/{id}`. fastify gives routing, body parsing with a size bound, and JSON-schema validation
+ * compiled once (ajv), so every shape error names its field; what the schema cannot say (exactly one of
+ * `data`/`data_base64`, sizes after base64) is checked by PushService.
+ *
+ * Never logged: the Authorization header (fastify's own logger is off; this module logs the key's
+ * name only).
+ */
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import type pino from 'pino';
+import { ApiError } from './api-errors.js';
+import type { ApiCaller, ApiKeys } from './api-keys.js';
+import { PUSH_ID_PATTERN, TOPIC_PATTERN } from './push-codec.js';
+import type { PushCall, PushService } from './push-service.js';
+
+export interface PushApiOptions {
+  service: PushService;
+  keys: ApiKeys;
+  /** Takes one call from the caller's allowance (shared by the nodes of a store): 0, or ms to wait. */
+  takeCall: (caller: ApiCaller) => Promise<number>;
+  /** Largest request body (bytes); beyond it 413. */
+  bodyLimit: number;
+  /** Most users one call may name. */
+  maxUsers: number;
+  /** Largest ttl_s. */
+  maxTtlS: number;
+  log: pino.Logger;
+  /** Told of each answered call (metrics): route, status, the key's name ("" before authentication). */
+  onAnswer?: (route: 'push' | 'status' | 'other', status: number) => void;
+}
+
+const NAME = PUSH_ID_PATTERN.source;
+
+function callSchema(o: PushApiOptions): object {
+  const name = { type: 'string', pattern: NAME };
+  return {
+    type: 'object',
+    additionalProperties: false,
+    required: ['to'],
+    properties: {
+      id: name,
+      to: {
+        type: 'object',
+        additionalProperties: false,
+        minProperties: 1,
+        maxProperties: 1,
+        properties: {
+          users: { type: 'array', minItems: 1, maxItems: o.maxUsers, items: { type: 'string', minLength: 1, maxLength: 128 } },
+          topic: { type: 'string', pattern: TOPIC_PATTERN.source },
+          all: { const: true },
+        },
+      },
+      data: { type: 'string' },
+      data_base64: { type: 'string' },
+      priority: { enum: ['system', 'high', 'low'] },
+      ttl_s: { type: 'integer', minimum: 0, maximum: o.maxTtlS },
+      collapse_key: { type: 'string', pattern: NAME },
+    },
+  };
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    caller: ApiCaller | null;
+  }
+}
+
+/** Builds the API (not listening yet: call `listen`). */
+export function createPushApi(o: PushApiOptions): FastifyInstance {
+  const app = Fastify({
+    logger: false,
+    bodyLimit: o.bodyLimit,
+    // Strict: no coercion ("5" is not 5), unknown fields refused instead of silently removed.
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false, allErrors: true } },
+    return503OnClosing: true,
+    // An id is at most 128 characters; a longer path segment, or a URL that cannot be decoded, names no
+    // push: answered in the API's own error format, not fastify's.
+    maxParamLength: 128,
+    frameworkErrors: (err, req, reply) => {
+      void send(reply, new ApiError('NOT_FOUND', `${req.method} ${req.url.split('?', 1)[0]!.slice(0, 200)}: no such push or endpoint (${err.code})`));
+    },
+  });
+  app.decorateRequest('caller', null);
+  // JSON only: fastify would otherwise parse text/plain and report it as a shape error.
+  app.removeContentTypeParser('text/plain');
+
+  // Authentication and the key's rate come before the body is even parsed: a bad key costs nothing.
+  app.addHook('onRequest', async (req) => {
+    if (!req.url.startsWith('/v1/')) return;
+    const caller = o.keys.authenticate(req.headers.authorization);
+    if (caller === null) throw new ApiError('UNAUTHORIZED', 'Authorization: expected "Bearer <key>" with a configured API key');
+    const waitMs = await o.takeCall(caller).catch((err: unknown) => {
+      o.log.error({ err, key: caller.name }, 'push api: checking a rate failed');
+      throw new ApiError('UNAVAILABLE', 'push store unavailable');
+    });
+    if (waitMs > 0) throw new ApiError('RATE_LIMITED', `API key "${caller.name}": over its rate of ${caller.rate} calls/s`, Math.max(1, Math.ceil(waitMs / 1000)));
+    req.caller = caller;
+  });
+
+  app.post<{ Body: PushCall }>('/v1/push', { schema: { body: callSchema(o) } }, async (req, reply) => {
+    const call = req.body;
+    if ((call.data === undefined) === (call.data_base64 === undefined)) {
+      throw new ApiError('INVALID_BODY', 'data, data_base64: exactly one of them is required');
+    }
+    const accepted = await o.service.accept(req.caller!.name, call);
+    return reply.code(202).send(accepted);
+  });
+
+  app.get<{ Params: { id: string } }>('/v1/push/:id', async (req) => o.service.status(req.caller!.name, req.params.id));
+
+  app.setNotFoundHandler((req, reply) => {
+    const path = req.url.split('?', 1)[0]!;
+    if (path === '/v1/push' || /^\/v1\/push\/[^/]+$/.test(path)) {
+      void reply.header('allow', path === '/v1/push' ? 'POST' : 'GET, HEAD');
+      return send(reply, new ApiError('METHOD_NOT_ALLOWED', `${req.method} ${path}: method not allowed`));
+    }
+    return send(reply, new ApiError('NOT_FOUND', `${req.method} ${path}: no such endpoint`));
+  });
+
+  app.setErrorHandler((err: FastifyError | ApiError, req: FastifyRequest, reply: FastifyReply) => {
+    if (err instanceof ApiError) return send(reply, err);
+    const apiError = translate(err);
+    if (apiError.code === 'INTERNAL') o.log.error({ err, method: req.method, path: req.routeOptions.url, key: req.caller?.name }, 'push api: request failed');
+    return send(reply, apiError);
+  });
+
+  app.addHook('onResponse', async (req, reply) => {
+    const route = req.routeOptions.url === '/v1/push' ? 'push' : req.routeOptions.url === '/v1/push/:id' ? 'status' : 'other';
+    o.onAnswer?.(route, reply.statusCode);
+  });
+  return app;
+}
+
+function send(reply: FastifyReply, err: ApiError): FastifyReply {
+  if (err.retryAfterS > 0) void reply.header('retry-after', String(err.retryAfterS));
+  return reply.code(err.status).type('application/json').send(err.toJSON());
+}
+
+/** fastify's own errors (validation, body parsing) as API errors with the registry's codes. */
+function translate(err: FastifyError): ApiError {
+  if (err.validation) {
+    const problems = err.validation.map((v) => {
+      const field = v.instancePath.replace(/^\//, '').replaceAll('/', '.') || 'body';
+      const extra = v.params as Record<string, unknown>;
+      if (v.keyword === 'additionalProperties') return `${field === 'body' ? '' : `${field}.`}${String(extra.additionalProperty)}: unknown field`;
+      if (v.keyword === 'required') return `${field === 'body' ? '' : `${field}.`}${String(extra.missingProperty)}: required`;
+      if (v.keyword === 'minProperties' || v.keyword === 'maxProperties') return `${field}: exactly one of users, topic, all`;
+      return `${field}: ${v.message ?? 'invalid'}`;
+    });
+    return new ApiError('INVALID_BODY', [...new Set(problems)].join('; '));
+  }
+  switch (err.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return new ApiError('PAYLOAD_TOO_LARGE', `body: larger than the limit of this API`);
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return new ApiError('UNSUPPORTED_MEDIA_TYPE', 'content-type: expected application/json');
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return new ApiError('BAD_JSON', 'body: empty');
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+      return new ApiError('BAD_JSON', `body: not valid JSON (${err.message})`);
+    default:
+      if (err.statusCode === 400 && err instanceof SyntaxError) return new ApiError('BAD_JSON', `body: not valid JSON (${err.message})`);
+      return new ApiError('INTERNAL', 'internal error');
+  }
+}

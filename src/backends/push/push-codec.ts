@@ -1,0 +1,104 @@
+/**
+ * Encoding and decoding of the Push protocol (proto/livemux/push/v1/push.proto, docs/push.md). Pure
+ * functions, no I/O; shared by the Push backend and the SDK's push client. The .proto file is parsed on
+ * first use, not on import, so importing the SDK stays cheap for apps that never open a push session.
+ */
+import protobuf from 'protobufjs';
+import { protoPath } from '../../paths.js';
+
+/** Who a push was addressed to (`livemux.push.v1.Audience`). */
+export const Audience = { USERS: 0, TOPIC: 1, ALL: 2 } as const;
+export type Audience = (typeof Audience)[keyof typeof Audience];
+
+/** A client request; exactly one member besides `requestId` is set. */
+export interface PushRequest {
+  requestId: number;
+  ack?: { ids: string[] };
+  subscribe?: { topics: string[] };
+  unsubscribe?: { topics: string[] };
+  listTopics?: Record<string, never>;
+}
+
+/** One push as a device receives it. */
+export interface PushMessage {
+  id: string;
+  data: Uint8Array;
+  /** 0 system, 1 high, 2 low (PROTOCOL.md §8). */
+  priority: number;
+  collapseKey: string;
+  sentAtMs: number;
+  /** 0: online devices only. */
+  expiresAtMs: number;
+  audience: Audience;
+  topic: string;
+}
+
+export interface PushReply {
+  requestId: number;
+  ok: boolean;
+  errorCode: string;
+  errorMessage: string;
+  topics: string[];
+}
+
+/** A backend event; exactly one member is set. */
+export interface PushEvent {
+  push?: PushMessage;
+  reply?: PushReply;
+  synced?: { backlog: number; topics: string[] };
+}
+
+interface Types {
+  request: protobuf.Type;
+  event: protobuf.Type;
+}
+
+let types: Types | null = null;
+
+function load(): Types {
+  if (types === null) {
+    const root = protobuf.loadSync(protoPath('livemux/push/v1/push.proto'));
+    types = { request: root.lookupType('livemux.push.v1.PushRequest'), event: root.lookupType('livemux.push.v1.PushEvent') };
+  }
+  return types;
+}
+
+// Scalars get their defaults; oneof members and unset sub-messages stay absent (see dropNulls).
+const TO_OBJECT: protobuf.IConversionOptions = { defaults: true, arrays: true, objects: true, longs: Number, enums: Number, bytes: Buffer };
+
+/** toObject fills unset sub-messages with null: the interfaces above use absence instead. */
+function dropNulls<T>(value: Record<string, unknown>): T {
+  for (const [key, v] of Object.entries(value)) if (v === null) delete value[key];
+  return value as T;
+}
+
+// encode takes the plain objects as they are (the interfaces above match the generated shape, enums as
+// numbers, bytes as Buffers): no fromObject copy on the path of every push.
+export function encodePushRequest(request: PushRequest): Buffer {
+  const { request: type } = load();
+  return Buffer.from(type.encode(request as unknown as protobuf.Message).finish());
+}
+
+/** Decodes a request; throws on malformed bytes (the caller answers BAD_REQUEST). */
+export function decodePushRequest(payload: Uint8Array): PushRequest {
+  const { request: type } = load();
+  return dropNulls(type.toObject(type.decode(payload), TO_OBJECT));
+}
+
+export function encodePushEvent(event: PushEvent): Buffer {
+  const { event: type } = load();
+  return Buffer.from(type.encode(event as unknown as protobuf.Message).finish());
+}
+
+/** Decodes an event; throws on malformed bytes. */
+export function decodePushEvent(payload: Uint8Array): PushEvent {
+  const { event: type } = load();
+  return dropNulls(type.toObject(type.decode(payload), TO_OBJECT));
+}
+
+/** Topic names: 1-128 of A-Z a-z 0-9 . _ : - (e.g. `class:42`, `city:bj`). */
+export const TOPIC_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
+/** Device ids (session metadata `device_id`): the same alphabet and length as topics. */
+export const DEVICE_ID_PATTERN = TOPIC_PATTERN;
+/** Push ids (`id` of POST /v1/push): 1-128 of A-Z a-z 0-9 . _ : -. */
+export const PUSH_ID_PATTERN = TOPIC_PATTERN;

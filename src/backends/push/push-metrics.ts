@@ -1,0 +1,30 @@
+/**
+ * Prometheus metrics of one Push backend node, in their own registry, prefixed `livemux_push_`. Label
+ * values are bounded: audiences, routes, HTTP statuses. No API key, user, device or topic is a label.
+ */
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+
+export interface PushMetrics {
+  readonly registry: Registry;
+  /** livemux_push_accepted_total{audience}: pushes created (an idempotent repeat is not counted). */
+  readonly accepted: Counter<'audience'>;
+  /** livemux_push_api_responses_total{route,status}: answered API calls. */
+  readonly apiResponses: Counter<'route' | 'status'>;
+  /** livemux_push_acks_received_total / livemux_push_acks_counted_total: acks from devices, and those that counted a new delivery. */
+  readonly acksReceived: Counter;
+  readonly acksCounted: Counter;
+}
+
+export function createPushMetrics(source: { devices: () => number; proxies: () => number }, options: { processMetrics?: boolean } = {}): PushMetrics {
+  const registry = new Registry();
+  if (options.processMetrics) collectDefaultMetrics({ register: registry, prefix: 'livemux_push_' });
+  new Gauge({ name: 'livemux_push_devices_online', help: 'Push sessions (devices) open on this node.', registers: [registry], collect() { this.set(source.devices()); } });
+  new Gauge({ name: 'livemux_push_proxies_attached', help: 'Proxies attached to this node (each gets a topic push once).', registers: [registry], collect() { this.set(source.proxies()); } });
+  return {
+    registry,
+    accepted: new Counter({ name: 'livemux_push_accepted_total', help: 'Pushes created, by audience.', labelNames: ['audience'], registers: [registry] }),
+    apiResponses: new Counter({ name: 'livemux_push_api_responses_total', help: 'Push API calls answered, by route and HTTP status.', labelNames: ['route', 'status'], registers: [registry] }),
+    acksReceived: new Counter({ name: 'livemux_push_acks_received_total', help: 'Push ids acknowledged by devices.', registers: [registry] }),
+    acksCounted: new Counter({ name: 'livemux_push_acks_counted_total', help: 'Acks that counted a new delivery (first ack of a device for a push).', registers: [registry] }),
+  };
+}
