@@ -32,57 +32,93 @@ export function broadcastReport(runs: BroadcastRun[]): string {
   return out.join('\n');
 }
 
+/** One system over every pass of a run. */
+interface Row {
+  name: string;
+  /** Its result in each pass. */
+  passes: SystemResult[];
+  /** The pass whose peak is the median (the lower one of the middle two for an even count). */
+  median: SystemResult;
+}
+
 function runTable(run: BroadcastRun): string[] {
-  const { systems } = run;
-  const c = systems.find((r) => r.name.startsWith('C relay'));
-  const nodeRelay = systems.find((r) => r.name.startsWith('Node relay'));
-  const socketIo = systems.find((r) => r.name.startsWith('socket.io'));
+  const rows: Row[] = run.passes[0]!.map((first, i) => {
+    const passes = run.passes.map((p) => p[i]!);
+    return { name: first.name, passes, median: [...passes].sort((a, b) => peak(a) - peak(b))[Math.floor((passes.length - 1) / 2)]! };
+  });
+  const c = rows.findIndex((r) => r.name.startsWith('C relay'));
+  const n = run.passes.length;
   const title =
     run.receivers === 'native'
-      ? `**Server-bound: native receivers** (bench/native/broadcast-receiver.c, ${run.processes} processes, one epoll thread each). ` +
-        'They cost a fraction of a server per delivery, so each server runs out of CPU before they do: its CPU per delivery at the peak ' +
-        'is what one delivery costs it, and the peaks rank the servers.'
-      : `**Node receivers** (bench/broadcast-clients.ts, ${run.processes} processes): what a Node client costs. On ${CORES} cores they take ` +
-        'most of the machine, so the peaks rank receivers as much as servers (see "bound by").';
-  const row = (r: SystemResult): string => {
+      ? `**Server-bound: native receivers** (bench/native/broadcast-receiver.c, ${run.processes} processes, one epoll thread each), ` +
+        `${n} passes over the systems, interleaved; each figure is from the pass with the median peak, each ratio the median of the ` +
+        `passes' ratios (their range in brackets). The server under test has core 0 to itself; receivers, publisher and livemux's backend ` +
+        'share the other cores. The receivers cost a fraction of a server per delivery, so each server runs out of its core before ' +
+        'they run out of theirs: its CPU per delivery at the peak is what one delivery costs it, and the peaks rank the servers.'
+      : `**Node receivers** (bench/broadcast-clients.ts, ${run.processes} processes, nothing pinned): what a Node client costs. ` +
+        `On ${CORES} cores they take most of the machine, so these peaks rank receivers as much as servers (see "bound by").`;
+  /** Median over the passes of f(this system) / f(C relay in the same pass), with the range when there are several. */
+  const vsC = (i: number, f: (r: SystemResult) => number): string => {
+    if (c < 0) return '';
+    const ratios = run.passes.map((p) => f(p[i]!) / f(p[c]!)).sort((a, b) => a - b);
+    const median = ratios[Math.floor((ratios.length - 1) / 2)]!;
+    return ratios.length > 1 ? `${ratio(median)} (${ratio(ratios[0]!)}–${ratio(ratios.at(-1)!)})` : ratio(median);
+  };
+  const line = (row: Row, i: number): string => {
+    const r = row.median;
     const cells = [
-      r.name.replace(/, (native|node) receivers$/, ''),
+      row.name,
       fmt(peak(r)),
-      c ? ratio(peak(r) / peak(c)) : '',
+      spread(row.passes.map(peak)),
+      vsC(i, peak),
       cpuPerDelivery(r),
-      c ? ratio(totalCpu(r.peak) / totalCpu(c.peak)) + (r.servers.length > 1 ? ` (${r.servers[0]} ${ratio(r.peak.cpuUs[0]! / totalCpu(c.peak))})` : '') : '',
+      vsC(i, cpuOfTotal) + (r.servers.length > 1 ? `; ${r.servers[0]} alone ${vsC(i, cpuOfFirst)}` : ''),
       fmt(r.peak.deliveries / (totalCpu(r.peak) / 1e6)),
       `${(r.peak.receiverCpuUs / r.peak.deliveries).toPrecision(2)} µs`,
       busy(r.peak),
       boundBy(r.peak),
       latency(r.half),
       r.fixed ? latency(r.fixed) : `n/a (peak ${r.peak.rate.toPrecision(2)}/s)`,
-      r.servers.map((label, i) => `${r.servers.length > 1 ? `${label} ` : ''}${fmt(r.idleRssBytes[i]! / 2 ** 20)} / ${fmt(r.peakRssBytes[i]! / 2 ** 20)} MiB`).join(' + '),
-      notes(r, run, c, nodeRelay, socketIo),
+      r.servers.map((label, j) => `${r.servers.length > 1 ? `${label} ` : ''}${fmt(r.idleRssBytes[j]! / 2 ** 20)} / ${fmt(r.peakRssBytes[j]! / 2 ** 20)} MiB`).join(' + '),
+      notes(row, rows, c, run),
     ];
     return `| ${cells.join(' | ')} |`;
   };
   return [
     title,
     '',
-    '| system | deliveries/s at peak | peak vs C relay | server CPU per delivery (at the peak) | CPU per delivery vs C relay | deliveries/s per server core | receivers\' CPU per delivery | at the peak: cores used (of ' +
-      `${CORES}) | bound by | p50 / p99 at half the peak | p50 / p99 at ${FIXED_RATE}/s | server RSS idle / highest | notes |`,
-    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
-    ...systems.map(row),
+    `| system | deliveries/s at peak | peak of each pass (spread) | peak vs C relay | server CPU per delivery at the peak | CPU per delivery vs C relay | deliveries/s per server core | receivers' CPU per delivery | at the peak: cores used (of ${CORES}), machine busy | bound by | p50 / p99 at half the peak | p50 / p99 at ${FIXED_RATE}/s | server RSS idle / highest | notes |`,
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+    ...rows.map(line),
     '',
     `Peak search, room messages/s offered (× ${fmt(BROADCAST_CLIENTS)} = deliveries/s); ✓ kept pace, ✗ did not:`,
-    ...systems.map((r) => `- ${r.name}: ${r.steps.map(stepMark).join(', ')}`),
+    ...run.passes.flatMap((pass, p) => pass.map((r) => `- ${r.name}${n > 1 ? `, pass ${p + 1}` : ''}: ${r.steps.map(stepMark).join(', ')}`)),
   ];
 }
 
 const peak = (r: SystemResult): number => r.peak.deliveries / STEP_SECONDS;
 const totalCpu = (s: StepResult): number => s.cpuUs.reduce((a, b) => a + b, 0);
+/** CPU per delivery at the peak: all the system's servers, or the first alone (livemux's proxy). */
+const cpuOfTotal = (r: SystemResult): number => totalCpu(r.peak) / r.peak.deliveries;
+const cpuOfFirst = (r: SystemResult): number => r.peak.cpuUs[0]! / r.peak.deliveries;
 const p99 = (s: StepResult): number => s.latency.quantile(0.99);
+
+function median(xs: number[]): number {
+  const sorted = [...xs].sort((a, b) => a - b);
+  return sorted[Math.floor((sorted.length - 1) / 2)]!;
+}
+
+/** Each pass's value in millions, and (max − min) / median. */
+function spread(values: number[]): string {
+  const m = median(values);
+  const each = values.map((v) => (v / 1e6).toFixed(2)).join(' / ');
+  return values.length > 1 ? `${each} M (${(((Math.max(...values) - Math.min(...values)) / m) * 100).toFixed(0)} %)` : `${each} M`;
+}
 
 function cpuPerDelivery(r: SystemResult): string {
   const each = r.peak.cpuUs.map((us) => `${(us / r.peak.deliveries).toPrecision(3)} µs`);
   if (each.length === 1) return each[0]!;
-  return `${(totalCpu(r.peak) / r.peak.deliveries).toPrecision(3)} µs (${r.servers.map((label, i) => `${label} ${each[i]}`).join(' + ')})`;
+  return `${cpuOfTotal(r).toPrecision(3)} µs (${r.servers.map((label, i) => `${label} ${each[i]}`).join(' + ')})`;
 }
 
 /** Cores used by the servers and the receivers over the peak step, and the whole machine's busy share. */
@@ -94,8 +130,7 @@ function busy(s: StepResult): string {
 
 /** Which side ran out of CPU at the peak step: the server (a core's worth), the whole machine, or neither. */
 function boundBy(s: StepResult): string {
-  const serverCores = totalCpu(s) / 1000 / s.wallMs;
-  if (serverCores >= SERVER_BOUND_CORES) return 'server';
+  if (totalCpu(s) / 1000 / s.wallMs >= SERVER_BOUND_CORES) return 'server';
   if (s.machineBusy >= MACHINE_BOUND) return 'machine (receivers and server share it)';
   return 'neither: latency rule';
 }
@@ -104,20 +139,29 @@ function latency(s: StepResult): string {
   return `${s.latency.quantile(0.5).toFixed(0)} / ${p99(s).toFixed(0)} ms${s.ok ? '' : ' (fell behind)'}`;
 }
 
-function notes(r: SystemResult, run: BroadcastRun, c?: SystemResult, nodeRelay?: SystemResult, socketIo?: SystemResult): string {
-  if (r === c) return 'the limit of this machine';
-  if (!r.name.startsWith('livemux')) return r === socketIo ? 'websocket transport only' : '';
+/** The C relay's role, socket.io's transport, and livemux's targets with their verdicts. */
+function notes(row: Row, rows: Row[], c: number, run: BroadcastRun): string {
+  const find = (prefix: string): Row | undefined => rows.find((r) => r.name.startsWith(prefix));
+  if (row === rows[c]) return 'the limit of this machine';
+  if (row.name.startsWith('socket.io')) return 'websocket transport only';
+  if (!row.name.startsWith('livemux')) return '';
   const verdict = (ok: boolean): string => (ok ? 'met' : '**missed**');
+  /** The median over the passes of f(livemux) / f(other) in the same pass. */
+  const paired = (other: Row, f: (r: SystemResult) => number): number => median(row.passes.map((r, p) => f(r) / f(other.passes[p]!)));
   const targets: string[] = [];
-  if (run.receivers === 'native' && c) {
-    targets.push(`proxy CPU per delivery ≤ 1.2× C relay's: ${verdict(r.peak.cpuUs[0]! / r.peak.deliveries <= (1.2 * totalCpu(c.peak)) / c.peak.deliveries)}`);
-    targets.push(`peak ≥ 0.85× C relay's: ${verdict(peak(r) >= 0.85 * peak(c))}`);
+  const cRow = rows[c];
+  if (run.receivers === 'native' && cRow) {
+    targets.push(`proxy CPU per delivery ≤ 1.2× C relay's: ${verdict(paired(cRow, cpuOfFirst) <= 1.2)}`);
+    targets.push(`peak ≥ 0.85× C relay's: ${verdict(paired(cRow, peak) >= 0.85)}`);
   }
+  const nodeRelay = find('Node relay');
   if (nodeRelay) {
-    if (run.receivers === 'node') targets.push(`peak ≥ 60 % of the Node relay's: ${verdict(peak(r) >= 0.6 * peak(nodeRelay))}`);
-    targets.push(`p99 at half the peak ≤ the Node relay's: ${verdict(p99(r.half) <= p99(nodeRelay.half))}`);
+    if (run.receivers === 'node') targets.push(`peak ≥ 60 % of the Node relay's: ${verdict(paired(nodeRelay, peak) >= 0.6)}`);
+    targets.push(`p99 at half the peak ≤ the Node relay's: ${verdict(paired(nodeRelay, (r) => p99(r.half)) <= 1)}`);
   }
-  if (socketIo) targets.push(`peak ≥ 10× socket.io's: ${verdict(peak(r) >= 10 * peak(socketIo))}`);
+  if (cRow) targets.push(`p99 at half the peak vs the C relay's: ${ratio(paired(cRow, (r) => p99(r.half)))}`);
+  const socketIo = find('socket.io');
+  if (socketIo) targets.push(`peak ≥ 10× socket.io's: ${verdict(paired(socketIo, peak) >= 10)}`);
   return `targets: ${targets.join('; ')}`;
 }
 

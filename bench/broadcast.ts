@@ -37,6 +37,11 @@ const RECEIVER_KINDS = (process.env.BROADCAST_RECEIVERS ?? 'native,node').split(
 const SYSTEM_KEYS = (process.env.BROADCAST_SYSTEMS ?? 'c,node,socketio,livemux').split(',');
 /** Cores of this machine, for shares of it. */
 export const CORES = availableParallelism();
+/**
+ * Full passes over the systems with native receivers, the systems interleaved (`BROADCAST_REPEAT`, default
+ * 3): the report gives each figure's median and how far the passes spread. The Node receivers run once.
+ */
+const REPEAT: Record<ReceiverKind, number> = { native: Number(process.env.BROADCAST_REPEAT ?? 3), node: 1 };
 /** Receiver processes: a process holds fewer than 20,000 files; Node receivers need the parallelism. */
 const CLIENT_PROCESSES: Record<ReceiverKind, number> = { native: 2, node: 4 };
 /** Length of each step of the peak search, and of the latency runs. */
@@ -125,11 +130,12 @@ export interface SystemResult {
   fixed: StepResult | null;
 }
 
-/** One pass over the systems with one kind of receivers. */
+/** The passes over the systems with one kind of receivers. */
 export interface BroadcastRun {
   receivers: ReceiverKind;
   processes: number;
-  systems: SystemResult[];
+  /** passes[p][s]: pass p of system s (the systems in the same order in every pass). */
+  passes: SystemResult[][];
 }
 
 interface Publisher {
@@ -155,8 +161,8 @@ interface System {
 }
 
 /**
- * Runs every system once per kind of receivers (native first: the server-bound figures), one after the
- * other; every process it starts has exited when it returns.
+ * Runs every system per kind of receivers (native first: the server-bound figures, REPEAT passes), one
+ * after the other; every process it starts has exited when it returns.
  */
 export async function benchBroadcast(token: string, startLivemux: () => Promise<LivemuxUnderTest>): Promise<BroadcastRun[]> {
   const relay = buildNative('broadcast-relay');
@@ -168,14 +174,15 @@ export async function benchBroadcast(token: string, startLivemux: () => Promise<
   ];
   const runs: BroadcastRun[] = [];
   for (const receivers of RECEIVER_KINDS) {
-    const results: SystemResult[] = [];
-    for (const system of systems) {
-      if (!SYSTEM_KEYS.includes(system.key)) continue;
-      // A socket.io client in C would be a websocket and engine.io client: socket.io keeps Node receivers.
-      if (receivers === 'native' && system.wire === 'socketio') continue;
-      results.push(await measure(system.name, await system.deploy(), receivers, token));
+    // A socket.io client in C would be a websocket and engine.io client: socket.io keeps Node receivers.
+    const measured = systems.filter((s) => SYSTEM_KEYS.includes(s.key) && !(receivers === 'native' && s.wire === 'socketio'));
+    const passes: SystemResult[][] = [];
+    for (let pass = 1; pass <= REPEAT[receivers]; pass++) {
+      const results: SystemResult[] = [];
+      for (const system of measured) results.push(await measure(system.name, await system.deploy(), receivers, token, pass));
+      passes.push(results);
     }
-    runs.push({ receivers, processes: CLIENT_PROCESSES[receivers], systems: results });
+    runs.push({ receivers, processes: CLIENT_PROCESSES[receivers], passes });
   }
   return runs;
 }
@@ -244,9 +251,9 @@ function startReceivers(kind: ReceiverKind, deployment: Deployment, token: strin
   return Array.from({ length: processes }, () => new BenchProcess(binary, args, {}, { native: true }));
 }
 
-async function measure(name: string, deployment: Deployment, receivers: ReceiverKind, token: string): Promise<SystemResult> {
+async function measure(name: string, deployment: Deployment, receivers: ReceiverKind, token: string, pass: number): Promise<SystemResult> {
   const clients = startReceivers(receivers, deployment, token);
-  name = `${name}, ${receivers} receivers`;
+  const label = `${name}, ${receivers} receivers, pass ${pass}`;
   if (receivers === 'native') pinServerAlone(deployment, clients);
   try {
     const room = new Room(deployment, clients);
@@ -256,13 +263,13 @@ async function measure(name: string, deployment: Deployment, receivers: Receiver
     const peak = await findPeak(async (rate) => {
       const step = await room.step(rate, STEP_SECONDS);
       steps.push(step);
-      logStep(name, step);
+      logStep(label, step);
       return step;
     });
     const half = await room.step(peak.rate / 2, LATENCY_SECONDS);
-    logStep(`${name}, latency at half the peak`, half);
+    logStep(`${label}, latency at half the peak`, half);
     const fixed = peak.rate >= FIXED_RATE ? await room.step(FIXED_RATE, LATENCY_SECONDS) : null;
-    if (fixed) logStep(`${name}, latency at ${FIXED_RATE} messages/s`, fixed);
+    if (fixed) logStep(`${label}, latency at ${FIXED_RATE} messages/s`, fixed);
     const peakRssBytes = deployment.servers.map((s) => memory(s.pid).hwmBytes);
     return { name, servers: deployment.servers.map((s) => s.label), idleRssBytes, peakRssBytes, steps, peak, half, fixed };
   } finally {

@@ -174,22 +174,21 @@ export class OutboundQueue implements SlicedTask {
 
   private writeQueued(): void {
     while (this.writer.writable) {
-      const chunk = this.gather();
-      if (chunk === null) {
+      if (!this.writeNext()) {
         if (this.ended) this.socket.end();
         return;
       }
-      this.writer.write(chunk);
       // The common case, everything written at once: no second look at the socket's state.
       if (this.queuedBytes === 0 && !this.ended) return;
     }
   }
 
   /**
-   * Takes queued frames, up to COALESCE_BYTES, as one buffer to write; null when none is left. A lone
-   * whole-frame entry (a control frame, a fan-out run) is its own buffer: nothing is allocated for it.
+   * Takes queued frames, up to COALESCE_BYTES, and writes them as one write; false when none is left.
+   * A lone whole-frame entry (a control frame, a fan-out run) is written as it is, several as a writev
+   * of their buffers: nothing is copied or allocated but the array of parts.
    */
-  private gather(): Buffer | null {
+  private writeNext(): boolean {
     let only: Buffer | null = null;
     let parts: Buffer[] | null = null;
     let size = 0;
@@ -216,7 +215,10 @@ export class OutboundQueue implements SlicedTask {
       }
       size += e.size;
     }
-    return parts === null ? only : join(parts, size);
+    if (parts !== null) this.writer.writev(parts);
+    else if (only !== null) this.writer.write(only);
+    else return false;
+    return true;
   }
 
   private enqueue(lane: number, e: Entry): void {
@@ -242,23 +244,6 @@ export class OutboundQueue implements SlicedTask {
     }
     return undefined;
   }
-}
-
-/**
- * The last concatenation written, by the identity of its parts. A fan-out queues the same run buffers
- * for every member with the same session id, so when the next turn's run reaches the sockets a round
- * has not written yet, all of them write the same two shared buffers: they share one copy instead of
- * each making its own (a tenth of the proxy's time at the broadcast peak before this). Queued buffers
- * are never changed, so the same parts always mean the same bytes.
- */
-let lastJoin: { parts: readonly Buffer[]; joined: Buffer } | null = null;
-
-function join(parts: Buffer[], size: number): Buffer {
-  const last = lastJoin;
-  if (last && last.parts.length === parts.length && last.parts.every((p, i) => p === parts[i])) return last.joined;
-  const joined = Buffer.concat(parts, size);
-  lastJoin = { parts, joined };
-  return joined;
 }
 
 const CONTROL_LANE = 0;

@@ -41,6 +41,8 @@ class StreamWriter implements SocketWriter {
   }
 
   writev(parts: readonly Buffer[]): void {
+    // One concatenation, not cork/write/uncork: the Writable's corked writev of many small buffers
+    // stalled the slow-consumer test (never explained); TLS copies the bytes to encrypt them anyway.
     this.socket.write(parts.length === 1 ? parts[0]! : Buffer.concat(parts));
   }
 }
