@@ -21,6 +21,7 @@ export function register(program: Command, _cli: CliContext): void {
     .option('--buffer-system <n>', 'room buffer bound for system messages', integer(1, 'messages'))
     .option('--buffer-high <n>', 'room buffer bound for high-priority messages', integer(1, 'messages'))
     .option('--buffer-low <n>', 'room buffer bound for low-priority messages', integer(1, 'messages'))
+    .option('--history-length <n>', 'messages of history each room retains (default 1000)', integer(1, 'messages'))
     .option('--words <a,b>', 'word filter list, comma-separated', (text) => text.split(',').filter((w) => w !== ''))
     .addOption(new Option('--word-mode <mode>', 'what the word filter does').choices(['reject', 'mask'] as const).default('reject' as const))
     .option('--admin-host <host>', 'admin HTTP address', '127.0.0.1')
@@ -44,6 +45,7 @@ export function register(program: Command, _cli: CliContext): void {
           ...(opts.bufferHigh === undefined ? {} : { high: opts.bufferHigh }),
           ...(opts.bufferLow === undefined ? {} : { low: opts.bufferLow }),
         },
+        historyLength: opts.historyLength,
         words: opts.words ?? [],
         wordMode: opts.wordMode,
         logLevel: opts.logLevel,

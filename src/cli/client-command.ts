@@ -5,9 +5,10 @@ import type { Command } from '@commander-js/extra-typings';
 import type { ClientSession } from '../client/client-session.js';
 import type { LivemuxClient } from '../client/client.js';
 import { PayloadTooLargeError, SessionClosedError } from '../client/errors.js';
+import { SessionState } from '../client/states.js';
 import { codeName } from '../protocol/codes.js';
 import { LivemuxError } from '../protocol/errors.js';
-import { ExitCode, keyValue, port, type CliContext } from './command.js';
+import { ExitCode, integer, keyValue, port, type CliContext } from './command.js';
 import { DEV_TOKEN_PATH, readDevToken } from './dev-files.js';
 
 /**
@@ -25,10 +26,11 @@ export function register(program: Command, cli: CliContext): void {
     .option('--meta <key=value>', 'session metadata, repeatable (e.g. --meta room_id=1)', keyValue)
     .option('--tls', 'connect with TLS')
     .option('--insecure', 'with --tls: do not verify the server certificate (dev only)')
+    .option('--linger-ms <ms>', 'after stdin ends, close once no message has arrived for this long', integer(0, 'ms'), DEFAULT_LINGER_MS)
     .addHelpText(
       'after',
-      '\nEvents (connection, GOAWAY, close) go to stderr. When stdin ends, the session is closed gracefully and\n' +
-        'the replies still on their way are printed before it exits.\n' +
+      '\nEvents (connection, GOAWAY, close) go to stderr. When stdin ends, replies still on their way are printed:\n' +
+        'the session is closed gracefully once none has arrived for --linger-ms (so `echo hi | livemux client` shows the reply).\n' +
         'Exit status: 0 after a normal close, 1 on a connection or session failure, 2 on bad usage.',
     )
     .action(async (opts) => {
@@ -42,6 +44,7 @@ export function register(program: Command, cli: CliContext): void {
           token,
           business: opts.business,
           metadata: opts.meta ?? {},
+          lingerMs: opts.lingerMs,
           ...(opts.tls ? { tls: { rejectUnauthorized: !opts.insecure } } : {}),
         },
         cli,
@@ -49,7 +52,15 @@ export function register(program: Command, cli: CliContext): void {
     });
 }
 
+/**
+ * How long the client waits for replies after stdin ends. A backend is told of a CLOSE at once and may
+ * drop a reply it had not sent yet (the backend contract has no half-close), so a pipe would lose the
+ * answer to its last line; like `nc -q`, the client waits for the replies to stop first.
+ */
+const DEFAULT_LINGER_MS = 1000;
+
 interface ClientArgs {
+  lingerMs: number;
   host: string;
   port: number;
   token: string;
@@ -89,8 +100,9 @@ async function runClient(parsed: ClientArgs, io: CliContext): Promise<number> {
   session.on('close', (code, reason) => log(`session closed: ${codeName(code)}${reason ? ` (${reason})` : ''}`));
 
   try {
-    const printed = printMessages(session, io.stdout);
-    await sendLines(session, io.stdin, log);
+    const quiet = new QuietTimer(parsed.lingerMs);
+    const printed = printMessages(session, io.stdout, quiet);
+    await sendLines(session, io.stdin, log, quiet);
     return await printed;
   } finally {
     await client.close();
@@ -101,9 +113,10 @@ async function runClient(parsed: ClientArgs, io: CliContext): Promise<number> {
  * Prints each message as a line until the session ends. Iteration (not 'data' events) so a slow stdout
  * holds back credit and thus the server. Resolves with the exit status.
  */
-async function printMessages(session: ClientSession, stdout: Writable): Promise<number> {
+async function printMessages(session: ClientSession, stdout: Writable, quiet: QuietTimer): Promise<number> {
   try {
     for await (const { payload } of session) {
+      quiet.restart();
       if (!stdout.write(Buffer.concat([payload, NEWLINE]))) await once(stdout, 'drain');
     }
     return ExitCode.OK;
@@ -115,10 +128,11 @@ async function printMessages(session: ClientSession, stdout: Writable): Promise<
 }
 
 /**
- * Sends stdin line by line; at its end closes the session gracefully. Stops early if the session ends.
- * A line over the payload limit is reported and skipped, the way a shell reports one bad command.
+ * Sends stdin line by line; at its end, once the replies have stopped, closes the session gracefully.
+ * Stops early if the session ends. A line over the payload limit is reported and skipped, the way a
+ * shell reports one bad command.
  */
-async function sendLines(session: ClientSession, stdin: Readable, log: (line: string) => void): Promise<void> {
+async function sendLines(session: ClientSession, stdin: Readable, log: (line: string) => void, quiet: QuietTimer): Promise<void> {
   const lines = createInterface({ input: stdin, crlfDelay: Infinity });
   const stopReading = (): void => lines.close();
   session.once('close', stopReading);
@@ -137,5 +151,33 @@ async function sendLines(session: ClientSession, stdin: Readable, log: (line: st
     session.off('close', stopReading);
     lines.close();
   }
+  if (session.state === SessionState.OPEN) await Promise.race([quiet.elapsed(), once(session, 'close')]);
+  quiet.stop();
   await session.close();
+}
+
+/** Waits for a quiet spell: `elapsed()` resolves once `ms` pass without a message (`restart()`). */
+class QuietTimer {
+  private timer: NodeJS.Timeout | undefined;
+  private waiter: (() => void) | null = null;
+
+  constructor(private readonly ms: number) {}
+
+  /** A message arrived: while someone waits, the quiet spell starts again. */
+  restart(): void {
+    if (this.waiter === null) return;
+    clearTimeout(this.timer);
+    this.timer = setTimeout(this.waiter, this.ms);
+  }
+
+  elapsed(): Promise<void> {
+    return new Promise((resolve) => {
+      this.waiter = resolve;
+      this.timer = setTimeout(resolve, this.ms);
+    });
+  }
+
+  stop(): void {
+    clearTimeout(this.timer);
+  }
 }

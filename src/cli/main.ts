@@ -18,6 +18,7 @@ const COMMANDS: readonly (() => Promise<{ register: RegisterCommand }>)[] = [
   () => import('./client-command.js'),
   () => import('./token-command.js'),
   () => import('./check-command.js'),
+  () => import('./conformance-command.js'),
 ];
 
 /** Entry point of the `livemux` command (bin/livemux.js): runs it and sets the process exit status. */

@@ -83,7 +83,7 @@ async function runUp(cli: CliContext, configOption: string | undefined, pushApiP
       [
         '',
         `livemux is up: clients connect to ${host}:${port}` +
-          (server.adminPort ? `, metrics at http://${config.admin!.host}:${server.adminPort}/metrics` : ''),
+          (server.adminPort ? `, status page at http://${config.admin!.host}:${server.adminPort}/` : ''),
         `dev token for user "${DEV_USER}" (also in ${DEV_TOKEN_PATH}):`,
         `  ${token}`,
         ...(pushApi === ''

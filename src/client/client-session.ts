@@ -31,7 +31,8 @@ export interface OpenOptions {
   /**
    * Keep this session alive across failures (PROTOCOL.md §10): reopen it, same business and metadata,
    * on the next connection when the current one ends or the server drains it (CLOSE GOING_AWAY), and
-   * with backoff when it is refused or closed with a retryable code (e.g. BACKEND_UNAVAILABLE). The
+   * on the same connection when it is refused or closed with a code that says to reopen (PROTOCOL.md
+   * §10.1: at once for ENDPOINT_REMOVED, with backoff for BACKEND_UNAVAILABLE, BUSINESS_DISABLED …). The
    * session object stays the same, gets a new id and emits `'reopened'`; meanwhile it is `detached` and
    * sends queue. It ends only on a code that must not be retried, `close()`, `reset()`, or when the client
    * closes. The first open is not retried: `open()` rejects as usual. Default false: the session closes
@@ -44,7 +45,10 @@ export interface OpenOptions {
 export type SessionEvents = {
   /** DATA from the server; its credit is returned to the server as soon as the listeners ran. */
   data: [payload: Buffer, priority: PriorityName];
-  /** The session ended; emitted once. `code` is PROTOCOL.md §6 (0 = normal). */
+  /**
+   * The session ended; emitted once. `code` is PROTOCOL.md §6 (0 = normal). A session that ended before
+   * any listener was attached (frames right behind OPEN_OK) emits it to the first one, after its data.
+   */
   close: [code: number, reason: string];
   /** Reopened on a new connection (sessions opened with `reopen: true`); `id` changed. */
   reopened: [];
@@ -104,6 +108,8 @@ export class ClientSession extends EventEmitter<SessionEvents> implements AsyncI
   });
   /** Code and reason the session ended with; null while it lives. */
   private ending: { code: number; reason: string } | null = null;
+  /** A 'close' emitted while nobody listened, kept for the first listener. */
+  private unheardClose: { code: number; reason: string } | null = null;
   /** The `open()` promise; null once settled (later OPEN_OKs are reopens). */
   private opening: { resolve: (s: ClientSession) => void; reject: (e: Error) => void } | null = null;
   private readonly closeWaiters: (() => void)[] = [];
@@ -131,10 +137,17 @@ export class ClientSession extends EventEmitter<SessionEvents> implements AsyncI
     readonly reopen: boolean,
   ) {
     super();
-    // Messages that arrived before the first 'data' listener go to it, after it is attached.
+    // Messages that arrived before the first 'data' listener go to it, after it is attached; so does a
+    // 'close' that came before any listener could be (frames behind OPEN_OK are handled in the same turn
+    // that resolves open(), before the caller's code runs), after those messages.
     // ('newListener' is not in SessionEvents, so this goes through the untyped base type.)
     (this as EventEmitter).on('newListener', (event: string | symbol) => {
       if (event === 'data') queueMicrotask(() => this.inbox.flushToListeners());
+      if (event === 'close' && this.unheardClose) {
+        const { code, reason } = this.unheardClose;
+        this.unheardClose = null;
+        queueMicrotask(() => this.emit('close', code, reason));
+      }
     });
   }
 
@@ -351,9 +364,11 @@ export class ClientSession extends EventEmitter<SessionEvents> implements AsyncI
       this.finish(request.code, request.reason, null);
       return;
     }
-    // The server closed first: answer at once with the same code. Queued sends are not flushed first
-    // (they could wait for credit forever while the server holds the id); they fail, or wait for a reopen.
-    binding.writeClose(status.code, '');
+    // The server closed first: answer at once. A CLOSE's code says why its sender's direction ended
+    // (PROTOCOL.md §5.2), and this side simply has nothing more to send: NORMAL. Queued sends are not
+    // flushed first (the backend has ended the session and would not see them); they fail, or wait for
+    // a reopen.
+    binding.writeClose(Code.NORMAL, '');
     binding.retire();
     if (this.reopen && status.code === Code.GOING_AWAY && !this.host.closed) {
       this.detach(0);
@@ -453,15 +468,28 @@ export class ClientSession extends EventEmitter<SessionEvents> implements AsyncI
     void this.attach(delayMs);
   }
 
-  /** A refusal or close the protocol says to retry with backoff (TOO_MANY_SESSIONS, BACKEND_UNAVAILABLE …). */
+  /**
+   * A refusal or close the protocol says to reopen after (PROTOCOL.md §10.1): a `backoff` code
+   * (TOO_MANY_SESSIONS, BACKEND_UNAVAILABLE, BUSINESS_DISABLED, RATE_LIMITED …) or an `immediate` one
+   * (ENDPOINT_REMOVED; GOING_AWAY is handled apart, on a new connection).
+   */
   private retryable(status: Status): boolean {
-    return !this.host.closed && codeInfo(status.code).retry === 'backoff';
+    const { retry } = codeInfo(status.code);
+    return !this.host.closed && (retry === 'backoff' || retry === 'immediate');
   }
 
-  /** Backoff before reopening after `status`: its hint, else its code's first delay (PROTOCOL.md §10). */
+  /**
+   * Wait before reopening after `status` (PROTOCOL.md §10): an `immediate` code reopens at once the first
+   * time, then backs off like the rest; the base is the hint, else the code's first delay.
+   */
   private reopenDelay(status: Status): number {
     const backoff = (this.reopenBackoff ??= new Backoff(this.host.backoff));
     if (performance.now() - this.openedAt >= BACKOFF_RESET_AFTER_MS) backoff.reset();
+    const immediate = codeInfo(status.code).retry === 'immediate';
+    if (immediate && backoff.attempt === 0) {
+      backoff.next();
+      return 0;
+    }
     return backoff.next(status.retryAfterMs || codeInfo(status.code).delayMs || this.host.backoff.initialMs);
   }
 
@@ -503,7 +531,8 @@ export class ClientSession extends EventEmitter<SessionEvents> implements AsyncI
       this.opening = null;
       return; // the application never had this session: no 'close' event
     }
-    this.emit('close', code, reason);
+    if (this.listenerCount('close') === 0) this.unheardClose = { code, reason };
+    else this.emit('close', code, reason);
   }
 
   private whenClosed(): Promise<void> {

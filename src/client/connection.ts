@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import tls from 'node:tls';
 import { Code, codeName } from '../protocol/codes.js';
-import { Defaults, FRAME_TYPE_NAMES, FrameType, SUPPORTED_VERSIONS } from '../protocol/constants.js';
+import { Defaults, FRAME_TYPE_NAMES, FrameType, MAX_SESSION_ID, SUPPORTED_VERSIONS } from '../protocol/constants.js';
 import { FrameDecoder, type DecoderLimits } from '../protocol/decoder.js';
 import { encodeFrame, encodeWindowUpdate } from '../protocol/encoder.js';
 import { LivemuxError, ProtocolError } from '../protocol/errors.js';
@@ -275,6 +275,10 @@ export class ClientConnection {
     const binding = new SessionBinding(this, this.lastSessionId, endpoint, welcome.limits, this.sessionReceiveWindow);
     this.bindings.set(binding.id, binding);
     this.writePaced(encodeFrame(FrameType.OPEN, 0, binding.id, encodeOpen(body)));
+    if (binding.id === MAX_SESSION_ID) {
+      // The last id (PROTOCOL.md §5.2): this connection drains as after a GOAWAY, which the server sends too.
+      this.drain({ lastSessionId: MAX_SESSION_ID, code: Code.SESSION_IDS_EXHAUSTED, reason: 'client: session ids exhausted' });
+    }
     return binding;
   }
 
@@ -403,11 +407,21 @@ export class ClientConnection {
 
   private onGoAway(payload: Buffer): void {
     const goAway = decodeGoAway(payload);
+    this.params.logger.info({ code: codeName(goAway.code), reason: goAway.reason, reconnectAddress: goAway.reconnectAddress }, 'livemux client: GOAWAY');
+    // Already draining because this side used the last session id: the server's GOAWAY confirms it.
+    if (this.goAwayReceived?.code === Code.SESSION_IDS_EXHAUSTED && goAway.code === Code.SESSION_IDS_EXHAUSTED) {
+      this.goAwayReceived = goAway;
+      return;
+    }
+    this.drain(goAway);
+  }
+
+  /** No new session goes here any more: the owner is told, and the connection ends with its last session. */
+  private drain(goAway: GoAway): void {
     this.goAwayReceived = goAway;
     if (this.stateValue === ConnectionState.OPEN) {
       this.stateValue = transition('connection', CONNECTION_TRANSITIONS, this.stateValue, ConnectionState.DRAINING);
     }
-    this.params.logger.info({ code: codeName(goAway.code), reason: goAway.reason, reconnectAddress: goAway.reconnectAddress }, 'livemux client: GOAWAY');
     this.listener.goAway(this, goAway);
     if (this.bindings.size === 0 && this.stateValue === ConnectionState.DRAINING) this.listener.drained(this);
   }

@@ -40,7 +40,15 @@ export interface ProxyConfig {
     /** Most messages merged into one BATCH frame for a client that accepts batches. */
     lowPriorityMerge: number;
   };
-  timeouts: { handshakeMs: number; heartbeatIntervalMs: number; heartbeatMisses: number; idleMs: number; drainMs: number };
+  timeouts: {
+    handshakeMs: number;
+    heartbeatIntervalMs: number;
+    heartbeatMisses: number;
+    idleMs: number;
+    drainMs: number;
+    /** How long a backend has to end a session after the client's CLOSE (PROTOCOL.md §5.2). */
+    halfCloseMs: number;
+  };
   /** `host:port` sent in GOAWAY on drain; '' = none. */
   goawayReconnectAddress: string;
   /** Absolute path of the routes file. */
@@ -97,6 +105,7 @@ const timeoutsSchema = z.strictObject({
   heartbeat_misses: positiveInt(100).default(Defaults.heartbeatMisses),
   idle_ms: positiveInt(MAX_TIMER_MS).default(Defaults.idleTimeoutMs),
   drain_ms: positiveInt(MAX_TIMER_MS).default(Defaults.drainTimeoutMs),
+  half_close_ms: positiveInt(MAX_TIMER_MS).default(Defaults.halfCloseTimeoutMs),
 });
 
 const authSchema = z.strictObject({
@@ -205,6 +214,7 @@ function toProxyConfig(file: ProxyFile, baseDir: string): ProxyConfig {
       heartbeatMisses: timeouts.heartbeat_misses,
       idleMs: timeouts.idle_ms,
       drainMs: timeouts.drain_ms,
+      halfCloseMs: timeouts.half_close_ms,
     },
     goawayReconnectAddress: file.goaway_reconnect_address ?? '',
     routesFile: resolve(baseDir, file.routes),

@@ -25,6 +25,11 @@ export interface SessionOpenInfo {
    * backend can authorise without seeing the token.
    */
   claims: Readonly<Record<string, string>>;
+  /**
+   * The largest payload this client takes in one message (its connection's max_payload, PROTOCOL.md
+   * §7): a larger Deliver or Publish closes the session with 213 MESSAGE_TOO_LARGE.
+   */
+  maxPayload: number;
 }
 
 /** Value of `ProxyHello.contract_version` this implementation speaks. */
@@ -72,15 +77,19 @@ export interface SessionClosed {
   reason: string;
 }
 
-/** Name of the member set in `ProxyEvent.event`. */
-export type ProxyEventCase = 'opened' | 'data' | 'closed';
+/** `SessionHalfClosed`: the client's CLOSE, its code and reason (the session stays open the other way). */
+export type SessionHalfClosed = SessionClosed;
 
-/** `ProxyEvent`: exactly one of `opened`, `data`, `closed` is set; `event` names it when decoded. */
+/** Name of the member set in `ProxyEvent.event`. */
+export type ProxyEventCase = 'opened' | 'data' | 'closed' | 'halfClosed';
+
+/** `ProxyEvent`: exactly one of `opened`, `data`, `closed`, `halfClosed` is set; `event` names it when decoded. */
 export interface ProxyEvent {
   session: number;
   opened?: SessionOpened;
   data?: SessionData;
   closed?: SessionClosed;
+  halfClosed?: SessionHalfClosed;
   event?: ProxyEventCase;
 }
 

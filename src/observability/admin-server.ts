@@ -1,6 +1,17 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Metrics } from './metrics.js';
+import { STATUS_PAGE } from './status-page.js';
+
+/** Runtime control of a process through its admin port (Envoy's admin, in small). */
+export interface AdminControl {
+  /** The process logger: /log-level reads and sets its level, which its child loggers follow. */
+  readonly logger: { level: string };
+  /** The effective configuration with every secret replaced by "[redacted]". */
+  config(): object;
+  /** Starts a graceful drain (GOAWAY to every client, no new connections) and returns at once. */
+  drain(): void;
+}
 
 /** What the admin server exposes. */
 export interface AdminServerOptions {
@@ -12,7 +23,9 @@ export interface AdminServerOptions {
   /** Readiness for /readyz: false while starting, draining, or with no backend reachable. */
   isReady: () => boolean;
   /** Live state for /status; without it /status is 404. */
-  status?: () => object;
+  status?: () => object | Promise<object>;
+  /** Runtime control endpoints; without it they are 404. */
+  control?: AdminControl;
 }
 
 /** A running admin server. */
@@ -22,31 +35,83 @@ export interface AdminServer {
   close(): Promise<void>;
 }
 
+const LOG_LEVELS = new Set(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']);
+
+interface Reply {
+  status: number;
+  type: string;
+  body: string;
+  /** For 405: the methods the path takes. */
+  allow?: string;
+}
+
+type Handler = (query: URLSearchParams) => Reply | Promise<Reply>;
+
 /**
- * Starts the operator HTTP endpoint (bind it to a private interface: it has no authentication).
- *   GET /metrics  Prometheus text format
- *   GET /healthz  200 "ok" while the process runs (liveness)
- *   GET /readyz   200 "ready" when `isReady()`, else 503 "not ready" (load balancer readiness)
- *   GET /status   JSON of `status()`
- * Anything else is 404; other methods on these paths are 405.
+ * Starts the operator HTTP endpoint. It has NO authentication: anyone who reaches it can drain the
+ * process or change its log level. Bind it to loopback (the default) or a private interface.
+ *   GET  /metrics            Prometheus text format
+ *   GET  /healthz            200 "ok" while the process runs (liveness)
+ *   GET  /readyz             200 "ready" when `isReady()` and not failed on purpose, else 503
+ *   GET  /status             JSON of `status()`
+ *   GET  /                   the status page (HTML; reads /status and /metrics)
+ * With `control`:
+ *   GET  /config             the effective configuration, secrets redacted
+ *   GET  /log-level          {"level": ...}
+ *   POST /log-level?level=L  sets the log level (trace, debug, info, warn, error, fatal, silent)
+ *   POST /healthcheck/fail   /readyz answers 503 from now on (take the process out before maintenance)
+ *   POST /healthcheck/ok     undoes it
+ *   POST /drain              starts a graceful drain
+ * Anything else is 404; another method on a known path is 405.
  */
 export async function startAdminServer(options: AdminServerOptions): Promise<AdminServer> {
-  const routes: Record<string, (res: ServerResponse) => Promise<void> | void> = {
-    '/metrics': async (res) => {
-      const body = await options.metrics.registry.metrics();
-      send(res, 200, options.metrics.registry.contentType, body);
+  let failedOnPurpose = false;
+  const get: Record<string, Handler> = {
+    '/metrics': async () => text(200, await options.metrics.registry.metrics(), options.metrics.registry.contentType),
+    '/healthz': () => text(200, 'ok\n'),
+    '/readyz': () => {
+      if (failedOnPurpose) return text(503, 'not ready: failed on purpose (POST /healthcheck/ok to undo)\n');
+      return options.isReady() ? text(200, 'ready\n') : text(503, 'not ready\n');
     },
-    '/healthz': (res) => send(res, 200, TEXT, 'ok\n'),
-    '/readyz': (res) => (options.isReady() ? send(res, 200, TEXT, 'ready\n') : send(res, 503, TEXT, 'not ready\n')),
   };
+  const post: Record<string, Handler> = {};
   const status = options.status;
-  if (status) routes['/status'] = (res) => send(res, 200, 'application/json', JSON.stringify(status()));
+  if (status) {
+    get['/status'] = async () => json(200, options.control ? { ...(await status()), readinessFailedOnPurpose: failedOnPurpose } : await status());
+    get['/'] = () => text(200, STATUS_PAGE, 'text/html; charset=utf-8');
+  }
+  const control = options.control;
+  if (control) {
+    get['/config'] = () => json(200, control.config());
+    get['/log-level'] = () => json(200, { level: control.logger.level });
+    post['/log-level'] = (query) => {
+      const level = query.get('level') ?? '';
+      if (!LOG_LEVELS.has(level)) return text(400, `level: expected one of ${[...LOG_LEVELS].join(', ')}, got "${level}"\n`);
+      const previous = control.logger.level;
+      control.logger.level = level;
+      return json(200, { level, previous });
+    };
+    post['/healthcheck/fail'] = () => {
+      failedOnPurpose = true;
+      return text(200, 'readiness now fails on purpose: /readyz answers 503\n');
+    };
+    post['/healthcheck/ok'] = () => {
+      failedOnPurpose = false;
+      return text(200, 'readiness no longer fails on purpose\n');
+    };
+    post['/drain'] = () => {
+      control.drain();
+      return text(202, 'draining: GOAWAY sent to every client, no new connections; /status shows what remains\n');
+    };
+  }
 
   const server = createServer((req, res) => {
-    handle(routes, req, res).catch((err: unknown) => {
-      if (!res.headersSent) send(res, 500, TEXT, `error: ${err instanceof Error ? err.message : String(err)}\n`);
-      else res.destroy();
-    });
+    handle(get, post, req)
+      .then((reply) => send(res, reply))
+      .catch((err: unknown) => {
+        if (!res.headersSent) send(res, text(500, `error: ${err instanceof Error ? err.message : String(err)}\n`));
+        else res.destroy();
+      });
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -65,25 +130,33 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
   };
 }
 
-const TEXT = 'text/plain; charset=utf-8';
-
-async function handle(
-  routes: Record<string, (res: ServerResponse) => Promise<void> | void>,
-  req: IncomingMessage,
-  res: ServerResponse,
-): Promise<void> {
-  // Only the path selects a handler; a query string (e.g. from a scraper) is ignored.
-  const path = (req.url ?? '/').split('?', 1)[0]!;
-  const handler = Object.hasOwn(routes, path) ? routes[path] : undefined;
-  if (!handler) return send(res, 404, TEXT, 'not found\n');
-  if (req.method !== 'GET' && req.method !== 'HEAD') {
-    res.setHeader('allow', 'GET, HEAD');
-    return send(res, 405, TEXT, 'method not allowed\n');
-  }
-  await handler(res);
+async function handle(get: Record<string, Handler>, post: Record<string, Handler>, req: IncomingMessage): Promise<Reply> {
+  const url = new URL(req.url ?? '/', 'http://admin');
+  const path = url.pathname;
+  const method = req.method === 'HEAD' ? 'GET' : req.method;
+  const table = method === 'GET' ? get : method === 'POST' ? post : null;
+  const handler = table && Object.hasOwn(table, path) ? table[path] : undefined;
+  if (handler) return handler(url.searchParams);
+  const allowed = [Object.hasOwn(get, path) ? 'GET, HEAD' : '', Object.hasOwn(post, path) ? 'POST' : ''].filter(Boolean).join(', ');
+  if (allowed) return { ...text(405, 'method not allowed\n'), allow: allowed };
+  return text(404, 'not found\n');
 }
 
-function send(res: ServerResponse, status: number, contentType: string, body: string): void {
-  res.writeHead(status, { 'content-type': contentType, 'cache-control': 'no-store' });
-  res.end(body);
+const TEXT = 'text/plain; charset=utf-8';
+
+function text(status: number, body: string, type = TEXT): Reply {
+  return { status, type, body };
+}
+
+function json(status: number, body: object): Reply {
+  return { status, type: 'application/json', body: JSON.stringify(body) };
+}
+
+function send(res: ServerResponse, reply: Reply): void {
+  res.writeHead(reply.status, {
+    'content-type': reply.type,
+    'cache-control': 'no-store',
+    ...(reply.allow === undefined ? {} : { allow: reply.allow }),
+  });
+  res.end(reply.body);
 }

@@ -1,5 +1,7 @@
-import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Registry } from 'prom-client';
 import { FRAME_TYPE_NAMES, MAX_FRAME_TYPE } from '../protocol/constants.js';
+import { type HistogramSeries, SeriesHistogram } from './histogram.js';
+import { collectProcessMetrics } from './process-metrics.js';
 
 /**
  * Per-frame-type traffic counters for the hot path. Counting a frame is two array increments; the
@@ -65,12 +67,39 @@ export interface Metrics {
   readonly sessionsRelocated: Counter<'reason' | 'result'>;
   /** Feeds livemux_frames_{received,sent}_total{type} and livemux_{received,sent}_bytes_total{type}. */
   readonly frameStats: FrameStats;
+  /** livemux_session_open_duration_seconds{business}: OPEN received → OPEN_OK queued (handshake wait included for OPENs sent before WELCOME). */
+  readonly openDuration: SeriesHistogram<'business'>;
+  /** livemux_backend_round_trip_seconds{endpoint}: each active health check's round trip to the endpoint. */
+  readonly backendRoundTrip: SeriesHistogram<'endpoint'>;
+  /** livemux_outbound_queue_wait_seconds{lane}: queued → handed to the socket, one series per outbound-queue lane (control, system, high, low). */
+  readonly queueWait: readonly HistogramSeries[];
+  /** livemux_fanout_delay_seconds: per Publish, its arrival from the backend → handed to every local subscriber. */
+  readonly fanOutDelay: HistogramSeries;
+  /** livemux_route_reload_duration_seconds{result}: reading, validating and applying routes.yaml. */
+  readonly reloadDuration: SeriesHistogram<'result'>;
 }
+
+/** Histogram buckets, in seconds, from what each measures on a healthy proxy to what an SRE pages on. */
+const BUCKETS = {
+  /** Microseconds in the common case (routing is synchronous), up to a slow token check before WELCOME. */
+  open: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+  /** A loopback or in-datacenter gRPC call, up to the check timeout. */
+  roundTrip: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+  /** One event-loop turn normally; seconds for a slow consumer before it is dropped. */
+  queueWait: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+  /** The rest of the turn plus a walk writing to a room's members: sub-ms, to a few hundred ms for 10,000. */
+  fanOut: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+  /** Parse, validate, build the table, move sessions: milliseconds, seconds for very large tables. */
+  reload: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+} as const;
+
+/** Outbound-queue lanes in order (OutboundQueue), as `lane` label values. */
+export const QUEUE_LANES = ['control', 'system', 'high', 'low'] as const;
 
 /** Creates the metrics of one proxy, with Node process metrics (`livemux_process_*`, `livemux_nodejs_*`). */
 export function createMetrics(): Metrics {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: 'livemux_' });
+  collectProcessMetrics(registry, 'livemux_');
   const registers = [registry];
   const frameStats = new FrameStats();
 
@@ -91,6 +120,13 @@ export function createMetrics(): Metrics {
   frameCounter('livemux_received_bytes_total', 'Bytes received from clients (headers included), by frame type.', frameStats.inBytes);
   frameCounter('livemux_frames_sent_total', 'Frames sent to clients, by frame type.', frameStats.outFrames);
   frameCounter('livemux_sent_bytes_total', 'Bytes sent to clients (headers included), by frame type.', frameStats.outBytes);
+  const queueWait = new SeriesHistogram<'lane'>({
+    name: 'livemux_outbound_queue_wait_seconds',
+    help: 'Time a frame waited in a connection\'s outbound queue before it was handed to the socket, by queue lane.',
+    labelNames: ['lane'],
+    buckets: BUCKETS.queueWait,
+    registers,
+  });
 
   return {
     registry,
@@ -174,10 +210,38 @@ export function createMetrics(): Metrics {
     }),
     sessionsRelocated: new Counter({
       name: 'livemux_sessions_relocated_total',
-      help: 'Open sessions moved to another endpoint or closed, by reason (endpoint_failed, endpoint_removed, business_disabled) and result (moved, closed).',
+      help: 'Open sessions moved to another endpoint or closed, by reason (endpoint_failed, endpoint_removed, business_disabled, business_removed, connect_failed, owner_recovered) and result (moved, closed).',
       labelNames: ['reason', 'result'],
       registers,
     }),
     frameStats,
+    openDuration: new SeriesHistogram({
+      name: 'livemux_session_open_duration_seconds',
+      help: 'From an OPEN received to its OPEN_OK queued, by business.',
+      labelNames: ['business'],
+      buckets: BUCKETS.open,
+      registers,
+    }),
+    backendRoundTrip: new SeriesHistogram({
+      name: 'livemux_backend_round_trip_seconds',
+      help: 'Round trip of each active health check to a backend endpoint (grpc.health.v1 Check, or a TCP connect for tcp pools).',
+      labelNames: ['endpoint'],
+      buckets: BUCKETS.roundTrip,
+      registers,
+    }),
+    queueWait: QUEUE_LANES.map((lane) => queueWait.series({ lane })),
+    fanOutDelay: new SeriesHistogram({
+      name: 'livemux_fanout_delay_seconds',
+      help: 'Per Publish: from its arrival from a backend until it has been handed to every local subscriber (written to its socket, or queued).',
+      buckets: BUCKETS.fanOut,
+      registers,
+    }).series({}),
+    reloadDuration: new SeriesHistogram({
+      name: 'livemux_route_reload_duration_seconds',
+      help: 'Time to read, validate and apply routes.yaml, by result (ok, invalid).',
+      labelNames: ['result'],
+      buckets: BUCKETS.reload,
+      registers,
+    }),
   };
 }

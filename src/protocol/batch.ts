@@ -2,7 +2,8 @@ import { Code } from './codes.js';
 import { ProtocolError } from './errors.js';
 
 /** Bytes before each message in a BATCH payload: its length as a u32, big-endian. */
-const LENGTH_PREFIX = 4;
+export const BATCH_PREFIX = 4;
+const LENGTH_PREFIX = BATCH_PREFIX;
 
 /** Encodes messages as one BATCH payload (PROTOCOL.md §4.9): for each, a u32 length then its bytes. */
 export function encodeBatch(messages: readonly Uint8Array[]): Buffer {

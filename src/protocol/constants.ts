@@ -74,6 +74,8 @@ export const MAX_PING_PAYLOAD = 64;
 export const WINDOW_UPDATE_SIZE = 4;
 /** Largest flow-control window (2^31 - 1, as in HTTP/2). */
 export const MAX_WINDOW = 0x7fff_ffff;
+/** Largest session id (2^32 - 1): after an OPEN with it, no id is left on the connection. */
+export const MAX_SESSION_ID = 0xffff_ffff;
 /** Frames a client may pipeline after HELLO before WELCOME; one more is ERROR RATE_LIMITED. */
 export const MAX_PIPELINED = 64;
 /** Largest control-frame body (HELLO carries the token, so it is larger than the rest). */
@@ -87,7 +89,8 @@ export const Defaults = {
   heartbeatMisses: 2,
   idleTimeoutMs: 300_000,
   maxSessions: 64,
-  maxPayload: 1024 * 1024,
+  /** Half the default session window: a message never needs more than half a window (PROTOCOL.md §7). */
+  maxPayload: 128 * 1024,
   /** Initial per-session window, each direction. */
   sessionWindow: 256 * 1024,
   /** Initial per-connection window, each direction. */
@@ -97,6 +100,8 @@ export const Defaults = {
   /** OPEN+RESET frames a client may send per second before GOAWAY RATE_LIMITED. */
   openResetRate: 100,
   drainTimeoutMs: 30_000,
+  /** After a client's CLOSE, how long the backend may take to end its side before the server does. */
+  halfCloseTimeoutMs: 10_000,
   /** Low-priority DATA frames per second one connection receives at most (a screen shows ~20). */
   lowPriorityRate: 20,
   /** Messages merged into one BATCH frame at most; older excess low messages are dropped. */

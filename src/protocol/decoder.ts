@@ -1,6 +1,7 @@
 import {
   CONNECTION_FRAMES,
   DATA_FLAGS_MASK,
+  FLAG_BATCH,
   FLAG_PRIORITY_MASK,
   FRAME_TYPE_NAMES,
   FRAME_VERSION,
@@ -23,6 +24,11 @@ export interface FrameSink {
 export interface DecoderLimits {
   /** Largest DATA payload accepted. */
   maxPayload: number;
+  /**
+   * Whether DATA may carry the BATCH flag: only a server sets it (PROTOCOL.md §2.3), so a server's decoder
+   * passes false and refuses it as BAD_FLAGS. Default true (a client's decoder).
+   */
+  acceptBatch?: boolean;
 }
 
 const EMPTY = Buffer.alloc(0);
@@ -114,6 +120,9 @@ export class FrameDecoder {
     if (type === FrameType.DATA) {
       if ((flags & ~DATA_FLAGS_MASK) !== 0 || (flags & FLAG_PRIORITY_MASK) === 3) {
         throw new ProtocolError(Code.BAD_FLAGS, `DATA: reserved flags set (0x${hex(flags)})`);
+      }
+      if ((flags & FLAG_BATCH) !== 0 && this.limits.acceptBatch === false) {
+        throw new ProtocolError(Code.BAD_FLAGS, `DATA: BATCH (0x04) is set only by the server (flags 0x${hex(flags)})`);
       }
     } else if (flags !== 0) {
       throw new ProtocolError(Code.BAD_FLAGS, `${FRAME_TYPE_NAMES[type]}: flags must be 0 (0x${hex(flags)})`);

@@ -26,7 +26,8 @@ export class SendCredit {
 /**
  * Credit this side has granted its peer. `receive` enforces it; `release` is called as received bytes
  * are consumed and says when to send a WINDOW_UPDATE: once at least half the initial window is owed,
- * so updates are batched instead of one per frame.
+ * so updates are batched instead of one per frame. Since max_payload is at most half of every initial
+ * window (PROTOCOL.md §7), a peer with nothing in flight then always has credit for one more message.
  */
 export class ReceiveCredit {
   private remaining: number;

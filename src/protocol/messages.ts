@@ -2,6 +2,7 @@ import protobuf from 'protobufjs';
 import { Code } from './codes.js';
 import { ProtocolError } from './errors.js';
 import { protoPath } from '../paths.js';
+import { checkBody } from './body-check.js';
 
 /** Body of HELLO. */
 export interface Hello {
@@ -77,9 +78,10 @@ function encode(name: TypeName, value: object): Buffer {
 
 function decode<T>(name: TypeName, frame: string, body: Uint8Array, required: readonly string[] = []): T {
   const t = types[name];
+  const checked = checkBody(t, body, frame);
   let value: Record<string, unknown>;
   try {
-    value = t.toObject(t.decode(body), TO_OBJECT);
+    value = t.toObject(t.decode(checked), TO_OBJECT);
   } catch (err) {
     throw new ProtocolError(Code.MALFORMED_PAYLOAD, `${frame}: body is not a valid ${name} (${(err as Error).message})`);
   }

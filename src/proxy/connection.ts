@@ -8,6 +8,8 @@ import {
   FrameType,
   HEADER_SIZE,
   MAX_PIPELINED,
+  MAX_SESSION_ID,
+  MAX_WINDOW,
   Priority,
   SUPPORTED_VERSIONS,
 } from '../protocol/constants.js';
@@ -18,6 +20,7 @@ import { ProtocolError } from '../protocol/errors.js';
 import { ReceiveCredit, SendCredit } from '../protocol/flow-control.js';
 import {
   type Hello,
+  type Open,
   decodeHello,
   decodeOpen,
   decodeStatus,
@@ -32,6 +35,7 @@ import { type DropReason, OutboundQueue } from './outbound-queue.js';
 import { LowPriorityPacer } from './low-priority-pacer.js';
 import { SessionAdmission } from './session-admission.js';
 import { TokenBucket } from '../util/token-bucket.js';
+import { WheelEntry } from './timer-wheel.js';
 
 /** Connection states, server view (PROTOCOL.md §5). */
 export const ConnState = {
@@ -71,8 +75,17 @@ export class Connection implements FrameSink, SessionHost {
   readonly out: OutboundQueue;
   /** Connection-level credit for server→client DATA, granted by the client. */
   sendCredit = new SendCredit(Defaults.connectionWindow);
-  private readonly recvCredit: ReceiveCredit;
+  /** Connection-level credit granted to the client for client→server DATA; set at WELCOME. */
+  private recvCredit!: ReceiveCredit;
+  /**
+   * Largest DATA payload either way on this connection, as announced in WELCOME: the configured
+   * max_payload, lowered to half the smallest initial window of both directions (PROTOCOL.md §7).
+   */
+  maxPayload: number;
+  private readonly decoderLimits: { maxPayload: number; acceptBatch: false };
   private readonly sessions = new Map<number, ProxySession>();
+  /** Sessions the client half-closed, with the time by which their backend must end them (made on first use). */
+  private halfClosedSessions: Map<ProxySession, number> | null = null;
   private readonly creditWaiters = new Set<ProxySession>();
   /** Low-priority frame cap, set at WELCOME from the limits and the client's `accepts_batch`. */
   lowPacer: LowPriorityPacer | null = null;
@@ -80,15 +93,26 @@ export class Connection implements FrameSink, SessionHost {
   private admission!: SessionAdmission;
   private readonly decoder: FrameDecoder;
   private readonly bucket: TokenBucket;
-  private pipelined: [FrameType, number, number, Buffer][] | null = null;
+  /** Frames that arrived before WELCOME, with their arrival time (performance.now()). */
+  private pipelined: [FrameType, number, number, Buffer, number][] | null = null;
+  /** While a pipelined frame is replayed: when it arrived; else 0 (it arrived now). */
+  private replayedArrival = 0;
   private clientSessionWindow: number = Defaults.sessionWindow;
   private highestSessionId = 0;
-  private lastInbound = Date.now();
-  private lastActivity = Date.now();
-  private missedPings = 0;
-  private finishing = false;
-  private handshakeTimer: NodeJS.Timeout | null;
-  private heartbeatTimer: NodeJS.Timeout | null = null;
+  /** This connection's place in the proxy's timer wheel: every deadline below is checked by {@link onTimer}. */
+  private readonly timer = new WheelEntry((now) => this.onTimer(now));
+  private readonly handshakeDeadline: number;
+  /** When the last frame arrived (wheel clock): the heartbeat counts silence from it. */
+  private lastInbound: number;
+  /** PINGs sent since that frame. */
+  private pingsSent = 0;
+  /** When the connection last became idle (no session): WELCOME, the last session retired, an OPEN. */
+  private idleSince = 0;
+  /** When a closing socket is destroyed if it has not finished flushing; 0 while not closing. */
+  private destroyAt = 0;
+  /** When the connection was accepted, and how many sessions it opened: for its access-log line. */
+  private readonly acceptedAt = Date.now();
+  private sessionsOpened = 0;
   private log: Logger;
 
   constructor(
@@ -97,24 +121,29 @@ export class Connection implements FrameSink, SessionHost {
     readonly clientAddress: string,
   ) {
     const { limits, timeouts } = ctx.config;
-    this.log = ctx.logger.child({ conn: this.id });
-    this.recvCredit = new ReceiveCredit(limits.connectionWindow);
+    this.log = ctx.logger.child({ conn: this.id, addr: clientAddress });
+    this.maxPayload = limits.maxPayload;
     this.bucket = new TokenBucket(limits.openResetRate, limits.openResetRate);
-    this.decoder = new FrameDecoder(this, { maxPayload: limits.maxPayload });
+    // Until WELCOME, pipelined DATA is held against the configured max_payload (PROTOCOL.md §2.4).
+    this.decoderLimits = { maxPayload: limits.maxPayload, acceptBatch: false };
+    this.decoder = new FrameDecoder(this, this.decoderLimits);
     this.out = new OutboundQueue(
       socket,
       limits.outboundQueueBytes,
       { onDrop: (reason, priority, frames) => this.drop(reason, priority, frames) },
       ctx.metrics.frameStats,
+      ctx.metrics.queueWait,
     );
-    this.handshakeTimer = setTimeout(
-      () => this.fail(Code.HANDSHAKE_TIMEOUT, `handshake: no HELLO within ${timeouts.handshakeMs} ms`),
-      timeouts.handshakeMs,
-    );
+    this.lastInbound = ctx.timers.now();
+    this.handshakeDeadline = this.lastInbound + timeouts.handshakeMs;
+    ctx.timers.schedule(this.timer, this.handshakeDeadline);
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.receive(chunk));
     socket.on('error', (err) => this.log.debug({ err }, 'socket error'));
-    socket.on('close', () => this.teardown(Code.NORMAL, 'socket closed'));
+    socket.on('close', () => {
+      ctx.timers.cancel(this.timer);
+      this.teardown(Code.NORMAL, 'socket closed');
+    });
     ctx.metrics.connections.inc();
     ctx.metrics.connectionsAccepted.inc();
   }
@@ -134,14 +163,16 @@ export class Connection implements FrameSink, SessionHost {
 
   onFrame(type: FrameType, flags: number, sessionId: number, payload: Buffer): void {
     if (this.closed) return;
-    this.lastInbound = Date.now();
-    this.missedPings = 0;
+    this.lastInbound = this.ctx.timers.now();
+    this.pingsSent = 0;
     this.ctx.metrics.frameStats.countIn(type, HEADER_SIZE + payload.length);
+    // A peer's ERROR ends the connection in every state, held frames included; it is never answered.
+    if (type === FrameType.ERROR) return this.onPeerError(payload);
     if (this.pipelined) {
       if (this.pipelined.length >= MAX_PIPELINED) {
         throw new ProtocolError(Code.RATE_LIMITED, `handshake: more than ${MAX_PIPELINED} frames before WELCOME`);
       }
-      this.pipelined.push([type, flags, sessionId, payload]);
+      this.pipelined.push([type, flags, sessionId, payload, performance.now()]);
       return;
     }
     HANDLERS[type]!(this, flags, sessionId, payload);
@@ -155,12 +186,18 @@ export class Connection implements FrameSink, SessionHost {
       throw new ProtocolError(Code.UNEXPECTED_FRAME, 'HELLO: already received');
     }
     const hello = decodeHello(payload);
+    // Checked in the order of PROTOCOL.md §5.1: versions, windows, then the token.
     const version = Math.max(...hello.versions.filter((v) => SUPPORTED_VERSIONS.includes(v)));
     if (!Number.isFinite(version)) {
       throw new ProtocolError(
         Code.UNSUPPORTED_VERSION,
         `HELLO: no supported version ([${hello.versions.join(',')}] vs [${SUPPORTED_VERSIONS.join(',')}])`,
       );
+    }
+    for (const [field, window] of [['session_window', hello.sessionWindow], ['connection_window', hello.connectionWindow]] as const) {
+      if ((window ?? 0) > MAX_WINDOW) {
+        throw new ProtocolError(Code.FLOW_CONTROL_ERROR, `HELLO: ${field} above 2^31-1 (${window})`);
+      }
     }
     this.transition(ConnState.AUTHENTICATING);
     this.pipelined = [];
@@ -179,15 +216,20 @@ export class Connection implements FrameSink, SessionHost {
   private welcome(hello: Hello, version: number, userId: string, claims: Record<string, string>): void {
     if (this.state !== ConnState.AUTHENTICATING) return;
     this.transition(ConnState.OPEN);
-    clearTimeout(this.handshakeTimer!);
-    this.handshakeTimer = null;
     this.userId = userId;
     this.claims = claims;
     this.log = this.log.child({ user: userId });
     this.admission = new SessionAdmission(this.ctx, { userId, connectionId: this.id, clientAddress: this.clientAddress });
-    this.sendCredit = new SendCredit(hello.connectionWindow || Defaults.connectionWindow);
+    const clientConnectionWindow = hello.connectionWindow || Defaults.connectionWindow;
+    this.sendCredit = new SendCredit(clientConnectionWindow);
     this.clientSessionWindow = hello.sessionWindow || Defaults.sessionWindow;
     const { limits, timeouts } = this.ctx.config;
+    // At most half of every window a message crosses: with credit returned by half windows, a sender
+    // with nothing in flight can always send one more message (PROTOCOL.md §7).
+    const smallestWindow = Math.min(limits.sessionWindow, limits.connectionWindow, this.clientSessionWindow, clientConnectionWindow);
+    this.maxPayload = Math.min(limits.maxPayload, Math.max(1, Math.floor(smallestWindow / 2)));
+    this.decoderLimits.maxPayload = this.maxPayload;
+    this.recvCredit = new ReceiveCredit(limits.connectionWindow);
     if (limits.lowPriorityRate > 0) {
       this.lowPacer = new LowPriorityPacer(limits.lowPriorityRate, limits.lowPriorityMerge, hello.acceptsBatch === true, this.out, (reason) =>
         this.drop(reason, Priority.LOW),
@@ -202,7 +244,7 @@ export class Connection implements FrameSink, SessionHost {
         heartbeatIntervalMs: timeouts.heartbeatIntervalMs,
         limits: {
           maxSessions: limits.maxSessions,
-          maxPayload: limits.maxPayload,
+          maxPayload: this.maxPayload,
           sessionWindow: limits.sessionWindow,
           connectionWindow: limits.connectionWindow,
           idleTimeoutMs: timeouts.idleMs,
@@ -210,23 +252,30 @@ export class Connection implements FrameSink, SessionHost {
         },
       }),
     );
-    this.heartbeatTimer = setInterval(() => this.heartbeat(), Math.min(timeouts.heartbeatIntervalMs, timeouts.idleMs || Infinity));
-    this.log.info({ client: hello.client?.sdk, addr: this.clientAddress }, 'connection authenticated');
+    this.idleSince = this.ctx.timers.now();
+    this.scheduleNext();
+    // WELCOME leaves now: a held frame that fails the connection must not discard it (PROTOCOL.md §5.1).
+    this.out.flush();
+    this.log.info({ client: hello.client?.sdk }, 'connection authenticated');
     const queued = this.pipelined!;
     this.pipelined = null;
     try {
-      for (const [type, flags, sessionId, payload] of queued) {
+      for (const [type, flags, sessionId, payload, arrived] of queued) {
         if (this.closed) break; // a pipelined frame may have failed the connection
+        this.replayedArrival = arrived;
         HANDLERS[type]!(this, flags, sessionId, payload);
       }
     } catch (err) {
       if (err instanceof ProtocolError) this.fail(err.wireCode, err.message);
       else throw err;
+    } finally {
+      this.replayedArrival = 0;
     }
   }
 
   /** @internal */
   onOpen(sessionId: number, payload: Buffer): void {
+    const arrived = this.replayedArrival || performance.now();
     this.requireOpen('OPEN');
     if (!this.withinOpenResetRate('OPEN')) return;
     const open = decodeOpen(payload);
@@ -238,6 +287,17 @@ export class Connection implements FrameSink, SessionHost {
       return;
     }
     this.highestSessionId = sessionId;
+    // Asking for a session is activity, even when refused (PROTOCOL.md §9.2).
+    this.idleSince = this.ctx.timers.now();
+    this.startSession(sessionId, open, arrived);
+    // No id is left above this one: further sessions need a new connection (PROTOCOL.md §5.2).
+    if (sessionId === MAX_SESSION_ID && this.state === ConnState.OPEN) {
+      this.goAway(Code.SESSION_IDS_EXHAUSTED, `session id ${MAX_SESSION_ID} used: open further sessions on a new connection`);
+    }
+  }
+
+  /** OPEN_OK and a session bound to a backend, or OPEN_FAIL with why (PROTOCOL.md §3.5). */
+  private startSession(sessionId: number, open: Open, arrived: number): void {
     const m = this.ctx.metrics;
     const admission = this.admission.decide(open, this.sessions.size, this.state === ConnState.DRAINING);
     if (admission.kind === 'refuse') {
@@ -258,6 +318,7 @@ export class Connection implements FrameSink, SessionHost {
       clientSessionId: sessionId,
       reattach: false,
       claims: this.claims,
+      maxPayload: this.maxPayload,
     };
     const session = new ProxySession(
       this,
@@ -274,19 +335,23 @@ export class Connection implements FrameSink, SessionHost {
     link.open(session.ref, info);
     m.sessions.inc({ business: open.business });
     m.sessionsOpened.inc({ business: open.business, result: 'ok' });
-    this.log.debug({ session: sessionId, business: open.business, endpoint: link.endpoint }, 'session opened');
+    this.sessionsOpened++;
+    this.log.info({ session: sessionId, business: open.business, endpoint: link.endpoint }, 'session opened');
     this.sendSessionFrame(FrameType.OPEN_OK, sessionId, EMPTY);
-    this.lastActivity = Date.now();
+    m.openDuration.series({ business: open.business }).observe((performance.now() - arrived) / 1000);
   }
 
   /** @internal */
   onData(flags: number, sessionId: number, payload: Buffer): void {
     this.requireOpen('DATA');
     const n = payload.length;
+    // Only DATA held behind HELLO can be over it: the decoder checked it against the configured limit.
+    if (n > this.maxPayload) {
+      throw new ProtocolError(Code.FRAME_TOO_LARGE, `DATA: payload too large (${n} vs ${this.maxPayload} bytes announced in WELCOME)`);
+    }
     if (!this.recvCredit.receive(n)) {
       throw new ProtocolError(Code.FLOW_CONTROL_ERROR, `DATA: connection window exceeded (${n} bytes)`);
     }
-    this.lastActivity = Date.now();
     const s = this.sessions.get(sessionId);
     if (!s || s.peerHasClosed) {
       this.releaseConnectionCredit(n);
@@ -406,16 +471,28 @@ export class Connection implements FrameSink, SessionHost {
     this.fail(Code.SLOW_CONSUMER, `outbound queue over its bound (${this.out.bytes} bytes queued)`);
   }
 
-  retired(session: ProxySession): void {
-    this.log.debug({ session: session.id, business: session.business }, 'session closed');
+  halfClosed(session: ProxySession): void {
+    const deadline = this.ctx.timers.now() + this.ctx.config.timeouts.halfCloseMs;
+    (this.halfClosedSessions ??= new Map()).set(session, deadline);
+    if (!this.timer.scheduled || deadline < this.timer.due) this.ctx.timers.schedule(this.timer, deadline);
+  }
+
+  retired(session: ProxySession, code: number, reason: string): void {
+    const durationMs = Date.now() - session.openedAt;
+    this.log.info({ session: session.id, business: session.business, durationMs, code: codeName(code), reason }, 'session closed');
     this.sessions.delete(session.id);
+    this.halfClosedSessions?.delete(session);
     this.admission.retired(session.business);
     this.lowPacer?.forget(session);
     this.creditWaiters.delete(session);
     this.ctx.registry.remove(session);
     this.ctx.metrics.sessions.dec({ business: session.business });
-    this.lastActivity = Date.now();
-    if (this.state === ConnState.DRAINING && this.sessions.size === 0) this.finish();
+    if (this.sessions.size > 0) return;
+    if (this.state === ConnState.DRAINING) this.finish();
+    else if (this.state === ConnState.OPEN) {
+      this.idleSince = this.ctx.timers.now();
+      this.scheduleNext();
+    }
   }
 
   // ── lifecycle ───────────────────────────────────────────────────────────────────────────────────
@@ -456,47 +533,103 @@ export class Connection implements FrameSink, SessionHost {
     const frame = encodeFrame(FrameType.ERROR, 0, 0, encodeStatus({ code, reason: message }));
     this.ctx.metrics.frameStats.countOut(FrameType.ERROR, frame.length);
     if (!this.socket.destroyed) this.socket.end(frame);
-    setTimeout(() => this.socket.destroy(), CLOSE_GRACE_MS).unref();
+    this.destroyAfterGrace();
     this.teardown(code, message);
   }
 
   private finish(): void {
-    if (this.finishing) return;
-    this.finishing = true;
+    if (this.destroyAt > 0) return;
     this.out.finish();
-    setTimeout(() => this.socket.destroy(), CLOSE_GRACE_MS).unref();
+    this.destroyAfterGrace();
+  }
+
+  /** A closing socket gets CLOSE_GRACE_MS to flush its last frames; then it is destroyed. */
+  private destroyAfterGrace(): void {
+    if (this.destroyAt > 0) return;
+    this.destroyAt = this.ctx.timers.now() + CLOSE_GRACE_MS;
+    this.ctx.timers.schedule(this.timer, this.destroyAt);
   }
 
   private teardown(code: number, reason: string): void {
     if (this.state === ConnState.CLOSED) return;
     this.transition(ConnState.CLOSED);
-    if (this.handshakeTimer) clearTimeout(this.handshakeTimer);
-    if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
     this.lowPacer?.close();
     this.pipelined = null;
     for (const s of [...this.sessions.values()]) s.retire(code, reason);
     this.ctx.metrics.connections.dec();
     this.ctx.metrics.connectionsClosed.inc({ code: codeName(code) });
+    // The access log: one line per connection, whatever ended it (`user` is bound once authenticated).
+    this.log.info(
+      {
+        durationMs: Date.now() - this.acceptedAt,
+        bytesIn: this.socket.bytesRead,
+        bytesOut: this.socket.bytesWritten,
+        sessions: this.sessionsOpened,
+        code: codeName(code),
+        reason,
+      },
+      'connection closed',
+    );
     this.ctx.connectionClosed(this);
   }
 
-  private heartbeat(): void {
-    const now = Date.now();
-    const { heartbeatIntervalMs, heartbeatMisses, idleMs } = this.ctx.config.timeouts;
-    if (idleMs > 0 && this.sessions.size === 0 && now - this.lastActivity >= idleMs) {
+  /**
+   * The connection's one timer callback, called by the proxy's wheel when the earliest of its deadlines
+   * is due (PROTOCOL.md §9): handshake, idle, heartbeat, the close grace. Each is derived from a
+   * timestamp the data path keeps (one clock read per frame), so nothing is rescheduled per frame; the
+   * callback files the connection again for its next deadline. Any other per-connection deadline belongs
+   * here too, so a connection keeps exactly one place in the wheel.
+   */
+  private onTimer(now: number): void {
+    if (this.destroyAt > 0) {
+      if (now >= this.destroyAt) this.socket.destroy();
+      else this.ctx.timers.schedule(this.timer, this.destroyAt);
+      return;
+    }
+    if (this.state === ConnState.AWAIT_HELLO || this.state === ConnState.AUTHENTICATING) {
+      if (now >= this.handshakeDeadline) {
+        this.fail(Code.HANDSHAKE_TIMEOUT, `handshake: no WELCOME within ${this.ctx.config.timeouts.handshakeMs} ms`);
+      } else this.ctx.timers.schedule(this.timer, this.handshakeDeadline);
+      return;
+    }
+    if (this.closed) return;
+    const { heartbeatIntervalMs: interval, heartbeatMisses, idleMs, halfCloseMs } = this.ctx.config.timeouts;
+    for (const [session, deadline] of this.halfClosedSessions ?? []) {
+      if (now < deadline) continue;
+      this.halfClosedSessions!.delete(session);
+      session.closeByProxy(Code.HALF_CLOSE_TIMEOUT, `backend did not end the session within ${halfCloseMs} ms of the client's CLOSE`);
+    }
+    if (this.idleClockRuns && now - this.idleSince >= idleMs) {
       this.goAway(Code.IDLE_TIMEOUT, `idle for ${idleMs} ms`);
       return;
     }
-    if (now - this.lastInbound < heartbeatIntervalMs) return;
-    if (this.missedPings >= heartbeatMisses) {
-      this.fail(Code.HEARTBEAT_TIMEOUT, `heartbeat: ${this.missedPings} PINGs unanswered`);
+    // PINGs go out after 1, 2, … heartbeatMisses whole intervals of silence; one more is the end.
+    const silentIntervals = Math.floor((now - this.lastInbound) / interval);
+    if (silentIntervals > heartbeatMisses) {
+      this.fail(Code.HEARTBEAT_TIMEOUT, `heartbeat: nothing received for ${silentIntervals} intervals of ${interval} ms (${this.pingsSent} PINGs unanswered)`);
       return;
     }
-    this.missedPings++;
-    this.lastInbound = now;
-    const ping = Buffer.allocUnsafe(8);
-    ping.writeDoubleBE(now);
-    this.sendControl(FrameType.PING, ping);
+    if (silentIntervals > this.pingsSent) {
+      this.pingsSent = silentIntervals;
+      const ping = Buffer.allocUnsafe(8);
+      ping.writeDoubleBE(Date.now());
+      this.sendControl(FrameType.PING, ping);
+    }
+    this.scheduleNext();
+  }
+
+  /** Files the connection in the wheel for its next heartbeat or idle deadline. */
+  private scheduleNext(): void {
+    const { heartbeatIntervalMs, idleMs } = this.ctx.config.timeouts;
+    let next = this.lastInbound + (this.pingsSent + 1) * heartbeatIntervalMs;
+    if (this.idleClockRuns) next = Math.min(next, this.idleSince + idleMs);
+    for (const deadline of this.halfClosedSessions?.values() ?? []) next = Math.min(next, deadline);
+    this.ctx.timers.schedule(this.timer, next);
+  }
+
+  /** Idle is counted while the connection is OPEN with no session (PROTOCOL.md §9.2). */
+  private get idleClockRuns(): boolean {
+    return this.ctx.config.timeouts.idleMs > 0 && this.state === ConnState.OPEN && this.sessions.size === 0;
   }
 
   private sendControl(type: FrameType, body: Buffer): void {
@@ -565,7 +698,6 @@ HANDLERS[FrameType.RESET] = (c, _f, s, p) => c.onReset(s, p);
 HANDLERS[FrameType.PING] = (c, _f, _s, p) => c.onPing(p);
 HANDLERS[FrameType.PONG] = (c) => c.onPong();
 HANDLERS[FrameType.WINDOW_UPDATE] = (c, _f, s, p) => c.onWindowUpdate(s, p);
-HANDLERS[FrameType.ERROR] = (c, _f, _s, p) => c.onPeerError(p);
 for (const t of [FrameType.WELCOME, FrameType.OPEN_OK, FrameType.OPEN_FAIL, FrameType.GOAWAY]) {
   HANDLERS[t] = (c) => c.onServerOnlyFrame(t);
 }

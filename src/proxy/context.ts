@@ -5,6 +5,7 @@ import type { Metrics } from '../observability/metrics.js';
 import type { RouteTable } from '../routing/types.js';
 import type { SessionRegistry } from '../session/registry.js';
 import type { TokenVerifier } from './auth.js';
+import type { TimerWheel } from './timer-wheel.js';
 
 /** Backend links by endpoint address; one long stream per endpoint. */
 export interface LinkDirectory {
@@ -25,6 +26,8 @@ export interface ProxyContext {
   readonly registry: SessionRegistry;
   readonly metrics: Metrics;
   readonly logger: Logger;
+  /** The one timer every connection's deadlines (handshake, heartbeat, idle, close) are filed in. */
+  readonly timers: TimerWheel;
   /** Called once when a connection has fully closed. */
   connectionClosed(conn: { readonly id: string }): void;
 }

@@ -1,8 +1,9 @@
 import type { Socket } from 'node:net';
 import { FrameType, Priority } from '../protocol/constants.js';
+import type { HistogramSeries } from '../observability/histogram.js';
 import type { FrameStats } from '../observability/metrics.js';
 import { Deque } from '../util/deque.js';
-import { type SlicedTask, SliceScheduler } from '../util/slice-scheduler.js';
+import { type SlicedTask, SliceScheduler, runClock } from '../util/slice-scheduler.js';
 import { type SocketWriter, socketWriter } from './socket-writer.js';
 
 /** Whoever queued a DATA entry; told when it leaves the queue (written or dropped). */
@@ -30,6 +31,8 @@ interface Entry {
   frames: number;
   priority: Priority;
   owner: QueueOwner | null;
+  /** When it was queued ({@link runClock}), for livemux_outbound_queue_wait_seconds. */
+  at: number;
 }
 
 // Up to this many queued bytes are gathered into one socket write per flush round: small frames are
@@ -73,6 +76,8 @@ export class OutboundQueue implements SlicedTask {
     private readonly maxBytes: number,
     private readonly hooks: OutboundHooks,
     private readonly stats: FrameStats,
+    /** One series per lane (control, system, high, low) for the time frames wait here. */
+    private readonly waits?: readonly HistogramSeries[],
   ) {
     this.writer = socketWriter(socket, () => this.scheduleFlush());
   }
@@ -104,7 +109,7 @@ export class OutboundQueue implements SlicedTask {
   /** Queues a complete control frame; never dropped. */
   control(frame: Buffer): void {
     this.stats.countOut(frame[2]!, frame.length);
-    this.enqueue(CONTROL_LANE, { head: frame, body: null, size: frame.length, frames: 1, priority: Priority.SYSTEM, owner: null });
+    this.enqueue(CONTROL_LANE, { head: frame, body: null, size: frame.length, frames: 1, priority: Priority.SYSTEM, owner: null, at: 0 });
   }
 
   /**
@@ -115,7 +120,7 @@ export class OutboundQueue implements SlicedTask {
   data(owner: QueueOwner, head: Buffer, body: Buffer | null, priority: Priority, frames = 1): void {
     const size = head.length + (body?.length ?? 0);
     this.stats.countOut(FrameType.DATA, size, frames);
-    this.enqueue(DATA_LANE[priority], { head, body, size, frames, priority, owner });
+    this.enqueue(DATA_LANE[priority], { head, body, size, frames, priority, owner, at: 0 });
   }
 
   /** Accounts bytes a session holds while waiting for credit (already admitted). */
@@ -141,13 +146,18 @@ export class OutboundQueue implements SlicedTask {
   }
 
   /**
-   * Writes `parts` (`size` bytes of `count` whole DATA frames, admitted and within credit) to the socket
-   * at once, as one write, when nothing is queued and the socket takes writes: no entry, no flush to wait
-   * for. False, with nothing done, otherwise.
+   * Writes `parts` (`size` bytes of whole DATA frames, admitted and within credit: `counts` system and
+   * high ones) to the socket at once, as one write, when nothing is queued and the socket takes writes:
+   * no entry, no flush to wait for. False, with nothing done, otherwise. In the queue-wait histogram
+   * they count as a wait of zero, once per lane, as a queued run per lane would count once.
    */
-  writeNow(parts: readonly Buffer[], size: number, count: number): boolean {
+  writeNow(parts: readonly Buffer[], size: number, counts: readonly [system: number, high: number]): boolean {
     if (this.queuedBytes !== 0 || this.flushing || this.ended || !this.writer.writable) return false;
-    this.stats.countOut(FrameType.DATA, size, count);
+    this.stats.countOut(FrameType.DATA, size, counts[0] + counts[1]);
+    if (this.waits) {
+      if (counts[0] > 0) this.waits[DATA_LANE[Priority.SYSTEM]]!.observe(0);
+      if (counts[1] > 0) this.waits[DATA_LANE[Priority.HIGH]]!.observe(0);
+    }
     this.writer.writev(parts);
     return true;
   }
@@ -192,13 +202,19 @@ export class OutboundQueue implements SlicedTask {
     let only: Buffer | null = null;
     let parts: Buffer[] | null = null;
     let size = 0;
+    const now = this.waits ? runClock.now() : 0;
     while (size < COALESCE_BYTES) {
-      const e = this.next();
-      if (!e) break;
+      const lane = this.nextLane();
+      if (lane < 0) break;
+      const e = this.lanes[lane]!.shift()!;
       this.queuedBytes -= e.size;
+      this.waits?.[lane]!.observe((now - e.at) / 1000);
       if (e.owner) {
+        // Asked before telling the owner: the session's last DATA may retire it (its CLOSE follows),
+        // and that DATA must still be written.
+        const discarded = e.owner.discarded;
         e.owner.onDequeued();
-        if (e.owner.discarded) {
+        if (discarded) {
           this.hooks.onDrop('session_closed', e.priority, e.frames);
           continue;
         }
@@ -223,6 +239,7 @@ export class OutboundQueue implements SlicedTask {
 
   private enqueue(lane: number, e: Entry): void {
     if (this.ended) return;
+    if (this.waits) e.at = runClock.now();
     this.lanes[lane]!.push(e);
     this.queuedBytes += e.size;
     // Coalesce within the tick, but never let a burst that the socket can take (a whole backend batch
@@ -238,11 +255,10 @@ export class OutboundQueue implements SlicedTask {
     writeScheduler.schedule(this);
   }
 
-  private next(): Entry | undefined {
-    for (const lane of this.lanes) {
-      if (lane.length > 0) return lane.shift();
-    }
-    return undefined;
+  /** The lane the next frame comes from, or -1 when all are empty. */
+  private nextLane(): number {
+    for (let i = 0; i < this.lanes.length; i++) if (this.lanes[i]!.length > 0) return i;
+    return -1;
   }
 }
 

@@ -4,6 +4,7 @@ import { basename, dirname, resolve } from 'node:path';
 import { type FSWatcher, watch } from 'chokidar';
 import type { Logger } from 'pino';
 import { parseRoutesConfig } from '../config/routes-config.js';
+import { changesOnly, diffRoutes } from '../config/routes-diff.js';
 import type { Metrics } from '../observability/metrics.js';
 import { ConfigError } from '../protocol/errors.js';
 import { createRouteTable } from '../routing/route-table.js';
@@ -78,6 +79,7 @@ export class RouteReloader {
    */
   reload(trigger: string): boolean {
     const { logger, metrics } = this.opts;
+    const started = performance.now();
     let text: string;
     try {
       text = readFileSync(this.file, 'utf8');
@@ -97,6 +99,7 @@ export class RouteReloader {
     } catch (err) {
       if (err instanceof ConfigError) {
         this.contentHash = digest; // do not re-report the same invalid content on every event
+        this.observe('invalid', started);
         return this.fail(trigger, err.message);
       }
       throw err;
@@ -108,8 +111,17 @@ export class RouteReloader {
     this.lastError = null;
     metrics.routeReloads.inc({ result: 'ok' });
     this.opts.onSwap(table, previous);
-    logger.info({ version: table.version, trigger, file: this.file }, 'routes reloaded');
+    const durationMs = this.observe('ok', started);
+    const changes = changesOnly(diffRoutes(previous.config, table.config));
+    logger.info({ version: table.version, trigger, file: this.file, durationMs, changes }, 'routes reloaded');
     return true;
+  }
+
+  /** Records a reload's duration (livemux_route_reload_duration_seconds); returns it in ms. */
+  private observe(result: 'ok' | 'invalid', started: number): number {
+    const ms = performance.now() - started;
+    this.opts.metrics.reloadDuration.series({ result }).observe(ms / 1000);
+    return Math.round(ms * 1000) / 1000;
   }
 
   /** Starts watching the file's folder; resolves once the watcher is ready. */

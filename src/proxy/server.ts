@@ -17,6 +17,7 @@ import type { ProxyContext } from './context.js';
 import { ProxyHeaderParser } from './proxy-protocol.js';
 import { RouteReloader } from './route-reloader.js';
 import { SessionMover } from './session-mover.js';
+import { TimerWheel, WheelEntry } from './timer-wheel.js';
 
 export interface ProxyServerOptions {
   /** Replaces the default HS256 JWT verifier (e.g. for an identity service). */
@@ -52,7 +53,7 @@ export class ProxyServer {
     readonly logger: Logger,
     verifier: TokenVerifier,
   ) {
-    const registry = new SessionRegistry();
+    const registry = new SessionRegistry(metrics.fanOutDelay);
     this.health = new EndpointHealthMonitor({ logger, metrics });
     // The mover is created after the links it uses; the callback only runs once both exist.
     let mover: SessionMover | null = null;
@@ -89,6 +90,7 @@ export class ProxyServer {
       registry,
       metrics,
       logger,
+      timers: new TimerWheel(),
       connectionClosed: (conn) => this.forget(conn as Connection),
     };
     this.tlsContext = config.tls
@@ -121,8 +123,13 @@ export class ProxyServer {
         host: admin.host,
         port: admin.port,
         metrics: this.metrics,
-        isReady: () => !this.draining && this.listener.listening && this.links.anyReady(),
+        isReady: () => this.ready,
         status: () => this.status(),
+        control: {
+          logger: this.logger,
+          config: () => this.effectiveConfig(),
+          drain: () => void this.drain().catch((err: unknown) => this.logger.error({ err }, 'drain failed')),
+        },
       });
     }
     this.logger.info({ address: this.address.host, port: this.address.port, admin: this.adminPort, tls: Boolean(this.tlsContext) }, 'livemux listening');
@@ -139,18 +146,47 @@ export class ProxyServer {
     return this.admin?.port ?? null;
   }
 
-  /** Live state for the admin `/status` page. */
-  status(): object {
+  /** Listening, not draining, and a backend stream up: what /readyz answers (unless failed on purpose). */
+  get ready(): boolean {
+    return !this.draining && this.listener.listening && this.links.anyReady();
+  }
+
+  /** Live state for the admin `/status` JSON and page; `totals` are counters the page turns into rates. */
+  async status(): Promise<object> {
     let sessions = 0;
     for (const c of this.connections) sessions += c.sessionCount;
+    const sessionsByBusiness: Record<string, number> = {};
+    for (const { labels, value } of (await this.metrics.sessions.get()).values) {
+      if (value > 0) sessionsByBusiness[String(labels.business)] = value;
+    }
+    const stats = this.metrics.frameStats;
+    const sum = (values: Float64Array): number => values.reduce((a, b) => a + b, 0);
     return {
       proxyId: this.config.proxyId,
+      ready: this.ready,
       draining: this.draining,
+      logLevel: this.logger.level,
       connections: this.connections.size,
       sessions,
+      sessionsByBusiness,
+      totals: {
+        framesIn: sum(stats.inFrames),
+        framesOut: sum(stats.outFrames),
+        bytesIn: sum(stats.inBytes),
+        bytesOut: sum(stats.outBytes),
+        connectionsAccepted: (await this.metrics.connectionsAccepted.get()).values[0]?.value ?? 0,
+      },
       routes: this.routes.status(),
       backends: this.links.states(),
       health: this.health.snapshot(),
+    };
+  }
+
+  /** The configuration in effect (livemux.yaml as loaded, and the routes table), secrets redacted. */
+  effectiveConfig(): object {
+    return {
+      proxy: { ...this.config, auth: { ...this.config.auth, jwtSecret: '[redacted]' } },
+      routes: { tableVersion: this.routes.table.version, ...this.routes.table.config },
     };
   }
 
@@ -166,13 +202,16 @@ export class ProxyServer {
     }
     // The PROXY header precedes everything, TLS included, so it is read from the raw socket first.
     const parser = new ProxyHeaderParser();
-    const timer = setTimeout(() => socket.destroy(), this.config.timeouts.handshakeMs);
+    const { timers } = this.ctx;
+    const timer = new WheelEntry(() => socket.destroy());
+    timers.schedule(timer, timers.now() + this.config.timeouts.handshakeMs);
+    socket.once('close', () => timers.cancel(timer));
     const onData = (chunk: Buffer): void => {
       let parsed;
       try {
         parsed = parser.push(chunk);
       } catch (err) {
-        clearTimeout(timer);
+        timers.cancel(timer);
         socket.off('data', onData);
         this.metrics.protocolErrors.inc({ code: 'PROXY_HEADER' });
         this.logger.info({ err: (err as ProtocolError).message, addr: socket.remoteAddress }, 'bad PROXY protocol header');
@@ -180,7 +219,7 @@ export class ProxyServer {
         return;
       }
       if (!parsed) return;
-      clearTimeout(timer);
+      timers.cancel(timer);
       socket.off('data', onData);
       socket.pause();
       const source = parsed.source;

@@ -7,7 +7,7 @@ import type { SessionRegistry, SessionRelocator } from '../session/registry.js';
 import type { BackendLinks } from './upstream/backend-links.js';
 
 /** Why sessions are being moved; the `reason` label of `livemux_sessions_relocated_total`. */
-type RelocationReason = 'endpoint_failed' | 'endpoint_removed' | 'business_disabled' | 'connect_failed' | 'owner_recovered';
+type RelocationReason = 'endpoint_failed' | 'endpoint_removed' | 'business_disabled' | 'business_removed' | 'connect_failed' | 'owner_recovered';
 
 /** Policies that give a key one owner: their sessions go back to it when it recovers. */
 const KEYED_POLICIES: ReadonlySet<string> = new Set(['hash', 'consistent_hash']);
@@ -81,17 +81,22 @@ export class SessionMover implements SessionRelocator {
   }
 
   /**
-   * A new route table is in effect. Sessions keep their binding unless their business is gone or
-   * disabled (closed BUSINESS_DISABLED) or their endpoint left the route's pool (moved, else closed
-   * ENDPOINT_REMOVED). A changed policy or an added endpoint moves nobody.
+   * A new route table is in effect. Sessions keep their binding unless their business is gone (closed
+   * UNKNOWN_BUSINESS) or disabled (closed BUSINESS_DISABLED), or their endpoint left the route's pool
+   * (moved, else closed ENDPOINT_REMOVED). A changed policy or an added endpoint moves nobody. The close
+   * code is the one a reopen would get as OPEN_FAIL, so a client's retry rule (PROTOCOL.md §10) cannot
+   * send it back to a business that refuses it for good.
    */
   apply(table: RouteTable): void {
     const routes = new Map(table.config.routes.map((r) => [r.business, r]));
     for (const s of this.deps.registry.all()) {
       const route = routes.get(s.business);
-      if (!route || !route.enabled) {
-        const why = route ? 'disabled' : 'removed from routes.yaml';
-        this.close(s, 'business_disabled', Code.BUSINESS_DISABLED, `business "${s.business}" ${why}`);
+      if (!route) {
+        this.close(s, 'business_removed', Code.UNKNOWN_BUSINESS, `business "${s.business}" removed from routes.yaml`);
+        continue;
+      }
+      if (!route.enabled) {
+        this.close(s, 'business_disabled', Code.BUSINESS_DISABLED, `business "${s.business}" disabled`);
         continue;
       }
       const endpoint = s.link.endpoint;

@@ -1,5 +1,6 @@
 import { FLAG_BATCH, FrameType, HEADER_SIZE, Priority } from '../protocol/constants.js';
-import { encodeBatch } from '../protocol/batch.js';
+import { BATCH_PREFIX, encodeBatch } from '../protocol/batch.js';
+import { Code } from '../protocol/codes.js';
 import { writeHeader } from '../protocol/encoder.js';
 import { ReceiveCredit, SendCredit } from '../protocol/flow-control.js';
 import { encodeStatus } from '../protocol/messages.js';
@@ -13,6 +14,8 @@ import type { Topic } from './topic-fanout.js';
 /** What a session needs from its connection. Implemented by the proxy's Connection. */
 export interface SessionHost {
   readonly out: OutboundQueue;
+  /** Largest DATA payload the client takes (WELCOME `max_payload`). */
+  readonly maxPayload: number;
   /** The connection's low-priority frame cap, or null when uncapped. */
   readonly lowPacer: LowPriorityPacer | null;
   /** Connection-level credit for server→client DATA. */
@@ -26,7 +29,10 @@ export interface SessionHost {
   drop(reason: DropReason, priority: Priority, frames?: number): void;
   /** The bound of the outbound queue was exceeded by system/high DATA. */
   slowConsumer(): void;
-  retired(session: ProxySession): void;
+  /** The client half-closed the session: its backend has the half-close timeout to end it. */
+  halfClosed(session: ProxySession): void;
+  /** The session ended; `code` and `reason` are how (the CLOSE that began it, or the RESET). */
+  retired(session: ProxySession, code: number, reason: string): void;
 }
 
 /** Session states, proxy view (PROTOCOL.md §5). */
@@ -71,7 +77,8 @@ export class ProxySession implements QueueOwner, PacedSession {
   private backendOpen = true;
   private closeFrame: Buffer | null = null;
   private closeSent = false;
-  private peerClosed = false;
+  /** The client's CLOSE, once received: its direction is over (PROTOCOL.md §5.2). */
+  private peerClose: { code: number; reason: string } | null = null;
   private owedCredit = 0;
   private awaitingDrain = false;
   /** Bumped on every rebind, so a drain callback registered on a previous link is ignored. */
@@ -82,6 +89,11 @@ export class ProxySession implements QueueOwner, PacedSession {
   bindFailures = 0;
   /** The endpoint this session was moved off when it failed; it goes back there when that recovers. */
   displacedFrom: string | null = null;
+
+  /** When the session was opened (Date.now()), for its close log line. */
+  readonly openedAt = Date.now();
+  /** The first CLOSE either side sent: what a graceful end is logged with. */
+  private closeStatus: { code: number; reason: string } | null = null;
 
   constructor(
     private readonly host: SessionHost,
@@ -125,6 +137,11 @@ export class ProxySession implements QueueOwner, PacedSession {
       this.host.drop('session_closed', priority);
       return;
     }
+    if (payload.length > this.host.maxPayload) {
+      // Never split, never dropped in silence: the backend and the client both learn why it ended.
+      this.closeByProxy(Code.MESSAGE_TOO_LARGE, `backend message of ${payload.length} bytes over this client's max_payload (${this.host.maxPayload})`);
+      return;
+    }
     if (priority === Priority.LOW && this.host.lowPacer && !this.host.lowPacer.admit(this, payload)) return;
     this.enqueue(payload, priority, priority);
   }
@@ -136,18 +153,28 @@ export class ProxySession implements QueueOwner, PacedSession {
       this.host.drop('session_closed', Priority.LOW, messages.length);
       return;
     }
-    if (messages.length === 1) this.enqueue(messages[0]!, Priority.LOW, Priority.LOW);
-    else this.enqueue(encodeBatch(messages), Priority.LOW, Priority.LOW | FLAG_BATCH);
+    // One frame, so at most max_payload: the newest messages that fit, older excess dropped as overflow.
+    let from = messages.length;
+    for (let bytes = 0; from > 0 && bytes + BATCH_PREFIX + messages[from - 1]!.length <= this.host.maxPayload; from--) {
+      bytes += BATCH_PREFIX + messages[from - 1]!.length;
+    }
+    if (from === messages.length) from--; // a lone message fits by itself (deliver checked it)
+    if (from > 0) this.host.drop('merge_overflow', Priority.LOW, from);
+    const kept = from > 0 ? messages.slice(from) : messages;
+    if (kept.length === 1) this.enqueue(kept[0]!, Priority.LOW, Priority.LOW);
+    else this.enqueue(encodeBatch(kept), Priority.LOW, Priority.LOW | FLAG_BATCH);
   }
 
   /**
    * Queues `count` whole system or high DATA frames already encoded for this session's id (`frames`, one
-   * run of a topic fan-out: see TopicFanOut) as one piece. False, with nothing queued, when the run
-   * cannot go whole (closing, frames waiting for credit, too little credit, over the queue's bound): the
-   * caller then delivers its messages one by one, which wait, drop or close exactly as single frames do.
+   * run of a topic fan-out: see TopicFanOut; `largest` its largest payload) as one piece. False, with
+   * nothing queued, when the run cannot go whole (closing, frames waiting for credit, too little credit,
+   * over the queue's bound, a payload over the client's max_payload): the caller then delivers its
+   * messages one by one, which wait, drop or close exactly as single frames do.
    */
-  deliverRun(frames: Buffer, count: number, payloadBytes: number, priority: Priority): boolean {
+  deliverRun(frames: Buffer, count: number, payloadBytes: number, largest: number, priority: Priority): boolean {
     if (this.state !== SessionState.OPEN || this.blocked.length > 0 || !this.hasCredit(payloadBytes)) return false;
+    if (largest > this.host.maxPayload) return false;
     if (this.host.out.admit(frames.length, priority) !== 'ok') return false;
     this.sendCredit.consume(payloadBytes);
     this.host.sendCredit.consume(payloadBytes);
@@ -157,15 +184,17 @@ export class ProxySession implements QueueOwner, PacedSession {
   }
 
   /**
-   * Writes `count` whole system and high DATA frames already encoded for this session's id (`parts`,
-   * `size` bytes: what a topic walk brings, see Topic) to the socket at once, when nothing stands in the
-   * way: open, nothing waiting for credit, credit for all of it, within the queue's bound, and nothing
-   * queued on the connection (OutboundQueue.writeNow). False, with nothing done, otherwise.
+   * Writes whole system and high DATA frames already encoded for this session's id (`parts`, `size`
+   * bytes, `counts` frames of each: what a topic walk brings, see Topic) to the socket at once, when nothing stands in the
+   * way: open, nothing waiting for credit, credit for all of it, no payload over the client's
+   * max_payload (`largest`), within the queue's bound, and nothing queued on the connection
+   * (OutboundQueue.writeNow). False, with nothing done, otherwise.
    */
-  writeRuns(parts: readonly Buffer[], size: number, count: number, payloadBytes: number): boolean {
+  writeRuns(parts: readonly Buffer[], size: number, counts: readonly [number, number], payloadBytes: number, largest: number): boolean {
     if (this.state !== SessionState.OPEN || this.blocked.length > 0 || !this.hasCredit(payloadBytes)) return false;
+    if (largest > this.host.maxPayload) return false;
     const out = this.host.out;
-    if (out.admit(size, Priority.HIGH) !== 'ok' || !out.writeNow(parts, size, count)) return false;
+    if (out.admit(size, Priority.HIGH) !== 'ok' || !out.writeNow(parts, size, counts)) return false;
     this.sendCredit.consume(payloadBytes);
     this.host.sendCredit.consume(payloadBytes);
     return true;
@@ -266,6 +295,8 @@ export class ProxySession implements QueueOwner, PacedSession {
     const held = this.held;
     this.held = null;
     for (const m of held ?? []) link.data(this.ref, m.payload, m.priority);
+    // The new backend learns what the old one had: the client's direction is over.
+    if (this.peerClose) link.halfClosed(this.ref, this.peerClose.code, this.peerClose.reason);
     // Credit held back for the old link's drain would otherwise never be returned.
     this.awaitingDrain = false;
     this.returnCredit();
@@ -284,12 +315,21 @@ export class ProxySession implements QueueOwner, PacedSession {
 
   // ── closing ─────────────────────────────────────────────────────────────────────────────────────
 
-  /** The client sent CLOSE: tell the backend, answer CLOSE after queued DATA, retire when both are done. */
+  /**
+   * The client sent CLOSE: its direction is over, ours is not (PROTOCOL.md §5.2). The backend is told and
+   * ends the session once it has sent its last message; the CLOSE that answers the client then carries
+   * the backend's code. If the proxy side is already closing, the id retires once its CLOSE is out.
+   */
   onPeerClose(code: number, reason: string): void {
-    this.peerClosed = true;
-    this.detachBackend(code, reason);
-    if (this.state === SessionState.OPEN) this.beginClose(0, '');
-    else this.maybeSendClose();
+    this.peerClose = { code, reason };
+    this.closeStatus ??= this.peerClose;
+    if (this.state !== SessionState.OPEN) {
+      this.maybeSendClose();
+      return;
+    }
+    // A backend between two bindings (suspended, or its link just died) hears it on rebind.
+    if (this.backendOpen) this.boundLink.halfClosed(this.ref, code, reason);
+    this.host.halfClosed(this);
   }
 
   /**
@@ -298,8 +338,11 @@ export class ProxySession implements QueueOwner, PacedSession {
    */
   beginClose(code: number, reason: string): void {
     if (this.state !== SessionState.OPEN) return;
-    // What its topic published before goes out ahead of the CLOSE.
+    // What its topic published before goes out ahead of the CLOSE (and may itself close the session:
+    // a message over the client's max_payload).
     this.walkedTopic?.catchUp(this);
+    if (this.state !== SessionState.OPEN) return;
+    this.closeStatus ??= { code, reason };
     this.state = SessionState.CLOSING;
     this.closeFrame = encodeStatus({ code, reason });
     this.maybeSendClose();
@@ -340,10 +383,15 @@ export class ProxySession implements QueueOwner, PacedSession {
     if (this.state === SessionState.CLOSED) return;
     this.detachBackend(code, reason);
     this.state = SessionState.CLOSED;
+    // Client DATA held for a rebind (or awaiting a drain) is discarded; its connection credit is not.
+    this.held = null;
+    this.awaitingDrain = false;
+    this.returnCredit();
     this.host.out.unhold(this.blockedBytes);
     this.blockedBytes = 0;
     this.blocked.clear();
-    this.host.retired(this);
+    const end = this.closeStatus ?? { code, reason };
+    this.host.retired(this, end.code, end.reason);
   }
 
   /** Tells the backend the session ended, once. */
@@ -359,12 +407,12 @@ export class ProxySession implements QueueOwner, PacedSession {
       this.closeSent = true;
       this.host.sendSessionFrame(FrameType.CLOSE, this.id, this.closeFrame);
     }
-    if (this.peerClosed) this.retire(0, '');
+    if (this.peerClose) this.retire(0, '');
   }
 
   /** Whether the client has already sent CLOSE (further DATA from it is a protocol violation). */
   get peerHasClosed(): boolean {
-    return this.peerClosed;
+    return this.peerClose !== null;
   }
 
   /** Whether the backend still takes this session's DATA. */

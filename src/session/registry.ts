@@ -1,3 +1,4 @@
+import type { HistogramSeries } from '../observability/histogram.js';
 import { Code } from '../protocol/codes.js';
 import type { Priority } from '../protocol/constants.js';
 import type { BackendCommandSink, BackendLink } from '../proxy/upstream/link.js';
@@ -27,12 +28,17 @@ export interface SessionRelocator {
 export class SessionRegistry implements BackendCommandSink {
   private readonly byRef = new Map<number, ProxySession>();
   private readonly byLink = new Map<BackendLink, Set<ProxySession>>();
-  private readonly fanOut = new TopicFanOut((ref) => this.byRef.get(ref));
+  private readonly fanOut: TopicFanOut;
   private nextRef = 1;
   private relocator: SessionRelocator | null = null;
 
   /** Commands naming a session this proxy no longer has (it closed while the command was in flight). */
   staleCommands = 0;
+
+  /** `fanOutDelay` receives each Publish's fan-out delay (livemux_fanout_delay_seconds). */
+  constructor(fanOutDelay?: HistogramSeries) {
+    this.fanOut = new TopicFanOut((ref) => this.byRef.get(ref), fanOutDelay);
+  }
 
   /** Where sessions of a lost endpoint go; without one they are closed BACKEND_UNAVAILABLE. */
   setRelocator(relocator: SessionRelocator): void {

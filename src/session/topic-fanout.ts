@@ -1,7 +1,8 @@
+import type { HistogramSeries } from '../observability/histogram.js';
 import { FrameType, HEADER_SIZE, Priority } from '../protocol/constants.js';
 import { writeHeader } from '../protocol/encoder.js';
 import { writeScheduler } from '../proxy/outbound-queue.js';
-import type { SlicedTask, SliceScheduler } from '../util/slice-scheduler.js';
+import { type SlicedTask, type SliceScheduler, runClock } from '../util/slice-scheduler.js';
 import { TickBatcher } from '../util/tick-batcher.js';
 import type { ProxySession } from './proxy-session.js';
 
@@ -15,6 +16,8 @@ interface Held {
   exclude: number;
   payload: Buffer;
   priority: Priority;
+  /** When a Publish arrived (performance.now()), for livemux_fanout_delay_seconds; 0 when not measured. */
+  at: number;
 }
 
 /** The most bytes one run may spend on its encodings, summed over session ids (see FrameRun). */
@@ -32,6 +35,8 @@ const CLOCK_EVERY = 64;
  */
 export class FrameRun {
   readonly payloadBytes: number;
+  /** The largest payload of the run (a session whose client takes less gets them one by one). */
+  readonly largest: number;
   private readonly byId = new Map<number, Buffer>();
   private spent = 0;
   /** The last answer: members of a room mostly share one session id, and come one after the other. */
@@ -44,8 +49,13 @@ export class FrameRun {
     private readonly budget = RUN_ENCODING_BUDGET,
   ) {
     let bytes = 0;
-    for (const p of payloads) bytes += p.length;
+    let largest = 0;
+    for (const p of payloads) {
+      bytes += p.length;
+      if (p.length > largest) largest = p.length;
+    }
     this.payloadBytes = bytes;
+    this.largest = largest;
   }
 
   /** The run's frames for `sessionId`, or null once the encodings would exceed the budget. */
@@ -77,6 +87,8 @@ export class FrameRun {
 interface Turn {
   runs: [FrameRun | null, FrameRun | null];
   low: Buffer[];
+  /** When each of its Publishes arrived, for livemux_fanout_delay_seconds; null when not measured. */
+  arrivals: number[] | null;
 }
 
 /**
@@ -103,7 +115,11 @@ export class Topic implements SlicedTask {
   /** The head when the current walk started: at its end every member has at least that. */
   private walkFrom = 0;
 
-  constructor(private readonly scheduler: Pick<SliceScheduler, 'schedule'>) {}
+  constructor(
+    private readonly scheduler: Pick<SliceScheduler, 'schedule'>,
+    /** Per Publish, its arrival to the end of the walk that brought it to every member. */
+    private readonly delay?: HistogramSeries,
+  ) {}
 
   /** Turns appended so far. */
   get head(): number {
@@ -115,10 +131,13 @@ export class Topic implements SlicedTask {
     return this.log.length;
   }
 
-  /** Adds a turn (its messages by priority) and makes sure a walk will bring it to the members. */
-  append(lanes: [Buffer[], Buffer[], Buffer[]]): void {
+  /**
+   * Adds a turn (its messages by priority, and when each Publish arrived when measured) and makes sure
+   * a walk will bring it to the members.
+   */
+  append(lanes: [Buffer[], Buffer[], Buffer[]], arrivals: number[] | null = null): void {
     const run = (p: Priority): FrameRun | null => (lanes[p].length > 0 ? new FrameRun(lanes[p], p) : null);
-    this.log.push({ runs: [run(Priority.SYSTEM), run(Priority.HIGH)], low: lanes[Priority.LOW] });
+    this.log.push({ runs: [run(Priority.SYSTEM), run(Priority.HIGH)], low: lanes[Priority.LOW], arrivals });
     if (this.scheduled) return;
     this.scheduled = true;
     this.scheduler.schedule(this);
@@ -145,7 +164,7 @@ export class Topic implements SlicedTask {
         for (const run of log[i]!.runs) {
           if (!run) continue;
           const frames = run.framesFor(s.id);
-          if (frames && s.deliverRun(frames, run.payloads.length, run.payloadBytes, run.priority)) continue;
+          if (frames && s.deliverRun(frames, run.payloads.length, run.payloadBytes, run.largest, run.priority)) continue;
           for (const p of run.payloads) if (s.walkedTopic === this) s.deliver(p, run.priority);
         }
       }
@@ -166,7 +185,7 @@ export class Topic implements SlicedTask {
         if (next.done) break;
         const s = next.value;
         if (s.walkedTopic === this && s.topicSeq < this.head) this.catchUp(s);
-        if (n % CLOCK_EVERY === 0 && performance.now() > deadline) return true;
+        if (n % CLOCK_EVERY === 0 && runClock.set(performance.now()) > deadline) return true;
       }
       this.walk = null;
       this.forget(this.walkFrom);
@@ -177,9 +196,14 @@ export class Topic implements SlicedTask {
     return false;
   }
 
-  /** Drops the turns before `seq`: every member has them. */
+  /** Drops the turns before `seq`: every member has them, so each of their Publishes is fanned out. */
   private forget(seq: number): void {
-    this.log = this.log.slice(seq - this.base);
+    const gone = seq - this.base;
+    if (this.delay && gone > 0) {
+      const now = performance.now();
+      for (let i = 0; i < gone; i++) for (const at of this.log[i]!.arrivals ?? []) this.delay.observe((now - at) / 1000);
+    }
+    this.log = this.log.slice(gone);
     this.base = seq;
     this.walkFrom = Math.max(this.walkFrom, seq);
   }
@@ -193,8 +217,10 @@ export class Topic implements SlicedTask {
 function writeWhole(s: ProxySession, log: readonly Turn[], first: number, end: number): boolean {
   const parts: Buffer[] = [];
   let size = 0;
-  let count = 0;
+  /** Frames of each lane: system, high. */
+  const counts: [number, number] = [0, 0];
   let payloadBytes = 0;
+  let largest = 0;
   // Lanes 0 and 1: system, then high.
   for (let lane = 0; lane < 2; lane++) {
     for (let i = first; i < end; i++) {
@@ -204,11 +230,12 @@ function writeWhole(s: ProxySession, log: readonly Turn[], first: number, end: n
       if (!frames) return false;
       parts.push(frames);
       size += frames.length;
-      count += run.payloads.length;
+      counts[lane]! += run.payloads.length;
       payloadBytes += run.payloadBytes;
+      if (run.largest > largest) largest = run.largest;
     }
   }
-  return parts.length === 0 || s.writeRuns(parts, size, count, payloadBytes);
+  return parts.length === 0 || s.writeRuns(parts, size, counts, payloadBytes, largest);
 }
 
 /**
@@ -236,11 +263,14 @@ export class TopicFanOut {
 
   /**
    * @param sessionByRef finds the session a Publish excludes
+   * @param delay receives each Publish's fan-out delay: from its arrival to the end of the walk that
+   *   brought it to every member (one clock read per Publish, one per walk)
    * @param scheduler runs the topics' walks: the proxy's write scheduler, whose first slice starts at
    *   the end of each fan-out
    */
   constructor(
     private readonly sessionByRef: (ref: number) => ProxySession | undefined,
+    private readonly delay?: HistogramSeries,
     private readonly scheduler: Pick<SliceScheduler, 'schedule' | 'run'> = writeScheduler,
   ) {}
 
@@ -255,12 +285,13 @@ export class TopicFanOut {
   }
 
   publish(topic: string, payload: Buffer, priority: Priority, excludeRef: number): void {
-    if (this.topics.has(topic)) this.held.push({ topic, target: null, exclude: excludeRef, payload, priority }, 0);
+    if (!this.topics.has(topic)) return;
+    this.held.push({ topic, target: null, exclude: excludeRef, payload, priority, at: this.delay ? performance.now() : 0 }, 0);
   }
 
   /** Delivers to one session behind everything published to it before: this turn's held Publishes, the turns it has not been walked to. */
   deliver(session: ProxySession, payload: Buffer, priority: Priority): void {
-    if (this.held.pending > 0) this.held.push({ topic: null, target: session, exclude: 0, payload, priority }, 0);
+    if (this.held.pending > 0) this.held.push({ topic: null, target: session, exclude: 0, payload, priority, at: 0 }, 0);
     else {
       session.walkedTopic?.catchUp(session);
       session.deliver(payload, priority);
@@ -278,7 +309,7 @@ export class TopicFanOut {
     const topics = (s.topics ??= new Set());
     if (topics.has(name)) return;
     let topic = this.topics.get(name);
-    if (!topic) this.topics.set(name, (topic = new Topic(this.scheduler)));
+    if (!topic) this.topics.set(name, (topic = new Topic(this.scheduler, this.delay)));
     const first = s.walkedTopic;
     if (first) {
       // Into a second topic: from now on served as published, so the two topics' messages interleave.
@@ -332,7 +363,7 @@ export class TopicFanOut {
   private fanOut(held: Held[]): void {
     const targets = new Set<ProxySession>();
     const excluded = new Set<number>();
-    const turns = new Map<Topic, [Buffer[], Buffer[], Buffer[]]>();
+    const turns = new Map<Topic, { lanes: [Buffer[], Buffer[], Buffer[]]; arrivals: number[] | null }>();
     for (const h of held) {
       if (h.target) {
         targets.add(h.target);
@@ -342,8 +373,9 @@ export class TopicFanOut {
       if (!topic) continue;
       if (h.exclude !== 0) excluded.add(h.exclude);
       let turn = turns.get(topic);
-      if (!turn) turns.set(topic, (turn = [[], [], []]));
-      turn[h.priority].push(h.payload);
+      if (!turn) turns.set(topic, (turn = { lanes: [[], [], []], arrivals: this.delay ? [] : null }));
+      turn.lanes[h.priority].push(h.payload);
+      turn.arrivals?.push(h.at);
     }
     // Who gets this turn one by one, in command order: per topic, its members in other topics too,
     // and those a Publish excludes or a Deliver names. They first catch up on earlier turns.
@@ -356,7 +388,7 @@ export class TopicFanOut {
     }
     for (const s of [...targets, ...excludedSessions]) s.walkedTopic?.catchUp(s);
     for (const [topic, turn] of turns) {
-      topic.append(turn);
+      topic.append(turn.lanes, turn.arrivals);
       for (const s of oneByOne.get(topic)!) if (s.walkedTopic === topic) s.topicSeq = topic.head;
     }
     for (const h of held) {

@@ -29,6 +29,7 @@ export class ChatHarness {
       clientSessionId: session,
       reattach: opts.reattach ?? false,
       claims: opts.role === undefined ? {} : { role: opts.role },
+      maxPayload: 1 << 20,
     });
   }
 

@@ -21,7 +21,7 @@ export function chatRoutes(endpoints: string[], pool: Record<string, unknown> = 
 /**
  * The set-up of the failover tests: a redis-server of its own, two Chat backends on it (with `args`
  * besides --redis), and two proxies that route `chat` by room and notice a dead backend within about
- * 200 ms. Members joined through {@link join} are closed by {@link closeMembers} and {@link stop}.
+ * half a second. Members joined through {@link join} are closed by {@link closeMembers} and {@link stop}.
  */
 export class ChatCluster {
   readonly members: ChatMember[] = [];
@@ -38,7 +38,10 @@ export class ChatCluster {
     const backends = await Promise.all([startChatBackend(backendArgs), startChatBackend(backendArgs)]);
     const routes = chatRoutes(
       backends.map((b) => b.address),
-      { health_check: { interval_ms: 200, timeout_ms: 200, unhealthy_threshold: 1, healthy_threshold: 1 }, circuit_breaker: { reset_timeout_ms: 300 } },
+      // A killed backend fails its checks at once (refused); 500 ms only bounds a check of a live one,
+      // which on a busy machine took over 200 ms and flapped healthy backends out of rotation.
+      // Two failed checks in a row take one out: a single slow answer under load no longer flaps it.
+      { health_check: { interval_ms: 500, timeout_ms: 500, unhealthy_threshold: 2, healthy_threshold: 1 }, circuit_breaker: { reset_timeout_ms: 300 } },
     );
     const proxies = await Promise.all([startProxy({ backends: [], routes }), startProxy({ backends: [], routes })]);
     return new ChatCluster(redis, backends, proxies);
@@ -82,6 +85,8 @@ export class ChatMember {
   closed: { code: number; reason: string } | null = null;
   private nextId = 1;
   private waiters: (() => void)[] = [];
+  /** Replies by request id: a flood test waits on 1,300 of them, and a scan per look was cubic. */
+  private readonly replies = new Map<number, Reply>();
 
   constructor(
     readonly user: string,
@@ -89,7 +94,9 @@ export class ChatMember {
     readonly session: ClientSession,
   ) {
     session.on('data', (payload: Buffer) => {
-      this.received.push({ event: decodeChatEvent(payload), at: Date.now() });
+      const event = decodeChatEvent(payload);
+      this.received.push({ event, at: Date.now() });
+      if (event.reply && !this.replies.has(event.reply.requestId)) this.replies.set(event.reply.requestId, event.reply);
       this.wake();
     });
     session.on('close', (code: number, reason: string) => {
@@ -114,7 +121,7 @@ export class ChatMember {
   }
 
   replyTo(requestId: number): Reply | undefined {
-    return this.received.find((r) => r.event.reply?.requestId === requestId)?.event.reply;
+    return this.replies.get(requestId);
   }
 
   async request(req: Omit<ChatRequest, 'requestId'>, priority: PriorityName = 'high', timeoutMs = 10_000): Promise<Reply> {

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { stringify } from 'yaml';
+import { afterAll, beforeAll } from 'vitest';
 import { mintToken } from '../../src/proxy/auth.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
@@ -63,7 +64,7 @@ export function runLivemux(args: string[], env: NodeJS.ProcessEnv = {}, cwd?: st
     lines,
     exited,
     stderr: () => stderr,
-    waitFor(match, timeoutMs = 15_000) {
+    waitFor(match, timeoutMs = 30_000) {
       const found = lines.find(match);
       if (found) return Promise.resolve(found);
       return new Promise((resolve, reject) => {
@@ -119,7 +120,9 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProcess & {
       opts.routes ?? {
         version: 1,
         routes: businesses.map((business) => ({ business, pool: 'echo' })),
-        pools: { echo: { protocol: 'grpc', endpoints: opts.backends.map((address) => ({ address })) } },
+        // A check may take its whole interval before it fails: with the default 1 s, backends starved
+        // on a busy machine were taken out and their sessions closed BACKEND_UNAVAILABLE mid-test.
+        pools: { echo: { protocol: 'grpc', endpoints: opts.backends.map((address) => ({ address })), health_check: { interval_ms: 5_000, timeout_ms: 5_000 } } },
       },
     ),
   );
@@ -161,8 +164,63 @@ export async function startEchoStack(config?: Record<string, unknown>): Promise<
   };
 }
 
+/**
+ * One echo backend and any number of proxies in front of it, each with its own settings: the set-up of
+ * tests that compare behaviours under different limits or timeouts.
+ */
+export interface EchoFleet {
+  readonly backend: RunningProcess & { port: number };
+  readonly token: string;
+  /** A new proxy in front of the backend with `config` (snake_case) over the test defaults, or its own `routes`. */
+  proxy(config?: Record<string, unknown>, routes?: Record<string, unknown>): ReturnType<typeof startProxy>;
+  /** Stops every proxy, then the backend. */
+  stop(): Promise<void>;
+}
+
+export async function startEchoFleet(): Promise<EchoFleet> {
+  const backend = await startEchoBackend();
+  const token = await testToken();
+  const proxies: RunningProcess[] = [];
+  return {
+    backend,
+    token,
+    async proxy(config, routes) {
+      const p = await startProxy({ backends: [`127.0.0.1:${backend.port}`], ...(config ? { config } : {}), ...(routes ? { routes } : {}) });
+      proxies.push(p);
+      return p;
+    },
+    async stop() {
+      await Promise.all(proxies.map((p) => p.stop()));
+      await backend.stop();
+    },
+  };
+}
+
+/** An {@link EchoFleet} started before the calling file's tests and stopped after them. */
+export function useEchoFleet(): EchoFleet {
+  let started: EchoFleet | null = null;
+  beforeAll(async () => {
+    started = await startEchoFleet();
+  });
+  afterAll(() => started?.stop());
+  const fleet = (): EchoFleet => {
+    if (!started) throw new Error('useEchoFleet: used outside the tests of the file that called it');
+    return started;
+  };
+  return {
+    get backend() {
+      return fleet().backend;
+    },
+    get token() {
+      return fleet().token;
+    },
+    proxy: (config, routes) => fleet().proxy(config, routes),
+    stop: () => fleet().stop(),
+  };
+}
+
 /** Polls /readyz until the proxy has its backend streams up. */
-export async function waitReady(adminPort: number, timeoutMs = 10_000): Promise<void> {
+export async function waitReady(adminPort: number, timeoutMs = 30_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const res = await fetch(`http://127.0.0.1:${adminPort}/readyz`).catch(() => null);

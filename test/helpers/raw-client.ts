@@ -24,9 +24,13 @@ export interface RawFrame {
  */
 export class RawClient {
   readonly frames: RawFrame[] = [];
+  /** Every frame received, in arrival order, with the time it arrived (never consumed by `next`). */
+  readonly received: (RawFrame & { at: number })[] = [];
   /** DATA frames received; with `keepData` false they are only counted, for high-volume tests. */
   dataCount = 0;
   keepData = true;
+  /** Set when the bytes received broke the framing (the decoder then stops). */
+  decodeError: Error | null = null;
   readonly closed: Promise<void>;
   private readonly socket: net.Socket;
   private readonly decoder: FrameDecoder;
@@ -43,6 +47,7 @@ export class RawClient {
           }
           const frame = { type, name: FRAME_TYPE_NAMES[type]!, flags, sessionId, payload: Buffer.from(payload) };
           this.frames.push(frame);
+          this.received.push({ ...frame, at: performance.now() });
           for (const w of [...this.waiters]) {
             if (w.match(frame)) {
               this.waiters.splice(this.waiters.indexOf(w), 1);
@@ -53,7 +58,14 @@ export class RawClient {
       },
       { maxPayload: 16 * 1024 * 1024 },
     );
-    socket.on('data', (chunk: Buffer) => this.decoder.push(chunk));
+    socket.on('data', (chunk: Buffer) => {
+      try {
+        this.decoder.push(chunk);
+      } catch (err) {
+        // A test that sends a peer bad bytes on purpose may get them back; it reads what came before.
+        this.decodeError = err as Error;
+      }
+    });
     socket.on('error', () => {});
     this.closed = new Promise((resolve) => socket.once('close', () => resolve()));
   }

@@ -94,6 +94,7 @@ function info(userId: string, extra: Partial<SessionOpenInfo> = {}): SessionOpen
     clientSessionId: 1,
     reattach: false,
     claims: { role: 'member' },
+    maxPayload: 65_536,
     ...extra,
   };
 }
@@ -185,6 +186,61 @@ describe('GrpcBackendLink ↔ echo backend', () => {
     expect(seen.closes).toHaveLength(1);
     expect(l.stats.malformedCommands).toBe(0);
     expect(sink.linkDowns).toEqual([]);
+  });
+
+  it('half-close: SessionHalfClosed reaches the backend; the library ends the session after the replies already issued', async () => {
+    const halfCloses: { session: number; code: number; reason: string }[] = [];
+    const echo = createEchoHandlers();
+    const late = createBackendServer({
+      ...echo,
+      // Session 2's handler still delivers after the client's CLOSE, then ends it with its own code.
+      onHalfClose(ctx, session, code, reason) {
+        halfCloses.push({ session, code, reason });
+        if (session !== 2) return echo.onHalfClose!(ctx, session, code, reason);
+        ctx.deliver(session, Buffer.from('one more thing'), Priority.HIGH);
+        ctx.close(session, 205, 'done talking');
+      },
+    });
+    const { port } = await listen(late);
+    const sink = new RecordingSink();
+    const l = await readyLink(port, sink, 'proxy-h');
+    l.open(1, info('alice'));
+    l.data(1, Buffer.from('last words'), Priority.HIGH);
+    l.halfClosed(1, 0, 'client done');
+    l.open(2, info('bob'));
+    l.halfClosed(2, 7, '');
+    await waitUntil('both sessions ended', () => sink.closes.length === 2);
+    expect(halfCloses).toEqual([
+      { session: 1, code: 0, reason: 'client done' },
+      { session: 2, code: 7, reason: '' },
+    ]);
+    expect(sink.deliveries).toEqual([
+      { session: 1, text: 'last words', priority: Priority.HIGH },
+      { session: 2, text: 'one more thing', priority: Priority.HIGH },
+    ]);
+    expect(sink.closes).toEqual([
+      { session: 1, code: 0, reason: '' },
+      { session: 2, code: 205, reason: 'done talking' },
+    ]);
+  });
+
+  it('half-close without an onHalfClose handler: the library ends the session with code 0', async () => {
+    const plain = createBackendServer({
+      onOpen() {},
+      onData(ctx, session, payload, priority) {
+        ctx.deliver(session, payload, priority);
+      },
+      onClose() {},
+    });
+    const { port } = await listen(plain);
+    const sink = new RecordingSink();
+    const l = await readyLink(port, sink, 'proxy-d');
+    l.open(1, info('carol'));
+    l.data(1, Buffer.from('echo me'), Priority.LOW);
+    l.halfClosed(1, 0, '');
+    await waitUntil('the session ended', () => sink.closes.length === 1);
+    expect(sink.deliveries).toEqual([{ session: 1, text: 'echo me', priority: Priority.LOW }]);
+    expect(sink.closes).toEqual([{ session: 1, code: 0, reason: '' }]);
   });
 
   it('batching: everything offered in one tick travels in one ProxyBatch, and the echoes in one BackendBatch', async () => {

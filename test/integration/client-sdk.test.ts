@@ -301,7 +301,7 @@ describe('flow control', () => {
     // A message is never split: one over max_payload is refused locally, nothing is sent.
     expect(() => session.trySend(Buffer.alloc(CHUNK + 1))).toThrow(PayloadTooLargeError);
     await expect(session.send(Buffer.alloc(CHUNK + 1))).rejects.toBeInstanceOf(PayloadTooLargeError);
-  }, 30_000);
+  });
 });
 
 /** `size` bytes: the index (u32 BE), then a byte pattern that differs from chunk to chunk. */
@@ -420,6 +420,32 @@ describe('backend-initiated close', () => {
   });
 });
 
+describe('max_payload and small windows (PROTOCOL.md §7)', () => {
+  it('a client granting an 8 KiB window gets max_payload 4 KiB, and max_payload messages never wait for credit that is not coming', async () => {
+    const client = await connectClient(proxy.port, { sessionWindow: 8_192 });
+    expect(client.welcome.limits.maxPayload).toBe(4_096);
+    const session = await client.open('echo');
+    const inbox = new Received(session);
+    await echoed(session, inbox, 'small');
+    for (let i = 0; i < 6; i++) await echoed(session, inbox, String(i).repeat(4_096));
+    await expect(session.send('x'.repeat(4_097))).rejects.toBeInstanceOf(PayloadTooLargeError);
+  });
+});
+
+describe('half-close (PROTOCOL.md §5.2)', () => {
+  it('close() right after send(): every reply arrives before close() resolves, and the close is NORMAL', async () => {
+    const client = await connectClient(proxy.port);
+    const session = await client.open('echo');
+    const inbox = new Received(session);
+    const closed = nextEvent<[number, string]>(session, 'close');
+    const sends = ['one', 'two', 'three'].map((text) => session.send(text));
+    await session.close();
+    await Promise.all(sends);
+    expect(inbox.texts).toEqual(['one', 'two', 'three']);
+    expect(await closed).toEqual([Code.NORMAL, '']);
+  });
+});
+
 describe('automatic reconnect', () => {
   it('after the proxy is killed and restarted on its port, the client reconnects and reopens its session', async () => {
     const doomed = await spawnProxy([backend]);
@@ -462,7 +488,7 @@ describe('automatic reconnect', () => {
     await inbox.waitFor('queued while detached');
     await echoed(durable, inbox, 'after the restart');
     expect(inbox.texts).toEqual(['before the crash', 'queued while detached', 'after the restart']);
-  }, 40_000);
+  });
 });
 
 describe('GOAWAY with a reconnect address', () => {
@@ -497,7 +523,7 @@ describe('GOAWAY with a reconnect address', () => {
     expect(await withTimeout(leaving.exited, 5_000, 'the drained proxy to exit')).toBe(0);
     await echoed(moved, movedInbox, 'unaffected by the old proxy leaving');
     expect(client.state).toBe(ClientState.CONNECTED);
-  }, 30_000);
+  });
 });
 
 describe('backend down', () => {
@@ -524,7 +550,7 @@ describe('backend down', () => {
     expect(client.state).toBe(ClientState.CONNECTED);
     expect(await status(isolated.adminPort, '/readyz')).toBe(503);
     expect(await status(isolated.adminPort, '/healthz')).toBe(200);
-  }, 30_000);
+  });
 });
 
 describe('admin endpoints', () => {
@@ -557,5 +583,5 @@ describe('admin endpoints', () => {
 
     await Promise.all([...echoes.slice(1), ...chats].map((s) => s.close()));
     expect(await withTimeout(observed.exited, 5_000, 'the drained proxy to exit')).toBe(0);
-  }, 30_000);
+  });
 });

@@ -21,7 +21,9 @@ import { freePort } from '../helpers/free-port.js';
  */
 
 const FAST: EndpointHealthSettings = {
-  healthCheck: { intervalMs: 40, timeoutMs: 300, unhealthyThreshold: 2, healthyThreshold: 2 },
+  // Answered checks take milliseconds; the timeout only bounds them, and on a loaded machine 300 ms
+  // turned NOT_SERVING answers into timeouts. The silent-server test sets its own.
+  healthCheck: { intervalMs: 40, timeoutMs: 3_000, unhealthyThreshold: 2, healthyThreshold: 2 },
   circuitBreaker: { errorThresholdPercentage: 50, volumeThreshold: 1_000, resetTimeoutMs: 60_000, rollingWindowMs: 10_000 },
   outlierDetection: { consecutiveFailures: 0 },
 };
@@ -30,7 +32,7 @@ function endpoint(address: string, protocol: 'grpc' | 'tcp', overrides: HealthOv
   return monitoredEndpoint(address, protocol, FAST, overrides);
 }
 
-async function waitFor(what: string, cond: () => boolean | Promise<boolean>, timeoutMs = 8_000): Promise<void> {
+async function waitFor(what: string, cond: () => boolean | Promise<boolean>, timeoutMs = 20_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await cond())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for: ${what}`);

@@ -73,6 +73,32 @@ it('a burst of low messages becomes at most RATE frames a second, merged in orde
   pub.destroy();
 });
 
+it('the cap is a bucket of RATE frames refilled at RATE a second: RATE leave at once, then one per 1/RATE s (PROTOCOL.md §8)', async () => {
+  const sub = await subscriber('bucket', { acceptsBatch: true });
+  const pub = await publisher();
+  const sentAt = performance.now();
+  for (let i = 0; i < 3 * RATE; i++) pub.data(1, `/pub bucket b${i}`, Priority.LOW);
+  const firstBatch = await new Promise<number>((resolve, reject) => {
+    const deadline = Date.now() + 5_000;
+    const poll = setInterval(() => {
+      const i = sub.received.findIndex((f) => f.type === FrameType.DATA && (f.flags & FLAG_BATCH) !== 0);
+      if (i >= 0 || Date.now() > deadline) {
+        clearInterval(poll);
+        if (i >= 0) resolve(i);
+        else reject(new Error('no BATCH frame within 5 s'));
+      }
+    }, 10);
+  });
+  const data = sub.received.filter((f) => f.type === FrameType.DATA);
+  const plain = data.slice(data.findIndex((f) => f.payload.toString() === 'b0'), data.findIndex((f) => (f.flags & FLAG_BATCH) !== 0));
+  expect(plain.map((f) => f.payload.toString())).toEqual(Array.from({ length: RATE }, (_, i) => `b${i}`));
+  // The next frame needs a refilled token: 1/RATE s after the burst emptied the bucket, which happened
+  // after the publishes were sent (arrival gaps between frames are no measure: transit varies under load).
+  expect(sub.received[firstBatch]!.at - sentAt).toBeGreaterThanOrEqual(1_000 / RATE);
+  sub.destroy();
+  pub.destroy();
+});
+
 it('a client that cannot unpack batches loses the excess, counted as rate_capped; high is never capped', async () => {
   const sub = await subscriber('plain', {});
   const pub = await publisher();

@@ -63,7 +63,9 @@ describe('connection faults answer ERROR with their code and close, before HELLO
 
 describe('connection faults after WELCOME', () => {
   const cases: [string, (c: RawClient) => void, string][] = [
-    ['DATA longer than max_payload', (c) => c.send(header(FrameType.DATA, 1, 1, 65537)), 'FRAME_TOO_LARGE'],
+    // max_payload 65536 is announced lowered to half the 4096-byte session window (PROTOCOL.md §7); a session
+    // window overrun needs credit held back, see protocol-flow.test.ts.
+    ['DATA longer than the announced max_payload', (c) => c.send(header(FrameType.DATA, 1, 1, 2049)), 'FRAME_TOO_LARGE'],
     ['second HELLO', (c) => c.send(hello(stack.token)), 'UNEXPECTED_FRAME'],
     ['WELCOME from the client', (c) => c.send(encodeFrame(FrameType.WELCOME, 0, 0, Buffer.alloc(0))), 'UNEXPECTED_FRAME'],
     ['DATA priority 3', (c) => c.send(header(FrameType.DATA, 3, 1, 0)), 'BAD_FLAGS'],
@@ -132,16 +134,6 @@ describe('session faults answer RESET or OPEN_FAIL and leave the connection usab
     const c = await RawClient.handshake(stack.proxy.port, stack.token);
     c.open(1, 'no-such-business');
     expect(RawClient.codeOf(await c.next(FrameType.OPEN_FAIL, 1))).toBe('UNKNOWN_BUSINESS');
-    await stillAlive(c);
-    c.destroy();
-  });
-
-  it('DATA beyond the session window → RESET SESSION_FLOW_CONTROL', async () => {
-    const c = await RawClient.handshake(stack.proxy.port, stack.token);
-    c.open(1);
-    await c.next(FrameType.OPEN_OK, 1);
-    c.data(1, Buffer.alloc(4097));
-    expect(RawClient.codeOf(await c.next(FrameType.RESET, 1))).toBe('SESSION_FLOW_CONTROL');
     await stillAlive(c);
     c.destroy();
   });

@@ -6,7 +6,11 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startProxy, startPushBackend, type RunningProcess } from '../helpers/processes.js';
+import { startProxy, startPushBackend, testToken, type RunningProcess } from '../helpers/processes.js';
+import { RawClient } from '../helpers/raw-client.js';
+import { FrameType } from '../../src/protocol/constants.js';
+import { encodeFrame } from '../../src/protocol/encoder.js';
+import { decodePushEvent, encodePushRequest } from '../../src/backends/push/push-codec.js';
 import { metricValue } from '../helpers/metrics.js';
 import { openDevice, type TestDevice } from '../helpers/push-device.js';
 import { PUSH_TEST_KEY as KEY, postPush, pushRoutes, pushStatus } from '../helpers/push-api.js';
@@ -123,6 +127,23 @@ describe('push backend, one node', () => {
     expect(await back.synced).toBe(0);
     expect(back.received).toEqual([]);
     expect(await pushStatus(backend.api, 'exp-1')).toEqual({ id: 'exp-1', targeted: 1, delivered: 0, pending: 0, expired: 1, replaced: 0, unit: 'devices' });
+  });
+
+  it('a device that asks and closes in one write still gets its answer: the session ends behind it (PROTOCOL.md §5.2)', async () => {
+    const c = await RawClient.handshake(proxy.port, await testToken('t-hc'));
+    c.open(1, 'push', { device_id: 'a' });
+    await c.next(FrameType.OPEN_OK, 1);
+    await c.next(FrameType.DATA, 1); // Synced
+    c.send(
+      Buffer.concat([
+        encodeFrame(FrameType.DATA, 1, 1, encodePushRequest({ requestId: 7, subscribe: { topics: ['half-close'] } })),
+        encodeFrame(FrameType.CLOSE, 0, 1, Buffer.alloc(0)),
+      ]),
+    );
+    const reply = decodePushEvent((await c.next(FrameType.DATA, 1)).payload).reply;
+    expect(reply).toMatchObject({ requestId: 7, ok: true, topics: ['half-close'] });
+    await c.next(FrameType.CLOSE, 1);
+    c.destroy();
   });
 
   it('keeps topics across sessions and lets the device change them', async () => {

@@ -15,7 +15,11 @@ const addr = (i: number): string => `127.0.0.1:${backends[i]!.port}`;
 /** Every close event seen, by session, so each test can assert exactly who was closed with what. */
 const closes = new Map<ClientSession, number>();
 
-const HEALTH = { interval_ms: 200, timeout_ms: 200, unhealthy_threshold: 1, healthy_threshold: 1 };
+// A check may take 500 ms before it counts as failed: on a busy machine a 200 ms budget timed out
+// checks of a healthy, returning backend, and its sessions never made it back within the wait.
+const HEALTH = { interval_ms: 500, timeout_ms: 500, unhealthy_threshold: 1, healthy_threshold: 1 };
+/** How long a bounded poll waits: long enough for a loaded 2-core machine, short of the test timeout. */
+const WAIT_MS = 15_000;
 
 function routesFile(spec: { routes: Record<string, unknown>[]; pools: Record<string, string[]> }): Record<string, unknown> {
   return {
@@ -50,7 +54,7 @@ async function status(): Promise<{
   return (await fetch(`http://127.0.0.1:${proxy.adminPort}/status`)).json() as never;
 }
 
-async function until<T>(probe: () => Promise<T | undefined | false>, what: string, timeoutMs = 10_000): Promise<T> {
+async function until<T>(probe: () => Promise<T | undefined | false>, what: string, timeoutMs = WAIT_MS): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await probe().catch(() => undefined);
@@ -211,6 +215,18 @@ describe('hot reload of routes.yaml', () => {
   });
 });
 
+describe('removing a business', () => {
+  it('closes its sessions with UNKNOWN_BUSINESS, the code a reopen then gets (PROTOCOL.md §10)', async () => {
+    writeRoutes(routesFile({ routes: [{ business: 'echo', pool: 'main' }, { business: 'gone-soon', pool: 'main' }], pools: { main: [addr(0)] } }));
+    await until(() => open('gone-soon'), 'business "gone-soon" to be routed');
+    const doomed = await open('gone-soon');
+    writeRoutes(routesFile({ routes: [{ business: 'echo', pool: 'main' }], pools: { main: [addr(0)] } }));
+    await until(async () => closes.get(doomed), 'the gone-soon session to close');
+    expect(closes.get(doomed)).toBe(203);
+    await expect(client.open('gone-soon')).rejects.toMatchObject({ wireCode: 203 });
+  });
+});
+
 describe('rapid saves', () => {
   it('the last of several saves a few milliseconds apart is the one in effect', async () => {
     // File watchers coalesce or drop events for quick successive renames; the final state must win.
@@ -218,7 +234,7 @@ describe('rapid saves', () => {
       writeRoutes(routesFile({ routes: [{ business: `burst-${i}`, pool: 'main' }], pools: { main: [addr(0)] } }));
       await new Promise((r) => setTimeout(r, 15));
     }
-    await until(() => open('burst-5'), 'the last save to take effect', 3_000);
+    await until(() => open('burst-5'), 'the last save to take effect');
     await expect(client.open('burst-4')).rejects.toMatchObject({ wireCode: 203 });
   });
 });
@@ -273,6 +289,6 @@ describe('failover', () => {
       const me = await whoami(s);
       await s.close();
       return me.backend === victim;
-    }, 'the owner to take new sessions again', 10_000);
-  });
+    }, 'the owner to take new sessions again');
+  }, 4 * WAIT_MS);
 });

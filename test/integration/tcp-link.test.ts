@@ -81,6 +81,7 @@ const INFO: SessionOpenInfo = {
   clientSessionId: 1,
   reattach: false,
   claims: {},
+  maxPayload: 65_536,
 };
 
 async function waitFor(what: string, cond: () => boolean, timeoutMs = 5_000): Promise<void> {
@@ -202,6 +203,24 @@ describe('TcpPassthroughLink', () => {
     // The proxy ended it: nothing is reported back.
     await new Promise((r) => setTimeout(r, 30));
     expect(sink.closes).toEqual([]);
+  });
+
+  it('half-close: FIN upstream after the pending bytes, the answer still flows back, its FIN ends the session', async () => {
+    // A service that answers only once the request is complete (its end of input), then closes.
+    const [, address] = await service((socket) => {
+      let request = '';
+      socket.on('data', (d) => (request += d.toString()));
+      socket.on('end', () => socket.end(`answer to ${request}`));
+    });
+    const sink = new RecordingSink();
+    const l = link(address, sink);
+    l.open(1, INFO);
+    // Written while still connecting: the FIN must wait for these bytes.
+    l.data(1, Buffer.from('the question'), Priority.HIGH);
+    l.halfClosed(1, 0, '');
+    await waitFor('the session to end', () => sink.closes.length === 1);
+    expect(sink.text(1)).toBe('answer to the question');
+    expect(sink.closes).toEqual([{ session: 1, code: Code.NORMAL, reason: 'upstream closed' }]);
   });
 
   it('hands the session back as unreachable, with its unsent bytes in order, when the connect is refused', async () => {

@@ -81,6 +81,21 @@ describe('createJwtVerifier', () => {
     expect((await rejection(verifier.verify(token))).message).toBe('token: not valid yet ("nbf" is in the future)');
   });
 
+  // The rest of PROTOCOL.md §5.3, claim by claim.
+  it('accepts nbf up to 5 s ahead and exp up to 5 s behind the server clock; not beyond', async () => {
+    const sign = (claims: object): Promise<string> => new SignJWT({ ...claims }).setProtectedHeader({ alg: 'HS256' }).setSubject('u').sign(key);
+    await expect(verifier.verify(await sign({ nbf: now() + 3, exp: now() + 60 }))).resolves.toMatchObject({ userId: 'u' });
+    await expect(verifier.verify(await sign({ exp: now() - 3 }))).resolves.toMatchObject({ userId: 'u' });
+    expect((await rejection(verifier.verify(await sign({ nbf: now() + 30, exp: now() + 60 })))).wireCode).toBe(Code.AUTH_FAILED);
+    expect((await rejection(verifier.verify(await sign({ exp: now() - 30 })))).wireCode).toBe(Code.AUTH_EXPIRED);
+  });
+
+  it('does not check iat beyond its type: in the future is fine, a string is AUTH_FAILED', async () => {
+    const sign = (iat: unknown): Promise<string> => new SignJWT({ iat } as Record<string, unknown>).setProtectedHeader({ alg: 'HS256' }).setSubject('u').setExpirationTime('1h').sign(key);
+    await expect(verifier.verify(await sign(now() + 3600))).resolves.toMatchObject({ userId: 'u' });
+    expect((await rejection(verifier.verify(await sign('yesterday')))).wireCode).toBe(Code.AUTH_FAILED);
+  });
+
   it.each([
     ['empty', '', 'token: missing'],
     ['garbage', 'not-a-token', /^token: malformed \(/],
@@ -110,6 +125,11 @@ describe('issuer and audience', () => {
   it('rejects a wrong audience', async () => {
     const err = await rejection(verifier.verify(await mintToken({ secret, sub: 'u', issuer: 'https://auth.example', audience: 'other' })));
     expect(err.message).toBe('token: wrong audience ("other" vs "livemux")');
+  });
+
+  it('accepts an aud array that contains the audience', async () => {
+    const token = await new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setSubject('u').setIssuer('https://auth.example').setAudience(['web', 'livemux']).setExpirationTime('1h').sign(key);
+    await expect(verifier.verify(token)).resolves.toMatchObject({ userId: 'u' });
   });
 
   it('rejects a missing issuer', async () => {

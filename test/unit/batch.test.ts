@@ -8,7 +8,7 @@ const unpack = (payload: Buffer): { text: string; bytes: number }[] => {
   return out;
 };
 
-describe('DATA batch payload (PROTOCOL.md §4.6)', () => {
+describe('DATA batch payload (PROTOCOL.md §4.9)', () => {
   it('is each message as a u32 big-endian length then its bytes', () => {
     expect(encodeBatch([Buffer.from('hi'), Buffer.alloc(0), Buffer.from('abc')]).toString('hex')).toBe(
       '00000002' + '6869' + '00000000' + '00000003' + '616263',

@@ -4,8 +4,11 @@
  * out at once; members held by an owner that died expire unless their session was moved to the new
  * owner; a presence lost while its proxy is attached is replaced and its members re-tagged; a user on two
  * proxies outlives one of them. The CLI refuses a TTL too short to renew.
+ *
+ * Time is the test's own (vitest fake timers, performance.now() included): with the real clock a busy
+ * machine stalled the renewal timers past the TTL, and presences expired that the test kept alive.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { createChatBackend, type ChatBackend } from '../../src/backends/chat/chat-backend.js';
 import { WireRole, type ChatEvent } from '../../src/backends/chat/chat-codec.js';
 import { runCliCaptured } from '../helpers/cli.js';
@@ -21,6 +24,9 @@ const backends: ChatBackend[] = [];
 afterEach(async () => {
   await Promise.all(backends.splice(0).map((b) => b.close()));
 });
+
+/** Lets `ms` of the test's clock pass, running the timers (renewals, sweeps) due in it in order. */
+const sleep = (ms: number): Promise<void> => vi.advanceTimersByTimeAsync(ms).then(() => undefined);
 
 function start(store: ChatStore = new MemoryChatStore()): ChatHarness {
   const chat = createChatBackend({ store, presenceTtlMs: TTL });
@@ -43,7 +49,6 @@ async function listed(h: ChatHarness, stream: FakeProxyStream, session: number):
 }
 
 const left = (events: ChatEvent[]): string[] => events.flatMap((e) => (e.memberLeft ? [e.memberLeft.userId] : [])).sort();
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 async function eventually(done: () => boolean | Promise<boolean>, what: string, timeoutMs = TTL * 10): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -61,6 +66,16 @@ function shared(store: ChatStore): ChatStore {
 }
 
 describe('Chat presence', () => {
+  beforeEach(() => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'Date'] });
+    // The store reads node:perf_hooks' performance, the object the fake timers would replace, not patch.
+    vi.spyOn(performance, 'now').mockImplementation(() => Date.now());
+  });
+  afterEach(() => {
+    vi.restoreAllMocks();
+    vi.useRealTimers();
+  });
+
   it('a proxy stream that goes away takes its members out at once, with MemberLeft', async () => {
     const h = start();
     const p1 = new FakeProxyStream('proxy-1');

@@ -1,8 +1,9 @@
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { describe, it, expect } from 'vitest';
 import { Code, CODES, codeInfo, codeName } from '../../src/protocol/codes.js';
 import { PACKAGE_ROOT } from '../../src/paths.js';
 import { tableRows } from '../helpers/markdown-table.js';
+import { SCENARIOS } from '../../src/conformance/scenarios.js';
 
 const doc = readFileSync(`${PACKAGE_ROOT}/PROTOCOL.md`, 'utf8');
 
@@ -46,6 +47,9 @@ describe('code registry', () => {
       BUSINESS_DISABLED: 208,
       MISSING_HASH_KEY: 209,
       ENDPOINT_REMOVED: 210,
+      HALF_CLOSE_TIMEOUT: 211,
+      SESSION_IDS_EXHAUSTED: 212,
+      MESSAGE_TOO_LARGE: 213,
       AUTH_FAILED: 300,
       AUTH_EXPIRED: 301,
       HANDSHAKE_TIMEOUT: 400,
@@ -128,6 +132,54 @@ describe('PROTOCOL.md', () => {
     for (const [, , vector, hex] of rows) expect(hexCell(hex), vector).toBe(byName.get(vector ?? ''));
   });
 
+  it('§3.5 lists exactly the codes the server refuses an OPEN with', () => {
+    const rows = tableRows(doc, '### §3.5 OPEN_FAIL (0x05, S→C)', '| code | why |');
+    const listed = rows.map(([cell]) => /^([A-Z_]+) \((\d+)\)$/.exec(cell ?? '')).map((m) => {
+      expect(codeInfo(Number(m![2])).name).toBe(m![1]);
+      return m![1]!;
+    });
+    const admission = readFileSync(`${PACKAGE_ROOT}/src/proxy/session-admission.ts`, 'utf8');
+    const refused = new Set([...admission.matchAll(/refuse\(Code\.([A-Z_]+)/g)].map((m) => m[1]!));
+    expect([...refused].sort()).toEqual([...listed].sort());
+  });
+
+  it('§14 lists every conformance scenario with what it checks', () => {
+    const rows = tableRows(doc, '## §14 Conformance kit', '| scenario | checks |');
+    expect(rows).toEqual(SCENARIOS.map((sc) => [sc.name, sc.checks]));
+  });
+
+  it('§10.1 reopen table agrees with each code\'s retry advice', () => {
+    const rows = tableRows(doc, '### §10.1 Reopening a session', '| code | arrives in | reopen |');
+    expect(rows.length).toBeGreaterThan(10);
+    for (const [codes, , reopen] of rows) {
+      for (const [, name, value] of (codes ?? '').matchAll(/([A-Z_]+) \((\d+)\)/g)) {
+        const info = codeInfo(Number(value));
+        expect(info.name, codes).toBe(name);
+        const expected = { none: 'no', never: 'no', immediate: 'at once', backoff: 'after backoff', refresh_token: '' }[info.retry];
+        expect(reopen!.startsWith(expected), `${name}: ${reopen}`).toBe(true);
+        if (info.retry === 'backoff' && !reopen!.includes('retry_after_ms')) expect(reopen).toContain(`${info.delayMs / 1000} s`);
+      }
+    }
+  });
+
+  it('has a heading for every section that PROTOCOL.md, proto/, src/ and docs/ cite', () => {
+    const headings = new Set(doc.split('\n').flatMap((line) => /^#{2,3} (§[0-9]+(?:\.[0-9]+)?) /.exec(line)?.[1] ?? []));
+    const cited = new Set<string>();
+    const files = [
+      'PROTOCOL.md',
+      ...['proto', 'src', 'docs'].flatMap((dir) =>
+        readdirSync(`${PACKAGE_ROOT}/${dir}`, { recursive: true, encoding: 'utf8' }).map((f) => `${dir}/${f}`),
+      ),
+    ].filter((f) => /\.(ts|proto|md)$/.test(f));
+    for (const file of files) {
+      const text = readFileSync(`${PACKAGE_ROOT}/${file}`, 'utf8');
+      // Inside PROTOCOL.md every § is its own; elsewhere only those said to be PROTOCOL.md's.
+      const pattern = file === 'PROTOCOL.md' ? /(§[0-9]+(?:\.[0-9]+)?)/g : /PROTOCOL\.md,? ?(§[0-9]+(?:\.[0-9]+)?)/g;
+      for (const m of text.matchAll(pattern)) cited.add(`${m[1]} (${file})`);
+    }
+    for (const ref of cited) expect(headings, ref).toContain(ref.split(' ')[0]);
+  });
+
   it('keeps the section numbers the code cites', () => {
     for (const heading of [
       '## §1 Overview',
@@ -142,6 +194,8 @@ describe('PROTOCOL.md', () => {
       '## §10 Reconnecting',
       '## §11 Defaults and limits',
       '## §12 Test vectors',
+      '## §13 Changes',
+      '## §14 Conformance kit',
     ]) {
       expect(doc.split('\n'), heading).toContain(heading);
     }

@@ -55,6 +55,7 @@ describe('wire constants', () => {
     expect(C.MAX_PING_PAYLOAD).toBe(64);
     expect(C.WINDOW_UPDATE_SIZE).toBe(4);
     expect(C.MAX_WINDOW).toBe(2 ** 31 - 1);
+    expect(C.MAX_SESSION_ID).toBe(2 ** 32 - 1);
     expect(C.MAX_CONTROL_PAYLOAD).toBe(16_384);
     expect(C.MAX_PIPELINED).toBe(64);
   });
@@ -66,12 +67,13 @@ describe('wire constants', () => {
       heartbeatMisses: 2,
       idleTimeoutMs: 300_000,
       maxSessions: 64,
-      maxPayload: 1_048_576,
+      maxPayload: 131_072,
       sessionWindow: 262_144,
       connectionWindow: 1_048_576,
       outboundQueueBytes: 4_194_304,
       openResetRate: 100,
       drainTimeoutMs: 30_000,
+      halfCloseTimeoutMs: 10_000,
       lowPriorityRate: 20,
       lowPriorityMerge: 16,
     });
@@ -99,6 +101,7 @@ describe('PROTOCOL.md §11 Defaults and limits', () => {
       MAX_PING_PAYLOAD: C.MAX_PING_PAYLOAD,
       WINDOW_UPDATE_SIZE: C.WINDOW_UPDATE_SIZE,
       MAX_WINDOW: C.MAX_WINDOW,
+      MAX_SESSION_ID: C.MAX_SESSION_ID,
     });
   });
 });

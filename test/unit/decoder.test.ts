@@ -29,6 +29,8 @@ interface BadVector {
   name: string;
   hex: string;
   code: keyof typeof Code;
+  /** "server": only a server's decoder refuses it (PROTOCOL.md §12.2). */
+  receiver?: 'server';
 }
 const fixture = JSON.parse(readFileSync(`${PACKAGE_ROOT}/test/fixtures/protocol-vectors.json`, 'utf8')) as {
   maxPayload: number;
@@ -51,9 +53,9 @@ class CollectingSink implements FrameSink {
   }
 }
 
-function decoder(maxPayload = fixture.maxPayload): { decoder: FrameDecoder; sink: CollectingSink } {
+function decoder(maxPayload = fixture.maxPayload, acceptBatch = true): { decoder: FrameDecoder; sink: CollectingSink } {
   const sink = new CollectingSink();
-  return { decoder: new FrameDecoder(sink, { maxPayload }), sink };
+  return { decoder: new FrameDecoder(sink, { maxPayload, acceptBatch }), sink };
 }
 
 function decodeChunks(chunks: Buffer[]): Frame[] {
@@ -190,7 +192,7 @@ describe('FrameDecoder: zero copy', () => {
 describe('FrameDecoder: invalid headers', () => {
   it.each(fixture.invalid.map((v) => [v.name, v.code, v] as const))('%s → %s as soon as the header is complete', (_, __, v) => {
     const input = bytes(v.hex);
-    const { decoder: d, sink } = decoder();
+    const { decoder: d, sink } = decoder(fixture.maxPayload, v.receiver !== 'server');
     d.push(input.subarray(0, HEADER_SIZE - 1));
     const err = caught(() => d.push(input.subarray(HEADER_SIZE - 1, HEADER_SIZE)));
     expect(err).toBeInstanceOf(ProtocolError);
@@ -202,11 +204,19 @@ describe('FrameDecoder: invalid headers', () => {
   });
 
   it.each(fixture.invalid.map((v) => [v.name, v] as const))('%s: every later push throws the same error', (_, v) => {
-    const { decoder: d } = decoder();
+    const { decoder: d } = decoder(fixture.maxPayload, v.receiver !== 'server');
     const first = caught(() => d.push(bytes(v.hex)));
     expect((first as ProtocolError).wireCode).toBe(Code[v.code]);
     expect(caught(() => d.push(bytes(fixture.valid[0]!.hex)))).toBe(first);
     expect(caught(() => d.push(Buffer.alloc(0)))).toBe(first);
+  });
+
+  it('a client accepts what only a server refuses', () => {
+    for (const v of fixture.invalid.filter((x) => x.receiver === 'server')) {
+      const { decoder: d, sink } = decoder();
+      d.push(bytes(v.hex));
+      expect(sink.frames, v.name).toHaveLength(1);
+    }
   });
 
   it('fails after frames that came before the bad header were delivered', () => {

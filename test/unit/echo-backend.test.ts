@@ -103,16 +103,28 @@ describe('echo backend', () => {
     expect(a.commands.filter((x) => x[0] === 'publish')).toEqual([]);
   });
 
-  it('/close closes the session with the code and reason; a bad code becomes BACKEND_CLOSED (205)', () => {
+  it('/close closes the session with a §6 code given by name or number, and the reason', () => {
     const echo = createEchoHandlers();
     const { ctx, commands } = fakeContext('p');
     echo.onData(ctx, 4, text('/close 0 done for today'), Priority.HIGH);
     echo.onData(ctx, 5, text('/close 205'), Priority.HIGH);
-    echo.onData(ctx, 6, text('/close nope why'), Priority.HIGH);
+    echo.onData(ctx, 6, text('/close BACKEND_CLOSED bye'), Priority.HIGH);
     expect(commands).toEqual([
       ['close', 4, 0, 'done for today'],
       ['close', 5, 205, ''],
-      ['close', 6, 205, 'why'],
+      ['close', 6, 205, 'bye'],
+    ]);
+  });
+
+  it('/close with a code §6 does not have answers with an error line and keeps the session open', () => {
+    const echo = createEchoHandlers();
+    const { ctx, commands } = fakeContext('p');
+    echo.onData(ctx, 7, text('/close 1000 bye'), Priority.HIGH);
+    echo.onData(ctx, 8, text('/close nope'), Priority.HIGH);
+    expect(commands.filter((c) => c[0] === 'close')).toEqual([]);
+    expect(commands.map((c) => (c[0] === 'deliver' ? c[2] : c[0]))).toEqual([
+      'echo: /close: "1000" is not a code of PROTOCOL.md §6; e.g. /close BACKEND_CLOSED bye, or /close 0',
+      'echo: /close: "nope" is not a code of PROTOCOL.md §6; e.g. /close BACKEND_CLOSED bye, or /close 0',
     ]);
   });
 });

@@ -83,6 +83,7 @@ interface ValidVector {
   flags: number;
   sessionId: number;
   body: Record<string, unknown>;
+  nonCanonical?: boolean;
 }
 
 /** Encodes a fixture vector from its decoded fields alone, the way the fixture was generated. */
@@ -118,7 +119,8 @@ describe('test/fixtures/protocol-vectors.json', () => {
     valid: ValidVector[];
   };
 
-  it.each(fixture.valid.map((v) => [v.name, v] as const))('%s: the encoders regenerate its bytes', (_, v) => {
+  // A non-canonical vector shows how odd bytes are read; no encoder writes them.
+  it.each(fixture.valid.filter((v) => v.nonCanonical !== true).map((v) => [v.name, v] as const))('%s: the encoders regenerate its bytes', (_, v) => {
     expect(encodeVector(v).toString('hex')).toBe(v.hex);
   });
 });

@@ -41,6 +41,7 @@ describe('proxy config defaults', () => {
         heartbeatMisses: Defaults.heartbeatMisses,
         idleMs: Defaults.idleTimeoutMs,
         drainMs: Defaults.drainTimeoutMs,
+        halfCloseMs: Defaults.halfCloseTimeoutMs,
       },
       goawayReconnectAddress: '',
       routesFile: '/etc/livemux/routes.yaml',
@@ -74,7 +75,7 @@ describe('proxy config fields', () => {
         admin: false,
         auth: { jwt_secret: 'file-secret', issuer: 'iss', audience: 'aud' },
         limits: { max_sessions: 8, max_payload: 65536, session_window: 65536, connection_window: 131072, outbound_queue_bytes: 70000, open_reset_rate: 5 },
-        timeouts: { handshake_ms: 1, heartbeat_interval_ms: 2, heartbeat_misses: 3, idle_ms: 4, drain_ms: 5 },
+        timeouts: { handshake_ms: 1, heartbeat_interval_ms: 2, heartbeat_misses: 3, idle_ms: 4, drain_ms: 5, half_close_ms: 6 },
         goaway_reconnect_address: 'lb.example.com:7000',
         routes: '../routes/prod.yaml',
         log: { level: 'debug' },
@@ -89,7 +90,7 @@ describe('proxy config fields', () => {
     expect(config.admin).toBeNull();
     expect(config.auth).toEqual({ jwtSecret: 'file-secret', issuer: 'iss', audience: 'aud' });
     expect(config.limits).toEqual({ maxSessions: 8, maxPayload: 65536, sessionWindow: 65536, connectionWindow: 131072, outboundQueueBytes: 70000, openResetRate: 5, lowPriorityRate: 20, lowPriorityMerge: 16 });
-    expect(config.timeouts).toEqual({ handshakeMs: 1, heartbeatIntervalMs: 2, heartbeatMisses: 3, idleMs: 4, drainMs: 5 });
+    expect(config.timeouts).toEqual({ handshakeMs: 1, heartbeatIntervalMs: 2, heartbeatMisses: 3, idleMs: 4, drainMs: 5, halfCloseMs: 6 });
     expect(config.goawayReconnectAddress).toBe('lb.example.com:7000');
     expect(config.routesFile).toBe('/srv/routes/prod.yaml');
     expect(config.logLevel).toBe('debug');

@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import type { Socket } from 'node:net';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { beforeEach, describe, expect, it } from 'vitest';
+import { HistogramSeries } from '../../src/observability/histogram.js';
 import { FrameStats } from '../../src/observability/metrics.js';
 import { FrameType, HEADER_SIZE, Priority } from '../../src/protocol/constants.js';
 import { SendCredit } from '../../src/protocol/flow-control.js';
@@ -38,11 +39,13 @@ class Member implements SessionHost {
   readonly socket = new RecordingSocket();
   readonly out = new OutboundQueue(this.socket as unknown as Socket, 1 << 20, { onDrop: () => {} }, new FrameStats());
   readonly lowPacer = null;
+  /** The client's max_payload (WELCOME). */
+  maxPayload = 1 << 20;
   readonly sendCredit = new SendCredit(1 << 30);
   readonly session: ProxySession;
 
   constructor(ref: number) {
-    const info = { userId: 'u', business: 'b', metadata: {}, clientAddress: '', connectionId: '', clientSessionId: 1, reattach: false, claims: {} };
+    const info = { userId: 'u', business: 'b', metadata: {}, clientAddress: '', connectionId: '', clientSessionId: 1, reattach: false, claims: {}, maxPayload: 1 << 20 };
     this.session = new ProxySession(this, 1, ref, info, link, 1 << 30, 1 << 30);
   }
 
@@ -73,6 +76,7 @@ class Member implements SessionHost {
   sendWindowUpdate(): void {}
   drop(): void {}
   slowConsumer(): void {}
+  halfClosed(): void {}
   retired(): void {}
 }
 
@@ -84,6 +88,7 @@ const link: BackendLink = {
   data: () => {},
   closed: () => {},
   onDrain: (_s, fn) => fn(),
+  halfClosed: () => {},
   close: () => {},
 };
 
@@ -111,7 +116,7 @@ let members: Member[];
 beforeEach(() => {
   stepper = new Stepper();
   members = Array.from({ length: MEMBERS }, (_, i) => new Member(i + 1));
-  fanOut = new TopicFanOut((ref) => members[ref - 1]?.session, stepper);
+  fanOut = new TopicFanOut((ref) => members[ref - 1]?.session, undefined, stepper);
   for (const m of members) fanOut.subscribe(m.session, 'room');
 });
 
@@ -200,5 +205,28 @@ describe('topic walks', () => {
     await queuesWritten();
     expect(late().frames).toEqual(['m1', 'm3']);
     expect(members[0]!.frames).toEqual(['m1', 'm2', 'm3']);
+  });
+
+  it("a member whose client takes less than a message of the turns it lacks is not written at once: that message closes it MESSAGE_TOO_LARGE, as a single frame would", async () => {
+    late().maxPayload = 4;
+    turn(['room', 'm1']);
+    turn(['room', 'large']);
+    stepper.finish();
+    await queuesWritten();
+    expect(late().frames).toEqual(['m1', 'CLOSE']);
+    expect(late().session.state).not.toBe('open');
+    expect(members[0]!.frames).toEqual(['m1', 'large']);
+  });
+
+  it('counts each Publish in the fan-out delay once the walk that brought it to every member has ended', () => {
+    const delay = new HistogramSeries([0.001, 1]);
+    members = Array.from({ length: MEMBERS }, (_, i) => new Member(i + 1));
+    fanOut = new TopicFanOut((ref) => members[ref - 1]?.session, delay, stepper);
+    for (const m of members) fanOut.subscribe(m.session, 'room');
+    turn(['room', 'm1'], ['room', 'm2']);
+    stepper.slice();
+    expect(delay.count).toBe(0);
+    stepper.finish();
+    expect(delay.count).toBe(2);
   });
 });

@@ -241,6 +241,7 @@ export function createChatBackend(options: ChatBackendOptions = {}): ChatBackend
 
   /** Runs `task` in the room's chain and answers it (see `answer`). */
   const runRequest = (room: Room, s: ChatSession, requestId: number, kind: string, task: () => Promise<ReplyResult>): void => {
+    s.unanswered++;
     runTask(room, kind, () => answer(room, s, requestId, kind, task));
   };
 
@@ -249,6 +250,7 @@ export function createChatBackend(options: ChatBackendOptions = {}): ChatBackend
    * whose earlier sends wait there behind it) is checked in the chain instead, after what it sent first.
    */
   const send = (room: Room, s: ChatSession, requestId: number, req: SendRequest, priority: Priority): void => {
+    s.unanswered++;
     if (s.joined && s.sendsInChain === 0) {
       accept(room, s, requestId, req, priority);
       return;
@@ -301,9 +303,20 @@ export function createChatBackend(options: ChatBackendOptions = {}): ChatBackend
       });
   };
 
+  /** Answers one request of `s` (every request is answered exactly once, by this). */
   const reply = (s: ChatSession, requestId: number, fields: Omit<Reply, 'requestId'>): void => {
-    if (requestId === 0 || s.ended || s.ctx.gone) return;
-    s.ctx.deliver(s.session, encodeChatEvent({ reply: { requestId, ...fields } }), Priority.HIGH);
+    s.unanswered--;
+    if (requestId !== 0 && !s.ended && !s.ctx.gone) {
+      s.ctx.deliver(s.session, encodeChatEvent({ reply: { requestId, ...fields } }), Priority.HIGH);
+    }
+    if (s.halfClosed && s.unanswered === 0) endHalfClosed(s);
+  };
+
+  /** The client closed its side and has every answer: the session leaves its room and ends. */
+  const endHalfClosed = (s: ChatSession): void => {
+    if (s.ended) return;
+    ended(s);
+    s.ctx.close(s.session, Code.NORMAL, '');
   };
 
   const replyError = (s: ChatSession, requestId: number, e: ChatError): void => {
@@ -373,7 +386,7 @@ export function createChatBackend(options: ChatBackendOptions = {}): ChatBackend
       }
       let table = sessions.get(ctx);
       if (table === undefined) sessions.set(ctx, (table = new Map()));
-      const s: ChatSession = { ctx, session, info, userId: info.userId, roomId, role: 'member', presence: '', joined: false, sendsInChain: 0, ended: false };
+      const s: ChatSession = { ctx, session, info, userId: info.userId, roomId, role: 'member', presence: '', joined: false, sendsInChain: 0, ended: false, unanswered: 0, halfClosed: false };
       table.set(session, s);
       // A session moved here after a failure continues silently: back into its room, no announcement.
       if (info.reattach) {
@@ -398,6 +411,16 @@ export function createChatBackend(options: ChatBackendOptions = {}): ChatBackend
       const room = roomFor(s.roomId);
       if (request.send !== undefined) send(room, s, request.requestId, request.send, priority);
       else runRequest(room, s, request.requestId, requestKind(request) ?? 'none', () => dispatch(room, s, request));
+    },
+    onHalfClose(ctx, session) {
+      const s = sessions.get(ctx)?.get(session);
+      if (s === undefined) {
+        ctx.close(session, Code.NORMAL, '');
+        return;
+      }
+      // Replies to what the client sent before its CLOSE still reach it (PROTOCOL.md §5.2).
+      s.halfClosed = true;
+      if (s.unanswered === 0) endHalfClosed(s);
     },
     onClose(ctx, session) {
       const s = sessions.get(ctx)?.get(session);

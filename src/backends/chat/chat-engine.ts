@@ -106,6 +106,9 @@ const MAX_VALUE_LENGTH = 4096;
 const MAX_ATTRIBUTE_CHANGES = 100;
 const DEFAULT_PAGE = 100;
 const DEFAULT_HISTORY_PAGE = 50;
+/** Bytes of a history Reply besides its messages (tags, request id, oldest seq), and per message (tag, length). */
+const REPLY_OVERHEAD = 64;
+const MESSAGE_OVERHEAD = 8;
 const MAX_HISTORY_PAGE = 1000;
 
 const zeroByPriority = (): Record<PriorityName, number> => ({ system: 0, high: 0, low: 0 });
@@ -417,8 +420,12 @@ export class ChatEngine {
     requireJoined(s);
     const limit = Math.min(req.limit === 0 ? DEFAULT_HISTORY_PAGE : req.limit, MAX_HISTORY_PAGE);
     const { messages, oldestSeq } = await this.config.store.readHistory(room.id, req.afterSeq, limit);
+    // The Reply is one message to the client, so the page holds what fits its max_payload (PROTOCOL.md
+    // §7): the client pages on from the last seq it got. The first message always goes, so paging moves.
+    let budget = s.info.maxPayload - REPLY_OVERHEAD;
+    const fitting = messages.filter((m, i) => (budget -= m.body.length + MESSAGE_OVERHEAD) >= 0 || i === 0);
     // Stored bodies are encoded ChatEvents: decode them to put the messages in the page.
-    const page = messages.map((m) => decodeChatEvent(m.body).message).filter((m): m is RoomMessage => m !== undefined);
+    const page = fitting.map((m) => decodeChatEvent(m.body).message).filter((m): m is RoomMessage => m !== undefined);
     return { history: { messages: page, oldestSeq: oldestSeq ?? 0 } };
   }
 

@@ -7,7 +7,8 @@
  * and members online are read from the live rooms when scraped; the counters below that code increments
  * (history trims and gaps, presence expiries, moderation outcomes) have no other counting path.
  */
-import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Registry } from 'prom-client';
+import { collectProcessMetrics } from '../../observability/process-metrics.js';
 import { PRIORITY_NAMES, type Priority } from '../../protocol/constants.js';
 import { ModerateAction } from './chat-codec.js';
 import type { ChatStats } from './chat-engine.js';
@@ -79,7 +80,7 @@ export function moderationActionName(action: number): string {
 
 export function createChatMetrics(source: ChatMetricsSource, options: ChatMetricsOptions = {}): ChatMetrics {
   const registry = new Registry();
-  if (options.processMetrics === true) collectDefaultMetrics({ register: registry, prefix: 'livemux_chat_' });
+  if (options.processMetrics === true) collectProcessMetrics(registry, 'livemux_chat_');
   const registers = [registry];
   const priorities = PRIORITY_NAMES;
 

@@ -37,6 +37,8 @@ export interface ChatArgs {
   presenceTtlMs: number | undefined;
   /** Room buffer bounds given on the command line (absent ones keep their defaults). */
   buffer: Partial<RoomBufferBounds>;
+  /** Messages of history per room; undefined keeps the default. */
+  historyLength: number | undefined;
   words: string[];
   wordMode: WordFilterMode;
   logLevel: string;
@@ -59,6 +61,7 @@ export async function runChatBackend(args: ChatArgs): Promise<void> {
     words: args.words,
     wordMode: args.wordMode,
     buffer: args.buffer,
+    ...(args.historyLength === undefined ? {} : { history: { maxLength: args.historyLength } }),
     ...(args.roomRate === undefined ? {} : { roomRate: args.roomRate }),
     // The burst stays two seconds' worth, as with the default rate.
     ...(args.userRate === undefined ? {} : { userRate: args.userRate, userBurst: Math.max(1, Math.ceil(args.userRate * 2)) }),

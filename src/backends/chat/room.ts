@@ -32,6 +32,10 @@ export interface ChatSession {
   sendsInChain: number;
   /** Set when the session ended (closed by either side, or its stream ended). */
   ended: boolean;
+  /** Requests received and not answered yet (a Reply, or nothing for request id 0, is the answer). */
+  unanswered: number;
+  /** The client sent CLOSE: the session ends once every request it sent has been answered. */
+  halfClosed: boolean;
 }
 
 /** Orders proxy streams by age, so a proxy holding two streams is published to on its newest only. */

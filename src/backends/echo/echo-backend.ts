@@ -5,7 +5,11 @@
  *   /sub <topic>             subscribe this session to <topic> on its proxy
  *   /unsub <topic>           unsubscribe it
  *   /pub <topic> <text>      publish <text> to <topic>: ONE Publish per proxy that has subscribers
- *   /close <code> <reason>   close this session from the backend
+ *   /close <code> [reason]   close this session from the backend; <code> is a name or number of
+ *                            PROTOCOL.md §6 (e.g. BACKEND_CLOSED or 205); any other is answered with
+ *                            an error line and the session stays open
+ *   /linger                  do not end this session when the client sends CLOSE (the proxy's
+ *                            half-close timeout then ends it): a backend that ignores half-close
  *   /whoami                  reply with JSON: this backend's name, the proxy id and what SessionOpened
  *                            said (user, business, metadata, client address, reattach) — tests use it
  *                            to see which endpoint serves a session and whether it was moved there
@@ -13,7 +17,7 @@
  * A command is consumed, not echoed. A payload starting with "/" that is not one of these is echoed.
  */
 import type { Priority } from '../../protocol/constants.js';
-import { Code } from '../../protocol/codes.js';
+import { Code, CODES } from '../../protocol/codes.js';
 import type { BackendHandlers, ProxyStreamContext } from '../kit/backend-server.js';
 import type { SessionOpenInfo } from '../../contract/backend-contract.js';
 
@@ -58,6 +62,7 @@ class ProxyTopics {
 export function createEchoHandlers(options: { name?: () => string } = {}): BackendHandlers {
   const proxies = new Map<ProxyStreamContext, ProxyTopics>();
   const opened = new Map<ProxyStreamContext, Map<number, SessionOpenInfo>>();
+  const lingering = new Map<ProxyStreamContext, Set<number>>();
 
   const topicsOf = (ctx: ProxyStreamContext): ProxyTopics => {
     let topics = proxies.get(ctx);
@@ -100,12 +105,25 @@ export function createEchoHandlers(options: { name?: () => string } = {}): Backe
         return true;
       }
       case '/close': {
+        const gap = rest.indexOf(' ');
+        const word = gap < 0 ? rest : rest.slice(0, gap);
+        const code = closeCode(word);
+        if (code === undefined) {
+          const error = `echo: /close: "${word}" is not a code of PROTOCOL.md §6; e.g. /close BACKEND_CLOSED bye, or /close 0`;
+          ctx.deliver(session, Buffer.from(error), priority);
+          return true;
+        }
         // The proxy does not report a backend-initiated close back (no onClose): forget the session now.
         proxies.get(ctx)?.drop(session);
+        lingering.get(ctx)?.delete(session);
         opened.get(ctx)?.delete(session);
-        const gap = rest.indexOf(' ');
-        const code = Number.parseInt(gap < 0 ? rest : rest.slice(0, gap), 10);
-        ctx.close(session, Number.isInteger(code) && code >= 0 ? code : Code.BACKEND_CLOSED, gap < 0 ? '' : rest.slice(gap + 1));
+        ctx.close(session, code, gap < 0 ? '' : rest.slice(gap + 1));
+        return true;
+      }
+      case '/linger': {
+        let sessions = lingering.get(ctx);
+        if (sessions === undefined) lingering.set(ctx, (sessions = new Set()));
+        sessions.add(session);
         return true;
       }
       case '/whoami': {
@@ -131,13 +149,27 @@ export function createEchoHandlers(options: { name?: () => string } = {}): Backe
       if (payload.length > 0 && payload[0] === SLASH && runCommand(ctx, session, payload.toString('utf8'), priority)) return;
       ctx.deliver(session, payload, priority);
     },
+    onHalfClose(ctx, session) {
+      if (lingering.get(ctx)?.has(session)) return;
+      // Every echo was issued as its DATA arrived, so the session can end now, behind them.
+      proxies.get(ctx)?.drop(session);
+      opened.get(ctx)?.delete(session);
+      ctx.close(session, Code.NORMAL, '');
+    },
     onClose(ctx, session) {
       proxies.get(ctx)?.drop(session);
       opened.get(ctx)?.delete(session);
+      lingering.get(ctx)?.delete(session);
     },
     onProxyGone(ctx) {
       proxies.delete(ctx);
       opened.delete(ctx);
+      lingering.delete(ctx);
     },
   };
+}
+
+/** The §6 code a `/close` names, by name (BACKEND_CLOSED) or number (205); undefined for any other word. */
+function closeCode(word: string): number | undefined {
+  return CODES.find((c) => c.name === word || String(c.code) === word)?.code;
 }

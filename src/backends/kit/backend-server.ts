@@ -21,6 +21,7 @@ import {
   type ProxyEventCase,
   type SessionClosed,
   type SessionData,
+  type SessionHalfClosed,
 } from '../../contract/backend-contract.js';
 import { HealthService, ServingStatus } from '../../contract/health.js';
 import { HealthStatus } from './health-status.js';
@@ -86,7 +87,16 @@ export interface BackendHandlers {
   /** `payload` is a view into the received batch: copy it if kept long after the call. */
   onData(ctx: ProxyStreamContext, session: number, payload: Buffer, priority: Priority): void;
   /**
-   * The proxy ended the session (the client closed or vanished, a proxy limit, …). Not called for a
+   * The client sent CLOSE: no more `onData` comes for the session, but it is still open the other way.
+   * Deliver what is still owed (replies to requests in progress), then end it with `ctx.close`: the
+   * client's CLOSE is answered with that code. Without this handler the library ends the session at
+   * once with code 0, after the commands already issued (so replies issued synchronously in `onData`
+   * still reach the client). A session not ended within the proxy's half-close timeout (default 10 s)
+   * is ended by the proxy: `onClose` with 211 HALF_CLOSE_TIMEOUT.
+   */
+  onHalfClose?(ctx: ProxyStreamContext, session: number, code: number, reason: string): void;
+  /**
+   * The proxy ended the session (the client reset it or vanished, a proxy limit, …). Not called for a
    * session the backend closed itself with `ctx.close`, nor when the whole stream ends (`onProxyGone`).
    */
   onClose(ctx: ProxyStreamContext, session: number, code: number, reason: string): void;
@@ -159,6 +169,15 @@ const EVENT_HANDLERS: Readonly<Record<ProxyEventCase, EventHandler>> = {
     }
     const closed = event.closed as SessionClosed;
     stream.handlers.onClose(stream, event.session, closed.code, closed.reason);
+  },
+  halfClosed(stream, event) {
+    if (!stream.sessions.has(event.session)) {
+      stream.stats.staleEvents++;
+      return;
+    }
+    const { code, reason } = event.halfClosed as SessionHalfClosed;
+    if (stream.handlers.onHalfClose) stream.handlers.onHalfClose(stream, event.session, code, reason);
+    else stream.close(event.session, Code.NORMAL, '');
   },
 };
 

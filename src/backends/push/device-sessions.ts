@@ -313,6 +313,21 @@ export function createDeviceSessions(o: DeviceSessionsOptions): DeviceSessions {
         reply(s, request.requestId, new DeviceError(DeviceErrorCode.INTERNAL, 'push: the push store is unavailable'));
       });
     },
+    onHalfClose(ctx, session) {
+      const s = sessions.get(ctx)?.get(session);
+      if (s === undefined) {
+        ctx.close(session, Code.NORMAL, '');
+        return;
+      }
+      // The device is done sending; the replies to what it sent before its CLOSE still reach it
+      // (PROTOCOL.md §5.2): the session ends behind the requests already in its chain.
+      s.chain = s.chain.then(() => {
+        if (s.ended) return;
+        sessions.get(ctx)?.delete(session);
+        end(s);
+        ctx.close(session, Code.NORMAL, '');
+      });
+    },
     onClose(ctx, session) {
       const s = sessions.get(ctx)?.get(session);
       if (s === undefined) return;

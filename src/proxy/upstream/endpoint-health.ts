@@ -239,6 +239,7 @@ export class EndpointHealthMonitor implements EndpointHealth {
     entry.probe.close();
     for (const state of BREAKER_STATES) this.metrics.endpointBreakerState.remove({ endpoint, state });
     this.metrics.endpointHealthy.remove({ endpoint });
+    this.metrics.backendRoundTrip.remove({ endpoint });
     this.log.info({ endpoint }, 'endpoint health: no longer monitored');
   }
 
@@ -338,10 +339,15 @@ export class EndpointHealthMonitor implements EndpointHealth {
     }
     const generation = entry.generation;
     const started = Date.now();
+    const sent = performance.now();
     const probe = entry.probe;
     entry.checkInFlight = true;
     breaker.fire(() => probe.check(settings.timeoutMs)).then(
-      () => this.onCheckResult(entry, generation, started, 'ok', null),
+      () => {
+        // Only answered checks: a timeout measures the timeout, a refusal nothing.
+        this.metrics.backendRoundTrip.series({ endpoint: entry.spec.address }).observe((performance.now() - sent) / 1000);
+        this.onCheckResult(entry, generation, started, 'ok', null);
+      },
       (err: unknown) => {
         // EOPENBREAKER: another trial already holds the half-open slot; not a check of the endpoint.
         const rejected = (err as { code?: unknown }).code === 'EOPENBREAKER';

@@ -206,6 +206,15 @@ export class GrpcBackendLink implements BackendLink {
     this.batcher.push({ session, closed: { code, reason } }, reason.length + EVENT_OVERHEAD);
   }
 
+  halfClosed(session: number, code: number, reason: string): void {
+    if (!this.acceptingEvents) {
+      this.stats.eventsDropped++;
+      return;
+    }
+    // Still open for the backend's commands: it ends the session itself.
+    this.batcher.push({ session, halfClosed: { code, reason } }, reason.length + EVENT_OVERHEAD);
+  }
+
   /**
    * Calls `fn` once the stream accepts writes again, or at once if it does. Waiters are also released
    * when the stream ends (after `linkDown`): a waiter must never hang on a dead stream.

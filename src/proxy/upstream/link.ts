@@ -44,7 +44,13 @@ export interface BackendLink {
   isWritable(session: number): boolean;
   open(session: number, info: SessionOpenInfo): void;
   data(session: number, payload: Buffer, priority: Priority): void;
+  /** The proxy ended the session: nothing more is said about it either way. */
   closed(session: number, code: number, reason: string): void;
+  /**
+   * The client ended its direction (CLOSE): no more `data` follows, but the backend may still send until
+   * it ends the session (`sink.close`). PROTOCOL.md §5.2, docs/backend-contract.md §4.
+   */
+  halfClosed(session: number, code: number, reason: string): void;
   /** Calls `fn` once `session` is writable again (immediately if it already is). */
   onDrain(session: number, fn: () => void): void;
   /** Ends the stream; sessions still bound get `linkDown`. */

@@ -9,6 +9,8 @@
  *     │                    └──────upstream error──▶ sink.close(BACKEND_UNAVAILABLE) + onFailure
  *     └──refused / connect timeout──────────────────▶ sink.unreachable(unsent bytes) + onFailure
  *   closed() (the proxy ends the session) ──▶ FIN upstream after pending bytes; no sink call
+ *   halfClosed() (the client sent CLOSE) ──▶ FIN upstream after pending bytes; the upstream's bytes
+ *     keep flowing until its own FIN, which ends the session as above (TCP half-close, end to end)
  *
  * The link itself has no stream to lose: its state is READY from construction until `close()`, and
  * the endpoint's health comes from the EndpointHealthMonitor (TCP connect checks, reported failures).
@@ -63,6 +65,8 @@ interface Upstream {
   /** Bytes received while connecting, kept here (not in the socket) so a failed connect can return them. */
   unsent: Buffer[];
   unsentBytes: number;
+  /** The client ended its direction: FIN goes upstream once the unsent bytes are written. */
+  halfClosed: boolean;
 }
 
 /** Bytes a connecting session may hold before it reports not writable (net.Socket's default mark). */
@@ -147,6 +151,7 @@ export class TcpPassthroughLink implements BackendLink {
       drainWaiters: new DrainWaiters(this.log, 'tcp link'),
       unsent: [],
       unsentBytes: 0,
+      halfClosed: false,
     };
     this.upstreams.set(session, upstream);
     upstream.connectTimer = setTimeout(
@@ -216,6 +221,21 @@ export class TcpPassthroughLink implements BackendLink {
     socket.end();
   }
 
+  /**
+   * The client ended its direction: the upstream gets FIN after any pending bytes (at once, or right
+   * after the connect), and its own bytes keep flowing to the session until it closes its side, which
+   * ends the session (`sink.close` NORMAL).
+   */
+  halfClosed(session: number, _code: number, _reason: string): void {
+    const upstream = this.upstreams.get(session);
+    if (upstream === undefined) {
+      this.stats.staleEvents++;
+      return;
+    }
+    upstream.halfClosed = true;
+    if (upstream.connected) upstream.socket.end();
+  }
+
   /** Destroys every upstream and reports the link down once; state becomes CLOSED. Idempotent. */
   close(): void {
     if (this._state === LinkState.CLOSED) return;
@@ -242,6 +262,7 @@ export class TcpPassthroughLink implements BackendLink {
     for (const chunk of upstream.unsent) upstream.socket.write(chunk);
     upstream.unsent = [];
     upstream.unsentBytes = 0;
+    if (upstream.halfClosed) upstream.socket.end();
     if (!upstream.socket.writableNeedDrain) upstream.drainWaiters.release();
     upstream.socket.setKeepAlive(true, KEEPALIVE_MS);
     this.log.debug({ session }, 'tcp link: upstream connected');
