@@ -3,6 +3,8 @@ import { getSystemErrorName } from 'node:util';
 
 /** How the outbound queue hands bytes to a client socket. */
 export interface SocketWriter {
+  /** 'handle': straight to the libuv handle (HandleWriter); 'stream': through `socket.write`. */
+  readonly kind: 'handle' | 'stream';
   /** Whether a write now would go out without waiting behind an earlier one (and the socket is open). */
   readonly writable: boolean;
   /** Writes `data` whole, in order after every earlier write; `data` must not change afterwards. */
@@ -13,18 +15,34 @@ export interface SocketWriter {
 
 /**
  * A writer for `socket` that calls `onWritable` once it takes writes again after holding back. On a
- * plain TCP socket, writes go straight to its libuv handle (see HandleWriter); otherwise (TLS, or a
- * Node without the binding) through `socket.write`.
+ * plain TCP socket, when Node's internals are as checked (`internals`, see {@link nodeInternals}),
+ * writes go straight to its libuv handle (see HandleWriter); otherwise (TLS, a socket that is not a
+ * connected TCP socket, bytes already waiting in its Writable, another Node) through `socket.write`.
+ *
+ * The queue that owns the writer must be the socket's only writer until it ends the socket: bytes
+ * written through `socket.write` meanwhile could be overtaken. In the proxy the only other writes
+ * are the connection's last ones (`socket.end(ERROR)`), after which its queue writes nothing.
  */
-export function socketWriter(socket: Socket, onWritable: () => void): SocketWriter {
-  const handle = (socket as unknown as { _handle?: StreamHandle | null })._handle;
-  const plain = (socket as { encrypted?: boolean }).encrypted !== true;
-  if (binding && plain && handle && typeof handle.writeBuffer === 'function') return new HandleWriter(socket, handle, onWritable);
+export function socketWriter(socket: Socket, onWritable: () => void, internals: HandleInternals | null = nodeInternals): SocketWriter {
+  const handle = (socket as unknown as { _handle?: unknown })._handle;
+  if (
+    internals !== null &&
+    handle instanceof internals.TCP &&
+    (socket as { encrypted?: boolean }).encrypted !== true &&
+    !socket.connecting &&
+    socket.writableLength === 0 &&
+    typeof (handle as Partial<StreamHandle>).writeBuffer === 'function' &&
+    typeof (handle as Partial<StreamHandle>).writev === 'function'
+  ) {
+    return new HandleWriter(socket, handle as StreamHandle, onWritable, internals);
+  }
   return new StreamWriter(socket, onWritable);
 }
 
 /** Through Node's Writable: `socket.write`, its high-water mark, its 'drain'. */
 class StreamWriter implements SocketWriter {
+  readonly kind = 'stream';
+
   constructor(
     private readonly socket: Socket,
     onWritable: () => void,
@@ -33,7 +51,7 @@ class StreamWriter implements SocketWriter {
   }
 
   get writable(): boolean {
-    return !this.socket.destroyed && !this.socket.writableNeedDrain;
+    return !this.socket.destroyed && !this.socket.writableNeedDrain && !this.socket.writableEnded;
   }
 
   write(data: Buffer): void {
@@ -64,17 +82,39 @@ interface WriteReq {
   writer: HandleWriter;
 }
 
-interface StreamWrapBinding {
+/** What the handle writer takes from Node's internals: the stream_wrap binding, and tcp_wrap's TCP. */
+export interface HandleInternals {
   WriteWrap: new () => WriteReq;
+  /** Where a handle's write says whether libuv kept part of it (`kLastWriteWasAsync`). */
   streamBaseState: Int32Array;
   kLastWriteWasAsync: number;
+  /** The class of a TCP socket's handle: pipes, TLS and JS-stream handles are not one. */
+  TCP: abstract new (...args: never[]) => unknown;
 }
 
-/** Node's stream binding, as its own net.Socket uses it; null where it is not there (the writer falls back). */
-const binding: StreamWrapBinding | null = (() => {
+/**
+ * Node majors whose stream internals the handle writer has been checked against, by
+ * test/unit/socket-writer.test.ts (write requests completed through `oncomplete`, `kLastWriteWasAsync`
+ * set by every write). On any other major the writer falls back to `socket.write`: a changed
+ * completion protocol would otherwise stall a socket without an error.
+ */
+const CHECKED_NODE_MAJORS = [20];
+
+/**
+ * Node's internals as net.Socket itself uses them, through `process.binding` (still there in Node 20,
+ * deprecated in documentation only); null when anything is missing or not of the expected shape, or on
+ * a Node major not in CHECKED_NODE_MAJORS.
+ */
+export const nodeInternals: HandleInternals | null = (() => {
+  if (!CHECKED_NODE_MAJORS.includes(Number(process.versions.node.split('.')[0]))) return null;
   try {
-    const b = (process as unknown as { binding(name: string): Partial<StreamWrapBinding> }).binding('stream_wrap');
-    return typeof b.WriteWrap === 'function' && b.streamBaseState && typeof b.kLastWriteWasAsync === 'number' ? (b as StreamWrapBinding) : null;
+    const binding = (process as unknown as { binding(name: string): Record<string, unknown> }).binding;
+    const stream = binding('stream_wrap') as Partial<HandleInternals>;
+    const { TCP } = binding('tcp_wrap') as Partial<HandleInternals>;
+    const { WriteWrap, streamBaseState, kLastWriteWasAsync } = stream;
+    if (typeof WriteWrap !== 'function' || typeof TCP !== 'function') return null;
+    if (!(streamBaseState instanceof Int32Array) || typeof kLastWriteWasAsync !== 'number') return null;
+    return { WriteWrap, streamBaseState, kLastWriteWasAsync, TCP };
   } catch {
     return null;
   }
@@ -84,14 +124,18 @@ const binding: StreamWrapBinding | null = (() => {
  * Writes straight to the socket's libuv handle, as net.Socket itself does underneath, without the
  * Writable stream around it: no state machine, no buffering in JS, no callback on the next tick. A
  * broadcast is one write per member per round, and that machinery was a third of the proxy's user time
- * per write (and more of its memory touched per member) at the broadcast peak.
+ * per write at the broadcast peak (BENCHMARKS.md, "the handle writer").
  *
  * libuv writes what the kernel takes at once and keeps the rest, in order, ahead of any later write on
- * the handle, net.Socket's own included (`end`, a last ERROR). While it keeps some, the writer is not
- * `writable` and the queue waits; `onWritable` is called when libuv is done. A write that fails
- * destroys the socket with the error, as net.Socket does.
+ * the handle, net.Socket's own included (`end`, a last ERROR; a shutdown waits for it too). While it
+ * keeps some, the writer is not `writable` and the queue waits: at most one write is held per socket,
+ * where net.Socket would buffer up to its high-water mark. `onWritable` is called when libuv is done.
+ * A write that fails destroys the socket with the error, as net.Socket does; a socket destroyed with
+ * writes held gets them back cancelled, which is ignored. Once the socket is ending or destroyed the
+ * writer is not writable.
  */
 class HandleWriter implements SocketWriter {
+  readonly kind = 'handle';
   /** Writes libuv has not finished. */
   private pending = 0;
   /**
@@ -105,11 +149,12 @@ class HandleWriter implements SocketWriter {
     private readonly socket: Socket,
     private readonly handle: StreamHandle,
     private readonly onWritable: () => void,
+    private readonly internals: HandleInternals,
   ) {}
 
   get writable(): boolean {
-    // net.Socket drops its handle when destroyed.
-    return this.pending === 0 && (this.socket as unknown as { _handle: unknown })._handle === this.handle;
+    // net.Socket drops its handle when destroyed; `writableEnded` once end() was called.
+    return this.pending === 0 && (this.socket as unknown as { _handle: unknown })._handle === this.handle && !this.socket.writableEnded;
   }
 
   write(data: Buffer): void {
@@ -126,7 +171,8 @@ class HandleWriter implements SocketWriter {
   /** After a write was handed to libuv: what it kept stays alive until done (the caller may reuse `parts`). */
   private dispatched(req: WriteReq, err: number, data: Buffer | readonly Buffer[]): void {
     if (err !== 0) return this.fail(err);
-    if (binding!.streamBaseState[binding!.kLastWriteWasAsync]) {
+    const { streamBaseState, kLastWriteWasAsync } = this.internals;
+    if (streamBaseState[kLastWriteWasAsync]) {
       req.buffer = Buffer.isBuffer(data) ? data : [...data];
       this.req = null;
       this.pending++;
@@ -134,7 +180,7 @@ class HandleWriter implements SocketWriter {
   }
 
   private newRequest(): WriteReq {
-    const req = new binding!.WriteWrap();
+    const req = new this.internals.WriteWrap();
     req.handle = this.handle;
     req.oncomplete = onWriteComplete;
     req.async = false;
