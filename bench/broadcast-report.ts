@@ -1,6 +1,7 @@
 import { MESSAGE_BYTES } from './broadcast-protocol.js';
 import {
   BROADCAST_CLIENTS,
+  BURST_MESSAGES,
   type BroadcastRun,
   CORES,
   FIXED_RATE,
@@ -90,6 +91,8 @@ function runTable(run: BroadcastRun): string[] {
     `| system | deliveries/s at peak | peak of each pass (spread) | peak vs C relay | server CPU per delivery at the peak | CPU per delivery vs C relay | deliveries/s per server core | receivers' CPU per delivery | at the peak: cores used (of ${CORES}), machine busy | bound by | p50 / p99 at half the peak | p50 / p99 at ${FIXED_RATE}/s | server RSS idle / highest | notes |`,
     '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
     ...rows.map(line),
+    ...(rows.some((r) => r.median.bursts) ? ['', ...burstTable(run, rows, c)] : []),
+    ...(n > 1 ? ['', ...agreement(rows)] : []),
     '',
     `Peak search, room messages/s offered (× ${fmt(BROADCAST_CLIENTS)} = deliveries/s); ✓ kept pace, ✗ did not:`,
     ...run.passes.flatMap((pass, p) => pass.map((r) => `- ${r.name}${n > 1 ? `, pass ${p + 1}` : ''}: ${r.steps.map(stepMark).join(', ')}`)),
@@ -102,17 +105,89 @@ const totalCpu = (s: StepResult): number => s.cpuUs.reduce((a, b) => a + b, 0);
 const cpuOfTotal = (r: SystemResult): number => totalCpu(r.peak) / r.peak.deliveries;
 const cpuOfFirst = (r: SystemResult): number => r.peak.cpuUs[0]! / r.peak.deliveries;
 const p99 = (s: StepResult): number => s.latency.quantile(0.99);
+/** CPU per delivery over the bursts: all the system's servers, or the first alone. */
+const burstCpuOfTotal = (r: SystemResult): number => (r.bursts ? totalCpu(r.bursts) / r.bursts.deliveries : NaN);
+const burstCpuOfFirst = (r: SystemResult): number => (r.bursts ? r.bursts.cpuUs[0]! / r.bursts.deliveries : NaN);
+/** Largest spread of a figure over the passes that counts as agreeing (issue 14). */
+const AGREEMENT = 0.1;
+
+/**
+ * Cost at equal coalescing: every server wrote each burst of BURST_MESSAGES to each receiver as one
+ * write, so these CPU figures compare the cost per write and per byte, nothing else.
+ */
+function burstTable(run: BroadcastRun, rows: Row[], c: number): string[] {
+  const measured = rows.map((row, i) => ({ row, i })).filter(({ row }) => row.median.bursts);
+  const cRow = rows[c];
+  const paired = (i: number, f: (r: SystemResult) => number): number[] => (c < 0 ? [] : run.passes.map((p) => f(p[i]!) / f(p[c]!)));
+  const ratios = (xs: number[]): string => (xs.length === 0 ? '' : `${ratio(median(xs))}${xs.length > 1 ? ` (${xs.map(ratio).join(', ')})` : ''}`);
+  const line = ({ row, i }: { row: Row; i: number }): string => {
+    const b = row.median.bursts!;
+    const per = (us: number): string => `${(us / b.deliveries).toPrecision(3)} µs`;
+    const perWrite = (us: number): string => `${((us / b.deliveries) * BURST_MESSAGES).toPrecision(3)} µs`;
+    const first = row.median.servers.length > 1 ? `; ${row.median.servers[0]} alone ${per(b.cpuUs[0]!)} (${perWrite(b.cpuUs[0]!)} per write)` : '';
+    const proxyRatios = paired(i, burstCpuOfFirst);
+    const target =
+      row.name.startsWith('livemux') && cRow ? `proxy ≤ 1.2× the C relay's: ${median(proxyRatios) <= 1.2 ? 'met' : '**missed**'}` : row === cRow ? 'the limit' : '';
+    const cells = [
+      row.name,
+      `${per(totalCpu(b))} (${perWrite(totalCpu(b))} per write)${first}`,
+      ratios(paired(i, burstCpuOfTotal)) + (first ? `; proxy alone ${ratios(proxyRatios)}` : ''),
+      spread(row.passes.map(burstCpuOfTotal), 'µs', 1),
+      latency(b),
+      target,
+    ];
+    return `| ${cells.join(' | ')} |`;
+  };
+  return [
+    `**Cost at equal coalescing**: in each pass, after the latency runs, ${fmt(b0(rows).rounds)} bursts of ${BURST_MESSAGES} messages, each ` +
+      `published as one write, ${fmt(b0(rows).periodMs)} ms apart: every server writes each burst to each receiver as one write, so CPU per ` +
+      'delivery here is the cost of a write and its bytes, with no server packing more messages into a write than another (at the peak, ' +
+      "a server with slower rounds packs more, which lowers its CPU per delivery). CPU time is the server's own, so these figures hold on " +
+      'a busy machine better than the peaks do.',
+    '',
+    `| system | server CPU per delivery (per ${BURST_MESSAGES}-message write) | vs C relay: median (each pass) | each pass (spread) | p50 / p99 from publish to receipt | target |`,
+    '| --- | --- | --- | --- | --- | --- |',
+    ...measured.map(line),
+  ];
+}
+
+/** The rounds and period of the bursts, from the first system measured with them. */
+function b0(rows: Row[]): { rounds: number; periodMs: number } {
+  const b = rows.find((r) => r.median.bursts)!.median.bursts!;
+  const rounds = Math.round(b.deliveries / (BURST_MESSAGES * BROADCAST_CLIENTS));
+  return { rounds, periodMs: b.publishMs / rounds };
+}
+
+/** Whether each headline figure agrees within AGREEMENT over the passes. */
+function agreement(rows: Row[]): string[] {
+  const figure = (name: string, values: number[], unit: string, scale: number): string => {
+    if (values.some(Number.isNaN)) return '';
+    const spreadOf = (Math.max(...values) - Math.min(...values)) / median(values);
+    return `${name} ${spread(values, unit, scale)} ${spreadOf <= AGREEMENT ? '✓' : '✗'}`;
+  };
+  return [
+    `Agreement over the passes (✓: spread = (max − min) / median ≤ ${AGREEMENT * 100} %):`,
+    ...rows.map((row) => {
+      const figures = [
+        figure('peak', row.passes.map(peak), 'M/s', 1e6),
+        figure('CPU per delivery at the peak', row.passes.map(cpuOfTotal), 'µs', 1),
+        figure(`at bursts of ${BURST_MESSAGES}`, row.passes.map(burstCpuOfTotal), 'µs', 1),
+      ].filter((f) => f !== '');
+      return `- ${row.name}: ${figures.join('; ')}`;
+    }),
+  ];
+}
 
 function median(xs: number[]): number {
   const sorted = [...xs].sort((a, b) => a - b);
   return sorted[Math.floor((sorted.length - 1) / 2)]!;
 }
 
-/** Each pass's value in millions, and (max − min) / median. */
-function spread(values: number[]): string {
+/** Each pass's value (divided by `scale`, in `unit`), and (max − min) / median. */
+function spread(values: number[], unit = 'M', scale = 1e6): string {
   const m = median(values);
-  const each = values.map((v) => (v / 1e6).toFixed(2)).join(' / ');
-  return values.length > 1 ? `${each} M (${(((Math.max(...values) - Math.min(...values)) / m) * 100).toFixed(0)} %)` : `${each} M`;
+  const each = values.map((v) => (v / scale).toPrecision(3)).join(' / ');
+  return values.length > 1 ? `${each} ${unit} (${(((Math.max(...values) - Math.min(...values)) / m) * 100).toFixed(0)} %)` : `${each} ${unit}`;
 }
 
 function cpuPerDelivery(r: SystemResult): string {

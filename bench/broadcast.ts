@@ -53,6 +53,17 @@ export const LATENCY_SECONDS = 8;
  */
 export const FIXED_RATE = 100;
 /**
+ * Cost at equal coalescing, with native receivers (`bursts` in the report): BURST_ROUNDS bursts of
+ * BURST_MESSAGES room messages, each sent by the publisher as one write, BURST_PERIOD_MS apart (longer
+ * than any relay's or livemux's round over the room). Every server then writes each burst to each
+ * receiver as one write, so its CPU per delivery compares the servers' cost per write and per byte with
+ * the coalescing taken out; at the peak, a server whose rounds take longer also packs more messages
+ * into each write, which flatters its CPU per delivery there.
+ */
+export const BURST_MESSAGES = 100;
+const BURST_ROUNDS = 10;
+const BURST_PERIOD_MS = 1_000;
+/**
  * A step keeps pace when every receiver got every message and, at the median sampled receiver, the
  * mean latency of the messages sent in the step's last second exceeds that of the messages sent in its
  * second second by at most PACE_SLACK_MS (bench/broadcast-clients.ts, lagGrowth). A system that keeps
@@ -128,6 +139,8 @@ export interface SystemResult {
   half: StepResult;
   /** LATENCY_SECONDS at FIXED_RATE; null when the peak is below it. */
   fixed: StepResult | null;
+  /** Bursts of BURST_MESSAGES (native receivers, relays and livemux); null when not measured. */
+  bursts: StepResult | null;
 }
 
 /** The passes over the systems with one kind of receivers. */
@@ -140,6 +153,8 @@ export interface BroadcastRun {
 
 interface Publisher {
   send(text: string): void;
+  /** Sends every message of `texts` in one write (one socket.io event each: no such write there). */
+  sendAll(texts: string[]): void;
   close(): void;
 }
 
@@ -221,13 +236,19 @@ async function deployLivemux(start: () => Promise<LivemuxUnderTest>, token: stri
 /** Emits each message as a `pub` event, which the server emits to the room. */
 async function socketIoPublisher(port: number): Promise<Publisher> {
   const socket = await connectSocketIo(port, { role: 'publisher' });
-  return { send: (text) => socket.emit('pub', text), close: () => socket.close() };
+  return {
+    send: (text) => socket.emit('pub', text),
+    sendAll: (texts) => texts.forEach((text) => socket.emit('pub', text)),
+    close: () => socket.close(),
+  };
 }
 
 /** Publishes each message as one DATA frame (HIGH) on session 1, after `prefix`. */
 function framePublisher(conn: BenchConnection, prefix = ''): Publisher {
+  const frame = (text: string): Buffer => encodeData(1, Priority.HIGH, Buffer.from(prefix + text));
   return {
-    send: (text) => conn.socket.write(encodeData(1, Priority.HIGH, Buffer.from(prefix + text))),
+    send: (text) => conn.socket.write(frame(text)),
+    sendAll: (texts) => conn.socket.write(Buffer.concat(texts.map(frame))),
     close: () => conn.close(),
   };
 }
@@ -270,8 +291,11 @@ async function measure(name: string, deployment: Deployment, receivers: Receiver
     logStep(`${label}, latency at half the peak`, half);
     const fixed = peak.rate >= FIXED_RATE ? await room.step(FIXED_RATE, LATENCY_SECONDS) : null;
     if (fixed) logStep(`${label}, latency at ${FIXED_RATE} messages/s`, fixed);
+    // socket.io writes every message on its own: there is no coalescing to take out.
+    const bursts = receivers === 'native' && deployment.wire !== 'socketio' ? await room.bursts(BURST_MESSAGES, BURST_ROUNDS, BURST_PERIOD_MS) : null;
+    if (bursts) logStep(`${label}, ${BURST_ROUNDS} bursts of ${BURST_MESSAGES} messages`, bursts);
     const peakRssBytes = deployment.servers.map((s) => memory(s.pid).hwmBytes);
-    return { name, servers: deployment.servers.map((s) => s.label), idleRssBytes, peakRssBytes, steps, peak, half, fixed };
+    return { name, servers: deployment.servers.map((s) => s.label), idleRssBytes, peakRssBytes, steps, peak, half, fixed, bursts };
   } finally {
     await Promise.all(clients.map(stopped));
     deployment.publisher.close();
@@ -375,25 +399,45 @@ class Room {
   }
 
   /** Publishes at `rate` for `seconds`, then the end message; resolves once every receiver has seen it. */
-  async step(rate: number, seconds: number): Promise<StepResult> {
+  step(rate: number, seconds: number): Promise<StepResult> {
+    const total = Math.max(1, Math.round(rate * seconds));
+    return this.window(rate, total, async (phase, start) => {
+      let sent = 0;
+      while (sent < total) {
+        // Every message due by now, then yield for ~1 ms: paced evenly, in small bursts at high rates.
+        const due = Math.min(total, Math.floor(((clockMs() - start) / 1000) * rate) + 1);
+        for (; sent < due; sent++) this.deployment.publisher.send(roomMessage(phase));
+        await sleep(1);
+      }
+    });
+  }
+
+  /** `rounds` bursts of `size` messages, each sent as one write, `periodMs` apart; then the end message. */
+  bursts(size: number, rounds: number, periodMs: number): Promise<StepResult> {
+    return this.window((size * 1000) / periodMs, size * rounds, async (phase, start) => {
+      for (let r = 0; r < rounds; r++) {
+        await sleep(start + r * periodMs - clockMs());
+        this.deployment.publisher.sendAll(Array.from({ length: size }, () => roomMessage(phase)));
+      }
+    });
+  }
+
+  /**
+   * One measured phase: `publish` sends `total` room messages at `rate` on average; the end message
+   * goes when the next one would be due. Resolves once every receiver has reported the phase.
+   */
+  private async window(rate: number, total: number, publish: (phase: number, start: number) => Promise<void>): Promise<StepResult> {
     const { publisher, servers } = this.deployment;
     const phase = ++this.phase;
-    const reports = this.reports(phase, (3 * seconds + 15) * 1000);
+    const publishMs = (total / rate) * 1000;
+    const reports = this.reports(phase, 3 * publishMs + 15_000);
     const before = servers.map((s) => cpuUs(s.pid));
     const machineBefore = machineTicks();
-    const total = Math.max(1, Math.round(rate * seconds));
     const start = clockMs();
-    let sent = 0;
-    while (sent < total) {
-      // Every message due by now, then yield for ~1 ms: paced evenly, in small bursts at high rates.
-      const due = Math.min(total, Math.floor(((clockMs() - start) / 1000) * rate) + 1);
-      for (; sent < due; sent++) publisher.send(roomMessage(phase));
-      await sleep(1);
-    }
+    await publish(phase, start);
     this.published += total;
     // The end message goes when the next room message would be due, not right behind the last one:
     // a receiver keeping pace then gets it publishMs after its first message, whatever a fan-out takes.
-    const publishMs = (total / rate) * 1000;
     await sleep(start + publishMs - clockMs());
     publisher.send(endMessage(phase, this.published));
     const lines = await reports;
