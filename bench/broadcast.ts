@@ -1,25 +1,68 @@
+import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { PACKAGE_ROOT } from '../src/paths.js';
-import { Priority } from '../src/protocol/constants.js';
-import { encodeData } from '../src/protocol/encoder.js';
+import { availableParallelism } from 'node:os';
+import { FrameType, Priority } from '../src/protocol/constants.js';
+import { encodeData, encodeFrame } from '../src/protocol/encoder.js';
+import { encodeHello, encodeOpen } from '../src/protocol/messages.js';
 import { BenchConnection } from './bench-connection.js';
 import { LatencyHistogram, clockMs, connectSocketIo, endMessage, probeMessage, roomMessage } from './broadcast-protocol.js';
+import { buildNative } from './native.js';
 import { BenchProcess, type OutputLine, cpuUs, startProcess, statFields } from './processes.js';
 
 /**
- * Issue 4's broadcast bench: one room of 10,000 receivers (in separate processes), 64-byte messages
- * published at a controlled rate, measured on three systems one after the other in the same run:
- * a plain Node TCP server with writes coalesced per tick, socket.io rooms, and livemux (proxy + echo
- * backend, `/sub room` and `/pub room <text>`). For each: the peak rate it keeps up with, the servers'
- * CPU time per delivery and RSS at that rate, and the publish-to-receive latency at half of it.
+ * The broadcast bench (issues 4 and 14): one room of 10,000 receivers (in separate processes), 64-byte
+ * messages published at a controlled rate, measured on each system one after the other in the same run:
+ * a relay written in C (epoll, one thread: the physical limit of this machine), the same relay in Node,
+ * socket.io rooms, and livemux (proxy + echo backend, `/sub room` and `/pub room <text>`). For each: the
+ * peak rate it keeps up with, the servers' CPU time per delivery and RSS at that rate, the machine's
+ * busy share (who saturated), and the publish-to-receive latency at half the peak and at a fixed rate.
+ *
+ * The receivers come in two kinds, each a full pass over the systems:
+ * - native (bench/native/broadcast-receiver.c), cheaper per delivery than any server, for the
+ *   server-bound figures. The server under test (the relay, or livemux's proxy) gets core 0 to itself,
+ *   and everything else (receivers, the publisher in this process, livemux's backend) the other cores
+ *   (`taskset`), so a server that runs out of CPU has used exactly one core: its CPU per delivery at the
+ *   peak is what a delivery costs it, its deliveries/s per core are literal, and no system gains from
+ *   threads the others do not have.
+ * - Node (bench/broadcast-clients.ts): what a Node client costs. Nothing is pinned; on 2 cores they
+ *   compete with the server and take most of the machine.
  */
-export const BROADCAST_CLIENTS = 10_000;
-const CLIENT_PROCESSES = 4;
-/** Length of each step of the peak search, and of the latency run at half the peak. */
+export const BROADCAST_CLIENTS = Number(process.env.BROADCAST_CLIENTS ?? 10_000);
+/** Which receivers to run, in order (`BROADCAST_RECEIVERS=native,node`). */
+const RECEIVER_KINDS = (process.env.BROADCAST_RECEIVERS ?? 'native,node').split(',') as ReceiverKind[];
+/** Which systems to run (`BROADCAST_SYSTEMS=c,node,socketio,livemux`), for working on one of them. */
+const SYSTEM_KEYS = (process.env.BROADCAST_SYSTEMS ?? 'c,node,socketio,livemux').split(',');
+/** Cores of this machine, for shares of it. */
+export const CORES = availableParallelism();
+/**
+ * Full passes over the systems with native receivers, the systems interleaved (`BROADCAST_REPEAT`, default
+ * 3): the report gives each figure's median and how far the passes spread. The Node receivers run once.
+ */
+const REPEAT: Record<ReceiverKind, number> = { native: Number(process.env.BROADCAST_REPEAT ?? 3), node: 1 };
+/** Receiver processes: a process holds fewer than 20,000 files; Node receivers need the parallelism. */
+const CLIENT_PROCESSES: Record<ReceiverKind, number> = { native: 2, node: 4 };
+/** Length of each step of the peak search, and of the latency runs. */
 export const STEP_SECONDS = 4;
 export const LATENCY_SECONDS = 8;
+/**
+ * The fixed rate (room messages/s) every system's latency is also measured at, so that latency is
+ * compared at the same load, not at each system's own half peak. Systems whose peak is below it skip it.
+ */
+export const FIXED_RATE = 100;
+/**
+ * Cost at equal coalescing, with native receivers (`bursts` in the report): BURST_ROUNDS bursts of
+ * BURST_MESSAGES room messages, each sent by the publisher as one write, BURST_PERIOD_MS apart (longer
+ * than any relay's or livemux's round over the room). Every server then writes each burst to each
+ * receiver as one write, so its CPU per delivery compares the servers' cost per write and per byte with
+ * the coalescing taken out; at the peak, a server whose rounds take longer also packs more messages
+ * into each write, which flatters its CPU per delivery there.
+ */
+export const BURST_MESSAGES = 100;
+const BURST_ROUNDS = 10;
+const BURST_PERIOD_MS = 1_000;
 /**
  * A step keeps pace when every receiver got every message and, at the median sampled receiver, the
  * mean latency of the messages sent in the step's last second exceeds that of the messages sent in its
@@ -37,6 +80,12 @@ const REFINEMENTS = 3;
 const MIN_RATE = 0.5;
 const MAX_RATE = 100_000;
 const DIST_BENCH = join(PACKAGE_ROOT, 'dist', 'bench');
+/** Receive windows the native livemux receivers offer in HELLO: credit never limits a bounded run. */
+const NATIVE_WINDOW = 1 << 30;
+
+export type ReceiverKind = 'native' | 'node';
+/** What the receivers speak: livemux frames from a relay (no handshake), socket.io, or livemux itself. */
+type Wire = 'plain' | 'socketio' | 'livemux';
 
 /** A livemux proxy (pid `pid`, clients on `port`) routing business "echo" to an echo backend. */
 export interface LivemuxUnderTest {
@@ -64,6 +113,11 @@ export interface StepResult {
   cpuUs: number[];
   /** CPU time of the receivers' processes, from their previous report to this step's. */
   receiverCpuUs: number;
+  /** Wall time of the window the servers' CPU time is read over. */
+  wallMs: number;
+  /** The whole machine over that window (/proc/stat): share of all cores busy, and stolen by the hypervisor. */
+  machineBusy: number;
+  machineSteal: number;
   /** Publish-to-receive latency at every 50th receiver. */
   latency: LatencyHistogram;
 }
@@ -81,20 +135,35 @@ export interface SystemResult {
   peak: StepResult;
   /** LATENCY_SECONDS at half the peak rate. */
   half: StepResult;
+  /** LATENCY_SECONDS at FIXED_RATE; null when the peak is below it. */
+  fixed: StepResult | null;
+  /** Bursts of BURST_MESSAGES (native receivers, relays and livemux); null when not measured. */
+  bursts: StepResult | null;
+}
+
+/** The passes over the systems with one kind of receivers. */
+export interface BroadcastRun {
+  receivers: ReceiverKind;
+  processes: number;
+  /** passes[p][s]: pass p of system s (the systems in the same order in every pass). */
+  passes: SystemResult[][];
 }
 
 export interface Publisher {
   send(text: string): void;
+  /** Sends every message of `texts` in one write (one socket.io event each: no such write there). */
+  sendAll(texts: string[]): void;
   close(): void;
 }
 
 /** One system running: its server processes (with the pids to measure), where receivers connect, the publisher. */
 export interface Deployment {
-  mode: 'plain' | 'socketio' | 'livemux';
+  wire: Wire;
   port: number;
   /** When the room spans several servers (one port each): client process i connects to `ports[i % n]`. */
   ports?: number[];
   processes: BenchProcess[];
+  /** The measured processes; the first is the one under test (pinned to its own core with native receivers). */
   servers: { label: string; pid: number }[];
   publisher: Publisher;
 }
@@ -107,24 +176,52 @@ export interface RoomSize {
   localAddresses?: string[];
 }
 
-/** Runs the three systems one after the other; every process it starts has exited when it returns. */
-export async function benchBroadcast(token: string, startLivemux: () => Promise<LivemuxUnderTest>): Promise<SystemResult[]> {
-  const systems: [string, () => Promise<Deployment>][] = [
-    ['plain TCP, writes coalesced per tick', () => deployServer('plain', async (port) => framePublisher(await BenchConnection.connect(port)))],
-    ['socket.io rooms', () => deployServer('socketio', socketIoPublisher)],
-    ['livemux proxy + echo backend', () => deployLivemux(startLivemux, token)],
-  ];
-  const results: SystemResult[] = [];
-  for (const [name, deploy] of systems) results.push(await measure(name, await deploy(), token));
-  return results;
+interface System {
+  key: string;
+  name: string;
+  wire: Wire;
+  deploy: () => Promise<Deployment>;
 }
 
-/** Starts the bench's own server for `mode` (bench/broadcast-<mode>-server.ts) and connects a publisher. */
-async function deployServer(mode: 'plain' | 'socketio', connectPublisher: (port: number) => Promise<Publisher>): Promise<Deployment> {
-  const script = join(DIST_BENCH, `broadcast-${mode}-server.js`);
-  const server = await startProcess(script, [], (l) => l.event === 'listening');
+/**
+ * Runs every system per kind of receivers (native first: the server-bound figures, REPEAT passes), one
+ * after the other; every process it starts has exited when it returns.
+ */
+export async function benchBroadcast(token: string, startLivemux: () => Promise<LivemuxUnderTest>): Promise<BroadcastRun[]> {
+  const relay = buildNative('broadcast-relay');
+  const systems: System[] = [
+    { key: 'c', name: 'C relay (epoll), writes coalesced per loop turn', wire: 'plain', deploy: () => deployRelay(relay, { native: true }) },
+    { key: 'node', name: 'Node relay, writes coalesced per tick', wire: 'plain', deploy: () => deployRelay(join(DIST_BENCH, 'broadcast-plain-server.js')) },
+    { key: 'socketio', name: 'socket.io rooms', wire: 'socketio', deploy: () => deploySocketIo() },
+    { key: 'livemux', name: 'livemux proxy + echo backend', wire: 'livemux', deploy: () => deployLivemux(startLivemux, token) },
+  ];
+  const runs: BroadcastRun[] = [];
+  for (const receivers of RECEIVER_KINDS) {
+    // A socket.io client in C would be a websocket and engine.io client: socket.io keeps Node receivers.
+    const measured = systems.filter((s) => SYSTEM_KEYS.includes(s.key) && !(receivers === 'native' && s.wire === 'socketio'));
+    const passes: SystemResult[][] = [];
+    for (let pass = 1; pass <= REPEAT[receivers]; pass++) {
+      const results: SystemResult[] = [];
+      for (const system of measured) results.push(await measure(system.name, await system.deploy(), receivers, token, pass));
+      passes.push(results);
+    }
+    runs.push({ receivers, processes: CLIENT_PROCESSES[receivers], passes });
+  }
+  return runs;
+}
+
+/** Starts a relay (Node script, or native executable) that prints its port and pid, and connects a publisher. */
+async function deployRelay(script: string, options: { native?: boolean } = {}): Promise<Deployment> {
+  const server = await startProcess(script, [], (l) => l.event === 'listening', {}, options);
   const { port, pid } = server.line as { port: number; pid: number };
-  return { mode, port, processes: [server.process], servers: [{ label: 'server', pid }], publisher: await connectPublisher(port) };
+  const publisher = framePublisher(await BenchConnection.connect(port));
+  return { wire: 'plain', port, processes: [server.process], servers: [{ label: 'server', pid }], publisher };
+}
+
+async function deploySocketIo(): Promise<Deployment> {
+  const server = await startProcess(join(DIST_BENCH, 'broadcast-socketio-server.js'), [], (l) => l.event === 'listening');
+  const { port, pid } = server.line as { port: number; pid: number };
+  return { wire: 'socketio', port, processes: [server.process], servers: [{ label: 'server', pid }], publisher: await socketIoPublisher(port) };
 }
 
 async function deployLivemux(start: () => Promise<LivemuxUnderTest>, token: string): Promise<Deployment> {
@@ -133,7 +230,7 @@ async function deployLivemux(start: () => Promise<LivemuxUnderTest>, token: stri
   await conn.hello(token);
   if ((await conn.open('echo', 1)).refused > 0) throw new Error('broadcast: the publisher session was refused');
   return {
-    mode: 'livemux',
+    wire: 'livemux',
     port: livemux.port,
     processes: [livemux.proxy, livemux.backend],
     servers: [
@@ -147,30 +244,60 @@ async function deployLivemux(start: () => Promise<LivemuxUnderTest>, token: stri
 /** Emits each message as a `pub` event, which the server emits to the room. */
 async function socketIoPublisher(port: number): Promise<Publisher> {
   const socket = await connectSocketIo(port, { role: 'publisher' });
-  return { send: (text) => socket.emit('pub', text), close: () => socket.close() };
+  return {
+    send: (text) => socket.emit('pub', text),
+    sendAll: (texts) => texts.forEach((text) => socket.emit('pub', text)),
+    close: () => socket.close(),
+  };
 }
 
 /** Publishes each message as one DATA frame (HIGH) on session 1, after `prefix`. */
 export function framePublisher(conn: BenchConnection, prefix = ''): Publisher {
+  const frame = (text: string): Buffer => encodeData(1, Priority.HIGH, Buffer.from(prefix + text));
   return {
-    send: (text) => conn.socket.write(encodeData(1, Priority.HIGH, Buffer.from(prefix + text))),
+    send: (text) => conn.socket.write(frame(text)),
+    sendAll: (texts) => conn.socket.write(Buffer.concat(texts.map(frame))),
     close: () => conn.close(),
   };
+}
+
+/** `size.processes` receiver processes of `kind` for `deployment`, `size.clients` in all. */
+function startReceivers(kind: ReceiverKind, deployment: Deployment, token: string, size: RoomSize): BenchProcess[] {
+  const common = (i: number): string[] => {
+    const port = deployment.ports?.[i % deployment.ports.length] ?? deployment.port;
+    return ['--mode', deployment.wire, '--port', String(port), '--count', String(size.clients / size.processes)];
+  };
+  if (kind === 'node') {
+    return Array.from({ length: size.processes }, (_, i) => {
+      const local = size.localAddresses?.[i % size.localAddresses.length];
+      const args = [...common(i), '--token', token];
+      return new BenchProcess(join(DIST_BENCH, 'broadcast-clients.js'), local ? [...args, '--local', local] : args);
+    });
+  }
+  const extra: string[] = [];
+  if (deployment.wire === 'livemux') {
+    // HELLO (large windows) and OPEN of session 1 at connect; `/sub room` once OPEN_OK arrives.
+    const hello = encodeFrame(FrameType.HELLO, 0, 0, encodeHello({ versions: [1], token, sessionWindow: NATIVE_WINDOW, connectionWindow: NATIVE_WINDOW }));
+    const open = encodeFrame(FrameType.OPEN, 0, 1, encodeOpen({ business: 'echo', metadata: {} }));
+    const sub = encodeData(1, Priority.HIGH, Buffer.from('/sub room'));
+    extra.push('--window', String(NATIVE_WINDOW), '--hello', Buffer.concat([hello, open]).toString('hex'), '--sub', sub.toString('hex'));
+  }
+  const binary = buildNative('broadcast-receiver');
+  return Array.from({ length: size.processes }, (_, i) => new BenchProcess(binary, [...common(i), ...extra], {}, { native: true }));
 }
 
 /** Fills a room of `size` on `deployment`, finds its peak and measures latency at half of it; stops every process of it. */
 export async function measure(
   name: string,
   deployment: Deployment,
+  receivers: ReceiverKind,
   token: string,
-  size: RoomSize = { clients: BROADCAST_CLIENTS, processes: CLIENT_PROCESSES },
+  pass: number,
+  size: RoomSize = { clients: BROADCAST_CLIENTS, processes: CLIENT_PROCESSES[receivers] },
 ): Promise<SystemResult> {
-  const clients = Array.from({ length: size.processes }, (_, i) => {
-    const port = deployment.ports?.[i % deployment.ports.length] ?? deployment.port;
-    const local = size.localAddresses?.[i % size.localAddresses.length];
-    const args = ['--mode', deployment.mode, '--port', String(port), '--count', String(size.clients / size.processes), '--token', token];
-    return new BenchProcess(join(DIST_BENCH, 'broadcast-clients.js'), local ? [...args, '--local', local] : args);
-  });
+  const clients = startReceivers(receivers, deployment, token, size);
+  const label = `${name}, ${receivers} receivers, pass ${pass}`;
+  if (receivers === 'native') pinServerAlone(deployment, clients);
   try {
     const room = new Room(deployment, clients, size.clients);
     await room.fill();
@@ -179,26 +306,53 @@ export async function measure(
     const peak = await findPeak(async (rate) => {
       const step = await room.step(rate, STEP_SECONDS);
       steps.push(step);
-      logStep(name, step);
+      logStep(label, step);
       return step;
     });
     const half = await room.step(peak.rate / 2, LATENCY_SECONDS);
-    logStep(`${name}, latency at half the peak`, half);
+    logStep(`${label}, latency at half the peak`, half);
+    const fixed = peak.rate >= FIXED_RATE ? await room.step(FIXED_RATE, LATENCY_SECONDS) : null;
+    if (fixed) logStep(`${label}, latency at ${FIXED_RATE} messages/s`, fixed);
+    // socket.io writes every message on its own: there is no coalescing to take out.
+    const bursts = receivers === 'native' && deployment.wire !== 'socketio' ? await room.bursts(BURST_MESSAGES, BURST_ROUNDS, BURST_PERIOD_MS) : null;
+    if (bursts) logStep(`${label}, ${BURST_ROUNDS} bursts of ${BURST_MESSAGES} messages`, bursts);
     const peakRssBytes = deployment.servers.map((s) => memory(s.pid).hwmBytes);
-    return { name, servers: deployment.servers.map((s) => s.label), idleRssBytes, peakRssBytes, steps, peak, half };
+    return { name, servers: deployment.servers.map((s) => s.label), idleRssBytes, peakRssBytes, steps, peak, half, fixed, bursts };
   } finally {
     await Promise.all(clients.map(stopped));
     deployment.publisher.close();
     await Promise.all(deployment.processes.map(stopped));
+    pin(process.pid, ALL_CPUS);
   }
+}
+
+const ALL_CPUS = `0-${CORES - 1}`;
+
+/**
+ * Core 0 for the process under test, every other core for everything else (this process, which
+ * publishes, the receivers, the other server processes). With one core there is nothing to split.
+ */
+function pinServerAlone(deployment: Deployment, clients: BenchProcess[]): void {
+  if (CORES < 2) return;
+  const [underTest, ...others] = deployment.servers;
+  const rest = `1-${CORES - 1}`;
+  pin(underTest!.pid, '0');
+  for (const pid of [process.pid, ...others.map((s) => s.pid), ...clients.map((c) => c.pid)]) pin(pid, rest);
+}
+
+/** Sets the CPU affinity of every thread of `pid` (threads started later inherit it). */
+function pin(pid: number, cpus: string): void {
+  if (CORES < 2) return;
+  execFileSync('taskset', ['--all-tasks', '--cpu-list', '--pid', cpus, String(pid)], { stdio: 'ignore' });
 }
 
 /** One progress line on stderr per step: a run takes minutes. */
 function logStep(name: string, step: StepResult): void {
-  const { rate, ok, publishMs, receiveMs, lagGrowthMs, missing, latency, cpuUs, receiverCpuUs, deliveries } = step;
+  const { rate, ok, publishMs, receiveMs, lagGrowthMs, missing, latency, cpuUs, receiverCpuUs, deliveries, machineBusy } = step;
   const cpu = [...cpuUs, receiverCpuUs].map((us) => (us / deliveries).toPrecision(3)).join(' + ');
   const pace = `published in ${publishMs.toFixed(0)} ms, received in ${receiveMs.toFixed(0)} ms, latency grew ${lagGrowthMs.toFixed(0)} ms, ${missing} missing`;
-  const cost = `p50 ${latency.quantile(0.5).toFixed(1)} ms, CPU µs/delivery ${cpu} (servers + receivers)`;
+  const cores = [...cpuUs, receiverCpuUs].map((us) => (us / 1000 / step.wallMs).toFixed(2)).join(' + ');
+  const cost = `p50 ${latency.quantile(0.5).toFixed(1)} ms, CPU µs/delivery ${cpu}, cores ${cores} (servers + receivers), machine ${(machineBusy * 100).toFixed(0)} % busy`;
   console.error(`broadcast: ${name}: ${rate.toFixed(1)} messages/s ${ok ? 'kept pace' : 'fell behind'} (${pace}; ${cost})`);
 }
 
@@ -268,28 +422,51 @@ class Room {
   }
 
   /** Publishes at `rate` for `seconds`, then the end message; resolves once every receiver has seen it. */
-  async step(rate: number, seconds: number): Promise<StepResult> {
+  step(rate: number, seconds: number): Promise<StepResult> {
+    const total = Math.max(1, Math.round(rate * seconds));
+    return this.window(rate, total, async (phase, start) => {
+      let sent = 0;
+      while (sent < total) {
+        // Every message due by now, then yield for ~1 ms: paced evenly, in small bursts at high rates.
+        const due = Math.min(total, Math.floor(((clockMs() - start) / 1000) * rate) + 1);
+        for (; sent < due; sent++) this.deployment.publisher.send(roomMessage(phase));
+        await sleep(1);
+      }
+    });
+  }
+
+  /** `rounds` bursts of `size` messages, each sent as one write, `periodMs` apart; then the end message. */
+  bursts(size: number, rounds: number, periodMs: number): Promise<StepResult> {
+    return this.window((size * 1000) / periodMs, size * rounds, async (phase, start) => {
+      for (let r = 0; r < rounds; r++) {
+        await sleep(start + r * periodMs - clockMs());
+        this.deployment.publisher.sendAll(Array.from({ length: size }, () => roomMessage(phase)));
+      }
+    });
+  }
+
+  /**
+   * One measured phase: `publish` sends `total` room messages at `rate` on average; the end message
+   * goes when the next one would be due. Resolves once every receiver has reported the phase.
+   */
+  private async window(rate: number, total: number, publish: (phase: number, start: number) => Promise<void>): Promise<StepResult> {
     const { publisher, servers } = this.deployment;
     const phase = ++this.phase;
-    const reports = this.reports(phase, (3 * seconds + 15) * 1000);
+    const publishMs = (total / rate) * 1000;
+    const reports = this.reports(phase, 3 * publishMs + 15_000);
     const before = servers.map((s) => cpuUs(s.pid));
-    const total = Math.max(1, Math.round(rate * seconds));
+    const machineBefore = machineTicks();
     const start = clockMs();
-    let sent = 0;
-    while (sent < total) {
-      // Every message due by now, then yield for ~1 ms: paced evenly, in small bursts at high rates.
-      const due = Math.min(total, Math.floor(((clockMs() - start) / 1000) * rate) + 1);
-      for (; sent < due; sent++) publisher.send(roomMessage(phase));
-      await sleep(1);
-    }
+    await publish(phase, start);
     this.published += total;
     // The end message goes when the next room message would be due, not right behind the last one:
     // a receiver keeping pace then gets it publishMs after its first message, whatever a fan-out takes.
-    const publishMs = (total / rate) * 1000;
     await sleep(start + publishMs - clockMs());
     publisher.send(endMessage(phase, this.published));
     const lines = await reports;
     const after = servers.map((s) => cpuUs(s.pid));
+    const wallMs = clockMs() - start;
+    const machine = machineTicks();
     const latency = new LatencyHistogram();
     for (const l of lines) latency.merge(l.histogram as number[]);
     const sum = (key: string): number => lines.reduce((n, l) => n + (l[key] as number), 0);
@@ -303,7 +480,9 @@ class Room {
     const lagGrowthMs = Number.isNaN(median('lagGrowthMs')) ? receiveMs - publishMs : median('lagGrowthMs');
     return {
       rate,
-      ok: missing === 0 && sum('closed') === 0 && lagGrowthMs <= PACE_SLACK_MS,
+      // A step its receivers took far longer to get than it took to publish has not kept pace, whatever
+      // its latency did between its second second and its last.
+      ok: missing === 0 && sum('closed') === 0 && lagGrowthMs <= PACE_SLACK_MS && publishMs >= SATURATED_PACE * receiveMs,
       publishMs,
       receiveMs,
       lagGrowthMs,
@@ -311,6 +490,9 @@ class Room {
       deliveries: total * this.members - missing,
       cpuUs: after.map((a, i) => a - before[i]!),
       receiverCpuUs: sum('cpuUs'),
+      wallMs,
+      machineBusy: (machine.busy - machineBefore.busy) / (machine.total - machineBefore.total),
+      machineSteal: (machine.steal - machineBefore.steal) / (machine.total - machineBefore.total),
       latency,
     };
   }
@@ -326,6 +508,14 @@ export async function stopped(p: BenchProcess): Promise<void> {
   const exited = p.next(() => false, 10_000).catch(() => {});
   p.stop();
   await exited;
+}
+
+/** Clock ticks of the whole machine since boot (/proc/stat): busy (user, system, interrupts), stolen, in all. */
+function machineTicks(): { busy: number; steal: number; total: number } {
+  const line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!;
+  const [user, nice, system, idle, iowait, irq, softirq, steal] = line.trim().split(/\s+/).slice(1).map(Number) as number[];
+  const busy = user! + nice! + system! + irq! + softirq!;
+  return { busy, steal: steal!, total: busy + idle! + iowait! + steal! };
 }
 
 /** Resident memory of a process now, and its high-water mark. */

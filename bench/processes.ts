@@ -15,16 +15,18 @@ const running = new Set<ChildProcess>();
 process.on('exit', () => running.forEach((c) => c.kill('SIGKILL')));
 
 /**
- * `node script args` started by the bench, its stdout read as JSON lines (other lines are ignored) and
- * stderr passed through. Killed when the bench exits, whatever the path out.
+ * `node script args` (or, with `native`, the executable `script` itself) started by the bench, its stdout
+ * read as JSON lines (other lines are ignored) and stderr passed through. Killed when the bench exits,
+ * whatever the path out.
  */
 export class BenchProcess {
   private readonly child: ChildProcess;
   private readonly waiters = new Set<Waiter>();
   private exitCode: number | string | null = null;
 
-  constructor(script: string, args: string[], env: NodeJS.ProcessEnv = {}) {
-    this.child = spawn(process.execPath, [script, ...args], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, ...env } });
+  constructor(script: string, args: string[], env: NodeJS.ProcessEnv = {}, { native = false } = {}) {
+    const [command, argv] = native ? [script, args] : [process.execPath, [script, ...args]];
+    this.child = spawn(command, argv, { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, ...env } });
     running.add(this.child);
     this.child.once('exit', (code, signal) => {
       running.delete(this.child);
@@ -76,14 +78,15 @@ export class BenchProcess {
   }
 }
 
-/** Starts `node script args` and resolves with the process and its first line that satisfies `ready`. */
+/** Starts `node script args` (or a native `script`) and resolves with the process and its first line that satisfies `ready`. */
 export async function startProcess(
   script: string,
   args: string[],
   ready: (line: OutputLine) => boolean,
   env: NodeJS.ProcessEnv = {},
+  options: { native?: boolean } = {},
 ): Promise<{ process: BenchProcess; line: OutputLine }> {
-  const child = new BenchProcess(script, args, env);
+  const child = new BenchProcess(script, args, env, options);
   return { process: child, line: await child.next(ready) };
 }
 

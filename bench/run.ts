@@ -5,8 +5,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { stringify } from 'yaml';
 import { PACKAGE_ROOT } from '../src/paths.js';
 import { mintToken } from '../src/proxy/auth.js';
-import { MESSAGE_BYTES } from './broadcast-protocol.js';
-import { BROADCAST_CLIENTS, LATENCY_SECONDS, type LivemuxUnderTest, PACE_SLACK_MS, STEP_SECONDS, type SystemResult, benchBroadcast } from './broadcast.js';
+import { broadcastReport } from './broadcast-report.js';
+import { type LivemuxUnderTest, benchBroadcast } from './broadcast.js';
 import { benchCodec } from './codec.js';
 import { benchHostile } from './hostile.js';
 import { type BenchProcess, type OutputLine, startProcess } from './processes.js';
@@ -19,8 +19,8 @@ import { benchScale } from './scale.js';
 /**
  * `npm run bench`: every figure the issues ask for, measured side by side in one run on this machine,
  * printed as tables and written to BENCHMARKS.md, one section each: core (codec, routing, echo,
- * reload), im (issue 10), broadcast (issue 4), push (issue 11), hostile (issue 8) and scale (issue 12). `BENCH_ONLY=<section>`
- * runs one section.
+ * reload), im (issue 10), broadcast (issues 4 and 14), push (issue 11), hostile (issue 8) and scale (issue 12).
+ * `BENCH_ONLY=<section>` runs one section.
  * Not a test: nothing here passes or fails on time.
  */
 const SECRET = 'bench-secret-0123456789abcdef0123456789';
@@ -170,58 +170,6 @@ async function benchCore(token: string): Promise<Row[]> {
   rows.push(reloadRow(idle, 'same trials, for comparison'));
   for (const p of [livemux.proxy, livemux.backend, plain.process]) p.stop();
   return rows;
-}
-
-/**
- * The broadcast section: one row per system (deliveries/s at the peak, servers' and receivers' CPU per
- * delivery at the peak, latency at half the peak and at the search's slowest step, servers' RSS,
- * ratios), then each peak search's steps. The slowest step's latency is a system's floor on this
- * machine: about one message per fan-out, so it is what one round of writes to every receiver costs.
- */
-function broadcastReport(results: SystemResult[]): string {
-  const [plain, socketIo, livemux] = results as [SystemResult, SystemResult, SystemResult];
-  const peak = (r: SystemResult): number => r.peak.deliveries / STEP_SECONDS;
-  const p99 = (r: SystemResult): number => r.half.latency.quantile(0.99);
-  const perServer = (r: SystemResult, value: (i: number) => string): string =>
-    r.servers.map((label, i) => (r.servers.length > 1 ? `${label} ${value(i)}` : value(i))).join(' + ');
-  const verdict = (ok: boolean): string => (ok ? 'met' : '**missed**');
-  const targets = [
-    `≥ 60 % of plain TCP: ${verdict(peak(livemux) >= 0.6 * peak(plain))}`,
-    `≥ 10× socket.io: ${verdict(peak(livemux) >= 10 * peak(socketIo))}`,
-    `p99 < 100 ms at 50 % of peak: ${verdict(p99(livemux) < 100)}`,
-  ];
-  const notes = new Map([
-    [plain, 'the practical limit on this machine'],
-    [socketIo, 'websocket transport only'],
-    [livemux, `targets: ${targets.join('; ')}`],
-  ]);
-  const row = (r: SystemResult): string => {
-    const cpu = perServer(r, (i) => `${(r.peak.cpuUs[i]! / r.peak.deliveries).toPrecision(3)} µs`);
-    const receiverCpu = `${(r.peak.receiverCpuUs / r.peak.deliveries).toPrecision(3)} µs`;
-    const rss = perServer(r, (i) => `${fmt(r.idleRssBytes[i]! / 2 ** 20)} / ${fmt(r.peakRssBytes[i]! / 2 ** 20)} MiB`);
-    const latency = `${r.half.latency.quantile(0.5).toFixed(1)} / ${p99(r).toFixed(1)} ms${r.half.ok ? '' : ' (fell behind)'}`;
-    const slowest = r.steps.reduce((a, b) => (b.rate < a.rate ? b : a));
-    const floor = `${slowest.latency.quantile(0.5).toFixed(1)} / ${slowest.latency.quantile(0.99).toFixed(1)} ms at ${slowest.rate}/s`;
-    const vsPlain = `${((peak(r) / peak(plain)) * 100).toFixed(1)} %`;
-    const vsSocketIo = `${(peak(r) / peak(socketIo)).toFixed(1)}×`;
-    return `| ${r.name} | ${fmt(peak(r))} | ${cpu} | ${receiverCpu} | ${latency} | ${floor} | ${rss} | ${vsPlain} | ${vsSocketIo} | ${notes.get(r)} |`;
-  };
-  const step = (s: SystemResult['steps'][number]): string => {
-    const rate = s.rate < 10 ? s.rate.toFixed(1) : fmt(s.rate);
-    if (s.ok) return `${rate} ✓`;
-    return `${rate} ✗ (${s.missing > 0 ? `${fmt(s.missing)} missing` : `latency grew ${fmt(s.lagGrowthMs)} ms`})`;
-  };
-  return [
-    `${fmt(BROADCAST_CLIENTS)} receivers in one room, ${MESSAGE_BYTES} B messages. Peak: the fastest ${STEP_SECONDS} s step ` +
-      `that kept pace (latency grew by at most ${PACE_SLACK_MS} ms from its second second to its last); latency: ${LATENCY_SECONDS} s at half the peak rate.`,
-    '',
-    '| system | deliveries/s at peak | server CPU per delivery | receivers\' CPU per delivery | p50 / p99 latency at 50 % of peak | p50 / p99 latency at the slowest step | server RSS idle / highest | vs plain TCP | vs socket.io | notes |',
-    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
-    ...results.map(row),
-    '',
-    `Peak search, room messages/s offered (× ${fmt(BROADCAST_CLIENTS)} = deliveries/s); ✓ kept pace, ✗ did not:`,
-    ...results.map((r) => `- ${r.name}: ${r.steps.map(step).join(', ')}`),
-  ].join('\n');
 }
 
 function table(rows: Row[]): string {

@@ -391,14 +391,14 @@ async function benchFanOut(options: ScaleBenchOptions): Promise<SystemResult[]> 
   const ports = relays.map((r) => r.line.port as number);
   const publishers = await Promise.all(ports.map(async (port) => framePublisher(await BenchConnection.connect(port))));
   const plain: Deployment = {
-    mode: 'plain',
+    wire: 'plain',
     port: ports[0]!,
     ports,
     processes: relays.map((r) => r.process),
     servers: relays.map((r, i) => ({ label: `relay ${i + 1}`, pid: r.line.pid as number })),
     publisher: everyOne(publishers),
   };
-  const results = [await measure(`plain relays × ${FANOUT_WORKERS}`, plain, options.token, size)];
+  const results = [await measure(`plain relays × ${FANOUT_WORKERS}`, plain, 'node', options.token, 1, size)];
 
   // The publisher sends without reading WINDOW_UPDATEs: a large client→proxy window keeps it legal.
   const lm = await options.startLivemux({ session_window: 1 << 30, connection_window: 1 << 30 }, { args: ['--workers', String(FANOUT_WORKERS)] });
@@ -408,13 +408,13 @@ async function benchFanOut(options: ScaleBenchOptions): Promise<SystemResult[]> 
   await conn.hello(options.token);
   if ((await conn.open('echo', 1)).refused > 0) throw new Error('scale: the publisher session was refused');
   const livemux: Deployment = {
-    mode: 'livemux',
+    wire: 'livemux',
     port: lm.port,
     processes: [lm.proxy, lm.backend],
     servers: [{ label: 'primary', pid: lm.pid }, ...workers.map((w) => ({ label: `worker ${w.slot}`, pid: w.pid })), { label: 'backend', pid: childPid('echo-backend') }],
     publisher: framePublisher(conn, '/pub room '),
   };
-  results.push(await measure(`livemux --workers ${FANOUT_WORKERS} + echo backend`, livemux, options.token, size));
+  results.push(await measure(`livemux --workers ${FANOUT_WORKERS} + echo backend`, livemux, 'node', options.token, 1, size));
   return results;
 }
 
@@ -422,6 +422,7 @@ async function benchFanOut(options: ScaleBenchOptions): Promise<SystemResult[]> 
 function everyOne(publishers: Publisher[]): Publisher {
   return {
     send: (text) => publishers.forEach((p) => p.send(text)),
+    sendAll: (texts) => publishers.forEach((p) => p.sendAll(texts)),
     close: () => publishers.forEach((p) => p.close()),
   };
 }

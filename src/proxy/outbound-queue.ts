@@ -3,6 +3,8 @@ import { FrameType, MAX_QUEUED_CONTROL_BYTES, Priority } from '../protocol/const
 import type { HistogramSeries } from '../observability/histogram.js';
 import type { FrameStats } from '../observability/metrics.js';
 import { Deque } from '../util/deque.js';
+import { type SlicedTask, SliceScheduler, runClock } from '../util/slice-scheduler.js';
+import { type SocketWriter, socketWriter } from './socket-writer.js';
 
 /** Whoever queued a DATA entry; told when it leaves the queue (written or dropped). */
 export interface QueueOwner {
@@ -40,86 +42,23 @@ interface Entry {
   at: number;
 }
 
-/**
- * The time for queue-wait bookkeeping, read once per synchronous run rather than per entry: a fan-out
- * queues an entry per member in one run, and the flush writes hundreds of sockets per slice, so a clock
- * read each (0.05-0.2 µs here) would cost more than the rest of the bookkeeping. Exact to one run; the
- * flush scheduler refreshes it as it goes.
- */
-const runClock = {
-  t: -1,
-  expire: (): void => void (runClock.t = -1),
-  now(): number {
-    if (runClock.t < 0) runClock.set(performance.now());
-    return runClock.t;
-  },
-  set(t: number): void {
-    if (runClock.t < 0) queueMicrotask(runClock.expire);
-    runClock.t = t;
-  },
-};
-
 // Up to this many queued bytes are gathered into one socket write per flush round: small frames are
 // coalesced into a single syscall, large ones are still not copied more than once.
 const COALESCE_BYTES = 64 * 1024;
 
-/** How long one slice of flushing may hold the event loop before I/O gets a turn. */
-const FLUSH_SLICE_MS = 10;
-/** Queues flushed between two looks at the clock. */
-const FLUSH_CLOCK_EVERY = 64;
+/**
+ * The proxy's writes, in slices with I/O between them (see SliceScheduler): queues are flushed after the
+ * event-loop turn that filled them, so every frame queued while handling one round of I/O leaves in one
+ * write per socket; topic fan-outs (TopicFanOut) walk their members in the same slices.
+ */
+export const writeScheduler = new SliceScheduler();
 
 /**
- * Flushes queues after the event-loop turn that filled them, so every frame queued while handling one
- * round of I/O (e.g. one backend batch fanned out to thousands of sessions) leaves in one write per
- * socket.
- *
- * A fan-out to 10,000 sockets is 10,000 write syscalls, a few hundred milliseconds on a small machine.
- * Done in one go, nothing is read meanwhile: a client's message forwarded to a backend, and the
- * backend's Publish coming back, would each wait for a whole round, and that room's latency would be
- * three rounds. So flushing goes in slices of FLUSH_SLICE_MS with I/O between them; what arrives
- * meanwhile joins the queues not written yet and leaves with them, in the same round.
+ * Starts writing what is scheduled now rather than at the scheduled turn (one slice; the rest follows as
+ * scheduled). For a producer that has just queued a large fan-out in the check phase: waiting for the
+ * next turn would add a whole poll phase to every recipient's latency.
  */
-class FlushScheduler {
-  private readonly dirty = new Deque<OutboundQueue>();
-  private immediate: NodeJS.Immediate | null = null;
-  readonly run = (): void => {
-    if (this.immediate) clearImmediate(this.immediate);
-    this.immediate = null;
-    const start = performance.now();
-    runClock.set(start);
-    const deadline = start + FLUSH_SLICE_MS;
-    for (let n = 1; this.dirty.length > 0; n++) {
-      this.dirty.shift()!.flush();
-      if (n % FLUSH_CLOCK_EVERY !== 0) continue;
-      const now = performance.now();
-      runClock.set(now);
-      if (now > deadline) break;
-    }
-    if (this.dirty.length > 0) this.immediate ??= setImmediate(this.run);
-  };
-
-  schedule(q: OutboundQueue): void {
-    this.dirty.push(q);
-    this.immediate ??= setImmediate(this.run);
-  }
-}
-
-const scheduler = new FlushScheduler();
-
-/** The queue a socket drains into; the 'drain' listener is one function for every socket, not a closure each. */
-const QUEUE = Symbol('livemux.outboundQueue');
-type QueuedSocket = Socket & { [QUEUE]: OutboundQueue };
-
-function onSocketDrain(this: QueuedSocket): void {
-  this[QUEUE].scheduleFlush();
-}
-
-/**
- * Starts writing the queues that have frames waiting now rather than at the scheduled turn (one slice;
- * the rest follows as scheduled). For a producer that has just queued a large fan-out in the check
- * phase: waiting for the next turn would add a whole poll phase to every recipient's latency.
- */
-export const flushQueuedWrites: () => void = scheduler.run;
+export const flushQueuedWrites: () => void = writeScheduler.run;
 
 /**
  * One connection's bounded outbound queue (PROTOCOL.md §8). Control frames go first, then DATA by
@@ -129,10 +68,11 @@ export const flushQueuedWrites: () => void = scheduler.run;
  * below what a reading client ever has queued. The connection's last frame (ERROR) is not queued: it is
  * written ahead of everything not yet written ({@link abort}), so it always gets through.
  *
- * Frames are only handed to the socket while it is under its high-water mark; everything else waits
- * here, where low-priority frames can still be dropped instead of piling up in Node's write buffer.
+ * Frames are only handed to the socket while it takes them without holding earlier ones back (see
+ * SocketWriter); everything else waits here, where low-priority frames can still be dropped instead of
+ * piling up in a write buffer.
  */
-export class OutboundQueue {
+export class OutboundQueue implements SlicedTask {
   /** By lane (control, then DATA system, high, low); null while nothing has been queued since {@link compact}. */
   private lanes: Deque<Entry>[] | null = null;
   private queuedBytes = 0;
@@ -143,6 +83,7 @@ export class OutboundQueue {
   private ended = false;
   /** {@link compact} was asked while frames were queued: give the lanes back once they are written. */
   private compactWhenEmpty = false;
+  private readonly writer: SocketWriter;
 
   constructor(
     private readonly socket: Socket,
@@ -152,8 +93,7 @@ export class OutboundQueue {
     /** One series per lane (control, system, high, low) for the time frames wait here. */
     private readonly waits?: readonly HistogramSeries[],
   ) {
-    (socket as QueuedSocket)[QUEUE] = this;
-    socket.on('drain', onSocketDrain);
+    this.writer = socketWriter(socket, () => this.scheduleFlush());
   }
 
   /** Bytes queued or held for credit. */
@@ -251,7 +191,30 @@ export class OutboundQueue {
     else this.compactWhenEmpty = true;
   }
 
-  /** Writes queued frames while the socket accepts them. Called by the scheduler. */
+  /**
+   * Writes `parts` (`size` bytes of whole DATA frames, admitted and within credit: `counts` system and
+   * high ones) to the socket at once, as one write, when nothing is queued and the socket takes writes:
+   * no entry, no flush to wait for. False, with nothing done, otherwise. In the queue-wait histogram
+   * they count as a wait of zero, once per lane, as a queued run per lane would count once.
+   */
+  writeNow(parts: readonly Buffer[], size: number, counts: readonly [system: number, high: number]): boolean {
+    if (this.queuedBytes !== 0 || this.flushing || this.ended || !this.writer.writable) return false;
+    this.stats.countOut(FrameType.DATA, size, counts[0] + counts[1]);
+    if (this.waits) {
+      if (counts[0] > 0) this.waits[DATA_LANE[Priority.SYSTEM]]!.observe(0);
+      if (counts[1] > 0) this.waits[DATA_LANE[Priority.HIGH]]!.observe(0);
+    }
+    this.writer.writev(parts);
+    return true;
+  }
+
+  /** Called by the scheduler: a flush is one step. */
+  runUntil(): boolean {
+    this.flush();
+    return false;
+  }
+
+  /** Writes queued frames while the socket accepts them. */
   flush(): void {
     this.pendingFlush = false;
     // A dequeue callback may queue a frame (a session's CLOSE); writing it from a nested flush would
@@ -266,44 +229,63 @@ export class OutboundQueue {
   }
 
   private writeQueued(): void {
-    const socket = this.socket;
-    while (!socket.destroyed && !socket.writableNeedDrain) {
-      const parts: Buffer[] = [];
-      let size = 0;
-      const now = this.waits ? runClock.now() : 0;
-      while (size < COALESCE_BYTES) {
-        const lane = this.nextLane();
-        if (lane < 0) break;
-        const e = this.lanes![lane]!.shift()!;
-        this.queuedBytes -= e.size;
-        this.waits?.[lane]!.observe((now - e.at) / 1000);
-        if (!e.owner) this.controlBytes -= e.size;
-        else {
-          // Asked before telling the owner: the session's last DATA may retire it (its CLOSE follows),
-          // and that DATA must still be written.
-          const discarded = e.owner.discarded;
-          e.owner.onDequeued(e.size);
-          if (discarded) {
-            this.hooks.onDrop('session_closed', e.priority, e.frames);
-            continue;
-          }
-        }
-        parts.push(e.head);
-        if (e.body && e.body.length > 0) parts.push(e.body);
-        size += e.size;
-      }
-      if (parts.length === 0) {
-        if (this.ended) socket.end();
+    while (this.writer.writable) {
+      if (!this.writeNext()) {
+        if (this.ended) this.socket.end();
         if (this.compactWhenEmpty) {
           this.compactWhenEmpty = false;
           this.lanes = null;
         }
         return;
       }
-      if (parts.length === 1) socket.write(parts[0]!);
-      else if (parts.length <= WRITEV_MAX_PARTS && size >= WRITEV_BYTES) writev(socket, parts);
-      else socket.write(join(parts, size));
+      // The common case, everything written at once: no second look at the socket's state.
+      if (this.queuedBytes === 0 && !this.ended) return;
     }
+  }
+
+  /**
+   * Takes queued frames, up to COALESCE_BYTES, and writes them as one write; false when none is left.
+   * A lone whole-frame entry (a control frame, a fan-out run) is written as it is, several as a writev
+   * of their buffers: nothing is copied or allocated but the array of parts.
+   */
+  private writeNext(): boolean {
+    let only: Buffer | null = null;
+    let parts: Buffer[] | null = null;
+    let size = 0;
+    const now = this.waits ? runClock.now() : 0;
+    while (size < COALESCE_BYTES) {
+      const lane = this.nextLane();
+      if (lane < 0) break;
+      const e = this.lanes![lane]!.shift()!;
+      this.queuedBytes -= e.size;
+      this.waits?.[lane]!.observe((now - e.at) / 1000);
+      if (!e.owner) this.controlBytes -= e.size;
+      else {
+        // Asked before telling the owner: the session's last DATA may retire it (its CLOSE follows),
+        // and that DATA must still be written.
+        const discarded = e.owner.discarded;
+        e.owner.onDequeued(e.size);
+        if (discarded) {
+          this.hooks.onDrop('session_closed', e.priority, e.frames);
+          continue;
+        }
+      }
+      const body = e.body !== null && e.body.length > 0 ? e.body : null;
+      if (only === null && parts === null && body === null) only = e.head;
+      else {
+        if (parts === null) {
+          parts = only === null ? [] : [only];
+          only = null;
+        }
+        parts.push(e.head);
+        if (body !== null) parts.push(body);
+      }
+      size += e.size;
+    }
+    if (parts !== null) this.writer.writev(parts);
+    else if (only !== null) this.writer.write(only);
+    else return false;
+    return true;
   }
 
   private enqueue(lane: number, e: Entry): void {
@@ -314,15 +296,14 @@ export class OutboundQueue {
     // Coalesce within the tick, but never let a burst that the socket can take (a whole backend batch
     // arriving at once) sit here and count as a slow reader: the queue should only grow while the
     // socket itself is backed up.
-    if (this.queuedBytes >= COALESCE_BYTES && !this.socket.writableNeedDrain) this.flush();
+    if (this.queuedBytes >= COALESCE_BYTES && this.writer.writable) this.flush();
     else this.scheduleFlush();
   }
 
-  /** @internal Flushes at the scheduler's next turn (once, however often it is asked). */
-  scheduleFlush(): void {
+  private scheduleFlush(): void {
     if (this.pendingFlush) return;
     this.pendingFlush = true;
-    scheduler.schedule(this);
+    writeScheduler.schedule(this);
   }
 
   /** The lane the next frame comes from, or -1 when all are empty (or given back). */
@@ -331,38 +312,6 @@ export class OutboundQueue {
     if (lanes) for (let i = 0; i < lanes.length; i++) if (lanes[i]!.length > 0) return i;
     return -1;
   }
-}
-
-/**
- * A few large parts (a passthrough chunk and its header) go out in one writev rather than copied into
- * one buffer: copying 64 KiB per chunk, and collecting the copies, cost the proxy about a fifth of its
- * CPU on a passthrough stream. Many small parts (a fan-out's runs) are still joined: writev's cost per
- * part is higher than copying them, and the join is shared between members.
- */
-const WRITEV_BYTES = 16 * 1024;
-const WRITEV_MAX_PARTS = 4;
-
-function writev(socket: Socket, parts: Buffer[]): void {
-  socket.cork();
-  for (const p of parts) socket.write(p);
-  socket.uncork();
-}
-
-/**
- * The last concatenation written, by the identity of its parts. A fan-out queues the same run buffers
- * for every member with the same session id, so when the next turn's run reaches the sockets a round
- * has not written yet, all of them write the same two shared buffers: they share one copy instead of
- * each making its own (a tenth of the proxy's time at the broadcast peak before this). Queued buffers
- * are never changed, so the same parts always mean the same bytes.
- */
-let lastJoin: { parts: readonly Buffer[]; joined: Buffer } | null = null;
-
-function join(parts: Buffer[], size: number): Buffer {
-  const last = lastJoin;
-  if (last && last.parts.length === parts.length && last.parts.every((p, i) => p === parts[i])) return last.joined;
-  const joined = Buffer.concat(parts, size);
-  lastJoin = { parts, joined };
-  return joined;
 }
 
 const CONTROL_LANE = 0;

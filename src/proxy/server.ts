@@ -25,6 +25,7 @@ import { createUserLimits, type UserLimiter } from './user-limits.js';
 import { ProxyHeaderParser } from './proxy-protocol.js';
 import { RouteReloader } from './route-reloader.js';
 import { SessionMover } from './session-mover.js';
+import { nodeInternals } from './socket-writer.js';
 import { TimerWheel, WheelEntry } from './timer-wheel.js';
 
 /** How long a refused connection's socket may take to deliver its ERROR. */
@@ -184,7 +185,9 @@ export class ProxyServer {
     }
     if (this.config.dispatch) this.registration = await this.register(this.config.dispatch);
     const { host, port } = this.address;
-    this.logger.info({ address: host, port, admin: this.adminPort, tls: Boolean(this.tlsContext) }, listener ? 'livemux listening' : 'proxy worker ready');
+    // How client sockets are written (src/proxy/socket-writer.ts): said once, for whoever compares figures.
+    const clientWrites = this.tlsContext || !nodeInternals ? 'socket.write' : 'libuv handle';
+    this.logger.info({ address: host, port, admin: this.adminPort, tls: Boolean(this.tlsContext), clientWrites }, listener ? 'livemux listening' : 'proxy worker ready');
   }
 
   /** Client connections open now. */

@@ -9,6 +9,7 @@ import type { BackendLink } from '../proxy/upstream/link.js';
 import type { LowPriorityPacer, PacedSession } from '../proxy/low-priority-pacer.js';
 import type { DropReason, OutboundQueue, QueueOwner } from '../proxy/outbound-queue.js';
 import { Deque } from '../util/deque.js';
+import type { Topic } from './topic-fanout.js';
 
 /** What a session needs from its connection. Implemented by the proxy's Connection. */
 export interface SessionHost {
@@ -68,6 +69,13 @@ export class ProxySession implements QueueOwner, PacedSession {
   state: SessionState = SessionState.OPEN;
   /** Topics this session is subscribed to; null until the first subscribe. */
   topics: Set<string> | null = null;
+  /**
+   * While this session is in exactly one topic: that topic, which brings it up to date lazily, and how
+   * many of its turns it has been given (see Topic). Null in no topic or several (those are served each
+   * message as it is published).
+   */
+  walkedTopic: Topic | null = null;
+  topicSeq = 0;
   readonly sendCredit: SendCredit;
   private readonly recvCredit: ReceiveCredit;
   private readonly blocked = new Deque<Blocked>();
@@ -194,9 +202,10 @@ export class ProxySession implements QueueOwner, PacedSession {
 
   /**
    * Queues `count` whole system or high DATA frames already encoded for this session's id (`frames`, one
-   * run of a topic fan-out: see TopicFanOut, `largest` its largest payload) as one piece. False, with nothing queued, when the run
-   * cannot go whole (closing, frames waiting for credit, too little credit, over the queue's bound): the
-   * caller then delivers its messages one by one, which wait, drop or close exactly as single frames do.
+   * run of a topic fan-out: see TopicFanOut; `largest` its largest payload) as one piece. False, with
+   * nothing queued, when the run cannot go whole (closing, frames waiting for credit, too little credit,
+   * over the queue's bound, a payload over the client's max_payload): the caller then delivers its
+   * messages one by one, which wait, drop or close exactly as single frames do.
    */
   deliverRun(frames: Buffer, count: number, payloadBytes: number, largest: number, priority: Priority): boolean {
     if (this.state !== SessionState.OPEN || this.blocked.length > 0 || !this.hasCredit(payloadBytes)) return false;
@@ -207,6 +216,23 @@ export class ProxySession implements QueueOwner, PacedSession {
     this.queued++;
     this.queuedBytes += frames.length;
     this.host.out.data(this, frames, null, priority, count);
+    return true;
+  }
+
+  /**
+   * Writes whole system and high DATA frames already encoded for this session's id (`parts`, `size`
+   * bytes, `counts` frames of each: what a topic walk brings, see Topic) to the socket at once, when nothing stands in the
+   * way: open, nothing waiting for credit, credit for all of it, no payload over the client's
+   * max_payload (`largest`), within the queue's bound, and nothing queued on the connection
+   * (OutboundQueue.writeNow). False, with nothing done, otherwise.
+   */
+  writeRuns(parts: readonly Buffer[], size: number, counts: readonly [number, number], payloadBytes: number, largest: number): boolean {
+    if (this.state !== SessionState.OPEN || this.blocked.length > 0 || !this.hasCredit(payloadBytes)) return false;
+    if (largest > this.host.maxPayload) return false;
+    const out = this.host.out;
+    if (out.admit(size, Priority.HIGH) !== 'ok' || !out.writeNow(parts, size, counts)) return false;
+    this.sendCredit.consume(payloadBytes);
+    this.host.sendCredit.consume(payloadBytes);
     return true;
   }
 
@@ -349,6 +375,10 @@ export class ProxySession implements QueueOwner, PacedSession {
    * is still delivered, then CLOSE; the id is retired when the client answers CLOSE.
    */
   beginClose(code: number, reason: string): void {
+    if (this.state !== SessionState.OPEN) return;
+    // What its topic published before goes out ahead of the CLOSE (and may itself close the session:
+    // a message over the client's max_payload).
+    this.walkedTopic?.catchUp(this);
     if (this.state !== SessionState.OPEN) return;
     this.closeStatus ??= { code, reason };
     this.state = SessionState.CLOSING;

@@ -17,17 +17,17 @@ export interface SessionRelocator {
 }
 
 /**
- * Every session on this proxy, by the id the proxy gave it on its backend stream, plus the topic table
- * for edge fan-out. Commands arriving from any backend land here.
+ * Every session on this proxy, by the id the proxy gave it on its backend stream, plus the topics for
+ * edge fan-out. Commands arriving from any backend land here.
  *
- * Publishes go through {@link TopicFanOut}: a topic's messages of one event-loop turn are encoded once
- * (per distinct session id) and reach each local subscriber as one queue entry. Every other command
- * first lets the fan-out catch up, so a stream's commands still apply in order.
+ * Topics and Publishes belong to {@link TopicFanOut}: a topic's messages of one event-loop turn are
+ * encoded once (per distinct session id) and walked to its local subscribers, one write each. Every
+ * other command first brings the sessions it names up to date, so a stream's commands still apply in
+ * order.
  */
 export class SessionRegistry implements BackendCommandSink {
   private readonly byRef = new Map<number, ProxySession>();
   private readonly byLink = new Map<BackendLink, Set<ProxySession>>();
-  private readonly topics = new Map<string, Set<ProxySession>>();
   private readonly fanOut: TopicFanOut;
   private nextRef = 1;
   private relocator: SessionRelocator | null = null;
@@ -37,7 +37,7 @@ export class SessionRegistry implements BackendCommandSink {
 
   /** `fanOutDelay` receives each Publish's fan-out delay (livemux_fanout_delay_seconds). */
   constructor(fanOutDelay?: HistogramSeries) {
-    this.fanOut = new TopicFanOut((topic) => this.topics.get(topic), fanOutDelay);
+    this.fanOut = new TopicFanOut((ref) => this.byRef.get(ref), fanOutDelay);
   }
 
   /** Where sessions of a lost endpoint go; without one they are closed BACKEND_UNAVAILABLE. */
@@ -59,13 +59,9 @@ export class SessionRegistry implements BackendCommandSink {
 
   /** Forgets a retired session and its topic memberships. */
   remove(session: ProxySession): void {
-    this.fanOut.flush();
+    this.fanOut.leaveAll(session);
     this.byRef.delete(session.ref);
     this.byLink.get(session.link)?.delete(session);
-    if (session.topics) {
-      for (const topic of session.topics) this.leave(session, topic);
-      session.topics = null;
-    }
   }
 
   /**
@@ -74,12 +70,8 @@ export class SessionRegistry implements BackendCommandSink {
    * it wants, so the old owner's subscriptions cannot leak onto a session it no longer serves.
    */
   rebind(session: ProxySession, link: BackendLink): boolean {
-    this.fanOut.flush();
     const from = session.link;
-    if (session.topics) {
-      for (const topic of session.topics) this.leave(session, topic);
-      session.topics = null;
-    }
+    this.fanOut.leaveAll(session);
     if (!session.rebind(link)) return false;
     this.byLink.get(from)?.delete(session);
     let set = this.byLink.get(link);
@@ -104,7 +96,7 @@ export class SessionRegistry implements BackendCommandSink {
 
   /** Number of local subscribers of a topic (for tests and the admin status page). */
   subscribers(topic: string): number {
-    return this.topics.get(topic)?.size ?? 0;
+    return this.fanOut.subscribers(topic);
   }
 
   deliver(ref: number, payload: Buffer, priority: Priority): void {
@@ -114,19 +106,22 @@ export class SessionRegistry implements BackendCommandSink {
   }
 
   close(ref: number, code: number, reason: string): void {
-    this.fanOut.flush();
-    const s = this.byRef.get(ref);
-    if (s) s.closedByBackend(code, reason);
-    else this.staleCommands++;
-  }
-
-  unreachable(ref: number, reason: string, unsent: readonly Buffer[]): void {
-    this.fanOut.flush();
     const s = this.byRef.get(ref);
     if (!s) {
       this.staleCommands++;
       return;
     }
+    this.fanOut.settle(s);
+    s.closedByBackend(code, reason);
+  }
+
+  unreachable(ref: number, reason: string, unsent: readonly Buffer[]): void {
+    const s = this.byRef.get(ref);
+    if (!s) {
+      this.staleCommands++;
+      return;
+    }
+    this.fanOut.settle(s);
     const endpoint = s.link.endpoint;
     s.suspend(unsent);
     if (this.relocator) this.relocator.retry(s, endpoint, reason);
@@ -134,31 +129,19 @@ export class SessionRegistry implements BackendCommandSink {
   }
 
   subscribe(ref: number, topic: string): void {
-    this.fanOut.flush();
     const s = this.byRef.get(ref);
-    if (!s) {
-      this.staleCommands++;
-      return;
-    }
-    (s.topics ??= new Set()).add(topic);
-    let set = this.topics.get(topic);
-    if (!set) this.topics.set(topic, (set = new Set()));
-    set.add(s);
+    if (s) this.fanOut.subscribe(s, topic);
+    else this.staleCommands++;
   }
 
   unsubscribe(ref: number, topic: string): void {
-    this.fanOut.flush();
     const s = this.byRef.get(ref);
-    if (!s) {
-      this.staleCommands++;
-      return;
-    }
-    s.topics?.delete(topic);
-    this.leave(s, topic);
+    if (s) this.fanOut.unsubscribe(s, topic);
+    else this.staleCommands++;
   }
 
   publish(topic: string, payload: Buffer, priority: Priority, excludeRef: number): void {
-    if (this.topics.has(topic)) this.fanOut.publish(topic, payload, priority, excludeRef);
+    this.fanOut.publish(topic, payload, priority, excludeRef);
   }
 
   /**
@@ -166,9 +149,9 @@ export class SessionRegistry implements BackendCommandSink {
    * relocator (moved to another endpoint, or closed retryably).
    */
   linkDown(link: BackendLink, reason: string): void {
-    this.fanOut.flush();
     const sessions = this.sessionsOn(link);
     if (sessions.length === 0) return;
+    for (const s of sessions) this.fanOut.settle(s);
     // The dead link cannot hear SessionClosed; moving or closing must not try to tell it.
     for (const s of sessions) s.detachFromDeadLink();
     if (this.relocator) this.relocator.relocate(sessions, link.endpoint, reason);
@@ -183,12 +166,5 @@ export class SessionRegistry implements BackendCommandSink {
     const s = this.byRef.get(ref);
     if (s) s.onDeliverable(fn);
     else fn();
-  }
-
-  private leave(s: ProxySession, topic: string): void {
-    const set = this.topics.get(topic);
-    if (!set) return;
-    set.delete(s);
-    if (set.size === 0) this.topics.delete(topic);
   }
 }

@@ -1,0 +1,255 @@
+import { MESSAGE_BYTES } from './broadcast-protocol.js';
+import {
+  BROADCAST_CLIENTS,
+  BURST_MESSAGES,
+  type BroadcastRun,
+  CORES,
+  FIXED_RATE,
+  LATENCY_SECONDS,
+  PACE_SLACK_MS,
+  STEP_SECONDS,
+  type StepResult,
+  type SystemResult,
+} from './broadcast.js';
+
+/** A server using at least this many cores at its peak step is what saturated (one thread's worth). */
+const SERVER_BOUND_CORES = 0.9;
+/** A machine this busy at a peak step had no CPU left for anyone. */
+const MACHINE_BOUND = 0.95;
+
+/**
+ * The broadcast section of BENCHMARKS.md: one table per kind of receivers, one row per system, every
+ * figure of the peak step side by side with its ratio to the C relay (the limit of this machine), then
+ * each peak search's steps. Written to be read without the bench's author: each column says what it is.
+ */
+export function broadcastReport(runs: BroadcastRun[]): string {
+  const out = [
+    `${fmt(BROADCAST_CLIENTS)} receivers in one room, ${MESSAGE_BYTES} B messages, ${CORES} cores. Peak: the fastest ${STEP_SECONDS} s step ` +
+      `that kept pace (every message arrived, and latency grew by at most ${PACE_SLACK_MS} ms from the step's second second to its last). ` +
+      `Every "at the peak" figure is of that step. Latency: ${LATENCY_SECONDS} s at half each system's own peak, and ${LATENCY_SECONDS} s at ` +
+      `${FIXED_RATE} messages/s (${fmt(FIXED_RATE * BROADCAST_CLIENTS)} deliveries/s) for every system that sustains it.`,
+  ];
+  for (const run of runs) out.push('', ...runTable(run));
+  return out.join('\n');
+}
+
+/** One system over every pass of a run. */
+interface Row {
+  name: string;
+  /** Its result in each pass. */
+  passes: SystemResult[];
+  /** The pass whose peak is the median (the lower one of the middle two for an even count). */
+  median: SystemResult;
+}
+
+function runTable(run: BroadcastRun): string[] {
+  const rows: Row[] = run.passes[0]!.map((first, i) => {
+    const passes = run.passes.map((p) => p[i]!);
+    return { name: first.name, passes, median: [...passes].sort((a, b) => peak(a) - peak(b))[Math.floor((passes.length - 1) / 2)]! };
+  });
+  const c = rows.findIndex((r) => r.name.startsWith('C relay'));
+  const n = run.passes.length;
+  const title =
+    run.receivers === 'native'
+      ? `**Server-bound: native receivers** (bench/native/broadcast-receiver.c, ${run.processes} processes, one epoll thread each), ` +
+        `${n} passes over the systems, interleaved; each figure is from the pass with the median peak, each ratio the median of the ` +
+        `passes' ratios (their range in brackets). The server under test has core 0 to itself; receivers, publisher and livemux's backend ` +
+        'share the other cores. The receivers cost a fraction of a server per delivery, so each server runs out of its core before ' +
+        'they run out of theirs: its CPU per delivery at the peak is what one delivery costs it, and the peaks rank the servers.'
+      : `**Node receivers** (bench/broadcast-clients.ts, ${run.processes} processes, nothing pinned): what a Node client costs. ` +
+        `On ${CORES} cores they take most of the machine, so these peaks rank receivers as much as servers (see "bound by").`;
+  /** Median over the passes of f(this system) / f(C relay in the same pass), with the range when there are several. */
+  const vsC = (i: number, f: (r: SystemResult) => number): string => {
+    if (c < 0) return '';
+    const ratios = run.passes.map((p) => f(p[i]!) / f(p[c]!)).sort((a, b) => a - b);
+    const median = ratios[Math.floor((ratios.length - 1) / 2)]!;
+    return ratios.length > 1 ? `${ratio(median)} (${ratio(ratios[0]!)}–${ratio(ratios.at(-1)!)})` : ratio(median);
+  };
+  const line = (row: Row, i: number): string => {
+    const r = row.median;
+    const cells = [
+      row.name,
+      fmt(peak(r)),
+      spread(row.passes.map(peak)),
+      vsC(i, peak),
+      cpuPerDelivery(r),
+      vsC(i, cpuOfTotal) + (r.servers.length > 1 ? `; ${r.servers[0]} alone ${vsC(i, cpuOfFirst)}` : ''),
+      fmt(r.peak.deliveries / (totalCpu(r.peak) / 1e6)),
+      `${(r.peak.receiverCpuUs / r.peak.deliveries).toPrecision(2)} µs`,
+      busy(r.peak),
+      boundBy(r.peak),
+      latency(r.half),
+      r.fixed ? latency(r.fixed) : `n/a (peak ${r.peak.rate.toPrecision(2)}/s)`,
+      r.servers.map((label, j) => `${r.servers.length > 1 ? `${label} ` : ''}${fmt(r.idleRssBytes[j]! / 2 ** 20)} / ${fmt(r.peakRssBytes[j]! / 2 ** 20)} MiB`).join(' + '),
+      notes(row, rows, c, run),
+    ];
+    return `| ${cells.join(' | ')} |`;
+  };
+  return [
+    title,
+    '',
+    `| system | deliveries/s at peak | peak of each pass (spread) | peak vs C relay | server CPU per delivery at the peak | CPU per delivery vs C relay | deliveries/s per server core | receivers' CPU per delivery | at the peak: cores used (of ${CORES}), machine busy | bound by | p50 / p99 at half the peak | p50 / p99 at ${FIXED_RATE}/s | server RSS idle / highest | notes |`,
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+    ...rows.map(line),
+    ...(rows.some((r) => r.median.bursts) ? ['', ...burstTable(run, rows, c)] : []),
+    ...(n > 1 ? ['', ...agreement(rows)] : []),
+    '',
+    `Peak search, room messages/s offered (× ${fmt(BROADCAST_CLIENTS)} = deliveries/s); ✓ kept pace, ✗ did not:`,
+    ...run.passes.flatMap((pass, p) => pass.map((r) => `- ${r.name}${n > 1 ? `, pass ${p + 1}` : ''}: ${r.steps.map(stepMark).join(', ')}`)),
+  ];
+}
+
+const peak = (r: SystemResult): number => r.peak.deliveries / STEP_SECONDS;
+const totalCpu = (s: StepResult): number => s.cpuUs.reduce((a, b) => a + b, 0);
+/** CPU per delivery at the peak: all the system's servers, or the first alone (livemux's proxy). */
+const cpuOfTotal = (r: SystemResult): number => totalCpu(r.peak) / r.peak.deliveries;
+const cpuOfFirst = (r: SystemResult): number => r.peak.cpuUs[0]! / r.peak.deliveries;
+const p99 = (s: StepResult): number => s.latency.quantile(0.99);
+/** CPU per delivery over the bursts: all the system's servers, or the first alone. */
+const burstCpuOfTotal = (r: SystemResult): number => (r.bursts ? totalCpu(r.bursts) / r.bursts.deliveries : NaN);
+const burstCpuOfFirst = (r: SystemResult): number => (r.bursts ? r.bursts.cpuUs[0]! / r.bursts.deliveries : NaN);
+/** Largest spread of a figure over the passes that counts as agreeing (issue 14). */
+const AGREEMENT = 0.1;
+
+/**
+ * Cost at equal coalescing: every server wrote each burst of BURST_MESSAGES to each receiver as one
+ * write, so these CPU figures compare the cost per write and per byte, nothing else.
+ */
+function burstTable(run: BroadcastRun, rows: Row[], c: number): string[] {
+  const measured = rows.map((row, i) => ({ row, i })).filter(({ row }) => row.median.bursts);
+  const cRow = rows[c];
+  const paired = (i: number, f: (r: SystemResult) => number): number[] => (c < 0 ? [] : run.passes.map((p) => f(p[i]!) / f(p[c]!)));
+  const ratios = (xs: number[]): string => (xs.length === 0 ? '' : `${ratio(median(xs))}${xs.length > 1 ? ` (${xs.map(ratio).join(', ')})` : ''}`);
+  const line = ({ row, i }: { row: Row; i: number }): string => {
+    const b = row.median.bursts!;
+    const per = (us: number): string => `${(us / b.deliveries).toPrecision(3)} µs`;
+    const perWrite = (us: number): string => `${((us / b.deliveries) * BURST_MESSAGES).toPrecision(3)} µs`;
+    const first = row.median.servers.length > 1 ? `; ${row.median.servers[0]} alone ${per(b.cpuUs[0]!)} (${perWrite(b.cpuUs[0]!)} per write)` : '';
+    const proxyRatios = paired(i, burstCpuOfFirst);
+    const target =
+      row.name.startsWith('livemux') && cRow ? `proxy ≤ 1.2× the C relay's: ${median(proxyRatios) <= 1.2 ? 'met' : '**missed**'}` : row === cRow ? 'the limit' : '';
+    const cells = [
+      row.name,
+      `${per(totalCpu(b))} (${perWrite(totalCpu(b))} per write)${first}`,
+      ratios(paired(i, burstCpuOfTotal)) + (first ? `; proxy alone ${ratios(proxyRatios)}` : ''),
+      spread(row.passes.map(burstCpuOfTotal), 'µs', 1),
+      latency(b),
+      target,
+    ];
+    return `| ${cells.join(' | ')} |`;
+  };
+  return [
+    `**Cost at equal coalescing**: in each pass, after the latency runs, ${fmt(b0(rows).rounds)} bursts of ${BURST_MESSAGES} messages, each ` +
+      `published as one write, ${fmt(b0(rows).periodMs)} ms apart: every server writes each burst to each receiver as one write, so CPU per ` +
+      'delivery here is the cost of a write and its bytes, with no server packing more messages into a write than another (at the peak, ' +
+      "a server with slower rounds packs more, which lowers its CPU per delivery). CPU time is the server's own, so these figures hold on " +
+      'a busy machine better than the peaks do.',
+    '',
+    `| system | server CPU per delivery (per ${BURST_MESSAGES}-message write) | vs C relay: median (each pass) | each pass (spread) | p50 / p99 from publish to receipt | target |`,
+    '| --- | --- | --- | --- | --- | --- |',
+    ...measured.map(line),
+  ];
+}
+
+/** The rounds and period of the bursts, from the first system measured with them. */
+function b0(rows: Row[]): { rounds: number; periodMs: number } {
+  const b = rows.find((r) => r.median.bursts)!.median.bursts!;
+  const rounds = Math.round(b.deliveries / (BURST_MESSAGES * BROADCAST_CLIENTS));
+  return { rounds, periodMs: b.publishMs / rounds };
+}
+
+/** Whether each headline figure agrees within AGREEMENT over the passes. */
+function agreement(rows: Row[]): string[] {
+  const figure = (name: string, values: number[], unit: string, scale: number): string => {
+    if (values.some(Number.isNaN)) return '';
+    const spreadOf = (Math.max(...values) - Math.min(...values)) / median(values);
+    return `${name} ${spread(values, unit, scale)} ${spreadOf <= AGREEMENT ? '✓' : '✗'}`;
+  };
+  return [
+    `Agreement over the passes (✓: spread = (max − min) / median ≤ ${AGREEMENT * 100} %):`,
+    ...rows.map((row) => {
+      const figures = [
+        figure('peak', row.passes.map(peak), 'M/s', 1e6),
+        figure('CPU per delivery at the peak', row.passes.map(cpuOfTotal), 'µs', 1),
+        figure(`at bursts of ${BURST_MESSAGES}`, row.passes.map(burstCpuOfTotal), 'µs', 1),
+      ].filter((f) => f !== '');
+      return `- ${row.name}: ${figures.join('; ')}`;
+    }),
+  ];
+}
+
+function median(xs: number[]): number {
+  const sorted = [...xs].sort((a, b) => a - b);
+  return sorted[Math.floor((sorted.length - 1) / 2)]!;
+}
+
+/** Each pass's value (divided by `scale`, in `unit`), and (max − min) / median. */
+function spread(values: number[], unit = 'M', scale = 1e6): string {
+  const m = median(values);
+  const each = values.map((v) => (v / scale).toPrecision(3)).join(' / ');
+  return values.length > 1 ? `${each} ${unit} (${(((Math.max(...values) - Math.min(...values)) / m) * 100).toFixed(0)} %)` : `${each} ${unit}`;
+}
+
+function cpuPerDelivery(r: SystemResult): string {
+  const each = r.peak.cpuUs.map((us) => `${(us / r.peak.deliveries).toPrecision(3)} µs`);
+  if (each.length === 1) return each[0]!;
+  return `${cpuOfTotal(r).toPrecision(3)} µs (${r.servers.map((label, i) => `${label} ${each[i]}`).join(' + ')})`;
+}
+
+/** Cores used by the servers and the receivers over the peak step, and the whole machine's busy share. */
+function busy(s: StepResult): string {
+  const cores = (us: number): string => (us / 1000 / s.wallMs).toFixed(2);
+  const steal = s.machineSteal >= 0.01 ? `, ${(s.machineSteal * 100).toFixed(0)} % stolen` : '';
+  return `server ${cores(totalCpu(s))}, receivers ${cores(s.receiverCpuUs)}; machine ${(s.machineBusy * 100).toFixed(0)} % busy${steal}`;
+}
+
+/** Which side ran out of CPU at the peak step: the server (a core's worth), the whole machine, or neither. */
+function boundBy(s: StepResult): string {
+  if (totalCpu(s) / 1000 / s.wallMs >= SERVER_BOUND_CORES) return 'server';
+  if (s.machineBusy >= MACHINE_BOUND) return 'machine (receivers and server share it)';
+  return 'neither: latency rule';
+}
+
+function latency(s: StepResult): string {
+  return `${s.latency.quantile(0.5).toFixed(0)} / ${p99(s).toFixed(0)} ms${s.ok ? '' : ' (fell behind)'}`;
+}
+
+/** The C relay's role, socket.io's transport, and livemux's targets with their verdicts. */
+function notes(row: Row, rows: Row[], c: number, run: BroadcastRun): string {
+  const find = (prefix: string): Row | undefined => rows.find((r) => r.name.startsWith(prefix));
+  if (row === rows[c]) return 'the limit of this machine';
+  if (row.name.startsWith('socket.io')) return 'websocket transport only';
+  if (!row.name.startsWith('livemux')) return '';
+  const verdict = (ok: boolean): string => (ok ? 'met' : '**missed**');
+  /** The median over the passes of f(livemux) / f(other) in the same pass. */
+  const paired = (other: Row, f: (r: SystemResult) => number): number => median(row.passes.map((r, p) => f(r) / f(other.passes[p]!)));
+  const targets: string[] = [];
+  const cRow = rows[c];
+  if (run.receivers === 'native' && cRow) {
+    targets.push(`proxy CPU per delivery ≤ 1.2× C relay's: ${verdict(paired(cRow, cpuOfFirst) <= 1.2)}`);
+    targets.push(`peak ≥ 0.85× C relay's: ${verdict(paired(cRow, peak) >= 0.85)}`);
+  }
+  const nodeRelay = find('Node relay');
+  if (nodeRelay) {
+    if (run.receivers === 'node') targets.push(`peak ≥ 60 % of the Node relay's: ${verdict(paired(nodeRelay, peak) >= 0.6)}`);
+    targets.push(`p99 at half the peak ≤ the Node relay's: ${verdict(paired(nodeRelay, (r) => p99(r.half)) <= 1)}`);
+  }
+  if (cRow) targets.push(`p99 at half the peak vs the C relay's: ${ratio(paired(cRow, (r) => p99(r.half)))}`);
+  const socketIo = find('socket.io');
+  if (socketIo) targets.push(`peak ≥ 10× socket.io's: ${verdict(paired(socketIo, peak) >= 10)}`);
+  return `targets: ${targets.join('; ')}`;
+}
+
+function ratio(x: number): string {
+  return `${x.toFixed(2)}×`;
+}
+
+function stepMark(s: StepResult): string {
+  const rate = s.rate < 10 ? s.rate.toFixed(1) : fmt(s.rate);
+  if (s.ok) return `${rate} ✓`;
+  return `${rate} ✗ (${s.missing > 0 ? `${fmt(s.missing)} missing` : `latency grew ${fmt(s.lagGrowthMs)} ms`})`;
+}
+
+function fmt(n: number): string {
+  return Math.round(n).toLocaleString('en-US');
+}
