@@ -185,6 +185,10 @@ export function describeInboxHub(name: string, factory: HubFixtureFactory): void
       // A transient published while the device is away is gone for it.
       phone.feed.close();
       await x.publish('ann', body('missed'));
+      // Across nodes a transient travels asynchronously: one to bob's device on y, published after it,
+      // reaches y after it (one publisher, one subscriber connection), so 'missed' has been handled there.
+      await x.publish('bob', body('after'));
+      await eventually(() => other.transients.length === 1, 'the transient after it');
       const back = attach(y, 'ann', 'phone');
       await eventually(() => back.syncedAt !== null, 'synced');
       await x.publish('ann', body('seen'));
