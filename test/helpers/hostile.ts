@@ -253,9 +253,9 @@ export class Watch {
   }
 }
 
-/** Runs `attack` under a {@link Watch} with the default bounds; resolves with what `attack` resolved with. */
-export async function underAttack<T>(proxy: AttackedProxy, attack: () => Promise<T>): Promise<T> {
-  const watch = await Watch.start(proxy);
+/** Runs `attack` under a {@link Watch} (default bounds unless `opts` says); resolves with what `attack` resolved with. */
+export async function underAttack<T>(proxy: AttackedProxy, attack: () => Promise<T>, opts: { rssBound?: number } = {}): Promise<T> {
+  const watch = await Watch.start(proxy, opts);
   const result = await attack();
   await watch.check();
   return result;

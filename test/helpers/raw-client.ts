@@ -195,9 +195,11 @@ export class RawClient {
 function describeFrames(frames: readonly RawFrame[]): string {
   const runs: [string, number][] = [];
   for (const f of frames) {
+    // A refusal says why: its code.
+    const name = f.type === FrameType.ERROR ? `ERROR ${RawClient.codeOf(f)}` : f.name;
     const last = runs.at(-1);
-    if (last?.[0] === f.name) last[1]++;
-    else runs.push([f.name, 1]);
+    if (last?.[0] === name) last[1]++;
+    else runs.push([name, 1]);
   }
   const shown = runs.slice(0, 20).map(([name, n]) => (n > 1 ? `${name} ×${n}` : name));
   return (runs.length > 20 ? [...shown, `… ${runs.length - 20} more runs`] : shown).join(',');
