@@ -319,7 +319,7 @@ function statFields(pid: number | string): string[] {
  * CPU time (user + system) of a process, read from /proc so a server needs no hook: the counters
  * process.cpuUsage() reports, at 10 ms resolution (a step's server time is seconds).
  */
-function cpuUs(pid: number): number {
+export function cpuUs(pid: number): number {
   const f = statFields(pid);
   return (Number(f[11]) + Number(f[12])) * US_PER_TICK;
 }

@@ -60,6 +60,10 @@ export class BenchProcess {
     });
   }
 
+  get pid(): number {
+    return this.child.pid!;
+  }
+
   stop(): void {
     this.child.kill('SIGTERM');
   }

@@ -10,7 +10,8 @@ import { PipelinedConnection, requestHead } from './http-pipeline.js';
  * whatever the rate, so that this process costs the machine far less than the push node it loads
  * (see http-pipeline.ts). Calls beyond
  * `max-in-flight` unanswered are not sent (the step then falls short of its rate). Prints one line when done:
- * `{"event":"done","offered","sent","skipped","accepted","failed","seconds","p50Ms","p99Ms"}` (HTTP response times).
+ * `{"event":"done","offered","sent","skipped","accepted","failed","seconds","p50Ms","p99Ms","cpuUs"}` (HTTP response
+ * times; this process's CPU time from the first call on).
  */
 const { values } = parseArgs({
   options: {
@@ -58,6 +59,7 @@ function call(connection: PipelinedConnection): void {
   });
 }
 
+const cpuBefore = process.cpuUsage();
 const begin = clockMs();
 const end = begin + seconds * 1000;
 await new Promise<void>((resolve) => {
@@ -77,7 +79,8 @@ await new Promise<void>((resolve) => {
 });
 const offered = Math.floor(seconds * rate);
 while (inFlight > 0) await new Promise((r) => setTimeout(r, 5));
-const result = { event: 'done', offered, sent, skipped, accepted, failed, seconds: (clockMs() - begin) / 1000, p50Ms: http.quantile(0.5), p99Ms: http.quantile(0.99) };
+const cpu = process.cpuUsage(cpuBefore);
+const result = { event: 'done', offered, sent, skipped, accepted, failed, seconds: (clockMs() - begin) / 1000, p50Ms: http.quantile(0.5), p99Ms: http.quantile(0.99), cpuUs: cpu.user + cpu.system };
 process.stdout.write(`${JSON.stringify(result)}\n`);
 for (const c of connections) c.close();
 process.exit(0);

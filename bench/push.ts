@@ -1,9 +1,11 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { Agent, get } from 'node:http';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { stringify } from 'yaml';
 import { PACKAGE_ROOT } from '../src/paths.js';
+import { cpuUs } from './broadcast.js';
 import { LatencyHistogram } from './broadcast-protocol.js';
 import { BenchProcess, type OutputLine, startProcess } from './processes.js';
 
@@ -11,22 +13,28 @@ import { BenchProcess, type OutputLine, startProcess } from './processes.js';
  * The push section (issue 11): a Push backend node (in-memory store, as `npm start` runs it) behind
  * one proxy, PUSH_DEVICES devices (one user each) in DEVICE_PROCESSES client processes with the SDK's
  * push client, which acknowledges every push.
- * (a) One POST to all: the time from sending the call until GET /v1/push/{id} reports every device
- *     delivered (acknowledged), TRIALS times.
+ * (a) One POST to all: the time from sending the call until GET /v1/push/{id} (polled every POLL_MS)
+ *     reports every device delivered (acknowledged), TRIALS times, after one untimed warm-up push (the
+ *     first push to all runs every process's fan-out and ack paths through V8's unoptimised tiers).
  * (b) Pushes to one random user each (ttl_s 60: stored in the user's inbox, then delivered): the
  *     offered rate doubles from 500 calls/s while a STEP_SECONDS step keeps pace (≥ 95 % of the
- *     offered calls answered 202, none failed, HTTP p99 < 1 s), then one step at 1.5× the last that
- *     kept pace (or it halves while the first steps do not); the peak is the fastest step that kept pace.
- *     Then LATENCY_SECONDS at half the peak, timing each push from just before its HTTP call to the
- *     device (CLOCK_MONOTONIC, shared by every process on the machine).
+ *     offered calls answered 202, none failed, HTTP p99 < 1 s), or halves while the first steps do not;
+ *     then REFINEMENTS bisections between the fastest step that kept pace and the slowest that did not.
+ *     The peak is the fastest step that kept pace. Then LATENCY_SECONDS at half the peak, timing each
+ *     push from just before its HTTP call to the device (CLOCK_MONOTONIC, shared by every process on
+ *     the machine).
+ * Both report the CPU time each part of the system spent per device reached (a) or per call (b): unlike
+ * times, these hardly depend on what else the machine runs.
  */
 export const PUSH_DEVICES = Number(process.env.BENCH_PUSH_DEVICES ?? 10_000);
 const DEVICE_PROCESSES = 4;
 const TRIALS = 3;
+const POLL_MS = 10;
 const STEP_SECONDS = 3;
 const LATENCY_SECONDS = 5;
 const KEY = 'bench-push-key-0123456789abcdef';
 const FIRST_RATE = 500;
+const REFINEMENTS = 2;
 const MIN_RATE = 50;
 const MAX_RATE = 64_000;
 const BIN = join(PACKAGE_ROOT, 'bin', 'livemux.js');
@@ -39,14 +47,27 @@ interface Step {
   p99Ms: number;
 }
 
+/** CPU µs per unit of work (a device reached, or a call) of each part of the system. */
+export interface CpuShare {
+  node: number;
+  proxy: number;
+  devices: number;
+  /** The HTTP load generator ((b) only). */
+  load?: number;
+}
+
 export interface PushResult {
   toAllMs: number[];
+  toAllCpu: CpuShare;
   steps: Step[];
   peak: number;
-  half: { rate: number; latency: LatencyHistogram; received: number; accepted: number };
+  half: { rate: number; latency: LatencyHistogram; received: number; accepted: number; cpu: CpuShare };
+  /** 1-minute load average of the machine when the section started and when it ended. */
+  load: [number, number];
 }
 
 export async function benchPush(secret: string): Promise<PushResult> {
+  const loadAtStart = loadavg()[0]!;
   const env = { LIVEMUX_JWT_SECRET: secret };
   const dir = mkdtempSync(join(tmpdir(), 'livemux-bench-push-'));
   writeFileSync(join(dir, 'push.yaml'), stringify({ api_keys: [{ name: 'bench', key: KEY, rate: 1_000_000 }], log: { level: 'warn' } }));
@@ -76,10 +97,26 @@ export async function benchPush(secret: string): Promise<PushResult> {
     for (const d of devices) d.signal('SIGUSR2');
     return Promise.all(lines);
   };
+  /** CPU µs so far of the push node, the proxy and the device processes. */
+  const cpu = (): CpuShare => ({ node: cpuUs(backend.process.pid), proxy: cpuUs(proxy.process.pid), devices: devices.reduce((sum, d) => sum + cpuUs(d.pid), 0) });
+  const share = (before: CpuShare, after: CpuShare, units: number): CpuShare => ({
+    node: (after.node - before.node) / units,
+    proxy: (after.proxy - before.proxy) / units,
+    devices: (after.devices - before.devices) / units,
+  });
 
   process.stderr.write(`push bench: ${PUSH_DEVICES} devices ready\n`);
+  const poller = new StatusPoller(api);
+  await poller.pushToAll(`bench-all-${Date.now()}-warm-up`);
   const toAllMs: number[] = [];
-  for (let trial = 0; trial < TRIALS; trial++) toAllMs.push(await pushToAll(api, `bench-all-${Date.now()}-${trial}`));
+  const cpuBeforeAll = cpu();
+  for (let trial = 0; trial < TRIALS; trial++) {
+    await sleep(1000); // what the previous trial left (its last acks' writes, collections) is not timed
+    toAllMs.push(await poller.pushToAll(`bench-all-${Date.now()}-${trial}`));
+  }
+  // Includes the pauses: idle processes spend next to nothing (heartbeats are 30 s apart).
+  const toAllCpu = share(cpuBeforeAll, cpu(), TRIALS * PUSH_DEVICES);
+  poller.close();
 
   const load = async (rate: number, seconds: number): Promise<OutputLine> => {
     const args = ['--api', api, '--key', KEY, '--users', String(PUSH_DEVICES), '--rate', String(rate), '--seconds', String(seconds)];
@@ -96,22 +133,15 @@ export async function benchPush(secret: string): Promise<PushResult> {
     await sleep(500);
     return ok;
   };
-  // Doubling from 500 calls/s until a step falls behind (halving first if the very first one does),
-  // then one step between the last that kept pace and the first that did not.
-  let rate = FIRST_RATE;
-  if (await step(rate)) {
-    while (rate < MAX_RATE && (await step(rate * 2))) rate *= 2;
-    if (rate < MAX_RATE && (await step(rate * 1.5))) rate *= 1.5;
-  } else {
-    do rate /= 2;
-    while (rate >= MIN_RATE && !(await step(rate)));
-  }
-  const peak = Math.max(0, ...steps.filter((s) => s.ok).map((s) => s.rate));
+  const peak = await findPeak(step);
   await sleep(1000);
   await report(); // starts the devices' counts afresh
   const half = Math.max(MIN_RATE / 2, peak / 2);
+  const cpuBeforeHalf = cpu();
   const done = await load(half, LATENCY_SECONDS);
   await sleep(1000); // stragglers
+  const accepted = done.accepted as number;
+  const halfCpu = { ...share(cpuBeforeHalf, cpu(), accepted), load: (done.cpuUs as number) / accepted };
   const latency = new LatencyHistogram();
   let received = 0;
   for (const line of await report()) {
@@ -119,40 +149,104 @@ export async function benchPush(secret: string): Promise<PushResult> {
     received += line.received as number;
   }
   for (const p of [...devices, proxy.process, backend.process]) p.stop();
-  return { toAllMs, steps, peak, half: { rate: half, latency, received, accepted: done.accepted as number } };
+  return { toAllMs, toAllCpu, steps, peak, half: { rate: half, latency, received, accepted, cpu: halfCpu }, load: [loadAtStart, loadavg()[0]!] };
 }
 
-/** Sends one push to all and resolves with the ms until its status reports every device delivered. */
-async function pushToAll(api: string, id: string): Promise<number> {
-  const headers = { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' };
-  const start = performance.now();
-  const res = await fetch(`${api}/v1/push`, { method: 'POST', headers, body: JSON.stringify({ id, to: { all: true }, data: '0', priority: 'high' }) });
-  if (res.status !== 202) throw new Error(`push to all: ${res.status} ${await res.text()}`);
-  const { targeted } = (await res.json()) as { targeted: number };
-  if (targeted !== PUSH_DEVICES) throw new Error(`push to all: targeted ${targeted}, expected ${PUSH_DEVICES}`);
-  for (;;) {
-    const status = (await (await fetch(`${api}/v1/push/${id}`, { headers })).json()) as { delivered: number };
-    if (status.delivered >= PUSH_DEVICES) return performance.now() - start;
-    if (performance.now() - start > 60_000) throw new Error(`push to all: ${status.delivered} of ${PUSH_DEVICES} acknowledged after 60 s`);
-    await sleep(2);
+/**
+ * The fastest rate `step` keeps pace with: doubling from FIRST_RATE while steps keep pace (halving while
+ * they do not), then REFINEMENTS bisections between the fastest rate that kept pace and the slowest
+ * that did not. 0 when not even MIN_RATE kept pace.
+ */
+async function findPeak(step: (rate: number) => Promise<boolean>): Promise<number> {
+  let good = 0;
+  let bad = Number.POSITIVE_INFINITY;
+  let rate = FIRST_RATE;
+  if (await step(rate)) {
+    good = rate;
+    while (rate < MAX_RATE) {
+      rate *= 2;
+      if (!(await step(rate))) {
+        bad = rate;
+        break;
+      }
+      good = rate;
+    }
+  } else {
+    bad = rate;
+    while (rate / 2 >= MIN_RATE) {
+      rate /= 2;
+      if (await step(rate)) {
+        good = rate;
+        break;
+      }
+      bad = rate;
+    }
+  }
+  for (let i = 0; i < REFINEMENTS && good > 0 && bad !== Number.POSITIVE_INFINITY; i++) {
+    const mid = Math.round((good + bad) / 2);
+    if (await step(mid)) good = mid;
+    else bad = mid;
+  }
+  return good;
+}
+
+/** Times pushes to all by polling their status over one keep-alive connection (fetch costs far more per call). */
+class StatusPoller {
+  private readonly agent = new Agent({ keepAlive: true, maxSockets: 1 });
+  private readonly headers = { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' };
+
+  constructor(private readonly api: string) {}
+
+  /** Sends one push to all and resolves with the ms until its status reports every device delivered. */
+  async pushToAll(id: string): Promise<number> {
+    const start = performance.now();
+    const res = await fetch(`${this.api}/v1/push`, { method: 'POST', headers: this.headers, body: JSON.stringify({ id, to: { all: true }, data: '0', priority: 'high' }) });
+    if (res.status !== 202) throw new Error(`push to all: ${res.status} ${await res.text()}`);
+    const { targeted } = (await res.json()) as { targeted: number };
+    if (targeted !== PUSH_DEVICES) throw new Error(`push to all: targeted ${targeted}, expected ${PUSH_DEVICES}`);
+    for (;;) {
+      const { delivered } = await this.status(id);
+      if (delivered >= PUSH_DEVICES) return performance.now() - start;
+      if (performance.now() - start > 60_000) throw new Error(`push to all: ${delivered} of ${PUSH_DEVICES} acknowledged after 60 s`);
+      await sleep(POLL_MS);
+    }
+  }
+
+  close(): void {
+    this.agent.destroy();
+  }
+
+  private status(id: string): Promise<{ delivered: number }> {
+    return new Promise((resolve, reject) => {
+      get(`${this.api}/v1/push/${id}`, { agent: this.agent, headers: this.headers }, (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => (body += chunk));
+        res.on('end', () => (res.statusCode === 200 ? resolve(JSON.parse(body) as { delivered: number }) : reject(new Error(`push status: ${res.statusCode} ${body}`))));
+      }).on('error', reject);
+    });
   }
 }
 
-/** The section's table: (a) and (b) with their targets, and (b)'s peak search. */
+/** The section's table: (a) and (b) with their targets, their CPU cost, and (b)'s peak search. */
 export function pushReport(r: PushResult): string {
   const fmt = (n: number): string => Math.round(n).toLocaleString('en-US');
   const sorted = [...r.toAllMs].sort((a, b) => a - b);
   const median = sorted[Math.floor(sorted.length / 2)]!;
   const verdict = (ok: boolean): string => (ok ? 'met' : '**missed**');
   const p99 = r.half.latency.quantile(0.99);
+  const cpu = (c: CpuShare): string =>
+    [`push node ${c.node.toFixed(0)}`, `proxy ${c.proxy.toFixed(0)}`, `devices ${c.devices.toFixed(0)}`, ...(c.load === undefined ? [] : [`load generator ${c.load.toFixed(0)}`])].join(', ');
   return [
-    `${fmt(PUSH_DEVICES)} devices (one user each, one connection each, in ${DEVICE_PROCESSES} processes) on one proxy and one Push node (in-memory store, as \`npm start\`), the SDK's push client acknowledging every push.`,
+    `${fmt(PUSH_DEVICES)} devices (one user each, one connection each, in ${DEVICE_PROCESSES} processes) on one proxy and one Push node (in-memory store, as \`npm start\`), the SDK's push client acknowledging every push. Machine load average (1 min) ${r.load[0].toFixed(1)} when the section started, ${r.load[1].toFixed(1)} when it ended.`,
     '',
     '| measurement | result | notes |',
     '| --- | --- | --- |',
-    `| (a) one POST to all → 100 % acknowledged | median ${fmt(median)} ms (${sorted.map((ms) => fmt(ms)).join(', ')}) | target < 1 s: ${verdict(median < 1000)}; time until GET /v1/push/{id} reports every device delivered, ${TRIALS} trials |`,
+    `| (a) one POST to all → 100 % acknowledged | median ${fmt(median)} ms (${sorted.map((ms) => fmt(ms)).join(', ')}) | target < 1 s: ${verdict(median < 1000)}; time until GET /v1/push/{id} (polled every ${POLL_MS} ms) reports every device delivered, ${TRIALS} trials after one untimed warm-up |`,
+    `| (a) CPU per device reached | ${cpu(r.toAllCpu)} µs | the ${TRIALS} trials, fan-out and ack of each device and the status polls |`,
     `| (b) pushes to a random user, peak | ${fmt(r.peak)} calls/s | target ≥ 5,000/s: ${verdict(r.peak >= 5000)}; fastest ${STEP_SECONDS} s step answering ≥ 95 % with 202, HTTP p99 < 1 s (ttl_s 60: stored, then delivered) |`,
     `| (b) HTTP → device latency at half the peak (${fmt(r.half.rate)} calls/s) | p50 ${r.half.latency.quantile(0.5).toFixed(1)} ms, p99 ${p99.toFixed(1)} ms | target p99 < 100 ms: ${verdict(p99 < 100)}; ${fmt(r.half.received)} pushes received of ${fmt(r.half.accepted)} accepted in ${LATENCY_SECONDS} s |`,
+    `| (b) CPU per call at half the peak | ${cpu(r.half.cpu)} µs | HTTP call, store, delivery, the device's ack and its counting |`,
     '',
     `Peak search (calls/s offered; ✓ kept pace): ${r.steps.map((s) => `${fmt(s.rate)} ${s.ok ? '✓' : '✗'} (${fmt(s.accepted / STEP_SECONDS)}/s answered 202, HTTP p99 ${s.p99Ms.toFixed(0)} ms)`).join(', ')}`,
   ].join('\n');
