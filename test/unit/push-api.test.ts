@@ -49,6 +49,14 @@ describe('push API', () => {
     expect(res.body.id).toMatch(/^[0-9a-f-]{36}$/);
   });
 
+  it('treats a generated id as the caller\'s own from then on: a repeat with it is a no-op, another body a conflict', async () => {
+    const first = await post({ to: { users: ['ann'] }, data: 'x', ttl_s: 60 });
+    const id = first.body.id as string;
+    expect(await post({ id, to: { users: ['ann'] }, data: 'x', ttl_s: 60 })).toMatchObject({ status: 202, body: { id, targeted: 1 } });
+    expect(await post({ id, to: { users: ['ann'] }, data: 'y', ttl_s: 60 })).toMatchObject({ status: 409, body: { code: 'ID_CONFLICT' } });
+    expect((await push.metrics.accepted.get()).values.reduce((n, v) => n + v.value, 0)).toBe(1);
+  });
+
   it('answers a repeat with the same id and body with the same answer, and a different body with 409', async () => {
     const first = await post({ id: 'same', to: { all: true }, data: 'x', ttl_s: 60 });
     const again = await post({ id: 'same', to: { all: true }, data: 'x', ttl_s: 60 });
