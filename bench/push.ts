@@ -6,7 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { stringify } from 'yaml';
 import { PACKAGE_ROOT } from '../src/paths.js';
 import { cpuUs } from './broadcast.js';
-import { LatencyHistogram } from './broadcast-protocol.js';
+import { LatencyHistogram, clockMs } from './broadcast-protocol.js';
 import { BenchProcess, type OutputLine, startProcess } from './processes.js';
 
 /**
@@ -27,14 +27,22 @@ import { BenchProcess, type OutputLine, startProcess } from './processes.js';
  *     the machine).
  * Both report the CPU time each part of the system spent per device reached (a) or per call (b): unlike
  * times, these hardly depend on what else the machine runs.
+ *
+ * Knobs (for profiling one part at a known load; a partial run says so in its table): BENCH_PUSH_DEVICES
+ * (10,000), BENCH_PUSH_PARTS (`ab`; `a` or `b` runs one), BENCH_PUSH_RATE ((b) at this rate, no peak
+ * search), BENCH_PUSH_SECONDS (5, the length of that run).
  */
 export const PUSH_DEVICES = Number(process.env.BENCH_PUSH_DEVICES ?? 10_000);
+/** Which parts run (profiling one at a time): `a`, `b` or `ab`. */
+const PARTS = process.env.BENCH_PUSH_PARTS ?? 'ab';
+/** (b) at this one rate for LATENCY_SECONDS, no peak search (profiling a known load); 0 = search. */
+const FIXED_RATE = Number(process.env.BENCH_PUSH_RATE ?? 0);
 const DEVICE_PROCESSES = 4;
 const TRIALS = 3;
 const POLL_MS = 10;
 const STEP_SECONDS = 3;
 const DELIVERY_GRACE_MS = 1000;
-const LATENCY_SECONDS = 5;
+const LATENCY_SECONDS = Number(process.env.BENCH_PUSH_SECONDS ?? 5);
 const KEY = 'bench-push-key-0123456789abcdef';
 const FIRST_RATE = 500;
 const REFINEMENTS = 2;
@@ -119,17 +127,23 @@ export async function benchPush(secret: string): Promise<PushResult> {
   });
 
   process.stderr.write(`push bench: ${PUSH_DEVICES} devices ready\n`);
-  const poller = new StatusPoller(api);
-  await poller.pushToAll(`bench-all-${Date.now()}-warm-up`);
   const toAllMs: number[] = [];
-  const cpuBeforeAll = cpu();
-  for (let trial = 0; trial < TRIALS; trial++) {
-    await sleep(1000); // what the previous trial left (its last acks' writes, collections) is not timed
-    toAllMs.push(await poller.pushToAll(`bench-all-${Date.now()}-${trial}`));
+  let toAllCpu: CpuShare = { node: 0, proxy: 0, devices: 0 };
+  if (PARTS.includes('a')) {
+    const poller = new StatusPoller(api);
+    await poller.pushToAll(`bench-all-${Date.now()}-warm-up`);
+    const cpuBeforeAll = cpu();
+    const from = clockMs();
+    for (let trial = 0; trial < TRIALS; trial++) {
+      await sleep(1000); // what the previous trial left (its last acks' writes, collections) is not timed
+      toAllMs.push(await poller.pushToAll(`bench-all-${Date.now()}-${trial}`));
+    }
+    // Includes the pauses: idle processes spend next to nothing (heartbeats are 30 s apart).
+    toAllCpu = share(cpuBeforeAll, cpu(), TRIALS * PUSH_DEVICES);
+    // CLOCK_MONOTONIC, as V8's profiles time their samples: to cut a profile (BENCH_NODE_FLAGS) to the trials.
+    process.stderr.write(`push bench: (a) trials ran from ${from.toFixed(0)} to ${clockMs().toFixed(0)} ms\n`);
+    poller.close();
   }
-  // Includes the pauses: idle processes spend next to nothing (heartbeats are 30 s apart).
-  const toAllCpu = share(cpuBeforeAll, cpu(), TRIALS * PUSH_DEVICES);
-  poller.close();
 
   const load = async (rate: number, seconds: number): Promise<OutputLine> => {
     const args = ['--api', api, '--key', KEY, '--users', String(PUSH_DEVICES), '--rate', String(rate), '--seconds', String(seconds)];
@@ -150,17 +164,30 @@ export async function benchPush(secret: string): Promise<PushResult> {
     await sleep(500);
     return ok;
   };
-  const peak = await findPeak(step);
+  /** Waits for the exits: a process profiled (BENCH_NODE_FLAGS=--cpu-prof) writes its profile as it exits. */
+  const stop = async (): Promise<void> => {
+    const all = [...devices, proxy.process, backend.process];
+    for (const p of all) p.stop();
+    await Promise.all(all.map((p) => p.exited));
+  };
+  const notRun = { rate: 0, latency: new LatencyHistogram(), received: 0, accepted: 0, cpu: { node: 0, proxy: 0, devices: 0 } };
+  if (!PARTS.includes('b')) {
+    await stop();
+    return { toAllMs, toAllCpu, steps, peak: 0, half: notRun, load: [loadAtStart, loadavg()[0]!] };
+  }
+  const peak = FIXED_RATE > 0 ? 2 * FIXED_RATE : await findPeak(step);
   await sleep(1000);
   await report(); // starts the devices' counts afresh
   const half = Math.max(MIN_RATE / 2, peak / 2);
   const cpuBeforeHalf = cpu();
+  const from = clockMs();
   const done = await load(half, LATENCY_SECONDS);
+  process.stderr.write(`push bench: (b) at ${half} calls/s ran from ${from.toFixed(0)} to ${clockMs().toFixed(0)} ms\n`);
   await sleep(DELIVERY_GRACE_MS); // stragglers
   const accepted = done.accepted as number;
   const halfCpu = { ...share(cpuBeforeHalf, cpu(), accepted), load: (done.cpuUs as number) / accepted };
   const { received, latency } = await report();
-  for (const p of [...devices, proxy.process, backend.process]) p.stop();
+  await stop();
   return { toAllMs, toAllCpu, steps, peak, half: { rate: half, latency, received, accepted, cpu: halfCpu }, load: [loadAtStart, loadavg()[0]!] };
 }
 
@@ -244,24 +271,33 @@ class StatusPoller {
 export function pushReport(r: PushResult): string {
   const fmt = (n: number): string => Math.round(n).toLocaleString('en-US');
   const sorted = [...r.toAllMs].sort((a, b) => a - b);
-  const median = sorted[Math.floor(sorted.length / 2)]!;
+  const median = sorted[Math.floor(sorted.length / 2)] ?? 0;
   const verdict = (ok: boolean): string => (ok ? 'met' : '**missed**');
   const p99 = r.half.latency.quantile(0.99);
   const cpu = (c: CpuShare): string =>
     [`push node ${c.node.toFixed(0)}`, `proxy ${c.proxy.toFixed(0)}`, `devices ${c.devices.toFixed(0)}`, ...(c.load === undefined ? [] : [`load generator ${c.load.toFixed(0)}`])].join(', ');
+  const a = r.toAllMs.length > 0;
+  const b = r.half.accepted > 0;
+  const search = r.steps.length > 0;
+  const skipped = '| not run in this partial run | |';
   return [
     `${fmt(PUSH_DEVICES)} devices (one user each, one connection each, in ${DEVICE_PROCESSES} processes) on one proxy and one Push node (in-memory store, as \`npm start\`), the SDK's push client acknowledging every push. Machine load average (1 min) ${r.load[0].toFixed(1)} when the section started, ${r.load[1].toFixed(1)} when it ended.`,
+    ...(PARTS === 'ab' && FIXED_RATE === 0 ? [] : [`Partial run: BENCH_PUSH_PARTS=${PARTS}, BENCH_PUSH_RATE=${FIXED_RATE} (no peak search: (b) at that rate).`]),
     '',
     '| measurement | result | notes |',
     '| --- | --- | --- |',
-    `| (a) one POST to all → 100 % acknowledged | median ${fmt(median)} ms (${sorted.map((ms) => fmt(ms)).join(', ')}) | target < 1 s: ${verdict(median < 1000)}; time until GET /v1/push/{id} (polled every ${POLL_MS} ms) reports every device delivered, ${TRIALS} trials after one untimed warm-up |`,
-    `| (a) CPU per device reached | ${cpu(r.toAllCpu)} µs | the ${TRIALS} trials, fan-out and ack of each device and the status polls |`,
-    `| (b) pushes to a random user, peak | ${fmt(r.peak)} calls/s | target ≥ 5,000/s: ${verdict(r.peak >= 5000)}; fastest ${STEP_SECONDS} s step answering ≥ 95 % with 202 (HTTP p99 < 1 s) and delivering ≥ 95 % of them within ${DELIVERY_GRACE_MS / 1000} s, HTTP → device p99 < 1 s (ttl_s 60: stored, then delivered) |`,
-    `| (b) HTTP → device latency at half the peak (${fmt(r.half.rate)} calls/s) | p50 ${r.half.latency.quantile(0.5).toFixed(1)} ms, p99 ${p99.toFixed(1)} ms | target p99 < 100 ms: ${verdict(p99 < 100)}; ${fmt(r.half.received)} pushes received of ${fmt(r.half.accepted)} accepted in ${LATENCY_SECONDS} s |`,
-    `| (b) CPU per call at half the peak | ${cpu(r.half.cpu)} µs | HTTP call, store, delivery, the device's ack and its counting |`,
-    '',
-    `Peak search (calls/s offered; ✓ kept pace): ${r.steps
-      .map((s) => `${fmt(s.rate)} ${s.ok ? '✓' : '✗'} (${fmt(s.accepted / STEP_SECONDS)}/s answered 202, HTTP p99 ${s.p99Ms.toFixed(0)} ms; ${((s.received / Math.max(1, s.accepted)) * 100).toFixed(0)} % delivered, p99 ${s.latency.quantile(0.99).toFixed(0)} ms)`)
-      .join(', ')}`,
+    `| (a) one POST to all → 100 % acknowledged ${a ? `| median ${fmt(median)} ms (${sorted.map((ms) => fmt(ms)).join(', ')}) | target < 1 s: ${verdict(median < 1000)}; time until GET /v1/push/{id} (polled every ${POLL_MS} ms) reports every device delivered, ${TRIALS} trials after one untimed warm-up |` : skipped}`,
+    `| (a) CPU per device reached ${a ? `| ${cpu(r.toAllCpu)} µs | the ${TRIALS} trials, fan-out and ack of each device and the status polls |` : skipped}`,
+    `| (b) pushes to a random user, peak ${search ? `| ${fmt(r.peak)} calls/s | target ≥ 5,000/s: ${verdict(r.peak >= 5000)}; fastest ${STEP_SECONDS} s step answering ≥ 95 % with 202 (HTTP p99 < 1 s) and delivering ≥ 95 % of them within ${DELIVERY_GRACE_MS / 1000} s, HTTP → device p99 < 1 s (ttl_s 60: stored, then delivered) |` : skipped}`,
+    `| (b) HTTP → device latency at ${search ? 'half the peak' : 'the fixed rate'} (${fmt(r.half.rate)} calls/s) ${b ? `| p50 ${r.half.latency.quantile(0.5).toFixed(1)} ms, p99 ${p99.toFixed(1)} ms | target p99 < 100 ms: ${verdict(p99 < 100)}; ${fmt(r.half.received)} pushes received of ${fmt(r.half.accepted)} accepted in ${LATENCY_SECONDS} s |` : skipped}`,
+    `| (b) CPU per call at ${search ? 'half the peak' : 'the fixed rate'} ${b ? `| ${cpu(r.half.cpu)} µs | HTTP call, store, delivery, the device's ack and its counting |` : skipped}`,
+    ...(search
+      ? [
+          '',
+          `Peak search (calls/s offered; ✓ kept pace): ${r.steps
+            .map((s) => `${fmt(s.rate)} ${s.ok ? '✓' : '✗'} (${fmt(s.accepted / STEP_SECONDS)}/s answered 202, HTTP p99 ${s.p99Ms.toFixed(0)} ms; ${((s.received / Math.max(1, s.accepted)) * 100).toFixed(0)} % delivered, p99 ${s.latency.quantile(0.99).toFixed(0)} ms)`)
+            .join(', ')}`,
+        ]
+      : []),
   ].join('\n');
 }
