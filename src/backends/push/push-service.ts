@@ -3,7 +3,7 @@
  * record, hand it to delivery, and report its counters. The API layer (push-api.ts) validates the JSON
  * shape and the key; everything here is semantics.
  */
-import { createHash, randomUUID } from 'node:crypto';
+import { hash, randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type pino from 'pino';
 import { Priority } from '../../protocol/constants.js';
@@ -103,9 +103,7 @@ export class PushService {
     const collapseKey = call.collapse_key ?? '';
     const topic = audience === 'topic' ? (call.to as { topic: string }).topic : audience === 'all' ? ALL_TOPIC : '';
     // Also for a generated id: the caller may repeat the call with the id it was answered.
-    const fingerprint = createHash('sha256')
-      .update(JSON.stringify([keyName, audience, topic, users.sort(), data.toString('base64'), priority, ttlS, collapseKey]))
-      .digest('base64url');
+    const fingerprint = hash('sha256', JSON.stringify([keyName, audience, topic, users.sort(), data.toString('base64'), priority, ttlS, collapseKey]), 'base64url');
     const id = call.id ?? randomUUID();
 
     // A generated id is new (122 random bits): only a caller's own id can exist or be in creation.
