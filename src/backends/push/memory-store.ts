@@ -101,12 +101,19 @@ export class MemoryPushStore implements PushStore {
   async ack(entries: readonly AckEntry[]): Promise<number> {
     this.check();
     let counted = 0;
-    for (const { id, device } of entries) {
-      const stored = this.targeting(id, device);
-      if (stored === undefined) continue;
-      stored.acked ??= new Set();
-      if (stored.acked.has(device)) continue;
-      stored.acked.add(device);
+    // A batch is mostly one push's acks (a push to all: every device, in a few turns): its record is
+    // looked up once per run of the same id, not once per device.
+    let id = '';
+    let push: StoredPush | undefined;
+    for (const { id: entryId, device } of entries) {
+      if (entryId !== id) {
+        id = entryId;
+        push = this.live(id);
+      }
+      if (push === undefined || !this.sentTo(push, device)) continue;
+      push.acked ??= new Set();
+      if (push.acked.has(device)) continue;
+      push.acked.add(device);
       counted++;
     }
     return counted;
@@ -270,9 +277,14 @@ export class MemoryPushStore implements PushStore {
   /** The topic push `id` if `device` was subscribed to its topic when it was sent (it was sent to it). */
   private targeting(id: string, device: string): StoredPush | undefined {
     const stored = this.live(id);
-    if (stored === undefined || stored.record.topic === '') return undefined;
+    return stored !== undefined && this.sentTo(stored, device) ? stored : undefined;
+  }
+
+  /** Whether topic push `stored` was sent to `device` (subscribed to its topic when it was sent). */
+  private sentTo(stored: StoredPush, device: string): boolean {
+    if (stored.record.topic === '') return false;
     const since = this.devices.get(device)?.topics.get(stored.record.topic);
-    return since !== undefined && since <= stored.record.sentAtMs ? stored : undefined;
+    return since !== undefined && since <= stored.record.sentAtMs;
   }
 
   /** The node's entry, fresh (no counts, no proxies) when it had lapsed. */
