@@ -22,7 +22,9 @@ import { BenchProcess, type OutputLine, startProcess } from './processes.js';
  *     their devices within DELIVERY_GRACE_MS of the step's end, HTTP → device p99 < 1 s: a node that
  *     answers faster than it delivers only builds a backlog), or halves while the first steps do not;
  *     then REFINEMENTS bisections between the fastest step that kept pace and the slowest that did not.
- *     The peak is the fastest step that kept pace. Then LATENCY_SECONDS at half the peak, timing each
+ *     The peak is the fastest step that kept pace. Each step, and the run at half the peak, starts once
+ *     no push has reached a device for SETTLE_MS: a step that fell behind leaves a backlog, which is
+ *     neither counted in the next step nor timed as its latency. Then LATENCY_SECONDS at half the peak, timing each
  *     push from just before its HTTP call to the device (CLOCK_MONOTONIC, shared by every process on
  *     the machine).
  * Both report the CPU time each part of the system spent per device reached (a) or per call (b): unlike
@@ -42,6 +44,8 @@ const TRIALS = 3;
 const POLL_MS = 10;
 const STEP_SECONDS = 3;
 const DELIVERY_GRACE_MS = 1000;
+const SETTLE_MS = 300;
+const SETTLE_MAX_MS = 30_000;
 const LATENCY_SECONDS = Number(process.env.BENCH_PUSH_SECONDS ?? 5);
 const KEY = 'bench-push-key-0123456789abcdef';
 const FIRST_RATE = 500;
@@ -118,6 +122,17 @@ export async function benchPush(secret: string): Promise<PushResult> {
     }
     return { received, latency };
   };
+  /**
+   * Waits until no push reached a device for SETTLE_MS (the backlog of a step that did not keep pace is
+   * delivered before the next step starts, not counted in it, and not timed as its latency); at most
+   * SETTLE_MAX_MS.
+   */
+  const settle = async (): Promise<void> => {
+    const deadline = performance.now() + SETTLE_MAX_MS;
+    await report();
+    do await sleep(SETTLE_MS);
+    while ((await report()).received > 0 && performance.now() < deadline);
+  };
   /** CPU µs so far of the push node, the proxy and the device processes. */
   const cpu = (): CpuShare => ({ node: cpuUs(backend.process.pid), proxy: cpuUs(proxy.process.pid), devices: devices.reduce((sum, d) => sum + cpuUs(d.pid), 0) });
   const share = (before: CpuShare, after: CpuShare, units: number): CpuShare => ({
@@ -151,7 +166,7 @@ export async function benchPush(secret: string): Promise<PushResult> {
   };
   const steps: Step[] = [];
   const step = async (rate: number): Promise<boolean> => {
-    await report(); // starts the devices' counts afresh
+    await settle(); // also starts the devices' counts afresh
     const done = await load(rate, STEP_SECONDS);
     await sleep(DELIVERY_GRACE_MS);
     const { received, latency } = await report();
@@ -161,7 +176,6 @@ export async function benchPush(secret: string): Promise<PushResult> {
     const ok = answered && received >= 0.95 * accepted && latency.quantile(0.99) < 1000;
     steps.push({ rate, ok, accepted, p99Ms, received, latency });
     process.stderr.write(`push bench: ${rate} calls/s offered: ${JSON.stringify(done)}, ${received} received\n`);
-    await sleep(500);
     return ok;
   };
   /** Waits for the exits: a process profiled (BENCH_NODE_FLAGS=--cpu-prof) writes its profile as it exits. */
@@ -176,8 +190,7 @@ export async function benchPush(secret: string): Promise<PushResult> {
     return { toAllMs, toAllCpu, steps, peak: 0, half: notRun, load: [loadAtStart, loadavg()[0]!] };
   }
   const peak = FIXED_RATE > 0 ? 2 * FIXED_RATE : await findPeak(step);
-  await sleep(1000);
-  await report(); // starts the devices' counts afresh
+  await settle(); // also starts the devices' counts afresh
   const half = Math.max(MIN_RATE / 2, peak / 2);
   const cpuBeforeHalf = cpu();
   const from = clockMs();
