@@ -149,12 +149,17 @@ export async function benchPush(secret: string): Promise<PushResult> {
   let toAllCpu: CpuShare = { node: 0, proxy: 0, devices: 0 };
   if (PARTS.includes('a')) {
     const poller = new StatusPoller(api);
-    await poller.pushToAll(`bench-all-${Date.now()}-warm-up`);
+    // A push that never gets to 100 % says whether the devices did not get it or their acks were not counted.
+    const pushToAll = (id: string): Promise<number> =>
+      poller.pushToAll(id).catch(async (err: Error) => {
+        throw new Error(`${err.message}; the devices received ${(await report()).received} pushes in part (a) (${PUSH_DEVICES} per push)`);
+      });
+    await pushToAll(`bench-all-${Date.now()}-warm-up`);
     const cpuBeforeAll = cpu();
     const from = clockMs();
     for (let trial = 0; trial < TRIALS; trial++) {
       await sleep(1000); // what the previous trial left (its last acks' writes, collections) is not timed
-      toAllMs.push(await poller.pushToAll(`bench-all-${Date.now()}-${trial}`));
+      toAllMs.push(await pushToAll(`bench-all-${Date.now()}-${trial}`));
     }
     // Includes the pauses: idle processes spend next to nothing (heartbeats are 30 s apart).
     toAllCpu = share(cpuBeforeAll, cpu(), TRIALS * PUSH_DEVICES);
