@@ -24,7 +24,7 @@ import { BenchProcess, type OutputLine, startProcess } from './processes.js';
  *     then REFINEMENTS bisections between the fastest step that kept pace and the slowest that did not.
  *     A rate whose step fails is tried once more (both tries are listed) before it counts as failed.
  *     The peak is the fastest step that kept pace. Each step, and the run at half the peak, starts once
- *     no push has reached a device for SETTLE_MS: a step that fell behind leaves a backlog, which is
+ *     the devices have every push accepted before it: a step that fell behind leaves a backlog, which is
  *     neither counted in the next step nor timed as its latency. Then LATENCY_SECONDS at half the peak, timing each
  *     push from just before its HTTP call to the device (CLOCK_MONOTONIC, shared by every process on
  *     the machine).
@@ -45,7 +45,7 @@ const TRIALS = 3;
 const POLL_MS = 10;
 const STEP_SECONDS = 3;
 const DELIVERY_GRACE_MS = 1000;
-const SETTLE_MS = 300;
+const SETTLE_POLL_MS = 200;
 const SETTLE_MAX_MS = 30_000;
 const LATENCY_SECONDS = Number(process.env.BENCH_PUSH_SECONDS ?? 5);
 const KEY = 'bench-push-key-0123456789abcdef';
@@ -114,6 +114,8 @@ export async function benchPush(secret: string): Promise<PushResult> {
   });
   await Promise.all(devices.map((d) => d.next((l) => l.event === 'ready', 300_000)));
   /** What the devices received since the previous report. */
+  /** (b)'s accepted pushes the devices have not reported yet (they all have a TTL: each one arrives). */
+  let owed = 0;
   const report = async (): Promise<{ received: number; latency: LatencyHistogram }> => {
     const lines = devices.map((d) => d.next((l) => l.event === 'report'));
     for (const d of devices) d.signal('SIGUSR2');
@@ -123,18 +125,21 @@ export async function benchPush(secret: string): Promise<PushResult> {
       latency.merge(line.counts as number[]);
       received += line.received as number;
     }
+    owed = Math.max(0, owed - received);
     return { received, latency };
   };
   /**
-   * Waits until no push reached a device for SETTLE_MS (the backlog of a step that did not keep pace is
-   * delivered before the next step starts, not counted in it, and not timed as its latency); at most
-   * SETTLE_MAX_MS.
+   * Waits until the devices have every push (b) accepted so far (at most SETTLE_MAX_MS): the backlog of
+   * a step that did not keep pace is delivered before the next step starts, neither counted in it nor
+   * timed as its latency. (Waiting for a quiet moment is not enough: a starved proxy can pause longer.)
    */
   const settle = async (): Promise<void> => {
     const deadline = performance.now() + SETTLE_MAX_MS;
     await report();
-    do await sleep(SETTLE_MS);
-    while ((await report()).received > 0 && performance.now() < deadline);
+    while (owed > 0 && performance.now() < deadline) {
+      await sleep(SETTLE_POLL_MS);
+      await report();
+    }
   };
   /** CPU µs so far of the push node, the proxy and the device processes. */
   const cpu = (): CpuShare => ({ node: cpuUs(backend.process.pid), proxy: cpuUs(proxy.process.pid), devices: devices.reduce((sum, d) => sum + cpuUs(d.pid), 0) });
@@ -170,7 +175,9 @@ export async function benchPush(secret: string): Promise<PushResult> {
 
   const load = async (rate: number, seconds: number): Promise<OutputLine> => {
     const args = ['--api', api, '--key', KEY, '--users', String(PUSH_DEVICES), '--rate', String(rate), '--seconds', String(seconds)];
-    return (await startProcess(join(DIST_BENCH, 'push-load.js'), args, (l) => l.event === 'done')).line;
+    const done = (await startProcess(join(DIST_BENCH, 'push-load.js'), args, (l) => l.event === 'done')).line;
+    owed += done.accepted as number;
+    return done;
   };
   const steps: Step[] = [];
   const step = async (rate: number): Promise<boolean> => {
