@@ -65,11 +65,17 @@ async function runConnection(): Promise<void> {
 await Promise.all(Array.from({ length: conns }, runConnection));
 await new Promise((r) => setTimeout(r, 1000)); // warm-up
 measuring = true;
+// Said when measuring starts, so a caller can read the servers' CPU time over the same window.
+console.log(JSON.stringify({ measuring: true }));
 const start = performance.now();
+const cpuBefore = process.cpuUsage();
 await new Promise((r) => setTimeout(r, Number(values.seconds) * 1000));
 measuring = false;
 const elapsed = (performance.now() - start) / 1000;
+const cpu = process.cpuUsage(cpuBefore);
 latencies.sort((a, b) => a - b);
 const pct = (q: number): number => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? NaN;
-console.log(JSON.stringify({ roundTripsPerSecond: roundTrips / elapsed, p50Ms: pct(0.5), p99Ms: pct(0.99) }));
+// The generator's own CPU per round trip: it shares the cores with what it measures.
+const generatorCpuUs = Math.round((cpu.user + cpu.system) / Math.max(1, roundTrips));
+console.log(JSON.stringify({ roundTrips, roundTripsPerSecond: roundTrips / elapsed, p50Ms: pct(0.5), p99Ms: pct(0.99), generatorCpuUs }));
 process.exit(0);
