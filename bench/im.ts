@@ -170,7 +170,7 @@ function report(echo: EchoFigure, runs: ImRun[]): string {
     `${fmt(s.step as number)} ${s.ok ? '✓' : `✗ (${fmt(s.acked as number)}/${fmt(s.sent as number)} acked, median ack ${ms(s.ackP50Ms as number)} ms, latency grew ${s.latencyGrowthMs} ms)`}`;
   return [
     `${fmt(IM_USERS)} users in pairs, one connection and one \`im\` session each, ${64}-byte bodies; every send stored in the conversation and both inboxes before its ack, and delivered to the recipient's device. ` +
-      'Peak: the fastest 4 s step whose sends were all acknowledged (within 2 s after it) and delivered, with a steady ack latency (its last second at most 200 ms slower than its second) and a median ack latency of at most 100 ms. Recipients acknowledge as the SDK does (every 64 entries or within 100 ms). Latency at half the peak, on the generator\'s clock (sender and recipient live in it). ' +
+      'Peak: the fastest 4 s step whose sends were all acknowledged (within 2 s after it) and delivered, with a steady ack latency (its last second at most 200 ms slower than its second) and a median ack latency of at most 100 ms. Recipients acknowledge as the SDK does (every 64 entries or a second after the first). Latency at half the peak, on the generator\'s clock (sender and recipient live in it). ' +
       'CPU per send: each process\'s CPU time (/proc) over the peak step and its backlog, per send; it hardly depends on what else the machine runs, and 2 cores give 2,000,000 µs a second, so it bounds the rate.',
     '',
     `Proxy + echo backend round trips in the same run: ${fmt(echo.roundTripsPerSecond)}/s (p99 ${echo.p99Ms.toFixed(2)} ms); CPU µs per round trip: proxy ${e.proxy} + echo backend ${e.backend} + generator ${e.generator} = ${e.proxy + e.backend + e.generator}.`,
