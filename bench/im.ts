@@ -1,5 +1,5 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { PACKAGE_ROOT } from '../src/paths.js';
@@ -29,6 +29,8 @@ export interface ImRun {
   readonly steps: OutputLine[];
   /** CPU µs per acknowledged send of each process, at the peak step: where the machine's time goes. */
   readonly cpuAtPeak: CpuPerSend | null;
+  /** The machine's 1-minute load average over the run's steps: what else shared the cores. */
+  readonly load: number;
 }
 
 /** CPU µs per send, by process: the proxy, the IM backends together, redis-server, the generator. */
@@ -40,6 +42,8 @@ export interface EchoFigure {
   readonly p99Ms: number;
   /** CPU µs per round trip of the proxy, the echo backend and the echo load generator. */
   readonly cpuUsPerRoundTrip: { proxy: number; backend: number; generator: number };
+  /** The machine's 1-minute load average when it ended. */
+  readonly load: number;
 }
 
 /**
@@ -60,6 +64,7 @@ export async function measureEcho(args: string[], pids: { proxy: number; backend
       backend: Math.round((cpuUs(pids.backend) - before.backend) / roundTrips),
       generator: result.generatorCpuUs as number,
     },
+    load: loadavg()[0]!,
   };
 }
 
@@ -119,13 +124,16 @@ async function runStore(store: string, secret: string, args: string[], count: nu
     let before = cpu();
     console.log(`im ${store}: ${JSON.stringify(load.line)}`);
     const steps: OutputLine[] = [];
+    const loads: number[] = [];
     for (;;) {
       const line = await load.process.next((l) => 'step' in l || 'half' in l || 'peak' in l, 300_000);
       if ('peak' in line) {
         const atPeak = steps.find((s) => s.ok === true && s.step === line.peak);
         const cpuAtPeak = (atPeak?.cpuUsPerSend as CpuPerSend | undefined) ?? null;
-        return { store, peak: line.peak as number, ackedPerSecond: line.ackedPerSecondAtPeak as number, half: line.half as ImRun['half'], steps, cpuAtPeak };
+        const load = loads.reduce((a, b) => a + b, 0) / Math.max(1, loads.length);
+        return { store, peak: line.peak as number, ackedPerSecond: line.ackedPerSecondAtPeak as number, half: line.half as ImRun['half'], steps, cpuAtPeak, load };
       }
+      loads.push(loadavg()[0]!);
       const after = cpu();
       const sent = Math.max(1, line.sent as number);
       const cpuUsPerSend = Object.fromEntries(Object.entries(after).map(([k, v]) => [k, Math.round((v - before[k as keyof CpuPerSend]) / sent)])) as CpuPerSend;
@@ -173,6 +181,8 @@ function report(echo: EchoFigure, runs: ImRun[]): string {
       'Peak: the fastest 4 s step (a step that fails is run once more before it counts: the machine is shared) whose sends were all acknowledged (within 2 s after it) and delivered, with a steady ack latency (its last second at most 200 ms slower than its second) and a median ack latency of at most 100 ms. Recipients acknowledge as the SDK does (every 64 entries or a second after the first). Latency at half the peak, on the generator\'s clock (sender and recipient live in it). ' +
       'CPU per send: each process\'s CPU time (/proc) over the peak step and its backlog, per send; it hardly depends on what else the machine runs, and 2 cores give 2,000,000 µs a second, so it bounds the rate. ' +
       'Each user has a connection of its own, as each phone has, so nothing coalesces on a socket: per send the proxy reads the send and writes the Reply and the Entries on different sockets (and reads the recipient\'s Ack, about one a second), where the echo load\'s 4 sessions per connection share each read and write. Putting several users on one connection would make the IM figures look better by measuring traffic no deployment sees; instead the generator\'s own CPU is its own column, and the memory target line gives the ratio of the servers\' CPU per operation, generators left out.',
+    '',
+    `The machine's 1-minute load average (2 cores: above 2, other work shared them and bent the rates, not the CPU per operation): echo ${echo.load.toFixed(1)}, ${runs.map((r) => `${r.store} ${r.load.toFixed(1)}`).join(', ')}.`,
     '',
     `Proxy + echo backend round trips in the same run: ${fmt(echo.roundTripsPerSecond)}/s (p99 ${echo.p99Ms.toFixed(2)} ms); CPU µs per round trip: proxy ${e.proxy} + echo backend ${e.backend} + generator ${e.generator} = ${e.proxy + e.backend + e.generator}.`,
     '',
