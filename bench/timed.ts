@@ -18,7 +18,8 @@ export function timed(seconds: number, fn: () => number, warmUpMs = 200): number
 
 /**
  * The JSON line a round-trip load prints (bench/echo-load.ts, bench/passthrough-client.ts): round trips
- * per second over `seconds`, and the median and 99th percentile of `latenciesMs` (sorted here).
+ * per second over `seconds`, the median and 99th percentile of `latenciesMs` (sorted here), and `extra`
+ * figures of the load (e.g. the generator's own CPU per round trip).
  */
 export function roundTripLine(trips: number, seconds: number, latenciesMs: number[], extra: Record<string, number> = {}): string {
   latenciesMs.sort((a, b) => a - b);
