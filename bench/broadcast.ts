@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { PACKAGE_ROOT } from '../src/paths.js';
 import { availableParallelism } from 'node:os';
-import { FrameType, Priority } from '../src/protocol/constants.js';
+import { Defaults, FrameType, Priority } from '../src/protocol/constants.js';
 import { encodeData, encodeFrame } from '../src/protocol/encoder.js';
 import { encodeHello, encodeOpen } from '../src/protocol/messages.js';
 import { BenchConnection } from './bench-connection.js';
@@ -61,8 +61,14 @@ export const FIXED_RATE = 100;
  * into each write, which flatters its CPU per delivery there.
  */
 export const BURST_MESSAGES = 100;
-const BURST_ROUNDS = 10;
 const BURST_PERIOD_MS = 1_000;
+/**
+ * One heartbeat interval of livemux (it runs with the default) of bursts, and as long idle before
+ * them: receivers connected within a second or two get their PINGs together, once per interval, so a
+ * window of one interval holds exactly one such wave whenever it starts, and the idle cost taken out
+ * of the bursts' is theirs (a shorter window holds one wave or none).
+ */
+const BURST_ROUNDS = Math.round(Defaults.heartbeatIntervalMs / BURST_PERIOD_MS);
 /**
  * A step keeps pace when every receiver got every message and, at the median sampled receiver, the
  * mean latency of the messages sent in the step's last second exceeds that of the messages sent in its
