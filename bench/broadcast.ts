@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { PACKAGE_ROOT } from '../src/paths.js';
 import { availableParallelism } from 'node:os';
-import { FrameType, Priority } from '../src/protocol/constants.js';
+import { Defaults, FrameType, Priority } from '../src/protocol/constants.js';
 import { encodeData, encodeFrame } from '../src/protocol/encoder.js';
 import { encodeHello, encodeOpen } from '../src/protocol/messages.js';
 import { BenchConnection } from './bench-connection.js';
@@ -61,8 +61,14 @@ export const FIXED_RATE = 100;
  * into each write, which flatters its CPU per delivery there.
  */
 export const BURST_MESSAGES = 100;
-const BURST_ROUNDS = 10;
 const BURST_PERIOD_MS = 1_000;
+/**
+ * One heartbeat interval of livemux (it runs with the default) of bursts, and as long idle before
+ * them: receivers connected within a second or two get their PINGs together, once per interval, so a
+ * window of one interval holds exactly one such wave whenever it starts, and the idle cost taken out
+ * of the bursts' is theirs (a shorter window holds one wave or none).
+ */
+const BURST_ROUNDS = Math.round(Defaults.heartbeatIntervalMs / BURST_PERIOD_MS);
 /**
  * A step keeps pace when every receiver got every message and, at the median sampled receiver, the
  * mean latency of the messages sent in the step's last second exceeds that of the messages sent in its
@@ -139,6 +145,11 @@ export interface SystemResult {
   fixed: StepResult | null;
   /** Bursts of BURST_MESSAGES (native receivers, relays and livemux); null when not measured. */
   bursts: StepResult | null;
+  /**
+   * CPU time each server spends per second with every receiver in the room and nothing published
+   * (heartbeats, timers), measured just before the bursts; null when the bursts are not measured.
+   */
+  idleCpuUsPerS: number[] | null;
 }
 
 /** The passes over the systems with one kind of receivers. */
@@ -314,10 +325,12 @@ export async function measure(
     const fixed = peak.rate >= FIXED_RATE ? await room.step(FIXED_RATE, LATENCY_SECONDS) : null;
     if (fixed) logStep(`${label}, latency at ${FIXED_RATE} messages/s`, fixed);
     // socket.io writes every message on its own: there is no coalescing to take out.
-    const bursts = receivers === 'native' && deployment.wire !== 'socketio' ? await room.bursts(BURST_MESSAGES, BURST_ROUNDS, BURST_PERIOD_MS) : null;
+    const burstsMeasured = receivers === 'native' && deployment.wire !== 'socketio';
+    const idleCpuUsPerS = burstsMeasured ? await room.idleCpu(BURST_ROUNDS * BURST_PERIOD_MS) : null;
+    const bursts = burstsMeasured ? await room.bursts(BURST_MESSAGES, BURST_ROUNDS, BURST_PERIOD_MS) : null;
     if (bursts) logStep(`${label}, ${BURST_ROUNDS} bursts of ${BURST_MESSAGES} messages`, bursts);
     const peakRssBytes = deployment.servers.map((s) => memory(s.pid).hwmBytes);
-    return { name, servers: deployment.servers.map((s) => s.label), idleRssBytes, peakRssBytes, steps, peak, half, fixed, bursts };
+    return { name, servers: deployment.servers.map((s) => s.label), idleRssBytes, peakRssBytes, steps, peak, half, fixed, bursts, idleCpuUsPerS };
   } finally {
     await Promise.all(clients.map(stopped));
     deployment.publisher.close();
@@ -433,6 +446,19 @@ class Room {
         await sleep(1);
       }
     });
+  }
+
+  /**
+   * Each server's CPU time per second over `ms` with nothing published: what it spends whatever the
+   * traffic (livemux: heartbeats to silent receivers, its timers), which the bursts' figures include.
+   */
+  async idleCpu(ms: number): Promise<number[]> {
+    const { servers } = this.deployment;
+    const before = servers.map((s) => cpuUs(s.pid));
+    const start = clockMs();
+    await sleep(ms);
+    const seconds = (clockMs() - start) / 1000;
+    return servers.map((s, i) => (cpuUs(s.pid) - before[i]!) / seconds);
   }
 
   /** `rounds` bursts of `size` messages, each sent as one write, `periodMs` apart; then the end message. */

@@ -27,6 +27,23 @@ export interface OutboundHooks {
   onOverflow(kind: 'control' | 'total'): void;
 }
 
+/**
+ * Whole system and high DATA frames for one session id, system first, written at once
+ * (OutboundQueue.writeNow): what a topic walk gives a member lacking some turns. Shared by every member
+ * it fits; never changed.
+ */
+export interface WholeWrite {
+  /** The frames: one buffer, or several written as one writev. */
+  readonly data: Buffer | readonly Buffer[];
+  readonly size: number;
+  /** Frames of each lane. */
+  readonly system: number;
+  readonly high: number;
+  readonly payloadBytes: number;
+  /** The largest payload. */
+  readonly largest: number;
+}
+
 /** Result of asking the queue to take `size` more bytes of DATA. */
 export type Admission = 'ok' | 'drop' | 'overflow';
 
@@ -192,19 +209,22 @@ export class OutboundQueue implements SlicedTask {
   }
 
   /**
-   * Writes `parts` (`size` bytes of whole DATA frames, admitted and within credit: `counts` system and
-   * high ones) to the socket at once, as one write, when nothing is queued and the socket takes writes:
-   * no entry, no flush to wait for. False, with nothing done, otherwise. In the queue-wait histogram
-   * they count as a wait of zero, once per lane, as a queued run per lane would count once.
+   * Writes `w` (whole system and high DATA frames, within credit: what a topic walk brings) to the
+   * socket at once, as one write, when nothing is queued, it fits the bound (with the bytes held for
+   * credit: what `admit` would say with nothing queued) and the socket takes writes: no entry, no flush
+   * to wait for. False, with nothing done, otherwise. In the queue-wait histogram they count as a wait
+   * of zero, once per lane, as a queued run per lane would count once.
    */
-  writeNow(parts: readonly Buffer[], size: number, counts: readonly [system: number, high: number]): boolean {
-    if (this.queuedBytes !== 0 || this.flushing || this.ended || !this.writer.writable) return false;
-    this.stats.countOut(FrameType.DATA, size, counts[0] + counts[1]);
+  writeNow(w: WholeWrite): boolean {
+    if (this.queuedBytes !== 0 || this.heldBytes + w.size > this.maxBytes || this.flushing || this.ended || !this.writer.writable) return false;
+    this.stats.countOut(FrameType.DATA, w.size, w.system + w.high);
     if (this.waits) {
-      if (counts[0] > 0) this.waits[DATA_LANE[Priority.SYSTEM]]!.observe(0);
-      if (counts[1] > 0) this.waits[DATA_LANE[Priority.HIGH]]!.observe(0);
+      if (w.system > 0) this.waits[DATA_LANE[Priority.SYSTEM]]!.observe(0);
+      if (w.high > 0) this.waits[DATA_LANE[Priority.HIGH]]!.observe(0);
     }
-    this.writer.writev(parts);
+    const data = w.data;
+    if (Buffer.isBuffer(data)) this.writer.write(data);
+    else this.writer.writev(data);
     return true;
   }
 

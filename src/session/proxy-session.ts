@@ -7,7 +7,7 @@ import { encodeStatus } from '../protocol/messages.js';
 import type { SessionOpenInfo } from '../contract/backend-contract.js';
 import type { BackendLink } from '../proxy/upstream/link.js';
 import type { LowPriorityPacer, PacedSession } from '../proxy/low-priority-pacer.js';
-import type { DropReason, OutboundQueue, QueueOwner } from '../proxy/outbound-queue.js';
+import type { DropReason, OutboundQueue, QueueOwner, WholeWrite } from '../proxy/outbound-queue.js';
 import { Deque } from '../util/deque.js';
 import type { Topic } from './topic-fanout.js';
 
@@ -220,19 +220,20 @@ export class ProxySession implements QueueOwner, PacedSession {
   }
 
   /**
-   * Writes whole system and high DATA frames already encoded for this session's id (`parts`, `size`
-   * bytes, `counts` frames of each: what a topic walk brings, see Topic) to the socket at once, when nothing stands in the
-   * way: open, nothing waiting for credit, credit for all of it, no payload over the client's
-   * max_payload (`largest`), within the queue's bound, and nothing queued on the connection
-   * (OutboundQueue.writeNow). False, with nothing done, otherwise.
+   * Writes whole system and high DATA frames already encoded for this session's id (what a topic walk
+   * brings, see Topic) to the socket at once, when nothing stands in the way: open, nothing waiting for
+   * credit, credit for all of it, no payload over the client's max_payload, and the connection's queue
+   * empty, within its bound and the socket taking writes (OutboundQueue.writeNow). False, with nothing
+   * done, otherwise.
    */
-  writeRuns(parts: readonly Buffer[], size: number, counts: readonly [number, number], payloadBytes: number, largest: number): boolean {
-    if (this.state !== SessionState.OPEN || this.blocked.length > 0 || !this.hasCredit(payloadBytes)) return false;
-    if (largest > this.host.maxPayload) return false;
-    const out = this.host.out;
-    if (out.admit(size, Priority.HIGH) !== 'ok' || !out.writeNow(parts, size, counts)) return false;
-    this.sendCredit.consume(payloadBytes);
-    this.host.sendCredit.consume(payloadBytes);
+  writeRuns(w: WholeWrite): boolean {
+    if (this.state !== SessionState.OPEN || this.blocked.length > 0) return false;
+    const host = this.host;
+    const n = w.payloadBytes;
+    if (this.sendCredit.bytes < n || host.sendCredit.bytes < n || w.largest > host.maxPayload) return false;
+    if (!host.out.writeNow(w)) return false;
+    this.sendCredit.consume(n);
+    host.sendCredit.consume(n);
     return true;
   }
 

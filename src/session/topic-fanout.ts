@@ -1,7 +1,7 @@
 import type { HistogramSeries } from '../observability/histogram.js';
 import { FrameType, HEADER_SIZE, Priority } from '../protocol/constants.js';
 import { writeHeader } from '../protocol/encoder.js';
-import { writeScheduler } from '../proxy/outbound-queue.js';
+import { type WholeWrite, writeScheduler } from '../proxy/outbound-queue.js';
 import { type SlicedTask, type SliceScheduler, runClock } from '../util/slice-scheduler.js';
 import { TickBatcher } from '../util/tick-batcher.js';
 import type { ProxySession } from './proxy-session.js';
@@ -114,6 +114,13 @@ export class Topic implements SlicedTask {
   private walk: Iterator<ProxySession> | null = null;
   /** The head when the current walk started: at its end every member has at least that. */
   private walkFrom = 0;
+  /** Whether some turn in the log has low messages. */
+  private hasLow = false;
+  /** The last answer of wholeFor, and its question. */
+  private lastFrom = -1;
+  private lastHead = -1;
+  private lastId = -1;
+  private lastWhole: WholeWrite | null = null;
 
   constructor(
     private readonly scheduler: Pick<SliceScheduler, 'schedule'>,
@@ -138,6 +145,7 @@ export class Topic implements SlicedTask {
   append(lanes: [Buffer[], Buffer[], Buffer[]], arrivals: number[] | null = null): void {
     const run = (p: Priority): FrameRun | null => (lanes[p].length > 0 ? new FrameRun(lanes[p], p) : null);
     this.log.push({ runs: [run(Priority.SYSTEM), run(Priority.HIGH)], low: lanes[Priority.LOW], arrivals });
+    if (lanes[Priority.LOW].length > 0) this.hasLow = true;
     if (this.scheduled) return;
     this.scheduled = true;
     this.scheduler.schedule(this);
@@ -159,7 +167,8 @@ export class Topic implements SlicedTask {
     const log = this.log;
     const first = from - this.base;
     const end = head - this.base;
-    if (!writeWhole(s, log, first, end)) {
+    const whole = this.wholeFor(from, head, s.id);
+    if (whole === null || !(whole.size === 0 || s.writeRuns(whole))) {
       for (let i = first; i < end; i++) {
         for (const run of log[i]!.runs) {
           if (!run) continue;
@@ -169,7 +178,23 @@ export class Topic implements SlicedTask {
         }
       }
     }
-    for (let i = first; i < end; i++) for (const p of log[i]!.low) if (s.walkedTopic === this) s.deliver(p, Priority.LOW);
+    if (this.hasLow) for (let i = first; i < end; i++) for (const p of log[i]!.low) if (s.walkedTopic === this) s.deliver(p, Priority.LOW);
+  }
+
+  /**
+   * The system and high frames of turns `from`..`head` for session id `id`, as one write; null when some
+   * run has no encoding left for `id` (FrameRun's budget). A walk asks the same question member after
+   * member (they lack the same turns and mostly share an id), so the last answer is kept: nothing is
+   * gathered or allocated per member.
+   */
+  private wholeFor(from: number, head: number, id: number): WholeWrite | null {
+    if (from === this.lastFrom && head === this.lastHead && id === this.lastId) return this.lastWhole;
+    const whole = gatherWhole(this.log, from - this.base, head - this.base, id);
+    this.lastFrom = from;
+    this.lastHead = head;
+    this.lastId = id;
+    this.lastWhole = whole;
+    return whole;
   }
 
   /** Walks the members until done or `deadline`; a turn appended meanwhile starts the next walk. */
@@ -205,37 +230,39 @@ export class Topic implements SlicedTask {
     }
     this.log = this.log.slice(gone);
     this.base = seq;
+    if (this.log.length === 0) {
+      this.hasLow = false;
+      // Nobody lacks anything: the last write's buffers need not stay alive.
+      this.lastFrom = -1;
+      this.lastWhole = null;
+    }
     this.walkFrom = Math.max(this.walkFrom, seq);
   }
 }
 
-/**
- * The system and high frames of turns `first`..`end` of `log`, system first, for `s`'s session id, in
- * one write (ProxySession.writeRuns). False, with nothing done, when they cannot go that way; true when
- * there are none.
- */
-function writeWhole(s: ProxySession, log: readonly Turn[], first: number, end: number): boolean {
+/** The system and high frames of turns `first`..`end` of `log`, system first, for session id `id` (see Topic.wholeFor). */
+function gatherWhole(log: readonly Turn[], first: number, end: number, id: number): WholeWrite | null {
   const parts: Buffer[] = [];
   let size = 0;
-  /** Frames of each lane: system, high. */
-  const counts: [number, number] = [0, 0];
+  let system = 0;
+  let high = 0;
   let payloadBytes = 0;
   let largest = 0;
-  // Lanes 0 and 1: system, then high.
-  for (let lane = 0; lane < 2; lane++) {
+  for (const lane of [Priority.SYSTEM, Priority.HIGH] as const) {
     for (let i = first; i < end; i++) {
       const run = log[i]!.runs[lane];
       if (!run) continue;
-      const frames = run.framesFor(s.id);
-      if (!frames) return false;
+      const frames = run.framesFor(id);
+      if (!frames) return null;
       parts.push(frames);
       size += frames.length;
-      counts[lane]! += run.payloads.length;
+      if (lane === Priority.SYSTEM) system += run.payloads.length;
+      else high += run.payloads.length;
       payloadBytes += run.payloadBytes;
       if (run.largest > largest) largest = run.largest;
     }
   }
-  return parts.length === 0 || s.writeRuns(parts, size, counts, payloadBytes, largest);
+  return { data: parts.length === 1 ? parts[0]! : parts, size, system, high, payloadBytes, largest };
 }
 
 /**

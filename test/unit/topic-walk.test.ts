@@ -44,9 +44,17 @@ class Member implements SessionHost {
   readonly sendCredit = new SendCredit(1 << 30);
   readonly session: ProxySession;
 
-  constructor(ref: number) {
-    const info = { userId: 'u', business: 'b', metadata: {}, clientAddress: '', connectionId: '', clientSessionId: 1, reattach: false, claims: {}, maxPayload: 1 << 20 };
-    this.session = new ProxySession(this, 1, ref, info, link, 1 << 30, 1 << 30);
+  constructor(ref: number, sessionId = 1) {
+    const info = { userId: 'u', business: 'b', metadata: {}, clientAddress: '', connectionId: '', clientSessionId: sessionId, reattach: false, claims: {}, maxPayload: 1 << 20 };
+    this.session = new ProxySession(this, sessionId, ref, info, link, 1 << 30, 1 << 30);
+  }
+
+  /** The session id in each frame's header, in the order written. */
+  get frameIds(): number[] {
+    const out: number[] = [];
+    const all = Buffer.concat(this.socket.writes);
+    for (let at = 0; at < all.length; at += HEADER_SIZE + all.readUInt32BE(at + 8)) out.push(all.readUInt32BE(at + 4));
+    return out;
   }
 
   /** DATA payloads as text, CLOSE as 'CLOSE', in the order written. */
@@ -217,6 +225,25 @@ describe('topic walks', () => {
     expect(late().frames).toEqual(['m1', 'CLOSE']);
     expect(late().session.state).not.toBe('open');
     expect(members[0]!.frames).toEqual(['m1', 'large']);
+  });
+
+  it('members of one walk lacking different turns, under different session ids, each get theirs in one write under their own id', () => {
+    // Ids 1, 2, 1, 2, …: a walk shares one write between the members that lack the same turns and have the same id.
+    members = Array.from({ length: MEMBERS }, (_, i) => new Member(i + 1, 1 + (i % 2)));
+    fanOut = new TopicFanOut((ref) => members[ref - 1]?.session, undefined, stepper);
+    for (const m of members) fanOut.subscribe(m.session, 'room');
+    turn(['room', 'm1']);
+    stepper.slice();
+    turn(['room', 'm2'], ['room', 'm3']);
+    fanOut.publish('room', Buffer.from('s1'), Priority.SYSTEM, 0);
+    fanOut.flush();
+    stepper.finish();
+    for (const [i, m] of members.entries()) {
+      // System before high within one write: the first 64 got m1 alone, then the rest.
+      expect(m.frames).toEqual(i < BEFORE_CLOCK ? ['m1', 's1', 'm2', 'm3'] : ['s1', 'm1', 'm2', 'm3']);
+      expect(m.frameIds).toEqual([1, 1, 1, 1].map(() => 1 + (i % 2)));
+      expect(m.socket.writes).toHaveLength(i < BEFORE_CLOCK ? 2 : 1);
+    }
   });
 
   it('counts each Publish in the fan-out delay once the walk that brought it to every member has ended', () => {
