@@ -63,6 +63,11 @@ export class BenchProcess {
     });
   }
 
+  /** How the process ended (exit code or signal), or null while it runs. */
+  get exited(): number | string | null {
+    return this.exitCode;
+  }
+
   /** The process id (for its CPU time in /proc). */
   get pid(): number {
     return this.child.pid!;

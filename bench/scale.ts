@@ -38,8 +38,8 @@ import { BenchProcess, cpuUs, startProcess } from './processes.js';
  */
 const CONNECTIONS = Number(process.env.BENCH_SCALE_CONNECTIONS ?? 100_000);
 const WORKERS = Number(process.env.BENCH_SCALE_WORKERS ?? 6);
-/** Connections per client process: under the 20,000 files a process may hold here. */
-const PER_CLIENT_PROCESS = 17_000;
+/** Connections per client process: well under the 20,000 files a process may hold here, and a wave spread over several source addresses. */
+const PER_CLIENT_PROCESS = 8_000;
 /** Long enough for two rounds of heartbeats at the default 25 s interval. */
 const IDLE_SECONDS = Number(process.env.BENCH_SCALE_IDLE_SECONDS ?? 60);
 const ROOM = Number(process.env.BENCH_SCALE_ROOM ?? 50_000);
@@ -215,12 +215,35 @@ interface Held {
   rss: { idle: number[]; half: number[]; full: number[] };
   /** CPU of every server process over the last idle window, as a share of one core. */
   idleCpuShare: number;
-  /** livemux: connections each worker held at the end. */
-  workerConnections?: number[];
-  /** livemux: JS heap used by the workers, summed, with no client and with all (not collected first). */
-  heap?: { idle: number; full: number };
+  /** livemux: each worker as /status saw it with every connection still open. */
+  workers?: WorkerAtFull[];
+  /** livemux: the workers' V8 memory (summed), with no client and with all (not collected first); null where /metrics did not answer. */
+  v8?: { idle: V8Memory | null; full: V8Memory | null };
   /** livemux: PINGs sent per second over the last idle window. */
   pingsPerSecond?: number;
+}
+
+/** One worker at the end of the last idle, every connection still open. */
+interface WorkerAtFull {
+  slot: number;
+  pid: number;
+  /** Its open connections; null when it did not answer the primary's /status in time. */
+  connections: number | null;
+  /** Not the process measured from the start (it died and was replaced): its RSS figure is void. */
+  replaced: boolean;
+}
+
+/** The workers' V8 memory, from the primary's aggregated /metrics. */
+interface V8Memory {
+  heapUsed: number;
+  /** Heap committed, every space. */
+  heapTotal: number;
+  /** Committed by the young generation (grown by a connect burst, given back when V8 sees fit). */
+  newSpace: number;
+  /** ArrayBuffers and other memory V8 is told of outside its heap. */
+  external: number;
+  /** The workers' RSS read at the same moment: what is not heap or external is native (sockets, malloc). */
+  rss: number;
 }
 
 async function holdPlain(): Promise<Held> {
@@ -243,26 +266,52 @@ async function holdLivemux(options: ScaleBenchOptions): Promise<Held> {
     const groups = [[lm.pid, ...workerPids], [lm.pid], ...workerPids.map((p) => [p])];
     await settledRss(groups[0]!);
     const idleRss = groups.map(sumRss);
-    const heapIdle = await metric(lm.adminPort, 'livemux_nodejs_heap_size_used_bytes');
-    const pingsSent = (): Promise<number> => metric(lm.adminPort, 'livemux_frames_sent_total{type="PING"}');
+    const v8Idle = await v8Memory(lm.adminPort, workerPids);
+    const pingsSent = (): Promise<number | null> => metric(lm.adminPort, 'livemux_frames_sent_total{type="PING"}');
     let pings = 0;
+    let atFull!: Status;
+    let v8Full: V8Memory | null = null;
     const waves = await holdInTwoWaves('livemux', lm.port, options.secret, groups, async (idleFull) => {
       const before = await pingsSent();
       const quiet = await idleFull();
-      pings = (await pingsSent()) - before;
+      pings = ((await pingsSent()) ?? NaN) - (before ?? NaN);
+      // Read while every connection is still open: once this returns the clients close theirs, and a
+      // worker busy closing 15,000 sockets answers late (or not within the primary's 2 s) and low.
+      atFull = await status(lm.adminPort);
+      v8Full = await v8Memory(lm.adminPort, workerPids);
       return quiet;
     });
     return {
       connectionsPerSecond: waves.rate,
       rss: { idle: idleRss, half: waves.half, full: waves.full.lowestRss },
       idleCpuShare: waves.full.cpuShare,
-      workerConnections: (await status(lm.adminPort)).perWorker.map((w) => w.connections),
-      heap: { idle: heapIdle, full: await metric(lm.adminPort, 'livemux_nodejs_heap_size_used_bytes') },
+      workers: atFull.perWorker.map((w) => ({
+        slot: w.slot,
+        pid: w.pid,
+        connections: typeof w.connections === 'number' ? w.connections : null,
+        replaced: w.pid !== workerPids[w.slot],
+      })),
+      v8: { idle: v8Idle, full: v8Full },
       pingsPerSecond: pings / IDLE_SECONDS,
     };
   } finally {
     await Promise.all([stopped(lm.proxy), stopped(lm.backend)]);
   }
+}
+
+/** The workers' V8 memory, summed by the primary's /metrics; null if it did not answer. */
+async function v8Memory(adminPort: number, workerPids: number[]): Promise<V8Memory | null> {
+  const text = await metricsText(adminPort);
+  if (text === null) return null;
+  const read = (sample: string): number => sampleValue(text, sample) ?? NaN;
+  const v8 = {
+    heapUsed: read('livemux_nodejs_heap_size_used_bytes'),
+    heapTotal: read('livemux_nodejs_heap_size_total_bytes'),
+    newSpace: read('livemux_nodejs_heap_space_size_total_bytes{space="new"}'),
+    external: read('livemux_nodejs_external_memory_bytes'),
+    rss: sumRss(workerPids),
+  };
+  return Object.values(v8).every(Number.isFinite) ? v8 : null;
 }
 
 /** What {@link idle} reads. */
@@ -330,6 +379,9 @@ async function holdClients(
     await connected;
     const rate = count / ((performance.now() - start) / 1000);
     await whileHeld(clients, rate);
+    // A client process exits as soon as one of its connections is closed: its figures would be of fewer connections.
+    const lost = clients.filter((c) => c.exited !== null);
+    if (lost.length > 0) throw new Error(`scale: ${lost.length} of ${processes} client processes lost a connection while holding (see their stderr above)`);
     return { rate };
   } finally {
     await Promise.all(clients.map(stopped));
@@ -375,7 +427,13 @@ async function settledRss(pids: number[]): Promise<number> {
 }
 
 function sumRss(pids: number[]): number {
-  return pids.reduce((sum, pid) => sum + memory(pid).rssBytes, 0);
+  return pids.reduce((sum, pid) => {
+    try {
+      return sum + memory(pid).rssBytes;
+    } catch {
+      throw new Error(`scale: server process ${pid} is gone (a worker died?): its RSS cannot be read`);
+    }
+  }, 0);
 }
 
 // ── fan-out with workers ───────────────────────────────────────────────────────────────────────────
@@ -430,7 +488,8 @@ function everyOne(publishers: Publisher[]): Publisher {
 // ── the admin port ─────────────────────────────────────────────────────────────────────────────────
 
 interface Status {
-  perWorker: { slot: number; pid: number; connections: number }[];
+  /** A worker that did not answer the primary in time has `error` and no counts. */
+  perWorker: { slot: number; pid: number; connections?: number; error?: string }[];
 }
 
 async function status(adminPort: number): Promise<Status> {
@@ -447,16 +506,26 @@ async function ready(adminPort: number): Promise<void> {
   throw new Error('scale: proxy not ready within 60 s');
 }
 
-/** The value of a /metrics sample, `name` with its labels as printed (e.g. `x_total{type="PING"}`). */
-async function metric(adminPort: number, sample: string): Promise<number> {
-  const text = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
+/** The primary's /metrics text, or null if it fails (a worker that does not answer fails the aggregation). */
+async function metricsText(adminPort: number): Promise<string | null> {
+  const res = await fetch(`http://127.0.0.1:${adminPort}/metrics`).catch(() => null);
+  return res?.ok ? res.text() : null;
+}
+
+/** The value of a /metrics sample, `name` with its labels as printed (e.g. `x_total{type="PING"}`); null if absent. */
+function sampleValue(text: string, sample: string): number | null {
   const line = text.split('\n').find((l) => l.startsWith(`${sample} `));
-  return line ? Number(line.slice(sample.length + 1)) : 0;
+  return line ? Number(line.slice(sample.length + 1)) : null;
+}
+
+async function metric(adminPort: number, sample: string): Promise<number | null> {
+  const text = await metricsText(adminPort);
+  return text === null ? null : sampleValue(text, sample);
 }
 
 // ── report ─────────────────────────────────────────────────────────────────────────────────────────
 
-const kb = (bytes: number): string => `${(bytes / 1024).toFixed(2)} KB`;
+const kb = (bytes: number): string => (Number.isFinite(bytes) ? `${(bytes / 1024).toFixed(2)} KB` : '–');
 const verdict = (ok: boolean): string => (ok ? 'met' : '**missed**');
 
 function holdReport(plain: Held, livemux: Held): string {
@@ -465,10 +534,23 @@ function holdReport(plain: Held, livemux: Held): string {
   const average = (h: Held, group = 0): number => (h.rss.full[group]! - h.rss.idle[group]!) / CONNECTIONS;
   const marginal = (h: Held, group = 0): number => (h.rss.full[group]! - h.rss.half[group]!) / (CONNECTIONS - half);
   const target = (bytes: number): string => `${kb(bytes)} (≤ 6 KB: ${verdict(bytes <= 6 * 1024)})`;
-  const connections = livemux.workerConnections ?? [];
-  const perWorker = connections.map((n, i) => `w${i}: ${fmt(n)} conns, ${kb((livemux.rss.full[i + 2]! - livemux.rss.idle[i + 2]!) / Math.max(1, n))}`).join('; ');
-  const pings = livemux.pingsPerSecond ?? 0;
-  const heap = livemux.heap ? kb((livemux.heap.full - livemux.heap.idle) / CONNECTIONS) : '–';
+  const workers = livemux.workers ?? [];
+  const perWorker = workers.map((w, i) => workerCell(w, livemux.rss.full[i + 2]! - livemux.rss.idle[i + 2]!)).join('; ');
+  const answered = workers.filter((w) => w.connections !== null);
+  const heldCount = answered.reduce((n, w) => n + w.connections!, 0);
+  const held =
+    answered.length === workers.length
+      ? `${fmt(heldCount)} of ${fmt(CONNECTIONS)}`
+      : `${fmt(heldCount)} on the ${answered.length} of ${workers.length} workers that answered, of ${fmt(CONNECTIONS)}`;
+  const pings = livemux.pingsPerSecond ?? NaN;
+  const perConnection = (bytes: number): string => (Number.isFinite(bytes) ? kb(bytes / CONNECTIONS) : '–');
+  const { idle: v8Idle = null, full: v8Full = null } = livemux.v8 ?? {};
+  const v8 =
+    v8Idle && v8Full
+      ? `heap committed ${perConnection(v8Full.heapTotal - v8Idle.heapTotal)} (used ${perConnection(v8Full.heapUsed - v8Idle.heapUsed)}, ` +
+        `of which young generation ${perConnection(v8Full.newSpace - v8Idle.newSpace)}); external ${perConnection(v8Full.external - v8Idle.external)}; ` +
+        `outside V8 (the sockets' native memory, malloc) ${perConnection(v8Full.rss - v8Full.heapTotal - v8Full.external - (v8Idle.rss - v8Idle.heapTotal - v8Idle.external))}`
+      : 'the primary\'s /metrics did not answer (a worker did not)';
   return [
     `### Connections held: ${fmt(CONNECTIONS)} over ${WORKERS} worker processes`,
     '',
@@ -482,9 +564,17 @@ function holdReport(plain: Held, livemux: Held): string {
     `| RSS per connection, average (all processes) | ${kb(average(plain))} | ${target(average(livemux))} | livemux: one idle session each |`,
     `| RSS per connection, marginal (all processes) | ${kb(marginal(plain))} | ${target(marginal(livemux))} | |`,
     `| RSS per connection, each worker (average) | – | ${perWorker} | the primary, which keeps nothing per connection: ${kb(average(livemux, 1))} average, ${kb(marginal(livemux, 1))} marginal |`,
-    `| JS heap per connection (workers) | – | ${heap} | heap used with every connection, against the idle process (not collected first) |`,
-    `| CPU while idle | ${(plain.idleCpuShare * 100).toFixed(1)} % of a core | ${(livemux.idleCpuShare * 100).toFixed(1)} % of a core | livemux over ${IDLE_SECONDS} s at the default 25 s heartbeat: ${fmt(pings)} PINGs/s, ${((livemux.idleCpuShare * 1e6) / Math.max(1, pings)).toFixed(1)} µs of server CPU per PING + PONG |`,
+    `| connections open at the end (workers' /status) | – | ${held} | read with every client still connected |`,
+    `| where the workers' RSS went, per connection | – | ${v8} | /metrics and RSS read together after the last idle, against the idle workers (not collected first) |`,
+    `| CPU while idle | ${(plain.idleCpuShare * 100).toFixed(1)} % of a core | ${(livemux.idleCpuShare * 100).toFixed(1)} % of a core | livemux over ${IDLE_SECONDS} s at the default 25 s heartbeat: ${fmt(pings)} PINGs/s, ${pings > 0 ? `${((livemux.idleCpuShare * 1e6) / pings).toFixed(1)} µs` : '–'} of server CPU per PING + PONG |`,
   ].join('\n');
+}
+
+/** One worker's cell: its connections and RSS per connection, or why there is no figure. */
+function workerCell(w: WorkerAtFull, grownBytes: number): string {
+  if (w.replaced) return `w${w.slot}: died and was replaced during the run (no figure)`;
+  if (w.connections === null) return `w${w.slot}: did not answer /status in time (RSS +${(grownBytes / 2 ** 20).toFixed(0)} MB)`;
+  return `w${w.slot}: ${fmt(w.connections)} conns, ${w.connections > 0 ? kb(grownBytes / w.connections) : '–'}`;
 }
 
 function footprintReport({ bare, livemux }: Footprint): string {
@@ -561,5 +651,5 @@ function passthroughReport(passthrough: PassthroughResult[]): string {
 }
 
 function fmt(n: number): string {
-  return Math.round(n).toLocaleString('en-US');
+  return Number.isFinite(n) ? Math.round(n).toLocaleString('en-US') : '–';
 }
