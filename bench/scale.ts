@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -215,10 +215,15 @@ interface Held {
   rss: { idle: number[]; half: number[]; full: number[] };
   /** CPU of every server process over the last idle window, as a share of one core. */
   idleCpuShare: number;
+  /** Most files each server process (as in rss groups[0]) had open at once while the waves connected: the limit here is 20,000. */
+  peakFiles: number[];
   /** livemux: each worker as /status saw it with every connection still open. */
   workers?: WorkerAtFull[];
-  /** livemux: the workers' V8 memory (summed), with no client and with all (not collected first); null where /metrics did not answer. */
-  v8?: { idle: V8Memory | null; full: V8Memory | null };
+  /**
+   * livemux: V8 memory of the workers (summed) and of the primary, with no client and with all (not
+   * collected first); null where /metrics did not answer.
+   */
+  v8?: { workers: { idle: V8Memory | null; full: V8Memory | null }; primary: { idle: V8Memory | null; full: V8Memory | null } };
   /** livemux: PINGs sent per second over the last idle window. */
   pingsPerSecond?: number;
 }
@@ -233,7 +238,7 @@ interface WorkerAtFull {
   replaced: boolean;
 }
 
-/** The workers' V8 memory, from the primary's aggregated /metrics. */
+/** V8 memory of some of the proxy's processes, from the primary's /metrics. */
 interface V8Memory {
   heapUsed: number;
   /** Heap committed, every space. */
@@ -242,7 +247,7 @@ interface V8Memory {
   newSpace: number;
   /** ArrayBuffers and other memory V8 is told of outside its heap. */
   external: number;
-  /** The workers' RSS read at the same moment: what is not heap or external is native (sockets, malloc). */
+  /** The processes' RSS read at the same moment: what is not heap or external is native (sockets, malloc). */
   rss: number;
 }
 
@@ -252,7 +257,7 @@ async function holdPlain(): Promise<Held> {
   try {
     const idleRss = [await settledRss(groups[0]!)];
     const waves = await holdInTwoWaves('plain', server.line.port as number, '', groups, async (idleFull) => idleFull());
-    return { connectionsPerSecond: waves.rate, rss: { idle: idleRss, half: waves.half, full: waves.full.lowestRss }, idleCpuShare: waves.full.cpuShare };
+    return { connectionsPerSecond: waves.rate, rss: { idle: idleRss, half: waves.half, full: waves.full.lowestRss }, idleCpuShare: waves.full.cpuShare, peakFiles: waves.peakFiles };
   } finally {
     await stopped(server.process);
   }
@@ -266,11 +271,11 @@ async function holdLivemux(options: ScaleBenchOptions): Promise<Held> {
     const groups = [[lm.pid, ...workerPids], [lm.pid], ...workerPids.map((p) => [p])];
     await settledRss(groups[0]!);
     const idleRss = groups.map(sumRss);
-    const v8Idle = await v8Memory(lm.adminPort, workerPids);
+    const v8Idle = { workers: await v8Memory(lm.adminPort, 'livemux_', workerPids), primary: await v8Memory(lm.adminPort, 'livemux_primary_', [lm.pid]) };
     const pingsSent = (): Promise<number | null> => metric(lm.adminPort, 'livemux_frames_sent_total{type="PING"}');
     let pings = 0;
     let atFull!: Status;
-    let v8Full: V8Memory | null = null;
+    let v8Full: { workers: V8Memory | null; primary: V8Memory | null } = { workers: null, primary: null };
     const waves = await holdInTwoWaves('livemux', lm.port, options.secret, groups, async (idleFull) => {
       const before = await pingsSent();
       const quiet = await idleFull();
@@ -278,20 +283,21 @@ async function holdLivemux(options: ScaleBenchOptions): Promise<Held> {
       // Read while every connection is still open: once this returns the clients close theirs, and a
       // worker busy closing 15,000 sockets answers late (or not within the primary's 2 s) and low.
       atFull = await status(lm.adminPort);
-      v8Full = await v8Memory(lm.adminPort, workerPids);
+      v8Full = { workers: await v8Memory(lm.adminPort, 'livemux_', workerPids), primary: await v8Memory(lm.adminPort, 'livemux_primary_', [lm.pid]) };
       return quiet;
     });
     return {
       connectionsPerSecond: waves.rate,
       rss: { idle: idleRss, half: waves.half, full: waves.full.lowestRss },
       idleCpuShare: waves.full.cpuShare,
+      peakFiles: waves.peakFiles,
       workers: atFull.perWorker.map((w) => ({
         slot: w.slot,
         pid: w.pid,
         connections: typeof w.connections === 'number' ? w.connections : null,
         replaced: w.pid !== workerPids[w.slot],
       })),
-      v8: { idle: v8Idle, full: v8Full },
+      v8: { workers: { idle: v8Idle.workers, full: v8Full.workers }, primary: { idle: v8Idle.primary, full: v8Full.primary } },
       pingsPerSecond: pings / IDLE_SECONDS,
     };
   } finally {
@@ -299,17 +305,20 @@ async function holdLivemux(options: ScaleBenchOptions): Promise<Held> {
   }
 }
 
-/** The workers' V8 memory, summed by the primary's /metrics; null if it did not answer. */
-async function v8Memory(adminPort: number, workerPids: number[]): Promise<V8Memory | null> {
+/**
+ * V8 memory from the primary's /metrics: `livemux_` is every worker's (summed), `livemux_primary_` the
+ * primary's own; with the RSS of `pids` read at the same moment. Null if /metrics did not answer.
+ */
+async function v8Memory(adminPort: number, prefix: string, pids: number[]): Promise<V8Memory | null> {
   const text = await metricsText(adminPort);
   if (text === null) return null;
   const read = (sample: string): number => sampleValue(text, sample) ?? NaN;
   const v8 = {
-    heapUsed: read('livemux_nodejs_heap_size_used_bytes'),
-    heapTotal: read('livemux_nodejs_heap_size_total_bytes'),
-    newSpace: read('livemux_nodejs_heap_space_size_total_bytes{space="new"}'),
-    external: read('livemux_nodejs_external_memory_bytes'),
-    rss: sumRss(workerPids),
+    heapUsed: read(`${prefix}nodejs_heap_size_used_bytes`),
+    heapTotal: read(`${prefix}nodejs_heap_size_total_bytes`),
+    newSpace: read(`${prefix}nodejs_heap_space_size_total_bytes{space="new"}`),
+    external: read(`${prefix}nodejs_external_memory_bytes`),
+    rss: sumRss(pids),
   };
   return Object.values(v8).every(Number.isFinite) ? v8 : null;
 }
@@ -334,18 +343,45 @@ async function holdInTwoWaves(
   secret: string,
   groups: number[][],
   aroundLastIdle: (idleFull: () => Promise<Quiet>) => Promise<Quiet>,
-): Promise<{ rate: number; half: number[]; full: Quiet }> {
+): Promise<{ rate: number; half: number[]; full: Quiet; peakFiles: number[] }> {
   const half = Math.floor(CONNECTIONS / 2);
   const processes = clientProcesses(half);
-  let result!: { rate: number; half: number[]; full: Quiet };
+  let result!: { rate: number; half: number[]; full: Quiet; peakFiles: number[] };
+  const files = watchOpenFiles(groups[0]!);
   await holdClients(mode, port, half, processes, SOURCES.hold, secret, async (_clients, firstRate) => {
     const halfRss = (await idle(groups, IDLE_SECONDS)).lowestRss;
     await holdClients(mode, port, CONNECTIONS - half, processes, SOURCES.hold + processes, secret, async (_more, secondRate) => {
+      const peakFiles = files.stop();
       const full = await aroundLastIdle(() => idle(groups, IDLE_SECONDS));
-      result = { rate: CONNECTIONS / (half / firstRate + (CONNECTIONS - half) / secondRate), half: halfRss, full };
+      result = { rate: CONNECTIONS / (half / firstRate + (CONNECTIONS - half) / secondRate), half: halfRss, full, peakFiles };
     });
   });
   return result;
+}
+
+/**
+ * The most files each of `pids` has open at once, read every 500 ms until `stop`: a process that takes
+ * connections faster than it passes them on (the primary handing sockets to busy workers) holds one per
+ * connection in between, against the per-process limit.
+ */
+function watchOpenFiles(pids: number[]): { stop(): number[] } {
+  const peak = pids.map(() => 0);
+  const read = (): void =>
+    pids.forEach((pid, i) => {
+      try {
+        peak[i] = Math.max(peak[i]!, readdirSync(`/proc/${pid}/fd`).length);
+      } catch {
+        // gone: sumRss says so
+      }
+    });
+  const timer = setInterval(read, 500);
+  return {
+    stop: () => {
+      clearInterval(timer);
+      read();
+      return peak;
+    },
+  };
 }
 
 function clientProcesses(connections: number): number {
@@ -544,19 +580,23 @@ function holdReport(plain: Held, livemux: Held): string {
       : `${fmt(heldCount)} on the ${answered.length} of ${workers.length} workers that answered, of ${fmt(CONNECTIONS)}`;
   const pings = livemux.pingsPerSecond ?? NaN;
   const perConnection = (bytes: number): string => (Number.isFinite(bytes) ? kb(bytes / CONNECTIONS) : '–');
-  const { idle: v8Idle = null, full: v8Full = null } = livemux.v8 ?? {};
-  const v8 =
-    v8Idle && v8Full
-      ? `heap committed ${perConnection(v8Full.heapTotal - v8Idle.heapTotal)} (used ${perConnection(v8Full.heapUsed - v8Idle.heapUsed)}, ` +
-        `of which young generation ${perConnection(v8Full.newSpace - v8Idle.newSpace)}); external ${perConnection(v8Full.external - v8Idle.external)}; ` +
-        `outside V8 (the sockets' native memory, malloc) ${perConnection(v8Full.rss - v8Full.heapTotal - v8Full.external - (v8Idle.rss - v8Idle.heapTotal - v8Idle.external))}`
-      : 'the primary\'s /metrics did not answer (a worker did not)';
+  const grown = (m: { idle: V8Memory | null; full: V8Memory | null } | undefined, unit: (bytes: number) => string): string => {
+    const { idle: before, full: after } = m ?? {};
+    if (!before || !after) return 'not read: the primary\'s /metrics did not answer (a worker did not)';
+    const outside = (v: V8Memory): number => v.rss - v.heapTotal - v.external;
+    return (
+      `heap committed ${unit(after.heapTotal - before.heapTotal)} (used ${unit(after.heapUsed - before.heapUsed)}; young generation ${unit(after.newSpace - before.newSpace)}), ` +
+      `external ${unit(after.external - before.external)}, outside V8 (sockets' native memory, malloc) ${unit(outside(after) - outside(before))}`
+    );
+  };
+  const mb = (bytes: number): string => `${bytes < 0 ? '−' : '+'}${(Math.abs(bytes) / 2 ** 20).toFixed(1)} MB`;
   return [
     `### Connections held: ${fmt(CONNECTIONS)} over ${WORKERS} worker processes`,
     '',
     `Clients in ${2 * clientProcesses(half)} processes, each from its own 127.0.0.x, opening the connections in two waves of ${fmt(half)} (each wave's processes started on one signal, 64 connects in flight per process), ` +
       `each wave followed by ${IDLE_SECONDS} s of idling. RSS is each process's lowest reading (every 2 s) while idling: RSS holds the garbage of a connect burst until V8 collects it, at a time of its choosing. ` +
-      '*Average*: RSS with every connection against the settled idle process, over all connections. *Marginal*: the second wave against the first, over the second wave: what one more idle connection costs, apart from what the first ones cost once (compiled code, grown tables, a young generation sized by the burst).',
+      '*Average*: RSS with every connection against the settled idle process, over all connections. *Marginal*: the second wave against the first, over the second wave: what one more idle connection costs, apart from what the first ones cost once (compiled code, grown tables, a young generation sized by the burst). ' +
+      'The *where … went* rows split the growth read at one moment after the last idle: a negative young generation there means the idle process still held the young generation its start-up grew (which flatters *average*; *marginal* is free of it).',
     '',
     `| measurement | plain Node TCP server, ${WORKERS} processes (node:cluster) | livemux --workers ${WORKERS} | notes |`,
     '| --- | --- | --- | --- |',
@@ -565,9 +605,17 @@ function holdReport(plain: Held, livemux: Held): string {
     `| RSS per connection, marginal (all processes) | ${kb(marginal(plain))} | ${target(marginal(livemux))} | |`,
     `| RSS per connection, each worker (average) | – | ${perWorker} | the primary, which keeps nothing per connection: ${kb(average(livemux, 1))} average, ${kb(marginal(livemux, 1))} marginal |`,
     `| connections open at the end (workers' /status) | – | ${held} | read with every client still connected |`,
-    `| where the workers' RSS went, per connection | – | ${v8} | /metrics and RSS read together after the last idle, against the idle workers (not collected first) |`,
+    `| where the workers' RSS went, per connection | – | ${grown(livemux.v8?.workers, perConnection)} | /metrics and RSS read together after the last idle, against the idle workers (not collected first) |`,
+    `| where the primary's RSS went | – | ${grown(livemux.v8?.primary, mb)} | the same, for the primary (it holds no connection: what a connect burst left) |`,
+    `| most files open in one process while connecting | ${peakFiles(plain, 'primary')} | ${peakFiles(livemux, 'primary')} | read every 500 ms; a process may hold fewer than 20,000 here |`,
     `| CPU while idle | ${(plain.idleCpuShare * 100).toFixed(1)} % of a core | ${(livemux.idleCpuShare * 100).toFixed(1)} % of a core | livemux over ${IDLE_SECONDS} s at the default 25 s heartbeat: ${fmt(pings)} PINGs/s, ${pings > 0 ? `${((livemux.idleCpuShare * 1e6) / pings).toFixed(1)} µs` : '–'} of server CPU per PING + PONG |`,
   ].join('\n');
+}
+
+/** Peak open files: the first process's (`first`), then each worker's. */
+function peakFiles(h: Held, first: string): string {
+  const [primary, ...workers] = h.peakFiles;
+  return `${first} ${fmt(primary ?? NaN)}; workers ${workers.map(fmt).join(', ')}`;
 }
 
 /** One worker's cell: its connections and RSS per connection, or why there is no figure. */
