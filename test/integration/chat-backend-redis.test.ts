@@ -3,25 +3,19 @@
  * backend process (here: another engine with its own connection) takes the room over, the sequence
  * continues, moved sessions keep receiving, and a member recovers exactly what it missed.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { createChatBackend, type ChatBackend } from '../../src/backends/chat/chat-backend.js';
 import { WireRole } from '../../src/backends/chat/chat-codec.js';
 import { RedisChatStore } from '../../src/backends/chat/redis-store.js';
 import { ChatHarness } from '../helpers/chat-harness.js';
 import { FakeProxyStream } from '../helpers/fake-proxy-stream.js';
-import { startRedisServer, type RedisServer } from '../helpers/redis-server.js';
+import { redisServerForFile } from '../helpers/redis-for-file.js';
 
-let server: RedisServer;
+const server = redisServerForFile();
 const backends: ChatBackend[] = [];
 
-beforeAll(async () => {
-  server = await startRedisServer();
-});
 afterEach(async () => {
   await Promise.all(backends.splice(0).map((b) => b.close()));
-});
-afterAll(async () => {
-  await server?.stop();
 });
 
 function owner(keyPrefix: string): ChatHarness {

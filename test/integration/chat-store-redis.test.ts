@@ -1,24 +1,17 @@
 import { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { RedisChatStore } from '../../src/backends/chat/redis-store.js';
 import { Priority } from '../../src/protocol/constants.js';
 import { describeChatStore } from '../conformance/chat-store.js';
-import { startRedisServer, type RedisServer } from '../helpers/redis-server.js';
+import { redisServerForFile } from '../helpers/redis-for-file.js';
+import { startRedisServer } from '../helpers/redis-server.js';
 
-let server: RedisServer;
-let nextPrefix = 0;
-
-beforeAll(async () => {
-  server = await startRedisServer();
-});
-afterAll(async () => {
-  await server?.stop();
-});
+const server = redisServerForFile();
 
 // Each test gets its own key prefix on the one server, so tests never see each other's rooms; a peer
 // is a second connection on the same prefix, as a room's next owner would open.
 describeChatStore('redis', async () => {
-  const keyPrefix = `test${nextPrefix++}:`;
+  const keyPrefix = server.prefix('test');
   const opened = [new RedisChatStore({ url: server.url, keyPrefix })];
   return {
     store: opened[0]!,

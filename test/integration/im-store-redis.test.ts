@@ -1,22 +1,14 @@
 import { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { encodeMessageFields, inboxMessageBody } from '../../src/backends/im/im-codec.js';
 import { RedisImStore } from '../../src/backends/im/redis-store.js';
 import { describeImStore } from '../conformance/im-store.js';
-import { startRedisServer, type RedisServer } from '../helpers/redis-server.js';
+import { redisServerForFile } from '../helpers/redis-for-file.js';
 
-let server: RedisServer;
-let nextPrefix = 0;
-
-beforeAll(async () => {
-  server = await startRedisServer();
-});
-afterAll(async () => {
-  await server?.stop();
-});
+const server = redisServerForFile();
 
 describeImStore('redis', async () => {
-  const keyPrefix = `im${nextPrefix++}:`;
+  const keyPrefix = server.prefix('im');
   const stores = [new RedisImStore({ url: server.url, keyPrefix })];
   return {
     store: stores[0]!,

@@ -1,26 +1,18 @@
 import { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { RedisDeliveryLedger } from '../../src/backends/kit/inbox/redis-delivery-ledger.js';
 import { RedisInboxStore } from '../../src/backends/kit/inbox/redis-inbox-store.js';
 import type { InboxNotice } from '../../src/backends/kit/inbox/inbox-store.js';
 import { describeInboxStore } from '../conformance/inbox-store.js';
-import { startRedisServer, type RedisServer } from '../helpers/redis-server.js';
+import { redisServerForFile } from '../helpers/redis-for-file.js';
 
-let server: RedisServer;
-let nextPrefix = 0;
-
-beforeAll(async () => {
-  server = await startRedisServer();
-});
-afterAll(async () => {
-  await server?.stop();
-});
+const server = redisServerForFile();
 
 // Each test gets its own key prefix on the one server; a peer is a second connection on the same
 // prefix, as another backend process would open.
 describeInboxStore('redis', async ({ statsTtlMs, ...options }) => {
-  const keyPrefix = `inbox${nextPrefix}:`;
-  const ledgerPrefix = `ledger${nextPrefix++}:`;
+  const keyPrefix = server.prefix('inbox');
+  const ledgerPrefix = server.prefix('ledger');
   const stores = [new RedisInboxStore({ url: server.url, keyPrefix, ...options })];
   const ledgerOptions = { url: server.url, keyPrefix: ledgerPrefix, ...(statsTtlMs === undefined ? {} : { statsTtlMs }) };
   const ledgers = [new RedisDeliveryLedger(ledgerOptions)];

@@ -76,7 +76,7 @@ export function createPushApi(o: PushApiOptions): FastifyInstance {
     return503OnClosing: true,
     // An id is at most 128 characters; a longer path segment, or a URL that cannot be decoded, names no
     // push: answered in the API's own error format, not fastify's.
-    maxParamLength: 128,
+    routerOptions: { maxParamLength: 128 },
     frameworkErrors: (err, req, reply) => {
       void send(reply, new ApiError('NOT_FOUND', `${req.method} ${req.url.split('?', 1)[0]!.slice(0, 200)}: no such push or endpoint (${err.code})`));
     },
