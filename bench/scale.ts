@@ -1,5 +1,5 @@
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { PACKAGE_ROOT } from '../src/paths.js';
@@ -97,8 +97,10 @@ export async function benchScale(options: ScaleBenchOptions): Promise<string> {
   for (const part of PARTS) {
     if (!chosen.includes(part)) continue;
     const started = performance.now();
+    const loadBefore = loadavg()[0]!;
     const report = await run[part]();
-    sections.push(`${report}\n\n_(${part}: ${minutes(performance.now() - started)})_`);
+    // On a shared machine the figures mean little without how busy it was.
+    sections.push(`${report}\n\n_(${part}: ${minutes(performance.now() - started)}; 1-minute load average ${loadBefore.toFixed(1)} at the start, ${loadavg()[0]!.toFixed(1)} at the end, on ${availableParallelism()} cores)_`);
   }
   return sections.join('\n\n');
 }
