@@ -23,6 +23,7 @@ export class BenchProcess {
   private readonly child: ChildProcess;
   private readonly waiters = new Set<Waiter>();
   private exitCode: number | string | null = null;
+  private stopAsked = false;
 
   constructor(script: string, args: string[], env: NodeJS.ProcessEnv = {}, { native = false } = {}) {
     const [command, argv] = native ? [script, args] : [process.execPath, [script, ...args]];
@@ -63,9 +64,9 @@ export class BenchProcess {
     });
   }
 
-  /** How the process ended (exit code or signal), or null while it runs. */
-  get exited(): number | string | null {
-    return this.exitCode;
+  /** True once the process has ended without having been asked to stop ({@link stop}). */
+  get exitedUnasked(): boolean {
+    return this.exitCode !== null && !this.stopAsked;
   }
 
   /** The process id (for its CPU time in /proc). */
@@ -74,6 +75,7 @@ export class BenchProcess {
   }
 
   stop(): void {
+    this.stopAsked = true;
     this.child.kill('SIGTERM');
   }
 

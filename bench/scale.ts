@@ -418,7 +418,7 @@ async function holdClients(
     const rate = count / ((performance.now() - start) / 1000);
     await whileHeld(clients, rate);
     // A client process exits as soon as one of its connections is closed: its figures would be of fewer connections.
-    const lost = clients.filter((c) => c.exited !== null);
+    const lost = clients.filter((c) => c.exitedUnasked);
     if (lost.length > 0) throw new Error(`scale: ${lost.length} of ${processes} client processes lost a connection while holding (see their stderr above)`);
     return { rate };
   } finally {
