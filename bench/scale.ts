@@ -100,7 +100,10 @@ export async function benchScale(options: ScaleBenchOptions): Promise<string> {
     const loadBefore = loadavg()[0]!;
     const report = await run[part]();
     // On a shared machine the figures mean little without how busy it was.
-    sections.push(`${report}\n\n_(${part}: ${minutes(performance.now() - started)}; 1-minute load average ${loadBefore.toFixed(1)} at the start, ${loadavg()[0]!.toFixed(1)} at the end, on ${availableParallelism()} cores)_`);
+    const section = `${report}\n\n_(${part}: ${minutes(performance.now() - started)}; 1-minute load average ${loadBefore.toFixed(1)} at the start, ${loadavg()[0]!.toFixed(1)} at the end, on ${availableParallelism()} cores)_`;
+    // Printed at once: a later part that fails must not take this one's figures with it.
+    console.log(`\n${section}\n`);
+    sections.push(section);
   }
   return sections.join('\n\n');
 }
