@@ -66,8 +66,15 @@ async function runConnection(): Promise<void> {
 await Promise.all(Array.from({ length: conns }, runConnection));
 await new Promise((r) => setTimeout(r, 1000)); // warm-up
 measuring = true;
+// Said when measuring starts, so a caller can read the servers' CPU time over the same window.
+console.log(JSON.stringify({ measuring: true }));
 const start = performance.now();
+const cpuBefore = process.cpuUsage();
 await new Promise((r) => setTimeout(r, Number(values.seconds) * 1000));
 measuring = false;
-console.log(roundTripLine(roundTrips, (performance.now() - start) / 1000, latencies));
+const elapsed = (performance.now() - start) / 1000;
+const cpu = process.cpuUsage(cpuBefore);
+// The generator's own CPU per round trip: it shares the cores with what it measures.
+const generatorCpuUs = Math.round((cpu.user + cpu.system) / Math.max(1, roundTrips));
+console.log(roundTripLine(roundTrips, elapsed, latencies, { generatorCpuUs }));
 process.exit(0);

@@ -12,6 +12,8 @@ interface Waiter {
 }
 
 const running = new Set<ChildProcess>();
+/** Node flags for every bench process, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof` (NODE_OPTIONS refuses those). */
+const NODE_FLAGS = (process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter((f) => f !== '');
 process.on('exit', () => running.forEach((c) => c.kill('SIGKILL')));
 
 /**
@@ -24,11 +26,14 @@ export class BenchProcess {
   private readonly waiters = new Set<Waiter>();
   private exitCode: number | string | null = null;
   private stopAsked = false;
+  /** Resolves when the process has exited. */
+  readonly exited: Promise<void>;
 
   constructor(script: string, args: string[], env: NodeJS.ProcessEnv = {}, { native = false } = {}) {
-    const [command, argv] = native ? [script, args] : [process.execPath, [script, ...args]];
+    const [command, argv] = native ? [script, args] : [process.execPath, [...NODE_FLAGS, script, ...args]];
     this.child = spawn(command, argv, { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, ...env } });
     running.add(this.child);
+    this.exited = new Promise((resolve) => this.child.once('exit', () => resolve()));
     this.child.once('exit', (code, signal) => {
       running.delete(this.child);
       this.exitCode = code ?? signal ?? 'unknown';

@@ -27,7 +27,11 @@ let histogram = new LatencyHistogram();
 async function open(i: number): Promise<void> {
   const token = await mintToken({ secret, sub: `bench-u${first + i}` });
   const client = await connect({ host: '127.0.0.1', port, token, reconnect: false });
+  // A device that loses its connection or its session is lost to the bench (no reconnect): said, so a
+  // push that never reaches 100 % acknowledged can be explained.
+  client.on('close', (err?: Error) => process.stderr.write(`push device bench-u${first + i}: connection closed (${err?.message ?? 'no error'})\n`));
   const push = await openPush(client, { deviceId: 'd' });
+  push.on('close', (code: number, reason: string) => process.stderr.write(`push device bench-u${first + i}: session closed (${code} ${reason})\n`));
   const synced = new Promise<void>((resolve) => push.once('synced', () => resolve()));
   push.on('push', (p) => {
     received++;

@@ -11,7 +11,7 @@ import { benchCodec } from './codec.js';
 import { benchHostile } from './hostile.js';
 import { type BenchProcess, type OutputLine, startProcess } from './processes.js';
 import { benchReload, type ReloadResult, type ReloadTarget } from './reload.js';
-import { type EchoFigure, benchIm } from './im.js';
+import { type EchoFigure, benchIm, measureEcho } from './im.js';
 import { benchPickers } from './routing.js';
 import { benchPush, pushReport } from './push.js';
 import { benchScale } from './scale.js';
@@ -119,7 +119,8 @@ async function main(): Promise<void> {
 async function echoFigure(token: string): Promise<EchoFigure> {
   const livemux = await startLivemux({});
   try {
-    return await echoLoad(livemux.port, 'proxy', token);
+    const args = ['--port', String(livemux.port), '--mode', 'proxy', '--seconds', String(ECHO_SECONDS), '--token', token];
+    return await measureEcho(args, { proxy: livemux.proxy.pid, backend: livemux.backend.pid }, SECRET);
   } finally {
     livemux.proxy.stop();
     livemux.backend.stop();

@@ -18,10 +18,11 @@ export function timed(seconds: number, fn: () => number, warmUpMs = 200): number
 
 /**
  * The JSON line a round-trip load prints (bench/echo-load.ts, bench/passthrough-client.ts): round trips
- * per second over `seconds`, and the median and 99th percentile of `latenciesMs` (sorted here).
+ * per second over `seconds`, the median and 99th percentile of `latenciesMs` (sorted here), and `extra`
+ * figures of the load (e.g. the generator's own CPU per round trip).
  */
-export function roundTripLine(trips: number, seconds: number, latenciesMs: number[]): string {
+export function roundTripLine(trips: number, seconds: number, latenciesMs: number[], extra: Record<string, number> = {}): string {
   latenciesMs.sort((a, b) => a - b);
   const pct = (q: number): number => latenciesMs[Math.min(latenciesMs.length - 1, Math.floor(q * latenciesMs.length))] ?? NaN;
-  return JSON.stringify({ roundTripsPerSecond: trips / seconds, p50Ms: pct(0.5), p99Ms: pct(0.99) });
+  return JSON.stringify({ roundTrips: trips, roundTripsPerSecond: trips / seconds, p50Ms: pct(0.5), p99Ms: pct(0.99), ...extra });
 }

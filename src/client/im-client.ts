@@ -53,12 +53,15 @@ export interface ImClientOptions {
 const DEFAULT_RESEND_AFTER_MS = 5_000;
 const DEFAULT_DEDUPE_WINDOW = 10_000;
 /**
- * Acks are cumulative: the SDK acknowledges once 64 processed items are unacknowledged, or 100 ms
- * after the first of them. At a few messages a second that is about one Ack per message anyway; a
- * burst (a sync, a busy conversation) costs one per 64, and the backend's window (256) never fills.
+ * Acks are cumulative: the SDK acknowledges once 64 processed items are unacknowledged, or a second
+ * after the first of them. A busy conversation (a few messages a second) costs one Ack a second, not
+ * one per message, in the device's uplink, the proxy and the backend; a burst (a sync) one per 64,
+ * and the backend's window (256) never fills. What a late Ack costs is redelivery, after a dropped
+ * connection, of up to a second of items, which the SDK drops by seq: the backend writes a device's
+ * cursor at most once a second (cursorWriteIntervalMs), so a backend crash redelivers as much anyway.
  */
 const ACK_EVERY = 64;
-const ACK_DELAY_MS = 100;
+const ACK_DELAY_MS = 1_000;
 /** Typing and presence events held for an application that does not read (oldest dropped beyond). */
 const MAX_TRANSIENTS = 1_000;
 

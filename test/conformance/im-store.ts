@@ -116,6 +116,21 @@ export function describeImStore(name: string, factory: () => Promise<ImStoreFixt
         expect(seqs).toEqual(range(1, 50));
       });
 
+      it('answers sends issued together each on its own: stored, a resend of one of them, blocked', async () => {
+        const { store } = await open();
+        await store.setBlocked('dan', 'ann', true, 10);
+        const [first, resend, blocked, other] = await Promise.all([
+          put(store, msg('ann', 'bob', 'one', { clientMsgId: 'together' }), LIMITS, T0),
+          put(store, msg('ann', 'bob', 'one again', { clientMsgId: 'together' }), LIMITS, T0),
+          put(store, msg('ann', 'dan', 'no'), LIMITS, T0),
+          put(store, msg('bob', 'ann', 'two'), LIMITS, T0),
+        ]);
+        expect([first!.kind, resend!.kind, blocked!.kind, other!.kind]).toEqual(['stored', 'duplicate', 'blocked', 'stored']);
+        if (first!.kind !== 'stored' || resend!.kind !== 'duplicate') return;
+        expect(resend!.message.serverId).toBe(first!.message.serverId);
+        expect(texts((await store.history('ann', 'bob', 0, 10)).messages)).toEqual(['one', 'two']);
+      });
+
       it('refuses a message to a user who blocked the sender, and only that direction', async () => {
         const { store, peer } = await open();
         const other = await peer();

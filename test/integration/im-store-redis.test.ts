@@ -64,4 +64,27 @@ describe('RedisImStore specifics', () => {
       admin.disconnect();
     }
   });
+
+  it('fails only the send whose Redis commands fail; the sends issued with it are stored', async () => {
+    const admin = new Redis(server.url);
+    const store = new RedisImStore({ url: server.url, keyPrefix: 'fail:' });
+    try {
+      // A conv_seq counter that is not a number: INCR fails for that conversation alone.
+      await admin.hset('fail:{c:3:ann|cat}:seq', 'x', '1');
+      const limits = { maxMessages: 100, maxAgeMs: Number.POSITIVE_INFINITY, dedupeTtlMs: 60_000 };
+      const send = (recipient: string, clientMsgId: string) => {
+        const message = { serverId: clientMsgId, sender: 'ann', recipient, body: Buffer.from(clientMsgId), sentAtMs: 5, clientMsgId, senderDevice: 'd' };
+        return store.storeMessage(message, encodeMessageFields(message), limits, 5);
+      };
+      const [before, failed, after] = await Promise.allSettled([send('bob', 'c1'), send('cat', 'c2'), send('dan', 'c3')]);
+      expect(before).toMatchObject({ status: 'fulfilled', value: { kind: 'stored' } });
+      expect(failed).toMatchObject({ status: 'rejected', reason: { message: expect.stringContaining('WRONGTYPE') } });
+      expect(after).toMatchObject({ status: 'fulfilled', value: { kind: 'stored' } });
+      expect((await store.inbox.read('cat', 0, 10, 5)).entries).toEqual([]);
+      expect((await store.history('ann', 'dan', 0, 10)).messages.map((m) => m.body.toString())).toEqual(['c3']);
+    } finally {
+      await store.close();
+      admin.disconnect();
+    }
+  });
 });

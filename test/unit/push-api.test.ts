@@ -1,6 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createPushBackend, type PushBackend } from '../../src/backends/push/push-backend.js';
 import { ApiErrors } from '../../src/backends/push/api-errors.js';
+import { MemoryPushStore } from '../../src/backends/push/memory-store.js';
 
 const KEY = 'test-key-0123456789abcdef';
 const SLOW_KEY = 'slow-key-0123456789abcdef';
@@ -49,6 +50,14 @@ describe('push API', () => {
     expect(res.body.id).toMatch(/^[0-9a-f-]{36}$/);
   });
 
+  it('treats a generated id as the caller\'s own from then on: a repeat with it is a no-op, another body a conflict', async () => {
+    const first = await post({ to: { users: ['ann'] }, data: 'x', ttl_s: 60 });
+    const id = first.body.id as string;
+    expect(await post({ id, to: { users: ['ann'] }, data: 'x', ttl_s: 60 })).toMatchObject({ status: 202, body: { id, targeted: 1 } });
+    expect(await post({ id, to: { users: ['ann'] }, data: 'y', ttl_s: 60 })).toMatchObject({ status: 409, body: { code: 'ID_CONFLICT' } });
+    expect((await push.metrics.accepted.get()).values.reduce((n, v) => n + v.value, 0)).toBe(1);
+  });
+
   it('answers a repeat with the same id and body with the same answer, and a different body with 409', async () => {
     const first = await post({ id: 'same', to: { all: true }, data: 'x', ttl_s: 60 });
     const again = await post({ id: 'same', to: { all: true }, data: 'x', ttl_s: 60 });
@@ -80,6 +89,23 @@ describe('push API', () => {
     expect(limited).toMatchObject({ status: 429, body: { code: 'RATE_LIMITED', retry_after_s: 2 } });
     expect(limited.headers['retry-after']).toBe('2');
     expect((await post({ to: { all: true }, data: 'd' })).status).toBe(202);
+  });
+
+  it('answers 503 UNAVAILABLE, without creating the push, when the rate check cannot reach the store', async () => {
+    class Unreachable extends MemoryPushStore {
+      override takeCall(): Promise<number> {
+        return Promise.reject(new Error('connection refused'));
+      }
+    }
+    const down = createPushBackend({ store: new Unreachable(), apiKeys: [{ name: 'main', key: KEY, rate: 1000, burst: 1000 }] });
+    try {
+      const res = await down.api.inject({ method: 'POST', url: '/v1/push', headers: { 'content-type': 'application/json', ...auth }, payload: JSON.stringify({ id: 'p', to: { all: true }, data: 'x' }) });
+      expect(res.statusCode).toBe(503);
+      expect(res.json()).toEqual({ code: 'UNAVAILABLE', message: 'push store unavailable' });
+      expect((await down.metrics.accepted.get()).values.reduce((n, v) => n + v.value, 0)).toBe(0);
+    } finally {
+      await down.close();
+    }
   });
 
   it.each([

@@ -153,10 +153,13 @@ export function encodeMessageFields(m: Omit<Message, 'convSeq' | 'recalled'>): B
  * The stored inbox body of a message, `InboxItem { message }`, from its encoded fields and its
  * conv_seq (Message field 4, appended: protobuf fields may come in any order). The Redis IM store
  * builds the same bytes inside its send script (redis-scripts.ts, a test compares them).
+ *
+ * Its own memory, exactly its size, not a slice of Node's shared 8 KiB pool: a store keeps it for
+ * days, and a pool slice kept alive keeps its whole slab (with every short-lived buffer cut from it).
  */
 export function inboxMessageBody(fields: Buffer, convSeq: number): Buffer {
   const messageLength = fields.length + 1 + varintLength(convSeq);
-  const out = Buffer.allocUnsafe(1 + varintLength(messageLength) + messageLength);
+  const out = Buffer.allocUnsafeSlow(1 + varintLength(messageLength) + messageLength);
   let at = 0;
   out[at++] = 0x12; // InboxItem.message: field 2, length-delimited
   at = writeVarint(out, at, messageLength);

@@ -2,7 +2,7 @@ import { performance } from 'node:perf_hooks';
 import { Deque } from '../../util/deque.js';
 import type { InboxStore } from '../kit/inbox/inbox-store.js';
 import { MemoryInboxStore } from '../kit/inbox/memory-inbox-store.js';
-import { inboxMessageBody } from './im-codec.js';
+import { decodeInboxPayload, inboxMessageBody } from './im-codec.js';
 import { checkCount, checkMessage, checkSession, checkUser, imStoreClosed } from './store-checks.js';
 import {
   MAX_CONVERSATIONS,
@@ -19,18 +19,40 @@ import {
   type UnreadCount,
 } from './store.js';
 
+/**
+ * One retained message, compact: its stored inbox body (every field of the message, in the one buffer
+ * that both inbox entries share) and what the store consults without decoding it. A store holds
+ * millions of these; objects and strings per message are what its heap and its collector pay for.
+ */
+interface Kept {
+  readonly convSeq: number;
+  readonly sentAtMs: number;
+  /** The sender's id as the conversation holds it (one string per user, not one per message). */
+  readonly sender: string;
+  readonly item: Buffer;
+  /** 0 = not recalled. The body stays until retention drops the message, but is never served again. */
+  recalledAtMs: number;
+  /** When the resend dedupe forgets it (performance.now() ms). */
+  readonly forgetAt: number;
+}
+
 /** Everything the store holds about one conversation. */
 class Conversation {
   seq = 0;
-  readonly history = new Deque<StoredMessage>();
+  readonly history = new Deque<Kept>();
   /** Messages sent by each of the two users, ever (unread counts subtract from it). */
   readonly sent = new Map<string, number>();
   /** Reader → position and how many of the peer's messages it covered. */
   readonly reads = new Map<string, { readSeq: number; peerCount: number }>();
   /** Users who blocked the other. */
   readonly blockers = new Set<string>();
-  /** `sender clientMsgId` → what the first send got, and when it is forgotten (performance.now() ms). */
-  readonly dedupe = new Map<string, { serverId: string; convSeq: number; sentAtMs: number; forgetAt: number }>();
+  /** `sender clientMsgId` → the message the first send stored; insertion = expiry order. */
+  readonly dedupe = new Map<string, Kept>();
+
+  constructor(
+    /** The two users' ids, each held once: messages name their sender by one of these. */
+    readonly users: readonly [string, string],
+  ) {}
 }
 
 /** Everything the store holds about one user. */
@@ -67,26 +89,28 @@ export class MemoryImStore implements ImStore {
     const dedupeKey = `${message.sender} ${message.clientMsgId}`;
     const seen = conv.dedupe.get(dedupeKey);
     if (seen !== undefined) {
-      return { kind: 'duplicate', message: { ...message, serverId: seen.serverId, convSeq: seen.convSeq, sentAtMs: seen.sentAtMs, recalledAtMs: 0 } };
+      return { kind: 'duplicate', message: { ...message, serverId: stored(seen).serverId, convSeq: seen.convSeq, sentAtMs: seen.sentAtMs, recalledAtMs: 0 } };
     }
     if (conv.blockers.has(message.recipient)) return { kind: 'blocked' };
-    const stored: StoredMessage = { ...message, convSeq: ++conv.seq, recalledAtMs: 0 };
-    conv.history.push(stored);
-    conv.sent.set(message.sender, (conv.sent.get(message.sender) ?? 0) + 1);
-    conv.dedupe.set(dedupeKey, { serverId: stored.serverId, convSeq: stored.convSeq, sentAtMs: stored.sentAtMs, forgetAt: now + limits.dedupeTtlMs });
+    const convSeq = ++conv.seq;
+    const sender = conv.users[0] === message.sender ? conv.users[0] : conv.users[1];
+    const body = inboxMessageBody(fields, convSeq);
+    const kept: Kept = { convSeq, sentAtMs: message.sentAtMs, sender, item: body, recalledAtMs: 0, forgetAt: now + limits.dedupeTtlMs };
+    conv.history.push(kept);
+    conv.sent.set(sender, (conv.sent.get(sender) ?? 0) + 1);
+    conv.dedupe.set(dedupeKey, kept);
     const cutoff = nowMs - limits.maxAgeMs;
     for (let head = conv.history.peek(); head !== undefined && conv.history.length > 1; head = conv.history.peek()) {
       if (conv.history.length <= limits.maxMessages && head.sentAtMs >= cutoff) break;
       conv.history.shift();
     }
     // Nothing can fail in between (one process, its memory): appending after the history is atomic enough.
-    const body = inboxMessageBody(fields, stored.convSeq);
-    const recipient = (await this.inbox.append(message.recipient, { body }, nowMs)).entry.seq;
+    const toRecipient = (await this.inbox.append(message.recipient, { body }, nowMs)).entry.seq;
     // The sending device has the message (the Reply tells it); the sender's other devices get it.
-    const sender = (await this.inbox.append(message.sender, { body, origin: message.senderDevice }, nowMs)).entry.seq;
+    const toSender = (await this.inbox.append(message.sender, { body, origin: message.senderDevice }, nowMs)).entry.seq;
     this.touch(message.sender, message.recipient, message.sentAtMs);
     this.touch(message.recipient, message.sender, message.sentAtMs);
-    return { kind: 'stored', message: stored, inboxSeqs: { recipient, sender } };
+    return { kind: 'stored', message: { ...message, convSeq, recalledAtMs: 0 }, inboxSeqs: { recipient: toRecipient, sender: toSender } };
   }
 
   async history(a: string, b: string, beforeSeq: number, limit: number): Promise<HistorySlice> {
@@ -99,7 +123,7 @@ export class MemoryImStore implements ImStore {
     if (conv === undefined || conv.history.length === 0) return { messages: [], hasMore: false, oldestRetainedSeq: 0 };
     const end = beforeSeq === 0 ? conv.history.length : conv.history.lowerBound(beforeSeq - 1, (m) => m.convSeq);
     const start = Math.max(0, end - Math.min(limit, MAX_HISTORY_PAGE));
-    return { messages: conv.history.slice(start, end), hasMore: start > 0, oldestRetainedSeq: conv.history.peek()!.convSeq };
+    return { messages: conv.history.slice(start, end).map(stored), hasMore: start > 0, oldestRetainedSeq: conv.history.peek()!.convSeq };
   }
 
   async recall(requester: string, peer: string, convSeq: number, nowMs: number, windowMs: number): Promise<RecallOutcome> {
@@ -114,11 +138,10 @@ export class MemoryImStore implements ImStore {
     const found = conv?.history.at(i);
     if (conv === undefined || found === undefined || found.convSeq !== convSeq) return { kind: 'not_found' };
     if (found.sender !== requester) return { kind: 'not_sender' };
-    if (found.recalledAtMs !== 0) return { kind: 'already', message: found };
+    if (found.recalledAtMs !== 0) return { kind: 'already', message: stored(found) };
     if (found.sentAtMs + windowMs < nowMs) return { kind: 'expired' };
-    const recalled: StoredMessage = { ...found, body: Buffer.alloc(0), recalledAtMs: nowMs };
-    conv.history.set(i, recalled);
-    return { kind: 'recalled', message: recalled };
+    found.recalledAtMs = nowMs;
+    return { kind: 'recalled', message: stored(found) };
   }
 
   async markRead(reader: string, peer: string, convSeq: number): Promise<ReadOutcome> {
@@ -241,7 +264,7 @@ export class MemoryImStore implements ImStore {
   private conversation(a: string, b: string, create: boolean): Conversation | undefined {
     const id = conversationId(a, b);
     let conv = this.convs.get(id);
-    if (conv === undefined && create) this.convs.set(id, (conv = new Conversation()));
+    if (conv === undefined && create) this.convs.set(id, (conv = new Conversation([a, b])));
     return conv;
   }
 
@@ -261,4 +284,12 @@ export class MemoryImStore implements ImStore {
   private ensureOpen(method: string): void {
     if (this.closed) throw imStoreClosed(method);
   }
+}
+
+/** A kept message as the store's callers see it; a recalled one without its body. */
+function stored(kept: Kept): StoredMessage {
+  const m = decodeInboxPayload(kept.item).message!;
+  const { serverId, sender, recipient, convSeq, sentAtMs, clientMsgId, senderDevice } = m;
+  const body = kept.recalledAtMs === 0 ? Buffer.from(m.body) : Buffer.alloc(0);
+  return { serverId, sender, recipient, convSeq, body, sentAtMs, clientMsgId, senderDevice, recalledAtMs: kept.recalledAtMs };
 }

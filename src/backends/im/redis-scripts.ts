@@ -11,15 +11,22 @@ import { TRIM_BY_AGE_LUA } from '../kit/redis/stream-trim.js';
  */
 
 /**
- * Stores one message and appends its entry to both inboxes, atomically: dedupe record first (a resend
- * answers {1, '<convSeq> <sentAt> <serverId>'}), then the block check ({2} when the recipient blocked
- * the sender), then seq, history (count and age trimmed), the sender's sent count and the dedupe
- * record; then the inbox entry, `InboxItem { message }` = 0x12, length, the message fields, 0x20 and
- * the conv_seq as a varint (as im-codec.ts inboxMessageBody builds it), appended with the kit's
- * inbox_append to the recipient's inbox and then the sender's. Answers {0, convSeq, the recipient's
- * inbox seq, the sender's}. When ARGV[18] is a time, both users' conversation lists record the
- * conversation's activity then (ZADD GT), each trimmed to its ARGV[19] most recent peers.
+ * Stores messages, each with its entry appended to both inboxes, each atomically: per message, the
+ * dedupe record first (a resend answers {1, '<convSeq> <sentAt> <serverId>'}), then the block check
+ * ({2} when the recipient blocked the sender), then seq, history (count and age trimmed), the sender's
+ * sent count and the dedupe record; then the inbox entry, `InboxItem { message }` = 0x12, length, the
+ * message fields, 0x20 and the conv_seq as a varint (as im-codec.ts inboxMessageBody builds it),
+ * appended with the kit's inbox_append to the recipient's inbox and then the sender's: {0, convSeq,
+ * the recipient's inbox seq, the sender's}. When its ARGV[18] is a time, both users' conversation
+ * lists record the conversation's activity then (ZADD GT), each trimmed to its ARGV[19] most recent
+ * peers. A message whose commands fail answers {3, error} and does not stop the others.
  *
+ * Answers one reply per message, in order. The sends of one event-loop turn share one call: the
+ * per-call costs (the client's command and promise, the server's script call and reply) are paid
+ * once for all of them.
+ *
+ * Per message, 18 KEYS and 19 ARGV, the n-th message's after the first n - 1 messages' (the script
+ * reads KEYS[k + i] and ARGV[a + i] with k = 18 (n - 1) and a = 19 (n - 1); below, i):
  * KEYS[1] seq, [2] history, [3] sent counts hash, [4] blockers hash, [5] dedupe record, [6] the
  *     history's age mark (TRIM_BY_AGE_LUA), [7..11] the recipient's inbox keys, [12..16] the sender's
  *     (RedisInboxStore.appendCall), [17] the sender's conversation list, [18] the recipient's
@@ -32,7 +39,7 @@ import { TRIM_BY_AGE_LUA } from '../kit/redis/stream-trim.js';
  *     not record), [19] most peers a conversation list keeps. Each argument costs the client a
  *     conversion and the server a parse, per message: the shared ones travel once.
  */
-export const STORE_MESSAGE = new RedisScript(`${SEQ_OF_LUA}${TRIM_BY_AGE_LUA}${INBOX_APPEND_LUA}
+export const STORE_MESSAGES = new RedisScript(`${SEQ_OF_LUA}${TRIM_BY_AGE_LUA}${INBOX_APPEND_LUA}
 local function varint(n)
   local out = ''
   while n >= 128 do
@@ -41,30 +48,39 @@ local function varint(n)
   end
   return out .. string.char(n)
 end
-local seen = redis.call('GET', KEYS[5])
-if seen then return {1, seen} end
-if redis.call('HEXISTS', KEYS[4], ARGV[3]) == 1 then return {2} end
-local seq = redis.call('INCR', KEYS[1])
-local id = seq .. '-0'
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[9], id, 'i', ARGV[1], 's', ARGV[2], 'r', ARGV[3], 'c', ARGV[4], 'd', ARGV[5], 't', ARGV[6], 'b', ARGV[7])
-if ARGV[10] ~= '' then trim_by_age(KEYS[2], tonumber(ARGV[10]), id, 12, KEYS[6]) end
-redis.call('HINCRBY', KEYS[3], ARGV[2], 1)
-redis.call('SET', KEYS[5], seq .. ' ' .. ARGV[6] .. ' ' .. ARGV[1], 'PX', ARGV[8])
-local message = ARGV[11] .. string.char(0x20) .. varint(seq)
-local item = string.char(0x12) .. varint(#message) .. message
-local function append_args(channel, origin)
-  return {ARGV[12], ARGV[13], ARGV[14], '0', '', '', item, ARGV[15], channel, '', origin}
+local function store(k, a)
+  local seen = redis.call('GET', KEYS[k + 5])
+  if seen then return {1, seen} end
+  if redis.call('HEXISTS', KEYS[k + 4], ARGV[a + 3]) == 1 then return {2} end
+  local seq = redis.call('INCR', KEYS[k + 1])
+  local id = seq .. '-0'
+  redis.call('XADD', KEYS[k + 2], 'MAXLEN', '~', ARGV[a + 9], id, 'i', ARGV[a + 1], 's', ARGV[a + 2], 'r', ARGV[a + 3], 'c', ARGV[a + 4], 'd', ARGV[a + 5], 't', ARGV[a + 6], 'b', ARGV[a + 7])
+  if ARGV[a + 10] ~= '' then trim_by_age(KEYS[k + 2], tonumber(ARGV[a + 10]), id, 12, KEYS[k + 6]) end
+  redis.call('HINCRBY', KEYS[k + 3], ARGV[a + 2], 1)
+  redis.call('SET', KEYS[k + 5], seq .. ' ' .. ARGV[a + 6] .. ' ' .. ARGV[a + 1], 'PX', ARGV[a + 8])
+  local message = ARGV[a + 11] .. string.char(0x20) .. varint(seq)
+  local item = string.char(0x12) .. varint(#message) .. message
+  local function append_args(channel, origin)
+    return {ARGV[a + 12], ARGV[a + 13], ARGV[a + 14], '0', '', '', item, ARGV[a + 15], channel, '', origin}
+  end
+  local to_recipient = inbox_append(KEYS, k + 7, append_args(ARGV[a + 16], ''), 1)
+  local to_sender = inbox_append(KEYS, k + 12, append_args(ARGV[a + 17], ARGV[a + 5]), 1)
+  if ARGV[a + 18] ~= '' then
+    local trim = -(tonumber(ARGV[a + 19]) + 1)
+    redis.call('ZADD', KEYS[k + 17], 'GT', ARGV[a + 18], ARGV[a + 3])
+    redis.call('ZREMRANGEBYRANK', KEYS[k + 17], 0, trim)
+    redis.call('ZADD', KEYS[k + 18], 'GT', ARGV[a + 18], ARGV[a + 2])
+    redis.call('ZREMRANGEBYRANK', KEYS[k + 18], 0, trim)
+  end
+  return {0, seq, to_recipient[2], to_sender[2]}
 end
-local to_recipient = inbox_append(KEYS, 7, append_args(ARGV[16], ''), 1)
-local to_sender = inbox_append(KEYS, 12, append_args(ARGV[17], ARGV[5]), 1)
-if ARGV[18] ~= '' then
-  local trim = -(tonumber(ARGV[19]) + 1)
-  redis.call('ZADD', KEYS[17], 'GT', ARGV[18], ARGV[3])
-  redis.call('ZREMRANGEBYRANK', KEYS[17], 0, trim)
-  redis.call('ZADD', KEYS[18], 'GT', ARGV[18], ARGV[2])
-  redis.call('ZREMRANGEBYRANK', KEYS[18], 0, trim)
+local out = {}
+for n = 0, #KEYS / 18 - 1 do
+  local ok, reply = pcall(store, 18 * n, 19 * n)
+  -- A failed redis.call raises a table {err = …} (Redis 7), a Lua error a string.
+  if ok then out[n + 1] = reply else out[n + 1] = {3, type(reply) == 'table' and reply.err or tostring(reply)} end
 end
-return {0, seq, to_recipient[2], to_sender[2]}
+return out
 `);
 
 /**

@@ -1,7 +1,7 @@
-import type { Redis } from 'ioredis';
+import { type Redis, ReplyError } from 'ioredis';
 import { RedisInboxStore } from '../kit/inbox/redis-inbox-store.js';
 import { RedisHandle, type RedisConnectionOptions } from '../kit/redis/redis-handle.js';
-import { HISTORY, MARK_READ, RECALL, SESSION_OFFLINE, SESSION_ONLINE, SET_BLOCKED, STORE_MESSAGE, UNREAD } from './redis-scripts.js';
+import { HISTORY, MARK_READ, RECALL, SESSION_OFFLINE, SESSION_ONLINE, SET_BLOCKED, STORE_MESSAGES, UNREAD } from './redis-scripts.js';
 import { checkCount, checkMessage, checkSession, checkUser, imStoreClosed } from './store-checks.js';
 import {
   MAX_CONVERSATIONS,
@@ -63,6 +63,8 @@ export class RedisImStore implements ImStore {
   private readonly ownsInbox: boolean;
   /** Pair (conversation id) → when this process last recorded its activity (see touchDue). */
   private readonly touched = new Map<string, number>();
+  /** Sends of this event-loop turn waiting to go to Redis in one STORE_MESSAGES call (queueStore). */
+  private storeBatch: StoreBatch | null = null;
 
   constructor(options: RedisImStoreOptions = {}) {
     this.prefix = options.keyPrefix ?? 'livemux:im:';
@@ -98,13 +100,40 @@ export class RedisImStore implements ImStore {
     const [maxEntries, inboxCutoff, createdAt, , , , , inboxDedupeTtl, recipientChannel] = toRecipient.args;
     const touch = this.touchDue(sender, recipient, message.sentAtMs);
     args.push(maxEntries!, inboxCutoff!, createdAt!, inboxDedupeTtl!, recipientChannel!, toSender.args[8]!, touch ? message.sentAtMs : '', MAX_CONVERSATIONS);
-    const reply = (await this.handle.io(STORE_MESSAGE.run(this.redis, keys, args))) as [0, number, number, number] | [1, string] | [2];
+    const reply = await this.queueStore(keys, args);
+    // What the command that failed would have rejected with, had it run alone.
+    if (reply[0] === 3) throw new ReplyError(reply[1]) as Error;
     if (reply[0] === 2) return { kind: 'blocked' };
     if (reply[0] === 0) {
       return { kind: 'stored', message: { ...message, convSeq: reply[1], recalledAtMs: 0 }, inboxSeqs: { recipient: reply[2], sender: reply[3] } };
     }
     const [convSeq, sentAtMs, serverId] = reply[1].split(' ') as [string, string, string];
     return { kind: 'duplicate', message: { ...message, serverId, convSeq: Number(convSeq), sentAtMs: Number(sentAtMs), recalledAtMs: 0 } };
+  }
+
+  /**
+   * Runs one message's part of STORE_MESSAGES together with the other sends of this turn of the event
+   * loop (up to STORE_BATCH): those the proxy's batch of events carried arrive in one turn.
+   */
+  private queueStore(keys: string[], args: (string | number | Buffer)[]): Promise<StoreReply> {
+    let batch = this.storeBatch;
+    if (batch === null || batch.replies.length === STORE_BATCH) {
+      const created: StoreBatch = { keys: [], args: [], replies: [] };
+      this.storeBatch = batch = created;
+      queueMicrotask(() => this.runStoreBatch(created));
+    }
+    batch.keys.push(...keys);
+    batch.args.push(...args);
+    const { replies } = batch;
+    return new Promise((resolve, reject) => replies.push({ resolve, reject }));
+  }
+
+  private runStoreBatch(batch: StoreBatch): void {
+    if (this.storeBatch === batch) this.storeBatch = null;
+    this.handle.io(STORE_MESSAGES.run(this.redis, batch.keys, batch.args)).then(
+      (replies) => batch.replies.forEach((r, i) => r.resolve((replies as StoreReply[])[i]!)),
+      (err: unknown) => batch.replies.forEach((r) => r.reject(err)),
+    );
   }
 
   async history(a: string, b: string, beforeSeq: number, limit: number): Promise<HistorySlice> {
@@ -259,6 +288,17 @@ export class RedisImStore implements ImStore {
   }
 }
 
+/** One message's answer from STORE_MESSAGES: stored (conv seq, both inbox seqs), a resend, blocked, failed. */
+type StoreReply = [0, number, number, number] | [1, string] | [2] | [3, string];
+
+interface StoreBatch {
+  readonly keys: string[];
+  readonly args: (string | number | Buffer)[];
+  readonly replies: { resolve: (reply: StoreReply) => void; reject: (err: unknown) => void }[];
+}
+
+/** Most sends in one STORE_MESSAGES call: bounds the script's time, during which Redis serves no one else. */
+const STORE_BATCH = 64;
 const EMPTY = Buffer.alloc(0);
 const TOUCH_INTERVAL_MS = 1_000;
 /** Pairs remembered for touchDue; beyond, it starts over (a few extra writes). */

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 
 /** One API key as configured: the secret itself never leaves this module, `name` stands for it in logs. */
 export interface ApiKeySpec {
@@ -45,6 +45,7 @@ export class ApiKeys {
   }
 }
 
+/** One-shot (no Hash object per call): every API call is authenticated. */
 function digest(key: string): string {
-  return createHash('sha256').update(key, 'utf8').digest('base64');
+  return hash('sha256', key, 'base64');
 }

@@ -78,6 +78,8 @@ interface DeviceSession {
   ended: boolean;
   /** The session's requests, one at a time. */
   chain: Promise<void>;
+  /** Tasks in `chain` not finished yet: none, and an ack runs at once (see onData). */
+  queued: number;
 }
 
 export interface DeviceSessionsOptions {
@@ -200,12 +202,16 @@ export function createDeviceSessions(o: DeviceSessionsOptions): DeviceSessions {
     }
   };
 
+  /** An Ack request: synchronous, no store call of its own (counts are written in batches). */
+  const handleAck = (s: DeviceSession, requestId: number, ids: string[]): void => {
+    if (ids.length > MAX_ACK_IDS) throw new DeviceError(DeviceErrorCode.BAD_REQUEST, `ack: ${ids.length} ids (at most ${MAX_ACK_IDS})`);
+    for (const id of ids) if (PUSH_ID_PATTERN.test(id)) acknowledge(s, id);
+    reply(s, requestId, null);
+  };
+
   const handle = async (s: DeviceSession, request: PushRequest): Promise<void> => {
     if (request.ack !== undefined) {
-      const ids = request.ack.ids;
-      if (ids.length > MAX_ACK_IDS) throw new DeviceError(DeviceErrorCode.BAD_REQUEST, `ack: ${ids.length} ids (at most ${MAX_ACK_IDS})`);
-      for (const id of ids) if (PUSH_ID_PATTERN.test(id)) acknowledge(s, id);
-      reply(s, request.requestId, null);
+      handleAck(s, request.requestId, request.ack.ids);
       return;
     }
     if (request.subscribe !== undefined) {
@@ -236,12 +242,31 @@ export function createDeviceSessions(o: DeviceSessionsOptions): DeviceSessions {
     throw new DeviceError(DeviceErrorCode.BAD_REQUEST, 'push request: no request kind set');
   };
 
-  /** Runs `task` after the session's earlier work; a failure answers `requestId` (or, at start, closes the session). */
-  const enqueue = (s: DeviceSession, requestId: number, task: () => Promise<void>, onFail: (err: unknown) => void): void => {
-    s.chain = s.chain.then(task).catch((err: unknown) => {
-      if (err instanceof DeviceError) reply(s, requestId, err);
-      else onFail(err);
-    });
+  /** Runs `task` after the session's earlier work (a task that throws does not stop the ones after it). */
+  const after = (s: DeviceSession, task: () => void | Promise<void>): void => {
+    s.queued++;
+    s.chain = s.chain.then(task).then(
+      () => void s.queued--,
+      (err: unknown) => {
+        s.queued--;
+        o.log.error({ err, device: s.key }, 'push: a device task failed');
+      },
+    );
+  };
+
+  /** Runs `task` after the session's earlier work; `onFail` gets what it throws. */
+  const enqueue = (s: DeviceSession, task: () => Promise<void>, onFail: (err: unknown) => void): void => {
+    after(s, () => task().catch(onFail));
+  };
+
+  /** A device request failed: said to the device, and logged unless the request was at fault. */
+  const requestFailed = (s: DeviceSession, requestId: number, err: unknown): void => {
+    if (err instanceof DeviceError) {
+      reply(s, requestId, err);
+      return;
+    }
+    o.log.warn({ err, device: s.key }, 'push: a device request failed');
+    reply(s, requestId, new DeviceError(DeviceErrorCode.INTERNAL, 'push: the push store is unavailable'));
   };
 
   const end = (s: DeviceSession): void => {
@@ -280,11 +305,12 @@ export function createDeviceSessions(o: DeviceSessionsOptions): DeviceSessions {
         counted: false,
         ended: false,
         chain: Promise.resolve(),
+        queued: 0,
       };
       table.set(session, s);
       open++;
       s.feed = attachFeed(s, deviceId);
-      enqueue(s, 0, () => start(s), (err) => {
+      enqueue(s, () => start(s), (err) => {
         o.log.warn({ err, device: s.key }, 'push: loading a device failed');
         if (s.ended) return;
         table.delete(session);
@@ -308,10 +334,17 @@ export function createDeviceSessions(o: DeviceSessionsOptions): DeviceSessions {
         );
         return;
       }
-      enqueue(s, request.requestId, () => handle(s, request), (err) => {
-        o.log.warn({ err, device: s.key }, 'push: a device request failed');
-        reply(s, request.requestId, new DeviceError(DeviceErrorCode.INTERNAL, 'push: the push store is unavailable'));
-      });
+      if (request.ack !== undefined && s.queued === 0) {
+        // The device's acks are most of what it sends (one per push): with nothing ahead of it in the
+        // chain, one is handled now, in order all the same, without a promise turn of its own.
+        try {
+          handleAck(s, request.requestId, request.ack.ids);
+        } catch (err) {
+          requestFailed(s, request.requestId, err);
+        }
+        return;
+      }
+      enqueue(s, () => handle(s, request), (err) => requestFailed(s, request.requestId, err));
     },
     onHalfClose(ctx, session) {
       const s = sessions.get(ctx)?.get(session);
@@ -321,7 +354,7 @@ export function createDeviceSessions(o: DeviceSessionsOptions): DeviceSessions {
       }
       // The device is done sending; the replies to what it sent before its CLOSE still reach it
       // (PROTOCOL.md §5.2): the session ends behind the requests already in its chain.
-      s.chain = s.chain.then(() => {
+      after(s, () => {
         if (s.ended) return;
         sessions.get(ctx)?.delete(session);
         end(s);

@@ -15,8 +15,12 @@ export interface MemoryPushStoreOptions {
 interface StoredPush {
   record: PushRecord;
   forgetAtMs: number;
-  acked: Set<string>;
-  replaced: Set<string>;
+  /**
+   * Devices that acknowledged it / whose copy was replaced: made on the first, since a push to users
+   * (counted by the kit's ledger) never has either, and it is kept a day past its expiry.
+   */
+  acked: Set<string> | null;
+  replaced: Set<string> | null;
 }
 
 interface Device {
@@ -73,7 +77,7 @@ export class MemoryPushStore implements PushStore {
   async complete(record: PushRecord, retentionMs: number): Promise<void> {
     this.check();
     this.claims.delete(record.id);
-    this.pushes.set(record.id, { record, forgetAtMs: record.expiresAtMs + retentionMs, acked: new Set(), replaced: new Set() });
+    this.pushes.set(record.id, { record, forgetAtMs: record.expiresAtMs + retentionMs, acked: null, replaced: null });
     if (record.audience !== 'users' && record.ttlS > 0) {
       let log = this.logs.get(record.topic);
       if (log === undefined) this.logs.set(record.topic, (log = []));
@@ -91,16 +95,25 @@ export class MemoryPushStore implements PushStore {
   async status(id: string): Promise<PushStatus | null> {
     this.check();
     const stored = this.live(id);
-    return stored === undefined ? null : { record: stored.record, delivered: stored.acked.size, replaced: stored.replaced.size };
+    return stored === undefined ? null : { record: stored.record, delivered: stored.acked?.size ?? 0, replaced: stored.replaced?.size ?? 0 };
   }
 
   async ack(entries: readonly AckEntry[]): Promise<number> {
     this.check();
     let counted = 0;
-    for (const { id, device } of entries) {
-      const stored = this.targeting(id, device);
-      if (stored === undefined || stored.acked.has(device)) continue;
-      stored.acked.add(device);
+    // A batch is mostly one push's acks (a push to all: every device, in a few turns): its record is
+    // looked up once per run of the same id, not once per device.
+    let id = '';
+    let push: StoredPush | undefined;
+    for (const { id: entryId, device } of entries) {
+      if (entryId !== id) {
+        id = entryId;
+        push = this.live(id);
+      }
+      if (push === undefined || !this.sentTo(push, device)) continue;
+      push.acked ??= new Set();
+      if (push.acked.has(device)) continue;
+      push.acked.add(device);
       counted++;
     }
     return counted;
@@ -108,7 +121,10 @@ export class MemoryPushStore implements PushStore {
 
   async markReplaced(ids: readonly string[], device: string): Promise<void> {
     this.check();
-    for (const id of ids) this.targeting(id, device)?.replaced.add(device);
+    for (const id of ids) {
+      const stored = this.targeting(id, device);
+      if (stored !== undefined) (stored.replaced ??= new Set()).add(device);
+    }
   }
 
   async touchDevice(device: string, nowMs: number): Promise<Map<string, number>> {
@@ -163,7 +179,7 @@ export class MemoryPushStore implements PushStore {
       for (const record of this.logs.get(topic) ?? []) {
         if (record.sentAtMs < since || record.expiresAtMs <= nowMs) continue;
         const stored = this.live(record.id);
-        if (stored === undefined || stored.acked.has(device) || stored.replaced.has(device)) continue;
+        if (stored === undefined || stored.acked?.has(device) || stored.replaced?.has(device)) continue;
         owed.push(record);
       }
     }
@@ -261,9 +277,14 @@ export class MemoryPushStore implements PushStore {
   /** The topic push `id` if `device` was subscribed to its topic when it was sent (it was sent to it). */
   private targeting(id: string, device: string): StoredPush | undefined {
     const stored = this.live(id);
-    if (stored === undefined || stored.record.topic === '') return undefined;
+    return stored !== undefined && this.sentTo(stored, device) ? stored : undefined;
+  }
+
+  /** Whether topic push `stored` was sent to `device` (subscribed to its topic when it was sent). */
+  private sentTo(stored: StoredPush, device: string): boolean {
+    if (stored.record.topic === '') return false;
     const since = this.devices.get(device)?.topics.get(stored.record.topic);
-    return since !== undefined && since <= stored.record.sentAtMs ? stored : undefined;
+    return since !== undefined && since <= stored.record.sentAtMs;
   }
 
   /** The node's entry, fresh (no counts, no proxies) when it had lapsed. */

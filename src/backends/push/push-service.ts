@@ -3,7 +3,7 @@
  * record, hand it to delivery, and report its counters. The API layer (push-api.ts) validates the JSON
  * shape and the key; everything here is semantics.
  */
-import { createHash, randomUUID } from 'node:crypto';
+import { hash, randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type pino from 'pino';
 import { Priority } from '../../protocol/constants.js';
@@ -51,9 +51,9 @@ export interface PushDelivery {
   publishTopic(record: PushRecord): Promise<void>;
   /**
    * Pushes to users: delivered to each user's devices wherever they are, kept for offline ones while
-   * the TTL runs. Resolves with the number of users targeted.
+   * the TTL runs (every one of `users` is targeted).
    */
-  deliverToUsers(record: PushRecord, users: readonly string[]): Promise<number>;
+  deliverToUsers(record: PushRecord, users: readonly string[]): Promise<void>;
   /** The per-user counters of a push to users, or null once forgotten. */
   userStats(id: string, nowMs: number): Promise<RefStats | null>;
 }
@@ -94,7 +94,7 @@ export class PushService {
   async accept(keyName: string, call: PushCall): Promise<Accepted> {
     const data = this.decodeData(call);
     const audience: PushAudience = 'users' in call.to ? 'users' : 'topic' in call.to ? 'topic' : 'all';
-    const users = 'users' in call.to ? [...new Set(call.to.users)] : [];
+    const users = 'users' in call.to ? distinct(call.to.users) : [];
     for (const user of users) {
       if (Buffer.byteLength(user) > MAX_USER_ID_BYTES) throw new ApiError('INVALID_BODY', `to.users: a user id is longer than ${MAX_USER_ID_BYTES} bytes in UTF-8`);
     }
@@ -102,12 +102,12 @@ export class PushService {
     const ttlS = call.ttl_s ?? 0;
     const collapseKey = call.collapse_key ?? '';
     const topic = audience === 'topic' ? (call.to as { topic: string }).topic : audience === 'all' ? ALL_TOPIC : '';
-    const fingerprint = createHash('sha256')
-      .update(JSON.stringify([keyName, audience, topic, users.sort(), data.toString('base64'), priority, ttlS, collapseKey]))
-      .digest('base64url');
+    // Also for a generated id: the caller may repeat the call with the id it was answered.
+    const fingerprint = hash('sha256', JSON.stringify([keyName, audience, topic, users.sort(), data.toString('base64'), priority, ttlS, collapseKey]), 'base64url');
     const id = call.id ?? randomUUID();
 
-    const existing = await this.claim(id);
+    // A generated id is new (122 random bits): only a caller's own id can exist or be in creation.
+    const existing = call.id === undefined ? null : await this.claim(id);
     if (existing !== null) {
       if (existing.fingerprint !== fingerprint) {
         throw new ApiError('ID_CONFLICT', `id: push ${JSON.stringify(id)} exists with a different request (an id cannot be reused for another push)`);
@@ -116,36 +116,24 @@ export class PushService {
     }
     try {
       const sentAtMs = this.o.now();
-      const base = {
-        id,
-        keyName,
-        fingerprint,
-        audience,
-        topic,
-        priority,
-        collapseKey,
-        data,
-        sentAtMs,
-        ttlS,
-        expiresAtMs: sentAtMs + (ttlS > 0 ? ttlS * 1000 : this.o.onlineAckWindowMs),
-      };
+      const expiresAtMs = sentAtMs + (ttlS > 0 ? ttlS * 1000 : this.o.onlineAckWindowMs);
       if (audience === 'users') {
         // Counted per user by the kit's ledger as it stores the push for them; the record keeps it too.
-        const record: PushRecord = { ...base, targeted: users.length };
-        const targeted = await this.o.delivery.deliverToUsers(record, users);
-        await this.o.store.complete({ ...record, targeted }, this.o.retentionMs);
+        const record: PushRecord = { id, keyName, fingerprint, audience, topic, priority, collapseKey, data, sentAtMs, ttlS, expiresAtMs, targeted: users.length };
+        await this.o.delivery.deliverToUsers(record, users);
+        await this.o.store.complete(record, this.o.retentionMs);
         this.o.onAccepted?.(audience);
-        return { id, targeted };
+        return { id, targeted: record.targeted };
       }
       // Counted before publishing, and stored before: an ack may come back before the publish returns.
       const targeted = ttlS > 0 ? await this.o.store.subscriberCount(topic) : await this.o.store.onlineCount(topic);
-      const record: PushRecord = { ...base, targeted };
+      const record: PushRecord = { id, keyName, fingerprint, audience, topic, priority, collapseKey, data, sentAtMs, ttlS, expiresAtMs, targeted };
       await this.o.store.complete(record, this.o.retentionMs);
       await this.o.delivery.publishTopic(record);
       this.o.onAccepted?.(audience);
       return { id, targeted };
     } catch (err) {
-      await this.o.store.release(id).catch(() => {});
+      if (call.id !== undefined) await this.o.store.release(id).catch(() => {});
       if (err instanceof ApiError) throw err;
       this.o.log.error({ err, id }, 'push: creating a push failed');
       throw new ApiError('UNAVAILABLE', 'push store unavailable; retry with the same id');
@@ -208,4 +196,9 @@ export class PushService {
     }
     return data;
   }
+}
+
+/** `items` without repeats, in first-seen order (the one-user call, the common one, allocates nothing). */
+function distinct(items: string[]): string[] {
+  return items.length === 1 ? items : [...new Set(items)];
 }

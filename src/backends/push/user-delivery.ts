@@ -32,8 +32,8 @@ export class UserDelivery {
     readonly ledger: DeliveryLedger,
   ) {}
 
-  /** Stores (TTL) or publishes (online only) `event` for each user; resolves with the users targeted. */
-  async deliver(record: PushRecord, users: readonly string[], event: Buffer, nowMs: number): Promise<number> {
+  /** Stores (TTL) or publishes (online only) `event` for each user, each of them targeted. */
+  async deliver(record: PushRecord, users: readonly string[], event: Buffer, nowMs: number): Promise<void> {
     const body = framePush(record.priority, event);
     if (record.ttlS > 0) {
       await this.hub.deliverMany(users, {
@@ -48,7 +48,6 @@ export class UserDelivery {
       await this.ledger.target(record.id, users, record.expiresAtMs, nowMs);
       await Promise.all(users.map((user) => this.hub.publish(user, body)));
     }
-    return users.length;
   }
 
   stats(id: string, nowMs: number): Promise<RefStats | null> {

@@ -60,7 +60,7 @@ export class MemoryInboxStore implements InboxStore {
       const seen = inbox.dedupe.get(req.dedupeKey);
       if (seen !== undefined) return { entry: { seq: seen.seq, createdAtMs: seen.createdAtMs, ...fields }, duplicate: true, superseded: null };
     }
-    const entry: InboxEntry = { seq: ++inbox.seq, createdAtMs: nowMs, ...fields };
+    const entry: InboxEntry = { seq: ++inbox.seq, createdAtMs: nowMs, ...fields, body: owned(req.body) };
     inbox.log.push(entry);
     let superseded: AppendResult['superseded'] = null;
     if (entry.collapseKey !== '') {
@@ -215,4 +215,16 @@ function evictLeastRecent(devices: Map<string, { ackedAtMs: number }>): void {
     }
   }
   if (oldest !== undefined) devices.delete(oldest);
+}
+
+/**
+ * `body` in memory of its own: the store keeps it until retention drops it, and a slice of a larger
+ * buffer (Node's shared 8 KiB pool, a received frame) would keep all of that alive. A buffer that is
+ * its whole memory already (e.g. IM's inboxMessageBody, appended to two inboxes) is kept as it is.
+ */
+function owned(body: Buffer): Buffer {
+  if (body.byteOffset === 0 && body.byteLength === body.buffer.byteLength) return body;
+  const copy = Buffer.allocUnsafeSlow(body.length);
+  body.copy(copy);
+  return copy;
 }
