@@ -25,6 +25,7 @@ export class BenchProcess {
   private readonly child: ChildProcess;
   private readonly waiters = new Set<Waiter>();
   private exitCode: number | string | null = null;
+  private stopAsked = false;
   /** Resolves when the process has exited. */
   readonly exited: Promise<void>;
 
@@ -68,12 +69,18 @@ export class BenchProcess {
     });
   }
 
+  /** True once the process has ended without having been asked to stop ({@link stop}). */
+  get exitedUnasked(): boolean {
+    return this.exitCode !== null && !this.stopAsked;
+  }
+
   /** The process id (for its CPU time in /proc). */
   get pid(): number {
     return this.child.pid!;
   }
 
   stop(): void {
+    this.stopAsked = true;
     this.child.kill('SIGTERM');
   }
 

@@ -1,5 +1,5 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { PACKAGE_ROOT } from '../src/paths.js';
@@ -38,8 +38,8 @@ import { BenchProcess, cpuUs, startProcess } from './processes.js';
  */
 const CONNECTIONS = Number(process.env.BENCH_SCALE_CONNECTIONS ?? 100_000);
 const WORKERS = Number(process.env.BENCH_SCALE_WORKERS ?? 6);
-/** Connections per client process: under the 20,000 files a process may hold here. */
-const PER_CLIENT_PROCESS = 17_000;
+/** Connections per client process: well under the 20,000 files a process may hold here, and a wave spread over several source addresses. */
+const PER_CLIENT_PROCESS = 8_000;
 /** Long enough for two rounds of heartbeats at the default 25 s interval. */
 const IDLE_SECONDS = Number(process.env.BENCH_SCALE_IDLE_SECONDS ?? 60);
 const ROOM = Number(process.env.BENCH_SCALE_ROOM ?? 50_000);
@@ -97,8 +97,13 @@ export async function benchScale(options: ScaleBenchOptions): Promise<string> {
   for (const part of PARTS) {
     if (!chosen.includes(part)) continue;
     const started = performance.now();
+    const loadBefore = loadavg()[0]!;
     const report = await run[part]();
-    sections.push(`${report}\n\n_(${part}: ${minutes(performance.now() - started)})_`);
+    // On a shared machine the figures mean little without how busy it was.
+    const section = `${report}\n\n_(${part}: ${minutes(performance.now() - started)}; 1-minute load average ${loadBefore.toFixed(1)} at the start, ${loadavg()[0]!.toFixed(1)} at the end, on ${availableParallelism()} cores)_`;
+    // Printed at once: a later part that fails must not take this one's figures with it.
+    console.log(`\n${section}\n`);
+    sections.push(section);
   }
   return sections.join('\n\n');
 }
@@ -215,12 +220,40 @@ interface Held {
   rss: { idle: number[]; half: number[]; full: number[] };
   /** CPU of every server process over the last idle window, as a share of one core. */
   idleCpuShare: number;
-  /** livemux: connections each worker held at the end. */
-  workerConnections?: number[];
-  /** livemux: JS heap used by the workers, summed, with no client and with all (not collected first). */
-  heap?: { idle: number; full: number };
+  /** Most files each server process (as in rss groups[0]) had open at once while the waves connected: the limit here is 20,000. */
+  peakFiles: number[];
+  /** livemux: each worker as /status saw it with every connection still open. */
+  workers?: WorkerAtFull[];
+  /**
+   * livemux: V8 memory of the workers (summed) and of the primary, with no client and with all (not
+   * collected first); null where /metrics did not answer.
+   */
+  v8?: { workers: { idle: V8Memory | null; full: V8Memory | null }; primary: { idle: V8Memory | null; full: V8Memory | null } };
   /** livemux: PINGs sent per second over the last idle window. */
   pingsPerSecond?: number;
+}
+
+/** One worker at the end of the last idle, every connection still open. */
+interface WorkerAtFull {
+  slot: number;
+  pid: number;
+  /** Its open connections; null when it did not answer the primary's /status in time. */
+  connections: number | null;
+  /** Not the process measured from the start (it died and was replaced): its RSS figure is void. */
+  replaced: boolean;
+}
+
+/** V8 memory of some of the proxy's processes, from the primary's /metrics. */
+interface V8Memory {
+  heapUsed: number;
+  /** Heap committed, every space. */
+  heapTotal: number;
+  /** Committed by the young generation (grown by a connect burst, given back when V8 sees fit). */
+  newSpace: number;
+  /** ArrayBuffers and other memory V8 is told of outside its heap. */
+  external: number;
+  /** The processes' RSS read at the same moment: what is not heap or external is native (sockets, malloc). */
+  rss: number;
 }
 
 async function holdPlain(): Promise<Held> {
@@ -229,7 +262,7 @@ async function holdPlain(): Promise<Held> {
   try {
     const idleRss = [await settledRss(groups[0]!)];
     const waves = await holdInTwoWaves('plain', server.line.port as number, '', groups, async (idleFull) => idleFull());
-    return { connectionsPerSecond: waves.rate, rss: { idle: idleRss, half: waves.half, full: waves.full.lowestRss }, idleCpuShare: waves.full.cpuShare };
+    return { connectionsPerSecond: waves.rate, rss: { idle: idleRss, half: waves.half, full: waves.full.lowestRss }, idleCpuShare: waves.full.cpuShare, peakFiles: waves.peakFiles };
   } finally {
     await stopped(server.process);
   }
@@ -243,26 +276,56 @@ async function holdLivemux(options: ScaleBenchOptions): Promise<Held> {
     const groups = [[lm.pid, ...workerPids], [lm.pid], ...workerPids.map((p) => [p])];
     await settledRss(groups[0]!);
     const idleRss = groups.map(sumRss);
-    const heapIdle = await metric(lm.adminPort, 'livemux_nodejs_heap_size_used_bytes');
-    const pingsSent = (): Promise<number> => metric(lm.adminPort, 'livemux_frames_sent_total{type="PING"}');
+    const v8Idle = { workers: await v8Memory(lm.adminPort, 'livemux_', workerPids), primary: await v8Memory(lm.adminPort, 'livemux_primary_', [lm.pid]) };
+    const pingsSent = (): Promise<number | null> => metric(lm.adminPort, 'livemux_frames_sent_total{type="PING"}');
     let pings = 0;
+    let atFull!: Status;
+    let v8Full: { workers: V8Memory | null; primary: V8Memory | null } = { workers: null, primary: null };
     const waves = await holdInTwoWaves('livemux', lm.port, options.secret, groups, async (idleFull) => {
       const before = await pingsSent();
       const quiet = await idleFull();
-      pings = (await pingsSent()) - before;
+      pings = ((await pingsSent()) ?? NaN) - (before ?? NaN);
+      // Read while every connection is still open: once this returns the clients close theirs, and a
+      // worker busy closing 15,000 sockets answers late (or not within the primary's 2 s) and low.
+      atFull = await status(lm.adminPort);
+      v8Full = { workers: await v8Memory(lm.adminPort, 'livemux_', workerPids), primary: await v8Memory(lm.adminPort, 'livemux_primary_', [lm.pid]) };
       return quiet;
     });
     return {
       connectionsPerSecond: waves.rate,
       rss: { idle: idleRss, half: waves.half, full: waves.full.lowestRss },
       idleCpuShare: waves.full.cpuShare,
-      workerConnections: (await status(lm.adminPort)).perWorker.map((w) => w.connections),
-      heap: { idle: heapIdle, full: await metric(lm.adminPort, 'livemux_nodejs_heap_size_used_bytes') },
+      peakFiles: waves.peakFiles,
+      workers: atFull.perWorker.map((w) => ({
+        slot: w.slot,
+        pid: w.pid,
+        connections: typeof w.connections === 'number' ? w.connections : null,
+        replaced: w.pid !== workerPids[w.slot],
+      })),
+      v8: { workers: { idle: v8Idle.workers, full: v8Full.workers }, primary: { idle: v8Idle.primary, full: v8Full.primary } },
       pingsPerSecond: pings / IDLE_SECONDS,
     };
   } finally {
     await Promise.all([stopped(lm.proxy), stopped(lm.backend)]);
   }
+}
+
+/**
+ * V8 memory from the primary's /metrics: `livemux_` is every worker's (summed), `livemux_primary_` the
+ * primary's own; with the RSS of `pids` read at the same moment. Null if /metrics did not answer.
+ */
+async function v8Memory(adminPort: number, prefix: string, pids: number[]): Promise<V8Memory | null> {
+  const text = await metricsText(adminPort);
+  if (text === null) return null;
+  const read = (sample: string): number => sampleValue(text, sample) ?? NaN;
+  const v8 = {
+    heapUsed: read(`${prefix}nodejs_heap_size_used_bytes`),
+    heapTotal: read(`${prefix}nodejs_heap_size_total_bytes`),
+    newSpace: read(`${prefix}nodejs_heap_space_size_total_bytes{space="new"}`),
+    external: read(`${prefix}nodejs_external_memory_bytes`),
+    rss: sumRss(pids),
+  };
+  return Object.values(v8).every(Number.isFinite) ? v8 : null;
 }
 
 /** What {@link idle} reads. */
@@ -285,18 +348,45 @@ async function holdInTwoWaves(
   secret: string,
   groups: number[][],
   aroundLastIdle: (idleFull: () => Promise<Quiet>) => Promise<Quiet>,
-): Promise<{ rate: number; half: number[]; full: Quiet }> {
+): Promise<{ rate: number; half: number[]; full: Quiet; peakFiles: number[] }> {
   const half = Math.floor(CONNECTIONS / 2);
   const processes = clientProcesses(half);
-  let result!: { rate: number; half: number[]; full: Quiet };
+  let result!: { rate: number; half: number[]; full: Quiet; peakFiles: number[] };
+  const files = watchOpenFiles(groups[0]!);
   await holdClients(mode, port, half, processes, SOURCES.hold, secret, async (_clients, firstRate) => {
     const halfRss = (await idle(groups, IDLE_SECONDS)).lowestRss;
     await holdClients(mode, port, CONNECTIONS - half, processes, SOURCES.hold + processes, secret, async (_more, secondRate) => {
+      const peakFiles = files.stop();
       const full = await aroundLastIdle(() => idle(groups, IDLE_SECONDS));
-      result = { rate: CONNECTIONS / (half / firstRate + (CONNECTIONS - half) / secondRate), half: halfRss, full };
+      result = { rate: CONNECTIONS / (half / firstRate + (CONNECTIONS - half) / secondRate), half: halfRss, full, peakFiles };
     });
   });
   return result;
+}
+
+/**
+ * The most files each of `pids` has open at once, read every 500 ms until `stop`: a process that takes
+ * connections faster than it passes them on (the primary handing sockets to busy workers) holds one per
+ * connection in between, against the per-process limit.
+ */
+function watchOpenFiles(pids: number[]): { stop(): number[] } {
+  const peak = pids.map(() => 0);
+  const read = (): void =>
+    pids.forEach((pid, i) => {
+      try {
+        peak[i] = Math.max(peak[i]!, readdirSync(`/proc/${pid}/fd`).length);
+      } catch {
+        // gone: sumRss says so
+      }
+    });
+  const timer = setInterval(read, 500);
+  return {
+    stop: () => {
+      clearInterval(timer);
+      read();
+      return peak;
+    },
+  };
 }
 
 function clientProcesses(connections: number): number {
@@ -330,6 +420,9 @@ async function holdClients(
     await connected;
     const rate = count / ((performance.now() - start) / 1000);
     await whileHeld(clients, rate);
+    // A client process exits as soon as one of its connections is closed: its figures would be of fewer connections.
+    const lost = clients.filter((c) => c.exitedUnasked);
+    if (lost.length > 0) throw new Error(`scale: ${lost.length} of ${processes} client processes lost a connection while holding (see their stderr above)`);
     return { rate };
   } finally {
     await Promise.all(clients.map(stopped));
@@ -375,7 +468,13 @@ async function settledRss(pids: number[]): Promise<number> {
 }
 
 function sumRss(pids: number[]): number {
-  return pids.reduce((sum, pid) => sum + memory(pid).rssBytes, 0);
+  return pids.reduce((sum, pid) => {
+    try {
+      return sum + memory(pid).rssBytes;
+    } catch {
+      throw new Error(`scale: server process ${pid} is gone (a worker died?): its RSS cannot be read`);
+    }
+  }, 0);
 }
 
 // ── fan-out with workers ───────────────────────────────────────────────────────────────────────────
@@ -430,7 +529,8 @@ function everyOne(publishers: Publisher[]): Publisher {
 // ── the admin port ─────────────────────────────────────────────────────────────────────────────────
 
 interface Status {
-  perWorker: { slot: number; pid: number; connections: number }[];
+  /** A worker that did not answer the primary in time has `error` and no counts. */
+  perWorker: { slot: number; pid: number; connections?: number; error?: string }[];
 }
 
 async function status(adminPort: number): Promise<Status> {
@@ -447,16 +547,26 @@ async function ready(adminPort: number): Promise<void> {
   throw new Error('scale: proxy not ready within 60 s');
 }
 
-/** The value of a /metrics sample, `name` with its labels as printed (e.g. `x_total{type="PING"}`). */
-async function metric(adminPort: number, sample: string): Promise<number> {
-  const text = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
+/** The primary's /metrics text, or null if it fails (a worker that does not answer fails the aggregation). */
+async function metricsText(adminPort: number): Promise<string | null> {
+  const res = await fetch(`http://127.0.0.1:${adminPort}/metrics`).catch(() => null);
+  return res?.ok ? res.text() : null;
+}
+
+/** The value of a /metrics sample, `name` with its labels as printed (e.g. `x_total{type="PING"}`); null if absent. */
+function sampleValue(text: string, sample: string): number | null {
   const line = text.split('\n').find((l) => l.startsWith(`${sample} `));
-  return line ? Number(line.slice(sample.length + 1)) : 0;
+  return line ? Number(line.slice(sample.length + 1)) : null;
+}
+
+async function metric(adminPort: number, sample: string): Promise<number | null> {
+  const text = await metricsText(adminPort);
+  return text === null ? null : sampleValue(text, sample);
 }
 
 // ── report ─────────────────────────────────────────────────────────────────────────────────────────
 
-const kb = (bytes: number): string => `${(bytes / 1024).toFixed(2)} KB`;
+const kb = (bytes: number): string => (Number.isFinite(bytes) ? `${(bytes / 1024).toFixed(2)} KB` : '–');
 const verdict = (ok: boolean): string => (ok ? 'met' : '**missed**');
 
 function holdReport(plain: Held, livemux: Held): string {
@@ -465,16 +575,33 @@ function holdReport(plain: Held, livemux: Held): string {
   const average = (h: Held, group = 0): number => (h.rss.full[group]! - h.rss.idle[group]!) / CONNECTIONS;
   const marginal = (h: Held, group = 0): number => (h.rss.full[group]! - h.rss.half[group]!) / (CONNECTIONS - half);
   const target = (bytes: number): string => `${kb(bytes)} (≤ 6 KB: ${verdict(bytes <= 6 * 1024)})`;
-  const connections = livemux.workerConnections ?? [];
-  const perWorker = connections.map((n, i) => `w${i}: ${fmt(n)} conns, ${kb((livemux.rss.full[i + 2]! - livemux.rss.idle[i + 2]!) / Math.max(1, n))}`).join('; ');
-  const pings = livemux.pingsPerSecond ?? 0;
-  const heap = livemux.heap ? kb((livemux.heap.full - livemux.heap.idle) / CONNECTIONS) : '–';
+  const workers = livemux.workers ?? [];
+  const perWorker = workers.map((w, i) => workerCell(w, livemux.rss.full[i + 2]! - livemux.rss.idle[i + 2]!)).join('; ');
+  const answered = workers.filter((w) => w.connections !== null);
+  const heldCount = answered.reduce((n, w) => n + w.connections!, 0);
+  const held =
+    answered.length === workers.length
+      ? `${fmt(heldCount)} of ${fmt(CONNECTIONS)}`
+      : `${fmt(heldCount)} on the ${answered.length} of ${workers.length} workers that answered, of ${fmt(CONNECTIONS)}`;
+  const pings = livemux.pingsPerSecond ?? NaN;
+  const perConnection = (bytes: number): string => (Number.isFinite(bytes) ? kb(bytes / CONNECTIONS) : '–');
+  const grown = (m: { idle: V8Memory | null; full: V8Memory | null } | undefined, unit: (bytes: number) => string): string => {
+    const { idle: before, full: after } = m ?? {};
+    if (!before || !after) return 'not read: the primary\'s /metrics did not answer (a worker did not)';
+    const outside = (v: V8Memory): number => v.rss - v.heapTotal - v.external;
+    return (
+      `heap committed ${unit(after.heapTotal - before.heapTotal)} (used ${unit(after.heapUsed - before.heapUsed)}; young generation ${unit(after.newSpace - before.newSpace)}), ` +
+      `external ${unit(after.external - before.external)}, outside V8 (sockets' native memory, malloc) ${unit(outside(after) - outside(before))}`
+    );
+  };
+  const mb = (bytes: number): string => `${bytes < 0 ? '−' : '+'}${(Math.abs(bytes) / 2 ** 20).toFixed(1)} MB`;
   return [
     `### Connections held: ${fmt(CONNECTIONS)} over ${WORKERS} worker processes`,
     '',
     `Clients in ${2 * clientProcesses(half)} processes, each from its own 127.0.0.x, opening the connections in two waves of ${fmt(half)} (each wave's processes started on one signal, 64 connects in flight per process), ` +
       `each wave followed by ${IDLE_SECONDS} s of idling. RSS is each process's lowest reading (every 2 s) while idling: RSS holds the garbage of a connect burst until V8 collects it, at a time of its choosing. ` +
-      '*Average*: RSS with every connection against the settled idle process, over all connections. *Marginal*: the second wave against the first, over the second wave: what one more idle connection costs, apart from what the first ones cost once (compiled code, grown tables, a young generation sized by the burst).',
+      '*Average*: RSS with every connection against the settled idle process, over all connections. *Marginal*: the second wave against the first, over the second wave: what one more idle connection costs, apart from what the first ones cost once (compiled code, grown tables, a young generation sized by the burst). ' +
+      'The *where … went* rows split the growth read at one moment after the last idle: a negative young generation there means the idle process still held the young generation its start-up grew (which flatters *average*; *marginal* is free of it).',
     '',
     `| measurement | plain Node TCP server, ${WORKERS} processes (node:cluster) | livemux --workers ${WORKERS} | notes |`,
     '| --- | --- | --- | --- |',
@@ -482,9 +609,25 @@ function holdReport(plain: Held, livemux: Held): string {
     `| RSS per connection, average (all processes) | ${kb(average(plain))} | ${target(average(livemux))} | livemux: one idle session each |`,
     `| RSS per connection, marginal (all processes) | ${kb(marginal(plain))} | ${target(marginal(livemux))} | |`,
     `| RSS per connection, each worker (average) | – | ${perWorker} | the primary, which keeps nothing per connection: ${kb(average(livemux, 1))} average, ${kb(marginal(livemux, 1))} marginal |`,
-    `| JS heap per connection (workers) | – | ${heap} | heap used with every connection, against the idle process (not collected first) |`,
-    `| CPU while idle | ${(plain.idleCpuShare * 100).toFixed(1)} % of a core | ${(livemux.idleCpuShare * 100).toFixed(1)} % of a core | livemux over ${IDLE_SECONDS} s at the default 25 s heartbeat: ${fmt(pings)} PINGs/s, ${((livemux.idleCpuShare * 1e6) / Math.max(1, pings)).toFixed(1)} µs of server CPU per PING + PONG |`,
+    `| connections open at the end (workers' /status) | – | ${held} | read with every client still connected |`,
+    `| where the workers' RSS went, per connection | – | ${grown(livemux.v8?.workers, perConnection)} | /metrics and RSS read together after the last idle, against the idle workers (not collected first) |`,
+    `| where the primary's RSS went | – | ${grown(livemux.v8?.primary, mb)} | the same, for the primary (it holds no connection: what a connect burst left) |`,
+    `| most files open in one process while connecting | ${peakFiles(plain, 'primary')} | ${peakFiles(livemux, 'primary')} | read every 500 ms; a process may hold fewer than 20,000 here |`,
+    `| CPU while idle | ${(plain.idleCpuShare * 100).toFixed(1)} % of a core | ${(livemux.idleCpuShare * 100).toFixed(1)} % of a core | livemux over ${IDLE_SECONDS} s at the default 25 s heartbeat: ${fmt(pings)} PINGs/s, ${pings > 0 ? `${((livemux.idleCpuShare * 1e6) / pings).toFixed(1)} µs` : '–'} of server CPU per PING + PONG |`,
   ].join('\n');
+}
+
+/** Peak open files: the first process's (`first`), then each worker's. */
+function peakFiles(h: Held, first: string): string {
+  const [primary, ...workers] = h.peakFiles;
+  return `${first} ${fmt(primary ?? NaN)}; workers ${workers.map(fmt).join(', ')}`;
+}
+
+/** One worker's cell: its connections and RSS per connection, or why there is no figure. */
+function workerCell(w: WorkerAtFull, grownBytes: number): string {
+  if (w.replaced) return `w${w.slot}: died and was replaced during the run (no figure)`;
+  if (w.connections === null) return `w${w.slot}: did not answer /status in time (RSS +${(grownBytes / 2 ** 20).toFixed(0)} MB)`;
+  return `w${w.slot}: ${fmt(w.connections)} conns, ${w.connections > 0 ? kb(grownBytes / w.connections) : '–'}`;
 }
 
 function footprintReport({ bare, livemux }: Footprint): string {
@@ -561,5 +704,5 @@ function passthroughReport(passthrough: PassthroughResult[]): string {
 }
 
 function fmt(n: number): string {
-  return Math.round(n).toLocaleString('en-US');
+  return Number.isFinite(n) ? Math.round(n).toLocaleString('en-US') : '–';
 }

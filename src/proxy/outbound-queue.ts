@@ -252,15 +252,19 @@ export class OutboundQueue implements SlicedTask {
     while (this.writer.writable) {
       if (!this.writeNext()) {
         if (this.ended) this.socket.end();
-        if (this.compactWhenEmpty) {
-          this.compactWhenEmpty = false;
-          this.lanes = null;
-        }
+        this.compactIfAsked();
         return;
       }
-      // The common case, everything written at once: no second look at the socket's state.
-      if (this.queuedBytes === 0 && !this.ended) return;
+      // The common case, everything written at once: no second look at the socket's state (an idle
+      // connection's PING ends here, so this is where its periodic check's compaction happens).
+      if (this.queuedBytes === 0 && !this.ended) return this.compactIfAsked();
     }
+  }
+
+  private compactIfAsked(): void {
+    if (!this.compactWhenEmpty) return;
+    this.compactWhenEmpty = false;
+    this.lanes = null;
   }
 
   /**

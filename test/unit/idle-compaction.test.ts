@@ -46,6 +46,21 @@ describe('idle compaction', () => {
     expect(received()).toEqual(Buffer.concat([ping, data, ping, data]));
   });
 
+  it('lanes asked back while a lone frame waits for its flush are given back once it is written in one go', async () => {
+    // An idle connection's periodic check queues a PING, then asks for compaction: the PING is written
+    // whole, by the fast path, which must give the lanes back too (it did not: ~500 B per connection).
+    const { server, received } = await pair();
+    const q = new OutboundQueue(server, 1 << 20, { onDrop: () => {}, onOverflow: () => {} }, new FrameStats());
+    const lanes = (): unknown => (q as unknown as { lanes: unknown }).lanes;
+    const ping = encodeFrame(FrameType.PING, 0, 0, Buffer.alloc(8, 1));
+    q.control(ping);
+    q.compact();
+    await until(() => received().length === ping.length, 'the PING written');
+    expect(lanes()).toBeNull();
+    q.control(ping);
+    await until(() => received().length === 2 * ping.length, 'a PING queued after compaction written');
+  });
+
   it('a decoder that gives back its chunk list once empty still joins frames split across reads', () => {
     const frames: string[] = [];
     const decoder = new FrameDecoder({ onFrame: (_t, _f, _s, p) => frames.push(p.toString()) }, { maxPayload: 1024 });
