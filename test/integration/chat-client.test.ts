@@ -9,6 +9,7 @@ import { ChatClient, type ChatClientEvent } from '../../src/client/chat-client.j
 import { chatRoutes, chatToken } from '../helpers/chat-member.js';
 import { startCuttableForwarder } from '../helpers/cuttable-forwarder.js';
 import { startChatBackend, startProxy } from '../helpers/processes.js';
+import { until } from '../helpers/until.js';
 
 let backend: Awaited<ReturnType<typeof startChatBackend>>;
 let proxy: Awaited<ReturnType<typeof startProxy>>;
@@ -38,14 +39,6 @@ function collect(chat: ChatClient): ChatClientEvent[] {
     for await (const e of chat) events.push(e);
   })().catch(() => undefined);
   return events;
-}
-
-async function until(done: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!done()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 const texts = (events: ChatClientEvent[]): string[] => events.flatMap((e) => (e.type === 'message' ? [Buffer.from(e.message.body).toString()] : []));
