@@ -4,7 +4,7 @@ import type { HistogramSeries } from '../observability/histogram.js';
 import type { FrameStats } from '../observability/metrics.js';
 import { Deque } from '../util/deque.js';
 import { type SlicedTask, SliceScheduler, runClock } from '../util/slice-scheduler.js';
-import { type SocketWriter, socketWriter } from './socket-writer.js';
+import { type SocketWriter, type WritableListener, socketWriter } from './socket-writer.js';
 
 /** Whoever queued a DATA entry; told when it leaves the queue (written or dropped). */
 export interface QueueOwner {
@@ -89,7 +89,7 @@ export const flushQueuedWrites: () => void = writeScheduler.run;
  * SocketWriter); everything else waits here, where low-priority frames can still be dropped instead of
  * piling up in a write buffer.
  */
-export class OutboundQueue implements SlicedTask {
+export class OutboundQueue implements SlicedTask, WritableListener {
   /** By lane (control, then DATA system, high, low); null while nothing has been queued since {@link compact}. */
   private lanes: Deque<Entry>[] | null = null;
   private queuedBytes = 0;
@@ -110,7 +110,7 @@ export class OutboundQueue implements SlicedTask {
     /** One series per lane (control, system, high, low) for the time frames wait here. */
     private readonly waits?: readonly HistogramSeries[],
   ) {
-    this.writer = socketWriter(socket, () => this.scheduleFlush());
+    this.writer = socketWriter(socket, this);
   }
 
   /** Bytes queued or held for credit. */
@@ -322,6 +322,11 @@ export class OutboundQueue implements SlicedTask {
     // socket itself is backed up.
     if (this.queuedBytes >= COALESCE_BYTES && this.writer.writable) this.flush();
     else this.scheduleFlush();
+  }
+
+  /** @internal (WritableListener) The socket takes writes again. */
+  onWritable(): void {
+    this.scheduleFlush();
   }
 
   private scheduleFlush(): void {

@@ -13,8 +13,22 @@ export interface SocketWriter {
   writev(parts: readonly Buffer[]): void;
 }
 
+/** Who is told when a writer takes writes again after holding back. */
+export interface WritableListener {
+  onWritable(): void;
+}
+
+/** The listener of a StreamWriter's socket: its 'drain' listener is one function shared by every socket. */
+const LISTENER = Symbol('livemux.writableListener');
+type ListenedSocket = Socket & { [LISTENER]: WritableListener };
+
+function onSocketDrain(this: ListenedSocket): void {
+  this[LISTENER].onWritable();
+}
+
 /**
- * A writer for `socket` that calls `onWritable` once it takes writes again after holding back. On a
+ * A writer for `socket` that calls `listener.onWritable()` once it takes writes again after holding
+ * back (an object rather than a callback: a closure per connection costs it ~100 bytes). On a
  * plain TCP socket, when Node's internals are as checked (`internals`, see {@link nodeInternals}),
  * writes go straight to its libuv handle (see HandleWriter); otherwise (TLS, a socket that is not a
  * connected TCP socket, bytes already waiting in its Writable, another Node) through `socket.write`.
@@ -23,7 +37,7 @@ export interface SocketWriter {
  * written through `socket.write` meanwhile could be overtaken. In the proxy the only other writes
  * are the connection's last ones (`socket.end(ERROR)`), after which its queue writes nothing.
  */
-export function socketWriter(socket: Socket, onWritable: () => void, internals: HandleInternals | null = nodeInternals): SocketWriter {
+export function socketWriter(socket: Socket, listener: WritableListener, internals: HandleInternals | null = nodeInternals): SocketWriter {
   const handle = (socket as unknown as { _handle?: unknown })._handle;
   if (
     internals !== null &&
@@ -34,9 +48,9 @@ export function socketWriter(socket: Socket, onWritable: () => void, internals: 
     typeof (handle as Partial<StreamHandle>).writeBuffer === 'function' &&
     typeof (handle as Partial<StreamHandle>).writev === 'function'
   ) {
-    return new HandleWriter(socket, handle as StreamHandle, onWritable, internals);
+    return new HandleWriter(socket, handle as StreamHandle, listener, internals);
   }
-  return new StreamWriter(socket, onWritable);
+  return new StreamWriter(socket, listener);
 }
 
 /** Through Node's Writable: `socket.write`, its high-water mark, its 'drain'. */
@@ -45,9 +59,10 @@ class StreamWriter implements SocketWriter {
 
   constructor(
     private readonly socket: Socket,
-    onWritable: () => void,
+    listener: WritableListener,
   ) {
-    socket.on('drain', onWritable);
+    (socket as ListenedSocket)[LISTENER] = listener;
+    socket.on('drain', onSocketDrain);
   }
 
   get writable(): boolean {
@@ -129,7 +144,7 @@ export const nodeInternals: HandleInternals | null = (() => {
  * libuv writes what the kernel takes at once and keeps the rest, in order, ahead of any later write on
  * the handle, net.Socket's own included (`end`, a last ERROR; a shutdown waits for it too). While it
  * keeps some, the writer is not `writable` and the queue waits: at most one write is held per socket,
- * where net.Socket would buffer up to its high-water mark. `onWritable` is called when libuv is done.
+ * where net.Socket would buffer up to its high-water mark. `listener.onWritable()` is called when libuv is done.
  * A write that fails destroys the socket with the error, as net.Socket does; a socket destroyed with
  * writes held gets them back cancelled, which is ignored. Once the socket is ending or destroyed the
  * writer is not writable.
@@ -148,7 +163,7 @@ class HandleWriter implements SocketWriter {
   constructor(
     private readonly socket: Socket,
     private readonly handle: StreamHandle,
-    private readonly onWritable: () => void,
+    private readonly listener: WritableListener,
     private readonly internals: HandleInternals,
   ) {}
 
@@ -194,7 +209,7 @@ class HandleWriter implements SocketWriter {
   completed(status: number): void {
     this.pending--;
     if (status < 0) this.fail(status);
-    else if (this.pending === 0) this.onWritable();
+    else if (this.pending === 0) this.listener.onWritable();
   }
 
   private fail(errno: number): void {

@@ -98,7 +98,7 @@ const PATHS = [
 
 describe.each(PATHS)('socketWriter on $name', ({ secure, internals, kind }) => {
   const writerFor = (socket: net.Socket, onWritable: () => void = () => {}): SocketWriter => {
-    const writer = socketWriter(socket, onWritable, internals);
+    const writer = socketWriter(socket, { onWritable }, internals);
     expect(writer.kind).toBe(kind);
     return writer;
   };
@@ -192,13 +192,13 @@ describe.each(PATHS)('socketWriter on $name', ({ secure, internals, kind }) => {
 describe('socketWriter falls back to socket.write', () => {
   it('on a Node whose internals are missing or of another major (nodeInternals null)', async () => {
     const { server } = await pair();
-    expect(socketWriter(server, () => {}, null).kind).toBe('stream');
+    expect(socketWriter(server, { onWritable: () => {} }, null).kind).toBe('stream');
   });
 
   it("when the socket's handle is not the TCP handle the internals name", async () => {
     const { server } = await pair();
     const otherTcp = class {} as HandleInternals['TCP'];
-    expect(socketWriter(server, () => {}, { ...nodeInternals!, TCP: otherTcp }).kind).toBe('stream');
+    expect(socketWriter(server, { onWritable: () => {} }, { ...nodeInternals!, TCP: otherTcp }).kind).toBe('stream');
   });
 
   it('when the handle has no writeBuffer or writev of its own kind (a changed internal)', async () => {
@@ -206,17 +206,17 @@ describe('socketWriter falls back to socket.write', () => {
     const handle = (server as unknown as { _handle: Record<string, unknown> })._handle;
     for (const method of ['writeBuffer', 'writev']) {
       handle[method] = undefined; // an own property hides the prototype's method
-      expect(socketWriter(server, () => {}).kind).toBe('stream');
+      expect(socketWriter(server, { onWritable: () => {} }).kind).toBe('stream');
       delete handle[method];
     }
-    expect(socketWriter(server, () => {}).kind).toBe('handle');
+    expect(socketWriter(server, { onWritable: () => {} }).kind).toBe('handle');
   });
 
   it("when bytes already wait in the socket's Writable, which a handle write would overtake", async () => {
     const { server, client } = await pair();
     client.pause();
     while (server.write(bytes(64 * 1024, 1)));
-    expect(socketWriter(server, () => {}).kind).toBe('stream');
+    expect(socketWriter(server, { onWritable: () => {} }).kind).toBe('stream');
   });
 });
 
