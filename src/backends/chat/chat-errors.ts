@@ -1,3 +1,5 @@
+import { RequestError } from '../kit/request-error.js';
+
 /**
  * Error codes of the Chat protocol (docs/chat.md §Errors): the stable names a Reply carries in
  * `error_code`. SDKs switch on the name, never on the message.
@@ -35,13 +37,4 @@ export const ChatErrorCode = {
 export type ChatErrorCode = (typeof ChatErrorCode)[keyof typeof ChatErrorCode];
 
 /** A request that fails with a Chat error code; turned into a Reply with `ok: false`. */
-export class ChatError extends Error {
-  constructor(
-    readonly code: ChatErrorCode,
-    message: string,
-    readonly retryAfterMs = 0,
-  ) {
-    super(message);
-    this.name = 'ChatError';
-  }
-}
+export class ChatError extends RequestError<ChatErrorCode> {}

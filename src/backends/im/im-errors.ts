@@ -1,3 +1,5 @@
+import { RequestError } from '../kit/request-error.js';
+
 /**
  * Error codes of the IM protocol (docs/im.md §Errors): the stable names a Reply carries in
  * `error_code`. SDKs switch on the name, never on the message. A test keeps this registry and the
@@ -28,13 +30,4 @@ export const ImErrorCode = {
 export type ImErrorCode = (typeof ImErrorCode)[keyof typeof ImErrorCode];
 
 /** A request that fails with an IM error code; answered with a Reply with `ok: false`. */
-export class ImError extends Error {
-  constructor(
-    readonly code: ImErrorCode,
-    message: string,
-    readonly retryAfterMs = 0,
-  ) {
-    super(message);
-    this.name = 'ImError';
-  }
-}
+export class ImError extends RequestError<ImErrorCode> {}
