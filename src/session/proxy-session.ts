@@ -46,8 +46,8 @@ export type SessionState = (typeof SessionState)[keyof typeof SessionState];
 
 /**
  * A session with this many bytes still in its connection's queue is backed up: one socket read of a
- * tcp upstream (Node reads 64 KiB at a time), which the queue writes through at once to a socket that
- * is not itself backed up.
+ * tcp upstream (64 KiB, or one `max_payload` while it streams: see TcpPassthroughLink), which the
+ * queue writes through at once to a socket that is not itself backed up.
  */
 const DELIVER_HIGH_WATER = 64 * 1024;
 

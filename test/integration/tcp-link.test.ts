@@ -369,6 +369,54 @@ describe('TcpPassthroughLink', () => {
     expect(sink.closes[0]).toMatchObject({ session: 1, code: Code.NORMAL });
   });
 
+  it("reads a streaming upstream in reads of its client's max_payload, never larger, and hands out no bytes a later read overwrites", async () => {
+    const TOTAL = 8 * 1024 * 1024;
+    // Byte i of every stream is i % 251, so a chunk overwritten by a later read (of any session) shows.
+    const [, address] = await service((socket) => {
+      let written = 0;
+      const pump = (): void => {
+        while (written < TOTAL) {
+          const chunk = Buffer.allocUnsafe(64 * 1024);
+          for (let j = 0; j < chunk.length; j++) chunk[j] = (written + j) % 251;
+          written += chunk.length;
+          if (!socket.write(chunk)) return void socket.once('drain', pump);
+        }
+        socket.end();
+      };
+      pump();
+    });
+    // Keeps what it is handed as it is (the proxy's queue does not copy either).
+    const sink = new (class extends RecordingSink {
+      override deliver(session: number, payload: Buffer): void {
+        const chunks = this.received.get(session) ?? [];
+        chunks.push(payload);
+        this.received.set(session, chunks);
+      }
+    })();
+    const l = link(address, sink);
+    // A client with a large max_payload, one with a small one (small windows), one with Node's 64 KiB.
+    const maxPayloads = new Map([
+      [1, 200_000],
+      [2, 16_384],
+      [3, 65_536],
+    ]);
+    for (const [session, maxPayload] of maxPayloads) l.open(session, { ...INFO, clientSessionId: session, maxPayload });
+    await waitFor('every stream to end', () => sink.closes.length === 3, 20_000);
+    for (const [session, maxPayload] of maxPayloads) {
+      const chunks = sink.received.get(session)!;
+      const all = Buffer.concat(chunks);
+      expect(all.length).toBe(TOTAL);
+      let broken = -1;
+      for (let i = 0; i < all.length && broken < 0; i++) if (all[i] !== i % 251) broken = i;
+      expect(broken, `session ${session}: first byte out of pattern`).toBe(-1);
+      const largest = Math.max(...chunks.map((c) => c.length));
+      expect(largest).toBeLessThanOrEqual(maxPayload);
+      // A stream fills its reads: they grow to the client's max_payload, past Node's 64 KiB.
+      if (maxPayload > 65_536) expect(largest).toBeGreaterThan(65_536);
+    }
+    expect(sink.closes.every((c) => c.code === Code.NORMAL)).toBe(true);
+  });
+
   it('close() ends every upstream, reports the link down once, and closes sessions opened afterwards', async () => {
     const [svc, address] = await service(() => {});
     const sink = new RecordingSink();
