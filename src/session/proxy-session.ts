@@ -151,6 +151,14 @@ export class ProxySession implements QueueOwner, PacedSession {
     return this.blockedBytes > 0 || this.queuedBytes >= DELIVER_HIGH_WATER;
   }
 
+  /**
+   * True when no DATA of this session is held anywhere on its way to the client: none waits for credit,
+   * none is in the connection's queue, and the socket writer keeps no write (OutboundQueue.released).
+   */
+  get released(): boolean {
+    return this.blocked.length === 0 && this.queuedBytes === 0 && this.host.out.released;
+  }
+
   /** Calls `fn` once this session is no longer {@link backedUp} or has ended; at once if it is not. */
   onDeliverable(fn: () => void): void {
     if (!this.backedUp || this.state === SessionState.CLOSED) return fn();

@@ -417,6 +417,52 @@ describe('TcpPassthroughLink', () => {
     expect(sink.closes.every((c) => c.code === Code.NORMAL)).toBe(true);
   });
 
+  it('reuses a bulk read buffer once the sink says its bytes were released, and only then', async () => {
+    const TOTAL = 8 * 1024 * 1024;
+    const [, address] = await service((socket) => {
+      let written = 0;
+      const pump = (): void => {
+        while (written < TOTAL) {
+          const chunk = Buffer.allocUnsafe(64 * 1024);
+          for (let j = 0; j < chunk.length; j++) chunk[j] = (written + j) % 251;
+          written += chunk.length;
+          if (!socket.write(chunk)) return void socket.once('drain', pump);
+        }
+        socket.end();
+      };
+      pump();
+    });
+    // Session 1's sink copies each payload and then says it is released; session 2's keeps them as they are.
+    const buffers = new Map<number, Set<ArrayBufferLike>>([
+      [1, new Set()],
+      [2, new Set()],
+    ]);
+    const sink = new (class extends RecordingSink {
+      override deliver(session: number, payload: Buffer): void {
+        if (payload.length > 64 * 1024) buffers.get(session)!.add(payload.buffer);
+        const chunks = this.received.get(session) ?? [];
+        chunks.push(session === 1 ? Buffer.from(payload) : payload);
+        this.received.set(session, chunks);
+      }
+      released(session: number): boolean {
+        return session === 1;
+      }
+    })();
+    const l = link(address, sink);
+    for (const session of [1, 2]) l.open(session, { ...INFO, clientSessionId: session, maxPayload: 128 * 1024 });
+    await waitFor('both streams to end', () => sink.closes.length === 2, 20_000);
+    for (const session of [1, 2]) {
+      const all = Buffer.concat(sink.received.get(session)!);
+      expect(all.length).toBe(TOTAL);
+      let broken = -1;
+      for (let i = 0; i < all.length && broken < 0; i++) if (all[i] !== i % 251) broken = i;
+      expect(broken, `session ${session}: first byte out of pattern`).toBe(-1);
+    }
+    // Released: a few buffers serve the whole stream. Not released: a buffer of its own per bulk read.
+    expect(buffers.get(1)!.size).toBeLessThan(8);
+    expect(buffers.get(2)!.size).toBeGreaterThan(16);
+  });
+
   it('close() ends every upstream, reports the link down once, and closes sessions opened afterwards', async () => {
     const [svc, address] = await service(() => {});
     const sink = new RecordingSink();

@@ -94,6 +94,8 @@ interface Upstream {
   readonly bulkRead: number;
   /** SHARED_READ, or its first `max_payload` bytes when the client's `max_payload` is smaller. */
   readonly sharedRead: Buffer;
+  /** A bulk read buffer nothing references any more (see `sink.released`): the next bulk read reuses it. */
+  spare: Buffer | null;
 }
 
 /** Bytes a connecting session may hold before it reports not writable (net.Socket's default mark). */
@@ -207,6 +209,7 @@ export class TcpPassthroughLink implements BackendLink {
       bulk: false,
       bulkRead: Math.min(maxPayload, BULK_READ_MAX),
       sharedRead: maxPayload < SHARED_READ.length ? SHARED_READ.subarray(0, maxPayload) : SHARED_READ,
+      spare: null,
     };
     const socket = net.connect({
       host: this.host,
@@ -347,6 +350,9 @@ export class TcpPassthroughLink implements BackendLink {
     this.stats.messagesFromUpstream++;
     try {
       this.sink.deliver(session, chunk, Priority.HIGH);
+      // Written through already (the common case of a client that keeps up): the buffer is reused, so a
+      // stream does not allocate one per read, whose external memory V8 answers with major GCs.
+      if (bulk && this.sink.released?.(session) === true) upstream.spare = buf;
       if (!upstream.paused && !this.sink.canDeliver(session)) this.pause(session, upstream);
     } catch (err) {
       this.log.error({ err, session }, 'tcp link: sink.deliver threw');
@@ -426,7 +432,10 @@ export class TcpPassthroughLink implements BackendLink {
   }
 }
 
-/** The buffer of `upstream`'s next read: its own while it streams, the shared one otherwise. */
+/** The buffer of `upstream`'s next read: its own while it streams (a spare one if any), the shared one otherwise. */
 function readBuffer(upstream: Upstream): Buffer {
-  return upstream.bulk ? Buffer.allocUnsafeSlow(upstream.bulkRead) : upstream.sharedRead;
+  const spare = upstream.spare;
+  upstream.spare = null;
+  if (!upstream.bulk) return upstream.sharedRead;
+  return spare ?? Buffer.allocUnsafeSlow(upstream.bulkRead);
 }
