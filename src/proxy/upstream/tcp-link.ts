@@ -25,6 +25,10 @@
  * to the client as they are, never copied: a bulk stream costs the proxy one read, one DATA frame and
  * one writev per `max_payload` bytes, with no copy in user space. No read is larger than `max_payload`,
  * so each is one DATA frame, and a client that announced small windows gets the stream intact too.
+ * When a frame has left the process at once (`sink.released`: the kernel took it), its buffer serves
+ * the next read: a stream that keeps up allocates no memory per read, which V8 would answer with major
+ * GCs (measured: 39 % of the proxy's CPU while streaming). A streaming session holds at most that one
+ * spare buffer (up to BULK_READ_MAX) besides what is queued; an idle one holds none.
  *
  * The link itself has no stream to lose: its state is READY from construction until `close()`, and
  * the endpoint's health comes from the EndpointHealthMonitor (TCP connect checks, reported failures).
