@@ -162,7 +162,9 @@ async function benchFootprint(options: ScaleBenchOptions): Promise<Footprint> {
       await Promise.all([stopped(lm.proxy), stopped(lm.backend)]);
     }
   } finally {
-    rmSync(dir, { recursive: true, force: true });
+    // BENCH_SCALE_KEEP_SNAPSHOTS=1 keeps them, to follow an object's retainers in DevTools.
+    if (process.env.BENCH_SCALE_KEEP_SNAPSHOTS) console.log(`heap snapshots kept in ${dir}`);
+    else rmSync(dir, { recursive: true, force: true });
   }
 }
 

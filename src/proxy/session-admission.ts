@@ -8,7 +8,7 @@ import { TokenBucket } from '../util/token-bucket.js';
 
 /** The answer to an OPEN: a link to bind the session to, or the OPEN_FAIL to send (`limit`: the limit that refused it). */
 export type Admission =
-  | { kind: 'admit'; link: BackendLink }
+  | { kind: 'admit'; link: BackendLink; business: string }
   | { kind: 'refuse'; code: Code; reason: string; retryAfterMs: number; limit?: string };
 
 /** The `business` label of an OPEN naming no business the routes know: client input never becomes a label. */
@@ -58,7 +58,7 @@ export class SessionAdmission {
     }
 
     const { maxSessionsPerConnection, openRate } = decision.route.limits;
-    const usage = this.usageOf(business, openRate);
+    const usage = this.usageOf(decision.business, openRate);
     if (maxSessionsPerConnection > 0 && usage.sessions >= maxSessionsPerConnection) {
       return refuse(Code.TOO_MANY_SESSIONS, `OPEN: too many "${shown}" sessions (${usage.sessions} vs ${maxSessionsPerConnection})`);
     }
@@ -75,7 +75,8 @@ export class SessionAdmission {
       return refuse(Code.RATE_LIMITED, `OPEN: this user opens more than ${rate} sessions per second`, users.retryAfterMs, 'users.open_rate');
     }
     this.ctx.metrics.routingDecisions.inc({ business, endpoint: decision.endpoint });
-    return { kind: 'admit', link };
+    // The route's own string for the name: the session keeps it, not a copy read from each OPEN.
+    return { kind: 'admit', link, business: decision.business };
   }
 
   /** `business` as a metric label: itself when the routes name it, else {@link UNKNOWN_BUSINESS_LABEL}. */

@@ -57,6 +57,9 @@ describe('idle compaction', () => {
     q.compact();
     await until(() => received().length === ping.length, 'the PING written');
     expect(lanes()).toBeNull();
+    // The writer's spare write request is given back too (~110 B); the next write makes one again.
+    expect((q as unknown as { writer: { kind: string; req?: unknown } }).writer.kind).toBe('handle');
+    expect((q as unknown as { writer: { req: unknown } }).writer.req).toBeNull();
     q.control(ping);
     await until(() => received().length === 2 * ping.length, 'a PING queued after compaction written');
   });
