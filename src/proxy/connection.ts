@@ -105,7 +105,7 @@ export class Connection implements FrameSink, SessionHost, HandshakingConnection
   state: ConnState = ConnState.AWAIT_HELLO;
   userId = '';
   /** The verified token's forwarded claims, passed to backends in SessionOpened. */
-  private claims: Readonly<Record<string, string>> = NO_CLAIMS;
+  claims: Readonly<Record<string, string>> = NO_CLAIMS;
   /** When the token in effect lapses (its `exp` + skew), epoch ms; Infinity without `exp`. */
   private tokenDeadline = Infinity;
   /** The client handles AUTH_STATE and REFRESH (HELLO `accepts_refresh`). */
@@ -446,23 +446,13 @@ export class Connection implements FrameSink, SessionHost, HandshakingConnection
     }
     const { link, business } = admission;
     const { registry, config } = this.ctx;
-    const info = {
-      userId: this.userId,
-      business,
-      // Most OPENs carry no metadata: they share one empty object rather than keep one per session.
-      metadata: isEmpty(open.metadata) ? NO_METADATA : open.metadata,
-      clientAddress: this.clientAddress,
-      connectionId: this.id,
-      clientSessionId: sessionId,
-      reattach: false,
-      claims: this.claims,
-      maxPayload: this.maxPayload,
-    };
     const session = new ProxySession(
       this,
       sessionId,
       registry.allocateRef(),
-      info,
+      business,
+      // Most OPENs carry no metadata: they share one empty object rather than keep one per session.
+      isEmpty(open.metadata) ? NO_METADATA : open.metadata,
       link,
       this.clientSessionWindow,
       config.limits.sessionWindow,
@@ -470,7 +460,7 @@ export class Connection implements FrameSink, SessionHost, HandshakingConnection
     this.sessions.set(sessionId, session);
     this.admission.opened(business);
     registry.add(session);
-    link.open(session.ref, info);
+    link.open(session.ref, session.info);
     m.sessions.inc({ business });
     m.sessionsOpened.inc({ business, result: 'ok' });
     this.sessionsOpened++;

@@ -16,6 +16,12 @@ export interface SessionHost {
   readonly out: OutboundQueue;
   /** Largest DATA payload the client takes (WELCOME `max_payload`). */
   readonly maxPayload: number;
+  /** Who the connection is, as its sessions' backends are told (SessionOpenInfo). */
+  readonly userId: string;
+  readonly clientAddress: string;
+  readonly connectionId: string;
+  /** The token's forwarded claims now (a REFRESH may change them). */
+  readonly claims: Readonly<Record<string, string>>;
   /** The connection's low-priority frame cap, or null when uncapped. */
   readonly lowPacer: LowPriorityPacer | null;
   /** Connection-level credit for server→client DATA. */
@@ -113,8 +119,10 @@ export class ProxySession implements QueueOwner, PacedSession {
     readonly id: number,
     /** Proxy-assigned id on the backend stream; unique per proxy, kept across rebinds. */
     readonly ref: number,
-    /** What the backend is told on open, and what routing hashes on when the session must move. */
-    readonly info: SessionOpenInfo,
+    /** The OPEN's business, as its route names it. */
+    readonly business: string,
+    /** The OPEN's metadata (routing may hash on it when the session must move). */
+    readonly metadata: Readonly<Record<string, string>>,
     private boundLink: BackendLink,
     sendWindow: number,
     recvWindow: number,
@@ -123,8 +131,23 @@ export class ProxySession implements QueueOwner, PacedSession {
     this.recvCredit = new ReceiveCredit(recvWindow);
   }
 
-  get business(): string {
-    return this.info.business;
+  /**
+   * What the backend is told on open (SessionOpened), and what routing hashes on when the session must
+   * move: made when asked, from the connection, rather than kept (an object of nine fields per session).
+   */
+  get info(): SessionOpenInfo {
+    const h = this.host;
+    return {
+      userId: h.userId,
+      business: this.business,
+      metadata: this.metadata,
+      clientAddress: h.clientAddress,
+      connectionId: h.connectionId,
+      clientSessionId: this.id,
+      reattach: false,
+      claims: h.claims,
+      maxPayload: h.maxPayload,
+    };
   }
 
   /** The backend link this session is bound to now. */
