@@ -607,7 +607,7 @@ function holdReport(plain: Held, livemux: Held): string {
     `### Connections held: ${fmt(CONNECTIONS)} over ${WORKERS} worker processes`,
     '',
     `Clients in ${2 * clientProcesses(half)} processes, each from its own 127.0.0.x, opening the connections in two waves of ${fmt(half)} (each wave's processes started on one signal, 64 connects in flight per process), ` +
-      `each wave followed by ${IDLE_SECONDS} s of idling. RSS is each process's lowest reading (every 2 s) while idling: RSS holds the garbage of a connect burst until V8 collects it, at a time of its choosing. ` +
+      `each wave followed by ${IDLE_SECONDS} s of idling. RSS is each process's lowest reading (every 2 s) while idling: RSS holds the garbage of a connect burst until it is collected (by each worker's compaction once the wave has passed, or by V8 at a time of its choosing). ` +
       '*Average*: RSS with every connection against the settled idle process, over all connections. *Marginal*: the second wave against the first, over the second wave: what one more idle connection costs, apart from what the first ones cost once (compiled code, grown tables, a young generation sized by the burst). ' +
       'The *where … went* rows split the growth read at one moment after the last idle: a negative young generation there means the idle process still held the young generation its start-up grew (which flatters *average*; *marginal* is free of it).',
     '',

@@ -821,7 +821,7 @@ export class Connection implements FrameSink, SessionHost, HandshakingConnection
       this.pingsSent = silentIntervals;
       const ping = Buffer.allocUnsafe(8);
       ping.writeDoubleBE(Date.now());
-      this.sendControl(FrameType.PING, ping);
+      this.out.controlNow(encodeFrame(FrameType.PING, 0, 0, ping));
     }
     // An idle connection gives back the lanes its traffic grew (a PING just queued is written first),
     // and the rate guards that have filled up again.
