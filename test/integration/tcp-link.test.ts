@@ -154,6 +154,21 @@ const echo = (socket: net.Socket): void => {
   socket.pipe(socket);
 };
 
+/** Writes `total` bytes to `socket` as fast as it takes them, byte i being i % 251, then ends it. */
+function streamPattern(socket: net.Socket, total: number): void {
+  let written = 0;
+  const pump = (): void => {
+    while (written < total) {
+      const chunk = Buffer.allocUnsafe(64 * 1024);
+      for (let j = 0; j < chunk.length; j++) chunk[j] = (written + j) % 251;
+      written += chunk.length;
+      if (!socket.write(chunk)) return void socket.once('drain', pump);
+    }
+    socket.end();
+  };
+  pump();
+}
+
 afterEach(async () => {
   for (const child of children.splice(0)) child.kill('SIGKILL');
   for (const l of links.splice(0)) l.close();
@@ -372,19 +387,7 @@ describe('TcpPassthroughLink', () => {
   it("reads a streaming upstream in reads of its client's max_payload, never larger, and hands out no bytes a later read overwrites", async () => {
     const TOTAL = 8 * 1024 * 1024;
     // Byte i of every stream is i % 251, so a chunk overwritten by a later read (of any session) shows.
-    const [, address] = await service((socket) => {
-      let written = 0;
-      const pump = (): void => {
-        while (written < TOTAL) {
-          const chunk = Buffer.allocUnsafe(64 * 1024);
-          for (let j = 0; j < chunk.length; j++) chunk[j] = (written + j) % 251;
-          written += chunk.length;
-          if (!socket.write(chunk)) return void socket.once('drain', pump);
-        }
-        socket.end();
-      };
-      pump();
-    });
+    const [, address] = await service((socket) => streamPattern(socket, TOTAL));
     // Keeps what it is handed as it is (the proxy's queue does not copy either).
     const sink = new (class extends RecordingSink {
       override deliver(session: number, payload: Buffer): void {
@@ -419,19 +422,7 @@ describe('TcpPassthroughLink', () => {
 
   it('reuses a bulk read buffer once the sink says its bytes were released, and only then', async () => {
     const TOTAL = 8 * 1024 * 1024;
-    const [, address] = await service((socket) => {
-      let written = 0;
-      const pump = (): void => {
-        while (written < TOTAL) {
-          const chunk = Buffer.allocUnsafe(64 * 1024);
-          for (let j = 0; j < chunk.length; j++) chunk[j] = (written + j) % 251;
-          written += chunk.length;
-          if (!socket.write(chunk)) return void socket.once('drain', pump);
-        }
-        socket.end();
-      };
-      pump();
-    });
+    const [, address] = await service((socket) => streamPattern(socket, TOTAL));
     // Session 1's sink copies each payload and then says it is released; session 2's keeps them as they are.
     const buffers = new Map<number, Set<ArrayBufferLike>>([
       [1, new Set()],
