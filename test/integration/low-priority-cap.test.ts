@@ -5,6 +5,7 @@ import { FLAG_BATCH, FrameType, Priority } from '../../src/protocol/constants.js
 import { type HelloOptions, RawClient } from '../helpers/raw-client.js';
 import { type EchoStack, startEchoStack } from '../helpers/processes.js';
 import { metricValue } from '../helpers/metrics.js';
+import { until } from '../helpers/until.js';
 
 // A connection gets at most RATE low-priority frames per second; the excess is merged (clients that
 // accept batches) or dropped (clients that do not), always counted. System/high are never capped.
@@ -58,7 +59,10 @@ it('a burst of low messages becomes at most RATE frames a second, merged in orde
   for (const m of sent) pub.data(1, `/pub burst ${m}`, Priority.LOW);
   pub.data(1, 'fence');
   await pub.next(FrameType.DATA, 1);
-  await new Promise((r) => setTimeout(r, 600)); // a few pacer turns
+  // Nothing lost silently: every message is delivered or counted as dropped, once the pacer has let
+  // the merged frames out (a few turns; later on a busy machine).
+  const dropped = (): Promise<number> => metric('reason="merge_overflow",priority="low"');
+  await until(async () => messages(sub).length + (await dropped()) === sent.length, 'every message delivered or counted');
   const got = messages(sub);
   const dataFrames = sub.frames.filter((f) => f.type === FrameType.DATA);
   const seconds = (Date.now() - started) / 1000;
@@ -67,8 +71,7 @@ it('a burst of low messages becomes at most RATE frames a second, merged in orde
   expect(dataFrames.length).toBeLessThanOrEqual(RATE + Math.ceil(seconds * RATE));
   expect(dataFrames.some((f) => f.flags & FLAG_BATCH)).toBe(true);
   expect(dataFrames.every((f) => (f.flags & 3) === Priority.LOW)).toBe(true);
-  // Nothing lost silently: delivered + counted drops = sent.
-  expect(got.length + (await metric('reason="merge_overflow",priority="low"'))).toBe(sent.length);
+  expect(got.length + (await dropped())).toBe(sent.length);
   sub.destroy();
   pub.destroy();
 });
@@ -78,23 +81,20 @@ it('the cap is a bucket of RATE frames refilled at RATE a second: RATE leave at 
   const pub = await publisher();
   const sentAt = performance.now();
   for (let i = 0; i < 3 * RATE; i++) pub.data(1, `/pub bucket b${i}`, Priority.LOW);
-  const firstBatch = await new Promise<number>((resolve, reject) => {
-    const deadline = Date.now() + 5_000;
-    const poll = setInterval(() => {
-      const i = sub.received.findIndex((f) => f.type === FrameType.DATA && (f.flags & FLAG_BATCH) !== 0);
-      if (i >= 0 || Date.now() > deadline) {
-        clearInterval(poll);
-        if (i >= 0) resolve(i);
-        else reject(new Error('no BATCH frame within 5 s'));
-      }
-    }, 10);
-  });
+  const isBatch = (f: { type: number; flags: number }): boolean => f.type === FrameType.DATA && (f.flags & FLAG_BATCH) !== 0;
+  await until(() => sub.received.some(isBatch), 'a BATCH frame');
+  const firstBatch = sub.received.findIndex(isBatch);
   const data = sub.received.filter((f) => f.type === FrameType.DATA);
   const plain = data.slice(data.findIndex((f) => f.payload.toString() === 'b0'), data.findIndex((f) => (f.flags & FLAG_BATCH) !== 0));
-  expect(plain.map((f) => f.payload.toString())).toEqual(Array.from({ length: RATE }, (_, i) => `b${i}`));
+  // RATE leave at once, in order. More only if the publishes reached the proxy spread over time (a busy
+  // machine): the bucket refills one token per 1/RATE s of that spread, never faster.
+  const spreadS = (sub.received[firstBatch]!.at - sentAt) / 1000;
+  expect(plain.length).toBeGreaterThanOrEqual(RATE);
+  expect(plain.length).toBeLessThanOrEqual(RATE + Math.floor(spreadS * RATE));
+  expect(plain.map((f) => f.payload.toString())).toEqual(Array.from({ length: plain.length }, (_, i) => `b${i}`));
   // The next frame needs a refilled token: 1/RATE s after the burst emptied the bucket, which happened
   // after the publishes were sent (arrival gaps between frames are no measure: transit varies under load).
-  expect(sub.received[firstBatch]!.at - sentAt).toBeGreaterThanOrEqual(1_000 / RATE);
+  expect(spreadS * 1000).toBeGreaterThanOrEqual(1_000 / RATE);
   sub.destroy();
   pub.destroy();
 });
@@ -106,13 +106,14 @@ it('a client that cannot unpack batches loses the excess, counted as rate_capped
   for (let i = 0; i < 30; i++) pub.data(1, `/pub plain high-${i}`, Priority.HIGH);
   pub.data(1, 'fence');
   await pub.next(FrameType.DATA, 1);
-  await new Promise((r) => setTimeout(r, 300));
+  const capped = (): Promise<number> => metric('reason="rate_capped",priority="low"');
+  await until(async () => messages(sub).length + (await capped()) === 60, 'every message delivered or counted');
   const got = messages(sub);
   expect(sub.frames.some((f) => f.flags & FLAG_BATCH)).toBe(false);
   expect(got.filter((m) => m.startsWith('high-'))).toHaveLength(30);
   const low = got.filter((m) => m.startsWith('low-')).length;
   expect(low).toBeLessThan(30);
-  expect(low + (await metric('reason="rate_capped",priority="low"'))).toBe(30);
+  expect(low + (await capped())).toBe(30);
   sub.destroy();
   pub.destroy();
 });
