@@ -32,7 +32,7 @@ import { BenchProcess, type OutputLine, cpuUs, startProcess } from './processes.
  *
  * Knobs (for profiling one part at a known load; a partial run says so in its table): BENCH_PUSH_DEVICES
  * (10,000), BENCH_PUSH_PARTS (`ab`; `a` or `b` runs one), BENCH_PUSH_RATE ((b) at this rate, no peak
- * search), BENCH_PUSH_SECONDS (5, the length of that run).
+ * search; after one untimed step at that rate), BENCH_PUSH_SECONDS (5, the length of that run).
  */
 export const PUSH_DEVICES = Number(process.env.BENCH_PUSH_DEVICES ?? 10_000);
 /** Which parts run (profiling one at a time): `a`, `b` or `ab`. */
@@ -210,6 +210,10 @@ export async function benchPush(secret: string): Promise<PushResult> {
   }
   // A step that fails is tried once more before it counts as failed: one hiccup of a shared machine (or a
   // collection after the previous part) must not send the whole search down to a fraction of the peak.
+  // At a fixed rate, one untimed step at that rate first: the half-peak run of a full run follows the
+  // peak search, which has run every path of the call through V8's optimising tiers; a run straight
+  // after the devices connect would time the first calls' compilation instead.
+  if (FIXED_RATE > 0) await load(FIXED_RATE, STEP_SECONDS);
   const peak = FIXED_RATE > 0 ? 2 * FIXED_RATE : await findPeak(async (rate) => (await step(rate)) || step(rate));
   await settle(); // also starts the devices' counts afresh
   const half = Math.max(MIN_RATE / 2, peak / 2);
