@@ -175,9 +175,13 @@ export async function benchPush(secret: string): Promise<PushResult> {
     poller.close();
   }
 
+  // One load generator for every run of (b), started before any: see push-load.ts.
+  const generator = PARTS.includes('b') ? new BenchProcess(join(DIST_BENCH, 'push-load.js'), ['--api', api, '--key', KEY, '--users', String(PUSH_DEVICES)], env, { input: true }) : null;
+  await generator?.next((l) => l.event === 'ready');
   const load = async (rate: number, seconds: number): Promise<OutputLine> => {
-    const args = ['--api', api, '--key', KEY, '--users', String(PUSH_DEVICES), '--rate', String(rate), '--seconds', String(seconds)];
-    const done = (await startProcess(join(DIST_BENCH, 'push-load.js'), args, (l) => l.event === 'done')).line;
+    const finished = generator!.next((l) => l.event === 'done', 120_000 + seconds * 1000);
+    generator!.send(JSON.stringify({ rate, seconds }));
+    const done = await finished;
     owed += done.accepted as number;
     return done;
   };
@@ -199,7 +203,7 @@ export async function benchPush(secret: string): Promise<PushResult> {
   };
   /** Waits for the exits: a process profiled (BENCH_NODE_FLAGS=--cpu-prof) writes its profile as it exits. */
   const stop = async (): Promise<void> => {
-    const all = [...devices, proxy.process, backend.process];
+    const all = [...devices, ...(generator === null ? [] : [generator]), proxy.process, backend.process];
     for (const p of all) p.stop();
     await Promise.all(all.map((p) => p.exited));
   };
