@@ -90,6 +90,8 @@ async function load(rate: number, seconds: number): Promise<object> {
   return { event: 'done', offered, sent, skipped, accepted, failed, seconds: (clockMs() - begin) / 1000, p50Ms: http.quantile(0.5), p99Ms: http.quantile(0.99), cpuUs: cpu.user + cpu.system };
 }
 
+// Stopped by the bench with SIGTERM: exit as a profiled process must (its profile is written at exit).
+process.on('SIGTERM', () => process.exit(0));
 process.stdout.write(`${JSON.stringify({ event: 'ready' })}\n`);
 for await (const line of createInterface({ input: process.stdin })) {
   const { rate, seconds } = JSON.parse(line) as { rate: number; seconds: number };
