@@ -272,7 +272,8 @@ function ratio(x: number): string {
 function stepMark(s: StepResult): string {
   const rate = s.rate < 10 ? s.rate.toFixed(1) : fmt(s.rate);
   if (s.ok) return `${rate} ✓`;
-  return `${rate} ✗ (${s.missing > 0 ? `${fmt(s.missing)} missing` : `latency grew ${fmt(s.lagGrowthMs)} ms`})`;
+  const why = s.missing > 0 ? `${fmt(s.missing)} missing` : s.late ? `received in ${fmt(s.wallMs / 1000)} s` : `latency grew ${fmt(s.lagGrowthMs)} ms`;
+  return `${rate} ✗ (${why})`;
 }
 
 function fmt(n: number): string {

@@ -162,7 +162,9 @@ async function benchFootprint(options: ScaleBenchOptions): Promise<Footprint> {
       await Promise.all([stopped(lm.proxy), stopped(lm.backend)]);
     }
   } finally {
-    rmSync(dir, { recursive: true, force: true });
+    // BENCH_SCALE_KEEP_SNAPSHOTS=1 keeps them, to follow an object's retainers in DevTools.
+    if (process.env.BENCH_SCALE_KEEP_SNAPSHOTS) console.log(`heap snapshots kept in ${dir}`);
+    else rmSync(dir, { recursive: true, force: true });
   }
 }
 
@@ -254,6 +256,9 @@ interface V8Memory {
   external: number;
   /** The processes' RSS read at the same moment: what is not heap or external is native (sockets, malloc). */
   rss: number;
+  /** Compacting collections run after waves of connections (src/proxy/heap-compactor.ts), and their pauses in all (s). */
+  compactions: number;
+  compactionSeconds: number;
 }
 
 async function holdPlain(): Promise<Held> {
@@ -324,6 +329,9 @@ async function v8Memory(adminPort: number, prefix: string, pids: number[]): Prom
     newSpace: read(`${prefix}nodejs_heap_space_size_total_bytes{space="new"}`),
     external: read(`${prefix}nodejs_external_memory_bytes`),
     rss: sumRss(pids),
+    // Only workers (a proxy) compact; the primary's own registry has none of these.
+    compactions: sampleValue(text, `${prefix}heap_compaction_seconds_count`) ?? 0,
+    compactionSeconds: sampleValue(text, `${prefix}heap_compaction_seconds_sum`) ?? 0,
   };
   return Object.values(v8).every(Number.isFinite) ? v8 : null;
 }
@@ -599,7 +607,7 @@ function holdReport(plain: Held, livemux: Held): string {
     `### Connections held: ${fmt(CONNECTIONS)} over ${WORKERS} worker processes`,
     '',
     `Clients in ${2 * clientProcesses(half)} processes, each from its own 127.0.0.x, opening the connections in two waves of ${fmt(half)} (each wave's processes started on one signal, 64 connects in flight per process), ` +
-      `each wave followed by ${IDLE_SECONDS} s of idling. RSS is each process's lowest reading (every 2 s) while idling: RSS holds the garbage of a connect burst until V8 collects it, at a time of its choosing. ` +
+      `each wave followed by ${IDLE_SECONDS} s of idling. RSS is each process's lowest reading (every 2 s) while idling: RSS holds the garbage of a connect burst until it is collected (by each worker's compaction once the wave has passed, or by V8 at a time of its choosing). ` +
       '*Average*: RSS with every connection against the settled idle process, over all connections. *Marginal*: the second wave against the first, over the second wave: what one more idle connection costs, apart from what the first ones cost once (compiled code, grown tables, a young generation sized by the burst). ' +
       'The *where … went* rows split the growth read at one moment after the last idle: a negative young generation there means the idle process still held the young generation its start-up grew (which flatters *average*; *marginal* is free of it).',
     '',
@@ -611,10 +619,18 @@ function holdReport(plain: Held, livemux: Held): string {
     `| RSS per connection, each worker (average) | – | ${perWorker} | the primary, which keeps nothing per connection: ${kb(average(livemux, 1))} average, ${kb(marginal(livemux, 1))} marginal |`,
     `| connections open at the end (workers' /status) | – | ${held} | read with every client still connected |`,
     `| where the workers' RSS went, per connection | – | ${grown(livemux.v8?.workers, perConnection)} | /metrics and RSS read together after the last idle, against the idle workers (not collected first) |`,
+    `| compacting collections after the waves (workers) | – | ${compactions(livemux.v8?.workers?.full)} | src/proxy/heap-compactor.ts: one full collection per worker once a wave of new connections has passed; what it costs is this pause of the worker's event loop |`,
     `| where the primary's RSS went | – | ${grown(livemux.v8?.primary, mb)} | the same, for the primary (it holds no connection: what a connect burst left) |`,
     `| most files open in one process while connecting | ${peakFiles(plain, 'primary')} | ${peakFiles(livemux, 'primary')} | read every 500 ms; a process may hold fewer than 20,000 here |`,
     `| CPU while idle | ${(plain.idleCpuShare * 100).toFixed(1)} % of a core | ${(livemux.idleCpuShare * 100).toFixed(1)} % of a core | livemux over ${IDLE_SECONDS} s at the default 25 s heartbeat: ${fmt(pings)} PINGs/s, ${pings > 0 ? `${((livemux.idleCpuShare * 1e6) / pings).toFixed(1)} µs` : '–'} of server CPU per PING + PONG |`,
   ].join('\n');
+}
+
+/** How many compactions the workers ran, and their mean pause. */
+function compactions(v: V8Memory | null | undefined): string {
+  if (!v) return 'not read';
+  if (v.compactions === 0) return 'none';
+  return `${v.compactions}, ${((v.compactionSeconds / v.compactions) * 1000).toFixed(0)} ms pause each on average`;
 }
 
 /** Peak open files: the first process's (`first`), then each worker's. */

@@ -93,6 +93,8 @@ export interface Metrics {
   readonly fanOutDelay: HistogramSeries;
   /** livemux_route_reload_duration_seconds{result}: reading, validating and applying routes.yaml. */
   readonly reloadDuration: SeriesHistogram<'result'>;
+  /** livemux_heap_compaction_seconds: the pause of each compacting collection after a wave of connections (src/proxy/heap-compactor.ts). */
+  readonly heapCompaction: HistogramSeries;
 }
 
 /** Histogram buckets, in seconds, from what each measures on a healthy proxy to what an SRE pages on. */
@@ -107,6 +109,8 @@ const BUCKETS = {
   fanOut: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
   /** Parse, validate, build the table, move sessions: milliseconds, seconds for very large tables. */
   reload: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+  /** A full collection of a heap holding tens of thousands of connections: tens to hundreds of ms. */
+  compaction: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
 } as const;
 
 /** Outbound-queue lanes in order (OutboundQueue), as `lane` label values. */
@@ -288,5 +292,11 @@ export function createMetrics(): Metrics {
       buckets: BUCKETS.reload,
       registers,
     }),
+    heapCompaction: new SeriesHistogram({
+      name: 'livemux_heap_compaction_seconds',
+      help: 'Event-loop pause of each full compacting garbage collection run once a wave of new connections has passed (its _count: how many ran).',
+      buckets: BUCKETS.compaction,
+      registers,
+    }).series({}),
   };
 }

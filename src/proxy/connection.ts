@@ -105,7 +105,7 @@ export class Connection implements FrameSink, SessionHost, HandshakingConnection
   state: ConnState = ConnState.AWAIT_HELLO;
   userId = '';
   /** The verified token's forwarded claims, passed to backends in SessionOpened. */
-  private claims: Readonly<Record<string, string>> = NO_CLAIMS;
+  claims: Readonly<Record<string, string>> = NO_CLAIMS;
   /** When the token in effect lapses (its `exp` + skew), epoch ms; Infinity without `exp`. */
   private tokenDeadline = Infinity;
   /** The client handles AUTH_STATE and REFRESH (HELLO `accepts_refresh`). */
@@ -141,10 +141,14 @@ export class Connection implements FrameSink, SessionHost, HandshakingConnection
   /** Created at WELCOME, once the user is known; OPEN is illegal before. */
   private admission!: SessionAdmission;
   private readonly decoder: FrameDecoder;
-  private readonly bucket: TokenBucket;
-  /** Frames that earn a reply: PING, and DATA/CLOSE on sessions that are not open (PROTOCOL.md §9.6). */
-  private readonly replyBucket: TokenBucket;
-  private readonly refreshBucket = new TokenBucket(1 / REFRESH_INTERVAL_S, REFRESH_BURST);
+  /**
+   * The rate guards: OPEN/RESET; frames that earn a reply (PING, and DATA/CLOSE on sessions that are not
+   * open, PROTOCOL.md §9.6); REFRESH. Each is made on first use and given back by the periodic check
+   * once full again: a full bucket is exactly a new one, and an idle connection keeps none (72 bytes each).
+   */
+  private bucket: TokenBucket | null = null;
+  private replyBucket: TokenBucket | null = null;
+  private refreshBucket: TokenBucket | null = null;
   /** Frames that arrived before WELCOME, with their arrival time (performance.now()). */
   private pipelined: [FrameType, number, number, Buffer, number][] | null = null;
   /** Bytes of the frames held in `pipelined`, headers included. */
@@ -180,8 +184,6 @@ export class Connection implements FrameSink, SessionHost, HandshakingConnection
   ) {
     const { limits, timeouts } = ctx.config;
     this.maxPayload = limits.maxPayload;
-    this.bucket = new TokenBucket(limits.openResetRate, limits.openResetRate);
-    this.replyBucket = new TokenBucket(limits.replyRate, limits.replyRate);
     this.decoder = new FrameDecoder(this, this);
     this.out = new OutboundQueue(
       socket,
@@ -442,39 +444,29 @@ export class Connection implements FrameSink, SessionHost, HandshakingConnection
       this.sendStatus(FrameType.OPEN_FAIL, sessionId, code, reason, retryAfterMs);
       return;
     }
-    const { link } = admission;
+    const { link, business } = admission;
     const { registry, config } = this.ctx;
-    const info = {
-      userId: this.userId,
-      business: open.business,
-      // Most OPENs carry no metadata: they share one empty object rather than keep one per session.
-      metadata: isEmpty(open.metadata) ? NO_METADATA : open.metadata,
-      clientAddress: this.clientAddress,
-      connectionId: this.id,
-      clientSessionId: sessionId,
-      reattach: false,
-      claims: this.claims,
-      maxPayload: this.maxPayload,
-    };
     const session = new ProxySession(
       this,
       sessionId,
       registry.allocateRef(),
-      info,
+      business,
+      // Most OPENs carry no metadata: they share one empty object rather than keep one per session.
+      isEmpty(open.metadata) ? NO_METADATA : open.metadata,
       link,
       this.clientSessionWindow,
       config.limits.sessionWindow,
     );
     this.sessions.set(sessionId, session);
-    this.admission.opened(open.business);
+    this.admission.opened(business);
     registry.add(session);
-    link.open(session.ref, info);
-    m.sessions.inc({ business: open.business });
-    m.sessionsOpened.inc({ business: open.business, result: 'ok' });
+    link.open(session.ref, session.info);
+    m.sessions.inc({ business });
+    m.sessionsOpened.inc({ business, result: 'ok' });
     this.sessionsOpened++;
-    this.line('info', { session: sessionId, business: open.business, endpoint: link.endpoint }, 'session opened');
+    this.line('info', { session: sessionId, business, endpoint: link.endpoint }, 'session opened');
     this.sendSessionFrame(FrameType.OPEN_OK, sessionId, EMPTY);
-    m.openDuration.series({ business: open.business }).observe((performance.now() - arrived) / 1000);
+    m.openDuration.series({ business }).observe((performance.now() - arrived) / 1000);
   }
 
   /** @internal */
@@ -545,7 +537,7 @@ export class Connection implements FrameSink, SessionHost, HandshakingConnection
     this.requireOpen('REFRESH');
     if (!this.acceptsRefresh) throw new ProtocolError(Code.UNEXPECTED_FRAME, 'REFRESH: HELLO did not set accepts_refresh');
     const { token } = decodeRefresh(payload);
-    if (this.refreshing || !this.refreshBucket.take()) {
+    if (this.refreshing || !(this.refreshBucket ??= new TokenBucket(1 / REFRESH_INTERVAL_S, REFRESH_BURST)).take()) {
       throw new LimitError(Code.RATE_LIMITED, `REFRESH: more than ${REFRESH_BURST}, then one per ${REFRESH_INTERVAL_S} s, one at a time`, 'refresh_rate');
     }
     this.refreshing = true;
@@ -667,7 +659,7 @@ export class Connection implements FrameSink, SessionHost, HandshakingConnection
   }
 
   retired(session: ProxySession, code: number, reason: string): void {
-    const durationMs = Date.now() - session.openedAt;
+    const durationMs = Math.floor(performance.now()) - session.openedAt;
     // A client's RESET or CLOSE may carry 16 KiB of reason: a log line gets its start.
     this.line('info', { session: session.id, business: session.business, durationMs, code: codeName(code), reason: reason.slice(0, 200) }, 'session closed');
     this.sessions.delete(session.id);
@@ -829,10 +821,14 @@ export class Connection implements FrameSink, SessionHost, HandshakingConnection
       this.pingsSent = silentIntervals;
       const ping = Buffer.allocUnsafe(8);
       ping.writeDoubleBE(Date.now());
-      this.sendControl(FrameType.PING, ping);
+      this.out.controlNow(encodeFrame(FrameType.PING, 0, 0, ping));
     }
-    // An idle connection gives back the lanes its traffic grew (a PING just queued is written first).
+    // An idle connection gives back the lanes its traffic grew (a PING just queued is written first),
+    // and the rate guards that have filled up again.
     this.out.compact();
+    if (this.bucket?.full()) this.bucket = null;
+    if (this.replyBucket?.full()) this.replyBucket = null;
+    if (this.refreshBucket?.full()) this.refreshBucket = null;
     this.scheduleNext();
   }
 
@@ -921,8 +917,8 @@ export class Connection implements FrameSink, SessionHost, HandshakingConnection
    * one token bucket of `limits.reply_rate`. A flood gets ERROR CONTROL_FLOOD (PROTOCOL.md §9.6).
    */
   private withinReplyRate(frame: string): boolean {
-    if (this.replyBucket.take()) return true;
     const rate = this.ctx.config.limits.replyRate;
+    if ((this.replyBucket ??= new TokenBucket(rate, rate)).take()) return true;
     this.refuse(new LimitError(Code.CONTROL_FLOOD, `${frame}: more than ${rate} frames that earn a reply per second`, 'limits.reply_rate'));
     return false;
   }
@@ -938,9 +934,9 @@ export class Connection implements FrameSink, SessionHost, HandshakingConnection
    * every session is closed and the connection ends once that is written.
    */
   private withinOpenResetRate(frame: string): boolean {
-    if (this.bucket.take()) return true;
+    const rate = this.ctx.config.limits.openResetRate;
+    if ((this.bucket ??= new TokenBucket(rate, rate)).take()) return true;
     if (this.state === ConnState.OPEN) {
-      const rate = this.ctx.config.limits.openResetRate;
       this.ctx.metrics.protocolErrors.inc({ code: codeName(Code.RATE_LIMITED) });
       this.line('warn', { frame }, 'OPEN/RESET flood: sending GOAWAY');
       this.goAway(Code.RATE_LIMITED, `${frame}: more than ${rate} OPEN/RESET per second`);

@@ -26,6 +26,7 @@ import { ProxyHeaderParser } from './proxy-protocol.js';
 import { RouteReloader } from './route-reloader.js';
 import { SessionMover } from './session-mover.js';
 import { nodeInternals } from './socket-writer.js';
+import { HeapCompactor } from './heap-compactor.js';
 import { TimerWheel, WheelEntry } from './timer-wheel.js';
 
 /** How long a refused connection's socket may take to deliver its ERROR. */
@@ -77,6 +78,9 @@ export class ProxyServer {
   private admin: { port: number; close(): Promise<void> } | null = null;
   private registration: DispatchRegistration | null = null;
   private lag: EventLoopLag | null = null;
+  /** Connections handed to this server since it started (kept or not): the compactor's wave detector reads it. */
+  private arrivals = 0;
+  private compactor: HeapCompactor | null = null;
   private draining = false;
   private closedWaiters: (() => void)[] = [];
 
@@ -169,6 +173,14 @@ export class ProxyServer {
       });
     }
     this.overload.start();
+    this.compactor = new HeapCompactor(
+      () => ({ open: this.connections.size, arrived: this.arrivals }),
+      ({ connections, durationMs, heapBefore, heapAfter }) => {
+        this.metrics.heapCompaction.observe(durationMs / 1000);
+        const mb = (bytes: number): number => Math.round(bytes / 1048576);
+        this.logger.info({ connections, durationMs: Math.round(durationMs), heapMB: mb(heapBefore), heapAfterMB: mb(heapAfter) }, 'heap compacted after a wave of connections');
+      },
+    );
     if (admin) {
       this.admin = await startAdminServer({
         host: admin.host,
@@ -274,6 +286,7 @@ export class ProxyServer {
 
   /** Takes a client connection accepted elsewhere (or by this server's listener); refused while draining. */
   adopt(socket: net.Socket): void {
+    this.arrivals++;
     if (this.draining) {
       socket.destroy();
       return;
@@ -422,6 +435,7 @@ export class ProxyServer {
   async close(): Promise<void> {
     await this.drain();
     this.overload.stop();
+    this.compactor?.stop();
     await this.users.close();
     await this.registration?.close();
     this.lag?.stop();

@@ -8,16 +8,11 @@ import { TokenBucket } from '../util/token-bucket.js';
 
 /** The answer to an OPEN: a link to bind the session to, or the OPEN_FAIL to send (`limit`: the limit that refused it). */
 export type Admission =
-  | { kind: 'admit'; link: BackendLink }
+  | { kind: 'admit'; link: BackendLink; business: string }
   | { kind: 'refuse'; code: Code; reason: string; retryAfterMs: number; limit?: string };
 
 /** The `business` label of an OPEN naming no business the routes know: client input never becomes a label. */
 export const UNKNOWN_BUSINESS_LABEL = '(unknown)';
-
-interface BusinessUsage {
-  sessions: number;
-  bucket: TokenBucket | null;
-}
 
 /**
  * Decides, for one connection, whether an OPEN becomes a session and on which backend link: the
@@ -27,8 +22,10 @@ interface BusinessUsage {
  * reports every session it opens and retires.
  */
 export class SessionAdmission {
-  /** Per business (a connection rarely uses more than one or two). */
-  private readonly usage = new SmallMap<string, BusinessUsage>();
+  /** Open sessions per business (a connection rarely uses more than one or two). */
+  private readonly sessions = new SmallMap<string, number>();
+  /** The route's `limits.open_rate` per business, for routes that set one; null while none does. */
+  private buckets: SmallMap<string, TokenBucket> | null = null;
 
   constructor(
     private readonly ctx: ProxyContext,
@@ -58,11 +55,11 @@ export class SessionAdmission {
     }
 
     const { maxSessionsPerConnection, openRate } = decision.route.limits;
-    const usage = this.usageOf(business, openRate);
-    if (maxSessionsPerConnection > 0 && usage.sessions >= maxSessionsPerConnection) {
-      return refuse(Code.TOO_MANY_SESSIONS, `OPEN: too many "${shown}" sessions (${usage.sessions} vs ${maxSessionsPerConnection})`);
+    const sessions = this.sessions.get(decision.business) ?? 0;
+    if (maxSessionsPerConnection > 0 && sessions >= maxSessionsPerConnection) {
+      return refuse(Code.TOO_MANY_SESSIONS, `OPEN: too many "${shown}" sessions (${sessions} vs ${maxSessionsPerConnection})`);
     }
-    if (usage.bucket && !usage.bucket.take()) {
+    if (openRate > 0 && !this.bucketOf(decision.business, openRate).take()) {
       return refuse(Code.RATE_LIMITED, `OPEN: more than ${openRate} "${shown}" OPENs per second`, 1000);
     }
     const link = this.ctx.links.get(decision.endpoint);
@@ -75,7 +72,8 @@ export class SessionAdmission {
       return refuse(Code.RATE_LIMITED, `OPEN: this user opens more than ${rate} sessions per second`, users.retryAfterMs, 'users.open_rate');
     }
     this.ctx.metrics.routingDecisions.inc({ business, endpoint: decision.endpoint });
-    return { kind: 'admit', link };
+    // The route's own string for the name: the session keeps it, not a copy read from each OPEN.
+    return { kind: 'admit', link, business: decision.business };
   }
 
   /** `business` as a metric label: itself when the routes name it, else {@link UNKNOWN_BUSINESS_LABEL}. */
@@ -84,18 +82,20 @@ export class SessionAdmission {
   }
 
   opened(business: string): void {
-    this.usageOf(business, 0).sessions++;
+    this.sessions.set(business, (this.sessions.get(business) ?? 0) + 1);
   }
 
   retired(business: string): void {
-    const usage = this.usage.get(business);
-    if (usage) usage.sessions--;
+    const sessions = this.sessions.get(business);
+    if (sessions !== undefined) this.sessions.set(business, sessions - 1);
   }
 
-  private usageOf(business: string, openRate: number): BusinessUsage {
-    let usage = this.usage.get(business);
-    if (!usage) this.usage.set(business, (usage = { sessions: 0, bucket: openRate > 0 ? new TokenBucket(openRate, openRate) : null }));
-    return usage;
+  /** Made at the first OPEN the route limits, at the rate it had then. */
+  private bucketOf(business: string, openRate: number): TokenBucket {
+    const buckets = (this.buckets ??= new SmallMap());
+    let bucket = buckets.get(business);
+    if (!bucket) buckets.set(business, (bucket = new TokenBucket(openRate, openRate)));
+    return bucket;
   }
 }
 

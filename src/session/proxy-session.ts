@@ -16,6 +16,12 @@ export interface SessionHost {
   readonly out: OutboundQueue;
   /** Largest DATA payload the client takes (WELCOME `max_payload`). */
   readonly maxPayload: number;
+  /** Who the connection is, as its sessions' backends are told (SessionOpenInfo). */
+  readonly userId: string;
+  readonly clientAddress: string;
+  readonly connectionId: string;
+  /** The token's forwarded claims now (a REFRESH may change them). */
+  readonly claims: Readonly<Record<string, string>>;
   /** The connection's low-priority frame cap, or null when uncapped. */
   readonly lowPacer: LowPriorityPacer | null;
   /** Connection-level credit for server→client DATA. */
@@ -78,7 +84,8 @@ export class ProxySession implements QueueOwner, PacedSession {
   topicSeq = 0;
   readonly sendCredit: SendCredit;
   private readonly recvCredit: ReceiveCredit;
-  private readonly blocked = new Deque<Blocked>();
+  /** DATA waiting for credit, in order; null while none does (most sessions never wait: 48 bytes each kept). */
+  private blocked: Deque<Blocked> | null = null;
   private blockedBytes = 0;
   private queued = 0;
   /** Bytes of this session's DATA in the connection's outbound queue. */
@@ -101,8 +108,8 @@ export class ProxySession implements QueueOwner, PacedSession {
   /** The endpoint this session was moved off when it failed; it goes back there when that recovers. */
   displacedFrom: string | null = null;
 
-  /** When the session was opened (Date.now()), for its close log line. */
-  readonly openedAt = Date.now();
+  /** When the session was opened (performance.now(), whole ms: a small integer, not a boxed double), for its close log line. */
+  readonly openedAt = Math.floor(performance.now());
   /** The first CLOSE either side sent: what a graceful end is logged with. */
   private closeStatus: { code: number; reason: string } | null = null;
 
@@ -112,8 +119,10 @@ export class ProxySession implements QueueOwner, PacedSession {
     readonly id: number,
     /** Proxy-assigned id on the backend stream; unique per proxy, kept across rebinds. */
     readonly ref: number,
-    /** What the backend is told on open, and what routing hashes on when the session must move. */
-    readonly info: SessionOpenInfo,
+    /** The OPEN's business, as its route names it. */
+    readonly business: string,
+    /** The OPEN's metadata (routing may hash on it when the session must move). */
+    readonly metadata: Readonly<Record<string, string>>,
     private boundLink: BackendLink,
     sendWindow: number,
     recvWindow: number,
@@ -122,8 +131,23 @@ export class ProxySession implements QueueOwner, PacedSession {
     this.recvCredit = new ReceiveCredit(recvWindow);
   }
 
-  get business(): string {
-    return this.info.business;
+  /**
+   * What the backend is told on open (SessionOpened), and what routing hashes on when the session must
+   * move: made when asked, from the connection, rather than kept (an object of nine fields per session).
+   */
+  get info(): SessionOpenInfo {
+    const h = this.host;
+    return {
+      userId: h.userId,
+      business: this.business,
+      metadata: this.metadata,
+      clientAddress: h.clientAddress,
+      connectionId: h.connectionId,
+      clientSessionId: this.id,
+      reattach: false,
+      claims: h.claims,
+      maxPayload: h.maxPayload,
+    };
   }
 
   /** The backend link this session is bound to now. */
@@ -208,7 +232,7 @@ export class ProxySession implements QueueOwner, PacedSession {
    * messages one by one, which wait, drop or close exactly as single frames do.
    */
   deliverRun(frames: Buffer, count: number, payloadBytes: number, largest: number, priority: Priority): boolean {
-    if (this.state !== SessionState.OPEN || this.blocked.length > 0 || !this.hasCredit(payloadBytes)) return false;
+    if (this.state !== SessionState.OPEN || this.blocked !== null || !this.hasCredit(payloadBytes)) return false;
     if (largest > this.host.maxPayload) return false;
     if (this.host.out.admit(frames.length, priority) !== 'ok') return false;
     this.sendCredit.consume(payloadBytes);
@@ -227,7 +251,7 @@ export class ProxySession implements QueueOwner, PacedSession {
    * done, otherwise.
    */
   writeRuns(w: WholeWrite): boolean {
-    if (this.state !== SessionState.OPEN || this.blocked.length > 0) return false;
+    if (this.state !== SessionState.OPEN || this.blocked !== null) return false;
     const host = this.host;
     const n = w.payloadBytes;
     if (this.sendCredit.bytes < n || host.sendCredit.bytes < n || w.largest > host.maxPayload) return false;
@@ -240,7 +264,7 @@ export class ProxySession implements QueueOwner, PacedSession {
   private enqueue(payload: Buffer, priority: Priority, flags: number): void {
     const n = payload.length;
     const out = this.host.out;
-    if (this.blocked.length === 0 && this.hasCredit(n)) {
+    if (this.blocked === null && this.hasCredit(n)) {
       const admission = out.admit(HEADER_SIZE + n, priority);
       if (admission === 'drop') return this.host.drop('queue_full', priority);
       if (admission === 'overflow') return this.host.slowConsumer();
@@ -250,7 +274,7 @@ export class ProxySession implements QueueOwner, PacedSession {
     if (priority === Priority.LOW) return this.host.drop('no_credit', priority);
     const admission = out.admit(n, priority);
     if (admission === 'overflow') return this.host.slowConsumer();
-    this.blocked.push({ payload, priority, flags });
+    (this.blocked ??= new Deque()).push({ payload, priority, flags });
     this.blockedBytes += n;
     out.hold(n);
     if (this.sendCredit.bytes >= n) this.host.awaitConnectionCredit(this);
@@ -259,15 +283,18 @@ export class ProxySession implements QueueOwner, PacedSession {
   /** Sends what waited for credit, in order, as far as credit allows. Called after WINDOW_UPDATEs. */
   pump(): void {
     const out = this.host.out;
-    let next = this.blocked.peek();
+    const blocked = this.blocked;
+    let next = blocked?.peek();
     while (next && this.hasCredit(next.payload.length)) {
-      this.blocked.shift();
+      blocked!.shift();
       const n = next.payload.length;
       this.blockedBytes -= n;
       out.unhold(n);
       if (this.state !== SessionState.CLOSED) this.write(next.payload, next.priority, next.flags);
-      next = this.blocked.peek();
+      next = blocked!.peek();
     }
+    // Given back once empty: an idle session keeps no deque.
+    if (!next && this.blocked === blocked) this.blocked = null;
     if (next && this.sendCredit.bytes >= next.payload.length) this.host.awaitConnectionCredit(this);
     this.maybeSendClose();
     if (this.deliverable && !this.backedUp) this.releaseDeliverable();
@@ -428,7 +455,9 @@ export class ProxySession implements QueueOwner, PacedSession {
     this.returnCredit();
     this.host.out.unhold(this.blockedBytes);
     this.blockedBytes = 0;
-    this.blocked.clear();
+    // Cleared, not only dropped: a pump() running below this retire stops at the next peek.
+    this.blocked?.clear();
+    this.blocked = null;
     const end = this.closeStatus ?? { code, reason };
     this.host.retired(this, end.code, end.reason);
     if (this.deliverable) this.releaseDeliverable();
@@ -442,7 +471,7 @@ export class ProxySession implements QueueOwner, PacedSession {
   }
 
   private maybeSendClose(): void {
-    if (this.state !== SessionState.CLOSING || this.queued > 0 || this.blocked.length > 0) return;
+    if (this.state !== SessionState.CLOSING || this.queued > 0 || this.blocked !== null) return;
     if (!this.closeSent && this.closeFrame) {
       this.closeSent = true;
       this.host.sendSessionFrame(FrameType.CLOSE, this.id, this.closeFrame);

@@ -57,8 +57,28 @@ describe('idle compaction', () => {
     q.compact();
     await until(() => received().length === ping.length, 'the PING written');
     expect(lanes()).toBeNull();
+    // The writer's spare write request is given back too (~110 B); the next write makes one again.
+    expect((q as unknown as { writer: { kind: string; req?: unknown } }).writer.kind).toBe('handle');
+    expect((q as unknown as { writer: { req: unknown } }).writer.req).toBeNull();
     q.control(ping);
     await until(() => received().length === 2 * ping.length, 'a PING queued after compaction written');
+  });
+
+  it("an idle connection's PING is written at once without making lanes; with frames queued it is queued as control()", async () => {
+    const { server, received } = await pair();
+    const q = new OutboundQueue(server, 1 << 20, { onDrop: () => {}, onOverflow: () => {} }, new FrameStats());
+    const lanes = (): unknown => (q as unknown as { lanes: unknown }).lanes;
+    const ping = encodeFrame(FrameType.PING, 0, 0, Buffer.alloc(8, 1));
+    const data = encodeData(3, Priority.HIGH, Buffer.from('hello'));
+    q.controlNow(ping);
+    expect(lanes()).toBeNull();
+    await until(() => received().length === ping.length, 'the PING written');
+    // With DATA queued (its flush not yet run), the PING takes the control lane, ahead of DATA as any control frame.
+    q.data(owner, data.subarray(0, 12), data.subarray(12), Priority.HIGH);
+    q.controlNow(ping);
+    expect(lanes()).not.toBeNull();
+    await until(() => received().length === 2 * ping.length + data.length, 'the second PING and the DATA written');
+    expect(received()).toEqual(Buffer.concat([ping, ping, data]));
   });
 
   it('a decoder that gives back its chunk list once empty still joins frames split across reads', () => {

@@ -36,4 +36,20 @@ describe('TokenBucket', () => {
     expect(b.take(250)).toBe(false); // the debt is paid first
     expect([b.reserve(300), b.reserve(300)]).toEqual([0, 100]);
   });
+
+  it('full() only once every token, borrowed ones included, has come back: then it is a new bucket', () => {
+    const b = new TokenBucket(10, 2, 0);
+    expect(b.full(0)).toBe(true);
+    b.take(0);
+    expect(b.full(50)).toBe(false); // 1.5 of 2
+    expect(b.full(100)).toBe(true);
+    b.reserve(100);
+    b.reserve(100);
+    b.reserve(100); // one borrowed
+    expect(b.full(300)).toBe(false); // 1 of 2: the debt was paid first
+    expect(b.full(400)).toBe(true);
+    // Exactly what a new bucket would do from here.
+    const fresh = new TokenBucket(10, 2, 400);
+    expect([b.take(400), b.take(400), b.take(400)]).toEqual([fresh.take(400), fresh.take(400), fresh.take(400)]);
+  });
 });

@@ -41,12 +41,15 @@ class Member implements SessionHost {
   readonly lowPacer = null;
   /** The client's max_payload (WELCOME). */
   maxPayload = 1 << 20;
+  readonly userId = 'u';
+  readonly clientAddress = '';
+  readonly connectionId = '';
+  readonly claims = {};
   readonly sendCredit = new SendCredit(1 << 30);
   readonly session: ProxySession;
 
   constructor(ref: number, sessionId = 1) {
-    const info = { userId: 'u', business: 'b', metadata: {}, clientAddress: '', connectionId: '', clientSessionId: sessionId, reattach: false, claims: {}, maxPayload: 1 << 20 };
-    this.session = new ProxySession(this, sessionId, ref, info, link, 1 << 30, 1 << 30);
+    this.session = new ProxySession(this, sessionId, ref, 'b', {}, link, 1 << 30, 1 << 30);
   }
 
   /** The session id in each frame's header, in the order written. */
