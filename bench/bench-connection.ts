@@ -1,8 +1,9 @@
-import net from 'node:net';
+import net, { type OnReadOpts } from 'node:net';
 import { FrameType } from '../src/protocol/constants.js';
 import { FrameDecoder } from '../src/protocol/decoder.js';
 import { encodeFrame } from '../src/protocol/encoder.js';
 import { encodeHello, encodeOpen } from '../src/protocol/messages.js';
+import { slabReads } from '../src/protocol/slab-reads.js';
 
 /** The next source port to try per source address (see {@link connectFrom}). */
 const nextPort = new Map<string, number>();
@@ -17,7 +18,7 @@ const LAST_SOURCE_PORT = 32_000;
  * no connection uses, which costs milliseconds per connect once thousands are open, and would make
  * the client the bottleneck of an accept-rate bench.
  */
-export async function connectFrom(port: number, localAddress?: string): Promise<net.Socket> {
+export async function connectFrom(port: number, localAddress?: string, onread?: OnReadOpts): Promise<net.Socket> {
   for (;;) {
     const localPort = localAddress === undefined ? undefined : (nextPort.get(localAddress) ?? FIRST_SOURCE_PORT);
     if (localAddress !== undefined) {
@@ -26,7 +27,7 @@ export async function connectFrom(port: number, localAddress?: string): Promise<
     }
     try {
       return await new Promise<net.Socket>((resolve, reject) => {
-        const socket = net.connect({ port, host: '127.0.0.1', localAddress, localPort }, () => {
+        const socket = net.connect({ port, host: '127.0.0.1', localAddress, localPort, onread }, () => {
           socket.off('error', reject);
           resolve(socket);
         });
@@ -50,6 +51,7 @@ export interface OpenResult {
  * for a whole run are not closed as dead. DATA goes to `onData`; flow control is the caller's.
  */
 export class BenchConnection {
+  private readonly decoder: FrameDecoder;
   private welcomed: (() => void) | null = null;
   private batch: { pending: number; result: OpenResult; done: (r: OpenResult) => void } | null = null;
   private closed: (() => void)[] = [];
@@ -58,7 +60,7 @@ export class BenchConnection {
     readonly socket: net.Socket,
     onData: (sessionId: number, payload: Buffer) => void,
   ) {
-    const decoder = new FrameDecoder(
+    this.decoder = new FrameDecoder(
       {
         onFrame: (type, _flags, sessionId, payload) => {
           if (type === FrameType.DATA) onData(sessionId, payload);
@@ -70,14 +72,21 @@ export class BenchConnection {
       { maxPayload: 1 << 20 },
     );
     socket.setNoDelay(true);
-    socket.on('data', (chunk: Buffer) => decoder.push(chunk));
+    socket.on('data', (chunk: Buffer) => this.decoder.push(chunk));
     socket.on('error', () => {});
     socket.once('close', () => this.closed.forEach((fail) => fail()));
   }
 
-  /** Connects to 127.0.0.1:`port`, from `localAddress` when given (see {@link connectFrom}). */
-  static async connect(port: number, onData: (sessionId: number, payload: Buffer) => void = () => {}, localAddress?: string): Promise<BenchConnection> {
-    return new BenchConnection(await connectFrom(port, localAddress), onData);
+  /**
+   * Connects to 127.0.0.1:`port`, from `localAddress` when given (see {@link connectFrom}). `slab`: read
+   * as the SDK does (slabReads: large DATA frames are not copied), at the cost of a 1 MiB slab per connection.
+   */
+  static async connect(port: number, onData: (sessionId: number, payload: Buffer) => void = () => {}, localAddress?: string, slab = false): Promise<BenchConnection> {
+    let conn: BenchConnection | null = null;
+    // The connection exists before any read: reads start in a later turn than the connect's resolution.
+    const onread = slab ? slabReads((chunk) => conn!.decoder.push(chunk)) : undefined;
+    conn = new BenchConnection(await connectFrom(port, localAddress, onread), onData);
+    return conn;
   }
 
   /** HELLO with `token`; resolves on WELCOME. */

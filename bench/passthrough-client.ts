@@ -4,15 +4,18 @@ import { FrameType, Priority } from '../src/protocol/constants.js';
 import { encodeData, encodeFrame, encodeWindowUpdate } from '../src/protocol/encoder.js';
 import { ReceiveCredit } from '../src/protocol/flow-control.js';
 import { encodeHello } from '../src/protocol/messages.js';
+import { slabReads } from '../src/protocol/slab-reads.js';
 import { BenchConnection } from './bench-connection.js';
 import { roundTripLine } from './timed.js';
 
 /**
  * One passthrough bench run against `--port`, `--via`:
  * - direct or haproxy: plain TCP to the service (straight, or through haproxy `mode tcp`);
+ *   every path reads the same way (slabReads: 1 MiB slabs, reads of at least 64 KiB);
  * - livemux: HELLO with 16 MiB windows (credit returned as bytes arrive), one session of business
  *   `legacy` (a tcp pool), the same bytes as DATA.
- * `--test stream`: the service streams 64 KiB chunks; prints bytes/s received over `--seconds`.
+ * `--test stream`: the service streams 64 KiB chunks; prints bytes/s received over `--seconds`, and
+ *   this process's CPU time per GiB received over the same seconds (`clientCpuMsPerGiB`).
  * `--test pingpong`: 64 B out, wait for the 64 B back, again; prints round trips/s and latency.
  * One warm-up second first. Prints one JSON line.
  */
@@ -37,20 +40,20 @@ interface Pipe {
 async function pipe(onBytes: (bytes: Buffer) => void): Promise<Pipe> {
   if (values.via !== 'livemux') {
     const socket = await new Promise<net.Socket>((resolve, reject) => {
-      const s = net.connect({ port, host: '127.0.0.1' }, () => resolve(s));
+      const s = net.connect({ port, host: '127.0.0.1', onread: slabReads(onBytes) }, () => resolve(s));
       s.once('error', reject);
     });
     socket.setNoDelay(true);
-    socket.on('data', onBytes);
     return { send: (bytes) => socket.write(bytes) };
   }
   const credit = new ReceiveCredit(WINDOW);
-  const conn = await BenchConnection.connect(port, (_id, payload) => {
+  const onData = (_id: number, payload: Buffer): void => {
     credit.receive(payload.length);
     const increment = credit.release(payload.length);
     if (increment > 0) conn.socket.write(Buffer.concat([encodeWindowUpdate(1, increment), encodeWindowUpdate(0, increment)]));
     onBytes(payload);
-  });
+  };
+  const conn = await BenchConnection.connect(port, onData, undefined, true);
   conn.socket.write(encodeFrame(FrameType.HELLO, 0, 0, encodeHello({ versions: [1], token: values.token!, sessionWindow: WINDOW, connectionWindow: WINDOW })));
   if ((await conn.open('legacy', 1)).refused > 0) throw new Error('passthrough-client: OPEN refused');
   return { send: (bytes) => conn.socket.write(encodeData(1, Priority.HIGH, bytes)) };
@@ -66,9 +69,12 @@ if (values.test === 'stream') {
   await sleep(1000);
   const from = bytes;
   const start = performance.now();
+  const cpuFrom = process.cpuUsage();
   await sleep(seconds * 1000);
+  const cpu = process.cpuUsage(cpuFrom);
   const elapsed = (performance.now() - start) / 1000;
-  console.log(JSON.stringify({ bytesPerSecond: (bytes - from) / elapsed }));
+  const received = bytes - from;
+  console.log(JSON.stringify({ bytesPerSecond: received / elapsed, clientCpuMsPerGiB: (cpu.user + cpu.system) / 1000 / (received / 2 ** 30) }));
 } else {
   let got = 0;
   let sentAt = 0;

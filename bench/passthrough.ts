@@ -24,6 +24,9 @@ export interface PassthroughResult {
   p99Ms: number;
   /** CPU time of the process in the middle (proxy or haproxy) per GiB streamed, ms; NaN for direct. */
   middleCpuMsPerGiB: number;
+  /** The same for the client process (its measured seconds only) and the service. */
+  clientCpuMsPerGiB: number;
+  upstreamCpuMsPerGiB: number;
   /** The same per 1,000 ping-pong round trips, ms. */
   middleCpuMsPerKiloTrip: number;
 }
@@ -51,20 +54,27 @@ export async function benchPassthrough(token: string, startProxy: (upstream: str
     { via: 'livemux', port: proxy.port, pid: proxy.pid },
   ];
   try {
-    type Runs = { stream: number[]; pingPong: number[]; p50: number[]; p99: number[]; cpuPerGiB: number[]; cpuPerKiloTrip: number[] };
-    const runs = new Map<Via, Runs>(paths.map(({ via }) => [via, { stream: [], pingPong: [], p50: [], p99: [], cpuPerGiB: [], cpuPerKiloTrip: [] }]));
-    // CPU of the middle process while the client runs (its warm-up second included, hence ×(1 + 1/SECONDS)).
-    const cpuMs = async (pid: number | null, run: () => Promise<Record<string, unknown>>): Promise<[Record<string, unknown>, number]> => {
+    type Runs = { stream: number[]; pingPong: number[]; p50: number[]; p99: number[]; cpuPerGiB: number[]; clientCpuPerGiB: number[]; upstreamCpuPerGiB: number[]; cpuPerKiloTrip: number[] };
+    const runs = new Map<Via, Runs>(
+      paths.map(({ via }) => [via, { stream: [], pingPong: [], p50: [], p99: [], cpuPerGiB: [], clientCpuPerGiB: [], upstreamCpuPerGiB: [], cpuPerKiloTrip: [] }]),
+    );
+    const upstreamPid = upstream.line.pid as number;
+    // CPU of the middle process and the service while the client runs (its warm-up second included, hence ×(1 + 1/SECONDS)).
+    const cpuMs = async (pid: number | null, run: () => Promise<Record<string, unknown>>): Promise<[Record<string, unknown>, number, number]> => {
       const before = pid ? cpuUs(pid) : 0;
+      const upstreamBefore = cpuUs(upstreamPid);
       const line = await run();
-      return [line, pid ? (cpuUs(pid) - before) / 1000 : NaN];
+      return [line, pid ? (cpuUs(pid) - before) / 1000 : NaN, (cpuUs(upstreamPid) - upstreamBefore) / 1000];
     };
     for (let round = 0; round < ROUNDS; round++) {
       for (const { via, port, pid } of paths) {
         const r = runs.get(via)!;
-        const [stream, streamCpu] = await cpuMs(pid, () => client(port, via, 'stream', token));
+        const [stream, streamCpu, upstreamCpu] = await cpuMs(pid, () => client(port, via, 'stream', token));
+        const gib = ((stream.bytesPerSecond as number) * (SECONDS + 1)) / 2 ** 30;
         r.stream.push(stream.bytesPerSecond as number);
-        r.cpuPerGiB.push(streamCpu / (((stream.bytesPerSecond as number) * (SECONDS + 1)) / 2 ** 30));
+        r.cpuPerGiB.push(streamCpu / gib);
+        r.upstreamCpuPerGiB.push(upstreamCpu / gib);
+        r.clientCpuPerGiB.push(stream.clientCpuMsPerGiB as number);
         const [ping, pingCpu] = await cpuMs(pid, () => client(port, via, 'pingpong', token));
         r.pingPong.push(ping.roundTripsPerSecond as number);
         r.cpuPerKiloTrip.push(pingCpu / (((ping.roundTripsPerSecond as number) * (SECONDS + 1)) / 1000));
@@ -82,6 +92,8 @@ export async function benchPassthrough(token: string, startProxy: (upstream: str
         p50Ms: mean(r.p50),
         p99Ms: mean(r.p99),
         middleCpuMsPerGiB: mean(r.cpuPerGiB),
+        clientCpuMsPerGiB: mean(r.clientCpuPerGiB),
+        upstreamCpuMsPerGiB: mean(r.upstreamCpuPerGiB),
         middleCpuMsPerKiloTrip: mean(r.cpuPerKiloTrip),
       };
     });

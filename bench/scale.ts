@@ -706,13 +706,15 @@ function passthroughReport(passthrough: PassthroughResult[]): string {
   const direct = passthrough.find((p) => p.via === 'direct')!;
   const livemux = passthrough.find((p) => p.via === 'livemux')!;
   const cpu = (ms: number): string => (Number.isNaN(ms) ? '–' : `${ms.toFixed(0)} ms`);
+  // Every process's CPU per GiB, and how many of the machine's cores they kept busy together while streaming.
+  const all = (p: PassthroughResult): number => p.clientCpuMsPerGiB + p.upstreamCpuMsPerGiB + (Number.isNaN(p.middleCpuMsPerGiB) ? 0 : p.middleCpuMsPerGiB);
   const row = (p: PassthroughResult): string =>
-    `| ${p.via} | ${(p.streamBytesPerSecond / 2 ** 20).toFixed(0)} MiB/s | ${(p.streamBytesPerSecond / direct.streamBytesPerSecond).toFixed(2)}× | ${cpu(p.middleCpuMsPerGiB)} | ${fmt(p.pingPongPerSecond)}/s | ${(p.pingPongPerSecond / direct.pingPongPerSecond).toFixed(2)}× | ${p.p50Ms.toFixed(3)} / ${p.p99Ms.toFixed(3)} ms | ${cpu(p.middleCpuMsPerKiloTrip)} |`;
+    `| ${p.via} | ${(p.streamBytesPerSecond / 2 ** 20).toFixed(0)} MiB/s | ${(p.streamBytesPerSecond / direct.streamBytesPerSecond).toFixed(2)}× | ${cpu(p.clientCpuMsPerGiB)} / ${cpu(p.middleCpuMsPerGiB)} / ${cpu(p.upstreamCpuMsPerGiB)} | ${cpu(all(p))} | ${((all(p) / 1000) * (p.streamBytesPerSecond / 2 ** 30)).toFixed(2)} | ${fmt(p.pingPongPerSecond)}/s | ${(p.pingPongPerSecond / direct.pingPongPerSecond).toFixed(2)}× | ${p.p50Ms.toFixed(3)} / ${p.p99Ms.toFixed(3)} ms | ${cpu(p.middleCpuMsPerKiloTrip)} |`;
   return [
     '### Passthrough: a tcp pool against the same traffic direct',
     '',
-    '| path | 64 KiB-chunk stream | vs direct | CPU in the middle per GiB | 64 B ping-pong | vs direct | p50 / p99 | CPU in the middle per 1,000 round trips |',
-    '| --- | --- | --- | --- | --- | --- | --- | --- |',
+    '| path | 64 KiB-chunk stream | vs direct | CPU per GiB: client / middle / service | all processes per GiB | cores busy | 64 B ping-pong | vs direct | p50 / p99 | CPU in the middle per 1,000 round trips |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
     ...passthrough.map(row),
     '',
     `Target: streaming ≥ 0.75× direct: ${verdict(livemux.streamBytesPerSecond >= 0.75 * direct.streamBytesPerSecond)}.${passthrough.some((p) => p.via === 'haproxy') ? '' : ' (haproxy is not installed: `apt-get install haproxy` adds its row.)'}`,

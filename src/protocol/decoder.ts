@@ -44,7 +44,8 @@ const EMPTY = Buffer.alloc(0);
  * Push-style incremental frame decoder. Knows nothing about sockets: bytes in through `push`, frames
  * out through the sink. Headers are validated as soon as their 12 bytes are present (and shown to the
  * sink's `onHeader`), so an oversized or unwanted frame is refused before a byte of its payload is buffered. Payloads are zero-copy views into the
- * pushed chunk unless a frame spans chunks, in which case exactly that frame is copied once.
+ * pushed chunk unless a frame spans chunks, in which case exactly that frame is copied once; chunks that
+ * are adjacent views of one buffer (see slabReads) count as one.
  *
  * On the first violation `push` throws a {@link ProtocolError} (connection-scoped: the stream cannot be
  * resynchronised) and every later call throws it again.
@@ -76,7 +77,7 @@ export class FrameDecoder {
     if (this.failure) throw this.failure;
     if (chunk.length === 0) return;
     if (this.chunks === NO_CHUNKS) this.chunks = [chunk];
-    else this.chunks.push(chunk);
+    else if (!this.joined(chunk)) this.chunks.push(chunk);
     this.buffered += chunk.length;
     try {
       this.drain();
@@ -89,6 +90,17 @@ export class FrameDecoder {
       }
       throw err;
     }
+  }
+
+  /**
+   * Extends the last chunk over `chunk` when `chunk` continues it in memory (reads into one slab, see
+   * slabReads), so a frame spanning them is still taken as a view, not copied; false otherwise.
+   */
+  private joined(chunk: Buffer): boolean {
+    const last = this.chunks[this.chunks.length - 1]!;
+    if (last.buffer !== chunk.buffer || last.byteOffset + last.length !== chunk.byteOffset) return false;
+    this.chunks[this.chunks.length - 1] = Buffer.from(last.buffer, last.byteOffset, last.length + chunk.length);
+    return true;
   }
 
   private drain(): void {

@@ -113,6 +113,15 @@ export class OutboundQueue implements SlicedTask, WritableListener {
     this.writer = socketWriter(socket, this);
   }
 
+  /**
+   * True when every buffer handed to this queue has left the process: nothing queued or held, and the
+   * writer writes straight to the libuv handle with no write pending (the kernel took every byte). A
+   * stream writer is never released: net.Socket may still hold a buffer it reported written.
+   */
+  get released(): boolean {
+    return this.queuedBytes === 0 && this.heldBytes === 0 && this.writer.kind === 'handle' && this.writer.writable;
+  }
+
   /** Bytes queued or held for credit. */
   get bytes(): number {
     return this.queuedBytes + this.heldBytes;

@@ -52,8 +52,8 @@ export type SessionState = (typeof SessionState)[keyof typeof SessionState];
 
 /**
  * A session with this many bytes still in its connection's queue is backed up: one socket read of a
- * tcp upstream (Node reads 64 KiB at a time), which the queue writes through at once to a socket that
- * is not itself backed up.
+ * tcp upstream (64 KiB, or one `max_payload` while it streams: see TcpPassthroughLink), which the
+ * queue writes through at once to a socket that is not itself backed up.
  */
 const DELIVER_HIGH_WATER = 64 * 1024;
 
@@ -173,6 +173,14 @@ export class ProxySession implements QueueOwner, PacedSession {
    */
   get backedUp(): boolean {
     return this.blockedBytes > 0 || this.queuedBytes >= DELIVER_HIGH_WATER;
+  }
+
+  /**
+   * True when no DATA of this session is held anywhere on its way to the client: none waits for credit,
+   * none is in the connection's queue, and the socket writer keeps no write (OutboundQueue.released).
+   */
+  get released(): boolean {
+    return (this.blocked?.length ?? 0) === 0 && this.queuedBytes === 0 && this.host.out.released;
   }
 
   /** Calls `fn` once this session is no longer {@link backedUp} or has ended; at once if it is not. */

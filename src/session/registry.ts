@@ -162,6 +162,11 @@ export class SessionRegistry implements BackendCommandSink {
     return this.byRef.get(ref)?.backedUp !== true;
   }
 
+  released(ref: number): boolean {
+    const s = this.byRef.get(ref);
+    return s !== undefined && !this.fanOut.holding && s.released;
+  }
+
   onDeliverable(ref: number, fn: () => void): void {
     const s = this.byRef.get(ref);
     if (s) s.onDeliverable(fn);

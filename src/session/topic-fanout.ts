@@ -316,6 +316,11 @@ export class TopicFanOut {
     this.held.push({ topic, target: null, exclude: excludeRef, payload, priority, at: this.delay ? performance.now() : 0 }, 0);
   }
 
+  /** True while this turn's Publishes (and deliveries queued behind them) are held, payloads included. */
+  get holding(): boolean {
+    return this.held.pending > 0;
+  }
+
   /** Delivers to one session behind everything published to it before: this turn's held Publishes, the turns it has not been walked to. */
   deliver(session: ProxySession, payload: Buffer, priority: Priority): void {
     if (this.held.pending > 0) this.held.push({ topic: null, target: session, exclude: 0, payload, priority, at: 0 }, 0);

@@ -1,7 +1,9 @@
 import net from 'node:net';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { type LivemuxClient, connect } from '../../src/client/index.js';
+import { Code } from '../../src/protocol/codes.js';
 import { FrameType } from '../../src/protocol/constants.js';
+import { decodeStatus } from '../../src/protocol/messages.js';
 import { RawClient } from '../helpers/raw-client.js';
 import { metricValue } from '../helpers/metrics.js';
 import { startProxy, testToken } from '../helpers/processes.js';
@@ -180,6 +182,37 @@ it('a phone whose socket does not read (windows wide open) stops a fast service 
   expect(broken).toBe(-1);
   expect(received).toBe(STREAM_BYTES);
   expect(await slowConsumers()).toBe(0);
+});
+
+it('a client with small windows (max_payload below a 64 KiB read) gets a fast stream intact, in DATA no larger than its max_payload', async () => {
+  const raw = await RawClient.handshake(proxy.port, token, { sessionWindow: 32 * 1024, connectionWindow: 64 * 1024 });
+  raws.push(raw);
+  const maxPayload = raw.welcome!.limits.maxPayload;
+  expect(maxPayload).toBe(16 * 1024);
+  const upstream = service.sockets.length;
+  raw.open(1, 'legacy');
+  await raw.next(FrameType.OPEN_OK, 1);
+  const TOTAL = 4 * 1024 * 1024;
+  raw.data(1, `send ${TOTAL}\n`);
+  await until(() => service.sockets.length > upstream, 'the upstream connection');
+  let received = 0;
+  let broken = -1;
+  let largest = 0;
+  while (received < TOTAL) {
+    const f = await raw.next(FrameType.DATA, 1);
+    if (broken < 0) broken = patternBreak(f.payload, received);
+    received += f.payload.length;
+    largest = Math.max(largest, f.payload.length);
+    // Credit back as the bytes are taken, as an app reading along would.
+    raw.windowUpdate(1, f.payload.length);
+    raw.windowUpdate(0, f.payload.length);
+  }
+  expect(broken).toBe(-1);
+  expect(received).toBe(TOTAL);
+  expect(largest).toBeLessThanOrEqual(maxPayload);
+  // The service ends after its last byte: the session closes NORMAL, after every byte.
+  const close = await raw.next(FrameType.CLOSE, 1);
+  expect(decodeStatus('CLOSE', close.payload).code).toBe(Code.NORMAL);
 });
 
 it('a service that does not read stops the client\'s sends at one window; once it reads, every byte arrives', async () => {

@@ -154,6 +154,21 @@ const echo = (socket: net.Socket): void => {
   socket.pipe(socket);
 };
 
+/** Writes `total` bytes to `socket` as fast as it takes them, byte i being i % 251, then ends it. */
+function streamPattern(socket: net.Socket, total: number): void {
+  let written = 0;
+  const pump = (): void => {
+    while (written < total) {
+      const chunk = Buffer.allocUnsafe(64 * 1024);
+      for (let j = 0; j < chunk.length; j++) chunk[j] = (written + j) % 251;
+      written += chunk.length;
+      if (!socket.write(chunk)) return void socket.once('drain', pump);
+    }
+    socket.end();
+  };
+  pump();
+}
+
 afterEach(async () => {
   for (const child of children.splice(0)) child.kill('SIGKILL');
   for (const l of links.splice(0)) l.close();
@@ -367,6 +382,76 @@ describe('TcpPassthroughLink', () => {
     await waitFor('every byte, then the close', () => sink.closes.length === 1, 20_000);
     expect(sink.bytes(1)).toBe(TOTAL);
     expect(sink.closes[0]).toMatchObject({ session: 1, code: Code.NORMAL });
+  });
+
+  it("reads a streaming upstream in reads of its client's max_payload, never larger, and hands out no bytes a later read overwrites", async () => {
+    const TOTAL = 8 * 1024 * 1024;
+    // Byte i of every stream is i % 251, so a chunk overwritten by a later read (of any session) shows.
+    const [, address] = await service((socket) => streamPattern(socket, TOTAL));
+    // Keeps what it is handed as it is (the proxy's queue does not copy either).
+    const sink = new (class extends RecordingSink {
+      override deliver(session: number, payload: Buffer): void {
+        const chunks = this.received.get(session) ?? [];
+        chunks.push(payload);
+        this.received.set(session, chunks);
+      }
+    })();
+    const l = link(address, sink);
+    // A client with a large max_payload, one with a small one (small windows), one with Node's 64 KiB.
+    const maxPayloads = new Map([
+      [1, 200_000],
+      [2, 16_384],
+      [3, 65_536],
+    ]);
+    for (const [session, maxPayload] of maxPayloads) l.open(session, { ...INFO, clientSessionId: session, maxPayload });
+    await waitFor('every stream to end', () => sink.closes.length === 3, 20_000);
+    for (const [session, maxPayload] of maxPayloads) {
+      const chunks = sink.received.get(session)!;
+      const all = Buffer.concat(chunks);
+      expect(all.length).toBe(TOTAL);
+      let broken = -1;
+      for (let i = 0; i < all.length && broken < 0; i++) if (all[i] !== i % 251) broken = i;
+      expect(broken, `session ${session}: first byte out of pattern`).toBe(-1);
+      const largest = Math.max(...chunks.map((c) => c.length));
+      expect(largest).toBeLessThanOrEqual(maxPayload);
+      // A stream fills its reads: they grow to the client's max_payload, past Node's 64 KiB.
+      if (maxPayload > 65_536) expect(largest).toBeGreaterThan(65_536);
+    }
+    expect(sink.closes.every((c) => c.code === Code.NORMAL)).toBe(true);
+  });
+
+  it('reuses a bulk read buffer once the sink says its bytes were released, and only then', async () => {
+    const TOTAL = 8 * 1024 * 1024;
+    const [, address] = await service((socket) => streamPattern(socket, TOTAL));
+    // Session 1's sink copies each payload and then says it is released; session 2's keeps them as they are.
+    const buffers = new Map<number, Set<ArrayBufferLike>>([
+      [1, new Set()],
+      [2, new Set()],
+    ]);
+    const sink = new (class extends RecordingSink {
+      override deliver(session: number, payload: Buffer): void {
+        if (payload.length > 64 * 1024) buffers.get(session)!.add(payload.buffer);
+        const chunks = this.received.get(session) ?? [];
+        chunks.push(session === 1 ? Buffer.from(payload) : payload);
+        this.received.set(session, chunks);
+      }
+      released(session: number): boolean {
+        return session === 1;
+      }
+    })();
+    const l = link(address, sink);
+    for (const session of [1, 2]) l.open(session, { ...INFO, clientSessionId: session, maxPayload: 128 * 1024 });
+    await waitFor('both streams to end', () => sink.closes.length === 2, 20_000);
+    for (const session of [1, 2]) {
+      const all = Buffer.concat(sink.received.get(session)!);
+      expect(all.length).toBe(TOTAL);
+      let broken = -1;
+      for (let i = 0; i < all.length && broken < 0; i++) if (all[i] !== i % 251) broken = i;
+      expect(broken, `session ${session}: first byte out of pattern`).toBe(-1);
+    }
+    // Released: a few buffers serve the whole stream. Not released: a buffer of its own per bulk read.
+    expect(buffers.get(1)!.size).toBeLessThan(8);
+    expect(buffers.get(2)!.size).toBeGreaterThan(16);
   });
 
   it('close() ends every upstream, reports the link down once, and closes sessions opened afterwards', async () => {

@@ -191,6 +191,33 @@ describe('FrameDecoder: zero copy', () => {
     expect(f.payload.buffer).not.toBe(head.buffer);
     expect(f.payload.buffer).not.toBe(tail.buffer);
   });
+
+  it('hands out a view for a frame spanning chunks that are adjacent views of one buffer (slab reads)', () => {
+    const frames = [encodeData(1, 1, Buffer.alloc(5000, 0x61)), encodeData(1, 1, Buffer.alloc(7000, 0x62))];
+    const slab = unpooled(...frames);
+    const { decoder: d, sink } = decoder();
+    // Reads that cut both frames, as a socket reading into one slab would.
+    for (const [from, to] of [[0, 100], [100, 4000], [4000, 9000], [9000, slab.length]] as const) d.push(slab.subarray(from, to));
+    const [a, b] = sink.frames as [Frame, Frame];
+    expect(a.payload.equals(Buffer.alloc(5000, 0x61))).toBe(true);
+    expect(b.payload.equals(Buffer.alloc(7000, 0x62))).toBe(true);
+    expect(a.payload.buffer).toBe(slab.buffer);
+    expect(a.payload.byteOffset).toBe(slab.byteOffset + HEADER_SIZE);
+    expect(b.payload.buffer).toBe(slab.buffer);
+    expect(b.payload.byteOffset).toBe(slab.byteOffset + frames[0]!.length + HEADER_SIZE);
+    expect(d.bufferedBytes).toBe(0);
+  });
+
+  it('does not join chunks of one buffer that are not adjacent', () => {
+    const frame = encodeData(1, 1, Buffer.from('spanning'));
+    // The two halves in one buffer, with a gap of garbage between them.
+    const slab = unpooled(frame.subarray(0, HEADER_SIZE + 3), Buffer.from('XX'), frame.subarray(HEADER_SIZE + 3));
+    const { decoder: d, sink } = decoder();
+    d.push(slab.subarray(0, HEADER_SIZE + 3));
+    d.push(slab.subarray(HEADER_SIZE + 5));
+    const [f] = sink.frames as [Frame];
+    expect(f.payload.toString()).toBe('spanning');
+  });
 });
 
 describe('FrameDecoder: invalid headers', () => {

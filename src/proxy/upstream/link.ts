@@ -30,6 +30,12 @@ export interface BackendCommandSink {
   canDeliver(session: number): boolean;
   /** Calls `fn` once `session` can take DATA again or has ended; at once if it can now. */
   onDeliverable(session: number, fn: () => void): void;
+  /**
+   * True only when nothing the link delivered to `session` is still referenced by the proxy: every
+   * payload has been written to the client's socket and the kernel took it. A link may then reuse the
+   * memory of what it delivered (a tcp link's read buffer). False whenever that cannot be told.
+   */
+  released?(session: number): boolean;
 }
 
 export const LinkState = {
