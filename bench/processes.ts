@@ -29,9 +29,10 @@ export class BenchProcess {
   /** Resolves when the process has exited. */
   readonly exited: Promise<void>;
 
-  constructor(script: string, args: string[], env: NodeJS.ProcessEnv = {}, { native = false } = {}) {
+  /** `input`: the process reads commands on stdin ({@link send}). */
+  constructor(script: string, args: string[], env: NodeJS.ProcessEnv = {}, { native = false, input = false } = {}) {
     const [command, argv] = native ? [script, args] : [process.execPath, [...NODE_FLAGS, script, ...args]];
-    this.child = spawn(command, argv, { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, ...env } });
+    this.child = spawn(command, argv, { stdio: [input ? 'pipe' : 'ignore', 'pipe', 'inherit'], env: { ...process.env, ...env } });
     running.add(this.child);
     this.exited = new Promise((resolve) => this.child.once('exit', () => resolve()));
     this.child.once('exit', (code, signal) => {
@@ -82,6 +83,11 @@ export class BenchProcess {
   stop(): void {
     this.stopAsked = true;
     this.child.kill('SIGTERM');
+  }
+
+  /** Writes one line to the stdin of a process started with `input`. */
+  send(line: string): void {
+    this.child.stdin!.write(`${line}\n`);
   }
 
   /** Sends `signal` (e.g. SIGUSR2, which some bench processes answer with a report line). */

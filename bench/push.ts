@@ -32,7 +32,7 @@ import { BenchProcess, type OutputLine, cpuUs, startProcess } from './processes.
  *
  * Knobs (for profiling one part at a known load; a partial run says so in its table): BENCH_PUSH_DEVICES
  * (10,000), BENCH_PUSH_PARTS (`ab`; `a` or `b` runs one), BENCH_PUSH_RATE ((b) at this rate, no peak
- * search), BENCH_PUSH_SECONDS (5, the length of that run).
+ * search; after one untimed step at that rate), BENCH_PUSH_SECONDS (5, the length of that run).
  */
 export const PUSH_DEVICES = Number(process.env.BENCH_PUSH_DEVICES ?? 10_000);
 /** Which parts run (profiling one at a time): `a`, `b` or `ab`. */
@@ -175,9 +175,13 @@ export async function benchPush(secret: string): Promise<PushResult> {
     poller.close();
   }
 
+  // One load generator for every run of (b), started before any: see push-load.ts.
+  const generator = PARTS.includes('b') ? new BenchProcess(join(DIST_BENCH, 'push-load.js'), ['--api', api, '--key', KEY, '--users', String(PUSH_DEVICES)], env, { input: true }) : null;
+  await generator?.next((l) => l.event === 'ready');
   const load = async (rate: number, seconds: number): Promise<OutputLine> => {
-    const args = ['--api', api, '--key', KEY, '--users', String(PUSH_DEVICES), '--rate', String(rate), '--seconds', String(seconds)];
-    const done = (await startProcess(join(DIST_BENCH, 'push-load.js'), args, (l) => l.event === 'done')).line;
+    const finished = generator!.next((l) => l.event === 'done', 120_000 + seconds * 1000);
+    generator!.send(JSON.stringify({ rate, seconds }));
+    const done = await finished;
     owed += done.accepted as number;
     return done;
   };
@@ -199,7 +203,7 @@ export async function benchPush(secret: string): Promise<PushResult> {
   };
   /** Waits for the exits: a process profiled (BENCH_NODE_FLAGS=--cpu-prof) writes its profile as it exits. */
   const stop = async (): Promise<void> => {
-    const all = [...devices, proxy.process, backend.process];
+    const all = [...devices, ...(generator === null ? [] : [generator]), proxy.process, backend.process];
     for (const p of all) p.stop();
     await Promise.all(all.map((p) => p.exited));
   };
@@ -210,6 +214,10 @@ export async function benchPush(secret: string): Promise<PushResult> {
   }
   // A step that fails is tried once more before it counts as failed: one hiccup of a shared machine (or a
   // collection after the previous part) must not send the whole search down to a fraction of the peak.
+  // At a fixed rate, one untimed step at that rate first: the half-peak run of a full run follows the
+  // peak search, which has run every path of the call through V8's optimising tiers; a run straight
+  // after the devices connect would time the first calls' compilation instead.
+  if (FIXED_RATE > 0) await load(FIXED_RATE, STEP_SECONDS);
   const peak = FIXED_RATE > 0 ? 2 * FIXED_RATE : await findPeak(async (rate) => (await step(rate)) || step(rate));
   await settle(); // also starts the devices' counts afresh
   const half = Math.max(MIN_RATE / 2, peak / 2);

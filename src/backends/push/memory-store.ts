@@ -1,4 +1,5 @@
 import { LivemuxError } from '../../protocol/errors.js';
+import { MapSweeper } from '../../util/map-sweeper.js';
 import { TokenBucket } from '../../util/token-bucket.js';
 import { ALL_TOPIC, type AckEntry, type Claim, type PushRecord, type PushStatus, type PushStore } from './store.js';
 
@@ -29,6 +30,9 @@ interface Device {
   topics: Map<string, number>;
 }
 
+/** Entries of each collection examined per write (see `sweep`). */
+const SWEEP_STEP = 4;
+
 export const PUSH_STORE_DEFAULTS = {
   deviceRetentionMs: 30 * 24 * 3600_000,
   topicLogLength: 1000,
@@ -36,8 +40,9 @@ export const PUSH_STORE_DEFAULTS = {
 
 /**
  * PushStore in this process: the embedded default of a single Push backend (see store.ts for the
- * guarantees). Expired records, devices and nodes are forgotten lazily, by a sweep every few thousand
- * writes, so memory follows what is live.
+ * guarantees). Expired records, claims, devices and topic log entries are forgotten lazily, a few
+ * examined per write (MapSweeper: bounded work per call, whatever the store holds), so memory follows
+ * what is live; nodes when counted.
  */
 export class MemoryPushStore implements PushStore {
   private readonly pushes = new Map<string, StoredPush>();
@@ -55,7 +60,23 @@ export class MemoryPushStore implements PushStore {
   private readonly deviceRetentionMs: number;
   private readonly topicLogLength: number;
   private readonly now: () => number;
-  private writes = 0;
+  /** The time of the write that runs the sweepers (one clock read per write). */
+  private sweepNow = 0;
+  private readonly sweepers = [
+    new MapSweeper(this.pushes, (stored) => stored.forgetAtMs <= this.sweepNow),
+    new MapSweeper(this.claims, (lapse) => lapse <= this.sweepNow),
+    new MapSweeper(this.devices, (d, device) => {
+      if (d.seenAtMs + this.deviceRetentionMs > this.sweepNow) return false;
+      for (const topic of d.topics.keys()) this.dropSubscriber(topic, device);
+      return true;
+    }),
+  ];
+  /** One topic log per write: each may hold topicLogLength records. */
+  private readonly logSweeper = new MapSweeper(this.logs, (log) => {
+    const kept = log.filter((r) => r.expiresAtMs > this.sweepNow);
+    if (kept.length < log.length) log.splice(0, log.length, ...kept);
+    return log.length === 0;
+  });
   private closed = false;
 
   constructor(options: MemoryPushStoreOptions = {}) {
@@ -76,6 +97,7 @@ export class MemoryPushStore implements PushStore {
 
   async complete(record: PushRecord, retentionMs: number): Promise<void> {
     this.check();
+    this.sweep();
     this.claims.delete(record.id);
     this.pushes.set(record.id, { record, forgetAtMs: record.expiresAtMs + retentionMs, acked: null, replaced: null });
     if (record.audience !== 'users' && record.ttlS > 0) {
@@ -84,7 +106,6 @@ export class MemoryPushStore implements PushStore {
       log.push(record);
       if (log.length > this.topicLogLength) log.splice(0, log.length - this.topicLogLength);
     }
-    this.wrote();
   }
 
   async release(id: string): Promise<void> {
@@ -132,10 +153,10 @@ export class MemoryPushStore implements PushStore {
     let d = this.devices.get(device);
     if (d === undefined || d.seenAtMs + this.deviceRetentionMs <= nowMs) {
       if (d !== undefined) this.forgetDevice(device, d);
+      this.sweep();
       d = { seenAtMs: nowMs, topics: new Map([[ALL_TOPIC, nowMs]]) };
       this.devices.set(device, d);
       this.subscribersOf(ALL_TOPIC).add(device);
-      this.wrote();
     }
     d.seenAtMs = nowMs;
     return new Map(d.topics);
@@ -310,18 +331,16 @@ export class MemoryPushStore implements PushStore {
     for (const topic of d.topics.keys()) this.dropSubscriber(topic, device);
   }
 
-  /** Every 4096 writes, forgets what is past its time, so an idle store does not hold the dead. */
-  private wrote(): void {
-    if (++this.writes % 4096 !== 0) return;
-    const now = this.now();
-    for (const [id, stored] of this.pushes) if (stored.forgetAtMs <= now) this.pushes.delete(id);
-    for (const [id, lapse] of this.claims) if (lapse <= now) this.claims.delete(id);
-    for (const [device, d] of this.devices) if (d.seenAtMs + this.deviceRetentionMs <= now) this.forgetDevice(device, d);
-    for (const [topic, log] of this.logs) {
-      const kept = log.filter((r) => r.expiresAtMs > now);
-      if (kept.length === 0) this.logs.delete(topic);
-      else this.logs.set(topic, kept);
-    }
+  /**
+   * Before each write (so that a write never sweeps what it adds, whatever clock its caller keeps),
+   * examines the next few entries of each collection and forgets the dead ones: a write adds at most
+   * one entry to each, so SWEEP_STEP > 1 keeps up with any write rate, and the work per call stays
+   * bounded (one topic log per write: a log is at most topicLogLength records).
+   */
+  private sweep(): void {
+    this.sweepNow = this.now();
+    for (const sweeper of this.sweepers) sweeper.step(SWEEP_STEP);
+    this.logSweeper.step(1);
   }
 }
 
