@@ -70,6 +70,19 @@ const TRANSITIONS: Record<ConnState, readonly ConnState[]> = {
 const LINGER_MS = 10_000;
 /** The same for a connection closed before WELCOME: its ERROR is all it gets, and it gets it at once. */
 const UNWELCOMED_LINGER_MS = 1_000;
+/** The bits of `Connection.flags`. */
+const enum Flag {
+  /** The client handles AUTH_STATE and REFRESH (HELLO `accepts_refresh`). */
+  ACCEPTS_REFRESH = 1,
+  /** AUTH_STATE asking for a REFRESH was sent for the token in effect. */
+  REFRESH_ASKED = 2,
+  /** A REFRESH token is being verified. */
+  REFRESHING = 4,
+  /** This connection counts against its user's `connections.max_per_user`. */
+  USER_COUNTED = 8,
+  /** The client's HELLO `accepts_batch`, for the pacer. */
+  ACCEPTS_BATCH = 16,
+}
 /** REFRESH frames: a burst of this many, then one per REFRESH_INTERVAL_S seconds; one more → RATE_LIMITED. */
 const REFRESH_BURST = 3;
 const REFRESH_INTERVAL_S = 20;
@@ -81,26 +94,15 @@ const OWNER = Symbol('livemux.connection');
 type OwnedSocket = Socket & { [OWNER]: Connection };
 
 /**
- * A connection's place in the proxy's timer wheel. Its callback is one function shared by every
- * connection (the wheel calls it on the entry, which knows its connection): a closure per connection
- * would cost each about 100 bytes.
- */
-class ConnectionTimer extends WheelEntry {
-  constructor(readonly conn: Connection) {
-    super(ConnectionTimer.fire);
-  }
-
-  private static fire(this: ConnectionTimer, now: number): void {
-    this.conn.onTimer(now);
-  }
-}
-
-/**
  * One client TCP connection: owns the socket, the decoder, the session table and the outbound queue.
  * Frames arrive through {@link onFrame} and dispatch through a table indexed by frame type; every
  * protocol fault becomes RESET (session-scoped) or ERROR + close (connection-scoped) with its code.
+ *
+ * The connection is its own entry in the proxy's timer wheel (every deadline is checked by
+ * {@link onTimer}), with one callback shared by every connection: a separate entry object would cost
+ * each connection 72 bytes, a closure about 100.
  */
-export class Connection implements FrameSink, SessionHost, HandshakingConnection {
+export class Connection extends WheelEntry implements FrameSink, SessionHost, HandshakingConnection {
   readonly id = randomBytes(9).toString('base64url');
   state: ConnState = ConnState.AWAIT_HELLO;
   userId = '';
@@ -108,13 +110,8 @@ export class Connection implements FrameSink, SessionHost, HandshakingConnection
   claims: Readonly<Record<string, string>> = NO_CLAIMS;
   /** When the token in effect lapses (its `exp` + skew), epoch ms; Infinity without `exp`. */
   private tokenDeadline = Infinity;
-  /** The client handles AUTH_STATE and REFRESH (HELLO `accepts_refresh`). */
-  private acceptsRefresh = false;
-  /** AUTH_STATE asking for a REFRESH was sent for the token in effect. */
-  private refreshAsked = false;
-  private refreshing = false;
-  /** This connection counts against its user's `connections.max_per_user`. */
-  private userCounted = false;
+  /** The connection's booleans as bits of one small integer (see {@link Flag}): 8 bytes, not 8 each. */
+  private flags = 0;
   /** Bytes received since the connection opened (overload shedding looks at who sends most). */
   inboundBytes = 0;
   readonly out: OutboundQueue;
@@ -136,8 +133,6 @@ export class Connection implements FrameSink, SessionHost, HandshakingConnection
   private creditWaiters: Set<ProxySession> | null = null;
   /** Low-priority frame cap (see {@link lowPacer}); made when the first low message arrives. */
   private pacer: LowPriorityPacer | null = null;
-  /** The client's HELLO `accepts_batch`, for the pacer. */
-  private acceptsBatch = false;
   /** Created at WELCOME, once the user is known; OPEN is illegal before. */
   private admission!: SessionAdmission;
   private readonly decoder: FrameDecoder;
@@ -157,8 +152,6 @@ export class Connection implements FrameSink, SessionHost, HandshakingConnection
   private replayedArrival = 0;
   private clientSessionWindow: number = Defaults.sessionWindow;
   private highestSessionId = 0;
-  /** This connection's place in the proxy's timer wheel: every deadline below is checked by {@link onTimer}. */
-  private readonly timer = new ConnectionTimer(this);
   private readonly handshakeDeadline: number;
   /** When the last frame arrived (wheel clock): the heartbeat counts silence from it. */
   private lastInbound: number;
@@ -182,6 +175,7 @@ export class Connection implements FrameSink, SessionHost, HandshakingConnection
     readonly clientAddress: string,
     private readonly clientIp: string,
   ) {
+    super(Connection.fireTimer);
     const { limits, timeouts } = ctx.config;
     this.maxPayload = limits.maxPayload;
     this.decoder = new FrameDecoder(this, this);
@@ -194,7 +188,7 @@ export class Connection implements FrameSink, SessionHost, HandshakingConnection
     );
     this.lastInbound = this.acceptedAt = this.now();
     this.handshakeDeadline = this.lastInbound + timeouts.handshakeMs;
-    ctx.timers.schedule(this.timer, this.handshakeDeadline);
+    ctx.timers.schedule(this, this.handshakeDeadline);
     socket.setNoDelay(true);
     (socket as OwnedSocket)[OWNER] = this;
     socket.on('data', Connection.onSocketData);
@@ -217,7 +211,7 @@ export class Connection implements FrameSink, SessionHost, HandshakingConnection
 
   private static onSocketClose(this: OwnedSocket): void {
     const conn = this[OWNER];
-    conn.ctx.timers.cancel(conn.timer);
+    conn.ctx.timers.cancel(conn);
     conn.teardown(Code.NORMAL, 'socket closed');
     conn.ctx.gate.released(conn.clientIp);
   }
@@ -655,7 +649,7 @@ export class Connection implements FrameSink, SessionHost, HandshakingConnection
   halfClosed(session: ProxySession): void {
     const deadline = this.now() + this.ctx.config.timeouts.halfCloseMs;
     (this.halfClosedSessions ??= new Map()).set(session, deadline);
-    if (!this.timer.scheduled || deadline < this.timer.due) this.ctx.timers.schedule(this.timer, deadline);
+    if (!this.scheduled || deadline < this.due) this.ctx.timers.schedule(this, deadline);
   }
 
   retired(session: ProxySession, code: number, reason: string): void {
@@ -748,7 +742,7 @@ export class Connection implements FrameSink, SessionHost, HandshakingConnection
     if (this.destroyAt > 0) return;
     if (!this.userCounted) this.socket.pause();
     this.destroyAt = this.now() + (this.userCounted ? LINGER_MS : UNWELCOMED_LINGER_MS);
-    this.ctx.timers.schedule(this.timer, this.destroyAt);
+    this.ctx.timers.schedule(this, this.destroyAt);
   }
 
   private teardown(code: number, reason: string): void {
@@ -778,6 +772,44 @@ export class Connection implements FrameSink, SessionHost, HandshakingConnection
     this.ctx.connectionClosed(this);
   }
 
+  private get acceptsRefresh(): boolean {
+    return (this.flags & Flag.ACCEPTS_REFRESH) !== 0;
+  }
+  private set acceptsRefresh(on: boolean) {
+    this.setFlag(Flag.ACCEPTS_REFRESH, on);
+  }
+  private get refreshAsked(): boolean {
+    return (this.flags & Flag.REFRESH_ASKED) !== 0;
+  }
+  private set refreshAsked(on: boolean) {
+    this.setFlag(Flag.REFRESH_ASKED, on);
+  }
+  private get refreshing(): boolean {
+    return (this.flags & Flag.REFRESHING) !== 0;
+  }
+  private set refreshing(on: boolean) {
+    this.setFlag(Flag.REFRESHING, on);
+  }
+  private get userCounted(): boolean {
+    return (this.flags & Flag.USER_COUNTED) !== 0;
+  }
+  private set userCounted(on: boolean) {
+    this.setFlag(Flag.USER_COUNTED, on);
+  }
+  private get acceptsBatch(): boolean {
+    return (this.flags & Flag.ACCEPTS_BATCH) !== 0;
+  }
+  private set acceptsBatch(on: boolean) {
+    this.setFlag(Flag.ACCEPTS_BATCH, on);
+  }
+  private setFlag(flag: Flag, on: boolean): void {
+    this.flags = on ? this.flags | flag : this.flags & ~flag;
+  }
+
+  private static fireTimer(this: Connection, now: number): void {
+    this.onTimer(now);
+  }
+
   /**
    * The connection's one timer callback, called by the proxy's wheel when the earliest of its deadlines
    * is due (PROTOCOL.md §9): handshake, idle, heartbeat, the close grace. Each is derived from a
@@ -785,17 +817,16 @@ export class Connection implements FrameSink, SessionHost, HandshakingConnection
    * callback files the connection again for its next deadline. Any other per-connection deadline belongs
    * here too, so a connection keeps exactly one place in the wheel.
    */
-  /** @internal (ConnectionTimer) */
-  onTimer(now: number): void {
+  private onTimer(now: number): void {
     if (this.destroyAt > 0) {
       if (now >= this.destroyAt) this.socket.destroy();
-      else this.ctx.timers.schedule(this.timer, this.destroyAt);
+      else this.ctx.timers.schedule(this, this.destroyAt);
       return;
     }
     if (this.state === ConnState.AWAIT_HELLO || this.state === ConnState.AUTHENTICATING) {
       if (now >= this.handshakeDeadline) {
         this.fail(Code.HANDSHAKE_TIMEOUT, `handshake: no WELCOME within ${this.ctx.config.timeouts.handshakeMs} ms`);
-      } else this.ctx.timers.schedule(this.timer, this.handshakeDeadline);
+      } else this.ctx.timers.schedule(this, this.handshakeDeadline);
       return;
     }
     if (this.closed) return;
@@ -841,7 +872,7 @@ export class Connection implements FrameSink, SessionHost, HandshakingConnection
     // The token's deadline is wall-clock time (a JWT's exp); the wheel runs on its own clock.
     const tokenCheck = this.nextTokenCheck(Date.now());
     if (tokenCheck !== Infinity) next = Math.min(next, this.now() + (tokenCheck - Date.now()));
-    this.ctx.timers.schedule(this.timer, next);
+    this.ctx.timers.schedule(this, next);
   }
 
   /**

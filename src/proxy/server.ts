@@ -293,7 +293,8 @@ export class ProxyServer {
     }
     socket.on('error', ignore); // errors before the Connection owns the socket end in 'close'
     if (!this.config.proxyProtocol) {
-      this.attach(socket, socket.remoteAddress ?? '', socket.remotePort, null);
+      const { address, port } = peerOf(socket);
+      this.attach(socket, address, port, null);
       return;
     }
     // The PROXY header precedes everything, TLS included, so it is read from the raw socket first.
@@ -319,8 +320,8 @@ export class ProxyServer {
       socket.off('data', onData);
       socket.pause();
       const source = parsed.source;
-      if (source) this.attach(socket, source.address, source.port, parsed.rest);
-      else this.attach(socket, socket.remoteAddress ?? '', socket.remotePort, parsed.rest);
+      const { address, port } = source ?? peerOf(socket);
+      this.attach(socket, address, port, parsed.rest);
     };
     socket.on('data', onData);
   }
@@ -458,3 +459,16 @@ export class ProxyServer {
 }
 
 function ignore(): void {}
+
+/**
+ * The client's address and port, without Node keeping them: `remoteAddress` caches `{ address, family,
+ * port }` on the socket (`_peername`, ~100 bytes with its property for as long as the connection lives)
+ * though the proxy reads it once, here. Deleting the property it just added gives the socket back its
+ * shape; a later `remoteAddress` asks the kernel again.
+ */
+function peerOf(socket: net.Socket): { address: string; port: number | undefined } {
+  const address = socket.remoteAddress ?? '';
+  const port = socket.remotePort;
+  delete (socket as { _peername?: unknown })._peername;
+  return { address, port };
+}

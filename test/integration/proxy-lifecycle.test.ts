@@ -111,6 +111,15 @@ describe('listeners', () => {
     c.destroy();
   });
 
+  it('takes the client address and port from the socket without a PROXY header', async () => {
+    // The server reads them once and drops the copy Node caches on the socket (server.ts peerOf).
+    const proxy = await proxyWith({});
+    const c = await RawClient.connect(proxy.port, '127.0.0.1', '127.0.0.5');
+    await c.hello(token);
+    await proxy.waitFor((l) => l.msg === 'connection authenticated' && /^(::ffff:)?127\.0\.0\.5:[1-9]\d*$/.test(String(l.addr)));
+    c.destroy();
+  });
+
   it('takes the client address from a PROXY protocol v1 or v2 header, also in front of TLS', async () => {
     const { certFile, keyFile, cert } = selfSignedCert();
     const plain = await proxyWith({ proxy_protocol: true });

@@ -1,4 +1,4 @@
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { stringify } from 'yaml';
@@ -110,6 +110,13 @@ it('runs a whole proxy in each worker: its own proxy id and its own stream to th
   const served = new Set<string>();
   for (const { session } of clients) served.add((JSON.parse(await ask(session, '/whoami')) as { proxy: string }).proxy);
   expect([...served].sort()).toEqual(['edge-w0', 'edge-w1', 'edge-w2']);
+});
+
+it('starts each worker with two malloc arenas (MALLOC_ARENA_MAX), unless livemux\'s environment sets it', async () => {
+  for (const w of (await status()).perWorker) {
+    const env = readFileSync(`/proc/${w.pid}/environ`, 'utf8').split('\0');
+    expect(env).toContain(`MALLOC_ARENA_MAX=${process.env.MALLOC_ARENA_MAX ?? '2'}`);
+  }
 });
 
 it('fans a room out once per worker: every member on every worker gets each message exactly once', async () => {

@@ -19,6 +19,14 @@ const STABLE_AFTER_MS = 10_000;
 const ANSWER_TIMEOUT_MS = 2_000;
 /** After the drain deadline, how long workers get to exit before they are killed. */
 const EXIT_GRACE_MS = 10_000;
+/**
+ * glibc malloc arenas a worker may use (MALLOC_ARENA_MAX, unless set in livemux's own environment). By
+ * default every thread that mallocs (V8's garbage-collector helpers, libuv's pool running WebCrypto's
+ * HMAC for each HELLO's JWT) gets an arena of its own, up to 8 per core; what a connect wave leaves in
+ * them stays resident in each worker. A worker's JavaScript and sockets live on one thread: two arenas
+ * (the main one and one the helpers share) serve it.
+ */
+const WORKER_MALLOC_ARENAS = '2';
 
 /** One worker slot: the process in it now, and what the primary knows of it. */
 interface Slot extends WorkerLoad {
@@ -255,7 +263,12 @@ export class ProxyPrimary {
   /** Starts a worker in slot `index`; resolves once it is ready, rejects if it exits first. */
   private fork(index: number, generation: number): Promise<void> {
     const proxyId = `${this.config.proxyId}-w${index}${generation > 0 ? `.${generation}` : ''}`;
-    const worker = cluster.fork({ [WORKER_ENV.index]: String(index), [WORKER_ENV.proxyId]: proxyId, [WORKER_ENV.logLevel]: this.logger.level });
+    const worker = cluster.fork({
+      [WORKER_ENV.index]: String(index),
+      [WORKER_ENV.proxyId]: proxyId,
+      [WORKER_ENV.logLevel]: this.logger.level,
+      MALLOC_ARENA_MAX: process.env.MALLOC_ARENA_MAX ?? WORKER_MALLOC_ARENAS,
+    });
     const slot: Slot = {
       index,
       worker,
