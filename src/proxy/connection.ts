@@ -321,7 +321,7 @@ export class Connection extends WheelEntry implements FrameSink, SessionHost, Ha
     }
     this.transition(ConnState.AUTHENTICATING);
     this.pipelined = [];
-    this.acceptsRefresh = hello.acceptsRefresh === true;
+    this.setFlag(Flag.ACCEPTS_REFRESH, hello.acceptsRefresh === true);
     this.verify(hello.token, (identity) => this.welcome(hello, version, identity));
   }
 
@@ -341,7 +341,7 @@ export class Connection extends WheelEntry implements FrameSink, SessionHost, Ha
     const { userId } = identity;
     const overUser = this.ctx.gate.userJoined(userId);
     if (overUser) return this.refuse(overUser);
-    this.userCounted = true;
+    this.setFlag(Flag.USER_COUNTED, true);
     this.ctx.gate.handshakeEnded(this);
     this.transition(ConnState.OPEN);
     this.userId = userId;
@@ -357,7 +357,7 @@ export class Connection extends WheelEntry implements FrameSink, SessionHost, Ha
     const smallestWindow = Math.min(limits.sessionWindow, limits.connectionWindow, this.clientSessionWindow, clientConnectionWindow);
     this.maxPayload = Math.min(limits.maxPayload, Math.max(1, Math.floor(smallestWindow / 2)));
     this.recvCredit = new ReceiveCredit(limits.connectionWindow);
-    this.acceptsBatch = hello.acceptsBatch === true;
+    this.setFlag(Flag.ACCEPTS_BATCH, hello.acceptsBatch === true);
     this.sendControl(
       FrameType.WELCOME,
       encodeWelcome({
@@ -529,19 +529,19 @@ export class Connection extends WheelEntry implements FrameSink, SessionHost, Ha
    */
   onRefresh(payload: Buffer): void {
     this.requireOpen('REFRESH');
-    if (!this.acceptsRefresh) throw new ProtocolError(Code.UNEXPECTED_FRAME, 'REFRESH: HELLO did not set accepts_refresh');
+    if (!this.has(Flag.ACCEPTS_REFRESH)) throw new ProtocolError(Code.UNEXPECTED_FRAME, 'REFRESH: HELLO did not set accepts_refresh');
     const { token } = decodeRefresh(payload);
-    if (this.refreshing || !(this.refreshBucket ??= new TokenBucket(1 / REFRESH_INTERVAL_S, REFRESH_BURST)).take()) {
+    if (this.has(Flag.REFRESHING) || !(this.refreshBucket ??= new TokenBucket(1 / REFRESH_INTERVAL_S, REFRESH_BURST)).take()) {
       throw new LimitError(Code.RATE_LIMITED, `REFRESH: more than ${REFRESH_BURST}, then one per ${REFRESH_INTERVAL_S} s, one at a time`, 'refresh_rate');
     }
-    this.refreshing = true;
+    this.setFlag(Flag.REFRESHING, true);
     this.verify(token, (identity) => {
-      this.refreshing = false;
+      this.setFlag(Flag.REFRESHING, false);
       if (this.closed) return;
       if (identity.userId !== this.userId) return this.fail(Code.AUTH_FAILED, 'REFRESH: the token is for another user');
       this.claims = identity.claims;
       this.tokenDeadline = identity.deadline;
-      this.refreshAsked = false;
+      this.setFlag(Flag.REFRESH_ASKED, false);
       this.line('debug', { expiresInMs: this.expiresInMs(Date.now()) }, 'token refreshed');
       this.sendControl(FrameType.AUTH_STATE, encodeAuthState({ expiresInMs: this.expiresInMs(Date.now()), refresh: false }));
       if (this.state === ConnState.OPEN || this.state === ConnState.DRAINING) this.scheduleNext();
@@ -606,7 +606,7 @@ export class Connection extends WheelEntry implements FrameSink, SessionHost, Ha
   get lowPacer(): LowPriorityPacer | null {
     const { lowPriorityRate, lowPriorityMerge } = this.ctx.config.limits;
     if (this.pacer || lowPriorityRate === 0) return this.pacer;
-    return (this.pacer = new LowPriorityPacer(lowPriorityRate, lowPriorityMerge, this.acceptsBatch, this.out, (reason) => this.drop(reason, Priority.LOW)));
+    return (this.pacer = new LowPriorityPacer(lowPriorityRate, lowPriorityMerge, this.has(Flag.ACCEPTS_BATCH), this.out, (reason) => this.drop(reason, Priority.LOW)));
   }
 
   awaitConnectionCredit(session: ProxySession): void {
@@ -740,8 +740,8 @@ export class Connection extends WheelEntry implements FrameSink, SessionHost, Ha
    */
   private linger(): void {
     if (this.destroyAt > 0) return;
-    if (!this.userCounted) this.socket.pause();
-    this.destroyAt = this.now() + (this.userCounted ? LINGER_MS : UNWELCOMED_LINGER_MS);
+    if (!this.has(Flag.USER_COUNTED)) this.socket.pause();
+    this.destroyAt = this.now() + (this.has(Flag.USER_COUNTED) ? LINGER_MS : UNWELCOMED_LINGER_MS);
     this.ctx.timers.schedule(this, this.destroyAt);
   }
 
@@ -749,7 +749,7 @@ export class Connection extends WheelEntry implements FrameSink, SessionHost, Ha
     if (this.state === ConnState.CLOSED) return;
     this.transition(ConnState.CLOSED);
     this.ctx.gate.handshakeEnded(this);
-    if (this.userCounted) this.ctx.gate.userLeft(this.userId);
+    if (this.has(Flag.USER_COUNTED)) this.ctx.gate.userLeft(this.userId);
     this.pacer?.close();
     this.pipelined = null;
     this.pipelinedBytes = 0;
@@ -772,35 +772,8 @@ export class Connection extends WheelEntry implements FrameSink, SessionHost, Ha
     this.ctx.connectionClosed(this);
   }
 
-  private get acceptsRefresh(): boolean {
-    return (this.flags & Flag.ACCEPTS_REFRESH) !== 0;
-  }
-  private set acceptsRefresh(on: boolean) {
-    this.setFlag(Flag.ACCEPTS_REFRESH, on);
-  }
-  private get refreshAsked(): boolean {
-    return (this.flags & Flag.REFRESH_ASKED) !== 0;
-  }
-  private set refreshAsked(on: boolean) {
-    this.setFlag(Flag.REFRESH_ASKED, on);
-  }
-  private get refreshing(): boolean {
-    return (this.flags & Flag.REFRESHING) !== 0;
-  }
-  private set refreshing(on: boolean) {
-    this.setFlag(Flag.REFRESHING, on);
-  }
-  private get userCounted(): boolean {
-    return (this.flags & Flag.USER_COUNTED) !== 0;
-  }
-  private set userCounted(on: boolean) {
-    this.setFlag(Flag.USER_COUNTED, on);
-  }
-  private get acceptsBatch(): boolean {
-    return (this.flags & Flag.ACCEPTS_BATCH) !== 0;
-  }
-  private set acceptsBatch(on: boolean) {
-    this.setFlag(Flag.ACCEPTS_BATCH, on);
+  private has(flag: Flag): boolean {
+    return (this.flags & flag) !== 0;
   }
   private setFlag(flag: Flag, on: boolean): void {
     this.flags = on ? this.flags | flag : this.flags & ~flag;
@@ -884,8 +857,8 @@ export class Connection extends WheelEntry implements FrameSink, SessionHost, Ha
       this.fail(Code.AUTH_EXPIRED, `token expired at ${new Date(this.tokenDeadline - TOKEN_SKEW_MS).toISOString()} (with ${TOKEN_SKEW_MS} ms of skew allowed) and was not refreshed`);
       return;
     }
-    if (this.acceptsRefresh && !this.refreshAsked && this.tokenDeadline - now <= this.ctx.config.auth.refreshWindowMs) {
-      this.refreshAsked = true;
+    if (this.has(Flag.ACCEPTS_REFRESH) && !this.has(Flag.REFRESH_ASKED) && this.tokenDeadline - now <= this.ctx.config.auth.refreshWindowMs) {
+      this.setFlag(Flag.REFRESH_ASKED, true);
       this.sendControl(FrameType.AUTH_STATE, encodeAuthState({ expiresInMs: this.expiresInMs(now), refresh: true }));
     }
   }
@@ -894,7 +867,7 @@ export class Connection extends WheelEntry implements FrameSink, SessionHost, Ha
   private nextTokenCheck(now: number): number {
     if (this.tokenDeadline === Infinity) return Infinity;
     const askAt = this.tokenDeadline - this.ctx.config.auth.refreshWindowMs;
-    return this.acceptsRefresh && !this.refreshAsked && askAt > now ? askAt : this.tokenDeadline;
+    return this.has(Flag.ACCEPTS_REFRESH) && !this.has(Flag.REFRESH_ASKED) && askAt > now ? askAt : this.tokenDeadline;
   }
 
   /** The token's remaining lifetime as announced on the wire: ms, at least 1, or 0 for never. */
