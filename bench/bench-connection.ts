@@ -79,7 +79,8 @@ export class BenchConnection {
 
   /**
    * Connects to 127.0.0.1:`port`, from `localAddress` when given (see {@link connectFrom}). `slab`: read
-   * as the SDK does (slabReads: large DATA frames are not copied), at the cost of a 1 MiB slab per connection.
+   * into slabs (slabReads: large DATA frames are not copied), at the cost of a 1 MiB slab per connection.
+   * The SDK does not read this way: payloads it keeps for the application would pin whole slabs.
    */
   static async connect(port: number, onData: (sessionId: number, payload: Buffer) => void = () => {}, localAddress?: string, slab = false): Promise<BenchConnection> {
     let conn: BenchConnection | null = null;
