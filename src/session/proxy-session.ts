@@ -180,7 +180,7 @@ export class ProxySession implements QueueOwner, PacedSession {
    * none is in the connection's queue, and the socket writer keeps no write (OutboundQueue.released).
    */
   get released(): boolean {
-    return (this.blocked?.length ?? 0) === 0 && this.queuedBytes === 0 && this.host.out.released;
+    return this.blocked === null && this.queuedBytes === 0 && this.host.out.released;
   }
 
   /** Calls `fn` once this session is no longer {@link backedUp} or has ended; at once if it is not. */
