@@ -123,10 +123,13 @@ export async function benchPush(secret: string): Promise<PushResult> {
     for (const d of devices) d.signal('SIGUSR2');
     const latency = new LatencyHistogram();
     let received = 0;
+    let repeats = 0;
     for (const line of await Promise.all(lines)) {
       latency.merge(line.counts as number[]);
       received += line.received as number;
+      repeats += line.repeats as number;
     }
+    if (repeats > 0) process.stderr.write(`push bench: ${repeats} pushes reached a device that already had them (not counted)\n`);
     owed = Math.max(0, owed - received);
     return { received, latency };
   };
@@ -142,6 +145,7 @@ export async function benchPush(secret: string): Promise<PushResult> {
       await sleep(SETTLE_POLL_MS);
       await report();
     }
+    if (owed > 0) process.stderr.write(`push bench: ${owed} accepted pushes still not at their devices after ${SETTLE_MAX_MS} ms; going on\n`);
   };
   /** CPU µs so far of the push node, the proxy and the device processes. */
   const cpu = (): CpuShare => ({ node: cpuUs(backend.process.pid), proxy: cpuUs(proxy.process.pid), devices: devices.reduce((sum, d) => sum + cpuUs(d.pid), 0) });
