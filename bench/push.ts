@@ -332,7 +332,7 @@ export function pushReport(r: PushResult): string {
   const skipped = '| not run in this partial run | |';
   return [
     `${fmt(PUSH_DEVICES)} devices (one user each, one connection each, in ${DEVICE_PROCESSES} processes) on one proxy and one Push node (in-memory store, as \`npm start\`), the SDK's push client acknowledging every push. Machine load average (1 min) ${r.load[0].toFixed(1)} when the section started, ${r.load[1].toFixed(1)} when it ended.`,
-    ...(PARTS === 'ab' && FIXED_RATE === 0 ? [] : [`Partial run: BENCH_PUSH_PARTS=${PARTS}, BENCH_PUSH_RATE=${FIXED_RATE} (no peak search: (b) at that rate).`]),
+    ...(PARTS === 'ab' && FIXED_RATE === 0 ? [] : [`Partial run: BENCH_PUSH_PARTS=${PARTS}${FIXED_RATE > 0 ? `, BENCH_PUSH_RATE=${FIXED_RATE} (no peak search: (b) at that rate)` : ''}.`]),
     '',
     '| measurement | result | notes |',
     '| --- | --- | --- |',
