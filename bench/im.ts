@@ -135,7 +135,9 @@ async function runLoad(target: Target, secret: string): Promise<ImRun> {
   );
   // Senders do not read WINDOW_UPDATEs: large client→proxy windows keep them legal for the whole run.
   const limits = { session_window: 1 << 30, connection_window: 1 << 30, max_sessions: 4 };
-  writeFileSync(join(dir, 'livemux.yaml'), stringify({ listen: { host: '127.0.0.1', port: 0 }, admin: false, routes: './routes.yaml', log: { level: 'info' }, limits }));
+  // Every user connects from 127.0.0.1: the per-address limit a public listener needs would refuse half of them.
+  const connections = { max_per_address: 1_000_000 };
+  writeFileSync(join(dir, 'livemux.yaml'), stringify({ listen: { host: '127.0.0.1', port: 0 }, admin: false, routes: './routes.yaml', log: { level: 'info' }, limits, connections }));
   const proxy = await startProcess(BIN, ['start', '--config', join(dir, 'livemux.yaml')], (l) => l.msg === 'livemux listening', env);
   const processes: BenchProcess[] = [proxy.process, ...backends.map((b) => b.process)];
   const store = target.label;
