@@ -120,7 +120,8 @@ function onEvent(user: User, payload: Buffer): void {
   const now = performance.now();
   const reply = event.reply;
   if (reply !== undefined) {
-    if (!reply.ok) throw new Error(`${user.name}: send refused: ${reply.errorCode} ${reply.errorMessage}`);
+    // A refusal of a send forgotten after its step (sentAt cleared) is ignored, as its ack would be.
+    if (!reply.ok && user.sentAt.has(reply.requestId)) throw new Error(`${user.name}: send refused: ${reply.errorCode} ${reply.errorMessage}`);
     onAck(user, reply.requestId, now);
     return;
   }
