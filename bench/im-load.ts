@@ -9,7 +9,12 @@ import { LatencyHistogram } from './broadcast-protocol.js';
 
 /**
  * IM load (issue 10's bench): `users` users in pairs, each on its own connection with one `im` session
- * (device_id `bench`), speaking the IM protocol directly (no SDK logic in the way). The generator
+ * (device_id `bench`), speaking the IM protocol directly (no SDK logic in the way).
+ *
+ * With `--business echo` the same users, connections, step search and pace rule drive the proxy's echo
+ * backend instead: each send is a 64-byte DATA on the user's one `echo` session and its echo is both
+ * its ack and its delivery. That is the echo round-trip rate with the IM load's shape (one session per
+ * connection, open-loop offered rate), the like-for-like baseline of the IM memory target. The generator
  * offers sends at a fixed total rate, spread round-robin over the users, each to its pair partner,
  * and measures per step: sends acknowledged per second, send→ack latency (to the sender's Reply) and
  * send→recipient latency (to the recipient's Entries event), both on this process's clock, since
@@ -30,12 +35,14 @@ const { values } = parseArgs({
     refinements: { type: 'string', default: '2' },
     'max-rate': { type: 'string', default: '64000' },
     size: { type: 'string', default: '64' },
+    business: { type: 'string', default: 'im' },
   },
 });
+const ECHO = values.business === 'echo';
 const port = Number(values.port);
 const USERS = Number(values.users) & ~1;
 const STEP_MS = Number(values.seconds) * 1000;
-const BODY_BYTES = Math.max(12, Number(values.size));
+const BODY_BYTES = Math.max(16, Number(values.size));
 /** A step keeps pace when every send of it was acknowledged within this long after the step ended… */
 const SETTLE_MS = 2_000;
 /** …and the mean ack latency of its last second exceeds that of its second second by at most this… */
@@ -100,32 +107,22 @@ async function connectUser(i: number): Promise<User> {
     if (user !== null) onEvent(user, payload);
   });
   await conn.hello(await mintToken({ secret, sub: name }));
-  const { refused } = await conn.open('im', 1, 1, { device_id: 'bench' });
+  const { refused } = await conn.open(ECHO ? 'echo' : 'im', 1, 1, ECHO ? {} : { device_id: 'bench' });
   if (refused > 0) throw new Error(`${name}: OPEN refused`);
   user = { name, partner, conn, sentAt: new Map(), nextRequestId: 1, ackSeq: 0, unacked: 0 };
-  conn.socket.write(encodeData(1, Priority.HIGH, encodeImRequest({ requestId: 0, sync: { afterSeq: 0 } })));
+  if (!ECHO) conn.socket.write(encodeData(1, Priority.HIGH, encodeImRequest({ requestId: 0, sync: { afterSeq: 0 } })));
   return user;
 }
 
 function onEvent(user: User, payload: Buffer): void {
+  if (ECHO) return onEcho(user, payload);
   const event = decodeImEvent(payload);
   const now = performance.now();
   const reply = event.reply;
   if (reply !== undefined) {
-    const sent = user.sentAt.get(reply.requestId);
-    if (sent === undefined) return;
-    user.sentAt.delete(reply.requestId);
-    if (!reply.ok) throw new Error(`${user.name}: send refused: ${reply.errorCode} ${reply.errorMessage}`);
-    totalAcked++;
-    if (step !== null && sent.step === stepNo) {
-      const sentAt = sent.at;
-      const ms = now - sentAt;
-      step.acked++;
-      step.ack.add(ms);
-      const second = Math.floor((sentAt - stepStart) / 1000);
-      if (second === 1) (step.early.sum += ms), step.early.n++;
-      if (second === Math.floor(STEP_MS / 1000) - 1) (step.late.sum += ms), step.late.n++;
-    }
+    // A refusal of a send forgotten after its step (sentAt cleared) is ignored, as its ack would be.
+    if (!reply.ok && user.sentAt.has(reply.requestId)) throw new Error(`${user.name}: send refused: ${reply.errorCode} ${reply.errorMessage}`);
+    onAck(user, reply.requestId, now);
     return;
   }
   const items = event.entries?.items;
@@ -145,6 +142,33 @@ function onEvent(user: User, payload: Buffer): void {
   user.unacked += items.length;
   if (user.unacked >= ACK_EVERY) flushAck(user);
   else if (!unackedUsers.has(user)) unackedUsers.set(user, now);
+}
+
+/** The sender's ack of send `requestId` arrived (the IM Reply, or the echo). */
+function onAck(user: User, requestId: number, now: number): void {
+  const sent = user.sentAt.get(requestId);
+  if (sent === undefined) return;
+  user.sentAt.delete(requestId);
+  totalAcked++;
+  if (step !== null && sent.step === stepNo) {
+    const sentAt = sent.at;
+    const ms = now - sentAt;
+    step.acked++;
+    step.ack.add(ms);
+    const second = Math.floor((sentAt - stepStart) / 1000);
+    if (second === 1) (step.early.sum += ms), step.early.n++;
+    if (second === Math.floor(STEP_MS / 1000) - 1) (step.late.sum += ms), step.late.n++;
+  }
+}
+
+/** An echo round trip is over: the echoed body is the send's ack and its delivery at once. */
+function onEcho(user: User, body: Buffer): void {
+  const now = performance.now();
+  onAck(user, body.readUInt32LE(12), now);
+  totalDelivered++;
+  if (step === null || body.readUInt32LE(8) !== stepNo) return;
+  step.delivered++;
+  step.recipient.add(now - body.readDoubleLE(0));
 }
 
 /**
@@ -175,6 +199,11 @@ function send(user: User): void {
   body.writeDoubleLE(now, 0);
   body.writeUInt32LE(stepNo, 8);
   user.sentAt.set(requestId, { at: now, step: stepNo });
+  if (ECHO) {
+    body.writeUInt32LE(requestId, 12);
+    user.conn.socket.write(encodeData(1, Priority.HIGH, body));
+    return;
+  }
   const request = encodeImRequest({ requestId, send: { to: user.partner, body, clientMsgId: `${user.name}-${requestId}` } });
   user.conn.socket.write(encodeData(1, Priority.HIGH, request));
 }

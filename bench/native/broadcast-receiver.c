@@ -80,6 +80,8 @@ struct tally {
 };
 
 static const char *mode = "plain";
+/* mode is "livemux": read per frame, so compared once here, not with strcmp on every DATA frame. */
+static int livemux_mode;
 /*
  * After an epoll_wait that did not fill its batch, the receivers nap this long (--nap-us) before the
  * next: a server's write then seldom has to wake a sleeping receiver (a cross-core wakeup, dear on a
@@ -271,7 +273,7 @@ static void on_frame(struct conn *c, const uint8_t *f, uint32_t length) {
   const uint8_t *payload = f + HEADER_SIZE;
   switch (f[2]) {
     case T_DATA:
-      if (strcmp(mode, "livemux") == 0) {
+      if (livemux_mode) {
         c->owed += length;
         if (c->owed >= window / 2) {
           uint8_t wu[2 * (HEADER_SIZE + 4)];
@@ -382,7 +384,7 @@ static void on_connected(int i) {
   c->connected = 1;
   struct epoll_event ev = {.events = EPOLLIN, .data.u32 = (uint32_t)i};
   epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev);
-  if (strcmp(mode, "livemux") == 0) send_all(c, hello, hello_len);
+  if (livemux_mode) send_all(c, hello, hello_len);
   else subscribed(c);
   if (started < count) start_connect(started++);
 }
@@ -403,6 +405,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "broadcast-receiver: --mode plain, or --mode livemux with --hello and --sub\n");
     return 2;
   }
+  livemux_mode = strcmp(mode, "livemux") == 0;
   setvbuf(stdout, NULL, _IOFBF, 1 << 16);
   conns = calloc((size_t)count, sizeof *conns);
   live = count;

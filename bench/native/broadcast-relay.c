@@ -6,6 +6,11 @@
  * in part keeps its rest in a per-socket backlog, written when the socket is writable again and ahead of
  * anything newer, as Node's socket.write buffers it. No framing, no state per message.
  *
+ * The backlog is written from an offset and compacted only when an append needs the room: moving the
+ * unsent rest to the front after every partial send made draining a backlog of n bytes cost O(n^2)
+ * copies, and one step that left receivers behind took the relay minutes to recover from (a later,
+ * slower step then failed too: peak searches that passed a rate and failed a lower one).
+ *
  * Prints {"event":"listening","port":N,"pid":N}; runs until SIGTERM.
  */
 #define _GNU_SOURCE
@@ -27,7 +32,7 @@ struct peer {
   int receiver; /* in the receivers' list */
   int index;    /* position in that list */
   uint8_t *backlog;
-  size_t len, cap;
+  size_t off, len, cap; /* unsent bytes: backlog[off .. off + len) */
 };
 
 static struct peer peers[MAX_FDS];
@@ -66,12 +71,20 @@ static void watch(int fd, uint32_t events, int op) {
 
 static void backlog_append(int fd, const uint8_t *bytes, size_t n) {
   struct peer *p = &peers[fd];
-  if (p->len == 0) watch(fd, EPOLLIN | EPOLLOUT, EPOLL_CTL_MOD);
-  if (p->len + n > p->cap) {
-    p->cap = (p->len + n) * 2;
-    p->backlog = realloc(p->backlog, p->cap);
+  if (p->len == 0) {
+    watch(fd, EPOLLIN | EPOLLOUT, EPOLL_CTL_MOD);
+    p->off = 0;
   }
-  memcpy(p->backlog + p->len, bytes, n);
+  if (p->off + p->len + n > p->cap) {
+    /* Out of room at the end: the unsent bytes move to the front once, and the buffer grows if need be. */
+    memmove(p->backlog, p->backlog + p->off, p->len);
+    p->off = 0;
+    if (p->len + n > p->cap) {
+      p->cap = (p->len + n) * 2;
+      p->backlog = realloc(p->backlog, p->cap);
+    }
+  }
+  memcpy(p->backlog + p->off + p->len, bytes, n);
   p->len += n;
 }
 
@@ -88,9 +101,9 @@ static void relay(int fd, const uint8_t *bytes, size_t n) {
 
 static void on_writable(int fd) {
   struct peer *p = &peers[fd];
-  ssize_t w = send(fd, p->backlog, p->len, MSG_NOSIGNAL);
+  ssize_t w = send(fd, p->backlog + p->off, p->len, MSG_NOSIGNAL);
   if (w <= 0) return;
-  memmove(p->backlog, p->backlog + w, p->len - (size_t)w);
+  p->off += (size_t)w;
   p->len -= (size_t)w;
   if (p->len == 0) watch(fd, EPOLLIN, EPOLL_CTL_MOD);
 }

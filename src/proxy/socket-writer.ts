@@ -11,8 +11,6 @@ export interface SocketWriter {
   write(data: Buffer): void;
   /** Writes `parts` back to back, as one write; the array may be reused, its buffers must not change. */
   writev(parts: readonly Buffer[]): void;
-  /** Gives back what the writer keeps between writes for speed (an idle connection's queue calls it). */
-  release(): void;
 }
 
 /** Who is told when a writer takes writes again after holding back. */
@@ -41,6 +39,7 @@ function onSocketDrain(this: ListenedSocket): void {
  */
 export function socketWriter(socket: Socket, listener: WritableListener, internals: HandleInternals | null = nodeInternals): SocketWriter {
   const handle = (socket as unknown as { _handle?: unknown })._handle;
+  const state = (socket as unknown as { _writableState?: Partial<WritableState> })._writableState;
   if (
     internals !== null &&
     handle instanceof internals.TCP &&
@@ -48,9 +47,11 @@ export function socketWriter(socket: Socket, listener: WritableListener, interna
     !socket.connecting &&
     socket.writableLength === 0 &&
     typeof (handle as Partial<StreamHandle>).writeBuffer === 'function' &&
-    typeof (handle as Partial<StreamHandle>).writev === 'function'
+    typeof (handle as Partial<StreamHandle>).writev === 'function' &&
+    state?.ended === false &&
+    state.destroyed === false
   ) {
-    return new HandleWriter(socket, handle as StreamHandle, listener, internals);
+    return new HandleWriter(socket, handle as StreamHandle, state as WritableState, listener, internals);
   }
   return new StreamWriter(socket, listener);
 }
@@ -80,8 +81,15 @@ class StreamWriter implements SocketWriter {
     // stalled the slow-consumer test (never explained); TLS copies the bytes to encrypt them anyway.
     this.socket.write(parts.length === 1 ? parts[0]! : Buffer.concat(parts));
   }
+}
 
-  release(): void {}
+/**
+ * The part of a socket's Writable state a HandleWriter reads: both flags are set synchronously, by
+ * `end()` and by `destroy()` (before net.Socket drops its handle), and never cleared.
+ */
+interface WritableState {
+  readonly ended: boolean;
+  readonly destroyed: boolean;
 }
 
 /** The part of Node's stream handle (TCPWrap) a HandleWriter uses. */
@@ -90,15 +98,16 @@ interface StreamHandle {
   writev(req: WriteReq, chunks: readonly Buffer[], allBuffers: true): number;
 }
 
-/** A write request as Node's stream handles take it (see lib/internal/stream_base_commons.js). */
+/**
+ * A write request as Node's stream handles take it (see lib/internal/stream_base_commons.js). Node's C++
+ * side reads nothing of it but `oncomplete`, and only for a write libuv had to keep.
+ */
 interface WriteReq {
-  handle: StreamHandle;
   oncomplete: (this: WriteReq, status: number) => void;
-  async: boolean;
-  bytes: number;
   /** Kept alive while libuv still writes it. */
   buffer: Buffer | readonly Buffer[] | null;
-  writer: HandleWriter;
+  /** The writer whose write libuv keeps; null while spare. */
+  writer: HandleWriter | null;
 }
 
 /** What the handle writer takes from Node's internals: the stream_wrap binding, and tcp_wrap's TCP. */
@@ -157,61 +166,48 @@ class HandleWriter implements SocketWriter {
   readonly kind = 'handle';
   /** Writes libuv has not finished. */
   private pending = 0;
-  /**
-   * The request for the next write. A write the kernel takes at once leaves it untouched (Node only
-   * attaches its C++ side when libuv has to keep the write), so it serves write after write; one that
-   * libuv keeps takes it along, and the next write gets a new one.
-   */
-  private req: WriteReq | null = null;
 
   constructor(
     private readonly socket: Socket,
     private readonly handle: StreamHandle,
+    /** The socket's own Writable state: one object read per write, not the socket and then its state. */
+    private readonly state: WritableState,
     private readonly listener: WritableListener,
     private readonly internals: HandleInternals,
   ) {}
 
   get writable(): boolean {
-    // net.Socket drops its handle when destroyed; `writableEnded` once end() was called.
-    return this.pending === 0 && (this.socket as unknown as { _handle: unknown })._handle === this.handle && !this.socket.writableEnded;
+    return this.pending === 0 && !this.state.ended && !this.state.destroyed;
   }
 
   write(data: Buffer): void {
-    const req = (this.req ??= this.newRequest());
+    const req = spareRequest ?? newRequest(this.internals);
     this.dispatched(req, this.handle.writeBuffer(req, data), data);
   }
 
   writev(parts: readonly Buffer[]): void {
     if (parts.length === 1) return this.write(parts[0]!);
-    const req = (this.req ??= this.newRequest());
+    const req = spareRequest ?? newRequest(this.internals);
     this.dispatched(req, this.handle.writev(req, parts, true), parts);
   }
 
-  /** The spare request (a WriteWrap and its properties, ~110 bytes) is made again by the next write. */
-  release(): void {
-    this.req = null;
-  }
-
-  /** After a write was handed to libuv: what it kept stays alive until done (the caller may reuse `parts`). */
+  /**
+   * After a write was handed to libuv: a request libuv keeps is this writer's until done, with what it
+   * writes kept alive (the caller may reuse `parts`); one it did not keep is the next write's, any writer's.
+   */
   private dispatched(req: WriteReq, err: number, data: Buffer | readonly Buffer[]): void {
-    if (err !== 0) return this.fail(err);
+    if (err !== 0) {
+      // Node may have tied the request to a write it then gave up: it is not reused.
+      spareRequest = null;
+      return this.fail(err);
+    }
     const { streamBaseState, kLastWriteWasAsync } = this.internals;
     if (streamBaseState[kLastWriteWasAsync]) {
       req.buffer = Buffer.isBuffer(data) ? data : [...data];
-      this.req = null;
+      req.writer = this;
+      spareRequest = null;
       this.pending++;
-    }
-  }
-
-  private newRequest(): WriteReq {
-    const req = new this.internals.WriteWrap();
-    req.handle = this.handle;
-    req.oncomplete = onWriteComplete;
-    req.async = false;
-    req.bytes = 0;
-    req.buffer = null;
-    req.writer = this;
-    return req;
+    } else spareRequest = req;
   }
 
   /** @internal A write libuv held has ended. */
@@ -228,6 +224,23 @@ class HandleWriter implements SocketWriter {
   }
 }
 
+/**
+ * The request for the next write of any handle writer. A write the kernel takes at once leaves it
+ * untouched (Node only attaches its C++ side when libuv has to keep the write), so one request serves
+ * write after write, socket after socket: a walk over thousands of members reads one object, not one
+ * per connection, and an idle connection keeps none. A write libuv keeps takes it along (see
+ * HandleWriter.dispatched); the next write makes a new one.
+ */
+let spareRequest: WriteReq | null = null;
+
+function newRequest(internals: HandleInternals): WriteReq {
+  const req = new internals.WriteWrap();
+  req.oncomplete = onWriteComplete;
+  req.buffer = null;
+  req.writer = null;
+  return req;
+}
+
 function onWriteComplete(this: WriteReq, status: number): void {
-  this.writer.completed(status);
+  this.writer!.completed(status);
 }

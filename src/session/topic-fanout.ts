@@ -186,9 +186,19 @@ export class Topic implements SlicedTask {
    * run has no encoding left for `id` (FrameRun's budget). A walk asks the same question member after
    * member (they lack the same turns and mostly share an id), so the last answer is kept: nothing is
    * gathered or allocated per member.
+   *
+   * Several turns are several buffers, written as one writev; once a second member asks for the same
+   * ones, they are joined into one buffer for it and every member after: a busy room's walk brings each
+   * member a dozen turns or more, and a writev costs per buffer (Node reads each from the array through
+   * its C++ API, the kernel copies each apart), where one buffer costs one copy per walk. A member alone
+   * with its answer (scattered session ids) keeps the writev: joining for one write would only copy.
    */
   private wholeFor(from: number, head: number, id: number): WholeWrite | null {
-    if (from === this.lastFrom && head === this.lastHead && id === this.lastId) return this.lastWhole;
+    if (from === this.lastFrom && head === this.lastHead && id === this.lastId) {
+      const last = this.lastWhole;
+      if (last === null || Buffer.isBuffer(last.data)) return last;
+      return (this.lastWhole = { ...last, data: Buffer.concat(last.data as readonly Buffer[], last.size) });
+    }
     const whole = gatherWhole(this.log, from - this.base, head - this.base, id);
     this.lastFrom = from;
     this.lastHead = head;

@@ -134,6 +134,36 @@ describe.each(PATHS)('socketWriter on $name', ({ secure, internals, kind }) => {
     expect((await received).equals(Buffer.concat(written))).toBe(true);
   });
 
+  it('writers of several sockets, written in turns, some held back at once: each gets its own bytes in order and its own onWritable', async () => {
+    // Handle writers share their spare write request: one held by libuv must never serve another write.
+    const pairs = await Promise.all([pair(secure), pair(secure), pair(secure)]);
+    const calls = [0, 0, 0];
+    const writers = pairs.map((p, i) => writerFor(p.server, () => calls[i]!++));
+    const written: Buffer[][] = [[], [], []];
+    for (let round = 0; round < 20; round++) {
+      pairs.forEach((_, i) => {
+        written[i]!.push(bytes(50, round * 3 + i));
+        writers[i]!.write(written[i]!.at(-1)!);
+      });
+    }
+    pairs[0]!.client.pause();
+    pairs[1]!.client.pause();
+    written[0]!.push(...fill(writers[0]!));
+    written[1]!.push(...fill(writers[1]!));
+    for (let round = 0; round < 20; round++) {
+      written[2]!.push(bytes(64 * 1024, round));
+      writers[2]!.write(written[2]!.at(-1)!);
+      await until(() => writers[2]!.writable, 'the unpaused reader to take a write');
+    }
+    pairs[0]!.client.resume();
+    pairs[1]!.client.resume();
+    await until(() => calls[0]! > 0 && calls[1]! > 0, 'onWritable of both held writers');
+    for (const [i, p] of pairs.entries()) {
+      p.server.end();
+      expect((await p.received).equals(Buffer.concat(written[i]!))).toBe(true);
+    }
+  });
+
   it('ending the socket while writes are held back sends them all first; the writer is not writable once it ends', async () => {
     const { server, client, received } = await pair(secure);
     client.pause();
@@ -143,6 +173,16 @@ describe.each(PATHS)('socketWriter on $name', ({ secure, internals, kind }) => {
     expect(writer.writable).toBe(false);
     client.resume();
     expect((await received).equals(Buffer.concat([...written, bytes(9, 7)]))).toBe(true);
+  });
+
+  it('is not writable once the socket is ended, with nothing held back', async () => {
+    const { server, received } = await pair(secure);
+    const writer = writerFor(server);
+    writer.write(bytes(10, 1));
+    await until(() => writer.writable, 'the write taken');
+    server.end();
+    expect(writer.writable).toBe(false);
+    expect((await received).equals(bytes(10, 1))).toBe(true);
   });
 
   it('is not writable once the socket is destroyed', async () => {
@@ -209,6 +249,16 @@ describe('socketWriter falls back to socket.write', () => {
       expect(socketWriter(server, { onWritable: () => {} }).kind).toBe('stream');
       delete handle[method];
     }
+    expect(socketWriter(server, { onWritable: () => {} }).kind).toBe('handle');
+  });
+
+  it("when the socket's Writable state does not say ended and destroyed as booleans (a changed internal)", async () => {
+    const { server } = await pair();
+    const socket = server as unknown as { _writableState: unknown };
+    const real = socket._writableState;
+    socket._writableState = { length: 0 };
+    expect(socketWriter(server, { onWritable: () => {} }).kind).toBe('stream');
+    socket._writableState = real;
     expect(socketWriter(server, { onWritable: () => {} }).kind).toBe('handle');
   });
 

@@ -249,6 +249,31 @@ describe('topic walks', () => {
     }
   });
 
+  it('several turns: members sharing an id get them as one buffer once a second member asks, a member alone with its id as a writev', () => {
+    // Ids: 100 members with id 1, then each other member an id of its own.
+    members = Array.from({ length: MEMBERS }, (_, i) => new Member(i + 1, i < 100 ? 1 : i + 1));
+    fanOut = new TopicFanOut((ref) => members[ref - 1]?.session, undefined, stepper);
+    for (const m of members) fanOut.subscribe(m.session, 'room');
+    // How each member's queue handed its write to the writer: 'writev' (parts) or 'write' (one buffer).
+    const calls = members.map((m) => {
+      const seen: string[] = [];
+      const writer = (m.out as unknown as { writer: { write(b: Buffer): void; writev(p: readonly Buffer[]): void } }).writer;
+      const { write, writev } = writer;
+      writer.write = (b) => (seen.push('write'), write.call(writer, b));
+      writer.writev = (p) => (seen.push('writev'), writev.call(writer, p));
+      return seen;
+    });
+    turn(['room', 'm1']);
+    turn(['room', 'm2']);
+    turn(['room', 'm3']);
+    stepper.finish();
+    for (const [i, m] of members.entries()) {
+      expect(m.frames).toEqual(['m1', 'm2', 'm3']);
+      expect(m.frameIds).toEqual([1, 1, 1].map(() => (i < 100 ? 1 : i + 1)));
+      expect(calls[i]).toEqual([i === 0 || i >= 100 ? 'writev' : 'write']);
+    }
+  });
+
   it('counts each Publish in the fan-out delay once the walk that brought it to every member has ended', () => {
     const delay = new HistogramSeries([0.001, 1]);
     members = Array.from({ length: MEMBERS }, (_, i) => new Member(i + 1));
