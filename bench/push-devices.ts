@@ -10,7 +10,8 @@ import { LatencyHistogram, clockMs } from './broadcast-protocol.js';
  * is timed: the sender's CLOCK_MONOTONIC reading (ms), shared by every process on the machine.
  *
  * Prints `{"event":"ready"}` once every device is connected and synced; on each SIGUSR2 prints
- * `{"event":"report","received":N,"counts":[…]}` (pushes and the latency histogram since the previous
+ * `{"event":"report","received":N,"repeats":R,"counts":[…]}` (distinct pushes, pushes a device had
+ * already received, and the latency histogram of the distinct ones, since the previous
  * report) and starts counting afresh. Runs until SIGTERM. The JWT secret is LIVEMUX_JWT_SECRET.
  */
 const { values } = parseArgs({ options: { port: { type: 'string' }, first: { type: 'string', default: '0' }, count: { type: 'string', default: '2500' } } });
@@ -22,7 +23,14 @@ const CONNECT_BATCH = 100;
 const secret = process.env.LIVEMUX_JWT_SECRET!;
 
 let received = 0;
+let repeats = 0;
 let histogram = new LatencyHistogram();
+/**
+ * Every (device, push id) this process received: a repeat is not counted as received (the SDK drops
+ * repeats, but the bench does not take that on trust), so the bench's count of pushes still owed
+ * cannot reach zero while some are still on their way.
+ */
+const deliveries = new Set<string>();
 
 async function open(i: number): Promise<void> {
   const token = await mintToken({ secret, sub: `bench-u${first + i}` });
@@ -34,6 +42,12 @@ async function open(i: number): Promise<void> {
   push.on('close', (code: number, reason: string) => process.stderr.write(`push device bench-u${first + i}: session closed (${code} ${reason})\n`));
   const synced = new Promise<void>((resolve) => push.once('synced', () => resolve()));
   push.on('push', (p) => {
+    const delivery = `${i} ${p.id}`;
+    if (deliveries.has(delivery)) {
+      repeats++;
+      return;
+    }
+    deliveries.add(delivery);
     received++;
     const stamp = Number(p.data.toString('latin1'));
     if (stamp > 0) histogram.add(clockMs() - stamp);
@@ -45,8 +59,9 @@ for (let i = 0; i < count; i += CONNECT_BATCH) {
   await Promise.all(Array.from({ length: Math.min(CONNECT_BATCH, count - i) }, (_, k) => open(i + k)));
 }
 process.on('SIGUSR2', () => {
-  process.stdout.write(`${JSON.stringify({ event: 'report', received, counts: histogram.counts })}\n`);
+  process.stdout.write(`${JSON.stringify({ event: 'report', received, repeats, counts: histogram.counts })}\n`);
   received = 0;
+  repeats = 0;
   histogram = new LatencyHistogram();
 });
 process.on('SIGTERM', () => process.exit(0));

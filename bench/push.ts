@@ -123,10 +123,13 @@ export async function benchPush(secret: string): Promise<PushResult> {
     for (const d of devices) d.signal('SIGUSR2');
     const latency = new LatencyHistogram();
     let received = 0;
+    let repeats = 0;
     for (const line of await Promise.all(lines)) {
       latency.merge(line.counts as number[]);
       received += line.received as number;
+      repeats += line.repeats as number;
     }
+    if (repeats > 0) process.stderr.write(`push bench: ${repeats} pushes reached a device that already had them (not counted)\n`);
     owed = Math.max(0, owed - received);
     return { received, latency };
   };
@@ -142,6 +145,7 @@ export async function benchPush(secret: string): Promise<PushResult> {
       await sleep(SETTLE_POLL_MS);
       await report();
     }
+    if (owed > 0) process.stderr.write(`push bench: ${owed} accepted pushes still not at their devices after ${SETTLE_MAX_MS} ms; going on\n`);
   };
   /** CPU µs so far of the push node, the proxy and the device processes. */
   const cpu = (): CpuShare => ({ node: cpuUs(backend.process.pid), proxy: cpuUs(proxy.process.pid), devices: devices.reduce((sum, d) => sum + cpuUs(d.pid), 0) });
@@ -328,7 +332,7 @@ export function pushReport(r: PushResult): string {
   const skipped = '| not run in this partial run | |';
   return [
     `${fmt(PUSH_DEVICES)} devices (one user each, one connection each, in ${DEVICE_PROCESSES} processes) on one proxy and one Push node (in-memory store, as \`npm start\`), the SDK's push client acknowledging every push. Machine load average (1 min) ${r.load[0].toFixed(1)} when the section started, ${r.load[1].toFixed(1)} when it ended.`,
-    ...(PARTS === 'ab' && FIXED_RATE === 0 ? [] : [`Partial run: BENCH_PUSH_PARTS=${PARTS}, BENCH_PUSH_RATE=${FIXED_RATE} (no peak search: (b) at that rate).`]),
+    ...(PARTS === 'ab' && FIXED_RATE === 0 ? [] : [`Partial run: BENCH_PUSH_PARTS=${PARTS}${FIXED_RATE > 0 ? `, BENCH_PUSH_RATE=${FIXED_RATE} (no peak search: (b) at that rate)` : ''}.`]),
     '',
     '| measurement | result | notes |',
     '| --- | --- | --- |',

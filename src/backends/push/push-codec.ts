@@ -90,7 +90,15 @@ const toNumber = (value: Long): number => (typeof value === 'number' ? value : v
 // numbers, bytes as Buffers): no fromObject copy on the path of every push.
 export function encodePushRequest(request: PushRequest): Buffer {
   const { request: type } = load();
-  return Buffer.from(type.encode(request as unknown as protobuf.Message).finish());
+  return asBuffer(type.encode(request as unknown as protobuf.Message).finish());
+}
+
+/**
+ * The encoder's output as a Buffer without copying it: under Node, protobufjs already writes into a
+ * Buffer of its own (Buffer.from would copy each push's bytes once more, on both sides of the wire).
+ */
+function asBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
 /** Decodes a request; throws on malformed bytes (the caller answers BAD_REQUEST). */
@@ -107,7 +115,7 @@ export function decodePushRequest(payload: Uint8Array): PushRequest {
 
 export function encodePushEvent(event: PushEvent): Buffer {
   const { event: type } = load();
-  return Buffer.from(type.encode(event as unknown as protobuf.Message).finish());
+  return asBuffer(type.encode(event as unknown as protobuf.Message).finish());
 }
 
 /** Decodes an event; throws on malformed bytes. `push.data` is a view into `payload`. */
