@@ -2,6 +2,7 @@ import { once } from 'node:events';
 import { type AddressInfo, type Socket, createServer, connect } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { coalesceWrites } from '../../src/util/write-coalescer.js';
+import { until } from '../helpers/until.js';
 
 /** A connected pair over loopback: `server` is the accepted side, coalesced; `writes` counts its real writes. */
 async function pair(): Promise<{ server: Socket; client: Socket; writes: () => number; close: () => void }> {
@@ -95,7 +96,7 @@ describe('coalesceWrites', () => {
     p.client.on('data', (c: Buffer) => (got += c.length));
     await once(p.server, 'drain');
     const total = written + chunk.length;
-    for (let i = 0; i < 10_000 && got < total; i++) await new Promise((resolve) => setTimeout(resolve, 5));
+    await until(() => got >= total, 'every byte written to reach the peer');
     expect(got).toBe(total);
   });
 });
