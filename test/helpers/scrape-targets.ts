@@ -1,3 +1,4 @@
+import { get } from 'node:http';
 import { afterAll, beforeAll } from 'vitest';
 import { type EchoStack, type RunningProcess, startChatBackend, startEchoStack } from './processes.js';
 
@@ -21,9 +22,22 @@ export async function startScrapeTargets(): Promise<ScrapeTargets> {
   };
 }
 
-/** The /metrics page of an admin port. */
+/**
+ * The /metrics page of an admin port, over a connection of its own. fetch() would reuse a kept-alive
+ * connection from an earlier scrape, and on a busy machine the server's idle timeout (5 s) can close it
+ * just as the request goes out ("other side closed", seen once under two CPU hogs); Prometheus retries
+ * such a scrape, fetch does not.
+ */
 export async function scrape(adminPort: number): Promise<string> {
-  return (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
+  return new Promise((resolve, reject) => {
+    get({ host: '127.0.0.1', port: adminPort, path: '/metrics', agent: false }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => (body += chunk));
+      res.on('end', () => resolve(body));
+      res.on('error', reject);
+    }).on('error', reject);
+  });
 }
 
 /**
