@@ -42,6 +42,8 @@ export const CORES = availableParallelism();
  * 3): the report gives each figure's median and how far the passes spread. The Node receivers run once.
  */
 const REPEAT: Record<ReceiverKind, number> = { native: Number(process.env.BROADCAST_REPEAT ?? 3), node: 1 };
+/** `BROADCAST_PEAKS=0` skips the peak searches: with native receivers, only the cost at equal coalescing. */
+const PEAKS = process.env.BROADCAST_PEAKS !== '0';
 /** Receiver processes: a process holds fewer than 20,000 files; Node receivers need the parallelism. */
 const CLIENT_PROCESSES: Record<ReceiverKind, number> = { native: 2, node: 4 };
 /** Length of each step of the peak search, and of the latency runs. */
@@ -53,22 +55,26 @@ export const LATENCY_SECONDS = 8;
  */
 export const FIXED_RATE = 100;
 /**
- * Cost at equal coalescing, with native receivers (`bursts` in the report): BURST_ROUNDS bursts of
- * BURST_MESSAGES room messages, each sent by the publisher as one write, BURST_PERIOD_MS apart (longer
- * than any relay's or livemux's round over the room). Every server then writes each burst to each
+ * Cost at equal coalescing, with native receivers (`bursts` in the report, see interleavedBursts):
+ * BURST_ROUNDS bursts per system of BURST_MESSAGES room messages, each sent by the publisher as one
+ * write, BURST_PERIOD_MS apart (longer than any relay's or livemux's round over the room), alternating
+ * between the systems. Every server then writes each burst to each
  * receiver as one write, so its CPU per delivery compares the servers' cost per write and per byte with
  * the coalescing taken out; at the peak, a server whose rounds take longer also packs more messages
  * into each write, which flatters its CPU per delivery there.
  */
 export const BURST_MESSAGES = 100;
-const BURST_PERIOD_MS = 1_000;
+export const BURST_PERIOD_MS = 1_000;
 /**
- * One heartbeat interval of livemux (it runs with the default) of bursts, and as long idle before
- * them: receivers connected within a second or two get their PINGs together, once per interval, so a
- * window of one interval holds exactly one such wave whenever it starts, and the idle cost taken out
- * of the bursts' is theirs (a shorter window holds one wave or none).
+ * Bursts per system: one heartbeat interval of livemux (it runs with the default) of them, and as long
+ * idle before them: receivers connected within a second or two get their PINGs together, once per
+ * interval, so a window of one interval holds exactly one such wave whenever it starts (the bursts'
+ * window, alternating between n systems, n waves), and the idle cost taken out of the bursts' is
+ * theirs (a shorter window holds one wave or none).
  */
 const BURST_ROUNDS = Math.round(Defaults.heartbeatIntervalMs / BURST_PERIOD_MS);
+/** Bursts per system before the first pass of them, not measured (see interleavedBursts). */
+const WARMUP_BURSTS = 3;
 /**
  * A step keeps pace when every receiver got every message and, at the median sampled receiver, the
  * mean latency of the messages sent in the step's last second exceeds that of the messages sent in its
@@ -165,21 +171,30 @@ export interface SystemResult {
   half: StepResult;
   /** LATENCY_SECONDS at FIXED_RATE; null when the peak is below it. */
   fixed: StepResult | null;
-  /** Bursts of BURST_MESSAGES (native receivers, relays and livemux); null when not measured. */
-  bursts: StepResult | null;
+}
+
+/** One system's cost at equal coalescing in one pass (see interleavedBursts). */
+export interface BurstCost {
+  name: string;
+  /** The measured server processes, as in SystemResult. */
+  servers: string[];
+  /** BURST_ROUNDS bursts of BURST_MESSAGES. */
+  bursts: StepResult;
   /**
    * CPU time each server spends per second with every receiver in the room and nothing published
-   * (heartbeats, timers), measured just before the bursts; null when the bursts are not measured.
+   * (heartbeats, timers), measured at the start of the pass.
    */
-  idleCpuUsPerS: number[] | null;
+  idleCpuUsPerS: number[];
 }
 
 /** The passes over the systems with one kind of receivers. */
 export interface BroadcastRun {
   receivers: ReceiverKind;
   processes: number;
-  /** passes[p][s]: pass p of system s (the systems in the same order in every pass). */
+  /** passes[p][s]: pass p of system s (the systems in the same order in every pass); none with BROADCAST_PEAKS=0. */
   passes: SystemResult[][];
+  /** bursts[p][s]: cost at equal coalescing, pass p of system s (native receivers, socket.io left out); else none. */
+  bursts: BurstCost[][];
 }
 
 export interface Publisher {
@@ -233,12 +248,13 @@ export async function benchBroadcast(token: string, startLivemux: () => Promise<
     // A socket.io client in C would be a websocket and engine.io client: socket.io keeps Node receivers.
     const measured = systems.filter((s) => SYSTEM_KEYS.includes(s.key) && !(receivers === 'native' && s.wire === 'socketio'));
     const passes: SystemResult[][] = [];
-    for (let pass = 1; pass <= REPEAT[receivers]; pass++) {
+    for (let pass = 1; PEAKS && pass <= REPEAT[receivers]; pass++) {
       const results: SystemResult[] = [];
       for (const system of measured) results.push(await measure(system.name, await system.deploy(), receivers, token, pass));
       passes.push(results);
     }
-    runs.push({ receivers, processes: CLIENT_PROCESSES[receivers], passes });
+    const bursts = receivers === 'native' ? await interleavedBursts(measured, token, REPEAT.native) : [];
+    runs.push({ receivers, processes: CLIENT_PROCESSES[receivers], passes, bursts });
   }
   return runs;
 }
@@ -346,18 +362,61 @@ export async function measure(
     logStep(`${label}, latency at half the peak`, half);
     const fixed = peak.rate >= FIXED_RATE ? await room.step(FIXED_RATE, LATENCY_SECONDS) : null;
     if (fixed) logStep(`${label}, latency at ${FIXED_RATE} messages/s`, fixed);
-    // socket.io writes every message on its own: there is no coalescing to take out.
-    const burstsMeasured = receivers === 'native' && deployment.wire !== 'socketio';
-    const idleCpuUsPerS = burstsMeasured ? await room.idleCpu(BURST_ROUNDS * BURST_PERIOD_MS) : null;
-    const bursts = burstsMeasured ? await room.bursts(BURST_MESSAGES, BURST_ROUNDS, BURST_PERIOD_MS) : null;
-    if (bursts) logStep(`${label}, ${BURST_ROUNDS} bursts of ${BURST_MESSAGES} messages`, bursts);
     const peakRssBytes = deployment.servers.map((s) => memory(s.pid).hwmBytes);
-    return { name, servers: deployment.servers.map((s) => s.label), idleRssBytes, peakRssBytes, steps, peak, half, fixed, bursts, idleCpuUsPerS };
+    return { name, servers: deployment.servers.map((s) => s.label), idleRssBytes, peakRssBytes, steps, peak, half, fixed };
   } finally {
-    await Promise.all(clients.map(stopped));
-    deployment.publisher.close();
-    await Promise.all(deployment.processes.map(stopped));
-    pin(process.pid, ALL_CPUS);
+    await close(deployment, clients);
+  }
+}
+
+/** Stops the receivers, then the deployment's processes; unpins this process. */
+async function close(deployment: Deployment, clients: BenchProcess[]): Promise<void> {
+  await Promise.all(clients.map(stopped));
+  deployment.publisher.close();
+  await Promise.all(deployment.processes.map(stopped));
+  pin(process.pid, ALL_CPUS);
+}
+
+/**
+ * Cost at equal coalescing (see BURST_MESSAGES), `passes` times, every system at once: each has its
+ * own room of native receivers, and the bursts alternate between the systems, BURST_PERIOD_MS apart,
+ * so that whatever else the machine does (other processes, the hypervisor, the core's caches and
+ * clock) falls on every system alike. Measured one system after the other, the systems' figures moved
+ * 13–21 % between passes of a quiet run (2026-12-03 09:45), each with its own minute of the machine;
+ * alternated (/tmp/f3/ab.mjs, the same bursts), the C relay's stayed within 10 %. Each pass reads the
+ * servers' idle CPU first, all at once over one heartbeat interval (see BURST_ROUNDS), then
+ * BURST_ROUNDS bursts per system. Returns costs[pass][system]. socket.io writes every message on its
+ * own (no coalescing to take out): it is left out.
+ */
+async function interleavedBursts(systems: System[], token: string, passes: number): Promise<BurstCost[][]> {
+  const coalescing = systems.filter((s) => s.wire !== 'socketio');
+  const rooms: { deployment: Deployment; clients: BenchProcess[]; room: Room }[] = [];
+  try {
+    for (const system of coalescing) {
+      const deployment = await system.deploy();
+      const clients = startReceivers('native', deployment, token, { clients: BROADCAST_CLIENTS, processes: CLIENT_PROCESSES.native });
+      rooms.push({ deployment, clients, room: new Room(deployment, clients, BROADCAST_CLIENTS) });
+      // Every server on core 0 (only the one bursting at a time is busy), everything else on the others.
+      pinServerAlone(deployment, clients);
+      await rooms.at(-1)!.room.fill();
+    }
+    const costs: BurstCost[][] = [];
+    const n = rooms.length;
+    const alternating = (rounds: number): Promise<StepResult[]> =>
+      Promise.all(rooms.map(({ room }, i) => room.bursts(BURST_MESSAGES, rounds, n * BURST_PERIOD_MS, i * BURST_PERIOD_MS)));
+    // Not measured: the servers' first bursts run code not yet optimized, and the rooms just filled
+    // leave work behind (a first idle reading right after the fill, 2,000 receivers: livemux's backend at 3.2 ms/s,
+    // more than it then spent per second of bursts).
+    await alternating(WARMUP_BURSTS);
+    for (let pass = 1; pass <= passes; pass++) {
+      const idle = await Promise.all(rooms.map(({ room }) => room.idleCpu(BURST_ROUNDS * BURST_PERIOD_MS)));
+      const bursts = await alternating(BURST_ROUNDS);
+      bursts.forEach((b, i) => logStep(`${coalescing[i]!.name}, native receivers, pass ${pass}, ${BURST_ROUNDS} bursts of ${BURST_MESSAGES} messages, interleaved`, b));
+      costs.push(rooms.map(({ deployment }, i) => ({ name: coalescing[i]!.name, servers: deployment.servers.map((s) => s.label), bursts: bursts[i]!, idleCpuUsPerS: idle[i]! })));
+    }
+    return costs;
+  } finally {
+    for (const { deployment, clients } of rooms) await close(deployment, clients);
   }
 }
 
@@ -484,11 +543,14 @@ class Room {
     return servers.map((s, i) => (cpuUs(s.pid) - before[i]!) / seconds);
   }
 
-  /** `rounds` bursts of `size` messages, each sent as one write, `periodMs` apart; then the end message. */
-  bursts(size: number, rounds: number, periodMs: number): Promise<StepResult> {
+  /**
+   * `rounds` bursts of `size` messages, each sent as one write, `periodMs` apart, the first `offsetMs`
+   * after the window opens (for rooms whose bursts alternate); then the end message.
+   */
+  bursts(size: number, rounds: number, periodMs: number, offsetMs = 0): Promise<StepResult> {
     return this.window((size * 1000) / periodMs, size * rounds, async (phase, start) => {
       for (let r = 0; r < rounds; r++) {
-        await sleep(start + r * periodMs - clockMs());
+        await sleep(start + offsetMs + r * periodMs - clockMs());
         this.deployment.publisher.sendAll(Array.from({ length: size }, () => roomMessage(phase)));
       }
     });
