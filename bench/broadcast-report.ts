@@ -2,7 +2,6 @@ import { MESSAGE_BYTES } from './broadcast-protocol.js';
 import {
   BROADCAST_CLIENTS,
   BURST_MESSAGES,
-  BURST_PERIOD_MS,
   type BroadcastRun,
   type BurstCost,
   CORES,
@@ -178,8 +177,8 @@ function burstTable(run: BroadcastRun): string[] {
   return [
     `**Cost at equal coalescing**: after the peak passes, every system runs at once, each with its own room of native receivers and ` +
       `its server on core 0; then ${run.bursts.length} passes of ${fmt(b0(rows).rounds)} bursts of ${BURST_MESSAGES} messages to each system, each ` +
-      `published as one write, ${fmt(BURST_PERIOD_MS)} ms apart and alternating between the systems (each system's ${fmt(b0(rows).periodMs)} ms ` +
-      'apart). Every server writes each burst to each receiver as one write, so CPU per ' +
+      `published as one write, ${fmt(b0(rows).periodMs)} ms apart, the systems' bursts alternating (one every ${fmt(b0(rows).periodMs / rows.length)} ms). ` +
+      'Every server writes each burst to each receiver as one write, so CPU per ' +
       'delivery here is the cost of a write and its bytes, with no server packing more messages into a write than another (at the peak, ' +
       "a server with slower rounds packs more, which lowers its CPU per delivery). CPU time is the server's own, and the alternation " +
       'spreads whatever else the machine does over every system alike: measured one system after the other (until 2026-12-03), each ' +
