@@ -44,6 +44,8 @@ export const CORES = availableParallelism();
 const REPEAT: Record<ReceiverKind, number> = { native: Number(process.env.BROADCAST_REPEAT ?? 3), node: 1 };
 /** `BROADCAST_PEAKS=0` skips the peak searches: with native receivers, only the cost at equal coalescing. */
 const PEAKS = process.env.BROADCAST_PEAKS !== '0';
+/** `BROADCAST_BURSTS=0` skips the cost at equal coalescing (see interleavedBursts). */
+const BURSTS = process.env.BROADCAST_BURSTS !== '0';
 /** Receiver processes: a process holds fewer than 20,000 files; Node receivers need the parallelism. */
 const CLIENT_PROCESSES: Record<ReceiverKind, number> = { native: 2, node: 4 };
 /** Length of each step of the peak search, and of the latency runs. */
@@ -261,7 +263,7 @@ export async function benchBroadcast(token: string, startLivemux: () => Promise<
       for (const system of measured) results.push(await measure(system.name, await system.deploy(), receivers, token, pass));
       passes.push(results);
     }
-    const bursts = receivers === 'native' ? await interleavedBursts(measured, token, REPEAT.native) : [];
+    const bursts = receivers === 'native' && BURSTS ? await interleavedBursts(measured, token, REPEAT.native) : [];
     runs.push({ receivers, processes: CLIENT_PROCESSES[receivers], passes, bursts });
   }
   return runs;
