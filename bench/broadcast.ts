@@ -61,8 +61,8 @@ export const FIXED_RATE = 100;
  * BURST_ROUNDS bursts per system of BURST_MESSAGES room messages, each sent by the publisher as one
  * write, BURST_PERIOD_MS apart, the systems' bursts alternating (n systems: one every
  * BURST_PERIOD_MS / n, longer than any relay's or livemux's round over the room, 100–200 ms at
- * 10,000 members). Every server then writes each burst to each receiver as one write, so its CPU per delivery compares the servers' cost per write and per byte with
- * the coalescing taken out; at the peak, a server whose rounds take longer also packs more messages
+ * 10,000 members). Every server then writes each burst to each receiver as one write, so its CPU per
+ * delivery compares the servers' cost per write and per byte with the coalescing taken out; at the peak, a server whose rounds take longer also packs more messages
  * into each write, which flatters its CPU per delivery there.
  */
 export const BURST_MESSAGES = 100;
@@ -415,8 +415,8 @@ async function interleavedBursts(systems: System[], token: string, passes: numbe
     const alternating = (rounds: number): Promise<StepResult[]> =>
       Promise.all(rooms.map(({ room }, i) => room.bursts(BURST_MESSAGES, rounds, BURST_PERIOD_MS, (i * BURST_PERIOD_MS) / n)));
     // Not measured: the servers' first bursts run code not yet optimized, and the rooms just filled
-    // leave work behind (a first idle reading right after the fill, 2,000 receivers: livemux's backend at 3.2 ms/s,
-    // more than it then spent per second of bursts).
+    // leave work behind (an idle reading right after the fill, 2,000 receivers: livemux's backend at
+    // 3.2 ms/s, more than it then spent per second of bursts).
     await alternating(WARMUP_BURSTS);
     for (let pass = 1; pass <= passes; pass++) {
       const idle = await Promise.all(rooms.map(({ room }) => room.idleCpu(BURST_ROUNDS * BURST_PERIOD_MS)));
