@@ -48,8 +48,17 @@ const PEAKS = process.env.BROADCAST_PEAKS !== '0';
 const BURSTS = process.env.BROADCAST_BURSTS !== '0';
 /** Receiver processes: a process holds fewer than 20,000 files; Node receivers need the parallelism. */
 const CLIENT_PROCESSES: Record<ReceiverKind, number> = { native: 2, node: 4 };
-/** Length of each step of the peak search, and of the latency runs. */
+/** Length of each step of the peak search's climb (and of its bisection with Node receivers), and of the latency runs. */
 export const STEP_SECONDS = 4;
+/**
+ * Length of each bisection step with native receivers. The keep-pace rule compares two one-second
+ * windows, whose means move by up to a round of writes (200–500 ms near a peak) with where the
+ * rounds fall; the longer the step, the further apart the windows and the larger the growth that
+ * falling behind by 10 % makes (PACE_SLACK), against the same noise: 8 s steps triple it. The climb
+ * keeps 4 s steps, far from the peak but its last one; so do the Node receivers' single pass, and
+ * issue 12's relays (bench/scale.ts), whose figures divide by STEP_SECONDS.
+ */
+export const REFINE_STEP_SECONDS = 8;
 export const LATENCY_SECONDS = 8;
 /**
  * The fixed rate (room messages/s) every system's latency is also measured at, so that latency is
@@ -81,30 +90,35 @@ const WARMUP_BURSTS = 3;
 /**
  * A step keeps pace when every receiver got every message and, at the median sampled receiver, the
  * mean latency of the messages sent in the step's last second exceeds that of the messages sent in its
- * second second by at most PACE_SLACK_MS (bench/broadcast-clients.ts, lagGrowth). A system that keeps
- * up has a steady latency, however long its path (a proxy with a backend hop has a longer one than a
- * relay); one that falls behind by a share f of the pace gets later by f × 2 s over those two seconds,
- * so 200 ms catches 10 %. The first second is left out: a pipeline fills then.
+ * second second by at most PACE_SLACK of the time between those seconds (bench/broadcast-clients.ts,
+ * lagGrowth): 200 ms in a 4 s step, 600 ms in an 8 s one. A system that keeps up has a steady
+ * latency, however long its path (a proxy with a backend hop has a longer one than a relay); one that
+ * falls behind by a share f of the pace gets later by f × that time, so the bound catches 10 %. The
+ * first second is left out: a pipeline fills then.
  */
-export const PACE_SLACK_MS = 200;
+export const PACE_SLACK = 0.1;
+/** The latency growth a step of `publishMs` may show (PACE_SLACK), at least that of a 4 s step. */
+export function paceSlackMs(publishMs: number): number {
+  return PACE_SLACK * Math.max(publishMs - 2000, 2000);
+}
 /** A step is clearly saturated when receivers got its messages at less than this share of the pace. */
 const SATURATED_PACE = 0.7;
 /**
- * A step that missed the pace by its latency alone, growing by at most MARGINAL_SLACK_MS (every message
+ * A step that missed the pace by its latency alone, growing by at most MARGINAL_SLACK × its pace slack (every message
  * arrived, none late, not saturated), is run once more, and the second run decides. Near a peak a
- * round of writes to the room lasts 200–500 ms, so the one-second windows PACE_SLACK_MS compares hold
+ * round of writes to the room lasts 200–500 ms, so the one-second windows PACE_SLACK compares hold
  * two or three rounds and their means move by a round with where the rounds fall: in the quiet run of
  * 2026-12-03 08:13 a system kept pace at 4,305/s in two passes and missed 2,560/s by 259 ms in the
  * third, halving its peak. Noise now has to strike twice; a server truly behind misses both runs.
- * Up to 1 s: in the quiet run of 09:45 the C relay missed 5,120/s by 756 ms in one pass, not run
+ * Up to 1 s in a 4 s step: in the quiet run of 09:45 the C relay missed 5,120/s by 756 ms in one pass, not run
  * again (the bound was 600 ms), and kept pace there in the two others on their second run (after
  * misses of 429 and 414 ms); that one miss capped the pass's peak at 4,903/s, and the C relay's
  * passes spread 13 %. That run had six such misses of 700–900 ms with every message in and the step
- * received at the pace. A server behind the pace by a share f grows f × 2 s over the windows and
- * takes 1 / (1 − f) of the publish time to receive the step: behind enough to grow 1 s (f = 0.5), it
- * is saturated (SATURATED_PACE) and not run again.
+ * received at the pace. A server behind the pace by a share f grows f × 2 s over the windows (of a 4 s
+ * step) and takes 1 / (1 − f) of the publish time to receive the step: behind enough to grow 1 s
+ * (f = 0.5), it is saturated (SATURATED_PACE) and not run again.
  */
-export const MARGINAL_SLACK_MS = 5 * PACE_SLACK_MS;
+export const MARGINAL_SLACK = 5;
 /**
  * A step's receivers report within 3 × its publish time + 15 s when they keep anywhere near pace. One
  * that falls far behind gets BACKLOG_MS more to drain its backlog: the step is then marked as not
@@ -141,7 +155,7 @@ export interface LivemuxUnderTest {
 export interface StepResult {
   /** Offered room messages per second. */
   rate: number;
-  /** The step kept pace (see PACE_SLACK_MS). */
+  /** The step kept pace (see PACE_SLACK). */
   ok: boolean;
   /** Some receiver reported only after the step's deadline, from its backlog (see BACKLOG_MS). */
   late: boolean;
@@ -149,7 +163,7 @@ export interface StepResult {
   publishMs: number;
   /** The median sampled receiver's time, first message to end message. */
   receiveMs: number;
-  /** The median sampled receiver's latency growth over the step (see PACE_SLACK_MS). */
+  /** The median sampled receiver's latency growth over the step (see PACE_SLACK). */
   lagGrowthMs: number;
   missing: number;
   deliveries: number;
@@ -362,8 +376,8 @@ export async function measure(
     await room.fill();
     const idleRssBytes = deployment.servers.map((s) => memory(s.pid).rssBytes);
     const steps: StepResult[] = [];
-    const peak = await findPeak(async (rate) => {
-      const step = await room.step(rate, STEP_SECONDS);
+    const peak = await findPeak(async (rate, bisecting) => {
+      const step = await room.step(rate, bisecting && receivers === 'native' ? REFINE_STEP_SECONDS : STEP_SECONDS);
       steps.push(step);
       logStep(label, step);
       return step;
@@ -466,13 +480,15 @@ function logStep(name: string, step: StepResult): void {
  * coalesces (the baseline, livemux) writes more messages per syscall as the rate rises and may keep
  * pace at twice a rate it just missed. Halves from START_RATE if nothing kept pace. Then bisects
  * (geometric mean) REFINEMENTS times between the fastest step that kept pace and the next rate above it
- * that did not. A step that missed by a little is run again first (MARGINAL_SLACK_MS).
+ * that did not (`bisecting`: see REFINE_STEP_SECONDS). A step that missed by a little is run again
+ * first (MARGINAL_SLACK).
  */
-async function findPeak(step: (rate: number) => Promise<StepResult>): Promise<StepResult> {
+async function findPeak(step: (rate: number, bisecting: boolean) => Promise<StepResult>): Promise<StepResult> {
   const tried: StepResult[] = [];
-  const run = async (rate: number): Promise<StepResult> => {
-    let s = await step(rate);
-    if (!s.ok && !s.late && s.missing === 0 && s.publishMs >= SATURATED_PACE * s.receiveMs && s.lagGrowthMs <= MARGINAL_SLACK_MS) s = await step(rate);
+  const run = async (rate: number, bisecting = false): Promise<StepResult> => {
+    let s = await step(rate, bisecting);
+    const marginal = s.publishMs >= SATURATED_PACE * s.receiveMs && s.lagGrowthMs <= MARGINAL_SLACK * paceSlackMs(s.publishMs);
+    if (!s.ok && !s.late && s.missing === 0 && marginal) s = await step(rate, bisecting);
     tried.push(s);
     return s;
   };
@@ -486,7 +502,7 @@ async function findPeak(step: (rate: number) => Promise<StepResult>): Promise<St
     const pass = fastestOk();
     const fail = tried.filter((s) => !s.ok && s.rate > (pass?.rate ?? Infinity)).sort((a, b) => a.rate - b.rate)[0];
     if (!pass || !fail) break;
-    await run(Math.sqrt(pass.rate * fail.rate));
+    await run(Math.sqrt(pass.rate * fail.rate), true);
   }
   const peak = fastestOk();
   if (!peak) throw new Error(`broadcast: no rate down to ${MIN_RATE} messages/s kept pace`);
@@ -606,7 +622,7 @@ class Room {
       // A step its receivers took far longer to get than it took to publish has not kept pace, whatever
       // its latency did between its second second and its last.
       // Medians hide one receiver process far behind the others: its late report fails the step too.
-      ok: !late && missing === 0 && sum('closed') === 0 && lagGrowthMs <= PACE_SLACK_MS && publishMs >= SATURATED_PACE * receiveMs,
+      ok: !late && missing === 0 && sum('closed') === 0 && lagGrowthMs <= paceSlackMs(publishMs) && publishMs >= SATURATED_PACE * receiveMs,
       late,
       publishMs,
       receiveMs,
