@@ -31,7 +31,7 @@ export function broadcastReport(runs: BroadcastRun[]): string {
   const out = [
     `${fmt(BROADCAST_CLIENTS)} receivers in one room, ${MESSAGE_BYTES} B messages, ${CORES} cores. Peak: the fastest step ` +
       `that kept pace (every message arrived, and latency grew by at most ${PACE_SLACK * 100} % of the time from the step's second second to its last: ` +
-      `${fmt(paceSlackMs(STEP_SECONDS * 1000))} ms in a ${STEP_SECONDS} s step, ${fmt(paceSlackMs(REFINE_STEP_SECONDS * 1000))} ms in a ${REFINE_STEP_SECONDS} s one), ` +
+      `${fmt(paceSlackMs(STEP_SECONDS * 1000))} ms over a ${STEP_SECONDS} s step, ${fmt(paceSlackMs(REFINE_STEP_SECONDS * 1000))} ms over ${REFINE_STEP_SECONDS} s), ` +
       `found by doubling the rate in ${STEP_SECONDS} s steps, then ${REFINEMENTS} bisections: within ${((2 ** (1 / 2 ** REFINEMENTS) - 1) * 100).toFixed(1)} % of the true one, ` +
       `in ${REFINE_STEP_SECONDS} s steps with native receivers (the further apart the two seconds, the less a round's noise decides), ${STEP_SECONDS} s with Node receivers. ` +
       `A step that missed by its latency alone, by at most ${MARGINAL_SLACK}× that bound, is run once more and the second run decides (both are listed). ` +
