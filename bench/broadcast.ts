@@ -406,8 +406,10 @@ async function close(deployment: Deployment, clients: BenchProcess[]): Promise<v
  * own room of native receivers, and the bursts alternate between the systems (BURST_PERIOD_MS / n
  * apart), so that whatever else the machine does (other processes, the hypervisor, the core's caches and
  * clock) falls on every system alike. Measured one system after the other, the systems' figures moved
- * 13–21 % between passes of a quiet run (2026-12-03 09:45), each with its own minute of the machine;
- * alternated (/tmp/f3/ab.mjs, the same bursts), the C relay's stayed within 10 %. Each pass reads the
+ * 13–21 % between passes of a quiet run (2026-12-03 09:45), each with its own minute of the machine,
+ * and so did their ratios to the C relay (livemux's proxy 1.19–1.65×); alternated (locked run of
+ * 11:29, under a changing load), every system moved with the machine, together, and the ratios held
+ * within 2 % (livemux's proxy 1.37–1.39×). Each pass reads the
  * servers' idle CPU first, all at once over one heartbeat interval (see BURST_ROUNDS), then
  * BURST_ROUNDS bursts per system. Returns costs[pass][system]. socket.io writes every message on its
  * own (no coalescing to take out): it is left out.
