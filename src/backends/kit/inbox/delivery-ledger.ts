@@ -25,6 +25,12 @@ export interface RefStats {
 export interface DeliveryLedgerOptions {
   /** How long a ref's statistics are kept after its expiry (or after its last `target` when it never expires); default 24 h. */
   readonly statsTtlMs?: number;
+  /**
+   * Most refs the memory ledger keeps (default: no bound); beyond it the oldest ref (first targeted) is
+   * forgotten first, before its time, and its `stats` are null. A producer targeting thousands of refs a
+   * second would otherwise keep a day of them.
+   */
+  readonly maxRefs?: number;
 }
 
 export const DEFAULT_STATS_TTL_MS = 24 * 3600_000;
@@ -68,11 +74,14 @@ interface RefRecord {
 export class MemoryDeliveryLedger implements DeliveryLedger {
   private readonly refs = new Map<string, RefRecord>();
   private readonly statsTtlMs: number;
+  private readonly maxRefs: number;
   private closed = false;
 
   constructor(options: DeliveryLedgerOptions = {}) {
     this.statsTtlMs = options.statsTtlMs ?? DEFAULT_STATS_TTL_MS;
     checkInteger('statsTtlMs', this.statsTtlMs, 1);
+    this.maxRefs = options.maxRefs ?? Number.POSITIVE_INFINITY;
+    if (this.maxRefs !== Number.POSITIVE_INFINITY) checkInteger('maxRefs', this.maxRefs, 1);
   }
 
   async target(ref: string, members: readonly string[], expiresAtMs: number, nowMs: number): Promise<void> {
@@ -83,7 +92,11 @@ export class MemoryDeliveryLedger implements DeliveryLedger {
     checkInteger('target nowMs', nowMs, 0);
     this.forgetExpired();
     let record = this.record(ref);
-    if (record === undefined) this.refs.set(ref, (record = { expiresAtMs, members: new Map(), delivered: 0, collapsed: 0, forgetAt: 0 }));
+    if (record === undefined) {
+      this.refs.set(ref, (record = { expiresAtMs, members: new Map(), delivered: 0, collapsed: 0, forgetAt: 0 }));
+      // The Map keeps insertion order: its first ref is the oldest.
+      if (this.refs.size > this.maxRefs) this.refs.delete(this.refs.keys().next().value!);
+    }
     record.expiresAtMs = Math.max(record.expiresAtMs, expiresAtMs);
     for (const member of members) if (!record.members.has(member)) record.members.set(member, 't');
     // Same lifetime as the Redis keys: statsTtl after the expiry, or after now when there is none.
