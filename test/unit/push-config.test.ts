@@ -30,8 +30,8 @@ describe('push.yaml', () => {
     expect(config.http).toBeNull();
   });
 
-  it('bounds the in-memory store\'s records: max_records, 1,000,000 by default', () => {
-    expect(loadPushConfig(null, {}).maxRecords).toBe(1_000_000);
+  it('bounds the in-memory store\'s records: max_records, 100,000 by default', () => {
+    expect(loadPushConfig(null, {}).maxRecords).toBe(100_000);
     expect(loadPushConfig(file('max_records: 5000'), {}).maxRecords).toBe(5000);
     expect(() => loadPushConfig(file('max_records: 0'), {})).toThrow(/max_records/);
   });

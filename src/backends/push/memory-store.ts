@@ -10,7 +10,7 @@ export interface MemoryPushStoreOptions {
   /** Most pushes one topic log keeps, newest first (default 1000). */
   readonly topicLogLength?: number;
   /**
-   * Most push records kept (default 1,000,000): beyond it the oldest are forgotten first, before their
+   * Most push records kept (default 100,000): beyond it the oldest are forgotten first, before their
    * retention. Without a bound a node taking 10,000 calls/s would hold a day's worth of records.
    */
   readonly maxRecords?: number;
@@ -41,7 +41,7 @@ const SWEEP_STEP = 4;
 export const PUSH_STORE_DEFAULTS = {
   deviceRetentionMs: 30 * 24 * 3600_000,
   topicLogLength: 1000,
-  maxRecords: 1_000_000,
+  maxRecords: 100_000,
 } as const;
 
 /**

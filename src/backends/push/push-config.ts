@@ -69,7 +69,7 @@ const schema = z.strictObject({
     .prefault({}),
   online_ack_window_ms: int(1, 3_600_000).default(30_000),
   record_retention_ms: int(1, 30 * 24 * 3_600_000).default(24 * 3_600_000),
-  max_records: int(1, 100_000_000).default(1_000_000),
+  max_records: int(1, 100_000_000).default(100_000),
   device_retention_ms: int(1, 365 * 24 * 3_600_000).default(30 * 24 * 3_600_000),
   node_ttl_ms: int(300, 600_000).default(15_000),
   log: z.strictObject({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info') }).prefault({}),

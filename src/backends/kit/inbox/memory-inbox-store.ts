@@ -30,6 +30,8 @@ class UserInbox {
   readonly collapse = new Map<string, InboxEntry>();
   /** Dedupe key → the entry's seq and time, and when the key is forgotten (performance.now() ms); insertion = expiry order. */
   readonly dedupe = new Map<string, { seq: number; createdAtMs: number; forgetAt: number }>();
+  /** When the first dedupe key is forgotten (Infinity: none): most appends then need not look at the map. */
+  dedupeHeadForgetAt = Number.POSITIVE_INFINITY;
   readonly devices = new Map<string, { cursor: number; ackedAtMs: number }>();
 }
 
@@ -68,7 +70,11 @@ export class MemoryInboxStore implements InboxStore {
       if (old !== undefined) superseded = { seq: old.seq, ref: old.ref };
       inbox.collapse.set(entry.collapseKey, entry);
     }
-    if (req.dedupeKey !== '') inbox.dedupe.set(req.dedupeKey, { seq: entry.seq, createdAtMs: nowMs, forgetAt: now + this.options.dedupeTtlMs });
+    if (req.dedupeKey !== '') {
+      const forgetAt = now + this.options.dedupeTtlMs;
+      if (inbox.dedupe.size === 0) inbox.dedupeHeadForgetAt = forgetAt;
+      inbox.dedupe.set(req.dedupeKey, { seq: entry.seq, createdAtMs: nowMs, forgetAt });
+    }
     this.trim(inbox, nowMs);
     this.notify(user, { kind: 'entry', entry });
     return { entry, duplicate: false, superseded };
@@ -179,8 +185,13 @@ export class MemoryInboxStore implements InboxStore {
   }
 
   private forgetDedupe(inbox: UserInbox, now: number): void {
+    if (inbox.dedupeHeadForgetAt > now) return;
+    inbox.dedupeHeadForgetAt = Number.POSITIVE_INFINITY;
     for (const [key, seen] of inbox.dedupe) {
-      if (seen.forgetAt > now) break;
+      if (seen.forgetAt > now) {
+        inbox.dedupeHeadForgetAt = seen.forgetAt;
+        break;
+      }
       inbox.dedupe.delete(key);
     }
   }
