@@ -61,9 +61,38 @@ export interface DeliveryLedger {
 
 type MemberState = 't' | 'd' | 'c';
 
+/**
+ * A ref's members with their states: the first inline, a Map only from the second on. Most refs have
+ * one member (a push to one user), and a ref is kept a day: a Map each would be most of its memory.
+ */
+class Members {
+  size = 0;
+  private first = '';
+  private firstState: MemberState = 't';
+  private rest: Map<string, MemberState> | null = null;
+
+  get(member: string): MemberState | undefined {
+    return member === this.first ? this.firstState : this.rest?.get(member);
+  }
+
+  set(member: string, state: MemberState): void {
+    // Member ids are never '' (checkId): an empty `first` is a free slot.
+    if (this.size === 0 || member === this.first) {
+      this.size ||= 1;
+      this.first = member;
+      this.firstState = state;
+      return;
+    }
+    this.rest ??= new Map();
+    const before = this.rest.size;
+    this.rest.set(member, state);
+    this.size += this.rest.size - before;
+  }
+}
+
 interface RefRecord {
   expiresAtMs: number;
-  readonly members: Map<string, MemberState>;
+  readonly members: Members;
   delivered: number;
   collapsed: number;
   /** performance.now() when the record is forgotten. */
@@ -75,6 +104,8 @@ export class MemoryDeliveryLedger implements DeliveryLedger {
   private readonly refs = new Map<string, RefRecord>();
   private readonly statsTtlMs: number;
   private readonly maxRefs: number;
+  /** When the first ref in the map is forgotten, as last seen (its forgetAt only grows: a lower bound). */
+  private headForgetAt = 0;
   private closed = false;
 
   constructor(options: DeliveryLedgerOptions = {}) {
@@ -93,14 +124,16 @@ export class MemoryDeliveryLedger implements DeliveryLedger {
     this.forgetExpired();
     let record = this.record(ref);
     if (record === undefined) {
-      this.refs.set(ref, (record = { expiresAtMs, members: new Map(), delivered: 0, collapsed: 0, forgetAt: 0 }));
+      this.refs.set(ref, (record = { expiresAtMs, members: new Members(), delivered: 0, collapsed: 0, forgetAt: 0 }));
       // The Map keeps insertion order: its first ref is the oldest.
       if (this.refs.size > this.maxRefs) this.refs.delete(this.refs.keys().next().value!);
     }
     record.expiresAtMs = Math.max(record.expiresAtMs, expiresAtMs);
-    for (const member of members) if (!record.members.has(member)) record.members.set(member, 't');
+    for (const member of members) if (record.members.get(member) === undefined) record.members.set(member, 't');
     // Same lifetime as the Redis keys: statsTtl after the expiry, or after now when there is none.
     record.forgetAt = performance.now() + Math.max(0, record.expiresAtMs - nowMs) + this.statsTtlMs;
+    // The map was empty (forgetExpired emptied it): this record is its first.
+    if (this.headForgetAt === Number.POSITIVE_INFINITY) this.headForgetAt = record.forgetAt;
   }
 
   async delivered(ref: string, member: string): Promise<boolean> {
@@ -151,11 +184,19 @@ export class MemoryDeliveryLedger implements DeliveryLedger {
     return record;
   }
 
-  /** Forgets records past their time, oldest first (insertion order is close to expiry order; stops at the first live one). */
+  /**
+   * Forgets records past their time, oldest first (insertion order is close to expiry order; stops at the
+   * first live one). Until that one is due, nothing to look at: no iterator per `target`.
+   */
   private forgetExpired(): void {
     const now = performance.now();
+    if (this.headForgetAt > now) return;
+    this.headForgetAt = Number.POSITIVE_INFINITY;
     for (const [ref, record] of this.refs) {
-      if (record.forgetAt > now) break;
+      if (record.forgetAt > now) {
+        this.headForgetAt = record.forgetAt;
+        break;
+      }
       this.refs.delete(ref);
     }
   }
