@@ -1,4 +1,5 @@
 import { LivemuxError } from '../../protocol/errors.js';
+import { MapEviction } from '../../util/map-eviction.js';
 import { MapSweeper } from '../../util/map-sweeper.js';
 import { TokenBucket } from '../../util/token-bucket.js';
 import { ALL_TOPIC, type AckEntry, type Claim, type PushRecord, type PushStatus, type PushStore } from './store.js';
@@ -84,6 +85,8 @@ export class MemoryPushStore implements PushStore {
     if (kept.length < log.length) log.splice(0, log.length, ...kept);
     return log.length === 0;
   });
+  /** The oldest records first, beyond maxRecords (the Map keeps insertion order). */
+  private readonly eviction = new MapEviction(this.pushes);
   private closed = false;
 
   constructor(options: MemoryPushStoreOptions = {}) {
@@ -109,8 +112,7 @@ export class MemoryPushStore implements PushStore {
     this.sweep();
     this.claims.delete(record.id);
     this.pushes.set(record.id, { record, forgetAtMs: record.expiresAtMs + retentionMs, acked: null, replaced: null });
-    // The Map keeps insertion order: its first records are the oldest.
-    if (this.pushes.size > this.maxRecords) this.pushes.delete(this.pushes.keys().next().value!);
+    this.eviction.trim(this.maxRecords);
     if (record.audience !== 'users' && record.ttlS > 0) {
       let log = this.logs.get(record.topic);
       if (log === undefined) this.logs.set(record.topic, (log = []));

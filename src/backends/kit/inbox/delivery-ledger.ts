@@ -1,4 +1,5 @@
 import { performance } from 'node:perf_hooks';
+import { MapEviction } from '../../../util/map-eviction.js';
 import { checkId, checkInteger, inboxClosed } from './inbox-checks.js';
 
 /**
@@ -102,10 +103,10 @@ interface RefRecord {
 /** The ledger in this process (the embedded default). Records are forgotten lazily, on access and at each `target`. */
 export class MemoryDeliveryLedger implements DeliveryLedger {
   private readonly refs = new Map<string, RefRecord>();
+  /** Forgets refs first targeted first (the Map keeps insertion order): past their time, or beyond maxRefs. */
+  private readonly eviction = new MapEviction(this.refs);
   private readonly statsTtlMs: number;
   private readonly maxRefs: number;
-  /** When the first ref in the map is forgotten, as last seen (its forgetAt only grows: a lower bound). */
-  private headForgetAt = 0;
   private closed = false;
 
   constructor(options: DeliveryLedgerOptions = {}) {
@@ -121,19 +122,18 @@ export class MemoryDeliveryLedger implements DeliveryLedger {
     for (const member of members) checkId('target member', member);
     checkInteger('target expiresAtMs', expiresAtMs, 0);
     checkInteger('target nowMs', nowMs, 0);
-    this.forgetExpired();
     let record = this.record(ref);
     if (record === undefined) {
       this.refs.set(ref, (record = { expiresAtMs, members: new Members(), delivered: 0, collapsed: 0, forgetAt: 0 }));
-      // The Map keeps insertion order: its first ref is the oldest.
-      if (this.refs.size > this.maxRefs) this.refs.delete(this.refs.keys().next().value!);
     }
     record.expiresAtMs = Math.max(record.expiresAtMs, expiresAtMs);
     for (const member of members) if (record.members.get(member) === undefined) record.members.set(member, 't');
     // Same lifetime as the Redis keys: statsTtl after the expiry, or after now when there is none.
     record.forgetAt = performance.now() + Math.max(0, record.expiresAtMs - nowMs) + this.statsTtlMs;
-    // The map was empty (forgetExpired emptied it): this record is its first.
-    if (this.headForgetAt === Number.POSITIVE_INFINITY) this.headForgetAt = record.forgetAt;
+    // Past their time, oldest first (insertion order is close to expiry order: stops at the first live
+    // one; the others are forgotten when read), and beyond the count bound.
+    const now = performance.now();
+    this.eviction.trim(this.maxRefs, (r) => r.forgetAt <= now);
   }
 
   async delivered(ref: string, member: string): Promise<boolean> {
@@ -182,23 +182,6 @@ export class MemoryDeliveryLedger implements DeliveryLedger {
       return undefined;
     }
     return record;
-  }
-
-  /**
-   * Forgets records past their time, oldest first (insertion order is close to expiry order; stops at the
-   * first live one). Until that one is due, nothing to look at: no iterator per `target`.
-   */
-  private forgetExpired(): void {
-    const now = performance.now();
-    if (this.headForgetAt > now) return;
-    this.headForgetAt = Number.POSITIVE_INFINITY;
-    for (const [ref, record] of this.refs) {
-      if (record.forgetAt > now) {
-        this.headForgetAt = record.forgetAt;
-        break;
-      }
-      this.refs.delete(ref);
-    }
   }
 
   private ensureOpen(method: string): void {
