@@ -128,7 +128,7 @@ export function createPushBackend(options: PushBackendOptions = {}): PushBackend
     claimTtlMs: PUSH_DEFAULTS.claimTtlMs,
     now,
     log,
-    onAccepted: (audience) => metrics?.accepted.inc({ audience }),
+    onAccepted: (audience) => metrics?.created(audience),
   });
   const api = createPushApi({
     service,
@@ -138,7 +138,7 @@ export function createPushBackend(options: PushBackendOptions = {}): PushBackend
     maxUsers: options.maxUsersPerPush ?? PUSH_DEFAULTS.maxUsersPerPush,
     maxTtlS,
     log,
-    onAnswer: (route, status) => metrics?.apiResponses.inc({ route, status: String(status) }),
+    onAnswer: (route, status) => metrics?.answered(route, status),
   });
   return {
     handlers: devices.handlers,
