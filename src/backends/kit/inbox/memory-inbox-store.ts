@@ -6,6 +6,7 @@ import {
   checkInteger,
   checkReadLimit,
   inboxClosed,
+  type CheckedAppend,
   resolveInboxOptions,
   type ResolvedInboxOptions,
 } from './inbox-checks.js';
@@ -57,12 +58,12 @@ export class MemoryInboxStore implements InboxStore {
     const inbox = this.inbox(user, true)!;
     const now = performance.now();
     this.forgetDedupe(inbox, now);
-    const fields = { body: req.body, ref: req.ref, collapseKey: req.collapseKey, expiresAtMs: req.expiresAtMs, origin: req.origin };
     if (req.dedupeKey !== '') {
       const seen = inbox.dedupe.get(req.dedupeKey);
-      if (seen !== undefined) return { entry: { seq: seen.seq, createdAtMs: seen.createdAtMs, ...fields }, duplicate: true, superseded: null };
+      if (seen !== undefined) return { entry: entryOf(seen.seq, seen.createdAtMs, req.body, req), duplicate: true, superseded: null };
     }
-    const entry: InboxEntry = { seq: ++inbox.seq, createdAtMs: nowMs, ...fields, body: owned(req.body) };
+    // Built field by field, not spread from a common object: this runs for every message and push stored.
+    const entry = entryOf(++inbox.seq, nowMs, owned(req.body), req);
     inbox.log.push(entry);
     let superseded: AppendResult['superseded'] = null;
     if (entry.collapseKey !== '') {
@@ -209,6 +210,10 @@ export class MemoryInboxStore implements InboxStore {
   private ensureOpen(method: string): void {
     if (this.closed) throw inboxClosed(method);
   }
+}
+
+function entryOf(seq: number, createdAtMs: number, body: Buffer, req: CheckedAppend): InboxEntry {
+  return { seq, createdAtMs, body, ref: req.ref, collapseKey: req.collapseKey, expiresAtMs: req.expiresAtMs, origin: req.origin };
 }
 
 function deliverable(inbox: UserInbox, entry: InboxEntry, nowMs: number): boolean {
