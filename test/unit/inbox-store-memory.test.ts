@@ -36,6 +36,16 @@ describe('MemoryInboxStore specifics', () => {
   });
 });
 
+describe('MemoryInboxStore dedupe bound', () => {
+  it('keeps at most maxEntries dedupe keys per user, forgetting the oldest first', async () => {
+    const store = new MemoryInboxStore({ retention: { maxEntries: 3 } });
+    for (let i = 1; i <= 5; i++) await store.append('u', { body: Buffer.from(String(i)), dedupeKey: `k${i}` }, i);
+    for (const i of [3, 4, 5]) expect((await store.append('u', { body: Buffer.from('again'), dedupeKey: `k${i}` }, 9)).duplicate).toBe(true);
+    expect((await store.append('u', { body: Buffer.from('again'), dedupeKey: 'k1' }, 9)).duplicate).toBe(false);
+    await store.close();
+  });
+});
+
 describe('MemoryDeliveryLedger specifics', () => {
   it('keeps at most maxRefs refs, forgetting the first targeted first', async () => {
     const ledger = new MemoryDeliveryLedger({ maxRefs: 2 });

@@ -1,5 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import { Deque } from '../../../util/deque.js';
+import { MapEviction } from '../../../util/map-eviction.js';
 import {
   checkAppend,
   checkId,
@@ -31,14 +32,15 @@ class UserInbox {
   readonly collapse = new Map<string, InboxEntry>();
   /** Dedupe key → the entry's seq and time, and when the key is forgotten (performance.now() ms); insertion = expiry order. */
   readonly dedupe = new Map<string, { seq: number; createdAtMs: number; forgetAt: number }>();
-  /** When the first dedupe key is forgotten (Infinity: none): most appends then need not look at the map. */
-  dedupeHeadForgetAt = Number.POSITIVE_INFINITY;
+  /** Forgets dedupe keys oldest first: past their time, or beyond the count bound. */
+  readonly dedupeEviction = new MapEviction(this.dedupe);
   readonly devices = new Map<string, { cursor: number; ackedAtMs: number }>();
 }
 
 /**
  * InboxStore in this process: the embedded default, for one backend process. Retention is exact (no
- * slack); dedupe keys are forgotten by this process's monotonic clock; watchers are told in a
+ * slack); dedupe keys are forgotten by this process's monotonic clock, and beyond `maxEntries` of them
+ * per user (the oldest first: memory stays bounded whatever the rate); watchers are told in a
  * microtask after the append, in append order.
  */
 export class MemoryInboxStore implements InboxStore {
@@ -72,9 +74,10 @@ export class MemoryInboxStore implements InboxStore {
       inbox.collapse.set(entry.collapseKey, entry);
     }
     if (req.dedupeKey !== '') {
-      const forgetAt = now + this.options.dedupeTtlMs;
-      if (inbox.dedupe.size === 0) inbox.dedupeHeadForgetAt = forgetAt;
-      inbox.dedupe.set(req.dedupeKey, { seq: entry.seq, createdAtMs: nowMs, forgetAt });
+      inbox.dedupe.set(req.dedupeKey, { seq: entry.seq, createdAtMs: nowMs, forgetAt: now + this.options.dedupeTtlMs });
+      // A key per append, kept a day: without a count bound a user sent thousands a second would keep
+      // them all. As many as the log keeps entries: a retry older than that is a retry of the forgotten.
+      inbox.dedupeEviction.trim(this.options.retention.maxEntries);
     }
     this.trim(inbox, nowMs);
     this.notify(user, { kind: 'entry', entry });
@@ -186,15 +189,7 @@ export class MemoryInboxStore implements InboxStore {
   }
 
   private forgetDedupe(inbox: UserInbox, now: number): void {
-    if (inbox.dedupeHeadForgetAt > now) return;
-    inbox.dedupeHeadForgetAt = Number.POSITIVE_INFINITY;
-    for (const [key, seen] of inbox.dedupe) {
-      if (seen.forgetAt > now) {
-        inbox.dedupeHeadForgetAt = seen.forgetAt;
-        break;
-      }
-      inbox.dedupe.delete(key);
-    }
+    inbox.dedupeEviction.trim(Number.POSITIVE_INFINITY, (seen) => seen.forgetAt <= now);
   }
 
   private notify(user: string, notice: InboxNotice): void {
