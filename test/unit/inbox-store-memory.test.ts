@@ -35,3 +35,33 @@ describe('MemoryInboxStore specifics', () => {
     expect(() => new MemoryDeliveryLedger({ statsTtlMs: 0 })).toThrow(/statsTtlMs/);
   });
 });
+
+describe('MemoryInboxStore dedupe bound', () => {
+  it('keeps at most maxEntries dedupe keys per user, forgetting the oldest first', async () => {
+    const store = new MemoryInboxStore({ retention: { maxEntries: 3 } });
+    for (let i = 1; i <= 5; i++) await store.append('u', { body: Buffer.from(String(i)), dedupeKey: `k${i}` }, i);
+    for (const i of [3, 4, 5]) expect((await store.append('u', { body: Buffer.from('again'), dedupeKey: `k${i}` }, 9)).duplicate).toBe(true);
+    expect((await store.append('u', { body: Buffer.from('again'), dedupeKey: 'k1' }, 9)).duplicate).toBe(false);
+    await store.close();
+  });
+});
+
+describe('MemoryDeliveryLedger specifics', () => {
+  it('keeps at most maxRefs refs, forgetting the first targeted first', async () => {
+    const ledger = new MemoryDeliveryLedger({ maxRefs: 2 });
+    for (const ref of ['r1', 'r2', 'r3']) await ledger.target(ref, ['ann', 'bob'], 0, 1);
+    // A ref targeted again keeps its place (its age is its first target).
+    await ledger.target('r2', ['cid'], 0, 2);
+    await ledger.target('r4', ['ann'], 0, 3);
+    expect(await ledger.stats('r1', 4)).toBeNull();
+    expect(await ledger.stats('r2', 4)).toBeNull();
+    expect((await ledger.stats('r3', 4))?.targeted).toBe(2);
+    expect((await ledger.stats('r4', 4))?.targeted).toBe(1);
+    expect(await ledger.delivered('r1', 'ann')).toBe(false);
+    await ledger.close();
+  });
+
+  it('refuses a maxRefs that is not a positive integer', () => {
+    expect(() => new MemoryDeliveryLedger({ maxRefs: 0 })).toThrow(/maxRefs/);
+  });
+});

@@ -46,6 +46,22 @@ describe('push API', () => {
     expect(got.json()).toEqual({ id: 'p-1', targeted: 0, delivered: 0, pending: 0, expired: 0, replaced: 0, unit: 'devices' });
   });
 
+  it('keeps at most maxRecords pushes: the oldest dropped answers 404 NOT_FOUND, the newer ones their counts', async () => {
+    const small = createPushBackend({ apiKeys: [{ name: 'main', key: KEY, rate: 1000, burst: 1000 }], maxRecords: 2 });
+    try {
+      for (const id of ['old-t', 'old-u', 'new-t', 'new-u']) {
+        const to = id.endsWith('-t') ? { topic: 'class:1' } : { users: ['ann'] };
+        expect((await small.api.inject({ method: 'POST', url: '/v1/push', headers: { 'content-type': 'application/json', ...auth }, payload: JSON.stringify({ id, to, data: 'x', ttl_s: 60 }) })).statusCode).toBe(202);
+      }
+      const status = async (id: string) => small.api.inject({ method: 'GET', url: `/v1/push/${id}`, headers: auth });
+      for (const id of ['old-t', 'old-u']) expect((await status(id)).json()).toMatchObject({ code: 'NOT_FOUND' });
+      expect((await status('new-t')).json()).toMatchObject({ id: 'new-t', targeted: 0, unit: 'devices' });
+      expect((await status('new-u')).json()).toMatchObject({ id: 'new-u', targeted: 1, pending: 1, unit: 'users' });
+    } finally {
+      await small.close();
+    }
+  });
+
   it('generates an id when none is given', async () => {
     const res = await post({ to: { all: true }, data_base64: 'AAEC' });
     expect(res.status).toBe(202);

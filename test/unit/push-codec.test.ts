@@ -1,5 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import fc from 'fast-check';
+import protobuf from 'protobufjs';
 import { describe, expect, it } from 'vitest';
 import { ApiErrors } from '../../src/backends/push/api-errors.js';
 import { collapse } from '../../src/backends/push/device-sessions.js';
@@ -7,6 +9,7 @@ import { Audience, decodePushEvent, decodePushRequest, encodePushEvent, encodePu
 import type { PushRecord } from '../../src/backends/push/store.js';
 import { FrameType, Priority } from '../../src/protocol/constants.js';
 import { encodeFrame } from '../../src/protocol/encoder.js';
+import { protoPath } from '../../src/paths.js';
 
 const DOC = readFileSync(join(import.meta.dirname, '..', '..', 'docs', 'push.md'), 'utf8');
 
@@ -76,5 +79,33 @@ describe('collapse', () => {
   it('keeps the newest of each topic and key, and every push without a key, in order', () => {
     const owed = [r('1', 'a', 'score'), r('2', 'a', ''), r('3', 'b', 'score'), r('4', 'a', 'score'), r('5', 'a', '')];
     expect(collapse(owed)).toEqual({ send: [owed[1], owed[2], owed[3], owed[4]], replaced: ['1'] });
+  });
+});
+
+describe('the hand-written PushEvent{push} encoder', () => {
+  it('writes exactly what protobufjs writes for any push', () => {
+    const type = protobuf.loadSync(protoPath('livemux/push/v1/push.proto')).lookupType('livemux.push.v1.PushEvent');
+    const text = fc.string({ unit: 'grapheme', maxLength: 130 });
+    const uint = fc.oneof(fc.integer({ min: 0, max: 300 }), fc.maxSafeNat());
+    fc.assert(
+      fc.property(
+        fc.record({
+          id: text,
+          data: fc.uint8Array({ maxLength: 300 }),
+          priority: fc.integer({ min: 0, max: 2 }),
+          collapseKey: text,
+          sentAtMs: uint,
+          expiresAtMs: uint,
+          audience: fc.constantFrom(Audience.USERS, Audience.TOPIC, Audience.ALL),
+          topic: text,
+        }),
+        (push) => {
+          const ours = encodePushEvent({ push });
+          expect(ours.toString('hex')).toBe(Buffer.from(type.encode({ push } as unknown as protobuf.Message).finish()).toString('hex'));
+          expect(decodePushEvent(ours)).toEqual({ push: { ...push, data: push.data.length === 0 ? Buffer.alloc(0) : Buffer.from(push.data) } });
+        },
+      ),
+      { numRuns: 500 },
+    );
   });
 });

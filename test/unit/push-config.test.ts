@@ -30,6 +30,12 @@ describe('push.yaml', () => {
     expect(config.http).toBeNull();
   });
 
+  it('bounds the in-memory store\'s records: max_records, 100,000 by default', () => {
+    expect(loadPushConfig(null, {}).maxRecords).toBe(100_000);
+    expect(loadPushConfig(file('max_records: 5000'), {}).maxRecords).toBe(5000);
+    expect(() => loadPushConfig(file('max_records: 0'), {})).toThrow(/max_records/);
+  });
+
   it('lists every problem with its position, and never prints a key', () => {
     const path = file(['api_keys:', '  - { name: a, key_env: UNSET_KEY }', '  - { name: a, key: short }', 'limits:', '  max_ttl_s: -1', 'ttl: 5'].join('\n'));
     let error: ConfigError | undefined;

@@ -7,7 +7,7 @@
 export const ApiErrors = {
   BAD_JSON: { status: 400, retry: false, meaning: 'The body is not valid JSON.' },
   UNAUTHORIZED: { status: 401, retry: false, meaning: 'No `Authorization: Bearer <key>` header, or the key is not one of the configured API keys.' },
-  NOT_FOUND: { status: 404, retry: false, meaning: 'No push with this id (never created, created with another API key, or forgotten after its retention), or an unknown path.' },
+  NOT_FOUND: { status: 404, retry: false, meaning: 'No push with this id (never created, created with another API key, forgotten after its retention, or dropped by `max_records`), or an unknown path.' },
   METHOD_NOT_ALLOWED: { status: 405, retry: false, meaning: 'The path exists but not with this method.' },
   ID_CONFLICT: { status: 409, retry: false, meaning: 'A push with this id exists with a different request: an `id` makes one call idempotent, it cannot be reused for another push.' },
   PAYLOAD_TOO_LARGE: { status: 413, retry: false, meaning: 'The body exceeds the API\'s body limit, or the decoded `data` exceeds the push size limit.' },

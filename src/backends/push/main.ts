@@ -46,7 +46,7 @@ export async function runPushBackend(args: PushArgs): Promise<void> {
   const onError = (err: Error): void => logger.warn({ err }, 'push backend: redis error');
   const store =
     config.redis === null
-      ? new MemoryPushStore({ deviceRetentionMs: config.deviceRetentionMs })
+      ? new MemoryPushStore({ deviceRetentionMs: config.deviceRetentionMs, maxRecords: config.maxRecords })
       : new RedisPushStore({ url: config.redis, deviceRetentionMs: config.deviceRetentionMs, onError });
   // Pushes to users live in the kit's inbox, under their own prefixes (not the IM inbox of the same user).
   const inbox =
@@ -64,6 +64,7 @@ export async function runPushBackend(args: PushArgs): Promise<void> {
     ...config.limits,
     onlineAckWindowMs: config.onlineAckWindowMs,
     recordRetentionMs: config.recordRetentionMs,
+    maxRecords: config.maxRecords,
     nodeTtlMs: config.nodeTtlMs,
     logger,
     processMetrics: true,

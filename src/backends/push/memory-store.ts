@@ -1,4 +1,5 @@
 import { LivemuxError } from '../../protocol/errors.js';
+import { MapEviction } from '../../util/map-eviction.js';
 import { MapSweeper } from '../../util/map-sweeper.js';
 import { TokenBucket } from '../../util/token-bucket.js';
 import { ALL_TOPIC, type AckEntry, type Claim, type PushRecord, type PushStatus, type PushStore } from './store.js';
@@ -9,6 +10,11 @@ export interface MemoryPushStoreOptions {
   readonly deviceRetentionMs?: number;
   /** Most pushes one topic log keeps, newest first (default 1000). */
   readonly topicLogLength?: number;
+  /**
+   * Most push records kept (default 100,000): beyond it the oldest are forgotten first, before their
+   * retention. Without a bound a node taking 10,000 calls/s would hold a day's worth of records.
+   */
+  readonly maxRecords?: number;
   /** The store's clock for claim, node and record lapses (default Date.now). */
   readonly now?: () => number;
 }
@@ -36,6 +42,7 @@ const SWEEP_STEP = 4;
 export const PUSH_STORE_DEFAULTS = {
   deviceRetentionMs: 30 * 24 * 3600_000,
   topicLogLength: 1000,
+  maxRecords: 100_000,
 } as const;
 
 /**
@@ -59,6 +66,7 @@ export class MemoryPushStore implements PushStore {
   private readonly allowances = new Map<string, TokenBucket>();
   private readonly deviceRetentionMs: number;
   private readonly topicLogLength: number;
+  private readonly maxRecords: number;
   private readonly now: () => number;
   /** The time of the write that runs the sweepers (one clock read per write). */
   private sweepNow = 0;
@@ -77,11 +85,15 @@ export class MemoryPushStore implements PushStore {
     if (kept.length < log.length) log.splice(0, log.length, ...kept);
     return log.length === 0;
   });
+  /** The oldest records first, beyond maxRecords (the Map keeps insertion order). */
+  private readonly eviction = new MapEviction(this.pushes);
   private closed = false;
 
   constructor(options: MemoryPushStoreOptions = {}) {
     this.deviceRetentionMs = options.deviceRetentionMs ?? PUSH_STORE_DEFAULTS.deviceRetentionMs;
     this.topicLogLength = options.topicLogLength ?? PUSH_STORE_DEFAULTS.topicLogLength;
+    this.maxRecords = options.maxRecords ?? PUSH_STORE_DEFAULTS.maxRecords;
+    if (!Number.isSafeInteger(this.maxRecords) || this.maxRecords < 1) throw new LivemuxError('ERR_INVALID_ARGUMENT', `push store maxRecords: expected a positive integer (${this.maxRecords})`);
     this.now = options.now ?? Date.now;
   }
 
@@ -100,6 +112,7 @@ export class MemoryPushStore implements PushStore {
     this.sweep();
     this.claims.delete(record.id);
     this.pushes.set(record.id, { record, forgetAtMs: record.expiresAtMs + retentionMs, acked: null, replaced: null });
+    this.eviction.trim(this.maxRecords);
     if (record.audience !== 'users' && record.ttlS > 0) {
       let log = this.logs.get(record.topic);
       if (log === undefined) this.logs.set(record.topic, (log = []));
@@ -199,8 +212,10 @@ export class MemoryPushStore implements PushStore {
     for (const [topic, since] of topics) {
       for (const record of this.logs.get(topic) ?? []) {
         if (record.sentAtMs < since || record.expiresAtMs <= nowMs) continue;
+        // A record dropped by maxRecords before its expiry is still owed (its acks are no longer counted,
+        // and the SDK drops a copy the device already had): the count bound must not lose pushes.
         const stored = this.live(record.id);
-        if (stored === undefined || stored.acked?.has(device) || stored.replaced?.has(device)) continue;
+        if (stored?.acked?.has(device) === true || stored?.replaced?.has(device) === true) continue;
         owed.push(record);
       }
     }

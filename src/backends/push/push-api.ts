@@ -79,7 +79,7 @@ export function createPushApi(o: PushApiOptions): FastifyInstance {
     // push: answered in the API's own error format, not fastify's.
     routerOptions: { maxParamLength: 128 },
     frameworkErrors: (err, req, reply) => {
-      void send(reply, new ApiError('NOT_FOUND', `${req.method} ${req.url.split('?', 1)[0]!.slice(0, 200)}: no such push or endpoint (${err.code})`));
+      void refuse(reply, new ApiError('NOT_FOUND', `${req.method} ${req.url.split('?', 1)[0]!.slice(0, 200)}: no such push or endpoint (${err.code})`));
     },
   });
   // A business server pipelining its calls gets a turn's answers in one write, not one write per call
@@ -126,33 +126,43 @@ export function createPushApi(o: PushApiOptions): FastifyInstance {
       throw new ApiError('INVALID_BODY', 'data, data_base64: exactly one of them is required');
     }
     const accepted = await o.service.accept(req.caller!.name, call);
+    o.onAnswer?.('push', 202);
     return reply.code(202).send(accepted);
   });
 
-  app.get<{ Params: { id: string } }>('/v1/push/:id', async (req) => o.service.status(req.caller!.name, req.params.id));
+  app.get<{ Params: { id: string } }>('/v1/push/:id', async (req) => {
+    const status = await o.service.status(req.caller!.name, req.params.id);
+    o.onAnswer?.('status', 200);
+    return status;
+  });
 
   app.setNotFoundHandler((req, reply) => {
     const path = req.url.split('?', 1)[0]!;
     if (path === '/v1/push' || /^\/v1\/push\/[^/]+$/.test(path)) {
       void reply.header('allow', path === '/v1/push' ? 'POST' : 'GET, HEAD');
-      return send(reply, new ApiError('METHOD_NOT_ALLOWED', `${req.method} ${path}: method not allowed`));
+      return refuse(reply, new ApiError('METHOD_NOT_ALLOWED', `${req.method} ${path}: method not allowed`));
     }
-    return send(reply, new ApiError('NOT_FOUND', `${req.method} ${path}: no such endpoint`));
+    return refuse(reply, new ApiError('NOT_FOUND', `${req.method} ${path}: no such endpoint`));
   });
 
   app.setErrorHandler((err: FastifyError | ApiError, req: FastifyRequest, reply: FastifyReply) => {
-    if (err instanceof ApiError) return send(reply, err);
+    if (err instanceof ApiError) return refuse(reply, err);
     const apiError = translate(err);
     if (apiError.code === 'INTERNAL') o.log.error({ err, method: req.method, path: req.routeOptions.url, key: req.caller?.name }, 'push api: request failed');
-    return send(reply, apiError);
+    return refuse(reply, apiError);
   });
 
-  app.addHook('onResponse', (req, reply, done) => {
-    const route = req.routeOptions.url === '/v1/push' ? 'push' : req.routeOptions.url === '/v1/push/:id' ? 'status' : 'other';
-    o.onAnswer?.(route, reply.statusCode);
-    done();
-  });
   return app;
+
+  /**
+   * Every refusal goes out here, so it is counted here: an answer is counted where it is made, not in an
+   * onResponse hook (fastify runs a hook chain per request for one, on the path of every call).
+   */
+  function refuse(reply: FastifyReply, err: ApiError): FastifyReply {
+    const url = reply.request.routeOptions.url;
+    o.onAnswer?.(url === '/v1/push' ? 'push' : url === '/v1/push/:id' ? 'status' : 'other', err.status);
+    return send(reply, err);
+  }
 }
 
 function send(reply: FastifyReply, err: ApiError): FastifyReply {

@@ -12,7 +12,7 @@ import type { BackendHandlers } from '../kit/backend-server.js';
 import { InboxHub, MemoryDeliveryLedger, MemoryInboxStore, type DeliveryLedger, type InboxStore } from '../kit/inbox/index.js';
 import { ApiKeys, type ApiKeySpec } from './api-keys.js';
 import { createDeviceSessions, proxyTopic, pushEvent, type DeviceSessions } from './device-sessions.js';
-import { MemoryPushStore } from './memory-store.js';
+import { MemoryPushStore, PUSH_STORE_DEFAULTS } from './memory-store.js';
 import { OnlineCounts } from './online-counts.js';
 import { createPushApi } from './push-api.js';
 import { createPushMetrics, type PushMetrics } from './push-metrics.js';
@@ -30,6 +30,7 @@ export const PUSH_DEFAULTS = {
   maxTopicsPerDevice: 64,
   onlineAckWindowMs: 30_000,
   recordRetentionMs: 24 * 3_600_000,
+  maxRecords: PUSH_STORE_DEFAULTS.maxRecords,
   nodeTtlMs: 15_000,
   claimTtlMs: 10_000,
 } as const;
@@ -53,6 +54,11 @@ export interface PushBackendOptions {
   maxTopicsPerDevice?: number;
   onlineAckWindowMs?: number;
   recordRetentionMs?: number;
+  /**
+   * Most pushes the in-memory store and ledger keep (the defaults of `store` and `inbox`), oldest
+   * dropped first: their status is then 404 like a push past its retention.
+   */
+  maxRecords?: number;
   nodeTtlMs?: number;
   now?: () => number;
   logger?: pino.Logger;
@@ -76,7 +82,8 @@ export interface PushBackend {
 }
 
 export function createPushBackend(options: PushBackendOptions = {}): PushBackend {
-  const store = options.store ?? new MemoryPushStore();
+  const maxRecords = options.maxRecords ?? PUSH_DEFAULTS.maxRecords;
+  const store = options.store ?? new MemoryPushStore({ maxRecords });
   const log = options.logger ?? pino({ level: 'silent' });
   const now = options.now ?? Date.now;
   const nodeId = options.nodeId ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
@@ -85,7 +92,7 @@ export function createPushBackend(options: PushBackendOptions = {}): PushBackend
   const relay = new ProxyRelay(store, fanOut, nodeId, log);
   const maxTtlS = options.maxTtlS ?? PUSH_DEFAULTS.maxTtlS;
   const inboxStore = options.inbox?.store ?? new MemoryInboxStore({ retention: { maxAgeMs: Math.max(1, maxTtlS) * 1000 } });
-  const ledger = options.inbox?.ledger ?? new MemoryDeliveryLedger({ statsTtlMs: options.recordRetentionMs ?? PUSH_DEFAULTS.recordRetentionMs });
+  const ledger = options.inbox?.ledger ?? new MemoryDeliveryLedger({ statsTtlMs: options.recordRetentionMs ?? PUSH_DEFAULTS.recordRetentionMs, maxRefs: maxRecords });
   const hub = new InboxHub({ store: inboxStore, ledger, now, logger: log });
   const users = new UserDelivery(hub, ledger);
   let metrics: PushMetrics | null = null;
@@ -121,7 +128,7 @@ export function createPushBackend(options: PushBackendOptions = {}): PushBackend
     claimTtlMs: PUSH_DEFAULTS.claimTtlMs,
     now,
     log,
-    onAccepted: (audience) => metrics?.accepted.inc({ audience }),
+    onAccepted: (audience) => metrics?.created(audience),
   });
   const api = createPushApi({
     service,
@@ -131,7 +138,7 @@ export function createPushBackend(options: PushBackendOptions = {}): PushBackend
     maxUsers: options.maxUsersPerPush ?? PUSH_DEFAULTS.maxUsersPerPush,
     maxTtlS,
     log,
-    onAnswer: (route, status) => metrics?.apiResponses.inc({ route, status: String(status) }),
+    onAnswer: (route, status) => metrics?.answered(route, status),
   });
   return {
     handlers: devices.handlers,

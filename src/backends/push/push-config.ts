@@ -31,6 +31,8 @@ export interface PushConfig {
   };
   onlineAckWindowMs: number;
   recordRetentionMs: number;
+  /** Most push records the in-memory store keeps (oldest dropped first); ignored with `redis`. */
+  maxRecords: number;
   deviceRetentionMs: number;
   nodeTtlMs: number;
   logLevel: string;
@@ -67,6 +69,7 @@ const schema = z.strictObject({
     .prefault({}),
   online_ack_window_ms: int(1, 3_600_000).default(30_000),
   record_retention_ms: int(1, 30 * 24 * 3_600_000).default(24 * 3_600_000),
+  max_records: int(1, 100_000_000).default(100_000),
   device_retention_ms: int(1, 365 * 24 * 3_600_000).default(30 * 24 * 3_600_000),
   node_ttl_ms: int(300, 600_000).default(15_000),
   log: z.strictObject({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info') }).prefault({}),
@@ -110,6 +113,7 @@ export function loadPushConfig(file: string | null, env: NodeJS.ProcessEnv = pro
     },
     onlineAckWindowMs: raw.online_ack_window_ms,
     recordRetentionMs: raw.record_retention_ms,
+    maxRecords: raw.max_records,
     deviceRetentionMs: raw.device_retention_ms,
     nodeTtlMs: raw.node_ttl_ms,
     logLevel: raw.log.level,

@@ -13,9 +13,12 @@ import type { Priority } from '../../protocol/constants.js';
 import type { InboxHub, DeliveryLedger, RefStats } from '../kit/inbox/index.js';
 import type { PushRecord } from './store.js';
 
-/** `[priority][event]`, as entries and transients carry a push. */
-export function framePush(priority: Priority, event: Buffer): Buffer {
-  const body = Buffer.allocUnsafe(event.length + 1);
+/**
+ * `[priority][event]`, as entries and transients carry a push. A body to be `stored` gets memory of its
+ * own: the inbox keeps it for a long time and would otherwise copy it out of Node's shared pool.
+ */
+export function framePush(priority: Priority, event: Buffer, stored = false): Buffer {
+  const body = stored ? Buffer.allocUnsafeSlow(event.length + 1) : Buffer.allocUnsafe(event.length + 1);
   body[0] = priority;
   event.copy(body, 1);
   return body;
@@ -34,7 +37,7 @@ export class UserDelivery {
 
   /** Stores (TTL) or publishes (online only) `event` for each user, each of them targeted. */
   async deliver(record: PushRecord, users: readonly string[], event: Buffer, nowMs: number): Promise<void> {
-    const body = framePush(record.priority, event);
+    const body = framePush(record.priority, event, record.ttlS > 0);
     if (record.ttlS > 0) {
       await this.hub.deliverMany(users, {
         body,

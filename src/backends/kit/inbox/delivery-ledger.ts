@@ -1,4 +1,5 @@
 import { performance } from 'node:perf_hooks';
+import { MapEviction } from '../../../util/map-eviction.js';
 import { checkId, checkInteger, inboxClosed } from './inbox-checks.js';
 
 /**
@@ -25,6 +26,12 @@ export interface RefStats {
 export interface DeliveryLedgerOptions {
   /** How long a ref's statistics are kept after its expiry (or after its last `target` when it never expires); default 24 h. */
   readonly statsTtlMs?: number;
+  /**
+   * Most refs the memory ledger keeps (default: no bound); beyond it the oldest ref (first targeted) is
+   * forgotten first, before its time, and its `stats` are null. A producer targeting thousands of refs a
+   * second would otherwise keep a day of them.
+   */
+  readonly maxRefs?: number;
 }
 
 export const DEFAULT_STATS_TTL_MS = 24 * 3600_000;
@@ -55,9 +62,38 @@ export interface DeliveryLedger {
 
 type MemberState = 't' | 'd' | 'c';
 
+/**
+ * A ref's members with their states: the first inline, a Map only from the second on. Most refs have
+ * one member (a push to one user), and a ref is kept a day: a Map each would be most of its memory.
+ */
+class Members {
+  size = 0;
+  private first = '';
+  private firstState: MemberState = 't';
+  private rest: Map<string, MemberState> | null = null;
+
+  get(member: string): MemberState | undefined {
+    return member === this.first ? this.firstState : this.rest?.get(member);
+  }
+
+  set(member: string, state: MemberState): void {
+    // Member ids are never '' (checkId): an empty `first` is a free slot.
+    if (this.size === 0 || member === this.first) {
+      this.size ||= 1;
+      this.first = member;
+      this.firstState = state;
+      return;
+    }
+    this.rest ??= new Map();
+    const before = this.rest.size;
+    this.rest.set(member, state);
+    this.size += this.rest.size - before;
+  }
+}
+
 interface RefRecord {
   expiresAtMs: number;
-  readonly members: Map<string, MemberState>;
+  readonly members: Members;
   delivered: number;
   collapsed: number;
   /** performance.now() when the record is forgotten. */
@@ -67,12 +103,17 @@ interface RefRecord {
 /** The ledger in this process (the embedded default). Records are forgotten lazily, on access and at each `target`. */
 export class MemoryDeliveryLedger implements DeliveryLedger {
   private readonly refs = new Map<string, RefRecord>();
+  /** Forgets refs first targeted first (the Map keeps insertion order): past their time, or beyond maxRefs. */
+  private readonly eviction = new MapEviction(this.refs);
   private readonly statsTtlMs: number;
+  private readonly maxRefs: number;
   private closed = false;
 
   constructor(options: DeliveryLedgerOptions = {}) {
     this.statsTtlMs = options.statsTtlMs ?? DEFAULT_STATS_TTL_MS;
     checkInteger('statsTtlMs', this.statsTtlMs, 1);
+    this.maxRefs = options.maxRefs ?? Number.POSITIVE_INFINITY;
+    if (this.maxRefs !== Number.POSITIVE_INFINITY) checkInteger('maxRefs', this.maxRefs, 1);
   }
 
   async target(ref: string, members: readonly string[], expiresAtMs: number, nowMs: number): Promise<void> {
@@ -81,13 +122,18 @@ export class MemoryDeliveryLedger implements DeliveryLedger {
     for (const member of members) checkId('target member', member);
     checkInteger('target expiresAtMs', expiresAtMs, 0);
     checkInteger('target nowMs', nowMs, 0);
-    this.forgetExpired();
     let record = this.record(ref);
-    if (record === undefined) this.refs.set(ref, (record = { expiresAtMs, members: new Map(), delivered: 0, collapsed: 0, forgetAt: 0 }));
+    if (record === undefined) {
+      this.refs.set(ref, (record = { expiresAtMs, members: new Members(), delivered: 0, collapsed: 0, forgetAt: 0 }));
+    }
     record.expiresAtMs = Math.max(record.expiresAtMs, expiresAtMs);
-    for (const member of members) if (!record.members.has(member)) record.members.set(member, 't');
+    for (const member of members) if (record.members.get(member) === undefined) record.members.set(member, 't');
     // Same lifetime as the Redis keys: statsTtl after the expiry, or after now when there is none.
     record.forgetAt = performance.now() + Math.max(0, record.expiresAtMs - nowMs) + this.statsTtlMs;
+    // Past their time, oldest first (insertion order is close to expiry order: stops at the first live
+    // one; the others are forgotten when read), and beyond the count bound.
+    const now = performance.now();
+    this.eviction.trim(this.maxRefs, (r) => r.forgetAt <= now);
   }
 
   async delivered(ref: string, member: string): Promise<boolean> {
@@ -136,15 +182,6 @@ export class MemoryDeliveryLedger implements DeliveryLedger {
       return undefined;
     }
     return record;
-  }
-
-  /** Forgets records past their time, oldest first (insertion order is close to expiry order; stops at the first live one). */
-  private forgetExpired(): void {
-    const now = performance.now();
-    for (const [ref, record] of this.refs) {
-      if (record.forgetAt > now) break;
-      this.refs.delete(ref);
-    }
   }
 
   private ensureOpen(method: string): void {

@@ -1,11 +1,13 @@
 import { performance } from 'node:perf_hooks';
 import { Deque } from '../../../util/deque.js';
+import { MapEviction } from '../../../util/map-eviction.js';
 import {
   checkAppend,
   checkId,
   checkInteger,
   checkReadLimit,
   inboxClosed,
+  type CheckedAppend,
   resolveInboxOptions,
   type ResolvedInboxOptions,
 } from './inbox-checks.js';
@@ -30,12 +32,15 @@ class UserInbox {
   readonly collapse = new Map<string, InboxEntry>();
   /** Dedupe key → the entry's seq and time, and when the key is forgotten (performance.now() ms); insertion = expiry order. */
   readonly dedupe = new Map<string, { seq: number; createdAtMs: number; forgetAt: number }>();
+  /** Forgets dedupe keys oldest first: past their time, or beyond the count bound. */
+  readonly dedupeEviction = new MapEviction(this.dedupe);
   readonly devices = new Map<string, { cursor: number; ackedAtMs: number }>();
 }
 
 /**
  * InboxStore in this process: the embedded default, for one backend process. Retention is exact (no
- * slack); dedupe keys are forgotten by this process's monotonic clock; watchers are told in a
+ * slack); dedupe keys are forgotten by this process's monotonic clock, and beyond `maxEntries` of them
+ * per user (the oldest first: memory stays bounded whatever the rate); watchers are told in a
  * microtask after the append, in append order.
  */
 export class MemoryInboxStore implements InboxStore {
@@ -55,12 +60,12 @@ export class MemoryInboxStore implements InboxStore {
     const inbox = this.inbox(user, true)!;
     const now = performance.now();
     this.forgetDedupe(inbox, now);
-    const fields = { body: req.body, ref: req.ref, collapseKey: req.collapseKey, expiresAtMs: req.expiresAtMs, origin: req.origin };
     if (req.dedupeKey !== '') {
       const seen = inbox.dedupe.get(req.dedupeKey);
-      if (seen !== undefined) return { entry: { seq: seen.seq, createdAtMs: seen.createdAtMs, ...fields }, duplicate: true, superseded: null };
+      if (seen !== undefined) return { entry: entryOf(seen.seq, seen.createdAtMs, req.body, req), duplicate: true, superseded: null };
     }
-    const entry: InboxEntry = { seq: ++inbox.seq, createdAtMs: nowMs, ...fields, body: owned(req.body) };
+    // Built field by field, not spread from a common object: this runs for every message and push stored.
+    const entry = entryOf(++inbox.seq, nowMs, owned(req.body), req);
     inbox.log.push(entry);
     let superseded: AppendResult['superseded'] = null;
     if (entry.collapseKey !== '') {
@@ -68,7 +73,12 @@ export class MemoryInboxStore implements InboxStore {
       if (old !== undefined) superseded = { seq: old.seq, ref: old.ref };
       inbox.collapse.set(entry.collapseKey, entry);
     }
-    if (req.dedupeKey !== '') inbox.dedupe.set(req.dedupeKey, { seq: entry.seq, createdAtMs: nowMs, forgetAt: now + this.options.dedupeTtlMs });
+    if (req.dedupeKey !== '') {
+      inbox.dedupe.set(req.dedupeKey, { seq: entry.seq, createdAtMs: nowMs, forgetAt: now + this.options.dedupeTtlMs });
+      // A key per append, kept a day: without a count bound a user sent thousands a second would keep
+      // them all. As many as the log keeps entries: a retry older than that is a retry of the forgotten.
+      inbox.dedupeEviction.trim(this.options.retention.maxEntries);
+    }
     this.trim(inbox, nowMs);
     this.notify(user, { kind: 'entry', entry });
     return { entry, duplicate: false, superseded };
@@ -179,10 +189,7 @@ export class MemoryInboxStore implements InboxStore {
   }
 
   private forgetDedupe(inbox: UserInbox, now: number): void {
-    for (const [key, seen] of inbox.dedupe) {
-      if (seen.forgetAt > now) break;
-      inbox.dedupe.delete(key);
-    }
+    inbox.dedupeEviction.trim(Number.POSITIVE_INFINITY, (seen) => seen.forgetAt <= now);
   }
 
   private notify(user: string, notice: InboxNotice): void {
@@ -198,6 +205,10 @@ export class MemoryInboxStore implements InboxStore {
   private ensureOpen(method: string): void {
     if (this.closed) throw inboxClosed(method);
   }
+}
+
+function entryOf(seq: number, createdAtMs: number, body: Buffer, req: CheckedAppend): InboxEntry {
+  return { seq, createdAtMs, body, ref: req.ref, collapseKey: req.collapseKey, expiresAtMs: req.expiresAtMs, origin: req.origin };
 }
 
 function deliverable(inbox: UserInbox, entry: InboxEntry, nowMs: number): boolean {
