@@ -3,13 +3,16 @@ import {
   BROADCAST_CLIENTS,
   BURST_MESSAGES,
   type BroadcastRun,
+  type BurstCost,
   CORES,
   FIXED_RATE,
   LATENCY_SECONDS,
-  MARGINAL_SLACK_MS,
-  PACE_SLACK_MS,
+  MARGINAL_SLACK,
+  PACE_SLACK,
   REFINEMENTS,
+  REFINE_STEP_SECONDS,
   STEP_SECONDS,
+  paceSlackMs,
   type StepResult,
   type SystemResult,
 } from './broadcast.js';
@@ -26,10 +29,12 @@ const MACHINE_BOUND = 0.95;
  */
 export function broadcastReport(runs: BroadcastRun[]): string {
   const out = [
-    `${fmt(BROADCAST_CLIENTS)} receivers in one room, ${MESSAGE_BYTES} B messages, ${CORES} cores. Peak: the fastest ${STEP_SECONDS} s step ` +
-      `that kept pace (every message arrived, and latency grew by at most ${PACE_SLACK_MS} ms from the step's second second to its last), ` +
-      `found by doubling the rate, then ${REFINEMENTS} bisections: within ${((2 ** (1 / 2 ** REFINEMENTS) - 1) * 100).toFixed(1)} % of the true one. ` +
-      `A step that missed by its latency alone, by at most ${MARGINAL_SLACK_MS} ms, is run once more and the second run decides (both are listed). ` +
+    `${fmt(BROADCAST_CLIENTS)} receivers in one room, ${MESSAGE_BYTES} B messages, ${CORES} cores. Peak: the fastest step ` +
+      `that kept pace (every message arrived, and latency grew by at most ${PACE_SLACK * 100} % of the time from the step's second second to its last: ` +
+      `${fmt(paceSlackMs(STEP_SECONDS * 1000))} ms over a ${STEP_SECONDS} s step, ${fmt(paceSlackMs(REFINE_STEP_SECONDS * 1000))} ms over ${REFINE_STEP_SECONDS} s), ` +
+      `found by doubling the rate in ${STEP_SECONDS} s steps, then ${REFINEMENTS} bisections: within ${((2 ** (1 / 2 ** REFINEMENTS) - 1) * 100).toFixed(1)} % of the true one, ` +
+      `in ${REFINE_STEP_SECONDS} s steps with native receivers (the further apart the two seconds, the less a round's noise decides), ${STEP_SECONDS} s with Node receivers. ` +
+      `A step that missed by its latency alone, by at most ${MARGINAL_SLACK}× that bound, is run once more and the second run decides (both are listed). ` +
       `Every "at the peak" figure is of that step. Latency: ${LATENCY_SECONDS} s at half each system's own peak, and ${LATENCY_SECONDS} s at ` +
       `${FIXED_RATE} messages/s (${fmt(FIXED_RATE * BROADCAST_CLIENTS)} deliveries/s) for every system that sustains it.`,
   ];
@@ -47,6 +52,8 @@ interface Row {
 }
 
 function runTable(run: BroadcastRun): string[] {
+  const bursts = run.bursts.length > 0 ? ['', ...burstTable(run)] : [];
+  if (run.passes.length === 0) return [`**Server-bound: native receivers** (bench/native/broadcast-receiver.c), peak searches skipped (BROADCAST_PEAKS=0).`, ...bursts];
   const rows: Row[] = run.passes[0]!.map((first, i) => {
     const passes = run.passes.map((p) => p[i]!);
     return { name: first.name, passes, median: [...passes].sort((a, b) => peak(a) - peak(b))[Math.floor((passes.length - 1) / 2)]! };
@@ -97,33 +104,32 @@ function runTable(run: BroadcastRun): string[] {
     `| system | deliveries/s at peak | peak of each pass (spread) | peak vs C relay | server CPU per delivery at the peak | CPU per delivery vs C relay | deliveries/s per server core | receivers' CPU per delivery | at the peak: cores used (of ${CORES}), machine busy | bound by | p50 / p99 at half the peak | p50 / p99 at ${FIXED_RATE}/s | server RSS idle / highest | notes |`,
     '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
     ...rows.map(line),
-    ...(rows.some((r) => r.median.bursts) ? ['', ...burstTable(run, rows, c)] : []),
     ...(n > 1 ? ['', ...agreement(rows)] : []),
+    ...bursts,
     '',
     `Peak search, room messages/s offered (× ${fmt(BROADCAST_CLIENTS)} = deliveries/s); ✓ kept pace, ✗ did not:`,
     ...run.passes.flatMap((pass, p) => pass.map((r) => `- ${r.name}${n > 1 ? `, pass ${p + 1}` : ''}: ${r.steps.map(stepMark).join(', ')}`)),
   ];
 }
 
-const peak = (r: SystemResult): number => r.peak.deliveries / STEP_SECONDS;
+const peak = (r: SystemResult): number => r.peak.deliveries / (r.peak.publishMs / 1000);
 const totalCpu = (s: StepResult): number => s.cpuUs.reduce((a, b) => a + b, 0);
 /** CPU per delivery at the peak: all the system's servers, or the first alone (livemux's proxy). */
 const cpuOfTotal = (r: SystemResult): number => totalCpu(r.peak) / r.peak.deliveries;
 const cpuOfFirst = (r: SystemResult): number => r.peak.cpuUs[0]! / r.peak.deliveries;
 const p99 = (s: StepResult): number => s.latency.quantile(0.99);
 /** CPU per delivery over the bursts: all the system's servers, or the first alone. */
-const burstCpuOfTotal = (r: SystemResult): number => (r.bursts ? totalCpu(r.bursts) / r.bursts.deliveries : NaN);
-const burstCpuOfFirst = (r: SystemResult): number => (r.bursts ? r.bursts.cpuUs[0]! / r.bursts.deliveries : NaN);
-/** The same, less what the servers spend idle (SystemResult.idleCpuUsPerS) over the bursts' wall time. */
-const burstNetCpu = (r: SystemResult, servers: 'all' | 'first'): number => {
-  if (!r.bursts || !r.idleCpuUsPerS) return NaN;
+const burstCpuOfTotal = (r: BurstCost): number => totalCpu(r.bursts) / r.bursts.deliveries;
+const burstCpuOfFirst = (r: BurstCost): number => r.bursts.cpuUs[0]! / r.bursts.deliveries;
+/** The same, less what the servers spend idle (BurstCost.idleCpuUsPerS) over the bursts' wall time. */
+const burstNetCpu = (r: BurstCost, servers: 'all' | 'first'): number => {
   const b = r.bursts;
   const idle = r.idleCpuUsPerS.slice(0, servers === 'all' ? undefined : 1);
   const cpu = servers === 'all' ? totalCpu(b) : b.cpuUs[0]!;
   return (cpu - (idle.reduce((a, x) => a + x, 0) * b.wallMs) / 1000) / b.deliveries;
 };
-const burstNetOfTotal = (r: SystemResult): number => burstNetCpu(r, 'all');
-const burstNetOfFirst = (r: SystemResult): number => burstNetCpu(r, 'first');
+const burstNetOfTotal = (r: BurstCost): number => burstNetCpu(r, 'all');
+const burstNetOfFirst = (r: BurstCost): number => burstNetCpu(r, 'first');
 /** Largest spread of a figure over the passes that counts as agreeing (issue 14). */
 const AGREEMENT = 0.1;
 
@@ -131,13 +137,19 @@ const AGREEMENT = 0.1;
  * Cost at equal coalescing: every server wrote each burst of BURST_MESSAGES to each receiver as one
  * write, so these CPU figures compare the cost per write and per byte, nothing else.
  */
-function burstTable(run: BroadcastRun, rows: Row[], c: number): string[] {
-  const measured = rows.map((row, i) => ({ row, i })).filter(({ row }) => row.median.bursts);
+function burstTable(run: BroadcastRun): string[] {
+  // Each system's figures are from its pass with the median cost (the lower middle one for an even count).
+  const rows = run.bursts[0]!.map((first, i) => {
+    const passes = run.bursts.map((p) => p[i]!);
+    return { name: first.name, passes, median: [...passes].sort((a, b) => burstCpuOfTotal(a) - burstCpuOfTotal(b))[Math.floor((passes.length - 1) / 2)]! };
+  });
+  const c = rows.findIndex((r) => r.name.startsWith('C relay'));
   const cRow = rows[c];
-  const paired = (i: number, f: (r: SystemResult) => number): number[] => (c < 0 ? [] : run.passes.map((p) => f(p[i]!) / f(p[c]!)));
+  // Paired within a pass: there the systems' bursts alternated over the same minutes.
+  const paired = (i: number, f: (r: BurstCost) => number): number[] => (c < 0 ? [] : run.bursts.map((p) => f(p[i]!) / f(p[c]!)));
   const ratios = (xs: number[]): string => (xs.length === 0 ? '' : `${ratio(median(xs))}${xs.length > 1 ? ` (${xs.map(ratio).join(', ')})` : ''}`);
-  const line = ({ row, i }: { row: Row; i: number }): string => {
-    const b = row.median.bursts!;
+  const line = (row: (typeof rows)[number], i: number): string => {
+    const b = row.median.bursts;
     const per = (us: number): string => `${(us / b.deliveries).toPrecision(3)} µs`;
     const perWrite = (us: number): string => `${((us / b.deliveries) * BURST_MESSAGES).toPrecision(3)} µs`;
     const first = row.median.servers.length > 1 ? `; ${row.median.servers[0]} alone ${per(b.cpuUs[0]!)} (${perWrite(b.cpuUs[0]!)} per write)` : '';
@@ -152,7 +164,7 @@ function burstTable(run: BroadcastRun, rows: Row[], c: number): string[] {
           : '';
     const net = burstNetOfTotal(row.median);
     const netFirst = first ? `; ${row.median.servers[0]} alone ${burstNetOfFirst(row.median).toPrecision(3)} µs` : '';
-    const idle = row.median.idleCpuUsPerS ?? [];
+    const idle = row.median.idleCpuUsPerS;
     const cells = [
       row.name,
       `${per(totalCpu(b))} (${perWrite(totalCpu(b))} per write)${first}`,
@@ -167,46 +179,56 @@ function burstTable(run: BroadcastRun, rows: Row[], c: number): string[] {
     return `| ${cells.join(' | ')} |`;
   };
   return [
-    `**Cost at equal coalescing**: in each pass, after the latency runs, ${fmt(b0(rows).rounds)} bursts of ${BURST_MESSAGES} messages, each ` +
-      `published as one write, ${fmt(b0(rows).periodMs)} ms apart: every server writes each burst to each receiver as one write, so CPU per ` +
+    `**Cost at equal coalescing**: after the peak passes, every system runs at once, each with its own room of native receivers and ` +
+      `its server on core 0; then ${run.bursts.length} passes of ${fmt(b0(rows).rounds)} bursts of ${BURST_MESSAGES} messages to each system, each ` +
+      `published as one write, ${fmt(b0(rows).periodMs)} ms apart, the systems' bursts alternating (one every ${fmt(b0(rows).periodMs / rows.length)} ms). ` +
+      'Every server writes each burst to each receiver as one write, so CPU per ' +
       'delivery here is the cost of a write and its bytes, with no server packing more messages into a write than another (at the peak, ' +
-      "a server with slower rounds packs more, which lowers its CPU per delivery). CPU time is the server's own, so these figures hold on " +
-      'a busy machine better than the peaks do. Just before the bursts, each server\'s CPU is also read over as long with nothing ' +
-      'published ("idle": for livemux, PINGs to receivers silent for a heartbeat interval and their PONGs, and its timers; the relays ' +
-      'have none): "net of idle" takes that, pro rata, out of the bursts\' CPU, leaving what the deliveries themselves cost.',
+      "a server with slower rounds packs more, which lowers its CPU per delivery). CPU time is the server's own, and the alternation " +
+      'spreads whatever else the machine does over every system alike: measured one system after the other (until 2026-12-03), each ' +
+      "system's figure moved 13–21 % between the passes of a quiet run. At the start of each pass, every server's CPU is also read over " +
+      'one heartbeat interval with nothing published ("idle": for livemux, PINGs to receivers silent for a heartbeat interval and their ' +
+      'PONGs, and its timers; the relays have none): "net of idle" takes that, pro rata, out of the bursts\' CPU, leaving what the ' +
+      'deliveries themselves cost.',
     '',
     `| system | server CPU per delivery (per ${BURST_MESSAGES}-message write) | vs C relay: median (each pass) | each pass (spread) | idle CPU | net of idle, per delivery | net of idle vs C relay | p50 / p99 from publish to receipt | target |`,
     '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
-    ...measured.map(line),
+    ...rows.map(line),
+    ...(run.bursts.length > 1
+      ? [
+          '',
+          `Agreement over the passes (✓: spread = (max − min) / median ≤ ${AGREEMENT * 100} %):`,
+          ...rows.map((row) =>
+            [
+              `- ${row.name}: at bursts of ${BURST_MESSAGES} ${agrees(row.passes.map(burstCpuOfTotal), 'µs', 1)}`,
+              `the same net of idle ${agrees(row.passes.map(burstNetOfTotal), 'µs', 1)}`,
+              ...(row.median.servers.length > 1 ? [`${row.median.servers[0]} alone ${agrees(row.passes.map(burstCpuOfFirst), 'µs', 1)}`] : []),
+            ].join('; '),
+          ),
+        ]
+      : []),
   ];
 }
 
-/** The rounds and period of the bursts, from the first system measured with them. */
-function b0(rows: Row[]): { rounds: number; periodMs: number } {
-  const b = rows.find((r) => r.median.bursts)!.median.bursts!;
+/** The rounds and period of each system's bursts, from the first system's. */
+function b0(rows: { median: BurstCost }[]): { rounds: number; periodMs: number } {
+  const b = rows[0]!.median.bursts;
   const rounds = Math.round(b.deliveries / (BURST_MESSAGES * BROADCAST_CLIENTS));
   return { rounds, periodMs: b.publishMs / rounds };
 }
 
 /** Whether each headline figure agrees within AGREEMENT over the passes. */
 function agreement(rows: Row[]): string[] {
-  const figure = (name: string, values: number[], unit: string, scale: number): string => {
-    if (values.some(Number.isNaN)) return '';
-    const spreadOf = (Math.max(...values) - Math.min(...values)) / median(values);
-    return `${name} ${spread(values, unit, scale)} ${spreadOf <= AGREEMENT ? '✓' : '✗'}`;
-  };
   return [
     `Agreement over the passes (✓: spread = (max − min) / median ≤ ${AGREEMENT * 100} %):`,
-    ...rows.map((row) => {
-      const figures = [
-        figure('peak', row.passes.map(peak), 'M/s', 1e6),
-        figure('CPU per delivery at the peak', row.passes.map(cpuOfTotal), 'µs', 1),
-        figure(`at bursts of ${BURST_MESSAGES}`, row.passes.map(burstCpuOfTotal), 'µs', 1),
-        figure('the same net of idle', row.passes.map(burstNetOfTotal), 'µs', 1),
-      ].filter((f) => f !== '');
-      return `- ${row.name}: ${figures.join('; ')}`;
-    }),
+    ...rows.map((row) => `- ${row.name}: peak ${agrees(row.passes.map(peak), 'M/s', 1e6)}; CPU per delivery at the peak ${agrees(row.passes.map(cpuOfTotal), 'µs', 1)}`),
   ];
+}
+
+/** Each pass's value, their spread, and ✓ when it is within AGREEMENT. */
+function agrees(values: number[], unit: string, scale: number): string {
+  const spreadOf = (Math.max(...values) - Math.min(...values)) / median(values);
+  return `${spread(values, unit, scale)} ${spreadOf <= AGREEMENT ? '✓' : '✗'}`;
 }
 
 function median(xs: number[]): number {

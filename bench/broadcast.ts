@@ -42,10 +42,23 @@ export const CORES = availableParallelism();
  * 3): the report gives each figure's median and how far the passes spread. The Node receivers run once.
  */
 const REPEAT: Record<ReceiverKind, number> = { native: Number(process.env.BROADCAST_REPEAT ?? 3), node: 1 };
+/** `BROADCAST_PEAKS=0` skips the peak searches: with native receivers, only the cost at equal coalescing. */
+const PEAKS = process.env.BROADCAST_PEAKS !== '0';
+/** `BROADCAST_BURSTS=0` skips the cost at equal coalescing (see interleavedBursts). */
+const BURSTS = process.env.BROADCAST_BURSTS !== '0';
 /** Receiver processes: a process holds fewer than 20,000 files; Node receivers need the parallelism. */
 const CLIENT_PROCESSES: Record<ReceiverKind, number> = { native: 2, node: 4 };
-/** Length of each step of the peak search, and of the latency runs. */
+/** Length of each step of the peak search's climb (and of its bisection with Node receivers), and of the latency runs. */
 export const STEP_SECONDS = 4;
+/**
+ * Length of each bisection step with native receivers. The keep-pace rule compares two one-second
+ * windows, whose means move by up to a round of writes (200–500 ms near a peak) with where the
+ * rounds fall; the longer the step, the further apart the windows and the larger the growth that
+ * falling behind by 10 % makes (PACE_SLACK), against the same noise: 8 s steps triple it. The climb
+ * keeps 4 s steps, far from the peak but its last one; so do the Node receivers' single pass, and
+ * issue 12's relays (bench/scale.ts), whose figures divide by STEP_SECONDS.
+ */
+export const REFINE_STEP_SECONDS = 8;
 export const LATENCY_SECONDS = 8;
 /**
  * The fixed rate (room messages/s) every system's latency is also measured at, so that latency is
@@ -53,42 +66,59 @@ export const LATENCY_SECONDS = 8;
  */
 export const FIXED_RATE = 100;
 /**
- * Cost at equal coalescing, with native receivers (`bursts` in the report): BURST_ROUNDS bursts of
- * BURST_MESSAGES room messages, each sent by the publisher as one write, BURST_PERIOD_MS apart (longer
- * than any relay's or livemux's round over the room). Every server then writes each burst to each
- * receiver as one write, so its CPU per delivery compares the servers' cost per write and per byte with
- * the coalescing taken out; at the peak, a server whose rounds take longer also packs more messages
+ * Cost at equal coalescing, with native receivers (`bursts` in the report, see interleavedBursts):
+ * BURST_ROUNDS bursts per system of BURST_MESSAGES room messages, each sent by the publisher as one
+ * write, BURST_PERIOD_MS apart, the systems' bursts alternating (n systems: one every
+ * BURST_PERIOD_MS / n, longer than any relay's or livemux's round over the room, 100–200 ms at
+ * 10,000 members). Every server then writes each burst to each receiver as one write, so its CPU per
+ * delivery compares the servers' cost per write and per byte with the coalescing taken out; at the peak, a server whose rounds take longer also packs more messages
  * into each write, which flatters its CPU per delivery there.
  */
 export const BURST_MESSAGES = 100;
 const BURST_PERIOD_MS = 1_000;
 /**
- * One heartbeat interval of livemux (it runs with the default) of bursts, and as long idle before
- * them: receivers connected within a second or two get their PINGs together, once per interval, so a
- * window of one interval holds exactly one such wave whenever it starts, and the idle cost taken out
- * of the bursts' is theirs (a shorter window holds one wave or none).
+ * Bursts per system: one heartbeat interval of livemux (it runs with the default) of them, and as long
+ * idle before them: receivers connected within a second or two get their PINGs together, once per
+ * interval, so a window of one interval holds exactly one such wave whenever it starts, and the idle
+ * cost taken out of the bursts' is theirs (a shorter window holds one wave or none). Each system's
+ * bursts stay BURST_PERIOD_MS apart however many alternate: its CPU over the window then holds as much
+ * idle work (livemux's heartbeats) per delivery as when measured alone.
  */
 const BURST_ROUNDS = Math.round(Defaults.heartbeatIntervalMs / BURST_PERIOD_MS);
+/** Bursts per system before the first pass of them, not measured (see interleavedBursts). */
+const WARMUP_BURSTS = 3;
 /**
  * A step keeps pace when every receiver got every message and, at the median sampled receiver, the
  * mean latency of the messages sent in the step's last second exceeds that of the messages sent in its
- * second second by at most PACE_SLACK_MS (bench/broadcast-clients.ts, lagGrowth). A system that keeps
- * up has a steady latency, however long its path (a proxy with a backend hop has a longer one than a
- * relay); one that falls behind by a share f of the pace gets later by f × 2 s over those two seconds,
- * so 200 ms catches 10 %. The first second is left out: a pipeline fills then.
+ * second second by at most PACE_SLACK of the time between those seconds (bench/broadcast-clients.ts,
+ * lagGrowth): 200 ms in a 4 s step, 600 ms in an 8 s one. A system that keeps up has a steady
+ * latency, however long its path (a proxy with a backend hop has a longer one than a relay); one that
+ * falls behind by a share f of the pace gets later by f × that time, so the bound catches 10 %. The
+ * first second is left out: a pipeline fills then.
  */
-export const PACE_SLACK_MS = 200;
+export const PACE_SLACK = 0.1;
+/** The latency growth a step of `publishMs` may show (PACE_SLACK), at least that of a 4 s step. */
+export function paceSlackMs(publishMs: number): number {
+  return PACE_SLACK * Math.max(publishMs - 2000, 2000);
+}
 /** A step is clearly saturated when receivers got its messages at less than this share of the pace. */
 const SATURATED_PACE = 0.7;
 /**
- * A step that missed the pace by its latency alone, growing by at most MARGINAL_SLACK_MS (every message
+ * A step that missed the pace by its latency alone, growing by at most MARGINAL_SLACK × its pace slack (every message
  * arrived, none late, not saturated), is run once more, and the second run decides. Near a peak a
- * round of writes to the room lasts 200–500 ms, so the one-second windows PACE_SLACK_MS compares hold
+ * round of writes to the room lasts 200–500 ms, so the one-second windows PACE_SLACK compares hold
  * two or three rounds and their means move by a round with where the rounds fall: in the quiet run of
  * 2026-12-03 08:13 a system kept pace at 4,305/s in two passes and missed 2,560/s by 259 ms in the
  * third, halving its peak. Noise now has to strike twice; a server truly behind misses both runs.
+ * Up to 1 s in a 4 s step: in the quiet run of 09:45 the C relay missed 5,120/s by 756 ms in one pass, not run
+ * again (the bound was 600 ms), and kept pace there in the two others on their second run (after
+ * misses of 429 and 414 ms); that one miss capped the pass's peak at 4,903/s, and the C relay's
+ * passes spread 13 %. That run had six such misses of 700–900 ms with every message in and the step
+ * received at the pace. A server behind the pace by a share f grows f × 2 s over the windows (of a 4 s
+ * step) and takes 1 / (1 − f) of the publish time to receive the step: behind enough to grow 1 s
+ * (f = 0.5), it is saturated (SATURATED_PACE) and not run again.
  */
-export const MARGINAL_SLACK_MS = 3 * PACE_SLACK_MS;
+export const MARGINAL_SLACK = 5;
 /**
  * A step's receivers report within 3 × its publish time + 15 s when they keep anywhere near pace. One
  * that falls far behind gets BACKLOG_MS more to drain its backlog: the step is then marked as not
@@ -125,7 +155,7 @@ export interface LivemuxUnderTest {
 export interface StepResult {
   /** Offered room messages per second. */
   rate: number;
-  /** The step kept pace (see PACE_SLACK_MS). */
+  /** The step kept pace (see PACE_SLACK). */
   ok: boolean;
   /** Some receiver reported only after the step's deadline, from its backlog (see BACKLOG_MS). */
   late: boolean;
@@ -133,7 +163,7 @@ export interface StepResult {
   publishMs: number;
   /** The median sampled receiver's time, first message to end message. */
   receiveMs: number;
-  /** The median sampled receiver's latency growth over the step (see PACE_SLACK_MS). */
+  /** The median sampled receiver's latency growth over the step (see PACE_SLACK). */
   lagGrowthMs: number;
   missing: number;
   deliveries: number;
@@ -165,21 +195,30 @@ export interface SystemResult {
   half: StepResult;
   /** LATENCY_SECONDS at FIXED_RATE; null when the peak is below it. */
   fixed: StepResult | null;
-  /** Bursts of BURST_MESSAGES (native receivers, relays and livemux); null when not measured. */
-  bursts: StepResult | null;
+}
+
+/** One system's cost at equal coalescing in one pass (see interleavedBursts). */
+export interface BurstCost {
+  name: string;
+  /** The measured server processes, as in SystemResult. */
+  servers: string[];
+  /** BURST_ROUNDS bursts of BURST_MESSAGES. */
+  bursts: StepResult;
   /**
    * CPU time each server spends per second with every receiver in the room and nothing published
-   * (heartbeats, timers), measured just before the bursts; null when the bursts are not measured.
+   * (heartbeats, timers), measured at the start of the pass.
    */
-  idleCpuUsPerS: number[] | null;
+  idleCpuUsPerS: number[];
 }
 
 /** The passes over the systems with one kind of receivers. */
 export interface BroadcastRun {
   receivers: ReceiverKind;
   processes: number;
-  /** passes[p][s]: pass p of system s (the systems in the same order in every pass). */
+  /** passes[p][s]: pass p of system s (the systems in the same order in every pass); none with BROADCAST_PEAKS=0. */
   passes: SystemResult[][];
+  /** bursts[p][s]: cost at equal coalescing, pass p of system s (native receivers, socket.io left out); else none. */
+  bursts: BurstCost[][];
 }
 
 export interface Publisher {
@@ -233,12 +272,13 @@ export async function benchBroadcast(token: string, startLivemux: () => Promise<
     // A socket.io client in C would be a websocket and engine.io client: socket.io keeps Node receivers.
     const measured = systems.filter((s) => SYSTEM_KEYS.includes(s.key) && !(receivers === 'native' && s.wire === 'socketio'));
     const passes: SystemResult[][] = [];
-    for (let pass = 1; pass <= REPEAT[receivers]; pass++) {
+    for (let pass = 1; PEAKS && pass <= REPEAT[receivers]; pass++) {
       const results: SystemResult[] = [];
       for (const system of measured) results.push(await measure(system.name, await system.deploy(), receivers, token, pass));
       passes.push(results);
     }
-    runs.push({ receivers, processes: CLIENT_PROCESSES[receivers], passes });
+    const bursts = receivers === 'native' && BURSTS ? await interleavedBursts(measured, token, REPEAT.native) : [];
+    runs.push({ receivers, processes: CLIENT_PROCESSES[receivers], passes, bursts });
   }
   return runs;
 }
@@ -336,8 +376,8 @@ export async function measure(
     await room.fill();
     const idleRssBytes = deployment.servers.map((s) => memory(s.pid).rssBytes);
     const steps: StepResult[] = [];
-    const peak = await findPeak(async (rate) => {
-      const step = await room.step(rate, STEP_SECONDS);
+    const peak = await findPeak(async (rate, bisecting) => {
+      const step = await room.step(rate, bisecting && receivers === 'native' ? REFINE_STEP_SECONDS : STEP_SECONDS);
       steps.push(step);
       logStep(label, step);
       return step;
@@ -346,18 +386,63 @@ export async function measure(
     logStep(`${label}, latency at half the peak`, half);
     const fixed = peak.rate >= FIXED_RATE ? await room.step(FIXED_RATE, LATENCY_SECONDS) : null;
     if (fixed) logStep(`${label}, latency at ${FIXED_RATE} messages/s`, fixed);
-    // socket.io writes every message on its own: there is no coalescing to take out.
-    const burstsMeasured = receivers === 'native' && deployment.wire !== 'socketio';
-    const idleCpuUsPerS = burstsMeasured ? await room.idleCpu(BURST_ROUNDS * BURST_PERIOD_MS) : null;
-    const bursts = burstsMeasured ? await room.bursts(BURST_MESSAGES, BURST_ROUNDS, BURST_PERIOD_MS) : null;
-    if (bursts) logStep(`${label}, ${BURST_ROUNDS} bursts of ${BURST_MESSAGES} messages`, bursts);
     const peakRssBytes = deployment.servers.map((s) => memory(s.pid).hwmBytes);
-    return { name, servers: deployment.servers.map((s) => s.label), idleRssBytes, peakRssBytes, steps, peak, half, fixed, bursts, idleCpuUsPerS };
+    return { name, servers: deployment.servers.map((s) => s.label), idleRssBytes, peakRssBytes, steps, peak, half, fixed };
   } finally {
-    await Promise.all(clients.map(stopped));
-    deployment.publisher.close();
-    await Promise.all(deployment.processes.map(stopped));
-    pin(process.pid, ALL_CPUS);
+    await close(deployment, clients);
+  }
+}
+
+/** Stops the receivers, then the deployment's processes; unpins this process. */
+async function close(deployment: Deployment, clients: BenchProcess[]): Promise<void> {
+  await Promise.all(clients.map(stopped));
+  deployment.publisher.close();
+  await Promise.all(deployment.processes.map(stopped));
+  pin(process.pid, ALL_CPUS);
+}
+
+/**
+ * Cost at equal coalescing (see BURST_MESSAGES), `passes` times, every system at once: each has its
+ * own room of native receivers, and the bursts alternate between the systems (BURST_PERIOD_MS / n
+ * apart), so that whatever else the machine does (other processes, the hypervisor, the core's caches and
+ * clock) falls on every system alike. Measured one system after the other, the systems' figures moved
+ * 13–21 % between passes of a quiet run (2026-12-03 09:45), each with its own minute of the machine,
+ * and so did their ratios to the C relay (livemux's proxy 1.19–1.65×); alternated (locked run of
+ * 11:29, under a changing load), every system moved with the machine, together, and the ratios held
+ * within 2 % (livemux's proxy 1.37–1.39×). Each pass reads the
+ * servers' idle CPU first, all at once over one heartbeat interval (see BURST_ROUNDS), then
+ * BURST_ROUNDS bursts per system. Returns costs[pass][system]. socket.io writes every message on its
+ * own (no coalescing to take out): it is left out.
+ */
+async function interleavedBursts(systems: System[], token: string, passes: number): Promise<BurstCost[][]> {
+  const coalescing = systems.filter((s) => s.wire !== 'socketio');
+  const rooms: { deployment: Deployment; clients: BenchProcess[]; room: Room }[] = [];
+  try {
+    for (const system of coalescing) {
+      const deployment = await system.deploy();
+      const clients = startReceivers('native', deployment, token, { clients: BROADCAST_CLIENTS, processes: CLIENT_PROCESSES.native });
+      rooms.push({ deployment, clients, room: new Room(deployment, clients, BROADCAST_CLIENTS) });
+      // Every server on core 0 (only the one bursting at a time is busy), everything else on the others.
+      pinServerAlone(deployment, clients);
+      await rooms.at(-1)!.room.fill();
+    }
+    const costs: BurstCost[][] = [];
+    const n = rooms.length;
+    const alternating = (rounds: number): Promise<StepResult[]> =>
+      Promise.all(rooms.map(({ room }, i) => room.bursts(BURST_MESSAGES, rounds, BURST_PERIOD_MS, (i * BURST_PERIOD_MS) / n)));
+    // Not measured: the servers' first bursts run code not yet optimized, and the rooms just filled
+    // leave work behind (an idle reading right after the fill, 2,000 receivers: livemux's backend at
+    // 3.2 ms/s, more than it then spent per second of bursts).
+    await alternating(WARMUP_BURSTS);
+    for (let pass = 1; pass <= passes; pass++) {
+      const idle = await Promise.all(rooms.map(({ room }) => room.idleCpu(BURST_ROUNDS * BURST_PERIOD_MS)));
+      const bursts = await alternating(BURST_ROUNDS);
+      bursts.forEach((b, i) => logStep(`${coalescing[i]!.name}, native receivers, pass ${pass}, ${BURST_ROUNDS} bursts of ${BURST_MESSAGES} messages, interleaved`, b));
+      costs.push(rooms.map(({ deployment }, i) => ({ name: coalescing[i]!.name, servers: deployment.servers.map((s) => s.label), bursts: bursts[i]!, idleCpuUsPerS: idle[i]! })));
+    }
+    return costs;
+  } finally {
+    for (const { deployment, clients } of rooms) await close(deployment, clients);
   }
 }
 
@@ -397,13 +482,15 @@ function logStep(name: string, step: StepResult): void {
  * coalesces (the baseline, livemux) writes more messages per syscall as the rate rises and may keep
  * pace at twice a rate it just missed. Halves from START_RATE if nothing kept pace. Then bisects
  * (geometric mean) REFINEMENTS times between the fastest step that kept pace and the next rate above it
- * that did not. A step that missed by a little is run again first (MARGINAL_SLACK_MS).
+ * that did not (`bisecting`: see REFINE_STEP_SECONDS). A step that missed by a little is run again
+ * first (MARGINAL_SLACK).
  */
-async function findPeak(step: (rate: number) => Promise<StepResult>): Promise<StepResult> {
+async function findPeak(step: (rate: number, bisecting: boolean) => Promise<StepResult>): Promise<StepResult> {
   const tried: StepResult[] = [];
-  const run = async (rate: number): Promise<StepResult> => {
-    let s = await step(rate);
-    if (!s.ok && !s.late && s.missing === 0 && s.publishMs >= SATURATED_PACE * s.receiveMs && s.lagGrowthMs <= MARGINAL_SLACK_MS) s = await step(rate);
+  const run = async (rate: number, bisecting = false): Promise<StepResult> => {
+    let s = await step(rate, bisecting);
+    const marginal = s.publishMs >= SATURATED_PACE * s.receiveMs && s.lagGrowthMs <= MARGINAL_SLACK * paceSlackMs(s.publishMs);
+    if (!s.ok && !s.late && s.missing === 0 && marginal) s = await step(rate, bisecting);
     tried.push(s);
     return s;
   };
@@ -417,7 +504,7 @@ async function findPeak(step: (rate: number) => Promise<StepResult>): Promise<St
     const pass = fastestOk();
     const fail = tried.filter((s) => !s.ok && s.rate > (pass?.rate ?? Infinity)).sort((a, b) => a.rate - b.rate)[0];
     if (!pass || !fail) break;
-    await run(Math.sqrt(pass.rate * fail.rate));
+    await run(Math.sqrt(pass.rate * fail.rate), true);
   }
   const peak = fastestOk();
   if (!peak) throw new Error(`broadcast: no rate down to ${MIN_RATE} messages/s kept pace`);
@@ -484,11 +571,14 @@ class Room {
     return servers.map((s, i) => (cpuUs(s.pid) - before[i]!) / seconds);
   }
 
-  /** `rounds` bursts of `size` messages, each sent as one write, `periodMs` apart; then the end message. */
-  bursts(size: number, rounds: number, periodMs: number): Promise<StepResult> {
+  /**
+   * `rounds` bursts of `size` messages, each sent as one write, `periodMs` apart, the first `offsetMs`
+   * after the window opens (for rooms whose bursts alternate); then the end message.
+   */
+  bursts(size: number, rounds: number, periodMs: number, offsetMs = 0): Promise<StepResult> {
     return this.window((size * 1000) / periodMs, size * rounds, async (phase, start) => {
       for (let r = 0; r < rounds; r++) {
-        await sleep(start + r * periodMs - clockMs());
+        await sleep(start + offsetMs + r * periodMs - clockMs());
         this.deployment.publisher.sendAll(Array.from({ length: size }, () => roomMessage(phase)));
       }
     });
@@ -534,7 +624,7 @@ class Room {
       // A step its receivers took far longer to get than it took to publish has not kept pace, whatever
       // its latency did between its second second and its last.
       // Medians hide one receiver process far behind the others: its late report fails the step too.
-      ok: !late && missing === 0 && sum('closed') === 0 && lagGrowthMs <= PACE_SLACK_MS && publishMs >= SATURATED_PACE * receiveMs,
+      ok: !late && missing === 0 && sum('closed') === 0 && lagGrowthMs <= paceSlackMs(publishMs) && publishMs >= SATURATED_PACE * receiveMs,
       late,
       publishMs,
       receiveMs,

@@ -1,4 +1,3 @@
-import { get } from 'node:http';
 import { afterAll, beforeAll } from 'vitest';
 import { type EchoStack, type RunningProcess, startChatBackend, startEchoStack } from './processes.js';
 
@@ -20,24 +19,6 @@ export async function startScrapeTargets(): Promise<ScrapeTargets> {
       await chat.stop();
     },
   };
-}
-
-/**
- * The /metrics page of an admin port, over a connection of its own. fetch() would reuse a kept-alive
- * connection from an earlier scrape, and on a busy machine the server's idle timeout (5 s) can close it
- * just as the request goes out ("other side closed", seen once under two CPU hogs); Prometheus retries
- * such a scrape, fetch does not.
- */
-export async function scrape(adminPort: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    get({ host: '127.0.0.1', port: adminPort, path: '/metrics', agent: false }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (chunk: string) => (body += chunk));
-      res.on('end', () => resolve(body));
-      res.on('error', reject);
-    }).on('error', reject);
-  });
 }
 
 /**

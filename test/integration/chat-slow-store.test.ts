@@ -12,6 +12,7 @@ import { type ChatMember, chatRoutes, joinMember } from '../helpers/chat-member.
 import { startDelayingForwarder, type DelayingForwarder } from '../helpers/delaying-forwarder.js';
 import { type RunningProcess, startChatBackend, startProxy } from '../helpers/processes.js';
 import { startRedisServer, type RedisServer } from '../helpers/redis-server.js';
+import { scrape } from '../helpers/metrics.js';
 
 /** Each Redis round trip takes at least 2 × 10 ms; sequencing one message takes three. */
 const REDIS_DELAY_MS = 10;
@@ -61,7 +62,7 @@ async function join(user: string, room: string, role?: string): Promise<ChatMemb
 
 /** Every sample of `name` on the backend's /metrics, keyed by its label text (`reason="x",priority="y"`). */
 async function samples(name: string): Promise<Map<string, number>> {
-  const text = await (await fetch(`http://127.0.0.1:${backendAdmin}/metrics`)).text();
+  const text = await scrape(backendAdmin);
   const out = new Map<string, number>();
   for (const line of text.split('\n')) {
     const match = /^(\w+)\{(.*)\} (\S+)$/.exec(line);

@@ -21,6 +21,7 @@ import {
   type Welcome,
 } from '../../src/client/index.js';
 import { type RunningProcess, startEchoBackend, startProxy, testToken } from '../helpers/processes.js';
+import { scrape } from '../helpers/metrics.js';
 
 type Backend = Awaited<ReturnType<typeof startEchoBackend>>;
 type Proxy = Awaited<ReturnType<typeof startProxy>>;
@@ -198,12 +199,6 @@ function readByEvents(session: ClientSession, last: string): Promise<string[]> {
     };
     session.on('data', onData);
   });
-}
-
-async function scrape(adminPort: number): Promise<string> {
-  const res = await fetch(`http://127.0.0.1:${adminPort}/metrics`);
-  expect(res.status).toBe(200);
-  return res.text();
 }
 
 /** The value of the sample `name` whose label set is exactly `labels`; undefined when there is none. */

@@ -17,7 +17,8 @@ import { validate } from 'dockerfile-utils';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { runCliCaptured } from '../helpers/cli.js';
-import { scrape, scrapeTargetsForFile } from '../helpers/scrape-targets.js';
+import { scrape } from '../helpers/metrics.js';
+import { scrapeTargetsForFile } from '../helpers/scrape-targets.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const DEPLOY = join(ROOT, 'deploy');

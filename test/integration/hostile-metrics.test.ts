@@ -4,7 +4,7 @@ import { FrameType } from '../../src/protocol/constants.js';
 import { encodeFrame } from '../../src/protocol/encoder.js';
 import { encodeStatus } from '../../src/protocol/messages.js';
 import { underAttack } from '../helpers/hostile.js';
-import { metricValue } from '../helpers/metrics.js';
+import { metricValue, scrape } from '../helpers/metrics.js';
 import { RawClient } from '../helpers/raw-client.js';
 import { type EchoStack, startEchoStack } from '../helpers/processes.js';
 
@@ -23,13 +23,11 @@ beforeAll(async () => {
 
 afterAll(() => stack?.stop());
 
-const scrape = async (): Promise<string> => (await fetch(`http://127.0.0.1:${stack.proxy.adminPort}/metrics`)).text();
-
 describe('bounded metrics', () => {
   it('row 4: 200 OPENs with random 16 KB business names and 2,000 ERRORs with distinct codes add a handful of series', async () => {
     // The canary's own series (an echo session opened, a connection closed) exist before the count starts.
     await underAttack(stack.proxy, async () => {});
-    const before = (await scrape()).length;
+    const before = (await scrape(stack.proxy.adminPort)).length;
     await underAttack(stack.proxy, async () => {
       const c = await RawClient.handshake(stack.proxy.port, stack.token);
       for (let id = 1; id <= 200; id++) c.open(id, randomBytes(8_000).toString('hex'));
@@ -46,7 +44,7 @@ describe('bounded metrics', () => {
       };
       await Promise.all(Array.from({ length: 20 }, worker));
     });
-    const text = await scrape();
+    const text = await scrape(stack.proxy.adminPort);
     expect(text.length - before).toBeLessThan(4_096);
     expect(text).toContain('livemux_sessions_opened_total{business="(unknown)",result="UNKNOWN_BUSINESS"} 200');
     expect(text).toMatch(/livemux_connections_closed_total\{code="UNKNOWN"\} 2000\b/);

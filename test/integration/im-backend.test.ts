@@ -8,7 +8,7 @@ import { connect } from '../../src/client/index.js';
 import { ImClient } from '../../src/client/im-client.js';
 import { mintToken } from '../../src/proxy/auth.js';
 import { imRoutes, openDevice, type ImDevice } from '../helpers/im-cluster.js';
-import { metricValue, promtoolCheckMetrics } from '../helpers/metrics.js';
+import { metricValue, promtoolCheckMetrics, scrape } from '../helpers/metrics.js';
 import { TEST_SECRET, startImBackend, startProxy } from '../helpers/processes.js';
 
 let backend: Awaited<ReturnType<typeof startImBackend>>;
@@ -114,7 +114,7 @@ describe('the IM backend behind a proxy', () => {
     }
     expect(await metricValue(backend.adminPort!, 'livemux_im_messages_stored_total', '')).toBeGreaterThanOrEqual(11);
     expect(await metricValue(backend.adminPort!, 'livemux_im_recalls_total', '')).toBe(1);
-    const text = await (await fetch(`http://127.0.0.1:${backend.adminPort}/metrics`)).text();
+    const text = await scrape(backend.adminPort!);
     expect(text).toMatch(/^livemux_im_process_cpu_seconds_total /m);
     expect(promtoolCheckMetrics(text)).toBe('');
   });

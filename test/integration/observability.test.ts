@@ -9,8 +9,8 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
 import { connect } from '../../src/client/index.js';
-import { promtoolCheckMetrics } from '../helpers/metrics.js';
-import { scrape, scrapeTargetsForFile } from '../helpers/scrape-targets.js';
+import { promtoolCheckMetrics, scrape } from '../helpers/metrics.js';
+import { scrapeTargetsForFile } from '../helpers/scrape-targets.js';
 import { until } from '../helpers/until.js';
 
 const live = scrapeTargetsForFile();

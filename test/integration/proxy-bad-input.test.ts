@@ -5,6 +5,7 @@ import { encodeHello } from '../../src/protocol/messages.js';
 import { mintToken } from '../../src/proxy/auth.js';
 import { RawClient } from '../helpers/raw-client.js';
 import { type EchoStack, TEST_SECRET, startEchoStack } from '../helpers/processes.js';
+import { scrape } from '../helpers/metrics.js';
 
 // One proxy with small limits so every limit can be reached quickly.
 let stack: EchoStack;
@@ -160,7 +161,7 @@ describe('after all of the above', () => {
     c.data(1, 'still here');
     expect((await c.next(FrameType.DATA, 1)).payload.toString()).toBe('still here');
     c.destroy();
-    const metrics = await (await fetch(`http://127.0.0.1:${stack.proxy.adminPort}/metrics`)).text();
+    const metrics = await scrape(stack.proxy.adminPort);
     for (const code of ['BAD_MAGIC', 'AUTH_EXPIRED', 'UNKNOWN_SESSION', 'RATE_LIMITED', 'HANDSHAKE_TIMEOUT']) {
       expect(metrics).toMatch(new RegExp(`livemux_protocol_errors_total\\{code="${code}"\\} [1-9]`));
     }

@@ -11,7 +11,7 @@ import { RawClient } from '../helpers/raw-client.js';
 import { FrameType } from '../../src/protocol/constants.js';
 import { encodeFrame } from '../../src/protocol/encoder.js';
 import { decodePushEvent, encodePushRequest } from '../../src/backends/push/push-codec.js';
-import { metricValue } from '../helpers/metrics.js';
+import { adminStatus, metricValue } from '../helpers/metrics.js';
 import { openDevice, type TestDevice } from '../helpers/push-device.js';
 import { PUSH_TEST_KEY as KEY, postPush, pushRoutes, pushStatus } from '../helpers/push-api.js';
 
@@ -23,7 +23,7 @@ const devices: TestDevice[] = [];
 
 /** Closes a device and waits until the backend has seen its session end (it no longer counts as online). */
 async function goOffline(d: TestDevice): Promise<void> {
-  const status = async (): Promise<number> => ((await (await fetch(`http://127.0.0.1:${backend.adminPort!}/status`)).json()) as { devices: number }).devices;
+  const status = async (): Promise<number> => (await adminStatus<{ devices: number }>(backend.adminPort!)).devices;
   const before = await status();
   await d.close();
   devices.splice(devices.indexOf(d), 1);

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { type ClientSession, type LivemuxClient, connect } from '../../src/client/index.js';
 import { type RunningProcess, startEchoBackend, startProxy, testToken } from '../helpers/processes.js';
-import { metricValue } from '../helpers/metrics.js';
+import { adminStatus, metricValue } from '../helpers/metrics.js';
 
 // Three echo backends and one proxy whose routes.yaml is rewritten on disk while sessions are open.
 let backends: (RunningProcess & { port: number })[] = [];
@@ -51,7 +51,7 @@ async function status(): Promise<{
   backends: Record<string, string>;
   health: Record<string, { healthy: boolean; breaker: string }>;
 }> {
-  return (await fetch(`http://127.0.0.1:${proxy.adminPort}/status`)).json() as never;
+  return adminStatus(proxy.adminPort) as never;
 }
 
 async function until<T>(probe: () => Promise<T | undefined | false>, what: string, timeoutMs = WAIT_MS): Promise<T> {

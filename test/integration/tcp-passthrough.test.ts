@@ -3,6 +3,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { type ClientSession, type LivemuxClient, connect } from '../../src/client/index.js';
 import { startProxy, testToken } from '../helpers/processes.js';
 import { freePort } from '../helpers/free-port.js';
+import { scrape } from '../helpers/metrics.js';
 
 // A legacy plain-TCP echo service behind a tcp pool whose first endpoint is dead: the proxy must retry
 // the sessions that land there on the live endpoint, bytes intact and in order.
@@ -65,7 +66,7 @@ it('tunnels each session over its own upstream connection, retrying a dead endpo
   const echoed = await Promise.all(sessions.map((s, i) => collect(s, expected[i]!.length)));
   expect(echoed).toEqual(expected);
   expect(legacyConnections).toBe(4);
-  const metrics = await (await fetch(`http://127.0.0.1:${proxy.adminPort}/metrics`)).text();
+  const metrics = await scrape(proxy.adminPort);
   expect(metrics).toMatch(/livemux_sessions_relocated_total\{reason="connect_failed",result="moved"\} [1-9]/);
 });
 
