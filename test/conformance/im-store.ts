@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { decodeInboxPayload, encodeMessageFields } from '../../src/backends/im/im-codec.js';
+import type { RetentionLimits } from '../../src/backends/kit/inbox/inbox-store.js';
 import { conversationId, type ConversationLimits, type ImStore, type NewMessage, type StoreOutcome, type StoredMessage } from '../../src/backends/im/store.js';
 
 /**
@@ -11,6 +12,8 @@ export interface ImStoreFixture {
   readonly store: ImStore;
   /** Another store on the same data (Redis: a second connection; memory: the same instance). */
   peer(): Promise<ImStore>;
+  /** Another store (closed by cleanup) whose inboxes keep `retention`. */
+  retaining(retention: RetentionLimits): Promise<ImStore>;
   cleanup(): Promise<void>;
 }
 
@@ -91,6 +94,30 @@ export function describeImStore(name: string, factory: () => Promise<ImStoreFixt
         while (seen.length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
         expect(seen).toEqual([1, 2]);
         watch.close();
+      });
+
+      it('appends under the inboxes\' retention: at least maxEntries, nothing older than maxAgeMs, the rest a gap', async () => {
+        const { retaining } = await open();
+        const counted = await retaining({ maxEntries: 5, maxAgeMs: Number.POSITIVE_INFINITY });
+        for (const i of range(1, 150)) await put(counted, msg('ann', 'bob', `m${i}`), LIMITS, T0);
+        for (const user of ['bob', 'ann']) {
+          const page = await counted.inbox.read(user, 0, 200, T0);
+          const oldest = page.entries[0]!.seq;
+          expect(page.gap, user).toEqual({ fromSeq: 1, toSeq: oldest - 1 });
+          expect(150 - oldest + 1).toBeGreaterThanOrEqual(5);
+          expect(150 - oldest + 1).toBeLessThanOrEqual(5 + COUNT_SLACK);
+        }
+        // The age bound is the inbox's, not the conversation's (LIMITS keeps every message).
+        const aged = await retaining({ maxEntries: 1000, maxAgeMs: 1000 });
+        await put(aged, msg('cat', 'dan', 'old1', { sentAtMs: T0 }), LIMITS, T0);
+        await put(aged, msg('cat', 'dan', 'old2', { sentAtMs: T0 + 10 }), LIMITS, T0 + 10);
+        await put(aged, msg('cat', 'dan', 'new', { sentAtMs: T0 + 1005 }), LIMITS, T0 + 1005);
+        for (const user of ['dan', 'cat']) {
+          const page = await aged.inbox.read(user, 0, 10, T0 + 1005);
+          expect(page.entries.map((e) => [e.seq, e.createdAtMs]), user).toEqual([[2, T0 + 10], [3, T0 + 1005]]);
+          expect(page.gap, user).toEqual({ fromSeq: 1, toSeq: 1 });
+        }
+        expect(texts((await aged.history('cat', 'dan', 0, 10)).messages)).toEqual(['old1', 'old2', 'new']);
       });
 
       it('stores a resent (sender, clientMsgId) once, on any process, and answers the first send', async () => {

@@ -2,6 +2,7 @@ import { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
 import { encodeMessageFields, inboxMessageBody } from '../../src/backends/im/im-codec.js';
 import { RedisImStore } from '../../src/backends/im/redis-store.js';
+import { RedisInboxStore } from '../../src/backends/kit/inbox/redis-inbox-store.js';
 import { describeImStore } from '../conformance/im-store.js';
 import { redisServerForFile } from '../helpers/redis-for-file.js';
 
@@ -9,13 +10,21 @@ const server = redisServerForFile();
 
 describeImStore('redis', async () => {
   const keyPrefix = server.prefix('im');
-  const stores = [new RedisImStore({ url: server.url, keyPrefix })];
+  const stores: { close(): Promise<void> }[] = [new RedisImStore({ url: server.url, keyPrefix })];
   return {
-    store: stores[0]!,
+    store: stores[0] as RedisImStore,
     async peer() {
       const peer = new RedisImStore({ url: server.url, keyPrefix });
       stores.push(peer);
       return peer;
+    },
+    async retaining(retention) {
+      // Data of its own: the conformance users' inboxes in the shared prefix are filled already.
+      const prefix = server.prefix('im-retained');
+      const inbox = new RedisInboxStore({ url: server.url, keyPrefix: `${prefix}inbox:`, retention });
+      const store = new RedisImStore({ url: server.url, keyPrefix: prefix, inbox });
+      stores.push(store, inbox);
+      return store;
     },
     async cleanup() {
       await Promise.all(stores.map((s) => s.close()));

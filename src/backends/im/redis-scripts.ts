@@ -1,5 +1,5 @@
 import { RedisScript } from '../kit/redis/redis-script.js';
-import { INBOX_APPEND_LUA, SEQ_OF_LUA } from '../kit/inbox/redis-inbox-scripts.js';
+import { INBOX_APPEND_LUA, INBOX_KEYS_LUA, SEQ_OF_LUA } from '../kit/inbox/redis-inbox-scripts.js';
 import { TRIM_BY_AGE_LUA } from '../kit/redis/stream-trim.js';
 
 /*
@@ -17,29 +17,33 @@ import { TRIM_BY_AGE_LUA } from '../kit/redis/stream-trim.js';
  * sent count and the dedupe record; then the inbox entry, `InboxItem { message }` = 0x12, length, the
  * message fields, 0x20 and the conv_seq as a varint (as im-codec.ts inboxMessageBody builds it),
  * appended with the kit's inbox_append to the recipient's inbox and then the sender's: {0, convSeq,
- * the recipient's inbox seq, the sender's}. When its ARGV[18] is a time, both users' conversation
- * lists record the conversation's activity then (ZADD GT), each trimmed to its ARGV[19] most recent
- * peers. A message whose commands fail answers {3, error} and does not stop the others.
+ * the recipient's inbox seq, the sender's}. When a message carries an activity time, both users'
+ * conversation lists record the conversation's activity then (ZADD GT), each trimmed to the most
+ * recent ARGV[8] peers. A message whose commands fail answers {3, error} and does not stop the others.
  *
  * Answers one reply per message, in order. The sends of one event-loop turn share one call: the
  * per-call costs (the client's command and promise, the server's script call and reply) are paid
  * once for all of them.
  *
- * Per message, 18 KEYS and 19 ARGV, the n-th message's after the first n - 1 messages' (the script
- * reads KEYS[k + i] and ARGV[a + i] with k = 18 (n - 1) and a = 19 (n - 1); below, i):
- * KEYS[1] seq, [2] history, [3] sent counts hash, [4] blockers hash, [5] dedupe record, [6] the
- *     history's age mark (TRIM_BY_AGE_LUA), [7..11] the recipient's inbox keys, [12..16] the sender's
- *     (RedisInboxStore.appendCall), [17] the sender's conversation list, [18] the recipient's
- * ARGV[1] serverId, [2] sender, [3] recipient, [4] clientMsgId, [5] device, [6] sentAt, [7] body,
- *     [8] dedupe TTL ms, [9] maxMessages, [10] age cutoff ('' = none), [11] the message's encoded
- *     fields but conv_seq; of inbox_append's arguments, those of both appends, [12] maxEntries,
- *     [13] age cutoff, [14] createdAt, [15] dedupe TTL, and the notice channels, [16] the recipient's,
- *     [17] the sender's (the others are the same for every IM append: no expiry, ref, collapse key or
- *     dedupe; the body is made here; the sender's origin is the device); [18] activity time ('' = do
- *     not record), [19] most peers a conversation list keeps. Each argument costs the client a
- *     conversion and the server a parse, per message: the shared ones travel once.
+ * The script names its keys itself (redis-store.ts's layout; the inboxes' through the kit's
+ * inbox_keys) from the prefixes and the ids a message carries, so no key travels in KEYS: each
+ * argument costs the client a conversion and the server a parse and a Lua string, and a send named
+ * 18 keys, most of them the same ids under other suffixes. Keys a script does not declare are allowed
+ * outside Redis Cluster, and the send spans three hash tags anyway: IM needs one Redis primary.
+ *
+ * ARGV, shared by the call's messages: [1] the store's key prefix, [2] the inboxes' key prefix,
+ * [3] dedupe TTL ms, [4] maxMessages, [5] the history's max age ms ('' = none), [6] an inbox's
+ * maxEntries, [7] its max age ms ('' = none), [8] most peers a conversation list keeps. Then 11 per
+ * message, the n-th message's at 8 + 11 (n - 1) + i: [1] conversation id (store.ts conversationId),
+ * [2] serverId, [3] sender, [4] recipient, [5] clientMsgId, [6] sender's device, [7] sentAt,
+ * [8] body, [9] the message's encoded fields but conv_seq, [10] now ms (the age cutoffs' clock and the
+ * inbox entries' createdAt), [11] activity time ('' = do not record). The inbox appends' other
+ * arguments are the same for every IM append: no expiry, ref, collapse key or dedupe; the sender's
+ * entry has the device as its origin.
  */
-export const STORE_MESSAGES = new RedisScript(`${SEQ_OF_LUA}${TRIM_BY_AGE_LUA}${INBOX_APPEND_LUA}
+export const STORE_MESSAGES = new RedisScript(`${SEQ_OF_LUA}${TRIM_BY_AGE_LUA}${INBOX_APPEND_LUA}${INBOX_KEYS_LUA}
+local IM, INBOX, dedupe_ttl, max_messages, max_age = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local inbox_max, inbox_age, max_peers = ARGV[6], ARGV[7], tonumber(ARGV[8])
 local function varint(n)
   local out = ''
   while n >= 128 do
@@ -48,35 +52,44 @@ local function varint(n)
   end
   return out .. string.char(n)
 end
-local function store(k, a)
-  local seen = redis.call('GET', KEYS[k + 5])
+local function store(a)
+  local server_id, sender, recipient, cmid, device = ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5], ARGV[a + 6]
+  local sent_at, created_at = ARGV[a + 7], ARGV[a + 10]
+  local c = IM .. '{c:' .. ARGV[a + 1] .. '}:'
+  local k_dedupe = c .. 'cmid:' .. #sender .. ':' .. sender .. ':' .. cmid
+  local seen = redis.call('GET', k_dedupe)
   if seen then return {1, seen} end
-  if redis.call('HEXISTS', KEYS[k + 4], ARGV[a + 3]) == 1 then return {2} end
-  local seq = redis.call('INCR', KEYS[k + 1])
+  if redis.call('HEXISTS', c .. 'blockers', recipient) == 1 then return {2} end
+  local seq = redis.call('INCR', c .. 'seq')
   local id = seq .. '-0'
-  redis.call('XADD', KEYS[k + 2], 'MAXLEN', '~', ARGV[a + 9], id, 'i', ARGV[a + 1], 's', ARGV[a + 2], 'r', ARGV[a + 3], 'c', ARGV[a + 4], 'd', ARGV[a + 5], 't', ARGV[a + 6], 'b', ARGV[a + 7])
-  if ARGV[a + 10] ~= '' then trim_by_age(KEYS[k + 2], tonumber(ARGV[a + 10]), id, 12, KEYS[k + 6]) end
-  redis.call('HINCRBY', KEYS[k + 3], ARGV[a + 2], 1)
-  redis.call('SET', KEYS[k + 5], seq .. ' ' .. ARGV[a + 6] .. ' ' .. ARGV[a + 1], 'PX', ARGV[a + 8])
-  local message = ARGV[a + 11] .. string.char(0x20) .. varint(seq)
+  local history = c .. 'history'
+  redis.call('XADD', history, 'MAXLEN', '~', max_messages, id, 'i', server_id, 's', sender, 'r', recipient, 'c', cmid, 'd', device, 't', sent_at, 'b', ARGV[a + 8])
+  if max_age ~= '' then trim_by_age(history, tonumber(created_at) - tonumber(max_age), id, 12, c .. 'oldest') end
+  redis.call('HINCRBY', c .. 'sent', sender, 1)
+  redis.call('SET', k_dedupe, seq .. ' ' .. sent_at .. ' ' .. server_id, 'PX', dedupe_ttl)
+  local message = ARGV[a + 9] .. string.char(0x20) .. varint(seq)
   local item = string.char(0x12) .. varint(#message) .. message
-  local function append_args(channel, origin)
-    return {ARGV[a + 12], ARGV[a + 13], ARGV[a + 14], '0', '', '', item, ARGV[a + 15], channel, '', origin}
+  local cutoff = ''
+  if inbox_age ~= '' then cutoff = tonumber(created_at) - tonumber(inbox_age) end
+  local function append(user, origin)
+    local keys, channel = inbox_keys(INBOX, user)
+    return inbox_append(keys, 1, {inbox_max, cutoff, created_at, '0', '', '', item, '', channel, '', origin}, 1)
   end
-  local to_recipient = inbox_append(KEYS, k + 7, append_args(ARGV[a + 16], ''), 1)
-  local to_sender = inbox_append(KEYS, k + 12, append_args(ARGV[a + 17], ARGV[a + 5]), 1)
-  if ARGV[a + 18] ~= '' then
-    local trim = -(tonumber(ARGV[a + 19]) + 1)
-    redis.call('ZADD', KEYS[k + 17], 'GT', ARGV[a + 18], ARGV[a + 3])
-    redis.call('ZREMRANGEBYRANK', KEYS[k + 17], 0, trim)
-    redis.call('ZADD', KEYS[k + 18], 'GT', ARGV[a + 18], ARGV[a + 2])
-    redis.call('ZREMRANGEBYRANK', KEYS[k + 18], 0, trim)
+  local to_recipient = append(recipient, '')
+  local to_sender = append(sender, device)
+  if ARGV[a + 11] ~= '' then
+    local trim = -(max_peers + 1)
+    local mine, theirs = IM .. '{u:' .. sender .. '}:convs', IM .. '{u:' .. recipient .. '}:convs'
+    redis.call('ZADD', mine, 'GT', ARGV[a + 11], recipient)
+    redis.call('ZREMRANGEBYRANK', mine, 0, trim)
+    redis.call('ZADD', theirs, 'GT', ARGV[a + 11], sender)
+    redis.call('ZREMRANGEBYRANK', theirs, 0, trim)
   end
   return {0, seq, to_recipient[2], to_sender[2]}
 end
 local out = {}
-for n = 0, #KEYS / 18 - 1 do
-  local ok, reply = pcall(store, 18 * n, 19 * n)
+for n = 0, (#ARGV - 8) / 11 - 1 do
+  local ok, reply = pcall(store, 8 + 11 * n)
   -- A failed redis.call raises a table {err = …} (Redis 7), a Lua error a string.
   if ok then out[n + 1] = reply else out[n + 1] = {3, type(reply) == 'table' and reply.err or tostring(reply)} end
 end

@@ -82,25 +82,22 @@ export class RedisImStore implements ImStore {
     checkMessage(message);
     checkCount('storeMessage nowMs', nowMs, 0);
     const { sender, recipient } = message;
-    const keys = [
-      this.conv(sender, recipient, 'seq'),
-      this.conv(sender, recipient, 'history'),
-      this.conv(sender, recipient, 'sent'),
-      this.conv(sender, recipient, 'blockers'),
-      `${this.convPrefix(sender, recipient)}cmid:${Buffer.byteLength(sender)}:${sender}:${message.clientMsgId}`,
-      this.conv(sender, recipient, 'oldest'),
-    ];
-    const cutoff = limits.maxAgeMs === Number.POSITIVE_INFINITY ? '' : String(nowMs - limits.maxAgeMs);
-    const args = [message.serverId, sender, recipient, message.clientMsgId, message.senderDevice, message.sentAtMs, message.body, limits.dedupeTtlMs, limits.maxMessages, cutoff, fields];
-    // The inbox entry's body is made by the script once the conv_seq is known. The sending device has
-    // the message (the Reply tells it); the sender's other devices get it: its origin is the device.
-    const toRecipient = this.inbox.appendCall(recipient, { body: EMPTY }, nowMs);
-    const toSender = this.inbox.appendCall(sender, { body: EMPTY, origin: message.senderDevice }, nowMs);
-    keys.push(...toRecipient.keys, ...toSender.keys, this.user(sender, 'convs'), this.user(recipient, 'convs'));
-    const [maxEntries, inboxCutoff, createdAt, , , , , inboxDedupeTtl, recipientChannel] = toRecipient.args;
     const touch = this.touchDue(sender, recipient, message.sentAtMs);
-    args.push(maxEntries!, inboxCutoff!, createdAt!, inboxDedupeTtl!, recipientChannel!, toSender.args[8]!, touch ? message.sentAtMs : '', MAX_CONVERSATIONS);
-    const reply = await this.queueStore(keys, args);
+    const reply = await this.queueStore(limits, [
+      conversationId(sender, recipient),
+      message.serverId,
+      sender,
+      recipient,
+      message.clientMsgId,
+      // The sending device has the message (the Reply tells it); the sender's other devices get it:
+      // it is the sender's entry's origin.
+      message.senderDevice,
+      message.sentAtMs,
+      message.body,
+      fields,
+      nowMs,
+      touch ? message.sentAtMs : '',
+    ]);
     // What the command that failed would have rejected with, had it run alone.
     if (reply[0] === 3) throw new ReplyError(reply[1]) as Error;
     if (reply[0] === 2) return { kind: 'blocked' };
@@ -113,24 +110,27 @@ export class RedisImStore implements ImStore {
 
   /**
    * Runs one message's part of STORE_MESSAGES together with the other sends of this turn of the event
-   * loop (up to STORE_BATCH): those the proxy's batch of events carried arrive in one turn.
+   * loop (up to STORE_BATCH) under the same limits: those the proxy's batch of events carried arrive in
+   * one turn.
    */
-  private queueStore(keys: string[], args: (string | number | Buffer)[]): Promise<StoreReply> {
+  private queueStore(limits: ConversationLimits, args: (string | number | Buffer)[]): Promise<StoreReply> {
     let batch = this.storeBatch;
-    if (batch === null || batch.replies.length === STORE_BATCH) {
-      const created: StoreBatch = { keys: [], args: [], replies: [] };
+    if (batch === null || batch.replies.length === STORE_BATCH || batch.limits !== limits) {
+      const { keyPrefix, maxEntries, maxAgeMs } = this.inbox.scriptSettings;
+      const ageOrNone = (ms: number): string | number => (ms === Number.POSITIVE_INFINITY ? '' : ms);
+      const shared = [this.prefix, keyPrefix, limits.dedupeTtlMs, limits.maxMessages, ageOrNone(limits.maxAgeMs), maxEntries, ageOrNone(maxAgeMs), MAX_CONVERSATIONS];
+      const created: StoreBatch = { limits, args: shared, replies: [] };
       this.storeBatch = batch = created;
       queueMicrotask(() => this.runStoreBatch(created));
     }
-    batch.keys.push(...keys);
-    batch.args.push(...args);
+    for (const arg of args) batch.args.push(arg);
     const { replies } = batch;
     return new Promise((resolve, reject) => replies.push({ resolve, reject }));
   }
 
   private runStoreBatch(batch: StoreBatch): void {
     if (this.storeBatch === batch) this.storeBatch = null;
-    this.handle.io(STORE_MESSAGES.run(this.redis, batch.keys, batch.args)).then(
+    this.handle.io(STORE_MESSAGES.run(this.redis, [], batch.args)).then(
       (replies) => batch.replies.forEach((r, i) => r.resolve((replies as StoreReply[])[i]!)),
       (err: unknown) => batch.replies.forEach((r) => r.reject(err)),
     );
@@ -292,14 +292,14 @@ export class RedisImStore implements ImStore {
 type StoreReply = [0, number, number, number] | [1, string] | [2] | [3, string];
 
 interface StoreBatch {
-  readonly keys: string[];
+  /** The limits its messages were stored under (one call shares them; callers pass the same object). */
+  readonly limits: ConversationLimits;
   readonly args: (string | number | Buffer)[];
   readonly replies: { resolve: (reply: StoreReply) => void; reject: (err: unknown) => void }[];
 }
 
 /** Most sends in one STORE_MESSAGES call: bounds the script's time, during which Redis serves no one else. */
 const STORE_BATCH = 64;
-const EMPTY = Buffer.alloc(0);
 const TOUCH_INTERVAL_MS = 1_000;
 /** Pairs remembered for touchDue; beyond, it starts over (a few extra writes). */
 const MAX_TOUCHED = 100_000;

@@ -66,6 +66,20 @@ local function inbox_append(keys, k, args, first)
 end
 `;
 
+/**
+ * `inbox_keys(prefix, user)`: the keys table `inbox_append` takes (seq, log, collapse, dedupe record,
+ * age mark), and the user's notice channel, as RedisInboxStore names them (`<prefix>{<user>}:<part>`,
+ * its `key`): for a backend script that appends to users it learns from its arguments, so that the
+ * client sends one user id instead of five key names. The dedupe record's slot is false: an append
+ * through it must not ask for dedupe (args[a + 10] ~= '1').
+ */
+export const INBOX_KEYS_LUA = `
+local function inbox_keys(prefix, user)
+  local p = prefix .. '{' .. user .. '}:'
+  return {p .. 'seq', p .. 'log', p .. 'collapse', false, p .. 'oldest'}, p .. 'notify'
+end
+`;
+
 /** Appends one entry (INBOX_APPEND_LUA), KEYS and ARGV as `inbox_append` takes them from position 1. */
 export const APPEND = new RedisScript(`${SEQ_OF_LUA}${TRIM_BY_AGE_LUA}${INBOX_APPEND_LUA}
 return inbox_append(KEYS, 1, ARGV, 1)

@@ -86,9 +86,19 @@ export class RedisInboxStore implements InboxStore {
   }
 
   /**
+   * What a backend script that appends atomically with its own writes (INBOX_APPEND_LUA's
+   * `inbox_append` on INBOX_KEYS_LUA's keys) needs besides the entries: this store's key prefix and
+   * retention. The IM send takes its users' keys from here, not from `appendCall`: names built by the
+   * script cost the client no argument per key.
+   */
+  get scriptSettings(): { readonly keyPrefix: string; readonly maxEntries: number; readonly maxAgeMs: number } {
+    return { keyPrefix: this.prefix, ...this.options.retention };
+  }
+
+  /**
    * The KEYS and ARGV of one append as INBOX_APPEND_LUA's `inbox_append` takes them (5 keys, 11
-   * arguments), for a backend script that appends atomically with its own writes on the same Redis.
-   * Checks the arguments as `append` does. `appendResult` reads that function's reply.
+   * arguments), for a script that appends atomically with its own writes on the same Redis. Checks
+   * the arguments as `append` does. `appendResult` reads that function's reply.
    */
   appendCall(user: string, request: AppendRequest, nowMs: number): { keys: string[]; args: (string | number | Buffer)[]; request: CheckedAppend } {
     checkId('append user', user);
