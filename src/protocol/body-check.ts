@@ -2,6 +2,7 @@ import { isUtf8 } from 'node:buffer';
 import protobuf from 'protobufjs';
 import { Code } from './codes.js';
 import { ProtocolError } from './errors.js';
+import { varintLength, writeVarint } from '../util/varint.js';
 
 /**
  * The proto3 rules of PROTOCOL.md §4 that protobufjs does not apply by itself, so that this peer reads a
@@ -189,12 +190,7 @@ class Scanner {
 }
 
 function encodeVarint(value: number): Buffer {
-  const bytes: number[] = [];
-  let v = value;
-  while (v >= 0x80) {
-    bytes.push((v % 128) | 0x80);
-    v = Math.floor(v / 128);
-  }
-  bytes.push(v);
-  return Buffer.from(bytes);
+  const out = Buffer.allocUnsafe(varintLength(value));
+  writeVarint(out, 0, value);
+  return out;
 }

@@ -7,6 +7,7 @@ import protobuf from 'protobufjs';
 import { protoPath } from '../../paths.js';
 import { decodePlain } from '../kit/proto-objects.js';
 import { ImError, ImErrorCode } from './im-errors.js';
+import { varintLength, writeVarint } from '../../util/varint.js';
 
 export interface SyncRequest { afterSeq: number }
 export interface SendRequest { to: string; body: Uint8Array; clientMsgId: string }
@@ -194,22 +195,4 @@ export function encodeEntriesEvent(entries: readonly { readonly seq: number; rea
     at += e.body.copy(out, at);
   });
   return out;
-}
-
-function varintLength(value: number): number {
-  let n = 1;
-  while (value >= 0x80) {
-    value = Math.floor(value / 0x80);
-    n++;
-  }
-  return n;
-}
-
-function writeVarint(out: Buffer, at: number, value: number): number {
-  while (value >= 0x80) {
-    out[at++] = (value % 0x80) | 0x80;
-    value = Math.floor(value / 0x80);
-  }
-  out[at++] = value;
-  return at;
 }

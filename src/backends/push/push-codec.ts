@@ -5,6 +5,7 @@
  */
 import protobuf from 'protobufjs';
 import { protoPath } from '../../paths.js';
+import { varintLength, writeVarint } from '../../util/varint.js';
 
 /** Who a push was addressed to (`livemux.push.v1.Audience`). */
 export const Audience = { USERS: 0, TOPIC: 1, ALL: 2 } as const;
@@ -133,52 +134,43 @@ function encodePushOnly(p: PushMessage): Buffer {
   const inner =
     lengthField(id) + lengthField(data) + numberField(p.priority) + lengthField(collapseKey) +
     numberField(p.sentAtMs) + numberField(p.expiresAtMs) + numberField(p.audience) + lengthField(topic);
-  const out = Buffer.allocUnsafe(1 + varintSize(inner) + inner);
-  let at = writeVarint(out, 0, 0x0a, inner);
+  const out = Buffer.allocUnsafe(1 + varintLength(inner) + inner);
+  let at = writeField(out, 0, 0x0a, inner);
   if (id > 0) {
-    at = writeVarint(out, at, 0x0a, id);
+    at = writeField(out, at, 0x0a, id);
     at += out.write(p.id, at);
   }
   if (data > 0) {
-    at = writeVarint(out, at, 0x12, data);
+    at = writeField(out, at, 0x12, data);
     out.set(p.data, at);
     at += data;
   }
-  if (p.priority !== 0) at = writeVarint(out, at, 0x18, p.priority);
+  if (p.priority !== 0) at = writeField(out, at, 0x18, p.priority);
   if (collapseKey > 0) {
-    at = writeVarint(out, at, 0x22, collapseKey);
+    at = writeField(out, at, 0x22, collapseKey);
     at += out.write(p.collapseKey, at);
   }
-  if (p.sentAtMs !== 0) at = writeVarint(out, at, 0x28, p.sentAtMs);
-  if (p.expiresAtMs !== 0) at = writeVarint(out, at, 0x30, p.expiresAtMs);
-  if (p.audience !== 0) at = writeVarint(out, at, 0x38, p.audience);
-  if (topic > 0) out.write(p.topic, writeVarint(out, at, 0x42, topic));
+  if (p.sentAtMs !== 0) at = writeField(out, at, 0x28, p.sentAtMs);
+  if (p.expiresAtMs !== 0) at = writeField(out, at, 0x30, p.expiresAtMs);
+  if (p.audience !== 0) at = writeField(out, at, 0x38, p.audience);
+  if (topic > 0) out.write(p.topic, writeField(out, at, 0x42, topic));
   return out;
 }
 
 /** Bytes of a length-delimited field of `length` bytes (none when empty: proto3 leaves it out). */
 function lengthField(length: number): number {
-  return length === 0 ? 0 : 1 + varintSize(length) + length;
+  return length === 0 ? 0 : 1 + varintLength(length) + length;
 }
 
 /** Bytes of a varint field (none when 0: proto3 leaves it out). */
 function numberField(n: number): number {
-  return n === 0 ? 0 : 1 + varintSize(n);
-}
-
-/** Bytes of a non-negative integer (≤ 2^53) as a protobuf varint. */
-function varintSize(n: number): number {
-  let size = 1;
-  for (; n >= 128; n = Math.floor(n / 128)) size++;
-  return size;
+  return n === 0 ? 0 : 1 + varintLength(n);
 }
 
 /** Writes the one-byte field tag `tag`, then `n` as a varint; returns the offset after them. */
-function writeVarint(out: Buffer, at: number, tag: number, n: number): number {
-  out[at++] = tag;
-  for (; n >= 128; n = Math.floor(n / 128)) out[at++] = (n % 128) | 128;
-  out[at++] = n;
-  return at;
+function writeField(out: Buffer, at: number, tag: number, n: number): number {
+  out[at] = tag;
+  return writeVarint(out, at + 1, n);
 }
 
 /** Decodes an event; throws on malformed bytes. `push.data` is a view into `payload`. */
