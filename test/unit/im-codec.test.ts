@@ -14,6 +14,7 @@ import {
   encodeImRequest,
   encodeInboxPayload,
   encodeMessageFields,
+  encodeOkReply,
   requestKind,
   type Message,
 } from '../../src/backends/im/im-codec.js';
@@ -122,6 +123,24 @@ describe('the hand-written Message fields encoder', () => {
         }),
         (m) => {
           expect(encodeMessageFields(m).toString('hex')).toBe(Buffer.from(type.encode(m).finish()).toString('hex'));
+        },
+      ),
+      { numRuns: 500 },
+    );
+  });
+});
+
+describe('the hand-written ok Reply encoder', () => {
+  it('writes exactly what encodeImEvent writes for an ok Reply, with or without a send result', () => {
+    const text = fc.string({ unit: 'grapheme', maxLength: 130 });
+    const uint = fc.oneof(fc.integer({ min: 0, max: 300 }), fc.maxSafeNat());
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 0, max: 0xffffffff }),
+        fc.option(fc.record({ serverId: text, convSeq: uint, sentAtMs: uint, clientMsgId: text, duplicate: fc.boolean() }), { nil: undefined }),
+        (requestId, sent) => {
+          const reply = { requestId, ok: true, errorCode: '', errorMessage: '', retryAfterMs: 0, ...(sent === undefined ? {} : { sent }) };
+          expect(encodeOkReply(requestId, sent).toString('hex')).toBe(encodeImEvent({ reply }).toString('hex'));
         },
       ),
       { numRuns: 500 },

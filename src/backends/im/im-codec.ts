@@ -129,6 +129,32 @@ export function encodeImEvent(event: ImEvent): Buffer {
   return encode(EventType, event);
 }
 
+/**
+ * `ImEvent { reply { request_id, ok: true, sent? } }`, the answer to every send and every ack, written
+ * by hand into one buffer (as encodeMessageFields, and for the same reason). The same bytes as
+ * encodeImEvent of that reply (test/unit/im-codec.test.ts holds the two equal).
+ */
+export function encodeOkReply(requestId: number, sent?: SendResult): Buffer {
+  const serverId = sent === undefined ? 0 : Buffer.byteLength(sent.serverId);
+  const clientMsgId = sent === undefined ? 0 : Buffer.byteLength(sent.clientMsgId);
+  const result =
+    sent === undefined ? 0 : lengthField(serverId) + numberField(sent.convSeq) + numberField(sent.sentAtMs) + lengthField(clientMsgId) + (sent.duplicate ? 2 : 0);
+  // A result is written even when empty (every field at its default): it says which result it is.
+  const reply = numberField(requestId) + 2 + (sent === undefined ? 0 : 1 + varintLength(result) + result);
+  const out = Buffer.allocUnsafe(1 + varintLength(reply) + reply);
+  let at = writeField(out, 0, 0x0a, reply); // ImEvent.reply: field 1, length-delimited
+  if (requestId !== 0) at = writeField(out, at, 0x08, requestId);
+  at = writeField(out, at, 0x10, 1); // ok
+  if (sent === undefined) return out;
+  at = writeField(out, at, 0x52, result); // Reply.sent: field 10, length-delimited
+  at = stringField(out, at, 0x0a, sent.serverId, serverId);
+  if (sent.convSeq !== 0) at = writeField(out, at, 0x10, sent.convSeq);
+  if (sent.sentAtMs !== 0) at = writeField(out, at, 0x18, sent.sentAtMs);
+  at = stringField(out, at, 0x22, sent.clientMsgId, clientMsgId);
+  if (sent.duplicate) writeField(out, at, 0x28, 1);
+  return out;
+}
+
 /** Decodes an event; throws on malformed bytes. */
 export function decodeImEvent(payload: Uint8Array): ImEvent {
   return decodePlain(EventType, payload) as unknown as ImEvent;
