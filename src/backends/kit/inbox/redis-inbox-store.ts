@@ -305,8 +305,8 @@ const ENTRY_TAG = 0x65; // 'e'
 const TRANSIENT_TAG = 0x74; // 't'
 const NEWLINE = 0x0a;
 const SPACE = 0x20;
-/** Digits of the longest number a notice header may hold: 15 keeps every one a safe integer. */
-const MAX_DIGITS = 15;
+/** Digits of the longest number a notice header may hold (a safe integer has at most 16). */
+const MAX_DIGITS = 16;
 /** decodeNotice's header numbers, parsed in place: a notice arrives per entry, often two per message. */
 const header = [0, 0, 0, 0, 0, 0];
 
@@ -324,7 +324,7 @@ function decodeNotice(message: Buffer): InboxNotice | null {
     const start = at;
     let value = 0;
     for (let c = message[at]; c !== undefined && c >= 0x30 && c <= 0x39; c = message[++at]) value = value * 10 + (c - 0x30);
-    if (at === start || at - start > MAX_DIGITS || message[at] !== (i === header.length - 1 ? NEWLINE : SPACE)) return null;
+    if (at === start || at - start > MAX_DIGITS || !Number.isSafeInteger(value) || message[at] !== (i === header.length - 1 ? NEWLINE : SPACE)) return null;
     header[i] = value;
     at++;
   }
