@@ -94,9 +94,13 @@ export class ProxySession implements QueueOwner, PacedSession {
   private readonly out: OutboundQueue;
   private readonly connectionCredit: SendCredit;
   private readonly maxPayload: number;
-  private readonly recvCredit: ReceiveCredit;
-  /** DATA waiting for credit, in order; null while none does (most sessions never wait: 48 bytes each kept). */
+  /**
+   * DATA waiting for credit, in order; null while none does (most sessions never wait: 48 bytes each kept).
+   * Declared with the fields above, which the walk reads too: V8 lays fields out in declaration order
+   * (after the constructor's parameters), so these share the object's first cache line.
+   */
   private blocked: Deque<Blocked> | null = null;
+  private readonly recvCredit: ReceiveCredit;
   private blockedBytes = 0;
   private queued = 0;
   /** Bytes of this session's DATA in the connection's outbound queue. */
