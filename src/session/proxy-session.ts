@@ -85,10 +85,11 @@ export class ProxySession implements QueueOwner, PacedSession {
   /**
    * What a topic walk reads for each member to write it at once (writeRuns), on the session itself:
    * its credit for server→client DATA (the client's session window) as a number, and what never
-   * changes once a session is open, taken from the connection. Read through the connection and a
-   * credit object each, one member cost eight objects (session, its credit, connection, its credit,
-   * queue, writer, socket state, handle), each a likely cache miss in a room of 10,000 walked between
-   * other servers' work; now six.
+   * changes once a session is open, taken from the connection. Through the connection and a credit
+   * object each, one member's write read eight objects (session, its credit, connection, its credit,
+   * queue, writer, socket state, handle); now six, and a session is one object smaller. The walk's
+   * JavaScript is ~5 % of the proxy's time at the broadcast peak (the write call ~91 %), so this shows
+   * as ~1–2 % at most (BENCHMARKS.md, broadcast).
    */
   private sendWindow: number;
   private readonly out: OutboundQueue;
