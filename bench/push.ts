@@ -4,6 +4,7 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { stringify } from 'yaml';
+import { PUSH_NODE_FLAGS } from '../src/backends/push/node-flags.js';
 import { PACKAGE_ROOT } from '../src/paths.js';
 import { LatencyHistogram, clockMs } from './broadcast-protocol.js';
 import { BenchProcess, type OutputLine, cpuUs, startProcess } from './processes.js';
@@ -91,7 +92,9 @@ export async function benchPush(secret: string): Promise<PushResult> {
   const env = { LIVEMUX_JWT_SECRET: secret };
   const dir = mkdtempSync(join(tmpdir(), 'livemux-bench-push-'));
   writeFileSync(join(dir, 'push.yaml'), stringify({ api_keys: [{ name: 'bench', key: KEY, rate: 1_000_000 }], log: { level: 'warn' } }));
-  const backend = await startProcess(BIN, ['push-backend', '--config', join(dir, 'push.yaml'), '--port', '0', '--http-port', '0'], (l) => l.event === 'listening', env);
+  // With the V8 flags `livemux up` starts a push node with (BENCH_PUSH_NODE_FLAGS=none: without them, for an A/B).
+  const nodeFlags = process.env.BENCH_PUSH_NODE_FLAGS === 'none' ? [] : PUSH_NODE_FLAGS;
+  const backend = await startProcess(BIN, ['push-backend', '--config', join(dir, 'push.yaml'), '--port', '0', '--http-port', '0'], (l) => l.event === 'listening', env, { nodeFlags });
   const api = `http://127.0.0.1:${String(backend.line.httpPort)}`;
   writeFileSync(
     join(dir, 'routes.yaml'),
