@@ -8,6 +8,8 @@ import { join } from 'node:path';
  *   - per process (push node, proxy, devices, load generator): how long its main thread ran and waited
  *     for a core in the window, its event-loop stalls (count, total, the longest with their time in the
  *     window and how much of each it ran / waited for a core) and its garbage collections;
+ *   - the machine's busy time in it beside the traced processes' (the rest ran outside the bench) and
+ *     the time the hypervisor stole;
  *   - the late pushes sent in it (from the devices' `<pid>.late.json`), per 100 ms of send time: how
  *     many took ≥ 50 ms and the slowest, so a bad p99 is placed in time beside the stalls that made it.
  * Usage: node dist/bench/push-trace.js DIR FROM TO
@@ -19,8 +21,8 @@ interface Trace {
   gcs: [number, number, number][];
   eld: { p50: number; p99: number; max: number };
   semiSpaceKb?: number;
-  /** Cumulative [time, ran ms, waited ms] of the main thread. */
-  sched: [number, number, number][];
+  /** Cumulative [time, ran ms, waited ms] of the main thread, the process's CPU ms, the machine's busy and stolen ms. */
+  sched: [number, number, number, number, number, number][];
 }
 
 const [dir, fromArg, toArg] = process.argv.slice(2);
@@ -44,7 +46,9 @@ const role = (argv: string[]): string => {
 const at = (t: number): string => `+${((t - from) / 1000).toFixed(2)}s`;
 
 const files = readdirSync(dir);
-const lines: string[] = [`window ${from}–${to} (${((to - from) / 1000).toFixed(1)} s)`];
+const lines: string[] = [];
+let machine: { busy: number; stolen: number } | null = null;
+let traced = 0;
 for (const f of files.filter((n) => /^\d+\.json$/.test(n))) {
   const t = JSON.parse(readFileSync(join(dir, f), 'utf8')) as Trace;
   const inWindow = <T extends [number, number, ...number[]]>(xs: T[]): T[] => xs.filter(([s]) => s >= from && s <= to);
@@ -55,12 +59,21 @@ for (const f of files.filter((n) => /^\d+\.json$/.test(n))) {
   const within = t.sched.filter(([s]) => s >= from && s <= to);
   const [first, end] = [within[0], within.at(-1)];
   const schedText = first === undefined || end === undefined ? '' : `ran ${(end[1] - first[1]).toFixed(0)} ms, waited ${(end[2] - first[2]).toFixed(0)} ms for a core; `;
+  if (first !== undefined && end !== undefined) {
+    traced += end[3] - first[3];
+    machine ??= { busy: end[4] - first[4], stolen: end[5] - first[5] };
+  }
   const majors = gcs.filter(([, , kind]) => kind !== 1);
   lines.push(
     `${role(t.argv).padEnd(14)} pid ${f.slice(0, -5).padEnd(7)} ${schedText}stalls ${stalls.length} (${sum(stalls).toFixed(0)} ms, longest ${longest.map(([s, ms, ran, waited]) => `${ms} ms at ${at(s)} (ran ${ran}, waited ${waited})`).join(', ') || '-'}); ` +
       `gc ${gcs.length} (${sum(gcs).toFixed(0)} ms, longest ${Math.max(0, ...gcs.map(([, ms]) => ms)).toFixed(1)} ms; not minor: ${majors.length}, ${sum(majors).toFixed(0)} ms; semi-space ${t.semiSpaceKb ?? '?'} KB at exit)`,
   );
 }
+const seconds = (to - from) / 1000;
+lines.unshift(
+  `window ${from}–${to} (${seconds.toFixed(1)} s)` +
+    (machine === null ? '' : `: machine busy ${(machine.busy / 1000 / seconds).toFixed(2)} cores, the traced processes ${(traced / 1000 / seconds).toFixed(2)} (the rest ran outside the bench), stolen by the hypervisor ${machine.stolen} ms`),
+);
 const late = files.filter((n) => n.endsWith('.late.json')).flatMap((n) => JSON.parse(readFileSync(join(dir, n), 'utf8')) as [number, number][]);
 const buckets = new Map<number, { n: number; max: number }>();
 let total = 0;

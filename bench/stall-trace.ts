@@ -16,7 +16,9 @@ import { clockMs } from './broadcast-protocol.js';
  * Each stall also says how much of it the main thread ran (JS, or a collection on it) and how much it
  * waited, runnable, for a core held by another process (/proc/self/schedstat): a process starved by its
  * neighbours stalls as long as one busy with its own work, and only this tells them apart. `sched` is
- * that thread's cumulative [time, ran ms, waited ms] every 100 ms, to total them over a window.
+ * that thread's cumulative [time, ran ms, waited ms] every 100 ms, to total them over a window, with
+ * the process's CPU ms (all its threads) and the machine's cumulative busy and stolen ms (/proc/stat: all cores; stolen = the hypervisor ran
+ * something else), which set beside the bench processes' own time say what else ran on the machine.
  * Costs each process a 2 ms timer and a 64-byte read on each tick.
  */
 const STALL_MS = 12;
@@ -24,7 +26,7 @@ const dir = process.env.BENCH_TRACE_DIR ?? '/tmp';
 const offset = clockMs() - performance.now();
 const stalls: [number, number, number, number][] = [];
 const gcs: [number, number, number][] = [];
-const sched: [number, number, number][] = [];
+const sched: [number, number, number, number, number, number][] = [];
 const SCHED_EVERY_MS = 100;
 const schedFd = openSync('/proc/self/schedstat', 'r');
 const schedBuf = Buffer.alloc(64);
@@ -34,6 +36,14 @@ const schedMs = (): [number, number] => {
   const [ran, waited] = text.split(' ');
   return [Number(ran) / 1e6, Number(waited) / 1e6];
 };
+const statFd = openSync('/proc/stat', 'r');
+const statBuf = Buffer.alloc(256);
+/** [busy, stolen] ms of the whole machine since boot (USER_HZ ticks of 10 ms). */
+const machineMs = (): [number, number] => {
+  const fields = statBuf.toString('latin1', 0, readSync(statFd, statBuf, 0, 256, 0)).split('\n', 1)[0]!.trim().split(/ +/).slice(1).map(Number);
+  const [user = 0, nice = 0, system = 0, , , irq = 0, softirq = 0, steal = 0] = fields;
+  return [(user + nice + system + irq + softirq) * 10, steal * 10];
+};
 let last = clockMs();
 let lastSched = schedMs();
 let nextSample = 0;
@@ -42,7 +52,8 @@ setInterval(() => {
   const at = schedMs();
   if (now - last > STALL_MS) stalls.push([Math.round(last), Math.round(now - last), Math.round(at[0] - lastSched[0]), Math.round(at[1] - lastSched[1])]);
   if (now >= nextSample) {
-    sched.push([Math.round(now), Math.round(at[0]), Math.round(at[1])]);
+    const cpu = process.cpuUsage();
+    sched.push([Math.round(now), Math.round(at[0]), Math.round(at[1]), Math.round((cpu.user + cpu.system) / 1000), ...machineMs()]);
     nextSample = now + SCHED_EVERY_MS;
   }
   last = now;
