@@ -115,6 +115,7 @@ describe('livemux up with a push pool', () => {
     const pushNode = childCommandLines(up.child.pid!).find((argv) => argv.includes('push-backend'));
     expect(pushNode, 'the push node, a child of livemux up').toBeDefined();
     expect(pushNode).toEqual(expect.arrayContaining([...PUSH_NODE_FLAGS]));
+    expect(up.stderr()).not.toContain('started without the V8 flags');
 
     const client = await connect({ host: '127.0.0.1', port: proxyPort, token: readFileSync(join(dir, '.livemux', 'dev-token'), 'utf8').trim(), reconnect: false });
     try {

@@ -12,3 +12,9 @@
  * price is up to ~190 MB more memory for the young generation (three semi-spaces) at full rate.
  */
 export const PUSH_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=64'];
+
+/** The flags of PUSH_NODE_FLAGS this process was not started with (by name, whatever value it was given). */
+export function missingPushNodeFlags(execArgv: readonly string[] = process.execArgv, nodeOptions = process.env.NODE_OPTIONS ?? ''): string[] {
+  const given = new Set([...execArgv, ...nodeOptions.split(/\s+/)].map((arg) => arg.split('=', 1)[0]!));
+  return PUSH_NODE_FLAGS.filter((flag) => !given.has(flag.split('=', 1)[0]!));
+}
