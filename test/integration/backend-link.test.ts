@@ -1,4 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
+import http2 from 'node:http2';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createBackendServer, type ListeningBackend, type ProxyStreamContext } from '../../src/backends/kit/backend-server.js';
 import {
@@ -375,6 +376,49 @@ describe('GrpcBackendLink ↔ echo backend', () => {
     await waitUntil('the echo after reconnecting', () => sink.deliveries.length === 1);
     expect(sink.deliveries).toEqual([{ session: 2, text: 'back', priority: Priority.HIGH }]);
     expect(seen.opens.map((o) => o.proxyId)).toEqual(['proxy-a', 'proxy-a']);
+  });
+
+  /**
+   * A bare HTTP/2 server standing in for a gRPC server at the transport level: `onStream` decides what
+   * each Attach call gets (the n-th, from 1). The connection itself stays up throughout.
+   */
+  async function rawHttp2Backend(onStream: (stream: http2.ServerHttp2Stream, n: number) => void) {
+    let n = 0;
+    const server = http2.createServer();
+    server.on('stream', (stream) => {
+      stream.on('error', () => {}); // a refused or cancelled stream errors on our side too
+      onStream(stream, ++n);
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    cleanups.push(() => new Promise((resolve) => server.close(resolve)));
+    return { port: (server.address() as { port: number }).port, streams: () => n };
+  }
+
+  it('stays DOWN, one linkDown, while the connection is up but every new stream is refused (a draining backend)', async () => {
+    // The first Attach is accepted (headers) and then ended, as a backend starting to drain does; every
+    // retry is refused with RST_STREAM(REFUSED_STREAM) over the same, still READY, connection.
+    const backend = await rawHttp2Backend((stream, n) => {
+      if (n > 1) return stream.close(http2.constants.NGHTTP2_REFUSED_STREAM);
+      stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
+      stream.on('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
+      stream.end();
+    });
+    const sink = new RecordingSink();
+    const states: LinkState[] = [];
+    const l = link(backend.port, sink, 'proxy-a', states);
+    await waitUntil('five retries were refused', () => backend.streams() >= 6);
+    expect(states).toEqual([LinkState.READY, LinkState.DOWN]);
+    expect(sink.linkDowns).toHaveLength(1);
+    expect(l.state).toBe(LinkState.DOWN);
+  });
+
+  it('is READY with a backend that accepts the stream but sends no headers until it has something to say', async () => {
+    const backend = await rawHttp2Backend(() => {}); // holds every stream open, silent
+    const states: LinkState[] = [];
+    const l = link(backend.port, new RecordingSink(), 'proxy-a', states);
+    await waitUntil('the link is READY', () => l.state === LinkState.READY);
+    expect(states).toEqual([LinkState.READY]);
+    expect(backend.streams()).toBe(1);
   });
 
   it('is DOWN (not stuck CONNECTING) when the endpoint is unreachable from the start', async () => {

@@ -8,9 +8,13 @@
  *        └──────────stream ended─────────────────────────────▶ DOWN
  *   any state ──close()──▶ CLOSED (final)
  *
- * - "Established" = the channel is READY with our call on it, or the backend sent response headers,
- *   whichever comes first. Headers alone cannot be required: many gRPC servers send them only with the
- *   first message, and a backend with no sessions may never send one.
+ * - "Established" = the backend sent response headers, or the channel has been READY with our call on
+ *   it for CHANNEL_READY_CONFIRM_MS without the call failing, whichever comes first. Headers alone cannot
+ *   be required: many gRPC servers send them only with the first message, and a backend with no
+ *   sessions may never send one. Channel READY alone is not enough: a draining or overloaded server
+ *   keeps its connection up while refusing every new stream, and trusting the channel made the link
+ *   flap READY/DOWN once per retry, telling the sink `linkDown` each time (and the picker routing
+ *   sessions into each flap).
  * - Leaving CONNECTING or READY calls `sink.linkDown` exactly once: every session sent on that stream
  *   is gone. Retries happen while DOWN and stay DOWN until one is established, so a dead endpoint
  *   produces one `linkDown`, not one per retry.
@@ -87,6 +91,12 @@ const DEFAULT_KEEPALIVE_MS = 30_000;
 const KEEPALIVE_TIMEOUT_MS = 10_000;
 /** After `close()`, how long the backend gets to end the stream before it is cancelled. */
 const CLOSE_GRACE_MS = 2_000;
+/**
+ * How long a call must live on a READY channel, without response headers, to count as accepted: a
+ * refusal (RST_STREAM, GOAWAY) arrives within a round trip; a backend that sends headers at once (as the
+ * kit does) is READY as soon as they arrive and never waits this out.
+ */
+const CHANNEL_READY_CONFIRM_MS = 250;
 /** Re-arm interval of the connectivity watch (grpc-js requires a deadline). */
 const WATCH_SLICE_MS = 60_000;
 // Fixed per-event overhead added to size hints: tags, lengths, session id.
@@ -321,13 +331,17 @@ export class GrpcBackendLink implements BackendLink {
     this.watchChannel(call);
   }
 
-  /** Marks the stream established once the channel is READY while `call` is the current stream. */
+  /** Marks the stream established once the channel is READY (and stays usable) while `call` is current. */
   private watchChannel(call: AttachCall): void {
     const channel = this.client.getChannel();
     const check = (): void => {
       if (call !== this.call) return;
       const connectivity = channel.getConnectivityState(true);
-      if (connectivity === grpc.connectivityState.READY) this.markEstablished(call);
+      // A refused stream fails within one round trip of the READY connection; one that outlives the
+      // window was accepted. The timer is not cleared: markEstablished ignores a call no longer current.
+      if (connectivity === grpc.connectivityState.READY) {
+        setTimeout(() => this.markEstablished(call), CHANNEL_READY_CONFIRM_MS).unref();
+      }
       else if (connectivity !== grpc.connectivityState.SHUTDOWN) {
         channel.watchConnectivityState(connectivity, Date.now() + WATCH_SLICE_MS, check);
       }
