@@ -17,10 +17,15 @@ export class SendCredit {
 
   /** Adds a WINDOW_UPDATE increment; false when it is 0 or would overflow 2^31-1 (a peer fault). */
   grant(increment: number): boolean {
-    if (increment <= 0 || this.available + increment > MAX_WINDOW) return false;
+    if (!grantable(this.available, increment)) return false;
     this.available += increment;
     return true;
   }
+}
+
+/** Whether a WINDOW_UPDATE may add `increment` to `available` credit: not 0, not past 2^31-1 (else a peer fault). */
+export function grantable(available: number, increment: number): boolean {
+  return increment > 0 && available + increment <= MAX_WINDOW;
 }
 
 /**

@@ -570,7 +570,7 @@ export class Connection extends WheelEntry implements FrameSink, SessionHost, Ha
     // An update for a session that just closed may cross the close on the wire; ignore it.
     const s = this.sessions.get(sessionId);
     if (!s) return;
-    if (!s.sendCredit.grant(increment)) {
+    if (!s.grantCredit(increment)) {
       throw new ProtocolError(Code.FLOW_CONTROL_ERROR, `WINDOW_UPDATE: bad increment for session ${sessionId} (${increment})`);
     }
     s.pump();

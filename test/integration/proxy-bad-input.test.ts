@@ -74,6 +74,20 @@ describe('connection faults after WELCOME', () => {
     ['WINDOW_UPDATE of 0', (c) => c.windowUpdate(0, 0), 'FLOW_CONTROL_ERROR'],
     ['WINDOW_UPDATE overflowing 2^31-1', (c) => c.windowUpdate(0, 0x7fffffff), 'FLOW_CONTROL_ERROR'],
   ];
+  // A session's window is its own field (ProxySession.grantCredit), beside the connection's SendCredit.
+  const sessionCases: [string, number][] = [
+    ['WINDOW_UPDATE of 0 for an open session', 0],
+    ['WINDOW_UPDATE overflowing 2^31-1 for an open session', 0x7fffffff],
+  ];
+  for (const [name, increment] of sessionCases) {
+    it(`${name} → FLOW_CONTROL_ERROR`, async () => {
+      const c = await RawClient.handshake(stack.proxy.port, stack.token);
+      c.open(1);
+      await c.next(FrameType.OPEN_OK, 1);
+      c.windowUpdate(1, increment);
+      expect(await c.errorCode()).toBe('FLOW_CONTROL_ERROR');
+    });
+  }
   for (const [name, act, code] of cases) {
     it(`${name} → ${code}`, async () => {
       const c = await RawClient.handshake(stack.proxy.port, stack.token);

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { FrameType, Priority } from '../../src/protocol/constants.js';
-import { encodeData } from '../../src/protocol/encoder.js';
+import { encodeData, encodeFrame } from '../../src/protocol/encoder.js';
 import { metricValue } from '../helpers/metrics.js';
 import { RawClient } from '../helpers/raw-client.js';
 import { type EchoStack, startEchoStack } from '../helpers/processes.js';
@@ -20,8 +20,8 @@ beforeAll(async () => {
 afterAll(() => stack?.stop());
 
 /** A connection with one echo session per id, each subscribed to `topics`; resolves once they are. */
-async function member(ids: number[], topics: string[], sessionWindow?: number): Promise<RawClient> {
-  const c = await RawClient.handshake(stack.proxy.port, stack.token, sessionWindow ? { sessionWindow } : {});
+async function member(ids: number[], topics: string[], sessionWindow?: number, connectionWindow?: number): Promise<RawClient> {
+  const c = await RawClient.handshake(stack.proxy.port, stack.token, { ...(sessionWindow ? { sessionWindow } : {}), ...(connectionWindow ? { connectionWindow } : {}) });
   for (const id of ids) {
     c.open(id);
     await c.next(FrameType.OPEN_OK, id);
@@ -101,4 +101,29 @@ it('a member without credit for the whole burst gets what its window allows, the
   const rest = await received(narrow, 1, texts.length - first.length);
   expect([...first, ...rest]).toEqual(texts);
   for (const c of [narrow, publisher]) c.destroy();
+});
+
+it("sessions of one connection share its window: together they get what it allows, then the rest in order", async () => {
+  // Each session keeps its connection's credit as its own field (the walk reads it there): it must be
+  // the connection's one object, the one WELCOME set from the client's HELLO, not a copy or the default.
+  const WINDOW = 4096;
+  const shared = await member([1, 2], ['shared-window'], undefined, WINDOW);
+  const publisher = await member([9], []);
+  const body = 'x'.repeat(1000);
+  const texts = Array.from({ length: 10 }, (_, i) => `${i}${body}`);
+  sendAtOnce(publisher, 9, texts.map((t) => `/pub shared-window ${t}`));
+
+  await shared.next(FrameType.DATA);
+  // Whatever credit allowed was written in the walk that wrote the first; a PONG comes after it.
+  shared.send(encodeFrame(FrameType.PING, 0, 0, Buffer.from('after')));
+  await shared.next(FrameType.PONG);
+  const bySession = (id: number): string[] => shared.received.filter((f) => f.type === FrameType.DATA && f.sessionId === id).map((f) => f.payload.toString());
+  const data = (): number => bySession(1).length + bySession(2).length;
+  // 1001-byte messages: four fit the 4096-byte connection window (less the two 11-byte replies above), for both sessions together.
+  expect(data() - 2).toBeGreaterThanOrEqual(1);
+  expect(data() - 2).toBeLessThanOrEqual(4);
+  shared.windowUpdate(0, 1 << 20);
+  while (data() < 2 * (1 + texts.length)) await shared.next(FrameType.DATA);
+  for (const id of [1, 2]) expect(bySession(id).slice(1)).toEqual(texts);
+  for (const c of [shared, publisher]) c.destroy();
 });

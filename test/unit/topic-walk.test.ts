@@ -39,8 +39,8 @@ class Member implements SessionHost {
   readonly socket = new RecordingSocket();
   readonly out = new OutboundQueue(this.socket as unknown as Socket, 1 << 20, { onDrop: () => {}, onOverflow: () => {} }, new FrameStats());
   readonly lowPacer = null;
-  /** The client's max_payload (WELCOME). */
-  maxPayload = 1 << 20;
+  /** The client's max_payload (WELCOME): fixed for the connection, as its sessions take it when opened. */
+  readonly maxPayload: number;
   readonly userId = 'u';
   readonly clientAddress = '';
   readonly connectionId = '';
@@ -48,7 +48,8 @@ class Member implements SessionHost {
   readonly sendCredit = new SendCredit(1 << 30);
   readonly session: ProxySession;
 
-  constructor(ref: number, sessionId = 1) {
+  constructor(ref: number, sessionId = 1, maxPayload = 1 << 20) {
+    this.maxPayload = maxPayload;
     this.session = new ProxySession(this, sessionId, ref, 'b', {}, link, 1 << 30, 1 << 30);
   }
 
@@ -138,7 +139,8 @@ function turn(...messages: [string, string][]): void {
   fanOut.flush();
 }
 
-const late = (): Member => members[150]!;
+const LATE = 150;
+const late = (): Member => members[LATE]!;
 
 /** Messages delivered one by one wait in their connection's queue until the write scheduler's next turn. */
 const queuesWritten = (): Promise<void> => nextTurn();
@@ -220,7 +222,9 @@ describe('topic walks', () => {
   });
 
   it("a member whose client takes less than a message of the turns it lacks is not written at once: that message closes it MESSAGE_TOO_LARGE, as a single frame would", async () => {
-    late().maxPayload = 4;
+    members = Array.from({ length: MEMBERS }, (_, i) => new Member(i + 1, 1, i === LATE ? 4 : 1 << 20));
+    fanOut = new TopicFanOut((ref) => members[ref - 1]?.session, undefined, stepper);
+    for (const m of members) fanOut.subscribe(m.session, 'room');
     turn(['room', 'm1']);
     turn(['room', 'large']);
     stepper.finish();
