@@ -29,9 +29,9 @@ export class BenchProcess {
   /** Resolves when the process has exited. */
   readonly exited: Promise<void>;
 
-  /** `input`: the process reads commands on stdin ({@link send}). */
-  constructor(script: string, args: string[], env: NodeJS.ProcessEnv = {}, { native = false, input = false } = {}) {
-    const [command, argv] = native ? [script, args] : [process.execPath, [...NODE_FLAGS, script, ...args]];
+  /** `input`: the process reads commands on stdin ({@link send}); `nodeFlags`: its own, before BENCH_NODE_FLAGS. */
+  constructor(script: string, args: string[], env: NodeJS.ProcessEnv = {}, { native = false, input = false, nodeFlags = [] as readonly string[] } = {}) {
+    const [command, argv] = native ? [script, args] : [process.execPath, [...nodeFlags, ...NODE_FLAGS, script, ...args]];
     this.child = spawn(command, argv, { stdio: [input ? 'pipe' : 'ignore', 'pipe', 'inherit'], env: { ...process.env, ...env } });
     running.add(this.child);
     this.exited = new Promise((resolve) => this.child.once('exit', () => resolve()));
@@ -102,7 +102,7 @@ export async function startProcess(
   args: string[],
   ready: (line: OutputLine) => boolean,
   env: NodeJS.ProcessEnv = {},
-  options: { native?: boolean } = {},
+  options: { native?: boolean; nodeFlags?: readonly string[] } = {},
 ): Promise<{ process: BenchProcess; line: OutputLine }> {
   const child = new BenchProcess(script, args, env, options);
   return { process: child, line: await child.next(ready) };

@@ -1,3 +1,5 @@
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { connect } from '../src/client/client.js';
 import { openPush } from '../src/client/push-client.js';
@@ -13,6 +15,9 @@ import { LatencyHistogram, clockMs } from './broadcast-protocol.js';
  * `{"event":"report","received":N,"repeats":R,"counts":[…]}` (distinct pushes, pushes a device had
  * already received, and the latency histogram of the distinct ones, since the previous
  * report) and starts counting afresh. Runs until SIGTERM. The JWT secret is LIVEMUX_JWT_SECRET.
+ * With BENCH_TRACE_DIR (see stall-trace.ts) it also writes `<dir>/<pid>.late.json` as it exits: every
+ * timed push that took LATE_MS or more, as [sent, ms] on CLOCK_MONOTONIC, to be set beside the
+ * processes' stalls (push-trace.ts).
  */
 const { values } = parseArgs({ options: { port: { type: 'string' }, first: { type: 'string', default: '0' }, count: { type: 'string', default: '2500' } } });
 const port = Number(values.port);
@@ -31,6 +36,9 @@ let histogram = new LatencyHistogram();
  * cannot reach zero while some are still on their way.
  */
 const deliveries = new Set<string>();
+const TRACE_DIR = process.env.BENCH_TRACE_DIR;
+const LATE_MS = 10;
+const late: [number, number][] = [];
 
 async function open(i: number): Promise<void> {
   const token = await mintToken({ secret, sub: `bench-u${first + i}` });
@@ -50,7 +58,11 @@ async function open(i: number): Promise<void> {
     deliveries.add(delivery);
     received++;
     const stamp = Number(p.data.toString('latin1'));
-    if (stamp > 0) histogram.add(clockMs() - stamp);
+    if (stamp > 0) {
+      const ms = clockMs() - stamp;
+      histogram.add(ms);
+      if (TRACE_DIR !== undefined && ms >= LATE_MS) late.push([stamp, Math.round(ms * 10) / 10]);
+    }
   });
   await synced;
 }
@@ -65,4 +77,5 @@ process.on('SIGUSR2', () => {
   histogram = new LatencyHistogram();
 });
 process.on('SIGTERM', () => process.exit(0));
+if (TRACE_DIR !== undefined) process.on('exit', () => writeFileSync(join(TRACE_DIR, `${process.pid}.late.json`), JSON.stringify(late)));
 process.stdout.write(`${JSON.stringify({ event: 'ready', devices: count })}\n`);

@@ -1,9 +1,10 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { Agent, get } from 'node:http';
-import { cpus, loadavg, tmpdir } from 'node:os';
+import { cpus, loadavg, setPriority, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { stringify } from 'yaml';
+import { PUSH_NODE_FLAGS } from '../src/backends/push/node-flags.js';
 import { PACKAGE_ROOT } from '../src/paths.js';
 import { LatencyHistogram, clockMs } from './broadcast-protocol.js';
 import { BenchProcess, type OutputLine, cpuUs, startProcess } from './processes.js';
@@ -32,13 +33,16 @@ import { BenchProcess, type OutputLine, cpuUs, startProcess } from './processes.
  *
  * Knobs (for profiling one part at a known load; a partial run says so in its table): BENCH_PUSH_DEVICES
  * (10,000), BENCH_PUSH_PARTS (`ab`; `a` or `b` runs one), BENCH_PUSH_RATE ((b) at this rate, no peak
- * search; after one untimed step at that rate), BENCH_PUSH_SECONDS (5, the length of that run).
+ * search; after one untimed step at that rate), BENCH_PUSH_SECONDS (5, the length of that run); and for
+ * diagnosis only BENCH_PUSH_NODE_FLAGS=none (the push node without its V8 flags) and BENCH_PUSH_CLIENT_NICE.
  */
 export const PUSH_DEVICES = Number(process.env.BENCH_PUSH_DEVICES ?? 10_000);
 /** Which parts run (profiling one at a time): `a`, `b` or `ab`. */
 const PARTS = process.env.BENCH_PUSH_PARTS ?? 'ab';
 /** (b) at this one rate for LATENCY_SECONDS, no peak search (profiling a known load); 0 = search. */
 const FIXED_RATE = Number(process.env.BENCH_PUSH_RATE ?? 0);
+/** Diagnostic: the devices' and load generator's nice value (0: as every other process). */
+const CLIENT_NICE = Number(process.env.BENCH_PUSH_CLIENT_NICE ?? 0);
 const DEVICE_PROCESSES = 4;
 const TRIALS = 3;
 const POLL_MS = 10;
@@ -91,7 +95,9 @@ export async function benchPush(secret: string): Promise<PushResult> {
   const env = { LIVEMUX_JWT_SECRET: secret };
   const dir = mkdtempSync(join(tmpdir(), 'livemux-bench-push-'));
   writeFileSync(join(dir, 'push.yaml'), stringify({ api_keys: [{ name: 'bench', key: KEY, rate: 1_000_000 }], log: { level: 'warn' } }));
-  const backend = await startProcess(BIN, ['push-backend', '--config', join(dir, 'push.yaml'), '--port', '0', '--http-port', '0'], (l) => l.event === 'listening', env);
+  // With the V8 flags `livemux up` starts a push node with (BENCH_PUSH_NODE_FLAGS=none: without them, for an A/B).
+  const nodeFlags = process.env.BENCH_PUSH_NODE_FLAGS === 'none' ? [] : PUSH_NODE_FLAGS;
+  const backend = await startProcess(BIN, ['push-backend', '--config', join(dir, 'push.yaml'), '--port', '0', '--http-port', '0'], (l) => l.event === 'listening', env, { nodeFlags });
   const api = `http://127.0.0.1:${String(backend.line.httpPort)}`;
   writeFileSync(
     join(dir, 'routes.yaml'),
@@ -115,6 +121,11 @@ export async function benchPush(secret: string): Promise<PushResult> {
     return new BenchProcess(join(DIST_BENCH, 'push-devices.js'), ['--port', String(port), '--first', String(i * per), '--count', String(count)], env);
   });
   await Promise.all(devices.map((d) => d.next((l) => l.event === 'ready', 300_000)));
+  // A diagnostic, not a setting for the table: the devices and the load generator stand for phones and
+  // business servers, which a deployment does not run on the push node's cores. At a lower priority
+  // (BENCH_PUSH_CLIENT_NICE=N) they stop taking a core the node is waiting for, which says how much of the
+  // tail is that wait (see push-trace.ts).
+  for (const d of devices) if (CLIENT_NICE !== 0) setPriority(d.pid, CLIENT_NICE);
   /** What the devices received since the previous report. */
   /** (b)'s accepted pushes the devices have not reported yet (they all have a TTL: each one arrives). */
   let owed = 0;
@@ -182,6 +193,7 @@ export async function benchPush(secret: string): Promise<PushResult> {
   // One load generator for every run of (b), started before any: see push-load.ts.
   const generator = PARTS.includes('b') ? new BenchProcess(join(DIST_BENCH, 'push-load.js'), ['--api', api, '--key', KEY, '--users', String(PUSH_DEVICES)], env, { input: true }) : null;
   await generator?.next((l) => l.event === 'ready');
+  if (generator !== null && CLIENT_NICE !== 0) setPriority(generator.pid, CLIENT_NICE);
   const load = async (rate: number, seconds: number): Promise<OutputLine> => {
     const finished = generator!.next((l) => l.event === 'done', 120_000 + seconds * 1000);
     generator!.send(JSON.stringify({ rate, seconds }));
@@ -340,6 +352,7 @@ export function pushReport(r: PushResult): string {
   return [
     `${fmt(PUSH_DEVICES)} devices (one user each, one connection each, in ${DEVICE_PROCESSES} processes) on one proxy and one Push node (in-memory store, as \`npm start\`), the SDK's push client acknowledging every push. Machine load average (1 min) ${r.load[0].toFixed(1)} when the section started, ${r.load[1].toFixed(1)} when it ended.`,
     ...(PARTS === 'ab' && FIXED_RATE === 0 ? [] : [`Partial run: BENCH_PUSH_PARTS=${PARTS}${FIXED_RATE > 0 ? `, BENCH_PUSH_RATE=${FIXED_RATE} (no peak search: (b) at that rate)` : ''}.`]),
+    ...(CLIENT_NICE === 0 ? [] : [`Diagnostic run: devices and load generator at nice ${CLIENT_NICE} (BENCH_PUSH_CLIENT_NICE), not comparable with the table.`]),
     '',
     '| measurement | result | notes |',
     '| --- | --- | --- |',

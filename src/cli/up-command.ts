@@ -8,6 +8,7 @@ import { untilSignal } from '../util/signals.js';
 import { configFile, port, type CliContext } from './command.js';
 import { JWT_SECRET_ENV } from '../config/proxy-config.js';
 import { DEV_SECRET_PATH, DEV_TOKEN_PATH, PUSH_API_KEY_PATH, ensureDevSecret, ensurePushApiKey, writeDevToken } from './dev-files.js';
+import { PUSH_NODE_FLAGS } from '../backends/push/node-flags.js';
 
 /** Pools whose name matches a reference backend shipped in the box are started by `livemux up`. */
 const REFERENCE_BACKENDS: Record<string, string> = {
@@ -16,6 +17,8 @@ const REFERENCE_BACKENDS: Record<string, string> = {
   im: 'im-backend',
   push: 'push-backend',
 };
+/** V8 flags a reference backend runs with (set at its start: a process cannot change them later). */
+const BACKEND_NODE_FLAGS: Record<string, readonly string[]> = { 'push-backend': PUSH_NODE_FLAGS };
 
 const LOOPBACK = /^(127\.\d+\.\d+\.\d+|localhost|\[::1\])$/;
 const DEV_USER = 'dev-user';
@@ -121,6 +124,7 @@ function splitAddress(address: string): [string, string] {
 /** Forks `livemux <command>` and resolves once it reports it is listening, with that JSON line. */
 function startChild(command: string, args: string[], env: NodeJS.ProcessEnv): Promise<{ child: ChildProcess; line: Record<string, unknown> }> {
   const child = fork(join(PACKAGE_ROOT, 'bin', 'livemux.js'), [command, ...args], {
+    execArgv: [...process.execArgv, ...(BACKEND_NODE_FLAGS[command] ?? [])],
     stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
     env: { ...process.env, ...env },
   });

@@ -4,12 +4,13 @@
  * running proxy accepts, so two users talk in a Chat room and a host moderates; `livemux start` reads
  * ./livemux.yaml like `up` does.
  */
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { afterAll, describe, expect, it } from 'vitest';
 import { WireRole } from '../../src/backends/chat/chat-codec.js';
+import { PUSH_NODE_FLAGS } from '../../src/backends/push/node-flags.js';
 import { connect, openPush } from '../../src/client/index.js';
 import { runCliCaptured } from '../helpers/cli.js';
 import { ChatMember } from '../helpers/chat-member.js';
@@ -30,6 +31,22 @@ function projectDir(proxyPort: number, routes: Record<string, unknown>): string 
     stringify({ listen: { host: '127.0.0.1', port: proxyPort }, admin: { host: '127.0.0.1', port: 0 }, routes: './routes.yaml' }),
   );
   return dir;
+}
+
+/** The command lines of `pid`'s child processes (from /proc). */
+function childCommandLines(pid: number): string[][] {
+  const lines: string[][] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) !== pid) continue;
+      lines.push(readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0'));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return lines;
 }
 
 async function member(port: number, user: string, token: string, room: string): Promise<ChatMember> {
@@ -93,6 +110,12 @@ describe('livemux up with a push pool', () => {
       await new Promise((r) => setTimeout(r, 20));
     }
     expect(up.stderr()).toContain(`push API at http://127.0.0.1:${apiPort}, dev API key (also in .livemux/push-api-key):\n  ${key}`);
+    // The push node runs with its V8 flags (a young generation sized for its per-call garbage): set at
+    // its start, so on its command line.
+    const pushNode = childCommandLines(up.child.pid!).find((argv) => argv.includes('push-backend'));
+    expect(pushNode, 'the push node, a child of livemux up').toBeDefined();
+    expect(pushNode).toEqual(expect.arrayContaining([...PUSH_NODE_FLAGS]));
+    expect(up.stderr()).not.toContain('started without the V8 flags');
 
     const client = await connect({ host: '127.0.0.1', port: proxyPort, token: readFileSync(join(dir, '.livemux', 'dev-token'), 'utf8').trim(), reconnect: false });
     try {

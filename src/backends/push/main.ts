@@ -14,6 +14,7 @@ import { LivemuxError } from '../../protocol/errors.js';
 import { untilSignal } from '../../util/signals.js';
 import { createBackendServer } from '../kit/backend-server.js';
 import { MemoryPushStore } from './memory-store.js';
+import { missingPushNodeFlags } from './node-flags.js';
 import { createPushBackend } from './push-backend.js';
 import { loadPushConfig, type PushConfig } from './push-config.js';
 import { RedisPushStore } from './redis-store.js';
@@ -72,6 +73,8 @@ export async function runPushBackend(args: PushArgs): Promise<void> {
   if (config.http !== null && config.apiKeys.length === 0) {
     logger.warn('push backend: no API key configured (api_keys in the config, or LIVEMUX_PUSH_API_KEY): every API call is refused');
   }
+  const missing = missingPushNodeFlags();
+  if (missing.length > 0) logger.info({ missing }, 'push backend: started without the V8 flags of a push node (docs/push.md §4, "V8 flags")');
   await push.start();
   const listening = await createBackendServer(push.handlers, { logger }).listen(config.listen.host, config.listen.port);
   let ready = true;
