@@ -22,3 +22,19 @@ export function writeVarint(out: Buffer, at: number, value: number): number {
   out[at++] = value;
   return at;
 }
+
+/** Bytes of a protobuf length-delimited field (one-byte tag) of `length` bytes; none when empty, as proto3 leaves it out. */
+export function lengthField(length: number): number {
+  return length === 0 ? 0 : 1 + varintLength(length) + length;
+}
+
+/** Bytes of a protobuf varint field (one-byte tag); none when 0, as proto3 leaves it out. */
+export function numberField(n: number): number {
+  return n === 0 ? 0 : 1 + varintLength(n);
+}
+
+/** Writes the one-byte field tag `tag`, then `n` as a varint; returns the offset after them. */
+export function writeField(out: Buffer, at: number, tag: number, n: number): number {
+  out[at] = tag;
+  return writeVarint(out, at + 1, n);
+}

@@ -74,6 +74,42 @@ describe('RedisImStore specifics', () => {
     }
   });
 
+  it('skips the age checks whose marks it knows, and checks again once a cutoff passes them, whichever process trimmed', async () => {
+    const admin = new Redis(server.url);
+    const stores = [0, 1].map(() => {
+      const inbox = new RedisInboxStore({ url: server.url, keyPrefix: 'aged:inbox:', retention: { maxEntries: 1000, maxAgeMs: 1000 } });
+      return { inbox, store: new RedisImStore({ url: server.url, keyPrefix: 'aged:', inbox }) };
+    });
+    const [a, b] = stores.map((s) => s.store) as [RedisImStore, RedisImStore];
+    const limits = { maxMessages: 1000, maxAgeMs: 1000, dedupeTtlMs: 60_000 };
+    const T0 = 1_700_000_000_000;
+    const send = (store: RedisImStore, text: string, at: number) => {
+      const message = { serverId: text, sender: 'ann', recipient: 'bob', body: Buffer.from(text), sentAtMs: at, clientMsgId: text, senderDevice: 'd' };
+      return store.storeMessage(message, encodeMessageFields(message), limits, at);
+    };
+    const gets = async (): Promise<number> => Number(/cmdstat_get:calls=(\d+)/.exec(await admin.info('commandstats'))?.[1] ?? 0);
+    try {
+      await send(a, 'm1', T0);
+      const before = await gets();
+      await send(a, 'm2', T0 + 10);
+      // The dedupe record's GET alone: the history's and both inboxes' marks are known to be young enough.
+      expect((await gets()) - before).toBe(1);
+      // Another process, past the cutoff: it checks (its marks are unknown) and trims m1.
+      await send(b, 'm3', T0 + 1005);
+      // This one remembers marks below its cutoff now: it checks, and trims m2.
+      await send(a, 'm4', T0 + 1012);
+      expect((await a.history('ann', 'bob', 0, 10)).messages.map((m) => m.body.toString())).toEqual(['m3', 'm4']);
+      for (const user of ['ann', 'bob']) {
+        const page = await a.inbox.read(user, 0, 10, T0 + 1012);
+        expect(page.entries.map((e) => e.seq), user).toEqual([3, 4]);
+        expect(page.gap, user).toEqual({ fromSeq: 1, toSeq: 2 });
+      }
+    } finally {
+      await Promise.all(stores.flatMap((s) => [s.store.close(), s.inbox.close()]));
+      admin.disconnect();
+    }
+  });
+
   it('fails only the send whose Redis commands fail; the sends issued with it are stored', async () => {
     const admin = new Redis(server.url);
     const store = new RedisImStore({ url: server.url, keyPrefix: 'fail:' });

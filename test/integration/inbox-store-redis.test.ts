@@ -1,5 +1,5 @@
 import { Redis } from 'ioredis';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { RedisDeliveryLedger } from '../../src/backends/kit/inbox/redis-delivery-ledger.js';
 import { RedisInboxStore } from '../../src/backends/kit/inbox/redis-inbox-store.js';
 import type { InboxNotice } from '../../src/backends/kit/inbox/inbox-store.js';
@@ -58,6 +58,30 @@ describe('RedisInboxStore specifics', () => {
         });
       });
       expect((await heard).toString()).toBe('e2 5 0 1 0 0\nrbody');
+    } finally {
+      await store.close();
+      admin.disconnect();
+    }
+  });
+
+  it('reads a notice header exactly, and ignores what another writer publishes on the channel', async () => {
+    const admin = new Redis(server.url);
+    const keyPrefix = server.prefix('notices');
+    const store = new RedisInboxStore({ url: server.url, keyPrefix });
+    try {
+      const notices: InboxNotice[] = [];
+      const watch = store.watch('ann', (notice) => notices.push(notice));
+      await watch.ready;
+      const channel = `${keyPrefix}{ann}:notify`;
+      const foreign = ['x', 'e', 'e1 2 3 0 0', 'e1 2 3 0 0 0', 'e1 2 3 0 0 0 0\n', 'e1  2 3 0 0 0\n', 'e-1 2 3 0 0 0\n', 'e1 2 3 0 0 9\nab', 'e12345678901234567 2 3 0 0 0\n', 'e9007199254740993 2 3 0 0 0\n'];
+      for (const text of foreign) await admin.publish(channel, text);
+      await store.append('ann', { body: Buffer.from('the body'), ref: 'réf', collapseKey: 'k', origin: 'phone', expiresAtMs: Number.MAX_SAFE_INTEGER }, 1_700_000_000_000);
+      await vi.waitFor(() => expect(notices).toHaveLength(1), { timeout: 10_000 });
+      expect(notices[0]).toEqual({
+        kind: 'entry',
+        entry: { seq: 1, createdAtMs: 1_700_000_000_000, expiresAtMs: Number.MAX_SAFE_INTEGER, ref: 'réf', collapseKey: 'k', origin: 'phone', body: Buffer.from('the body') },
+      });
+      watch.close();
     } finally {
       await store.close();
       admin.disconnect();

@@ -1,8 +1,10 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import fc from 'fast-check';
+import protobuf from 'protobufjs';
 import { describe, expect, it } from 'vitest';
 import { ImErrorCode } from '../../src/backends/im/im-errors.js';
-import { PACKAGE_ROOT } from '../../src/paths.js';
+import { PACKAGE_ROOT, protoPath } from '../../src/paths.js';
 import {
   decodeImEvent,
   decodeImRequest,
@@ -11,6 +13,8 @@ import {
   encodeImEvent,
   encodeImRequest,
   encodeInboxPayload,
+  encodeMessageFields,
+  encodeOkReply,
   requestKind,
   type Message,
 } from '../../src/backends/im/im-codec.js';
@@ -99,5 +103,47 @@ describe('IM codec', () => {
       { presence: { user: 'bob', online: true, atMs: 10 } },
     ];
     for (const e of events) expect(decodeImEvent(encodeImEvent(e))).toEqual(e);
+  });
+});
+
+describe('the hand-written Message fields encoder', () => {
+  it('writes exactly what protobufjs writes for any message without conv_seq', () => {
+    const type = protobuf.loadSync(protoPath('livemux/im/v1/im.proto')).lookupType('livemux.im.v1.Message');
+    const text = fc.string({ unit: 'grapheme', maxLength: 130 });
+    fc.assert(
+      fc.property(
+        fc.record({
+          serverId: text,
+          sender: text,
+          recipient: text,
+          body: fc.uint8Array({ maxLength: 300 }),
+          sentAtMs: fc.oneof(fc.integer({ min: 0, max: 300 }), fc.maxSafeNat()),
+          clientMsgId: text,
+          senderDevice: text,
+        }),
+        (m) => {
+          expect(encodeMessageFields(m).toString('hex')).toBe(Buffer.from(type.encode(m).finish()).toString('hex'));
+        },
+      ),
+      { numRuns: 500 },
+    );
+  });
+});
+
+describe('the hand-written ok Reply encoder', () => {
+  it('writes exactly what encodeImEvent writes for an ok Reply, with or without a send result', () => {
+    const text = fc.string({ unit: 'grapheme', maxLength: 130 });
+    const uint = fc.oneof(fc.integer({ min: 0, max: 300 }), fc.maxSafeNat());
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 0, max: 0xffffffff }),
+        fc.option(fc.record({ serverId: text, convSeq: uint, sentAtMs: uint, clientMsgId: text, duplicate: fc.boolean() }), { nil: undefined }),
+        (requestId, sent) => {
+          const reply = { requestId, ok: true, errorCode: '', errorMessage: '', retryAfterMs: 0, ...(sent === undefined ? {} : { sent }) };
+          expect(encodeOkReply(requestId, sent).toString('hex')).toBe(encodeImEvent({ reply }).toString('hex'));
+        },
+      ),
+      { numRuns: 500 },
+    );
   });
 });

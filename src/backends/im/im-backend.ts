@@ -24,6 +24,7 @@ import {
   encodeImEvent,
   encodeInboxPayload,
   encodeMessageFields,
+  encodeOkReply,
   requestKind,
   type ImRequest,
   type ImRequestKind,
@@ -209,7 +210,10 @@ export function createImBackend(options: ImBackendOptions = {}): ImBackend {
 
   const reply = (s: ImSession, requestId: number, fields: Partial<Reply>): void => {
     if (requestId === 0) return;
-    send(s, encodeImEvent({ reply: { requestId, ok: true, errorCode: '', errorMessage: '', retryAfterMs: 0, ...fields } }), Priority.HIGH);
+    // A send's (sendMessage answers `sent` alone), like an ack's, encoded by hand: nearly every Reply.
+    const payload =
+      fields.sent !== undefined ? encodeOkReply(requestId, fields.sent) : encodeImEvent({ reply: { requestId, ok: true, errorCode: '', errorMessage: '', retryAfterMs: 0, ...fields } });
+    send(s, payload, Priority.HIGH);
   };
 
   const replyError = (s: ImSession, requestId: number, err: ImError): void => {
@@ -421,7 +425,7 @@ export function createImBackend(options: ImBackendOptions = {}): ImBackend {
         return;
       case 'ack':
         s.feed?.ack(request.ack!.inboxSeq);
-        reply(s, id, {});
+        if (id !== 0) send(s, encodeOkReply(id), Priority.HIGH);
         return;
       case 'typing':
         run(s, id, kind, async () => typing(s, checkUser('typing.to', request.typing!.to, s.userId)));

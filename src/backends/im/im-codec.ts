@@ -7,7 +7,7 @@ import protobuf from 'protobufjs';
 import { protoPath } from '../../paths.js';
 import { decodePlain } from '../kit/proto-objects.js';
 import { ImError, ImErrorCode } from './im-errors.js';
-import { varintLength, writeVarint } from '../../util/varint.js';
+import { lengthField, numberField, varintLength, writeField, writeVarint } from '../../util/varint.js';
 
 export interface SyncRequest { afterSeq: number }
 export interface SendRequest { to: string; body: Uint8Array; clientMsgId: string }
@@ -97,7 +97,6 @@ const root = protobuf.loadSync(protoPath('livemux/im/v1/im.proto'));
 const RequestType = root.lookupType('livemux.im.v1.ImRequest');
 const EventType = root.lookupType('livemux.im.v1.ImEvent');
 const ItemType = root.lookupType('livemux.im.v1.InboxItem');
-const MessageType = root.lookupType('livemux.im.v1.Message');
 /**
  * Encodes a plain object of the shapes above. protobufjs encodes plain objects directly when their
  * field types are right (numbers for integers, Uint8Array for bytes), which they are by these
@@ -130,6 +129,32 @@ export function encodeImEvent(event: ImEvent): Buffer {
   return encode(EventType, event);
 }
 
+/**
+ * `ImEvent { reply { request_id, ok: true, sent? } }`, the answer to every send and every ack, written
+ * by hand into one buffer (as encodeMessageFields, and for the same reason). The same bytes as
+ * encodeImEvent of that reply (test/unit/im-codec.test.ts holds the two equal).
+ */
+export function encodeOkReply(requestId: number, sent?: SendResult): Buffer {
+  const serverId = sent === undefined ? 0 : Buffer.byteLength(sent.serverId);
+  const clientMsgId = sent === undefined ? 0 : Buffer.byteLength(sent.clientMsgId);
+  const result =
+    sent === undefined ? 0 : lengthField(serverId) + numberField(sent.convSeq) + numberField(sent.sentAtMs) + lengthField(clientMsgId) + (sent.duplicate ? 2 : 0);
+  // A result is written even when empty (every field at its default): it says which result it is.
+  const reply = numberField(requestId) + 2 + (sent === undefined ? 0 : 1 + varintLength(result) + result);
+  const out = Buffer.allocUnsafe(1 + varintLength(reply) + reply);
+  let at = writeField(out, 0, 0x0a, reply); // ImEvent.reply: field 1, length-delimited
+  if (requestId !== 0) at = writeField(out, at, 0x08, requestId);
+  at = writeField(out, at, 0x10, 1); // ok
+  if (sent === undefined) return out;
+  at = writeField(out, at, 0x52, result); // Reply.sent: field 10, length-delimited
+  at = stringField(out, at, 0x0a, sent.serverId, serverId);
+  if (sent.convSeq !== 0) at = writeField(out, at, 0x10, sent.convSeq);
+  if (sent.sentAtMs !== 0) at = writeField(out, at, 0x18, sent.sentAtMs);
+  at = stringField(out, at, 0x22, sent.clientMsgId, clientMsgId);
+  if (sent.duplicate) writeField(out, at, 0x28, 1);
+  return out;
+}
+
 /** Decodes an event; throws on malformed bytes. */
 export function decodeImEvent(payload: Uint8Array): ImEvent {
   return decodePlain(EventType, payload) as unknown as ImEvent;
@@ -145,9 +170,39 @@ export function decodeInboxPayload(body: Uint8Array): InboxPayload {
   return payload as InboxPayload;
 }
 
-/** A message's encoded fields but conv_seq: what the store completes once it has numbered the message. */
+/**
+ * A message's encoded fields but conv_seq: what the store completes once it has numbered the message.
+ * Written by hand, once per send: protobufjs's writer (an operation object per field, then a pass
+ * copying them out) made garbage the IM backend's collector paid for. The same bytes as protobufjs
+ * (fields in order, those at their default left out; test/unit/im-codec.test.ts holds the two equal).
+ */
 export function encodeMessageFields(m: Omit<Message, 'convSeq' | 'recalled'>): Buffer {
-  return encode(MessageType, m);
+  const serverId = Buffer.byteLength(m.serverId);
+  const sender = Buffer.byteLength(m.sender);
+  const recipient = Buffer.byteLength(m.recipient);
+  const clientMsgId = Buffer.byteLength(m.clientMsgId);
+  const senderDevice = Buffer.byteLength(m.senderDevice);
+  const body = m.body.length;
+  const out = Buffer.allocUnsafe(
+    lengthField(serverId) + lengthField(sender) + lengthField(recipient) + lengthField(body) + numberField(m.sentAtMs) + lengthField(clientMsgId) + lengthField(senderDevice),
+  );
+  let at = stringField(out, 0, 0x0a, m.serverId, serverId);
+  at = stringField(out, at, 0x12, m.sender, sender);
+  at = stringField(out, at, 0x1a, m.recipient, recipient);
+  if (body > 0) {
+    at = writeField(out, at, 0x2a, body);
+    out.set(m.body, at);
+    at += body;
+  }
+  if (m.sentAtMs !== 0) at = writeField(out, at, 0x30, m.sentAtMs);
+  at = stringField(out, at, 0x3a, m.clientMsgId, clientMsgId);
+  stringField(out, at, 0x42, m.senderDevice, senderDevice);
+  return out;
+}
+
+/** Writes a string field of `bytes` UTF-8 bytes (none when empty); returns the offset after it. */
+function stringField(out: Buffer, at: number, tag: number, text: string, bytes: number): number {
+  return bytes === 0 ? at : writeField(out, at, tag, bytes) + out.write(text, at + 1 + varintLength(bytes));
 }
 
 /**

@@ -17,9 +17,12 @@ import { TRIM_BY_AGE_LUA } from '../kit/redis/stream-trim.js';
  * sent count and the dedupe record; then the inbox entry, `InboxItem { message }` = 0x12, length, the
  * message fields, 0x20 and the conv_seq as a varint (as im-codec.ts inboxMessageBody builds it),
  * appended with the kit's inbox_append to the recipient's inbox and then the sender's: {0, convSeq,
- * the recipient's inbox seq, the sender's}. When a message carries an activity time, both users'
- * conversation lists record the conversation's activity then (ZADD GT), each trimmed to the most
- * recent ARGV[8] peers. A message whose commands fail answers {3, error} and does not stop the others.
+ * the recipient's inbox seq, the sender's, then the age marks (TRIM_BY_AGE_LUA) of the history, the
+ * recipient's inbox and the sender's after their age checks, false for a check not made}. Each age
+ * check runs only when the message asks for it: redis-store.ts remembers the marks and asks only
+ * while a cutoff may have passed one, which saves nearly every send the three GETs of the marks.
+ * When a message carries an activity time, both users' conversation lists record the conversation's
+ * activity then (ZADD GT), each trimmed to the most recent ARGV[8] peers. A message whose commands fail answers {3, error} and does not stop the others.
  *
  * Answers one reply per message, in order. The sends of one event-loop turn share one call: the
  * per-call costs (the client's command and promise, the server's script call and reply) are paid
@@ -33,13 +36,15 @@ import { TRIM_BY_AGE_LUA } from '../kit/redis/stream-trim.js';
  *
  * ARGV, shared by the call's messages: [1] the store's key prefix, [2] the inboxes' key prefix,
  * [3] dedupe TTL ms, [4] maxMessages, [5] the history's max age ms ('' = none), [6] an inbox's
- * maxEntries, [7] its max age ms ('' = none), [8] most peers a conversation list keeps. Then 11 per
- * message, the n-th message's at 8 + 11 (n - 1) + i: [1] conversation id (store.ts conversationId),
+ * maxEntries, [7] its max age ms ('' = none), [8] most peers a conversation list keeps. Then 12 per
+ * message, the n-th message's at 8 + 12 (n - 1) + i: [1] conversation id (store.ts conversationId),
  * [2] serverId, [3] sender, [4] recipient, [5] clientMsgId, [6] sender's device, [7] sentAt,
  * [8] body, [9] the message's encoded fields but conv_seq, [10] now ms (the age cutoffs' clock and the
- * inbox entries' createdAt), [11] activity time ('' = do not record). The inbox appends' other
- * arguments are the same for every IM append: no expiry, ref, collapse key or dedupe; the sender's
- * entry has the device as its origin.
+ * inbox entries' createdAt), [11] activity time ('' = do not record), [12] which age checks to
+ * make, a character each for the history, the recipient's inbox and the sender's: '1' = check, '0' =
+ * skip (its mark is known to be at or above the cutoff: the check would find nothing to trim). The
+ * inbox appends' other arguments are the same for every IM append: no expiry, ref, collapse key or
+ * dedupe; the sender's entry has the device as its origin.
  */
 export const STORE_MESSAGES = new RedisScript(`${SEQ_OF_LUA}${TRIM_BY_AGE_LUA}${INBOX_APPEND_LUA}${INBOX_KEYS_LUA}
 local IM, INBOX, dedupe_ttl, max_messages, max_age = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
@@ -54,7 +59,7 @@ local function varint(n)
 end
 local function store(a)
   local server_id, sender, recipient, cmid, device = ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5], ARGV[a + 6]
-  local sent_at, created_at = ARGV[a + 7], ARGV[a + 10]
+  local sent_at, created_at, due = ARGV[a + 7], ARGV[a + 10], ARGV[a + 12]
   local c = IM .. '{c:' .. ARGV[a + 1] .. '}:'
   local k_dedupe = c .. 'cmid:' .. #sender .. ':' .. sender .. ':' .. cmid
   local seen = redis.call('GET', k_dedupe)
@@ -64,19 +69,25 @@ local function store(a)
   local id = seq .. '-0'
   local history = c .. 'history'
   redis.call('XADD', history, 'MAXLEN', '~', max_messages, id, 'i', server_id, 's', sender, 'r', recipient, 'c', cmid, 'd', device, 't', sent_at, 'b', ARGV[a + 8])
-  if max_age ~= '' then trim_by_age(history, tonumber(created_at) - tonumber(max_age), id, 12, c .. 'oldest') end
+  local history_mark = false
+  if max_age ~= '' and string.byte(due, 1) == 49 then
+    local _, head_at = trim_by_age(history, tonumber(created_at) - tonumber(max_age), id, 12, c .. 'oldest')
+    history_mark = head_at or false
+  end
   redis.call('HINCRBY', c .. 'sent', sender, 1)
   redis.call('SET', k_dedupe, seq .. ' ' .. sent_at .. ' ' .. server_id, 'PX', dedupe_ttl)
   local message = ARGV[a + 9] .. string.char(0x20) .. varint(seq)
   local item = string.char(0x12) .. varint(#message) .. message
   local cutoff = ''
   if inbox_age ~= '' then cutoff = tonumber(created_at) - tonumber(inbox_age) end
-  local function append(user, origin)
+  local function append(user, origin, check)
     local keys, channel = inbox_keys(INBOX, user)
-    return inbox_append(keys, 1, {inbox_max, cutoff, created_at, '0', '', '', item, '', channel, '', origin}, 1)
+    local cut = ''
+    if check then cut = cutoff end
+    return inbox_append(keys, 1, {inbox_max, cut, created_at, '0', '', '', item, '', channel, '', origin}, 1)
   end
-  local to_recipient = append(recipient, '')
-  local to_sender = append(sender, device)
+  local to_recipient, recipient_mark = append(recipient, '', string.byte(due, 2) == 49)
+  local to_sender, sender_mark = append(sender, device, string.byte(due, 3) == 49)
   if ARGV[a + 11] ~= '' then
     local trim = -(max_peers + 1)
     local mine, theirs = IM .. '{u:' .. sender .. '}:convs', IM .. '{u:' .. recipient .. '}:convs'
@@ -85,11 +96,11 @@ local function store(a)
     redis.call('ZADD', theirs, 'GT', ARGV[a + 11], sender)
     redis.call('ZREMRANGEBYRANK', theirs, 0, trim)
   end
-  return {0, seq, to_recipient[2], to_sender[2]}
+  return {0, seq, to_recipient[2], to_sender[2], history_mark, recipient_mark or false, sender_mark or false}
 end
 local out = {}
-for n = 0, (#ARGV - 8) / 11 - 1 do
-  local ok, reply = pcall(store, 8 + 11 * n)
+for n = 0, (#ARGV - 8) / 12 - 1 do
+  local ok, reply = pcall(store, 8 + 12 * n)
   -- A failed redis.call raises a table {err = …} (Redis 7), a Lua error a string.
   if ok then out[n + 1] = reply else out[n + 1] = {3, type(reply) == 'table' and reply.err or tostring(reply)} end
 end

@@ -5,7 +5,7 @@
  */
 import protobuf from 'protobufjs';
 import { protoPath } from '../../paths.js';
-import { varintLength, writeVarint } from '../../util/varint.js';
+import { lengthField, numberField, varintLength, writeField } from '../../util/varint.js';
 
 /** Who a push was addressed to (`livemux.push.v1.Audience`). */
 export const Audience = { USERS: 0, TOPIC: 1, ALL: 2 } as const;
@@ -155,22 +155,6 @@ function encodePushOnly(p: PushMessage): Buffer {
   if (p.audience !== 0) at = writeField(out, at, 0x38, p.audience);
   if (topic > 0) out.write(p.topic, writeField(out, at, 0x42, topic));
   return out;
-}
-
-/** Bytes of a length-delimited field of `length` bytes (none when empty: proto3 leaves it out). */
-function lengthField(length: number): number {
-  return length === 0 ? 0 : 1 + varintLength(length) + length;
-}
-
-/** Bytes of a varint field (none when 0: proto3 leaves it out). */
-function numberField(n: number): number {
-  return n === 0 ? 0 : 1 + varintLength(n);
-}
-
-/** Writes the one-byte field tag `tag`, then `n` as a varint; returns the offset after them. */
-function writeField(out: Buffer, at: number, tag: number, n: number): number {
-  out[at] = tag;
-  return writeVarint(out, at + 1, n);
 }
 
 /** Decodes an event; throws on malformed bytes. `push.data` is a view into `payload`. */

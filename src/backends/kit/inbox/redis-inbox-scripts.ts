@@ -22,7 +22,10 @@ local function seq_of(text) return tonumber(string.match(text, '^(%d+)')) end
  * a script that embeds it must include TRIM_BY_AGE_LUA and SEQ_OF_LUA before it.
  *
  * Returns {1, seq, createdAt} for a duplicate; {0, seq} or {0, seq, '<seq> <ref>'} (the superseded
- * entry, still retained) otherwise.
+ * entry, still retained) otherwise; and as a second value, when it checked the age, the log's age
+ * mark after it (TRIM_BY_AGE_LUA's second value: a script that remembers it may skip the check while
+ * the cutoff stays at or below it, by passing '' as the cutoff), else nil. A script that returns the
+ * call's result to Redis returns only the first value.
  *
  * keys[k..k+4]: seq counter, log stream, collapse hash (key → '<seq> <ref>'), dedupe record, the age
  *     mark (TRIM_BY_AGE_LUA)
@@ -43,7 +46,11 @@ local function inbox_append(keys, k, args, first)
   local seq = redis.call('INCR', k_seq)
   local id = seq .. '-0'
   redis.call('XADD', k_log, 'MAXLEN', '~', args[a + 1], id, 't', args[a + 3], 'x', args[a + 4], 'r', args[a + 5], 'k', args[a + 6], 'b', args[a + 7], 'o', args[a + 11])
-  if args[a + 2] ~= '' then trim_by_age(k_log, tonumber(args[a + 2]), id, 2, k_mark) end
+  local age_mark = nil
+  if args[a + 2] ~= '' then
+    local _, head_at = trim_by_age(k_log, tonumber(args[a + 2]), id, 2, k_mark)
+    age_mark = head_at
+  end
   local superseded = false
   if args[a + 6] ~= '' then
     local old = redis.call('HGET', k_collapse, args[a + 6])
@@ -61,8 +68,8 @@ local function inbox_append(keys, k, args, first)
   if args[a + 10] == '1' then redis.call('SET', k_dedupe, seq .. ' ' .. args[a + 3], 'PX', args[a + 8]) end
   -- One concatenation: chained .. copies the body once per step.
   redis.call('PUBLISH', args[a + 9], table.concat({'e', seq, ' ', args[a + 3], ' ', args[a + 4], ' ', #args[a + 5], ' ', #args[a + 6], ' ', #args[a + 11], '\\n', args[a + 5], args[a + 6], args[a + 11], args[a + 7]}))
-  if superseded then return {0, seq, superseded} end
-  return {0, seq}
+  if superseded then return {0, seq, superseded}, age_mark end
+  return {0, seq}, age_mark
 end
 `;
 

@@ -304,21 +304,32 @@ const TRANSIENT = Buffer.from('t');
 const ENTRY_TAG = 0x65; // 'e'
 const TRANSIENT_TAG = 0x74; // 't'
 const NEWLINE = 0x0a;
+const SPACE = 0x20;
+/** Digits of the longest number a notice header may hold (a safe integer has at most 16). */
+const MAX_DIGITS = 16;
+/** decodeNotice's header numbers, parsed in place: a notice arrives per entry, often two per message. */
+const header = [0, 0, 0, 0, 0, 0];
 
 /**
  * A notice as the append script publishes it: `e<seq> <createdAt> <expiresAt> <refLen> <keyLen>
  * <originLen>\n` then ref, key, origin and body bytes; or `t` then a transient payload. Anything else
- * (another writer on the channel) is ignored.
+ * (another writer on the channel) is ignored. The header's numbers are read from the bytes, without
+ * making strings of them.
  */
 function decodeNotice(message: Buffer): InboxNotice | null {
   if (message[0] === TRANSIENT_TAG) return { kind: 'transient', payload: message.subarray(1) };
   if (message[0] !== ENTRY_TAG) return null;
-  const end = message.indexOf(NEWLINE);
-  if (end < 0) return null;
-  const numbers = message.toString('latin1', 1, end).split(' ').map(Number);
-  if (numbers.length !== 6 || !numbers.every(Number.isSafeInteger)) return null;
-  const [seq, createdAtMs, expiresAtMs, refLength, keyLength, originLength] = numbers as [number, number, number, number, number, number];
-  const refEnd = end + 1 + refLength;
+  let at = 1;
+  for (let i = 0; i < header.length; i++) {
+    const start = at;
+    let value = 0;
+    for (let c = message[at]; c !== undefined && c >= 0x30 && c <= 0x39; c = message[++at]) value = value * 10 + (c - 0x30);
+    if (at === start || at - start > MAX_DIGITS || !Number.isSafeInteger(value) || message[at] !== (i === header.length - 1 ? NEWLINE : SPACE)) return null;
+    header[i] = value;
+    at++;
+  }
+  const [seq, createdAtMs, expiresAtMs, refLength, keyLength, originLength] = header as [number, number, number, number, number, number];
+  const refEnd = at + refLength;
   const keyEnd = refEnd + keyLength;
   const originEnd = keyEnd + originLength;
   if (originEnd > message.length) return null;
@@ -328,9 +339,9 @@ function decodeNotice(message: Buffer): InboxNotice | null {
       seq,
       createdAtMs,
       expiresAtMs,
-      ref: message.toString('utf8', end + 1, refEnd),
-      collapseKey: message.toString('utf8', refEnd, keyEnd),
-      origin: message.toString('utf8', keyEnd, originEnd),
+      ref: refLength === 0 ? '' : message.toString('utf8', at, refEnd),
+      collapseKey: keyLength === 0 ? '' : message.toString('utf8', refEnd, keyEnd),
+      origin: originLength === 0 ? '' : message.toString('utf8', keyEnd, originEnd),
       body: message.subarray(originEnd),
     },
   };
