@@ -33,16 +33,17 @@ import { BenchProcess, type OutputLine, cpuUs, startProcess } from './processes.
  *
  * Knobs (for profiling one part at a known load; a partial run says so in its table): BENCH_PUSH_DEVICES
  * (10,000), BENCH_PUSH_PARTS (`ab`; `a` or `b` runs one), BENCH_PUSH_RATE ((b) at this rate, no peak
- * search; after one untimed step at that rate), BENCH_PUSH_SECONDS (5, the length of that run); and for
- * diagnosis only BENCH_PUSH_NODE_FLAGS=none (the push node without its V8 flags) and BENCH_PUSH_CLIENT_NICE.
+ * search; after one untimed step at that rate), BENCH_PUSH_SECONDS (5, the length of that run),
+ * BENCH_PUSH_CLIENT_NICE (10; 0 runs the simulated clients at the servers' priority); and for diagnosis
+ * only BENCH_PUSH_NODE_FLAGS=none (the push node without its V8 flags).
  */
 export const PUSH_DEVICES = Number(process.env.BENCH_PUSH_DEVICES ?? 10_000);
 /** Which parts run (profiling one at a time): `a`, `b` or `ab`. */
 const PARTS = process.env.BENCH_PUSH_PARTS ?? 'ab';
 /** (b) at this one rate for LATENCY_SECONDS, no peak search (profiling a known load); 0 = search. */
 const FIXED_RATE = Number(process.env.BENCH_PUSH_RATE ?? 0);
-/** Diagnostic: the devices' and load generator's nice value (0: as every other process). */
-const CLIENT_NICE = Number(process.env.BENCH_PUSH_CLIENT_NICE ?? 0);
+/** The devices' and load generator's nice value (0: as the servers'). */
+const CLIENT_NICE = Number(process.env.BENCH_PUSH_CLIENT_NICE ?? 10);
 const DEVICE_PROCESSES = 4;
 const TRIALS = 3;
 const POLL_MS = 10;
@@ -121,10 +122,12 @@ export async function benchPush(secret: string): Promise<PushResult> {
     return new BenchProcess(join(DIST_BENCH, 'push-devices.js'), ['--port', String(port), '--first', String(i * per), '--count', String(count)], env);
   });
   await Promise.all(devices.map((d) => d.next((l) => l.event === 'ready', 300_000)));
-  // A diagnostic, not a setting for the table: the devices and the load generator stand for phones and
-  // business servers, which a deployment does not run on the push node's cores. At a lower priority
-  // (BENCH_PUSH_CLIENT_NICE=N) they stop taking a core the node is waiting for, which says how much of the
-  // tail is that wait (see push-trace.ts).
+  // The devices and the load generator stand for phones and business servers, which a deployment does
+  // not run on the push node's or the proxy's cores. On 2 shared cores, at the servers' priority, they
+  // take the core a server is waiting for: traces put every late burst of pushes on a push-node stall
+  // spent as much waiting, runnable, as running (push-trace.ts). At a lower priority they still get every
+  // cycle the servers leave (a starved generator offers less, a starved device reports later: both count
+  // against the servers), as the broadcast bench gives its server a core of its own.
   for (const d of devices) if (CLIENT_NICE !== 0) setPriority(d.pid, CLIENT_NICE);
   /** What the devices received since the previous report. */
   /** (b)'s accepted pushes the devices have not reported yet (they all have a TTL: each one arrives). */
@@ -352,7 +355,9 @@ export function pushReport(r: PushResult): string {
   return [
     `${fmt(PUSH_DEVICES)} devices (one user each, one connection each, in ${DEVICE_PROCESSES} processes) on one proxy and one Push node (in-memory store, as \`npm start\`), the SDK's push client acknowledging every push. Machine load average (1 min) ${r.load[0].toFixed(1)} when the section started, ${r.load[1].toFixed(1)} when it ended.`,
     ...(PARTS === 'ab' && FIXED_RATE === 0 ? [] : [`Partial run: BENCH_PUSH_PARTS=${PARTS}${FIXED_RATE > 0 ? `, BENCH_PUSH_RATE=${FIXED_RATE} (no peak search: (b) at that rate)` : ''}.`]),
-    ...(CLIENT_NICE === 0 ? [] : [`Diagnostic run: devices and load generator at nice ${CLIENT_NICE} (BENCH_PUSH_CLIENT_NICE), not comparable with the table.`]),
+    CLIENT_NICE === 0
+      ? 'Simulated clients (devices, load generator) at the servers\' priority (BENCH_PUSH_CLIENT_NICE=0).'
+      : `Simulated clients (devices, load generator) at nice ${CLIENT_NICE}, below the servers (push node, proxy): they stand for phones and business servers, which a deployment does not run on the servers' cores (BENCH_PUSH_CLIENT_NICE=0: equal priority).`,
     '',
     '| measurement | result | notes |',
     '| --- | --- | --- |',
