@@ -119,6 +119,9 @@ const LISTED_USER_OVERHEAD = 32;
  */
 const MESSAGE_ENVELOPE = EVENT_OVERHEAD + ENTRY_OVERHEAD + MESSAGE_FIELDS_OVERHEAD + 36 + 2 * MAX_USER_ID_BYTES + MAX_CLIENT_MSG_ID_BYTES + MAX_DEVICE_ID_BYTES;
 
+/** An ack's Reply: no fields but `ok` (reply() knows it by identity and writes it by hand). */
+const ACKED: Partial<Reply> = Object.freeze({});
+
 /** An IM backend: its handlers for createBackendServer, and what tests and the process need. */
 export interface ImBackend {
   readonly handlers: BackendHandlers;
@@ -212,7 +215,9 @@ export function createImBackend(options: ImBackendOptions = {}): ImBackend {
     if (requestId === 0) return;
     // A send's (sendMessage answers `sent` alone), like an ack's, encoded by hand: nearly every Reply.
     const payload =
-      fields.sent !== undefined ? encodeOkReply(requestId, fields.sent) : encodeImEvent({ reply: { requestId, ok: true, errorCode: '', errorMessage: '', retryAfterMs: 0, ...fields } });
+      fields === ACKED || fields.sent !== undefined
+        ? encodeOkReply(requestId, fields.sent)
+        : encodeImEvent({ reply: { requestId, ok: true, errorCode: '', errorMessage: '', retryAfterMs: 0, ...fields } });
     send(s, payload, Priority.HIGH);
   };
 
@@ -425,7 +430,7 @@ export function createImBackend(options: ImBackendOptions = {}): ImBackend {
         return;
       case 'ack':
         s.feed?.ack(request.ack!.inboxSeq);
-        if (id !== 0) send(s, encodeOkReply(id), Priority.HIGH);
+        reply(s, id, ACKED);
         return;
       case 'typing':
         run(s, id, kind, async () => typing(s, checkUser('typing.to', request.typing!.to, s.userId)));

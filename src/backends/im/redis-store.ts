@@ -295,7 +295,7 @@ export class RedisImStore implements ImStore {
   private touchDue(key: string, atMs: number): boolean {
     const last = this.touched.get(key);
     if (last !== undefined && atMs - last < TOUCH_INTERVAL_MS && atMs >= last) return false;
-    if (this.touched.size >= MAX_TOUCHED) this.touched.clear();
+    if (this.touched.size >= MAX_REMEMBERED) this.touched.clear();
     this.touched.set(key, atMs);
     return true;
   }
@@ -329,10 +329,11 @@ interface StoreBatch {
 /** Most sends in one STORE_MESSAGES call: bounds the script's time, during which Redis serves no one else. */
 const STORE_BATCH = 64;
 const TOUCH_INTERVAL_MS = 1_000;
-/** Pairs remembered for touchDue; beyond, it starts over (a few extra writes). */
-const MAX_TOUCHED = 100_000;
-/** Age marks remembered per map; beyond, it starts over (a few extra checks). */
-const MAX_MARKS = 100_000;
+/**
+ * Keys each of the store's memories (touchDue's pairs, the age marks) keeps; beyond, that map starts
+ * over: a few extra writes or age checks, never a missed one.
+ */
+const MAX_REMEMBERED = 100_000;
 
 /** '1' when an age check with `cutoff` is due ('0': the known mark is at or above it). */
 function checkDue(mark: number | undefined, cutoff: number): string {
@@ -344,7 +345,7 @@ function remember(marks: Map<string, number>, key: string, mark: number | null):
   if (mark === null) return;
   const known = marks.get(key);
   if (known !== undefined && known >= mark) return;
-  if (known === undefined && marks.size >= MAX_MARKS) marks.clear();
+  if (known === undefined && marks.size >= MAX_REMEMBERED) marks.clear();
   marks.set(key, mark);
 }
 
