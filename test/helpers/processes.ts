@@ -1,4 +1,4 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -6,6 +6,7 @@ import { createInterface } from 'node:readline';
 import { stringify } from 'yaml';
 import { afterAll, beforeAll } from 'vitest';
 import { mintToken } from '../../src/proxy/auth.js';
+import { spawnTied } from './tied-spawn.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 /**
@@ -36,11 +37,8 @@ export interface RunningProcess {
 export function runLivemux(args: string[], env: NodeJS.ProcessEnv = {}, cwd?: string): RunningProcess {
   const merged: NodeJS.ProcessEnv = { ...process.env, LIVEMUX_JWT_SECRET: TEST_SECRET, ...env };
   for (const key of Object.keys(merged)) if (merged[key] === undefined) delete merged[key];
-  const child = spawn(process.execPath, [BIN, ...args], { env: merged, stdio: ['ignore', 'pipe', 'pipe'], ...(cwd ? { cwd } : {}) });
-  // A test that fails before its afterAll must not leave processes behind.
-  const killOnExit = (): void => void child.kill('SIGKILL');
-  process.once('exit', killOnExit);
-  child.once('exit', () => process.off('exit', killOnExit));
+  // A test that fails before its afterAll must not leave processes behind: they die with the test process.
+  const child = spawnTied(process.execPath, [BIN, ...args], { env: merged, stdio: ['ignore', 'pipe', 'pipe'], ...(cwd ? { cwd } : {}) });
   const lines: Record<string, unknown>[] = [];
   const waiters: { match: (l: Record<string, unknown>) => boolean; resolve: (l: Record<string, unknown>) => void }[] = [];
   createInterface({ input: child.stdout! }).on('line', (text) => {

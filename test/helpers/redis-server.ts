@@ -1,8 +1,9 @@
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort } from './free-port.js';
+import { spawnTied } from './tied-spawn.js';
 
 /** A throwaway redis-server owned by a test. */
 export interface RedisServer {
@@ -42,20 +43,13 @@ export async function startRedisServer(): Promise<RedisServer> {
 
 async function launch(port: number, timeoutMs = 10_000): Promise<RedisServer> {
   const dir = mkdtempSync(join(tmpdir(), 'livemux-redis-'));
-  const child = spawn(
+  const child = spawnTied(
     'redis-server',
     ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--daemonize', 'no', '--logfile', ''],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
-  // A test that fails before its afterAll must not leave the server behind.
-  const killOnExit = (): void => void child.kill('SIGKILL');
-  process.once('exit', killOnExit);
-  const exited = new Promise<number | string>((resolve) =>
-    child.once('exit', (code, signal) => {
-      process.off('exit', killOnExit);
-      resolve(code ?? signal ?? 'unknown');
-    }),
-  );
+  // A test that fails before its afterAll must not leave the server behind: it dies with its test process.
+  const exited = new Promise<number | string>((resolve) => child.once('exit', (code, signal) => resolve(code ?? signal ?? 'unknown')));
   let output = '';
   child.stdout.on('data', (d: Buffer) => (output += d.toString()));
   child.stderr.on('data', (d: Buffer) => (output += d.toString()));
