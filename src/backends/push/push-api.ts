@@ -28,7 +28,16 @@ export interface PushApiOptions {
   maxTtlS: number;
   log: pino.Logger;
   /** Told of each answered call (metrics): route, status, the key's name ("" before authentication). */
-  onAnswer?: (route: 'push' | 'status' | 'other', status: number) => void;
+  onAnswer?: (route: RouteName, status: number) => void;
+}
+
+/** The API's two routes, and the names their answers are counted under (the server's own label values). */
+const PUSH_ROUTE = '/v1/push';
+const STATUS_ROUTE = '/v1/push/:id';
+type RouteName = 'push' | 'status' | 'other';
+
+function routeName(url: string | undefined): RouteName {
+  return url === PUSH_ROUTE ? 'push' : url === STATUS_ROUTE ? 'status' : 'other';
 }
 
 const NAME = PUSH_ID_PATTERN.source;
@@ -120,7 +129,7 @@ export function createPushApi(o: PushApiOptions): FastifyInstance {
 
   // The 202 body through a serializer compiled from its schema (fast-json-stringify), not JSON.stringify.
   const accepted = { type: 'object', required: ['id', 'targeted'], properties: { id: { type: 'string' }, targeted: { type: 'integer' } } };
-  app.post<{ Body: PushCall }>('/v1/push', { schema: { body: callSchema(o), response: { 202: accepted } } }, async (req, reply) => {
+  app.post<{ Body: PushCall }>(PUSH_ROUTE, { schema: { body: callSchema(o), response: { 202: accepted } } }, async (req, reply) => {
     const call = req.body;
     if ((call.data === undefined) === (call.data_base64 === undefined)) {
       throw new ApiError('INVALID_BODY', 'data, data_base64: exactly one of them is required');
@@ -130,7 +139,7 @@ export function createPushApi(o: PushApiOptions): FastifyInstance {
     return reply.code(202).send(accepted);
   });
 
-  app.get<{ Params: { id: string } }>('/v1/push/:id', async (req) => {
+  app.get<{ Params: { id: string } }>(STATUS_ROUTE, async (req) => {
     const status = await o.service.status(req.caller!.name, req.params.id);
     o.onAnswer?.('status', 200);
     return status;
@@ -138,8 +147,8 @@ export function createPushApi(o: PushApiOptions): FastifyInstance {
 
   app.setNotFoundHandler((req, reply) => {
     const path = req.url.split('?', 1)[0]!;
-    if (path === '/v1/push' || /^\/v1\/push\/[^/]+$/.test(path)) {
-      void reply.header('allow', path === '/v1/push' ? 'POST' : 'GET, HEAD');
+    if (path === PUSH_ROUTE || /^\/v1\/push\/[^/]+$/.test(path)) {
+      void reply.header('allow', path === PUSH_ROUTE ? 'POST' : 'GET, HEAD');
       return refuse(reply, new ApiError('METHOD_NOT_ALLOWED', `${req.method} ${path}: method not allowed`));
     }
     return refuse(reply, new ApiError('NOT_FOUND', `${req.method} ${path}: no such endpoint`));
@@ -159,8 +168,7 @@ export function createPushApi(o: PushApiOptions): FastifyInstance {
    * onResponse hook (fastify runs a hook chain per request for one, on the path of every call).
    */
   function refuse(reply: FastifyReply, err: ApiError): FastifyReply {
-    const url = reply.request.routeOptions.url;
-    o.onAnswer?.(url === '/v1/push' ? 'push' : url === '/v1/push/:id' ? 'status' : 'other', err.status);
+    o.onAnswer?.(routeName(reply.request.routeOptions.url), err.status);
     return send(reply, err);
   }
 }
