@@ -1,0 +1,70 @@
+import { describe, expect, it } from 'vitest';
+import { PEAK_SEARCH, type Verdict, findPeak } from '../../bench/peak-search.js';
+
+/** A deterministic pseudo-random stream in [0, 1) (mulberry32), so that each case is reproducible. */
+function random(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/**
+ * A server whose steps keep pace with probability 1 / (1 + e^(ln(rate / edge) / width)): a sure pass far
+ * below `edge`, a toss at it, saturated above twice it. Width 0.06 is the fuzz of the quiet runs of
+ * 2026-12-03: 4,305/s missed about a third of the time and 5,120/s kept pace about a fifth, around ~4,700.
+ */
+function server(edge: number, width: number, seed: number): { step: (rate: number) => Promise<Verdict>; rates: number[] } {
+  const next = random(seed);
+  const rates: number[] = [];
+  return {
+    rates,
+    step: async (rate) => {
+      rates.push(rate);
+      const ok = next() < 1 / (1 + Math.exp(Math.log(rate / edge) / width));
+      return { rate, ok, saturated: rate > 2 * edge };
+    },
+  };
+}
+
+describe('peak search', () => {
+  it('finds a sharp edge within one rung of the finest stride', async () => {
+    for (const edge of [7.7, 1_100, 4_700, 9_000]) {
+      const { rate } = await findPeak(async (r) => ({ rate: r, ok: r <= edge, saturated: r > 2 * edge }));
+      expect(Math.abs(Math.log(rate / edge))).toBeLessThan(Math.log(2) / PEAK_SEARCH.rungsPerDoubling);
+    }
+  });
+
+  it('halves from the start rate when nothing keeps pace, and fails when nothing down to the lowest rate does', async () => {
+    const { rate } = await findPeak(async (r) => ({ rate: r, ok: r <= 1.3, saturated: r > 2.6 }));
+    expect(rate).toBeGreaterThan(1.3 / 1.1);
+    expect(rate).toBeLessThan(1.3 * 1.1);
+    await expect(findPeak(async (r) => ({ rate: r, ok: false, saturated: true }))).rejects.toThrow(/no rate down to 0.5/);
+  });
+
+  it('three searches of a fuzzy edge agree within 10 % nearly always, whichever way the first tosses fall', async () => {
+    const edge = 4_700;
+    let agreeing = 0;
+    const trials = 200;
+    const steps: number[] = [];
+    for (let t = 0; t < trials; t++) {
+      const peaks: number[] = [];
+      for (let pass = 0; pass < 3; pass++) {
+        const s = server(edge, 0.04, t * 3 + pass + 1);
+        const { rate } = await findPeak(s.step);
+        peaks.push(rate);
+        steps.push(s.rates.length);
+        expect(Math.abs(Math.log(rate / edge))).toBeLessThan(Math.log(1.15));
+      }
+      const sorted = [...peaks].sort((a, b) => a - b);
+      if ((sorted[2]! - sorted[0]!) / sorted[1]! <= 0.1) agreeing++;
+    }
+    expect(agreeing / trials).toBeGreaterThan(0.8);
+    // The climb's 12 steps at most (5 → 10,240, the last saturated) and at most PEAK_SEARCH.maxSteps on the staircase.
+    expect(Math.max(...steps)).toBeLessThanOrEqual(12 + PEAK_SEARCH.maxSteps);
+  });
+});
