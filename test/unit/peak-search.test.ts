@@ -1,17 +1,6 @@
 import { describe, expect, it } from 'vitest';
+import { seededRandom } from '../helpers/seeded-random.js';
 import { PEAK_SEARCH, type Verdict, findPeak } from '../../bench/peak-search.js';
-
-/** A deterministic pseudo-random stream in [0, 1) (mulberry32), so that each case is reproducible. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /**
  * A server whose steps keep pace with probability 1 / (1 + e^(ln(rate / edge) / width)): a sure pass far
@@ -19,7 +8,7 @@ function random(seed: number): () => number {
  * 2026-12-03: 4,305/s missed about a third of the time and 5,120/s kept pace about a fifth, around ~4,700.
  */
 function server(edge: number, width: number, seed: number): { step: (rate: number) => Promise<Verdict>; rates: number[] } {
-  const next = random(seed);
+  const next = seededRandom(seed);
   const rates: number[] = [];
   return {
     rates,
