@@ -4,8 +4,11 @@ import { PEAK_SEARCH, type Verdict, findPeak } from '../../bench/peak-search.js'
 
 /**
  * A server whose steps keep pace with probability 1 / (1 + e^(ln(rate / edge) / width)): a sure pass far
- * below `edge`, a toss at it, saturated above twice it. Width 0.06 is the fuzz of the quiet runs of
- * 2026-12-03: 4,305/s missed about a third of the time and 5,120/s kept pace about a fifth, around ~4,700.
+ * below `edge`, a toss at it, saturated above twice it. In the quiet runs of 2026-12-03 (8 s steps)
+ * 4,305/s missed about half the time and 4,695/s kept pace about a third: a width near 0.06–0.09, which
+ * the staircase's 12 s steps (bench/broadcast.ts, EDGE_STEP_SECONDS) should bring near 0.04. The
+ * bisection the search replaced (one verdict per rate, a marginal miss run again) agrees within 10 %
+ * over three searches of this model at 0.04 in ~2/3 of sets (a simulation outside the tests).
  */
 function server(edge: number, width: number, seed: number): { step: (rate: number) => Promise<Verdict>; rates: number[] } {
   const next = seededRandom(seed);
