@@ -35,8 +35,9 @@ export function broadcastReport(runs: BroadcastRun[]): string {
       `every message arriving and latency not growing (by at most ${PACE_SLACK * 100} % of the time from a step's second second to its last: ` +
       `${fmt(paceSlackMs(STEP_SECONDS * 1000))} ms over a ${STEP_SECONDS} s step, ${fmt(paceSlackMs(EDGE_STEP_SECONDS * 1000))} ms over ${EDGE_STEP_SECONDS} s). ` +
       `Found by doubling the rate in ${STEP_SECONDS} s steps (from ${NATIVE_START_RATE}/s with native receivers, ${PEAK_SEARCH.startRate}/s with Node receivers) until one is far behind, then a staircase of ${EDGE_STEP_SECONDS} s steps ` +
-      `(${STEP_SECONDS} s with Node receivers; the further apart the two seconds, the less a round's noise decides: 8 s until 2026-12-03) from the middle of the last doubling: ` +
-      `up after a step that kept pace, down after one that did not, by ${strides.map(rung).join(', then ')} (the stride shrinks each time the verdict turns); ` +
+      `(${STEP_SECONDS} s with Node receivers; the further apart the two seconds, the less a round's noise decides: 8 s until 2026-12-03) from one coarse stride above the fastest climb step kept: ` +
+      `up after a step that kept pace, down after one that did not, by ${strides.map(rung).join(', then ')} (the stride shrinks each time the verdict turns, ` +
+      `and widens again after ${PEAK_SEARCH.sameWay} moves the same way in a row, dropping the finest rates so far); ` +
       `the peak is the geometric mean of the ${finestSteps} rates run at the finest stride. Near the peak a step's verdict is a toss decided by where ` +
       `the server's rounds of writes (200–500 ms there) fall: the staircase's steps gather where keeping pace and missing are equally likely, ` +
       `and each counts once in the mean, where a bisection took one verdict per rate and followed it (until 2026-12-03, one lucky 5,120/s or ` +
@@ -113,7 +114,7 @@ function runTable(run: BroadcastRun): string[] {
     ...(n > 1 ? ['', ...agreement(rows)] : []),
     ...bursts,
     '',
-    `Peak search, room messages/s offered (× ${fmt(BROADCAST_CLIENTS)} = deliveries/s); ✓ kept pace, ✗ did not:`,
+    `Peak search, room messages/s offered (× ${fmt(BROADCAST_CLIENTS)} = deliveries/s); ✓ kept pace, ✗ did not; TCP timeouts: the machine's retransmission timeouts during the step (none on loopback until receive queues overflow):`,
     ...run.passes.flatMap((pass, p) => pass.map((r) => `- ${r.name}${n > 1 ? `, pass ${p + 1}` : ''}: ${searchLine(r)}`)),
   ];
 }
@@ -321,9 +322,9 @@ function rateOf(rate: number): string {
 
 function stepMark(s: StepResult): string {
   const rate = rateOf(s.rate);
-  if (s.ok) return `${rate} ✓`;
+  if (s.ok) return `${rate} ✓${s.tcpTimeouts > 0 ? ` (${fmt(s.tcpTimeouts)} TCP timeouts)` : ''}`;
   const why = s.missing > 0 ? `${fmt(s.missing)} missing` : s.late ? `received in ${fmt(s.wallMs / 1000)} s` : `latency grew ${fmt(s.lagGrowthMs)} ms`;
-  return `${rate} ✗ (${why})`;
+  return `${rate} ✗ (${why}${s.tcpTimeouts > 0 ? `; ${fmt(s.tcpTimeouts)} TCP timeouts` : ''})`;
 }
 
 function fmt(n: number): string {

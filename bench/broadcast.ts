@@ -161,6 +161,12 @@ export interface StepResult {
   /** The whole machine over that window (/proc/stat): share of all cores busy, and stolen by the hypervisor. */
   machineBusy: number;
   machineSteal: number;
+  /**
+   * The machine's TCP retransmission timeouts over the window (/proc/net/netstat, TCPTimeouts): on
+   * loopback there are none until receive queues overflow (a step far behind leaves megabytes per socket
+   * queued); each stalls its connection for 200 ms or more, which a step's latency then shows.
+   */
+  tcpTimeouts: number;
   /** Publish-to-receive latency at every 50th receiver. */
   latency: LatencyHistogram;
 }
@@ -467,7 +473,7 @@ function logStep(name: string, step: StepResult): void {
   const cpu = [...cpuUs, receiverCpuUs].map((us) => (us / deliveries).toPrecision(3)).join(' + ');
   const pace = `published in ${publishMs.toFixed(0)} ms, received in ${receiveMs.toFixed(0)} ms, latency grew ${lagGrowthMs.toFixed(0)} ms, ${missing} missing${late ? ', a receiver reported after the deadline' : ''}`;
   const cores = [...cpuUs, receiverCpuUs].map((us) => (us / 1000 / step.wallMs).toFixed(2)).join(' + ');
-  const cost = `p50 ${latency.quantile(0.5).toFixed(1)} ms, CPU µs/delivery ${cpu}, cores ${cores} (servers + receivers), machine ${(machineBusy * 100).toFixed(0)} % busy`;
+  const cost = `p50 ${latency.quantile(0.5).toFixed(1)} ms, CPU µs/delivery ${cpu}, cores ${cores} (servers + receivers), machine ${(machineBusy * 100).toFixed(0)} % busy, ${step.tcpTimeouts} TCP timeouts`;
   console.error(`broadcast: ${name}: ${rate.toFixed(1)} messages/s ${ok ? 'kept pace' : 'fell behind'} (${pace}; ${cost})`);
 }
 
@@ -556,6 +562,7 @@ class Room {
     const reports = this.reports(phase, deadlineMs + BACKLOG_MS);
     const before = servers.map((s) => cpuUs(s.pid));
     const machineBefore = machineTicks();
+    const timeoutsBefore = tcpTimeouts();
     const start = clockMs();
     await publish(phase, start);
     this.published += total;
@@ -596,6 +603,7 @@ class Room {
       wallMs,
       machineBusy: (machine.busy - machineBefore.busy) / (machine.total - machineBefore.total),
       machineSteal: (machine.steal - machineBefore.steal) / (machine.total - machineBefore.total),
+      tcpTimeouts: tcpTimeouts() - timeoutsBefore,
       latency,
     };
   }
@@ -619,6 +627,15 @@ function machineTicks(): { busy: number; steal: number; total: number } {
   const [user, nice, system, idle, iowait, irq, softirq, steal] = line.trim().split(/\s+/).slice(1).map(Number) as number[];
   const busy = user! + nice! + system! + irq! + softirq!;
   return { busy, steal: steal!, total: busy + idle! + iowait! + steal! };
+}
+
+/** TCP retransmission timeouts of the whole machine since boot (TcpExt TCPTimeouts in /proc/net/netstat). */
+function tcpTimeouts(): number {
+  const [names, values] = readFileSync('/proc/net/netstat', 'utf8')
+    .split('\n')
+    .filter((l) => l.startsWith('TcpExt:'))
+    .map((l) => l.split(/\s+/));
+  return Number(values?.[names?.indexOf('TCPTimeouts') ?? -1] ?? NaN);
 }
 
 /** Resident memory of a process now, and its high-water mark. */

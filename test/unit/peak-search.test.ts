@@ -59,4 +59,18 @@ describe('peak search', () => {
     // The climb's 12 steps at most (5 → 10,240, the last saturated) and at most PEAK_SEARCH.maxSteps on the staircase.
     expect(Math.max(...steps)).toBeLessThanOrEqual(12 + PEAK_SEARCH.maxSteps);
   });
+  it('widens its stride again when a few spoiled verdicts sent it to the finest too early, and still finds the edge', async () => {
+    // A sharp edge at 4,700/s, but the staircase's 2nd and 3rd steps miss whatever their rate (a disturbance):
+    // at the finest stride from ~3,600/s, six rates 4.4 % apart would end their mean near 4,100.
+    let n = 0;
+    const { rate, finest } = await findPeak(async (r, edge) => {
+      if (edge) n++;
+      const spoiled = edge && (n === 2 || n === 3);
+      return { rate: r, ok: !spoiled && r <= 4_700, saturated: r > 9_400 };
+    }, { ...PEAK_SEARCH, startRate: 80 });
+    expect(Math.abs(Math.log(rate / 4_700))).toBeLessThan(Math.log(1.05));
+    // The climb back costs steps: the cap leaves three at the finest stride, all at the edge.
+    expect(finest.length).toBeGreaterThanOrEqual(3);
+    expect(Math.min(...finest)).toBeGreaterThan(4_700 / 1.1);
+  });
 });
