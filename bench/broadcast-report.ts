@@ -114,7 +114,7 @@ function runTable(run: BroadcastRun): string[] {
     ...(n > 1 ? ['', ...agreement(rows)] : []),
     ...bursts,
     '',
-    `Peak search, room messages/s offered (× ${fmt(BROADCAST_CLIENTS)} = deliveries/s); ✓ kept pace, ✗ did not; TCP timeouts: the machine's retransmission timeouts during the step (none on loopback until receive queues overflow):`,
+    `Peak search, room messages/s offered (× ${fmt(BROADCAST_CLIENTS)} = deliveries/s); ✓ kept pace, ✗ did not; retransmitted: TCP segments the machine retransmitted during the step (none on loopback until the kernel, short of TCP memory, drops):`,
     ...run.passes.flatMap((pass, p) => pass.map((r) => `- ${r.name}${n > 1 ? `, pass ${p + 1}` : ''}: ${searchLine(r)}`)),
   ];
 }
@@ -322,9 +322,9 @@ function rateOf(rate: number): string {
 
 function stepMark(s: StepResult): string {
   const rate = rateOf(s.rate);
-  if (s.ok) return `${rate} ✓${s.tcpTimeouts > 0 ? ` (${fmt(s.tcpTimeouts)} TCP timeouts)` : ''}`;
+  if (s.ok) return `${rate} ✓${s.tcpRetransmits > 0 ? ` (${fmt(s.tcpRetransmits)} retransmitted)` : ''}`;
   const why = s.missing > 0 ? `${fmt(s.missing)} missing` : s.late ? `received in ${fmt(s.wallMs / 1000)} s` : `latency grew ${fmt(s.lagGrowthMs)} ms`;
-  return `${rate} ✗ (${why}${s.tcpTimeouts > 0 ? `; ${fmt(s.tcpTimeouts)} TCP timeouts` : ''})`;
+  return `${rate} ✗ (${why}${s.tcpRetransmits > 0 ? `; ${fmt(s.tcpRetransmits)} retransmitted` : ''})`;
 }
 
 function fmt(n: number): string {

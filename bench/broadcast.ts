@@ -162,11 +162,12 @@ export interface StepResult {
   machineBusy: number;
   machineSteal: number;
   /**
-   * The machine's TCP retransmission timeouts over the window (/proc/net/netstat, TCPTimeouts): on
-   * loopback there are none until receive queues overflow (a step far behind leaves megabytes per socket
-   * queued); each stalls its connection for 200 ms or more, which a step's latency then shows.
+   * TCP segments the machine retransmitted over the window (/proc/net/snmp, RetransSegs). On loopback
+   * there are none until the kernel drops: a room behind the pace queues megabytes per socket, the
+   * machine's TCP memory reaches the pressure mark (tcp_mem), and the kernel prunes receive queues:
+   * tens of thousands of retransmissions a second, each a stall for its connection.
    */
-  tcpTimeouts: number;
+  tcpRetransmits: number;
   /** Publish-to-receive latency at every 50th receiver. */
   latency: LatencyHistogram;
 }
@@ -473,7 +474,7 @@ function logStep(name: string, step: StepResult): void {
   const cpu = [...cpuUs, receiverCpuUs].map((us) => (us / deliveries).toPrecision(3)).join(' + ');
   const pace = `published in ${publishMs.toFixed(0)} ms, received in ${receiveMs.toFixed(0)} ms, latency grew ${lagGrowthMs.toFixed(0)} ms, ${missing} missing${late ? ', a receiver reported after the deadline' : ''}`;
   const cores = [...cpuUs, receiverCpuUs].map((us) => (us / 1000 / step.wallMs).toFixed(2)).join(' + ');
-  const cost = `p50 ${latency.quantile(0.5).toFixed(1)} ms, CPU µs/delivery ${cpu}, cores ${cores} (servers + receivers), machine ${(machineBusy * 100).toFixed(0)} % busy, ${step.tcpTimeouts} TCP timeouts`;
+  const cost = `p50 ${latency.quantile(0.5).toFixed(1)} ms, CPU µs/delivery ${cpu}, cores ${cores} (servers + receivers), machine ${(machineBusy * 100).toFixed(0)} % busy, ${step.tcpRetransmits} TCP segments retransmitted`;
   console.error(`broadcast: ${name}: ${rate.toFixed(1)} messages/s ${ok ? 'kept pace' : 'fell behind'} (${pace}; ${cost})`);
 }
 
@@ -511,7 +512,9 @@ class Room {
   }
 
   /** Publishes at `rate` for `seconds`, then the end message; resolves once every receiver has seen it. */
-  step(rate: number, seconds: number): Promise<StepResult> {
+  async step(rate: number, seconds: number): Promise<StepResult> {
+    const waited = await tcpQuiet();
+    if (waited >= 2 * QUIET_POLL_MS) console.error(`broadcast: waited ${(waited / 1000).toFixed(1)} s for the machine's TCP to be quiet before a step at ${rate.toFixed(1)} messages/s`);
     const total = Math.max(1, Math.round(rate * seconds));
     return this.window(rate, total, async (phase, start) => {
       let sent = 0;
@@ -562,7 +565,7 @@ class Room {
     const reports = this.reports(phase, deadlineMs + BACKLOG_MS);
     const before = servers.map((s) => cpuUs(s.pid));
     const machineBefore = machineTicks();
-    const timeoutsBefore = tcpTimeouts();
+    const retransmitsBefore = tcpCounters().retransmits;
     const start = clockMs();
     await publish(phase, start);
     this.published += total;
@@ -603,7 +606,7 @@ class Room {
       wallMs,
       machineBusy: (machine.busy - machineBefore.busy) / (machine.total - machineBefore.total),
       machineSteal: (machine.steal - machineBefore.steal) / (machine.total - machineBefore.total),
-      tcpTimeouts: tcpTimeouts() - timeoutsBefore,
+      tcpRetransmits: tcpCounters().retransmits - retransmitsBefore,
       latency,
     };
   }
@@ -629,14 +632,38 @@ function machineTicks(): { busy: number; steal: number; total: number } {
   return { busy, steal: steal!, total: busy + idle! + iowait! + steal! };
 }
 
-/** TCP retransmission timeouts of the whole machine since boot (TcpExt TCPTimeouts in /proc/net/netstat). */
-function tcpTimeouts(): number {
-  const [names, values] = readFileSync('/proc/net/netstat', 'utf8')
+/** The machine's TCP: segments retransmitted since boot (/proc/net/snmp) and pages of memory held now (/proc/net/sockstat). */
+function tcpCounters(): { retransmits: number; pages: number } {
+  const [names, values] = readFileSync('/proc/net/snmp', 'utf8')
     .split('\n')
-    .filter((l) => l.startsWith('TcpExt:'))
+    .filter((l) => l.startsWith('Tcp:'))
     .map((l) => l.split(/\s+/));
-  return Number(values?.[names?.indexOf('TCPTimeouts') ?? -1] ?? NaN);
+  const pages = /^TCP:.* mem (\d+)/m.exec(readFileSync('/proc/net/sockstat', 'utf8'))?.[1];
+  return { retransmits: Number(values?.[names?.indexOf('RetransSegs') ?? -1]), pages: Number(pages) };
 }
+
+/**
+ * Waits (at most QUIET_MAX_MS) until the machine's TCP is quiet: under QUIET_TCP_PAGES of memory and no
+ * segment retransmitted over the last poll. A step far behind leaves the kernel pruning queues and
+ * retransmitting after its receivers have reported (in the first staircase run, 2026-12-03 16:18, the
+ * step after the climb's overloaded one was spoiled in two searches of three: a receiver late, the server
+ * at 0.15 of a core): each step starts on a quiet kernel, as on a quiet room. Returns the time waited.
+ */
+async function tcpQuiet(): Promise<number> {
+  const start = clockMs();
+  let last = tcpCounters();
+  while (clockMs() - start < QUIET_MAX_MS) {
+    await sleep(QUIET_POLL_MS);
+    const now = tcpCounters();
+    if (now.pages < QUIET_TCP_PAGES && now.retransmits === last.retransmits) break;
+    last = now;
+  }
+  return clockMs() - start;
+}
+const QUIET_POLL_MS = 500;
+const QUIET_MAX_MS = 30_000;
+/** 100 MB in 4 KiB pages: a room of 10,000 idle sockets holds under 10 MB, a step far behind ~1.5 GB (the pressure mark here). */
+const QUIET_TCP_PAGES = 25_000;
 
 /** Resident memory of a process now, and its high-water mark. */
 export function memory(pid: number): { rssBytes: number; hwmBytes: number } {

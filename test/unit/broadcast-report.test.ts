@@ -24,7 +24,7 @@ function window(wallMs: number, deliveries: number, usPerDelivery: number[], rat
     wallMs,
     machineBusy: 0.5,
     machineSteal: 0,
-    tcpTimeouts: 0,
+    tcpRetransmits: 0,
     latency,
   };
 }
