@@ -49,7 +49,7 @@ const PEAKS = process.env.BROADCAST_PEAKS !== '0';
 const BURSTS = process.env.BROADCAST_BURSTS !== '0';
 /** Receiver processes: a process holds fewer than 20,000 files; Node receivers need the parallelism. */
 const CLIENT_PROCESSES: Record<ReceiverKind, number> = { native: 2, node: 4 };
-/** Length of each step of the peak search's climb (and of its bisection with Node receivers), and of the latency runs. */
+/** Length of each step of the peak search's climb (and of its staircase with Node receivers). */
 export const STEP_SECONDS = 4;
 /**
  * Length of each staircase step (bench/peak-search.ts) and of the step at the peak, with native
