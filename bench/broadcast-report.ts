@@ -38,7 +38,7 @@ export function broadcastReport(runs: BroadcastRun[]): string {
       `(${STEP_SECONDS} s with Node receivers; the further apart the two seconds, the less a round's noise decides: 8 s until 2026-12-03) from one coarse stride above the fastest climb step kept: ` +
       `up after a step that kept pace, down after one that did not, by ${strides.map(rung).join(', then ')} (the stride shrinks each time the verdict turns, ` +
       `and widens again after ${PEAK_SEARCH.sameWay} moves the same way in a row, dropping the finest rates so far); ` +
-      `the peak is the geometric mean of the ${finestSteps} rates run at the finest stride. Near the peak a step's verdict is a toss decided by where ` +
+      `the peak is the geometric mean of the ${finestSteps} rates run at the finest stride and the next one it would run. Near the peak a step's verdict is a toss decided by where ` +
       `the server's rounds of writes (200–500 ms there) fall: the staircase's steps gather where keeping pace and missing are equally likely, ` +
       `and each counts once in the mean, where a bisection took one verdict per rate and followed it (until 2026-12-03, one lucky 5,120/s or ` +
       `unlucky 4,305/s moved a pass's peak by 10–20 %, and one system's passes spread 13–17 %). Then one more step at the peak rate: every ` +
@@ -312,7 +312,7 @@ function ratio(x: number): string {
 function searchLine(r: SystemResult): string {
   const climb = r.steps.slice(0, r.edgeFrom).map(stepMark).join(', ');
   const edge = r.steps.slice(r.edgeFrom).map(stepMark).join(', ');
-  const finest = r.finest.length > 0 ? `; peak = geometric mean of ${r.finest.map(rateOf).join(', ')}` : '';
+  const finest = r.finest.length > 0 ? `; peak = geometric mean of ${r.finest.slice(0, -1).map(rateOf).join(', ')} and ${rateOf(r.finest.at(-1)!)} (the next rate)` : '';
   return `climb ${climb}${edge ? `; staircase ${edge}` : ''}${finest}; at the peak ${stepMark(r.peak)}`;
 }
 

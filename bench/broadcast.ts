@@ -183,7 +183,7 @@ export interface SystemResult {
   /** The peak search's steps: the climb's, then the staircase's from `edgeFrom` on (bench/peak-search.ts). */
   steps: StepResult[];
   edgeFrom: number;
-  /** The staircase's rates at its finest stride, whose geometric mean is the peak rate. */
+  /** The staircase's rates at its finest stride and the next one it would run, whose geometric mean is the peak rate. */
   finest: number[];
   /** One more step at the peak rate: every "at the peak" figure is of it, kept pace or not. */
   peak: StepResult;

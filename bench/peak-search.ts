@@ -42,9 +42,9 @@ export interface PeakSearchOptions {
 export const PEAK_SEARCH: PeakSearchOptions = { startRate: 5, minRate: 0.5, maxRate: 100_000, rungsPerDoubling: 16, strides: [4, 2, 1], finestSteps: 6, sameWay: 4, maxSteps: 14 };
 
 export interface PeakEstimate {
-  /** The peak rate: geometric mean of the staircase's rates at its finest stride. */
+  /** The peak rate: geometric mean of the staircase's rates at its finest stride, and of the next one it would run. */
   rate: number;
-  /** The rates that made it (empty when the staircase never reached its finest stride). */
+  /** The rates that made it, the next one last (empty when the staircase never reached its finest stride). */
   finest: number[];
 }
 
@@ -108,5 +108,9 @@ export async function staircase(start: number, step: (rate: number) => Promise<V
     rate = Math.max(options.minRate, rate * rung ** (s.ok ? options.strides[stride]! : -options.strides[stride]!));
   }
   if (finest.length === 0) return { rate: fastestKept || rate, finest };
+  // The rate the next step would run counts too: the last verdict decided it (the usual practice with
+  // up-down staircases). Without it, a search cut short by maxSteps after two misses at the finest
+  // stride (the C relay, 2026-12-03 16:41: 7,241 and 6,934/s) averages two rates above the edge.
+  finest.push(rate);
   return { rate: Math.exp(finest.reduce((sum, r) => sum + Math.log(r), 0) / finest.length), finest };
 }

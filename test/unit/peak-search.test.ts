@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { seededRandom } from '../helpers/seeded-random.js';
-import { PEAK_SEARCH, type Verdict, findPeak } from '../../bench/peak-search.js';
+import { PEAK_SEARCH, type Verdict, findPeak, staircase } from '../../bench/peak-search.js';
 
 /**
  * A server whose steps keep pace with probability 1 / (1 + e^(ln(rate / edge) / width)): a sure pass far
@@ -72,5 +72,13 @@ describe('peak search', () => {
     // The climb back costs steps: the cap leaves three at the finest stride, all at the edge.
     expect(finest.length).toBeGreaterThanOrEqual(3);
     expect(Math.min(...finest)).toBeGreaterThan(4_700 / 1.1);
+  });
+  it('counts the rate the next step would run, so a search cut short after misses does not average only rates above the edge', async () => {
+    const rung = 2 ** (1 / 16);
+    const options = { ...PEAK_SEARCH, strides: [1], maxSteps: 2 };
+    const { rate, finest } = await staircase(1_100, async (r) => ({ rate: r, ok: r <= 1_000, saturated: false }), options);
+    [1_100, 1_100 / rung, 1_100 / rung ** 2].forEach((r, i) => expect(finest[i]).toBeCloseTo(r, 6));
+    expect(finest).toHaveLength(3);
+    expect(rate).toBeCloseTo(1_100 / rung, 6);
   });
 });
