@@ -512,9 +512,7 @@ class Room {
   }
 
   /** Publishes at `rate` for `seconds`, then the end message; resolves once every receiver has seen it. */
-  async step(rate: number, seconds: number): Promise<StepResult> {
-    const waited = await tcpQuiet();
-    if (waited >= 2 * QUIET_POLL_MS) console.error(`broadcast: waited ${(waited / 1000).toFixed(1)} s for the machine's TCP to be quiet before a step at ${rate.toFixed(1)} messages/s`);
+  step(rate: number, seconds: number): Promise<StepResult> {
     const total = Math.max(1, Math.round(rate * seconds));
     return this.window(rate, total, async (phase, start) => {
       let sent = 0;
@@ -565,7 +563,7 @@ class Room {
     const reports = this.reports(phase, deadlineMs + BACKLOG_MS);
     const before = servers.map((s) => cpuUs(s.pid));
     const machineBefore = machineTicks();
-    const retransmitsBefore = tcpCounters().retransmits;
+    const retransmitsBefore = tcpRetransmits();
     const start = clockMs();
     await publish(phase, start);
     this.published += total;
@@ -606,7 +604,7 @@ class Room {
       wallMs,
       machineBusy: (machine.busy - machineBefore.busy) / (machine.total - machineBefore.total),
       machineSteal: (machine.steal - machineBefore.steal) / (machine.total - machineBefore.total),
-      tcpRetransmits: tcpCounters().retransmits - retransmitsBefore,
+      tcpRetransmits: tcpRetransmits() - retransmitsBefore,
       latency,
     };
   }
@@ -632,38 +630,15 @@ function machineTicks(): { busy: number; steal: number; total: number } {
   return { busy, steal: steal!, total: busy + idle! + iowait! + steal! };
 }
 
-/** The machine's TCP: segments retransmitted since boot (/proc/net/snmp) and pages of memory held now (/proc/net/sockstat). */
-function tcpCounters(): { retransmits: number; pages: number } {
+/** TCP segments the machine has retransmitted since boot (/proc/net/snmp, RetransSegs). */
+function tcpRetransmits(): number {
   const [names, values] = readFileSync('/proc/net/snmp', 'utf8')
     .split('\n')
     .filter((l) => l.startsWith('Tcp:'))
     .map((l) => l.split(/\s+/));
-  const pages = /^TCP:.* mem (\d+)/m.exec(readFileSync('/proc/net/sockstat', 'utf8'))?.[1];
-  return { retransmits: Number(values?.[names?.indexOf('RetransSegs') ?? -1]), pages: Number(pages) };
+  return Number(values?.[names?.indexOf('RetransSegs') ?? -1]);
 }
 
-/**
- * Waits (at most QUIET_MAX_MS) until the machine's TCP is quiet: under QUIET_TCP_PAGES of memory and no
- * segment retransmitted over the last poll. A step far behind leaves the kernel pruning queues and
- * retransmitting after its receivers have reported (in the first staircase run, 2026-12-03 16:18, the
- * step after the climb's overloaded one was spoiled in two searches of three: a receiver late, the server
- * at 0.15 of a core): each step starts on a quiet kernel, as on a quiet room. Returns the time waited.
- */
-async function tcpQuiet(): Promise<number> {
-  const start = clockMs();
-  let last = tcpCounters();
-  while (clockMs() - start < QUIET_MAX_MS) {
-    await sleep(QUIET_POLL_MS);
-    const now = tcpCounters();
-    if (now.pages < QUIET_TCP_PAGES && now.retransmits === last.retransmits) break;
-    last = now;
-  }
-  return clockMs() - start;
-}
-const QUIET_POLL_MS = 500;
-const QUIET_MAX_MS = 30_000;
-/** 100 MB in 4 KiB pages: a room of 10,000 idle sockets holds under 10 MB, a step far behind ~1.5 GB (the pressure mark here). */
-const QUIET_TCP_PAGES = 25_000;
 
 /** Resident memory of a process now, and its high-water mark. */
 export function memory(pid: number): { rssBytes: number; hwmBytes: number } {
