@@ -18,6 +18,7 @@ function window(wallMs: number, deliveries: number, usPerDelivery: number[], rat
     receiveMs: wallMs,
     lagGrowthMs: 0,
     missing: 0,
+    closed: 0,
     deliveries,
     cpuUs: usPerDelivery.map((us) => us * deliveries),
     receiverCpuUs: 0,
