@@ -10,6 +10,7 @@ import { encodeHello, encodeOpen } from '../src/protocol/messages.js';
 import { BenchConnection } from './bench-connection.js';
 import { LatencyHistogram, clockMs, connectSocketIo, endMessage, probeMessage, roomMessage } from './broadcast-protocol.js';
 import { buildNative } from './native.js';
+import { PEAK_SEARCH, findPeak } from './peak-search.js';
 import { BenchProcess, type OutputLine, cpuUs, startProcess, statFields } from './processes.js';
 
 /**
@@ -48,17 +49,26 @@ const PEAKS = process.env.BROADCAST_PEAKS !== '0';
 const BURSTS = process.env.BROADCAST_BURSTS !== '0';
 /** Receiver processes: a process holds fewer than 20,000 files; Node receivers need the parallelism. */
 const CLIENT_PROCESSES: Record<ReceiverKind, number> = { native: 2, node: 4 };
-/** Length of each step of the peak search's climb (and of its bisection with Node receivers), and of the latency runs. */
+/** Length of each step of the peak search's climb (and of its staircase with Node receivers). */
 export const STEP_SECONDS = 4;
 /**
- * Length of each bisection step with native receivers. The keep-pace rule compares two one-second
- * windows, whose means move by up to a round of writes (200–500 ms near a peak) with where the
- * rounds fall; the longer the step, the further apart the windows and the larger the growth that
- * falling behind by 10 % makes (PACE_SLACK), against the same noise: 8 s steps triple it. The climb
- * keeps 4 s steps, far from the peak but its last one; so do the Node receivers' single pass, and
- * issue 12's relays (bench/scale.ts), whose figures divide by STEP_SECONDS.
+ * Length of each staircase step (bench/peak-search.ts) and of the step at the peak, with native
+ * receivers. The keep-pace rule compares two one-second windows, whose means move by up to a round of
+ * writes (200–500 ms near a peak) with where the rounds fall; the longer the step, the further apart
+ * the windows and the larger the growth that falling behind by 10 % makes (PACE_SLACK), against the
+ * same noise: 12 s steps make it five times a 4 s step's, and a verdict near the peak that much less
+ * of a toss (8 s steps, until 2026-12-03, made it three times). The climb keeps 4 s steps, far from the
+ * peak but its last one; so do the Node receivers' single pass, and issue 12's relays (bench/scale.ts),
+ * whose figures divide by STEP_SECONDS.
  */
-export const REFINE_STEP_SECONDS = 8;
+export const EDGE_STEP_SECONDS = 12;
+/**
+ * First rate of the climb with native receivers: every system has kept pace at 2,560 messages/s there
+ * in every run since they came (2026-12-03), so the climb starts five doublings below it rather than at
+ * the Node receivers' 5/s (socket.io peaks near 8/s), saving five steps a search; a system that misses
+ * it is searched by halving.
+ */
+export const NATIVE_START_RATE = 80;
 export const LATENCY_SECONDS = 8;
 /**
  * The fixed rate (room messages/s) every system's latency is also measured at, so that latency is
@@ -104,37 +114,12 @@ export function paceSlackMs(publishMs: number): number {
 /** A step is clearly saturated when receivers got its messages at less than this share of the pace. */
 const SATURATED_PACE = 0.7;
 /**
- * A step that missed the pace by its latency alone, growing by at most MARGINAL_SLACK × its pace slack (every message
- * arrived, none late, not saturated), is run once more, and the second run decides. Near a peak a
- * round of writes to the room lasts 200–500 ms, so the one-second windows PACE_SLACK compares hold
- * two or three rounds and their means move by a round with where the rounds fall: in the quiet run of
- * 2026-12-03 08:13 a system kept pace at 4,305/s in two passes and missed 2,560/s by 259 ms in the
- * third, halving its peak. Noise now has to strike twice; a server truly behind misses both runs.
- * Up to 1 s in a 4 s step: in the quiet run of 09:45 the C relay missed 5,120/s by 756 ms in one pass, not run
- * again (the bound was 600 ms), and kept pace there in the two others on their second run (after
- * misses of 429 and 414 ms); that one miss capped the pass's peak at 4,903/s, and the C relay's
- * passes spread 13 %. That run had six such misses of 700–900 ms with every message in and the step
- * received at the pace. A server behind the pace by a share f grows f × 2 s over the windows (of a 4 s
- * step) and takes 1 / (1 − f) of the publish time to receive the step: behind enough to grow 1 s
- * (f = 0.5), it is saturated (SATURATED_PACE) and not run again.
- */
-export const MARGINAL_SLACK = 5;
-/**
  * A step's receivers report within 3 × its publish time + 15 s when they keep anywhere near pace. One
  * that falls far behind gets BACKLOG_MS more to drain its backlog: the step is then marked as not
  * keeping pace (it is a measurement, not a failure of the run), and the next step starts on a quiet room.
  * A receiver silent beyond that is broken, and the run says so.
  */
 const BACKLOG_MS = 180_000;
-/**
- * Peak search: first rate (room messages/s), and bisections once bracketed (see findPeak). Each halves
- * the bracket's ratio: from a doubling, 3 leave the peak known within 9 %, too coarse to tell a peak at
- * 0.85× the C relay's (issue 14) from one at 0.93×; 4 leave 4.5 %, for one step more per search.
- */
-const START_RATE = 5;
-export const REFINEMENTS = 4;
-const MIN_RATE = 0.5;
-const MAX_RATE = 100_000;
 const DIST_BENCH = join(PACKAGE_ROOT, 'dist', 'bench');
 /** Receive windows the native livemux receivers offer in HELLO: credit never limits a bounded run. */
 const NATIVE_WINDOW = 1 << 30;
@@ -166,6 +151,8 @@ export interface StepResult {
   /** The median sampled receiver's latency growth over the step (see PACE_SLACK). */
   lagGrowthMs: number;
   missing: number;
+  /** Receivers whose connection the server closed since the room filled (livemux's SLOW_CONSUMER, far behind the pace). */
+  closed: number;
   deliveries: number;
   /** CPU time of each measured server process, from the first message until the last end message arrived. */
   cpuUs: number[];
@@ -176,6 +163,13 @@ export interface StepResult {
   /** The whole machine over that window (/proc/stat): share of all cores busy, and stolen by the hypervisor. */
   machineBusy: number;
   machineSteal: number;
+  /**
+   * TCP segments the machine retransmitted over the window (/proc/net/snmp, RetransSegs). On loopback
+   * there are none until the kernel drops: a room behind the pace queues megabytes per socket, the
+   * machine's TCP memory reaches the pressure mark (tcp_mem), and the kernel prunes receive queues:
+   * tens of thousands of retransmissions a second, each a stall for its connection.
+   */
+  tcpRetransmits: number;
   /** Publish-to-receive latency at every 50th receiver. */
   latency: LatencyHistogram;
 }
@@ -188,8 +182,12 @@ export interface SystemResult {
   idleRssBytes: number[];
   /** Highest RSS of each server over the whole run (VmHWM), overloaded steps included. */
   peakRssBytes: number[];
+  /** The peak search's steps: the climb's, then the staircase's from `edgeFrom` on (bench/peak-search.ts). */
   steps: StepResult[];
-  /** The fastest step that kept pace (see findPeak). */
+  edgeFrom: number;
+  /** The staircase's rates at its finest stride and the next one it would run, whose geometric mean is the peak rate. */
+  finest: number[];
+  /** One more step at the peak rate: every "at the peak" figure is of it, kept pace or not. */
   peak: StepResult;
   /** LATENCY_SECONDS at half the peak rate. */
   half: StepResult;
@@ -368,26 +366,46 @@ export async function measure(
   pass: number,
   size: RoomSize = { clients: BROADCAST_CLIENTS, processes: CLIENT_PROCESSES[receivers] },
 ): Promise<SystemResult> {
-  const clients = startReceivers(receivers, deployment, token, size);
+  let clients = startReceivers(receivers, deployment, token, size);
   const label = `${name}, ${receivers} receivers, pass ${pass}`;
   if (receivers === 'native') pinServerAlone(deployment, clients);
   try {
-    const room = new Room(deployment, clients, size.clients);
+    let room = new Room(deployment, clients, size.clients);
     await room.fill();
     const idleRssBytes = deployment.servers.map((s) => memory(s.pid).rssBytes);
-    const steps: StepResult[] = [];
-    const peak = await findPeak(async (rate, bisecting) => {
-      const step = await room.step(rate, bisecting && receivers === 'native' ? REFINE_STEP_SECONDS : STEP_SECONDS);
-      steps.push(step);
-      logStep(label, step);
+    /**
+     * One step; a server that closed receivers during it (livemux drops a member far behind: SLOW_CONSUMER)
+     * leaves a room every later step would fail (in the run of 2026-12-03 16:37, livemux after the climb's
+     * 10,240/s failed every step down to 538/s), so new receivers replace the room before the next step.
+     */
+    const run = async (rate: number, seconds: number, what: string): Promise<StepResult> => {
+      const step = await room.step(rate, seconds);
+      logStep(what, step);
+      if (step.closed > 0) {
+        console.error(`broadcast: ${label}: the server closed ${step.closed} receivers; a new room replaces them`);
+        await Promise.all(clients.map(stopped));
+        clients = startReceivers(receivers, deployment, token, size);
+        if (receivers === 'native') pinServerAlone(deployment, clients);
+        room = new Room(deployment, clients, size.clients);
+        await room.fill();
+      }
       return step;
-    });
-    const half = await room.step(peak.rate / 2, LATENCY_SECONDS);
-    logStep(`${label}, latency at half the peak`, half);
-    const fixed = peak.rate >= FIXED_RATE ? await room.step(FIXED_RATE, LATENCY_SECONDS) : null;
-    if (fixed) logStep(`${label}, latency at ${FIXED_RATE} messages/s`, fixed);
+    };
+    const steps: StepResult[] = [];
+    let edgeFrom = -1;
+    const edgeSeconds = receivers === 'native' ? EDGE_STEP_SECONDS : STEP_SECONDS;
+    const startRate = receivers === 'native' ? NATIVE_START_RATE : PEAK_SEARCH.startRate;
+    const search = await findPeak(async (rate, edge) => {
+      if (edge && edgeFrom < 0) edgeFrom = steps.length;
+      const step = await run(rate, edge ? edgeSeconds : STEP_SECONDS, label);
+      steps.push(step);
+      return { rate, ok: step.ok, saturated: step.late || step.missing > 0 || step.closed > 0 || step.publishMs < SATURATED_PACE * step.receiveMs };
+    }, { ...PEAK_SEARCH, startRate });
+    const peak = await run(search.rate, edgeSeconds, `${label}, at the peak`);
+    const half = await run(peak.rate / 2, LATENCY_SECONDS, `${label}, latency at half the peak`);
+    const fixed = peak.rate >= FIXED_RATE ? await run(FIXED_RATE, LATENCY_SECONDS, `${label}, latency at ${FIXED_RATE} messages/s`) : null;
     const peakRssBytes = deployment.servers.map((s) => memory(s.pid).hwmBytes);
-    return { name, servers: deployment.servers.map((s) => s.label), idleRssBytes, peakRssBytes, steps, peak, half, fixed };
+    return { name, servers: deployment.servers.map((s) => s.label), idleRssBytes, peakRssBytes, steps, edgeFrom: edgeFrom < 0 ? steps.length : edgeFrom, finest: search.finest, peak, half, fixed };
   } finally {
     await close(deployment, clients);
   }
@@ -472,43 +490,8 @@ function logStep(name: string, step: StepResult): void {
   const cpu = [...cpuUs, receiverCpuUs].map((us) => (us / deliveries).toPrecision(3)).join(' + ');
   const pace = `published in ${publishMs.toFixed(0)} ms, received in ${receiveMs.toFixed(0)} ms, latency grew ${lagGrowthMs.toFixed(0)} ms, ${missing} missing${late ? ', a receiver reported after the deadline' : ''}`;
   const cores = [...cpuUs, receiverCpuUs].map((us) => (us / 1000 / step.wallMs).toFixed(2)).join(' + ');
-  const cost = `p50 ${latency.quantile(0.5).toFixed(1)} ms, CPU µs/delivery ${cpu}, cores ${cores} (servers + receivers), machine ${(machineBusy * 100).toFixed(0)} % busy`;
+  const cost = `p50 ${latency.quantile(0.5).toFixed(1)} ms, CPU µs/delivery ${cpu}, cores ${cores} (servers + receivers), machine ${(machineBusy * 100).toFixed(0)} % busy, ${step.tcpRetransmits} TCP segments retransmitted`;
   console.error(`broadcast: ${name}: ${rate.toFixed(1)} messages/s ${ok ? 'kept pace' : 'fell behind'} (${pace}; ${cost})`);
-}
-
-/**
- * The peak: the fastest step that kept pace. Climbs by doubling from START_RATE until a step is
- * clearly saturated; a step that only just misses does not stop the climb, because a server that
- * coalesces (the baseline, livemux) writes more messages per syscall as the rate rises and may keep
- * pace at twice a rate it just missed. Halves from START_RATE if nothing kept pace. Then bisects
- * (geometric mean) REFINEMENTS times between the fastest step that kept pace and the next rate above it
- * that did not (`bisecting`: see REFINE_STEP_SECONDS). A step that missed by a little is run again
- * first (MARGINAL_SLACK).
- */
-async function findPeak(step: (rate: number, bisecting: boolean) => Promise<StepResult>): Promise<StepResult> {
-  const tried: StepResult[] = [];
-  const run = async (rate: number, bisecting = false): Promise<StepResult> => {
-    let s = await step(rate, bisecting);
-    const marginal = s.publishMs >= SATURATED_PACE * s.receiveMs && s.lagGrowthMs <= MARGINAL_SLACK * paceSlackMs(s.publishMs);
-    if (!s.ok && !s.late && s.missing === 0 && marginal) s = await step(rate, bisecting);
-    tried.push(s);
-    return s;
-  };
-  const fastestOk = (): StepResult | undefined => tried.filter((s) => s.ok).sort((a, b) => b.rate - a.rate)[0];
-  for (let rate = START_RATE; rate <= MAX_RATE; rate *= 2) {
-    const s = await run(rate);
-    if (s.late || s.missing > 0 || s.publishMs < SATURATED_PACE * s.receiveMs) break;
-  }
-  for (let rate = START_RATE / 2; !fastestOk() && rate >= MIN_RATE; rate /= 2) await run(rate);
-  for (let i = 0; i < REFINEMENTS; i++) {
-    const pass = fastestOk();
-    const fail = tried.filter((s) => !s.ok && s.rate > (pass?.rate ?? Infinity)).sort((a, b) => a.rate - b.rate)[0];
-    if (!pass || !fail) break;
-    await run(Math.sqrt(pass.rate * fail.rate), true);
-  }
-  const peak = fastestOk();
-  if (!peak) throw new Error(`broadcast: no rate down to ${MIN_RATE} messages/s kept pace`);
-  return peak;
 }
 
 /** The room of one deployment: runs numbered phases and collects the receivers' reports. */
@@ -596,6 +579,7 @@ class Room {
     const reports = this.reports(phase, deadlineMs + BACKLOG_MS);
     const before = servers.map((s) => cpuUs(s.pid));
     const machineBefore = machineTicks();
+    const retransmitsBefore = tcpRetransmits();
     const start = clockMs();
     await publish(phase, start);
     this.published += total;
@@ -612,6 +596,7 @@ class Room {
     for (const l of lines) latency.merge(l.histogram as number[]);
     const sum = (key: string): number => lines.reduce((n, l) => n + (l[key] as number), 0);
     const missing = sum('missing');
+    const closed = sum('closed');
     const median = (key: string): number => {
       const values = lines.flatMap((l) => l[key] as number[]).sort((a, b) => a - b);
       return values[Math.floor(values.length / 2)] ?? NaN;
@@ -624,18 +609,20 @@ class Room {
       // A step its receivers took far longer to get than it took to publish has not kept pace, whatever
       // its latency did between its second second and its last.
       // Medians hide one receiver process far behind the others: its late report fails the step too.
-      ok: !late && missing === 0 && sum('closed') === 0 && lagGrowthMs <= paceSlackMs(publishMs) && publishMs >= SATURATED_PACE * receiveMs,
+      ok: !late && missing === 0 && closed === 0 && lagGrowthMs <= paceSlackMs(publishMs) && publishMs >= SATURATED_PACE * receiveMs,
       late,
       publishMs,
       receiveMs,
       lagGrowthMs,
       missing,
+      closed,
       deliveries: total * this.members - missing,
       cpuUs: after.map((a, i) => a - before[i]!),
       receiverCpuUs: sum('cpuUs'),
       wallMs,
       machineBusy: (machine.busy - machineBefore.busy) / (machine.total - machineBefore.total),
       machineSteal: (machine.steal - machineBefore.steal) / (machine.total - machineBefore.total),
+      tcpRetransmits: tcpRetransmits() - retransmitsBefore,
       latency,
     };
   }
@@ -660,6 +647,16 @@ function machineTicks(): { busy: number; steal: number; total: number } {
   const busy = user! + nice! + system! + irq! + softirq!;
   return { busy, steal: steal!, total: busy + idle! + iowait! + steal! };
 }
+
+/** TCP segments the machine has retransmitted since boot (/proc/net/snmp, RetransSegs). */
+function tcpRetransmits(): number {
+  const [names, values] = readFileSync('/proc/net/snmp', 'utf8')
+    .split('\n')
+    .filter((l) => l.startsWith('Tcp:'))
+    .map((l) => l.split(/\s+/));
+  return Number(values?.[names?.indexOf('RetransSegs') ?? -1]);
+}
+
 
 /** Resident memory of a process now, and its high-water mark. */
 export function memory(pid: number): { rssBytes: number; hwmBytes: number } {

@@ -18,12 +18,14 @@ function window(wallMs: number, deliveries: number, usPerDelivery: number[], rat
     receiveMs: wallMs,
     lagGrowthMs: 0,
     missing: 0,
+    closed: 0,
     deliveries,
     cpuUs: usPerDelivery.map((us) => us * deliveries),
     receiverCpuUs: 0,
     wallMs,
     machineBusy: 0.5,
     machineSteal: 0,
+    tcpRetransmits: 0,
     latency,
   };
 }
@@ -71,11 +73,11 @@ describe('broadcast report: cost at equal coalescing', () => {
 });
 
 describe('broadcast report: peaks', () => {
-  it("gives each peak's deliveries/s over its own step's length (bisection steps are longer)", () => {
+  it("gives each peak's deliveries/s over its own step's length (staircase steps are longer)", () => {
     // 5,000 messages/s to 10,000 receivers: 50 M deliveries/s, whether the peak step lasted 4 s or 8 s.
     const system = (name: string, seconds: number): SystemResult => {
       const step = window(seconds * 1000, 5_000 * seconds * 10_000, [0.02], 5_000);
-      return { name, servers: ['server'], idleRssBytes: [0], peakRssBytes: [0], steps: [step], peak: step, half: step, fixed: step };
+      return { name, servers: ['server'], idleRssBytes: [0], peakRssBytes: [0], steps: [step], edgeFrom: 1, finest: [], peak: step, half: step, fixed: step };
     };
     const lines = broadcastReport([{ receivers: 'native', processes: 2, passes: [[system(C, 8), system('Node relay, writes coalesced per tick', 4)]], bursts: [] }]).split('\n');
     expect(lines.find((l) => l.startsWith(`| ${C}`))).toMatch(/^\| [^|]+ \| 50,000,000 \|/);

@@ -1,0 +1,116 @@
+/**
+ * The broadcast bench's peak search (issue 14): the highest rate a server sustains, from steps whose
+ * verdict (kept pace or not) is a coin toss near that rate.
+ *
+ * Near a coalescing server's peak a round of writes to the room lasts 200–500 ms, and whether a step's
+ * latency grew past the bound depends on where the rounds fall: in the quiet runs of 2026-12-03 the
+ * same system kept pace at 4,305 messages/s in one step and missed it in the next, and kept pace at
+ * 5,120/s in one pass while missing 4,695/s in another. A bisection takes one verdict per rate and
+ * follows it: one lucky 5,120 put a pass's peak there, one unlucky 4,305 put it at 3,948, and the
+ * passes of one system spread 13–17 %. Here the edge is found by a staircase (the up-down method of
+ * psychophysics): after the climb has bracketed it, each step goes up after keeping pace and down
+ * after missing, so the steps gather where keeping pace and missing are equally likely, and the peak
+ * is the geometric mean of the rates run once the stride is down to its finest: every verdict there
+ * counts, none decides alone.
+ */
+
+/** What the search needs of a step: its rate, its verdict, and whether it was hopelessly behind. */
+export interface Verdict {
+  rate: number;
+  ok: boolean;
+  /** Far behind (messages lost, or received at well under the pace): the climb stops here. */
+  saturated: boolean;
+}
+
+export interface PeakSearchOptions {
+  /** First rate of the climb, which doubles from it (or halves, if it does not keep pace). */
+  startRate: number;
+  minRate: number;
+  maxRate: number;
+  /** Rungs per doubling of the staircase's finest stride (16: 4.4 % apart). */
+  rungsPerDoubling: number;
+  /** Strides of the staircase in rungs, the next one after each reversal (up after down, or down after up). */
+  strides: number[];
+  /** Steps at the finest stride whose rates make the estimate. */
+  finestSteps: number;
+  /** Moves the same way in a row that widen the stride again (see staircase). */
+  sameWay: number;
+  /** Most staircase steps in all, in case the verdicts never settle (the estimate is then the mean of the finest rates so far, or the fastest kept). */
+  maxSteps: number;
+}
+
+export const PEAK_SEARCH: PeakSearchOptions = { startRate: 5, minRate: 0.5, maxRate: 100_000, rungsPerDoubling: 16, strides: [4, 2, 1], finestSteps: 6, sameWay: 4, maxSteps: 14 };
+
+export interface PeakEstimate {
+  /** The peak rate: geometric mean of the staircase's rates at its finest stride, and of the next one it would run. */
+  rate: number;
+  /** The rates that made it, the next one last (empty when the staircase never reached its finest stride). */
+  finest: number[];
+}
+
+/**
+ * Climbs by doubling from `startRate` (`step(rate, false)`) until a step is saturated, halving instead
+ * if nothing kept pace; then runs the staircase (`step(rate, true)`) in the bracket between the fastest
+ * climb step that kept pace and the slowest faster one that did not, from one coarse stride above the
+ * former (or the bracket's geometric middle, when that is lower). A
+ * step that misses without being saturated does not stop the climb: a server that coalesces writes
+ * more messages per syscall as the rate rises and may keep pace at twice a rate it just missed.
+ */
+export async function findPeak(step: (rate: number, edge: boolean) => Promise<Verdict>, options: PeakSearchOptions = PEAK_SEARCH): Promise<PeakEstimate> {
+  const climb: Verdict[] = [];
+  for (let rate = options.startRate; rate <= options.maxRate; rate *= 2) {
+    const s = await step(rate, false);
+    climb.push(s);
+    if (s.saturated) break;
+  }
+  const kept = (): Verdict | undefined => climb.filter((s) => s.ok).sort((a, b) => b.rate - a.rate)[0];
+  for (let rate = options.startRate / 2; !kept() && rate >= options.minRate; rate /= 2) climb.push(await step(rate, false));
+  const low = kept();
+  if (!low) throw new Error(`broadcast: no rate down to ${options.minRate} messages/s kept pace`);
+  const high = climb.filter((s) => !s.ok && s.rate > low.rate).sort((a, b) => a.rate - b.rate)[0];
+  // Nothing missed above it: the climb reached maxRate keeping pace.
+  if (!high) return { rate: low.rate, finest: [] };
+  // One coarse stride above the fastest rate kept: climbing steps are cheap (received on time), and the
+  // edge lies nearer the bottom of the doubling than its middle as often as not (at 5,100–5,600/s from a
+  // bracket of 5,120–10,240, a middle start spends two steps far behind, each draining seconds of backlog).
+  return staircase(Math.min(low.rate * 2 ** (options.strides[0]! / options.rungsPerDoubling), Math.sqrt(low.rate * high.rate)), (rate) => step(rate, true), options);
+}
+
+/**
+ * The up-down staircase from `start` (see the module's comment). Each time the verdict turns the
+ * stride shrinks one notch; a run of `sameWay` moves the same way widens it one notch again and
+ * drops the finest rates gathered so far: the edge is further than the stride reaches (a start far
+ * from it, or a disturbance that spoiled a few verdicts and sent the stride to its finest early), and
+ * a mean of rates walking towards it would stop short of it.
+ */
+export async function staircase(start: number, step: (rate: number) => Promise<Verdict>, options: PeakSearchOptions = PEAK_SEARCH): Promise<PeakEstimate> {
+  const rung = 2 ** (1 / options.rungsPerDoubling);
+  const finestStride = options.strides.length - 1;
+  let stride = 0;
+  let rate = start;
+  let previous: boolean | undefined;
+  let run = 0;
+  let finest: number[] = [];
+  let fastestKept = 0;
+  for (let n = 0; n < options.maxSteps && finest.length < options.finestSteps; n++) {
+    const s = await step(rate);
+    if (stride === finestStride) finest.push(rate);
+    if (s.ok) fastestKept = Math.max(fastestKept, rate);
+    if (previous !== undefined && s.ok !== previous) {
+      stride = Math.min(stride + 1, finestStride);
+      run = 1;
+    } else if (++run >= options.sameWay && stride > 0) {
+      stride--;
+      finest = [];
+      run = 0;
+    }
+    previous = s.ok;
+    rate = Math.max(options.minRate, rate * rung ** (s.ok ? options.strides[stride]! : -options.strides[stride]!));
+  }
+  if (finest.length === 0) return { rate: fastestKept || rate, finest };
+  // The rate the next step would run counts too: the last verdict decided it (the usual practice with
+  // up-down staircases). Without it, a search cut short by maxSteps after two misses at the finest
+  // stride (the C relay, 2026-12-03 16:41: 7,241 and 6,934/s) averages two rates above the edge.
+  finest.push(rate);
+  return { rate: Math.exp(finest.reduce((sum, r) => sum + Math.log(r), 0) / finest.length), finest };
+}
