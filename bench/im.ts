@@ -90,6 +90,12 @@ const ECHO_SHAPED = 'echo, same load shape';
  * measuring run short; all four by default. The 64-connection echo figure is always measured (seconds).
  */
 const RUNS = new Set((process.env.BENCH_IM_RUNS ?? 'echo,memory,redis,redis2').split(',').map((r) => r.trim()));
+/**
+ * BENCH_IM_RATE: each run offers this one rate (a warm-up step and a measured step at it, then half of
+ * it) instead of searching for the peak: CPU per send at a known rate, for an A/B or a profile. Its
+ * "peak" is that rate when the step kept pace, else none.
+ */
+const FIXED_RATE = Number(process.env.BENCH_IM_RATE ?? 0);
 
 export async function benchIm(secret: string, echo: () => Promise<EchoFigure>): Promise<string> {
   const echoFigure = await echo();
@@ -145,7 +151,8 @@ async function runLoad(target: Target, secret: string): Promise<ImRun> {
     await new Promise((r) => setTimeout(r, 500)); // the proxy's stream to the backend comes up
     // Each step line comes after the step's backlog is worked off: CPU time between two lines is what
     // its sends cost, whatever else the machine runs (the rates are not: they share the cores).
-    const loadArgs = ['--port', String(proxy.line.port as number), '--users', String(IM_USERS), '--business', business];
+    const fixed = FIXED_RATE > 0 ? ['--start', String(FIXED_RATE), '--max-rate', String(FIXED_RATE), '--refinements', '0'] : [];
+    const loadArgs = ['--port', String(proxy.line.port as number), '--users', String(IM_USERS), '--business', business, ...fixed];
     const load = await startProcess(LOAD, loadArgs, (l) => 'warmup' in l, env);
     const pids = { proxy: [proxy.process.pid], im: backends.map((b) => b.process.pid), redis: target.redisPid === undefined ? [] : [target.redisPid], generator: [load.process.pid] };
     const cpu = (): CpuPerSend => ({
