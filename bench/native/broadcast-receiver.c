@@ -145,10 +145,14 @@ static void histogram_add(double ms) {
   histogram[i < BUCKETS ? i : BUCKETS - 1]++;
 }
 
-/** Best-effort write of a small control frame; a loopback socket with room for megabytes takes it. */
+/**
+ * Best-effort write of a small control frame; a loopback socket with room for megabytes takes it.
+ * MSG_NOSIGNAL: a server that closed the connection (livemux dropping a receiver far behind) makes
+ * this EPIPE, not a SIGPIPE that kills every receiver of the process (2026-12-03 17:51: a PONG).
+ */
 static void send_all(struct conn *c, const uint8_t *p, size_t n) {
   while (n > 0) {
-    ssize_t w = write(c->fd, p, n);
+    ssize_t w = send(c->fd, p, n, MSG_NOSIGNAL);
     if (w < 0) {
       if (errno == EINTR) continue;
       return; /* closed or full: the read side notices */
