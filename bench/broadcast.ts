@@ -657,7 +657,6 @@ function tcpRetransmits(): number {
   return Number(values?.[names?.indexOf('RetransSegs') ?? -1]);
 }
 
-
 /** Resident memory of a process now, and its high-water mark. */
 export function memory(pid: number): { rssBytes: number; hwmBytes: number } {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');

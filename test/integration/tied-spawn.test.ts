@@ -27,13 +27,17 @@ describe('processes a test starts', () => {
       console.log(JSON.stringify({ port: r.port, pid: r.pid }));
       setInterval(() => {}, 60_000);`;
     const worker = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
-    const started = await new Promise<{ port: number; pid: number }>((resolve, reject) => {
-      worker.stdout!.once('data', (d: Buffer) => resolve(JSON.parse(d.toString()) as { port: number; pid: number }));
-      worker.once('exit', (code) => reject(new Error(`worker exited (${code}) before its redis-server was up`)));
-    });
-    expect(await accepts(started.port)).toBe(true);
+    try {
+      const started = await new Promise<{ port: number; pid: number }>((resolve, reject) => {
+        worker.stdout!.once('data', (d: Buffer) => resolve(JSON.parse(d.toString()) as { port: number; pid: number }));
+        worker.once('exit', (code) => reject(new Error(`worker exited (${code}) before its redis-server was up`)));
+      });
+      expect(await accepts(started.port)).toBe(true);
 
-    worker.kill('SIGKILL');
-    await until(async () => !(await accepts(started.port)), `redis-server ${started.pid} to die with its test process`);
+      worker.kill('SIGKILL');
+      await until(async () => !(await accepts(started.port)), `redis-server ${started.pid} to die with its test process`);
+    } finally {
+      worker.kill('SIGKILL'); // a failed test must not leave the stand-in behind either
+    }
   });
 });

@@ -59,6 +59,7 @@ describe('peak search', () => {
     // The climb's 12 steps at most (5 → 10,240, the last saturated) and at most PEAK_SEARCH.maxSteps on the staircase.
     expect(Math.max(...steps)).toBeLessThanOrEqual(12 + PEAK_SEARCH.maxSteps);
   });
+
   it('widens its stride again when a few spoiled verdicts sent it to the finest too early, and still finds the edge', async () => {
     // A sharp edge at 4,700/s, but the staircase's 2nd and 3rd steps miss whatever their rate (a disturbance):
     // at the finest stride from ~3,600/s, six rates 4.4 % apart would end their mean near 4,100.
@@ -73,6 +74,7 @@ describe('peak search', () => {
     expect(finest.length).toBeGreaterThanOrEqual(3);
     expect(Math.min(...finest)).toBeGreaterThan(4_700 / 1.1);
   });
+
   it('counts the rate the next step would run, so a search cut short after misses does not average only rates above the edge', async () => {
     const rung = 2 ** (1 / 16);
     const options = { ...PEAK_SEARCH, strides: [1], maxSteps: 2 };
