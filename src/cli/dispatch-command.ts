@@ -17,7 +17,7 @@ export function register(program: Command, _cli: CliContext): void {
     .action(async (opts) => {
       const { startDispatchServer } = await import('../dispatch/dispatch-server.js');
       const { createLogger } = await import('../observability/logger.js');
-      const { untilSignal } = await import('../util/signals.js');
+      const { untilStop } = await import('../util/signals.js');
       const server = await startDispatchServer({
         host: opts.host,
         port: opts.port,
@@ -27,7 +27,7 @@ export function register(program: Command, _cli: CliContext): void {
         refreshMs: opts.refreshMs,
         logger: createLogger({ level: opts.logLevel, name: 'dispatch' }),
       });
-      await untilSignal();
+      await untilStop();
       await server.close();
     });
 }

@@ -1,7 +1,7 @@
 import cluster from 'node:cluster';
 import { availableParallelism } from 'node:os';
 import { InvalidArgumentError, type Command } from '@commander-js/extra-typings';
-import { untilSignal } from '../util/signals.js';
+import { untilStop } from '../util/signals.js';
 import { configFile, type CliContext } from './command.js';
 
 /**
@@ -28,7 +28,7 @@ export function register(program: Command, cli: CliContext): void {
       const { ProxyServer } = await import('../proxy/server.js');
       const proxy = opts.workers === undefined ? await ProxyServer.start(config) : await ProxyPrimary.start(config, opts.workers);
       process.on('SIGHUP', () => proxy.reloadRoutes('signal'));
-      await untilSignal();
+      await untilStop();
       await proxy.close();
     });
 }

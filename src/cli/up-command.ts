@@ -4,7 +4,7 @@ import { createInterface } from 'node:readline';
 import type { Command } from '@commander-js/extra-typings';
 import { PACKAGE_ROOT } from '../paths.js';
 import { LivemuxError } from '../protocol/errors.js';
-import { untilSignal } from '../util/signals.js';
+import { untilStop } from '../util/signals.js';
 import { configFile, port, type CliContext } from './command.js';
 import { JWT_SECRET_ENV } from '../config/proxy-config.js';
 import { DEV_SECRET_PATH, DEV_TOKEN_PATH, PUSH_API_KEY_PATH, ensureDevSecret, ensurePushApiKey, writeDevToken } from './dev-files.js';
@@ -109,7 +109,7 @@ async function runUp(cli: CliContext, configOption: string | undefined, pushApiP
         '',
       ].join('\n'),
     );
-    await untilSignal();
+    await untilStop();
     await server.close();
   } finally {
     stopChildren();

@@ -5,6 +5,7 @@
  * ./livemux.yaml like `up` does.
  */
 import { mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
@@ -16,6 +17,7 @@ import { runCliCaptured } from '../helpers/cli.js';
 import { ChatMember } from '../helpers/chat-member.js';
 import { freePort } from '../helpers/free-port.js';
 import { type RunningProcess, runLivemux } from '../helpers/processes.js';
+import { until } from '../helpers/until.js';
 
 const running: RunningProcess[] = [];
 afterAll(async () => {
@@ -33,20 +35,41 @@ function projectDir(proxyPort: number, routes: Record<string, unknown>): string 
   return dir;
 }
 
-/** The command lines of `pid`'s child processes (from /proc). */
-function childCommandLines(pid: number): string[][] {
-  const lines: string[][] = [];
+/** `pid`'s child processes and their command lines (from /proc). */
+function childProcesses(pid: number): { pid: number; argv: string[] }[] {
+  const children: { pid: number; argv: string[] }[] = [];
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
     try {
       const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
       if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) !== pid) continue;
-      lines.push(readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0'));
+      children.push({ pid: Number(entry), argv: readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0') });
     } catch {
       // gone meanwhile
     }
   }
-  return lines;
+  return children;
+}
+
+/** Whether `pid` has exited (gone, or a zombie no one has reaped yet). */
+function exited(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z');
+  } catch {
+    return true;
+  }
+}
+
+/** Whether a server can listen on loopback `port` now (nothing holds it). */
+async function bindable(port: number): Promise<boolean> {
+  const server = createServer();
+  const ok = await new Promise<boolean>((resolve) => {
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => resolve(true));
+  });
+  if (ok) await new Promise((r) => server.close(r));
+  return ok;
 }
 
 async function member(port: number, user: string, token: string, room: string): Promise<ChatMember> {
@@ -112,7 +135,7 @@ describe('livemux up with a push pool', () => {
     expect(up.stderr()).toContain(`push API at http://127.0.0.1:${apiPort}, dev API key (also in .livemux/push-api-key):\n  ${key}`);
     // The push node runs with its V8 flags (a young generation sized for its per-call garbage): set at
     // its start, so on its command line.
-    const pushNode = childCommandLines(up.child.pid!).find((argv) => argv.includes('push-backend'));
+    const pushNode = childProcesses(up.child.pid!).find((c) => c.argv.includes('push-backend'))?.argv;
     expect(pushNode, 'the push node, a child of livemux up').toBeDefined();
     expect(pushNode).toEqual(expect.arrayContaining([...PUSH_NODE_FLAGS]));
     expect(up.stderr()).not.toContain('started without the V8 flags');
@@ -131,6 +154,38 @@ describe('livemux up with a push pool', () => {
       expect(await got).toBe('hello');
     } finally {
       await client.close();
+    }
+  });
+});
+
+describe('livemux up killed', () => {
+  it('takes its backends with it: a SIGKILLed up (no signal handler runs) leaves no backend holding a port', async () => {
+    const [proxyPort, echoPort, imPort, pushPort, apiPort] = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort()];
+    const dir = projectDir(proxyPort, {
+      version: 1,
+      routes: [
+        { business: 'echo', pool: 'echo' },
+        { business: 'im', pool: 'im', policy: 'consistent_hash', hash_key: 'user_id' },
+        { business: 'push', pool: 'push', policy: 'consistent_hash', hash_key: 'user_id' },
+      ],
+      pools: Object.fromEntries(
+        Object.entries({ echo: echoPort, im: imPort, push: pushPort }).map(([pool, port]) => [pool, { protocol: 'grpc', endpoints: [{ address: `127.0.0.1:${port}` }] }]),
+      ),
+    });
+    const up = runLivemux(['up', '--push-api-port', String(apiPort)], {}, dir);
+    running.push(up);
+    await up.waitFor((l) => l.msg === 'livemux listening', 30_000);
+    // The three kinds of backend process: echo's, the kit's (IM) and push's own.
+    const backends = childProcesses(up.child.pid!).filter((c) => c.argv.some((a) => a.endsWith('-backend')));
+    expect(backends.map((b) => b.argv.find((a) => a.endsWith('-backend'))).sort()).toEqual(['echo-backend', 'im-backend', 'push-backend']);
+
+    up.child.kill('SIGKILL');
+    try {
+      await until(() => backends.every((b) => exited(b.pid)), 'every backend of the killed up exits', 20_000);
+      for (const port of [echoPort, imPort, pushPort, apiPort]) expect(await bindable(port), `port ${port} released`).toBe(true);
+    } finally {
+      // A failing run must not leave the orphans it found behind.
+      for (const b of backends) if (!exited(b.pid)) process.kill(b.pid, 'SIGKILL');
     }
   });
 });

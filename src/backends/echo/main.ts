@@ -7,7 +7,7 @@
 import pino from 'pino';
 import { createLogger } from '../../observability/logger.js';
 import { createBackendServer } from '../kit/backend-server.js';
-import { untilSignal } from '../../util/signals.js';
+import { untilStop } from '../../util/signals.js';
 import { createEchoHandlers } from './echo-backend.js';
 
 export interface EchoBackendArgs {
@@ -17,7 +17,7 @@ export interface EchoBackendArgs {
   logLevel: string;
 }
 
-/** Runs the echo backend until SIGTERM/SIGINT; rejects when the port cannot be bound. */
+/** Runs the echo backend until SIGTERM/SIGINT or its parent is gone; rejects when the port cannot be bound. */
 export async function runEchoBackend({ host, port, logLevel }: EchoBackendArgs): Promise<void> {
   const logger = createLogger({ level: logLevel, name: 'echo-backend' }, pino.destination(2));
   // /whoami names this backend by its bound address, known only after listen when port is 0.
@@ -26,7 +26,7 @@ export async function runEchoBackend({ host, port, logLevel }: EchoBackendArgs):
   const listening = await server.listen(host, port);
   address = `${host}:${listening.port}`;
   process.stdout.write(`${JSON.stringify({ event: 'listening', port: listening.port })}\n`);
-  const signal = await untilSignal();
-  logger.info({ signal }, 'echo backend: shutting down');
+  const reason = await untilStop();
+  logger.info({ reason }, 'echo backend: shutting down');
   await listening.close();
 }

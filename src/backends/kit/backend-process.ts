@@ -2,13 +2,14 @@
  * What every reference backend process does the same way (chat-backend, im-backend): serving its
  * handlers on a port, with an optional admin HTTP server (/metrics, /healthz, /readyz, /status), the
  * `{"event":"listening",…}` line on stdout, a periodic counters log, and a clean shutdown on
- * SIGTERM/SIGINT. The command line is parsed by src/cli (one `*-backend-command.ts` each).
+ * SIGTERM/SIGINT or when the parent that forked it (`livemux up`) is gone. The command line is parsed
+ * by src/cli (one `*-backend-command.ts` each).
  */
 import pino from 'pino';
 import type { Registry } from 'prom-client';
 import { startAdminServer, type AdminServer } from '../../observability/admin-server.js';
 import { LivemuxError } from '../../protocol/errors.js';
-import { untilSignal } from '../../util/signals.js';
+import { untilStop } from '../../util/signals.js';
 import { createBackendServer, type BackendHandlers } from './backend-server.js';
 
 /** The options every backend process takes, parsed and range-checked by its CLI command. */
@@ -44,9 +45,9 @@ export interface ServedBackend {
 const STATS_LOG_INTERVAL_MS = 60_000;
 
 /**
- * Serves `backend` until SIGTERM/SIGINT and resolves after a clean close. Rejects when the port
- * cannot be bound, or with a LivemuxError (ERR_USAGE) when the admin port cannot, after releasing the
- * backend.
+ * Serves `backend` until SIGTERM/SIGINT (or its parent is gone: src/util/signals.ts) and resolves
+ * after a clean close. Rejects when the port cannot be bound, or with a LivemuxError (ERR_USAGE) when
+ * the admin port cannot, after releasing the backend.
  */
 export async function serveBackend(backend: ServedBackend): Promise<void> {
   const { args: common, logger, name } = backend;
@@ -77,9 +78,9 @@ export async function serveBackend(backend: ServedBackend): Promise<void> {
     lastCounters = now;
   }, STATS_LOG_INTERVAL_MS);
   statsTimer.unref();
-  const signal = await untilSignal();
+  const reason = await untilStop();
   clearInterval(statsTimer);
-  logger.info({ signal, counters: backend.counters() }, `${name}: shutting down`);
+  logger.info({ reason, counters: backend.counters() }, `${name}: shutting down`);
   ready = false;
   await listening.close();
   await admin?.close();

@@ -5,13 +5,13 @@
  * number of nodes share devices, records and topic logs.
  * Prints `{"event":"listening","port":N,"httpPort":M,"adminPort":A}` on stdout once it accepts streams
  * and calls (httpPort/adminPort only when they run; logs go to stderr), and returns after a clean
- * shutdown on SIGTERM/SIGINT.
+ * shutdown on SIGTERM/SIGINT, or when the parent that forked it (`livemux up`) is gone.
  */
 import pino from 'pino';
 import { createLogger } from '../../observability/logger.js';
 import { startAdminServer, type AdminServer } from '../../observability/admin-server.js';
 import { LivemuxError } from '../../protocol/errors.js';
-import { untilSignal } from '../../util/signals.js';
+import { untilStop } from '../../util/signals.js';
 import { createBackendServer } from '../kit/backend-server.js';
 import { MemoryPushStore } from './memory-store.js';
 import { missingPushNodeFlags } from './node-flags.js';
@@ -37,8 +37,8 @@ export interface PushArgs {
 }
 
 /**
- * Runs a Push backend node until SIGTERM/SIGINT, then returns. Rejects with a ConfigError for a bad
- * config file, or a LivemuxError when a port cannot be bound.
+ * Runs a Push backend node until SIGTERM/SIGINT (or its parent is gone), then returns. Rejects with a
+ * ConfigError for a bad config file, or a LivemuxError when a port cannot be bound.
  */
 export async function runPushBackend(args: PushArgs): Promise<void> {
   const config = applyArgs(loadPushConfig(args.config ?? null), args);
@@ -101,8 +101,8 @@ export async function runPushBackend(args: PushArgs): Promise<void> {
     throw new LivemuxError('ERR_USAGE', `push backend: cannot listen (${(err as Error).message})`);
   }
   process.stdout.write(`${JSON.stringify({ event: 'listening', ...ports, node: push.nodeId })}\n`);
-  const signal = await untilSignal();
-  logger.info({ signal }, 'push backend: shutting down');
+  const reason = await untilStop();
+  logger.info({ reason }, 'push backend: shutting down');
   ready = false;
   await listening.close();
   await admin?.close();

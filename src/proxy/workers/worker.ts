@@ -2,7 +2,7 @@ import type { Socket } from 'node:net';
 import { AggregatorRegistry } from 'prom-client';
 import type { ProxyConfig } from '../../config/proxy-config.js';
 import { EventLoopLag } from '../../observability/event-loop-lag.js';
-import { untilSignal } from '../../util/signals.js';
+import { untilStop } from '../../util/signals.js';
 import { ProxyServer } from '../server.js';
 import { type FromWorker, LOAD_REPORT_MS, type ToWorker, WORKER_ENV, isLivemuxMessage } from './messages.js';
 
@@ -61,8 +61,7 @@ export async function runProxyWorker(fileConfig: ProxyConfig): Promise<number> {
         stop();
     }
   });
-  process.once('disconnect', () => stop());
-  void untilSignal().then(() => stop());
+  void untilStop().then(() => stop());
   send({ livemux: 'ready', proxyId });
 
   await stopped;
