@@ -14,6 +14,11 @@ import { type BenchProcess, type OutputLine, cpuUs, startProcess } from './proce
  * memory target's baseline: same users, connections, steps and pace rule) and the core section's
  * 64-connection closed loop (a second reference). Every process shares this machine's cores with the
  * load generator.
+ *
+ * BENCH_IM_GENERATOR picks the load generator's engine (bench/im-load-engine.ts), the same for every run
+ * of the bench so the memory target's ratio compares like with like: `native` (the default,
+ * bench/native/im-load.c, built with the system cc) or `node` (the in-process Node engine it replaced,
+ * kept to compare). The generator's CPU column is the CPU time of every process of it.
  */
 /** BENCH_IM_USERS lowers it for a quick check at small scale. */
 export const IM_USERS = Number(process.env.BENCH_IM_USERS ?? 2_000);
@@ -96,6 +101,8 @@ const RUNS = new Set((process.env.BENCH_IM_RUNS ?? 'echo,memory,redis,redis2').s
  * "peak" is that rate when the step kept pace, else none.
  */
 const FIXED_RATE = Number(process.env.BENCH_IM_RATE ?? 0);
+/** BENCH_IM_GENERATOR: `native` (default) or `node`; see the header. */
+const GENERATOR = process.env.BENCH_IM_GENERATOR === 'node' ? 'node' : 'native';
 
 export async function benchIm(secret: string, echo: () => Promise<EchoFigure>): Promise<string> {
   const echoFigure = await echo();
@@ -152,9 +159,9 @@ async function runLoad(target: Target, secret: string): Promise<ImRun> {
     // Each step line comes after the step's backlog is worked off: CPU time between two lines is what
     // its sends cost, whatever else the machine runs (the rates are not: they share the cores).
     const fixed = FIXED_RATE > 0 ? ['--start', String(FIXED_RATE), '--max-rate', String(FIXED_RATE), '--refinements', '0'] : [];
-    const loadArgs = ['--port', String(proxy.line.port as number), '--users', String(IM_USERS), '--business', business, ...fixed];
+    const loadArgs = ['--port', String(proxy.line.port as number), '--users', String(IM_USERS), '--business', business, '--engine', GENERATOR, ...fixed];
     const load = await startProcess(LOAD, loadArgs, (l) => 'warmup' in l, env);
-    const pids = { proxy: [proxy.process.pid], im: backends.map((b) => b.process.pid), redis: target.redisPid === undefined ? [] : [target.redisPid], generator: [load.process.pid] };
+    const pids = { proxy: [proxy.process.pid], im: backends.map((b) => b.process.pid), redis: target.redisPid === undefined ? [] : [target.redisPid], generator: [...new Set([load.process.pid, ...(load.line.generatorPids as number[])])] };
     const cpu = (): CpuPerSend => ({
       proxy: sumCpu(pids.proxy),
       im: sumCpu(pids.im),
