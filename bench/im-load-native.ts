@@ -9,6 +9,12 @@ import { BenchProcess } from './processes.js';
 
 /** Longer than any step's own waits: a step line later than this means the engine is stuck. */
 const ANSWER_SLACK_MS = 60_000;
+/**
+ * The engine's nap after an epoll_wait that did not fill its batch (bench/native/im-load.c): each wakeup
+ * then reads many sockets, and the proxy's writes seldom wake a sleeping generator (a wakeup a phone on
+ * a network never costs it). BENCH_IM_NAP_US overrides it (0: none); it adds at most that to latencies.
+ */
+const NAP_US = 1_000;
 
 /**
  * The IM load in bench/native/im-load.c (the default engine): one child process, one thread, epoll.
@@ -27,7 +33,7 @@ export class NativeLoadEngine implements LoadEngine {
     // Sends in flight per user stay below what a step offers while at most maxBehindS behind; twice that, a power of 2.
     const ring = 2 ** Math.ceil(Math.log2(Math.max(64, (4 * options.maxRate * options.maxBehindS) / users.length)));
     const args = ['--port', String(options.port), '--business', business, '--size', String(options.bodyBytes), '--ring', String(ring)];
-    args.push('--ack-every', String(ACK_EVERY), '--ack-delay-ms', String(ACK_DELAY_MS));
+    args.push('--ack-every', String(ACK_EVERY), '--ack-delay-ms', String(ACK_DELAY_MS), '--nap-us', process.env.BENCH_IM_NAP_US ?? String(NAP_US));
     const child = new BenchProcess(buildNative('im-load'), args, {}, { native: true, input: true });
     const metadata: Record<string, string> = business === 'im' ? { device_id: 'bench' } : {};
     const open = encodeFrame(FrameType.OPEN, 0, 1, encodeOpen({ business, metadata }));

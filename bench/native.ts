@@ -33,7 +33,7 @@ function modified(path: string): number {
 function ensureCompiler(): void {
   if (onPath('cc')) return;
   if (!onPath('apt-get') || process.getuid?.() !== 0) {
-    throw new Error('bench: the broadcast bench builds native helpers and needs a C compiler: install gcc (Debian: apt-get install gcc)');
+    throw new Error('bench: the broadcast and IM benches build native helpers and need a C compiler: install gcc (Debian: apt-get install gcc)');
   }
   console.error('bench: no C compiler; installing gcc from Debian');
   execFileSync('apt-get', ['update', '-qq'], { stdio: 'inherit' });
