@@ -39,38 +39,10 @@
  * MSG_NOSIGNAL (a closed connection is counted, not a SIGPIPE); what a socket does not take at once waits
  * in a per-connection buffer bounded by MAX_PENDING (beyond it the proxy is not reading: exit 1).
  */
-#define _GNU_SOURCE
-#include <arpa/inet.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <math.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/epoll.h>
-#include <sys/resource.h>
-#include <sys/socket.h>
-#include <time.h>
-#include <unistd.h>
+#include "wire.h"
 
-#define HEADER_SIZE 12
-#define MAGIC 0x4c
-#define T_OPEN_OK 0x04
-#define T_OPEN_FAIL 0x05
-#define T_DATA 0x06
-#define T_PING 0x09
-#define T_PONG 0x0a
-#define T_WINDOW_UPDATE 0x0c
 #define PRIORITY_HIGH 1
-#define MAX_FRAME (1 << 20)
 #define MAX_PENDING (4 << 20)
-/* Latency histogram: as LatencyHistogram in bench/broadcast-protocol.ts (2 % buckets from 10 µs). */
-#define FIRST_MS 0.01
-#define GROWTH 1.02
-#define BUCKETS 820
 #define CONNECT_BATCH 100
 #define TICK_MS 2
 #define STDIN_TAG UINT32_MAX
@@ -97,8 +69,7 @@ struct user {
   int next_unacked; /* the queue of users with unacknowledged entries, oldest first: -1 ends it */
   int queued;
   uint64_t owed_session, owed_connection;
-  uint8_t *in; /* an incomplete frame carried over from the previous read */
-  size_t in_len, in_cap;
+  struct framer in;
   uint8_t *out; /* bytes the socket did not take yet */
   size_t out_len, out_cap;
 };
@@ -139,39 +110,13 @@ static double cpu_at_start;
 /* Over the whole run: sends outstanding, and acked sends not yet delivered, to tell when a backlog is worked off. */
 static long outstanding, total_acked, total_delivered;
 
-static double now_ms(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
-}
-
-static double cpu_us(void) {
-  struct rusage u;
-  getrusage(RUSAGE_SELF, &u);
-  return (u.ru_utime.tv_sec + u.ru_stime.tv_sec) * 1e6 + u.ru_utime.tv_usec + u.ru_stime.tv_usec;
-}
-
 static void fail(const char *what) {
   fprintf(stderr, "im-load: %s\n", what);
   exit(1);
 }
 
-static void die(const char *what) {
-  perror(what);
-  exit(1);
-}
-
-static uint8_t *from_hex(const char *hex, size_t *len) {
-  size_t n = strcmp(hex, "-") ? strlen(hex) / 2 : 0;
-  uint8_t *out = malloc(n ? n : 1);
-  for (size_t i = 0; i < n; i++) sscanf(hex + 2 * i, "%2hhx", &out[i]);
-  *len = n;
-  return out;
-}
-
 static void latency_add(struct latency *h, double ms) {
-  int i = ms <= FIRST_MS ? 0 : (int)ceil(log(ms / FIRST_MS) / log(GROWTH));
-  h->counts[i < BUCKETS ? i : BUCKETS - 1]++;
+  h->counts[latency_bucket(ms)]++;
 }
 
 /* ---- writing ---- */
@@ -224,16 +169,6 @@ static void flush_out(struct user *u) {
   memmove(u->out, u->out + at, u->out_len - at);
   u->out_len -= at;
   if (u->out_len == 0) watch(u, EPOLLIN);
-}
-
-static void put_header(uint8_t *h, int type, int flags, uint32_t session, uint32_t length) {
-  h[0] = MAGIC;
-  h[1] = 1;
-  h[2] = (uint8_t)type;
-  h[3] = (uint8_t)flags;
-  uint32_t s = htonl(session), l = htonl(length);
-  memcpy(h + 4, &s, 4);
-  memcpy(h + 8, &l, 4);
 }
 
 /* ---- protobuf: the few fields written and read here (proto/livemux/im/v1/im.proto) ---- */
@@ -503,10 +438,8 @@ static void on_frame(struct user *u, const uint8_t *f, uint32_t length) {
       break;
     case T_PING: {
       uint8_t pong[HEADER_SIZE + 64];
-      if (length > 64) break;
-      put_header(pong, T_PONG, 0, 0, length);
-      memcpy(pong + HEADER_SIZE, payload, length);
-      write_bytes(u, pong, HEADER_SIZE + length);
+      size_t n = pong_frame(pong, payload, length);
+      if (n > 0) write_bytes(u, pong, n);
       break;
     }
     case T_OPEN_OK:
@@ -521,41 +454,10 @@ static void on_frame(struct user *u, const uint8_t *f, uint32_t length) {
   }
 }
 
-/** Frames every complete frame in the carried-over bytes plus `chunk`; keeps the incomplete tail. */
-static void on_bytes(struct user *u, uint8_t *chunk, size_t n) {
-  uint8_t *p = chunk;
-  size_t avail = n;
-  if (u->in_len > 0) {
-    if (u->in_len + n > u->in_cap) {
-      u->in_cap = u->in_len + n;
-      u->in = realloc(u->in, u->in_cap);
-    }
-    memcpy(u->in + u->in_len, chunk, n);
-    u->in_len += n;
-    p = u->in;
-    avail = u->in_len;
-  }
-  size_t at = 0;
-  while (avail - at >= HEADER_SIZE) {
-    uint32_t length;
-    memcpy(&length, p + at + 8, 4);
-    length = ntohl(length);
-    if (p[at] != MAGIC || length > MAX_FRAME) fail("bad frame from the proxy");
-    if (avail - at < HEADER_SIZE + length) break;
-    on_frame(u, p + at, length);
-    at += HEADER_SIZE + length;
-  }
-  size_t rest = avail - at;
-  if (rest > 0 && p != u->in) {
-    if (rest > u->in_cap) {
-      u->in_cap = rest;
-      u->in = realloc(u->in, u->in_cap);
-    }
-    memcpy(u->in, p + at, rest);
-  } else if (rest > 0) {
-    memmove(u->in, u->in + at, rest);
-  }
-  u->in_len = rest;
+/** framer_feed's view of on_frame: goes on while the connection is open. */
+static int frame_of(void *u, const uint8_t *f, uint32_t length) {
+  on_frame(u, f, length);
+  return !((struct user *)u)->closed;
 }
 
 static void on_close(struct user *u) {
@@ -567,25 +469,11 @@ static void on_close(struct user *u) {
 }
 
 static void start_connect(int i) {
-  struct user *u = &users[i];
-  u->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
-  if (u->fd < 0) die("socket");
-  int one = 1;
-  setsockopt(u->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-  if (connect(u->fd, (struct sockaddr *)&a, sizeof a) < 0 && errno != EINPROGRESS) die("connect");
-  struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.u32 = (uint32_t)i};
-  if (epoll_ctl(ep, EPOLL_CTL_ADD, u->fd, &ev) < 0) die("epoll_ctl");
+  users[i].fd = connect_loopback(ep, port, (uint32_t)i);
 }
 
 static void on_connected(struct user *u) {
-  int err = 0;
-  socklen_t len = sizeof err;
-  getsockopt(u->fd, SOL_SOCKET, SO_ERROR, &err, &len);
-  if (err) {
-    errno = err;
-    die("connect");
-  }
+  check_connected(u->fd);
   u->connected = 1;
   watch(u, EPOLLIN);
   write_bytes(u, u->hello, u->hello_len);
@@ -761,7 +649,7 @@ int main(int argc, char **argv) {
       if ((events[e].events & EPOLLOUT) && u->out_len > 0) flush_out(u);
       if (!(events[e].events & (EPOLLIN | EPOLLHUP | EPOLLERR))) continue;
       ssize_t r = read(u->fd, rbuf, sizeof rbuf);
-      if (r > 0) on_bytes(u, rbuf, (size_t)r);
+      if (r > 0) framer_feed(&u->in, rbuf, (size_t)r, frame_of, u, "im-load");
       else if (r == 0 || (errno != EAGAIN && errno != EINTR)) on_close(u);
     }
     double now = now_ms();
