@@ -110,6 +110,11 @@ static double cpu_at_start;
 /* Over the whole run: sends outstanding, and acked sends not yet delivered, to tell when a backlog is worked off. */
 static long outstanding, total_acked, total_delivered;
 
+/** A step is counting: offering, or waiting for its acks and deliveries (not between steps, nor draining). */
+static int measuring(void) {
+  return phase == OFFER || phase == SETTLE || phase == DELIVER;
+}
+
 static void fail(const char *what) {
   fprintf(stderr, "im-load: %s\n", what);
   exit(1);
@@ -282,7 +287,7 @@ static void on_ack(struct user *u, uint32_t request_id, double now) {
   slot->request_id = 0;
   outstanding--;
   total_acked++;
-  if (phase > DELIVER || phase == IDLE || slot->step != step_no) return;
+  if (!measuring() || slot->step != step_no) return;
   double ms = now - slot->at;
   acked++;
   latency_add(&ack_latency, ms);
@@ -293,7 +298,7 @@ static void on_ack(struct user *u, uint32_t request_id, double now) {
 
 static void on_delivery(const uint8_t *body, size_t n, double now) {
   total_delivered++;
-  if (phase > DELIVER || phase == IDLE || n < 12) return;
+  if (!measuring() || n < 12) return;
   uint32_t step;
   double at;
   memcpy(&step, body + 8, 4);
