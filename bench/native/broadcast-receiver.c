@@ -21,36 +21,8 @@
  * its latency grew (the mean latency of the messages sent in the phase's last second minus that of
  * those sent in its second second). Runs until SIGTERM.
  */
-#define _GNU_SOURCE
-#include <arpa/inet.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <math.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/epoll.h>
-#include <sys/resource.h>
-#include <sys/socket.h>
-#include <time.h>
-#include <unistd.h>
+#include "wire.h"
 
-#define HEADER_SIZE 12
-#define MAGIC 0x4c
-#define T_OPEN_OK 0x04
-#define T_OPEN_FAIL 0x05
-#define T_DATA 0x06
-#define T_PING 0x09
-#define T_PONG 0x0a
-#define T_WINDOW_UPDATE 0x0c
-#define MAX_FRAME (1 << 20)
-/* Latency histogram: as LatencyHistogram in bench/broadcast-protocol.ts (2 % buckets from 10 µs). */
-#define FIRST_MS 0.01
-#define GROWTH 1.02
-#define BUCKETS 820
 #define CONNECT_BATCH 100
 #define ANCHOR_FROM_MS 1000.0
 #define WINDOW_MS 1000.0
@@ -68,8 +40,7 @@ struct conn {
   double phase_start;
   uint64_t owed; /* DATA payload bytes consumed since the last WINDOW_UPDATE */
   struct samples s;
-  uint8_t *buf; /* an incomplete frame carried over from the previous read */
-  size_t len, cap;
+  struct framer in;
 };
 
 struct tally {
@@ -100,31 +71,6 @@ static struct tally tallies[PHASE_SLOTS];
 static double cpu_at_report;
 static uint8_t rbuf[256 * 1024];
 
-static double now_ms(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
-}
-
-static double cpu_us(void) {
-  struct rusage u;
-  getrusage(RUSAGE_SELF, &u);
-  return (u.ru_utime.tv_sec + u.ru_stime.tv_sec) * 1e6 + u.ru_utime.tv_usec + u.ru_stime.tv_usec;
-}
-
-static void die(const char *what) {
-  perror(what);
-  exit(1);
-}
-
-static uint8_t *from_hex(const char *hex, size_t *len) {
-  size_t n = strlen(hex) / 2;
-  uint8_t *out = malloc(n ? n : 1);
-  for (size_t i = 0; i < n; i++) sscanf(hex + 2 * i, "%2hhx", &out[i]);
-  *len = n;
-  return out;
-}
-
 static void push_double(double **a, size_t *n, double v) {
   if ((*n & (*n - 1)) == 0) *a = realloc(*a, (*n ? *n * 2 : 8) * sizeof(double));
   (*a)[(*n)++] = v;
@@ -141,8 +87,7 @@ static void add_sample(struct samples *s, double sent, double lag) {
 }
 
 static void histogram_add(double ms) {
-  int i = ms <= FIRST_MS ? 0 : (int)ceil(log(ms / FIRST_MS) / log(GROWTH));
-  histogram[i < BUCKETS ? i : BUCKETS - 1]++;
+  histogram[latency_bucket(ms)]++;
 }
 
 /**
@@ -160,16 +105,6 @@ static void send_all(struct conn *c, const uint8_t *p, size_t n) {
     p += w;
     n -= (size_t)w;
   }
-}
-
-static void put_header(uint8_t *h, int type, uint32_t session, uint32_t length) {
-  h[0] = MAGIC;
-  h[1] = 1;
-  h[2] = (uint8_t)type;
-  h[3] = 0;
-  uint32_t s = htonl(session), l = htonl(length);
-  memcpy(h + 4, &s, 4);
-  memcpy(h + 8, &l, 4);
 }
 
 /** The numeric fields of a message: phase, then sent-at (M) or total and sent-at (E). */
@@ -282,9 +217,9 @@ static void on_frame(struct conn *c, const uint8_t *f, uint32_t length) {
         if (c->owed >= window / 2) {
           uint8_t wu[2 * (HEADER_SIZE + 4)];
           uint32_t inc = htonl((uint32_t)c->owed);
-          put_header(wu, T_WINDOW_UPDATE, 1, 4);
+          put_header(wu, T_WINDOW_UPDATE, 0, 1, 4);
           memcpy(wu + HEADER_SIZE, &inc, 4);
-          put_header(wu + HEADER_SIZE + 4, T_WINDOW_UPDATE, 0, 4);
+          put_header(wu + HEADER_SIZE + 4, T_WINDOW_UPDATE, 0, 0, 4);
           memcpy(wu + 2 * HEADER_SIZE + 4, &inc, 4);
           send_all(c, wu, sizeof wu);
           c->owed = 0;
@@ -294,10 +229,8 @@ static void on_frame(struct conn *c, const uint8_t *f, uint32_t length) {
       break;
     case T_PING: {
       uint8_t pong[HEADER_SIZE + 64];
-      if (length > 64) break;
-      put_header(pong, T_PONG, 0, length);
-      memcpy(pong + HEADER_SIZE, payload, length);
-      send_all(c, pong, HEADER_SIZE + length);
+      size_t n = pong_frame(pong, payload, length);
+      if (n > 0) send_all(c, pong, n);
       break;
     }
     case T_OPEN_OK:
@@ -321,70 +254,22 @@ static void on_close(struct conn *c) {
   for (int i = 0; i < PHASE_SLOTS; i++) report(&tallies[i]);
 }
 
-/** Frames every complete frame in the carried-over bytes plus `chunk`; keeps the incomplete tail. */
-static void on_bytes(struct conn *c, uint8_t *chunk, size_t n) {
-  uint8_t *p = chunk;
-  size_t avail = n;
-  if (c->len > 0) {
-    if (c->len + n > c->cap) {
-      c->cap = c->len + n;
-      c->buf = realloc(c->buf, c->cap);
-    }
-    memcpy(c->buf + c->len, chunk, n);
-    c->len += n;
-    p = c->buf;
-    avail = c->len;
-  }
-  size_t at = 0;
-  while (avail - at >= HEADER_SIZE) {
-    uint32_t length;
-    memcpy(&length, p + at + 8, 4);
-    length = ntohl(length);
-    if (p[at] != MAGIC || length > MAX_FRAME) {
-      fprintf(stderr, "broadcast-receiver: bad frame\n");
-      exit(1);
-    }
-    if (avail - at < HEADER_SIZE + length) break;
-    on_frame(c, p + at, length);
-    if (!c->open) return;
-    at += HEADER_SIZE + length;
-  }
-  size_t rest = avail - at;
-  if (rest > 0 && p != c->buf) {
-    if (rest > c->cap) {
-      c->cap = rest;
-      c->buf = realloc(c->buf, c->cap);
-    }
-    memcpy(c->buf, p + at, rest);
-  } else if (rest > 0) {
-    memmove(c->buf, c->buf + at, rest);
-  }
-  c->len = rest;
+/** framer_feed's view of on_frame: goes on while the connection is open. */
+static int frame_of(void *c, const uint8_t *f, uint32_t length) {
+  on_frame(c, f, length);
+  return ((struct conn *)c)->open;
 }
 
 static void start_connect(int i) {
   struct conn *c = &conns[i];
-  c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
-  if (c->fd < 0) die("socket");
-  int one = 1;
-  setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-  if (connect(c->fd, (struct sockaddr *)&a, sizeof a) < 0 && errno != EINPROGRESS) die("connect");
+  c->fd = connect_loopback(ep, port, (uint32_t)i);
   c->open = 1;
   c->sampled = i % sample == 0;
-  struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.u32 = (uint32_t)i};
-  if (epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev) < 0) die("epoll_ctl");
 }
 
 static void on_connected(int i) {
   struct conn *c = &conns[i];
-  int err = 0;
-  socklen_t len = sizeof err;
-  getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len);
-  if (err) {
-    errno = err;
-    die("connect");
-  }
+  check_connected(c->fd);
   c->connected = 1;
   struct epoll_event ev = {.events = EPOLLIN, .data.u32 = (uint32_t)i};
   epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev);
@@ -432,7 +317,7 @@ int main(int argc, char **argv) {
         continue;
       }
       ssize_t r = read(c->fd, rbuf, sizeof rbuf);
-      if (r > 0) on_bytes(c, rbuf, (size_t)r);
+      if (r > 0) framer_feed(&c->in, rbuf, (size_t)r, frame_of, c, "broadcast-receiver");
       else if (r == 0 || (errno != EAGAIN && errno != EINTR)) on_close(c);
     }
     if (nap_us > 0 && n < 512) usleep((useconds_t)nap_us);

@@ -1,0 +1,167 @@
+/*
+ * What the bench's native livemux clients (broadcast-receiver.c, im-load.c) share: the frame header
+ * (PROTOCOL.md §2: magic 0x4c, version 1, type, flags, session u32 BE, length u32 BE), the reassembly of
+ * frames across reads, the clocks they report on, a non-blocking loopback connect, and the latency
+ * buckets of LatencyHistogram in bench/broadcast-protocol.ts (2 % wide from 10 µs). Each program is one
+ * .c file compiled alone (bench/native.ts), so everything here is static.
+ */
+#ifndef LIVEMUX_BENCH_WIRE_H
+#define LIVEMUX_BENCH_WIRE_H
+
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define HEADER_SIZE 12
+#define MAGIC 0x4c
+#define T_OPEN_OK 0x04
+#define T_OPEN_FAIL 0x05
+#define T_DATA 0x06
+#define T_PING 0x09
+#define T_PONG 0x0a
+#define T_WINDOW_UPDATE 0x0c
+#define MAX_FRAME (1 << 20)
+#define FIRST_MS 0.01
+#define GROWTH 1.02
+#define BUCKETS 820
+
+/** Milliseconds on CLOCK_MONOTONIC, the clock bench/broadcast-protocol.ts's clockMs reads. */
+static double now_ms(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
+}
+
+/** This process's CPU time (user + system), µs. */
+static double cpu_us(void) {
+  struct rusage u;
+  getrusage(RUSAGE_SELF, &u);
+  return (u.ru_utime.tv_sec + u.ru_stime.tv_sec) * 1e6 + u.ru_utime.tv_usec + u.ru_stime.tv_usec;
+}
+
+static void die(const char *what) {
+  perror(what);
+  exit(1);
+}
+
+/** The bytes of a hex string ("-" or "": none). */
+static uint8_t *from_hex(const char *hex, size_t *len) {
+  size_t n = strcmp(hex, "-") ? strlen(hex) / 2 : 0;
+  uint8_t *out = malloc(n ? n : 1);
+  for (size_t i = 0; i < n; i++) sscanf(hex + 2 * i, "%2hhx", &out[i]);
+  *len = n;
+  return out;
+}
+
+/** The histogram bucket of a latency: as LatencyHistogram.add. */
+static int latency_bucket(double ms) {
+  int i = ms <= FIRST_MS ? 0 : (int)ceil(log(ms / FIRST_MS) / log(GROWTH));
+  return i < BUCKETS ? i : BUCKETS - 1;
+}
+
+static void put_header(uint8_t *h, int type, int flags, uint32_t session, uint32_t length) {
+  h[0] = MAGIC;
+  h[1] = 1;
+  h[2] = (uint8_t)type;
+  h[3] = (uint8_t)flags;
+  uint32_t s = htonl(session), l = htonl(length);
+  memcpy(h + 4, &s, 4);
+  memcpy(h + 8, &l, 4);
+}
+
+/** The PONG answering a PING with `length` payload bytes, into `out` (HEADER_SIZE + 64 bytes); 0 if it is longer than 64. */
+static size_t pong_frame(uint8_t *out, const uint8_t *payload, uint32_t length) {
+  if (length > 64) return 0;
+  put_header(out, T_PONG, 0, 0, length);
+  memcpy(out + HEADER_SIZE, payload, length);
+  return HEADER_SIZE + length;
+}
+
+/** A socket connecting to 127.0.0.1:`port` (non-blocking, TCP_NODELAY), watched for EPOLLIN|EPOLLOUT with `tag`. */
+static int connect_loopback(int ep, int port, uint32_t tag) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+  if (fd < 0) die("socket");
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0 && errno != EINPROGRESS) die("connect");
+  struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.u32 = tag};
+  if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) < 0) die("epoll_ctl");
+  return fd;
+}
+
+/** Dies unless the non-blocking connect of `fd` succeeded. */
+static void check_connected(int fd) {
+  int err = 0;
+  socklen_t len = sizeof err;
+  getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
+  if (err) {
+    errno = err;
+    die("connect");
+  }
+}
+
+/** An incomplete frame carried over from one read to the next. */
+struct framer {
+  uint8_t *buf;
+  size_t len, cap;
+};
+
+/**
+ * Hands every complete frame in the carried-over bytes plus `chunk` to on_frame(ctx, frame, payload
+ * length) and keeps the incomplete tail; stops when on_frame returns 0 (it closed the connection). A
+ * frame without the magic or longer than MAX_FRAME ends the process: `who` names it in the message.
+ */
+static void framer_feed(struct framer *f, const uint8_t *chunk, size_t n, int (*on_frame)(void *, const uint8_t *, uint32_t), void *ctx, const char *who) {
+  const uint8_t *p = chunk;
+  size_t avail = n;
+  if (f->len > 0) {
+    if (f->len + n > f->cap) {
+      f->cap = f->len + n;
+      f->buf = realloc(f->buf, f->cap);
+    }
+    memcpy(f->buf + f->len, chunk, n);
+    f->len += n;
+    p = f->buf;
+    avail = f->len;
+  }
+  size_t at = 0;
+  while (avail - at >= HEADER_SIZE) {
+    uint32_t length;
+    memcpy(&length, p + at + 8, 4);
+    length = ntohl(length);
+    if (p[at] != MAGIC || length > MAX_FRAME) {
+      fprintf(stderr, "%s: bad frame\n", who);
+      exit(1);
+    }
+    if (avail - at < HEADER_SIZE + length) break;
+    if (!on_frame(ctx, p + at, length)) return;
+    at += HEADER_SIZE + length;
+  }
+  size_t rest = avail - at;
+  if (rest > 0 && p != f->buf) {
+    if (rest > f->cap) {
+      f->cap = rest;
+      f->buf = realloc(f->buf, f->cap);
+    }
+    memcpy(f->buf, p + at, rest);
+  } else if (rest > 0) {
+    memmove(f->buf, f->buf + at, rest);
+  }
+  f->len = rest;
+}
+
+#endif
