@@ -260,8 +260,8 @@ interface System {
 export async function benchBroadcast(token: string, startLivemux: () => Promise<LivemuxUnderTest>): Promise<BroadcastRun[]> {
   const relay = buildNative('broadcast-relay');
   const systems: System[] = [
-    { key: 'c', name: 'C relay (epoll), writes coalesced per loop turn', wire: 'plain', deploy: () => deployRelay(relay, { native: true }) },
-    { key: 'node', name: 'Node relay, writes coalesced per tick', wire: 'plain', deploy: () => deployRelay(join(DIST_BENCH, 'broadcast-plain-server.js')) },
+    { key: 'c', name: 'C relay (epoll), writes coalesced per loop turn', wire: 'plain', deploy: () => deployRelay(relay, true) },
+    { key: 'node', name: 'Node relay, writes coalesced per tick', wire: 'plain', deploy: () => deployRelay(join(DIST_BENCH, 'broadcast-plain-server.js'), false) },
     { key: 'socketio', name: 'socket.io rooms', wire: 'socketio', deploy: () => deploySocketIo() },
     { key: 'livemux', name: 'livemux proxy + echo backend', wire: 'livemux', deploy: () => deployLivemux(startLivemux, token) },
   ];
@@ -281,9 +281,14 @@ export async function benchBroadcast(token: string, startLivemux: () => Promise<
   return runs;
 }
 
-/** Starts a relay (Node script, or native executable) that prints its port and pid, and connects a publisher. */
-async function deployRelay(script: string, options: { native?: boolean } = {}): Promise<Deployment> {
-  const server = await startProcess(script, [], (l) => l.event === 'listening', {}, options);
+/**
+ * Starts a relay (Node script, or native executable) that prints its port and pid, and connects a
+ * publisher. The relay closes a receiver with more than livemux's outbound queue bound waiting for it,
+ * as livemux does (the bench's livemux runs with the default bound).
+ */
+async function deployRelay(script: string, native: boolean): Promise<Deployment> {
+  const args = ['--max-backlog', String(Defaults.outboundQueueBytes)];
+  const server = await startProcess(script, args, (l) => l.event === 'listening', {}, { native });
   const { port, pid } = server.line as { port: number; pid: number };
   const publisher = framePublisher(await BenchConnection.connect(port));
   return { wire: 'plain', port, processes: [server.process], servers: [{ label: 'server', pid }], publisher };
