@@ -440,7 +440,6 @@ export async function measure(
         const why = step.closed > 0 ? `the server closed ${step.closed} receivers` : saturated(step) ? 'the step was far behind' : `${step.tcpRetransmits} TCP segments retransmitted`;
         const start = clockMs();
         await Promise.all(clients.map(stopped));
-        await serverIdle(deployment);
         clients = startReceivers(receivers, deployment, token, size);
         if (receivers === 'native') pinServerAlone(deployment, clients);
         room = new Room(deployment, clients, size.clients);
@@ -479,23 +478,6 @@ export async function measure(
     return { name, servers: deployment.servers.map((s) => s.label), idleRssBytes, peakRssBytes, steps, edgeFrom: edgeFrom < 0 ? steps.length : edgeFrom, finest: search.finest, peak, half, fixed };
   } finally {
     await close(deployment, clients);
-  }
-}
-
-/**
- * Resolves once the server under test has used no CPU for 200 ms (at most 30 s): after an abandoned
- * step a relay may still be reading the publisher's backlog, and relays cut what they relay where a
- * read ends, not where a frame does, so a receiver joining meanwhile starts mid-frame (a new room's
- * receivers failed on "bad frame", 2026-12-03 20:05). Without receivers the rest drains in moments.
- */
-async function serverIdle(deployment: Deployment): Promise<void> {
-  const { pid } = deployment.servers[0]!;
-  const until = clockMs() + 30_000;
-  for (let last = cpuUs(pid); clockMs() < until; ) {
-    await sleep(200);
-    const now = cpuUs(pid);
-    if (now === last) return;
-    last = now;
   }
 }
 
