@@ -323,7 +323,7 @@ function rateOf(rate: number): string {
 function stepMark(s: StepResult): string {
   const rate = rateOf(s.rate);
   if (s.ok) return `${rate} ✓${s.tcpRetransmits > 0 ? ` (${fmt(s.tcpRetransmits)} retransmitted)` : ''}`;
-  const why = s.missing > 0 ? `${fmt(s.missing)} missing` : s.late ? `abandoned after ${fmt(s.wallMs / 1000)} s` : `latency grew ${fmt(s.lagGrowthMs)} ms`;
+  const why = s.missing > 0 ? `${fmt(s.missing)} missing` : s.late ? `received in ${fmt(s.wallMs / 1000)} s` : `latency grew ${fmt(s.lagGrowthMs)} ms`;
   return `${rate} ✗ (${why}${s.tcpRetransmits > 0 ? `; ${fmt(s.tcpRetransmits)} retransmitted` : ''})`;
 }
 
