@@ -6,15 +6,23 @@ import net from 'node:net';
  * the same buffer is written to each receiver, one write per socket per turn. No framing and no state
  * per message: the practical limit of Node on this machine. A socket becomes the publisher by sending
  * anything (receivers never send); the publisher sends whole livemux DATA frames, so receivers decode
- * exactly the bytes a livemux client would. Prints `{"event":"listening","port":N,"pid":N}`.
+ * exactly the bytes a livemux client would. A receiver with more than `--max-backlog` bytes not yet
+ * taken by the kernel is closed, as livemux closes a member that far behind (SLOW_CONSUMER; the bench
+ * passes livemux's outbound queue bound): unbounded, one overloaded step of a peak search queued
+ * gigabytes, drained long after the step. Prints `{"event":"listening","port":N,"pid":N}`.
  */
+const at = process.argv.indexOf('--max-backlog');
+const maxBacklog = at > 0 ? Number(process.argv[at + 1]) : Infinity;
 const receivers = new Set<net.Socket>();
 let pending: Buffer[] = [];
 
 function flush(): void {
   const bytes = pending.length === 1 ? pending[0]! : Buffer.concat(pending);
   pending = [];
-  for (const socket of receivers) socket.write(bytes);
+  for (const socket of receivers) {
+    socket.write(bytes);
+    if (socket.writableLength > maxBacklog) socket.destroy();
+  }
 }
 
 const server = net.createServer((socket) => {

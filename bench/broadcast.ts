@@ -71,6 +71,14 @@ export const EDGE_STEP_SECONDS = 12;
 export const NATIVE_START_RATE = 80;
 export const LATENCY_SECONDS = 8;
 /**
+ * `BROADCAST_RATE=<messages/s>`: no peak search, only BROADCAST_RATE_STEPS steps (default 10) of
+ * LATENCY_SECONDS at that rate per system, each logged with its latency quantiles and when it started
+ * after the room filled; no section is written. For looking into one system's latency at one load
+ * (issue 14: what sets livemux's tail at half the peak) in a minute or two per system.
+ */
+export const ONE_RATE = Number(process.env.BROADCAST_RATE ?? 0);
+const ONE_RATE_STEPS = Number(process.env.BROADCAST_RATE_STEPS ?? 10);
+/**
  * The fixed rate (room messages/s) every system's latency is also measured at, so that latency is
  * compared at the same load, not at each system's own half peak. Systems whose peak is below it skip it.
  */
@@ -114,6 +122,31 @@ export function paceSlackMs(publishMs: number): number {
 /** A step is clearly saturated when receivers got its messages at less than this share of the pace. */
 const SATURATED_PACE = 0.7;
 /**
+ * TCP segments retransmitted in one step (machine-wide, StepResult.tcpRetransmits) from which the
+ * step's room is replaced before the next step (see roomSpoiled). Kept steps near the edge lose up to
+ * a few thousand; after a step that lost 10,000 or more, steps missed at rates kept before and after,
+ * for several steps (the runs of 2026-12-03 16:37–17:35: after a 7,241/s step that lost 197,542, livemux
+ * missed 6,640, 6,089, 5,583 and 4,695/s in a row and then kept 5,583/s).
+ */
+const SPOILING_RETRANSMITS = 10_000;
+
+/** Far behind the pace: messages lost, a receiver late or closed, or the step received at well under its pace. */
+export function saturated(step: StepResult): boolean {
+  return step.late || step.missing > 0 || step.closed > 0 || step.publishMs < SATURATED_PACE * step.receiveMs;
+}
+
+/**
+ * Whether a step leaves its room unfit for the next one: saturated (a server holds a backlog per
+ * receiver, or closed some: livemux's SLOW_CONSUMER, the relays' --max-backlog), or the kernel dropped
+ * enough to retransmit SPOILING_RETRANSMITS segments: the connections that lost segments come out of it
+ * with their congestion state cut back, and the next steps on them miss at rates kept on a fresh room.
+ * The TCP memory itself is not what lingers (a wait for it to fall after such a step, tried 2026-12-03,
+ * never had to wait).
+ */
+export function roomSpoiled(step: StepResult): boolean {
+  return saturated(step) || step.tcpRetransmits >= SPOILING_RETRANSMITS;
+}
+/**
  * A step's receivers report within 3 × its publish time + 15 s when they keep anywhere near pace. One
  * that falls far behind gets BACKLOG_MS more to drain its backlog: the step is then marked as not
  * keeping pace (it is a measurement, not a failure of the run), and the next step starts on a quiet room.
@@ -134,6 +167,7 @@ export interface LivemuxUnderTest {
   backend: BenchProcess;
   port: number;
   pid: number;
+  adminPort: number;
 }
 
 /** One step at a fixed offered rate. */
@@ -236,6 +270,8 @@ export interface Deployment {
   /** The measured processes; the first is the one under test (pinned to its own core with native receivers). */
   servers: { label: string; pid: number }[];
   publisher: Publisher;
+  /** livemux's admin port (its /metrics), for the fan-out delay in BROADCAST_RATE steps. */
+  adminPort?: number;
 }
 
 /** How big a room {@link measure} fills, in how many client processes, from which source addresses. */
@@ -260,8 +296,8 @@ interface System {
 export async function benchBroadcast(token: string, startLivemux: () => Promise<LivemuxUnderTest>): Promise<BroadcastRun[]> {
   const relay = buildNative('broadcast-relay');
   const systems: System[] = [
-    { key: 'c', name: 'C relay (epoll), writes coalesced per loop turn', wire: 'plain', deploy: () => deployRelay(relay, { native: true }) },
-    { key: 'node', name: 'Node relay, writes coalesced per tick', wire: 'plain', deploy: () => deployRelay(join(DIST_BENCH, 'broadcast-plain-server.js')) },
+    { key: 'c', name: 'C relay (epoll), writes coalesced per loop turn', wire: 'plain', deploy: () => deployRelay(relay, true) },
+    { key: 'node', name: 'Node relay, writes coalesced per tick', wire: 'plain', deploy: () => deployRelay(join(DIST_BENCH, 'broadcast-plain-server.js'), false) },
     { key: 'socketio', name: 'socket.io rooms', wire: 'socketio', deploy: () => deploySocketIo() },
     { key: 'livemux', name: 'livemux proxy + echo backend', wire: 'livemux', deploy: () => deployLivemux(startLivemux, token) },
   ];
@@ -281,9 +317,14 @@ export async function benchBroadcast(token: string, startLivemux: () => Promise<
   return runs;
 }
 
-/** Starts a relay (Node script, or native executable) that prints its port and pid, and connects a publisher. */
-async function deployRelay(script: string, options: { native?: boolean } = {}): Promise<Deployment> {
-  const server = await startProcess(script, [], (l) => l.event === 'listening', {}, options);
+/**
+ * Starts a relay (Node script, or native executable) that prints its port and pid, and connects a
+ * publisher. The relay closes a receiver with more than livemux's outbound queue bound waiting for it,
+ * as livemux does (the bench's livemux runs with the default bound).
+ */
+async function deployRelay(script: string, native: boolean): Promise<Deployment> {
+  const args = ['--max-backlog', String(Defaults.outboundQueueBytes)];
+  const server = await startProcess(script, args, (l) => l.event === 'listening', {}, { native });
   const { port, pid } = server.line as { port: number; pid: number };
   const publisher = framePublisher(await BenchConnection.connect(port));
   return { wire: 'plain', port, processes: [server.process], servers: [{ label: 'server', pid }], publisher };
@@ -309,6 +350,7 @@ async function deployLivemux(start: () => Promise<LivemuxUnderTest>, token: stri
       { label: 'backend', pid: childPid('echo-backend') },
     ],
     publisher: framePublisher(conn, '/pub room '),
+    adminPort: livemux.adminPort,
   };
 }
 
@@ -374,24 +416,48 @@ export async function measure(
     await room.fill();
     const idleRssBytes = deployment.servers.map((s) => memory(s.pid).rssBytes);
     /**
-     * One step; a server that closed receivers during it (livemux drops a member far behind: SLOW_CONSUMER)
-     * leaves a room every later step would fail (in the run of 2026-12-03 16:37, livemux after the climb's
-     * 10,240/s failed every step down to 538/s), so new receivers replace the room before the next step.
+     * One step; a step that leaves its room spoiled (roomSpoiled) is followed by new receivers in a new
+     * room: a server that closed receivers leaves a room every later step would fail (in the run of
+     * 2026-12-03 16:37, livemux after the climb's 10,240/s failed every step down to 538/s), and one that
+     * lost tens of thousands of segments leaves one that misses rates kept before.
      */
+    let fresh = false;
     const run = async (rate: number, seconds: number, what: string): Promise<StepResult> => {
+      if (fresh) {
+        // The first step on a new room has a longer tail than the next ones (at 3,000 messages/s, 2026-12-03
+        // 19:18–20:00: p99 424–605 ms in the first step after the fill, in 7 rooms of 7, against 229–399 in the quiet steps after,
+        // the Node relay and livemux alike): a step at half the rate, not measured, comes first.
+        logStep(`${label}, warming the new room up (not measured)`, await room.step(rate / 2, STEP_SECONDS));
+        fresh = false;
+      }
       const step = await room.step(rate, seconds);
       logStep(what, step);
-      if (step.closed > 0) {
-        console.error(`broadcast: ${label}: the server closed ${step.closed} receivers; a new room replaces them`);
+      if (roomSpoiled(step)) {
+        const why = step.closed > 0 ? `the server closed ${step.closed} receivers` : saturated(step) ? 'the step was far behind' : `${step.tcpRetransmits} TCP segments retransmitted`;
+        const start = clockMs();
         await Promise.all(clients.map(stopped));
         clients = startReceivers(receivers, deployment, token, size);
         if (receivers === 'native') pinServerAlone(deployment, clients);
         room = new Room(deployment, clients, size.clients);
         await room.fill();
+        fresh = true;
+        console.error(`broadcast: ${label}: ${why}: a new room replaced it in ${((clockMs() - start) / 1000).toFixed(1)} s`);
       }
       return step;
     };
     const steps: StepResult[] = [];
+    if (ONE_RATE > 0) {
+      const filled = clockMs();
+      for (let i = 0; i < ONE_RATE_STEPS; i++) {
+        const at = ((clockMs() - filled) / 1000).toFixed(1);
+        const before = await fanOutDelays(deployment);
+        steps.push(await run(ONE_RATE, LATENCY_SECONDS, `${label}, at ${ONE_RATE} messages/s, ${at} s after the room filled`));
+        if (before) console.error(`broadcast: ${label}: the proxy's fan-out delay in that step (a Publish's arrival from the backend to the end of the walk that brought it to every member): ${describeDelays(before, (await fanOutDelays(deployment))!)}`);
+      }
+      const last = steps.at(-1)!;
+      const peakRssBytes = deployment.servers.map((s) => memory(s.pid).hwmBytes);
+      return { name, servers: deployment.servers.map((s) => s.label), idleRssBytes, peakRssBytes, steps, edgeFrom: steps.length, finest: [], peak: last, half: last, fixed: null };
+    }
     let edgeFrom = -1;
     const edgeSeconds = receivers === 'native' ? EDGE_STEP_SECONDS : STEP_SECONDS;
     const startRate = receivers === 'native' ? NATIVE_START_RATE : PEAK_SEARCH.startRate;
@@ -399,7 +465,7 @@ export async function measure(
       if (edge && edgeFrom < 0) edgeFrom = steps.length;
       const step = await run(rate, edge ? edgeSeconds : STEP_SECONDS, label);
       steps.push(step);
-      return { rate, ok: step.ok, saturated: step.late || step.missing > 0 || step.closed > 0 || step.publishMs < SATURATED_PACE * step.receiveMs };
+      return { rate, ok: step.ok, saturated: saturated(step) };
     }, { ...PEAK_SEARCH, startRate });
     const peak = await run(search.rate, edgeSeconds, `${label}, at the peak`);
     const half = await run(peak.rate / 2, LATENCY_SECONDS, `${label}, latency at half the peak`);
@@ -409,6 +475,27 @@ export async function measure(
   } finally {
     await close(deployment, clients);
   }
+}
+
+/** livemux's livemux_fanout_delay_seconds buckets (upper bound in s → cumulative count); null for a relay. */
+async function fanOutDelays(deployment: Deployment): Promise<Map<number, number> | null> {
+  if (deployment.adminPort === undefined) return null;
+  const text = await (await fetch(`http://127.0.0.1:${deployment.adminPort}/metrics`)).text();
+  const buckets = new Map<number, number>();
+  for (const m of text.matchAll(/^livemux_fanout_delay_seconds_bucket\{[^}]*le="([^"]+)"[^}]*\} (\d+)/gm)) buckets.set(m[1] === '+Inf' ? Infinity : Number(m[1]), Number(m[2]));
+  return buckets;
+}
+
+/** p50 / p99 / largest bucket of the Publishes counted between two readings of fanOutDelays. */
+function describeDelays(before: Map<number, number>, after: Map<number, number>): string {
+  const bounds = [...after.keys()].sort((a, b) => a - b);
+  const count = (le: number): number => after.get(le)! - (before.get(le) ?? 0);
+  const total = count(Infinity);
+  const quantile = (q: number): string => {
+    const le = bounds.find((b) => count(b) >= q * total);
+    return le === undefined || le === Infinity ? `> ${bounds.at(-2)! * 1000} ms` : `≤ ${le * 1000} ms`;
+  };
+  return `${total} Publishes, p50 ${quantile(0.5)}, p99 ${quantile(0.99)}`;
 }
 
 /** Stops the receivers, then the deployment's processes; unpins this process. */
@@ -490,7 +577,7 @@ function logStep(name: string, step: StepResult): void {
   const cpu = [...cpuUs, receiverCpuUs].map((us) => (us / deliveries).toPrecision(3)).join(' + ');
   const pace = `published in ${publishMs.toFixed(0)} ms, received in ${receiveMs.toFixed(0)} ms, latency grew ${lagGrowthMs.toFixed(0)} ms, ${missing} missing${late ? ', a receiver reported after the deadline' : ''}`;
   const cores = [...cpuUs, receiverCpuUs].map((us) => (us / 1000 / step.wallMs).toFixed(2)).join(' + ');
-  const cost = `p50 ${latency.quantile(0.5).toFixed(1)} ms, CPU µs/delivery ${cpu}, cores ${cores} (servers + receivers), machine ${(machineBusy * 100).toFixed(0)} % busy, ${step.tcpRetransmits} TCP segments retransmitted`;
+  const cost = `p50 ${latency.quantile(0.5).toFixed(1)} ms, p99 ${latency.quantile(0.99).toFixed(1)} ms, CPU µs/delivery ${cpu}, cores ${cores} (servers + receivers), machine ${(machineBusy * 100).toFixed(0)} % busy, ${step.tcpRetransmits} TCP segments retransmitted`;
   console.error(`broadcast: ${name}: ${rate.toFixed(1)} messages/s ${ok ? 'kept pace' : 'fell behind'} (${pace}; ${cost})`);
 }
 

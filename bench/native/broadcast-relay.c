@@ -11,6 +11,11 @@
  * copies, and one step that left receivers behind took the relay minutes to recover from (a later,
  * slower step then failed too: peak searches that passed a rate and failed a lower one).
  *
+ * A receiver whose backlog would pass `--max-backlog` bytes (bench/broadcast.ts passes livemux's
+ * outbound queue bound) is closed, as livemux closes a member that far behind (SLOW_CONSUMER): unbounded,
+ * one overloaded step of a peak search held 8.5 GB here (2026-12-03), and the room's backlog, drained
+ * long after the step, spoiled the steps after it.
+ *
  * Prints {"event":"listening","port":N,"pid":N}; runs until SIGTERM.
  */
 #define _GNU_SOURCE
@@ -41,6 +46,7 @@ static int n_receivers;
 static uint8_t *pending;
 static size_t pending_len, pending_cap;
 static int ep;
+static size_t max_backlog = SIZE_MAX;
 
 static void die(const char *what) {
   perror(what);
@@ -71,6 +77,7 @@ static void watch(int fd, uint32_t events, int op) {
 
 static void backlog_append(int fd, const uint8_t *bytes, size_t n) {
   struct peer *p = &peers[fd];
+  if (p->len + n > max_backlog) return close_peer(fd);
   if (p->len == 0) {
     watch(fd, EPOLLIN | EPOLLOUT, EPOLL_CTL_MOD);
     p->off = 0;
@@ -120,7 +127,9 @@ static void on_readable(int fd) {
   pending_len += (size_t)r;
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+  for (int i = 1; i + 1 < argc; i += 2)
+    if (strcmp(argv[i], "--max-backlog") == 0) max_backlog = strtoull(argv[i + 1], NULL, 10);
   int lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
   int one = 1;
   setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
@@ -159,7 +168,12 @@ int main(void) {
       if (events[e].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) on_readable(fd);
     }
     if (pending_len == 0) continue;
-    for (int i = 0; i < n_receivers; i++) relay(receivers[i], pending, pending_len);
+    for (int i = 0; i < n_receivers;) {
+      int fd = receivers[i];
+      relay(fd, pending, pending_len);
+      /* Closed (too far behind): the list's last receiver took its place, and is written next. */
+      if (i < n_receivers && receivers[i] == fd) i++;
+    }
     pending_len = 0;
   }
 }
