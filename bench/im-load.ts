@@ -24,8 +24,8 @@ import { NodeLoadEngine } from './im-load-node.js';
  * bench/native/im-load.c, a fraction of the CPU per send) or `node` (in this process). This file keeps
  * what decides, the same for both: the steps, the pace rule, the search and the output.
  *
- * After a warm-up step at `start`, the peak search doubles the rate from `start` until a step does not keep pace (twice in a
- * row: see judgeStep), then bisects `refinements` times; then one step at half the peak measures latency. Prints one JSON line per step
+ * After a warm-up step at `start`, the peak search doubles the rate from `start` until a step does not keep pace (a marginal
+ * miss twice: see judgeStep), then bisects `refinements` times; then one step at half the peak measures latency. Prints one JSON line per step
  * (`{"step":…}`; the warm-up's also names the engine's processes, `generatorPids`) and a last one with the result (`{"peak":…}`).
  */
 const { values } = parseArgs({
