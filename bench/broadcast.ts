@@ -34,7 +34,7 @@ import { BenchProcess, type OutputLine, cpuUs, startProcess, statFields } from '
 export const BROADCAST_CLIENTS = Number(process.env.BROADCAST_CLIENTS ?? 10_000);
 /** Which receivers to run, in order (`BROADCAST_RECEIVERS=native,node`). */
 const RECEIVER_KINDS = (process.env.BROADCAST_RECEIVERS ?? 'native,node').split(',') as ReceiverKind[];
-/** Which systems to run (`BROADCAST_SYSTEMS=c,node,socketio,livemux`), for working on one of them. */
+/** Which systems to run, in that order (`BROADCAST_SYSTEMS=c,node,socketio,livemux`), for working on one of them or swapping their order. */
 const SYSTEM_KEYS = (process.env.BROADCAST_SYSTEMS ?? 'c,node,socketio,livemux').split(',');
 /** Cores of this machine, for shares of it. */
 export const CORES = availableParallelism();
@@ -304,7 +304,7 @@ export async function benchBroadcast(token: string, startLivemux: () => Promise<
   const runs: BroadcastRun[] = [];
   for (const receivers of RECEIVER_KINDS) {
     // A socket.io client in C would be a websocket and engine.io client: socket.io keeps Node receivers.
-    const measured = systems.filter((s) => SYSTEM_KEYS.includes(s.key) && !(receivers === 'native' && s.wire === 'socketio'));
+    const measured = SYSTEM_KEYS.flatMap((key) => systems.filter((s) => s.key === key && !(receivers === 'native' && s.wire === 'socketio')));
     const passes: SystemResult[][] = [];
     for (let pass = 1; PEAKS && pass <= REPEAT[receivers]; pass++) {
       const results: SystemResult[] = [];
