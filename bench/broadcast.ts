@@ -421,14 +421,17 @@ export async function measure(
      * 2026-12-03 16:37, livemux after the climb's 10,240/s failed every step down to 538/s), and one that
      * lost tens of thousands of segments leaves one that misses rates kept before.
      */
-    let fresh = false;
+    /** The rate of the step that spoiled the room just replaced (0: the room has had its warm-up). */
+    let spoiledAt = 0;
     const run = async (rate: number, seconds: number, what: string): Promise<StepResult> => {
-      if (fresh) {
+      if (spoiledAt > 0) {
         // The first step on a new room has a longer tail than the next ones (at 3,000 messages/s, 2026-12-03
         // 19:18–20:00: p99 424–605 ms in the first step after the fill, in 7 rooms of 7, against 229–399 in the quiet steps after,
-        // the Node relay and livemux alike): a step at half the rate, not measured, comes first.
-        logStep(`${label}, warming the new room up (not measured)`, await room.step(rate / 2, STEP_SECONDS));
-        fresh = false;
+        // the Node relay and livemux alike): a step at half the rate, not measured, comes first. Half of the
+        // lower of this step and the one that spoiled the room: half of a climb's next step is the spoiling
+        // rate itself, and in a livemux pass of 2026-12-03 21:26 that warm-up spoiled the new room again.
+        logStep(`${label}, warming the new room up (not measured)`, await room.step(Math.min(rate, spoiledAt) / 2, STEP_SECONDS));
+        spoiledAt = 0;
       }
       const step = await room.step(rate, seconds);
       logStep(what, step);
@@ -440,7 +443,7 @@ export async function measure(
         if (receivers === 'native') pinServerAlone(deployment, clients);
         room = new Room(deployment, clients, size.clients);
         await room.fill();
-        fresh = true;
+        spoiledAt = rate;
         console.error(`broadcast: ${label}: ${why}: a new room replaced it in ${((clockMs() - start) / 1000).toFixed(1)} s`);
       }
       return step;
