@@ -56,6 +56,9 @@ export class NodeLoadEngine implements LoadEngine {
     const engine = new NodeLoadEngine(options);
     const { users } = options;
     for (let i = 0; i < users.length; i += 100) engine.users.push(...(await Promise.all(users.slice(i, i + 100).map((u) => engine.connectUser(u)))));
+    // This engine does not watch for each Sync's answer (the native one waits for every Synced): a
+    // second lets them arrive and the users' feeds attach before the warm-up.
+    await new Promise((r) => setTimeout(r, 1000));
     return engine;
   }
 

@@ -106,7 +106,6 @@ const options = {
   maxBehindS: MAX_BEHIND_S,
 } as const;
 const engine: LoadEngine = values.engine === 'node' ? await NodeLoadEngine.start(options) : await NativeLoadEngine.start(options);
-await new Promise((r) => setTimeout(r, 1000)); // every Sync answered, feeds attached
 // The first seconds of traffic are slow (JIT, first reads of every inbox, pools warming up): not measured.
 await runStep(engine, Number(values.start), 'warmup');
 
