@@ -2,19 +2,22 @@
  * The broadcast bench's physical limit (bench/broadcast.ts): the relay of bench/broadcast-plain-server.ts
  * written in C. One thread, epoll, the same coalescing rule: what one turn of the event loop read (one
  * epoll_wait's worth of events) is written once to every receiver, one write per socket per turn. A
- * socket becomes the publisher by sending anything; receivers never send. A write the kernel takes only
- * in part keeps its rest in a per-socket backlog, written when the socket is writable again and ahead of
- * anything newer, as Node's socket.write buffers it. No framing, no state per message.
+ * socket becomes the publisher by sending anything; receivers never send. No framing, no state per
+ * message.
  *
- * The backlog is written from an offset and compacted only when an append needs the room: moving the
- * unsent rest to the front after every partial send made draining a backlog of n bytes cost O(n^2)
- * copies, and one step that left receivers behind took the relay minutes to recover from (a later,
- * slower step then failed too: peak searches that passed a rate and failed a lower one).
+ * A write the kernel takes only in part leaves the receiver behind, and what it has not taken is written
+ * when the socket is writable again, ahead of anything newer, with one writev, as Node's socket.write
+ * buffers and writes it. What a turn read is kept once, in a round shared by every receiver still owing
+ * it: a receiver behind holds only a cursor (a round and an offset into it), because it owes every round
+ * from that one to the newest. An earlier version copied each round into every late receiver's own
+ * backlog: near its edge 52 % of its time went to those copies and 30 % to the page faults under them,
+ * a step that left receivers behind never caught up, and the relay's passes disagreed (2026-12-03).
+ * livemux's outbound queues, and Node's socket queues, hold references too.
  *
- * A receiver whose backlog would pass `--max-backlog` bytes (bench/broadcast.ts passes livemux's
- * outbound queue bound) is closed, as livemux closes a member that far behind (SLOW_CONSUMER): unbounded,
- * one overloaded step of a peak search held 8.5 GB here (2026-12-03), and the room's backlog, drained
- * long after the step, spoiled the steps after it.
+ * A receiver with more than `--max-backlog` bytes owed (bench/broadcast.ts passes livemux's outbound
+ * queue bound) is closed, as livemux closes a member that far behind (SLOW_CONSUMER). Rounds are freed
+ * once no receiver owes them, so the relay holds at most that bound plus one round, whatever the room's
+ * size.
  *
  * Prints {"event":"listening","port":N,"pid":N}; runs until SIGTERM.
  */
@@ -29,28 +32,72 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #define MAX_FDS 65536
+#define MAX_IOV 1024 /* IOV_MAX on Linux, as libuv's writev */
+
+/** What one turn read, shared by every receiver that has not taken all of it yet. */
+struct round {
+  struct round *next;
+  uint64_t start; /* bytes relayed before this round, over the relay's life */
+  size_t len;
+  int cursors; /* receivers whose next unsent byte is in this round */
+  uint8_t bytes[];
+};
 
 struct peer {
   int receiver; /* in the receivers' list */
   int index;    /* position in that list */
-  uint8_t *backlog;
-  size_t off, len, cap; /* unsent bytes: backlog[off .. off + len) */
+  struct round *at; /* behind: the round its next unsent byte is in; NULL when caught up */
+  size_t off;       /* that byte's offset in `at` */
 };
 
 static struct peer peers[MAX_FDS];
 static int receivers[MAX_FDS];
 static int n_receivers;
+static struct round *oldest, *newest; /* rounds some receiver still owes */
+static uint64_t relayed;              /* bytes relayed over the relay's life: the end of `newest` */
 static uint8_t *pending;
 static size_t pending_len, pending_cap;
 static int ep;
-static size_t max_backlog = SIZE_MAX;
+static uint64_t max_backlog = UINT64_MAX;
 
 static void die(const char *what) {
   perror(what);
   exit(1);
+}
+
+static void watch(int fd, uint32_t events, int op) {
+  struct epoll_event ev = {.events = events, .data.fd = fd};
+  epoll_ctl(ep, op, fd, &ev);
+}
+
+/** Frees the rounds nobody owes: those before the oldest round a receiver's cursor is in. */
+static void free_owed_by_none(void) {
+  while (oldest && oldest->cursors == 0) {
+    struct round *r = oldest;
+    oldest = r->next;
+    if (!oldest) newest = NULL;
+    free(r);
+  }
+}
+
+/** Moves a receiver's cursor to `off` bytes into round `r` (NULL: caught up). */
+static void move_cursor(int fd, struct round *r, size_t off) {
+  struct peer *p = &peers[fd];
+  if (p->at == r) {
+    p->off = off;
+    return;
+  }
+  if (p->at) p->at->cursors--;
+  else watch(fd, EPOLLIN | EPOLLOUT, EPOLL_CTL_MOD);
+  if (r) r->cursors++;
+  else watch(fd, EPOLLIN, EPOLL_CTL_MOD);
+  p->at = r;
+  p->off = off;
+  free_owed_by_none();
 }
 
 static void drop_receiver(int fd) {
@@ -64,55 +111,47 @@ static void drop_receiver(int fd) {
 
 static void close_peer(int fd) {
   drop_receiver(fd);
+  if (peers[fd].at) {
+    peers[fd].at->cursors--;
+    free_owed_by_none();
+  }
   epoll_ctl(ep, EPOLL_CTL_DEL, fd, NULL);
   close(fd);
-  free(peers[fd].backlog);
   memset(&peers[fd], 0, sizeof peers[fd]);
 }
 
-static void watch(int fd, uint32_t events, int op) {
-  struct epoll_event ev = {.events = events, .data.fd = fd};
-  epoll_ctl(ep, op, fd, &ev);
-}
-
-static void backlog_append(int fd, const uint8_t *bytes, size_t n) {
+/** This turn's round to a receiver: one send when it is caught up; behind, it now owes one round more. */
+static void relay(int fd, struct round *r) {
   struct peer *p = &peers[fd];
-  if (p->len + n > max_backlog) return close_peer(fd);
-  if (p->len == 0) {
-    watch(fd, EPOLLIN | EPOLLOUT, EPOLL_CTL_MOD);
-    p->off = 0;
-  }
-  if (p->off + p->len + n > p->cap) {
-    /* Out of room at the end: the unsent bytes move to the front once, and the buffer grows if need be. */
-    memmove(p->backlog, p->backlog + p->off, p->len);
-    p->off = 0;
-    if (p->len + n > p->cap) {
-      p->cap = (p->len + n) * 2;
-      p->backlog = realloc(p->backlog, p->cap);
+  if (!p->at) {
+    ssize_t w = send(fd, r->bytes, r->len, MSG_NOSIGNAL);
+    if (w < 0) {
+      if (errno != EAGAIN) return; /* closed: its EPOLLIN/EPOLLHUP says so */
+      w = 0;
     }
+    if ((size_t)w < r->len) move_cursor(fd, r, (size_t)w);
   }
-  memcpy(p->backlog + p->off + p->len, bytes, n);
-  p->len += n;
+  if (p->at && relayed - (p->at->start + p->off) > max_backlog) close_peer(fd);
 }
 
-/** One write of `bytes` to a receiver; what the kernel does not take waits in its backlog. */
-static void relay(int fd, const uint8_t *bytes, size_t n) {
-  if (peers[fd].len > 0) return backlog_append(fd, bytes, n);
-  ssize_t w = send(fd, bytes, n, MSG_NOSIGNAL);
-  if (w < 0) {
-    if (errno != EAGAIN) return; /* closed: its EPOLLIN/EPOLLHUP says so */
-    w = 0;
-  }
-  if ((size_t)w < n) backlog_append(fd, bytes + w, n - (size_t)w);
-}
-
+/** A receiver behind: one writev of what it owes, oldest first. */
 static void on_writable(int fd) {
   struct peer *p = &peers[fd];
-  ssize_t w = send(fd, p->backlog + p->off, p->len, MSG_NOSIGNAL);
+  if (!p->at) return;
+  struct iovec iov[MAX_IOV];
+  int n = 0;
+  size_t off = p->off;
+  for (struct round *r = p->at; r && n < MAX_IOV; r = r->next, off = 0)
+    iov[n++] = (struct iovec){.iov_base = r->bytes + off, .iov_len = r->len - off};
+  ssize_t w = writev(fd, iov, n);
   if (w <= 0) return;
-  p->off += (size_t)w;
-  p->len -= (size_t)w;
-  if (p->len == 0) watch(fd, EPOLLIN, EPOLL_CTL_MOD);
+  struct round *r = p->at;
+  off = p->off + (size_t)w;
+  while (r && off >= r->len) {
+    off -= r->len;
+    r = r->next;
+  }
+  move_cursor(fd, r, r ? off : 0);
 }
 
 static void on_readable(int fd) {
@@ -125,6 +164,20 @@ static void on_readable(int fd) {
   if (r < 0) return;
   drop_receiver(fd); /* it sent something: the publisher */
   pending_len += (size_t)r;
+}
+
+/** What this turn read becomes the newest round, owed by every receiver behind. */
+static struct round *new_round(void) {
+  struct round *r = malloc(sizeof *r + pending_len);
+  if (!r) die("malloc");
+  *r = (struct round){.start = relayed, .len = pending_len};
+  memcpy(r->bytes, pending, pending_len);
+  relayed += pending_len;
+  pending_len = 0;
+  if (newest) newest->next = r;
+  else oldest = r;
+  newest = r;
+  return r;
 }
 
 int main(int argc, char **argv) {
@@ -168,12 +221,15 @@ int main(int argc, char **argv) {
       if (events[e].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) on_readable(fd);
     }
     if (pending_len == 0) continue;
+    struct round *r = new_round();
+    r->cursors++; /* held while the loop writes it: a receiver closed in the loop must not free it */
     for (int i = 0; i < n_receivers;) {
       int fd = receivers[i];
-      relay(fd, pending, pending_len);
+      relay(fd, r);
       /* Closed (too far behind): the list's last receiver took its place, and is written next. */
       if (i < n_receivers && receivers[i] == fd) i++;
     }
-    pending_len = 0;
+    r->cursors--;
+    free_owed_by_none();
   }
 }

@@ -14,7 +14,9 @@ import { until } from '../helpers/until.js';
  * into the steps after it.
  */
 const MAX_BACKLOG = 64 * 1024;
-const CHUNK = Buffer.alloc(64 * 1024, 0x61);
+const CHUNK_BYTES = 64 * 1024;
+/** The n-th chunk published is filled with n mod 251, so a byte lost, repeated or out of order shows. */
+const chunk = (n: number): Buffer => Buffer.alloc(CHUNK_BYTES, n % 251);
 /** Far more than loopback's socket buffers hold (a few MB each way) plus the bound. */
 const PUBLISHED = 64 * 1024 * 1024;
 
@@ -28,12 +30,24 @@ afterEach(() => {
   for (const c of cleanup.splice(0)) c();
 });
 
-async function startRelay(command: string, args: string[]): Promise<number> {
-  const child = spawnTied(command, [...args, '--max-backlog', String(MAX_BACKLOG)], { stdio: ['ignore', 'pipe', 'pipe'] });
+async function startRelay(command: string, args: string[], maxBacklog = MAX_BACKLOG): Promise<number> {
+  const child = spawnTied(command, [...args, '--max-backlog', String(maxBacklog)], { stdio: ['ignore', 'pipe', 'pipe'] });
   cleanup.push(() => child.kill('SIGKILL'));
   const lines = createInterface({ input: child.stdout });
   for await (const line of lines) return (JSON.parse(line) as { port: number }).port;
   throw new Error('relay exited before listening');
+}
+
+/** Counts what a receiver reads and notes the first byte that is not the one published at its place. */
+function checkedReader(socket: Socket): { read: number; outOfOrder: number } {
+  const reader = { read: 0, outOfOrder: -1 };
+  socket.on('data', (bytes: Buffer) => {
+    for (let i = 0; i < bytes.length && reader.outOfOrder < 0; i++) {
+      if (bytes[i] !== Math.floor((reader.read + i) / CHUNK_BYTES) % 251) reader.outOfOrder = reader.read + i;
+    }
+    reader.read += bytes.length;
+  });
+  return reader;
 }
 
 function connected(port: number): Promise<Socket> {
@@ -45,7 +59,7 @@ function connected(port: number): Promise<Socket> {
 }
 
 describe.each(relays)('%s', (_name, command) => {
-  it('closes a receiver that stops reading once its backlog passes --max-backlog, and goes on serving one that reads', async () => {
+  it('closes a receiver that stops reading once its backlog passes --max-backlog, and goes on serving one that reads every byte in order', async () => {
     const port = await startRelay(...command());
     const stalled = await connected(port);
     stalled.pause();
@@ -55,24 +69,45 @@ describe.each(relays)('%s', (_name, command) => {
     let stalledRead = 0;
     stalled.on('data', (chunk: Buffer) => (stalledRead += chunk.length));
     const reading = await connected(port);
-    let read = 0;
-    reading.on('data', (chunk: Buffer) => (read += chunk.length));
+    const reader = checkedReader(reading);
     // Both receivers are in the room once the relay has accepted them; the publisher is whoever sends.
     const publisher = await connected(port);
     let sent = 0;
     while (sent < PUBLISHED && !stalledClosed) {
-      if (!publisher.write(CHUNK)) await new Promise((r) => publisher.once('drain', r));
-      sent += CHUNK.length;
+      if (!publisher.write(chunk(sent / CHUNK_BYTES))) await new Promise((r) => publisher.once('drain', r));
+      sent += CHUNK_BYTES;
       // The reading receiver keeps up: the relay is never more than a few chunks ahead of it.
-      await until(() => read >= sent - 8 * CHUNK.length, 'the reading receiver to keep up', 30_000);
+      await until(() => reader.read >= sent - 8 * CHUNK_BYTES, 'the reading receiver to keep up', 30_000);
     }
-    await until(() => stalledClosed || read >= PUBLISHED, 'the relay to close the stalled receiver or deliver everything', 30_000);
+    await until(() => stalledClosed || reader.read >= PUBLISHED, 'the relay to close the stalled receiver or deliver everything', 30_000);
     // Unbounded, the relay would hold everything for the stalled receiver and keep its connection open.
     stalled.resume();
     await until(() => stalledClosed, 'the stalled receiver to be closed', 30_000);
-    await until(() => read >= sent, 'the reading receiver to get everything published', 30_000);
+    await until(() => reader.read >= sent, 'the reading receiver to get everything published', 30_000);
     expect(stalledRead).toBeLessThan(sent);
-    expect(read).toBe(sent);
+    expect(reader.read).toBe(sent);
+    expect(reader.outOfOrder).toBe(-1);
     expect(reading.destroyed).toBe(false);
+  });
+
+  it('keeps what a receiver behind has not taken, within the bound, and writes it in order once it reads again', async () => {
+    // Well past what loopback's socket buffers hold, so most of it waits in the relay, under its bound.
+    const published = 32 * 1024 * 1024;
+    const port = await startRelay(...command(), 2 * published);
+    const late = await connected(port);
+    late.pause();
+    const lateReader = checkedReader(late);
+    const reading = await connected(port);
+    const reader = checkedReader(reading);
+    const publisher = await connected(port);
+    for (let sent = 0; sent < published; sent += CHUNK_BYTES) {
+      if (!publisher.write(chunk(sent / CHUNK_BYTES))) await new Promise((r) => publisher.once('drain', r));
+    }
+    await until(() => reader.read >= published, 'the reading receiver to get everything published', 30_000);
+    late.resume();
+    await until(() => lateReader.read >= published, 'the late receiver to get everything published', 30_000);
+    expect([reader.read, reader.outOfOrder]).toEqual([published, -1]);
+    expect([lateReader.read, lateReader.outOfOrder]).toEqual([published, -1]);
+    expect(late.destroyed).toBe(false);
   });
 });
