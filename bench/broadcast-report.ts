@@ -75,7 +75,10 @@ function runTable(run: BroadcastRun): string[] {
         'share the other cores. A server that coalesces writes what arrived during its last round each round: from a few rounds a second up ' +
         'to its peak it is busy whatever the rate, and its CPU per delivery at the peak is about a core over its peak. The receivers cost less ' +
         'per delivery than any server, but at tens of millions of deliveries/s they fill the other core too: where a peak step ' +
-        'has the server under a core ("bound by"), the receivers, not the server, set that peak.'
+        'has the server under a core ("bound by"), the receivers, not the server, set that peak.' +
+        (run.tcpMetricsCacheOff
+          ? " The kernel's TCP metrics cache was off and empty for the run (bench/tcp-metrics.ts)."
+          : " **The kernel's TCP metrics cache was on** (the bench had no root): a room after a collapse started from the collapsed connections' figures (bench/tcp-metrics.ts).")
       : `**Node receivers** (bench/broadcast-clients.ts, ${run.processes} processes, nothing pinned): what a Node client costs. ` +
         `On ${CORES} cores they take most of the machine, so these peaks rank receivers as much as servers (see "bound by").`;
   /** Median over the passes of f(this system) / f(C relay in the same pass), with the range when there are several. */

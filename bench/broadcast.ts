@@ -11,6 +11,7 @@ import { BenchConnection } from './bench-connection.js';
 import { LatencyHistogram, clockMs, connectSocketIo, endMessage, probeMessage, roomMessage } from './broadcast-protocol.js';
 import { buildNative } from './native.js';
 import { PEAK_SEARCH, findPeak } from './peak-search.js';
+import { tcpMetricsCacheOff } from './tcp-metrics.js';
 import { BenchProcess, type OutputLine, cpuUs, startProcess, statFields } from './processes.js';
 
 /**
@@ -251,6 +252,8 @@ export interface BroadcastRun {
   passes: SystemResult[][];
   /** bursts[p][s]: cost at equal coalescing, pass p of system s (native receivers, socket.io left out); else none. */
   bursts: BurstCost[][];
+  /** Whether the kernel's TCP metrics cache was off for the run (bench/tcp-metrics.ts). */
+  tcpMetricsCacheOff: boolean;
 }
 
 export interface Publisher {
@@ -301,18 +304,23 @@ export async function benchBroadcast(token: string, startLivemux: () => Promise<
     { key: 'socketio', name: 'socket.io rooms', wire: 'socketio', deploy: () => deploySocketIo() },
     { key: 'livemux', name: 'livemux proxy + echo backend', wire: 'livemux', deploy: () => deployLivemux(startLivemux, token) },
   ];
+  const cache = tcpMetricsCacheOff();
   const runs: BroadcastRun[] = [];
-  for (const receivers of RECEIVER_KINDS) {
-    // A socket.io client in C would be a websocket and engine.io client: socket.io keeps Node receivers.
-    const measured = SYSTEM_KEYS.flatMap((key) => systems.filter((s) => s.key === key && !(receivers === 'native' && s.wire === 'socketio')));
-    const passes: SystemResult[][] = [];
-    for (let pass = 1; PEAKS && pass <= REPEAT[receivers]; pass++) {
-      const results: SystemResult[] = [];
-      for (const system of measured) results.push(await measure(system.name, await system.deploy(), receivers, token, pass));
-      passes.push(results);
+  try {
+    for (const receivers of RECEIVER_KINDS) {
+      // A socket.io client in C would be a websocket and engine.io client: socket.io keeps Node receivers.
+      const measured = SYSTEM_KEYS.flatMap((key) => systems.filter((s) => s.key === key && !(receivers === 'native' && s.wire === 'socketio')));
+      const passes: SystemResult[][] = [];
+      for (let pass = 1; PEAKS && pass <= REPEAT[receivers]; pass++) {
+        const results: SystemResult[] = [];
+        for (const system of measured) results.push(await measure(system.name, await system.deploy(), receivers, token, pass));
+        passes.push(results);
+      }
+      const bursts = receivers === 'native' && BURSTS ? await interleavedBursts(measured, token, REPEAT.native) : [];
+      runs.push({ receivers, processes: CLIENT_PROCESSES[receivers], passes, bursts, tcpMetricsCacheOff: cache.off });
     }
-    const bursts = receivers === 'native' && BURSTS ? await interleavedBursts(measured, token, REPEAT.native) : [];
-    runs.push({ receivers, processes: CLIENT_PROCESSES[receivers], passes, bursts });
+  } finally {
+    cache.restore();
   }
   return runs;
 }

@@ -42,7 +42,7 @@ const LIVEMUX = 'livemux proxy + echo backend';
 /** The bursts-only report (BROADCAST_PEAKS=0) of these passes. */
 function report(passes: [c: number, proxy: number][]): string[] {
   const bursts = passes.map(([c, proxy]) => [cost(C, [c]), cost(LIVEMUX, [proxy, 0.001], [10, 0])]);
-  return broadcastReport([{ receivers: 'native', processes: 2, passes: [], bursts }]).split('\n');
+  return broadcastReport([{ receivers: 'native', processes: 2, passes: [], bursts, tcpMetricsCacheOff: true }]).split('\n');
 }
 
 describe('broadcast report: cost at equal coalescing', () => {
@@ -79,8 +79,16 @@ describe('broadcast report: peaks', () => {
       const step = window(seconds * 1000, 5_000 * seconds * 10_000, [0.02], 5_000);
       return { name, servers: ['server'], idleRssBytes: [0], peakRssBytes: [0], steps: [step], edgeFrom: 1, finest: [], peak: step, half: step, fixed: step };
     };
-    const lines = broadcastReport([{ receivers: 'native', processes: 2, passes: [[system(C, 8), system('Node relay, writes coalesced per tick', 4)]], bursts: [] }]).split('\n');
+    const lines = broadcastReport([{ receivers: 'native', processes: 2, passes: [[system(C, 8), system('Node relay, writes coalesced per tick', 4)]], bursts: [], tcpMetricsCacheOff: true }]).split('\n');
     expect(lines.find((l) => l.startsWith(`| ${C}`))).toMatch(/^\| [^|]+ \| 50,000,000 \|/);
     expect(lines.find((l) => l.startsWith('| Node relay'))).toMatch(/^\| [^|]+ \| 50,000,000 \| [^|]+ \| 1\.00× \|/);
+  });
+
+  it("says whether the kernel's TCP metrics cache was off for the run", () => {
+    const step = window(8_000, 5_000 * 8 * 10_000, [0.02], 5_000);
+    const result: SystemResult = { name: C, servers: ['server'], idleRssBytes: [0], peakRssBytes: [0], steps: [step], edgeFrom: 1, finest: [], peak: step, half: step, fixed: step };
+    const title = (off: boolean): string => broadcastReport([{ receivers: 'native', processes: 2, passes: [[result]], bursts: [], tcpMetricsCacheOff: off }]).split('\n').find((l) => l.startsWith('**Server-bound'))!;
+    expect(title(true)).toContain('TCP metrics cache was off');
+    expect(title(false)).toContain('TCP metrics cache was on**');
   });
 });
