@@ -150,8 +150,12 @@ export function roomSpoiled(step: StepResult): boolean {
 /**
  * A step's receivers report within 3 × its publish time + 15 s when they keep anywhere near pace. One
  * that falls far behind gets BACKLOG_MS more to drain its backlog: the step is then marked as not
- * keeping pace (it is a measurement, not a failure of the run), and the next step starts on a quiet room.
- * A receiver silent beyond that is broken, and the run says so.
+ * keeping pace (it is a measurement, not a failure of the run), and the next step starts on a new room.
+ * A receiver process silent beyond that fails the step the same way (its room is replaced): in a
+ * collapse under the machine's TCP memory pressure, connections that lost segment after segment wait
+ * out retransmission timeouts that double each time, and one such room of the run of 2026-12-03 22:30
+ * was still silent after 231 s, which ended the run there (a receiver that is broken is silent in every
+ * room, and the log shows it step after step).
  */
 const BACKLOG_MS = 180_000;
 const DIST_BENCH = join(PACKAGE_ROOT, 'dist', 'bench');
@@ -177,8 +181,10 @@ export interface StepResult {
   rate: number;
   /** The step kept pace (see PACE_SLACK). */
   ok: boolean;
-  /** Some receiver reported only after the step's deadline, from its backlog (see BACKLOG_MS). */
+  /** Some receiver reported only after the step's deadline, from its backlog, or not at all (see BACKLOG_MS). */
   late: boolean;
+  /** Receiver processes that had not reported when the step gave up on them (their figures are not in it). */
+  silent: number;
   /** How long the publisher took, first message to end message. */
   publishMs: number;
   /** The median sampled receiver's time, first message to end message. */
@@ -586,7 +592,7 @@ function pin(pid: number, cpus: string): void {
 function logStep(name: string, step: StepResult): void {
   const { rate, ok, late, publishMs, receiveMs, lagGrowthMs, missing, latency, cpuUs, receiverCpuUs, deliveries, machineBusy } = step;
   const cpu = [...cpuUs, receiverCpuUs].map((us) => (us / deliveries).toPrecision(3)).join(' + ');
-  const pace = `published in ${publishMs.toFixed(0)} ms, received in ${receiveMs.toFixed(0)} ms, latency grew ${lagGrowthMs.toFixed(0)} ms, ${missing} missing${late ? ', a receiver reported after the deadline' : ''}`;
+  const pace = `published in ${publishMs.toFixed(0)} ms, received in ${receiveMs.toFixed(0)} ms, latency grew ${lagGrowthMs.toFixed(0)} ms, ${missing} missing${step.silent > 0 ? `, ${step.silent} receiver processes silent after the deadline` : late ? ', a receiver reported after the deadline' : ''}`;
   const cores = [...cpuUs, receiverCpuUs].map((us) => (us / 1000 / step.wallMs).toFixed(2)).join(' + ');
   const cost = `p50 ${latency.quantile(0.5).toFixed(1)} ms, p99 ${latency.quantile(0.99).toFixed(1)} ms, CPU µs/delivery ${cpu}, cores ${cores} (servers + receivers), machine ${(machineBusy * 100).toFixed(0)} % busy, ${step.tcpRetransmits} TCP segments retransmitted`;
   console.error(`broadcast: ${name}: ${rate.toFixed(1)} messages/s ${ok ? 'kept pace' : 'fell behind'} (${pace}; ${cost})`);
@@ -620,7 +626,7 @@ class Room {
     while (!(await Promise.race([settled, sleep(500, false)])));
     await ready;
     const phase = ++this.phase;
-    const reports = this.reports(phase, 60_000);
+    const reports = Promise.all(this.reports(phase, 60_000));
     publisher.send(endMessage(phase, this.published));
     await reports;
   }
@@ -674,7 +680,7 @@ class Room {
     const phase = ++this.phase;
     const publishMs = (total / rate) * 1000;
     const deadlineMs = 3 * publishMs + 15_000;
-    const reports = this.reports(phase, deadlineMs + BACKLOG_MS);
+    const reports = Promise.allSettled(this.reports(phase, deadlineMs + BACKLOG_MS));
     const before = servers.map((s) => cpuUs(s.pid));
     const machineBefore = machineTicks();
     const retransmitsBefore = tcpRetransmits();
@@ -685,10 +691,12 @@ class Room {
     // a receiver keeping pace then gets it publishMs after its first message, whatever a fan-out takes.
     await sleep(start + publishMs - clockMs());
     publisher.send(endMessage(phase, this.published));
-    const lines = await reports;
+    const settled = await reports;
+    const lines = settled.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+    const silent = settled.length - lines.length;
     const after = servers.map((s) => cpuUs(s.pid));
     const wallMs = clockMs() - start;
-    const late = wallMs > deadlineMs;
+    const late = wallMs > deadlineMs || silent > 0;
     const machine = machineTicks();
     const latency = new LatencyHistogram();
     for (const l of lines) latency.merge(l.histogram as number[]);
@@ -709,6 +717,7 @@ class Room {
       // Medians hide one receiver process far behind the others: its late report fails the step too.
       ok: !late && missing === 0 && closed === 0 && lagGrowthMs <= paceSlackMs(publishMs) && publishMs >= SATURATED_PACE * receiveMs,
       late,
+      silent,
       publishMs,
       receiveMs,
       lagGrowthMs,
@@ -726,8 +735,8 @@ class Room {
   }
 
   /** Every client process's report on `phase`. */
-  private reports(phase: number, timeoutMs: number): Promise<OutputLine[]> {
-    return Promise.all(this.clients.map((c) => c.next((l) => l.event === 'phase' && l.phase === phase, timeoutMs)));
+  private reports(phase: number, timeoutMs: number): Promise<OutputLine>[] {
+    return this.clients.map((c) => c.next((l) => l.event === 'phase' && l.phase === phase, timeoutMs));
   }
 }
 

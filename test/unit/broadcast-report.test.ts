@@ -14,6 +14,7 @@ function window(wallMs: number, deliveries: number, usPerDelivery: number[], rat
     rate,
     ok: true,
     late: false,
+    silent: 0,
     publishMs: wallMs,
     receiveMs: wallMs,
     lagGrowthMs: 0,
