@@ -692,6 +692,9 @@ class Room {
     await sleep(start + publishMs - clockMs());
     publisher.send(endMessage(phase, this.published));
     const settled = await reports;
+    // Silent is alive and quiet; a receiver process that died is a broken run, and says why.
+    const died = settled.find((r, i): r is PromiseRejectedResult => r.status === 'rejected' && this.clients[i]!.exitedUnasked);
+    if (died) throw died.reason;
     const lines = settled.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
     const silent = settled.length - lines.length;
     const after = servers.map((s) => cpuUs(s.pid));
