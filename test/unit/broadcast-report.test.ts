@@ -85,6 +85,28 @@ describe('broadcast report: peaks', () => {
     expect(lines.find((l) => l.startsWith('| Node relay'))).toMatch(/^\| [^|]+ \| 50,000,000 \| [^|]+ \| 1\.00× \|/);
   });
 
+  it('reads CPU per delivery near the peak from the steps kept at the finest stride, not from one that collapsed', () => {
+    const step = (rate: number, us: number, ok: boolean): StepResult => ({ ...window(12_000, rate * 12 * 10_000, [us], rate), ok });
+    // A collapsed step shows a server idling through retransmissions: a fraction of its cost per delivery.
+    const collapsed = step(6_300, 0.005, false);
+    const system = (name: string, us: number): SystemResult => ({
+      name,
+      servers: ['server'],
+      idleRssBytes: [0],
+      peakRssBytes: [0],
+      steps: [step(5_120, 0.03, true), step(6_000, us * 2, true), step(6_000, us, true), collapsed, step(5_700, us, true)],
+      edgeFrom: 1,
+      finest: [6_000, 6_300, 5_700, 6_000],
+      peak: collapsed,
+      half: step(3_000, 0.04, true),
+      fixed: null,
+    });
+    const lines = broadcastReport([{ receivers: 'native', processes: 2, passes: [[system(C, 0.02), system('Node relay, writes coalesced per tick', 0.03)]], bursts: [], tcpMetricsCacheOff: true }]).split('\n');
+    // The first staircase step (6,000/s at twice the cost) was before the finest stride: not counted.
+    expect(lines.find((l) => l.startsWith(`| ${C}`))).toMatch(/^(\| [^|]+ ){4}\| 0\.0200 µs \(2 steps\) \| 1\.00× \|/);
+    expect(lines.find((l) => l.startsWith('| Node relay'))).toMatch(/^(\| [^|]+ ){4}\| 0\.0300 µs \(2 steps\) \| 1\.50× \|/);
+  });
+
   it("says whether the kernel's TCP metrics cache was off for the run", () => {
     const step = window(8_000, 5_000 * 8 * 10_000, [0.02], 5_000);
     const result: SystemResult = { name: C, servers: ['server'], idleRssBytes: [0], peakRssBytes: [0], steps: [step], edgeFrom: 1, finest: [], peak: step, half: step, fixed: step };
