@@ -43,7 +43,7 @@ export function broadcastReport(runs: BroadcastRun[]): string {
       `and each counts once in the mean, where a bisection took one verdict per rate and followed it (until 2026-12-03, one lucky 5,120/s or ` +
       `unlucky 4,305/s moved a pass's peak by 10–20 %, and one system's passes spread 13–17 %). Then one more step at the peak rate, its verdict listed ` +
       `(there, it keeps pace about half the time). CPU and machine figures are "near the peak": over the steps a system kept pace in at the ` +
-      `staircase's finest stride and at the peak, summed (a step that misses near the edge can collapse: the kernel, short of TCP memory, ` +
+      `staircase's finest stride and at the peak, summed (a step that misses near the edge can fall far behind: the kernel, short of TCP memory, then ` +
       `drops, and a server idling through the retransmissions shows a fraction of its cost per delivery). Latency: ${LATENCY_SECONDS} s at half each system's own peak, and ${LATENCY_SECONDS} s at ` +
       `${FIXED_RATE} messages/s (${fmt(FIXED_RATE * BROADCAST_CLIENTS)} deliveries/s) for every system that sustains it.`,
   ];
@@ -92,6 +92,7 @@ function runTable(run: BroadcastRun): string[] {
   };
   const line = (row: Row, i: number): string => {
     const r = row.median;
+    const near = nearPeak(r);
     const cells = [
       row.name,
       fmt(peak(r)),
@@ -99,10 +100,10 @@ function runTable(run: BroadcastRun): string[] {
       vsC(i, peak),
       cpuPerDelivery(r),
       vsC(i, cpuOfTotal) + (r.servers.length > 1 ? `; ${r.servers[0]} alone ${vsC(i, cpuOfFirst)}` : ''),
-      fmt(nearPeak(r).deliveries / (totalCpu(nearPeak(r)) / 1e6)),
-      `${(nearPeak(r).receiverCpuUs / nearPeak(r).deliveries).toPrecision(2)} µs`,
-      busy(nearPeak(r)),
-      boundBy(nearPeak(r)),
+      fmt(near.deliveries / (totalCpu(near) / 1e6)),
+      `${(near.receiverCpuUs / near.deliveries).toPrecision(2)} µs`,
+      busy(near),
+      boundBy(near),
       latency(r.half),
       r.fixed ? latency(r.fixed) : `n/a (peak ${r.peak.rate.toPrecision(2)}/s)`,
       r.servers.map((label, j) => `${r.servers.length > 1 ? `${label} ` : ''}${fmt(r.idleRssBytes[j]! / 2 ** 20)} / ${fmt(r.peakRssBytes[j]! / 2 ** 20)} MiB`).join(' + '),
@@ -140,9 +141,10 @@ const nearPeakOf = new WeakMap<SystemResult, Window>();
  * and the step at the peak if kept, summed: CPU over their windows, deliveries, wall time. Every system
  * keeps these, at rates within a few strides of its own peak, so their CPU per delivery is a server's
  * cost where it is busiest, free of the steps that fell behind: near the edge a step that misses the pace
- * can collapse (the kernel, short of TCP memory, drops and the connections back off), and a server
- * idling through retransmissions then shows a fraction of its cost per delivery (the C relay's one step
- * at the peak in the 2026-12-03 23:02 run: 0.0068 / 0.0204 / 0.0279 µs over three passes). Without such
+ * can fall far behind (until 2026-12-04 the native receivers' framer kept it there, bench/native/wire.h;
+ * the kernel, short of TCP memory, drops and the connections back off), and a server idling through
+ * retransmissions then shows a fraction of its cost per delivery (the C relay's one step at the peak in
+ * the 2026-12-03 23:02 run: 0.0068 / 0.0204 / 0.0279 µs over three passes). Without such
  * steps (a search cut short), the fastest staircase step kept; failing that, the peak step.
  */
 function nearPeak(r: SystemResult): Window {
