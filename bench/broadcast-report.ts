@@ -44,7 +44,7 @@ export function broadcastReport(runs: BroadcastRun[]): string {
       `unlucky 4,305/s moved a pass's peak by 10–20 %, and one system's passes spread 13–17 %). Then one more step at the peak rate, its verdict listed ` +
       `(there, it keeps pace about half the time). CPU and machine figures are "near the peak": over the steps a system kept pace in at the ` +
       `staircase's finest stride and at the peak, summed (a step that misses near the edge can fall far behind: the kernel, short of TCP memory, then ` +
-      `drops, and a server idling through the retransmissions shows a fraction of its cost per delivery). Latency: ${LATENCY_SECONDS} s at half each system's own peak, and ${LATENCY_SECONDS} s at ` +
+      `drops, and a server idling through the retransmissions shows a fraction of its cost per delivery). Latency: ${LATENCY_SECONDS} s at half each system's own peak, after ${STEP_SECONDS} s at that rate not measured (a first step at a rate has the longer tail), and ${LATENCY_SECONDS} s at ` +
       `${FIXED_RATE} messages/s (${fmt(FIXED_RATE * BROADCAST_CLIENTS)} deliveries/s) for every system that sustains it.`,
   ];
   for (const run of runs) out.push('', ...runTable(run));

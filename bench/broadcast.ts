@@ -485,6 +485,12 @@ export async function measure(
       return { rate, ok: step.ok, saturated: saturated(step) };
     }, { ...PEAK_SEARCH, startRate });
     const peak = await run(search.rate, edgeSeconds, `${label}, at the peak`);
+    // Latency is measured in a room already running at that rate: the step after the peak's is the first
+    // at its rate, often on a new room (the peak step spoiled the old one, and the new room's warm-up ran
+    // at a quarter of the peak), and a first step has the longer tail. At 2,936 messages/s, 2026-12-04
+    // 05:48 (three rooms each, five 8 s steps in a row): livemux's p99 291–384 ms in the first step and
+    // 208–220 in the four after; the Node relay's 285–297, then 196–234.
+    await run(peak.rate / 2, STEP_SECONDS, `${label}, at half the peak before its latency (not measured)`);
     const half = await run(peak.rate / 2, LATENCY_SECONDS, `${label}, latency at half the peak`);
     const fixed = peak.rate >= FIXED_RATE ? await run(FIXED_RATE, LATENCY_SECONDS, `${label}, latency at ${FIXED_RATE} messages/s`) : null;
     const peakRssBytes = deployment.servers.map((s) => memory(s.pid).hwmBytes);
