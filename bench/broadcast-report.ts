@@ -38,12 +38,12 @@ export function broadcastReport(runs: BroadcastRun[]): string {
       `(${STEP_SECONDS} s with Node receivers; the further apart the two seconds, the less a round's noise decides: 8 s until 2026-12-03) from one coarse stride above the fastest climb step kept: ` +
       `up after a step that kept pace, down after one that did not, by ${strides.map(rung).join(', then ')} (the stride shrinks each time the verdict turns, ` +
       `and widens again after ${PEAK_SEARCH.sameWay} moves the same way in a row, dropping the finest rates so far); ` +
-      `the peak is the geometric mean of the ${finestSteps} rates run at the finest stride and the next one it would run. Near the peak a step's verdict is a toss decided by where ` +
+      `the peak is the geometric mean of the ${finestSteps} rates run at the finest stride and the next one it would run (a staircase cut short at ${PEAK_SEARCH.maxSteps} steps: of every rate since its first reversal). Near the peak a step's verdict is a toss decided by where ` +
       `the server's rounds of writes (200–500 ms there) fall: the staircase's steps gather where keeping pace and missing are equally likely, ` +
       `and each counts once in the mean, where a bisection took one verdict per rate and followed it (until 2026-12-03, one lucky 5,120/s or ` +
       `unlucky 4,305/s moved a pass's peak by 10–20 %, and one system's passes spread 13–17 %). Then one more step at the peak rate, its verdict listed ` +
-      `(there, it keeps pace about half the time). CPU and machine figures are "near the peak": over the steps a system kept pace in at the ` +
-      `staircase's finest stride and at the peak, summed (a step that misses near the edge can fall far behind: the kernel, short of TCP memory, then ` +
+      `(there, it keeps pace about half the time). CPU and machine figures are "near the peak": over the steps a system kept pace in among those ` +
+      `its peak is the mean of and at the peak, summed (a step that misses near the edge can fall far behind: the kernel, short of TCP memory, then ` +
       `drops, and a server idling through the retransmissions shows a fraction of its cost per delivery). Latency: ${LATENCY_SECONDS} s at half each system's own peak, after ${STEP_SECONDS} s at that rate not measured (a first step at a rate has the longer tail), and ${LATENCY_SECONDS} s at ` +
       `${FIXED_RATE} messages/s (${fmt(FIXED_RATE * BROADCAST_CLIENTS)} deliveries/s) for every system that sustains it.`,
   ];
@@ -137,8 +137,8 @@ type Window = Pick<StepResult, 'deliveries' | 'cpuUs' | 'receiverCpuUs' | 'wallM
 const nearPeakOf = new WeakMap<SystemResult, Window>();
 
 /**
- * The steps a system kept pace in at its staircase's finest stride (the rates its peak is the mean of)
- * and the step at the peak if kept, summed: CPU over their windows, deliveries, wall time. Every system
+ * The steps a system kept pace in among the staircase's last steps whose rates its peak is the mean of
+ * (its finest stride's; every one since its first reversal, if cut short) and the step at the peak if kept, summed: CPU over their windows, deliveries, wall time. Every system
  * keeps these, at rates within a few strides of its own peak, so their CPU per delivery is a server's
  * cost where it is busiest, free of the steps that fell behind: near the edge a step that misses the pace
  * can fall far behind (until 2026-12-04 the native receivers' framer kept it there, bench/native/wire.h;
@@ -152,8 +152,8 @@ function nearPeak(r: SystemResult): Window {
   if (cached) return cached;
   const keptPace = (s: StepResult): boolean => s.ok && !s.late && s.silent === 0;
   const staircase = r.steps.slice(r.edgeFrom);
-  const finest = r.finest.length > 1 ? staircase.slice(-(r.finest.length - 1)) : [];
-  let steps = [...finest, r.peak].filter(keptPace);
+  const made = r.peakRates.length > 1 ? staircase.slice(-(r.peakRates.length - 1)) : [];
+  let steps = [...made, r.peak].filter(keptPace);
   if (steps.length === 0) steps = staircase.filter(keptPace).sort((a, b) => b.rate - a.rate).slice(0, 1);
   if (steps.length === 0) steps = [r.peak];
   const sum = (f: (s: StepResult) => number): number => steps.reduce((a, s) => a + f(s), 0);
@@ -356,12 +356,12 @@ function ratio(x: number): string {
   return `${x.toFixed(2)}×`;
 }
 
-/** The climb, the staircase (its finest stride's rates), and the step at the peak. */
+/** The climb, the staircase, the rates its peak is the mean of, and the step at the peak. */
 function searchLine(r: SystemResult): string {
   const climb = r.steps.slice(0, r.edgeFrom).map(stepMark).join(', ');
   const edge = r.steps.slice(r.edgeFrom).map(stepMark).join(', ');
-  const finest = r.finest.length > 0 ? `; peak = geometric mean of ${r.finest.slice(0, -1).map(rateOf).join(', ')} and ${rateOf(r.finest.at(-1)!)} (the next rate)` : '';
-  return `climb ${climb}${edge ? `; staircase ${edge}` : ''}${finest}; at the peak ${stepMark(r.peak)}`;
+  const made = r.peakRates.length > 0 ? `; peak = geometric mean of ${r.peakRates.slice(0, -1).map(rateOf).join(', ')} and ${rateOf(r.peakRates.at(-1)!)} (the next rate)${r.cutShort ? `, cut short at ${PEAK_SEARCH.maxSteps} steps: every rate since the first reversal` : ''}` : '';
+  return `climb ${climb}${edge ? `; staircase ${edge}` : ''}${made}; at the peak ${stepMark(r.peak)}`;
 }
 
 function rateOf(rate: number): string {

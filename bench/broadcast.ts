@@ -226,8 +226,10 @@ export interface SystemResult {
   /** The peak search's steps: the climb's, then the staircase's from `edgeFrom` on (bench/peak-search.ts). */
   steps: StepResult[];
   edgeFrom: number;
-  /** The staircase's rates at its finest stride and the next one it would run, whose geometric mean is the peak rate. */
-  finest: number[];
+  /** The staircase's rates whose geometric mean is the peak rate, the next one it would run last (PeakEstimate.rates). */
+  peakRates: number[];
+  /** The staircase ran out of steps before its finest stride's (PeakEstimate.cutShort). */
+  cutShort: boolean;
   /** One more step at the peak rate: every "at the peak" figure is of it, kept pace or not. */
   peak: StepResult;
   /** LATENCY_SECONDS at half the peak rate. */
@@ -473,7 +475,7 @@ export async function measure(
       }
       const last = steps.at(-1)!;
       const peakRssBytes = deployment.servers.map((s) => memory(s.pid).hwmBytes);
-      return { name, servers: deployment.servers.map((s) => s.label), idleRssBytes, peakRssBytes, steps, edgeFrom: steps.length, finest: [], peak: last, half: last, fixed: null };
+      return { name, servers: deployment.servers.map((s) => s.label), idleRssBytes, peakRssBytes, steps, edgeFrom: steps.length, peakRates: [], cutShort: false, peak: last, half: last, fixed: null };
     }
     let edgeFrom = -1;
     const edgeSeconds = receivers === 'native' ? EDGE_STEP_SECONDS : STEP_SECONDS;
@@ -494,7 +496,7 @@ export async function measure(
     const half = await run(peak.rate / 2, LATENCY_SECONDS, `${label}, latency at half the peak`);
     const fixed = peak.rate >= FIXED_RATE ? await run(FIXED_RATE, LATENCY_SECONDS, `${label}, latency at ${FIXED_RATE} messages/s`) : null;
     const peakRssBytes = deployment.servers.map((s) => memory(s.pid).hwmBytes);
-    return { name, servers: deployment.servers.map((s) => s.label), idleRssBytes, peakRssBytes, steps, edgeFrom: edgeFrom < 0 ? steps.length : edgeFrom, finest: search.finest, peak, half, fixed };
+    return { name, servers: deployment.servers.map((s) => s.label), idleRssBytes, peakRssBytes, steps, edgeFrom: edgeFrom < 0 ? steps.length : edgeFrom, peakRates: search.rates, cutShort: search.cutShort, peak, half, fixed };
   } finally {
     await close(deployment, clients);
   }

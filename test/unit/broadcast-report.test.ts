@@ -78,7 +78,7 @@ describe('broadcast report: peaks', () => {
     // 5,000 messages/s to 10,000 receivers: 50 M deliveries/s, whether the peak step lasted 4 s or 8 s.
     const system = (name: string, seconds: number): SystemResult => {
       const step = window(seconds * 1000, 5_000 * seconds * 10_000, [0.02], 5_000);
-      return { name, servers: ['server'], idleRssBytes: [0], peakRssBytes: [0], steps: [step], edgeFrom: 1, finest: [], peak: step, half: step, fixed: step };
+      return { name, servers: ['server'], idleRssBytes: [0], peakRssBytes: [0], steps: [step], edgeFrom: 1, peakRates: [], cutShort: false, peak: step, half: step, fixed: step };
     };
     const lines = broadcastReport([{ receivers: 'native', processes: 2, passes: [[system(C, 8), system('Node relay, writes coalesced per tick', 4)]], bursts: [], tcpMetricsCacheOff: true }]).split('\n');
     expect(lines.find((l) => l.startsWith(`| ${C}`))).toMatch(/^\| [^|]+ \| 50,000,000 \|/);
@@ -96,7 +96,8 @@ describe('broadcast report: peaks', () => {
       peakRssBytes: [0],
       steps: [step(5_120, 0.03, true), step(6_000, us * 2, true), step(6_000, us, true), collapsed, step(5_700, us, true)],
       edgeFrom: 1,
-      finest: [6_000, 6_300, 5_700, 6_000],
+      peakRates: [6_000, 6_300, 5_700, 6_000],
+      cutShort: false,
       peak: collapsed,
       half: step(3_000, 0.04, true),
       fixed: null,
@@ -109,7 +110,7 @@ describe('broadcast report: peaks', () => {
 
   it("says whether the kernel's TCP metrics cache was off for the run", () => {
     const step = window(8_000, 5_000 * 8 * 10_000, [0.02], 5_000);
-    const result: SystemResult = { name: C, servers: ['server'], idleRssBytes: [0], peakRssBytes: [0], steps: [step], edgeFrom: 1, finest: [], peak: step, half: step, fixed: step };
+    const result: SystemResult = { name: C, servers: ['server'], idleRssBytes: [0], peakRssBytes: [0], steps: [step], edgeFrom: 1, peakRates: [], cutShort: false, peak: step, half: step, fixed: step };
     const title = (off: boolean): string => broadcastReport([{ receivers: 'native', processes: 2, passes: [[result]], bursts: [], tcpMetricsCacheOff: off }]).split('\n').find((l) => l.startsWith('**Server-bound'))!;
     expect(title(true)).toContain('TCP metrics cache was off');
     expect(title(false)).toContain('TCP metrics cache was on**');

@@ -48,8 +48,8 @@ describe('peak search', () => {
       const peaks: number[] = [];
       for (let pass = 0; pass < 3; pass++) {
         const s = server(edge, 0.04, t * 3 + pass + 1);
-        const { rate, finest } = await findPeak(s.step);
-        if (finest.length <= PEAK_SEARCH.finestSteps) short++;
+        const { rate, cutShort } = await findPeak(s.step);
+        if (cutShort) short++;
         peaks.push(rate);
         steps.push(s.rates.length);
         expect(Math.abs(Math.log(rate / edge))).toBeLessThan(Math.log(1.15));
@@ -68,23 +68,44 @@ describe('peak search', () => {
     // A sharp edge at 4,700/s, but the staircase's 2nd and 3rd steps miss whatever their rate (a disturbance):
     // at the finest stride from ~3,600/s, six rates 4.4 % apart would end their mean near 4,100.
     let n = 0;
-    const { rate, finest } = await findPeak(async (r, edge) => {
+    const { rate, rates: finest, cutShort } = await findPeak(async (r, edge) => {
       if (edge) n++;
       const spoiled = edge && (n === 2 || n === 3);
       return { rate: r, ok: !spoiled && r <= 4_700, saturated: r > 9_400 };
     }, { ...PEAK_SEARCH, startRate: 80 });
     expect(Math.abs(Math.log(rate / 4_700))).toBeLessThan(Math.log(1.05));
-    // The climb back costs steps: the cap leaves three at the finest stride, all at the edge.
-    expect(finest.length).toBeGreaterThanOrEqual(3);
+    // The climb back costs steps, but the cap leaves room for six at the finest stride, all at the edge.
+    expect(cutShort).toBe(false);
+    expect(finest.length).toBe(PEAK_SEARCH.finestSteps + 1);
     expect(Math.min(...finest)).toBeGreaterThan(4_700 / 1.1);
   });
 
   it('counts the rate the next step would run, so a search cut short after misses does not average only rates above the edge', async () => {
     const rung = 2 ** (1 / 16);
     const options = { ...PEAK_SEARCH, strides: [1], maxSteps: 2 };
-    const { rate, finest } = await staircase(1_100, async (r) => ({ rate: r, ok: r <= 1_000, saturated: false }), options);
+    const { rate, rates: finest } = await staircase(1_100, async (r) => ({ rate: r, ok: r <= 1_000, saturated: false }), options);
     [1_100, 1_100 / rung, 1_100 / rung ** 2].forEach((r, i) => expect(finest[i]).toBeCloseTo(r, 6));
     expect(finest).toHaveLength(3);
     expect(rate).toBeCloseTo(1_100 / rung, 6);
+  });
+
+  it('when cut short by the cap, estimates from every rate since the first reversal, not from the fastest rate kept', async () => {
+    // The C relay's staircase of 2026-12-04 05:55 (pass 1): six kept on the way up from 3,044/s, then the
+    // stride widened twice after four misses in a row and the cap came with no rate left at the finest.
+    const verdicts = [1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 0, 0, 0, 0, 0].map(Boolean);
+    const ran: number[] = [];
+    const { rate, rates, cutShort } = await staircase(3_044.4, async (r) => {
+      ran.push(r);
+      return { rate: r, ok: verdicts[ran.length - 1]!, saturated: false };
+    });
+    expect(ran).toHaveLength(PEAK_SEARCH.maxSteps);
+    expect(cutShort).toBe(true);
+    // From the first miss (8,611/s) on, and the rate the next step would run.
+    expect(rates.slice(0, -1)).toEqual(ran.slice(6));
+    expect(rates.at(-1)!).toBeLessThan(ran.at(-1)!);
+    expect(rate).toBeCloseTo(Math.exp(rates.reduce((a, r) => a + Math.log(r), 0) / rates.length), 6);
+    // The fastest rate kept (7,241/s), which it then missed twice, was the old answer.
+    expect(rate).toBeGreaterThan(6_000);
+    expect(rate).toBeLessThan(7_000);
   });
 });
