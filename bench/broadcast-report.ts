@@ -78,9 +78,7 @@ function runTable(run: BroadcastRun): string[] {
         'to its peak it is busy whatever the rate, and its CPU per delivery near the peak is about a core over its peak. The receivers cost less ' +
         'per delivery than any server, but at tens of millions of deliveries/s they fill the other core too: where the steps near the peak ' +
         'have the server under a core ("bound by"), the receivers, not the server, set that peak.' +
-        (run.tcpMetricsCacheOff
-          ? " The kernel's TCP metrics cache was off and empty for the run (bench/tcp-metrics.ts)."
-          : " **The kernel's TCP metrics cache was on** (the bench had no root): a room after a collapse started from the collapsed connections' figures (bench/tcp-metrics.ts).")
+        kernelLine(run.kernel)
       : `**Node receivers** (bench/broadcast-clients.ts, ${run.processes} processes, nothing pinned): what a Node client costs. ` +
         `On ${CORES} cores they take most of the machine, so these peaks rank receivers as much as servers (see "bound by").`;
   /** Median over the passes of f(this system) / f(C relay in the same pass), with the range when there are several. */
@@ -377,4 +375,17 @@ function stepMark(s: StepResult): string {
 
 function fmt(n: number): string {
   return Math.round(n).toLocaleString('en-US');
+}
+
+/** What the run had of the kernel's TCP settings that shape its edge (bench/kernel-tcp.ts). */
+function kernelLine(kernel: BroadcastRun['kernel']): string {
+  const gib = kernel.memory.map((b) => (b / 2 ** 30).toFixed(1)).join(' / ');
+  return (
+    (kernel.metricsCacheOff
+      ? " The kernel's TCP metrics cache was off and empty for the run"
+      : " **The kernel's TCP metrics cache was on** (the bench had no root): a room after a collapse started from the collapsed connections' figures") +
+    (kernel.memoryRaised
+      ? `, and its TCP memory limits (tcp_mem) raised to ${gib} GiB, the receivers' queues being on this machine too (bench/kernel-tcp.ts).`
+      : `; **its TCP memory limits (tcp_mem) were the machine's own, ${gib} GiB**: near the peak the receivers' queues reach them and the kernel drops (bench/kernel-tcp.ts).`)
+  );
 }

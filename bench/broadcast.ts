@@ -11,7 +11,7 @@ import { BenchConnection } from './bench-connection.js';
 import { LatencyHistogram, clockMs, connectSocketIo, endMessage, probeMessage, roomMessage } from './broadcast-protocol.js';
 import { buildNative } from './native.js';
 import { PEAK_SEARCH, findPeak } from './peak-search.js';
-import { tcpMetricsCacheOff } from './tcp-metrics.js';
+import { type KernelTcp, kernelTcpForBench } from './kernel-tcp.js';
 import { BenchProcess, type OutputLine, cpuUs, startProcess, statFields } from './processes.js';
 
 /**
@@ -260,8 +260,8 @@ export interface BroadcastRun {
   passes: SystemResult[][];
   /** bursts[p][s]: cost at equal coalescing, pass p of system s (native receivers, socket.io left out); else none. */
   bursts: BurstCost[][];
-  /** Whether the kernel's TCP metrics cache was off for the run (bench/tcp-metrics.ts). */
-  tcpMetricsCacheOff: boolean;
+  /** The kernel's TCP settings for the run (bench/kernel-tcp.ts). */
+  kernel: Pick<KernelTcp, 'metricsCacheOff' | 'memory' | 'memoryRaised'>;
 }
 
 export interface Publisher {
@@ -312,7 +312,7 @@ export async function benchBroadcast(token: string, startLivemux: () => Promise<
     { key: 'socketio', name: 'socket.io rooms', wire: 'socketio', deploy: () => deploySocketIo() },
     { key: 'livemux', name: 'livemux proxy + echo backend', wire: 'livemux', deploy: () => deployLivemux(startLivemux, token) },
   ];
-  const cache = tcpMetricsCacheOff();
+  const kernel = kernelTcpForBench();
   const runs: BroadcastRun[] = [];
   try {
     for (const receivers of RECEIVER_KINDS) {
@@ -325,10 +325,10 @@ export async function benchBroadcast(token: string, startLivemux: () => Promise<
         passes.push(results);
       }
       const bursts = receivers === 'native' && BURSTS ? await interleavedBursts(measured, token, REPEAT.native) : [];
-      runs.push({ receivers, processes: CLIENT_PROCESSES[receivers], passes, bursts, tcpMetricsCacheOff: cache.off });
+      runs.push({ receivers, processes: CLIENT_PROCESSES[receivers], passes, bursts, kernel });
     }
   } finally {
-    cache.restore();
+    kernel.restore();
   }
   return runs;
 }

@@ -1,10 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { broadcastReport } from '../../bench/broadcast-report.js';
 import { LatencyHistogram } from '../../bench/broadcast-protocol.js';
-import type { BurstCost, StepResult, SystemResult } from '../../bench/broadcast.js';
+import type { BroadcastRun, BurstCost, StepResult, SystemResult } from '../../bench/broadcast.js';
 
 const DELIVERIES = 25_000_000;
 const WALL_MS = 25_000;
+/** A run with the metrics cache off and tcp_mem raised to 8 / 12 / 16 GiB. */
+const RAISED: BroadcastRun['kernel'] = { metricsCacheOff: true, memory: [8, 12, 16].map((g) => g * 2 ** 30), memoryRaised: true };
 
 /** A window of `wallMs` that kept pace, with `deliveries` and the servers' CPU at `usPerDelivery` each. */
 function window(wallMs: number, deliveries: number, usPerDelivery: number[], rate = 100): StepResult {
@@ -43,7 +45,7 @@ const LIVEMUX = 'livemux proxy + echo backend';
 /** The bursts-only report (BROADCAST_PEAKS=0) of these passes. */
 function report(passes: [c: number, proxy: number][]): string[] {
   const bursts = passes.map(([c, proxy]) => [cost(C, [c]), cost(LIVEMUX, [proxy, 0.001], [10, 0])]);
-  return broadcastReport([{ receivers: 'native', processes: 2, passes: [], bursts, tcpMetricsCacheOff: true }]).split('\n');
+  return broadcastReport([{ receivers: 'native', processes: 2, passes: [], bursts, kernel: RAISED }]).split('\n');
 }
 
 describe('broadcast report: cost at equal coalescing', () => {
@@ -80,7 +82,7 @@ describe('broadcast report: peaks', () => {
       const step = window(seconds * 1000, 5_000 * seconds * 10_000, [0.02], 5_000);
       return { name, servers: ['server'], idleRssBytes: [0], peakRssBytes: [0], steps: [step], edgeFrom: 1, peakRates: [], cutShort: false, peak: step, half: step, fixed: step };
     };
-    const lines = broadcastReport([{ receivers: 'native', processes: 2, passes: [[system(C, 8), system('Node relay, writes coalesced per tick', 4)]], bursts: [], tcpMetricsCacheOff: true }]).split('\n');
+    const lines = broadcastReport([{ receivers: 'native', processes: 2, passes: [[system(C, 8), system('Node relay, writes coalesced per tick', 4)]], bursts: [], kernel: RAISED }]).split('\n');
     expect(lines.find((l) => l.startsWith(`| ${C}`))).toMatch(/^\| [^|]+ \| 50,000,000 \|/);
     expect(lines.find((l) => l.startsWith('| Node relay'))).toMatch(/^\| [^|]+ \| 50,000,000 \| [^|]+ \| 1\.00× \|/);
   });
@@ -102,17 +104,19 @@ describe('broadcast report: peaks', () => {
       half: step(3_000, 0.04, true),
       fixed: null,
     });
-    const lines = broadcastReport([{ receivers: 'native', processes: 2, passes: [[system(C, 0.02), system('Node relay, writes coalesced per tick', 0.03)]], bursts: [], tcpMetricsCacheOff: true }]).split('\n');
+    const lines = broadcastReport([{ receivers: 'native', processes: 2, passes: [[system(C, 0.02), system('Node relay, writes coalesced per tick', 0.03)]], bursts: [], kernel: RAISED }]).split('\n');
     // The first staircase step (6,000/s at twice the cost) was before the finest stride: not counted.
     expect(lines.find((l) => l.startsWith(`| ${C}`))).toMatch(/^(\| [^|]+ ){4}\| 0\.0200 µs \(2 steps\) \| 1\.00× \|/);
     expect(lines.find((l) => l.startsWith('| Node relay'))).toMatch(/^(\| [^|]+ ){4}\| 0\.0300 µs \(2 steps\) \| 1\.50× \|/);
   });
 
-  it("says whether the kernel's TCP metrics cache was off for the run", () => {
+  it("says whether the kernel's TCP metrics cache was off and its TCP memory raised for the run", () => {
     const step = window(8_000, 5_000 * 8 * 10_000, [0.02], 5_000);
     const result: SystemResult = { name: C, servers: ['server'], idleRssBytes: [0], peakRssBytes: [0], steps: [step], edgeFrom: 1, peakRates: [], cutShort: false, peak: step, half: step, fixed: step };
-    const title = (off: boolean): string => broadcastReport([{ receivers: 'native', processes: 2, passes: [[result]], bursts: [], tcpMetricsCacheOff: off }]).split('\n').find((l) => l.startsWith('**Server-bound'))!;
-    expect(title(true)).toContain('TCP metrics cache was off');
-    expect(title(false)).toContain('TCP metrics cache was on**');
+    const title = (kernel: BroadcastRun['kernel']): string => broadcastReport([{ receivers: 'native', processes: 2, passes: [[result]], bursts: [], kernel }]).split('\n').find((l) => l.startsWith('**Server-bound'))!;
+    expect(title(RAISED)).toContain('TCP metrics cache was off and empty for the run, and its TCP memory limits (tcp_mem) raised to 8.0 / 12.0 / 16.0 GiB');
+    const machine = { metricsCacheOff: false, memory: [1.1, 1.5, 2.2].map((g) => g * 2 ** 30), memoryRaised: false };
+    expect(title(machine)).toContain('TCP metrics cache was on**');
+    expect(title(machine)).toContain('were the machine\'s own, 1.1 / 1.5 / 2.2 GiB**');
   });
 });
