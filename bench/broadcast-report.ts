@@ -43,8 +43,8 @@ export function broadcastReport(runs: BroadcastRun[]): string {
       `and each counts once in the mean, where a bisection took one verdict per rate and followed it (until 2026-12-03, one lucky 5,120/s or ` +
       `unlucky 4,305/s moved a pass's peak by 10–20 %, and one system's passes spread 13–17 %). Then one more step at the peak rate, its verdict listed ` +
       `(there, it keeps pace about half the time). CPU and machine figures are "near the peak": over the steps a system kept pace in among those ` +
-      `its peak is the mean of and at the peak, summed (a step that misses near the edge can fall far behind: the kernel, short of TCP memory, then ` +
-      `drops, and a server idling through the retransmissions shows a fraction of its cost per delivery). Latency: ${LATENCY_SECONDS} s at half each system's own peak, after ${STEP_SECONDS} s at that rate not measured (a first step at a rate has the longer tail), and ${LATENCY_SECONDS} s at ` +
+      `its peak is the mean of and at the peak, summed (a step that misses near the edge can fall far behind, and a server idling while its ` +
+      `receivers catch up, or through the kernel's retransmissions, shows a fraction of its cost per delivery). Latency: ${LATENCY_SECONDS} s at half each system's own peak, after ${STEP_SECONDS} s at that rate not measured (a first step at a rate has the longer tail), and ${LATENCY_SECONDS} s at ` +
       `${FIXED_RATE} messages/s (${fmt(FIXED_RATE * BROADCAST_CLIENTS)} deliveries/s) for every system that sustains it.`,
   ];
   for (const run of runs) out.push('', ...runTable(run));
@@ -118,7 +118,7 @@ function runTable(run: BroadcastRun): string[] {
     ...(n > 1 ? ['', ...agreement(rows)] : []),
     ...bursts,
     '',
-    `Peak search, room messages/s offered (× ${fmt(BROADCAST_CLIENTS)} = deliveries/s); ✓ kept pace, ✗ did not; retransmitted: TCP segments the machine retransmitted during the step (none on loopback until the kernel, short of TCP memory, drops):`,
+    `Peak search, room messages/s offered (× ${fmt(BROADCAST_CLIENTS)} = deliveries/s); ✓ kept pace, ✗ did not; retransmitted: TCP segments the machine retransmitted during the step (on loopback, drops when the kernel is short of TCP memory, and tail-loss probes, spurious, when an ACK is late on a busy machine; see bench/broadcast.ts, StepResult):`,
     ...run.passes.flatMap((pass, p) => pass.map((r) => `- ${r.name}${n > 1 ? `, pass ${p + 1}` : ''}: ${searchLine(r)}`)),
   ];
 }
@@ -140,8 +140,7 @@ const nearPeakOf = new WeakMap<SystemResult, Window>();
  * keeps these, at rates within a few strides of its own peak, so their CPU per delivery is a server's
  * cost where it is busiest, free of the steps that fell behind: near the edge a step that misses the pace
  * can fall far behind (until 2026-12-04 the native receivers' framer kept it there, bench/native/wire.h;
- * the kernel, short of TCP memory, drops and the connections back off), and a server idling through
- * retransmissions then shows a fraction of its cost per delivery (the C relay's one step at the peak in
+ * with the kernel's own tcp_mem, it drops and the connections back off), and a server idling then shows a fraction of its cost per delivery (the C relay's one step at the peak in
  * the 2026-12-03 23:02 run: 0.0068 / 0.0204 / 0.0279 µs over three passes). Without such
  * steps (a search cut short), the fastest staircase step kept; failing that, the peak step.
  */

@@ -127,7 +127,10 @@ const SATURATED_PACE = 0.7;
  * step's room is replaced before the next step (see roomSpoiled). Kept steps near the edge lose up to
  * a few thousand; after a step that lost 10,000 or more, steps missed at rates kept before and after,
  * for several steps (the runs of 2026-12-03 16:37–17:35: after a 7,241/s step that lost 197,542, livemux
- * missed 6,640, 6,089, 5,583 and 4,695/s in a row and then kept 5,583/s).
+ * missed 6,640, 6,089, 5,583 and 4,695/s in a row and then kept 5,583/s). Those were drops; with tcp_mem
+ * raised they are mostly spurious tail-loss probes (StepResult.tcpRetransmits), and a room that lost
+ * nothing is replaced too: a new room and its warm-up, not a verdict, and the runs of record since
+ * 2026-12-04 11:26 were measured so.
  */
 const SPOILING_RETRANSMITS = 10_000;
 
@@ -205,10 +208,14 @@ export interface StepResult {
   machineBusy: number;
   machineSteal: number;
   /**
-   * TCP segments the machine retransmitted over the window (/proc/net/snmp, RetransSegs). On loopback
-   * there are none until the kernel drops: a room behind the pace queues megabytes per socket, the
-   * machine's TCP memory reaches the pressure mark (tcp_mem), and the kernel prunes receive queues:
-   * tens of thousands of retransmissions a second, each a stall for its connection.
+   * TCP segments the machine retransmitted over the window (/proc/net/snmp, RetransSegs). Loopback loses
+   * nothing by itself; two things retransmit on it. With the kernel's own tcp_mem, drops: a room behind
+   * the pace queues megabytes per socket, the machine's TCP memory reaches the pressure mark, and the
+   * kernel prunes receive queues (TcpExtTCPRcvQDrop), tens of thousands of retransmissions a second, each
+   * a stall for its connection. With tcp_mem raised (bench/kernel-tcp.ts), tail-loss probes: a sender
+   * whose ACK is late on a busy machine resends its last segment, and the receiver, which had it, answers
+   * with a DSACK (C relay at 6,934/s, three 12 s steps, 2026-12-04 12:45: 66,614 segments retransmitted,
+   * 66,629 loss probes, 66,611 DSACKs received, no drop). Those cost a segment each, not a stall.
    */
   tcpRetransmits: number;
   /** Publish-to-receive latency at every 50th receiver. */
