@@ -30,7 +30,6 @@ import { totalmem } from 'node:os';
  */
 const METRICS = '/proc/sys/net/ipv4/tcp_no_metrics_save';
 const MEMORY = '/proc/sys/net/ipv4/tcp_mem';
-const PAGE = 4096;
 
 export interface KernelTcp {
   /** Whether the metrics cache is off and empty for the run (false: no permission, and the report says so). */
@@ -67,10 +66,12 @@ export function kernelTcpForBench(): KernelTcp {
       metricsCacheOff = false;
     }
   }
+  // tcp_mem counts pages: 4 KiB on x86, up to 64 KiB on arm64.
+  const page = Number(execFileSync('getconf', ['PAGESIZE'], { encoding: 'utf8' }));
   const machine = readFileSync(MEMORY, 'utf8').trim().split(/\s+/).map(Number);
-  const wanted = [1 / 3, 1 / 2, 2 / 3].map((share) => Math.floor((totalmem() * share) / PAGE));
+  const wanted = [1 / 3, 1 / 2, 2 / 3].map((share) => Math.floor((totalmem() * share) / page));
   const memoryRaised = wanted[1]! > machine[1]! && set(MEMORY, wanted.join(' '));
-  const memory = (memoryRaised ? wanted : machine).map((pages) => pages * PAGE);
+  const memory = (memoryRaised ? wanted : machine).map((pages) => pages * page);
 
   // Stopped by a signal (Ctrl-C, `timeout`), the bench puts the settings back before it dies of it.
   const onSignal = (signal: NodeJS.Signals): void => {
