@@ -11,7 +11,9 @@ import {
   EDGE_STEP_SECONDS,
   NATIVE_START_RATE,
   PACE_SLACK,
+  SPOILING_LOSSES,
   STEP_SECONDS,
+  lostSegments,
   paceSlackMs,
   type StepResult,
   type SystemResult,
@@ -72,9 +74,12 @@ function runTable(run: BroadcastRun): string[] {
   const title =
     run.receivers === 'native'
       ? `**Server-bound: native receivers** (bench/native/broadcast-receiver.c, ${run.processes} processes, one epoll thread each), ` +
-        `${n} passes over the systems, interleaved; each figure is from the pass with the median peak, each ratio the median of the ` +
-        `passes' ratios (their range in brackets). The server under test has core 0 to itself; receivers, publisher and livemux's backend ` +
-        'share the other cores. A server that coalesces writes what arrived during its last round each round: from a few rounds a second up ' +
+        `${n} passes of every system, searched at once: each search has its own servers and room, and their steps take turns in a fixed ` +
+        `rotation (pass 1's systems, then pass 2's, ...), so that every pass samples the same minutes of the machine (searched one after the ` +
+        `other, a pass every 20 minutes, every system peaked 3–10 % higher in each pass than in the one before, 2026-12-04 11:26). Each figure ` +
+        `is from the pass with the median peak, each ratio the median of the passes' ratios (their range in brackets). The server under test ` +
+        "has core 0 to itself; receivers, publisher, livemux's backend and the other searches' idle servers share the other cores. " +
+        'A server that coalesces writes what arrived during its last round each round: from a few rounds a second up ' +
         'to its peak it is busy whatever the rate, and its CPU per delivery near the peak is about a core over its peak. The receivers cost less ' +
         'per delivery than any server, but at tens of millions of deliveries/s they fill the other core too: where the steps near the peak ' +
         'have the server under a core ("bound by"), the receivers, not the server, set that peak.' +
@@ -118,7 +123,7 @@ function runTable(run: BroadcastRun): string[] {
     ...(n > 1 ? ['', ...agreement(rows)] : []),
     ...bursts,
     '',
-    `Peak search, room messages/s offered (× ${fmt(BROADCAST_CLIENTS)} = deliveries/s); ✓ kept pace, ✗ did not; retransmitted: TCP segments the machine retransmitted during the step (on loopback, drops when the kernel is short of TCP memory, and tail-loss probes, spurious, when an ACK is late on a busy machine; see bench/broadcast.ts, StepResult):`,
+    `Peak search, room messages/s offered (× ${fmt(BROADCAST_CLIENTS)} = deliveries/s); ✓ kept pace, ✗ did not; retransmitted: TCP segments the machine retransmitted during the step (on loopback, drops when the kernel is short of TCP memory, and tail-loss probes, spurious, when an ACK is late on a busy machine; see bench/broadcast.ts, StepResult); lost: those other than tail-loss probes, of which ${fmt(SPOILING_LOSSES)} or more replace the room before the next step:`,
     ...run.passes.flatMap((pass, p) => pass.map((r) => `- ${r.name}${n > 1 ? `, pass ${p + 1}` : ''}: ${searchLine(r)}`)),
   ];
 }
@@ -367,9 +372,10 @@ function rateOf(rate: number): string {
 
 function stepMark(s: StepResult): string {
   const rate = rateOf(s.rate);
-  if (s.ok) return `${rate} ✓${s.tcpRetransmits > 0 ? ` (${fmt(s.tcpRetransmits)} retransmitted)` : ''}`;
+  const tcp = s.tcpRetransmits > 0 ? `${fmt(s.tcpRetransmits)} retransmitted${lostSegments(s) > 0 ? `, ${fmt(lostSegments(s))} lost` : ''}` : '';
+  if (s.ok) return `${rate} ✓${tcp ? ` (${tcp})` : ''}`;
   const why = s.missing > 0 ? `${fmt(s.missing)} missing` : s.late ? `received in ${fmt(s.wallMs / 1000)} s` : `latency grew ${fmt(s.lagGrowthMs)} ms`;
-  return `${rate} ✗ (${why}${s.tcpRetransmits > 0 ? `; ${fmt(s.tcpRetransmits)} retransmitted` : ''})`;
+  return `${rate} ✗ (${why}${tcp ? `; ${tcp}` : ''})`;
 }
 
 function fmt(n: number): string {

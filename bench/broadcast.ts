@@ -12,11 +12,13 @@ import { LatencyHistogram, clockMs, connectSocketIo, endMessage, probeMessage, r
 import { buildNative } from './native.js';
 import { PEAK_SEARCH, findPeak } from './peak-search.js';
 import { type KernelTcp, kernelTcpForBench } from './kernel-tcp.js';
+import { Turns } from './turns.js';
 import { BenchProcess, type OutputLine, cpuUs, startProcess, statFields } from './processes.js';
 
 /**
  * The broadcast bench (issues 4 and 14): one room of 10,000 receivers (in separate processes), 64-byte
- * messages published at a controlled rate, measured on each system one after the other in the same run:
+ * messages published at a controlled rate, measured on each system in the same run (with native receivers
+ * every search at once, their steps taking turns: see searchedAtOnce):
  * a relay written in C (epoll, one thread: the physical limit of this machine), the same relay in Node,
  * socket.io rooms, and livemux (proxy + echo backend, `/sub room` and `/pub room <text>`). For each: the
  * peak rate it keeps up with, the servers' CPU time per delivery and RSS at that rate, the machine's
@@ -40,8 +42,8 @@ const SYSTEM_KEYS = (process.env.BROADCAST_SYSTEMS ?? 'c,node,socketio,livemux')
 /** Cores of this machine, for shares of it. */
 export const CORES = availableParallelism();
 /**
- * Full passes over the systems with native receivers, the systems interleaved (`BROADCAST_REPEAT`, default
- * 3): the report gives each figure's median and how far the passes spread. The Node receivers run once.
+ * Passes of every system with native receivers (`BROADCAST_REPEAT`, default 3), all searched at once (see
+ * searchedAtOnce): the report gives each figure's median and how far the passes spread. The Node receivers run once.
  */
 const REPEAT: Record<ReceiverKind, number> = { native: Number(process.env.BROADCAST_REPEAT ?? 3), node: 1 };
 /** `BROADCAST_PEAKS=0` skips the peak searches: with native receivers, only the cost at equal coalescing. */
@@ -123,16 +125,26 @@ export function paceSlackMs(publishMs: number): number {
 /** A step is clearly saturated when receivers got its messages at less than this share of the pace. */
 const SATURATED_PACE = 0.7;
 /**
- * TCP segments retransmitted in one step (machine-wide, StepResult.tcpRetransmits) from which the
- * step's room is replaced before the next step (see roomSpoiled). Kept steps near the edge lose up to
- * a few thousand; after a step that lost 10,000 or more, steps missed at rates kept before and after,
- * for several steps (the runs of 2026-12-03 16:37–17:35: after a 7,241/s step that lost 197,542, livemux
- * missed 6,640, 6,089, 5,583 and 4,695/s in a row and then kept 5,583/s). Those were drops; with tcp_mem
- * raised they are mostly spurious tail-loss probes (StepResult.tcpRetransmits), and a room that lost
- * nothing is replaced too: a new room and its warm-up, not a verdict, and the runs of record since
- * 2026-12-04 11:26 were measured so.
+ * TCP segments lost in one step (machine-wide, see lostSegments) from which the step's room is replaced
+ * before the next step (see roomSpoiled). Kept steps near the edge lose up to a few thousand; after a
+ * step that lost 10,000 or more, steps missed at rates kept before and after, for several steps (the
+ * runs of 2026-12-03 16:37–17:35: after a 7,241/s step that lost 197,542, livemux missed 6,640, 6,089,
+ * 5,583 and 4,695/s in a row and then kept 5,583/s). Until 2026-12-04 the rule counted every segment
+ * retransmitted, tail-loss probes too: with tcp_mem raised those are most of them (see tcpRetransmits),
+ * and in the run of record of 11:26, 87 of the 109 staircase steps retransmitted 10,000 or more and
+ * replaced their room, the kernel having dropped nothing in the whole run.
  */
-const SPOILING_RETRANSMITS = 10_000;
+export const SPOILING_LOSSES = 10_000;
+
+/**
+ * Segments a step lost: those it retransmitted other than tail-loss probes (StepResult.tcpRetransmits),
+ * which a sender whose ACK is late sends whether or not anything was lost, and which on this machine
+ * were spurious (a DSACK came back for each). A probe that found a real loss is not counted: the
+ * retransmissions by fast recovery and timeouts that a lost flight causes are.
+ */
+export function lostSegments(step: Pick<StepResult, 'tcpRetransmits' | 'tcpLossProbes'>): number {
+  return Math.max(0, step.tcpRetransmits - step.tcpLossProbes);
+}
 
 /** Far behind the pace: messages lost, a receiver late or closed, or the step received at well under its pace. */
 export function saturated(step: StepResult): boolean {
@@ -142,13 +154,13 @@ export function saturated(step: StepResult): boolean {
 /**
  * Whether a step leaves its room unfit for the next one: saturated (a server holds a backlog per
  * receiver, or closed some: livemux's SLOW_CONSUMER, the relays' --max-backlog), or the kernel dropped
- * enough to retransmit SPOILING_RETRANSMITS segments: the connections that lost segments come out of it
+ * SPOILING_LOSSES segments or more: the connections that lost segments come out of it
  * with their congestion state cut back, and the next steps on them miss at rates kept on a fresh room.
  * The TCP memory itself is not what lingers (a wait for it to fall after such a step, tried 2026-12-03,
  * never had to wait).
  */
 export function roomSpoiled(step: StepResult): boolean {
-  return saturated(step) || step.tcpRetransmits >= SPOILING_RETRANSMITS;
+  return saturated(step) || lostSegments(step) >= SPOILING_LOSSES;
 }
 /**
  * A step's receivers report within 3 × its publish time + 15 s when they keep anywhere near pace. One
@@ -218,6 +230,8 @@ export interface StepResult {
    * 66,629 loss probes, 66,611 DSACKs received, no drop). Those cost a segment each, not a stall.
    */
   tcpRetransmits: number;
+  /** Of those, tail-loss probes (/proc/net/netstat, TCPLossProbes; see lostSegments). */
+  tcpLossProbes: number;
   /** Publish-to-receive latency at every 50th receiver. */
   latency: LatencyHistogram;
 }
@@ -325,19 +339,51 @@ export async function benchBroadcast(token: string, startLivemux: () => Promise<
     for (const receivers of RECEIVER_KINDS) {
       // A socket.io client in C would be a websocket and engine.io client: socket.io keeps Node receivers.
       const measured = SYSTEM_KEYS.flatMap((key) => systems.filter((s) => s.key === key && !(receivers === 'native' && s.wire === 'socketio')));
-      const passes: SystemResult[][] = [];
-      for (let pass = 1; PEAKS && pass <= REPEAT[receivers]; pass++) {
-        const results: SystemResult[] = [];
-        for (const system of measured) results.push(await measure(system.name, await system.deploy(), receivers, token, pass));
-        passes.push(results);
-      }
+      const passes = PEAKS ? (receivers === 'native' ? await searchedAtOnce(measured, token) : await searchedInTurn(measured, token)) : [];
       const bursts = receivers === 'native' && BURSTS ? await interleavedBursts(measured, token, REPEAT.native) : [];
+      pin(process.pid, ALL_CPUS);
       runs.push({ receivers, processes: CLIENT_PROCESSES[receivers], passes, bursts, kernel });
     }
   } finally {
     kernel.restore();
   }
   return runs;
+}
+
+/**
+ * Every pass of every system with native receivers, all at once: each search has its own deployment
+ * and room, and their steps take turns (bench/turns.ts) in a fixed rotation (pass 1's systems in the
+ * order given, then pass 2's, ...), so every pass of every system samples the same minutes of the
+ * machine and its drift falls on all alike. One system after the other, a pass each 20 minutes, the
+ * machine's level moved every system's peak by 3–10 % per pass (2026-12-04 11:26: the C relay 63.2 /
+ * 67.8 / 74.2 M, and every other system rising with it), more than the searches' own spread. The
+ * server under test of the turn's owner has core 0 to itself; the other servers wait on the other
+ * cores with their idle rooms (livemux's heartbeats to its silent receivers: 16 ms/s per proxy, beside
+ * the receivers, on every system's turns alike). Returns results[pass][system].
+ */
+async function searchedAtOnce(systems: System[], token: string): Promise<SystemResult[][]> {
+  const rest = `1-${CORES - 1}`;
+  const turns = new Turns<Deployment>((owner, members) => {
+    for (const d of members) if (d !== owner) pin(d.servers[0]!.pid, rest);
+    pin(owner.servers[0]!.pid, '0');
+  });
+  const deployments: { system: System; pass: number; deployment: Deployment }[] = [];
+  for (let pass = 1; pass <= REPEAT.native; pass++) for (const system of systems) deployments.push({ system, pass, deployment: await system.deploy() });
+  // Every search asks for its first turn before any await: the rotation is in this order.
+  const searches = deployments.map(({ system, pass, deployment }) => measure(system.name, deployment, 'native', token, pass, undefined, turns));
+  const results = await Promise.all(searches);
+  return Array.from({ length: REPEAT.native }, (_, p) => results.slice(p * systems.length, (p + 1) * systems.length));
+}
+
+/** The passes with Node receivers: one system after the other (they take most of the machine, and one room of them at a time). */
+async function searchedInTurn(systems: System[], token: string): Promise<SystemResult[][]> {
+  const passes: SystemResult[][] = [];
+  for (let pass = 1; pass <= REPEAT.node; pass++) {
+    const results: SystemResult[] = [];
+    for (const system of systems) results.push(await measure(system.name, await system.deploy(), 'node', token, pass));
+    passes.push(results);
+  }
+  return passes;
 }
 
 /**
@@ -422,7 +468,11 @@ function startReceivers(kind: ReceiverKind, deployment: Deployment, token: strin
   return Array.from({ length: size.processes }, (_, i) => new BenchProcess(binary, [...common(i), ...extra], {}, { native: true }));
 }
 
-/** Fills a room of `size` on `deployment`, finds its peak and measures latency at half of it; stops every process of it. */
+/**
+ * Fills a room of `size` on `deployment`, finds its peak and measures latency at half of it; stops every
+ * process of it. Every step (and the fill, a room's replacement, the close) is a turn of `turns`, whose
+ * other members are searches running at the same time (see benchBroadcast).
+ */
 export async function measure(
   name: string,
   deployment: Deployment,
@@ -430,23 +480,31 @@ export async function measure(
   token: string,
   pass: number,
   size: RoomSize = { clients: BROADCAST_CLIENTS, processes: CLIENT_PROCESSES[receivers] },
+  turns = new Turns<Deployment>(),
 ): Promise<SystemResult> {
-  let clients = startReceivers(receivers, deployment, token, size);
   const label = `${name}, ${receivers} receivers, pass ${pass}`;
-  if (receivers === 'native') pinServerAlone(deployment, clients);
-  try {
-    let room = new Room(deployment, clients, size.clients);
+  turns.join(deployment);
+  let clients: BenchProcess[] = [];
+  const fill = async (): Promise<Room> => {
+    clients = startReceivers(receivers, deployment, token, size);
+    if (receivers === 'native') pinServerAlone(deployment, clients);
+    const room = new Room(deployment, clients, size.clients);
     await room.fill();
+    return room;
+  };
+  try {
+    let room = await turns.take(deployment, fill);
     const idleRssBytes = deployment.servers.map((s) => memory(s.pid).rssBytes);
+    /** The rate of the step that spoiled the room just replaced (0: the room has had its warm-up). */
+    let spoiledAt = 0;
     /**
      * One step; a step that leaves its room spoiled (roomSpoiled) is followed by new receivers in a new
      * room: a server that closed receivers leaves a room every later step would fail (in the run of
      * 2026-12-03 16:37, livemux after the climb's 10,240/s failed every step down to 538/s), and one that
-     * lost tens of thousands of segments leaves one that misses rates kept before.
+     * lost tens of thousands of segments leaves one that misses rates kept before. Not a turn by itself:
+     * see `run`.
      */
-    /** The rate of the step that spoiled the room just replaced (0: the room has had its warm-up). */
-    let spoiledAt = 0;
-    const run = async (rate: number, seconds: number, what: string): Promise<StepResult> => {
+    const step = async (rate: number, seconds: number, what: string): Promise<StepResult> => {
       if (spoiledAt > 0) {
         // The first step on a new room has a longer tail than the next ones (at 3,000 messages/s, 2026-12-03
         // 19:18–20:00: p99 424–605 ms in the first step after the fill, in 7 rooms of 7, against 229–399 in the quiet steps after,
@@ -456,29 +514,33 @@ export async function measure(
         logStep(`${label}, warming the new room up (not measured)`, await room.step(Math.min(rate, spoiledAt) / 2, STEP_SECONDS));
         spoiledAt = 0;
       }
-      const step = await room.step(rate, seconds);
-      logStep(what, step);
-      if (roomSpoiled(step)) {
-        const why = step.closed > 0 ? `the server closed ${step.closed} receivers` : saturated(step) ? 'the step was far behind' : `${step.tcpRetransmits} TCP segments retransmitted`;
+      const result = await room.step(rate, seconds);
+      logStep(what, result);
+      if (roomSpoiled(result)) {
+        const why = result.closed > 0 ? `the server closed ${result.closed} receivers` : saturated(result) ? 'the step was far behind' : `${lostSegments(result)} TCP segments lost`;
         const start = clockMs();
         await Promise.all(clients.map(stopped));
-        clients = startReceivers(receivers, deployment, token, size);
-        if (receivers === 'native') pinServerAlone(deployment, clients);
-        room = new Room(deployment, clients, size.clients);
-        await room.fill();
+        room = await fill();
         spoiledAt = rate;
         console.error(`broadcast: ${label}: ${why}: a new room replaced it in ${((clockMs() - start) / 1000).toFixed(1)} s`);
       }
-      return step;
+      return result;
     };
+    /** One step as a turn of its own. */
+    const run = (rate: number, seconds: number, what: string): Promise<StepResult> => turns.take(deployment, () => step(rate, seconds, what));
     const steps: StepResult[] = [];
     if (ONE_RATE > 0) {
       const filled = clockMs();
       for (let i = 0; i < ONE_RATE_STEPS; i++) {
         const at = ((clockMs() - filled) / 1000).toFixed(1);
-        const before = await fanOutDelays(deployment);
-        steps.push(await run(ONE_RATE, LATENCY_SECONDS, `${label}, at ${ONE_RATE} messages/s, ${at} s after the room filled`));
-        if (before) console.error(`broadcast: ${label}: the proxy's fan-out delay in that step (a Publish's arrival from the backend to the end of the walk that brought it to every member): ${describeDelays(before, (await fanOutDelays(deployment))!)}`);
+        steps.push(
+          await turns.take(deployment, async () => {
+            const before = await fanOutDelays(deployment);
+            const result = await step(ONE_RATE, LATENCY_SECONDS, `${label}, at ${ONE_RATE} messages/s, ${at} s after the room filled`);
+            if (before) console.error(`broadcast: ${label}: the proxy's fan-out delay in that step (a Publish's arrival from the backend to the end of the walk that brought it to every member): ${describeDelays(before, (await fanOutDelays(deployment))!)}`);
+            return result;
+          }),
+        );
       }
       const last = steps.at(-1)!;
       const peakRssBytes = deployment.servers.map((s) => memory(s.pid).hwmBytes);
@@ -489,23 +551,29 @@ export async function measure(
     const startRate = receivers === 'native' ? NATIVE_START_RATE : PEAK_SEARCH.startRate;
     const search = await findPeak(async (rate, edge) => {
       if (edge && edgeFrom < 0) edgeFrom = steps.length;
-      const step = await run(rate, edge ? edgeSeconds : STEP_SECONDS, label);
-      steps.push(step);
-      return { rate, ok: step.ok, saturated: saturated(step) };
+      const result = await run(rate, edge ? edgeSeconds : STEP_SECONDS, label);
+      steps.push(result);
+      return { rate, ok: result.ok, saturated: saturated(result) };
     }, { ...PEAK_SEARCH, startRate });
     const peak = await run(search.rate, edgeSeconds, `${label}, at the peak`);
-    // Latency is measured in a room already running at that rate: the step after the peak's is the first
-    // at its rate, often on a new room (the peak step spoiled the old one, and the new room's warm-up ran
-    // at a quarter of the peak), and a first step has the longer tail. At 2,936 messages/s, 2026-12-04
-    // 05:48 (three rooms each, five 8 s steps in a row): livemux's p99 291–384 ms in the first step and
-    // 208–220 in the four after; the Node relay's 285–297, then 196–234.
-    await run(peak.rate / 2, STEP_SECONDS, `${label}, at half the peak before its latency (not measured)`);
-    const half = await run(peak.rate / 2, LATENCY_SECONDS, `${label}, latency at half the peak`);
-    const fixed = peak.rate >= FIXED_RATE ? await run(FIXED_RATE, LATENCY_SECONDS, `${label}, latency at ${FIXED_RATE} messages/s`) : null;
+    // Latency is measured in a room already running at that rate, in one turn: the step after the peak's
+    // is the first at its rate, often on a new room (the peak step spoiled the old one, and the new
+    // room's warm-up ran at a quarter of the peak), and a first step has the longer tail. At 2,936
+    // messages/s, 2026-12-04 05:48 (three rooms each, five 8 s steps in a row): livemux's p99 291–384 ms
+    // in the first step and 208–220 in the four after; the Node relay's 285–297, then 196–234.
+    const { half, fixed } = await turns.take(deployment, async () => {
+      await step(peak.rate / 2, STEP_SECONDS, `${label}, at half the peak before its latency (not measured)`);
+      const half = await step(peak.rate / 2, LATENCY_SECONDS, `${label}, latency at half the peak`);
+      const fixed = peak.rate >= FIXED_RATE ? await step(FIXED_RATE, LATENCY_SECONDS, `${label}, latency at ${FIXED_RATE} messages/s`) : null;
+      return { half, fixed };
+    });
     const peakRssBytes = deployment.servers.map((s) => memory(s.pid).hwmBytes);
     return { name, servers: deployment.servers.map((s) => s.label), idleRssBytes, peakRssBytes, steps, edgeFrom: edgeFrom < 0 ? steps.length : edgeFrom, peakRates: search.rates, cutShort: search.cutShort, peak, half, fixed };
   } finally {
-    await close(deployment, clients);
+    await turns.take(deployment, async () => {
+      await close(deployment, clients);
+      turns.leave(deployment);
+    });
   }
 }
 
@@ -530,12 +598,11 @@ function describeDelays(before: Map<number, number>, after: Map<number, number>)
   return `${total} Publishes, p50 ${quantile(0.5)}, p99 ${quantile(0.99)}`;
 }
 
-/** Stops the receivers, then the deployment's processes; unpins this process. */
+/** Stops the receivers, then the deployment's processes. */
 async function close(deployment: Deployment, clients: BenchProcess[]): Promise<void> {
   await Promise.all(clients.map(stopped));
   deployment.publisher.close();
   await Promise.all(deployment.processes.map(stopped));
-  pin(process.pid, ALL_CPUS);
 }
 
 /**
@@ -609,7 +676,7 @@ function logStep(name: string, step: StepResult): void {
   const cpu = [...cpuUs, receiverCpuUs].map((us) => (us / deliveries).toPrecision(3)).join(' + ');
   const pace = `published in ${publishMs.toFixed(0)} ms, received in ${receiveMs.toFixed(0)} ms, latency grew ${lagGrowthMs.toFixed(0)} ms, ${missing} missing${step.silent > 0 ? `, ${step.silent} receiver processes silent after the deadline` : late ? ', a receiver reported after the deadline' : ''}`;
   const cores = [...cpuUs, receiverCpuUs].map((us) => (us / 1000 / step.wallMs).toFixed(2)).join(' + ');
-  const cost = `p50 ${latency.quantile(0.5).toFixed(1)} ms, p99 ${latency.quantile(0.99).toFixed(1)} ms, CPU µs/delivery ${cpu}, cores ${cores} (servers + receivers), machine ${(machineBusy * 100).toFixed(0)} % busy, ${step.tcpRetransmits} TCP segments retransmitted`;
+  const cost = `p50 ${latency.quantile(0.5).toFixed(1)} ms, p99 ${latency.quantile(0.99).toFixed(1)} ms, CPU µs/delivery ${cpu}, cores ${cores} (servers + receivers), machine ${(machineBusy * 100).toFixed(0)} % busy, ${step.tcpRetransmits} TCP segments retransmitted (${step.tcpLossProbes} loss probes)`;
   console.error(`broadcast: ${name}: ${rate.toFixed(1)} messages/s ${ok ? 'kept pace' : 'fell behind'} (${pace}; ${cost})`);
 }
 
@@ -698,7 +765,7 @@ class Room {
     const reports = Promise.allSettled(this.reports(phase, deadlineMs + BACKLOG_MS));
     const before = servers.map((s) => cpuUs(s.pid));
     const machineBefore = machineTicks();
-    const retransmitsBefore = tcpRetransmits();
+    const tcpBefore = tcpCounters();
     const start = clockMs();
     await publish(phase, start);
     this.published += total;
@@ -747,7 +814,7 @@ class Room {
       wallMs,
       machineBusy: (machine.busy - machineBefore.busy) / (machine.total - machineBefore.total),
       machineSteal: (machine.steal - machineBefore.steal) / (machine.total - machineBefore.total),
-      tcpRetransmits: tcpRetransmits() - retransmitsBefore,
+      ...tcpSince(tcpBefore),
       latency,
     };
   }
@@ -773,13 +840,25 @@ function machineTicks(): { busy: number; steal: number; total: number } {
   return { busy, steal: steal!, total: busy + idle! + iowait! + steal! };
 }
 
-/** TCP segments the machine has retransmitted since boot (/proc/net/snmp, RetransSegs). */
-function tcpRetransmits(): number {
-  const [names, values] = readFileSync('/proc/net/snmp', 'utf8')
+type TcpCounters = Pick<StepResult, 'tcpRetransmits' | 'tcpLossProbes'>;
+
+/** TCP segments the machine has retransmitted since boot (/proc/net/snmp, RetransSegs), and its tail-loss probes (/proc/net/netstat). */
+function tcpCounters(): TcpCounters {
+  return { tcpRetransmits: procCounter('/proc/net/snmp', 'Tcp:', 'RetransSegs'), tcpLossProbes: procCounter('/proc/net/netstat', 'TcpExt:', 'TCPLossProbes') };
+}
+
+function tcpSince(before: TcpCounters): TcpCounters {
+  const now = tcpCounters();
+  return { tcpRetransmits: now.tcpRetransmits - before.tcpRetransmits, tcpLossProbes: now.tcpLossProbes - before.tcpLossProbes };
+}
+
+/** A counter of a /proc/net table: a line of names after `prefix`, then a line of values after it. */
+function procCounter(file: string, prefix: string, name: string): number {
+  const [names, values] = readFileSync(file, 'utf8')
     .split('\n')
-    .filter((l) => l.startsWith('Tcp:'))
+    .filter((l) => l.startsWith(prefix))
     .map((l) => l.split(/\s+/));
-  return Number(values?.[names?.indexOf('RetransSegs') ?? -1]);
+  return Number(values?.[names?.indexOf(name) ?? -1]);
 }
 
 /** Resident memory of a process now, and its high-water mark. */

@@ -29,6 +29,7 @@ function window(wallMs: number, deliveries: number, usPerDelivery: number[], rat
     machineBusy: 0.5,
     machineSteal: 0,
     tcpRetransmits: 0,
+    tcpLossProbes: 0,
     latency,
   };
 }
