@@ -36,7 +36,7 @@ function run(timed: boolean): number {
   const started = process.hrtime.bigint();
   for (let t = 0; t < turns; t++) {
     for (const q of queues) q.data(owner, frame, null, Priority.HIGH);
-    // The scheduler flushes in 10 ms slices; drain them all, as the turns that follow would.
+    // The scheduler flushes in slices (SLICE_MS); drain them all, as the turns that follow would.
     for (let i = 0; i < 1_000 && queues.some((q) => q.bytes > 0); i++) flushQueuedWrites();
   }
   return Number(process.hrtime.bigint() - started) / (members * turns);
