@@ -74,11 +74,9 @@ function runTable(run: BroadcastRun): string[] {
   const title =
     run.receivers === 'native'
       ? `**Server-bound: native receivers** (bench/native/broadcast-receiver.c, ${run.processes} processes, one epoll thread each), ` +
-        `${n} passes of every system, searched at once: each search has its own servers and room, and their steps take turns in a fixed ` +
-        `rotation (pass 1's systems, then pass 2's, ...), so that every pass samples the same minutes of the machine (searched one after the ` +
-        `other, a pass every 20 minutes, every system peaked 3–10 % higher in each pass than in the one before, 2026-12-04 11:26). Each figure ` +
-        `is from the pass with the median peak, each ratio the median of the passes' ratios (their range in brackets). The server under test ` +
-        "has core 0 to itself; receivers, publisher, livemux's backend and the other searches' idle servers share the other cores. " +
+        `${n} passes over the systems, interleaved; each figure is from the pass with the median peak, each ratio the median of the ` +
+        `passes' ratios (their range in brackets). The server under test has core 0 to itself; receivers, publisher and livemux's backend ` +
+        'share the other cores. ' +
         'A server that coalesces writes what arrived during its last round each round: from a few rounds a second up ' +
         'to its peak it is busy whatever the rate, and its CPU per delivery near the peak is about a core over its peak. The receivers cost less ' +
         'per delivery than any server, but at tens of millions of deliveries/s they fill the other core too: where the steps near the peak ' +

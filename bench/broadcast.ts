@@ -12,13 +12,11 @@ import { LatencyHistogram, clockMs, connectSocketIo, endMessage, probeMessage, r
 import { buildNative } from './native.js';
 import { PEAK_SEARCH, findPeak } from './peak-search.js';
 import { type KernelTcp, kernelTcpForBench } from './kernel-tcp.js';
-import { Turns } from './turns.js';
 import { BenchProcess, type OutputLine, cpuUs, startProcess, statFields } from './processes.js';
 
 /**
  * The broadcast bench (issues 4 and 14): one room of 10,000 receivers (in separate processes), 64-byte
- * messages published at a controlled rate, measured on each system in the same run (with native receivers
- * every search at once, their steps taking turns: see searchedAtOnce):
+ * messages published at a controlled rate, measured on each system one after the other in the same run:
  * a relay written in C (epoll, one thread: the physical limit of this machine), the same relay in Node,
  * socket.io rooms, and livemux (proxy + echo backend, `/sub room` and `/pub room <text>`). For each: the
  * peak rate it keeps up with, the servers' CPU time per delivery and RSS at that rate, the machine's
@@ -42,8 +40,8 @@ const SYSTEM_KEYS = (process.env.BROADCAST_SYSTEMS ?? 'c,node,socketio,livemux')
 /** Cores of this machine, for shares of it. */
 export const CORES = availableParallelism();
 /**
- * Passes of every system with native receivers (`BROADCAST_REPEAT`, default 3), all searched at once (see
- * searchedAtOnce): the report gives each figure's median and how far the passes spread. The Node receivers run once.
+ * Full passes over the systems with native receivers, the systems interleaved (`BROADCAST_REPEAT`, default
+ * 3): the report gives each figure's median and how far the passes spread. The Node receivers run once.
  */
 const REPEAT: Record<ReceiverKind, number> = { native: Number(process.env.BROADCAST_REPEAT ?? 3), node: 1 };
 /** `BROADCAST_PEAKS=0` skips the peak searches: with native receivers, only the cost at equal coalescing. */
@@ -339,60 +337,19 @@ export async function benchBroadcast(token: string, startLivemux: () => Promise<
     for (const receivers of RECEIVER_KINDS) {
       // A socket.io client in C would be a websocket and engine.io client: socket.io keeps Node receivers.
       const measured = SYSTEM_KEYS.flatMap((key) => systems.filter((s) => s.key === key && !(receivers === 'native' && s.wire === 'socketio')));
-      const passes = PEAKS ? (receivers === 'native' ? await searchedAtOnce(measured, token) : await searchedInTurn(measured, token)) : [];
+      const passes: SystemResult[][] = [];
+      for (let pass = 1; PEAKS && pass <= REPEAT[receivers]; pass++) {
+        const results: SystemResult[] = [];
+        for (const system of measured) results.push(await measure(system.name, await system.deploy(), receivers, token, pass));
+        passes.push(results);
+      }
       const bursts = receivers === 'native' && BURSTS ? await interleavedBursts(measured, token, REPEAT.native) : [];
-      pin(process.pid, ALL_CPUS);
       runs.push({ receivers, processes: CLIENT_PROCESSES[receivers], passes, bursts, kernel });
     }
   } finally {
     kernel.restore();
   }
   return runs;
-}
-
-/**
- * Every pass of every system with native receivers, all at once: each search has its own deployment
- * and room, and their steps take turns (bench/turns.ts) in a fixed rotation (pass 1's systems in the
- * order given, then pass 2's, ...), so every pass of every system samples the same minutes of the
- * machine and its drift falls on all alike. One system after the other, a pass each 20 minutes, the
- * machine's level moved every system's peak by 3–10 % per pass (2026-12-04 11:26: the C relay 63.2 /
- * 67.8 / 74.2 M, and every other system rising with it), more than the searches' own spread. The
- * server under test of the turn's owner has core 0 to itself; the other servers wait on the other
- * cores in the idle scheduling class (SCHED_IDLE, as root), running on what the receivers and the
- * publisher leave: an idle livemux proxy heartbeats its 10,000 silent receivers (400 PINGs/s and their
- * PONGs, 4–5 % of a core in that run), and in the normal class three of them beside the receivers
- * starved those in the first run so (2026-12-04 13:23): every system fell behind at rates all had kept
- * before, the C relay at 4,305/s. Returns results[pass][system].
- */
-async function searchedAtOnce(systems: System[], token: string): Promise<SystemResult[][]> {
-  const rest = `1-${CORES - 1}`;
-  if (!BACKGROUND) console.error('broadcast: not root: the servers waiting for their turn keep the normal scheduling class, beside the receivers');
-  const turns = new Turns<Deployment>((owner, members) => {
-    for (const d of members) {
-      if (d === owner) continue;
-      for (const { pid } of d.servers) background(pid, true);
-      pin(d.servers[0]!.pid, rest);
-    }
-    for (const { pid } of owner.servers) background(pid, false);
-    pin(owner.servers[0]!.pid, '0');
-  });
-  const deployments: { system: System; pass: number; deployment: Deployment }[] = [];
-  for (let pass = 1; pass <= REPEAT.native; pass++) for (const system of systems) deployments.push({ system, pass, deployment: await system.deploy() });
-  // Every search asks for its first turn before any await: the rotation is in this order.
-  const searches = deployments.map(({ system, pass, deployment }) => measure(system.name, deployment, 'native', token, pass, undefined, turns));
-  const results = await Promise.all(searches);
-  return Array.from({ length: REPEAT.native }, (_, p) => results.slice(p * systems.length, (p + 1) * systems.length));
-}
-
-/** The passes with Node receivers: one system after the other (they take most of the machine, and one room of them at a time). */
-async function searchedInTurn(systems: System[], token: string): Promise<SystemResult[][]> {
-  const passes: SystemResult[][] = [];
-  for (let pass = 1; pass <= REPEAT.node; pass++) {
-    const results: SystemResult[] = [];
-    for (const system of systems) results.push(await measure(system.name, await system.deploy(), 'node', token, pass));
-    passes.push(results);
-  }
-  return passes;
 }
 
 /**
@@ -477,11 +434,7 @@ function startReceivers(kind: ReceiverKind, deployment: Deployment, token: strin
   return Array.from({ length: size.processes }, (_, i) => new BenchProcess(binary, [...common(i), ...extra], {}, { native: true }));
 }
 
-/**
- * Fills a room of `size` on `deployment`, finds its peak and measures latency at half of it; stops every
- * process of it. Every step (and the fill, a room's replacement, the close) is a turn of `turns`, whose
- * other members are searches running at the same time (see benchBroadcast).
- */
+/** Fills a room of `size` on `deployment`, finds its peak and measures latency at half of it; stops every process of it. */
 export async function measure(
   name: string,
   deployment: Deployment,
@@ -489,31 +442,23 @@ export async function measure(
   token: string,
   pass: number,
   size: RoomSize = { clients: BROADCAST_CLIENTS, processes: CLIENT_PROCESSES[receivers] },
-  turns = new Turns<Deployment>(),
 ): Promise<SystemResult> {
+  let clients = startReceivers(receivers, deployment, token, size);
   const label = `${name}, ${receivers} receivers, pass ${pass}`;
-  turns.join(deployment);
-  let clients: BenchProcess[] = [];
-  const fill = async (): Promise<Room> => {
-    clients = startReceivers(receivers, deployment, token, size);
-    if (receivers === 'native') pinServerAlone(deployment, clients);
-    const room = new Room(deployment, clients, size.clients);
-    await room.fill();
-    return room;
-  };
+  if (receivers === 'native') pinServerAlone(deployment, clients);
   try {
-    let room = await turns.take(deployment, fill);
+    let room = new Room(deployment, clients, size.clients);
+    await room.fill();
     const idleRssBytes = deployment.servers.map((s) => memory(s.pid).rssBytes);
-    /** The rate of the step that spoiled the room just replaced (0: the room has had its warm-up). */
-    let spoiledAt = 0;
     /**
      * One step; a step that leaves its room spoiled (roomSpoiled) is followed by new receivers in a new
      * room: a server that closed receivers leaves a room every later step would fail (in the run of
      * 2026-12-03 16:37, livemux after the climb's 10,240/s failed every step down to 538/s), and one that
-     * lost tens of thousands of segments leaves one that misses rates kept before. Not a turn by itself:
-     * see `run`.
+     * lost tens of thousands of segments leaves one that misses rates kept before.
      */
-    const step = async (rate: number, seconds: number, what: string): Promise<StepResult> => {
+    /** The rate of the step that spoiled the room just replaced (0: the room has had its warm-up). */
+    let spoiledAt = 0;
+    const run = async (rate: number, seconds: number, what: string): Promise<StepResult> => {
       if (spoiledAt > 0) {
         // The first step on a new room has a longer tail than the next ones (at 3,000 messages/s, 2026-12-03
         // 19:18–20:00: p99 424–605 ms in the first step after the fill, in 7 rooms of 7, against 229–399 in the quiet steps after,
@@ -523,33 +468,29 @@ export async function measure(
         logStep(`${label}, warming the new room up (not measured)`, await room.step(Math.min(rate, spoiledAt) / 2, STEP_SECONDS));
         spoiledAt = 0;
       }
-      const result = await room.step(rate, seconds);
-      logStep(what, result);
-      if (roomSpoiled(result)) {
-        const why = result.closed > 0 ? `the server closed ${result.closed} receivers` : saturated(result) ? 'the step was far behind' : `${lostSegments(result)} TCP segments lost`;
+      const step = await room.step(rate, seconds);
+      logStep(what, step);
+      if (roomSpoiled(step)) {
+        const why = step.closed > 0 ? `the server closed ${step.closed} receivers` : saturated(step) ? 'the step was far behind' : `${lostSegments(step)} TCP segments lost`;
         const start = clockMs();
         await Promise.all(clients.map(stopped));
-        room = await fill();
+        clients = startReceivers(receivers, deployment, token, size);
+        if (receivers === 'native') pinServerAlone(deployment, clients);
+        room = new Room(deployment, clients, size.clients);
+        await room.fill();
         spoiledAt = rate;
         console.error(`broadcast: ${label}: ${why}: a new room replaced it in ${((clockMs() - start) / 1000).toFixed(1)} s`);
       }
-      return result;
+      return step;
     };
-    /** One step as a turn of its own. */
-    const run = (rate: number, seconds: number, what: string): Promise<StepResult> => turns.take(deployment, () => step(rate, seconds, what));
     const steps: StepResult[] = [];
     if (ONE_RATE > 0) {
       const filled = clockMs();
       for (let i = 0; i < ONE_RATE_STEPS; i++) {
         const at = ((clockMs() - filled) / 1000).toFixed(1);
-        steps.push(
-          await turns.take(deployment, async () => {
-            const before = await fanOutDelays(deployment);
-            const result = await step(ONE_RATE, LATENCY_SECONDS, `${label}, at ${ONE_RATE} messages/s, ${at} s after the room filled`);
-            if (before) console.error(`broadcast: ${label}: the proxy's fan-out delay in that step (a Publish's arrival from the backend to the end of the walk that brought it to every member): ${describeDelays(before, (await fanOutDelays(deployment))!)}`);
-            return result;
-          }),
-        );
+        const before = await fanOutDelays(deployment);
+        steps.push(await run(ONE_RATE, LATENCY_SECONDS, `${label}, at ${ONE_RATE} messages/s, ${at} s after the room filled`));
+        if (before) console.error(`broadcast: ${label}: the proxy's fan-out delay in that step (a Publish's arrival from the backend to the end of the walk that brought it to every member): ${describeDelays(before, (await fanOutDelays(deployment))!)}`);
       }
       const last = steps.at(-1)!;
       const peakRssBytes = deployment.servers.map((s) => memory(s.pid).hwmBytes);
@@ -560,29 +501,23 @@ export async function measure(
     const startRate = receivers === 'native' ? NATIVE_START_RATE : PEAK_SEARCH.startRate;
     const search = await findPeak(async (rate, edge) => {
       if (edge && edgeFrom < 0) edgeFrom = steps.length;
-      const result = await run(rate, edge ? edgeSeconds : STEP_SECONDS, label);
-      steps.push(result);
-      return { rate, ok: result.ok, saturated: saturated(result) };
+      const step = await run(rate, edge ? edgeSeconds : STEP_SECONDS, label);
+      steps.push(step);
+      return { rate, ok: step.ok, saturated: saturated(step) };
     }, { ...PEAK_SEARCH, startRate });
     const peak = await run(search.rate, edgeSeconds, `${label}, at the peak`);
-    // Latency is measured in a room already running at that rate, in one turn: the step after the peak's
-    // is the first at its rate, often on a new room (the peak step spoiled the old one, and the new
-    // room's warm-up ran at a quarter of the peak), and a first step has the longer tail. At 2,936
-    // messages/s, 2026-12-04 05:48 (three rooms each, five 8 s steps in a row): livemux's p99 291–384 ms
-    // in the first step and 208–220 in the four after; the Node relay's 285–297, then 196–234.
-    const { half, fixed } = await turns.take(deployment, async () => {
-      await step(peak.rate / 2, STEP_SECONDS, `${label}, at half the peak before its latency (not measured)`);
-      const half = await step(peak.rate / 2, LATENCY_SECONDS, `${label}, latency at half the peak`);
-      const fixed = peak.rate >= FIXED_RATE ? await step(FIXED_RATE, LATENCY_SECONDS, `${label}, latency at ${FIXED_RATE} messages/s`) : null;
-      return { half, fixed };
-    });
+    // Latency is measured in a room already running at that rate: the step after the peak's is the first
+    // at its rate, often on a new room (the peak step spoiled the old one, and the new room's warm-up ran
+    // at a quarter of the peak), and a first step has the longer tail. At 2,936 messages/s, 2026-12-04
+    // 05:48 (three rooms each, five 8 s steps in a row): livemux's p99 291–384 ms in the first step and
+    // 208–220 in the four after; the Node relay's 285–297, then 196–234.
+    await run(peak.rate / 2, STEP_SECONDS, `${label}, at half the peak before its latency (not measured)`);
+    const half = await run(peak.rate / 2, LATENCY_SECONDS, `${label}, latency at half the peak`);
+    const fixed = peak.rate >= FIXED_RATE ? await run(FIXED_RATE, LATENCY_SECONDS, `${label}, latency at ${FIXED_RATE} messages/s`) : null;
     const peakRssBytes = deployment.servers.map((s) => memory(s.pid).hwmBytes);
     return { name, servers: deployment.servers.map((s) => s.label), idleRssBytes, peakRssBytes, steps, edgeFrom: edgeFrom < 0 ? steps.length : edgeFrom, peakRates: search.rates, cutShort: search.cutShort, peak, half, fixed };
   } finally {
-    await turns.take(deployment, async () => {
-      await close(deployment, clients);
-      turns.leave(deployment);
-    });
+    await close(deployment, clients);
   }
 }
 
@@ -607,11 +542,12 @@ function describeDelays(before: Map<number, number>, after: Map<number, number>)
   return `${total} Publishes, p50 ${quantile(0.5)}, p99 ${quantile(0.99)}`;
 }
 
-/** Stops the receivers, then the deployment's processes. */
+/** Stops the receivers, then the deployment's processes; unpins this process. */
 async function close(deployment: Deployment, clients: BenchProcess[]): Promise<void> {
   await Promise.all(clients.map(stopped));
   deployment.publisher.close();
   await Promise.all(deployment.processes.map(stopped));
+  pin(process.pid, ALL_CPUS);
 }
 
 /**
@@ -677,15 +613,6 @@ function pinServerAlone(deployment: Deployment, clients: BenchProcess[]): void {
 function pin(pid: number, cpus: string): void {
   if (CORES < 2) return;
   execFileSync('taskset', ['--all-tasks', '--cpu-list', '--pid', cpus, String(pid)], { stdio: 'ignore' });
-}
-
-/** Only root may move a process out of SCHED_IDLE again (RLIMIT_NICE is 0 by default). */
-const BACKGROUND = process.getuid?.() === 0;
-
-/** Puts every thread of `pid` in the idle scheduling class (SCHED_IDLE), or back in the normal one; nothing without root. */
-function background(pid: number, idle: boolean): void {
-  if (!BACKGROUND) return;
-  execFileSync('chrt', [idle ? '--idle' : '--other', '--all-tasks', '--pid', '0', String(pid)], { stdio: 'ignore' });
 }
 
 /** One progress line on stderr per step: a run takes minutes. */
