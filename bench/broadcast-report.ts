@@ -76,8 +76,7 @@ function runTable(run: BroadcastRun): string[] {
       ? `**Server-bound: native receivers** (bench/native/broadcast-receiver.c, ${run.processes} processes, one epoll thread each), ` +
         `${n} passes over the systems, interleaved; each figure is from the pass with the median peak, each ratio the median of the ` +
         `passes' ratios (their range in brackets). The server under test has core 0 to itself; receivers, publisher and livemux's backend ` +
-        'share the other cores. ' +
-        'A server that coalesces writes what arrived during its last round each round: from a few rounds a second up ' +
+        'share the other cores. A server that coalesces writes what arrived during its last round each round: from a few rounds a second up ' +
         'to its peak it is busy whatever the rate, and its CPU per delivery near the peak is about a core over its peak. The receivers cost less ' +
         'per delivery than any server, but at tens of millions of deliveries/s they fill the other core too: where the steps near the peak ' +
         'have the server under a core ("bound by"), the receivers, not the server, set that peak.' +
@@ -143,8 +142,8 @@ const nearPeakOf = new WeakMap<SystemResult, Window>();
  * keeps these, at rates within a few strides of its own peak, so their CPU per delivery is a server's
  * cost where it is busiest, free of the steps that fell behind: near the edge a step that misses the pace
  * can fall far behind (until 2026-12-04 the native receivers' framer kept it there, bench/native/wire.h;
- * with the kernel's own tcp_mem, it drops and the connections back off), and a server idling then shows a fraction of its cost per delivery (the C relay's one step at the peak in
- * the 2026-12-03 23:02 run: 0.0068 / 0.0204 / 0.0279 µs over three passes). Without such
+ * with the kernel's own tcp_mem, it drops and the connections back off), and a server idling then shows
+ * a fraction of its cost per delivery (the C relay's one step at the peak in the 2026-12-03 23:02 run: 0.0068 / 0.0204 / 0.0279 µs over three passes). Without such
  * steps (a search cut short), the fastest staircase step kept; failing that, the peak step.
  */
 function nearPeak(r: SystemResult): Window {
@@ -370,7 +369,8 @@ function rateOf(rate: number): string {
 
 function stepMark(s: StepResult): string {
   const rate = rateOf(s.rate);
-  const tcp = s.tcpRetransmits > 0 ? `${fmt(s.tcpRetransmits)} retransmitted${lostSegments(s) > 0 ? `, ${fmt(lostSegments(s))} lost` : ''}` : '';
+  const lost = lostSegments(s);
+  const tcp = s.tcpRetransmits > 0 ? `${fmt(s.tcpRetransmits)} retransmitted${lost > 0 ? `, ${fmt(lost)} lost` : ''}` : '';
   if (s.ok) return `${rate} ✓${tcp ? ` (${tcp})` : ''}`;
   const why = s.missing > 0 ? `${fmt(s.missing)} missing` : s.late ? `received in ${fmt(s.wallMs / 1000)} s` : `latency grew ${fmt(s.lagGrowthMs)} ms`;
   return `${rate} ✗ (${why}${tcp ? `; ${tcp}` : ''})`;
