@@ -11,6 +11,7 @@ import {
   EDGE_STEP_SECONDS,
   NATIVE_START_RATE,
   PACE_SLACK,
+  SEARCH_HEARTBEAT_MS,
   SPOILING_LOSSES,
   STEP_SECONDS,
   lostSegments,
@@ -74,8 +75,10 @@ function runTable(run: BroadcastRun): string[] {
   const title =
     run.receivers === 'native'
       ? `**Server-bound: native receivers** (bench/native/broadcast-receiver.c, ${run.processes} processes, one epoll thread each), ` +
-        `${n} passes over the systems, interleaved; each figure is from the pass with the median peak, each ratio the median of the ` +
-        `passes' ratios (their range in brackets). The server under test has core 0 to itself; receivers, publisher and livemux's backend ` +
+        `${n} passes of every system searched at once, on one room per system, their steps taking turns round robin so that every pass ` +
+        `samples the same minutes of the machine; livemux heartbeats every ${SEARCH_HEARTBEAT_MS / 1000} s there, so that a room waiting ` +
+        `for its turn costs nothing (the relays send no heartbeats; the bursts below keep the default). Each figure is from the pass with ` +
+        `the median peak, each ratio the median of the passes' ratios (their range in brackets). The server on its turn has core 0 to itself; receivers, publisher, livemux's backend and the waiting servers ` +
         'share the other cores. A server that coalesces writes what arrived during its last round each round: from a few rounds a second up ' +
         'to its peak it is busy whatever the rate, and its CPU per delivery near the peak is about a core over its peak. The receivers cost less ' +
         'per delivery than any server, but at tens of millions of deliveries/s they fill the other core too: where the steps near the peak ' +

@@ -12,11 +12,13 @@ import { LatencyHistogram, clockMs, connectSocketIo, endMessage, probeMessage, r
 import { buildNative } from './native.js';
 import { PEAK_SEARCH, findPeak } from './peak-search.js';
 import { type KernelTcp, kernelTcpForBench } from './kernel-tcp.js';
+import { Turns } from './turns.js';
 import { BenchProcess, type OutputLine, cpuUs, startProcess, statFields } from './processes.js';
 
 /**
  * The broadcast bench (issues 4 and 14): one room of 10,000 receivers (in separate processes), 64-byte
- * messages published at a controlled rate, measured on each system one after the other in the same run:
+ * messages published at a controlled rate, measured on each system in the same run (with native receivers
+ * every pass of every system at once, their steps taking turns: see searchedAtOnce):
  * a relay written in C (epoll, one thread: the physical limit of this machine), the same relay in Node,
  * socket.io rooms, and livemux (proxy + echo backend, `/sub room` and `/pub room <text>`). For each: the
  * peak rate it keeps up with, the servers' CPU time per delivery and RSS at that rate, the machine's
@@ -40,8 +42,8 @@ const SYSTEM_KEYS = (process.env.BROADCAST_SYSTEMS ?? 'c,node,socketio,livemux')
 /** Cores of this machine, for shares of it. */
 export const CORES = availableParallelism();
 /**
- * Full passes over the systems with native receivers, the systems interleaved (`BROADCAST_REPEAT`, default
- * 3): the report gives each figure's median and how far the passes spread. The Node receivers run once.
+ * Passes of every system with native receivers (`BROADCAST_REPEAT`, default 3), all searched at once (see
+ * searchedAtOnce): the report gives each figure's median and how far the passes spread. The Node receivers run once.
  */
 const REPEAT: Record<ReceiverKind, number> = { native: Number(process.env.BROADCAST_REPEAT ?? 3), node: 1 };
 /** `BROADCAST_PEAKS=0` skips the peak searches: with native receivers, only the cost at equal coalescing. */
@@ -316,20 +318,31 @@ interface System {
   key: string;
   name: string;
   wire: Wire;
-  deploy: () => Promise<Deployment>;
+  /** Starts the system; livemux's proxy heartbeats every `heartbeatMs` (the relays send none). */
+  deploy: (heartbeatMs: number) => Promise<Deployment>;
 }
 
 /**
- * Runs every system per kind of receivers (native first: the server-bound figures, REPEAT passes), one
- * after the other; every process it starts has exited when it returns.
+ * livemux's heartbeat interval in the peak searches with native receivers, where every system's room
+ * stays up while the others take their turns (see searchedAtOnce): 270 s, what mobile IM clients use to
+ * keep a NAT mapping (WeChat's ~4.5 minutes). At the default 25 s an idle proxy PINGs its 10,000 silent
+ * receivers 400 times a second (4–5 % of a core with their PONGs), and a room waiting for its turn must
+ * cost the one on its turn nothing. The relays send no heartbeats at all; what livemux's default costs
+ * is measured in the bursts, which keep it ("idle").
  */
-export async function benchBroadcast(token: string, startLivemux: () => Promise<LivemuxUnderTest>): Promise<BroadcastRun[]> {
+export const SEARCH_HEARTBEAT_MS = 270_000;
+
+/**
+ * Runs every system per kind of receivers (native first: the server-bound figures, REPEAT passes searched
+ * at once; Node receivers one system after the other); every process it starts has exited when it returns.
+ */
+export async function benchBroadcast(token: string, startLivemux: (heartbeatMs: number) => Promise<LivemuxUnderTest>): Promise<BroadcastRun[]> {
   const relay = buildNative('broadcast-relay');
   const systems: System[] = [
     { key: 'c', name: 'C relay (epoll), writes coalesced per loop turn', wire: 'plain', deploy: () => deployRelay(relay, true) },
     { key: 'node', name: 'Node relay, writes coalesced per tick', wire: 'plain', deploy: () => deployRelay(join(DIST_BENCH, 'broadcast-plain-server.js'), false) },
     { key: 'socketio', name: 'socket.io rooms', wire: 'socketio', deploy: () => deploySocketIo() },
-    { key: 'livemux', name: 'livemux proxy + echo backend', wire: 'livemux', deploy: () => deployLivemux(startLivemux, token) },
+    { key: 'livemux', name: 'livemux proxy + echo backend', wire: 'livemux', deploy: (heartbeatMs) => deployLivemux(() => startLivemux(heartbeatMs), token) },
   ];
   const kernel = kernelTcpForBench();
   const runs: BroadcastRun[] = [];
@@ -337,12 +350,7 @@ export async function benchBroadcast(token: string, startLivemux: () => Promise<
     for (const receivers of RECEIVER_KINDS) {
       // A socket.io client in C would be a websocket and engine.io client: socket.io keeps Node receivers.
       const measured = SYSTEM_KEYS.flatMap((key) => systems.filter((s) => s.key === key && !(receivers === 'native' && s.wire === 'socketio')));
-      const passes: SystemResult[][] = [];
-      for (let pass = 1; PEAKS && pass <= REPEAT[receivers]; pass++) {
-        const results: SystemResult[] = [];
-        for (const system of measured) results.push(await measure(system.name, await system.deploy(), receivers, token, pass));
-        passes.push(results);
-      }
+      const passes = !PEAKS ? [] : receivers === 'native' && ONE_RATE === 0 ? await searchedAtOnce(measured, token) : await searchedInTurn(measured, receivers, token);
       const bursts = receivers === 'native' && BURSTS ? await interleavedBursts(measured, token, REPEAT.native) : [];
       runs.push({ receivers, processes: CLIENT_PROCESSES[receivers], passes, bursts, kernel });
     }
@@ -350,6 +358,49 @@ export async function benchBroadcast(token: string, startLivemux: () => Promise<
     kernel.restore();
   }
   return runs;
+}
+
+/**
+ * Every pass of every system with native receivers, all at once: one deployment and room per system,
+ * shared by its passes, and every search's steps taking turns (bench/turns.ts) in a fixed rotation
+ * (pass 1's systems in the order given, then pass 2's, ...), so that every pass of every system samples
+ * the same minutes of the machine. One system after the other, a pass every 15–20 minutes, the
+ * machine's level moved every system's peak by up to a fifth within a run (2026-12-04 13:57: the C
+ * relay 73.3 / 60.1 / 69.3 M, the Node relay 68.9 / 51.2 / 67.2 M, pass 2 slow for all), far more than
+ * the searches' own spread. The server under test of the turn's owner has core 0 to itself; the other
+ * systems' servers wait on the other cores beside every room's receivers, their rooms silent
+ * (SEARCH_HEARTBEAT_MS). Returns results[pass][system].
+ */
+async function searchedAtOnce(systems: System[], token: string): Promise<SystemResult[][]> {
+  const rest = `1-${CORES - 1}`;
+  const turns = new Turns<Deployment>((owner, members) => {
+    for (const d of members) if (d !== owner) pin(d.servers[0]!.pid, rest);
+    pin(owner.servers[0]!.pid, '0');
+  });
+  const stages: Stage[] = [];
+  try {
+    for (const system of systems) {
+      const stage = new Stage(system.name, await system.deploy(SEARCH_HEARTBEAT_MS), 'native', token, nativeRoom(), turns);
+      stages.push(stage);
+      await stage.open();
+    }
+    // Every search asks for its first turn before any await: the rotation is in this order.
+    const searches = Array.from({ length: REPEAT.native }, (_, p) => stages.map((stage) => search(stage, p + 1)));
+    return await Promise.all(searches.map((pass) => Promise.all(pass)));
+  } finally {
+    for (const stage of stages) await stage.close();
+  }
+}
+
+/** The passes one system after the other, each with its own deployment and room (Node receivers, BROADCAST_RATE). */
+async function searchedInTurn(systems: System[], receivers: ReceiverKind, token: string): Promise<SystemResult[][]> {
+  const passes: SystemResult[][] = [];
+  for (let pass = 1; pass <= REPEAT[receivers]; pass++) {
+    const results: SystemResult[] = [];
+    for (const system of systems) results.push(await measure(system.name, await system.deploy(Defaults.heartbeatIntervalMs), receivers, token, pass));
+    passes.push(results);
+  }
+  return passes;
 }
 
 /**
@@ -434,6 +485,93 @@ function startReceivers(kind: ReceiverKind, deployment: Deployment, token: strin
   return Array.from({ length: size.processes }, (_, i) => new BenchProcess(binary, [...common(i), ...extra], {}, { native: true }));
 }
 
+function nativeRoom(): RoomSize {
+  return { clients: BROADCAST_CLIENTS, processes: CLIENT_PROCESSES.native };
+}
+
+/**
+ * One deployment's room of receivers, which every step runs on, replaced after a step that spoils it.
+ * Its steps are turns of `turns`, whose other members are the other systems' stages (searchedAtOnce).
+ */
+class Stage {
+  private clients: BenchProcess[] = [];
+  private room: Room | undefined;
+  /** The rate of the step that spoiled the room just replaced (0: the room has had its warm-up). */
+  private spoiledAt = 0;
+  /** RSS of each server once the first room filled. */
+  idleRssBytes: number[] = [];
+
+  constructor(
+    readonly name: string,
+    readonly deployment: Deployment,
+    readonly receivers: ReceiverKind,
+    private readonly token: string,
+    private readonly size: RoomSize,
+    private readonly turns = new Turns<Deployment>(),
+  ) {}
+
+  /** Fills the first room, as a turn. */
+  async open(): Promise<void> {
+    this.turns.join(this.deployment);
+    await this.turns.take(this.deployment, () => this.fill());
+    this.idleRssBytes = this.deployment.servers.map((s) => memory(s.pid).rssBytes);
+  }
+
+  /** Stops the receivers and the deployment, as a turn. */
+  close(): Promise<void> {
+    return this.turns.take(this.deployment, async () => {
+      await close(this.deployment, this.clients);
+      this.turns.leave(this.deployment);
+    });
+  }
+
+  /** Runs `work` (steps of this stage) as one turn. */
+  turn<T>(work: () => Promise<T>): Promise<T> {
+    return this.turns.take(this.deployment, work);
+  }
+
+  /** One step as a turn of its own. */
+  run(rate: number, seconds: number, what: string): Promise<StepResult> {
+    return this.turn(() => this.step(rate, seconds, what));
+  }
+
+  /**
+   * One step, inside a turn; a step that leaves its room spoiled (roomSpoiled) is followed by new
+   * receivers in a new room: a server that closed receivers leaves a room every later step would fail
+   * (in the run of 2026-12-03 16:37, livemux after the climb's 10,240/s failed every step down to
+   * 538/s), and one that lost tens of thousands of segments leaves one that misses rates kept before.
+   */
+  async step(rate: number, seconds: number, what: string): Promise<StepResult> {
+    if (this.spoiledAt > 0) {
+      // The first step on a new room has a longer tail than the next ones (at 3,000 messages/s, 2026-12-03
+      // 19:18–20:00: p99 424–605 ms in the first step after the fill, in 7 rooms of 7, against 229–399 in the quiet steps after,
+      // the Node relay and livemux alike): a step at half the rate, not measured, comes first. Half of the
+      // lower of this step and the one that spoiled the room: half of a climb's next step is the spoiling
+      // rate itself, and in a livemux pass of 2026-12-03 21:26 that warm-up spoiled the new room again.
+      logStep(`${this.name}, ${this.receivers} receivers, warming the new room up (not measured)`, await this.room!.step(Math.min(rate, this.spoiledAt) / 2, STEP_SECONDS));
+      this.spoiledAt = 0;
+    }
+    const step = await this.room!.step(rate, seconds);
+    logStep(what, step);
+    if (roomSpoiled(step)) {
+      const why = step.closed > 0 ? `the server closed ${step.closed} receivers` : saturated(step) ? 'the step was far behind' : `${lostSegments(step)} TCP segments lost`;
+      const start = clockMs();
+      await Promise.all(this.clients.map(stopped));
+      await this.fill();
+      this.spoiledAt = rate;
+      console.error(`broadcast: ${what}: ${why}: a new room replaced it in ${((clockMs() - start) / 1000).toFixed(1)} s`);
+    }
+    return step;
+  }
+
+  private async fill(): Promise<void> {
+    this.clients = startReceivers(this.receivers, this.deployment, this.token, this.size);
+    if (this.receivers === 'native') pinServerAlone(this.deployment, this.clients);
+    this.room = new Room(this.deployment, this.clients, this.size.clients);
+    await this.room.fill();
+  }
+}
+
 /** Fills a room of `size` on `deployment`, finds its peak and measures latency at half of it; stops every process of it. */
 export async function measure(
   name: string,
@@ -443,82 +581,56 @@ export async function measure(
   pass: number,
   size: RoomSize = { clients: BROADCAST_CLIENTS, processes: CLIENT_PROCESSES[receivers] },
 ): Promise<SystemResult> {
-  let clients = startReceivers(receivers, deployment, token, size);
-  const label = `${name}, ${receivers} receivers, pass ${pass}`;
-  if (receivers === 'native') pinServerAlone(deployment, clients);
+  const stage = new Stage(name, deployment, receivers, token, size);
   try {
-    let room = new Room(deployment, clients, size.clients);
-    await room.fill();
-    const idleRssBytes = deployment.servers.map((s) => memory(s.pid).rssBytes);
-    /**
-     * One step; a step that leaves its room spoiled (roomSpoiled) is followed by new receivers in a new
-     * room: a server that closed receivers leaves a room every later step would fail (in the run of
-     * 2026-12-03 16:37, livemux after the climb's 10,240/s failed every step down to 538/s), and one that
-     * lost tens of thousands of segments leaves one that misses rates kept before.
-     */
-    /** The rate of the step that spoiled the room just replaced (0: the room has had its warm-up). */
-    let spoiledAt = 0;
-    const run = async (rate: number, seconds: number, what: string): Promise<StepResult> => {
-      if (spoiledAt > 0) {
-        // The first step on a new room has a longer tail than the next ones (at 3,000 messages/s, 2026-12-03
-        // 19:18–20:00: p99 424–605 ms in the first step after the fill, in 7 rooms of 7, against 229–399 in the quiet steps after,
-        // the Node relay and livemux alike): a step at half the rate, not measured, comes first. Half of the
-        // lower of this step and the one that spoiled the room: half of a climb's next step is the spoiling
-        // rate itself, and in a livemux pass of 2026-12-03 21:26 that warm-up spoiled the new room again.
-        logStep(`${label}, warming the new room up (not measured)`, await room.step(Math.min(rate, spoiledAt) / 2, STEP_SECONDS));
-        spoiledAt = 0;
-      }
-      const step = await room.step(rate, seconds);
-      logStep(what, step);
-      if (roomSpoiled(step)) {
-        const why = step.closed > 0 ? `the server closed ${step.closed} receivers` : saturated(step) ? 'the step was far behind' : `${lostSegments(step)} TCP segments lost`;
-        const start = clockMs();
-        await Promise.all(clients.map(stopped));
-        clients = startReceivers(receivers, deployment, token, size);
-        if (receivers === 'native') pinServerAlone(deployment, clients);
-        room = new Room(deployment, clients, size.clients);
-        await room.fill();
-        spoiledAt = rate;
-        console.error(`broadcast: ${label}: ${why}: a new room replaced it in ${((clockMs() - start) / 1000).toFixed(1)} s`);
-      }
-      return step;
-    };
-    const steps: StepResult[] = [];
-    if (ONE_RATE > 0) {
-      const filled = clockMs();
-      for (let i = 0; i < ONE_RATE_STEPS; i++) {
-        const at = ((clockMs() - filled) / 1000).toFixed(1);
-        const before = await fanOutDelays(deployment);
-        steps.push(await run(ONE_RATE, LATENCY_SECONDS, `${label}, at ${ONE_RATE} messages/s, ${at} s after the room filled`));
-        if (before) console.error(`broadcast: ${label}: the proxy's fan-out delay in that step (a Publish's arrival from the backend to the end of the walk that brought it to every member): ${describeDelays(before, (await fanOutDelays(deployment))!)}`);
-      }
-      const last = steps.at(-1)!;
-      const peakRssBytes = deployment.servers.map((s) => memory(s.pid).hwmBytes);
-      return { name, servers: deployment.servers.map((s) => s.label), idleRssBytes, peakRssBytes, steps, edgeFrom: steps.length, peakRates: [], cutShort: false, peak: last, half: last, fixed: null };
-    }
-    let edgeFrom = -1;
-    const edgeSeconds = receivers === 'native' ? EDGE_STEP_SECONDS : STEP_SECONDS;
-    const startRate = receivers === 'native' ? NATIVE_START_RATE : PEAK_SEARCH.startRate;
-    const search = await findPeak(async (rate, edge) => {
-      if (edge && edgeFrom < 0) edgeFrom = steps.length;
-      const step = await run(rate, edge ? edgeSeconds : STEP_SECONDS, label);
-      steps.push(step);
-      return { rate, ok: step.ok, saturated: saturated(step) };
-    }, { ...PEAK_SEARCH, startRate });
-    const peak = await run(search.rate, edgeSeconds, `${label}, at the peak`);
-    // Latency is measured in a room already running at that rate: the step after the peak's is the first
-    // at its rate, often on a new room (the peak step spoiled the old one, and the new room's warm-up ran
-    // at a quarter of the peak), and a first step has the longer tail. At 2,936 messages/s, 2026-12-04
-    // 05:48 (three rooms each, five 8 s steps in a row): livemux's p99 291–384 ms in the first step and
-    // 208–220 in the four after; the Node relay's 285–297, then 196–234.
-    await run(peak.rate / 2, STEP_SECONDS, `${label}, at half the peak before its latency (not measured)`);
-    const half = await run(peak.rate / 2, LATENCY_SECONDS, `${label}, latency at half the peak`);
-    const fixed = peak.rate >= FIXED_RATE ? await run(FIXED_RATE, LATENCY_SECONDS, `${label}, latency at ${FIXED_RATE} messages/s`) : null;
-    const peakRssBytes = deployment.servers.map((s) => memory(s.pid).hwmBytes);
-    return { name, servers: deployment.servers.map((s) => s.label), idleRssBytes, peakRssBytes, steps, edgeFrom: edgeFrom < 0 ? steps.length : edgeFrom, peakRates: search.rates, cutShort: search.cutShort, peak, half, fixed };
+    await stage.open();
+    return await search(stage, pass);
   } finally {
-    await close(deployment, clients);
+    await stage.close();
   }
+}
+
+/** One pass on `stage`: its peak search, then latency at half the peak and at FIXED_RATE (or BROADCAST_RATE's steps). */
+async function search(stage: Stage, pass: number): Promise<SystemResult> {
+  const { name, deployment, receivers } = stage;
+  const label = `${name}, ${receivers} receivers, pass ${pass}`;
+  const servers = deployment.servers.map((s) => s.label);
+  const steps: StepResult[] = [];
+  if (ONE_RATE > 0) {
+    const filled = clockMs();
+    for (let i = 0; i < ONE_RATE_STEPS; i++) {
+      const at = ((clockMs() - filled) / 1000).toFixed(1);
+      const before = await fanOutDelays(deployment);
+      steps.push(await stage.run(ONE_RATE, LATENCY_SECONDS, `${label}, at ${ONE_RATE} messages/s, ${at} s after the room filled`));
+      if (before) console.error(`broadcast: ${label}: the proxy's fan-out delay in that step (a Publish's arrival from the backend to the end of the walk that brought it to every member): ${describeDelays(before, (await fanOutDelays(deployment))!)}`);
+    }
+    const last = steps.at(-1)!;
+    const peakRssBytes = deployment.servers.map((s) => memory(s.pid).hwmBytes);
+    return { name, servers, idleRssBytes: stage.idleRssBytes, peakRssBytes, steps, edgeFrom: steps.length, peakRates: [], cutShort: false, peak: last, half: last, fixed: null };
+  }
+  let edgeFrom = -1;
+  const edgeSeconds = receivers === 'native' ? EDGE_STEP_SECONDS : STEP_SECONDS;
+  const startRate = receivers === 'native' ? NATIVE_START_RATE : PEAK_SEARCH.startRate;
+  const found = await findPeak(async (rate, edge) => {
+    if (edge && edgeFrom < 0) edgeFrom = steps.length;
+    const step = await stage.run(rate, edge ? edgeSeconds : STEP_SECONDS, label);
+    steps.push(step);
+    return { rate, ok: step.ok, saturated: saturated(step) };
+  }, { ...PEAK_SEARCH, startRate });
+  const peak = await stage.run(found.rate, edgeSeconds, `${label}, at the peak`);
+  // Latency is measured in a room already running at that rate, in one turn: the step after the peak's
+  // is the first at its rate, often on a new room (the peak step spoiled the old one, and the new
+  // room's warm-up ran at a quarter of the peak), and a first step has the longer tail. At 2,936
+  // messages/s, 2026-12-04 05:48 (three rooms each, five 8 s steps in a row): livemux's p99 291–384 ms
+  // in the first step and 208–220 in the four after; the Node relay's 285–297, then 196–234.
+  const { half, fixed } = await stage.turn(async () => {
+    await stage.step(peak.rate / 2, STEP_SECONDS, `${label}, at half the peak before its latency (not measured)`);
+    const half = await stage.step(peak.rate / 2, LATENCY_SECONDS, `${label}, latency at half the peak`);
+    const fixed = peak.rate >= FIXED_RATE ? await stage.step(FIXED_RATE, LATENCY_SECONDS, `${label}, latency at ${FIXED_RATE} messages/s`) : null;
+    return { half, fixed };
+  });
+  const peakRssBytes = deployment.servers.map((s) => memory(s.pid).hwmBytes);
+  return { name, servers, idleRssBytes: stage.idleRssBytes, peakRssBytes, steps, edgeFrom: edgeFrom < 0 ? steps.length : edgeFrom, peakRates: found.rates, cutShort: found.cutShort, peak, half, fixed };
 }
 
 /** livemux's livemux_fanout_delay_seconds buckets (upper bound in s → cumulative count); null for a relay. */
@@ -568,7 +680,7 @@ async function interleavedBursts(systems: System[], token: string, passes: numbe
   const rooms: { deployment: Deployment; clients: BenchProcess[]; room: Room }[] = [];
   try {
     for (const system of coalescing) {
-      const deployment = await system.deploy();
+      const deployment = await system.deploy(Defaults.heartbeatIntervalMs);
       const clients = startReceivers('native', deployment, token, { clients: BROADCAST_CLIENTS, processes: CLIENT_PROCESSES.native });
       rooms.push({ deployment, clients, room: new Room(deployment, clients, BROADCAST_CLIENTS) });
       // Every server on core 0 (only the one bursting at a time is busy), everything else on the others.

@@ -68,6 +68,8 @@ export interface LivemuxExtras {
   env?: NodeJS.ProcessEnv;
   routes?: { business: string; pool: string }[];
   pools?: Record<string, object>;
+  /** The config file's `timeouts` (e.g. heartbeat_interval_ms). */
+  timeouts?: Record<string, number>;
 }
 
 /** Starts an echo backend and a proxy routing business "echo" to it, with `limits` in its config file. */
@@ -86,6 +88,7 @@ async function startLivemux(limits: Record<string, number>, extras: LivemuxExtra
     routes: './routes.yaml',
     log: { level: 'info' },
     limits,
+    ...(extras.timeouts ? { timeouts: extras.timeouts } : {}),
     // The load generators are one user (the bench token) on one address: the limits a public listener
     // needs against many connections and OPENs of one user would refuse them.
     connections: { max: 1_000_000, max_per_address: 1_000_000, max_per_user: 1_000_000, max_handshakes: 1_000_000 },
@@ -106,7 +109,8 @@ async function main(): Promise<void> {
   if (run('im')) writeSection('im', command, await benchIm(SECRET, () => echoFigure(token)));
   if (run('broadcast')) {
     // The publisher sends without reading WINDOW_UPDATEs: a large client→proxy window keeps it legal.
-    const livemux = (): Promise<Livemux> => startLivemux({ session_window: 1 << 30, connection_window: 1 << 30 });
+    const livemux = (heartbeatMs: number): Promise<Livemux> =>
+      startLivemux({ session_window: 1 << 30, connection_window: 1 << 30 }, { timeouts: { heartbeat_interval_ms: heartbeatMs } });
     const runs = await benchBroadcast(token, livemux);
     // One fixed rate (BROADCAST_RATE) is a look at latency, not a run of record: its steps are logged only.
     if (ONE_RATE === 0) writeSection('broadcast', command, broadcastReport(runs));
