@@ -37,15 +37,23 @@ export interface PeakSearchOptions {
   sameWay: number;
   /**
    * Most staircase steps in all, in case the verdicts never settle (the estimate is then the mean of every
-   * rate since the staircase's first reversal, see staircase). 18: with 14, a quarter of searches of an edge as fuzzy as
-   * the test's model (width 0.04) ran out before their sixth finest rate, and so did the C relay's pass 2
-   * of 2026-12-04 02:33 (65.0 M from two rates, against 60.4 and 57.2); with 18, under a tenth, for half
-   * a step more per search on average.
+   * rate since the staircase's first reversal, see staircase). With 6 finest steps and 14 at most, a quarter of searches of an edge as fuzzy as the test's model
+   * (width 0.04) ran out before their sixth finest rate, and so did the C relay's pass 2 of 2026-12-04
+   * 02:33 (65.0 M from two rates, against 60.4 and 57.2); with 18, under a tenth.
    */
   maxSteps: number;
 }
 
-export const PEAK_SEARCH: PeakSearchOptions = { startRate: 5, minRate: 0.5, maxRate: 100_000, rungsPerDoubling: 16, strides: [4, 2, 1], finestSteps: 6, sameWay: 4, maxSteps: 18 };
+/**
+ * 10 finest steps, 26 at most: with 6 and 18 (until 2026-12-04), three searches of the test's model of
+ * an edge of width 0.06 agreed within 10 % in 78 % of 1,000 sets (71 % with the climb's 4 s verdicts
+ * fuzzier, width 0.15), so three systems' passes all agreed in under half of the runs; with 10 and 26,
+ * 90 % (87 %), for 5.5 more staircase steps per search (17.8 in all, ~13 minutes more per run of three
+ * systems). 12 and 30 gained nothing more. The C relay's passes of 2026-12-04 16:23, the machine's drift
+ * taken out by searching them at once, were 22 % apart: one climb missed 5,120/s by a toss, and its
+ * staircase spent its 18 steps walking up from 3,044/s.
+ */
+export const PEAK_SEARCH: PeakSearchOptions = { startRate: 5, minRate: 0.5, maxRate: 100_000, rungsPerDoubling: 16, strides: [4, 2, 1], finestSteps: 10, sameWay: 4, maxSteps: 26 };
 
 export interface PeakEstimate {
   /** The peak rate: geometric mean of the staircase's rates at its finest stride, and of the next one it would run. */
