@@ -380,7 +380,7 @@ async function searchedAtOnce(systems: System[], token: string): Promise<SystemR
   const stages: Stage[] = [];
   try {
     for (const system of systems) {
-      const stage = new Stage(system.name, await system.deploy(SEARCH_HEARTBEAT_MS), 'native', token, nativeRoom(), turns);
+      const stage = new Stage(system.name, await system.deploy(SEARCH_HEARTBEAT_MS), 'native', token, fullRoom('native'), turns);
       stages.push(stage);
       await stage.open();
     }
@@ -485,8 +485,9 @@ function startReceivers(kind: ReceiverKind, deployment: Deployment, token: strin
   return Array.from({ length: size.processes }, (_, i) => new BenchProcess(binary, [...common(i), ...extra], {}, { native: true }));
 }
 
-function nativeRoom(): RoomSize {
-  return { clients: BROADCAST_CLIENTS, processes: CLIENT_PROCESSES.native };
+/** The bench's room with `kind` receivers: BROADCAST_CLIENTS over CLIENT_PROCESSES[kind] processes. */
+function fullRoom(kind: ReceiverKind): RoomSize {
+  return { clients: BROADCAST_CLIENTS, processes: CLIENT_PROCESSES[kind] };
 }
 
 /**
@@ -548,7 +549,7 @@ class Stage {
       // the Node relay and livemux alike): a step at half the rate, not measured, comes first. Half of the
       // lower of this step and the one that spoiled the room: half of a climb's next step is the spoiling
       // rate itself, and in a livemux pass of 2026-12-03 21:26 that warm-up spoiled the new room again.
-      logStep(`${this.name}, ${this.receivers} receivers, warming the new room up (not measured)`, await this.room!.step(Math.min(rate, this.spoiledAt) / 2, STEP_SECONDS));
+      logStep(`${what}, warming the new room up (not measured)`, await this.room!.step(Math.min(rate, this.spoiledAt) / 2, STEP_SECONDS));
       this.spoiledAt = 0;
     }
     const step = await this.room!.step(rate, seconds);
@@ -579,7 +580,7 @@ export async function measure(
   receivers: ReceiverKind,
   token: string,
   pass: number,
-  size: RoomSize = { clients: BROADCAST_CLIENTS, processes: CLIENT_PROCESSES[receivers] },
+  size: RoomSize = fullRoom(receivers),
 ): Promise<SystemResult> {
   const stage = new Stage(name, deployment, receivers, token, size);
   try {
@@ -681,7 +682,7 @@ async function interleavedBursts(systems: System[], token: string, passes: numbe
   try {
     for (const system of coalescing) {
       const deployment = await system.deploy(Defaults.heartbeatIntervalMs);
-      const clients = startReceivers('native', deployment, token, { clients: BROADCAST_CLIENTS, processes: CLIENT_PROCESSES.native });
+      const clients = startReceivers('native', deployment, token, fullRoom('native'));
       rooms.push({ deployment, clients, room: new Room(deployment, clients, BROADCAST_CLIENTS) });
       // Every server on core 0 (only the one bursting at a time is busy), everything else on the others.
       pinServerAlone(deployment, clients);
