@@ -4,7 +4,7 @@ import { encodeData, encodeFrame, encodeWindowUpdate } from '../src/protocol/enc
 import { ReceiveCredit } from '../src/protocol/flow-control.js';
 import { encodeHello } from '../src/protocol/messages.js';
 import { BenchConnection } from './bench-connection.js';
-import { Kind, LatencyHistogram, clockMs, connectSocketIo, fields } from './broadcast-protocol.js';
+import { Kind, LatencyHistogram, clockMs, connectSocketIo, fields, lagGrowth } from './broadcast-protocol.js';
 
 /**
  * `count` receivers of the broadcast room, all in this process, speaking `mode`:
@@ -61,32 +61,6 @@ interface PhaseTally {
   lagGrowthMs: number[];
 }
 
-/** The mean latency of the messages sent in one second of a phase is compared with that of its last. */
-const ANCHOR_FROM_MS = 1000;
-const WINDOW_MS = 1000;
-
-/**
- * How much later than at the start a receiver got the phase's last messages: mean latency of the
- * messages sent in its final second minus that of those sent in its second second (the first is left
- * out: a system's pipeline fills then). A receiver that keeps up has a steady latency however long its
- * path; one that falls behind gets later and later. NaN when a window holds no message (very low rates).
- */
-function lagGrowth(r: Receiver, endSentAt: number): number {
-  const first = r.sentAt[0] ?? NaN;
-  const mean = (from: number, to: number): number => {
-    let sum = 0;
-    let n = 0;
-    for (let i = 0; i < r.sentAt.length; i++) {
-      if (r.sentAt[i]! >= from && r.sentAt[i]! < to) {
-        sum += r.lagMs[i]!;
-        n++;
-      }
-    }
-    return n > 0 ? sum / n : NaN;
-  };
-  return mean(endSentAt - WINDOW_MS, endSentAt) - mean(first + ANCHOR_FROM_MS, first + ANCHOR_FROM_MS + WINDOW_MS);
-}
-
 let live = count;
 let closed = 0;
 let readyCount = 0;
@@ -119,7 +93,7 @@ function onMessage(r: Receiver, message: Buffer | string): void {
     r.received = total;
     if (r.sampled && r.phaseStart > 0) {
       tally.receiveMs.push(clockMs() - r.phaseStart);
-      const growth = lagGrowth(r, endSentAt);
+      const growth = lagGrowth(r.sentAt, r.lagMs, endSentAt);
       if (!Number.isNaN(growth)) tally.lagGrowthMs.push(growth);
     }
     r.phaseStart = 0;

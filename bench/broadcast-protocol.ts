@@ -74,3 +74,36 @@ export function connectSocketIo(port: number, query: Record<string, string> = {}
     socket.once('connect_error', reject);
   });
 }
+
+/** The first second of a phase is left out of its lag growth: a system's pipeline fills then. */
+const ANCHOR_FROM_MS = 1000;
+
+/**
+ * How much later than at the start a receiver got the phase's last messages: the least-squares slope of
+ * its latency over send time, from the phase's second second to its end, times the phase's length less
+ * two seconds (the span PACE_SLACK's bound is written for, bench/broadcast.ts). A receiver that keeps up
+ * has a steady latency however long its path; one that falls behind by a share f of the pace gets later
+ * by f of the time. Near a coalescing server's peak a message's latency saws up and down by a round of
+ * writes (200–500 ms): the slope through every sample averages dozens of rounds, where the difference of
+ * two one-second windows' means (until 2026-12-04) moved by up to a round with where the rounds fell,
+ * and made a step's verdict near the peak a toss. NaN when fewer than two messages count (very low rates).
+ */
+export function lagGrowth(sentAt: readonly number[], lagMs: readonly number[], endSentAt: number): number {
+  const from = (sentAt[0] ?? NaN) + ANCHOR_FROM_MS;
+  let sx = 0;
+  let sy = 0;
+  let sxx = 0;
+  let sxy = 0;
+  let k = 0;
+  for (let i = 0; i < sentAt.length; i++) {
+    if (!(sentAt[i]! >= from && sentAt[i]! < endSentAt)) continue;
+    const x = sentAt[i]! - from;
+    sx += x;
+    sy += lagMs[i]!;
+    sxx += x * x;
+    sxy += x * lagMs[i]!;
+    k++;
+  }
+  const spread = k > 1 ? sxx - (sx * sx) / k : 0;
+  return spread > 0 ? ((sxy - (sx * sy) / k) / spread) * (endSentAt - from - ANCHOR_FROM_MS) : NaN;
+}

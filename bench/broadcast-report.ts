@@ -35,10 +35,11 @@ export function broadcastReport(runs: BroadcastRun[]): string {
   const rung = (n: number): string => `${((2 ** (n / rungsPerDoubling) - 1) * 100).toFixed(n > 1 ? 0 : 1)} %`;
   const out = [
     `${fmt(BROADCAST_CLIENTS)} receivers in one room, ${MESSAGE_BYTES} B messages, ${CORES} cores. Peak: the highest rate a server sustains, ` +
-      `every message arriving and latency not growing (by at most ${PACE_SLACK * 100} % of the time from a step's second second to its last: ` +
-      `${fmt(paceSlackMs(STEP_SECONDS * 1000))} ms over a ${STEP_SECONDS} s step, ${fmt(paceSlackMs(EDGE_STEP_SECONDS * 1000))} ms over ${EDGE_STEP_SECONDS} s). ` +
+      `every message arriving and latency not growing (a least-squares slope of latency over send time, from a step's second second on, of at most ${PACE_SLACK * 100} %, ` +
+      `given as growth over the step less two seconds: ${fmt(paceSlackMs(STEP_SECONDS * 1000))} ms over a ${STEP_SECONDS} s step, ${fmt(paceSlackMs(EDGE_STEP_SECONDS * 1000))} ms over ${EDGE_STEP_SECONDS} s; ` +
+      `until 2026-12-04 the difference of the mean latencies of its second second and its last, which moved by up to a round of writes with where the rounds fell). ` +
       `Found by doubling the rate in ${STEP_SECONDS} s steps (from ${NATIVE_START_RATE}/s with native receivers, ${PEAK_SEARCH.startRate}/s with Node receivers) until one is far behind, then a staircase of ${EDGE_STEP_SECONDS} s steps ` +
-      `(${STEP_SECONDS} s with Node receivers; the further apart the two seconds, the less a round's noise decides: 8 s until 2026-12-03) from one coarse stride above the fastest climb step kept: ` +
+      `(${STEP_SECONDS} s with Node receivers; the longer the step, the less a round's noise decides: 8 s until 2026-12-03) from one coarse stride above the fastest climb step kept: ` +
       `up after a step that kept pace, down after one that did not, by ${strides.map(rung).join(', then ')} (the stride shrinks each time the verdict turns, ` +
       `and widens again after ${PEAK_SEARCH.sameWay} moves the same way in a row, dropping the finest rates so far); ` +
       `the peak is the geometric mean of the ${finestSteps} rates run at the finest stride and the next one it would run (a staircase cut short at ${PEAK_SEARCH.maxSteps} steps: of every rate since its first reversal). Near the peak a step's verdict is a toss decided by where ` +

@@ -56,11 +56,12 @@ const CLIENT_PROCESSES: Record<ReceiverKind, number> = { native: 2, node: 4 };
 export const STEP_SECONDS = 4;
 /**
  * Length of each staircase step (bench/peak-search.ts) and of the step at the peak, with native
- * receivers. The keep-pace rule compares two one-second windows, whose means move by up to a round of
- * writes (200–500 ms near a peak) with where the rounds fall; the longer the step, the further apart
- * the windows and the larger the growth that falling behind by 10 % makes (PACE_SLACK), against the
- * same noise: 12 s steps make it five times a 4 s step's, and a verdict near the peak that much less
- * of a toss (8 s steps, until 2026-12-03, made it three times). The climb keeps 4 s steps, far from the
+ * receivers. A message's latency saws up and down by a round of writes (200–500 ms near a peak) with
+ * where the rounds fall; the longer the step, the larger the growth that falling behind by 10 % makes
+ * (PACE_SLACK) against that noise, and the more rounds the slope of latency averages: until 2026-12-04,
+ * when the rule compared two one-second windows, 12 s steps made that growth five times a 4 s step's,
+ * and a verdict near the peak that much less of a toss (8 s steps, until 2026-12-03, three times). The
+ * climb keeps 4 s steps, far from the
  * peak but its last one; so do the Node receivers' single pass, and issue 12's relays (bench/scale.ts),
  * whose figures divide by STEP_SECONDS.
  */
@@ -109,13 +110,13 @@ const BURST_ROUNDS = Math.round(Defaults.heartbeatIntervalMs / BURST_PERIOD_MS);
 /** Bursts per system before the first pass of them, not measured (see interleavedBursts). */
 const WARMUP_BURSTS = 3;
 /**
- * A step keeps pace when every receiver got every message and, at the median sampled receiver, the
- * mean latency of the messages sent in the step's last second exceeds that of the messages sent in its
- * second second by at most PACE_SLACK of the time between those seconds (bench/broadcast-clients.ts,
- * lagGrowth): 200 ms in a 4 s step, 600 ms in an 8 s one. A system that keeps up has a steady
- * latency, however long its path (a proxy with a backend hop has a longer one than a relay); one that
- * falls behind by a share f of the pace gets later by f × that time, so the bound catches 10 %. The
- * first second is left out: a pipeline fills then.
+ * A step keeps pace when every receiver got every message and, at the median sampled receiver, latency
+ * grew by at most PACE_SLACK of the step's time less its first and last seconds (bench/broadcast-protocol.ts,
+ * lagGrowth: the least-squares slope of latency over send time from the second second on): 200 ms in a
+ * 4 s step, 1,000 ms in a 12 s one. A system that keeps up has a steady latency, however long its path
+ * (a proxy with a backend hop has a longer one than a relay); one that falls behind by a share f of the
+ * pace gets later by f × that time, so the bound catches 10 %. The first second is left out: a
+ * pipeline fills then.
  */
 export const PACE_SLACK = 0.1;
 /** The latency growth a step of `publishMs` may show (PACE_SLACK), at least that of a 4 s step. */

@@ -18,14 +18,14 @@
  * once every receiver still connected has had its end message: room messages missing, receivers
  * closed, this process's CPU time since the previous line, and for every --sample-th receiver the
  * latency histogram, the time from its first message of the phase to the end message, and how much
- * its latency grew (the mean latency of the messages sent in the phase's last second minus that of
- * those sent in its second second). Runs until SIGTERM.
+ * its latency grew (bench/broadcast-protocol.ts, lagGrowth: the least-squares slope of latency over
+ * send time from the phase's second second on, times the phase's length less two seconds). Runs until
+ * SIGTERM.
  */
 #include "wire.h"
 
 #define CONNECT_BATCH 100
 #define ANCHOR_FROM_MS 1000.0
-#define WINDOW_MS 1000.0
 #define PHASE_SLOTS 64
 
 struct samples {
@@ -117,12 +117,19 @@ static void fields(const uint8_t *payload, size_t n, double out[3]) {
   for (int i = 0; i < 3; i++) out[i] = strtod(p, &p);
 }
 
-static double window_mean(const struct samples *s, double from, double to) {
-  double sum = 0;
+/** How much later the phase's last messages came than its first, from every sample (see the header). */
+static double lag_growth(const struct samples *s, double end) {
+  if (s->n == 0) return NAN;
+  double from = s->sent[0] + ANCHOR_FROM_MS, sx = 0, sy = 0, sxx = 0, sxy = 0;
   long k = 0;
-  for (size_t i = 0; i < s->n; i++)
-    if (s->sent[i] >= from && s->sent[i] < to) sum += s->lag[i], k++;
-  return k ? sum / k : NAN;
+  for (size_t i = 0; i < s->n; i++) {
+    if (s->sent[i] < from || s->sent[i] >= end) continue;
+    double x = s->sent[i] - from;
+    sx += x, sy += s->lag[i], sxx += x * x, sxy += x * s->lag[i], k++;
+  }
+  double spread = k > 1 ? sxx - sx * sx / k : 0;
+  if (spread <= 0) return NAN;
+  return (sxy - sx * sy / k) / spread * (end - from - ANCHOR_FROM_MS);
 }
 
 static struct tally *tally_for(long phase) {
@@ -189,9 +196,7 @@ static void on_message(struct conn *c, const uint8_t *payload, size_t n) {
     c->received = (long)f[1];
     if (c->sampled && c->phase_start > 0) {
       push_double(&t->receive_ms, &t->n_receive, now_ms() - c->phase_start);
-      double first = c->s.n ? c->s.sent[0] : NAN;
-      double growth = window_mean(&c->s, f[2] - WINDOW_MS, f[2]) -
-                      window_mean(&c->s, first + ANCHOR_FROM_MS, first + ANCHOR_FROM_MS + WINDOW_MS);
+      double growth = lag_growth(&c->s, f[2]);
       if (!isnan(growth)) push_double(&t->growth_ms, &t->n_growth, growth);
     }
     c->phase_start = 0;
