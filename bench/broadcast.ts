@@ -73,7 +73,13 @@ export const EDGE_STEP_SECONDS = 12;
  * it is searched by halving.
  */
 export const NATIVE_START_RATE = 80;
-export const LATENCY_SECONDS = 8;
+/**
+ * Length of each latency step. At half a coalescing server's peak a round of writes to the room takes
+ * 100–150 ms, and p99 is decided by the slowest one or two rounds of the step: over 8 s (until
+ * 2026-12-04) the C relay's own p99 there moved 238–516 ms between passes of one run, and livemux's
+ * ratio to the Node relay 0.60–1.24× between runs; 16 s gives the quantile twice the rounds.
+ */
+export const LATENCY_SECONDS = 16;
 /**
  * `BROADCAST_RATE=<messages/s>`: no peak search, only BROADCAST_RATE_STEPS steps (default 10) of
  * LATENCY_SECONDS at that rate per system, each logged with its latency quantiles and when it started
