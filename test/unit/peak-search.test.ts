@@ -5,8 +5,10 @@ import { PEAK_SEARCH, type Verdict, findPeak, staircase } from '../../bench/peak
 /**
  * A server whose steps keep pace with probability 1 / (1 + e^(ln(rate / edge) / width)): a sure pass far
  * below `edge`, a toss at it, saturated above twice it. In the quiet runs of 2026-12-03 (8 s steps)
- * 4,305/s missed about half the time and 4,695/s kept pace about a third: a width near 0.06–0.09, which
- * the staircase's 12 s steps (bench/broadcast.ts, EDGE_STEP_SECONDS) should bring near 0.04. The
+ * 4,305/s missed about half the time and 4,695/s kept pace about a third: a width near 0.06–0.09. Fitted
+ * to every staircase step of a run (12 s steps, bench/broadcast.ts, EDGE_STEP_SECONDS) it was 0.10–0.12
+ * while a step's verdict compared two one-second windows, and 0.04–0.05 once it took the slope of latency
+ * through every sample (2026-12-04 19:07). The
  * bisection the search replaced (one verdict per rate, a marginal miss run again) agrees within 10 %
  * over three searches of this model at 0.04 in ~2/3 of sets (a simulation outside the tests).
  */
