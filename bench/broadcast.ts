@@ -84,7 +84,10 @@ export const LATENCY_SECONDS = 16;
  * `BROADCAST_RATE=<messages/s>`: no peak search, only BROADCAST_RATE_STEPS steps (default 10) of
  * LATENCY_SECONDS at that rate per system, each logged with its latency quantiles and when it started
  * after the room filled; no section is written. For looking into one system's latency at one load
- * (issue 14: what sets livemux's tail at half the peak) in a minute or two per system.
+ * (issue 14: what sets livemux's tail at half the peak) in a minute or two per system. With native
+ * receivers the systems' steps take turns as the searches' do (searchedAtOnce): run one after the
+ * other, livemux alone at 3,100/s had p99 274–291 ms in one run and 354–440 in two others
+ * (2026-12-04 20:04–20:11), more than the gap between systems.
  */
 export const ONE_RATE = Number(process.env.BROADCAST_RATE ?? 0);
 const ONE_RATE_STEPS = Number(process.env.BROADCAST_RATE_STEPS ?? 10);
@@ -357,7 +360,7 @@ export async function benchBroadcast(token: string, startLivemux: (heartbeatMs: 
     for (const receivers of RECEIVER_KINDS) {
       // A socket.io client in C would be a websocket and engine.io client: socket.io keeps Node receivers.
       const measured = SYSTEM_KEYS.flatMap((key) => systems.filter((s) => s.key === key && !(receivers === 'native' && s.wire === 'socketio')));
-      const passes = !PEAKS ? [] : receivers === 'native' && ONE_RATE === 0 ? await searchedAtOnce(measured, token) : await searchedInTurn(measured, receivers, token);
+      const passes = !PEAKS ? [] : receivers === 'native' ? await searchedAtOnce(measured, token) : await searchedInTurn(measured, receivers, token);
       const bursts = receivers === 'native' && BURSTS ? await interleavedBursts(measured, token, REPEAT.native) : [];
       runs.push({ receivers, processes: CLIENT_PROCESSES[receivers], passes, bursts, kernel });
     }
@@ -393,13 +396,24 @@ async function searchedAtOnce(systems: System[], token: string): Promise<SystemR
     }
     // Every search asks for its first turn before any await: the rotation is in this order.
     const searches = Array.from({ length: REPEAT.native }, (_, p) => stages.map((stage) => search(stage, p + 1)));
-    return await Promise.all(searches.map((pass) => Promise.all(pass)));
+    const searched = await Promise.all(searches.map((pass) => Promise.all(pass)));
+    // Latency once every search has ended, pass by pass, the systems one right after the other: at one
+    // load, the three systems' p99 moved together from 220–297 to 424–537 ms within four minutes
+    // (3,100 messages/s, 2026-12-04 20:13, their steps taking turns), while each search ends when its
+    // staircase does, so that latency right after it compared different minutes of the machine.
+    const results: SystemResult[][] = [];
+    for (const [p, pass] of searched.entries()) {
+      const row: SystemResult[] = [];
+      for (const [i, stage] of stages.entries()) row.push(await withLatency(stage, pass[i]!, p + 1));
+      results.push(row);
+    }
+    return results;
   } finally {
     for (const stage of stages) await stage.close();
   }
 }
 
-/** The passes one system after the other, each with its own deployment and room (Node receivers, BROADCAST_RATE). */
+/** The passes one system after the other, each with its own deployment and room (Node receivers). */
 async function searchedInTurn(systems: System[], receivers: ReceiverKind, token: string): Promise<SystemResult[][]> {
   const passes: SystemResult[][] = [];
   for (let pass = 1; pass <= REPEAT[receivers]; pass++) {
@@ -592,16 +606,19 @@ export async function measure(
   const stage = new Stage(name, deployment, receivers, token, size);
   try {
     await stage.open();
-    return await search(stage, pass);
+    return await withLatency(stage, await search(stage, pass), pass);
   } finally {
     await stage.close();
   }
 }
 
-/** One pass on `stage`: its peak search, then latency at half the peak and at FIXED_RATE (or BROADCAST_RATE's steps). */
-async function search(stage: Stage, pass: number): Promise<SystemResult> {
+/** A pass's peak search, before its latency steps (see withLatency). */
+type Searched = Omit<SystemResult, 'half' | 'fixed' | 'peakRssBytes'>;
+
+/** One pass on `stage`: its peak search and the step at the peak (or BROADCAST_RATE's steps). */
+async function search(stage: Stage, pass: number): Promise<Searched> {
   const { name, deployment, receivers } = stage;
-  const label = `${name}, ${receivers} receivers, pass ${pass}`;
+  const label = passLabel(stage, pass);
   const servers = deployment.servers.map((s) => s.label);
   const steps: StepResult[] = [];
   if (ONE_RATE > 0) {
@@ -612,9 +629,7 @@ async function search(stage: Stage, pass: number): Promise<SystemResult> {
       steps.push(await stage.run(ONE_RATE, LATENCY_SECONDS, `${label}, at ${ONE_RATE} messages/s, ${at} s after the room filled`));
       if (before) console.error(`broadcast: ${label}: the proxy's fan-out delay in that step (a Publish's arrival from the backend to the end of the walk that brought it to every member): ${describeDelays(before, (await fanOutDelays(deployment))!)}`);
     }
-    const last = steps.at(-1)!;
-    const peakRssBytes = deployment.servers.map((s) => memory(s.pid).hwmBytes);
-    return { name, servers, idleRssBytes: stage.idleRssBytes, peakRssBytes, steps, edgeFrom: steps.length, peakRates: [], cutShort: false, peak: last, half: last, fixed: null };
+    return { name, servers, idleRssBytes: stage.idleRssBytes, steps, edgeFrom: steps.length, peakRates: [], cutShort: false, peak: steps.at(-1)! };
   }
   let edgeFrom = -1;
   const edgeSeconds = receivers === 'native' ? EDGE_STEP_SECONDS : STEP_SECONDS;
@@ -626,19 +641,34 @@ async function search(stage: Stage, pass: number): Promise<SystemResult> {
     return { rate, ok: step.ok, saturated: saturated(step) };
   }, { ...PEAK_SEARCH, startRate });
   const peak = await stage.run(found.rate, edgeSeconds, `${label}, at the peak`);
-  // Latency is measured in a room already running at that rate, in one turn: the step after the peak's
-  // is the first at its rate, often on a new room (the peak step spoiled the old one, and the new
-  // room's warm-up ran at a quarter of the peak), and a first step has the longer tail. At 2,936
-  // messages/s, 2026-12-04 05:48 (three rooms each, five 8 s steps in a row): livemux's p99 291–384 ms
-  // in the first step and 208–220 in the four after; the Node relay's 285–297, then 196–234.
-  const { half, fixed } = await stage.turn(async () => {
-    await stage.step(peak.rate / 2, STEP_SECONDS, `${label}, at half the peak before its latency (not measured)`);
-    const half = await stage.step(peak.rate / 2, LATENCY_SECONDS, `${label}, latency at half the peak`);
-    const fixed = peak.rate >= FIXED_RATE ? await stage.step(FIXED_RATE, LATENCY_SECONDS, `${label}, latency at ${FIXED_RATE} messages/s`) : null;
-    return { half, fixed };
-  });
-  const peakRssBytes = deployment.servers.map((s) => memory(s.pid).hwmBytes);
-  return { name, servers, idleRssBytes: stage.idleRssBytes, peakRssBytes, steps, edgeFrom: edgeFrom < 0 ? steps.length : edgeFrom, peakRates: found.rates, cutShort: found.cutShort, peak, half, fixed };
+  return { name, servers, idleRssBytes: stage.idleRssBytes, steps, edgeFrom: edgeFrom < 0 ? steps.length : edgeFrom, peakRates: found.rates, cutShort: found.cutShort, peak };
+}
+
+/**
+ * A searched pass's latency at half its peak and at FIXED_RATE, in one turn (none with BROADCAST_RATE).
+ * The half-peak step follows a step at that rate that is not measured: the step before is at another
+ * rate, often on a new room (the peak step spoiled the old one), and a first step at a rate has the
+ * longer tail (at 2,936 messages/s, 2026-12-04 05:48, three rooms each, five 8 s steps in a row:
+ * livemux's p99 291–384 ms in the first step and 208–220 in the four after; the Node relay's 285–297,
+ * then 196–234).
+ */
+async function withLatency(stage: Stage, searched: Searched, pass: number): Promise<SystemResult> {
+  const label = passLabel(stage, pass);
+  const rate = searched.peak.rate;
+  const { half, fixed } =
+    ONE_RATE > 0
+      ? { half: searched.peak, fixed: null }
+      : await stage.turn(async () => {
+          await stage.step(rate / 2, STEP_SECONDS, `${label}, at half the peak before its latency (not measured)`);
+          const half = await stage.step(rate / 2, LATENCY_SECONDS, `${label}, latency at half the peak`);
+          const fixed = rate >= FIXED_RATE ? await stage.step(FIXED_RATE, LATENCY_SECONDS, `${label}, latency at ${FIXED_RATE} messages/s`) : null;
+          return { half, fixed };
+        });
+  return { ...searched, peakRssBytes: stage.deployment.servers.map((s) => memory(s.pid).hwmBytes), half, fixed };
+}
+
+function passLabel(stage: Stage, pass: number): string {
+  return `${stage.name}, ${stage.receivers} receivers, pass ${pass}`;
 }
 
 /** livemux's livemux_fanout_delay_seconds buckets (upper bound in s → cumulative count); null for a relay. */
