@@ -888,12 +888,12 @@ class Room {
       return values[Math.floor(values.length / 2)] ?? NaN;
     };
     const receiveMs = median('receiveMs');
-    // Too few messages per second for the lag windows (the slowest rates): the whole step's time instead.
+    // Too few messages after the first second for a slope (the slowest rates): the whole step's time instead.
     const lagGrowthMs = Number.isNaN(median('lagGrowthMs')) ? receiveMs - publishMs : median('lagGrowthMs');
     return {
       rate,
       // A step its receivers took far longer to get than it took to publish has not kept pace, whatever
-      // its latency did between its second second and its last.
+      // the slope of its latency.
       // Medians hide one receiver process far behind the others: its late report fails the step too.
       ok: !late && missing === 0 && closed === 0 && lagGrowthMs <= paceSlackMs(publishMs) && publishMs >= SATURATED_PACE * receiveMs,
       late,

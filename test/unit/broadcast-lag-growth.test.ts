@@ -21,7 +21,7 @@ describe('lag growth (bench/broadcast-protocol.ts)', () => {
     for (const roundMs of [200, 350, 500]) {
       for (const phaseMs of [0, 90, 170, 260]) {
         const steady = step(roundMs, 0, phaseMs);
-        // Two one-second windows' means moved by up to a round here; the slope, by a few percent of it.
+        // Two one-second windows' means could differ by up to a round; the slope must stay within a tenth of one.
         expect(Math.abs(lagGrowth(steady.sentAt, steady.lagMs, steady.end))).toBeLessThan(0.1 * roundMs);
         const behind = step(roundMs, 0.1, phaseMs);
         // 10 % of the step's 12 s less two: the bound PACE_SLACK sets.
